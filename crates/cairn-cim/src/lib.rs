@@ -1,0 +1,2 @@
+//! cairn-cim (under construction)
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! cairn-engine (under construction)
+#![forbid(unsafe_code)]

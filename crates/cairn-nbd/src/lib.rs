@@ -1,0 +1,2 @@
+//! cairn-nbd (under construction)
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! cairn-smis (under construction)
+#![forbid(unsafe_code)]

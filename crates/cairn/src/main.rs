@@ -1,0 +1,3 @@
+//! The cairn binary.
+#![forbid(unsafe_code)]
+fn main() {}
