@@ -13,6 +13,20 @@
 //!   reaches past [`BlockDevice::size_bytes`], fails with [`IoErrorKind::InvalidRange`] and touches
 //!   nothing.
 //! - A failed request reports an error; it never panics and never reports success.
+//!
+//! Modules: [`limits`] (every bound of this crate), [`mem`] ([`MemDevice`] with fault injection),
+//! [`recording`] ([`RecordingDevice`] and crash images).
+
+// `unsafe` is denied workspace-wide; this crate is the one place allowed to use it, because the
+// io_uring and O_DIRECT backends hand raw buffers and file descriptors to the kernel. Every block
+// says in a `// SAFETY:` comment who owns the buffer until the kernel's completion arrives.
+#![allow(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod limits;
+pub mod mem;
+
+pub use mem::{FaultPlan, IoStats, MemDevice};
 
 use std::fmt;
 
@@ -34,7 +48,7 @@ pub enum IoErrorKind {
 
 /// An I/O failure with the operation and range it concerns.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} at offset {offset} (+{len} bytes): {kind:?}")]
+#[error("{op} at offset {offset} (+{len} bytes): {}", kind_text(*.kind, .source.as_ref()))]
 pub struct IoError {
     pub kind: IoErrorKind,
     pub op: &'static str,
@@ -45,6 +59,81 @@ pub struct IoError {
 }
 
 pub type IoResult<T> = Result<T, IoError>;
+
+/// The message of an error of `kind`: for [`IoErrorKind::Open`] the reason (from the source),
+/// which is the whole story of a failed open; otherwise the kind alone (the source follows in the
+/// error chain).
+fn kind_text(kind: IoErrorKind, source: Option<&std::io::Error>) -> String {
+    match (kind, source) {
+        (IoErrorKind::Open, Some(e)) => format!("cannot open: {e}"),
+        (IoErrorKind::Open, None) => "cannot open".to_string(),
+        (IoErrorKind::InvalidRange, _) => "misaligned or out of range".to_string(),
+        (IoErrorKind::NoSpace, _) => "no space left".to_string(),
+        (IoErrorKind::Media, _) => "media error".to_string(),
+        (IoErrorKind::Other, _) => "I/O error".to_string(),
+    }
+}
+
+impl IoError {
+    /// An error of `kind` with no operating-system source.
+    pub fn new(kind: IoErrorKind, op: &'static str, offset: u64, len: u64) -> IoError {
+        IoError {
+            kind,
+            op,
+            offset,
+            len,
+            source: None,
+        }
+    }
+
+    /// An error reported by the operating system, its kind derived from the errno: `ENOSPC` (and
+    /// `EDQUOT`, `EFBIG`) → [`IoErrorKind::NoSpace`], `EIO` → [`IoErrorKind::Media`], others →
+    /// [`IoErrorKind::Other`].
+    pub fn from_os(op: &'static str, offset: u64, len: u64, source: std::io::Error) -> IoError {
+        let kind = match source.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => IoErrorKind::NoSpace,
+            Some(libc::EIO) => IoErrorKind::Media,
+            _ => IoErrorKind::Other,
+        };
+        IoError {
+            kind,
+            op,
+            offset,
+            len,
+            source: Some(source),
+        }
+    }
+
+    /// A failure to open or lock a device, with the reason.
+    pub fn open(source: std::io::Error) -> IoError {
+        IoError {
+            kind: IoErrorKind::Open,
+            op: "open",
+            offset: 0,
+            len: 0,
+            source: Some(source),
+        }
+    }
+}
+
+/// Checks a request against a device's alignment and size: `offset` and `len` multiples of
+/// `alignment`, `offset + len <= size_bytes` (no overflow). Every backend calls this before it
+/// touches anything, so a bad request fails with [`IoErrorKind::InvalidRange`] and has no effect.
+pub fn check_range(
+    op: &'static str,
+    offset: u64,
+    len: u64,
+    alignment: u64,
+    size_bytes: u64,
+) -> IoResult<()> {
+    let aligned = offset % alignment == 0 && len % alignment == 0;
+    let inside = offset.checked_add(len).is_some_and(|end| end <= size_bytes);
+    if aligned && inside {
+        Ok(())
+    } else {
+        Err(IoError::new(IoErrorKind::InvalidRange, op, offset, len))
+    }
+}
 
 /// A block device: a fixed-size array of bytes addressed in multiples of its alignment.
 ///
@@ -64,11 +153,15 @@ pub trait BlockDevice: Send + Sync + fmt::Debug {
     /// Several writes submitted together; the default issues them one by one. All succeed or the
     /// first failure is returned (others may or may not have reached the device).
     fn write_batch(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
-        writes.iter().try_for_each(|(off, data)| self.write_at(*off, data))
+        writes
+            .iter()
+            .try_for_each(|(off, data)| self.write_at(*off, data))
     }
     /// Several reads submitted together; the default issues them one by one.
     fn read_batch(&self, reads: &mut [(u64, &mut [u8])]) -> IoResult<()> {
-        reads.iter_mut().try_for_each(|(off, buf)| self.read_at(*off, buf))
+        reads
+            .iter_mut()
+            .try_for_each(|(off, buf)| self.read_at(*off, buf))
     }
     /// Makes every write that completed before this call durable.
     fn flush(&self) -> IoResult<()>;
