@@ -25,8 +25,10 @@
 
 pub mod limits;
 pub mod mem;
+pub mod recording;
 
 pub use mem::{FaultPlan, IoStats, MemDevice};
+pub use recording::{CrashMode, CrashPoint, RecordedOp, RecordingDevice};
 
 use std::fmt;
 
