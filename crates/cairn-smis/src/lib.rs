@@ -1,2 +1,19 @@
-//! cairn-smis (under construction)
+//! cairn-smis: the SMI-S front end of Cairn.
+//!
+//! This crate serves CIM-XML (DMTF DSP0200/DSP0201) over HTTP and HTTPS. The HTTP side lives in
+//! [`http`]: listeners (plain and TLS), routing of `POST`/`M-POST` to the CIM server from
+//! `cairn-cim`, Basic authentication on every request, body limits, keep-alive and graceful
+//! shutdown. Credentials ([`http::Credentials`]) and the TLS certificate
+//! ([`http::load_or_create_tls`]) are resolved from the configuration, the environment and the
+//! data directory as the daemon needs them.
+//!
+//! Invariants kept by the crate as a whole: no unsafe code; every buffer and queue is bounded by a
+//! constant in [`limits`]; input from the network or from disk never panics, it is answered with an
+//! HTTP status or returned as an [`Error`]; passwords are never logged.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod http;
+pub mod limits;
+
+pub use error::{Error, ErrorKind};

@@ -1,0 +1,418 @@
+//! Tests of the HTTP layer over real sockets, with a recording CIM handler in place of the CIM
+//! server (the end-to-end tests in `tests/` use the real one). The client is a minimal raw
+//! HTTP/1.1 writer and reader so that malformed and partial requests can be sent exactly.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::*;
+
+/// Records what it was given; answers by the first body byte: `b` → BadRequest, `n` →
+/// NotImplemented, `w` → waits on the gate first, anything else → a Response naming the headers.
+struct Recorder {
+    calls: AtomicUsize,
+    gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    entered: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Recorder {
+    fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            calls: AtomicUsize::new(0),
+            gate: Mutex::new(None),
+            entered: Mutex::new(None),
+        })
+    }
+}
+
+impl CimHandler for Recorder {
+    fn handle(&self, call: &CimCall<'_>) -> CimReply {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match call.body.first() {
+            Some(b'b') => CimReply::BadRequest {
+                cim_error: "request-not-well-formed",
+            },
+            Some(b'n') => CimReply::NotImplemented {
+                cim_error: "unsupported-protocol-version",
+            },
+            Some(b'w') => {
+                if let Some(tx) = self.entered.lock().take() {
+                    let _ = tx.send(());
+                }
+                let gate = self.gate.lock().take();
+                if let Some(rx) = gate {
+                    let _ = rx.recv();
+                }
+                CimReply::Response(b"waited".to_vec())
+            }
+            _ => {
+                let h = call.headers;
+                let text = format!(
+                    "{:?}|{:?}|{:?}|{:?}|{}",
+                    h.operation,
+                    h.method,
+                    h.object,
+                    h.protocol_version,
+                    call.body.len()
+                );
+                CimReply::Response(text.into_bytes())
+            }
+        }
+    }
+}
+
+const AUTH: &str = "Authorization: Basic YWRtaW46c2VjcmV0\r\n"; // admin:secret
+
+async fn start(handler: Arc<Recorder>, https: bool) -> (SmisServerHandle, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = Credentials::new("admin", "secret").unwrap();
+    let mut cfg = SmisServerConfig::new(creds, dir.path());
+    cfg.http_addr = Some("127.0.0.1:0".parse().unwrap());
+    cfg.https_addr = https.then(|| "127.0.0.1:0".parse().unwrap());
+    cfg.body_bytes_max = 64 * 1024;
+    (start_with(cfg, handler).await.unwrap(), dir)
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (status line, headers, Content-Length body).
+async fn read_reply<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> Reply {
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .expect("status line")
+        .parse()
+        .unwrap();
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l.split_once(':').unwrap();
+        headers.push((n.trim().to_owned(), v.trim().to_owned()));
+    }
+    let mut reply = Reply {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let len: usize = reply
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap());
+    reply.body = vec![0; len];
+    r.read_exact(&mut reply.body).await.unwrap();
+    reply
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>, req: &str) -> Reply {
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    read_reply(s).await
+}
+
+async fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
+    BufReader::new(TcpStream::connect(addr).await.unwrap())
+}
+
+fn post(extra_headers: &str, body: &str) -> String {
+    format!(
+        "POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{extra_headers}\r\n{body}",
+        body.len()
+    )
+}
+
+const CIM: &str = "CIMOperation: MethodCall\r\nCIMMethod: GetClass\r\nCIMObject: root%2Fcairn\r\n";
+
+#[tokio::test]
+async fn post_reaches_handler_with_headers_and_keeps_alive() {
+    let rec = Recorder::new();
+    let (server, _dir) = start(rec.clone(), false).await;
+    let mut c = connect(server.http_addr().unwrap()).await;
+    for _ in 0..3 {
+        let r = exchange(
+            &mut c,
+            &post(&format!("{AUTH}{CIM}CIMProtocolVersion: 1.0\r\n"), "xyz"),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/xml; charset=\"utf-8\"")
+        );
+        assert_eq!(r.header("cimoperation"), Some("MethodResponse"));
+        let want = "Some(\"MethodCall\")|Some(\"GetClass\")|Some(\"root%2Fcairn\")|Some(\"1.0\")|3";
+        assert_eq!(String::from_utf8_lossy(&r.body), want);
+    }
+    let r = exchange(&mut c, &post(AUTH, "")).await;
+    assert_eq!(String::from_utf8_lossy(&r.body), "None|None|None|None|0");
+    let root = exchange(&mut c, &post(AUTH, "q").replacen("/cimom", "/", 1)).await;
+    assert_eq!(root.status, 200);
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 5);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn authentication_is_checked_first() {
+    let rec = Recorder::new();
+    let (server, _dir) = start(rec.clone(), false).await;
+    let mut c = connect(server.http_addr().unwrap()).await;
+    let bad = [
+        String::new(),
+        "Authorization: Basic YWRtaW46d3Jvbmc=\r\n".into(), // admin:wrong
+        "Authorization: Basic\r\n".into(),
+        "Authorization: Basic %%%\r\n".into(),
+        "Authorization: Digest username=\"admin\"\r\n".into(),
+        format!("{AUTH}{AUTH}"),
+    ];
+    for auth in &bad {
+        let r = exchange(&mut c, &post(&format!("{auth}{CIM}"), "abc")).await;
+        assert_eq!(r.status, 401, "{auth}");
+        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"cairn\""));
+    }
+    // Unauthenticated requests learn nothing about methods, paths or sizes.
+    let get = exchange(&mut c, "GET /cimom HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(get.status, 401);
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 0);
+    let ok = exchange(&mut c, &post(&format!("{AUTH}{CIM}"), "abc")).await;
+    assert_eq!(ok.status, 200, "same connection still serves");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn methods_paths_and_outcomes() {
+    let rec = Recorder::new();
+    let (server, _dir) = start(rec.clone(), false).await;
+    let mut c = connect(server.http_addr().unwrap()).await;
+    for method in ["GET", "PUT", "DELETE", "OPTIONS"] {
+        let req = format!("{method} /cimom HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: 0\r\n\r\n");
+        assert_eq!(exchange(&mut c, &req).await.status, 501, "{method}");
+    }
+    let r = exchange(&mut c, &post(AUTH, "x").replacen("/cimom", "/other", 1)).await;
+    assert_eq!(r.status, 404);
+    let r = exchange(&mut c, &post(&format!("{AUTH}{CIM}"), "bad")).await;
+    assert_eq!(
+        (r.status, r.header("cimerror")),
+        (400, Some("request-not-well-formed"))
+    );
+    assert_eq!(r.header("cimoperation"), None);
+    let r = exchange(&mut c, &post(&format!("{AUTH}{CIM}"), "nope")).await;
+    assert_eq!(
+        (r.status, r.header("cimerror")),
+        (501, Some("unsupported-protocol-version"))
+    );
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn mpost_uses_prefixed_headers() {
+    let rec = Recorder::new();
+    let (server, _dir) = start(rec.clone(), false).await;
+    let mut c = connect(server.http_addr().unwrap()).await;
+    let man = "Man: http://www.dmtf.org/cim/mapping/http/v1.0 ; ns=73\r\n";
+    let hdrs = "73-CIMOperation: MethodCall\r\n73-CIMMethod: EnumerateInstances\r\nCIMMethod: GetClass\r\n";
+    let req = post(&format!("{AUTH}{man}{hdrs}"), "abcd").replacen("POST", "M-POST", 1);
+    let r = exchange(&mut c, &req).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("73-cimoperation"), Some("MethodResponse"));
+    assert_eq!(
+        r.header("opt"),
+        Some("http://www.dmtf.org/cim/mapping/http/v1.0 ; ns=73")
+    );
+    assert_eq!(r.header("ext"), Some(""));
+    let want = "Some(\"MethodCall\")|Some(\"EnumerateInstances\")|None|None|4";
+    assert_eq!(String::from_utf8_lossy(&r.body), want);
+    let bad = exchange(
+        &mut c,
+        &post(&format!("{AUTH}{hdrs}"), "a").replacen("POST", "M-POST", 1),
+    )
+    .await;
+    assert_eq!(bad.status, 510);
+    let r = exchange(&mut c, &req.replace("abcd", "bxyz")).await;
+    assert_eq!(
+        (r.status, r.header("73-cimerror")),
+        (400, Some("request-not-well-formed"))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_without_being_read() {
+    let rec = Recorder::new();
+    let (server, _dir) = start(rec.clone(), false).await;
+    let addr = server.http_addr().unwrap();
+    // Declared too large: answered on the headers, before a single body byte is sent.
+    let mut c = connect(addr).await;
+    let head =
+        format!("POST /cimom HTTP/1.1\r\nHost: x\r\n{AUTH}{CIM}Content-Length: 104857600\r\n\r\n");
+    let r = exchange(&mut c, &head).await;
+    assert_eq!(
+        (r.status, r.header("cimerror")),
+        (413, Some("request-not-valid"))
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    // Chunked and too large: refused once the limit is passed.
+    let mut c = connect(addr).await;
+    let head =
+        format!("POST /cimom HTTP/1.1\r\nHost: x\r\n{AUTH}{CIM}Transfer-Encoding: chunked\r\n\r\n");
+    c.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 16 * 1024, "a".repeat(16 * 1024));
+    let mut sent = 0usize;
+    let writer = async {
+        // Stops at the first write error: the server closes once it has answered.
+        while sent < 100 * 1024 * 1024 {
+            if c.get_mut().write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+            if sent > 1024 * 1024 {
+                break;
+            }
+        }
+    };
+    writer.await;
+    let r = read_reply(&mut c).await;
+    assert_eq!(r.status, 413);
+    // Expect: 100-continue with a too-large declared size: no 100, straight 413.
+    let mut c = connect(addr).await;
+    let head = format!("POST /cimom HTTP/1.1\r\nHost: x\r\n{AUTH}{CIM}Expect: 100-continue\r\nContent-Length: 104857600\r\n\r\n");
+    assert_eq!(exchange(&mut c, &head).await.status, 413);
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 0);
+    let mut c = connect(addr).await;
+    assert_eq!(
+        exchange(&mut c, &post(AUTH, "fine")).await.status,
+        200,
+        "still serving"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn expect_continue_is_honoured() {
+    let rec = Recorder::new();
+    let (server, _dir) = start(rec.clone(), false).await;
+    let mut c = connect(server.http_addr().unwrap()).await;
+    let head = format!("POST /cimom HTTP/1.1\r\nHost: x\r\n{AUTH}{CIM}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    c.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    c.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    line.clear();
+    c.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "\r\n");
+    c.get_mut().write_all(b"hello").await.unwrap();
+    let r = read_reply(&mut c).await;
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).ends_with("|5"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight() {
+    let rec = Recorder::new();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel();
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    *rec.gate.lock() = Some(gate_rx);
+    *rec.entered.lock() = Some(entered_tx);
+    let (server, _dir) = start(rec.clone(), false).await;
+    let addr = server.http_addr().unwrap();
+    let mut c = connect(addr).await;
+    c.get_mut()
+        .write_all(post(AUTH, "wait").as_bytes())
+        .await
+        .unwrap();
+    entered_rx.await.unwrap();
+    let shutdown = tokio::spawn(server.shutdown());
+    // The listener closes at once: a new connection is refused.
+    let refused = loop {
+        match TcpStream::connect(addr).await {
+            Err(_) => break true,
+            Ok(s) => {
+                let mut s = BufReader::new(s);
+                let mut buf = Vec::new();
+                // Accepted just before the close: the server ends it without serving a request.
+                s.get_mut().write_all(post(AUTH, "x").as_bytes()).await.ok();
+                if s.read_to_end(&mut buf)
+                    .await
+                    .map_or(true, |_| buf.is_empty())
+                {
+                    continue;
+                }
+                break false;
+            }
+        }
+    };
+    assert!(refused);
+    assert!(!shutdown.is_finished());
+    gate_tx.send(()).unwrap();
+    let r = read_reply(&mut c).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"waited"[..]));
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "graceful: no further requests"
+    );
+    shutdown.await.unwrap();
+}
+
+#[tokio::test]
+async fn https_with_generated_certificate() {
+    let rec = Recorder::new();
+    let (server, dir) = start(rec.clone(), true).await;
+    let pem = std::fs::read(tls::generated_cert_path(dir.path())).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    for name in ["localhost", "127.0.0.1"] {
+        let tcp = TcpStream::connect(server.https_addr().unwrap())
+            .await
+            .unwrap();
+        let server_name = rustls::pki_types::ServerName::try_from(name)
+            .unwrap()
+            .to_owned();
+        let tls = connector.connect(server_name, tcp).await.unwrap();
+        let mut c = BufReader::new(tls);
+        assert_eq!(exchange(&mut c, &post(AUTH, "tls")).await.status, 200);
+        assert_eq!(exchange(&mut c, &post("", "tls")).await.status, 401);
+    }
+    // Plain HTTP on the HTTPS port is not served.
+    let mut c = connect(server.https_addr().unwrap()).await;
+    c.get_mut()
+        .write_all(post(AUTH, "x").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf).await;
+    assert!(!buf.starts_with(b"HTTP/1.1 200"));
+    server.shutdown().await;
+}
