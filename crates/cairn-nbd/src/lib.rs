@@ -1,2 +1,22 @@
-//! cairn-nbd (under construction)
+//! Cairn's NBD front end: every non-hidden volume and snapshot served to NBD clients.
+//!
+//! Two halves, with dependencies pointing one way:
+//! - the **codec** ([`handshake`], [`request`], [`reply`], [`proto`]): the fixed-newstyle
+//!   handshake, option haggling, request framing and reply encoding as pure state machines over
+//!   byte buffers — no sockets, no engine — so they can be fuzzed and replayed from captures;
+//! - the **server** ([`server`], [`exports`]): tokio, optional TLS (NBD_OPT_STARTTLS with rustls),
+//!   bounded bytes in flight, and the mapping of engine errors to NBD errno values, done once at
+//!   the edge.
+//!
+//! Limits live in [`limits`].
 #![forbid(unsafe_code)]
+
+pub mod handshake;
+pub mod limits;
+pub mod proto;
+pub mod reply;
+pub mod request;
+mod wire;
+
+pub use handshake::{Catalog, ExportInfo, Handshake, HandshakeError, Negotiated, Step, TlsMode};
+pub use request::{check, decode_header, Action, Command, Request, RequestDecoder, RequestHeader};

@@ -1,0 +1,54 @@
+//! Every size and count limit of the NBD codec and server, in one place.
+//!
+//! Invariants (checked at compile time below): a maximal READ/WRITE payload fits both in one
+//! connection's in-flight budget and in the daemon-wide budget, so a single request can always make
+//! progress; the block sizes advertised are powers of two with min <= preferred <= max.
+
+/// Smallest block size ever advertised (a 512-byte logical-block volume).
+pub const BLOCK_SIZE_MIN_BYTES: u32 = 512;
+/// Preferred I/O size advertised to clients (the engine's block).
+pub const BLOCK_SIZE_PREFERRED_BYTES: u32 = 4096;
+/// Largest READ/WRITE payload accepted (NBD_INFO_BLOCK_SIZE maximum).
+pub const PAYLOAD_BYTES_MAX: u32 = 32 << 20;
+/// Largest option payload read during the handshake; longer options are skipped with ERR_TOO_BIG.
+pub const OPTION_DATA_BYTES_MAX: u32 = 64 << 10;
+/// Longest export name or metadata-context query accepted (the protocol's string limit).
+pub const NAME_BYTES_MAX: u32 = 4096;
+/// Most options one connection may send before it is dropped (stops option-haggling loops).
+pub const OPTIONS_PER_CONNECTION_MAX: u32 = 1024;
+/// Most `base:allocation` descriptors in one BLOCK_STATUS reply; the rest of the range is left for
+/// the client to ask again.
+pub const BLOCK_STATUS_DESCRIPTORS_MAX: usize = 64 << 10;
+/// Request and reply bytes one connection may have in flight (payloads plus a fixed charge).
+pub const CONNECTION_IN_FLIGHT_BYTES_MAX: u64 = 128 << 20;
+/// Requests one connection may have in flight, whatever their size.
+pub const CONNECTION_REQUESTS_MAX: u32 = 256;
+/// Request and reply bytes the whole daemon may have in flight.
+pub const DAEMON_IN_FLIGHT_BYTES_MAX: u64 = 1 << 30;
+/// Fixed in-flight charge of a request without a data payload (headers, block-status replies).
+pub const REQUEST_CHARGE_BYTES: u64 = 4096;
+/// Most NBD connections served at once; further connections are closed right after accept.
+pub const CONNECTIONS_MAX: usize = 1024;
+/// Time a client has to finish the handshake.
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 60;
+/// Buffer used to write zeroes for WRITE_ZEROES with NO_HOLE.
+pub const ZERO_BUFFER_BYTES: usize = 1 << 20;
+/// Depth of the queue of replies waiting for the connection's writer.
+pub const REPLY_QUEUE_DEPTH: usize = 64;
+
+const _: () = assert!(BLOCK_SIZE_MIN_BYTES.is_power_of_two());
+const _: () = assert!(BLOCK_SIZE_PREFERRED_BYTES.is_power_of_two());
+const _: () = assert!(PAYLOAD_BYTES_MAX.is_power_of_two());
+const _: () = assert!(BLOCK_SIZE_MIN_BYTES <= BLOCK_SIZE_PREFERRED_BYTES);
+const _: () = assert!(BLOCK_SIZE_PREFERRED_BYTES <= PAYLOAD_BYTES_MAX);
+const _: () = assert!(PAYLOAD_BYTES_MAX >= 32 << 20);
+const _: () =
+    assert!(PAYLOAD_BYTES_MAX as u64 + REQUEST_CHARGE_BYTES <= CONNECTION_IN_FLIGHT_BYTES_MAX);
+const _: () = assert!(CONNECTION_IN_FLIGHT_BYTES_MAX <= DAEMON_IN_FLIGHT_BYTES_MAX);
+// Semaphore permits are u32: every single charge must fit.
+const _: () = assert!(CONNECTION_IN_FLIGHT_BYTES_MAX <= u32::MAX as u64);
+const _: () = assert!(DAEMON_IN_FLIGHT_BYTES_MAX <= u32::MAX as u64);
+const _: () = assert!(NAME_BYTES_MAX < OPTION_DATA_BYTES_MAX);
+const _: () =
+    assert!(BLOCK_STATUS_DESCRIPTORS_MAX * 8 + 64 <= CONNECTION_IN_FLIGHT_BYTES_MAX as usize);
+const _: () = assert!(ZERO_BUFFER_BYTES % BLOCK_SIZE_PREFERRED_BYTES as usize == 0);
