@@ -14,7 +14,8 @@
 //!   nothing.
 //! - A failed request reports an error; it never panics and never reports success.
 //!
-//! Modules: [`limits`] (every bound of this crate), [`mem`] ([`MemDevice`] with fault injection),
+//! Modules: [`file`] ([`FileDevice`]: io_uring or pread/pwrite on a file or block device),
+//! [`aligned`] ([`AlignedBuf`]), [`limits`] (every bound of this crate), [`mem`] ([`MemDevice`] with fault injection),
 //! [`recording`] ([`RecordingDevice`] and crash images).
 
 // `unsafe` is denied workspace-wide; this crate is the one place allowed to use it, because the
@@ -23,10 +24,14 @@
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod aligned;
+pub mod file;
 pub mod limits;
 pub mod mem;
 pub mod recording;
 
+pub use aligned::AlignedBuf;
+pub use file::{uring_available, Backend, FileDevice, OpenOptions, BACKEND_ENV};
 pub use mem::{FaultPlan, IoStats, MemDevice};
 pub use recording::{CrashMode, CrashPoint, RecordedOp, RecordingDevice};
 

@@ -3,14 +3,24 @@
 
 mod suite;
 
-use cairn_io::{MemDevice, RecordingDevice};
+use std::sync::Arc;
+
+use cairn_io::{BlockDevice, MemDevice, RecordingDevice};
 use suite::SUITE_SIZE_BYTES;
 
-device_suite!(mem_512, || Arc::new(MemDevice::new(SUITE_SIZE_BYTES)));
-device_suite!(mem_4096, || Arc::new(MemDevice::with_alignment(
-    SUITE_SIZE_BYTES,
-    4096
-)));
-device_suite!(recording, || Arc::new(RecordingDevice::new(
-    MemDevice::new(SUITE_SIZE_BYTES)
-)));
+fn mem(alignment: u64) -> Option<Arc<dyn BlockDevice>> {
+    Some(Arc::new(MemDevice::with_alignment(
+        SUITE_SIZE_BYTES,
+        alignment,
+    )))
+}
+
+fn recording() -> Option<Arc<dyn BlockDevice>> {
+    Some(Arc::new(RecordingDevice::new(MemDevice::new(
+        SUITE_SIZE_BYTES,
+    ))))
+}
+
+device_suite!(mem_512, || mem(512));
+device_suite!(mem_4096, || mem(4096));
+device_suite!(recording, recording);

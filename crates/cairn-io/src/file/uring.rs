@@ -1,0 +1,253 @@
+//! The io_uring engine: a small pool of rings, each used by one thread at a time, onto which a
+//! request list is pushed as a batch and driven until every entry has completed.
+//!
+//! Invariants:
+//! - Buffer ownership: while an entry is in flight the kernel owns the memory it points to. That
+//!   memory is borrowed from the caller's [`Transfer`] list for the whole of [`UringEngine::run`],
+//!   and `run` does not return (nor unwind past [`Flight`]) while any entry is in flight: a
+//!   failure stops new submissions and the remaining completions are drained first.
+//! - A short transfer is resubmitted for its remainder; `EINTR`/`EAGAIN` completions are retried.
+//! - A ring is only touched with its mutex held, so its submission and completion queues see one
+//!   thread at a time.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use io_uring::{opcode, types, IoUring};
+use parking_lot::{Mutex, MutexGuard};
+
+use super::Transfer;
+use crate::limits::{URING_QUEUE_DEPTH, URING_RINGS};
+use crate::{IoError, IoErrorKind, IoResult};
+
+/// A pool of io_uring instances shared by the threads using one device.
+pub(super) struct UringEngine {
+    rings: Vec<Mutex<IoUring>>,
+    next: AtomicUsize,
+}
+
+/// One kernel request: a piece of a transfer (the whole of it, or what a short transfer left).
+struct Entry {
+    offset: u64,
+    ptr: *mut u8,
+    len: usize,
+    done: usize,
+    write: bool,
+}
+
+impl UringEngine {
+    /// Sets up the rings and checks that the kernel runs a request on them (a no-op), so that a
+    /// kernel or sandbox that forbids io_uring is found here, not on the first write.
+    pub(super) fn new() -> io::Result<UringEngine> {
+        let mut rings = Vec::with_capacity(URING_RINGS);
+        for _ in 0..URING_RINGS {
+            let mut ring = IoUring::new(URING_QUEUE_DEPTH)?;
+            probe(&mut ring)?;
+            rings.push(Mutex::new(ring));
+        }
+        Ok(UringEngine {
+            rings,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// A free ring if there is one, else waits for one (spread round-robin over the pool).
+    fn ring(&self) -> MutexGuard<'_, IoUring> {
+        for ring in &self.rings {
+            if let Some(guard) = ring.try_lock() {
+                return guard;
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.rings.len();
+        self.rings[i].lock()
+    }
+
+    /// Performs every transfer, as many at once as the ring holds. Returns the first failure
+    /// (the others still ran to completion, or were not submitted once it was seen).
+    pub(super) fn run(&self, fd: BorrowedFd<'_>, transfers: &mut [Transfer<'_>]) -> IoResult<()> {
+        let mut entries: Vec<Entry> = transfers
+            .iter_mut()
+            .map(|t| match t {
+                Transfer::Read { offset, buf } => Entry {
+                    offset: *offset,
+                    ptr: buf.as_mut_ptr(),
+                    len: buf.len(),
+                    done: 0,
+                    write: false,
+                },
+                Transfer::Write { offset, data } => Entry {
+                    offset: *offset,
+                    ptr: data.as_ptr().cast_mut(),
+                    len: data.len(),
+                    done: 0,
+                    write: true,
+                },
+            })
+            .collect();
+        let mut ring = self.ring();
+        let mut flight = Flight {
+            ring: &mut ring,
+            in_flight: 0,
+        };
+        flight.drive(fd, &mut entries)
+    }
+}
+
+/// Runs one no-op through a fresh ring.
+fn probe(ring: &mut IoUring) -> io::Result<()> {
+    let nop = opcode::Nop::new().build().user_data(0);
+    // SAFETY: a no-op refers to no memory; the ring is ours alone.
+    unsafe { ring.submission().push(&nop) }.map_err(|_| io::Error::other("ring full"))?;
+    ring.submit_and_wait(1)?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| io::Error::other("no completion"))?;
+    if cqe.result() < 0 {
+        return Err(io::Error::from_raw_os_error(-cqe.result()));
+    }
+    Ok(())
+}
+
+/// A ring with entries in flight. Dropping it (including during a panic) waits for every one of
+/// them, so no caller buffer is released while the kernel may still use it.
+struct Flight<'r> {
+    ring: &'r mut IoUring,
+    in_flight: usize,
+}
+
+impl Flight<'_> {
+    fn drive(&mut self, fd: BorrowedFd<'_>, entries: &mut [Entry]) -> IoResult<()> {
+        let mut queue: VecDeque<usize> = (0..entries.len()).collect();
+        let mut first_err: Option<IoError> = None;
+        loop {
+            if first_err.is_none() {
+                self.submit_queued(fd, entries, &mut queue);
+            }
+            if self.in_flight == 0 {
+                break;
+            }
+            self.wait_one();
+            let done: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
+            for (user_data, result) in done {
+                self.in_flight -= 1;
+                let i = user_data as usize;
+                let Some(entry) = entries.get_mut(i) else {
+                    continue;
+                };
+                match complete(entry, result) {
+                    Ok(true) => {}
+                    Ok(false) => queue.push_back(i),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Pushes queued entries while the ring has room.
+    fn submit_queued(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        entries: &[Entry],
+        queue: &mut VecDeque<usize>,
+    ) {
+        let fd = types::Fd(fd.as_raw_fd());
+        while self.in_flight < URING_QUEUE_DEPTH as usize {
+            let Some(i) = queue.pop_front() else { break };
+            let e = &entries[i];
+            let ptr = e.ptr.wrapping_add(e.done);
+            let len = (e.len - e.done) as u32;
+            let offset = e.offset + e.done as u64;
+            let sqe = if e.write {
+                opcode::Write::new(fd, ptr, len).offset(offset).build()
+            } else {
+                opcode::Read::new(fd, ptr, len).offset(offset).build()
+            };
+            // SAFETY: `ptr..ptr + len` lies inside a caller buffer borrowed (mutably for reads) by
+            // `UringEngine::run` for its whole duration; from this push until its completion is
+            // reaped the kernel owns that memory, and `Flight` neither returns nor drops before
+            // every completion is reaped.
+            let pushed = unsafe { self.ring.submission().push(&sqe.user_data(i as u64)) };
+            if pushed.is_err() {
+                queue.push_front(i);
+                break;
+            }
+            self.in_flight += 1;
+        }
+    }
+
+    /// Submits what was pushed and waits for at least one completion.
+    fn wait_one(&mut self) {
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => return,
+                Err(e) if is_retryable(&e) => {
+                    if !self.ring.completion().is_empty() {
+                        return;
+                    }
+                }
+                Err(e) => fatal(&e),
+            }
+        }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        while self.in_flight > 0 {
+            self.wait_one();
+            let reaped = self.ring.completion().count();
+            self.in_flight = self.in_flight.saturating_sub(reaped);
+        }
+    }
+}
+
+fn is_retryable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+    )
+}
+
+/// The ring can no longer tell us when the kernel is done with memory it holds: continuing could
+/// let it write into memory that has been reused, so the process stops here.
+fn fatal(e: &io::Error) -> ! {
+    tracing::error!("io_uring wait failed with requests in flight: {e}; aborting");
+    std::process::abort()
+}
+
+/// Applies one completion: `Ok(true)` if the entry is finished, `Ok(false)` if its remainder must
+/// be resubmitted.
+fn complete(entry: &mut Entry, result: i32) -> IoResult<bool> {
+    let op = if entry.write { "write" } else { "read" };
+    let (offset, len) = (entry.offset, entry.len as u64);
+    if result < 0 {
+        let err = io::Error::from_raw_os_error(-result);
+        return if is_retryable(&err) {
+            Ok(false)
+        } else {
+            Err(IoError::from_os(op, offset, len, err))
+        };
+    }
+    if result == 0 && entry.done < entry.len {
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "transfer made no progress");
+        return Err(IoError {
+            kind: IoErrorKind::Other,
+            op,
+            offset,
+            len,
+            source: Some(eof),
+        });
+    }
+    entry.done += result as usize;
+    Ok(entry.done >= entry.len)
+}
