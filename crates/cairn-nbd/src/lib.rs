@@ -11,12 +11,19 @@
 //! Limits live in [`limits`].
 #![forbid(unsafe_code)]
 
+mod connection;
+mod error;
+pub mod exports;
 pub mod handshake;
 pub mod limits;
 pub mod proto;
 pub mod reply;
 pub mod request;
+mod server;
 mod wire;
 
+pub use error::{Error, ErrorKind, Result};
+pub use exports::{Exports, Run, Volume, VolumeError, VolumeErrorKind, VolumeResult};
 pub use handshake::{Catalog, ExportInfo, Handshake, HandshakeError, Negotiated, Step, TlsMode};
 pub use request::{check, decode_header, Action, Command, Request, RequestDecoder, RequestHeader};
+pub use server::{start_exports, NbdServerConfig, NbdServerHandle};
