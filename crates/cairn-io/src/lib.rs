@@ -54,31 +54,54 @@ pub enum IoErrorKind {
 }
 
 /// An I/O failure with the operation and range it concerns.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} at offset {offset} (+{len} bytes): {}", kind_text(*.kind, .source.as_ref()))]
+///
+/// Its message names the operation, range and kind, and the operating-system error follows as its
+/// source; a failed open ([`IoErrorKind::Open`]) instead carries the reason in its own message
+/// ("… device is in use by another process") and reports no separate source, so an error chain
+/// does not say it twice.
+#[derive(Debug)]
 pub struct IoError {
     pub kind: IoErrorKind,
     pub op: &'static str,
     pub offset: u64,
     pub len: u64,
-    #[source]
     pub source: Option<std::io::Error>,
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&describe(self))
+    }
+}
+
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match (self.kind, &self.source) {
+            (IoErrorKind::Open, _) | (_, None) => None,
+            (_, Some(source)) => Some(source),
+        }
+    }
 }
 
 pub type IoResult<T> = Result<T, IoError>;
 
-/// The message of an error of `kind`: for [`IoErrorKind::Open`] the reason (from the source),
-/// which is the whole story of a failed open; otherwise the kind alone (the source follows in the
-/// error chain).
-fn kind_text(kind: IoErrorKind, source: Option<&std::io::Error>) -> String {
-    match (kind, source) {
-        (IoErrorKind::Open, Some(e)) => format!("cannot open: {e}"),
-        (IoErrorKind::Open, None) => "cannot open".to_string(),
-        (IoErrorKind::InvalidRange, _) => "misaligned or out of range".to_string(),
-        (IoErrorKind::NoSpace, _) => "no space left".to_string(),
-        (IoErrorKind::Media, _) => "media error".to_string(),
-        (IoErrorKind::Other, _) => "I/O error".to_string(),
-    }
+/// The message of an error: the operation, its range and the kind. A failed open has no range;
+/// its message is the reason (from the source), which is the whole story. Otherwise the source
+/// follows in the error chain and is not repeated.
+fn describe(e: &IoError) -> String {
+    let kind = match e.kind {
+        IoErrorKind::Open => {
+            return match &e.source {
+                Some(source) => format!("Cannot open device: {source}"),
+                None => "Cannot open device".to_string(),
+            }
+        }
+        IoErrorKind::InvalidRange => "misaligned or out of range",
+        IoErrorKind::NoSpace => "no space left",
+        IoErrorKind::Media => "media error",
+        IoErrorKind::Other => "I/O error",
+    };
+    format!("{} at offset {} (+{} bytes): {kind}", e.op, e.offset, e.len)
 }
 
 impl IoError {
@@ -175,4 +198,45 @@ pub trait BlockDevice: Send + Sync + fmt::Debug {
     /// Tells the device the range holds no data any more (hole punch on files, BLKDISCARD on
     /// devices). Reading a discarded range afterwards returns unspecified contents.
     fn discard(&self, offset: u64, len: u64) -> IoResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_maps_to_kind() {
+        let kind =
+            |errno| IoError::from_os("write", 0, 0, std::io::Error::from_raw_os_error(errno)).kind;
+        assert_eq!(kind(libc::ENOSPC), IoErrorKind::NoSpace);
+        assert_eq!(kind(libc::EDQUOT), IoErrorKind::NoSpace);
+        assert_eq!(kind(libc::EIO), IoErrorKind::Media);
+        assert_eq!(kind(libc::EBADF), IoErrorKind::Other);
+    }
+
+    #[test]
+    fn messages_name_the_operation_and_the_reason() {
+        let err = IoError::new(IoErrorKind::InvalidRange, "read", 4096, 512);
+        assert_eq!(
+            err.to_string(),
+            "read at offset 4096 (+512 bytes): misaligned or out of range"
+        );
+        let busy =
+            std::io::Error::new(std::io::ErrorKind::WouldBlock, "pool.img: device is in use");
+        let open = IoError::open(busy);
+        assert!(std::error::Error::source(&open).is_none());
+        assert_eq!(
+            open.to_string(),
+            "Cannot open device: pool.img: device is in use"
+        );
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        assert!(check_range("read", 0, 0, 512, 0).is_ok());
+        assert!(check_range("read", 512, 512, 512, 1024).is_ok());
+        assert!(check_range("read", 512, 1024, 512, 1024).is_err());
+        assert!(check_range("read", 256, 512, 512, 4096).is_err());
+        assert!(check_range("read", u64::MAX - 511, 512, 512, u64::MAX).is_err());
+    }
 }

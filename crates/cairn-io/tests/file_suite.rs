@@ -303,3 +303,33 @@ fn direct_io_is_used_where_the_file_system_allows_it() {
     assert!(!buffered.is_direct());
     assert_eq!(buffered.alignment(), 512);
 }
+
+/// The lock is visible to other processes (what keeps a second daemon off a pool): util-linux
+/// `flock -n` conflicts with it while the device is open and takes it once the device is closed.
+#[test]
+fn another_process_sees_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool.img");
+    let try_lock = |path: &Path| {
+        Command::new("flock")
+            .args(["--nonblock", "--conflict-exit-code", "99"])
+            .arg(path)
+            .arg("true")
+            .status()
+    };
+    let dev = FileDevice::open(&path, Some(1 << 20)).unwrap();
+    let held = match try_lock(&path) {
+        Ok(status) => status,
+        Err(e) => {
+            println!("skipped: cannot run util-linux flock: {e}");
+            return;
+        }
+    };
+    assert_eq!(
+        held.code(),
+        Some(99),
+        "another process took the lock of an open device"
+    );
+    drop(dev);
+    assert_eq!(try_lock(&path).unwrap().code(), Some(0));
+}
