@@ -1,0 +1,223 @@
+//! GetInstance, EnumerateInstances, EnumerateInstanceNames, DeleteInstance, and the instance
+//! plumbing shared with associations and pulls: finding a provider's instances for a (super)class,
+//! completing their paths and shaping their properties for output.
+//!
+//! Invariants: EnumerateInstances always includes subclass instances; DeepInheritance=FALSE only
+//! drops properties the requested class does not declare; PropertyList filters properties but never
+//! the path; a provider instance with no path gets one built from its class's key properties.
+
+use super::params::{listed, Params};
+use super::Core;
+use crate::class::Class;
+use crate::error::CimError;
+use crate::instance::{Instance, Property};
+use crate::path::{namespace_eq, InstancePath, KeyBinding, KeyValue};
+use crate::types::CimType;
+use crate::xml::encode::IReturn;
+
+/// How a client asked to see instances.
+#[derive(Clone, Copy)]
+pub(super) struct View<'a> {
+    /// Keep only properties declared by this class (DeepInheritance=FALSE).
+    pub only_class: Option<&'a Class>,
+    pub property_list: Option<&'a [String]>,
+    pub include_class_origin: bool,
+}
+
+impl Core {
+    /// The class `name`, or CIM_ERR_INVALID_CLASS.
+    pub(super) fn known_class(&self, name: &str) -> Result<&Class, CimError> {
+        self.repo
+            .class(name)
+            .ok_or_else(|| CimError::invalid_class(name))
+    }
+
+    /// All instances of `class_name` and its subclasses in `ns`, paths completed.
+    pub(super) fn instances_of(
+        &self,
+        ns: &str,
+        class_name: &str,
+    ) -> Result<Vec<Instance>, CimError> {
+        let mut out = Vec::new();
+        for cn in self.provider.class_names(ns) {
+            if self.repo.is_subclass_of(&cn, class_name) {
+                for inst in self.provider.enumerate_instances(ns, &cn)? {
+                    out.push(self.complete(ns, inst));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds the instance a client's path names (its class may be a superclass of the real one).
+    pub(super) fn find_instance(
+        &self,
+        ns: &str,
+        path: &InstancePath,
+    ) -> Result<Instance, CimError> {
+        if path
+            .namespace
+            .as_deref()
+            .is_some_and(|p| !namespace_eq(p, ns))
+        {
+            return Err(CimError::not_found(path));
+        }
+        self.known_class(&path.class_name)?;
+        for cn in self.provider.class_names(ns) {
+            if !self.repo.is_subclass_of(&cn, &path.class_name) {
+                continue;
+            }
+            let mut concrete = path.clone();
+            concrete.class_name = cn;
+            concrete.namespace = Some(ns.to_owned());
+            if let Some(inst) = self.provider.get_instance(ns, &concrete)? {
+                return Ok(self.complete(ns, inst));
+            }
+        }
+        Err(CimError::not_found(path))
+    }
+
+    /// Gives a provider instance a full path (namespace, keys from the class if missing).
+    pub(super) fn complete(&self, ns: &str, mut inst: Instance) -> Instance {
+        let mut path = match inst.path.take() {
+            Some(p) => p,
+            None => self.path_from_keys(&inst),
+        };
+        if path.namespace.is_none() {
+            path.namespace = Some(ns.to_owned());
+        }
+        inst.path = Some(path);
+        inst
+    }
+
+    fn path_from_keys(&self, inst: &Instance) -> InstancePath {
+        let mut path = InstancePath::new(inst.class_name.clone());
+        if let Some(class) = self.repo.class(&inst.class_name) {
+            for key in class.key_names() {
+                if let Some(v) = inst.get(key).and_then(KeyValue::from_value) {
+                    path.keys.push(KeyBinding {
+                        name: key.to_owned(),
+                        value: v,
+                    });
+                }
+            }
+        }
+        path
+    }
+
+    /// The instance as the client asked to see it: class order, declared types, NULLs for unset
+    /// properties, filtered by `view`.
+    pub(super) fn shape(&self, inst: &Instance, view: View<'_>) -> Instance {
+        let keep = |name: &str| {
+            listed(view.property_list, name)
+                && view.only_class.is_none_or(|c| c.property(name).is_some())
+        };
+        let Some(class) = self.repo.class(&inst.class_name) else {
+            let mut out = inst.clone();
+            out.properties.retain(|p| keep(&p.name));
+            return out;
+        };
+        let mut out = Instance {
+            class_name: class.name.clone(),
+            properties: Vec::new(),
+            path: inst.path.clone(),
+        };
+        for cp in class.properties.iter().filter(|cp| keep(&cp.name)) {
+            let value = inst.get(&cp.name).cloned();
+            let ty = match value.as_ref().map(|v| v.cim_type().0) {
+                Some(CimType::Instance) => CimType::Instance,
+                _ => cp.ty,
+            };
+            out.properties.push(Property {
+                name: cp.name.clone(),
+                ty,
+                is_array: cp.is_array,
+                value,
+                class_origin: view.include_class_origin.then(|| cp.class_origin.clone()),
+                reference_class: cp.reference_class.clone(),
+            });
+        }
+        out
+    }
+
+    pub(super) fn get_instance(&self, ns: &str, p: &Params<'_>) -> Result<IReturn, CimError> {
+        let path = p
+            .instance_name("InstanceName")?
+            .ok_or_else(|| CimError::invalid_parameter("InstanceName is required"))?;
+        let plist = p.property_list()?;
+        let view = View {
+            only_class: None,
+            property_list: plist.as_deref(),
+            include_class_origin: p.bool("IncludeClassOrigin", false)?,
+        };
+        let inst = self.find_instance(ns, path)?;
+        Ok(IReturn::Instance(self.shape(&inst, view)))
+    }
+
+    /// The instances EnumerateInstances (and OpenEnumerateInstances) returns, shaped.
+    pub(super) fn enumerate_shaped(
+        &self,
+        ns: &str,
+        p: &Params<'_>,
+    ) -> Result<Vec<Instance>, CimError> {
+        let name = p
+            .class_name("ClassName")?
+            .ok_or_else(|| CimError::invalid_parameter("ClassName is required"))?;
+        let class = self.known_class(name)?;
+        let deep = p.bool("DeepInheritance", true)?;
+        let plist = p.property_list()?;
+        let view = View {
+            only_class: (!deep).then_some(class),
+            property_list: plist.as_deref(),
+            include_class_origin: p.bool("IncludeClassOrigin", false)?,
+        };
+        Ok(self
+            .instances_of(ns, name)?
+            .iter()
+            .map(|i| self.shape(i, view))
+            .collect())
+    }
+
+    pub(super) fn enumerate_instances(
+        &self,
+        ns: &str,
+        p: &Params<'_>,
+    ) -> Result<IReturn, CimError> {
+        Ok(IReturn::NamedInstances(self.enumerate_shaped(ns, p)?))
+    }
+
+    /// The paths EnumerateInstanceNames (and OpenEnumerateInstancePaths) returns.
+    pub(super) fn enumerate_paths(
+        &self,
+        ns: &str,
+        p: &Params<'_>,
+    ) -> Result<Vec<InstancePath>, CimError> {
+        let name = p
+            .class_name("ClassName")?
+            .ok_or_else(|| CimError::invalid_parameter("ClassName is required"))?;
+        self.known_class(name)?;
+        Ok(self
+            .instances_of(ns, name)?
+            .into_iter()
+            .filter_map(|i| i.path)
+            .collect())
+    }
+
+    pub(super) fn enumerate_instance_names(
+        &self,
+        ns: &str,
+        p: &Params<'_>,
+    ) -> Result<IReturn, CimError> {
+        Ok(IReturn::InstanceNames(self.enumerate_paths(ns, p)?))
+    }
+
+    pub(super) fn delete_instance(&self, ns: &str, p: &Params<'_>) -> Result<IReturn, CimError> {
+        let path = p
+            .instance_name("InstanceName")?
+            .ok_or_else(|| CimError::invalid_parameter("InstanceName is required"))?;
+        let inst = self.find_instance(ns, path)?;
+        let real = inst.path.as_ref().unwrap_or(path);
+        self.provider.delete_instance(ns, real)?;
+        Ok(IReturn::Nothing)
+    }
+}

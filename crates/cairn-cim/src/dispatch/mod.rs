@@ -1,0 +1,99 @@
+//! Operation dispatch: runs one decoded request against the class repository and the provider.
+//!
+//! Invariants: the namespace is checked before anything else (CIM_ERR_INVALID_NAMESPACE); every
+//! instance leaving the dispatcher has a full path (namespace set) and properties shaped by its class
+//! (declared types, class order, NULLs for unset properties); operations other than those listed in
+//! `intrinsic` answer CIM_ERR_NOT_SUPPORTED.
+
+mod assoc;
+mod classes;
+mod coerce;
+mod instances;
+mod method;
+mod params;
+mod pull;
+
+pub(crate) use pull::PullContexts;
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::CimError;
+use crate::path::namespace_eq;
+use crate::provider::Provider;
+use crate::repository::ClassRepository;
+use crate::request::IntrinsicCall;
+use crate::xml::encode::{ClassOptions, IReturn};
+
+use params::Params;
+
+/// Everything the operations need: repository, provider, open enumeration contexts.
+pub(crate) struct Core {
+    pub repo: ClassRepository,
+    pub provider: Arc<dyn Provider>,
+    pub pulls: Mutex<PullContexts>,
+}
+
+/// Class output options for operations that do not return classes.
+const NO_CLASS_OPTIONS: ClassOptions = ClassOptions {
+    include_qualifiers: false,
+    include_class_origin: false,
+};
+
+impl Core {
+    /// The provider's spelling of namespace `ns`, or CIM_ERR_INVALID_NAMESPACE.
+    pub fn namespace(&self, ns: &str) -> Result<String, CimError> {
+        self.provider
+            .namespaces()
+            .into_iter()
+            .find(|n| namespace_eq(n, ns))
+            .ok_or_else(|| CimError::invalid_namespace(ns))
+    }
+
+    /// Runs an intrinsic operation; returns the result and how to write classes in it.
+    pub fn intrinsic(&self, call: &IntrinsicCall) -> Result<(IReturn, ClassOptions), CimError> {
+        let ns = self.namespace(&call.namespace)?;
+        let p = Params(&call.params);
+        let m = call.method.as_str();
+        let is = |name: &str| m.eq_ignore_ascii_case(name);
+        let plain = |r: Result<IReturn, CimError>| r.map(|r| (r, NO_CLASS_OPTIONS));
+        if is("GetClass") {
+            self.get_class(&p)
+        } else if is("EnumerateClasses") {
+            self.enumerate_classes(&p)
+        } else if is("EnumerateClassNames") {
+            plain(self.enumerate_class_names(&p))
+        } else if is("GetInstance") {
+            plain(self.get_instance(&ns, &p))
+        } else if is("EnumerateInstances") {
+            plain(self.enumerate_instances(&ns, &p))
+        } else if is("EnumerateInstanceNames") {
+            plain(self.enumerate_instance_names(&ns, &p))
+        } else if is("DeleteInstance") {
+            plain(self.delete_instance(&ns, &p))
+        } else if is("Associators")
+            || is("AssociatorNames")
+            || is("References")
+            || is("ReferenceNames")
+        {
+            plain(self.association_op(&ns, m, &p))
+        } else if is("OpenEnumerateInstances") || is("OpenEnumerateInstancePaths") {
+            plain(self.open_enumerate(&ns, is("OpenEnumerateInstancePaths"), &p))
+        } else if is("OpenAssociatorInstances")
+            || is("OpenAssociatorInstancePaths")
+            || is("OpenReferenceInstances")
+            || is("OpenReferenceInstancePaths")
+        {
+            plain(self.open_association(&ns, m, &p))
+        } else if is("PullInstancesWithPath") || is("PullInstancePaths") {
+            plain(self.pull(&ns, is("PullInstancePaths"), &p))
+        } else if is("CloseEnumeration") {
+            plain(self.close_enumeration(&ns, &p))
+        } else {
+            // CreateInstance (subscriptions included), ModifyInstance, Get/SetProperty, ExecQuery,
+            // qualifier and class changes, OpenQueryInstances, PullInstances, EnumerationCount, ...
+            Err(CimError::not_supported(format!("Operation {m}")))
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The interop namespace model (SMI-S Server profile, DSP1033 profile registration):
+//! `InteropProvider` wraps the storage provider and adds, in namespace `interop`, the one
+//! `Cairn_ObjectManager`, a `Cairn_Namespace` for `interop` and `root/cairn` (tied to the object
+//! manager by `Cairn_NamespaceInManager`), the Server `Cairn_RegisteredProfile` with its
+//! `Cairn_ElementConformsToProfile` to the object manager, and `Cairn_HostedService` from the array
+//! system to the object manager.
+//!
+//! Everything else is forwarded: all of `root/cairn`, and the instances the storage provider itself
+//! places in `interop` (its registered profiles, `Cairn_ReferencedProfile`s and
+//! `Cairn_ElementConformsToProfile`s — build them with [`registered_profile`] and [`association`]).
+//! Invariants: exactly the namespaces `interop` and `root/cairn` exist; exactly one object manager;
+//! the interop model's own instances are read-only.
+
+use std::sync::Arc;
+
+use crate::error::CimError;
+use crate::instance::Instance;
+use crate::path::{namespace_eq, InstancePath};
+use crate::provider::{MethodCall, MethodResult, Provider};
+use crate::types::{CimType, Value};
+
+/// The interop namespace.
+pub const INTEROP_NAMESPACE: &str = "interop";
+/// The implementation namespace.
+pub const CAIRN_NAMESPACE: &str = "root/cairn";
+/// SNIA in `RegisteredOrganization`'s value map.
+pub const ORGANIZATION_SNIA: u16 = 11;
+/// InstanceID of the Server profile.
+pub const SERVER_PROFILE_ID: &str = "CAIRN:Profile:Server";
+
+/// What the interop model says about the object manager and the system hosting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectManagerInfo {
+    /// Class of the hosting system (e.g. `Cairn_StorageSystem`).
+    pub system_creation_class_name: String,
+    /// Name key of the hosting system (the array).
+    pub system_name: String,
+    /// Name key of the object manager.
+    pub name: String,
+    /// ElementName (pywbem derives the server brand from it).
+    pub element_name: String,
+    /// Description, including the version.
+    pub description: String,
+    /// RegisteredVersion of the Server profile (numeric, e.g. `1.6.1`).
+    pub server_profile_version: String,
+}
+
+impl ObjectManagerInfo {
+    /// The usual values for a Cairn daemon on array `system_name`, software version `version`.
+    pub fn new(system_name: impl Into<String>, version: &str) -> ObjectManagerInfo {
+        ObjectManagerInfo {
+            system_creation_class_name: "Cairn_StorageSystem".into(),
+            system_name: system_name.into(),
+            name: "Cairn".into(),
+            element_name: "Cairn".into(),
+            description: format!("Cairn CIM server version {version}"),
+            server_profile_version: "1.6.1".into(),
+        }
+    }
+}
+
+/// A `Cairn_RegisteredProfile` (RegisteredOrganization 11 = SNIA, as a uint16) for namespace `interop`.
+pub fn registered_profile(instance_id: &str, name: &str, version: &str) -> Instance {
+    Instance::new("Cairn_RegisteredProfile")
+        .with("InstanceID", Value::string(instance_id))
+        .with("RegisteredOrganization", Value::Uint16(ORGANIZATION_SNIA))
+        .with("RegisteredName", Value::string(name))
+        .with("RegisteredVersion", Value::string(version))
+        .with("ElementName", Value::string(name))
+        .with(
+            "AdvertiseTypes",
+            Value::Array(CimType::Uint16, vec![Value::Uint16(2)]),
+        )
+        .with(
+            "AdvertiseTypeDescriptions",
+            Value::Array(CimType::String, vec![Value::string("Not Advertised")]),
+        )
+        .with_path(
+            InstancePath::new("Cairn_RegisteredProfile")
+                .in_namespace(INTEROP_NAMESPACE)
+                .with_key("InstanceID", instance_id),
+        )
+}
+
+/// An association instance of `class` whose two references are its keys (as for every
+/// association class Cairn uses): `(role, path)` twice. Paths should carry their namespace.
+pub fn association(class: &str, a: (&str, InstancePath), b: (&str, InstancePath)) -> Instance {
+    let path = InstancePath::new(class)
+        .with_key_value(a.0, crate::path::KeyValue::Reference(Box::new(a.1.clone())))
+        .with_key_value(b.0, crate::path::KeyValue::Reference(Box::new(b.1.clone())));
+    Instance::new(class)
+        .with(a.0, Value::Reference(a.1))
+        .with(b.0, Value::Reference(b.1))
+        .with_path(path)
+}
+
+/// The interop model around a storage provider.
+pub struct InteropProvider {
+    storage: Arc<dyn Provider>,
+    own: Vec<Instance>,
+}
+
+impl std::fmt::Debug for InteropProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InteropProvider")
+            .field("own_instances", &self.own.len())
+            .finish()
+    }
+}
+
+impl InteropProvider {
+    pub fn new(storage: Arc<dyn Provider>, info: ObjectManagerInfo) -> InteropProvider {
+        InteropProvider {
+            storage,
+            own: own_instances(&info),
+        }
+    }
+
+    fn own_class_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for i in &self.own {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(&i.class_name)) {
+                names.push(i.class_name.clone());
+            }
+        }
+        names
+    }
+
+    fn storage_has(&self, ns: &str, class: &str) -> bool {
+        self.storage
+            .class_names(ns)
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(class))
+    }
+
+    fn is_own(&self, ns: &str, class: &str) -> bool {
+        namespace_eq(ns, INTEROP_NAMESPACE)
+            && self
+                .own
+                .iter()
+                .any(|i| i.class_name.eq_ignore_ascii_case(class))
+    }
+}
+
+fn own_instances(info: &ObjectManagerInfo) -> Vec<Instance> {
+    let om_path = InstancePath::new("Cairn_ObjectManager")
+        .in_namespace(INTEROP_NAMESPACE)
+        .with_key("SystemCreationClassName", &info.system_creation_class_name)
+        .with_key("SystemName", &info.system_name)
+        .with_key("CreationClassName", "Cairn_ObjectManager")
+        .with_key("Name", &info.name);
+    let om = Instance::new("Cairn_ObjectManager")
+        .with(
+            "SystemCreationClassName",
+            Value::string(&info.system_creation_class_name),
+        )
+        .with("SystemName", Value::string(&info.system_name))
+        .with("CreationClassName", Value::string("Cairn_ObjectManager"))
+        .with("Name", Value::string(&info.name))
+        .with("ElementName", Value::string(&info.element_name))
+        .with("Description", Value::string(&info.description))
+        .with("Started", Value::Boolean(true))
+        .with("EnabledState", Value::Uint16(2))
+        .with(
+            "OperationalStatus",
+            Value::Array(CimType::Uint16, vec![Value::Uint16(2)]),
+        )
+        .with_path(om_path.clone());
+    let mut out = vec![om];
+    for ns in [INTEROP_NAMESPACE, CAIRN_NAMESPACE] {
+        let path = InstancePath::new("Cairn_Namespace")
+            .in_namespace(INTEROP_NAMESPACE)
+            .with_key("SystemCreationClassName", &info.system_creation_class_name)
+            .with_key("SystemName", &info.system_name)
+            .with_key("ObjectManagerCreationClassName", "Cairn_ObjectManager")
+            .with_key("ObjectManagerName", &info.name)
+            .with_key("CreationClassName", "Cairn_Namespace")
+            .with_key("Name", ns);
+        out.push(
+            Instance::new("Cairn_Namespace")
+                .with(
+                    "SystemCreationClassName",
+                    Value::string(&info.system_creation_class_name),
+                )
+                .with("SystemName", Value::string(&info.system_name))
+                .with(
+                    "ObjectManagerCreationClassName",
+                    Value::string("Cairn_ObjectManager"),
+                )
+                .with("ObjectManagerName", Value::string(&info.name))
+                .with("CreationClassName", Value::string("Cairn_Namespace"))
+                .with("Name", Value::string(ns))
+                .with("ElementName", Value::string(ns))
+                .with("ClassInfo", Value::Uint16(3))
+                .with_path(path.clone()),
+        );
+        out.push(association(
+            "Cairn_NamespaceInManager",
+            ("Antecedent", om_path.clone()),
+            ("Dependent", path),
+        ));
+    }
+    let server = registered_profile(SERVER_PROFILE_ID, "Server", &info.server_profile_version);
+    let server_path = server
+        .path
+        .clone()
+        .unwrap_or_else(|| InstancePath::new("Cairn_RegisteredProfile"));
+    out.push(server);
+    out.push(association(
+        "Cairn_ElementConformsToProfile",
+        ("ConformantStandard", server_path),
+        ("ManagedElement", om_path.clone()),
+    ));
+    let system = InstancePath::new(info.system_creation_class_name.clone())
+        .in_namespace(CAIRN_NAMESPACE)
+        .with_key("CreationClassName", &info.system_creation_class_name)
+        .with_key("Name", &info.system_name);
+    out.push(association(
+        "Cairn_HostedService",
+        ("Antecedent", system),
+        ("Dependent", om_path),
+    ));
+    out
+}
+
+impl Provider for InteropProvider {
+    fn namespaces(&self) -> Vec<String> {
+        vec![INTEROP_NAMESPACE.to_owned(), CAIRN_NAMESPACE.to_owned()]
+    }
+
+    fn class_names(&self, namespace: &str) -> Vec<String> {
+        let mut names = self.storage.class_names(namespace);
+        if namespace_eq(namespace, INTEROP_NAMESPACE) {
+            for n in self.own_class_names() {
+                if !names.iter().any(|x| x.eq_ignore_ascii_case(&n)) {
+                    names.push(n);
+                }
+            }
+        }
+        names
+    }
+
+    fn enumerate_instances(
+        &self,
+        namespace: &str,
+        class_name: &str,
+    ) -> Result<Vec<Instance>, CimError> {
+        let mut out: Vec<Instance> = if namespace_eq(namespace, INTEROP_NAMESPACE) {
+            self.own
+                .iter()
+                .filter(|i| i.class_name.eq_ignore_ascii_case(class_name))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if self.storage_has(namespace, class_name) {
+            out.extend(self.storage.enumerate_instances(namespace, class_name)?);
+        }
+        Ok(out)
+    }
+
+    fn get_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+    ) -> Result<Option<Instance>, CimError> {
+        if self.is_own(namespace, &path.class_name) {
+            let own = self.own.iter().find(|i| {
+                i.class_name.eq_ignore_ascii_case(&path.class_name)
+                    && i.path.as_ref().is_some_and(|p| p.same_keys(path))
+            });
+            if let Some(i) = own {
+                return Ok(Some(i.clone()));
+            }
+        }
+        if self.storage_has(namespace, &path.class_name) {
+            return self.storage.get_instance(namespace, path);
+        }
+        Ok(None)
+    }
+
+    fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {
+        if self.is_own(namespace, &path.class_name)
+            && self.get_instance(namespace, path)?.is_some()
+            && !self.storage_has(namespace, &path.class_name)
+        {
+            return Err(CimError::not_supported(format!(
+                "DeleteInstance of {}",
+                path.class_name
+            )));
+        }
+        self.storage.delete_instance(namespace, path)
+    }
+
+    fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
+        if self.is_own(call.namespace, call.class_name)
+            && !self.storage_has(call.namespace, call.class_name)
+        {
+            return Err(CimError::not_supported(format!(
+                "Method {} of {}",
+                call.method, call.class_name
+            )));
+        }
+        self.storage.invoke_method(call)
+    }
+}

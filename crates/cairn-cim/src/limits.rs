@@ -1,0 +1,33 @@
+//! Every bound cairn-cim enforces, in one place.
+//!
+//! Invariant: each queue, buffer or recursion in the crate is bounded by one of these constants, and the
+//! relations between them are checked at compile time below.
+
+/// Largest request body the decoder accepts (the HTTP server may enforce a smaller one).
+pub const REQUEST_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Deepest element nesting accepted in a request document.
+pub const XML_DEPTH_MAX: usize = 48;
+/// Most elements accepted in one request document.
+pub const XML_ELEMENT_COUNT_MAX: usize = 200_000;
+/// Most attributes accepted on one element.
+pub const XML_ATTRIBUTE_COUNT_MAX: usize = 16;
+/// How deep embedded instances (an INSTANCE escaped inside a VALUE) may nest inside each other.
+pub const EMBEDDED_INSTANCE_DEPTH_MAX: usize = 4;
+/// Most enumeration contexts open at once (across all clients).
+pub const ENUMERATION_CONTEXTS_OPEN_MAX: usize = 256;
+/// Longest OperationTimeout a client may ask for, and the one used when it asks for none.
+pub const OPERATION_TIMEOUT_SECONDS_MAX: u32 = 600;
+/// OperationTimeout used when the client does not send one.
+pub const OPERATION_TIMEOUT_SECONDS_DEFAULT: u32 = 60;
+/// Most objects returned by one Open*/Pull* response, whatever MaxObjectCount asks for.
+pub const PULL_OBJECT_COUNT_MAX: u32 = 10_000;
+/// Most objects one enumeration context may hold.
+pub const ENUMERATION_CONTEXT_OBJECT_COUNT_MAX: usize = 1_000_000;
+
+const _: () = assert!(XML_DEPTH_MAX >= 16, "CIM-XML requests nest about 12 deep");
+const _: () = assert!(OPERATION_TIMEOUT_SECONDS_DEFAULT <= OPERATION_TIMEOUT_SECONDS_MAX);
+const _: () = assert!(PULL_OBJECT_COUNT_MAX as usize <= ENUMERATION_CONTEXT_OBJECT_COUNT_MAX);
+const _: () = assert!(
+    XML_ELEMENT_COUNT_MAX <= REQUEST_BODY_BYTES_MAX / 4,
+    "an element takes at least 4 bytes"
+);

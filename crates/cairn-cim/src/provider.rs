@@ -1,0 +1,110 @@
+//! The `Provider` trait: what the operation dispatcher asks of the component that owns the
+//! instances (the SMI-S array model, or `InteropProvider` wrapping it).
+//!
+//! The dispatcher owns CIM semantics (class hierarchy, subclass matching, association traversal,
+//! property filtering, paging); a provider only answers for the concrete classes it names.
+//! Invariants: object-safe; every method is called with a namespace that `namespaces()` listed
+//! (compared case-insensitively) and class names that `class_names()` listed for it.
+
+use crate::error::CimError;
+use crate::instance::Instance;
+use crate::path::InstancePath;
+use crate::types::Value;
+
+/// A provider of instances and methods.
+pub trait Provider: Send + Sync {
+    /// The namespaces served (e.g. `interop`, `root/cairn`). Any other namespace answers
+    /// CIM_ERR_INVALID_NAMESPACE.
+    fn namespaces(&self) -> Vec<String>;
+
+    /// The concrete classes that have instances in `namespace` (e.g. `Cairn_StorageVolume`). Each must
+    /// be in the class repository. The dispatcher enumerates only these when a client asks for a
+    /// class or any of its superclasses.
+    fn class_names(&self, namespace: &str) -> Vec<String>;
+
+    /// All instances of concrete class `class_name` in `namespace`, each with its `path` set (with
+    /// or without namespace; the dispatcher fills the namespace and, if `path` is `None`, builds it
+    /// from the class's key properties).
+    fn enumerate_instances(
+        &self,
+        namespace: &str,
+        class_name: &str,
+    ) -> Result<Vec<Instance>, CimError>;
+
+    /// One instance by path. `path.class_name` is the concrete class as listed by `class_names`
+    /// (the dispatcher has resolved superclass names). The default searches `enumerate_instances`.
+    fn get_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+    ) -> Result<Option<Instance>, CimError> {
+        let all = self.enumerate_instances(namespace, &path.class_name)?;
+        Ok(all
+            .into_iter()
+            .find(|i| i.path.as_ref().is_some_and(|p| p.same_keys(path))))
+    }
+
+    /// Deletes the instance at `path` (concrete class, as returned by this provider). The default
+    /// refuses with CIM_ERR_NOT_SUPPORTED.
+    fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {
+        let _ = namespace;
+        Err(CimError::not_supported(format!(
+            "DeleteInstance of {}",
+            path.class_name
+        )))
+    }
+
+    /// Invokes extrinsic method `call.method` (spelled as in the class repository). Input parameters
+    /// are already typed against the method's declaration; unknown methods never reach the provider.
+    fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError>;
+}
+
+/// One extrinsic method invocation, typed.
+#[derive(Debug)]
+pub struct MethodCall<'a> {
+    pub namespace: &'a str,
+    /// The instance the method is invoked on (its provider-side path, concrete class) or `None` for a
+    /// static method invoked on `class_name`.
+    pub target: Option<&'a InstancePath>,
+    /// The concrete class (for an instance) or the class named by the client (static call), as
+    /// spelled in the repository.
+    pub class_name: &'a str,
+    /// Method name as spelled in the repository.
+    pub method: &'a str,
+    /// Input parameters, names as in the repository, in request order; `None` is NULL.
+    pub params: &'a [(String, Option<Value>)],
+}
+
+impl MethodCall<'_> {
+    /// Input parameter `name` (case-insensitive), if present and not NULL.
+    pub fn param(&self, name: &str) -> Option<&Value> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_ref())
+    }
+}
+
+/// What a method returned: its return value and output parameters (names as declared; the
+/// dispatcher writes their declared types).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodResult {
+    pub return_value: Value,
+    pub out_params: Vec<(String, Value)>,
+}
+
+impl MethodResult {
+    /// A result with the given return code (e.g. `Value::Uint32(0)`) and no output parameters.
+    pub fn code(return_value: Value) -> MethodResult {
+        MethodResult {
+            return_value,
+            out_params: Vec::new(),
+        }
+    }
+
+    /// Builder: adds an output parameter.
+    pub fn with_out(mut self, name: impl Into<String>, value: Value) -> MethodResult {
+        self.out_params.push((name.into(), value));
+        self
+    }
+}

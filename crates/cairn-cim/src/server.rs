@@ -1,0 +1,205 @@
+//! `CimServer`: the HTTP-independent front door. Checks the CIM-XML HTTP headers (DSP0200 §7),
+//! decodes the body, dispatches, encodes the response.
+//!
+//! Invariants: protocol-level faults (headers, XML) become `BadRequest`/`NotImplemented` with the
+//! DSP0200 `CIMError` value; everything after a successful decode becomes an HTTP 200 response with
+//! either a result or an `ERROR`; the response names the method exactly as the request did.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::dispatch::{Core, PullContexts};
+use crate::error::{DecodeError, DecodeErrorKind};
+use crate::path::{namespace_eq, percent_decode, CimObjectHeader};
+use crate::provider::Provider;
+use crate::repository::ClassRepository;
+use crate::request::{Call, MethodTarget, Request};
+use crate::xml::decode::decode_request;
+use crate::xml::encode::{imethod_response, method_response};
+
+/// The CIM-relevant parts of one HTTP request, already extracted by the HTTP server.
+/// Header values are passed raw (cairn-cim percent-decodes CIMObject/CIMMethod itself).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpCimRequest<'a> {
+    /// `CIMOperation` (or the M-POST `NN-CIMOperation`).
+    pub cim_operation: Option<&'a str>,
+    /// `CIMMethod`.
+    pub cim_method: Option<&'a str>,
+    /// `CIMObject`.
+    pub cim_object: Option<&'a str>,
+    /// `CIMProtocolVersion` (missing = "1.0").
+    pub cim_protocol_version: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// What the HTTP server must send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CimHttpOutcome {
+    /// HTTP 200 with `Content-Type: application/xml; charset="utf-8"`, header
+    /// `CIMOperation: MethodResponse`, this body.
+    Response(Vec<u8>),
+    /// HTTP 400 with header `CIMError: <cim_error>`.
+    BadRequest { cim_error: &'static str },
+    /// HTTP 501 with header `CIMError: <cim_error>`.
+    NotImplemented { cim_error: &'static str },
+}
+
+/// Decoding, dispatch, encoding: one per daemon, shared by all connections (Send + Sync).
+pub struct CimServer {
+    core: Core,
+}
+
+impl std::fmt::Debug for CimServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CimServer")
+            .field("classes", &self.core.repo.classes().len())
+            .finish()
+    }
+}
+
+impl CimServer {
+    /// A server over `provider`, with the embedded class repository.
+    pub fn new(provider: Arc<dyn Provider>) -> CimServer {
+        CimServer::with_repository(provider, ClassRepository::embedded())
+    }
+
+    /// A server over `provider` with an explicit class repository.
+    pub fn with_repository(provider: Arc<dyn Provider>, repo: ClassRepository) -> CimServer {
+        CimServer {
+            core: Core {
+                repo,
+                provider,
+                pulls: Mutex::new(PullContexts::default()),
+            },
+        }
+    }
+
+    /// The class repository in use.
+    pub fn repository(&self) -> &ClassRepository {
+        &self.core.repo
+    }
+
+    /// Handles one request.
+    pub fn handle(&self, req: &HttpCimRequest<'_>) -> CimHttpOutcome {
+        if let Some(v) = req.cim_protocol_version {
+            let v = v.trim();
+            if !(v == "1" || v.starts_with("1.")) {
+                return CimHttpOutcome::NotImplemented {
+                    cim_error: "unsupported-protocol-version",
+                };
+            }
+        }
+        if !req
+            .cim_operation
+            .is_some_and(|op| op.trim().eq_ignore_ascii_case("MethodCall"))
+        {
+            return CimHttpOutcome::BadRequest {
+                cim_error: "unsupported-operation",
+            };
+        }
+        let (Some(method_hdr), Some(object_hdr)) = (req.cim_method, req.cim_object) else {
+            return CimHttpOutcome::BadRequest {
+                cim_error: "header-mismatch",
+            };
+        };
+        let request = match decode_request(req.body) {
+            Ok(r) => r,
+            Err(e) => return decode_outcome(&e),
+        };
+        if !headers_match(&request, method_hdr, object_hdr) {
+            tracing::debug!(
+                method = request.call.method(),
+                "CIM headers do not match the body"
+            );
+            return CimHttpOutcome::BadRequest {
+                cim_error: "header-mismatch",
+            };
+        }
+        CimHttpOutcome::Response(self.respond(&request))
+    }
+
+    /// Dispatches a decoded request and encodes the response body.
+    pub fn respond(&self, request: &Request) -> Vec<u8> {
+        let id = &request.message_id;
+        match &request.call {
+            Call::Intrinsic(c) => {
+                let r = self.core.intrinsic(c);
+                if let Err(e) = &r {
+                    tracing::debug!(method = %c.method, namespace = %c.namespace, error = %e, "intrinsic call failed");
+                }
+                match r {
+                    Ok((ret, opts)) => imethod_response(id, &c.method, &Ok(ret), opts),
+                    Err(e) => imethod_response(
+                        id,
+                        &c.method,
+                        &Err(e),
+                        crate::xml::encode::ClassOptions {
+                            include_qualifiers: false,
+                            include_class_origin: false,
+                        },
+                    ),
+                }
+            }
+            Call::Extrinsic(c) => {
+                let r = self.core.extrinsic(c);
+                if let Err(e) = &r {
+                    tracing::debug!(method = %c.method, namespace = %c.namespace, error = %e, "extrinsic call failed");
+                }
+                method_response(id, &c.method, &r)
+            }
+        }
+    }
+}
+
+fn decode_outcome(e: &DecodeError) -> CimHttpOutcome {
+    tracing::debug!(error = %e, "undecodable CIM-XML request");
+    match e.kind {
+        DecodeErrorKind::NotWellFormed => CimHttpOutcome::BadRequest {
+            cim_error: "request-not-well-formed",
+        },
+        DecodeErrorKind::NotValid => CimHttpOutcome::BadRequest {
+            cim_error: "request-not-valid",
+        },
+        DecodeErrorKind::UnsupportedCimVersion => CimHttpOutcome::BadRequest {
+            cim_error: "unsupported-cim-version",
+        },
+        DecodeErrorKind::UnsupportedDtdVersion => CimHttpOutcome::BadRequest {
+            cim_error: "unsupported-dtd-version",
+        },
+        DecodeErrorKind::UnsupportedProtocolVersion => CimHttpOutcome::NotImplemented {
+            cim_error: "unsupported-protocol-version",
+        },
+        DecodeErrorKind::MultipleRequests => CimHttpOutcome::NotImplemented {
+            cim_error: "multiple-requests-unsupported",
+        },
+    }
+}
+
+/// CIMMethod names the body's method; CIMObject names its namespace and, for extrinsic calls, the
+/// target's class (key bindings are not compared: clients format them differently).
+fn headers_match(request: &Request, method_hdr: &str, object_hdr: &str) -> bool {
+    let Some(method) = percent_decode(method_hdr.trim()) else {
+        return false;
+    };
+    if !method.eq_ignore_ascii_case(request.call.method()) {
+        return false;
+    }
+    let Some(obj) = CimObjectHeader::parse(object_hdr) else {
+        return false;
+    };
+    if !namespace_eq(&obj.namespace, request.call.namespace()) {
+        return false;
+    }
+    match &request.call {
+        Call::Intrinsic(_) => true,
+        Call::Extrinsic(c) => {
+            let target_class = match &c.target {
+                MethodTarget::Instance(p) => &p.class_name,
+                MethodTarget::Class(n) => n,
+            };
+            obj.class_name
+                .is_some_and(|h| h.eq_ignore_ascii_case(target_class))
+        }
+    }
+}
