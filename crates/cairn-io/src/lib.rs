@@ -14,7 +14,7 @@
 //!   nothing.
 //! - A failed request reports an error; it never panics and never reports success.
 //!
-//! Modules: [`file`] ([`FileDevice`]: io_uring or pread/pwrite on a file or block device),
+//! Modules: [`file`](mod@file) ([`FileDevice`]: io_uring or pread/pwrite on a file or block device),
 //! [`aligned`] ([`AlignedBuf`]), [`limits`] (every bound of this crate), [`mem`] ([`MemDevice`] with fault injection),
 //! [`recording`] ([`RecordingDevice`] and crash images).
 
@@ -181,7 +181,8 @@ pub trait BlockDevice: Send + Sync + fmt::Debug {
     /// Writes `data` at `offset`.
     fn write_at(&self, offset: u64, data: &[u8]) -> IoResult<()>;
     /// Several writes submitted together; the default issues them one by one. All succeed or the
-    /// first failure is returned (others may or may not have reached the device).
+    /// first failure is returned (others may or may not have reached the device). The writes of
+    /// one batch may reach the device in any order, so a batch should not hold overlapping ranges.
     fn write_batch(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
         writes
             .iter()
