@@ -1,12 +1,14 @@
 //! The shared device suite on `FileDevice`: pread/pwrite and io_uring, each with O_DIRECT and
-//! buffered, on a regular file; and on a loop device when `losetup` works here (skipped with a
-//! printed reason otherwise). Plus what only files have: creation, locking, growth, hole punching.
+//! buffered, on a regular file. Plus what only files have: creation, growth, hole punching.
+//!
+//! No test here starts a process: a child between fork and exec holds copies of every descriptor
+//! and so, briefly, every device lock, which would make reopening a closed device flaky. Tests
+//! that run programs live in `loop_device.rs` and `lock.rs`.
 
 mod suite;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use cairn_io::{uring_available, Backend, BlockDevice, FileDevice, IoErrorKind, OpenOptions};
@@ -42,146 +44,9 @@ device_suite!(pread_direct, || file_device(Backend::Pread, true));
 device_suite!(pread_buffered, || file_device(Backend::Pread, false));
 device_suite!(uring_direct, || file_device(Backend::Uring, true));
 device_suite!(uring_buffered, || file_device(Backend::Uring, false));
-device_suite!(loop_device, loop_device);
-
-/// A loop device over a fresh backing file, detached again when the device is dropped.
-struct LoopDevice {
-    dev: FileDevice,
-    node: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl std::fmt::Debug for LoopDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.dev.fmt(f)
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        // The device must be closed before it can be detached; `dev` is dropped after this body,
-        // so detach lazily (-d on an open loop device marks it for auto-clear on last close).
-        let _ = Command::new("losetup").arg("-d").arg(&self.node).status();
-    }
-}
-
-impl BlockDevice for LoopDevice {
-    fn size_bytes(&self) -> u64 {
-        self.dev.size_bytes()
-    }
-    fn alignment(&self) -> u64 {
-        self.dev.alignment()
-    }
-    fn refresh_size(&self) -> cairn_io::IoResult<u64> {
-        self.dev.refresh_size()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> cairn_io::IoResult<()> {
-        self.dev.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, data: &[u8]) -> cairn_io::IoResult<()> {
-        self.dev.write_at(offset, data)
-    }
-    fn write_batch(&self, writes: &[(u64, &[u8])]) -> cairn_io::IoResult<()> {
-        self.dev.write_batch(writes)
-    }
-    fn read_batch(&self, reads: &mut [(u64, &mut [u8])]) -> cairn_io::IoResult<()> {
-        self.dev.read_batch(reads)
-    }
-    fn flush(&self) -> cairn_io::IoResult<()> {
-        self.dev.flush()
-    }
-    fn discard(&self, offset: u64, len: u64) -> cairn_io::IoResult<()> {
-        self.dev.discard(offset, len)
-    }
-}
-
-/// Attaches a loop device over a new file, or explains why it cannot.
-fn attach_loop(size: u64) -> Result<(PathBuf, tempfile::TempDir), String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        return Err("not running as root".into());
-    }
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let backing = dir.path().join("backing.img");
-    std::fs::File::create(&backing)
-        .and_then(|f| f.set_len(size))
-        .map_err(|e| e.to_string())?;
-    let out = Command::new("losetup")
-        .args(["--find", "--show"])
-        .arg(&backing)
-        .output()
-        .map_err(|e| format!("cannot run losetup: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "losetup failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let node = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    Ok((node, dir))
-}
-
-fn loop_device() -> Option<Arc<dyn BlockDevice>> {
-    let (node, dir) = match attach_loop(SUITE_SIZE_BYTES) {
-        Ok(attached) => attached,
-        Err(reason) => {
-            println!("skipped: no loop device: {reason}");
-            return None;
-        }
-    };
-    let dev = match FileDevice::open(&node, None) {
-        Ok(dev) => dev,
-        Err(e) => {
-            let _ = Command::new("losetup").arg("-d").arg(&node).status();
-            panic!("cannot open loop device {}: {e}", node.display());
-        }
-    };
-    assert!(dev.is_block_device());
-    assert_eq!(dev.size_bytes(), SUITE_SIZE_BYTES);
-    Some(Arc::new(LoopDevice {
-        dev,
-        node,
-        _dir: dir,
-    }))
-}
 
 fn allocated_bytes(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
-}
-
-#[test]
-fn second_open_of_a_pool_is_refused_until_the_first_closes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pool.img");
-    let first = FileDevice::open(&path, Some(1 << 20)).unwrap();
-    for backend in [Backend::Pread, Backend::Auto] {
-        let err = FileDevice::open(&path, options(backend, true, 1 << 20)).unwrap_err();
-        assert_eq!(err.kind, IoErrorKind::Open);
-        assert!(err.to_string().contains("in use"), "message: {err}");
-    }
-    drop(first);
-    FileDevice::open(&path, None).unwrap();
-}
-
-#[test]
-fn second_open_of_a_loop_device_is_refused() {
-    let (node, _dir) = match attach_loop(1 << 20) {
-        Ok(attached) => attached,
-        Err(reason) => {
-            println!("skipped: no loop device: {reason}");
-            return;
-        }
-    };
-    let first = FileDevice::open(&node, None);
-    let second = FileDevice::open(&node, None).map(|_| ());
-    drop(first);
-    let _ = Command::new("losetup").arg("-d").arg(&node).status();
-    let err = second.expect_err("second open of a held loop device succeeded");
-    assert_eq!(err.kind, IoErrorKind::Open);
-    assert!(err.to_string().contains("in use"), "message: {err}");
 }
 
 #[test]
@@ -302,34 +167,4 @@ fn direct_io_is_used_where_the_file_system_allows_it() {
     .unwrap();
     assert!(!buffered.is_direct());
     assert_eq!(buffered.alignment(), 512);
-}
-
-/// The lock is visible to other processes (what keeps a second daemon off a pool): util-linux
-/// `flock -n` conflicts with it while the device is open and takes it once the device is closed.
-#[test]
-fn another_process_sees_the_lock() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pool.img");
-    let try_lock = |path: &Path| {
-        Command::new("flock")
-            .args(["--nonblock", "--conflict-exit-code", "99"])
-            .arg(path)
-            .arg("true")
-            .status()
-    };
-    let dev = FileDevice::open(&path, Some(1 << 20)).unwrap();
-    let held = match try_lock(&path) {
-        Ok(status) => status,
-        Err(e) => {
-            println!("skipped: cannot run util-linux flock: {e}");
-            return;
-        }
-    };
-    assert_eq!(
-        held.code(),
-        Some(99),
-        "another process took the lock of an open device"
-    );
-    drop(dev);
-    assert_eq!(try_lock(&path).unwrap().code(), Some(0));
 }
