@@ -386,8 +386,14 @@ impl RequestCtx {
             Err(errno) => Err((errno, "request rejected".to_string())),
             Ok(action) => {
                 let volume = self.volume.clone();
-                let job =
-                    tokio::task::spawn_blocking(move || perform(volume.as_ref(), action, payload));
+                let export = &self.negotiated.export;
+                let geometry = (
+                    u64::from(export.block_size_min_bytes.max(1)),
+                    export.size_bytes,
+                );
+                let job = tokio::task::spawn_blocking(move || {
+                    perform(volume.as_ref(), geometry, action, payload)
+                });
                 match job.await {
                     Ok(r) => r
                         .map(|done| (action, done))
@@ -453,9 +459,11 @@ impl RequestCtx {
     }
 }
 
-/// Runs one validated request against the volume (on a blocking thread).
+/// Runs one validated request against the volume (on a blocking thread); `(block, size)` is
+/// the export's minimum block size and size in bytes.
 fn perform(
     volume: &dyn Volume,
+    (block, size): (u64, u64),
     action: Action,
     payload: Option<Bytes>,
 ) -> Result<Done, VolumeError> {
@@ -489,7 +497,10 @@ fn perform(
             flush_if(volume, fua)
         }
         Action::BlockStatus { offset, len, .. } => {
-            Ok(Done::Status(volume.block_status(offset, u64::from(len))?))
+            // The engine is asked for whole blocks; the reply is clipped back to the request.
+            let start = offset - offset % block;
+            let end = (offset + u64::from(len)).next_multiple_of(block).min(size);
+            Ok(Done::Status(volume.block_status(start, end - start)?))
         }
         Action::Disconnect => Ok(Done::Empty),
     }

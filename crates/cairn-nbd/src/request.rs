@@ -212,7 +212,7 @@ pub fn check(h: &RequestHeader, n: &Negotiated) -> Result<Action, u32> {
     let (offset, len) = (h.offset, h.length);
     let end = offset.checked_add(u64::from(len));
     let inside = end.is_some_and(|e| e <= export.size_bytes);
-    let block = u64::from(export.block_size_min_bytes);
+    let block = u64::from(export.block_size_min_bytes.max(1));
     let aligned = offset % block == 0 && u64::from(len) % block == 0;
     let fua = h.fua();
     match h.command {

@@ -305,3 +305,82 @@ fn tls_required_hides_exports_until_starttls() {
     );
     assert!(!replies.iter().any(|(_, kind)| *kind == REP_SERVER));
 }
+
+/// A small deterministic generator (xorshift64*), so mutation runs are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_captures_never_panic_and_never_escape_the_export() {
+    let names = [
+        "nbdinfo-01",
+        "nbdinfo-02",
+        "nbdinfo-03",
+        "qemu-img-01",
+        "nbdcopy-01",
+        "nbdcopy-02",
+        "fio-01",
+    ];
+    let captures: Vec<Vec<u8>> = names.iter().map(|n| data(&format!("{n}.c2s"))).collect();
+    let mut rng = Rng(0x5eed_cafe_f00d_0001);
+    for round in 0..3000 {
+        let mut bytes = captures[round % captures.len()].clone();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(bytes.len());
+            match rng.below(3) {
+                0 => bytes[at] ^= 1 << rng.below(8),
+                1 => bytes[at] = 0xff,
+                _ => bytes.truncate(at),
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        let tls = if round % 5 == 0 {
+            TlsMode::Required
+        } else {
+            TlsMode::Off
+        };
+        let mut hs = Handshake::new(tls);
+        let mut input = BytesMut::from(&bytes[..]);
+        let mut out = BytesMut::new();
+        let mut catalog = CapturedExports { opened: 0 };
+        let negotiated = loop {
+            match hs.step(&mut input, &mut catalog, &mut out) {
+                Ok(Step::Continue) => {}
+                Ok(Step::StartTls) => hs.tls_started(),
+                Ok(Step::Transmission(n)) => break Some(n),
+                _ => break None,
+            }
+        };
+        let Some(n) = negotiated else { continue };
+        let mut decoder = RequestDecoder::new();
+        while let Ok(Some(req)) = decoder.decode(&mut input) {
+            if let Ok(action) = check(&req.header, &n) {
+                let range = match action {
+                    cairn_nbd::Action::Read { offset, len }
+                    | cairn_nbd::Action::Write { offset, len, .. } => (offset, len),
+                    cairn_nbd::Action::Trim { offset, len, .. } => (offset, len),
+                    cairn_nbd::Action::WriteZeroes { offset, len, .. } => (offset, len),
+                    cairn_nbd::Action::BlockStatus { offset, len, .. } => (offset, len),
+                    _ => (0, 0),
+                };
+                assert!(
+                    range.0 + u64::from(range.1) <= EXPORT_BYTES,
+                    "round {round}: {action:?}"
+                );
+            }
+        }
+    }
+}
