@@ -175,6 +175,24 @@ fn create_sparse(path: &Path, size_bytes: u64) -> IoResult<bool> {
     Ok(true)
 }
 
+/// Whether `path` is a block device (`true`) or a regular file (`false`), creating a missing file
+/// when a size is given.
+fn classify_or_create(path: &Path, create_size_bytes: Option<u64>) -> IoResult<bool> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.file_type().is_block_device() => Ok(true),
+        Ok(meta) if meta.is_file() => Ok(false),
+        Ok(_) => {
+            let msg = format!("{}: not a regular file or block device", path.display());
+            Err(open_err(msg, io::ErrorKind::InvalidInput))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match create_size_bytes {
+            Some(size) => create_sparse(path, size).map(|_| false),
+            None => Err(IoError::open(e)),
+        },
+        Err(e) => Err(IoError::open(e)),
+    }
+}
+
 /// Opens read-write, with O_DIRECT if asked; falls back to buffered when O_DIRECT is refused.
 fn open_file(path: &Path, direct: bool, block_device: bool) -> IoResult<(File, bool)> {
     let excl = if block_device { libc::O_EXCL } else { 0 };
@@ -264,25 +282,11 @@ impl FileDevice {
     /// `Option<u64>` create size (defaults otherwise).
     pub fn open(path: impl AsRef<Path>, options: impl Into<OpenOptions>) -> IoResult<FileDevice> {
         let (path, options) = (path.as_ref(), options.into());
-        let block_device = match std::fs::metadata(path) {
-            Ok(meta) if meta.file_type().is_block_device() => true,
-            Ok(meta) if meta.is_file() => false,
-            Ok(_) => {
-                let msg = format!("{}: not a regular file or block device", path.display());
-                return Err(open_err(msg, io::ErrorKind::InvalidInput));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match options.create_size_bytes {
-                Some(size) => {
-                    create_sparse(path, size)?;
-                    false
-                }
-                None => return Err(IoError::open(e)),
-            },
-            Err(e) => return Err(IoError::open(e)),
-        };
+        // The engine first: a refused io_uring must not leave a new pool file behind.
+        let engine = choose_engine(options.backend)?;
+        let block_device = classify_or_create(path, options.create_size_bytes)?;
         let (file, direct) = open_file(path, options.direct, block_device)?;
         lock(&file, path)?;
-        let engine = choose_engine(options.backend)?;
         let mut dev = FileDevice {
             file,
             path: path.to_path_buf(),
