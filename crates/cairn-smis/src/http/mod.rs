@@ -9,12 +9,14 @@
 //! never sees sockets, credentials or HTTP framing — only the four CIM headers and the body bytes.
 
 pub mod auth;
+mod cim;
 pub mod cim_headers;
 pub mod credentials;
 pub mod server;
 pub mod service;
 pub mod tls;
 
+pub use cim::start;
 pub use cim_headers::CimHeaderValues;
 pub use credentials::{CredentialSource, Credentials};
 pub use server::{start_with, SmisServerConfig, SmisServerHandle};
