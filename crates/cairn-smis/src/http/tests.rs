@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -69,13 +70,30 @@ impl CimHandler for Recorder {
 const AUTH: &str = "Authorization: Basic YWRtaW46c2VjcmV0\r\n"; // admin:secret
 
 async fn start(handler: Arc<Recorder>, https: bool) -> (SmisServerHandle, tempfile::TempDir) {
+    start_tuned(handler, https, |_| {}).await
+}
+
+async fn start_tuned(
+    handler: Arc<Recorder>,
+    https: bool,
+    tune: impl FnOnce(&mut SmisServerConfig),
+) -> (SmisServerHandle, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let creds = Credentials::new("admin", "secret").unwrap();
     let mut cfg = SmisServerConfig::new(creds, dir.path());
     cfg.http_addr = Some("127.0.0.1:0".parse().unwrap());
     cfg.https_addr = https.then(|| "127.0.0.1:0".parse().unwrap());
     cfg.body_bytes_max = 64 * 1024;
+    tune(&mut cfg);
     (start_with(cfg, handler).await.unwrap(), dir)
+}
+
+/// Reads until the server closes the connection; `true` if it did within `limit`.
+async fn closed_within<S: AsyncRead + Unpin>(s: &mut BufReader<S>, limit: Duration) -> bool {
+    let mut rest = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut rest))
+        .await
+        .is_ok()
 }
 
 struct Reply {
@@ -415,4 +433,70 @@ async fn https_with_generated_certificate() {
     let _ = c.read_to_end(&mut buf).await;
     assert!(!buf.starts_with(b"HTTP/1.1 200"));
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_and_stalled_connections_are_closed() {
+    let rec = Recorder::new();
+    let (server, _dir) = start_tuned(rec.clone(), false, |cfg| {
+        cfg.header_read_timeout = Duration::from_millis(200);
+        cfg.body_read_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let addr = server.http_addr().unwrap();
+    // Idle after a request (keep-alive) and idle from the start.
+    let mut used = connect(addr).await;
+    assert_eq!(exchange(&mut used, &post(AUTH, "x")).await.status, 200);
+    assert!(closed_within(&mut used, Duration::from_secs(10)).await);
+    let mut idle = connect(addr).await;
+    assert!(closed_within(&mut idle, Duration::from_secs(10)).await);
+    // Headers that never end.
+    let mut slow = connect(addr).await;
+    slow.get_mut()
+        .write_all(b"POST /cimom HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut slow, Duration::from_secs(10)).await);
+    // A body that never comes: 408 and close.
+    let mut stalled = connect(addr).await;
+    let head = format!("POST /cimom HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: 10\r\n\r\nabc");
+    let r = exchange(&mut stalled, &head).await;
+    assert_eq!((r.status, r.header("connection")), (408, Some("close")));
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_limit_holds_back_new_connections() {
+    let rec = Recorder::new();
+    let (server, _dir) = start_tuned(rec.clone(), false, |cfg| cfg.connections_max = 1).await;
+    let addr = server.http_addr().unwrap();
+    let mut first = connect(addr).await;
+    assert_eq!(exchange(&mut first, &post(AUTH, "1")).await.status, 200);
+    // The kernel completes the second handshake, but the server does not take the connection
+    // while the first one is open.
+    let mut second = connect(addr).await;
+    second
+        .get_mut()
+        .write_all(post(AUTH, "2").as_bytes())
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), read_reply(&mut second)).await;
+    assert!(early.is_err(), "served past the connection limit");
+    drop(first);
+    assert_eq!(read_reply(&mut second).await.status, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_at_once() {
+    let rec = Recorder::new();
+    let (server, _dir) = start(rec.clone(), true).await;
+    let mut idle = connect(server.http_addr().unwrap()).await;
+    assert_eq!(exchange(&mut idle, &post(AUTH, "x")).await.status, 200);
+    // The grace time is 30 s; an idle connection must not hold the shutdown that long.
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(1)).await);
 }
