@@ -202,11 +202,12 @@ async fn pywbemcli_lists_instances_and_classes_with_and_without_pull() {
 async fn wbemcli_enumerates_over_http() {
     let server = TestServer::start().await;
     let base = format!("http://{USER}:{PASSWORD}@{}/root/cairn", server.http_addr());
-    let run = |op: &'static str, path: String| {
+    let run_with = |op: &'static str, flag: Option<&str>, path: String| {
         let mut cmd = command(wbemcli());
-        cmd.args([op, "-nl", &path]);
+        cmd.arg(op).args(flag).args(["-nl", &path]);
         cmd
     };
+    let run = |op: &'static str, path: String| run_with(op, None, path);
     let out = run_ok(&mut run("ein", format!("{base}:CIM_StorageVolume"))).await;
     let text = String::from_utf8_lossy(&out.stdout);
     let names = text
