@@ -277,7 +277,7 @@ impl Provider for InteropProvider {
         if self.storage_has(namespace, &path.class_name) {
             return self.storage.get_instance(namespace, path);
         }
-        Ok(None)
+        Err(CimError::not_found(path))
     }
 
     fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {

@@ -31,17 +31,17 @@ pub trait Provider: Send + Sync {
         class_name: &str,
     ) -> Result<Vec<Instance>, CimError>;
 
-    /// One instance by path. `path.class_name` is the concrete class as listed by `class_names`
-    /// (the dispatcher has resolved superclass names). The default searches `enumerate_instances`.
+    /// Fast path for one instance by path. `path.class_name` is a concrete class listed by
+    /// `class_names` (the dispatcher has resolved superclass names); `path.namespace` is set. Return
+    /// `Ok(None)` to let the dispatcher search `enumerate_instances` (the default does), or
+    /// CIM_ERR_NOT_FOUND when the instance surely does not exist.
     fn get_instance(
         &self,
         namespace: &str,
         path: &InstancePath,
     ) -> Result<Option<Instance>, CimError> {
-        let all = self.enumerate_instances(namespace, &path.class_name)?;
-        Ok(all
-            .into_iter()
-            .find(|i| i.path.as_ref().is_some_and(|p| p.same_keys(path))))
+        let _ = (namespace, path);
+        Ok(None)
     }
 
     /// Deletes the instance at `path` (concrete class, as returned by this provider). The default

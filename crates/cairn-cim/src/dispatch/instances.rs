@@ -70,8 +70,21 @@ impl Core {
             let mut concrete = path.clone();
             concrete.class_name = cn;
             concrete.namespace = Some(ns.to_owned());
-            if let Some(inst) = self.provider.get_instance(ns, &concrete)? {
-                return Ok(self.complete(ns, inst));
+            match self.provider.get_instance(ns, &concrete) {
+                Ok(Some(inst)) => return Ok(self.complete(ns, inst)),
+                Ok(None) => {
+                    let found = self
+                        .provider
+                        .enumerate_instances(ns, &concrete.class_name)?
+                        .into_iter()
+                        .map(|i| self.complete(ns, i))
+                        .find(|i| i.path.as_ref().is_some_and(|p| p.same_keys(&concrete)));
+                    if let Some(inst) = found {
+                        return Ok(inst);
+                    }
+                }
+                Err(e) if e.status == crate::CimStatus::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
         Err(CimError::not_found(path))
@@ -150,6 +163,10 @@ impl Core {
             property_list: plist.as_deref(),
             include_class_origin: p.bool("IncludeClassOrigin", false)?,
         };
+        // LocalOnly and IncludeQualifiers are deprecated for instances (DSP0200) and ignored, but
+        // must still be well-formed.
+        p.bool("LocalOnly", false)?;
+        p.bool("IncludeQualifiers", false)?;
         let inst = self.find_instance(ns, path)?;
         Ok(IReturn::Instance(self.shape(&inst, view)))
     }
@@ -165,6 +182,8 @@ impl Core {
             .ok_or_else(|| CimError::invalid_parameter("ClassName is required"))?;
         let class = self.known_class(name)?;
         let deep = p.bool("DeepInheritance", true)?;
+        p.bool("LocalOnly", false)?;
+        p.bool("IncludeQualifiers", false)?;
         let plist = p.property_list()?;
         let view = View {
             only_class: (!deep).then_some(class),

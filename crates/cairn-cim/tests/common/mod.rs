@@ -385,7 +385,6 @@ pub fn imethod(server: &CimServer, ns: &str, method: &str, params: &str) -> Stri
 /// Sends a METHODCALL on `target_xml` (LOCALINSTANCEPATH or LOCALCLASSPATH element).
 pub fn method(
     server: &CimServer,
-    ns: &str,
     object_hdr: &str,
     method: &str,
     target_xml: &str,
@@ -394,7 +393,6 @@ pub fn method(
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"43\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><METHODCALL NAME=\"{method}\">{target_xml}{params}</METHODCALL></SIMPLEREQ></MESSAGE></CIM>"
     );
-    let _ = ns;
     call(server, method, object_hdr, &body)
 }
 
