@@ -151,7 +151,17 @@ pub async fn read_reply_from<R: AsyncRead + Unpin>(stream: R) -> Reply {
     read_reply(&mut BufReader::new(stream)).await
 }
 
+/// Reads one final response, skipping interim `1xx` ones.
 async fn read_reply<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> Reply {
+    loop {
+        let reply = read_one(r).await;
+        if !(100..200).contains(&reply.status) {
+            return reply;
+        }
+    }
+}
+
+async fn read_one<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> Reply {
     let mut line = String::new();
     r.read_line(&mut line).await.expect("read status line");
     let status = line.split(' ').nth(1).and_then(|s| s.parse().ok());

@@ -24,8 +24,13 @@ pub struct TestServer {
 impl TestServer {
     /// HTTP and HTTPS on 127.0.0.1, free ports, small body limit for the oversized-body checks.
     pub async fn start() -> TestServer {
+        TestServer::start_as(USER, PASSWORD).await
+    }
+
+    /// As [`TestServer::start`], with other credentials.
+    pub async fn start_as(user: &str, password: &str) -> TestServer {
         let data_dir = tempfile::tempdir().expect("tempdir");
-        let credentials = Credentials::new(USER, PASSWORD).expect("credentials");
+        let credentials = Credentials::new(user, password).expect("credentials");
         let mut cfg = SmisServerConfig::new(credentials, data_dir.path());
         cfg.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         cfg.https_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
