@@ -80,7 +80,8 @@ impl SmisServerConfig {
 }
 
 /// A running server: its bound addresses and the way to stop it. Dropping the handle without
-/// calling [`SmisServerHandle::shutdown`] also starts a graceful shutdown, without waiting for it.
+/// calling [`SmisServerHandle::shutdown`] stops the server at once: the listeners close and open
+/// connections are dropped, requests in flight included.
 pub struct SmisServerHandle {
     http_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,

@@ -500,3 +500,23 @@ async fn shutdown_closes_idle_connections_at_once() {
         .unwrap();
     assert!(closed_within(&mut idle, Duration::from_secs(1)).await);
 }
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_server() {
+    let rec = Recorder::new();
+    let (server, _dir) = start(rec.clone(), false).await;
+    let addr = server.http_addr().unwrap();
+    let mut open = connect(addr).await;
+    assert_eq!(exchange(&mut open, &post(AUTH, "x")).await.status, 200);
+    drop(server);
+    assert!(closed_within(&mut open, Duration::from_secs(10)).await);
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    });
+    assert!(
+        refused.await.is_ok(),
+        "still accepting after the handle was dropped"
+    );
+}
