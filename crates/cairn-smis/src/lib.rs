@@ -17,3 +17,7 @@ pub mod http;
 pub mod limits;
 
 pub use error::{Error, ErrorKind};
+pub use http::{
+    load_or_create_tls, start, CredentialSource, Credentials, SmisServerConfig, SmisServerHandle,
+    TlsConfig,
+};
