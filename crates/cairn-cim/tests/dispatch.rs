@@ -212,6 +212,22 @@ fn enumerate_instances_returns_subclasses_with_declared_types() {
 }
 
 #[test]
+fn provider_values_take_the_declared_type() {
+    // The fixture gives Dedicated (uint16[]) as uint32 values.
+    let s = server();
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "EnumerateInstances",
+        &(classname("ClassName", "CIM_ComputerSystem") + &plist(&["Dedicated"])),
+    );
+    assert!(
+        r.contains("<PROPERTY.ARRAY NAME=\"Dedicated\" TYPE=\"uint16\"><VALUE.ARRAY><VALUE>3</VALUE><VALUE>15</VALUE></VALUE.ARRAY></PROPERTY.ARRAY>"),
+        "{r}"
+    );
+}
+
+#[test]
 fn property_list_and_class_origin() {
     let s = server();
     let r = imethod(

@@ -12,7 +12,7 @@ use crate::class::Class;
 use crate::error::CimError;
 use crate::instance::{Instance, Property};
 use crate::path::{namespace_eq, InstancePath, KeyBinding, KeyValue};
-use crate::types::CimType;
+use crate::types::{CimType, Value};
 use crate::xml::encode::IReturn;
 
 /// How a client asked to see instances.
@@ -136,15 +136,14 @@ impl Core {
             path: inst.path.clone(),
         };
         for cp in class.properties.iter().filter(|cp| keep(&cp.name)) {
-            let value = inst.get(&cp.name).cloned();
-            let ty = match value.as_ref().map(|v| v.cim_type().0) {
-                Some(CimType::Instance) => CimType::Instance,
-                _ => cp.ty,
+            let (ty, is_array, value) = match inst.get(&cp.name) {
+                Some(v) => conform(v, cp.ty, cp.is_array),
+                None => (cp.ty, cp.is_array, None),
             };
             out.properties.push(Property {
                 name: cp.name.clone(),
                 ty,
-                is_array: cp.is_array,
+                is_array,
                 value,
                 class_origin: view.include_class_origin.then(|| cp.class_origin.clone()),
                 reference_class: cp.reference_class.clone(),
@@ -238,5 +237,33 @@ impl Core {
         let real = inst.path.as_ref().unwrap_or(path);
         self.provider.delete_instance(ns, real)?;
         Ok(IReturn::Nothing)
+    }
+}
+
+/// A provider value as the class declares it: a scalar or array whose element type differs from the
+/// declaration is converted through its text when that is exact (e.g. a `Uint32(5)` for a `uint16`
+/// property); otherwise it keeps its own type, so nothing is ever silently mangled. Embedded
+/// instances keep their own type (`Instance`).
+fn conform(v: &Value, ty: CimType, is_array: bool) -> (CimType, bool, Option<Value>) {
+    let (vty, varr) = v.cim_type();
+    if vty == ty
+        || vty == CimType::Instance
+        || varr != is_array
+        || matches!(ty, CimType::Reference | CimType::Instance)
+    {
+        return (vty, varr, Some(v.clone()));
+    }
+    let convert = |x: &Value| x.to_cim_text().and_then(|t| Value::parse(ty, &t));
+    let converted = match v {
+        Value::Array(_, items) => items
+            .iter()
+            .map(convert)
+            .collect::<Option<Vec<_>>>()
+            .map(|i| Value::Array(ty, i)),
+        scalar => convert(scalar),
+    };
+    match converted {
+        Some(c) => (ty, is_array, Some(c)),
+        None => (vty, varr, Some(v.clone())),
     }
 }

@@ -218,7 +218,7 @@ impl Provider for TestArray {
                 .with("ElementName", Value::string("Cairn array"))
                 .with(
                     "Dedicated",
-                    Value::Array(CimType::Uint16, vec![Value::Uint16(3), Value::Uint16(15)]),
+                    Value::Array(CimType::Uint32, vec![Value::Uint32(3), Value::Uint32(15)]),
                 )
                 .with_path(system_path())],
             "Cairn_StoragePool" => vec![
