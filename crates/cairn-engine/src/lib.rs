@@ -1,2 +1,37 @@
-//! cairn-engine (under construction)
+//! cairn-engine: Cairn's copy-on-write block snapshot engine.
+//!
+//! A [`Pool`] lives on one [`BlockDevice`] and holds thin volumes. Each volume maps virtual
+//! blocks to physical extents through a copy-on-write B+tree; snapshots share the tree and
+//! count references on shared blocks (Rodeh 2008), so a snapshot is O(1) and the first write to
+//! a shared 4 KiB block allocates a fresh block and remaps it without copying old data. Metadata
+//! is never overwritten in place; a commit writes the new nodes, flushes, writes the alternate
+//! superblock and flushes again, so reopening after a crash reads one superblock and the roots
+//! it names — no scan. [`Storage`] groups the pools of one daemon.
+//!
+//! The on-disk format is specified in `docs/format.md`; every limit is in [`limits`].
+
 #![forbid(unsafe_code)]
+
+mod btree;
+mod cache;
+mod check;
+mod error;
+mod format;
+pub mod limits;
+mod mapping;
+mod meta;
+mod node;
+mod pool;
+mod refcount;
+mod storage;
+mod types;
+
+pub use cairn_io::{BlockDevice, IoError, IoErrorKind};
+pub use check::{check_device, CheckReport, Finding, FindingKind};
+pub use error::{Error, ErrorKind, Result};
+pub use pool::Pool;
+pub use storage::{Lease, Storage};
+pub use types::{Extent, PoolInfo, PoolOptions, VolumeId, VolumeInfo, VolumeOptions};
+
+/// Size of a block: the unit of allocation and sharing.
+pub const BLOCK_SIZE: u64 = limits::BLOCK_SIZE_BYTES;

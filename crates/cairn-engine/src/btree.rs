@@ -1,0 +1,379 @@
+//! The one copy-on-write B+tree of the engine (u64 keys, fixed-size values per [`TreeKind`]).
+//!
+//! Every modification shadows the path from the root: a node that is not dirty (not allocated in
+//! this transaction) is copied to a fresh block first. For volume trees, whose nodes may be
+//! shared between volumes (snapshots), shadowing a node whose reference count is above one adds
+//! a reference to everything it points to (child nodes or data extents) and drops one from the
+//! old node (lazy propagation, Rodeh 2008); a node with count one is simply freed.
+//!
+//! Invariants kept: keys strictly increasing in a node; internal key `i > 0` is a lower bound of
+//! every key under child `i` and above every key under child `i - 1`; all leaves at level 0 and
+//! every child one level below its parent; non-root nodes at least half full; a root internal
+//! node has two or more children; an empty tree has root address 0 and height 0.
+
+use std::sync::Arc;
+
+use crate::error::{corrupt, Result};
+use crate::format::{get_u64, Root};
+use crate::meta::Meta;
+use crate::node::{Node, TreeKind};
+
+/// A (key, value) entry returned by lookups.
+pub type Entry = (u64, Vec<u8>);
+
+impl Meta {
+    /// The value stored under `key`.
+    pub fn get(&mut self, kind: TreeKind, root: Root, key: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get_le(kind, root, key)?
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v))
+    }
+
+    /// The entry with the largest key not above `key`.
+    pub fn get_le(&mut self, kind: TreeKind, root: Root, key: u64) -> Result<Option<Entry>> {
+        if root.addr == 0 {
+            return Ok(None);
+        }
+        self.le_rec(kind, root.addr, key)
+    }
+
+    fn le_rec(&mut self, kind: TreeKind, addr: u64, key: u64) -> Result<Option<Entry>> {
+        let n = self.node(kind, addr)?;
+        if n.is_leaf() {
+            let i = n.keys.partition_point(|k| *k <= key);
+            return Ok((i > 0).then(|| (n.keys[i - 1], n.val(i - 1).to_vec())));
+        }
+        check_internal(&n, addr)?;
+        let i = n.child_index(key);
+        if let Some(e) = self.le_rec(kind, n.children[i], key)? {
+            return Ok(Some(e));
+        }
+        if i == 0 {
+            return Ok(None);
+        }
+        self.last_rec(kind, n.children[i - 1])
+    }
+
+    fn last_rec(&mut self, kind: TreeKind, addr: u64) -> Result<Option<Entry>> {
+        let n = self.node(kind, addr)?;
+        if n.is_leaf() {
+            return Ok(n.keys.last().map(|k| (*k, n.val(n.len() - 1).to_vec())));
+        }
+        check_internal(&n, addr)?;
+        self.last_rec(kind, *n.children.last().expect("non-empty internal node"))
+    }
+
+    /// Entries with keys in `[lo, hi)`, in key order, at most `limit` of them.
+    pub fn range(
+        &mut self,
+        kind: TreeKind,
+        root: Root,
+        lo: u64,
+        hi: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        if root.addr != 0 && lo < hi {
+            self.range_rec(kind, root.addr, lo, hi, limit, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn range_rec(
+        &mut self,
+        kind: TreeKind,
+        addr: u64,
+        lo: u64,
+        hi: u64,
+        limit: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<()> {
+        let n = self.node(kind, addr)?;
+        if n.is_leaf() {
+            let from = n.keys.partition_point(|k| *k < lo);
+            for i in from..n.len() {
+                if n.keys[i] >= hi || out.len() >= limit {
+                    break;
+                }
+                out.push((n.keys[i], n.val(i).to_vec()));
+            }
+            return Ok(());
+        }
+        check_internal(&n, addr)?;
+        for i in n.child_index(lo)..n.len() {
+            if (i > 0 && n.keys[i] >= hi) || out.len() >= limit {
+                break;
+            }
+            self.range_rec(kind, n.children[i], lo, hi, limit, out)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the node at `addr` writable in this transaction; returns its (possibly new) address.
+    pub fn cow(&mut self, kind: TreeKind, addr: u64) -> Result<u64> {
+        if self.dirty.contains_key(&addr) {
+            return Ok(addr);
+        }
+        let old = self.node(kind, addr)?;
+        let new = self.new_node((*old).clone())?;
+        if kind == TreeKind::Volume && self.rc_get(addr)? > 1 {
+            self.propagate_refs(&old)?;
+            let freed = self.rc_dec(addr, 1)?;
+            assert!(
+                freed.is_empty(),
+                "shared node {addr} freed by one decrement"
+            );
+        } else {
+            self.free_meta_block(addr)?;
+        }
+        Ok(new)
+    }
+
+    /// Adds one reference to everything `node` points to (it is being copied).
+    pub fn propagate_refs(&mut self, node: &Node) -> Result<()> {
+        if node.is_leaf() {
+            for i in 0..node.len() {
+                let (phys, len) = extent_of(node.val(i));
+                self.rc_inc(phys, len)?;
+            }
+        } else {
+            for &c in &node.children {
+                self.rc_inc(c, 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces `key`; returns the new root.
+    pub fn insert(&mut self, kind: TreeKind, root: Root, key: u64, val: &[u8]) -> Result<Root> {
+        assert_eq!(val.len(), kind.value_bytes());
+        if root.addr == 0 {
+            let mut leaf = Node::new_leaf(kind);
+            leaf.keys.push(key);
+            leaf.vals.extend_from_slice(val);
+            let addr = self.new_node(leaf)?;
+            return Ok(Root { addr, height: 1 });
+        }
+        let (addr, split) = self.insert_rec(kind, root.addr, key, val)?;
+        let Some((sep, right)) = split else {
+            return Ok(Root {
+                addr,
+                height: root.height,
+            });
+        };
+        let first = self.node(kind, addr)?.keys[0];
+        let top = Node {
+            kind,
+            level: root.height,
+            keys: vec![first, sep],
+            children: vec![addr, right],
+            vals: Vec::new(),
+        };
+        let addr = self.new_node(top)?;
+        Ok(Root {
+            addr,
+            height: root.height + 1,
+        })
+    }
+
+    fn insert_rec(
+        &mut self,
+        kind: TreeKind,
+        addr: u64,
+        key: u64,
+        val: &[u8],
+    ) -> Result<(u64, Option<(u64, u64)>)> {
+        let a = self.cow(kind, addr)?;
+        let (is_leaf, child) = {
+            let n = self.node(kind, a)?;
+            check_internal(&n, a)?;
+            (n.is_leaf(), (!n.is_leaf()).then(|| n.child_index(key)))
+        };
+        if is_leaf {
+            let vs = kind.value_bytes();
+            let n = self.dirty_mut(a);
+            match n.keys.binary_search(&key) {
+                Ok(i) => n.vals[i * vs..(i + 1) * vs].copy_from_slice(val),
+                Err(i) => {
+                    n.keys.insert(i, key);
+                    n.vals.splice(i * vs..i * vs, val.iter().copied());
+                }
+            }
+        } else {
+            let i = child.expect("internal");
+            let c = self.node(kind, a)?.children[i];
+            let (nc, split) = self.insert_rec(kind, c, key, val)?;
+            let n = self.dirty_mut(a);
+            n.children[i] = nc;
+            if let Some((sep, right)) = split {
+                n.keys.insert(i + 1, sep);
+                n.children.insert(i + 1, right);
+            }
+        }
+        if self.node(kind, a)?.len() <= self.node(kind, a)?.capacity() {
+            return Ok((a, None));
+        }
+        let right = split_off_half(self.dirty_mut(a));
+        let sep = right.keys[0];
+        let r = self.new_node(right)?;
+        Ok((a, Some((sep, r))))
+    }
+
+    /// Removes `key` if present; returns the new root and the removed value.
+    pub fn remove(
+        &mut self,
+        kind: TreeKind,
+        root: Root,
+        key: u64,
+    ) -> Result<(Root, Option<Vec<u8>>)> {
+        let Some(old) = self.get(kind, root, key)? else {
+            return Ok((root, None));
+        };
+        let addr = self.remove_rec(kind, root.addr, key)?;
+        let n = self.node(kind, addr)?;
+        let root = if n.is_leaf() && n.len() == 0 {
+            self.free_meta_block(addr)?;
+            Root::default()
+        } else if !n.is_leaf() && n.len() == 1 {
+            self.free_meta_block(addr)?;
+            Root {
+                addr: n.children[0],
+                height: root.height - 1,
+            }
+        } else {
+            Root {
+                addr,
+                height: root.height,
+            }
+        };
+        Ok((root, Some(old)))
+    }
+
+    fn remove_rec(&mut self, kind: TreeKind, addr: u64, key: u64) -> Result<u64> {
+        let a = self.cow(kind, addr)?;
+        let n = self.node(kind, a)?;
+        if n.is_leaf() {
+            let i = n
+                .keys
+                .binary_search(&key)
+                .map_err(|_| corrupt(format!("{kind:?} key {key} vanished from node {a}")))?;
+            let vs = kind.value_bytes();
+            let n = self.dirty_mut(a);
+            n.keys.remove(i);
+            n.vals.drain(i * vs..(i + 1) * vs);
+            return Ok(a);
+        }
+        check_internal(&n, a)?;
+        let i = n.child_index(key);
+        let nc = self.remove_rec(kind, n.children[i], key)?;
+        self.dirty_mut(a).children[i] = nc;
+        let child = self.node(kind, nc)?;
+        if child.len() < child.min_fill() && n.len() > 1 {
+            self.rebalance(kind, a, i)?;
+        }
+        Ok(a)
+    }
+
+    /// Child `i` of dirty node `p` is under-full: merge it with a sibling or borrow one entry.
+    fn rebalance(&mut self, kind: TreeKind, p: u64, i: usize) -> Result<()> {
+        let parent = self.node(kind, p)?;
+        let li = if i + 1 < parent.len() { i } else { i - 1 };
+        let l = self.cow(kind, parent.children[li])?;
+        let r = self.cow(kind, parent.children[li + 1])?;
+        let sep = parent.keys[li + 1];
+        {
+            let pm = self.dirty_mut(p);
+            pm.children[li] = l;
+            pm.children[li + 1] = r;
+        }
+        let ln = (*self.node(kind, l)?).clone();
+        let mut rn = (*self.node(kind, r)?).clone();
+        if !rn.is_leaf() {
+            // The parent's separator is the exact lower bound of the right subtree.
+            rn.keys[0] = sep;
+        }
+        let vs = kind.value_bytes();
+        if ln.len() + rn.len() <= ln.capacity() {
+            let lm = self.dirty_mut(l);
+            lm.keys.extend_from_slice(&rn.keys);
+            lm.children.extend_from_slice(&rn.children);
+            lm.vals.extend_from_slice(&rn.vals);
+            self.free_meta_block(r)?;
+            let pm = self.dirty_mut(p);
+            pm.keys.remove(li + 1);
+            pm.children.remove(li + 1);
+            return Ok(());
+        }
+        let (mut ln, mut rn) = (ln, rn);
+        if ln.len() < rn.len() {
+            // Move the right node's first entry to the end of the left node.
+            ln.keys.push(rn.keys.remove(0));
+            if rn.is_leaf() {
+                ln.vals.extend(rn.vals.drain(0..vs));
+            } else {
+                ln.children.push(rn.children.remove(0));
+            }
+        } else {
+            let k = ln.keys.pop().expect("non-empty");
+            rn.keys.insert(0, k);
+            if rn.is_leaf() {
+                let at = ln.vals.len() - vs;
+                let moved: Vec<u8> = ln.vals.drain(at..).collect();
+                rn.vals.splice(0..0, moved);
+            } else {
+                rn.children.insert(0, ln.children.pop().expect("non-empty"));
+            }
+        }
+        let new_sep = rn.keys[0];
+        *self.dirty_mut(l) = ln;
+        *self.dirty_mut(r) = rn;
+        self.dirty_mut(p).keys[li + 1] = new_sep;
+        Ok(())
+    }
+}
+
+/// An internal node read from disk must have children to descend into.
+fn check_internal(n: &Arc<Node>, addr: u64) -> Result<()> {
+    if !n.is_leaf() && n.len() == 0 {
+        return Err(corrupt(format!(
+            "{:?} node {addr}: empty internal node",
+            n.kind
+        )));
+    }
+    Ok(())
+}
+
+/// Moves the upper half of an over-full node into a new node.
+fn split_off_half(n: &mut Node) -> Node {
+    let mid = n.len() / 2;
+    let vs = n.kind.value_bytes();
+    Node {
+        kind: n.kind,
+        level: n.level,
+        keys: n.keys.split_off(mid),
+        children: if n.is_leaf() {
+            Vec::new()
+        } else {
+            n.children.split_off(mid)
+        },
+        vals: if n.is_leaf() {
+            n.vals.split_off(mid * vs)
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// (physical block, length) of a volume-tree value.
+pub fn extent_of(v: &[u8]) -> (u64, u64) {
+    (get_u64(v, 0), get_u64(v, 8) & 0xffff_ffff)
+}
+
+/// Encodes a volume-tree value.
+pub fn extent_val(phys: u64, len: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&phys.to_le_bytes());
+    v[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    v
+}

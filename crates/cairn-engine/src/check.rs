@@ -1,0 +1,530 @@
+//! Consistency check of a pool's durable state, online (under the pool lock) or offline (on a
+//! device no pool holds) — the same code.
+//!
+//! It reads every metadata block straight from the device and verifies its checksum, type, own
+//! address and generation; checks B-tree invariants (key order, bounds from the parent, levels,
+//! fill, root height); recounts references to volume-tree nodes and data blocks from every
+//! volume tree, tombstones pending reclaim included (a shared node's children are counted once,
+//! as the reference counts are); compares them with the refcount tree and the space map; and
+//! reports leaked, doubly-owned and dangling blocks with their tree path.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use cairn_io::BlockDevice;
+
+use crate::btree::extent_of;
+use crate::error::Result;
+use crate::format::{get_u64, Root, Superblock, VolumeRecord, SUPER_ADDRS};
+use crate::limits::BLOCK_SIZE_BYTES;
+use crate::meta::{read_node, Meta, Page, PAGE_BITS};
+use crate::node::{Node, TreeKind};
+use crate::refcount::rc_entry;
+
+/// What a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// A block failed to read or to verify (checksum, magic, type, address, generation).
+    BadBlock,
+    /// A B-tree invariant is broken (order, bounds, level, fill, height, overlapping extents).
+    TreeInvariant,
+    /// Allocated in the space map, referenced by nothing.
+    Leaked,
+    /// Used in two roles (e.g. a metadata node also mapped as data).
+    DoubleOwned,
+    /// Referenced but free in the space map, or past the device end.
+    Dangling,
+    /// The refcount tree disagrees with the references counted.
+    RefcountMismatch,
+    /// Superblock counters disagree with the space map.
+    Accounting,
+}
+
+/// One problem found, with the block and the tree path leading to it.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub block: u64,
+    pub path: String,
+    pub detail: String,
+}
+
+/// The result of a check. `is_clean()` when there is no finding.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    pub findings: Vec<Finding>,
+    /// Generation of the state checked.
+    pub generation: u64,
+    /// Volumes, snapshots and tombstones walked.
+    pub volumes: usize,
+    /// Blocks referenced by metadata or data.
+    pub blocks_in_use: u64,
+}
+
+impl CheckReport {
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Checks the pool on `dev` (offline: nothing else may use the device meanwhile).
+pub fn check_device(dev: Arc<dyn BlockDevice>) -> Result<CheckReport> {
+    let sb = crate::pool::read_superblock(dev.as_ref())?;
+    Ok(Checker::new(dev, sb).run())
+}
+
+/// Checks the durable state of an open pool; the caller holds its lock and has committed.
+pub(crate) fn check_locked(meta: &mut Meta) -> Result<CheckReport> {
+    Ok(Checker::new(meta.dev.clone(), meta.durable.clone()).run())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Super,
+    Page,
+    Node(TreeKind),
+    Data,
+}
+
+struct Checker {
+    dev: Arc<dyn BlockDevice>,
+    sb: Superblock,
+    findings: Vec<Finding>,
+    /// Role and a path for every block in use.
+    roles: HashMap<u64, (Role, String)>,
+    /// References to volume nodes and data blocks.
+    refs: HashMap<u64, u32>,
+    visited: HashSet<u64>,
+    allocated: Vec<u64>,
+    volumes: usize,
+}
+
+impl Checker {
+    fn new(dev: Arc<dyn BlockDevice>, sb: Superblock) -> Checker {
+        let words = sb.device_blocks.div_ceil(64) as usize;
+        Checker {
+            dev,
+            sb,
+            findings: Vec::new(),
+            roles: HashMap::new(),
+            refs: HashMap::new(),
+            visited: HashSet::new(),
+            allocated: vec![0; words],
+            volumes: 0,
+        }
+    }
+
+    fn find(&mut self, kind: FindingKind, block: u64, path: &str, detail: impl Into<String>) {
+        self.findings.push(Finding {
+            kind,
+            block,
+            path: path.to_string(),
+            detail: detail.into(),
+        });
+    }
+
+    fn claim(&mut self, block: u64, role: Role, path: &str) {
+        if block >= self.sb.device_blocks {
+            self.find(
+                FindingKind::Dangling,
+                block,
+                path,
+                "block past the device end",
+            );
+            return;
+        }
+        if let Some((r, p)) = self.roles.get(&block) {
+            if *r != role || !matches!(role, Role::Data | Role::Node(TreeKind::Volume)) {
+                let detail = format!("also used as {r:?} at {p}");
+                self.find(FindingKind::DoubleOwned, block, path, detail);
+            }
+            return;
+        }
+        self.roles.insert(block, (role, path.to_string()));
+    }
+
+    fn run(mut self) -> CheckReport {
+        for a in SUPER_ADDRS {
+            self.claim(a, Role::Super, "superblock");
+        }
+        self.load_space_map();
+        let rc = self.load_refcounts();
+        let dir = self.walk(TreeKind::Directory, self.sb.dir, "directory");
+        for (seq, v) in dir {
+            match VolumeRecord::decode(&v) {
+                Ok(rec) => self.walk_volume(seq, &rec),
+                Err(e) => self.find(
+                    FindingKind::BadBlock,
+                    0,
+                    &format!("directory/{seq}"),
+                    e.to_string(),
+                ),
+            }
+        }
+        self.compare(&rc);
+        CheckReport {
+            findings: self.findings,
+            generation: self.sb.gen,
+            volumes: self.volumes,
+            blocks_in_use: self.roles.len() as u64,
+        }
+    }
+
+    fn load_space_map(&mut self) {
+        for (p, v) in self.walk(TreeKind::Space, self.sb.space, "space") {
+            let loc = get_u64(&v, 0);
+            let free = get_u64(&v, 8) & 0xffff_ffff;
+            let path = format!("space/page {p}");
+            self.claim(loc, Role::Page, &path);
+            if p >= self.sb.device_blocks.div_ceil(PAGE_BITS) || loc >= self.sb.device_blocks {
+                self.find(
+                    FindingKind::TreeInvariant,
+                    loc,
+                    &path,
+                    "page beyond the device",
+                );
+                continue;
+            }
+            let mut b = vec![0u8; BLOCK_SIZE_BYTES as usize];
+            let bits = match self.dev.read_at(loc * BLOCK_SIZE_BYTES, &mut b) {
+                Ok(()) => Page::decode(&b, loc, p, self.sb.gen),
+                Err(e) => Err(crate::error::Error::io("read bitmap page", e)),
+            };
+            let bits = match bits {
+                Ok(bits) => bits,
+                Err(e) => {
+                    self.find(FindingKind::BadBlock, loc, &path, e.to_string());
+                    continue;
+                }
+            };
+            let ones: u64 = bits.iter().map(|w| u64::from(w.count_ones())).sum();
+            if PAGE_BITS - ones != free {
+                self.find(
+                    FindingKind::Accounting,
+                    loc,
+                    &path,
+                    "free count differs from index",
+                );
+            }
+            for i in 0..PAGE_BITS {
+                if bits[(i / 64) as usize] >> (i % 64) & 1 == 1 {
+                    let blk = p * PAGE_BITS + i;
+                    if blk >= self.sb.device_blocks {
+                        self.find(
+                            FindingKind::Dangling,
+                            blk,
+                            &path,
+                            "allocated past the device end",
+                        );
+                    } else {
+                        self.allocated[(blk / 64) as usize] |= 1 << (blk % 64);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_allocated(&self, b: u64) -> bool {
+        b < self.sb.device_blocks && self.allocated[(b / 64) as usize] >> (b % 64) & 1 == 1
+    }
+
+    /// Refcount entries as a map from each covered block to its count.
+    fn load_refcounts(&mut self) -> HashMap<u64, u32> {
+        let mut rc = HashMap::new();
+        let mut prev_end = 0;
+        for (k, v) in self.walk(TreeKind::Refcount, self.sb.rc, "refcount") {
+            let (len, count) = rc_entry(&v);
+            let path = format!("refcount/{k}");
+            if len == 0 || count < 2 || k < prev_end {
+                self.find(
+                    FindingKind::TreeInvariant,
+                    k,
+                    &path,
+                    "empty, overlapping or below two",
+                );
+            }
+            prev_end = k + len;
+            for b in k..k + len.min(self.sb.device_blocks) {
+                rc.insert(b, count);
+            }
+        }
+        rc
+    }
+
+    fn walk_volume(&mut self, seq: u64, rec: &VolumeRecord) {
+        self.volumes += 1;
+        let path = if rec.deleting() {
+            format!("tombstone {seq}")
+        } else {
+            format!("volume {:?} ({seq})", rec.name)
+        };
+        let root = rec.root;
+        if root.addr == 0 {
+            if root.height != 0 {
+                self.find(
+                    FindingKind::TreeInvariant,
+                    0,
+                    &path,
+                    "empty tree with a height",
+                );
+            }
+            return;
+        }
+        *self.refs.entry(root.addr).or_insert(0) += 1;
+        if self.visited.insert(root.addr) {
+            self.node_rec(
+                TreeKind::Volume,
+                root.addr,
+                root.height.wrapping_sub(1),
+                None,
+                None,
+                true,
+                &path,
+                &mut Vec::new(),
+            );
+        }
+    }
+
+    /// Walks a non-shared tree, returning its leaf entries in order.
+    fn walk(&mut self, kind: TreeKind, root: Root, path: &str) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        if root.addr == 0 {
+            if root.height != 0 {
+                self.find(
+                    FindingKind::TreeInvariant,
+                    0,
+                    path,
+                    "empty tree with a height",
+                );
+            }
+            return out;
+        }
+        self.node_rec(
+            kind,
+            root.addr,
+            root.height.wrapping_sub(1),
+            None,
+            None,
+            true,
+            path,
+            &mut out,
+        );
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn node_rec(
+        &mut self,
+        kind: TreeKind,
+        addr: u64,
+        level: u32,
+        lo: Option<u64>,
+        hi: Option<u64>,
+        is_root: bool,
+        path: &str,
+        out: &mut Vec<(u64, Vec<u8>)>,
+    ) {
+        let here = format!("{path}/node {addr}");
+        self.claim(addr, Role::Node(kind), &here);
+        let node = match read_node(self.dev.as_ref(), kind, addr, self.sb.gen) {
+            Ok(n) => n,
+            Err(e) => {
+                self.find(FindingKind::BadBlock, addr, &here, e.to_string());
+                return;
+            }
+        };
+        self.node_invariants(&node, addr, level, lo, hi, is_root, &here);
+        if node.is_leaf() {
+            if kind == TreeKind::Volume {
+                self.leaf_extents(&node, hi, &here);
+            } else {
+                out.extend((0..node.len()).map(|i| (node.keys[i], node.val(i).to_vec())));
+            }
+            return;
+        }
+        for i in 0..node.len() {
+            let c = node.children[i];
+            let clo = if i == 0 { lo } else { Some(node.keys[i]) };
+            let chi = node.keys.get(i + 1).copied().or(hi);
+            if kind == TreeKind::Volume {
+                *self.refs.entry(c).or_insert(0) += 1;
+                if !self.visited.insert(c) {
+                    continue;
+                }
+            }
+            self.node_rec(
+                kind,
+                c,
+                node.level.wrapping_sub(1),
+                clo,
+                chi,
+                false,
+                &here,
+                out,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn node_invariants(
+        &mut self,
+        node: &Node,
+        addr: u64,
+        level: u32,
+        lo: Option<u64>,
+        hi: Option<u64>,
+        is_root: bool,
+        here: &str,
+    ) {
+        let mut bad = Vec::new();
+        if node.level != level {
+            bad.push(format!("level {} where {level} expected", node.level));
+        }
+        let fill_ok = if is_root {
+            node.len() >= if node.is_leaf() { 1 } else { 2 }
+        } else {
+            node.len() >= node.min_fill()
+        };
+        if !fill_ok {
+            bad.push(format!("{} entries, under-full", node.len()));
+        }
+        // Key 0 of an internal node is not a bound; every leaf key and other keys are.
+        let checked = if node.is_leaf() {
+            &node.keys[..]
+        } else {
+            node.keys.get(1..).unwrap_or(&[])
+        };
+        if checked
+            .iter()
+            .any(|k| lo.is_some_and(|l| *k < l) || hi.is_some_and(|h| *k >= h))
+        {
+            bad.push(format!("keys outside [{lo:?}, {hi:?})"));
+        }
+        for b in bad {
+            self.find(FindingKind::TreeInvariant, addr, here, b);
+        }
+    }
+
+    fn leaf_extents(&mut self, node: &Node, hi: Option<u64>, here: &str) {
+        for i in 0..node.len() {
+            let k = node.keys[i];
+            let (phys, len) = extent_of(node.val(i));
+            let end = node.keys.get(i + 1).copied().or(hi);
+            if len == 0 || end.is_some_and(|e| k + len > e) {
+                self.find(
+                    FindingKind::TreeInvariant,
+                    phys,
+                    here,
+                    format!("extent {k}+{len} overlaps"),
+                );
+            }
+            if phys + len > self.sb.device_blocks {
+                self.find(
+                    FindingKind::Dangling,
+                    phys,
+                    here,
+                    format!("extent {k}+{len} past the device end"),
+                );
+                continue;
+            }
+            for b in phys..phys + len {
+                *self.refs.entry(b).or_insert(0) += 1;
+                let path = format!("{here}/extent {k}");
+                match self.roles.get(&b).map(|r| r.0) {
+                    None => {
+                        self.roles.insert(b, (Role::Data, path));
+                    }
+                    Some(Role::Data) => {}
+                    Some(_) => self.claim(b, Role::Data, &path),
+                }
+            }
+        }
+    }
+
+    fn compare(&mut self, rc: &HashMap<u64, u32>) {
+        let mut data = 0u64;
+        let mut meta = 0u64;
+        let mut blocks: Vec<u64> = self.roles.keys().copied().collect();
+        blocks.sort_unstable();
+        for b in blocks {
+            let (role, path) = self.roles[&b].clone();
+            match role {
+                Role::Data => data += 1,
+                _ => meta += 1,
+            }
+            if !self.is_allocated(b) {
+                self.find(
+                    FindingKind::Dangling,
+                    b,
+                    &path,
+                    "in use but free in the space map",
+                );
+            }
+            let counted = self.refs.get(&b).copied();
+            let stored = rc.get(&b).copied();
+            match (counted, stored) {
+                (Some(c), Some(s)) if c != s => {
+                    self.find(
+                        FindingKind::RefcountMismatch,
+                        b,
+                        &path,
+                        format!("{c} references, refcount {s}"),
+                    );
+                }
+                (Some(c), None) if c != 1 => {
+                    self.find(
+                        FindingKind::RefcountMismatch,
+                        b,
+                        &path,
+                        format!("{c} references, refcount 1"),
+                    );
+                }
+                (None, Some(s)) => {
+                    self.find(
+                        FindingKind::RefcountMismatch,
+                        b,
+                        &path,
+                        format!("unshared block with refcount {s}"),
+                    );
+                }
+                _ => {}
+            }
+        }
+        for (&b, &s) in rc {
+            if !self.roles.contains_key(&b) {
+                self.find(
+                    FindingKind::RefcountMismatch,
+                    b,
+                    "refcount",
+                    format!("unused block with refcount {s}"),
+                );
+            }
+        }
+        let mut allocated = 0u64;
+        for b in 0..self.sb.device_blocks {
+            if self.is_allocated(b) {
+                allocated += 1;
+                if !self.roles.contains_key(&b) {
+                    self.find(
+                        FindingKind::Leaked,
+                        b,
+                        "space map",
+                        "allocated, used by nothing",
+                    );
+                }
+            }
+        }
+        let counters = [
+            ("allocated", allocated, self.sb.allocated_blocks),
+            ("data", data, self.sb.data_blocks),
+            ("metadata", meta, self.sb.meta_blocks),
+        ];
+        for (what, found, recorded) in counters {
+            if found != recorded {
+                let detail = format!("{what} blocks: {found} found, superblock says {recorded}");
+                self.find(FindingKind::Accounting, 0, "superblock", detail);
+            }
+        }
+    }
+}

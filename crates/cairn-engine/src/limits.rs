@@ -1,0 +1,56 @@
+//! Every limit of the engine in one place, with compile-time checks of how they relate.
+//!
+//! Units are last in names. Limits that shape the on-disk format are repeated in
+//! `docs/format.md`; changing one of those is a format change.
+
+/// Size of every device block the engine addresses: superblocks, metadata nodes, data blocks.
+pub const BLOCK_SIZE_BYTES: u64 = 4096;
+/// The same as a `usize`, for buffers.
+pub const BLOCK_SIZE_USIZE: usize = BLOCK_SIZE_BYTES as usize;
+
+/// Longest volume name in characters (BRIEF §8).
+pub const VOLUME_NAME_CHARS_MAX: usize = 64;
+/// Longest volume name in UTF-8 bytes (its on-disk field).
+pub const VOLUME_NAME_BYTES_MAX: usize = 256;
+/// Longest pool name in bytes (ASCII only).
+pub const POOL_NAME_BYTES_MAX: usize = 64;
+/// Longest opaque tag kept with a volume.
+pub const TAG_BYTES_MAX: usize = 256;
+
+/// Largest volume: 1 PiB. Keeps every virtual block number far below `u64::MAX`.
+pub const VOLUME_SIZE_BYTES_MAX: u64 = 1 << 50;
+/// Largest single read or write request.
+pub const IO_BYTES_MAX: usize = 32 << 20;
+/// Longest mapping extent in blocks (an extent's length is stored as `u32`).
+pub const EXTENT_BLOCKS_MAX: u64 = 1 << 20;
+
+/// Smallest pool device: superblocks plus room for metadata and some data.
+pub const POOL_BLOCKS_MIN: u64 = 1024;
+/// Metadata reserve: this per-mille of the pool, at least [`META_RESERVE_BLOCKS_MIN`].
+pub const META_RESERVE_PER_MILLE: u64 = 30;
+/// Smallest metadata reserve in blocks.
+pub const META_RESERVE_BLOCKS_MIN: u64 = 256;
+/// Extra blocks a data allocation leaves free beyond the reserve, for its own mapping update.
+pub const DATA_ALLOC_HEADROOM_BLOCKS: u64 = 16;
+
+/// Tallest B-tree accepted when reading (a deeper tree is corrupt).
+pub const BTREE_HEIGHT_MAX: u32 = 12;
+/// Mapping entries a background reclaim transaction removes at most.
+pub const RECLAIM_ENTRIES_PER_TXN: usize = 2048;
+/// Dirty metadata blocks that force a commit from the write path (bounds pinned memory).
+pub const DIRTY_BLOCKS_MAX: usize = 8192;
+/// Smallest node cache accepted (smaller requests are raised to this).
+pub const NODE_CACHE_BYTES_MIN: usize = 256 * BLOCK_SIZE_USIZE;
+
+/// Logical block sizes a volume may have.
+pub const LOGICAL_BLOCK_SIZES: [u32; 2] = [512, 4096];
+
+const _: () = assert!(BLOCK_SIZE_BYTES.is_power_of_two());
+const _: () = assert!(VOLUME_NAME_BYTES_MAX >= VOLUME_NAME_CHARS_MAX * 4);
+const _: () = assert!(EXTENT_BLOCKS_MAX <= u32::MAX as u64);
+const _: () = assert!(IO_BYTES_MAX as u64 / BLOCK_SIZE_BYTES <= EXTENT_BLOCKS_MAX);
+const _: () = assert!(VOLUME_SIZE_BYTES_MAX / BLOCK_SIZE_BYTES < u64::MAX / 2);
+const _: () = assert!(META_RESERVE_BLOCKS_MIN + 2 < POOL_BLOCKS_MIN);
+const _: () = assert!(DATA_ALLOC_HEADROOM_BLOCKS < META_RESERVE_BLOCKS_MIN);
+const _: () = assert!(LOGICAL_BLOCK_SIZES[1] as u64 == BLOCK_SIZE_BYTES);
+const _: () = assert!(BLOCK_SIZE_BYTES % LOGICAL_BLOCK_SIZES[0] as u64 == 0);

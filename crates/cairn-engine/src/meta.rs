@@ -1,0 +1,570 @@
+//! The metadata state of an open pool: node access (dirty set + clean cache), the space map
+//! (copy-on-write bitmap pages found through the space tree) and the commit protocol.
+//!
+//! Invariants:
+//! - A node is modified in place only while dirty, i.e. allocated in the current transaction;
+//!   anything durable is shadowed first (see `btree.rs`).
+//! - Reclamation rule: a block freed in transaction N is not reused before N is durable. Blocks
+//!   freed in the current transaction are marked `reserved` and skipped by the allocator until
+//!   the commit's second flush returned; `mark_allocated` asserts it. The one exception is a
+//!   block allocated and freed inside the same transaction: no durable state references it.
+//! - The on-disk bitmap of commit N already has N's frees applied (they are free once N is
+//!   durable); a page missing from the space tree is all free.
+//! - Bitmap pages are written copy-on-write at commit; the commit loops until the allocations it
+//!   makes for its own pages and space-tree nodes converge.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use cairn_io::BlockDevice;
+
+use crate::cache::NodeCache;
+use crate::error::{corrupt, err, Error, ErrorKind, Result};
+use crate::format::{
+    get_u64, put_u64, seal_block, verify_block, BlockType, Root, Superblock, HDR_AUX, HEADER_BYTES,
+    SUPER_ADDRS,
+};
+use crate::limits::{BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS};
+use crate::node::{Node, TreeKind};
+
+/// Words of one bitmap page.
+pub const PAGE_WORDS: usize = (BLOCK_SIZE_USIZE - HEADER_BYTES) / 8;
+/// Blocks one bitmap page covers.
+pub const PAGE_BITS: u64 = PAGE_WORDS as u64 * 64;
+
+/// One bitmap page in memory.
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// Block holding the page on disk (0 = never written).
+    pub loc: u64,
+    /// `loc` was allocated in this transaction.
+    pub loc_fresh: bool,
+    /// Allocated blocks as of this transaction (frees applied).
+    pub bits: Vec<u64>,
+    /// Freed in this transaction: not reusable before the commit is durable.
+    pub reserved: Vec<u64>,
+    /// Allocated in this transaction.
+    pub fresh: Vec<u64>,
+    /// Zero bits in `bits`.
+    pub free: u32,
+    /// Set bits in `reserved`.
+    pub reserved_count: u32,
+    pub dirty: bool,
+}
+
+impl Page {
+    fn empty() -> Page {
+        Page {
+            loc: 0,
+            loc_fresh: false,
+            bits: vec![0; PAGE_WORDS],
+            reserved: vec![0; PAGE_WORDS],
+            fresh: vec![0; PAGE_WORDS],
+            free: PAGE_BITS as u32,
+            reserved_count: 0,
+            dirty: false,
+        }
+    }
+
+    fn avail(&self) -> u32 {
+        self.free - self.reserved_count
+    }
+
+    pub fn encode(&self, page_no: u64, gen: u64) -> Vec<u8> {
+        let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+        for (i, w) in self.bits.iter().enumerate() {
+            put_u64(&mut b, HEADER_BYTES + 8 * i, *w);
+        }
+        put_u64(&mut b, HDR_AUX, page_no);
+        seal_block(&mut b, BlockType::Bitmap, 0, 0, self.loc, gen);
+        b
+    }
+
+    pub fn decode(b: &[u8], addr: u64, page_no: u64, gen_max: u64) -> Result<Vec<u64>> {
+        let hdr = verify_block(b, BlockType::Bitmap, addr, gen_max)?;
+        if hdr.aux != page_no {
+            return Err(corrupt(format!(
+                "bitmap block {addr}: holds page {} not {page_no}",
+                hdr.aux
+            )));
+        }
+        Ok((0..PAGE_WORDS)
+            .map(|i| get_u64(b, HEADER_BYTES + 8 * i))
+            .collect())
+    }
+}
+
+fn bit(words: &[u64], i: u64) -> bool {
+    words[(i / 64) as usize] >> (i % 64) & 1 == 1
+}
+fn set_bit(words: &mut [u64], i: u64, v: bool) {
+    let w = &mut words[(i / 64) as usize];
+    if v {
+        *w |= 1 << (i % 64);
+    } else {
+        *w &= !(1 << (i % 64));
+    }
+}
+
+/// What an allocation is for (kept as separate counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    Data,
+    Meta,
+}
+
+/// Metadata state of an open pool.
+pub struct Meta {
+    pub dev: Arc<dyn BlockDevice>,
+    /// Last durable superblock.
+    pub durable: Superblock,
+    pub dir_root: Root,
+    pub rc_root: Root,
+    pub space_root: Root,
+    pub device_blocks: u64,
+    pub reserve_blocks: u64,
+    pub allocated_blocks: u64,
+    pub data_blocks: u64,
+    pub meta_blocks: u64,
+    /// Blocks freed in this transaction (not yet reusable).
+    pub pending_blocks: u64,
+    pub cache: NodeCache,
+    pub dirty: HashMap<u64, Arc<Node>>,
+    pub pages: BTreeMap<u64, Page>,
+    meta_cursor: u64,
+    /// Data extents freed by this transaction, discarded once it is durable.
+    pub freed_data: Vec<(u64, u64)>,
+}
+
+impl Meta {
+    pub fn new(dev: Arc<dyn BlockDevice>, sb: Superblock, cache_nodes: usize) -> Meta {
+        Meta {
+            dev,
+            dir_root: sb.dir,
+            rc_root: sb.rc,
+            space_root: sb.space,
+            device_blocks: sb.device_blocks,
+            reserve_blocks: sb.reserve_blocks,
+            allocated_blocks: sb.allocated_blocks,
+            data_blocks: sb.data_blocks,
+            meta_blocks: sb.meta_blocks,
+            pending_blocks: 0,
+            durable: sb,
+            cache: NodeCache::new(cache_nodes),
+            dirty: HashMap::new(),
+            pages: BTreeMap::new(),
+            meta_cursor: 2,
+            freed_data: Vec::new(),
+        }
+    }
+
+    pub fn gen(&self) -> u64 {
+        self.durable.gen
+    }
+
+    /// Anything changed since the last commit?
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty() || self.pages.values().any(|p| p.dirty)
+    }
+
+    // ---- node access --------------------------------------------------------------------
+
+    /// The node at `addr`: dirty copy, cached copy, or read and verified from the device.
+    pub fn node(&mut self, kind: TreeKind, addr: u64) -> Result<Arc<Node>> {
+        if let Some(n) = self.dirty.get(&addr) {
+            return Ok(n.clone());
+        }
+        if let Some(n) = self.cache.get(addr) {
+            if n.kind != kind {
+                return Err(corrupt(format!(
+                    "block {addr}: {:?} node used as {kind:?}",
+                    n.kind
+                )));
+            }
+            return Ok(n);
+        }
+        let n = Arc::new(read_node(self.dev.as_ref(), kind, addr, self.gen())?);
+        self.cache.insert(addr, n.clone());
+        Ok(n)
+    }
+
+    /// Mutable access to a dirty node.
+    pub fn dirty_mut(&mut self, addr: u64) -> &mut Node {
+        Arc::make_mut(self.dirty.get_mut(&addr).expect("node is dirty"))
+    }
+
+    /// Places a new node at a freshly allocated block and returns its address.
+    pub fn new_node(&mut self, node: Node) -> Result<u64> {
+        let addr = self.alloc_meta()?;
+        self.dirty.insert(addr, Arc::new(node));
+        Ok(addr)
+    }
+
+    /// Releases a metadata block (a node or a bitmap page location).
+    pub fn free_meta_block(&mut self, addr: u64) -> Result<()> {
+        self.dirty.remove(&addr);
+        self.cache.remove(addr);
+        self.free(addr, 1, Use::Meta)
+    }
+
+    // ---- space map ------------------------------------------------------------------------
+
+    fn load_page(&mut self, p: u64) -> Result<()> {
+        if self.pages.contains_key(&p) {
+            return Ok(());
+        }
+        let mut page = Page::empty();
+        if let Some(v) = self.get(TreeKind::Space, self.space_root, p)? {
+            let loc = get_u64(&v, 0);
+            let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+            self.dev
+                .read_at(loc * BLOCK_SIZE_BYTES, &mut b)
+                .map_err(|e| Error::io(format!("read bitmap page {p}"), e))?;
+            page.bits = Page::decode(&b, loc, p, self.gen())?;
+            page.loc = loc;
+            let ones: u32 = page.bits.iter().map(|w| w.count_ones()).sum();
+            page.free = PAGE_BITS as u32 - ones;
+            if u64::from(page.free) != get_u64(&v, 8) & 0xffff_ffff {
+                return Err(corrupt(format!(
+                    "bitmap page {p}: free count differs from index"
+                )));
+            }
+        }
+        self.pages.insert(p, page);
+        Ok(())
+    }
+
+    fn page_avail(&mut self, p: u64) -> Result<u32> {
+        if let Some(pg) = self.pages.get(&p) {
+            return Ok(pg.avail());
+        }
+        Ok(match self.get(TreeKind::Space, self.space_root, p)? {
+            Some(v) => (get_u64(&v, 8) & 0xffff_ffff) as u32,
+            None => PAGE_BITS as u32,
+        })
+    }
+
+    /// Was block `b` allocated in the current transaction?
+    pub fn is_fresh(&mut self, b: u64) -> Result<bool> {
+        let p = b / PAGE_BITS;
+        self.load_page(p)?;
+        Ok(bit(&self.pages[&p].fresh, b % PAGE_BITS))
+    }
+
+    /// Blocks an allocation may still take (free and not awaiting durability).
+    pub fn usable_blocks(&self) -> u64 {
+        self.device_blocks
+            .saturating_sub(self.allocated_blocks + self.pending_blocks)
+    }
+
+    /// Finds up to `want` contiguous free blocks starting the search at `hint`.
+    fn find_run(&mut self, want: u64, hint: u64) -> Result<Option<(u64, u64)>> {
+        let pages = self.device_blocks.div_ceil(PAGE_BITS);
+        let hint = if hint >= self.device_blocks { 0 } else { hint };
+        let first = hint / PAGE_BITS;
+        for step in 0..=pages {
+            // The last step revisits the hint page from its start (wrap-around).
+            if step == pages && hint % PAGE_BITS == 0 {
+                break;
+            }
+            let p = (first + step) % pages;
+            if self.page_avail(p)? == 0 {
+                continue;
+            }
+            self.load_page(p)?;
+            let from = if step == 0 { hint % PAGE_BITS } else { 0 };
+            let limit = (self.device_blocks - p * PAGE_BITS).min(PAGE_BITS);
+            if let Some(r) = scan_page(&self.pages[&p], from, limit, want) {
+                return Ok(Some((p * PAGE_BITS + r.0, r.1)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn mark_allocated(&mut self, start: u64, len: u64, usage: Use) {
+        for b in start..start + len {
+            let p = b / PAGE_BITS;
+            let i = b % PAGE_BITS;
+            let pg = self.pages.get_mut(&p).expect("page loaded by find_run");
+            assert!(!bit(&pg.bits, i), "allocating an allocated block {b}");
+            assert!(
+                !bit(&pg.reserved, i),
+                "reclamation rule: block {b} freed in this transaction reused before commit"
+            );
+            set_bit(&mut pg.bits, i, true);
+            set_bit(&mut pg.fresh, i, true);
+            pg.free -= 1;
+            pg.dirty = true;
+        }
+        self.allocated_blocks += len;
+        match usage {
+            Use::Data => self.data_blocks += len,
+            Use::Meta => self.meta_blocks += len,
+        }
+    }
+
+    /// One metadata block; may use the reserve.
+    pub fn alloc_meta(&mut self) -> Result<u64> {
+        let hint = self.meta_cursor;
+        let Some((b, _)) = self.find_run(1, hint)? else {
+            return Err(err(ErrorKind::NoSpace, "no block left for metadata"));
+        };
+        self.mark_allocated(b, 1, Use::Meta);
+        self.meta_cursor = b + 1;
+        Ok(b)
+    }
+
+    /// `want` data blocks as one or more extents, preferring one contiguous run after `hint`.
+    /// Fails with `NoSpace` (allocating nothing) when the data space cannot hold them.
+    pub fn alloc_data(&mut self, want: u64, hint: u64) -> Result<Vec<(u64, u64)>> {
+        let needed = want + self.reserve_blocks + DATA_ALLOC_HEADROOM_BLOCKS;
+        if self.usable_blocks() < needed {
+            return Err(err(ErrorKind::NoSpace, format!("{want} data blocks")));
+        }
+        let mut got = Vec::new();
+        let mut hint = hint;
+        let mut left = want;
+        while left > 0 {
+            let run = match self.find_run(left, hint) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    self.unalloc_data(&got);
+                    return Err(err(ErrorKind::NoSpace, format!("{want} data blocks")));
+                }
+                Err(e) => {
+                    self.unalloc_data(&got);
+                    return Err(e);
+                }
+            };
+            self.mark_allocated(run.0, run.1, Use::Data);
+            got.push(run);
+            hint = run.0 + run.1;
+            left -= run.1;
+        }
+        Ok(got)
+    }
+
+    /// Gives back data blocks allocated in this transaction and never referenced.
+    pub fn unalloc_data(&mut self, runs: &[(u64, u64)]) {
+        for &(s, l) in runs {
+            self.free(s, l, Use::Data)
+                .expect("blocks allocated in this transaction are loaded and set");
+        }
+    }
+
+    /// Frees blocks. Blocks allocated in this transaction are reusable at once; others are
+    /// reserved until the transaction is durable (reclamation rule).
+    pub fn free(&mut self, start: u64, len: u64, usage: Use) -> Result<()> {
+        for b in start..start + len {
+            if b >= self.device_blocks {
+                return Err(corrupt(format!("freeing block {b} past the device end")));
+            }
+            let p = b / PAGE_BITS;
+            let i = b % PAGE_BITS;
+            self.load_page(p)?;
+            let pg = self.pages.get_mut(&p).expect("loaded");
+            if !bit(&pg.bits, i) {
+                return Err(corrupt(format!("block {b} freed twice")));
+            }
+            set_bit(&mut pg.bits, i, false);
+            pg.free += 1;
+            pg.dirty = true;
+            if bit(&pg.fresh, i) {
+                // Never durable: reusable at once, so not discarded after the commit either.
+                set_bit(&mut pg.fresh, i, false);
+            } else {
+                set_bit(&mut pg.reserved, i, true);
+                pg.reserved_count += 1;
+                self.pending_blocks += 1;
+                if usage == Use::Data {
+                    match self.freed_data.last_mut() {
+                        Some(last) if last.0 + last.1 == b => last.1 += 1,
+                        _ => self.freed_data.push((b, 1)),
+                    }
+                }
+            }
+        }
+        self.allocated_blocks -= len;
+        match usage {
+            Use::Data => self.data_blocks -= len,
+            Use::Meta => self.meta_blocks -= len,
+        }
+        Ok(())
+    }
+
+    /// Marks the two superblock blocks allocated (pool creation).
+    pub fn mark_superblocks(&mut self) -> Result<()> {
+        self.load_page(0)?;
+        for a in SUPER_ADDRS {
+            self.mark_allocated(a, 1, Use::Meta);
+        }
+        Ok(())
+    }
+
+    /// Makes the transaction dirty so the next commit writes a new superblock.
+    pub fn touch(&mut self) -> Result<()> {
+        self.load_page(0)?;
+        self.pages.get_mut(&0).expect("loaded").dirty = true;
+        Ok(())
+    }
+
+    // ---- commit ---------------------------------------------------------------------------
+
+    /// Gives every dirty bitmap page a fresh location and an up-to-date index entry, looping
+    /// until the allocations this makes converge.
+    fn converge_space(&mut self) -> Result<()> {
+        for _round in 0..64 {
+            let mut changed = false;
+            let dirty: Vec<u64> = self
+                .pages
+                .iter()
+                .filter(|(_, p)| p.dirty)
+                .map(|(k, _)| *k)
+                .collect();
+            for p in dirty {
+                if !self.pages[&p].loc_fresh {
+                    let new = self.alloc_meta()?;
+                    let old = self.pages[&p].loc;
+                    let pg = self.pages.get_mut(&p).expect("dirty page");
+                    pg.loc = new;
+                    pg.loc_fresh = true;
+                    if old != 0 {
+                        self.free(old, 1, Use::Meta)?;
+                    }
+                    changed = true;
+                }
+                let pg = &self.pages[&p];
+                let mut want = vec![0u8; 16];
+                put_u64(&mut want, 0, pg.loc);
+                put_u64(&mut want, 8, u64::from(pg.free));
+                if self.get(TreeKind::Space, self.space_root, p)?.as_deref() != Some(&want[..]) {
+                    self.space_root = self.insert(TreeKind::Space, self.space_root, p, &want)?;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return Ok(());
+            }
+        }
+        unreachable!("space map allocation does not converge")
+    }
+
+    /// Writes the transaction: dirty nodes and pages to their fresh blocks, flush, the alternate
+    /// superblock, flush. `sb` carries the non-space fields; on success it becomes durable.
+    pub fn commit(&mut self, mut sb: Superblock) -> Result<()> {
+        self.converge_space()?;
+        let gen = self.gen() + 1;
+        sb.gen = gen;
+        sb.dir = self.dir_root;
+        sb.rc = self.rc_root;
+        sb.space = self.space_root;
+        sb.device_blocks = self.device_blocks;
+        sb.allocated_blocks = self.allocated_blocks;
+        sb.data_blocks = self.data_blocks;
+        sb.meta_blocks = self.meta_blocks;
+        sb.reserve_blocks = self.reserve_blocks;
+        let mut blocks: Vec<(u64, Vec<u8>)> = Vec::with_capacity(self.dirty.len() + 8);
+        for (&addr, node) in &self.dirty {
+            let b = node.encode(addr, gen);
+            let back = Node::decode(node.kind, &b, addr, gen)?;
+            assert_eq!(
+                &back,
+                node.as_ref(),
+                "node {addr} does not survive its encoding"
+            );
+            blocks.push((addr * BLOCK_SIZE_BYTES, b));
+        }
+        for (&p, pg) in self.pages.iter().filter(|(_, p)| p.dirty) {
+            let b = pg.encode(p, gen);
+            assert_eq!(
+                Page::decode(&b, pg.loc, p, gen)?,
+                pg.bits,
+                "bitmap page {p} encoding"
+            );
+            blocks.push((pg.loc * BLOCK_SIZE_BYTES, b));
+        }
+        blocks.sort_by_key(|(o, _)| *o);
+        let batch: Vec<(u64, &[u8])> = blocks.iter().map(|(o, b)| (*o, &b[..])).collect();
+        let ctx = |what: &str| format!("commit of generation {gen}: {what}");
+        self.dev
+            .write_batch(&batch)
+            .map_err(|e| Error::io(ctx("write metadata"), e))?;
+        self.dev.flush().map_err(|e| Error::io(ctx("flush"), e))?;
+        let sbb = sb.encode();
+        let slot = SUPER_ADDRS[(gen % 2) as usize];
+        assert_eq!(Superblock::decode(&sbb, slot)?, sb, "superblock encoding");
+        self.dev
+            .write_at(slot * BLOCK_SIZE_BYTES, &sbb)
+            .map_err(|e| Error::io(ctx("write superblock"), e))?;
+        self.dev
+            .flush()
+            .map_err(|e| Error::io(ctx("flush superblock"), e))?;
+        self.after_commit(sb);
+        Ok(())
+    }
+
+    fn after_commit(&mut self, sb: Superblock) {
+        self.durable = sb;
+        for (addr, node) in self.dirty.drain() {
+            self.cache.insert(addr, node);
+        }
+        for pg in self.pages.values_mut() {
+            if pg.dirty || pg.reserved_count > 0 {
+                pg.dirty = false;
+                pg.loc_fresh = false;
+                pg.reserved.fill(0);
+                pg.fresh.fill(0);
+                pg.reserved_count = 0;
+            }
+        }
+        self.pending_blocks = 0;
+        for (s, l) in std::mem::take(&mut self.freed_data) {
+            if let Err(e) = self.dev.discard(s * BLOCK_SIZE_BYTES, l * BLOCK_SIZE_BYTES) {
+                tracing::warn!("discard of freed blocks {s}+{l} failed: {e}");
+            }
+        }
+    }
+
+    /// Drops everything not durable (used when a pool fails; the pool is not used again).
+    pub fn forget_dirty(&mut self) {
+        self.dirty.clear();
+        self.pages.clear();
+        self.cache.clear();
+    }
+}
+
+/// Scans one page for a run of up to `want` available blocks at or after `from`, below `limit`.
+fn scan_page(pg: &Page, from: u64, limit: u64, want: u64) -> Option<(u64, u64)> {
+    let mut i = from;
+    while i < limit {
+        let w = (i / 64) as usize;
+        let used = pg.bits[w] | pg.reserved[w];
+        if used == u64::MAX {
+            i = (w as u64 + 1) * 64;
+            continue;
+        }
+        if used >> (i % 64) & 1 == 1 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < limit && i - start < want && !bit(&pg.bits, i) && !bit(&pg.reserved, i) {
+            i += 1;
+        }
+        return Some((start, i - start));
+    }
+    None
+}
+
+/// Reads and verifies one node straight from the device.
+pub fn read_node(dev: &dyn BlockDevice, kind: TreeKind, addr: u64, gen_max: u64) -> Result<Node> {
+    if addr < 2 || addr >= dev.size_bytes() / BLOCK_SIZE_BYTES {
+        return Err(corrupt(format!(
+            "{kind:?} node address {addr} out of range"
+        )));
+    }
+    let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+    dev.read_at(addr * BLOCK_SIZE_BYTES, &mut b)
+        .map_err(|e| Error::io(format!("read {kind:?} node {addr}"), e))?;
+    Node::decode(kind, &b, addr, gen_max)
+}

@@ -1,0 +1,1124 @@
+//! A pool: volumes, snapshots and their data on one device, with commits and background work.
+//!
+//! Concurrency: one mutex over the whole state (metadata and the data I/O done under it), so a
+//! write acknowledged before `snapshot()` begins is in the snapshot and one started after is not.
+//! A background thread commits while dirty every `commit_interval` and reclaims deleted volumes
+//! in bounded transactions.
+//!
+//! Invariants:
+//! - Every volume and snapshot operation commits before it returns.
+//! - A data block is overwritten in place only if it was allocated in the current transaction
+//!   (then it is exclusively owned now and unknown to the durable state); any other write is
+//!   redirected to fresh blocks and remapped, old data is never read or copied.
+//! - A failed metadata write or flush, or an error in the middle of a metadata change, puts the
+//!   pool in a failed state; every later call returns `PoolFailed` until it is reopened.
+//! - Deleted volumes are tombstones (flag `deleting`, name freed) until the reclaimer has dropped
+//!   their tree; tombstones are durable, so reclaim resumes after a crash.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_io::BlockDevice;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::btree::extent_of;
+use crate::check::{check_locked, CheckReport};
+use crate::error::{err, Error, ErrorKind, Result};
+use crate::format::{
+    Root, Superblock, VolumeRecord, SUPER_ADDRS, VF_DELETING, VF_HIDDEN, VF_READ_ONLY,
+    VOLUME_RECORD_BYTES,
+};
+use crate::limits::*;
+use crate::meta::Meta;
+use crate::node::TreeKind;
+use crate::types::{Extent, PoolInfo, PoolOptions, VolumeId, VolumeInfo, VolumeOptions};
+
+const BS: u64 = BLOCK_SIZE_BYTES;
+
+/// An open pool. Send + Sync; every method takes `&self`.
+pub struct Pool {
+    inner: Arc<Inner>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    wake: Condvar,
+    opts: PoolOptions,
+}
+
+pub(crate) struct State {
+    pub meta: Meta,
+    name: String,
+    uuid: [u8; 16],
+    created_unix_secs: u64,
+    next_seq: u64,
+    vols: BTreeMap<u64, VolumeRecord>,
+    by_id: HashMap<VolumeId, u64>,
+    dirty_vols: BTreeSet<u64>,
+    removed_vols: BTreeSet<u64>,
+    hints: HashMap<u64, u64>,
+    failed: Option<String>,
+    closed: bool,
+    stop: bool,
+    last_commit: Instant,
+}
+
+fn now_unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Checks a pool name: 1–64 of `A-Za-z0-9._-`.
+pub(crate) fn validate_pool_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= POOL_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            ErrorKind::InvalidArgument,
+            format!("pool name {name:?}"),
+        ))
+    }
+}
+
+/// Checks a volume name: 1–64 printable characters, no control characters, no '/', no leading
+/// or trailing space.
+pub(crate) fn validate_volume_name(name: &str) -> Result<()> {
+    let chars = name.chars().count();
+    let ok = (1..=VOLUME_NAME_CHARS_MAX).contains(&chars)
+        && name.len() <= VOLUME_NAME_BYTES_MAX
+        && !name.chars().any(|c| c.is_control() || c == '/')
+        && !name.starts_with(char::is_whitespace)
+        && !name.ends_with(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            ErrorKind::InvalidArgument,
+            format!("volume name {name:?}"),
+        ))
+    }
+}
+
+fn validate_size(size_bytes: u64) -> Result<()> {
+    if size_bytes == 0 || size_bytes % BS != 0 || size_bytes > VOLUME_SIZE_BYTES_MAX {
+        return Err(err(
+            ErrorKind::InvalidArgument,
+            format!("volume size {size_bytes} (a non-zero multiple of 4096, at most 1 PiB)"),
+        ));
+    }
+    Ok(())
+}
+
+fn reserve_for(blocks: u64) -> u64 {
+    (blocks * META_RESERVE_PER_MILLE / 1000).max(META_RESERVE_BLOCKS_MIN)
+}
+
+fn info_of(r: &VolumeRecord) -> VolumeInfo {
+    VolumeInfo {
+        id: VolumeId(r.id),
+        name: r.name.clone(),
+        size_bytes: r.size_bytes,
+        logical_block_size: r.logical_block_size,
+        read_only: r.flags & VF_READ_ONLY != 0,
+        hidden: r.flags & VF_HIDDEN != 0,
+        parent: r.parent.map(VolumeId),
+        created_unix_secs: r.created_unix_secs,
+        tag: r.tag.clone(),
+    }
+}
+
+impl Pool {
+    /// Formats `dev` as a new, empty pool named `name`.
+    pub fn create(dev: Arc<dyn BlockDevice>, name: &str, opts: PoolOptions) -> Result<Arc<Pool>> {
+        validate_pool_name(name)?;
+        let blocks = dev.size_bytes() / BS;
+        if blocks < POOL_BLOCKS_MIN {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "device of {} bytes is too small for a pool",
+                    dev.size_bytes()
+                ),
+            ));
+        }
+        let zero = vec![0u8; BLOCK_SIZE_USIZE];
+        for a in SUPER_ADDRS {
+            dev.write_at(a * BS, &zero)
+                .map_err(|e| Error::io("clear superblocks", e))?;
+        }
+        let mut uuid = [0u8; 16];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut uuid[..]);
+        let sb = Superblock {
+            gen: 0,
+            uuid,
+            name: name.to_string(),
+            device_blocks: blocks,
+            dir: Root::default(),
+            rc: Root::default(),
+            space: Root::default(),
+            next_seq: 1,
+            allocated_blocks: 0,
+            data_blocks: 0,
+            meta_blocks: 0,
+            reserve_blocks: reserve_for(blocks),
+            created_unix_secs: now_unix_secs(),
+        };
+        let mut st = State::new(dev, sb, &opts);
+        st.meta.mark_superblocks()?;
+        st.commit()?;
+        Ok(Pool::start(st, opts))
+    }
+
+    /// Opens the pool on `dev`: the valid superblock with the highest generation, no scan.
+    pub fn open(dev: Arc<dyn BlockDevice>, opts: PoolOptions) -> Result<Arc<Pool>> {
+        let sb = read_superblock(dev.as_ref())?;
+        if dev.size_bytes() / BS < sb.device_blocks {
+            return Err(err(
+                ErrorKind::Corrupt,
+                format!(
+                    "device holds {} blocks, the pool {}",
+                    dev.size_bytes() / BS,
+                    sb.device_blocks
+                ),
+            ));
+        }
+        let mut st = State::new(dev, sb, &opts);
+        st.load_directory()?;
+        Ok(Pool::start(st, opts))
+    }
+
+    fn start(st: State, opts: PoolOptions) -> Arc<Pool> {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(st),
+            wake: Condvar::new(),
+            opts,
+        });
+        let bg = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("cairn-pool".into())
+            .spawn(move || background(bg))
+            .expect("spawn pool thread");
+        Arc::new(Pool {
+            inner,
+            worker: Mutex::new(Some(handle)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock()
+    }
+
+    fn live(&self) -> Result<MutexGuard<'_, State>> {
+        let st = self.lock();
+        st.live()?;
+        Ok(st)
+    }
+
+    pub fn name(&self) -> String {
+        self.lock().name.clone()
+    }
+
+    pub fn info(&self) -> PoolInfo {
+        self.lock().info()
+    }
+
+    /// Re-reads the device size and extends the pool to it.
+    pub fn grow(&self) -> Result<PoolInfo> {
+        let mut st = self.live()?;
+        let size = st
+            .meta
+            .dev
+            .refresh_size()
+            .map_err(|e| Error::io("re-read device size", e))?;
+        let blocks = size / BS;
+        if blocks < st.meta.device_blocks {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                "device is smaller than the pool",
+            ));
+        }
+        st.meta.device_blocks = blocks;
+        st.meta.reserve_blocks = reserve_for(blocks);
+        st.meta.touch()?;
+        st.commit()?;
+        Ok(st.info())
+    }
+
+    /// Final commit and stop of background work; later calls fail with `PoolFailed`.
+    pub fn close(&self) -> Result<()> {
+        let res = {
+            let mut st = self.lock();
+            if st.closed {
+                return Ok(());
+            }
+            let r = if st.failed.is_none() {
+                st.commit()
+            } else {
+                Ok(())
+            };
+            st.closed = true;
+            st.stop = true;
+            r
+        };
+        self.inner.wake.notify_all();
+        if let Some(h) = self.worker.lock().take() {
+            let _ = h.join();
+        }
+        res
+    }
+
+    pub fn create_volume(
+        &self,
+        name: &str,
+        size_bytes: u64,
+        opts: VolumeOptions,
+    ) -> Result<VolumeInfo> {
+        validate_volume_name(name)?;
+        validate_size(size_bytes)?;
+        if !LOGICAL_BLOCK_SIZES.contains(&opts.logical_block_size) {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("logical block size {}", opts.logical_block_size),
+            ));
+        }
+        let mut st = self.live()?;
+        st.ensure_name_free(name)?;
+        let mut flags = 0;
+        if opts.read_only {
+            flags |= VF_READ_ONLY;
+        }
+        if opts.hidden {
+            flags |= VF_HIDDEN;
+        }
+        let rec = st.new_record(
+            name,
+            size_bytes,
+            opts.logical_block_size,
+            flags,
+            None,
+            Root::default(),
+        );
+        let info = info_of(&rec);
+        st.add_record(rec);
+        st.commit()?;
+        Ok(info)
+    }
+
+    /// O(1) tombstone + commit; the space is reclaimed in the background.
+    pub fn delete_volume(&self, id: VolumeId) -> Result<()> {
+        {
+            let mut st = self.live()?;
+            let seq = st.seq_of(id)?;
+            st.by_id.remove(&id);
+            let rec = st.vols.get_mut(&seq).expect("indexed");
+            rec.flags |= VF_DELETING | VF_HIDDEN;
+            rec.name.clear();
+            st.dirty_vols.insert(seq);
+            st.hints.remove(&seq);
+            st.commit()?;
+        }
+        self.inner.wake.notify_all();
+        Ok(())
+    }
+
+    /// Grows a volume (shrinking is refused).
+    pub fn resize_volume(&self, id: VolumeId, size_bytes: u64) -> Result<VolumeInfo> {
+        validate_size(size_bytes)?;
+        let mut st = self.live()?;
+        let seq = st.seq_of(id)?;
+        if size_bytes < st.vols[&seq].size_bytes {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("shrinking volume {id}"),
+            ));
+        }
+        st.update(seq, |r| r.size_bytes = size_bytes)
+    }
+
+    pub fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
+        validate_volume_name(name)?;
+        let mut st = self.live()?;
+        let seq = st.seq_of(id)?;
+        if st.vols[&seq].name != name {
+            st.ensure_name_free(name)?;
+        }
+        st.update(seq, |r| r.name = name.to_string())
+    }
+
+    pub fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
+        let mut st = self.live()?;
+        let seq = st.seq_of(id)?;
+        st.update(seq, |r| {
+            r.flags = if read_only {
+                r.flags | VF_READ_ONLY
+            } else {
+                r.flags & !VF_READ_ONLY
+            }
+        })
+    }
+
+    pub fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
+        let mut st = self.live()?;
+        let seq = st.seq_of(id)?;
+        st.update(seq, |r| {
+            r.flags = if hidden {
+                r.flags | VF_HIDDEN
+            } else {
+                r.flags & !VF_HIDDEN
+            }
+        })
+    }
+
+    pub fn set_tag(&self, id: VolumeId, tag: &[u8]) -> Result<VolumeInfo> {
+        if tag.len() > TAG_BYTES_MAX {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("tag of {} bytes", tag.len()),
+            ));
+        }
+        let mut st = self.live()?;
+        let seq = st.seq_of(id)?;
+        st.update(seq, |r| r.tag = tag.to_vec())
+    }
+
+    /// O(1) snapshot of `source`, committed on return; inherits the logical block size.
+    pub fn snapshot(
+        &self,
+        source: VolumeId,
+        name: &str,
+        opts: VolumeOptions,
+    ) -> Result<VolumeInfo> {
+        validate_volume_name(name)?;
+        let mut st = self.live()?;
+        let src_seq = st.seq_of(source)?;
+        st.ensure_name_free(name)?;
+        let src = st.vols[&src_seq].clone();
+        let mut flags = 0;
+        if opts.read_only {
+            flags |= VF_READ_ONLY;
+        }
+        if opts.hidden {
+            flags |= VF_HIDDEN;
+        }
+        let rec = st.new_record(
+            name,
+            src.size_bytes,
+            src.logical_block_size,
+            flags,
+            Some(src.id),
+            src.root,
+        );
+        let info = info_of(&rec);
+        st.meta_phase(|st| {
+            if src.root.addr != 0 {
+                st.meta.rc_inc(src.root.addr, 1)?;
+            }
+            Ok(())
+        })?;
+        st.add_record(rec);
+        st.commit()?;
+        Ok(info)
+    }
+
+    /// O(1): `volume` takes `snapshot`'s contents and size; committed on return.
+    pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
+        {
+            let mut st = self.live()?;
+            let vseq = st.seq_of(volume)?;
+            let sseq = st.seq_of(snapshot)?;
+            if vseq == sseq {
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    "restoring a volume from itself",
+                ));
+            }
+            if st.vols[&vseq].flags & VF_READ_ONLY != 0 {
+                return Err(err(
+                    ErrorKind::ReadOnly,
+                    format!("restore into volume {volume}"),
+                ));
+            }
+            let snap = st.vols[&sseq].clone();
+            let old_root = st.vols[&vseq].root;
+            st.meta_phase(|st| {
+                if snap.root.addr != 0 {
+                    st.meta.rc_inc(snap.root.addr, 1)?;
+                }
+                Ok(())
+            })?;
+            if old_root.addr != 0 {
+                let tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
+                let seq = st.next_seq - 1;
+                st.vols.insert(seq, tomb);
+                st.dirty_vols.insert(seq);
+            }
+            let rec = st.vols.get_mut(&vseq).expect("indexed");
+            rec.root = snap.root;
+            rec.size_bytes = snap.size_bytes;
+            st.dirty_vols.insert(vseq);
+            st.hints.remove(&vseq);
+            st.commit()?;
+        }
+        self.inner.wake.notify_all();
+        Ok(())
+    }
+
+    /// Visible volumes and snapshots (hidden ones included, tombstones not).
+    pub fn volumes(&self) -> Vec<VolumeInfo> {
+        let st = self.lock();
+        st.vols
+            .values()
+            .filter(|r| !r.deleting())
+            .map(info_of)
+            .collect()
+    }
+
+    pub fn volume(&self, id: VolumeId) -> Result<VolumeInfo> {
+        let st = self.lock();
+        let seq = st.seq_of(id)?;
+        Ok(info_of(&st.vols[&seq]))
+    }
+
+    pub fn volume_by_name(&self, name: &str) -> Option<VolumeInfo> {
+        let st = self.lock();
+        st.vols
+            .values()
+            .find(|r| !r.deleting() && r.name == name)
+            .map(info_of)
+    }
+
+    pub fn read(&self, id: VolumeId, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let mut st = self.live()?;
+        let seq = st.io_target(id, offset, buf.len() as u64, false)?;
+        st.read_bytes(seq, offset, buf)
+    }
+
+    pub fn write(&self, id: VolumeId, offset: u64, data: &[u8]) -> Result<()> {
+        let mut st = self.live()?;
+        let seq = st.io_target(id, offset, data.len() as u64, true)?;
+        for (i, chunk) in data.chunks(IO_BYTES_MAX).enumerate() {
+            st.write_bytes(seq, offset + (i * IO_BYTES_MAX) as u64, chunk)?;
+        }
+        st.maybe_commit_for_memory()
+    }
+
+    pub fn trim(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
+        let mut st = self.live()?;
+        let seq = st.io_target(id, offset, len, true)?;
+        st.zero_range(seq, offset, len)?;
+        st.maybe_commit_for_memory()
+    }
+
+    pub fn write_zeroes(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
+        self.trim(id, offset, len)
+    }
+
+    /// Mapped and unmapped runs of `[offset, offset + len)`.
+    pub fn block_status(&self, id: VolumeId, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        let mut st = self.live()?;
+        let seq = st.io_target(id, offset, len, false)?;
+        st.block_status(seq, offset, len)
+    }
+
+    /// Commits: everything acknowledged before is durable on return.
+    pub fn flush(&self) -> Result<()> {
+        self.live()?.commit()
+    }
+
+    /// Checks the last durable state (committing first, so it is the current state).
+    pub fn check(&self) -> Result<CheckReport> {
+        let mut st = self.live()?;
+        st.commit()?;
+        check_locked(&mut st.meta)
+    }
+
+    /// Runs reclaim to completion in the caller's thread.
+    pub fn wait_reclaim(&self) -> Result<()> {
+        loop {
+            let mut st = self.live()?;
+            if !st.reclaim_pending() {
+                return Ok(());
+            }
+            st.reclaim_step()?;
+        }
+    }
+
+    /// Test and benchmark hook: blocks currently allocated in the space map.
+    #[doc(hidden)]
+    pub fn allocated_blocks(&self) -> u64 {
+        self.lock().meta.allocated_blocks
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        {
+            let mut st = self.lock();
+            st.stop = true;
+        }
+        self.inner.wake.notify_all();
+        if let Some(h) = self.worker.get_mut().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Background work: interval commits and reclaim of deleted volumes.
+fn background(inner: Arc<Inner>) {
+    let interval = inner.opts.commit_interval;
+    let mut st = inner.state.lock();
+    loop {
+        if st.stop {
+            return;
+        }
+        let healthy = st.failed.is_none() && !st.closed;
+        if healthy && st.reclaim_pending() {
+            if st.reclaim_step().is_err() {
+                continue;
+            }
+            MutexGuard::bump(&mut st);
+            continue;
+        }
+        if let Some(iv) = interval {
+            if healthy && st.is_dirty() && st.last_commit.elapsed() >= iv {
+                let _ = st.commit();
+            }
+        }
+        let wait = interval.unwrap_or(Duration::from_secs(3600));
+        inner.wake.wait_for(&mut st, wait);
+    }
+}
+
+pub(crate) fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
+    if dev.size_bytes() < 2 * BS {
+        return Err(err(ErrorKind::NotAPool, "device smaller than two blocks"));
+    }
+    let mut best: Option<Superblock> = None;
+    let mut first_err: Option<Error> = None;
+    for a in SUPER_ADDRS {
+        let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+        dev.read_at(a * BS, &mut b)
+            .map_err(|e| Error::io("read superblock", e))?;
+        match Superblock::decode(&b, a) {
+            Ok(sb) if best.as_ref().is_none_or(|x| x.gen < sb.gen) => best = Some(sb),
+            Ok(_) => {}
+            Err(e) => {
+                let worse = match &first_err {
+                    None => true,
+                    Some(f) => f.kind() == ErrorKind::NotAPool,
+                };
+                if worse {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    match best {
+        Some(sb) => Ok(sb),
+        None => Err(first_err.unwrap_or_else(|| err(ErrorKind::NotAPool, "no superblock"))),
+    }
+}
+
+impl State {
+    fn new(dev: Arc<dyn BlockDevice>, sb: Superblock, opts: &PoolOptions) -> State {
+        let cache_nodes = opts.node_cache_bytes.max(NODE_CACHE_BYTES_MIN) / BLOCK_SIZE_USIZE;
+        State {
+            name: sb.name.clone(),
+            uuid: sb.uuid,
+            created_unix_secs: sb.created_unix_secs,
+            next_seq: sb.next_seq,
+            meta: Meta::new(dev, sb, cache_nodes),
+            vols: BTreeMap::new(),
+            by_id: HashMap::new(),
+            dirty_vols: BTreeSet::new(),
+            removed_vols: BTreeSet::new(),
+            hints: HashMap::new(),
+            failed: None,
+            closed: false,
+            stop: false,
+            last_commit: Instant::now(),
+        }
+    }
+
+    fn live(&self) -> Result<()> {
+        if self.closed {
+            return Err(err(
+                ErrorKind::PoolFailed,
+                format!("pool {} is closed", self.name),
+            ));
+        }
+        if let Some(f) = &self.failed {
+            return Err(err(
+                ErrorKind::PoolFailed,
+                format!("pool {}: {f}", self.name),
+            ));
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: &Error) {
+        tracing::error!("pool {} failed: {e}", self.name);
+        self.failed = Some(e.to_string());
+        self.meta.forget_dirty();
+    }
+
+    /// Runs a metadata change; any error in it fails the pool (its state may be half-changed).
+    fn meta_phase<T>(&mut self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        let r = f(self);
+        if let Err(e) = &r {
+            self.fail(e);
+        }
+        r
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.meta.is_dirty() || !self.dirty_vols.is_empty() || !self.removed_vols.is_empty()
+    }
+
+    fn load_directory(&mut self) -> Result<()> {
+        let entries = self.meta.range(
+            TreeKind::Directory,
+            self.meta.dir_root,
+            0,
+            u64::MAX,
+            usize::MAX,
+        )?;
+        for (seq, v) in entries {
+            let rec = VolumeRecord::decode(&v)?;
+            if !rec.deleting() {
+                self.by_id.insert(VolumeId(rec.id), seq);
+            }
+            self.vols.insert(seq, rec);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        self.live()?;
+        if !self.is_dirty() {
+            return Ok(());
+        }
+        let r = self.commit_inner();
+        if let Err(e) = &r {
+            self.fail(e);
+        }
+        r
+    }
+
+    fn commit_inner(&mut self) -> Result<()> {
+        let mut buf = vec![0u8; VOLUME_RECORD_BYTES];
+        for seq in std::mem::take(&mut self.removed_vols) {
+            self.meta.dir_root = self
+                .meta
+                .remove(TreeKind::Directory, self.meta.dir_root, seq)?
+                .0;
+        }
+        for seq in std::mem::take(&mut self.dirty_vols) {
+            self.vols[&seq].encode(&mut buf);
+            self.meta.dir_root =
+                self.meta
+                    .insert(TreeKind::Directory, self.meta.dir_root, seq, &buf)?;
+        }
+        let sb = Superblock {
+            gen: 0,
+            uuid: self.uuid,
+            name: self.name.clone(),
+            device_blocks: 0,
+            dir: Root::default(),
+            rc: Root::default(),
+            space: Root::default(),
+            next_seq: self.next_seq,
+            allocated_blocks: 0,
+            data_blocks: 0,
+            meta_blocks: 0,
+            reserve_blocks: 0,
+            created_unix_secs: self.created_unix_secs,
+        };
+        self.meta.commit(sb)?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    fn maybe_commit_for_memory(&mut self) -> Result<()> {
+        if self.meta.dirty.len() > DIRTY_BLOCKS_MAX {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn info(&self) -> PoolInfo {
+        let m = &self.meta;
+        let usable = m.usable_blocks();
+        PoolInfo {
+            name: self.name.clone(),
+            uuid: self.uuid,
+            size_bytes: m.device_blocks * BS,
+            data_bytes_total: m.device_blocks.saturating_sub(m.reserve_blocks + 2) * BS,
+            data_bytes_used: m.data_blocks * BS,
+            data_bytes_free: usable.saturating_sub(m.reserve_blocks + DATA_ALLOC_HEADROOM_BLOCKS)
+                * BS,
+            metadata_bytes_total: m.reserve_blocks * BS,
+            metadata_bytes_used: m.meta_blocks * BS,
+            volume_count: self.vols.values().filter(|r| !r.deleting()).count(),
+            generation: m.gen(),
+            reclaim_pending: self.reclaim_pending(),
+        }
+    }
+
+    fn seq_of(&self, id: VolumeId) -> Result<u64> {
+        self.by_id
+            .get(&id)
+            .copied()
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("volume {id}")))
+    }
+
+    fn ensure_name_free(&self, name: &str) -> Result<()> {
+        if self.vols.values().any(|r| !r.deleting() && r.name == name) {
+            return Err(err(
+                ErrorKind::AlreadyExists,
+                format!("volume name {name:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new record with the next sequence number and an id derived from it (never reused).
+    fn new_record(
+        &mut self,
+        name: &str,
+        size_bytes: u64,
+        lbs: u32,
+        flags: u32,
+        parent: Option<[u8; 16]>,
+        root: Root,
+    ) -> VolumeRecord {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.uuid[..8]);
+        id[8..].copy_from_slice(&seq.to_be_bytes());
+        VolumeRecord {
+            id,
+            parent,
+            size_bytes,
+            root,
+            logical_block_size: lbs,
+            flags,
+            created_unix_secs: now_unix_secs(),
+            name: name.to_string(),
+            tag: Vec::new(),
+        }
+    }
+
+    fn add_record(&mut self, rec: VolumeRecord) {
+        let seq = u64::from_be_bytes(rec.id[8..].try_into().expect("8 bytes"));
+        self.by_id.insert(VolumeId(rec.id), seq);
+        self.vols.insert(seq, rec);
+        self.dirty_vols.insert(seq);
+    }
+
+    fn update(&mut self, seq: u64, f: impl FnOnce(&mut VolumeRecord)) -> Result<VolumeInfo> {
+        let rec = self.vols.get_mut(&seq).expect("indexed");
+        f(rec);
+        let info = info_of(rec);
+        self.dirty_vols.insert(seq);
+        self.commit()?;
+        Ok(info)
+    }
+
+    /// Validates an I/O request and returns the volume's sequence number.
+    fn io_target(&self, id: VolumeId, offset: u64, len: u64, write: bool) -> Result<u64> {
+        let seq = self.seq_of(id)?;
+        let r = &self.vols[&seq];
+        let lbs = u64::from(r.logical_block_size);
+        if offset % lbs != 0 || len % lbs != 0 {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("offset {offset} length {len} not multiples of {lbs} on volume {id}"),
+            ));
+        }
+        if offset.checked_add(len).is_none_or(|end| end > r.size_bytes) {
+            return Err(err(
+                ErrorKind::OutOfRange,
+                format!("offset {offset} length {len} past the end of volume {id}"),
+            ));
+        }
+        if write && r.flags & VF_READ_ONLY != 0 {
+            return Err(err(ErrorKind::ReadOnly, format!("volume {id}")));
+        }
+        Ok(seq)
+    }
+
+    // ---- data path --------------------------------------------------------------------------
+
+    fn read_bytes(&mut self, seq: u64, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let vs = offset / BS;
+        let ve = (offset + buf.len() as u64).div_ceil(BS);
+        if offset % BS == 0 && buf.len() as u64 % BS == 0 {
+            return self.read_blocks(seq, vs, ve, buf);
+        }
+        let mut tmp = vec![0u8; ((ve - vs) * BS) as usize];
+        self.read_blocks(seq, vs, ve, &mut tmp)?;
+        let skip = (offset - vs * BS) as usize;
+        let n = buf.len();
+        buf.copy_from_slice(&tmp[skip..skip + n]);
+        Ok(())
+    }
+
+    fn read_blocks(&mut self, seq: u64, vs: u64, ve: u64, out: &mut [u8]) -> Result<()> {
+        let root = self.vols[&seq].root;
+        let pieces = self.meta.map_lookup(root, vs, ve)?;
+        let mut cursor = vs;
+        for (v, p, n) in pieces {
+            let at = ((cursor - vs) * BS) as usize;
+            let to = ((v - vs) * BS) as usize;
+            out[at..to].fill(0);
+            let end = to + (n * BS) as usize;
+            self.meta
+                .dev
+                .read_at(p * BS, &mut out[to..end])
+                .map_err(|e| Error::io(format!("read data block {p}"), e))?;
+            cursor = v + n;
+        }
+        let at = ((cursor - vs) * BS) as usize;
+        out[at..].fill(0);
+        Ok(())
+    }
+
+    fn write_bytes(&mut self, seq: u64, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset + data.len() as u64;
+        let mut pos = offset;
+        while pos < end {
+            let blk = pos / BS;
+            let in_blk = pos % BS;
+            if in_blk == 0 && end - pos >= BS {
+                let full = (end - pos) / BS;
+                let from = (pos - offset) as usize;
+                self.write_blocks(seq, blk, &data[from..from + (full * BS) as usize])?;
+                pos += full * BS;
+            } else {
+                let take = (BS - in_blk).min(end - pos);
+                let mut block = vec![0u8; BLOCK_SIZE_USIZE];
+                self.read_blocks(seq, blk, blk + 1, &mut block)?;
+                let from = (pos - offset) as usize;
+                block[in_blk as usize..(in_blk + take) as usize]
+                    .copy_from_slice(&data[from..from + take as usize]);
+                self.write_blocks(seq, blk, &block)?;
+                pos += take;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes whole blocks at virtual block `vb`: in place where the block was allocated in this
+    /// transaction, else to fresh blocks that are then mapped.
+    fn write_blocks(&mut self, seq: u64, vb: u64, data: &[u8]) -> Result<()> {
+        let n = data.len() as u64 / BS;
+        let root = self.vols[&seq].root;
+        let mut in_place: Vec<(u64, u64, u64)> = Vec::new();
+        for (v, p, len) in self.meta.map_lookup(root, vb, vb + n)? {
+            let mut i = 0;
+            while i < len {
+                if self.meta.is_fresh(p + i)? {
+                    let s = i;
+                    while i < len && self.meta.is_fresh(p + i)? {
+                        i += 1;
+                    }
+                    in_place.push((v + s, p + s, i - s));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        // Virtual runs that need fresh blocks: the complement of `in_place` in [vb, vb + n).
+        let mut need: Vec<(u64, u64)> = Vec::new();
+        let mut cursor = vb;
+        for &(v, _, len) in &in_place {
+            if cursor < v {
+                need.push((cursor, v - cursor));
+            }
+            cursor = v + len;
+        }
+        if cursor < vb + n {
+            need.push((cursor, vb + n - cursor));
+        }
+        let total: u64 = need.iter().map(|x| x.1).sum();
+        let hint = self.hints.get(&seq).copied().unwrap_or(0);
+        let runs = if total > 0 {
+            self.meta.alloc_data(total, hint)?
+        } else {
+            Vec::new()
+        };
+        let placed = assign_runs(&need, &runs);
+        let mut writes: Vec<(u64, &[u8])> = Vec::new();
+        for &(v, p, len) in in_place.iter().chain(placed.iter()) {
+            let from = ((v - vb) * BS) as usize;
+            writes.push((p * BS, &data[from..from + (len * BS) as usize]));
+        }
+        if let Err(e) = self.meta.dev.write_batch(&writes) {
+            self.meta.unalloc_data(&runs);
+            return Err(Error::io(format!("write data at volume block {vb}"), e));
+        }
+        if let Some(last) = runs.last() {
+            self.hints.insert(seq, last.0 + last.1);
+        }
+        self.meta_phase(|st| {
+            let mut root = st.vols[&seq].root;
+            for &(v, p, len) in &placed {
+                root = st.meta.map_remove(root, v, v + len)?;
+                root = st.meta.map_insert(root, v, p, len)?;
+            }
+            st.set_root(seq, root);
+            Ok(())
+        })
+    }
+
+    fn set_root(&mut self, seq: u64, root: Root) {
+        let rec = self.vols.get_mut(&seq).expect("indexed");
+        if rec.root != root {
+            rec.root = root;
+            self.dirty_vols.insert(seq);
+        }
+    }
+
+    /// Trim / write-zeroes: whole blocks are unmapped, partial ones rewritten with zeros.
+    fn zero_range(&mut self, seq: u64, offset: u64, len: u64) -> Result<()> {
+        let end = offset + len;
+        let first_full = offset.div_ceil(BS);
+        let last_full = end / BS;
+        if first_full < last_full {
+            self.meta_phase(|st| {
+                let root = st.vols[&seq].root;
+                let root = st.meta.map_remove(root, first_full, last_full)?;
+                st.set_root(seq, root);
+                Ok(())
+            })?;
+        }
+        let mut partial = |from: u64, to: u64| -> Result<()> {
+            if from >= to {
+                return Ok(());
+            }
+            let blk = from / BS;
+            let root = self.vols[&seq].root;
+            if self.meta.map_lookup(root, blk, blk + 1)?.is_empty() {
+                return Ok(());
+            }
+            self.write_bytes(seq, from, &vec![0u8; (to - from) as usize])
+        };
+        if first_full > last_full {
+            // Start and end inside one block.
+            return partial(offset, end);
+        }
+        partial(offset, (first_full * BS).min(end))?;
+        partial((last_full * BS).max(offset), end)
+    }
+
+    fn block_status(&mut self, seq: u64, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        let end = offset + len;
+        let root = self.vols[&seq].root;
+        let pieces = self.meta.map_lookup(root, offset / BS, end.div_ceil(BS))?;
+        let mut out: Vec<Extent> = Vec::new();
+        let mut push = |s: u64, e: u64, mapped: bool| {
+            let s = s.max(offset);
+            let e = e.min(end);
+            if s >= e {
+                return;
+            }
+            match out.last_mut() {
+                Some(l) if l.mapped == mapped && l.offset + l.len == s => l.len += e - s,
+                _ => out.push(Extent {
+                    offset: s,
+                    len: e - s,
+                    mapped,
+                }),
+            }
+        };
+        let mut cursor = offset;
+        for (v, _, n) in pieces {
+            push(cursor, v * BS, false);
+            push(v * BS, (v + n) * BS, true);
+            cursor = (v + n) * BS;
+        }
+        push(cursor, end, false);
+        Ok(out)
+    }
+
+    // ---- reclaim ------------------------------------------------------------------------------
+
+    fn reclaim_pending(&self) -> bool {
+        self.vols.values().any(|r| r.deleting())
+    }
+
+    /// One bounded reclaim transaction on the first tombstone, committed.
+    fn reclaim_step(&mut self) -> Result<()> {
+        let Some((&seq, rec)) = self.vols.iter().find(|(_, r)| r.deleting()) else {
+            return Ok(());
+        };
+        let root = rec.root;
+        self.meta_phase(|st| {
+            let root = if root.addr != 0 && st.meta.rc_get(root.addr)? > 1 {
+                // Shared root: dropping this reference is all there is to do.
+                let freed = st.meta.rc_dec(root.addr, 1)?;
+                assert!(freed.is_empty());
+                Root::default()
+            } else {
+                let entries =
+                    st.meta
+                        .range(TreeKind::Volume, root, 0, u64::MAX, RECLAIM_ENTRIES_PER_TXN)?;
+                let mut root = root;
+                for (k, v) in entries {
+                    let (_, len) = extent_of(&v);
+                    root = st.meta.map_remove(root, k, k + len)?;
+                }
+                root
+            };
+            if root.addr == 0 {
+                st.vols.remove(&seq);
+                st.dirty_vols.remove(&seq);
+                st.removed_vols.insert(seq);
+                st.hints.remove(&seq);
+            } else {
+                st.set_root(seq, root);
+            }
+            Ok(())
+        })?;
+        self.commit()
+    }
+}
+
+/// Lays the allocated runs over the virtual runs that need blocks, in order.
+fn assign_runs(need: &[(u64, u64)], runs: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    let mut ri = 0;
+    let mut used_in_run = 0;
+    for &(v, len) in need {
+        let mut left = len;
+        let mut vpos = v;
+        while left > 0 {
+            let (rs, rl) = runs[ri];
+            let take = (rl - used_in_run).min(left);
+            out.push((vpos, rs + used_in_run, take));
+            used_in_run += take;
+            vpos += take;
+            left -= take;
+            if used_in_run == rl {
+                ri += 1;
+                used_in_run = 0;
+            }
+        }
+    }
+    out
+}
