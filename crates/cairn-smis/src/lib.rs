@@ -21,3 +21,15 @@ pub use http::{
     load_or_create_tls, start, CredentialSource, Credentials, SmisServerConfig, SmisServerHandle,
     TlsConfig,
 };
+
+// The SMI-S array model over the engine: `ArrayProvider` (Array, Block Services, Replication
+// Services and Job Control profiles), its methods, jobs and cross-pool copies.
+pub mod copy;
+pub mod jobs;
+mod methods;
+pub mod model;
+pub mod provider;
+pub mod replica;
+pub mod retcode;
+
+pub use provider::{ArrayOptions, ArrayProvider};

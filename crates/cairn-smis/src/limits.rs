@@ -49,3 +49,39 @@ const _: () = assert!(2 * CREDENTIAL_BYTES_MAX * 4 / 3 + 16 <= HTTP_AUTHORIZATIO
 const _: () = assert!(GENERATED_PASSWORD_CHARS <= CREDENTIAL_BYTES_MAX);
 const _: () = assert!(HTTP_HEADER_BUFFER_BYTES_MAX < HTTP_BODY_BYTES_MAX);
 const _: () = assert!(HTTP_CONNECTIONS_MAX > 0);
+
+// ---- The array model (ArrayProvider): jobs and cross-pool copies ----
+
+/// Largest number of cross-pool copy jobs running at once; a further CreateElementReplica into
+/// another pool answers 4 (Failed) until one ends.
+pub const COPY_JOBS_RUNNING_MAX: usize = 8;
+
+/// Bytes read from the point-in-time snapshot and written to the target per copy step. Progress,
+/// Terminate/Kill and pool errors are looked at between steps.
+pub const COPY_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Bytes of a volume's address space asked about in one `block_status` call while planning or
+/// running a copy.
+pub const COPY_STATUS_WINDOW_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Largest number of finished jobs kept (enumerable, with GetError) before the oldest is dropped,
+/// whatever TimeBeforeRemoval says.
+pub const JOBS_FINISHED_MAX: usize = 256;
+
+/// Default TimeBeforeRemoval of a finished job.
+pub const JOB_TIME_BEFORE_REMOVAL_DEFAULT: Duration = Duration::from_secs(300);
+
+/// Largest jobs state file read at start (bytes).
+pub const JOBS_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// How long RequestStateChange(Terminate/Kill) waits for the copy to stop and clean up before it
+/// answers 4096 (transition started) instead of 0.
+pub const JOB_STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// Attempts at a free generated name when ElementName is NULL.
+pub const GENERATED_NAME_ATTEMPTS_MAX: u32 = 64;
+
+const _: () = assert!(COPY_CHUNK_BYTES % 4096 == 0 && COPY_CHUNK_BYTES > 0);
+const _: () = assert!(COPY_STATUS_WINDOW_BYTES % COPY_CHUNK_BYTES == 0);
+const _: () = assert!(COPY_JOBS_RUNNING_MAX > 0 && JOBS_FINISHED_MAX >= COPY_JOBS_RUNNING_MAX);
+const _: () = assert!((COPY_CHUNK_BYTES as usize) <= HTTP_BODY_BYTES_MAX);

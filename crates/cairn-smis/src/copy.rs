@@ -1,0 +1,263 @@
+//! The cross-pool point-in-time copy behind CreateElementReplica with a TargetPool other than the
+//! source's: its worker thread, and the clean-up of copies a restart interrupted.
+//!
+//! Sequence (each step durable before the next; see `docs/smis.md`):
+//! 1. the job is written to the jobs file, naming the volumes it will create;
+//! 2. an internal snapshot of the source (hidden, read-only, tagged `PointInTime`) fixes the point
+//!    in time; the source keeps taking writes;
+//! 3. the target (hidden, tagged `CopyTarget`, same size and block size) is created in the target pool;
+//! 4. the worker copies only the mapped extents of the internal snapshot, in chunks, updating
+//!    PercentComplete and looking for Terminate/Kill between chunks;
+//! 5. on success: target pool flushed, target tagged `Replica`, unhidden, internal snapshot
+//!    deleted, job Completed; on failure or stop: target and internal snapshot deleted (their space
+//!    reclaimed in the background), job Exception / Terminated / Killed.
+//!
+//! Invariant: after a crash at any point, [`recover`] leaves no hidden copy volume behind — a
+//! `CopyTarget` or `PointInTime` volume is never legitimately present when no worker runs — and
+//! every job the file lists as running ends as Completed (if its target was already tagged
+//! `Replica`) or Exception.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_engine::{Pool, Storage, VolumeId};
+
+use crate::jobs::{Jobs, JOB_STATE_COMPLETED, JOB_STATE_EXCEPTION};
+use crate::limits::{COPY_CHUNK_BYTES, COPY_STATUS_WINDOW_BYTES};
+use crate::replica::{ReplicaTag, TagKind};
+use crate::retcode::Refusal;
+
+/// Everything a copy worker needs.
+pub struct CopyPlan {
+    pub job: u64,
+    pub source: VolumeId,
+    pub sync_type: u16,
+    pub pit_pool: Arc<Pool>,
+    pub pit: VolumeId,
+    pub target_pool: Arc<Pool>,
+    pub target: VolumeId,
+    pub size_bytes: u64,
+    pub mapped_bytes: u64,
+    /// Copy bandwidth limit (bytes per second), if any.
+    pub rate_bytes_per_sec: Option<u64>,
+}
+
+/// Bytes of `id` that are mapped (what a copy will transfer).
+pub fn mapped_bytes(pool: &Pool, id: VolumeId, size_bytes: u64) -> cairn_engine::Result<u64> {
+    let mut total = 0;
+    let mut at = 0;
+    while at < size_bytes {
+        let len = COPY_STATUS_WINDOW_BYTES.min(size_bytes - at);
+        for e in pool.block_status(id, at, len)? {
+            if e.mapped {
+                total += clamp(e.offset, e.len, at, len).1;
+            }
+        }
+        at += len;
+    }
+    Ok(total)
+}
+
+/// `[offset, offset + len)` cut to the window `[at, at + window)`: (start, length).
+fn clamp(offset: u64, len: u64, at: u64, window: u64) -> (u64, u64) {
+    let start = offset.max(at);
+    let end = offset.saturating_add(len).min(at + window);
+    (start, end.saturating_sub(start))
+}
+
+enum Stop {
+    /// Terminate (8) or Kill (9) asked for.
+    Requested(u16),
+    Failed(Refusal),
+}
+
+impl From<cairn_engine::Error> for Stop {
+    fn from(e: cairn_engine::Error) -> Stop {
+        Stop::Failed(Refusal::from(e))
+    }
+}
+
+/// Starts the worker thread of `plan`.
+pub fn spawn(storage: Arc<Storage>, jobs: Arc<Jobs>, plan: CopyPlan) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("cairn-copy-{}", plan.job))
+        .spawn(move || run(&storage, &jobs, &plan))
+        .map(|_| ())
+}
+
+fn run(storage: &Storage, jobs: &Jobs, plan: &CopyPlan) {
+    let outcome = copy_all(jobs, plan).and_then(|()| complete(storage, plan).map_err(Stop::from));
+    match outcome {
+        Ok(()) => {
+            tracing::info!(job = plan.job, "copy completed");
+            jobs.finish(plan.job, JOB_STATE_COMPLETED, None);
+        }
+        Err(Stop::Requested(state)) => {
+            tracing::info!(job = plan.job, state, "copy stopped on request");
+            discard(storage, plan);
+            jobs.finish(
+                plan.job,
+                state,
+                Some("The copy was stopped on request; its target was removed".into()),
+            );
+        }
+        Err(Stop::Failed(r)) => {
+            tracing::warn!(job = plan.job, "copy failed: {}", r.reason);
+            discard(storage, plan);
+            let text = format!("The copy failed and its target was removed: {}", r.reason);
+            jobs.finish(plan.job, JOB_STATE_EXCEPTION, Some(text));
+        }
+    }
+}
+
+fn percent(done: u64, total: u64) -> u16 {
+    if total == 0 {
+        return 0;
+    }
+    // Below 100 until the job has completed.
+    ((u128::from(done) * 100 / u128::from(total)).min(99)) as u16
+}
+
+fn copy_all(jobs: &Jobs, plan: &CopyPlan) -> Result<(), Stop> {
+    let mut buf = vec![0u8; COPY_CHUNK_BYTES as usize];
+    let started = Instant::now();
+    let mut copied = 0u64;
+    let mut at = 0;
+    while at < plan.size_bytes {
+        let window = COPY_STATUS_WINDOW_BYTES.min(plan.size_bytes - at);
+        for e in plan.pit_pool.block_status(plan.pit, at, window)? {
+            if !e.mapped {
+                continue;
+            }
+            let (mut off, len) = clamp(e.offset, e.len, at, window);
+            let end = off + len;
+            while off < end {
+                if let Some(state) = jobs.stop_requested(plan.job) {
+                    return Err(Stop::Requested(state));
+                }
+                let n = COPY_CHUNK_BYTES.min(end - off);
+                let chunk = &mut buf[..n as usize];
+                plan.pit_pool.read(plan.pit, off, chunk)?;
+                plan.target_pool.write(plan.target, off, chunk)?;
+                copied += n;
+                off += n;
+                jobs.update(plan.job, |j| j.percent = percent(copied, plan.mapped_bytes));
+                pace(jobs, plan, started, copied)?;
+            }
+        }
+        at += window;
+    }
+    Ok(())
+}
+
+/// Holds the copy to its bandwidth limit, still answering Terminate/Kill within a short time.
+fn pace(jobs: &Jobs, plan: &CopyPlan, started: Instant, copied: u64) -> Result<(), Stop> {
+    let Some(rate) = plan.rate_bytes_per_sec.filter(|r| *r > 0) else {
+        return Ok(());
+    };
+    let due = started + Duration::from_secs_f64(copied as f64 / rate as f64);
+    loop {
+        if let Some(state) = jobs.stop_requested(plan.job) {
+            return Err(Stop::Requested(state));
+        }
+        let now = Instant::now();
+        if now >= due {
+            return Ok(());
+        }
+        std::thread::sleep((due - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn complete(storage: &Storage, plan: &CopyPlan) -> cairn_engine::Result<()> {
+    plan.target_pool.flush()?;
+    let tag = ReplicaTag::replica(plan.source, plan.sync_type, plan.job);
+    plan.target_pool.set_tag(plan.target, &tag.encode())?;
+    plan.target_pool.set_hidden(plan.target, false)?;
+    if let Err(e) = storage.delete_volume(plan.pit) {
+        // Tagged PointInTime: removed at the next start if it cannot be removed now.
+        tracing::warn!(job = plan.job, "cannot delete the internal snapshot: {e}");
+    }
+    Ok(())
+}
+
+/// Removes the target and the internal snapshot of a copy that did not complete.
+pub fn discard(storage: &Storage, plan: &CopyPlan) {
+    for id in [plan.target, plan.pit] {
+        if let Err(e) = storage.delete_volume(id) {
+            if e.kind() != cairn_engine::ErrorKind::NotFound {
+                tracing::warn!(job = plan.job, "cannot delete copy volume {id}: {e}");
+            }
+        }
+    }
+}
+
+/// After a start: ends the jobs a restart interrupted and removes what their copies left.
+pub fn recover(storage: &Storage, jobs: &Jobs) {
+    let unfinished: Vec<_> = jobs
+        .list()
+        .into_iter()
+        .filter(|j| !j.is_finished())
+        .collect();
+    let names: HashSet<&str> = unfinished
+        .iter()
+        .flat_map(|j| [j.target_name.as_str(), j.pit_name.as_str()])
+        .collect();
+    for pool in storage.pools() {
+        for v in pool.volumes() {
+            let tag = ReplicaTag::decode(&v.tag);
+            let leftover = match tag.map(|t| t.kind) {
+                Some(TagKind::CopyTarget | TagKind::PointInTime) => true,
+                None => v.hidden && names.contains(v.name.as_str()),
+                Some(TagKind::Replica) if v.hidden => {
+                    // Completed but not yet unhidden when the daemon stopped: finish it.
+                    if let Err(e) = pool.set_hidden(v.id, false) {
+                        tracing::warn!("cannot unhide replica {}: {e}", v.id);
+                    }
+                    false
+                }
+                Some(_) => false,
+            };
+            if leftover {
+                tracing::info!("removing {} left by an interrupted copy", v.id);
+                if let Err(e) = storage.delete_volume(v.id) {
+                    tracing::warn!("cannot remove {}: {e}", v.id);
+                }
+            }
+        }
+    }
+    for j in unfinished {
+        let target: Option<VolumeId> = j.target.as_deref().and_then(|t| t.parse().ok());
+        let completed = target
+            .and_then(|t| storage.find_volume_by_id(t))
+            .and_then(|(_, v)| ReplicaTag::decode(&v.tag))
+            .is_some_and(|t| t.kind == TagKind::Replica);
+        if completed {
+            jobs.finish(j.id, JOB_STATE_COMPLETED, None);
+        } else {
+            let text =
+                "Interrupted: the daemon stopped before the copy finished; its target was removed";
+            jobs.finish(j.id, JOB_STATE_EXCEPTION, Some(text.into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_stays_below_100_until_completion() {
+        assert_eq!(percent(0, 0), 0);
+        assert_eq!(percent(1, 2), 50);
+        assert_eq!(percent(2, 2), 99);
+        assert_eq!(percent(u64::MAX, u64::MAX), 99);
+    }
+
+    #[test]
+    fn clamp_cuts_to_the_window() {
+        assert_eq!(clamp(0, 100, 10, 50), (10, 50));
+        assert_eq!(clamp(20, 10, 10, 50), (20, 10));
+        assert_eq!(clamp(70, 10, 10, 50), (70, 0));
+    }
+}

@@ -1,0 +1,632 @@
+//! The extrinsic methods of the array: replica creation (CreateElementReplica, CreateReplica),
+//! ModifyReplicaSynchronization, ReturnToStoragePool, CreateOrModifyElementFromStoragePool,
+//! GetSupportedSizeRange, and the job methods (GetError, GetErrors, RequestStateChange).
+//!
+//! Invariants: a method either does what it answers 0 (or 4096) for, or leaves nothing behind —
+//! every volume it created before a refusal is deleted again; management methods run one at a time
+//! (the provider's `ops` lock); return values come from [`crate::retcode`] only.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use cairn_cim::{CimType, InstancePath, MethodCall, MethodResult, Value};
+use cairn_engine::limits::VOLUME_SIZE_BYTES_MAX;
+use cairn_engine::{Pool, VolumeId, VolumeInfo, VolumeOptions, BLOCK_SIZE};
+
+use crate::copy::{self, CopyPlan};
+use crate::jobs::{
+    now_unix_secs, JobRecord, StopOutcome, JOB_STATE_KILLED, JOB_STATE_RUNNING,
+    JOB_STATE_TERMINATED,
+};
+use crate::limits::{COPY_JOBS_RUNNING_MAX, GENERATED_NAME_ATTEMPTS_MAX, JOB_STOP_WAIT};
+use crate::model::{self, Snapshot};
+use crate::provider::ArrayProvider;
+use crate::replica::{ReplicaTag, SYNC_TYPE_CLONE, SYNC_TYPE_SNAPSHOT};
+use crate::retcode::{self, Refusal};
+
+type Outcome = Result<MethodResult, Refusal>;
+
+/// Runs one method; a refusal becomes its return value (and a log line with the reason).
+pub fn invoke(p: &ArrayProvider, call: &MethodCall<'_>) -> MethodResult {
+    let class = call.class_name.to_ascii_lowercase();
+    let method = call.method.to_ascii_lowercase();
+    let outcome = match (class.as_str(), method.as_str()) {
+        ("cairn_replicationservice", "createelementreplica") => create_element_replica(p, call),
+        ("cairn_replicationservice", "modifyreplicasynchronization") => modify_sync(p, call),
+        ("cairn_storageconfigurationservice", "createreplica") => create_replica(p, call),
+        ("cairn_storageconfigurationservice", "returntostoragepool") => return_to_pool(p, call),
+        ("cairn_storageconfigurationservice", "createormodifyelementfromstoragepool") => {
+            create_or_modify(p, call)
+        }
+        ("cairn_storagepool", "getsupportedsizerange") => size_range(p, call),
+        ("cairn_storagepool", "getsupportedsizes") => Err(Refusal::new(
+            retcode::USE_SIZE_RANGE,
+            "Sizes are a range: use GetSupportedSizeRange",
+        )),
+        ("cairn_concretejob", "geterror") => get_error(p, call, false),
+        ("cairn_concretejob", "geterrors") => get_error(p, call, true),
+        ("cairn_concretejob", "requeststatechange") => job_state_change(p, call),
+        _ => Err(Refusal::not_supported(format!(
+            "{}.{} is not implemented",
+            call.class_name, call.method
+        ))),
+    };
+    outcome.unwrap_or_else(|r| {
+        tracing::info!(method = call.method, code = r.code, "refused: {}", r.reason);
+        r.into_result()
+    })
+}
+
+fn ok() -> MethodResult {
+    MethodResult::code(Value::Uint32(retcode::COMPLETED))
+}
+
+// ---- parameters -----------------------------------------------------------------------------
+
+fn u64_param(call: &MethodCall<'_>, name: &str) -> Result<Option<u64>, Refusal> {
+    call.param(name)
+        .map(|v| {
+            v.as_u64()
+                .ok_or_else(|| Refusal::invalid(format!("{name} is not a number")))
+        })
+        .transpose()
+}
+
+fn u16_param(call: &MethodCall<'_>, name: &str) -> Result<Option<u16>, Refusal> {
+    u64_param(call, name)?
+        .map(|v| u16::try_from(v).map_err(|_| Refusal::invalid(format!("{name} out of range"))))
+        .transpose()
+}
+
+fn str_param<'a>(call: &'a MethodCall<'_>, name: &str) -> Option<&'a str> {
+    call.param(name).and_then(Value::as_str)
+}
+
+fn ref_param<'a>(
+    call: &'a MethodCall<'_>,
+    name: &str,
+) -> Result<Option<&'a InstancePath>, Refusal> {
+    call.param(name)
+        .map(|v| {
+            v.as_reference()
+                .ok_or_else(|| Refusal::invalid(format!("{name} is not a reference")))
+        })
+        .transpose()
+}
+
+fn required<T>(v: Option<T>, name: &str) -> Result<T, Refusal> {
+    v.ok_or_else(|| Refusal::invalid(format!("{name} is required")))
+}
+
+// ---- resolving references -------------------------------------------------------------------
+
+/// The model volume `path` names.
+fn resolve_volume(
+    p: &ArrayProvider,
+    path: &InstancePath,
+) -> Result<(Arc<Pool>, VolumeInfo), Refusal> {
+    let system_ok = model::key_text(path, "SystemName").is_none_or(|s| s == p.identity.system_name);
+    let id = model::volume_id_of(path)
+        .filter(|_| system_ok)
+        .ok_or_else(|| Refusal::invalid(format!("{path} is not a volume of this array")))?;
+    p.storage
+        .find_volume_by_id(id)
+        .filter(|(_, v)| model::in_model(v))
+        .ok_or_else(|| Refusal::invalid(format!("No volume {id}")))
+}
+
+/// The engine pool `path` names (never the primordial pool).
+fn resolve_pool(p: &ArrayProvider, path: &InstancePath) -> Result<Arc<Pool>, Refusal> {
+    model::pool_name_of(path)
+        .and_then(|n| p.storage.pool(n))
+        .ok_or_else(|| Refusal::invalid(format!("{path} is not a concrete pool of this array")))
+}
+
+/// A free name derived from `base` (`<base>-<kind>-<counter>`), at most 64 characters.
+fn generated_name(p: &ArrayProvider, base: &str, kind: &str) -> Result<String, Refusal> {
+    let base: String = base.chars().take(40).collect();
+    let base = base.trim_end();
+    for _ in 0..GENERATED_NAME_ATTEMPTS_MAX {
+        let n = p.names.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{base}-{kind}-{:06x}", n & 0xff_ffff);
+        if p.storage.find_volume(&name).is_none() {
+            return Ok(name);
+        }
+    }
+    Err(Refusal::new(retcode::FAILED, "No free generated name"))
+}
+
+// ---- replicas -------------------------------------------------------------------------------
+
+/// One replica request, whichever method it came from.
+struct ReplicaRequest<'a> {
+    name: Option<&'a str>,
+    sync_type: u16,
+    source: &'a InstancePath,
+    target_pool: Option<&'a InstancePath>,
+    /// The replica keeps no relationship (CreateReplica CopyType 5).
+    unassociated: bool,
+}
+
+fn create_element_replica(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    let sync_type = required(u16_param(call, "SyncType")?, "SyncType")?;
+    if sync_type != SYNC_TYPE_SNAPSHOT && sync_type != SYNC_TYPE_CLONE {
+        return Err(Refusal::not_supported(format!(
+            "SyncType {sync_type} (7 and 8 are supported)"
+        )));
+    }
+    if !matches!(u16_param(call, "Mode")?, None | Some(2) | Some(3)) {
+        return Err(Refusal::invalid("Mode must be 2 (Sync) or 3 (Async)"));
+    }
+    if !matches!(
+        u16_param(call, "WaitForCopyState")?,
+        None | Some(2) | Some(4)
+    ) {
+        return Err(Refusal::invalid(
+            "WaitForCopyState must be 2 (Initialized) or 4 (Synchronized)",
+        ));
+    }
+    if ref_param(call, "TargetElement")?.is_some() {
+        return Err(Refusal::not_supported(
+            "Replicas into an existing TargetElement",
+        ));
+    }
+    let req = ReplicaRequest {
+        name: str_param(call, "ElementName"),
+        sync_type,
+        source: required(ref_param(call, "SourceElement")?, "SourceElement")?,
+        target_pool: ref_param(call, "TargetPool")?,
+        unassociated: false,
+    };
+    make_replica(p, &req)
+}
+
+fn create_replica(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    let (sync_type, unassociated) = match u16_param(call, "CopyType")? {
+        None | Some(4) => (SYNC_TYPE_SNAPSHOT, false),
+        Some(5) => (SYNC_TYPE_CLONE, true),
+        Some(2) | Some(3) => return Err(Refusal::not_supported("Mirrors (CopyType 2, 3)")),
+        Some(t) => return Err(Refusal::invalid(format!("CopyType {t}"))),
+    };
+    let req = ReplicaRequest {
+        name: str_param(call, "ElementName"),
+        sync_type,
+        source: required(ref_param(call, "SourceElement")?, "SourceElement")?,
+        target_pool: ref_param(call, "TargetPool")?,
+        unassociated,
+    };
+    make_replica(p, &req)
+}
+
+fn make_replica(p: &ArrayProvider, req: &ReplicaRequest<'_>) -> Outcome {
+    let _ops = p.ops.lock();
+    let (src_pool, src) = resolve_volume(p, req.source)?;
+    if model::is_copy_target(&src) {
+        return Err(Refusal::new(
+            retcode::IN_USE,
+            format!("Volume {} is still being copied", src.id),
+        ));
+    }
+    let target_pool = match req.target_pool {
+        Some(path) => resolve_pool(p, path)?,
+        None => src_pool.clone(),
+    };
+    let kind = if req.sync_type == SYNC_TYPE_CLONE {
+        "clone"
+    } else {
+        "snap"
+    };
+    let name = match req.name {
+        Some(n) => n.to_owned(),
+        None => generated_name(p, &src.name, kind)?,
+    };
+    if target_pool.name() == src_pool.name() {
+        same_pool(p, req, &src, &name)
+    } else {
+        cross_pool(p, req, &src, &target_pool, &name)
+    }
+}
+
+fn same_pool(p: &ArrayProvider, req: &ReplicaRequest<'_>, src: &VolumeInfo, name: &str) -> Outcome {
+    let (pool, info) = p.storage.snapshot(src.id, name, VolumeOptions::default())?;
+    let mut tag = ReplicaTag::replica(src.id, req.sync_type, 0);
+    if req.unassociated {
+        tag = tag.detached();
+    }
+    if let Err(e) = pool.set_tag(info.id, &tag.encode()) {
+        remove(p, info.id);
+        return Err(e.into());
+    }
+    let source = p.identity.volume_path(src.id);
+    let target = p.identity.volume_path(info.id);
+    let mut out = ok().with_out("TargetElement", Value::Reference(target.clone()));
+    if !req.unassociated {
+        out = out.with_out(
+            "Synchronization",
+            Value::Reference(model::sync_path(&source, &target)),
+        );
+    }
+    Ok(out)
+}
+
+fn remove(p: &ArrayProvider, id: VolumeId) {
+    if let Err(e) = p.storage.delete_volume(id) {
+        tracing::warn!("cannot remove volume {id} after a failed method: {e}");
+    }
+}
+
+fn cross_pool(
+    p: &ArrayProvider,
+    req: &ReplicaRequest<'_>,
+    src: &VolumeInfo,
+    target_pool: &Arc<Pool>,
+    name: &str,
+) -> Outcome {
+    if p.jobs.running() >= COPY_JOBS_RUNNING_MAX {
+        return Err(Refusal::new(
+            retcode::FAILED,
+            "Too many copies running; retry when one ends",
+        ));
+    }
+    let now = now_unix_secs();
+    let rec = JobRecord {
+        id: 0,
+        description: format!(
+            "Copy of {} into pool {} as {}",
+            src.name,
+            target_pool.name(),
+            name
+        ),
+        state: JOB_STATE_RUNNING,
+        percent: 0,
+        submitted_unix_secs: now,
+        last_change_unix_secs: now,
+        finished_unix_secs: None,
+        error: None,
+        source: src.id.to_string(),
+        target_name: name.to_owned(),
+        target_pool: target_pool.name(),
+        pit_name: format!("cairn-pit-{:016x}", rand::random::<u64>()),
+        target: None,
+        sync_type: req.sync_type,
+        stop_requested: None,
+    };
+    let pit_name = rec.pit_name.clone();
+    let job = p
+        .jobs
+        .add(rec)
+        .map_err(|e| Refusal::new(retcode::FAILED, format!("Cannot record the job: {e}")))?;
+    let mut created = Vec::new();
+    match prepare_copy(p, req, src, target_pool, name, &pit_name, job, &mut created) {
+        Ok(plan) => {
+            let target = plan.target;
+            p.jobs
+                .update_durably(job, |j| j.target = Some(target.to_string()));
+            if let Err(e) = copy::spawn(p.storage.clone(), p.jobs.clone(), plan) {
+                created.iter().for_each(|id| remove(p, *id));
+                p.jobs.discard(job);
+                return Err(Refusal::new(
+                    retcode::FAILED,
+                    format!("Cannot start the copy: {e}"),
+                ));
+            }
+            Ok(MethodResult::code(Value::Uint32(retcode::JOB_STARTED))
+                .with_out("Job", Value::Reference(model::job_path(job)))
+                .with_out(
+                    "TargetElement",
+                    Value::Reference(p.identity.volume_path(target)),
+                ))
+        }
+        Err(r) => {
+            created.iter().rev().for_each(|id| remove(p, *id));
+            p.jobs.discard(job);
+            Err(r)
+        }
+    }
+}
+
+/// Creates the copy's target and internal snapshot (pushing each id on `created` as it exists)
+/// and checks the target pool can take the mapped data.
+#[allow(clippy::too_many_arguments)]
+fn prepare_copy(
+    p: &ArrayProvider,
+    req: &ReplicaRequest<'_>,
+    src: &VolumeInfo,
+    target_pool: &Arc<Pool>,
+    name: &str,
+    pit_name: &str,
+    job: u64,
+    created: &mut Vec<VolumeId>,
+) -> Result<CopyPlan, Refusal> {
+    let opts = VolumeOptions {
+        logical_block_size: src.logical_block_size,
+        read_only: false,
+        hidden: true,
+    };
+    let (tpool, target) =
+        p.storage
+            .create_volume(&target_pool.name(), name, src.size_bytes, opts)?;
+    created.push(target.id);
+    let mut tag = ReplicaTag::copy_target(src.id, req.sync_type, job);
+    if req.unassociated {
+        tag = tag.detached();
+    }
+    tpool.set_tag(target.id, &tag.encode())?;
+    let pit_opts = VolumeOptions {
+        read_only: true,
+        hidden: true,
+        ..VolumeOptions::default()
+    };
+    let (ppool, pit) = p.storage.snapshot(src.id, pit_name, pit_opts)?;
+    created.push(pit.id);
+    ppool.set_tag(pit.id, &ReplicaTag::point_in_time(src.id, job).encode())?;
+    let mapped = copy::mapped_bytes(&ppool, pit.id, src.size_bytes)?;
+    let free = tpool.info().data_bytes_free;
+    if mapped > free {
+        return Err(Refusal::new(
+            retcode::FAILED,
+            format!(
+                "Pool {} is too small: the copy needs {mapped} bytes, {free} are free",
+                tpool.name()
+            ),
+        ));
+    }
+    Ok(CopyPlan {
+        job,
+        source: src.id,
+        sync_type: req.sync_type,
+        pit_pool: ppool,
+        pit: pit.id,
+        target_pool: tpool,
+        target: target.id,
+        size_bytes: src.size_bytes,
+        mapped_bytes: mapped,
+        rate_bytes_per_sec: p.opts.copy_rate_bytes_per_sec,
+    })
+}
+
+fn modify_sync(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    let op = required(u16_param(call, "Operation")?, "Operation")?;
+    let sync = required(ref_param(call, "Synchronization")?, "Synchronization")?;
+    let bad = || {
+        Refusal::invalid(format!(
+            "{sync} is not a replica relationship of this array"
+        ))
+    };
+    let target_id = model::key_ref(sync, "SyncedElement")
+        .and_then(model::volume_id_of)
+        .ok_or_else(bad)?;
+    let source_id = model::key_ref(sync, "SystemElement")
+        .and_then(model::volume_id_of)
+        .ok_or_else(bad)?;
+    let _ops = p.ops.lock();
+    let snap = Snapshot::take(&p.storage);
+    let (tview, target) = snap.volume(target_id).ok_or_else(bad)?;
+    let rel = model::relationship(&snap, target)
+        .filter(|r| r.source == source_id)
+        .ok_or_else(bad)?;
+    let copying = model::is_copy_target(target);
+    let busy = || {
+        Refusal::new(
+            retcode::IN_USE,
+            format!("Replica {target_id} is still being copied"),
+        )
+    };
+    match op {
+        2 if copying => {
+            let _ = p
+                .jobs
+                .request_stop(rel.tag.job, JOB_STATE_TERMINATED, JOB_STOP_WAIT);
+            Ok(ok())
+        }
+        2 => Err(Refusal::invalid(
+            "Abort: the replica is complete, nothing to abort",
+        )),
+        8 | 9 if copying => Err(busy()),
+        8 | 9 => {
+            tview
+                .pool
+                .set_tag(target_id, &rel.tag.detached().encode())?;
+            Ok(ok())
+        }
+        15 if copying => Err(busy()),
+        15 => {
+            let (spool, _) = p.storage.find_volume_by_id(source_id).ok_or_else(bad)?;
+            if spool.name() != tview.info.name {
+                return Err(Refusal::not_supported(
+                    "Restore from a replica in another pool",
+                ));
+            }
+            spool.restore(source_id, target_id)?;
+            Ok(ok())
+        }
+        19 if copying => Err(busy()),
+        19 => {
+            p.storage.delete_volume(target_id)?;
+            Ok(ok())
+        }
+        _ => Err(Refusal::not_supported(format!("Operation {op}"))),
+    }
+}
+
+// ---- block services -------------------------------------------------------------------------
+
+fn return_to_pool(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    let el = required(ref_param(call, "TheElement")?, "TheElement")?;
+    let _ops = p.ops.lock();
+    let (_, v) = resolve_volume(p, el)?;
+    if model::is_copy_target(&v) {
+        return Err(Refusal::new(
+            retcode::IN_USE,
+            format!("Volume {} is being copied: terminate its job first", v.id),
+        ));
+    }
+    p.storage.delete_volume(v.id)?;
+    Ok(ok())
+}
+
+/// `size` rounded up to the block size, or the nearest size that can be had.
+fn rounded_size(size: u64) -> Result<u64, u64> {
+    if size == 0 {
+        return Err(BLOCK_SIZE);
+    }
+    match size.checked_next_multiple_of(BLOCK_SIZE) {
+        Some(s) if s <= VOLUME_SIZE_BYTES_MAX => Ok(s),
+        _ => Err(VOLUME_SIZE_BYTES_MAX),
+    }
+}
+
+fn size_not_supported(nearest: u64) -> MethodResult {
+    MethodResult::code(Value::Uint32(retcode::SIZE_NOT_SUPPORTED))
+        .with_out("Size", Value::Uint64(nearest))
+}
+
+fn create_or_modify(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    match ref_param(call, "TheElement")? {
+        None => create_volume(p, call),
+        Some(el) => modify_volume(p, call, el),
+    }
+}
+
+fn create_volume(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    match u16_param(call, "ElementType")? {
+        None | Some(5) => {}
+        Some(t) => {
+            return Err(Refusal::not_supported(format!(
+                "ElementType {t}: Cairn volumes are thin (5)"
+            )))
+        }
+    }
+    let pool = match ref_param(call, "InPool")? {
+        Some(path) => resolve_pool(p, path)?,
+        None => {
+            let pools = p.storage.pools();
+            match pools.as_slice() {
+                [only] => only.clone(),
+                _ => {
+                    return Err(Refusal::invalid(
+                        "InPool is required when there are several pools",
+                    ))
+                }
+            }
+        }
+    };
+    let size = required(u64_param(call, "Size")?, "Size")?;
+    let size = match rounded_size(size) {
+        Ok(s) => s,
+        Err(nearest) => return Ok(size_not_supported(nearest)),
+    };
+    let _ops = p.ops.lock();
+    let name = match str_param(call, "ElementName") {
+        Some(n) => n.to_owned(),
+        None => generated_name(p, "volume", "new")?,
+    };
+    let (_, v) = p
+        .storage
+        .create_volume(&pool.name(), &name, size, VolumeOptions::default())?;
+    Ok(ok()
+        .with_out("TheElement", Value::Reference(p.identity.volume_path(v.id)))
+        .with_out("Size", Value::Uint64(v.size_bytes)))
+}
+
+fn modify_volume(p: &ArrayProvider, call: &MethodCall<'_>, el: &InstancePath) -> Outcome {
+    let _ops = p.ops.lock();
+    let (pool, mut v) = resolve_volume(p, el)?;
+    if model::is_copy_target(&v) {
+        return Err(Refusal::new(
+            retcode::IN_USE,
+            format!("Volume {} is being copied", v.id),
+        ));
+    }
+    if let Some(size) = u64_param(call, "Size")? {
+        let size = match rounded_size(size) {
+            Ok(s) if s >= v.size_bytes => s,
+            Ok(_) => return Ok(size_not_supported(v.size_bytes)),
+            Err(nearest) => return Ok(size_not_supported(nearest.max(v.size_bytes))),
+        };
+        if size > v.size_bytes {
+            v = pool.resize_volume(v.id, size)?;
+        }
+    }
+    if let Some(name) = str_param(call, "ElementName").filter(|n| *n != v.name) {
+        v = p.storage.rename_volume(v.id, name)?;
+    }
+    Ok(ok()
+        .with_out("TheElement", Value::Reference(p.identity.volume_path(v.id)))
+        .with_out("Size", Value::Uint64(v.size_bytes)))
+}
+
+fn size_range(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    let target = call
+        .target
+        .ok_or_else(|| Refusal::invalid("GetSupportedSizeRange is invoked on a pool"))?;
+    resolve_pool(p, target)?;
+    match u16_param(call, "ElementType")? {
+        None | Some(5) => {}
+        Some(t) => {
+            return Err(Refusal::new(
+                retcode::INVALID_ELEMENT_TYPE,
+                format!("ElementType {t}: only 5 (thin volume)"),
+            ))
+        }
+    }
+    Ok(ok()
+        .with_out("MinimumVolumeSize", Value::Uint64(BLOCK_SIZE))
+        .with_out("MaximumVolumeSize", Value::Uint64(VOLUME_SIZE_BYTES_MAX))
+        .with_out("VolumeSizeDivisor", Value::Uint64(BLOCK_SIZE)))
+}
+
+// ---- jobs -----------------------------------------------------------------------------------
+
+fn job_of(p: &ArrayProvider, call: &MethodCall<'_>) -> Result<JobRecord, Refusal> {
+    call.target
+        .and_then(model::job_id_of)
+        .and_then(|id| p.jobs.get(id))
+        .ok_or_else(|| Refusal::invalid("No such job"))
+}
+
+fn get_error(p: &ArrayProvider, call: &MethodCall<'_>, many: bool) -> Outcome {
+    let job = job_of(p, call)?;
+    let error = model::job_error(&job).map(|e| Value::Instance(Box::new(e)));
+    Ok(match (error, many) {
+        (None, _) => ok(),
+        (Some(e), false) => ok().with_out("Error", e),
+        (Some(e), true) => ok().with_out("Errors", Value::Array(CimType::Instance, vec![e])),
+    })
+}
+
+fn job_state_change(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    let job = job_of(p, call)?;
+    let state = match required(u16_param(call, "RequestedState")?, "RequestedState")? {
+        4 => JOB_STATE_TERMINATED,
+        5 => JOB_STATE_KILLED,
+        s @ (2 | 3 | 6) => return Err(Refusal::not_supported(format!("RequestedState {s}"))),
+        s => return Err(Refusal::invalid(format!("RequestedState {s}"))),
+    };
+    match p.jobs.request_stop(job.id, state, JOB_STOP_WAIT) {
+        StopOutcome::Stopped => Ok(ok()),
+        StopOutcome::Stopping => Ok(MethodResult::code(Value::Uint32(retcode::JOB_STARTED))),
+        StopOutcome::NotRunning => Err(Refusal::new(
+            retcode::INVALID_STATE_TRANSITION,
+            format!("Job {} has already finished", job.id),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_up_to_blocks_within_bounds() {
+        assert_eq!(rounded_size(1), Ok(4096));
+        assert_eq!(rounded_size(4096), Ok(4096));
+        assert_eq!(rounded_size(4097), Ok(8192));
+        assert_eq!(rounded_size(0), Err(4096));
+        assert_eq!(rounded_size(u64::MAX), Err(VOLUME_SIZE_BYTES_MAX));
+        assert_eq!(
+            rounded_size(VOLUME_SIZE_BYTES_MAX + 1),
+            Err(VOLUME_SIZE_BYTES_MAX)
+        );
+    }
+}

@@ -1,0 +1,892 @@
+//! The array model: how engine pools, volumes, replicas and jobs appear as CIM instances in
+//! `root/cairn`, and the profile registration the array adds to `interop`.
+//!
+//! Everything here is computed from a [`Snapshot`] of the engine state taken for one request; no
+//! model state is kept anywhere else, so the model can never disagree with the engine.
+//!
+//! Invariants: every path carries its namespace; a volume's DeviceID is its 32-hex-digit engine id
+//! and its Name the NAA 6 form of that id (see [`naa_name`]); every volume and snapshot is allocated
+//! from exactly one pool; hidden engine volumes are not in the model except the targets of running
+//! copies (OperationalStatus [8 Starting]); a StorageSynchronized exists only while both sides do.
+
+use std::sync::Arc;
+
+use cairn_cim::interop::{association, registered_profile, CAIRN_NAMESPACE, INTEROP_NAMESPACE};
+use cairn_cim::{CimDateTime, CimType, Instance, InstancePath, KeyValue, Value};
+use cairn_engine::{Pool, PoolInfo, Storage, VolumeId, VolumeInfo};
+
+use crate::jobs::{self, JobRecord};
+use crate::replica::{
+    ReplicaTag, TagKind, COPY_STATE_SYNCHRONIZED, COPY_TYPE_UNSYNC_ASSOC, MODE_ASYNC,
+    PROGRESS_COMPLETED, REPLICA_TYPE_BEFORE_DELTA, SYNC_TYPE_SNAPSHOT,
+};
+
+pub const SYSTEM_CLASS: &str = "Cairn_StorageSystem";
+pub const POOL_CLASS: &str = "Cairn_StoragePool";
+pub const VOLUME_CLASS: &str = "Cairn_StorageVolume";
+pub const SCS_CLASS: &str = "Cairn_StorageConfigurationService";
+pub const RS_CLASS: &str = "Cairn_ReplicationService";
+pub const SCC_CLASS: &str = "Cairn_StorageConfigurationCapabilities";
+pub const RSC_CLASS: &str = "Cairn_ReplicationServiceCapabilities";
+pub const JOB_CLASS: &str = "Cairn_ConcreteJob";
+pub const SYNC_CLASS: &str = "Cairn_StorageSynchronized";
+pub const PACKAGE_CLASS: &str = "Cairn_PhysicalPackage";
+pub const SOFTWARE_CLASS: &str = "Cairn_SoftwareIdentity";
+
+const POOL_ID_PREFIX: &str = "CAIRN:POOL:";
+const PRIMORDIAL_POOL_ID: &str = "CAIRN:PRIMORDIAL";
+const JOB_ID_PREFIX: &str = "CAIRN:JOB:";
+const SCS_NAME: &str = "CAIRN:StorageConfigurationService";
+const RS_NAME: &str = "CAIRN:ReplicationService";
+const SCC_SERVICE_ID: &str = "CAIRN:SCC:SERVICE";
+const SCC_POOL_PREFIX: &str = "CAIRN:SCC:POOL:";
+const RSC_ID: &str = "CAIRN:RSC";
+const SOFTWARE_ID: &str = "CAIRN:SOFTWARE";
+
+/// Registered profiles of the array (numeric versions, SNIA): (InstanceID, name, version).
+pub const ARRAY_PROFILE: (&str, &str, &str) = ("CAIRN:Profile:Array", "Array", "1.6.1");
+pub const COMPONENT_PROFILES: [(&str, &str, &str); 5] = [
+    ("CAIRN:Profile:BlockServices", "Block Services", "1.6.1"),
+    (
+        "CAIRN:Profile:ReplicationServices",
+        "Replication Services",
+        "1.6.1",
+    ),
+    ("CAIRN:Profile:JobControl", "Job Control", "1.5.0"),
+    ("CAIRN:Profile:PhysicalPackage", "Physical Package", "1.5.0"),
+    ("CAIRN:Profile:Software", "Software", "1.5.0"),
+];
+
+/// Identity of the array as the model shows it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub system_name: String,
+    pub version: String,
+}
+
+fn u16s(v: &[u16]) -> Value {
+    Value::Array(
+        CimType::Uint16,
+        v.iter().map(|x| Value::Uint16(*x)).collect(),
+    )
+}
+
+fn strings(v: &[&str]) -> Value {
+    Value::Array(
+        CimType::String,
+        v.iter().map(|x| Value::string(*x)).collect(),
+    )
+}
+
+// ---- paths ----------------------------------------------------------------------------------
+
+impl Identity {
+    pub fn system_path(&self) -> InstancePath {
+        InstancePath::new(SYSTEM_CLASS)
+            .in_namespace(CAIRN_NAMESPACE)
+            .with_key("CreationClassName", SYSTEM_CLASS)
+            .with_key("Name", &self.system_name)
+    }
+
+    fn hosted(&self, class: &str, key: &str, value: &str) -> InstancePath {
+        InstancePath::new(class)
+            .in_namespace(CAIRN_NAMESPACE)
+            .with_key("SystemCreationClassName", SYSTEM_CLASS)
+            .with_key("SystemName", &self.system_name)
+            .with_key("CreationClassName", class)
+            .with_key(key, value)
+    }
+
+    pub fn volume_path(&self, id: VolumeId) -> InstancePath {
+        self.hosted(VOLUME_CLASS, "DeviceID", &id.to_string())
+    }
+
+    pub fn scs_path(&self) -> InstancePath {
+        self.hosted(SCS_CLASS, "Name", SCS_NAME)
+    }
+
+    pub fn rs_path(&self) -> InstancePath {
+        self.hosted(RS_CLASS, "Name", RS_NAME)
+    }
+
+    pub fn package_path(&self) -> InstancePath {
+        InstancePath::new(PACKAGE_CLASS)
+            .in_namespace(CAIRN_NAMESPACE)
+            .with_key("CreationClassName", PACKAGE_CLASS)
+            .with_key("Tag", &self.system_name)
+    }
+}
+
+fn id_path(class: &str, id: &str) -> InstancePath {
+    InstancePath::new(class)
+        .in_namespace(CAIRN_NAMESPACE)
+        .with_key("InstanceID", id)
+}
+
+pub fn pool_path(name: &str) -> InstancePath {
+    id_path(POOL_CLASS, &format!("{POOL_ID_PREFIX}{name}"))
+}
+
+fn primordial_path() -> InstancePath {
+    id_path(POOL_CLASS, PRIMORDIAL_POOL_ID)
+}
+
+pub fn job_path(id: u64) -> InstancePath {
+    id_path(JOB_CLASS, &format!("{JOB_ID_PREFIX}{id}"))
+}
+
+fn scc_service_path() -> InstancePath {
+    id_path(SCC_CLASS, SCC_SERVICE_ID)
+}
+
+fn scc_pool_path(name: &str) -> InstancePath {
+    id_path(SCC_CLASS, &format!("{SCC_POOL_PREFIX}{name}"))
+}
+
+fn rsc_path() -> InstancePath {
+    id_path(RSC_CLASS, RSC_ID)
+}
+
+fn software_path() -> InstancePath {
+    id_path(SOFTWARE_CLASS, SOFTWARE_ID)
+}
+
+pub fn sync_path(source: &InstancePath, target: &InstancePath) -> InstancePath {
+    association(
+        SYNC_CLASS,
+        ("SystemElement", source.clone()),
+        ("SyncedElement", target.clone()),
+    )
+    .path
+    .unwrap_or_else(|| InstancePath::new(SYNC_CLASS))
+    .in_namespace(CAIRN_NAMESPACE)
+}
+
+/// The text of key `name` (string or numeric) in `path`.
+pub fn key_text<'a>(path: &'a InstancePath, name: &str) -> Option<&'a str> {
+    match path.key(name)? {
+        KeyValue::String(s) | KeyValue::Numeric(s, _) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// The reference key `name` in `path`.
+pub fn key_ref<'a>(path: &'a InstancePath, name: &str) -> Option<&'a InstancePath> {
+    match path.key(name)? {
+        KeyValue::Reference(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// The pool name a StoragePool path names (`None` for the primordial pool or a foreign path).
+pub fn pool_name_of(path: &InstancePath) -> Option<&str> {
+    key_text(path, "InstanceID")?.strip_prefix(POOL_ID_PREFIX)
+}
+
+/// The volume id a StorageVolume path names.
+pub fn volume_id_of(path: &InstancePath) -> Option<VolumeId> {
+    key_text(path, "DeviceID")?
+        .trim()
+        .to_ascii_lowercase()
+        .parse()
+        .ok()
+}
+
+/// The job id a ConcreteJob path names.
+pub fn job_id_of(path: &InstancePath) -> Option<u64> {
+    key_text(path, "InstanceID")?
+        .strip_prefix(JOB_ID_PREFIX)?
+        .parse()
+        .ok()
+}
+
+/// The SCSI NAA IEEE Registered Extended (type 6) form of a volume id: 32 hex digits, the first
+/// nibble replaced by 6. Stable for the life of the volume; unique because engine ids differ in
+/// their last 8 bytes within a pool and in their pool part across pools.
+pub fn naa_name(id: VolumeId) -> String {
+    let hex = id.to_string().to_ascii_uppercase();
+    format!("6{}", &hex[1..])
+}
+
+// ---- engine state ---------------------------------------------------------------------------
+
+/// One pool as the model sees it.
+pub struct PoolView {
+    pub pool: Arc<Pool>,
+    pub info: PoolInfo,
+    /// Volumes in the model (visible, or targets of running copies).
+    pub volumes: Vec<VolumeInfo>,
+}
+
+/// The engine state behind one request.
+pub struct Snapshot {
+    pub pools: Vec<PoolView>,
+}
+
+/// True for the engine volumes the model shows.
+pub fn in_model(v: &VolumeInfo) -> bool {
+    !v.hidden || ReplicaTag::decode(&v.tag).is_some_and(|t| t.kind == TagKind::CopyTarget)
+}
+
+impl Snapshot {
+    pub fn take(storage: &Storage) -> Snapshot {
+        let pools = storage
+            .pools()
+            .into_iter()
+            .map(|pool| {
+                let info = pool.info();
+                let volumes = pool.volumes().into_iter().filter(in_model).collect();
+                PoolView {
+                    pool,
+                    info,
+                    volumes,
+                }
+            })
+            .collect();
+        Snapshot { pools }
+    }
+
+    /// The part of the state that holds volume `id` (nothing if it is not in the model).
+    pub fn take_one(storage: &Storage, id: VolumeId) -> Snapshot {
+        let pools = storage
+            .find_volume_by_id(id)
+            .filter(|(_, v)| in_model(v))
+            .map(|(pool, v)| PoolView {
+                info: pool.info(),
+                pool,
+                volumes: vec![v],
+            });
+        Snapshot {
+            pools: pools.into_iter().collect(),
+        }
+    }
+
+    pub fn volume(&self, id: VolumeId) -> Option<(&PoolView, &VolumeInfo)> {
+        self.pools
+            .iter()
+            .find_map(|p| p.volumes.iter().find(|v| v.id == id).map(|v| (p, v)))
+    }
+
+    fn volumes(&self) -> impl Iterator<Item = (&PoolView, &VolumeInfo)> {
+        self.pools
+            .iter()
+            .flat_map(|p| p.volumes.iter().map(move |v| (p, v)))
+    }
+}
+
+/// A replica relationship (StorageSynchronized) as the model shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relationship {
+    pub source: VolumeId,
+    pub tag: ReplicaTag,
+}
+
+/// The relationship `v` is the replica side of, if its source still exists. An untagged engine
+/// snapshot counts as a snapshot replica of its parent.
+pub fn relationship(snap: &Snapshot, v: &VolumeInfo) -> Option<Relationship> {
+    let tag = match ReplicaTag::decode(&v.tag) {
+        Some(t) if matches!(t.kind, TagKind::Replica | TagKind::CopyTarget) => t,
+        Some(_) => return None,
+        None => {
+            let parent = v.parent?;
+            ReplicaTag {
+                kind: TagKind::Replica,
+                source: parent,
+                job: 0,
+                sync_type: SYNC_TYPE_SNAPSHOT,
+                copy_type: COPY_TYPE_UNSYNC_ASSOC,
+                copy_state: COPY_STATE_SYNCHRONIZED,
+                progress_status: PROGRESS_COMPLETED,
+                replica_type: REPLICA_TYPE_BEFORE_DELTA,
+            }
+        }
+    };
+    snap.volume(tag.source)?;
+    Some(Relationship {
+        source: tag.source,
+        tag,
+    })
+}
+
+pub fn is_copy_target(v: &VolumeInfo) -> bool {
+    ReplicaTag::decode(&v.tag).is_some_and(|t| t.kind == TagKind::CopyTarget)
+}
+
+// ---- instances ------------------------------------------------------------------------------
+
+/// All instances of concrete class `class` in `root/cairn`.
+pub fn instances(
+    id: &Identity,
+    snap: &Snapshot,
+    jobs: &[JobRecord],
+    tbr_secs: u64,
+    class: &str,
+) -> Vec<Instance> {
+    let c = class.to_ascii_lowercase();
+    match c.as_str() {
+        "cairn_storagesystem" => vec![system(id)],
+        "cairn_physicalpackage" => vec![package(id)],
+        "cairn_softwareidentity" => vec![software(id)],
+        "cairn_storagepool" => pools(snap),
+        "cairn_storagevolume" => snap.volumes().map(|(p, v)| volume(id, p, v)).collect(),
+        "cairn_storageconfigurationservice" => {
+            vec![service(id, id.scs_path(), "Storage configuration service")]
+        }
+        "cairn_replicationservice" => vec![service(id, id.rs_path(), "Replication service")],
+        "cairn_storageconfigurationcapabilities" => scc_all(snap),
+        "cairn_replicationservicecapabilities" => vec![rsc()],
+        "cairn_concretejob" => jobs.iter().map(|j| job_instance(j, tbr_secs)).collect(),
+        _ => associations(id, snap, jobs, &c),
+    }
+}
+
+fn associations(id: &Identity, snap: &Snapshot, jobs: &[JobRecord], c: &str) -> Vec<Instance> {
+    let sys = id.system_path();
+    match c {
+        "cairn_hostedservice" => [id.scs_path(), id.rs_path()]
+            .into_iter()
+            .map(|s| {
+                association(
+                    "Cairn_HostedService",
+                    ("Antecedent", sys.clone()),
+                    ("Dependent", s),
+                )
+            })
+            .collect(),
+        "cairn_hostedstoragepool" => pool_paths(snap)
+            .into_iter()
+            .map(|p| {
+                association(
+                    "Cairn_HostedStoragePool",
+                    ("GroupComponent", sys.clone()),
+                    ("PartComponent", p),
+                )
+            })
+            .collect(),
+        "cairn_systemdevice" => snap
+            .volumes()
+            .map(|(_, v)| {
+                association(
+                    "Cairn_SystemDevice",
+                    ("GroupComponent", sys.clone()),
+                    ("PartComponent", id.volume_path(v.id)),
+                )
+            })
+            .collect(),
+        "cairn_allocatedfromstoragepool" => allocated(id, snap),
+        "cairn_elementcapabilities" => element_capabilities(id, snap),
+        "cairn_storagesynchronized" => snap
+            .volumes()
+            .filter_map(|(_, v)| relationship(snap, v).map(|rel| synchronized(id, v, rel)))
+            .collect(),
+        "cairn_affectedjobelement" => jobs
+            .iter()
+            .filter_map(|j| {
+                let target = job_target(j, snap)?;
+                Some(association(
+                    "Cairn_AffectedJobElement",
+                    ("AffectedElement", id.volume_path(target)),
+                    ("AffectingElement", job_path(j.id)),
+                ))
+            })
+            .collect(),
+        "cairn_owningjobelement" => jobs
+            .iter()
+            .map(|j| {
+                association(
+                    "Cairn_OwningJobElement",
+                    ("OwningElement", id.rs_path()),
+                    ("OwnedElement", job_path(j.id)),
+                )
+            })
+            .collect(),
+        "cairn_computersystempackage" => vec![association(
+            "Cairn_ComputerSystemPackage",
+            ("Antecedent", id.package_path()),
+            ("Dependent", sys),
+        )],
+        "cairn_installedsoftwareidentity" => vec![association(
+            "Cairn_InstalledSoftwareIdentity",
+            ("System", sys),
+            ("InstalledSoftware", software_path()),
+        )],
+        "cairn_elementsoftwareidentity" => vec![association(
+            "Cairn_ElementSoftwareIdentity",
+            ("Antecedent", software_path()),
+            ("Dependent", sys),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// Concrete classes with instances in `root/cairn`.
+pub const CAIRN_CLASSES: [&str; 21] = [
+    "Cairn_StorageSystem",
+    "Cairn_PhysicalPackage",
+    "Cairn_SoftwareIdentity",
+    "Cairn_StoragePool",
+    "Cairn_StorageVolume",
+    "Cairn_StorageConfigurationService",
+    "Cairn_ReplicationService",
+    "Cairn_StorageConfigurationCapabilities",
+    "Cairn_ReplicationServiceCapabilities",
+    "Cairn_ConcreteJob",
+    "Cairn_HostedService",
+    "Cairn_HostedStoragePool",
+    "Cairn_SystemDevice",
+    "Cairn_AllocatedFromStoragePool",
+    "Cairn_ElementCapabilities",
+    "Cairn_StorageSynchronized",
+    "Cairn_AffectedJobElement",
+    "Cairn_OwningJobElement",
+    "Cairn_ComputerSystemPackage",
+    "Cairn_InstalledSoftwareIdentity",
+    "Cairn_ElementSoftwareIdentity",
+];
+
+/// Concrete classes the array adds to `interop`.
+pub const INTEROP_CLASSES: [&str; 3] = [
+    "Cairn_RegisteredProfile",
+    "Cairn_ReferencedProfile",
+    "Cairn_ElementConformsToProfile",
+];
+
+fn system(id: &Identity) -> Instance {
+    Instance::new(SYSTEM_CLASS)
+        .with("CreationClassName", Value::string(SYSTEM_CLASS))
+        .with("Name", Value::string(&id.system_name))
+        .with("NameFormat", Value::string("Other"))
+        .with("ElementName", Value::string(&id.system_name))
+        .with("Caption", Value::string("Cairn storage array"))
+        .with(
+            "Description",
+            Value::string(format!("Cairn storage array, version {}", id.version)),
+        )
+        .with("Dedicated", u16s(&[3, 15]))
+        .with("OperationalStatus", u16s(&[2]))
+        .with("HealthState", Value::Uint16(5))
+        .with("EnabledState", Value::Uint16(2))
+        .with("RequestedState", Value::Uint16(12))
+        .with("IdentifyingDescriptions", strings(&["Cairn array name"]))
+        .with("OtherIdentifyingInfo", strings(&[&id.system_name]))
+        .with_path(id.system_path())
+}
+
+fn package(id: &Identity) -> Instance {
+    Instance::new(PACKAGE_CLASS)
+        .with("CreationClassName", Value::string(PACKAGE_CLASS))
+        .with("Tag", Value::string(&id.system_name))
+        .with("ElementName", Value::string(&id.system_name))
+        .with("Manufacturer", Value::string("Cairn"))
+        .with("Model", Value::string("Cairn software-defined array"))
+        .with("SerialNumber", Value::string(&id.system_name))
+        .with("OperationalStatus", u16s(&[2]))
+        .with_path(id.package_path())
+}
+
+fn software(id: &Identity) -> Instance {
+    let mut parts = id.version.split('.').map(|p| p.parse::<u16>().unwrap_or(0));
+    Instance::new(SOFTWARE_CLASS)
+        .with("InstanceID", Value::string(SOFTWARE_ID))
+        .with("ElementName", Value::string("Cairn"))
+        .with("Manufacturer", Value::string("Cairn"))
+        .with("VersionString", Value::string(&id.version))
+        .with("MajorVersion", Value::Uint16(parts.next().unwrap_or(0)))
+        .with("MinorVersion", Value::Uint16(parts.next().unwrap_or(0)))
+        .with("RevisionNumber", Value::Uint16(parts.next().unwrap_or(0)))
+        .with("Classifications", u16s(&[2, 3]))
+        .with_path(software_path())
+}
+
+fn pool_paths(snap: &Snapshot) -> Vec<InstancePath> {
+    let mut out = vec![primordial_path()];
+    out.extend(snap.pools.iter().map(|p| pool_path(&p.info.name)));
+    out
+}
+
+fn pools(snap: &Snapshot) -> Vec<Instance> {
+    let total: u64 = snap.pools.iter().map(|p| p.info.size_bytes).sum();
+    let mut out = vec![Instance::new(POOL_CLASS)
+        .with("InstanceID", Value::string(PRIMORDIAL_POOL_ID))
+        .with("PoolID", Value::string("primordial"))
+        .with("ElementName", Value::string("Primordial pool"))
+        .with("Name", Value::string("primordial"))
+        .with("Primordial", Value::Boolean(true))
+        .with("TotalManagedSpace", Value::Uint64(total))
+        .with("RemainingManagedSpace", Value::Uint64(0))
+        .with("Usage", Value::Uint16(2))
+        .with("OperationalStatus", u16s(&[2]))
+        .with("HealthState", Value::Uint16(5))
+        .with_path(primordial_path())];
+    out.extend(snap.pools.iter().map(pool));
+    out
+}
+
+fn pool(p: &PoolView) -> Instance {
+    let i = &p.info;
+    Instance::new(POOL_CLASS)
+        .with(
+            "InstanceID",
+            Value::string(format!("{POOL_ID_PREFIX}{}", i.name)),
+        )
+        .with("PoolID", Value::string(&i.name))
+        .with("ElementName", Value::string(&i.name))
+        .with("Name", Value::string(&i.name))
+        .with("Primordial", Value::Boolean(false))
+        .with("TotalManagedSpace", Value::Uint64(i.data_bytes_total))
+        .with("RemainingManagedSpace", Value::Uint64(i.data_bytes_free))
+        .with(
+            "ThinProvisionMetaDataSpace",
+            Value::Uint64(i.metadata_bytes_total),
+        )
+        .with("ElementsShareSpace", Value::Boolean(true))
+        .with("Usage", Value::Uint16(2))
+        .with("OperationalStatus", u16s(&[2]))
+        .with("HealthState", Value::Uint16(5))
+        .with_path(pool_path(&i.name))
+}
+
+fn volume(id: &Identity, _p: &PoolView, v: &VolumeInfo) -> Instance {
+    let lbs = u64::from(v.logical_block_size.max(1));
+    let blocks = v.size_bytes / lbs;
+    let naa = naa_name(v.id);
+    let copying = is_copy_target(v);
+    Instance::new(VOLUME_CLASS)
+        .with("SystemCreationClassName", Value::string(SYSTEM_CLASS))
+        .with("SystemName", Value::string(&id.system_name))
+        .with("CreationClassName", Value::string(VOLUME_CLASS))
+        .with("DeviceID", Value::string(v.id.to_string()))
+        .with("ElementName", Value::string(&v.name))
+        .with("Name", Value::string(&naa))
+        .with("NameFormat", Value::Uint16(9))
+        .with("NameNamespace", Value::Uint16(2))
+        .with("IdentifyingDescriptions", strings(&["NAA;VPD83Type3"]))
+        .with("OtherIdentifyingInfo", strings(&[&naa]))
+        .with("BlockSize", Value::Uint64(lbs))
+        .with("NumberOfBlocks", Value::Uint64(blocks))
+        .with("ConsumableBlocks", Value::Uint64(blocks))
+        .with("OperationalStatus", u16s(if copying { &[8] } else { &[2] }))
+        .with("HealthState", Value::Uint16(5))
+        .with("EnabledState", Value::Uint16(if copying { 10 } else { 2 }))
+        .with("RequestedState", Value::Uint16(12))
+        .with("Usage", Value::Uint16(2))
+        .with("Access", Value::Uint16(if v.read_only { 1 } else { 3 }))
+        .with("ThinlyProvisioned", Value::Boolean(true))
+        .with("Primordial", Value::Boolean(false))
+        .with("IsComposite", Value::Boolean(false))
+        .with("CanDelete", Value::Boolean(!copying))
+        .with("NoSinglePointOfFailure", Value::Boolean(false))
+        .with("IsBasedOnUnderlyingRedundancy", Value::Boolean(false))
+        .with("DataRedundancy", Value::Uint16(1))
+        .with("PackageRedundancy", Value::Uint16(0))
+        .with("ExtentStatus", u16s(&[2]))
+        .with(
+            "InstallDate",
+            Value::DateTime(CimDateTime::from_unix_seconds(v.created_unix_secs)),
+        )
+        .with_path(id.volume_path(v.id))
+}
+
+fn service(id: &Identity, path: InstancePath, what: &str) -> Instance {
+    let mut inst = Instance::new(path.class_name.clone());
+    for k in &path.keys {
+        if let Some(s) = key_text(&path, &k.name) {
+            inst.set(&k.name, Some(Value::string(s)));
+        }
+    }
+    inst.with(
+        "ElementName",
+        Value::string(format!("{} {what}", id.system_name)),
+    )
+    .with("Description", Value::string(format!("Cairn {what}")))
+    .with("Started", Value::Boolean(true))
+    .with("EnabledState", Value::Uint16(2))
+    .with("RequestedState", Value::Uint16(12))
+    .with("OperationalStatus", u16s(&[2]))
+    .with("HealthState", Value::Uint16(5))
+    .with_path(path)
+}
+
+fn scc(path: InstancePath, what: &str) -> Instance {
+    let iid = key_text(&path, "InstanceID").unwrap_or_default().to_owned();
+    Instance::new(SCC_CLASS)
+        .with("InstanceID", Value::string(iid))
+        .with(
+            "ElementName",
+            Value::string(format!("Storage configuration capabilities of {what}")),
+        )
+        .with("SupportedStorageElementTypes", u16s(&[5]))
+        .with("SupportedSynchronousActions", u16s(&[5, 6, 7]))
+        .with("SupportedAsynchronousActions", u16s(&[]))
+        .with("SupportedStorageElementFeatures", u16s(&[3, 5, 12]))
+        .with("SupportedStoragePoolFeatures", u16s(&[]))
+        .with("SupportedCopyTypes", u16s(&[4, 5]))
+        .with("InitialReplicationState", Value::Uint16(2))
+        .with("SupportedStorageElementUsage", u16s(&[2]))
+        .with("SupportedStoragePoolUsage", u16s(&[2]))
+        .with("ClientSettableElementUsage", u16s(&[]))
+        .with("ClientSettablePoolUsage", u16s(&[]))
+        .with(
+            "ThinProvisionedClientSettableReserve",
+            Value::Boolean(false),
+        )
+        .with("ThinProvisionedDefaultReserve", Value::Uint64(0))
+        .with_path(path)
+}
+
+fn scc_all(snap: &Snapshot) -> Vec<Instance> {
+    let mut out = vec![scc(scc_service_path(), "the service")];
+    out.extend(snap.pools.iter().map(|p| {
+        scc(
+            scc_pool_path(&p.info.name),
+            &format!("pool {}", p.info.name),
+        )
+    }));
+    out
+}
+
+fn rsc() -> Instance {
+    Instance::new(RSC_CLASS)
+        .with("InstanceID", Value::string(RSC_ID))
+        .with(
+            "ElementName",
+            Value::string("Replication service capabilities"),
+        )
+        .with("SupportedReplicationTypes", u16s(&[6, 7, 10, 11]))
+        .with("SupportedAsynchronousActions", u16s(&[2, 5]))
+        .with("SupportedSynchronousActions", u16s(&[2, 5]))
+        .with("SupportedStorageObjects", u16s(&[2]))
+        .with_path(rsc_path())
+}
+
+fn allocated(id: &Identity, snap: &Snapshot) -> Vec<Instance> {
+    let mut out: Vec<Instance> = snap
+        .pools
+        .iter()
+        .map(|p| {
+            association(
+                "Cairn_AllocatedFromStoragePool",
+                ("Antecedent", primordial_path()),
+                ("Dependent", pool_path(&p.info.name)),
+            )
+            .with("SpaceConsumed", Value::Uint64(p.info.size_bytes))
+        })
+        .collect();
+    out.extend(snap.volumes().map(|(p, v)| {
+        association(
+            "Cairn_AllocatedFromStoragePool",
+            ("Antecedent", pool_path(&p.info.name)),
+            ("Dependent", id.volume_path(v.id)),
+        )
+    }));
+    out
+}
+
+fn element_capabilities(id: &Identity, snap: &Snapshot) -> Vec<Instance> {
+    let ec = |element: InstancePath, caps: InstancePath| {
+        association(
+            "Cairn_ElementCapabilities",
+            ("ManagedElement", element),
+            ("Capabilities", caps),
+        )
+        .with("Characteristics", u16s(&[2, 3]))
+    };
+    let mut out = vec![
+        ec(id.scs_path(), scc_service_path()),
+        ec(id.rs_path(), rsc_path()),
+    ];
+    out.extend(
+        snap.pools
+            .iter()
+            .map(|p| ec(pool_path(&p.info.name), scc_pool_path(&p.info.name))),
+    );
+    out
+}
+
+fn synchronized(id: &Identity, v: &VolumeInfo, rel: Relationship) -> Instance {
+    let t = rel.tag;
+    let mut inst = association(
+        SYNC_CLASS,
+        ("SystemElement", id.volume_path(rel.source)),
+        ("SyncedElement", id.volume_path(v.id)),
+    )
+    .with("SyncType", Value::Uint16(t.sync_type))
+    .with("Mode", Value::Uint16(MODE_ASYNC))
+    .with("CopyType", Value::Uint16(t.copy_type))
+    .with("CopyState", Value::Uint16(t.copy_state))
+    .with("ProgressStatus", Value::Uint16(t.progress_status))
+    .with("ReplicaType", Value::Uint16(t.replica_type))
+    .with("SyncMaintained", Value::Boolean(false))
+    .with(
+        "WhenEstablished",
+        Value::DateTime(CimDateTime::from_unix_seconds(v.created_unix_secs)),
+    );
+    inst.set("SyncState", None);
+    inst
+}
+
+/// The volume a job created, while it exists.
+fn job_target(j: &JobRecord, snap: &Snapshot) -> Option<VolumeId> {
+    let t: VolumeId = j.target.as_deref()?.parse().ok()?;
+    snap.volume(t).map(|_| t)
+}
+
+fn job_status(state: u16) -> (&'static str, &'static [u16]) {
+    match state {
+        jobs::JOB_STATE_RUNNING => ("Running", &[2]),
+        jobs::JOB_STATE_COMPLETED => ("Completed", &[2, 17]),
+        jobs::JOB_STATE_TERMINATED => ("Terminated", &[10]),
+        jobs::JOB_STATE_KILLED => ("Killed", &[10]),
+        _ => ("Exception", &[6, 17]),
+    }
+}
+
+pub fn job_instance(j: &JobRecord, tbr_secs: u64) -> Instance {
+    let (status, op) = job_status(j.state);
+    let end = j.finished_unix_secs.unwrap_or_else(jobs::now_unix_secs);
+    let mut inst = Instance::new(JOB_CLASS)
+        .with(
+            "InstanceID",
+            Value::string(format!("{JOB_ID_PREFIX}{}", j.id)),
+        )
+        .with("Name", Value::string("CreateElementReplica"))
+        .with("ElementName", Value::string(&j.description))
+        .with("Description", Value::string(&j.description))
+        .with("JobState", Value::Uint16(j.state))
+        .with("JobStatus", Value::string(status))
+        .with("OperationalStatus", u16s(op))
+        .with(
+            "HealthState",
+            Value::Uint16(if j.state == jobs::JOB_STATE_EXCEPTION {
+                20
+            } else {
+                5
+            }),
+        )
+        .with("PercentComplete", Value::Uint16(j.percent.min(100)))
+        .with("DeleteOnCompletion", Value::Boolean(false))
+        .with(
+            "TimeBeforeRemoval",
+            Value::DateTime(CimDateTime::interval_seconds(tbr_secs)),
+        )
+        .with(
+            "TimeSubmitted",
+            Value::DateTime(CimDateTime::from_unix_seconds(j.submitted_unix_secs)),
+        )
+        .with(
+            "StartTime",
+            Value::DateTime(CimDateTime::from_unix_seconds(j.submitted_unix_secs)),
+        )
+        .with(
+            "TimeOfLastStateChange",
+            Value::DateTime(CimDateTime::from_unix_seconds(j.last_change_unix_secs)),
+        )
+        .with(
+            "ElapsedTime",
+            Value::DateTime(CimDateTime::interval_seconds(
+                end.saturating_sub(j.submitted_unix_secs),
+            )),
+        )
+        .with("JobRunTimes", Value::Uint32(1))
+        .with("LocalOrUtcTime", Value::Uint16(2))
+        .with(
+            "ErrorCode",
+            Value::Uint16(if j.state == jobs::JOB_STATE_EXCEPTION {
+                4
+            } else {
+                0
+            }),
+        )
+        .with_path(job_path(j.id));
+    inst.set("ErrorDescription", j.error.clone().map(Value::String));
+    inst
+}
+
+/// The CIM_Error describing a failed job.
+pub fn job_error(j: &JobRecord) -> Option<Instance> {
+    let message = j.error.clone()?;
+    Some(
+        Instance::new("CIM_Error")
+            .with("ErrorType", Value::Uint16(4))
+            .with("OwningEntity", Value::string("Cairn"))
+            .with("MessageID", Value::string("CAIRN0001"))
+            .with("Message", Value::string(message))
+            .with("PerceivedSeverity", Value::Uint16(5))
+            .with("ProbableCause", Value::Uint16(1))
+            .with("CIMStatusCode", Value::Uint32(1))
+            .with("CIMStatusCodeDescription", Value::string("CIM_ERR_FAILED")),
+    )
+}
+
+// ---- interop --------------------------------------------------------------------------------
+
+fn profile_path(iid: &str) -> InstancePath {
+    InstancePath::new("Cairn_RegisteredProfile")
+        .in_namespace(INTEROP_NAMESPACE)
+        .with_key("InstanceID", iid)
+}
+
+/// The array's instances of concrete class `class` in `interop`.
+pub fn interop_instances(id: &Identity, class: &str) -> Vec<Instance> {
+    let array = profile_path(ARRAY_PROFILE.0);
+    match class.to_ascii_lowercase().as_str() {
+        "cairn_registeredprofile" => std::iter::once(ARRAY_PROFILE)
+            .chain(COMPONENT_PROFILES)
+            .map(|(iid, name, version)| registered_profile(iid, name, version))
+            .collect(),
+        "cairn_referencedprofile" => COMPONENT_PROFILES
+            .iter()
+            .map(|(iid, _, _)| {
+                association(
+                    "Cairn_ReferencedProfile",
+                    ("Antecedent", array.clone()),
+                    ("Dependent", profile_path(iid)),
+                )
+            })
+            .collect(),
+        "cairn_elementconformstoprofile" => {
+            let ectp = |iid: &str, element: InstancePath| {
+                association(
+                    "Cairn_ElementConformsToProfile",
+                    ("ConformantStandard", profile_path(iid)),
+                    ("ManagedElement", element),
+                )
+            };
+            vec![
+                ectp(ARRAY_PROFILE.0, id.system_path()),
+                ectp(COMPONENT_PROFILES[0].0, id.scs_path()),
+                ectp(COMPONENT_PROFILES[1].0, id.rs_path()),
+                ectp(COMPONENT_PROFILES[3].0, id.package_path()),
+                ectp(COMPONENT_PROFILES[4].0, software_path()),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn naa_names_are_type_6_and_32_digits() {
+        let id = VolumeId([0xab; 16]);
+        let n = naa_name(id);
+        assert_eq!(n.len(), 32);
+        assert!(n.starts_with('6'));
+        assert_eq!(&n[1..], &id.to_string().to_ascii_uppercase()[1..]);
+    }
+
+    #[test]
+    fn paths_parse_back() {
+        let id = Identity {
+            system_name: "S".into(),
+            version: "0.1.0".into(),
+        };
+        let v = VolumeId([3; 16]);
+        assert_eq!(volume_id_of(&id.volume_path(v)), Some(v));
+        assert_eq!(pool_name_of(&pool_path("pool0")), Some("pool0"));
+        assert_eq!(pool_name_of(&primordial_path()), None);
+        assert_eq!(job_id_of(&job_path(42)), Some(42));
+    }
+}

@@ -1,0 +1,200 @@
+//! [`ArrayProvider`]: the SMI-S array (Array, Block Services, Replication Services, Job Control
+//! profiles) over a `cairn_engine::Storage`, as a `cairn_cim::Provider`. Wrap it in
+//! `cairn_cim::InteropProvider` to serve it; it supplies its own registered profiles, their
+//! `ReferencedProfile`s (SNIA direction) and `ElementConformsToProfile`s in `interop`.
+//!
+//! Owns: the option set, the job table, the serialisation of management operations (one at a time,
+//! so a create-then-tag sequence is never seen half done by another method), and the routing of
+//! intrinsic operations to [`crate::model`] and of extrinsic methods to [`crate::methods`].
+//!
+//! Invariant: the provider keeps no model state of its own beyond jobs; every answer is computed
+//! from the engine at the time of the request.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_cim::interop::{CAIRN_NAMESPACE, INTEROP_NAMESPACE};
+use cairn_cim::path::namespace_eq;
+use cairn_cim::{CimError, Instance, InstancePath, MethodCall, MethodResult, Provider};
+use cairn_engine::Storage;
+use parking_lot::Mutex;
+
+use crate::jobs::Jobs;
+use crate::limits::JOB_TIME_BEFORE_REMOVAL_DEFAULT;
+use crate::model::{self, Identity, Snapshot};
+
+/// What a daemon tells its array model.
+#[derive(Debug, Clone)]
+pub struct ArrayOptions {
+    /// Name key of the Cairn_StorageSystem (unique per daemon).
+    pub system_name: String,
+    /// Software version shown in the model.
+    pub version: String,
+    /// The jobs state file (e.g. `<data dir>/jobs.json`); `None` keeps jobs in memory only.
+    pub jobs_path: Option<PathBuf>,
+    /// How long finished jobs stay enumerable.
+    pub time_before_removal: Duration,
+    /// Bandwidth limit of cross-pool copies (bytes per second); `None` = as fast as the pools go.
+    pub copy_rate_bytes_per_sec: Option<u64>,
+}
+
+impl ArrayOptions {
+    /// Defaults for array `system_name`: this crate's version, jobs in memory, TimeBeforeRemoval
+    /// [`JOB_TIME_BEFORE_REMOVAL_DEFAULT`], no copy bandwidth limit.
+    pub fn new(system_name: impl Into<String>) -> ArrayOptions {
+        ArrayOptions {
+            system_name: system_name.into(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            jobs_path: None,
+            time_before_removal: JOB_TIME_BEFORE_REMOVAL_DEFAULT,
+            copy_rate_bytes_per_sec: None,
+        }
+    }
+}
+
+/// The SMI-S array model over the engine.
+pub struct ArrayProvider {
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) opts: ArrayOptions,
+    pub(crate) identity: Identity,
+    pub(crate) jobs: Arc<Jobs>,
+    /// Serialises management methods.
+    pub(crate) ops: Mutex<()>,
+    /// Counter behind generated names.
+    pub(crate) names: AtomicU64,
+}
+
+impl std::fmt::Debug for ArrayProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArrayProvider")
+            .field("system_name", &self.opts.system_name)
+            .finish()
+    }
+}
+
+impl ArrayProvider {
+    /// The array over `storage`. Loads the jobs file, ends the jobs a restart interrupted
+    /// (Exception, or Completed if their replica was already complete) and removes their
+    /// leftover volumes. Problems with the jobs file are logged, never fatal.
+    pub fn new(storage: Arc<Storage>, opts: ArrayOptions) -> Arc<ArrayProvider> {
+        let (jobs, error) = Jobs::load(opts.jobs_path.clone(), opts.time_before_removal);
+        if let Some(e) = error {
+            tracing::warn!(
+                "jobs file unusable, moved aside, starting with no jobs: {}",
+                e.0
+            );
+        }
+        let jobs = Arc::new(jobs);
+        crate::copy::recover(&storage, &jobs);
+        jobs.save();
+        let identity = Identity {
+            system_name: opts.system_name.clone(),
+            version: opts.version.clone(),
+        };
+        let seed = crate::jobs::now_unix_secs() & 0xffff_ffff;
+        Arc::new(ArrayProvider {
+            storage,
+            opts,
+            identity,
+            jobs,
+            ops: Mutex::new(()),
+            names: AtomicU64::new(seed),
+        })
+    }
+
+    /// The storage the model shows.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// Path of the array's Cairn_StorageSystem (e.g. for `ObjectManagerInfo`).
+    pub fn system_path(&self) -> InstancePath {
+        self.identity.system_path()
+    }
+
+    fn tbr_secs(&self) -> u64 {
+        self.opts.time_before_removal.as_secs()
+    }
+}
+
+fn is_interop(ns: &str) -> bool {
+    namespace_eq(ns, INTEROP_NAMESPACE)
+}
+
+impl Provider for ArrayProvider {
+    fn namespaces(&self) -> Vec<String> {
+        vec![INTEROP_NAMESPACE.to_owned(), CAIRN_NAMESPACE.to_owned()]
+    }
+
+    fn class_names(&self, namespace: &str) -> Vec<String> {
+        let list: &[&str] = if is_interop(namespace) {
+            &model::INTEROP_CLASSES
+        } else {
+            &model::CAIRN_CLASSES
+        };
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn enumerate_instances(
+        &self,
+        namespace: &str,
+        class_name: &str,
+    ) -> Result<Vec<Instance>, CimError> {
+        if is_interop(namespace) {
+            return Ok(model::interop_instances(&self.identity, class_name));
+        }
+        let snap = Snapshot::take(&self.storage);
+        let jobs = self.jobs.list();
+        Ok(model::instances(
+            &self.identity,
+            &snap,
+            &jobs,
+            self.tbr_secs(),
+            class_name,
+        ))
+    }
+
+    fn get_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+    ) -> Result<Option<Instance>, CimError> {
+        let same = |i: &Instance| i.path.as_ref().is_some_and(|p| p.same_keys(path));
+        if !is_interop(namespace) && path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS) {
+            // One volume: look it up by id instead of building every volume.
+            let Some(id) = model::volume_id_of(path) else {
+                return Ok(None);
+            };
+            let snap = Snapshot::take_one(&self.storage, id);
+            let all = model::instances(&self.identity, &snap, &[], 0, model::VOLUME_CLASS);
+            return Ok(all.into_iter().find(same));
+        }
+        Ok(self
+            .enumerate_instances(namespace, &path.class_name)?
+            .into_iter()
+            .find(same))
+    }
+
+    fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {
+        if is_interop(namespace) || !path.class_name.eq_ignore_ascii_case(model::JOB_CLASS) {
+            return Err(CimError::not_supported(format!(
+                "DeleteInstance of {}",
+                path.class_name
+            )));
+        }
+        let id = model::job_id_of(path).ok_or_else(|| CimError::not_found(path))?;
+        match self.jobs.delete(id) {
+            Ok(()) => Ok(()),
+            Err(true) => Err(CimError::failed(format!(
+                "Job {id} is still running: terminate it first"
+            ))),
+            Err(false) => Err(CimError::not_found(path)),
+        }
+    }
+
+    fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
+        Ok(crate::methods::invoke(self, call))
+    }
+}
