@@ -258,6 +258,21 @@ impl Jobs {
         }
     }
 
+    /// Waits until job `id` is no longer running (or `timeout` passes); true if it has finished
+    /// or is unknown.
+    pub fn wait_finished(&self, id: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut t = self.table.lock();
+        loop {
+            if !t.jobs.iter().any(|j| j.id == id && !j.is_finished()) {
+                return true;
+            }
+            if self.changed.wait_until(&mut t, deadline).timed_out() {
+                return false;
+            }
+        }
+    }
+
     /// Drops finished jobs past TimeBeforeRemoval and the oldest beyond the bound.
     fn purge(&self, t: &mut JobFile) {
         let now = now_unix_secs();

@@ -114,6 +114,11 @@ impl ArrayProvider {
         self.identity.system_path()
     }
 
+    /// The job table (e.g. to wait for a job in tests or at shutdown).
+    pub fn jobs(&self) -> &Arc<Jobs> {
+        &self.jobs
+    }
+
     fn tbr_secs(&self) -> u64 {
         self.opts.time_before_removal.as_secs()
     }
