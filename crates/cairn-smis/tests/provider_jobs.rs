@@ -1,0 +1,208 @@
+//! End-to-end tests of copy jobs: Terminate and Kill stop a running copy and remove its target,
+//! refusals while a copy runs, a restart in the middle of a copy (the job ends as Exception and
+//! nothing is left in either pool), and concurrent clients.
+
+mod provider_common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_engine::{VolumeId, VolumeOptions};
+use provider_common::*;
+use serde_json::json;
+
+/// A 16 MiB fully written volume in pool0, copied at 2 MiB/s: a copy runs for about 8 s.
+async fn slow_array(dir: &std::path::Path) -> (Array, VolumeId) {
+    let storage = open_storage(dir, &[("pool0", 64 * MIB), ("pool1", 64 * MIB)]);
+    let array =
+        Array::start_with(dir, storage, |o| o.copy_rate_bytes_per_sec = Some(2 * MIB)).await;
+    let (pool, src) = array
+        .storage
+        .create_volume("pool0", "slow src", 16 * MIB, VolumeOptions::default())
+        .expect("volume");
+    pool.write(src.id, 0, &pattern(9, 16 * MIB as usize))
+        .expect("write");
+    (array, src.id)
+}
+
+fn job_number(iid: &serde_json::Value) -> u64 {
+    let s = iid.as_str().expect("job id");
+    s.rsplit(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("numeric job id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_and_kill_stop_the_copy_and_remove_the_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (array, src) = slow_array(dir.path()).await;
+    let src_hex = src.to_string();
+    for (name, requested, final_state) in [("term copy", "4", 8), ("kill copy", "5", 9)] {
+        let s = array
+            .py("provider_start.py", &[&src_hex, name, "pool1"])
+            .await;
+        assert_eq!(s["rc"], 4096, "{s}");
+        assert_eq!(s["view"]["JobState"], 4, "{s}");
+        assert_eq!(
+            (s["rc_detach"].clone(), s["rc_return"].clone()),
+            (json!(6), json!(6)),
+            "{s}"
+        );
+        let job = s["job"].as_str().expect("job").to_owned();
+        let stop = array
+            .py("provider_ops.py", &["stop", &job, requested])
+            .await;
+        assert_eq!(stop["rc"], 0, "{stop}");
+        assert_eq!(stop["job"]["JobState"], final_state, "{stop}");
+        assert!(stop["job"]["ErrorDescription"].as_str().is_some(), "{stop}");
+        let target: VolumeId = s["target"].as_str().expect("target").parse().expect("id");
+        assert!(
+            array.storage.find_volume_by_id(target).is_none(),
+            "target removed"
+        );
+        assert!(array.storage.find_volume(name).is_none(), "name free again");
+        assert!(
+            array.all_volumes().iter().all(|v| !v.hidden),
+            "internal snapshot removed"
+        );
+        let again = array
+            .py("provider_ops.py", &["stop", &job, requested])
+            .await;
+        assert_eq!(
+            again["rc"], 4097,
+            "a finished job cannot change state: {again}"
+        );
+    }
+    array.assert_clean();
+    array.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_copy_fails_the_job_and_leaks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pools = [("pool0", 64 * MIB), ("pool1", 64 * MIB)];
+    let (array, src) = slow_array(dir.path()).await;
+    let s = array
+        .py(
+            "provider_start.py",
+            &[&src.to_string(), "interrupted", "pool1"],
+        )
+        .await;
+    assert_eq!(s["rc"], 4096, "{s}");
+    let job = job_number(&s["job"]);
+    // The jobs file as a crash right now would leave it: the job running.
+    let crash_image = std::fs::read(&array.jobs_path).expect("jobs file");
+    // Stop the daemon under the copy: the pools close, the copy fails and cannot clean up.
+    array.storage.close().expect("close pools");
+    assert!(array
+        .provider
+        .jobs()
+        .wait_finished(job, Duration::from_secs(60)));
+    let Array {
+        storage,
+        provider,
+        handle,
+        jobs_path,
+    } = array;
+    handle.shutdown().await;
+    drop((provider, storage));
+    std::fs::write(&jobs_path, crash_image).expect("restore crash image");
+    // Restart on the same files.
+    let storage = open_storage(dir.path(), &pools);
+    let leftovers = all_volumes(&storage).iter().filter(|v| v.hidden).count();
+    assert_eq!(
+        leftovers, 2,
+        "the crash left the target and the internal snapshot"
+    );
+    let array = Array::start(dir.path(), storage).await;
+    let rec = array.provider.jobs().get(job).expect("job kept");
+    assert_eq!(rec.state, 10, "{rec:?}");
+    assert!(
+        rec.error
+            .as_deref()
+            .is_some_and(|e| e.contains("Interrupted")),
+        "{rec:?}"
+    );
+    assert!(
+        array.all_volumes().iter().all(|v| !v.hidden),
+        "leftovers removed"
+    );
+    assert!(array.storage.find_volume("interrupted").is_none());
+    array.assert_clean();
+    for p in array.storage.pools() {
+        let info = p.info();
+        let expected = if p.name() == "pool0" { 1 } else { 0 };
+        assert_eq!(info.volume_count, expected, "pool {}: {info:?}", p.name());
+    }
+    // The job is still reported, as an Exception with its error.
+    let refs = array
+        .py(
+            "provider_ops.py",
+            &["stop", &format!("CAIRN:JOB:{job}"), "4"],
+        )
+        .await;
+    assert_eq!(refs["rc"], 4097, "{refs}");
+    assert_eq!(refs["job"]["JobState"], 10, "{refs}");
+    array.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_clients_snapshot_and_delete_while_writes_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let array = Array::start(
+        dir.path(),
+        open_storage(dir.path(), &[("pool0", 128 * MIB)]),
+    )
+    .await;
+    let (pool, src) = array
+        .storage
+        .create_volume("pool0", "busy", 8 * MIB, VolumeOptions::default())
+        .expect("volume");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut last = vec![0u8; 2048];
+            let mut round = 0u32;
+            while !stop.load(Ordering::Relaxed) || round < 2048 {
+                let block = u64::from(round % 2048);
+                let seed = (round / 2048 % 251) as u8 + 1;
+                pool.write(src.id, block * 4096, &pattern(seed, 4096))
+                    .expect("write");
+                last[block as usize] = seed;
+                round += 1;
+            }
+            last
+        })
+    };
+    let url = array.url();
+    let src_hex = src.id.to_string();
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (url, src_hex) = (url.clone(), src_hex.clone());
+            tokio::spawn(async move {
+                run_py("provider_stress.py", &url, &[&src_hex, &c.to_string(), "5"]).await
+            })
+        })
+        .collect();
+    for c in clients {
+        let d = c.await.expect("client");
+        assert_eq!(d["codes"], json!(vec![0; 10]), "{d}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let last = writer.join().expect("writer");
+    let data = read_all(&array.storage, src.id);
+    for (block, seed) in last.iter().enumerate() {
+        let got = &data[block * 4096..(block + 1) * 4096];
+        assert_eq!(
+            got,
+            &pattern(*seed, 4096)[..],
+            "block {block}: a write was lost"
+        );
+    }
+    assert_eq!(array.all_volumes().len(), 1, "every snapshot was returned");
+    array.assert_clean();
+    array.handle.shutdown().await;
+}
