@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod connection;
+mod engine;
 mod error;
 pub mod exports;
 pub mod handshake;
@@ -22,6 +23,7 @@ pub mod request;
 mod server;
 mod wire;
 
+pub use engine::start;
 pub use error::{Error, ErrorKind, Result};
 pub use exports::{Exports, Run, Volume, VolumeError, VolumeErrorKind, VolumeResult};
 pub use handshake::{Catalog, ExportInfo, Handshake, HandshakeError, Negotiated, Step, TlsMode};
