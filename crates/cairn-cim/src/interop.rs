@@ -280,6 +280,21 @@ impl Provider for InteropProvider {
         Err(CimError::not_found(path))
     }
 
+    fn associations_referring_to(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+    ) -> Result<Option<Vec<Instance>>, CimError> {
+        if self.is_own(namespace, assoc_class) {
+            // The interop model's own associations are few: let the dispatcher scan them (and the
+            // storage provider's instances of the same class, which `enumerate_instances` merges).
+            return Ok(None);
+        }
+        self.storage
+            .associations_referring_to(namespace, assoc_class, object)
+    }
+
     fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {
         if self.is_own(namespace, &path.class_name)
             && self.get_instance(namespace, path)?.is_some()

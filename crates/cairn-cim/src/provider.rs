@@ -44,6 +44,21 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
+    /// Fast path for association traversal: the instances of association class `assoc_class` (listed
+    /// by `class_names`) that may refer to `object` (a client's path: its class may be a superclass,
+    /// its namespace may be unset). Return `Ok(None)` to let the dispatcher scan
+    /// `enumerate_instances` (the default does). A superset is fine: the dispatcher still checks every
+    /// reference, role and class filter.
+    fn associations_referring_to(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+    ) -> Result<Option<Vec<Instance>>, CimError> {
+        let _ = (namespace, assoc_class, object);
+        Ok(None)
+    }
+
     /// Deletes the instance at `path` (concrete class, as returned by this provider). The default
     /// refuses with CIM_ERR_NOT_SUPPORTED.
     fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {

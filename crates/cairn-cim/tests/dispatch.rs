@@ -418,6 +418,46 @@ fn associators_are_subclass_aware_and_filtered() {
 }
 
 #[test]
+fn association_fast_path_is_used_and_still_filtered() {
+    let array = Arc::new(TestArray::with_extra_volumes(4));
+    let s = server_with(array.clone());
+    let pool_b = param(
+        "ObjectName",
+        &instancename_xml("CIM_StoragePool", &[("InstanceID", "CAIRN:POOL-B")]),
+    );
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "AssociatorNames",
+        &(pool_b.clone() + &classname("AssocClass", "CIM_AllocatedFromStoragePool")),
+    );
+    assert_eq!(count(&r, "<OBJECTPATH>"), 4, "{r}");
+    let calls = array.calls.lock().unwrap().clone();
+    assert!(calls.contains(&"fast:root/cairn:Cairn_AllocatedFromStoragePool".to_owned()));
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c == "root/cairn:Cairn_AllocatedFromStoragePool"),
+        "{calls:?}"
+    );
+    // Role and result class are still applied to what the fast path returned.
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "AssociatorNames",
+        &(pool_b.clone() + &value("Role", "Dependent")),
+    );
+    assert_eq!(count(&r, "<OBJECTPATH>"), 0);
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "AssociatorNames",
+        &(pool_b + &classname("ResultClass", "CIM_StoragePool")),
+    );
+    assert_eq!(count(&r, "<OBJECTPATH>"), 0);
+}
+
+#[test]
 fn references_to_storage_synchronized_are_empty_not_errors() {
     let s = server();
     let refs = |id: &str, names: bool| {

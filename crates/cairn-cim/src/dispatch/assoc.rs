@@ -99,7 +99,14 @@ impl Core {
             {
                 continue;
             }
-            for inst in self.provider.enumerate_instances(ns, &cn)? {
+            let candidates = match self
+                .provider
+                .associations_referring_to(ns, &cn, &q.object)?
+            {
+                Some(found) => found,
+                None => self.provider.enumerate_instances(ns, &cn)?,
+            };
+            for inst in candidates {
                 let inst = self.complete(ns, inst);
                 let role = inst.properties.iter().find(|p| {
                     q.role.is_none_or(|r| p.name.eq_ignore_ascii_case(r))

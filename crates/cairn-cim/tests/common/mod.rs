@@ -301,6 +301,39 @@ impl Provider for TestArray {
         })
     }
 
+    fn associations_referring_to(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+    ) -> Result<Option<Vec<Instance>>, CimError> {
+        if assoc_class != "Cairn_AllocatedFromStoragePool" {
+            return Ok(None);
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("fast:{namespace}:{assoc_class}"));
+        let key = |k: &str| match object.key(k) {
+            Some(cairn_cim::KeyValue::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let (device, pool) = (key("DeviceID"), key("InstanceID"));
+        let vols = self.volumes.lock().unwrap();
+        Ok(Some(
+            vols.iter()
+                .filter(|v| device.as_deref() == Some(&v.id) || pool.as_deref() == Some(&v.pool))
+                .map(|v| {
+                    association(
+                        "Cairn_AllocatedFromStoragePool",
+                        ("Antecedent", pool_path(&v.pool)),
+                        ("Dependent", volume_path(&v.id)),
+                    )
+                })
+                .collect(),
+        ))
+    }
+
     fn delete_instance(&self, _namespace: &str, path: &InstancePath) -> Result<(), CimError> {
         if path.class_name != "Cairn_ConcreteJob" {
             return Err(CimError::not_supported("DeleteInstance"));
