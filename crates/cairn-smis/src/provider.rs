@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use cairn_cim::interop::{CAIRN_NAMESPACE, INTEROP_NAMESPACE};
 use cairn_cim::path::namespace_eq;
-use cairn_cim::{CimError, Instance, InstancePath, MethodCall, MethodResult, Provider};
+use cairn_cim::{
+    CimError, CimServer, Instance, InstancePath, InteropProvider, MethodCall, MethodResult,
+    ObjectManagerInfo, Provider,
+};
 use cairn_engine::Storage;
 use parking_lot::Mutex;
 
@@ -102,6 +105,15 @@ impl ArrayProvider {
             ops: Mutex::new(()),
             names: AtomicU64::new(seed),
         })
+    }
+
+    /// The complete CIM server for this array: this provider inside an `InteropProvider` whose
+    /// object manager is hosted by this array's Cairn_StorageSystem, over the embedded class
+    /// repository. What `cairn serve` hands to the HTTP server.
+    pub fn cim_server(self: &Arc<Self>) -> Arc<CimServer> {
+        let info = ObjectManagerInfo::new(self.opts.system_name.clone(), &self.opts.version);
+        let interop = InteropProvider::new(self.clone() as Arc<dyn Provider>, info);
+        Arc::new(CimServer::new(Arc::new(interop)))
     }
 
     /// The storage the model shows.

@@ -473,3 +473,58 @@ async fn volumes_are_created_grown_and_replicas_modified() {
     array.assert_clean();
     array.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_class_enumerates_completely() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_storage(dir.path(), &[("pool0", 64 * MIB), ("pool1", 64 * MIB)]);
+    let array = Array::start(dir.path(), storage).await;
+    let (_, src) = array
+        .storage
+        .create_volume("pool0", "vol a", 4 * MIB, VolumeOptions::default())
+        .expect("volume");
+    write(&array, src.id, 0, 4096, 1);
+    let src_hex = src.id.to_string();
+    let s = array
+        .py(
+            "provider_replica.py",
+            &["CreateElementReplica", &src_hex, "7", "snap a", "-"],
+        )
+        .await;
+    assert_eq!(s["rc"], 0, "{s}");
+    let c = array
+        .py(
+            "provider_replica.py",
+            &["CreateElementReplica", &src_hex, "8", "copy a", "pool1"],
+        )
+        .await;
+    assert_eq!(c["final"]["JobState"], 7, "{c}");
+    let d = array.py("provider_enumerate.py", &[]).await;
+    assert_eq!(d["errors"], json!({}), "{d}");
+    let n = |class: &str| {
+        d["counts"][format!("root/cairn:{class}")]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(n("CIM_ComputerSystem"), 1, "{d}");
+    assert_eq!(n("CIM_StoragePool"), 3, "{d}");
+    assert_eq!(n("CIM_StorageVolume"), 3, "{d}");
+    assert_eq!(n("CIM_StorageSynchronized"), 2, "{d}");
+    assert_eq!(n("CIM_AllocatedFromStoragePool"), 2 + 3, "{d}");
+    assert_eq!(n("CIM_ElementCapabilities"), 2 + 2, "{d}");
+    assert_eq!(n("CIM_SystemDevice"), 3, "{d}");
+    assert_eq!(n("CIM_HostedStoragePool"), 3, "{d}");
+    assert_eq!(n("CIM_HostedService"), 2, "{d}");
+    assert_eq!(n("CIM_ConcreteJob"), 1, "{d}");
+    assert_eq!(n("CIM_AffectedJobElement"), 1, "{d}");
+    assert_eq!(n("CIM_OwningJobElement"), 1, "{d}");
+    let i = |class: &str| {
+        d["counts"][format!("interop:{class}")]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(i("CIM_RegisteredProfile"), 7, "{d}");
+    assert_eq!(i("CIM_ReferencedProfile"), 5, "{d}");
+    assert_eq!(i("CIM_ObjectManager"), 1, "{d}");
+    array.handle.shutdown().await;
+}

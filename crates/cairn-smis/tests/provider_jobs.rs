@@ -206,3 +206,103 @@ async fn eight_clients_snapshot_and_delete_while_writes_run() {
     array.assert_clean();
     array.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_holds_the_point_in_time_while_the_source_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (array, src) = slow_array(dir.path()).await;
+    let before = read_all(&array.storage, src);
+    let s = array
+        .py(
+            "provider_start.py",
+            &[&src.to_string(), "pit copy", "pool1"],
+        )
+        .await;
+    assert_eq!(s["rc"], 4096, "{s}");
+    // Source I/O goes on during the copy.
+    let (pool, _) = array.storage.find_volume_by_id(src).expect("source");
+    pool.write(src, 0, &pattern(200, 16 * MIB as usize))
+        .expect("write during copy");
+    let job = job_number(&s["job"]);
+    assert!(array
+        .provider
+        .jobs()
+        .wait_finished(job, Duration::from_secs(120)));
+    assert_eq!(array.provider.jobs().get(job).map(|j| j.state), Some(7));
+    let target: VolumeId = s["target"].as_str().expect("target").parse().expect("id");
+    assert_eq!(
+        read_all(&array.storage, target),
+        before,
+        "the copy is the point in time"
+    );
+    assert_ne!(read_all(&array.storage, src), before);
+    array.assert_clean();
+    array.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_pool_filling_up_fails_the_job_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_storage(dir.path(), &[("pool0", 64 * MIB), ("small", 24 * MIB)]);
+    let array = Array::start_with(dir.path(), storage, |o| {
+        o.copy_rate_bytes_per_sec = Some(2 * MIB)
+    })
+    .await;
+    let (pool, src) = array
+        .storage
+        .create_volume("pool0", "fills", 8 * MIB, VolumeOptions::default())
+        .expect("volume");
+    pool.write(src.id, 0, &pattern(4, 8 * MIB as usize))
+        .expect("write");
+    let s = array
+        .py(
+            "provider_start.py",
+            &[&src.id.to_string(), "too big", "small"],
+        )
+        .await;
+    assert_eq!(s["rc"], 4096, "{s}");
+    // Something else takes the target pool's space while the copy runs.
+    let (small, filler) = array
+        .storage
+        .create_volume("small", "filler", 64 * MIB, VolumeOptions::default())
+        .expect("filler");
+    let mut at = 0;
+    while small
+        .write(filler.id, at, &pattern(1, MIB as usize))
+        .is_ok()
+    {
+        at += MIB;
+    }
+    let job = job_number(&s["job"]);
+    assert!(array
+        .provider
+        .jobs()
+        .wait_finished(job, Duration::from_secs(120)));
+    let e = array
+        .py(
+            "provider_ops.py",
+            &["error", s["job"].as_str().expect("job")],
+        )
+        .await;
+    assert_eq!(e["rc"], 0, "{e}");
+    assert_eq!(e["job"]["JobState"], 10, "{e}");
+    assert_eq!(e["job"]["OperationalStatus"], json!([6, 17]), "{e}");
+    assert_eq!(e["error_class"], "CIM_Error", "{e}");
+    let message = e["message"].as_str().expect("message");
+    assert!(message.contains("out of space"), "{e}");
+    assert_eq!(e["job"]["ErrorDescription"], message, "{e}");
+    assert!(
+        array.storage.find_volume("too big").is_none(),
+        "target removed"
+    );
+    assert!(
+        array.all_volumes().iter().all(|v| !v.hidden),
+        "internal snapshot removed"
+    );
+    array
+        .storage
+        .delete_volume(filler.id)
+        .expect("delete filler");
+    array.assert_clean();
+    array.handle.shutdown().await;
+}

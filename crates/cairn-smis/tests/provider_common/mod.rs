@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_cim::{CimServer, InteropProvider, ObjectManagerInfo, Provider};
 use cairn_engine::{Pool, PoolOptions, Storage, VolumeId, VolumeInfo};
 use cairn_io::FileDevice;
 use cairn_smis::http::{start, Credentials, SmisServerConfig, SmisServerHandle};
@@ -64,9 +63,7 @@ impl Array {
         opts.jobs_path = Some(jobs_path.clone());
         f(&mut opts);
         let provider = ArrayProvider::new(storage.clone(), opts);
-        let info = ObjectManagerInfo::new(SYSTEM, "0.1.0");
-        let interop = InteropProvider::new(provider.clone() as Arc<dyn Provider>, info);
-        let cim = Arc::new(CimServer::new(Arc::new(interop)));
+        let cim = provider.cim_server();
         let credentials = Credentials::new(USER, PASSWORD).expect("credentials");
         let mut cfg = SmisServerConfig::new(credentials, dir);
         cfg.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));

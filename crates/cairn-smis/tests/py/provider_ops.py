@@ -9,6 +9,7 @@ Arguments: OP ARGS...
   stop JOB_INSTANCE_ID REQUESTED_STATE      ConcreteJob.RequestStateChange
   delete_job JOB_INSTANCE_ID                DeleteInstance of the job
   refs DEVICE_ID                            References(volume, ResultClass=CIM_StorageSynchronized)
+  error JOB_INSTANCE_ID                     ConcreteJob.GetError
 """
 
 import pywbem
@@ -69,6 +70,16 @@ elif op == "delete_job":
         result["after"] = "present"
     except pywbem.CIMError as e:
         result["after"] = e.status_code
+elif op == "error":
+    rc, out = conn.InvokeMethod("GetError", job_path(a[1]))
+    err = out.get("Error")
+    result["job"] = job_view(conn, job_path(a[1]))
+    if err is not None:
+        inst = err if isinstance(err, pywbem.CIMInstance) else None
+        result["error_class"] = inst.classname if inst is not None else type(err).__name__
+        result["message"] = inst["Message"] if inst is not None else str(err)
+        result["status_code"] = int(inst["CIMStatusCode"]) if inst is not None else None
+    out = {}
 elif op == "refs":
     refs = conn.References(volume_path(conn, a[1]), ResultClass="CIM_StorageSynchronized")
     rc, out = 0, {}
