@@ -62,22 +62,32 @@ pub(crate) async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let result = tokio::select! {
-        r = run(socket, &shared, shutdown.clone()) => r,
-        _ = shutdown.changed() => Err("server shutting down during handshake".to_string()),
-    };
-    match result {
+    match run(socket, &shared, shutdown).await {
         Ok(()) => tracing::debug!(%peer, "NBD connection closed"),
         Err(e) => tracing::info!(%peer, error = %e, "NBD connection ended"),
+    }
+}
+
+/// Runs one handshake phase (plain, TLS setup, or under TLS), bounded by the handshake timeout
+/// and abandoned when the server shuts down. Transmission is not guarded this way: it drains
+/// its accepted requests on shutdown instead.
+async fn guarded<T>(
+    phase: impl std::future::Future<Output = ConnResult<T>>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> ConnResult<T> {
+    let deadline = Duration::from_secs(limits::HANDSHAKE_TIMEOUT_SECS);
+    tokio::select! {
+        r = tokio::time::timeout(deadline, phase) => r.map_err(|_| "handshake timed out".to_string())?,
+        _ = shutdown.changed() => Err("server shutting down during the handshake".to_string()),
     }
 }
 
 async fn run(
     mut socket: TcpStream,
     shared: &Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> ConnResult<()> {
     let mode = if shared.tls.is_some() {
         TlsMode::Required
@@ -92,15 +102,8 @@ async fn run(
     let mut input = BytesMut::with_capacity(8 << 10);
     let mut out = BytesMut::new();
     Handshake::greeting(&mut out);
-    let deadline = Duration::from_secs(limits::HANDSHAKE_TIMEOUT_SECS);
-    let plain = tokio::time::timeout(
-        deadline,
-        negotiate(&mut socket, &mut hs, &mut catalog, &mut input, &mut out),
-    );
-    match plain
-        .await
-        .map_err(|_| "handshake timed out".to_string())??
-    {
+    let plain = negotiate(&mut socket, &mut hs, &mut catalog, &mut input, &mut out);
+    match guarded(plain, &mut shutdown).await? {
         Outcome::Abort => return Ok(()),
         Outcome::Transmission(n) => {
             return transmit(socket, n, catalog, input, shared, shutdown).await
@@ -113,22 +116,17 @@ async fn run(
     let Some(tls) = shared.tls.clone() else {
         return Err("STARTTLS accepted without a TLS configuration".into());
     };
-    let mut stream = tokio::time::timeout(
-        deadline,
-        tokio_rustls::TlsAcceptor::from(tls).accept(socket),
-    )
-    .await
-    .map_err(|_| "TLS handshake timed out".to_string())?
-    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let accept = async {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        acceptor
+            .accept(socket)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {e}"))
+    };
+    let mut stream = guarded(accept, &mut shutdown).await?;
     hs.tls_started();
-    let secure = tokio::time::timeout(
-        deadline,
-        negotiate(&mut stream, &mut hs, &mut catalog, &mut input, &mut out),
-    );
-    match secure
-        .await
-        .map_err(|_| "handshake timed out".to_string())??
-    {
+    let secure = negotiate(&mut stream, &mut hs, &mut catalog, &mut input, &mut out);
+    match guarded(secure, &mut shutdown).await? {
         Outcome::Abort => {
             let _ = stream.shutdown().await;
             Ok(())
@@ -319,12 +317,22 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         running.spawn(ctx.clone().execute(request));
         while running.try_join_next().is_some() {}
     };
-    while running.join_next().await.is_some() {}
-    drop(ctx);
-    match writer.await {
-        Ok(Ok(())) => result,
-        Ok(Err(e)) => result.and(Err(e)),
-        Err(e) => result.and(Err(format!("writer task failed: {e}"))),
+    // Finish what was accepted; a client that stops reading replies cannot hold this up forever.
+    let writer_abort = writer.abort_handle();
+    let drain = async {
+        while running.join_next().await.is_some() {}
+        drop(ctx);
+        writer.await
+    };
+    let deadline = Duration::from_secs(limits::DRAIN_TIMEOUT_SECS);
+    match tokio::time::timeout(deadline, drain).await {
+        Ok(Ok(Ok(()))) => result,
+        Ok(Ok(Err(e))) => result.and(Err(e)),
+        Ok(Err(e)) => result.and(Err(format!("writer task failed: {e}"))),
+        Err(_) => {
+            writer_abort.abort();
+            result.and(Err("replies not drained in time".into()))
+        }
     }
 }
 

@@ -31,6 +31,8 @@ pub const REQUEST_CHARGE_BYTES: u64 = 4096;
 pub const CONNECTIONS_MAX: usize = 1024;
 /// Time a client has to finish the handshake.
 pub const HANDSHAKE_TIMEOUT_SECS: u64 = 60;
+/// Time a closing connection has to finish its accepted requests and write their replies.
+pub const DRAIN_TIMEOUT_SECS: u64 = 30;
 /// Buffer used to write zeroes for WRITE_ZEROES with NO_HOLE.
 pub const ZERO_BUFFER_BYTES: usize = 1 << 20;
 /// Depth of the queue of replies waiting for the connection's writer.
