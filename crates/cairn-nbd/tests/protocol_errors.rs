@@ -1,0 +1,314 @@
+//! Bad input over a real socket: the server answers with the protocol's errno (or disconnects
+//! where the protocol requires it) and keeps framing intact. The client here is a minimal raw
+//! NBD client written against the specification, because the real clients refuse to send such
+//! requests.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use cairn_engine::{Pool, PoolOptions, Storage, VolumeOptions};
+use cairn_io::MemDevice;
+use cairn_nbd::limits::PAYLOAD_BYTES_MAX;
+use cairn_nbd::proto::*;
+use cairn_nbd::{start, NbdServerConfig, NbdServerHandle};
+
+const SIZE_BYTES: u64 = 16 << 20;
+
+struct Server {
+    rt: tokio::runtime::Runtime,
+    handle: Option<NbdServerHandle>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let pool = Pool::create(
+            Arc::new(MemDevice::new(256 << 20)),
+            "p0",
+            PoolOptions::default(),
+        )
+        .unwrap();
+        let storage = Arc::new(Storage::new());
+        storage.add_pool(pool).unwrap();
+        storage
+            .create_volume("p0", "rw", SIZE_BYTES, VolumeOptions::default())
+            .unwrap();
+        let ro = VolumeOptions {
+            read_only: true,
+            ..Default::default()
+        };
+        storage.create_volume("p0", "ro", SIZE_BYTES, ro).unwrap();
+        let cfg = NbdServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let handle = rt.block_on(start(cfg, storage)).unwrap();
+        Server {
+            rt,
+            handle: Some(handle),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.handle.as_ref().unwrap().local_addr().port()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown()).unwrap();
+        }
+    }
+}
+
+struct Client {
+    s: TcpStream,
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes(b[..4].try_into().unwrap())
+}
+
+impl Client {
+    /// Connects and negotiates: fixed newstyle, structured replies, optionally base:allocation, GO.
+    fn connect(port: u16, export: &str, meta: bool) -> Client {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut greeting = [0u8; 18];
+        s.read_exact(&mut greeting).unwrap();
+        assert_eq!(&greeting[..8], b"NBDMAGIC");
+        s.write_all(&(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES).to_be_bytes())
+            .unwrap();
+        let mut c = Client { s };
+        assert_eq!(c.option(OPT_STRUCTURED_REPLY, &[]), vec![REP_ACK]);
+        if meta {
+            let mut data = (export.len() as u32).to_be_bytes().to_vec();
+            data.extend_from_slice(export.as_bytes());
+            data.extend_from_slice(&1u32.to_be_bytes());
+            data.extend_from_slice(&(META_BASE_ALLOCATION.len() as u32).to_be_bytes());
+            data.extend_from_slice(META_BASE_ALLOCATION.as_bytes());
+            assert_eq!(
+                c.option(OPT_SET_META_CONTEXT, &data),
+                vec![REP_META_CONTEXT, REP_ACK]
+            );
+        }
+        let mut data = (export.len() as u32).to_be_bytes().to_vec();
+        data.extend_from_slice(export.as_bytes());
+        data.extend_from_slice(&0u16.to_be_bytes());
+        assert_eq!(c.option(OPT_GO, &data).last(), Some(&REP_ACK));
+        c
+    }
+
+    /// Sends an option and returns the reply types up to the final one.
+    fn option(&mut self, option: u32, data: &[u8]) -> Vec<u32> {
+        let mut msg = IHAVEOPT.to_be_bytes().to_vec();
+        msg.extend_from_slice(&option.to_be_bytes());
+        msg.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        msg.extend_from_slice(data);
+        self.s.write_all(&msg).unwrap();
+        let mut kinds = Vec::new();
+        loop {
+            let mut head = [0u8; 20];
+            self.s.read_exact(&mut head).unwrap();
+            let kind = be32(&head[12..]);
+            let mut payload = vec![0u8; be32(&head[16..]) as usize];
+            self.s.read_exact(&mut payload).unwrap();
+            kinds.push(kind);
+            if kind == REP_ACK || is_reply_error(kind) {
+                return kinds;
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        command: u16,
+        flags: u16,
+        cookie: u64,
+        offset: u64,
+        len: u32,
+        payload: &[u8],
+    ) {
+        let mut msg = REQUEST_MAGIC.to_be_bytes().to_vec();
+        msg.extend_from_slice(&flags.to_be_bytes());
+        msg.extend_from_slice(&command.to_be_bytes());
+        msg.extend_from_slice(&cookie.to_be_bytes());
+        msg.extend_from_slice(&offset.to_be_bytes());
+        msg.extend_from_slice(&len.to_be_bytes());
+        self.s.write_all(&msg).unwrap();
+        self.s.write_all(payload).unwrap();
+    }
+
+    /// Reads one complete reply: (cookie, errno, data bytes, structured chunk types seen).
+    fn reply(&mut self) -> (u64, u32, Vec<u8>, Vec<u16>) {
+        let mut magic = [0u8; 4];
+        self.s.read_exact(&mut magic).unwrap();
+        match be32(&magic) {
+            SIMPLE_REPLY_MAGIC => {
+                let mut rest = [0u8; 12];
+                self.s.read_exact(&mut rest).unwrap();
+                (
+                    u64::from_be_bytes(rest[4..].try_into().unwrap()),
+                    be32(&rest),
+                    Vec::new(),
+                    Vec::new(),
+                )
+            }
+            STRUCTURED_REPLY_MAGIC => {
+                let mut rest = [0u8; 16];
+                self.s.read_exact(&mut rest).unwrap();
+                let flags = u16::from_be_bytes([rest[0], rest[1]]);
+                let kind = u16::from_be_bytes([rest[2], rest[3]]);
+                let cookie = u64::from_be_bytes(rest[4..12].try_into().unwrap());
+                let mut payload = vec![0u8; be32(&rest[12..]) as usize];
+                self.s.read_exact(&mut payload).unwrap();
+                assert_ne!(
+                    flags & REPLY_FLAG_DONE,
+                    0,
+                    "Cairn sends one chunk per reply"
+                );
+                let errno = if kind == REPLY_TYPE_ERROR {
+                    be32(&payload)
+                } else {
+                    0
+                };
+                (cookie, errno, payload, vec![kind])
+            }
+            other => panic!("bad reply magic {other:#x}"),
+        }
+    }
+
+    fn request(
+        &mut self,
+        command: u16,
+        flags: u16,
+        offset: u64,
+        len: u32,
+        payload: &[u8],
+    ) -> (u32, Vec<u8>, Vec<u16>) {
+        self.send(command, flags, 42, offset, len, payload);
+        let (cookie, errno, data, kinds) = self.reply();
+        assert_eq!(cookie, 42);
+        (errno, data, kinds)
+    }
+
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.s.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+#[test]
+fn out_of_range_misaligned_and_oversized_requests_get_errno_replies() {
+    let server = Server::start();
+    let mut c = Client::connect(server.port(), "rw", false);
+    let block = vec![0x42u8; 4096];
+
+    assert_eq!(
+        c.request(CMD_WRITE, 0, SIZE_BYTES, 4096, &block).0,
+        ENOSPC,
+        "WRITE past the end"
+    );
+    assert_eq!(
+        c.request(CMD_WRITE_ZEROES, 0, SIZE_BYTES - 4096, 8192, &[])
+            .0,
+        ENOSPC
+    );
+    let (errno, _, kinds) = c.request(CMD_READ, 0, SIZE_BYTES, 4096, &[]);
+    assert_eq!(
+        (errno, kinds),
+        (EINVAL, vec![REPLY_TYPE_ERROR]),
+        "READ past the end: structured error"
+    );
+    assert_eq!(
+        c.request(CMD_TRIM, 0, SIZE_BYTES - 4096, 8192, &[]).0,
+        EINVAL,
+        "TRIM past the end"
+    );
+    assert_eq!(
+        c.request(CMD_READ, 0, 512, 4096, &[]).0,
+        EINVAL,
+        "misaligned READ"
+    );
+    assert_eq!(
+        c.request(CMD_WRITE, 0, 0, 100, &[7u8; 100]).0,
+        EINVAL,
+        "misaligned WRITE"
+    );
+    assert_eq!(
+        c.request(5, 0, 0, 4096, &[]).0,
+        EINVAL,
+        "NBD_CMD_CACHE is not offered"
+    );
+    assert_eq!(
+        c.request(CMD_BLOCK_STATUS, 0, 0, 4096, &[]).0,
+        EINVAL,
+        "no metadata context selected"
+    );
+
+    // An oversized WRITE is refused, its payload skipped, and the stream stays in sync.
+    let big = vec![0x99u8; PAYLOAD_BYTES_MAX as usize + 4096];
+    assert_eq!(c.request(CMD_WRITE, 0, 0, big.len() as u32, &big).0, EINVAL);
+    assert_eq!(c.request(CMD_WRITE, CMD_FLAG_FUA, 4096, 4096, &block).0, 0);
+    let (errno, data, kinds) = c.request(CMD_READ, 0, 0, 8192, &[]);
+    assert_eq!((errno, kinds), (0, vec![REPLY_TYPE_OFFSET_DATA]));
+    assert_eq!(&data[..8], &0u64.to_be_bytes(), "chunk offset");
+    assert!(
+        data[8..8 + 4096].iter().all(|b| *b == 0),
+        "the oversized write reached nothing"
+    );
+    assert_eq!(&data[8 + 4096..], &block[..]);
+
+    // A bad magic ends the connection.
+    c.s.write_all(&[0u8; 28]).unwrap();
+    assert!(c.closed());
+}
+
+#[test]
+fn writes_to_a_read_only_export_get_eperm() {
+    let server = Server::start();
+    let mut c = Client::connect(server.port(), "ro", true);
+    assert_eq!(c.request(CMD_WRITE, 0, 0, 4096, &[1u8; 4096]).0, EPERM);
+    assert_eq!(c.request(CMD_TRIM, 0, 0, 4096, &[]).0, EPERM);
+    assert_eq!(c.request(CMD_WRITE_ZEROES, 0, 0, 4096, &[]).0, EPERM);
+    let (errno, data, kinds) = c.request(CMD_BLOCK_STATUS, 0, 0, SIZE_BYTES as u32, &[]);
+    assert_eq!((errno, kinds), (0, vec![REPLY_TYPE_BLOCK_STATUS]));
+    let expected: Vec<u8> = [1u32, SIZE_BYTES as u32, STATE_HOLE | STATE_ZERO]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    assert_eq!(data, expected, "one hole over the whole empty export");
+    c.send(CMD_DISC, 0, 1, 0, 0, &[]);
+    assert!(c.closed());
+}
+
+#[test]
+fn unknown_exports_are_refused() {
+    let server = Server::start();
+    let mut s = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    let mut greeting = [0u8; 18];
+    s.read_exact(&mut greeting).unwrap();
+    s.write_all(&FLAG_C_FIXED_NEWSTYLE.to_be_bytes()).unwrap();
+    let mut c = Client { s };
+    let mut data = 4u32.to_be_bytes().to_vec();
+    data.extend_from_slice(b"nope");
+    data.extend_from_slice(&0u16.to_be_bytes());
+    assert_eq!(c.option(OPT_GO, &data), vec![REP_ERR_UNKNOWN]);
+    assert_eq!(
+        c.option(OPT_EXTENDED_HEADERS, &[]),
+        vec![REP_ERR_UNSUP],
+        "negotiation goes on"
+    );
+    // NBD_OPT_EXPORT_NAME of an unknown export: the protocol requires a disconnect.
+    let mut msg = IHAVEOPT.to_be_bytes().to_vec();
+    msg.extend_from_slice(&OPT_EXPORT_NAME.to_be_bytes());
+    msg.extend_from_slice(&4u32.to_be_bytes());
+    msg.extend_from_slice(b"nope");
+    c.s.write_all(&msg).unwrap();
+    assert!(c.closed());
+}
