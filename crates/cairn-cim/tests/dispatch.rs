@@ -458,6 +458,60 @@ fn association_fast_path_is_used_and_still_filtered() {
 }
 
 #[test]
+fn class_level_associations_come_from_the_repository() {
+    let s = server();
+    let vol_class = classname("ObjectName", "CIM_StorageVolume");
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "AssociatorNames",
+        &(vol_class.clone() + &classname("AssocClass", "CIM_AllocatedFromStoragePool")),
+    );
+    assert_eq!(count(&r, "<OBJECTPATH><CLASSPATH>"), 1, "{r}");
+    assert!(r.contains("<NAMESPACE NAME=\"cairn\"/></LOCALNAMESPACEPATH></NAMESPACEPATH><CLASSNAME NAME=\"CIM_StoragePool\"/></CLASSPATH>"), "{r}");
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "Associators",
+        &(vol_class.clone() + &classname("AssocClass", "CIM_AllocatedFromStoragePool")),
+    );
+    assert!(r.contains("<VALUE.OBJECTWITHPATH><CLASSPATH>"), "{r}");
+    assert!(r.contains("<CLASS NAME=\"CIM_StoragePool\" SUPERCLASS=\"CIM_ResourcePool\">"));
+    assert!(
+        !r.contains("<QUALIFIER"),
+        "IncludeQualifiers defaults to FALSE"
+    );
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "ReferenceNames",
+        &(vol_class.clone()
+            + &classname("ResultClass", "CIM_AllocatedFromStoragePool")
+            + &value("Role", "Dependent")),
+    );
+    assert_eq!(
+        count(&r, "<CLASSPATH>"),
+        2,
+        "CIM_ and Cairn_AllocatedFromStoragePool: {r}"
+    );
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "ReferenceNames",
+        &(vol_class.clone() + &value("Role", "NoSuchRole")),
+    );
+    assert_eq!((error_code(&r), count(&r, "<CLASSPATH>")), (None, 0));
+    // Pull operations are for instances only.
+    let r = imethod(
+        &s,
+        "root/cairn",
+        "OpenAssociatorInstancePaths",
+        &classname("InstanceName", "CIM_StorageVolume"),
+    );
+    assert_eq!(error_code(&r), Some(4));
+}
+
+#[test]
 fn references_to_storage_synchronized_are_empty_not_errors() {
     let s = server();
     let refs = |id: &str, names: bool| {

@@ -6,13 +6,17 @@
 //! property names case-insensitively; results are de-duplicated; no match is an empty result, never
 //! an error.
 
+use super::classes::view;
 use super::instances::View;
 use super::params::Params;
 use super::Core;
+use crate::class::{Class, ClassProperty};
 use crate::error::CimError;
 use crate::instance::Instance;
 use crate::path::{namespace_eq, InstancePath};
+use crate::types::CimType;
 use crate::types::Value;
+use crate::xml::encode::ClassOptions;
 use crate::xml::encode::IReturn;
 
 /// The filters of one association query.
@@ -46,9 +50,6 @@ impl Core {
                 "No class {}",
                 object.class_name
             )));
-        }
-        if object.keys.is_empty() {
-            return Err(CimError::not_supported("Association traversal of classes"));
         }
         let q = AssocQuery {
             object,
@@ -197,29 +198,134 @@ impl Core {
     }
 
     /// Associators, AssociatorNames, References, ReferenceNames.
+    /// Associators, AssociatorNames, References, ReferenceNames. An ObjectName without keys names a
+    /// class: the answer is then about classes (from the repository), not instances.
     pub(super) fn association_op(
         &self,
         ns: &str,
         method: &str,
         p: &Params<'_>,
-    ) -> Result<IReturn, CimError> {
+    ) -> Result<(IReturn, ClassOptions), CimError> {
         let refs = method.to_ascii_lowercase().starts_with("reference");
         let names = method.to_ascii_lowercase().ends_with("names");
         let q = self.assoc_query(p, "ObjectName", refs)?;
         let plist = p.property_list()?;
+        let include_class_origin = p.bool("IncludeClassOrigin", false)?;
+        let include_qualifiers = p.bool("IncludeQualifiers", false)?;
+        if q.object.keys.is_empty() {
+            let classes = self.associated_classes(&q, refs);
+            let ret = if names {
+                IReturn::ClassPaths {
+                    namespace: ns.to_owned(),
+                    names: classes.iter().map(|c| c.name.clone()).collect(),
+                }
+            } else {
+                IReturn::ClassesWithPath {
+                    namespace: ns.to_owned(),
+                    classes: classes
+                        .into_iter()
+                        .map(|c| view(c, false, plist.as_deref()))
+                        .collect(),
+                }
+            };
+            return Ok((
+                ret,
+                ClassOptions {
+                    include_qualifiers,
+                    include_class_origin,
+                },
+            ));
+        }
         let view = View {
             only_class: None,
             property_list: plist.as_deref(),
-            include_class_origin: p.bool("IncludeClassOrigin", false)?,
+            include_class_origin,
         };
         let r = if refs {
             self.references(ns, &q, names, view)?
         } else {
             self.associators(ns, &q, names, view)?
         };
-        Ok(match r {
+        let ret = match r {
             AssocResult::Instances(v) => IReturn::ObjectsWithPath(v),
             AssocResult::Paths(v) => IReturn::ObjectPaths(v),
-        })
+        };
+        Ok((
+            ret,
+            ClassOptions {
+                include_qualifiers: false,
+                include_class_origin: false,
+            },
+        ))
+    }
+
+    /// Class-level traversal over the repository: the association classes whose references can point
+    /// at the object class (References), or the classes at their other ends (Associators).
+    fn associated_classes(&self, q: &AssocQuery<'_>, refs: bool) -> Vec<&Class> {
+        let mut out: Vec<&Class> = Vec::new();
+        let is_ref = |p: &&ClassProperty| p.ty == CimType::Reference && !p.is_array;
+        for assoc in self
+            .repo
+            .classes()
+            .iter()
+            .filter(|c| self.repo.is_association(&c.name))
+        {
+            if q.assoc_class
+                .is_some_and(|a| !self.repo.is_subclass_of(&assoc.name, a))
+            {
+                continue;
+            }
+            let ends: Vec<&ClassProperty> = assoc
+                .properties
+                .iter()
+                .filter(is_ref)
+                .filter(|p| q.role.is_none_or(|r| p.name.eq_ignore_ascii_case(r)))
+                .filter(|p| {
+                    p.reference_class
+                        .as_deref()
+                        .is_some_and(|rc| self.repo.related(rc, &q.object.class_name))
+                })
+                .collect();
+            if ends.is_empty() {
+                continue;
+            }
+            let mut found: Vec<&Class> = Vec::new();
+            if refs {
+                if q.result_class
+                    .is_none_or(|rc| self.repo.is_subclass_of(&assoc.name, rc))
+                {
+                    found.push(assoc);
+                }
+            } else {
+                for end in &ends {
+                    let others = assoc
+                        .properties
+                        .iter()
+                        .filter(is_ref)
+                        .filter(|o| !o.name.eq_ignore_ascii_case(&end.name));
+                    for other in others.filter(|o| {
+                        q.result_role
+                            .is_none_or(|rr| o.name.eq_ignore_ascii_case(rr))
+                    }) {
+                        let target = other
+                            .reference_class
+                            .as_deref()
+                            .and_then(|rc| self.repo.class(rc));
+                        if let Some(t) = target.filter(|t| {
+                            q.result_class
+                                .is_none_or(|rc| self.repo.is_subclass_of(&t.name, rc))
+                        }) {
+                            found.push(t);
+                        }
+                    }
+                }
+            }
+            for c in found {
+                if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&c.name)) {
+                    out.push(c);
+                }
+            }
+        }
+        out
     }
 }

@@ -72,7 +72,7 @@ fn class_options(p: &Params<'_>) -> Result<ClassOptions, CimError> {
 }
 
 /// The class as a client asked to see it.
-fn view(c: &Class, local_only: bool, plist: Option<&[String]>) -> Class {
+pub(super) fn view(c: &Class, local_only: bool, plist: Option<&[String]>) -> Class {
     let mut out = c.clone();
     if local_only {
         out.qualifiers.retain(|q| !q.propagated);

@@ -77,7 +77,7 @@ impl Core {
             || is("References")
             || is("ReferenceNames")
         {
-            plain(self.association_op(&ns, m, &p))
+            self.association_op(&ns, m, &p)
         } else if is("OpenEnumerateInstances") || is("OpenEnumerateInstancePaths") {
             plain(self.open_enumerate(&ns, is("OpenEnumerateInstancePaths"), &p))
         } else if is("OpenAssociatorInstances")

@@ -240,6 +240,11 @@ impl Core {
         let refs = lower.starts_with("openreference");
         let names = lower.ends_with("paths");
         let q = self.assoc_query(p, "InstanceName", refs)?;
+        if q.object.keys.is_empty() {
+            return Err(CimError::invalid_parameter(
+                "InstanceName must name an instance",
+            ));
+        }
         let plist = p.property_list()?;
         let view = View {
             only_class: None,

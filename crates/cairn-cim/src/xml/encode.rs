@@ -32,6 +32,16 @@ pub enum IReturn {
     Class(Box<Class>),
     Classes(Vec<Class>),
     ClassNames(Vec<String>),
+    /// OBJECTPATH holding a CLASSPATH per class name (class-level AssociatorNames, ReferenceNames).
+    ClassPaths {
+        namespace: String,
+        names: Vec<String>,
+    },
+    /// VALUE.OBJECTWITHPATH holding CLASSPATH and CLASS per class (class-level Associators, References).
+    ClassesWithPath {
+        namespace: String,
+        classes: Vec<Class>,
+    },
     /// VALUE.INSTANCEWITHPATH per instance, then EndOfSequence and EnumerationContext.
     PulledInstances {
         instances: Vec<Instance>,
@@ -244,6 +254,21 @@ impl Writer {
             }),
             IReturn::Class(c) => self.wrapped(|w| w.class(c, opts)),
             IReturn::Classes(v) => self.wrapped(|w| v.iter().for_each(|c| w.class(c, opts))),
+            IReturn::ClassPaths { namespace, names } => self.wrapped(|w| {
+                for n in names {
+                    w.s.push_str("<OBJECTPATH>");
+                    w.class_path(namespace, n);
+                    w.s.push_str("</OBJECTPATH>");
+                }
+            }),
+            IReturn::ClassesWithPath { namespace, classes } => self.wrapped(|w| {
+                for c in classes {
+                    w.s.push_str("<VALUE.OBJECTWITHPATH>");
+                    w.class_path(namespace, &c.name);
+                    w.class(c, opts);
+                    w.s.push_str("</VALUE.OBJECTWITHPATH>");
+                }
+            }),
             IReturn::ClassNames(v) => self.wrapped(|w| {
                 for n in v {
                     w.s.push_str("<CLASSNAME");
@@ -366,6 +391,16 @@ impl Writer {
         self.s.push_str("</NAMESPACEPATH>");
         self.instance_name(p);
         self.s.push_str("</INSTANCEPATH>");
+    }
+
+    fn class_path(&mut self, ns: &str, class_name: &str) {
+        self.s.push_str("<CLASSPATH><NAMESPACEPATH><HOST>");
+        self.text(DEFAULT_HOST);
+        self.s.push_str("</HOST>");
+        self.local_namespace(ns);
+        self.s.push_str("</NAMESPACEPATH><CLASSNAME");
+        self.attr("NAME", class_name);
+        self.s.push_str("/></CLASSPATH>");
     }
 
     fn local_namespace(&mut self, ns: &str) {
