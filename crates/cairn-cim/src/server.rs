@@ -203,3 +203,9 @@ fn headers_match(request: &Request, method_hdr: &str, object_hdr: &str) -> bool 
         }
     }
 }
+
+// The HTTP server shares one CimServer across connections and threads.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<CimServer>();
+};

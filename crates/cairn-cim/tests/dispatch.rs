@@ -125,6 +125,34 @@ fn get_class_registered_profile_with_qualifiers() {
         r.contains("<PROPERTY.ARRAY NAME=\"ImplementedFeatures\" TYPE=\"string\">"),
         "{r}"
     );
+    // LocalOnly also drops the inherited qualifiers of an overriding property (Cairn_ObjectManager
+    // overrides nothing; CIM_ObjectManager overrides Name, whose Key qualifier comes from CIM_Service).
+    let r = imethod(
+        &s,
+        "interop",
+        "GetClass",
+        &classname("ClassName", "CIM_ObjectManager"),
+    );
+    let name_prop = r
+        .split("<PROPERTY NAME=\"Name\"")
+        .nth(1)
+        .expect("Name is overridden locally");
+    let name_prop = name_prop.split("</PROPERTY>").next().expect("property end");
+    assert!(!name_prop.contains("NAME=\"Key\""), "{name_prop}");
+    let r = imethod(
+        &s,
+        "interop",
+        "GetClass",
+        &(classname("ClassName", "CIM_ObjectManager") + &value("LocalOnly", "false")),
+    );
+    let name_prop = r
+        .split("<PROPERTY NAME=\"Name\"")
+        .nth(1)
+        .expect("Name")
+        .split("</PROPERTY>")
+        .next()
+        .expect("end");
+    assert!(name_prop.contains("<QUALIFIER NAME=\"Key\" TYPE=\"boolean\" PROPAGATED=\"true\" OVERRIDABLE=\"false\"><VALUE>TRUE</VALUE></QUALIFIER>"), "{name_prop}");
     // IncludeClassOrigin and PropertyList.
     let r = imethod(
         &s,

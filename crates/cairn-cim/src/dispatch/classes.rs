@@ -1,6 +1,7 @@
 //! GetClass, EnumerateClasses, EnumerateClassNames over the class repository.
 //!
-//! Invariants: LocalOnly drops propagated properties, methods and qualifiers; DeepInheritance
+//! Invariants: LocalOnly drops propagated properties, methods and qualifiers (also the inherited
+//! qualifiers of overriding properties and methods); DeepInheritance
 //! defaults to FALSE for classes (immediate subclasses only); the same classes are served in every
 //! namespace.
 
@@ -75,9 +76,16 @@ fn class_options(p: &Params<'_>) -> Result<ClassOptions, CimError> {
 pub(super) fn view(c: &Class, local_only: bool, plist: Option<&[String]>) -> Class {
     let mut out = c.clone();
     if local_only {
+        // DSP0200: only elements (properties, methods, qualifiers) defined or overridden here.
         out.qualifiers.retain(|q| !q.propagated);
         out.properties.retain(|p| !p.propagated);
         out.methods.retain(|m| !m.propagated);
+        for p in &mut out.properties {
+            p.qualifiers.retain(|q| !q.propagated);
+        }
+        for m in &mut out.methods {
+            m.qualifiers.retain(|q| !q.propagated);
+        }
     }
     out.properties.retain(|p| listed(plist, &p.name));
     out
