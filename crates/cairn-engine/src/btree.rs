@@ -290,7 +290,7 @@ impl Meta {
         let ln = (*self.node(kind, l)?).clone();
         let mut rn = (*self.node(kind, r)?).clone();
         if !rn.is_leaf() {
-            // The parent's separator is the exact lower bound of the right subtree.
+            // The parent's separator is a lower bound of the right subtree; its key 0 may be stale.
             rn.keys[0] = sep;
         }
         let vs = kind.value_bytes();

@@ -98,6 +98,8 @@ struct Checker {
     visited: HashSet<u64>,
     allocated: Vec<u64>,
     volumes: usize,
+    /// End of the previous extent in the volume walk (None after a skipped shared subtree).
+    prev_end: Option<u64>,
 }
 
 impl Checker {
@@ -112,6 +114,7 @@ impl Checker {
             visited: HashSet::new(),
             allocated: vec![0; words],
             volumes: 0,
+            prev_end: None,
         }
     }
 
@@ -272,6 +275,7 @@ impl Checker {
             return;
         }
         *self.refs.entry(root.addr).or_insert(0) += 1;
+        self.prev_end = None;
         if self.visited.insert(root.addr) {
             self.node_rec(
                 TreeKind::Volume,
@@ -337,7 +341,7 @@ impl Checker {
         self.node_invariants(&node, addr, level, lo, hi, is_root, &here);
         if node.is_leaf() {
             if kind == TreeKind::Volume {
-                self.leaf_extents(&node, hi, &here);
+                self.leaf_extents(&node, &here);
             } else {
                 out.extend((0..node.len()).map(|i| (node.keys[i], node.val(i).to_vec())));
             }
@@ -350,6 +354,7 @@ impl Checker {
             if kind == TreeKind::Volume {
                 *self.refs.entry(c).or_insert(0) += 1;
                 if !self.visited.insert(c) {
+                    self.prev_end = None;
                     continue;
                 }
             }
@@ -406,12 +411,11 @@ impl Checker {
         }
     }
 
-    fn leaf_extents(&mut self, node: &Node, hi: Option<u64>, here: &str) {
+    fn leaf_extents(&mut self, node: &Node, here: &str) {
         for i in 0..node.len() {
             let k = node.keys[i];
             let (phys, len) = extent_of(node.val(i));
-            let end = node.keys.get(i + 1).copied().or(hi);
-            if len == 0 || end.is_some_and(|e| k + len > e) {
+            if len == 0 || self.prev_end.is_some_and(|p| k < p) {
                 self.find(
                     FindingKind::TreeInvariant,
                     phys,
@@ -419,6 +423,7 @@ impl Checker {
                     format!("extent {k}+{len} overlaps"),
                 );
             }
+            self.prev_end = Some(k + len);
             if phys + len > self.sb.device_blocks {
                 self.find(
                     FindingKind::Dangling,

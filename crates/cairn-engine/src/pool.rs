@@ -898,29 +898,27 @@ impl State {
         Ok(())
     }
 
+    /// Writes bytes at a logical-block-aligned offset. Partial 4 KiB blocks at either end are
+    /// read, patched and rewritten whole, in the same single allocation as the rest, so a
+    /// `NoSpace` leaves the volume untouched.
     fn write_bytes(&mut self, seq: u64, offset: u64, data: &[u8]) -> Result<()> {
         let end = offset + data.len() as u64;
-        let mut pos = offset;
-        while pos < end {
-            let blk = pos / BS;
-            let in_blk = pos % BS;
-            if in_blk == 0 && end - pos >= BS {
-                let full = (end - pos) / BS;
-                let from = (pos - offset) as usize;
-                self.write_blocks(seq, blk, &data[from..from + (full * BS) as usize])?;
-                pos += full * BS;
-            } else {
-                let take = (BS - in_blk).min(end - pos);
-                let mut block = vec![0u8; BLOCK_SIZE_USIZE];
-                self.read_blocks(seq, blk, blk + 1, &mut block)?;
-                let from = (pos - offset) as usize;
-                block[in_blk as usize..(in_blk + take) as usize]
-                    .copy_from_slice(&data[from..from + take as usize]);
-                self.write_blocks(seq, blk, &block)?;
-                pos += take;
-            }
+        let vs = offset / BS;
+        let ve = end.div_ceil(BS);
+        if offset % BS == 0 && end % BS == 0 {
+            return self.write_blocks(seq, vs, data);
         }
-        Ok(())
+        let mut buf = vec![0u8; ((ve - vs) * BS) as usize];
+        let last = buf.len() - BLOCK_SIZE_USIZE;
+        if offset % BS != 0 {
+            self.read_blocks(seq, vs, vs + 1, &mut buf[..BLOCK_SIZE_USIZE])?;
+        }
+        if end % BS != 0 && (ve - 1 > vs || offset % BS == 0) {
+            self.read_blocks(seq, ve - 1, ve, &mut buf[last..])?;
+        }
+        let at = (offset - vs * BS) as usize;
+        buf[at..at + data.len()].copy_from_slice(data);
+        self.write_blocks(seq, vs, &buf)
     }
 
     /// Writes whole blocks at virtual block `vb`: in place where the block was allocated in this
