@@ -561,12 +561,14 @@ fn size_range(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
         .target
         .ok_or_else(|| Refusal::invalid("GetSupportedSizeRange is invoked on a pool"))?;
     resolve_pool(p, target)?;
+    // This method's ElementType map: 3 Storage Volume, 5 Thin Provisioned Volume (the same thing
+    // here); 2 Storage Pool and the logical disks are not elements Cairn creates.
     match u16_param(call, "ElementType")? {
-        None | Some(5) => {}
+        None | Some(3) | Some(5) => {}
         Some(t) => {
             return Err(Refusal::new(
                 retcode::INVALID_ELEMENT_TYPE,
-                format!("ElementType {t}: only 5 (thin volume)"),
+                format!("ElementType {t}: only volumes (3, 5)"),
             ))
         }
     }

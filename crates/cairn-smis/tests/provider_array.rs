@@ -421,6 +421,8 @@ async fn volumes_are_created_grown_and_replicas_modified() {
         (json!(4096), json!(4096)),
         "{sizes}"
     );
+    let volume_type = array.py("provider_ops.py", &["sizes", "pool0", "3"]).await;
+    assert_eq!(volume_type["rc"], 0, "{volume_type}");
     assert_eq!(
         array.py("provider_ops.py", &["sizes", "pool0", "2"]).await["rc"],
         3
