@@ -377,3 +377,201 @@ pub fn extent_val(phys: u64, len: u64) -> [u8; 16] {
     v[8..12].copy_from_slice(&(len as u32).to_le_bytes());
     v
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use cairn_io::MemDevice;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::format::Superblock;
+
+    pub(crate) fn test_meta(blocks: u64) -> Meta {
+        let dev = Arc::new(MemDevice::new(blocks * 4096));
+        let sb = Superblock {
+            gen: 0,
+            uuid: [0; 16],
+            name: "t".into(),
+            device_blocks: blocks,
+            dir: Root::default(),
+            rc: Root::default(),
+            space: Root::default(),
+            next_seq: 1,
+            allocated_blocks: 0,
+            data_blocks: 0,
+            meta_blocks: 0,
+            reserve_blocks: 64,
+            created_unix_secs: 0,
+        };
+        let mut m = Meta::new(dev, sb, 64);
+        m.mark_superblocks().unwrap();
+        m
+    }
+
+    fn val(k: u64, salt: u64) -> Vec<u8> {
+        let mut v = vec![0u8; 8];
+        v.copy_from_slice(&(k ^ salt).to_le_bytes());
+        v
+    }
+
+    /// Walks the tree checking order, bounds, levels and fill; returns its entries.
+    fn validate(m: &mut Meta, kind: TreeKind, root: Root) -> Vec<(u64, Vec<u8>)> {
+        #[allow(clippy::too_many_arguments)]
+        fn rec(
+            m: &mut Meta,
+            kind: TreeKind,
+            addr: u64,
+            level: u32,
+            lo: Option<u64>,
+            hi: Option<u64>,
+            is_root: bool,
+            out: &mut Vec<(u64, Vec<u8>)>,
+        ) {
+            let n = m.node(kind, addr).unwrap();
+            assert_eq!(n.level, level);
+            assert!(n.keys.windows(2).all(|w| w[0] < w[1]));
+            if is_root {
+                assert!(n.len() >= if n.is_leaf() { 1 } else { 2 });
+            } else {
+                assert!(n.len() >= n.min_fill(), "under-full node {addr}");
+            }
+            if n.is_leaf() {
+                for i in 0..n.len() {
+                    assert!(lo.is_none_or(|l| n.keys[i] >= l) && hi.is_none_or(|h| n.keys[i] < h));
+                    out.push((n.keys[i], n.val(i).to_vec()));
+                }
+                return;
+            }
+            for i in 0..n.len() {
+                let clo = if i == 0 { lo } else { Some(n.keys[i]) };
+                let chi = n.keys.get(i + 1).copied().or(hi);
+                rec(m, kind, n.children[i], level - 1, clo, chi, false, out);
+            }
+        }
+        let mut out = Vec::new();
+        if root.addr != 0 {
+            rec(
+                m,
+                kind,
+                root.addr,
+                root.height - 1,
+                None,
+                None,
+                true,
+                &mut out,
+            );
+        } else {
+            assert_eq!(root.height, 0);
+        }
+        out
+    }
+
+    #[test]
+    fn insert_remove_range_against_a_map() {
+        let mut m = test_meta(40_000);
+        let kind = TreeKind::Refcount;
+        let mut root = Root::default();
+        let mut model = BTreeMap::new();
+        let mut rng = SmallRng::seed_from_u64(7);
+        for step in 0..30_000u64 {
+            let k = rng.gen_range(0..5_000u64);
+            if rng.gen_bool(0.6) {
+                root = m.insert(kind, root, k, &val(k, step)).unwrap();
+                model.insert(k, val(k, step));
+            } else {
+                let (r, old) = m.remove(kind, root, k).unwrap();
+                root = r;
+                assert_eq!(old, model.remove(&k));
+            }
+            if step % 1000 == 0 {
+                let got = validate(&mut m, kind, root);
+                assert_eq!(
+                    got,
+                    model
+                        .iter()
+                        .map(|(k, v)| (*k, v.clone()))
+                        .collect::<Vec<_>>()
+                );
+            }
+            if step % 3_000 == 0 {
+                m.commit(m.durable.clone()).unwrap();
+            }
+        }
+        assert!(root.height >= 2, "splits happened");
+        let lo = 1000;
+        let hi = 2000;
+        let got = m.range(kind, root, lo, hi, usize::MAX).unwrap();
+        let want: Vec<_> = model.range(lo..hi).map(|(k, v)| (*k, v.clone())).collect();
+        assert_eq!(got, want);
+        for probe in [0, 1, 999, 2500, 4999, 10_000] {
+            let want = model
+                .range(..=probe)
+                .next_back()
+                .map(|(k, v)| (*k, v.clone()));
+            assert_eq!(m.get_le(kind, root, probe).unwrap(), want);
+        }
+        // Remove everything: merges down to an empty tree.
+        let keys: Vec<u64> = model.keys().copied().collect();
+        for k in keys {
+            root = m.remove(kind, root, k).unwrap().0;
+        }
+        assert_eq!(root, Root::default());
+    }
+
+    #[test]
+    fn survives_commit_and_reload() {
+        let mut m = test_meta(10_000);
+        let kind = TreeKind::Directory;
+        let mut root = Root::default();
+        let n = 2_000u64;
+        for k in 0..n {
+            root = m.insert(kind, root, k * 2, &[k as u8; 640]).unwrap();
+        }
+        assert_eq!(root.height, 3);
+        m.dir_root = root;
+        m.commit(m.durable.clone()).unwrap();
+        let durable = m.durable.clone();
+        let mut fresh = Meta::new(m.dev.clone(), durable, 64);
+        let r = fresh.dir_root;
+        let got = validate(&mut fresh, kind, r);
+        assert_eq!(got.len() as u64, n);
+        assert_eq!(got[10], (20, vec![10u8; 640]));
+    }
+
+    #[test]
+    fn shadowing_a_shared_node_propagates_references() {
+        let mut m = test_meta(10_000);
+        let kind = TreeKind::Volume;
+        let mut a = Root::default();
+        for k in 0..500u64 {
+            a = m.insert(kind, a, k * 10, &extent_val(1000 + k, 1)).unwrap();
+        }
+        m.commit(m.durable.clone()).unwrap();
+        // Share the tree (a snapshot), then change one copy.
+        m.rc_inc(a.addr, 1).unwrap();
+        let b = a;
+        let a2 = m.insert(kind, a, 5, &extent_val(3000, 1)).unwrap();
+        assert_ne!(a2.addr, a.addr);
+        assert_eq!(
+            m.rc_get(a.addr).unwrap(),
+            1,
+            "old root now only held by the snapshot"
+        );
+        let root_node = m.node(kind, b.addr).unwrap();
+        // The child on the changed path was shadowed too: its original is the snapshot's alone.
+        assert_eq!(m.rc_get(root_node.children[0]).unwrap(), 1);
+        for c in &root_node.children[1..] {
+            assert_eq!(
+                m.rc_get(*c).unwrap(),
+                2,
+                "other children shared by both roots"
+            );
+        }
+        assert_eq!(validate(&mut m, kind, b).len(), 500);
+        assert_eq!(validate(&mut m, kind, a2).len(), 501);
+    }
+}

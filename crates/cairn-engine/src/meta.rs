@@ -568,3 +568,86 @@ pub fn read_node(dev: &dyn BlockDevice, kind: TreeKind, addr: u64, gen_max: u64)
         .map_err(|e| Error::io(format!("read {kind:?} node {addr}"), e))?;
     Node::decode(kind, &b, addr, gen_max)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn meta(blocks: u64) -> Meta {
+        crate::btree::tests::test_meta(blocks)
+    }
+
+    #[test]
+    fn freed_blocks_wait_for_the_commit() {
+        let mut m = meta(2048);
+        let held: Vec<u64> = (0..100).map(|_| m.alloc_meta().unwrap()).collect();
+        m.commit(m.durable.clone()).unwrap();
+        let freed: HashSet<u64> = held[10..60].iter().copied().collect();
+        for &b in &freed {
+            m.free(b, 1, Use::Meta).unwrap();
+        }
+        // Take every other block: none of the freed ones may come back before the commit.
+        let mut taken = Vec::new();
+        loop {
+            match m.alloc_meta() {
+                Ok(b) => {
+                    assert!(
+                        !freed.contains(&b),
+                        "block {b} reused before its free was durable"
+                    );
+                    taken.push(b);
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::NoSpace);
+                    break;
+                }
+            }
+        }
+        for b in taken.drain(..1900) {
+            m.free(b, 1, Use::Meta).unwrap();
+        }
+        m.commit(m.durable.clone()).unwrap();
+        let mut again = HashSet::new();
+        while let Ok(b) = m.alloc_meta() {
+            again.insert(b);
+        }
+        assert!(
+            freed.is_subset(&again),
+            "freed blocks reusable once durable"
+        );
+    }
+
+    #[test]
+    fn blocks_allocated_and_freed_in_one_transaction_are_reusable_at_once() {
+        let mut m = meta(2048);
+        let run = m.alloc_data(8, 100).unwrap();
+        assert_eq!(run, vec![(100, 8)], "contiguous run at the hint");
+        assert!(m.is_fresh(103).unwrap());
+        m.free(100, 8, Use::Data).unwrap();
+        assert!(m.freed_data.is_empty(), "never durable, nothing to discard");
+        assert_eq!(m.alloc_data(8, 100).unwrap(), vec![(100, 8)]);
+    }
+
+    #[test]
+    fn data_allocation_leaves_the_metadata_reserve() {
+        let mut m = meta(2048);
+        let usable = m.usable_blocks();
+        let most = usable - m.reserve_blocks - DATA_ALLOC_HEADROOM_BLOCKS;
+        let e = m.alloc_data(most + 1, 0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NoSpace);
+        assert_eq!(
+            m.usable_blocks(),
+            usable,
+            "a failed allocation takes nothing"
+        );
+        let got: u64 = m.alloc_data(most, 0).unwrap().iter().map(|r| r.1).sum();
+        assert_eq!(got, most);
+        // Metadata still finds room in the reserve.
+        for _ in 0..m.reserve_blocks {
+            m.alloc_meta().unwrap();
+        }
+    }
+}

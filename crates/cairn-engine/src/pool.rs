@@ -560,6 +560,20 @@ impl Pool {
     }
 }
 
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.inner.state.try_lock() {
+            Some(st) => f
+                .debug_struct("Pool")
+                .field("name", &st.name)
+                .field("generation", &st.meta.gen())
+                .field("failed", &st.failed)
+                .finish(),
+            None => f.debug_struct("Pool").finish_non_exhaustive(),
+        }
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         {

@@ -29,6 +29,25 @@ pub struct Lease {
     id: VolumeId,
 }
 
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reg = self.reg.lock();
+        f.debug_struct("Storage")
+            .field(
+                "pools",
+                &reg.pools.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
+            .field("leases", &reg.leases)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("volume", &self.id).finish()
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut reg = self.reg.lock();

@@ -1,0 +1,404 @@
+//! Behaviour of the public API: argument checks and error kinds, durability across reopen,
+//! failure states, zero-copy first write after a snapshot, growth, offline check and corruption
+//! reports, concurrency and snapshot consistency, and the multi-pool `Storage` registry.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use cairn_engine::{
+    check_device, BlockDevice, ErrorKind, Extent, FindingKind, Pool, PoolOptions, Storage,
+    VolumeId, VolumeOptions, BLOCK_SIZE,
+};
+use cairn_io::MemDevice;
+
+const MIB: u64 = 1 << 20;
+
+fn opts() -> PoolOptions {
+    PoolOptions {
+        commit_interval: None,
+        node_cache_bytes: 4 << 20,
+    }
+}
+
+fn pool(size: u64) -> (Arc<MemDevice>, Arc<Pool>) {
+    let dev = Arc::new(MemDevice::new(size));
+    let p = Pool::create(dev.clone(), "p0", opts()).unwrap();
+    (dev, p)
+}
+
+fn vol(p: &Pool, name: &str, size: u64) -> VolumeId {
+    p.create_volume(name, size, VolumeOptions::default())
+        .unwrap()
+        .id
+}
+
+#[test]
+fn arguments_are_checked_with_the_right_kind() {
+    let (_dev, p) = pool(64 * MIB);
+    let k = |r: cairn_engine::Result<cairn_engine::VolumeInfo>| r.unwrap_err().kind();
+    let d = VolumeOptions::default;
+    for bad in ["", " lead", "trail ", "a/b", "ctl\u{7}", &"x".repeat(65)] {
+        assert_eq!(
+            k(p.create_volume(bad, 4096, d())),
+            ErrorKind::InvalidArgument,
+            "{bad:?}"
+        );
+    }
+    assert!(
+        p.create_volume(&"é".repeat(64), 4096, d()).is_ok(),
+        "64 characters allowed"
+    );
+    assert_eq!(
+        k(p.create_volume("v", 4095, d())),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(k(p.create_volume("v", 0, d())), ErrorKind::InvalidArgument);
+    let lbs = VolumeOptions {
+        logical_block_size: 1024,
+        ..d()
+    };
+    assert_eq!(
+        k(p.create_volume("v", 4096, lbs)),
+        ErrorKind::InvalidArgument
+    );
+    let id = vol(&p, "my volume", MIB);
+    assert_eq!(
+        k(p.create_volume("my volume", 4096, d())),
+        ErrorKind::AlreadyExists
+    );
+    let mut buf = vec![0u8; 4096];
+    let e = |r: cairn_engine::Result<()>| r.unwrap_err().kind();
+    assert_eq!(e(p.read(id, MIB, &mut buf)), ErrorKind::OutOfRange);
+    assert_eq!(
+        e(p.write(id, MIB - 4096, &[0u8; 8192])),
+        ErrorKind::OutOfRange
+    );
+    assert_eq!(
+        e(p.write(id, 512, &[0u8; 4096])),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(e(p.trim(id, 0, 100)), ErrorKind::InvalidArgument);
+    assert_eq!(
+        e(p.read(VolumeId([9; 16]), 0, &mut buf)),
+        ErrorKind::NotFound
+    );
+    assert_eq!(k(p.resize_volume(id, MIB / 2)), ErrorKind::InvalidArgument);
+    p.set_read_only(id, true).unwrap();
+    assert_eq!(e(p.write(id, 0, &[1u8; 4096])), ErrorKind::ReadOnly);
+    assert_eq!(e(p.trim(id, 0, 4096)), ErrorKind::ReadOnly);
+    p.set_read_only(id, false).unwrap();
+    p.write(id, 0, &[1u8; 4096]).unwrap();
+    assert_eq!(k(p.set_tag(id, &[0u8; 257])), ErrorKind::InvalidArgument);
+    assert!(Pool::create(Arc::new(MemDevice::new(64 * MIB)), "bad name!", opts()).is_err());
+    let e = Pool::open(Arc::new(MemDevice::new(MIB)), opts())
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::NotAPool);
+    assert!(!e.to_string().is_empty() && e.to_string().starts_with(char::is_uppercase));
+}
+
+#[test]
+fn metadata_and_data_survive_reopen() {
+    let (dev, p) = pool(64 * MIB);
+    let id = vol(&p, "a", 8 * MIB);
+    let v = p.set_tag(id, b"upper layer").unwrap();
+    assert_eq!(v.tag, b"upper layer");
+    p.set_hidden(id, true).unwrap();
+    p.rename_volume(id, "b").unwrap();
+    p.write(id, 4096, &[7u8; 8192]).unwrap();
+    let snap = p.snapshot(id, "b@1", VolumeOptions::default()).unwrap();
+    p.write(id, 4096, &[8u8; 4096]).unwrap();
+    p.flush().unwrap();
+    let gen = p.info().generation;
+    p.close().unwrap();
+    assert_eq!(
+        p.flush().unwrap_err().kind(),
+        ErrorKind::PoolFailed,
+        "closed pool"
+    );
+    drop(p);
+    let p = Pool::open(dev, opts()).unwrap();
+    assert!(p.info().generation >= gen);
+    let v = p.volume_by_name("b").unwrap();
+    assert_eq!(
+        (v.id, v.hidden, v.tag.as_slice()),
+        (id, true, &b"upper layer"[..])
+    );
+    let s = p.volume(snap.id).unwrap();
+    assert_eq!(s.parent, Some(id));
+    let mut buf = vec![0u8; 12288];
+    p.read(id, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..4096], &[0u8; 4096][..]);
+    assert_eq!(&buf[4096..8192], &[8u8; 4096][..]);
+    assert_eq!(&buf[8192..], &[7u8; 4096][..]);
+    p.read(snap.id, 4096, &mut buf[..4096]).unwrap();
+    assert_eq!(&buf[..4096], &[7u8; 4096][..]);
+    assert!(p.check().unwrap().is_clean());
+}
+
+#[test]
+fn a_failed_flush_fails_the_pool_until_reopen() {
+    let (dev, p) = pool(64 * MIB);
+    let id = vol(&p, "a", MIB);
+    p.write(id, 0, &[1u8; 4096]).unwrap();
+    p.flush().unwrap();
+    p.write(id, 0, &[2u8; 4096]).unwrap();
+    dev.fail_flushes(true);
+    assert_eq!(p.flush().unwrap_err().kind(), ErrorKind::Io);
+    dev.fail_flushes(false);
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(
+        p.read(id, 0, &mut buf).unwrap_err().kind(),
+        ErrorKind::PoolFailed
+    );
+    assert_eq!(
+        p.flush().unwrap_err().kind(),
+        ErrorKind::PoolFailed,
+        "never a later success"
+    );
+    drop(p);
+    let p = Pool::open(dev, opts()).unwrap();
+    p.read(id, 0, &mut buf).unwrap();
+    assert!(buf == [1u8; 4096] || buf == [2u8; 4096]);
+    assert!(p.check().unwrap().is_clean());
+}
+
+#[test]
+fn a_failed_data_write_fails_only_its_request() {
+    let (dev, p) = pool(64 * MIB);
+    let id = vol(&p, "a", MIB);
+    p.write(id, 0, &[1u8; 4096]).unwrap();
+    dev.no_space_after(0);
+    assert_eq!(
+        p.write(id, 8192, &[2u8; 4096]).unwrap_err().kind(),
+        ErrorKind::NoSpace
+    );
+    dev.clear_faults();
+    let ext = p.block_status(id, 0, 3 * 4096).unwrap();
+    assert_eq!(
+        ext[0],
+        Extent {
+            offset: 0,
+            len: 4096,
+            mapped: true
+        }
+    );
+    assert!(
+        !ext[1].mapped && ext[1].len == 8192,
+        "the failed block is not mapped: {ext:?}"
+    );
+    p.write(id, 8192, &[3u8; 4096]).unwrap();
+    p.flush().unwrap();
+    assert!(p.check().unwrap().is_clean());
+}
+
+#[test]
+fn first_write_after_snapshot_redirects_without_copying() {
+    let (dev, p) = pool(64 * MIB);
+    let id = vol(&p, "a", 16 * MIB);
+    p.write(id, 0, &vec![5u8; 16 * MIB as usize]).unwrap();
+    p.flush().unwrap();
+    let t = std::time::Instant::now();
+    let snap = p.snapshot(id, "a@1", VolumeOptions::default()).unwrap();
+    eprintln!("snapshot took {:?}", t.elapsed());
+    let before = dev.stats();
+    p.write(id, 4 * MIB, &[6u8; 4096]).unwrap();
+    let after = dev.stats();
+    assert_eq!(after.reads, before.reads, "old data is never read");
+    assert_eq!(
+        after.write_bytes - before.write_bytes,
+        BLOCK_SIZE,
+        "one 4 KiB data write"
+    );
+    let mut buf = vec![0u8; 4096];
+    p.read(snap.id, 4 * MIB, &mut buf).unwrap();
+    assert_eq!(buf, vec![5u8; 4096]);
+    p.read(id, 4 * MIB, &mut buf).unwrap();
+    assert_eq!(buf, vec![6u8; 4096]);
+    // Overwriting the redirected block again in the same transaction stays in place.
+    let used = p.allocated_blocks();
+    p.write(id, 4 * MIB, &[7u8; 4096]).unwrap();
+    assert_eq!(p.allocated_blocks(), used);
+    p.delete_volume(snap.id).unwrap();
+    p.wait_reclaim().unwrap();
+    assert!(p.check().unwrap().is_clean());
+    assert!(!p.info().reclaim_pending);
+}
+
+#[test]
+fn sub_block_volumes_read_modify_write() {
+    let (_dev, p) = pool(64 * MIB);
+    let o = VolumeOptions {
+        logical_block_size: 512,
+        ..VolumeOptions::default()
+    };
+    let id = p.create_volume("s", MIB, o).unwrap().id;
+    p.write(id, 512, &[1u8; 512]).unwrap();
+    p.write(id, 3584, &[2u8; 1024]).unwrap();
+    let mut buf = vec![0u8; 8192];
+    p.read(id, 0, &mut buf).unwrap();
+    assert!(buf[..512].iter().all(|b| *b == 0));
+    assert!(buf[512..1024].iter().all(|b| *b == 1));
+    assert!(buf[3584..4608].iter().all(|b| *b == 2));
+    assert!(buf[4608..].iter().all(|b| *b == 0));
+    p.trim(id, 512, 512).unwrap();
+    p.read(id, 0, &mut buf[..1024]).unwrap();
+    assert!(buf[..1024].iter().all(|b| *b == 0));
+    let mut small = [9u8; 512];
+    p.read(id, 4096, &mut small).unwrap();
+    assert_eq!(small, [2u8; 512]);
+}
+
+#[test]
+fn grow_extends_the_pool() {
+    let dev = Arc::new(MemDevice::new(8 * MIB));
+    let p = Pool::create(dev.clone(), "g", opts()).unwrap();
+    let id = vol(&p, "a", 64 * MIB);
+    let big = vec![3u8; 16 * MIB as usize];
+    assert_eq!(p.write(id, 0, &big).unwrap_err().kind(), ErrorKind::NoSpace);
+    dev.set_size(64 * MIB);
+    let info = p.grow().unwrap();
+    assert_eq!(info.size_bytes, 64 * MIB);
+    p.write(id, 0, &big).unwrap();
+    p.close().unwrap();
+    drop(p);
+    let p = Pool::open(dev, opts()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    p.read(id, 16 * MIB - 4096, &mut buf).unwrap();
+    assert_eq!(buf, vec![3u8; 4096]);
+    assert!(p.check().unwrap().is_clean());
+}
+
+#[test]
+fn offline_check_reports_corruption_with_a_path() {
+    let (dev, p) = pool(32 * MIB);
+    let id = vol(&p, "a", 16 * MIB);
+    for i in 0..2000u64 {
+        p.write(id, i * 8192, &[i as u8; 4096]).unwrap();
+    }
+    p.close().unwrap();
+    drop(p);
+    assert!(check_device(dev.clone()).unwrap().is_clean());
+    // Flip one byte in every volume-tree leaf (block type 2 at offset 4, level 0 at offset 6).
+    let mut hit = 0;
+    for b in 2..dev.size_bytes() / 4096 {
+        let mut blk = vec![0u8; 4096];
+        dev.read_at(b * 4096, &mut blk).unwrap();
+        if &blk[..4] == b"CRNM" && blk[4] == 2 && blk[6] == 0 {
+            blk[200] ^= 0xff;
+            dev.write_at(b * 4096, &blk).unwrap();
+            hit += 1;
+        }
+    }
+    assert!(hit > 0);
+    let report = check_device(dev).unwrap();
+    let bad: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::BadBlock)
+        .collect();
+    assert!(!bad.is_empty());
+    assert!(bad[0].path.starts_with("volume \"a\""), "{:?}", bad[0]);
+}
+
+#[test]
+fn snapshot_holds_exactly_the_writes_acknowledged_before_it() {
+    let (_dev, p) = pool(64 * MIB);
+    let id = vol(&p, "a", 4 * MIB);
+    let other = vol(&p, "b", 4 * MIB);
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (p, acked) = (p.clone(), acked.clone());
+        std::thread::spawn(move || {
+            for n in 1..=3000u64 {
+                let mut blk = vec![0u8; 4096];
+                blk[..8].copy_from_slice(&n.to_le_bytes());
+                p.write(id, (n % 16) * 4096, &blk).unwrap();
+                p.write(id, 512 * 4096, &blk).unwrap();
+                acked.store(n, Ordering::SeqCst);
+            }
+        })
+    };
+    let noise = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            for n in 0..3000u64 {
+                p.write(other, (n % 64) * 4096, &[n as u8; 4096]).unwrap();
+            }
+        })
+    };
+    let mut snaps = Vec::new();
+    for i in 0..20 {
+        let lo = acked.load(Ordering::SeqCst);
+        let s = p
+            .snapshot(id, &format!("a@{i}"), VolumeOptions::default())
+            .unwrap();
+        let hi = acked.load(Ordering::SeqCst);
+        snaps.push((s.id, lo, hi));
+    }
+    writer.join().unwrap();
+    noise.join().unwrap();
+    for (sid, lo, hi) in snaps {
+        let mut buf = [0u8; 4096];
+        p.read(sid, 512 * 4096, &mut buf).unwrap();
+        let n = u64::from_le_bytes(buf[..8].try_into().unwrap());
+        assert!(
+            n >= lo && n <= hi + 1,
+            "snapshot holds write {n}, acknowledged range {lo}..={hi}"
+        );
+    }
+    assert!(p.check().unwrap().is_clean());
+}
+
+#[test]
+fn storage_keeps_names_unique_and_counts_users() {
+    let s = Storage::new();
+    let (_d1, p1) = pool(32 * MIB);
+    let d2 = Arc::new(MemDevice::new(32 * MIB));
+    let p2 = Pool::create(d2, "p1", opts()).unwrap();
+    s.add_pool(p1.clone()).unwrap();
+    s.add_pool(p2.clone()).unwrap();
+    let dup = Pool::create(Arc::new(MemDevice::new(32 * MIB)), "p1", opts()).unwrap();
+    assert_eq!(
+        s.add_pool(dup).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let (_, v) = s
+        .create_volume("p0", "shared name", MIB, VolumeOptions::default())
+        .unwrap();
+    let e = s
+        .create_volume("p1", "shared name", MIB, VolumeOptions::default())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    let (_, w) = s
+        .create_volume("p1", "other", MIB, VolumeOptions::default())
+        .unwrap();
+    assert_eq!(
+        s.rename_volume(w.id, "shared name").unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        s.create_volume("nope", "x", MIB, VolumeOptions::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    let (pool_of, found) = s.find_volume("shared name").unwrap();
+    assert_eq!((pool_of.name(), found.id), ("p0".to_string(), v.id));
+    assert_eq!(s.find_volume_by_id(w.id).unwrap().0.name(), "p1");
+    let (sp, snap) = s.snapshot(v.id, "snap", VolumeOptions::default()).unwrap();
+    assert_eq!(sp.name(), "p0");
+    let l1 = s.lease(v.id).unwrap();
+    let l2 = s.lease(v.id).unwrap();
+    assert_eq!(s.users(v.id), 2);
+    assert_eq!(s.delete_volume(v.id).unwrap_err().kind(), ErrorKind::InUse);
+    drop(l1);
+    drop(l2);
+    assert_eq!(s.users(v.id), 0);
+    s.delete_volume(v.id).unwrap();
+    s.delete_volume(snap.id).unwrap();
+    assert!(s.find_volume("shared name").is_none());
+    assert_eq!(s.pools().len(), 2);
+    s.close().unwrap();
+    assert_eq!(p1.flush().unwrap_err().kind(), ErrorKind::PoolFailed);
+}
