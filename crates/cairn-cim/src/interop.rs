@@ -5,9 +5,10 @@
 //! `Cairn_ElementConformsToProfile` to the object manager, and `Cairn_HostedService` from the array
 //! system to the object manager.
 //!
-//! Everything else is forwarded: all of `root/cairn`, and the instances the storage provider itself
-//! places in `interop` (its registered profiles, `Cairn_ReferencedProfile`s and
-//! `Cairn_ElementConformsToProfile`s — build them with [`registered_profile`] and [`association`]).
+//! The storage provider's profiles come from `Provider::registered_profiles` (each becomes a
+//! `Cairn_RegisteredProfile` with its `Cairn_ElementConformsToProfile`s and `Cairn_ReferencedProfile`s).
+//! Everything else is forwarded: all of `root/cairn`, and any instances the storage provider itself
+//! places in `interop` (build them with [`registered_profile`] and [`association`]).
 //! Invariants: exactly the namespaces `interop` and `root/cairn` exist; exactly one object manager;
 //! the interop model's own instances are read-only.
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use crate::error::CimError;
 use crate::instance::Instance;
 use crate::path::{namespace_eq, InstancePath};
-use crate::provider::{MethodCall, MethodResult, Provider};
+use crate::provider::{MethodCall, MethodResult, ProfileRegistration, Provider};
 use crate::types::{CimType, Value};
 
 /// The interop namespace.
@@ -61,9 +62,20 @@ impl ObjectManagerInfo {
 
 /// A `Cairn_RegisteredProfile` (RegisteredOrganization 11 = SNIA, as a uint16) for namespace `interop`.
 pub fn registered_profile(instance_id: &str, name: &str, version: &str) -> Instance {
+    profile_instance(instance_id, name, version, ORGANIZATION_SNIA)
+}
+
+/// The path of the `Cairn_RegisteredProfile` with `instance_id`.
+pub fn profile_path(instance_id: &str) -> InstancePath {
+    InstancePath::new("Cairn_RegisteredProfile")
+        .in_namespace(INTEROP_NAMESPACE)
+        .with_key("InstanceID", instance_id)
+}
+
+fn profile_instance(instance_id: &str, name: &str, version: &str, organization: u16) -> Instance {
     Instance::new("Cairn_RegisteredProfile")
         .with("InstanceID", Value::string(instance_id))
-        .with("RegisteredOrganization", Value::Uint16(ORGANIZATION_SNIA))
+        .with("RegisteredOrganization", Value::Uint16(organization))
         .with("RegisteredName", Value::string(name))
         .with("RegisteredVersion", Value::string(version))
         .with("ElementName", Value::string(name))
@@ -75,11 +87,35 @@ pub fn registered_profile(instance_id: &str, name: &str, version: &str) -> Insta
             "AdvertiseTypeDescriptions",
             Value::Array(CimType::String, vec![Value::string("Not Advertised")]),
         )
-        .with_path(
-            InstancePath::new("Cairn_RegisteredProfile")
-                .in_namespace(INTEROP_NAMESPACE)
-                .with_key("InstanceID", instance_id),
-        )
+        .with_path(profile_path(instance_id))
+}
+
+/// The interop instances for the storage provider's profile registrations.
+fn registration_instances(regs: &[ProfileRegistration]) -> Vec<Instance> {
+    let mut out = Vec::new();
+    for r in regs {
+        out.push(profile_instance(
+            &r.instance_id,
+            &r.name,
+            &r.version,
+            r.organization,
+        ));
+        for e in &r.conforming_elements {
+            out.push(association(
+                "Cairn_ElementConformsToProfile",
+                ("ConformantStandard", profile_path(&r.instance_id)),
+                ("ManagedElement", e.clone()),
+            ));
+        }
+        for parent in &r.component_of {
+            out.push(association(
+                "Cairn_ReferencedProfile",
+                ("Antecedent", profile_path(parent)),
+                ("Dependent", profile_path(&r.instance_id)),
+            ));
+        }
+    }
+    out
 }
 
 /// An association instance of `class` whose two references are its keys (as for every
@@ -109,11 +145,11 @@ impl std::fmt::Debug for InteropProvider {
 }
 
 impl InteropProvider {
+    /// Wraps `storage`; reads its `registered_profiles()` now.
     pub fn new(storage: Arc<dyn Provider>, info: ObjectManagerInfo) -> InteropProvider {
-        InteropProvider {
-            storage,
-            own: own_instances(&info),
-        }
+        let mut own = own_instances(&info);
+        own.extend(registration_instances(&storage.registered_profiles()));
+        InteropProvider { storage, own }
     }
 
     fn own_class_names(&self) -> Vec<String> {

@@ -71,7 +71,7 @@ pub use error::{CimError, CimStatus, DecodeError, DecodeErrorKind};
 pub use instance::{Instance, Property};
 pub use interop::{InteropProvider, ObjectManagerInfo};
 pub use path::{InstancePath, KeyBinding, KeyValue};
-pub use provider::{MethodCall, MethodResult, Provider};
+pub use provider::{MethodCall, MethodResult, ProfileRegistration, Provider};
 pub use repository::ClassRepository;
 pub use server::{CimHttpOutcome, CimServer, HttpCimRequest};
 pub use types::{CimDateTime, CimType, Value};

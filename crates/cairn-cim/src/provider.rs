@@ -69,9 +69,53 @@ pub trait Provider: Send + Sync {
         )))
     }
 
+    /// The profiles this provider implements, for the interop model: `InteropProvider` reads them once,
+    /// when it is built, and serves a `Cairn_RegisteredProfile` per profile plus its
+    /// `Cairn_ElementConformsToProfile` and `Cairn_ReferencedProfile` instances in `interop`. (A
+    /// provider may instead, or also, place such instances in `interop` itself.) Default: none.
+    fn registered_profiles(&self) -> Vec<ProfileRegistration> {
+        Vec::new()
+    }
+
     /// Invokes extrinsic method `call.method` (spelled as in the class repository). Input parameters
     /// are already typed against the method's declaration; unknown methods never reach the provider.
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError>;
+}
+
+/// One registered profile (DSP1033 / SMI-S profile registration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileRegistration {
+    /// InstanceID of its `Cairn_RegisteredProfile` (unique, e.g. `CAIRN:Profile:Array`).
+    pub instance_id: String,
+    /// RegisteredName, e.g. `Array`, `Block Services`.
+    pub name: String,
+    /// RegisteredVersion, numeric (`1.6.1`).
+    pub version: String,
+    /// RegisteredOrganization (11 = SNIA, 2 = DMTF).
+    pub organization: u16,
+    /// Central elements: each gets a `Cairn_ElementConformsToProfile` (full paths, with namespace).
+    pub conforming_elements: Vec<InstancePath>,
+    /// InstanceIDs of the autonomous profiles this one is a component of: each gets a
+    /// `Cairn_ReferencedProfile` with Antecedent = that profile, Dependent = this one (SNIA direction).
+    pub component_of: Vec<String>,
+}
+
+impl ProfileRegistration {
+    /// An SNIA profile with no central elements and no parents yet.
+    pub fn snia(
+        instance_id: impl Into<String>,
+        name: impl Into<String>,
+        version: impl Into<String>,
+    ) -> ProfileRegistration {
+        ProfileRegistration {
+            instance_id: instance_id.into(),
+            name: name.into(),
+            version: version.into(),
+            organization: crate::interop::ORGANIZATION_SNIA,
+            conforming_elements: Vec::new(),
+            component_of: Vec::new(),
+        }
+    }
 }
 
 /// One extrinsic method invocation, typed.
