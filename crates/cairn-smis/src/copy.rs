@@ -39,6 +39,8 @@ pub struct CopyPlan {
     pub target: VolumeId,
     pub size_bytes: u64,
     pub mapped_bytes: u64,
+    /// The finished replica keeps no relationship (CreateReplica CopyType 5).
+    pub unassociated: bool,
     /// Copy bandwidth limit (bytes per second), if any.
     pub rate_bytes_per_sec: Option<u64>,
 }
@@ -171,7 +173,10 @@ fn pace(jobs: &Jobs, plan: &CopyPlan, started: Instant, copied: u64) -> Result<(
 
 fn complete(storage: &Storage, plan: &CopyPlan) -> cairn_engine::Result<()> {
     plan.target_pool.flush()?;
-    let tag = ReplicaTag::replica(plan.source, plan.sync_type, plan.job);
+    let mut tag = ReplicaTag::replica(plan.source, plan.sync_type, plan.job);
+    if plan.unassociated {
+        tag = tag.detached();
+    }
     plan.target_pool.set_tag(plan.target, &tag.encode())?;
     plan.target_pool.set_hidden(plan.target, false)?;
     if let Err(e) = storage.delete_volume(plan.pit) {
@@ -209,7 +214,7 @@ pub fn recover(storage: &Storage, jobs: &Jobs) {
             let leftover = match tag.map(|t| t.kind) {
                 Some(TagKind::CopyTarget | TagKind::PointInTime) => true,
                 None => v.hidden && names.contains(v.name.as_str()),
-                Some(TagKind::Replica) if v.hidden => {
+                Some(TagKind::Replica | TagKind::Detached) if v.hidden => {
                     // Completed but not yet unhidden when the daemon stopped: finish it.
                     if let Err(e) = pool.set_hidden(v.id, false) {
                         tracing::warn!("cannot unhide replica {}: {e}", v.id);
@@ -231,7 +236,9 @@ pub fn recover(storage: &Storage, jobs: &Jobs) {
         let completed = target
             .and_then(|t| storage.find_volume_by_id(t))
             .and_then(|(_, v)| ReplicaTag::decode(&v.tag))
-            .is_some_and(|t| t.kind == TagKind::Replica);
+            .is_some_and(|t| {
+                t.job == j.id && matches!(t.kind, TagKind::Replica | TagKind::Detached)
+            });
         if completed {
             jobs.finish(j.id, JOB_STATE_COMPLETED, None);
         } else {

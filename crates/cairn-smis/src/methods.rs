@@ -347,10 +347,7 @@ fn prepare_copy(
         p.storage
             .create_volume(&target_pool.name(), name, src.size_bytes, opts)?;
     created.push(target.id);
-    let mut tag = ReplicaTag::copy_target(src.id, req.sync_type, job);
-    if req.unassociated {
-        tag = tag.detached();
-    }
+    let tag = ReplicaTag::copy_target(src.id, req.sync_type, job);
     tpool.set_tag(target.id, &tag.encode())?;
     let pit_opts = VolumeOptions {
         read_only: true,
@@ -381,6 +378,7 @@ fn prepare_copy(
         target: target.id,
         size_bytes: src.size_bytes,
         mapped_bytes: mapped,
+        unassociated: req.unassociated,
         rate_bytes_per_sec: p.opts.copy_rate_bytes_per_sec,
     })
 }

@@ -297,6 +297,20 @@ async fn cross_pool_replica_is_a_job_that_copies_the_point_in_time() {
     // The internal snapshot is gone; the finished job can be deleted.
     assert!(array.all_volumes().iter().all(|v| !v.hidden));
     let job = d["job"].as_str().expect("job id");
+    // CreateReplica CopyType 5 (UnSyncUnAssoc) into another pool: a copy with no relationship.
+    let u = array
+        .py(
+            "provider_replica.py",
+            &["CreateReplica", &src_hex, "5", "loose copy", "pool1"],
+        )
+        .await;
+    assert_eq!(
+        (u["rc"].clone(), u["final"]["JobState"].clone()),
+        (json!(4096), json!(7)),
+        "{u}"
+    );
+    assert_eq!(u["relationship_after"], json!([]), "{u}");
+    assert_eq!(read_all(&array.storage, vid(&u["target"])), expected);
     let del = array.py("provider_ops.py", &["delete_job", job]).await;
     assert_eq!(
         del["after"], 6,
