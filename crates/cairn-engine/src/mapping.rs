@@ -93,4 +93,56 @@ impl Meta {
         }
         self.insert(K, root, vs, &extent_val(phys, len))
     }
+
+    /// Drops part of a deleted volume's tree, at most about `budget` entries; returns what is
+    /// left (empty when done). A subtree still shared with another volume is released with one
+    /// decrement and never walked. Nodes left behind may be under-full: a tombstone tree is only
+    /// ever dropped, never searched.
+    pub fn drop_tree_step(&mut self, root: Root, budget: &mut usize) -> Result<Root> {
+        if root.addr == 0 {
+            return Ok(root);
+        }
+        if self.rc_get(root.addr)? > 1 {
+            let freed = self.rc_dec(root.addr, 1)?;
+            assert!(freed.is_empty(), "shared node freed by one decrement");
+            *budget = budget.saturating_sub(1);
+            return Ok(Root::default());
+        }
+        let node = self.node(K, root.addr)?;
+        if node.is_leaf() {
+            for i in 0..node.len() {
+                let (p, n) = extent_of(node.val(i));
+                self.drop_data(p, n)?;
+            }
+            *budget = budget.saturating_sub(node.len().max(1));
+            self.free_meta_block(root.addr)?;
+            return Ok(Root::default());
+        }
+        let a = self.cow(K, root.addr)?;
+        while *budget > 0 {
+            let Some(&last) = self.node(K, a)?.children.last() else {
+                break;
+            };
+            let child = Root {
+                addr: last,
+                height: root.height - 1,
+            };
+            let left = self.drop_tree_step(child, budget)?;
+            let n = self.dirty_mut(a);
+            if left.addr == 0 {
+                n.children.pop();
+                n.keys.pop();
+            } else {
+                *n.children.last_mut().expect("non-empty") = left.addr;
+            }
+        }
+        if self.node(K, a)?.len() == 0 {
+            self.free_meta_block(a)?;
+            return Ok(Root::default());
+        }
+        Ok(Root {
+            addr: a,
+            height: root.height,
+        })
+    }
 }

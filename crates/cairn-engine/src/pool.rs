@@ -23,7 +23,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cairn_io::BlockDevice;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::btree::extent_of;
 use crate::check::{check_locked, CheckReport};
 use crate::error::{err, Error, ErrorKind, Result};
 use crate::format::{
@@ -1081,22 +1080,8 @@ impl State {
         };
         let root = rec.root;
         self.meta_phase(|st| {
-            let root = if root.addr != 0 && st.meta.rc_get(root.addr)? > 1 {
-                // Shared root: dropping this reference is all there is to do.
-                let freed = st.meta.rc_dec(root.addr, 1)?;
-                assert!(freed.is_empty());
-                Root::default()
-            } else {
-                let entries =
-                    st.meta
-                        .range(TreeKind::Volume, root, 0, u64::MAX, RECLAIM_ENTRIES_PER_TXN)?;
-                let mut root = root;
-                for (k, v) in entries {
-                    let (_, len) = extent_of(&v);
-                    root = st.meta.map_remove(root, k, k + len)?;
-                }
-                root
-            };
+            let mut budget = RECLAIM_ENTRIES_PER_TXN;
+            let root = st.meta.drop_tree_step(root, &mut budget)?;
             if root.addr == 0 {
                 st.vols.remove(&seq);
                 st.dirty_vols.remove(&seq);

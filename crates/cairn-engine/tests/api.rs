@@ -402,3 +402,44 @@ fn storage_keeps_names_unique_and_counts_users() {
     s.close().unwrap();
     assert_eq!(p1.flush().unwrap_err().kind(), ErrorKind::PoolFailed);
 }
+
+#[test]
+fn large_deletes_reclaim_in_bounded_steps_and_keep_shared_data() {
+    let (_dev, p) = pool(128 * MIB);
+    let id = vol(&p, "big", 64 * MIB);
+    // 6000 separate extents: every other block.
+    for i in 0..6000u64 {
+        p.write(id, i * 8192, &[(i % 251) as u8 + 1; 4096]).unwrap();
+    }
+    p.flush().unwrap();
+    let used = p.info().data_bytes_used;
+    let s1 = p.snapshot(id, "big@1", VolumeOptions::default()).unwrap();
+    p.write(id, 0, &[0xee; 4096]).unwrap();
+    let s2 = p.snapshot(id, "big@2", VolumeOptions::default()).unwrap();
+    // The first snapshot shares all but one leaf path with the volume.
+    p.delete_volume(s1.id).unwrap();
+    while p.info().reclaim_pending {
+        assert!(p.check().unwrap().is_clean());
+        p.wait_reclaim().unwrap();
+    }
+    assert_eq!(
+        p.info().data_bytes_used,
+        used,
+        "only the overwritten block was freed and re-used"
+    );
+    // Now delete the volume itself: its tree is shared with the second snapshot.
+    p.delete_volume(id).unwrap();
+    p.wait_reclaim().unwrap();
+    let mut buf = [0u8; 4096];
+    p.read(s2.id, 0, &mut buf).unwrap();
+    assert_eq!(buf, [0xee; 4096]);
+    p.read(s2.id, 5999 * 8192, &mut buf).unwrap();
+    assert_eq!(buf, [(5999 % 251) as u8 + 1; 4096]);
+    assert!(p.check().unwrap().is_clean());
+    // And the last owner: everything goes back.
+    p.delete_volume(s2.id).unwrap();
+    p.wait_reclaim().unwrap();
+    let info = p.info();
+    assert_eq!(info.data_bytes_used, 0);
+    assert!(p.check().unwrap().is_clean());
+}
