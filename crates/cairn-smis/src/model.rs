@@ -1,5 +1,5 @@
 //! The array model: how engine pools, volumes, replicas and jobs appear as CIM instances in
-//! `root/cairn`, and the profile registration the array adds to `interop`.
+//! `root/cairn`, and the profile registrations the array declares for the interop model.
 //!
 //! Everything here is computed from a [`Snapshot`] of the engine state taken for one request; no
 //! model state is kept anywhere else, so the model can never disagree with the engine.
@@ -11,8 +11,10 @@
 
 use std::sync::Arc;
 
-use cairn_cim::interop::{association, registered_profile, CAIRN_NAMESPACE, INTEROP_NAMESPACE};
-use cairn_cim::{CimDateTime, CimType, Instance, InstancePath, KeyValue, Value};
+use cairn_cim::interop::{association, CAIRN_NAMESPACE};
+use cairn_cim::{
+    CimDateTime, CimType, Instance, InstancePath, KeyValue, ProfileRegistration, Value,
+};
 use cairn_engine::{Pool, PoolInfo, Storage, VolumeId, VolumeInfo};
 
 use crate::jobs::{self, JobRecord};
@@ -444,13 +446,6 @@ pub const CAIRN_CLASSES: [&str; 21] = [
     "Cairn_ElementSoftwareIdentity",
 ];
 
-/// Concrete classes the array adds to `interop`.
-pub const INTEROP_CLASSES: [&str; 3] = [
-    "Cairn_RegisteredProfile",
-    "Cairn_ReferencedProfile",
-    "Cairn_ElementConformsToProfile",
-];
-
 fn system(id: &Identity) -> Instance {
     Instance::new(SYSTEM_CLASS)
         .with("CreationClassName", Value::string(SYSTEM_CLASS))
@@ -820,48 +815,26 @@ pub fn job_error(j: &JobRecord) -> Option<Instance> {
 
 // ---- interop --------------------------------------------------------------------------------
 
-fn profile_path(iid: &str) -> InstancePath {
-    InstancePath::new("Cairn_RegisteredProfile")
-        .in_namespace(INTEROP_NAMESPACE)
-        .with_key("InstanceID", iid)
-}
-
-/// The array's instances of concrete class `class` in `interop`.
-pub fn interop_instances(id: &Identity, class: &str) -> Vec<Instance> {
-    let array = profile_path(ARRAY_PROFILE.0);
-    match class.to_ascii_lowercase().as_str() {
-        "cairn_registeredprofile" => std::iter::once(ARRAY_PROFILE)
-            .chain(COMPONENT_PROFILES)
-            .map(|(iid, name, version)| registered_profile(iid, name, version))
-            .collect(),
-        "cairn_referencedprofile" => COMPONENT_PROFILES
-            .iter()
-            .map(|(iid, _, _)| {
-                association(
-                    "Cairn_ReferencedProfile",
-                    ("Antecedent", array.clone()),
-                    ("Dependent", profile_path(iid)),
-                )
-            })
-            .collect(),
-        "cairn_elementconformstoprofile" => {
-            let ectp = |iid: &str, element: InstancePath| {
-                association(
-                    "Cairn_ElementConformsToProfile",
-                    ("ConformantStandard", profile_path(iid)),
-                    ("ManagedElement", element),
-                )
-            };
-            vec![
-                ectp(ARRAY_PROFILE.0, id.system_path()),
-                ectp(COMPONENT_PROFILES[0].0, id.scs_path()),
-                ectp(COMPONENT_PROFILES[1].0, id.rs_path()),
-                ectp(COMPONENT_PROFILES[3].0, id.package_path()),
-                ectp(COMPONENT_PROFILES[4].0, software_path()),
-            ]
-        }
-        _ => Vec::new(),
+/// The array's profile registrations, for `InteropProvider`: Array with the system as its central
+/// element, and the component profiles referenced from it (SNIA direction) with theirs.
+pub fn registrations(id: &Identity) -> Vec<ProfileRegistration> {
+    let (array_id, name, version) = ARRAY_PROFILE;
+    let mut array = ProfileRegistration::snia(array_id, name, version);
+    array.conforming_elements = vec![id.system_path()];
+    let mut out = vec![array];
+    for (iid, name, version) in COMPONENT_PROFILES {
+        let mut p = ProfileRegistration::snia(iid, name, version);
+        p.component_of = vec![array_id.to_owned()];
+        p.conforming_elements = match name {
+            "Block Services" => vec![id.scs_path()],
+            "Replication Services" => vec![id.rs_path()],
+            "Physical Package" => vec![id.package_path()],
+            "Software" => vec![software_path()],
+            _ => Vec::new(),
+        };
+        out.push(p);
     }
+    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! [`ArrayProvider`]: the SMI-S array (Array, Block Services, Replication Services, Job Control
 //! profiles) over a `cairn_engine::Storage`, as a `cairn_cim::Provider`. Wrap it in
-//! `cairn_cim::InteropProvider` to serve it; it supplies its own registered profiles, their
-//! `ReferencedProfile`s (SNIA direction) and `ElementConformsToProfile`s in `interop`.
+//! `cairn_cim::InteropProvider` to serve it (or use [`ArrayProvider::cim_server`]); it declares
+//! its registered profiles through `Provider::registered_profiles` (Array with the system as its
+//! central element, the component profiles referenced from it in the SNIA direction).
 //!
 //! Owns: the option set, the job table, the serialisation of management operations (one at a time,
 //! so a create-then-tag sequence is never seen half done by another method), and the routing of
@@ -19,7 +20,7 @@ use cairn_cim::interop::{CAIRN_NAMESPACE, INTEROP_NAMESPACE};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
     CimError, CimServer, Instance, InstancePath, InteropProvider, MethodCall, MethodResult,
-    ObjectManagerInfo, Provider,
+    ObjectManagerInfo, ProfileRegistration, Provider,
 };
 use cairn_engine::Storage;
 use parking_lot::Mutex;
@@ -146,12 +147,14 @@ impl Provider for ArrayProvider {
     }
 
     fn class_names(&self, namespace: &str) -> Vec<String> {
-        let list: &[&str] = if is_interop(namespace) {
-            &model::INTEROP_CLASSES
-        } else {
-            &model::CAIRN_CLASSES
-        };
-        list.iter().map(|s| (*s).to_owned()).collect()
+        if is_interop(namespace) {
+            // The registrations reach `interop` through `registered_profiles`.
+            return Vec::new();
+        }
+        model::CAIRN_CLASSES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
     }
 
     fn enumerate_instances(
@@ -160,7 +163,7 @@ impl Provider for ArrayProvider {
         class_name: &str,
     ) -> Result<Vec<Instance>, CimError> {
         if is_interop(namespace) {
-            return Ok(model::interop_instances(&self.identity, class_name));
+            return Ok(Vec::new());
         }
         let snap = Snapshot::take(&self.storage);
         let jobs = self.jobs.list();
@@ -209,6 +212,10 @@ impl Provider for ArrayProvider {
             ))),
             Err(false) => Err(CimError::not_found(path)),
         }
+    }
+
+    fn registered_profiles(&self) -> Vec<ProfileRegistration> {
+        model::registrations(&self.identity)
     }
 
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
