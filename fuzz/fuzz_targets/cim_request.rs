@@ -10,6 +10,7 @@ use cairn_cim::{
     CimError, CimHttpOutcome, CimServer, HttpCimRequest, Instance, InstancePath, InteropProvider, MethodCall, MethodResult,
     ObjectManagerInfo, Provider, Value,
 };
+use cairn_cim::request::{Call, MethodTarget};
 use libfuzzer_sys::fuzz_target;
 
 /// A storage provider with one volume, so instance, association and method paths are reached.
@@ -61,7 +62,14 @@ fuzz_target!(|data: &[u8]| {
     // Derive the headers from the body when asked to, so dispatch is reached; otherwise vary them.
     let decoded = cairn_cim::xml::decode::decode_request(body).ok();
     let method = decoded.as_ref().map(|r| r.call.method().to_owned()).unwrap_or_else(|| "GetClass".into());
-    let object = decoded.as_ref().map(|r| r.call.namespace().to_owned()).unwrap_or_else(|| "root%2Fcairn".into());
+    let object = match decoded.as_ref().map(|r| &r.call) {
+        Some(Call::Intrinsic(c)) => c.namespace.clone(),
+        Some(Call::Extrinsic(c)) => match &c.target {
+            MethodTarget::Instance(p) => format!("{}:{}", c.namespace, p.class_name),
+            MethodTarget::Class(n) => format!("{}:{n}", c.namespace),
+        },
+        None => "root%2Fcairn".into(),
+    };
     let req = HttpCimRequest {
         cim_operation: (flags & 1 == 0).then_some("MethodCall"),
         cim_method: (flags & 2 == 0).then_some(method.as_str()),
