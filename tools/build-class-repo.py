@@ -37,6 +37,12 @@ DMTF_CLASSES = [
     "CIM_ConcreteJob", "CIM_Error", "CIM_HostedStoragePool", "CIM_AllocatedFromStoragePool",
     "CIM_ElementCapabilities", "CIM_SystemDevice", "CIM_AffectedJobElement", "CIM_OwningJobElement",
     "CIM_IndicationFilter", "CIM_IndicationSubscription", "CIM_ListenerDestinationCIMXML",
+    # Not implemented by Cairn (it exports volumes over NBD), but clients that walk the SMI-S model
+    # (Windows enumerates every class it knows) get an empty answer instead of CIM_ERR_INVALID_CLASS.
+    "CIM_SCSIProtocolController", "CIM_ProtocolControllerForUnit", "CIM_StorageHardwareID",
+    "CIM_ControllerConfigurationService", "CIM_StorageHardwareIDManagementService",
+    "CIM_ElementSettingData", "CIM_SettingsDefineCapabilities", "CIM_ServiceAffectsElement",
+    "CIM_HostedAccessPoint", "CIM_FCPort", "CIM_iSCSIProtocolEndpoint", "CIM_MethodResult",
 ]
 
 HEADER = (

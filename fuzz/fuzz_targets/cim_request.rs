@@ -6,11 +6,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use cairn_cim::{
-    CimError, CimHttpOutcome, CimServer, HttpCimRequest, Instance, InstancePath, InteropProvider, MethodCall, MethodResult,
-    ObjectManagerInfo, Provider, Value,
-};
 use cairn_cim::request::{Call, MethodTarget};
+use cairn_cim::{
+    CimError, CimHttpOutcome, CimServer, HttpCimRequest, Instance, InstancePath, InteropProvider,
+    MethodCall, MethodResult, ObjectManagerInfo, Provider, Value,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// A storage provider with one volume, so instance, association and method paths are reached.
@@ -27,7 +27,11 @@ impl Provider for OneVolume {
             Vec::new()
         }
     }
-    fn enumerate_instances(&self, _namespace: &str, class_name: &str) -> Result<Vec<Instance>, CimError> {
+    fn enumerate_instances(
+        &self,
+        _namespace: &str,
+        class_name: &str,
+    ) -> Result<Vec<Instance>, CimError> {
         if class_name != "Cairn_StorageVolume" {
             return Ok(Vec::new());
         }
@@ -35,7 +39,10 @@ impl Provider for OneVolume {
             .with("DeviceID", Value::string("LUN-0001"))
             .with("CreationClassName", Value::string("Cairn_StorageVolume"))
             .with("SystemName", Value::string("CAIRN-ARRAY-01"))
-            .with("SystemCreationClassName", Value::string("Cairn_StorageSystem"))
+            .with(
+                "SystemCreationClassName",
+                Value::string("Cairn_StorageSystem"),
+            )
             .with_path(
                 InstancePath::new("Cairn_StorageVolume")
                     .with_key("CreationClassName", "Cairn_StorageVolume")
@@ -52,16 +59,24 @@ impl Provider for OneVolume {
 fn server() -> &'static CimServer {
     static SERVER: OnceLock<CimServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        CimServer::new(Arc::new(InteropProvider::new(Arc::new(OneVolume), ObjectManagerInfo::new("CAIRN-ARRAY-01", "0"))))
+        CimServer::new(Arc::new(InteropProvider::new(
+            Arc::new(OneVolume),
+            ObjectManagerInfo::new("CAIRN-ARRAY-01", "0"),
+        )))
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let _ = cairn_cim::xml::decode::decode_request(data);
-    let Some((&flags, body)) = data.split_first() else { return };
+    let Some((&flags, body)) = data.split_first() else {
+        return;
+    };
     // Derive the headers from the body when asked to, so dispatch is reached; otherwise vary them.
     let decoded = cairn_cim::xml::decode::decode_request(body).ok();
-    let method = decoded.as_ref().map(|r| r.call.method().to_owned()).unwrap_or_else(|| "GetClass".into());
+    let method = decoded
+        .as_ref()
+        .map(|r| r.call.method().to_owned())
+        .unwrap_or_else(|| "GetClass".into());
     let object = match decoded.as_ref().map(|r| &r.call) {
         Some(Call::Intrinsic(c)) => c.namespace.clone(),
         Some(Call::Extrinsic(c)) => match &c.target {

@@ -84,6 +84,25 @@ fn unknown_class_is_invalid_class() {
         &classname("ClassName", "CIM_NoSuchThing"),
     );
     assert_eq!(error_code(&r), Some(5));
+    // Known SMI-S classes Cairn has no instances of answer an empty list.
+    for known in [
+        "CIM_SCSIProtocolController",
+        "CIM_StorageHardwareID",
+        "CIM_FCPort",
+        "CIM_IndicationSubscription",
+    ] {
+        let r = imethod(
+            &s,
+            "root/cairn",
+            "EnumerateInstances",
+            &classname("ClassName", known),
+        );
+        assert_eq!(
+            (error_code(&r), count(&r, "<VALUE.NAMEDINSTANCE>")),
+            (None, 0),
+            "{known}"
+        );
+    }
     // GetClass of a class that does not exist: CIM_ERR_NOT_FOUND (DSP0200).
     let r = imethod(
         &s,
