@@ -202,6 +202,10 @@ impl Meta {
             }
         } else {
             let i = child.expect("internal");
+            if key < self.node(kind, a)?.keys[0] {
+                // Keep key 0 a lower bound too, so a split of child 0 stays in order.
+                self.dirty_mut(a).keys[0] = key;
+            }
             let c = self.node(kind, a)?.children[i];
             let (nc, split) = self.insert_rec(kind, c, key, val)?;
             let n = self.dirty_mut(a);
@@ -520,6 +524,33 @@ pub(crate) mod tests {
             root = m.remove(kind, root, k).unwrap().0;
         }
         assert_eq!(root, Root::default());
+    }
+
+    #[test]
+    fn deep_trees_keep_their_invariants() {
+        let mut m = test_meta(60_000);
+        let kind = TreeKind::Space;
+        let mut root = Root::default();
+        let mut model = BTreeMap::new();
+        let mut rng = SmallRng::seed_from_u64(11);
+        for step in 0..200_000u64 {
+            let k = rng.gen_range(0..1_000_000u64);
+            if rng.gen_bool(0.7) {
+                root = m.insert(kind, root, k, &[step as u8; 16]).unwrap();
+                model.insert(k, vec![step as u8; 16]);
+            } else {
+                let (r, old) = m.remove(kind, root, k).unwrap();
+                root = r;
+                assert_eq!(old, model.remove(&k));
+            }
+            if step % 20_000 == 0 {
+                validate(&mut m, kind, root);
+                m.commit(m.durable.clone()).unwrap();
+            }
+        }
+        assert!(root.height >= 3);
+        let got = validate(&mut m, kind, root);
+        assert_eq!(got, model.into_iter().collect::<Vec<_>>());
     }
 
     #[test]
