@@ -443,3 +443,59 @@ fn large_deletes_reclaim_in_bounded_steps_and_keep_shared_data() {
     assert_eq!(info.data_bytes_used, 0);
     assert!(p.check().unwrap().is_clean());
 }
+
+/// Volume trees three levels deep (tens of thousands of extents), with a snapshot, random
+/// overwrites and trims, a reopen and a reclaim, against a block -> fill-byte model.
+#[test]
+fn deep_volume_trees_against_a_model() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
+    let (dev, p) = pool(512 * MIB);
+    let blocks = 120_000u64;
+    let id = vol(&p, "deep", blocks * 4096);
+    let mut model = std::collections::HashMap::new();
+    for b in (0..blocks).step_by(2) {
+        let f = rng.gen_range(1..=255u8);
+        p.write(id, b * 4096, &[f; 4096]).unwrap();
+        model.insert(b, f);
+    }
+    p.flush().unwrap();
+    let snap = p.snapshot(id, "deep@1", VolumeOptions::default()).unwrap();
+    let frozen = model.clone();
+    for _ in 0..20_000 {
+        let b = rng.gen_range(0..blocks - 8);
+        if rng.gen_bool(0.8) {
+            let f = rng.gen_range(1..=255u8);
+            p.write(id, b * 4096, &[f; 4096]).unwrap();
+            model.insert(b, f);
+        } else {
+            let n = rng.gen_range(1..8u64);
+            p.trim(id, b * 4096, n * 4096).unwrap();
+            for x in b..b + n {
+                model.remove(&x);
+            }
+        }
+    }
+    p.close().unwrap();
+    drop(p);
+    let p = Pool::open(dev, opts()).unwrap();
+    let mut buf = vec![0u8; 64 * 4096];
+    for (vid, m) in [(id, &model), (snap.id, &frozen)] {
+        for chunk in 0..blocks / 64 {
+            p.read(vid, chunk * 64 * 4096, &mut buf).unwrap();
+            for i in 0..64u64 {
+                let want = m.get(&(chunk * 64 + i)).copied().unwrap_or(0);
+                let got = &buf[(i * 4096) as usize..((i + 1) * 4096) as usize];
+                assert!(got.iter().all(|x| *x == want), "block {}", chunk * 64 + i);
+            }
+        }
+    }
+    assert!(p.check().unwrap().is_clean());
+    p.delete_volume(id).unwrap();
+    p.wait_reclaim().unwrap();
+    assert!(p.check().unwrap().is_clean());
+    p.delete_volume(snap.id).unwrap();
+    p.wait_reclaim().unwrap();
+    assert_eq!(p.info().data_bytes_used, 0);
+    assert!(p.check().unwrap().is_clean());
+}
