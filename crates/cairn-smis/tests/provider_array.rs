@@ -221,7 +221,11 @@ async fn snapshot_in_the_same_pool_keeps_the_old_data() {
 async fn cross_pool_replica_is_a_job_that_copies_the_point_in_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = open_storage(dir.path(), &[("pool0", 64 * MIB), ("pool1", 64 * MIB)]);
-    let array = Array::start(dir.path(), storage).await;
+    // At 2 MiB/s the 2 MiB copy runs for about a second: long enough to see it running.
+    let array = Array::start_with(dir.path(), storage, |o| {
+        o.copy_rate_bytes_per_sec = Some(2 * MIB)
+    })
+    .await;
     let (_, src) = array
         .storage
         .create_volume("pool0", "copy src", 32 * MIB, VolumeOptions::default())
