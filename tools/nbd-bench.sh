@@ -55,9 +55,13 @@ run_jobs() {
     for spec in "randread:4k:32" "randwrite:4k:32" "read:1m:8" "write:1m:8"; do
         IFS=: read -r rw bs depth <<<"$spec"
         local out="$DIR/$peer-$phase-$rw.json"
-        fio --name=j --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$depth" \
+        if ! fio --name=j --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$depth" \
             --size="$SIZE" --runtime="$RUNTIME" --time_based --group_reporting \
-            --output-format=json --output="$out" >/dev/null
+            --output-format=json --output="$out" >/dev/null 2>"$out.err"; then
+            echo "nbd-bench: $peer $phase $rw failed: $(grep -m1 -i error "$out.err")" >&2
+            printf '%s\t%s\t%s\tnan\tnan\n' "$peer" "$phase" "$rw-$bs-qd$depth" >>"$RESULTS"
+            continue
+        fi
         python3 - "$out" "$peer" "$phase" "$rw-$bs-qd$depth" >>"$RESULTS" <<'PY'
 import json, sys
 job = json.load(open(sys.argv[1]))["jobs"][0]
@@ -127,7 +131,7 @@ val = {(p, ph, w): (float(iops), float(mib)) for p, ph, w, iops, mib in rows}
 work = list(dict.fromkeys(r[2] for r in rows))
 print(f"{'workload':<18}{'peer':<12}{'phase':<8}{'IOPS':>10}{'MiB/s':>10}")
 for (p, ph, w), (iops, mib) in val.items():
-    print(f"{w:<18}{p:<12}{ph:<8}{iops:>10.0f}{mib:>10.1f}")
+    print(f"{w:<18}{p:<12}{ph:<8}{iops:>10.0f}{mib:>10.1f}" if iops == iops else f"{w:<18}{p:<12}{ph:<8}{'FAILED':>10}")
 print()
 print("ratios Cairn/peer (IOPS):")
 pairs = [("before", "qemu-raw", "before"), ("before", "nbdkit", "before"),
@@ -136,7 +140,7 @@ for w in work:
     parts = []
     for cph, peer, pph in pairs:
         c, o = val.get(("cairn", cph, w)), val.get((peer, pph, w))
-        if c and o and o[0] > 0:
+        if c and o and o[0] > 0 and c[0] == c[0]:
             parts.append(f"cairn-{cph}/{peer} {c[0] / o[0]:.2f}")
     print(f"  {w:<18}" + "  ".join(parts))
 PY

@@ -412,6 +412,11 @@ impl RequestCtx {
         };
         let data = match outcome {
             Err((errno, message)) => {
+                if errno == EIO {
+                    tracing::warn!(cookie = header.cookie, error = %message, "NBD request failed");
+                } else {
+                    tracing::debug!(cookie = header.cookie, errno, error = %message, "NBD request refused");
+                }
                 reply::error(&mut head, structured_chunk, header.cookie, errno, &message);
                 None
             }

@@ -4,7 +4,7 @@
 //! - the **codec** ([`handshake`], [`request`], [`reply`], [`proto`]): the fixed-newstyle
 //!   handshake, option haggling, request framing and reply encoding as pure state machines over
 //!   byte buffers — no sockets, no engine — so they can be fuzzed and replayed from captures;
-//! - the **server** ([`server`], [`exports`]): tokio, optional TLS (NBD_OPT_STARTTLS with rustls),
+//! - the **server** ([`start`], [`NbdServerConfig`], [`exports`]): tokio, optional TLS (NBD_OPT_STARTTLS with rustls),
 //!   bounded bytes in flight, and the mapping of engine errors to NBD errno values, done once at
 //!   the edge.
 //!

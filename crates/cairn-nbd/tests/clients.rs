@@ -373,7 +373,8 @@ fn flush_on_one_connection_makes_writes_of_another_durable() {
 fn fio_verified_random_writes() {
     let d = Daemon::new();
     d.volume("fio", 64 * MIB, VolumeOptions::default());
-    let out = run(client("fio").args([
+    let scratch = tempfile::tempdir().unwrap();
+    let out = run(client("fio").current_dir(scratch.path()).args([
         "--name=verify",
         "--ioengine=nbd",
         &format!("--uri={}", d.uri("fio")),
@@ -384,6 +385,7 @@ fn fio_verified_random_writes() {
         "--verify=crc32c",
         "--do_verify=1",
         "--verify_fatal=1",
+        "--verify_state_save=0",
     ]));
     assert!(out.contains("err= 0"), "{out}");
 }
