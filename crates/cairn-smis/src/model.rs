@@ -851,6 +851,69 @@ mod tests {
     }
 
     #[test]
+    fn relationships_and_visibility_follow_the_tags() {
+        use cairn_engine::{Pool, PoolOptions, VolumeOptions};
+        let storage = Storage::new();
+        let dev = Arc::new(cairn_io::MemDevice::new(16 << 20));
+        let pool = Pool::create(dev, "p", PoolOptions::default()).expect("pool");
+        storage.add_pool(pool.clone()).expect("add");
+        let (_, src) = storage
+            .create_volume("p", "src", 1 << 20, VolumeOptions::default())
+            .expect("volume");
+        let (_, plain) = storage
+            .snapshot(src.id, "plain", VolumeOptions::default())
+            .expect("snapshot");
+        let (_, detached) = storage
+            .snapshot(src.id, "detached", VolumeOptions::default())
+            .expect("snapshot");
+        let tag = ReplicaTag::replica(src.id, SYNC_TYPE_SNAPSHOT, 0).detached();
+        pool.set_tag(detached.id, &tag.encode()).expect("tag");
+        let hidden = VolumeOptions {
+            hidden: true,
+            ..VolumeOptions::default()
+        };
+        let (_, target) = storage
+            .create_volume("p", "target", 1 << 20, hidden.clone())
+            .expect("volume");
+        let tag = ReplicaTag::copy_target(src.id, SYNC_TYPE_SNAPSHOT, 1);
+        pool.set_tag(target.id, &tag.encode()).expect("tag");
+        let (_, pit) = storage.snapshot(src.id, "pit", hidden).expect("snapshot");
+        pool.set_tag(pit.id, &ReplicaTag::point_in_time(src.id, 1).encode())
+            .expect("tag");
+
+        let snap = Snapshot::take(&storage);
+        let names: Vec<&str> = snap.pools[0]
+            .volumes
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(
+            !names.contains(&"pit"),
+            "internal snapshots are not in the model"
+        );
+        let rel = |id| relationship(&snap, snap.volume(id).expect("in model").1);
+        let r = rel(plain.id).expect("untagged snapshot is a snapshot replica");
+        assert_eq!(
+            (r.source, r.tag.sync_type, r.tag.copy_state),
+            (src.id, 7, 4)
+        );
+        assert_eq!(rel(detached.id), None);
+        let t = rel(target.id).expect("a running copy is a relationship");
+        assert_eq!((t.tag.copy_state, t.tag.progress_status), (2, 6));
+        assert_eq!(rel(src.id), None);
+
+        storage.delete_volume(src.id).expect("delete source");
+        let snap = Snapshot::take(&storage);
+        let plain_now = snap.volume(plain.id).expect("snapshot survives").1;
+        assert_eq!(
+            relationship(&snap, plain_now),
+            None,
+            "no relationship without a source"
+        );
+    }
+
+    #[test]
     fn paths_parse_back() {
         let id = Identity {
             system_name: "S".into(),
