@@ -1,0 +1,277 @@
+//! The daemon's configuration: a TOML file (all sections optional) merged with BRIEF-defined defaults.
+//!
+//! ```toml
+//! [[pool]]
+//! name = "pool0"
+//! path = "pool0.img"        # relative paths are inside the data directory; a block device works too
+//! size = "16GiB"            # only used when the file does not exist yet
+//!
+//! [listen]
+//! smis_http = "127.0.0.1:5988"   # "" disables a listener; port 0 picks a free one
+//! smis_https = "127.0.0.1:5989"
+//! nbd = "127.0.0.1:10809"
+//!
+//! [auth]
+//! user = "admin"
+//! password = "secret"
+//!
+//! [tls]
+//! cert = "/etc/cairn/cert.pem"
+//! key = "/etc/cairn/key.pem"
+//! names = ["node1.example.com"]
+//!
+//! [engine]
+//! commit_interval_ms = 1000      # 0 = commit only on flush and on volume operations
+//! node_cache_mib = 64
+//!
+//! [nbd]
+//! allow_insecure = false         # serve NBD without TLS on a non-loopback address
+//! ```
+//!
+//! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
+//! are unique.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::size::parse_size_bytes;
+
+/// Size of the pool created on a first start with no pool configured.
+pub const DEFAULT_POOL_SIZE_BYTES: u64 = 16 << 30;
+pub const DEFAULT_POOL_NAME: &str = "pool0";
+pub const DEFAULT_SMIS_HTTP: &str = "127.0.0.1:5988";
+pub const DEFAULT_SMIS_HTTPS: &str = "127.0.0.1:5989";
+pub const DEFAULT_NBD: &str = "127.0.0.1:10809";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    pool: Vec<RawPool>,
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    engine: RawEngine,
+    #[serde(default)]
+    nbd: RawNbd,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: String,
+    path: PathBuf,
+    size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    smis_http: Option<String>,
+    smis_https: Option<String>,
+    nbd: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    user: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    names: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    commit_interval_ms: Option<u64>,
+    node_cache_mib: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNbd {
+    #[serde(default)]
+    allow_insecure: bool,
+}
+
+/// One pool the daemon opens (or creates on first start).
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    pub path: PathBuf,
+    pub create_size_bytes: u64,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub pools: Vec<PoolConfig>,
+    pub smis_http: Option<SocketAddr>,
+    pub smis_https: Option<SocketAddr>,
+    pub nbd: Option<SocketAddr>,
+    pub auth_user: Option<String>,
+    pub auth_password: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_names: Vec<String>,
+    pub commit_interval: Option<Duration>,
+    pub node_cache_bytes: usize,
+    pub nbd_allow_insecure: bool,
+}
+
+impl Config {
+    /// Reads `file` (if given) and fills in the defaults for `data_dir`.
+    pub fn load(data_dir: &Path, file: Option<&Path>) -> Result<Config> {
+        let raw = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("Cannot read config file {}", path.display()))?;
+                toml::from_str::<RawConfig>(&text)
+                    .with_context(|| format!("Invalid config file {}", path.display()))?
+            }
+            None => RawConfig::default(),
+        };
+        Self::resolve(data_dir, raw)
+    }
+
+    fn resolve(data_dir: &Path, raw: RawConfig) -> Result<Config> {
+        let data_dir = absolute(data_dir)?;
+        let pools = resolve_pools(&data_dir, raw.pool)?;
+        let engine_interval_ms = raw.engine.commit_interval_ms.unwrap_or(1000);
+        Ok(Config {
+            pools,
+            smis_http: listen_addr(raw.listen.smis_http, DEFAULT_SMIS_HTTP, "smis_http")?,
+            smis_https: listen_addr(raw.listen.smis_https, DEFAULT_SMIS_HTTPS, "smis_https")?,
+            nbd: listen_addr(raw.listen.nbd, DEFAULT_NBD, "nbd")?,
+            auth_user: raw.auth.user,
+            auth_password: raw.auth.password,
+            tls_cert: raw.tls.cert.map(|p| data_dir.join(p)),
+            tls_key: raw.tls.key.map(|p| data_dir.join(p)),
+            tls_names: raw.tls.names,
+            commit_interval: (engine_interval_ms > 0)
+                .then(|| Duration::from_millis(engine_interval_ms)),
+            node_cache_bytes: usize::try_from(raw.engine.node_cache_mib.unwrap_or(64) << 20)
+                .context("node_cache_mib is too large")?,
+            nbd_allow_insecure: raw.nbd.allow_insecure,
+            data_dir,
+        })
+    }
+}
+
+fn resolve_pools(data_dir: &Path, raw: Vec<RawPool>) -> Result<Vec<PoolConfig>> {
+    if raw.is_empty() {
+        return Ok(vec![PoolConfig {
+            name: DEFAULT_POOL_NAME.to_string(),
+            path: data_dir.join(format!("{DEFAULT_POOL_NAME}.img")),
+            create_size_bytes: DEFAULT_POOL_SIZE_BYTES,
+        }]);
+    }
+    let mut pools: Vec<PoolConfig> = Vec::with_capacity(raw.len());
+    for pool in raw {
+        if pools.iter().any(|p| p.name == pool.name) {
+            bail!("Pool name '{}' appears twice in the config", pool.name);
+        }
+        let create_size_bytes = match &pool.size {
+            Some(text) => parse_size_bytes(text)?,
+            None => DEFAULT_POOL_SIZE_BYTES,
+        };
+        pools.push(PoolConfig {
+            path: data_dir.join(&pool.path),
+            name: pool.name,
+            create_size_bytes,
+        });
+    }
+    Ok(pools)
+}
+
+fn listen_addr(value: Option<String>, default: &str, key: &str) -> Result<Option<SocketAddr>> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.trim()
+        .parse()
+        .map(Some)
+        .with_context(|| format!("listen.{key} '{text}' is not an address such as 127.0.0.1:5988"))
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .context("Cannot read the current directory")?
+        .join(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::resolve(Path::new("/data"), toml::from_str(text)?)
+    }
+
+    #[test]
+    fn defaults_give_one_pool_on_loopback() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.pools.len(), 1);
+        assert_eq!(cfg.pools[0].path, Path::new("/data/pool0.img"));
+        assert_eq!(cfg.pools[0].create_size_bytes, 16 << 30);
+        assert_eq!(cfg.smis_http, Some("127.0.0.1:5988".parse().unwrap()));
+        assert_eq!(cfg.smis_https, Some("127.0.0.1:5989".parse().unwrap()));
+        assert_eq!(cfg.nbd, Some("127.0.0.1:10809".parse().unwrap()));
+        assert_eq!(cfg.commit_interval, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn pools_listeners_and_engine() {
+        let cfg = parse(
+            r#"
+            [[pool]]
+            name = "fast"
+            path = "/dev/loop7"
+            [[pool]]
+            name = "slow"
+            path = "slow.img"
+            size = "1GiB"
+            [listen]
+            smis_https = ""
+            nbd = "127.0.0.1:0"
+            [engine]
+            commit_interval_ms = 0
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.pools[0].path, Path::new("/dev/loop7"));
+        assert_eq!(cfg.pools[1].path, Path::new("/data/slow.img"));
+        assert_eq!(cfg.pools[1].create_size_bytes, 1 << 30);
+        assert_eq!(cfg.smis_https, None);
+        assert_eq!(cfg.nbd, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(cfg.commit_interval, None);
+    }
+
+    #[test]
+    fn rejects_duplicates_and_unknown_keys() {
+        assert!(parse("[[pool]]\nname='a'\npath='x'\n[[pool]]\nname='a'\npath='y'").is_err());
+        assert!(parse("[listen]\nsmtp = '1'").is_err());
+        assert!(parse("[listen]\nnbd = 'nowhere'").is_err());
+    }
+}

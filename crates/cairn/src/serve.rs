@@ -1,0 +1,257 @@
+//! `cairn serve`: the daemon. Opens (or on first start creates) the configured pools, serves their
+//! volumes over NBD and the array over SMI-S, writes the bound addresses to `DATA_DIR/listen.json`,
+//! and on SIGINT/SIGTERM stops accepting, lets requests in flight finish, commits and closes every
+//! pool, then exits 0.
+//!
+//! Invariants: a pool another process holds is refused (the device lock), never shared; listen.json
+//! is written atomically and only once every listener is bound, so a reader never sees a partial
+//! file or an address that is not yet accepting.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use cairn_engine::{ErrorKind, Pool, PoolOptions, Storage};
+use serde_json::json;
+use tracing::{info, warn};
+
+use cairn_smis::{ArrayOptions, ArrayProvider, Credentials, SmisServerConfig, SmisServerHandle};
+
+use crate::config::{Config, PoolConfig};
+use crate::device::open_device;
+use crate::ServeArgs;
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    init_logging();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("Cannot create data directory {}", args.data_dir.display()))?;
+    let config = Config::load(&args.data_dir, args.config.as_deref())?;
+    let storage = Arc::new(open_storage(&config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cairn-serve")
+        .build()
+        .context("Cannot start the async runtime")?;
+    let served = runtime.block_on(serve(&config, storage.clone()));
+    let closed = storage.close().context("Closing the pools failed");
+    let _ = std::fs::remove_file(listen_file(&config.data_dir));
+    served.and(closed)?;
+    info!("stopped");
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn engine_options(config: &Config) -> PoolOptions {
+    PoolOptions {
+        commit_interval: config.commit_interval,
+        node_cache_bytes: config.node_cache_bytes,
+    }
+}
+
+fn open_storage(config: &Config) -> Result<Storage> {
+    let storage = Storage::new();
+    for pool_config in &config.pools {
+        let pool = open_or_create_pool(pool_config, engine_options(config))?;
+        let info = pool.info();
+        info!(
+            pool = %info.name,
+            path = %pool_config.path.display(),
+            size_bytes = info.size_bytes,
+            volumes = info.volume_count,
+            "pool open"
+        );
+        storage
+            .add_pool(pool)
+            .with_context(|| format!("Cannot add pool {}", pool_config.name))?;
+    }
+    Ok(storage)
+}
+
+/// Opens the pool at `cfg.path`; a missing file is created (sparse) and formatted as a new pool.
+/// An existing file or device that is not a Cairn pool is refused, never formatted.
+fn open_or_create_pool(cfg: &PoolConfig, opts: PoolOptions) -> Result<Arc<Pool>> {
+    let is_new = !cfg.path.exists();
+    if is_new {
+        if let Some(parent) = cfg.path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("Cannot create {}", parent.display()))?;
+        }
+        let dev = open_device(&cfg.path, Some(cfg.create_size_bytes))?;
+        info!(pool = %cfg.name, path = %cfg.path.display(), "creating pool");
+        return Pool::create(dev, &cfg.name, opts)
+            .with_context(|| format!("Cannot create pool {} on {}", cfg.name, cfg.path.display()));
+    }
+    let dev = open_device(&cfg.path, None)?;
+    let pool = match Pool::open(dev, opts) {
+        Ok(pool) => pool,
+        Err(err) if err.kind() == ErrorKind::NotAPool => bail!(
+            "{} is not a Cairn pool; create one with `cairn pool create {} --name {}`",
+            cfg.path.display(),
+            cfg.path.display(),
+            cfg.name
+        ),
+        Err(err) => {
+            return Err(err).with_context(|| format!("Cannot open pool {}", cfg.path.display()))
+        }
+    };
+    if pool.name() != cfg.name {
+        warn!(
+            configured = %cfg.name,
+            stored = %pool.name(),
+            path = %cfg.path.display(),
+            "pool file holds a pool of another name; using the stored name"
+        );
+    }
+    Ok(pool)
+}
+
+fn listen_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("listen.json")
+}
+
+/// Writes `listen.json` through a temporary file and a rename, so readers see all of it or none.
+fn write_listen_file(data_dir: &Path, value: &serde_json::Value) -> Result<()> {
+    let tmp = data_dir.join("listen.json.tmp");
+    std::fs::write(&tmp, format!("{value:#}\n"))
+        .with_context(|| format!("Cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, listen_file(data_dir)).context("Cannot publish listen.json")
+}
+
+async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
+    // Installed before anything is announced, so a signal sent right after "ready" is handled.
+    let signals = Signals::install()?;
+    let credentials = Credentials::resolve(
+        config.auth_user.clone(),
+        config.auth_password.clone(),
+        &config.data_dir,
+    )
+    .context("Cannot set up SMI-S credentials")?;
+    if let Some(password) = credentials.generated_password() {
+        // Printed once, at the start that generated it; kept (mode 0600) in DATA_DIR/credentials.
+        println!(
+            "SMI-S credentials: user {} password {password} (saved in {})",
+            credentials.user(),
+            config.data_dir.join("credentials").display()
+        );
+    }
+    let nbd = match config.nbd {
+        Some(addr) => Some(start_nbd(config, addr, storage.clone()).await?),
+        None => None,
+    };
+    let array = ArrayProvider::new(storage, array_options(config));
+    let smis = start_smis(config, credentials, &array).await?;
+
+    let mut listen = serde_json::Map::new();
+    listen.insert("pid".into(), json!(std::process::id()));
+    let addrs = [
+        ("nbd", nbd.as_ref().map(|h| h.local_addr())),
+        ("smis_http", smis.http_addr()),
+        ("smis_https", smis.https_addr()),
+    ];
+    for (key, addr) in addrs {
+        if let Some(addr) = addr {
+            listen.insert(key.into(), json!(addr.to_string()));
+        }
+    }
+    let listen = serde_json::Value::Object(listen);
+    write_listen_file(&config.data_dir, &listen)?;
+    info!(listen = %listen, "ready");
+    signals.wait().await;
+    info!("shutting down");
+    smis.shutdown().await;
+    if let Some(nbd) = nbd {
+        nbd.shutdown()
+            .await
+            .context("NBD server did not stop cleanly")?;
+    }
+    Ok(())
+}
+
+fn array_options(config: &Config) -> ArrayOptions {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let mut opts = ArrayOptions::new(format!(
+        "CAIRN-{}",
+        if host.is_empty() { "localhost" } else { &host }
+    ));
+    opts.jobs_path = Some(config.data_dir.join("jobs.json"));
+    opts
+}
+
+async fn start_smis(
+    config: &Config,
+    credentials: Credentials,
+    array: &Arc<ArrayProvider>,
+) -> Result<SmisServerHandle> {
+    let mut cfg = SmisServerConfig::new(credentials, config.data_dir.clone());
+    cfg.http_addr = config.smis_http;
+    cfg.https_addr = config.smis_https;
+    cfg.tls = tls_config(config);
+    cairn_smis::start(cfg, array.cim_server())
+        .await
+        .context("Cannot start the SMI-S server")
+}
+
+/// NBD on loopback is served in the clear; on any other address it requires STARTTLS with the
+/// daemon's certificate unless the config explicitly allows plain NBD.
+async fn start_nbd(
+    config: &Config,
+    addr: std::net::SocketAddr,
+    storage: Arc<Storage>,
+) -> Result<cairn_nbd::NbdServerHandle> {
+    let tls = if addr.ip().is_loopback() || config.nbd_allow_insecure {
+        None
+    } else {
+        Some(cairn_smis::load_or_create_tls(&tls_config(config))?)
+    };
+    let cfg = cairn_nbd::NbdServerConfig {
+        addr,
+        tls,
+        allow_insecure_non_loopback: config.nbd_allow_insecure,
+    };
+    cairn_nbd::start(cfg, storage)
+        .await
+        .with_context(|| format!("Cannot serve NBD on {addr}"))
+}
+
+fn tls_config(config: &Config) -> cairn_smis::TlsConfig {
+    cairn_smis::TlsConfig {
+        cert_path: config.tls_cert.clone(),
+        key_path: config.tls_key.clone(),
+        data_dir: config.data_dir.clone(),
+        san: config.tls_names.clone(),
+    }
+}
+
+/// SIGTERM and SIGINT, either of which stops the daemon.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("Cannot install SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("Cannot install SIGINT handler")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+    }
+}
