@@ -1,16 +1,16 @@
 //! End-to-end tests of copy jobs: Terminate and Kill stop a running copy and remove its target,
 //! refusals while a copy runs, a restart in the middle of a copy (the job ends as Exception and
-//! nothing is left in either pool), and concurrent clients.
+//! nothing is left in either pool), and concurrent clients while a host writes over NBD.
 
 mod provider_common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::process::Stdio;
 use std::time::Duration;
 
 use cairn_engine::{VolumeId, VolumeOptions};
 use provider_common::*;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 /// A 16 MiB fully written volume in pool0, copied at 2 MiB/s: a copy runs for about 8 s.
 async fn slow_array(dir: &std::path::Path) -> (Array, VolumeId) {
@@ -148,35 +148,46 @@ async fn a_restart_in_the_middle_of_a_copy_fails_the_job_and_leaks_nothing() {
     array.handle.shutdown().await;
 }
 
+/// NBD writes by qemu-io: `rounds` passes over the first `blocks` 4 KiB blocks of `export`, pass
+/// `r` filling every block with byte `0x10 + r`.
+async fn nbd_writes(port: u16, export: &str, blocks: u64, rounds: u8) {
+    let mut qemu = tokio::process::Command::new("/usr/bin/qemu-io")
+        .args(["-f", "raw", &format!("nbd://127.0.0.1:{port}/{export}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("qemu-io (apt-get install qemu-utils)");
+    let mut script = String::new();
+    for r in 0..rounds {
+        for b in 0..blocks {
+            script.push_str(&format!("write -P {:#x} {} 4k\n", 0x10 + r, b * 4096));
+        }
+    }
+    script.push_str("quit\n");
+    let mut stdin = qemu.stdin.take().expect("stdin");
+    stdin.write_all(script.as_bytes()).await.expect("commands");
+    drop(stdin);
+    assert!(qemu.wait().await.expect("qemu-io").success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_clients_snapshot_and_delete_while_writes_run() {
+async fn eight_clients_snapshot_and_delete_while_nbd_writes_run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let array = Array::start(
-        dir.path(),
-        open_storage(dir.path(), &[("pool0", 128 * MIB)]),
-    )
-    .await;
-    let (pool, src) = array
-        .storage
+    let storage = open_storage(dir.path(), &[("pool0", 128 * MIB), ("pool1", 64 * MIB)]);
+    let array = Array::start(dir.path(), storage.clone()).await;
+    let nbd_cfg = cairn_nbd::NbdServerConfig {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..cairn_nbd::NbdServerConfig::default()
+    };
+    let nbd = cairn_nbd::start(nbd_cfg, storage.clone())
+        .await
+        .expect("NBD server");
+    let (_, src) = storage
         .create_volume("pool0", "busy", 8 * MIB, VolumeOptions::default())
         .expect("volume");
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (pool, stop) = (pool.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut last = vec![0u8; 2048];
-            let mut round = 0u32;
-            while !stop.load(Ordering::Relaxed) || round < 2048 {
-                let block = u64::from(round % 2048);
-                let seed = (round / 2048 % 251) as u8 + 1;
-                pool.write(src.id, block * 4096, &pattern(seed, 4096))
-                    .expect("write");
-                last[block as usize] = seed;
-                round += 1;
-            }
-            last
-        })
-    };
+    let (blocks, rounds) = (256u64, 4u8);
+    let writer = tokio::spawn(nbd_writes(nbd.local_addr().port(), "busy", blocks, rounds));
     let url = array.url();
     let src_hex = src.id.to_string();
     let clients: Vec<_> = (0..8)
@@ -187,22 +198,34 @@ async fn eight_clients_snapshot_and_delete_while_writes_run() {
             })
         })
         .collect();
+    let copy = array
+        .py(
+            "provider_replica.py",
+            &["CreateElementReplica", &src_hex, "7", "busy copy", "pool1"],
+        )
+        .await;
+    assert_eq!(
+        (copy["rc"].clone(), copy["final"]["JobState"].clone()),
+        (json!(4096), json!(7)),
+        "{copy}"
+    );
     for c in clients {
         let d = c.await.expect("client");
         assert_eq!(d["codes"], json!(vec![0; 10]), "{d}");
     }
-    stop.store(true, Ordering::Relaxed);
-    let last = writer.join().expect("writer");
-    let data = read_all(&array.storage, src.id);
-    for (block, seed) in last.iter().enumerate() {
-        let got = &data[block * 4096..(block + 1) * 4096];
-        assert_eq!(
-            got,
-            &pattern(*seed, 4096)[..],
-            "block {block}: a write was lost"
+    writer.await.expect("writer");
+    let data = read_all(&storage, src.id);
+    let last = 0x10 + rounds - 1;
+    for b in 0..blocks as usize {
+        let block = &data[b * 4096..(b + 1) * 4096];
+        assert!(
+            block.iter().all(|x| *x == last),
+            "block {b}: an NBD write was lost"
         );
     }
-    assert_eq!(array.all_volumes().len(), 1, "every snapshot was returned");
+    let names: Vec<String> = array.all_volumes().into_iter().map(|v| v.name).collect();
+    assert_eq!(names.len(), 2, "every snapshot was returned: {names:?}");
+    nbd.shutdown().await.expect("NBD shutdown");
     array.assert_clean();
     array.handle.shutdown().await;
 }
