@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cairn_io::BlockDevice;
+use parking_lot::RwLock;
 
 use crate::cache::NodeCache;
 use crate::error::{corrupt, err, Error, ErrorKind, Result};
@@ -134,6 +135,9 @@ pub struct Meta {
     meta_cursor: u64,
     /// Data extents freed by this transaction, discarded once it is durable.
     pub freed_data: Vec<(u64, u64)>,
+    /// Held shared by data reads running outside the pool lock; the commit takes it exclusively
+    /// before blocks freed in the transaction become reusable.
+    pub io_gate: Arc<RwLock<()>>,
 }
 
 impl Meta {
@@ -155,6 +159,7 @@ impl Meta {
             pages: BTreeMap::new(),
             meta_cursor: 2,
             freed_data: Vec::new(),
+            io_gate: Arc::new(RwLock::new(())),
         }
     }
 
@@ -344,17 +349,24 @@ impl Meta {
         Ok(got)
     }
 
-    /// Gives back data blocks allocated in this transaction and never referenced.
+    /// Gives back data blocks allocated in this transaction and never mapped (nobody can be
+    /// reading them), reusable at once.
     pub fn unalloc_data(&mut self, runs: &[(u64, u64)]) {
         for &(s, l) in runs {
-            self.free(s, l, Use::Data)
+            self.free_inner(s, l, Use::Data, true)
                 .expect("blocks allocated in this transaction are loaded and set");
         }
     }
 
-    /// Frees blocks. Blocks allocated in this transaction are reusable at once; others are
-    /// reserved until the transaction is durable (reclamation rule).
+    /// Frees blocks. They are reserved until the transaction is durable (reclamation rule),
+    /// except metadata blocks allocated in this transaction, which nothing durable or in flight
+    /// can refer to. Data blocks always wait: a read running outside the pool lock may still be
+    /// reading them (the commit waits for such reads before releasing reserved blocks).
     pub fn free(&mut self, start: u64, len: u64, usage: Use) -> Result<()> {
+        self.free_inner(start, len, usage, usage == Use::Meta)
+    }
+
+    fn free_inner(&mut self, start: u64, len: u64, usage: Use, fresh_at_once: bool) -> Result<()> {
         for b in start..start + len {
             if b >= self.device_blocks {
                 return Err(corrupt(format!("freeing block {b} past the device end")));
@@ -369,7 +381,7 @@ impl Meta {
             set_bit(&mut pg.bits, i, false);
             pg.free += 1;
             pg.dirty = true;
-            if bit(&pg.fresh, i) {
+            if fresh_at_once && bit(&pg.fresh, i) {
                 // Never durable: reusable at once, so not discarded after the commit either.
                 set_bit(&mut pg.fresh, i, false);
             } else {
@@ -504,6 +516,9 @@ impl Meta {
     }
 
     fn after_commit(&mut self, sb: Superblock) {
+        // Reads that looked up their blocks before this point finish before any block freed in
+        // the transaction can be reused.
+        drop(self.io_gate.write());
         self.durable = sb;
         for (addr, node) in self.dirty.drain() {
             self.cache.insert(addr, node);
@@ -621,13 +636,19 @@ mod tests {
     }
 
     #[test]
-    fn blocks_allocated_and_freed_in_one_transaction_are_reusable_at_once() {
+    fn never_mapped_data_blocks_are_reusable_at_once_mapped_ones_wait() {
         let mut m = meta(2048);
         let run = m.alloc_data(8, 100).unwrap();
         assert_eq!(run, vec![(100, 8)], "contiguous run at the hint");
         assert!(m.is_fresh(103).unwrap());
-        m.free(100, 8, Use::Data).unwrap();
+        m.unalloc_data(&run);
         assert!(m.freed_data.is_empty(), "never durable, nothing to discard");
+        assert_eq!(m.alloc_data(8, 100).unwrap(), vec![(100, 8)]);
+        // Freed after being mapped (a reader may hold it): waits for the commit.
+        m.free(100, 8, Use::Data).unwrap();
+        assert_eq!(m.alloc_data(8, 100).unwrap(), vec![(108, 8)]);
+        m.commit(m.durable.clone()).unwrap();
+        assert_eq!(m.freed_data, vec![], "discarded after the commit");
         assert_eq!(m.alloc_data(8, 100).unwrap(), vec![(100, 8)]);
     }
 

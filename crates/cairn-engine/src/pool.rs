@@ -1,7 +1,9 @@
 //! A pool: volumes, snapshots and their data on one device, with commits and background work.
 //!
-//! Concurrency: one mutex over the whole state (metadata and the data I/O done under it), so a
-//! write acknowledged before `snapshot()` begins is in the snapshot and one started after is not.
+//! Concurrency: one mutex over the whole state; writes do their data I/O under it, so a write
+//! acknowledged before `snapshot()` begins is in the snapshot and one started after is not.
+//! Reads look their blocks up under it and read the device after releasing it, holding the
+//! shared I/O gate that every commit takes exclusively before freed blocks become reusable.
 //! A background thread commits while dirty every `commit_interval` and reclaims deleted volumes
 //! in bounded transactions.
 //!
@@ -30,6 +32,7 @@ use crate::format::{
     VOLUME_RECORD_BYTES,
 };
 use crate::limits::*;
+use crate::mapping::Piece;
 use crate::meta::Meta;
 use crate::node::TreeKind;
 use crate::types::{Extent, PoolInfo, PoolOptions, VolumeId, VolumeInfo, VolumeOptions};
@@ -496,10 +499,33 @@ impl Pool {
             .map(info_of)
     }
 
+    /// Reads data. The mapping is looked up under the pool lock; the device reads run after it
+    /// is released, under the shared I/O gate, so blocks they read cannot be reused meanwhile.
     pub fn read(&self, id: VolumeId, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            let st = self.live()?;
+            st.io_target(id, offset, 0, false)?;
+            return Ok(());
+        }
+        let vs = offset / BS;
+        let ve = (offset + buf.len() as u64).div_ceil(BS);
         let mut st = self.live()?;
         let seq = st.io_target(id, offset, buf.len() as u64, false)?;
-        st.read_bytes(seq, offset, buf)
+        let root = st.vols[&seq].root;
+        let pieces = st.meta.map_lookup(root, vs, ve)?;
+        let dev = st.meta.dev.clone();
+        let gate = st.meta.io_gate.clone();
+        let _shared = gate.read();
+        drop(st);
+        if offset % BS == 0 && buf.len() as u64 % BS == 0 {
+            return read_pieces(dev.as_ref(), vs, &pieces, buf);
+        }
+        let mut tmp = vec![0u8; ((ve - vs) * BS) as usize];
+        read_pieces(dev.as_ref(), vs, &pieces, &mut tmp)?;
+        let skip = (offset - vs * BS) as usize;
+        let n = buf.len();
+        buf.copy_from_slice(&tmp[skip..skip + n]);
+        Ok(())
     }
 
     pub fn write(&self, id: VolumeId, offset: u64, data: &[u8]) -> Result<()> {
@@ -874,41 +900,10 @@ impl State {
 
     // ---- data path --------------------------------------------------------------------------
 
-    fn read_bytes(&mut self, seq: u64, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let vs = offset / BS;
-        let ve = (offset + buf.len() as u64).div_ceil(BS);
-        if offset % BS == 0 && buf.len() as u64 % BS == 0 {
-            return self.read_blocks(seq, vs, ve, buf);
-        }
-        let mut tmp = vec![0u8; ((ve - vs) * BS) as usize];
-        self.read_blocks(seq, vs, ve, &mut tmp)?;
-        let skip = (offset - vs * BS) as usize;
-        let n = buf.len();
-        buf.copy_from_slice(&tmp[skip..skip + n]);
-        Ok(())
-    }
-
     fn read_blocks(&mut self, seq: u64, vs: u64, ve: u64, out: &mut [u8]) -> Result<()> {
         let root = self.vols[&seq].root;
         let pieces = self.meta.map_lookup(root, vs, ve)?;
-        let mut cursor = vs;
-        for (v, p, n) in pieces {
-            let at = ((cursor - vs) * BS) as usize;
-            let to = ((v - vs) * BS) as usize;
-            out[at..to].fill(0);
-            let end = to + (n * BS) as usize;
-            self.meta
-                .dev
-                .read_at(p * BS, &mut out[to..end])
-                .map_err(|e| Error::io(format!("read data block {p}"), e))?;
-            cursor = v + n;
-        }
-        let at = ((cursor - vs) * BS) as usize;
-        out[at..].fill(0);
-        Ok(())
+        read_pieces(self.meta.dev.as_ref(), vs, &pieces, out)
     }
 
     /// Writes bytes at a logical-block-aligned offset. Partial 4 KiB blocks at either end are
@@ -1094,6 +1089,23 @@ impl State {
         })?;
         self.commit()
     }
+}
+
+/// Fills `out` (virtual blocks from `vs`) from the mapped pieces, zeros elsewhere.
+fn read_pieces(dev: &dyn BlockDevice, vs: u64, pieces: &[Piece], out: &mut [u8]) -> Result<()> {
+    let mut cursor = vs;
+    for &(v, p, n) in pieces {
+        let at = ((cursor - vs) * BS) as usize;
+        let to = ((v - vs) * BS) as usize;
+        out[at..to].fill(0);
+        let end = to + (n * BS) as usize;
+        dev.read_at(p * BS, &mut out[to..end])
+            .map_err(|e| Error::io(format!("read data block {p}"), e))?;
+        cursor = v + n;
+    }
+    let at = ((cursor - vs) * BS) as usize;
+    out[at..].fill(0);
+    Ok(())
 }
 
 /// Lays the allocated runs over the virtual runs that need blocks, in order.
