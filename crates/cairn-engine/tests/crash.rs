@@ -17,8 +17,8 @@ const BS: usize = 4096;
 const POOL_BYTES: u64 = 16 << 20;
 const VOL_BLOCKS: usize = 96;
 
-/// Volume name -> contents (block-granular).
-type State = BTreeMap<String, Vec<Vec<u8>>>;
+/// Volume name -> contents.
+type State = BTreeMap<String, Vec<u8>>;
 
 fn opts() -> PoolOptions {
     PoolOptions {
@@ -48,14 +48,19 @@ fn run_workload(seed: u64) -> Workload {
     let mut live: State = BTreeMap::new();
     let mut ids = BTreeMap::new();
     let mut marks = vec![(dev.ops_len(), pool.info().generation, live.clone())];
-    for name in ["a", "b"] {
+    for (name, lbs) in [("a", 4096u32), ("b", 4096), ("c", 512)] {
+        let o = VolumeOptions {
+            logical_block_size: lbs,
+            ..VolumeOptions::default()
+        };
         let v = pool
-            .create_volume(name, (VOL_BLOCKS * BS) as u64, VolumeOptions::default())
+            .create_volume(name, (VOL_BLOCKS * BS) as u64, o)
             .expect("create volume");
         ids.insert(name.to_string(), v.id);
-        live.insert(name.to_string(), vec![vec![0u8; BS]; VOL_BLOCKS]);
+        live.insert(name.to_string(), vec![0u8; VOL_BLOCKS * BS]);
         marks.push((dev.ops_len(), pool.info().generation, live.clone()));
     }
+    let mut grown = false;
     let mut snaps = 0;
     for _ in 0..70 {
         let writable: Vec<String> = live.keys().cloned().collect();
@@ -64,14 +69,17 @@ fn run_workload(seed: u64) -> Workload {
         let roll = rng.gen_range(0..100);
         let committed = match roll {
             0..=54 => {
-                let start = rng.gen_range(0..VOL_BLOCKS);
-                let n = rng.gen_range(1..=8.min(VOL_BLOCKS - start));
-                let blocks: Vec<Vec<u8>> = (0..n).map(|_| block_of(&mut rng)).collect();
-                pool.write(id, (start * BS) as u64, &blocks.concat())
-                    .expect("write");
-                for (i, b) in blocks.into_iter().enumerate() {
-                    live.get_mut(&name).unwrap()[start + i] = b;
-                }
+                // Whole blocks, or 512-byte sectors on the 512-byte volume (read-modify-write).
+                let unit = if name == "c" { 512 } else { BS };
+                let units = VOL_BLOCKS * BS / unit;
+                let start = rng.gen_range(0..units);
+                let n = rng.gen_range(1..=(8 * BS / unit).min(units - start));
+                let data: Vec<u8> = (0..n)
+                    .flat_map(|_| block_of(&mut rng)[..unit].to_vec())
+                    .collect();
+                pool.write(id, (start * unit) as u64, &data).expect("write");
+                live.get_mut(&name).unwrap()[start * unit..(start + n) * unit]
+                    .copy_from_slice(&data);
                 false
             }
             55..=62 => {
@@ -79,16 +87,20 @@ fn run_workload(seed: u64) -> Workload {
                 let n = rng.gen_range(1..=16.min(VOL_BLOCKS - start));
                 pool.trim(id, (start * BS) as u64, (n * BS) as u64)
                     .expect("trim");
-                for b in &mut live.get_mut(&name).unwrap()[start..start + n] {
-                    b.fill(0);
-                }
+                live.get_mut(&name).unwrap()[start * BS..(start + n) * BS].fill(0);
                 false
+            }
+            63..=64 if !grown => {
+                grown = true;
+                dev.set_size(POOL_BYTES + (4 << 20));
+                pool.grow().expect("grow");
+                true
             }
             63..=79 => {
                 pool.flush().expect("flush");
                 true
             }
-            80..=89 if live.len() < 6 => {
+            80..=89 if live.len() < 7 => {
                 snaps += 1;
                 let sname = format!("snap{snaps}");
                 let s = pool
@@ -99,7 +111,7 @@ fn run_workload(seed: u64) -> Workload {
                 live.insert(sname, contents);
                 true
             }
-            90..=94 if live.len() > 2 && name.starts_with("snap") => {
+            90..=94 if name.starts_with("snap") => {
                 pool.delete_volume(id).expect("delete");
                 pool.wait_reclaim().expect("reclaim");
                 live.remove(&name);
@@ -167,7 +179,7 @@ fn verify_image(w: &Workload, point: CrashPoint) {
         let mut buf = vec![0u8; VOL_BLOCKS * BS];
         pool.read(v.id, 0, &mut buf).expect("read");
         assert!(
-            buf == want[&v.name].concat(),
+            buf == want[&v.name],
             "{ctx}: volume {} differs at generation {gen}",
             v.name
         );

@@ -22,6 +22,8 @@ struct Params {
     volume_blocks_max: u64,
     big_write_p: f64,
     big_write_units: u64,
+    /// Background commits racing the operations (None: commits only on flush and operations).
+    commit_interval_ms: Option<u64>,
 }
 
 /// The shape of the first runs (seed 1 found the discard-after-reuse bug with it).
@@ -30,6 +32,7 @@ const FIRST: Params = Params {
     volume_blocks_max: 2048,
     big_write_p: 0.1,
     big_write_units: 512,
+    commit_interval_ms: None,
 };
 
 /// Larger writes and volumes than the pool holds, so `NoSpace` happens.
@@ -38,6 +41,13 @@ const TIGHT: Params = Params {
     volume_blocks_max: 4096,
     big_write_p: 0.15,
     big_write_units: 2048,
+    commit_interval_ms: None,
+};
+
+/// `TIGHT` with a background commit every millisecond.
+const BUSY: Params = Params {
+    commit_interval_ms: Some(1),
+    ..TIGHT
 };
 
 #[derive(Clone)]
@@ -133,9 +143,11 @@ struct Harness {
     ops: u64,
 }
 
-fn opts() -> PoolOptions {
+fn opts(params: &Params) -> PoolOptions {
     PoolOptions {
-        commit_interval: None,
+        commit_interval: params
+            .commit_interval_ms
+            .map(std::time::Duration::from_millis),
         node_cache_bytes: 2 << 20,
     }
 }
@@ -156,7 +168,7 @@ fn pattern(rng: &mut SmallRng, len: usize) -> Vec<u8> {
 impl Harness {
     fn new(seed: u64, params: Params) -> Harness {
         let dev = Arc::new(MemDevice::new(params.pool_bytes));
-        let pool = Pool::create(dev.clone(), "model", opts()).expect("create pool");
+        let pool = Pool::create(dev.clone(), "model", opts(&params)).expect("create pool");
         let mut h = Harness {
             seed,
             params,
@@ -279,7 +291,7 @@ impl Harness {
 
     fn reopen(&mut self) {
         self.pool.close().expect("close");
-        self.pool = Pool::open(self.dev.clone(), opts()).expect("reopen");
+        self.pool = Pool::open(self.dev.clone(), opts(&self.params)).expect("reopen");
         self.pool.wait_reclaim().expect("reclaim");
         self.check();
         self.verify_all();
@@ -546,7 +558,8 @@ fn run(seed: u64, steps: u64, params: Params) {
     );
 }
 
-/// Random seeds (printed; `CAIRN_MODEL_SEED=N` replays from seed N) on a tight pool.
+/// Random seeds (printed; `CAIRN_MODEL_SEED=N` replays from seed N) on a tight pool with
+/// background commits racing the operations.
 #[test]
 fn model_random_seeds() {
     let base: u64 = std::env::var("CAIRN_MODEL_SEED")
@@ -554,7 +567,7 @@ fn model_random_seeds() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     for k in 0..5 {
-        run(base.wrapping_add(k), 9_000, TIGHT);
+        run(base.wrapping_add(k), 9_000, BUSY);
     }
 }
 
@@ -588,6 +601,7 @@ fn model_seed_10() {
             volume_blocks_max: 4096,
             big_write_p: 0.15,
             big_write_units: 2048,
+            commit_interval_ms: None,
         },
     );
 }
