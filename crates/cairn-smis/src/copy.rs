@@ -90,27 +90,29 @@ pub fn spawn(storage: Arc<Storage>, jobs: Arc<Jobs>, plan: CopyPlan) -> std::io:
 
 fn run(storage: &Storage, jobs: &Jobs, plan: &CopyPlan) {
     let outcome = copy_all(jobs, plan).and_then(|()| complete(storage, plan).map_err(Stop::from));
-    match outcome {
+    let (state, why) = match outcome {
         Ok(()) => {
             tracing::info!(job = plan.job, "copy completed");
             jobs.finish(plan.job, JOB_STATE_COMPLETED, None);
+            return;
         }
-        Err(Stop::Requested(state)) => {
-            tracing::info!(job = plan.job, state, "copy stopped on request");
-            discard(storage, plan);
-            jobs.finish(
-                plan.job,
-                state,
-                Some("The copy was stopped on request; its target was removed".into()),
-            );
-        }
-        Err(Stop::Failed(r)) => {
-            tracing::warn!(job = plan.job, "copy failed: {}", r.reason);
-            discard(storage, plan);
-            let text = format!("The copy failed and its target was removed: {}", r.reason);
-            jobs.finish(plan.job, JOB_STATE_EXCEPTION, Some(text));
-        }
-    }
+        Err(Stop::Requested(JOB_STATE_EXCEPTION)) => (
+            JOB_STATE_EXCEPTION,
+            "Interrupted: the daemon is stopping".to_owned(),
+        ),
+        Err(Stop::Requested(state)) => (state, "The copy was stopped on request".to_owned()),
+        Err(Stop::Failed(r)) => (
+            JOB_STATE_EXCEPTION,
+            format!("The copy failed: {}", r.reason),
+        ),
+    };
+    tracing::info!(job = plan.job, state, "copy ended: {why}");
+    let fate = if discard(storage, plan) {
+        "its target was removed"
+    } else {
+        "its target will be removed at the next start"
+    };
+    jobs.finish(plan.job, state, Some(format!("{why}; {fate}")));
 }
 
 fn percent(done: u64, total: u64) -> u16 {
@@ -186,15 +188,19 @@ fn complete(storage: &Storage, plan: &CopyPlan) -> cairn_engine::Result<()> {
     Ok(())
 }
 
-/// Removes the target and the internal snapshot of a copy that did not complete.
-pub fn discard(storage: &Storage, plan: &CopyPlan) {
+/// Removes the target and the internal snapshot of a copy that did not complete; false if one of
+/// them could not be removed now (it is tagged, so the next start removes it).
+pub fn discard(storage: &Storage, plan: &CopyPlan) -> bool {
+    let mut all = true;
     for id in [plan.target, plan.pit] {
         if let Err(e) = storage.delete_volume(id) {
             if e.kind() != cairn_engine::ErrorKind::NotFound {
                 tracing::warn!(job = plan.job, "cannot delete copy volume {id}: {e}");
+                all = false;
             }
         }
     }
+    all
 }
 
 /// After a start: ends the jobs a restart interrupted and removes what their copies left.

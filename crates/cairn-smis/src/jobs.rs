@@ -258,6 +258,24 @@ impl Jobs {
         }
     }
 
+    /// Asks every running job to stop with final state `state` and waits up to `wait` for all of
+    /// them; true if none is running any more.
+    pub fn stop_all(&self, state: u16, wait: Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        let mut t = self.table.lock();
+        for j in t.jobs.iter_mut().filter(|j| !j.is_finished()) {
+            j.stop_requested = Some(state);
+        }
+        loop {
+            if t.jobs.iter().all(|j| j.is_finished()) {
+                return true;
+            }
+            if self.changed.wait_until(&mut t, deadline).timed_out() {
+                return false;
+            }
+        }
+    }
+
     /// Waits until job `id` is no longer running (or `timeout` passes); true if it has finished
     /// or is unknown.
     pub fn wait_finished(&self, id: u64, timeout: Duration) -> bool {

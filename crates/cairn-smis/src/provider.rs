@@ -127,6 +127,14 @@ impl ArrayProvider {
         self.identity.system_path()
     }
 
+    /// Stops the running copies before the daemon closes its pools: each ends as Exception
+    /// ("Interrupted: the daemon is stopping") with its target and internal snapshot removed.
+    /// Waits up to `wait`; true if no copy is running any more. Copies still running when the
+    /// pools close fail on their own, and the next start removes what they leave.
+    pub fn shutdown(&self, wait: Duration) -> bool {
+        self.jobs.stop_all(crate::jobs::JOB_STATE_EXCEPTION, wait)
+    }
+
     /// The job table (e.g. to wait for a job in tests or at shutdown).
     pub fn jobs(&self) -> &Arc<Jobs> {
         &self.jobs

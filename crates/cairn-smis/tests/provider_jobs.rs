@@ -329,3 +329,32 @@ async fn a_target_pool_filling_up_fails_the_job_cleanly() {
     array.assert_clean();
     array.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_fails_running_copies_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (array, src) = slow_array(dir.path()).await;
+    let s = array
+        .py(
+            "provider_start.py",
+            &[&src.to_string(), "cut short", "pool1"],
+        )
+        .await;
+    assert_eq!(s["rc"], 4096, "{s}");
+    assert!(array.provider.shutdown(Duration::from_secs(30)));
+    let job = array
+        .provider
+        .jobs()
+        .get(job_number(&s["job"]))
+        .expect("job");
+    assert_eq!(job.state, 10, "{job:?}");
+    let text = job.error.as_deref().unwrap_or_default();
+    assert!(
+        text.contains("daemon is stopping") && text.contains("target was removed"),
+        "{job:?}"
+    );
+    assert!(array.storage.find_volume("cut short").is_none());
+    assert!(array.all_volumes().iter().all(|v| !v.hidden));
+    array.assert_clean();
+    array.handle.shutdown().await;
+}
