@@ -416,9 +416,17 @@ pub(crate) mod tests {
         m
     }
 
+    /// A valid refcount value (length >= 1, count >= 2) derived from its inputs.
     fn val(k: u64, salt: u64) -> Vec<u8> {
         let mut v = vec![0u8; 8];
-        v.copy_from_slice(&(k ^ salt).to_le_bytes());
+        v[..4].copy_from_slice(&(1 + ((k ^ salt) % 1000) as u32).to_le_bytes());
+        v[4..].copy_from_slice(&(2 + (salt % 5) as u32).to_le_bytes());
+        v
+    }
+
+    fn space_val(n: u64) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&(n % 100_000).to_le_bytes());
         v
     }
 
@@ -536,8 +544,8 @@ pub(crate) mod tests {
         for step in 0..200_000u64 {
             let k = rng.gen_range(0..1_000_000u64);
             if rng.gen_bool(0.7) {
-                root = m.insert(kind, root, k, &[step as u8; 16]).unwrap();
-                model.insert(k, vec![step as u8; 16]);
+                root = m.insert(kind, root, k, &space_val(step)).unwrap();
+                model.insert(k, space_val(step).to_vec());
             } else {
                 let (r, old) = m.remove(kind, root, k).unwrap();
                 root = r;

@@ -71,6 +71,13 @@ impl CheckReport {
 /// Checks the pool on `dev` (offline: nothing else may use the device meanwhile).
 pub fn check_device(dev: Arc<dyn BlockDevice>) -> Result<CheckReport> {
     let sb = crate::pool::read_superblock(dev.as_ref())?;
+    if sb.device_blocks > dev.size_bytes() / BLOCK_SIZE_BYTES {
+        return Err(crate::error::corrupt(format!(
+            "superblock names {} blocks, the device holds {}",
+            sb.device_blocks,
+            dev.size_bytes() / BLOCK_SIZE_BYTES
+        )));
+    }
     Ok(Checker::new(dev, sb).run())
 }
 

@@ -396,10 +396,11 @@ impl Meta {
                 }
             }
         }
-        self.allocated_blocks -= len;
+        // Saturating: the counters come from disk; `check` reports any disagreement.
+        self.allocated_blocks = self.allocated_blocks.saturating_sub(len);
         match usage {
-            Use::Data => self.data_blocks -= len,
-            Use::Meta => self.meta_blocks -= len,
+            Use::Data => self.data_blocks = self.data_blocks.saturating_sub(len),
+            Use::Meta => self.meta_blocks = self.meta_blocks.saturating_sub(len),
         }
         Ok(())
     }

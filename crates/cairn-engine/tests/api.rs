@@ -592,3 +592,40 @@ fn concurrent_reads_never_see_reused_blocks() {
     }
     assert!(p.check().unwrap().is_clean());
 }
+
+/// On a pool whose data space is exhausted, writes fail with NoSpace one by one while trim,
+/// snapshot delete and volume delete still succeed and give the space back.
+#[test]
+fn a_full_pool_still_deletes_and_trims() {
+    let (_dev, p) = pool(16 * MIB);
+    let a = vol(&p, "a", 64 * MIB);
+    let chunk = vec![1u8; 256 * 1024];
+    let mut written = 0u64;
+    while p.write(a, written, &chunk).is_ok() {
+        written += chunk.len() as u64;
+    }
+    assert!(written > 8 * MIB, "most of the pool took data: {written}");
+    let snap = p.snapshot(a, "a@1", VolumeOptions::default()).unwrap();
+    // Overwrite the shared data block by block until nothing is left.
+    let mut failures = 0;
+    for b in 0..written / 4096 {
+        if let Err(e) = p.write(a, b * 4096, &[2u8; 4096]) {
+            assert_eq!(e.kind(), ErrorKind::NoSpace);
+            failures += 1;
+        }
+    }
+    assert!(failures > 0);
+    let info = p.info();
+    assert!(info.data_bytes_free < 64 * 1024, "{info:?}");
+    p.trim(a, 0, MIB).unwrap();
+    p.delete_volume(snap.id).unwrap();
+    p.wait_reclaim().unwrap();
+    assert!(p.check().unwrap().is_clean());
+    p.write(a, 0, &[3u8; 4096]).unwrap();
+    p.delete_volume(a).unwrap();
+    p.wait_reclaim().unwrap();
+    let info = p.info();
+    assert_eq!(info.data_bytes_used, 0);
+    assert!(info.data_bytes_free > 8 * MIB);
+    assert!(p.check().unwrap().is_clean());
+}
