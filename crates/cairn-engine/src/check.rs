@@ -94,14 +94,20 @@ enum Role {
     Data,
 }
 
+/// Per-block state is kept in flat vectors (a few bytes per block), paths only for metadata.
 struct Checker {
     dev: Arc<dyn BlockDevice>,
     sb: Superblock,
     findings: Vec<Finding>,
-    /// Role and a path for every block in use.
-    roles: HashMap<u64, (Role, String)>,
+    /// Role code of every block in use (0: none).
+    roles: Vec<u8>,
+    /// Path of every metadata block in use.
+    paths: HashMap<u64, String>,
+    /// For data blocks: index into `volume_paths` of the first volume mapping it.
+    data_owner: Vec<u32>,
+    volume_paths: Vec<String>,
     /// References to volume nodes and data blocks.
-    refs: HashMap<u64, u32>,
+    refs: Vec<u32>,
     visited: HashSet<u64>,
     allocated: Vec<u64>,
     volumes: usize,
@@ -111,20 +117,48 @@ struct Checker {
     tombstone: bool,
 }
 
+fn role_code(role: Role) -> u8 {
+    match role {
+        Role::Super => 1,
+        Role::Page => 2,
+        Role::Node(TreeKind::Volume) => 3,
+        Role::Node(TreeKind::Refcount) => 4,
+        Role::Node(TreeKind::Directory) => 5,
+        Role::Node(TreeKind::Space) => 6,
+        Role::Data => 7,
+    }
+}
+
+fn role_of(code: u8) -> Option<Role> {
+    Some(match code {
+        1 => Role::Super,
+        2 => Role::Page,
+        3 => Role::Node(TreeKind::Volume),
+        4 => Role::Node(TreeKind::Refcount),
+        5 => Role::Node(TreeKind::Directory),
+        6 => Role::Node(TreeKind::Space),
+        7 => Role::Data,
+        _ => return None,
+    })
+}
+
 impl Checker {
     fn new(dev: Arc<dyn BlockDevice>, sb: Superblock) -> Checker {
-        let words = sb.device_blocks.div_ceil(64) as usize;
+        let blocks = sb.device_blocks as usize;
         Checker {
             dev,
-            sb,
             findings: Vec::new(),
-            roles: HashMap::new(),
-            refs: HashMap::new(),
+            roles: vec![0; blocks],
+            paths: HashMap::new(),
+            data_owner: vec![0; blocks],
+            volume_paths: Vec::new(),
+            refs: vec![0; blocks],
             visited: HashSet::new(),
-            allocated: vec![0; words],
+            allocated: vec![0; blocks.div_ceil(64)],
             volumes: 0,
             prev_end: None,
             tombstone: false,
+            sb,
         }
     }
 
@@ -137,7 +171,26 @@ impl Checker {
         });
     }
 
-    fn claim(&mut self, block: u64, role: Role, path: &str) {
+    fn path_of(&self, b: u64) -> String {
+        match role_of(self.roles[b as usize]) {
+            Some(Role::Data) => {
+                let owner = self.data_owner[b as usize] as usize;
+                format!("{}/data", self.volume_paths[owner])
+            }
+            _ => self.paths.get(&b).cloned().unwrap_or_default(),
+        }
+    }
+
+    fn add_ref(&mut self, b: u64) {
+        if b < self.sb.device_blocks {
+            let r = &mut self.refs[b as usize];
+            *r = r.saturating_add(1);
+        }
+    }
+
+    /// Records `block` in `role`; a block in two roles (or a non-shareable block reached twice)
+    /// is reported. Returns false when the block is outside the device.
+    fn claim(&mut self, block: u64, role: Role, path: &str) -> bool {
         if block >= self.sb.device_blocks {
             self.find(
                 FindingKind::Dangling,
@@ -145,16 +198,23 @@ impl Checker {
                 path,
                 "block past the device end",
             );
-            return;
+            return false;
         }
-        if let Some((r, p)) = self.roles.get(&block) {
-            if *r != role || !matches!(role, Role::Data | Role::Node(TreeKind::Volume)) {
-                let detail = format!("also used as {r:?} at {p}");
+        let cur = self.roles[block as usize];
+        if let Some(r) = role_of(cur) {
+            if r != role || !matches!(role, Role::Data | Role::Node(TreeKind::Volume)) {
+                let detail = format!("also used as {r:?} at {}", self.path_of(block));
                 self.find(FindingKind::DoubleOwned, block, path, detail);
             }
-            return;
+            return true;
         }
-        self.roles.insert(block, (role, path.to_string()));
+        self.roles[block as usize] = role_code(role);
+        if role == Role::Data {
+            self.data_owner[block as usize] = (self.volume_paths.len() - 1) as u32;
+        } else {
+            self.paths.insert(block, path.to_string());
+        }
+        true
     }
 
     fn run(mut self) -> CheckReport {
@@ -180,7 +240,7 @@ impl Checker {
             findings: self.findings,
             generation: self.sb.gen,
             volumes: self.volumes,
-            blocks_in_use: self.roles.len() as u64,
+            blocks_in_use: self.roles.iter().filter(|r| **r != 0).count() as u64,
         }
     }
 
@@ -242,9 +302,9 @@ impl Checker {
         b < self.sb.device_blocks && self.allocated[(b / 64) as usize] >> (b % 64) & 1 == 1
     }
 
-    /// Refcount entries as a map from each covered block to its count.
-    fn load_refcounts(&mut self) -> HashMap<u64, u32> {
-        let mut rc = HashMap::new();
+    /// Refcount entries as each covered block's count (0: no entry).
+    fn load_refcounts(&mut self) -> Vec<u32> {
+        let mut rc = vec![0u32; self.sb.device_blocks as usize];
         let mut prev_end = 0;
         for (k, v) in self.walk(TreeKind::Refcount, self.sb.rc, "refcount") {
             let (len, count) = rc_entry(&v);
@@ -258,8 +318,8 @@ impl Checker {
                 );
             }
             prev_end = k + len;
-            for b in k..k + len.min(self.sb.device_blocks) {
-                rc.insert(b, count);
+            for b in k..(k + len).min(self.sb.device_blocks) {
+                rc[b as usize] = count;
             }
         }
         rc
@@ -274,6 +334,7 @@ impl Checker {
         };
         let root = rec.root;
         self.tombstone = rec.deleting();
+        self.volume_paths.push(path.clone());
         if root.addr == 0 {
             if root.height != 0 {
                 self.find(
@@ -285,7 +346,7 @@ impl Checker {
             }
             return;
         }
-        *self.refs.entry(root.addr).or_insert(0) += 1;
+        self.add_ref(root.addr);
         self.prev_end = None;
         if self.visited.insert(root.addr) {
             self.node_rec(
@@ -363,7 +424,7 @@ impl Checker {
             let clo = if i == 0 { lo } else { Some(node.keys[i]) };
             let chi = node.keys.get(i + 1).copied().or(hi);
             if kind == TreeKind::Volume {
-                *self.refs.entry(c).or_insert(0) += 1;
+                self.add_ref(c);
                 if !self.visited.insert(c) {
                     self.prev_end = None;
                     continue;
@@ -447,83 +508,24 @@ impl Checker {
                 continue;
             }
             for b in phys..phys + len {
-                *self.refs.entry(b).or_insert(0) += 1;
-                let path = format!("{here}/extent {k}");
-                match self.roles.get(&b).map(|r| r.0) {
-                    None => {
-                        self.roles.insert(b, (Role::Data, path));
-                    }
-                    Some(Role::Data) => {}
-                    Some(_) => self.claim(b, Role::Data, &path),
+                self.add_ref(b);
+                if self.roles[b as usize] != role_code(Role::Data) {
+                    self.claim(b, Role::Data, &format!("{here}/extent {k}"));
                 }
             }
         }
     }
 
-    fn compare(&mut self, rc: &HashMap<u64, u32>) {
+    fn compare(&mut self, rc: &[u32]) {
         let mut data = 0u64;
         let mut meta = 0u64;
-        let mut blocks: Vec<u64> = self.roles.keys().copied().collect();
-        blocks.sort_unstable();
-        for b in blocks {
-            let (role, path) = self.roles[&b].clone();
-            match role {
-                Role::Data => data += 1,
-                _ => meta += 1,
-            }
-            if !self.is_allocated(b) {
-                self.find(
-                    FindingKind::Dangling,
-                    b,
-                    &path,
-                    "in use but free in the space map",
-                );
-            }
-            let counted = self.refs.get(&b).copied();
-            let stored = rc.get(&b).copied();
-            match (counted, stored) {
-                (Some(c), Some(s)) if c != s => {
-                    self.find(
-                        FindingKind::RefcountMismatch,
-                        b,
-                        &path,
-                        format!("{c} references, refcount {s}"),
-                    );
-                }
-                (Some(c), None) if c != 1 => {
-                    self.find(
-                        FindingKind::RefcountMismatch,
-                        b,
-                        &path,
-                        format!("{c} references, refcount 1"),
-                    );
-                }
-                (None, Some(s)) => {
-                    self.find(
-                        FindingKind::RefcountMismatch,
-                        b,
-                        &path,
-                        format!("unshared block with refcount {s}"),
-                    );
-                }
-                _ => {}
-            }
-        }
-        for (&b, &s) in rc {
-            if !self.roles.contains_key(&b) {
-                self.find(
-                    FindingKind::RefcountMismatch,
-                    b,
-                    "refcount",
-                    format!("unused block with refcount {s}"),
-                );
-            }
-        }
         let mut allocated = 0u64;
         for b in 0..self.sb.device_blocks {
-            if self.is_allocated(b) {
-                allocated += 1;
-                if !self.roles.contains_key(&b) {
+            let i = b as usize;
+            let is_alloc = self.is_allocated(b);
+            allocated += u64::from(is_alloc);
+            let Some(role) = role_of(self.roles[i]) else {
+                if is_alloc {
                     self.find(
                         FindingKind::Leaked,
                         b,
@@ -531,6 +533,32 @@ impl Checker {
                         "allocated, used by nothing",
                     );
                 }
+                if rc[i] != 0 {
+                    let detail = format!("unused block with refcount {}", rc[i]);
+                    self.find(FindingKind::RefcountMismatch, b, "refcount", detail);
+                }
+                continue;
+            };
+            match role {
+                Role::Data => data += 1,
+                _ => meta += 1,
+            }
+            if !is_alloc {
+                let path = self.path_of(b);
+                self.find(
+                    FindingKind::Dangling,
+                    b,
+                    &path,
+                    "in use but free in the space map",
+                );
+            }
+            let shareable = matches!(role, Role::Data | Role::Node(TreeKind::Volume));
+            let counted = if shareable { self.refs[i] } else { 1 };
+            let stored = if rc[i] == 0 { 1 } else { rc[i] };
+            if counted != stored || (!shareable && rc[i] != 0) {
+                let path = self.path_of(b);
+                let detail = format!("{counted} references, refcount {stored}");
+                self.find(FindingKind::RefcountMismatch, b, &path, detail);
             }
         }
         let counters = [
@@ -544,5 +572,94 @@ impl Checker {
                 self.find(FindingKind::Accounting, 0, "superblock", detail);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{PoolOptions, VolumeOptions};
+    use cairn_io::MemDevice;
+
+    fn pool_with_data() -> Arc<MemDevice> {
+        let dev = Arc::new(MemDevice::new(16 << 20));
+        let opts = PoolOptions {
+            commit_interval: None,
+            node_cache_bytes: 1 << 20,
+        };
+        let p = crate::Pool::create(dev.clone(), "c", opts).unwrap();
+        let v = p
+            .create_volume("v", 1 << 20, VolumeOptions::default())
+            .unwrap();
+        p.write(v.id, 0, &[1u8; 8192]).unwrap();
+        p.close().unwrap();
+        dev
+    }
+
+    fn meta_of(dev: &Arc<MemDevice>) -> Meta {
+        let sb = crate::pool::read_superblock(dev.as_ref()).unwrap();
+        Meta::new(dev.clone(), sb, 64)
+    }
+
+    fn kinds(dev: Arc<MemDevice>) -> Vec<FindingKind> {
+        check_device(dev)
+            .unwrap()
+            .findings
+            .iter()
+            .map(|f| f.kind)
+            .collect()
+    }
+
+    #[test]
+    fn clean_pool_is_clean() {
+        assert!(check_device(pool_with_data()).unwrap().is_clean());
+    }
+
+    #[test]
+    fn reports_a_leaked_block() {
+        let dev = pool_with_data();
+        let mut m = meta_of(&dev);
+        let stray = m.alloc_meta().unwrap();
+        m.commit(m.durable.clone()).unwrap();
+        let report = check_device(dev).unwrap();
+        assert!(report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Leaked && f.block == stray));
+    }
+
+    #[test]
+    fn reports_a_wrong_refcount_with_its_path() {
+        let dev = pool_with_data();
+        let mut m = meta_of(&dev);
+        let data_block = (2..m.device_blocks)
+            .find(|b| {
+                let mut buf = vec![0u8; 4096];
+                dev.read_at(b * 4096, &mut buf).unwrap();
+                buf == vec![1u8; 4096]
+            })
+            .unwrap();
+        m.rc_inc(data_block, 1).unwrap();
+        m.commit(m.durable.clone()).unwrap();
+        let report = check_device(dev).unwrap();
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::RefcountMismatch)
+            .expect("mismatch reported");
+        assert_eq!(f.block, data_block);
+        assert!(f.path.starts_with("volume \"v\""), "{f:?}");
+    }
+
+    #[test]
+    fn reports_a_block_in_use_but_free() {
+        let dev = pool_with_data();
+        let mut m = meta_of(&dev);
+        let dir_root = m.dir_root.addr;
+        m.free(dir_root, 1, crate::meta::Use::Meta).unwrap();
+        m.commit(m.durable.clone()).unwrap();
+        let found = kinds(dev);
+        assert!(found.contains(&FindingKind::Dangling), "{found:?}");
+        assert!(found.contains(&FindingKind::Accounting), "{found:?}");
     }
 }
