@@ -130,17 +130,27 @@ impl Meta {
         Ok(new)
     }
 
-    /// Adds one reference to everything `node` points to (it is being copied).
+    /// Adds one reference to everything `node` points to (it is being copied). Physically
+    /// adjacent targets are merged into one range first, so a leaf of sequentially written
+    /// extents costs one refcount update, not one per extent.
     pub fn propagate_refs(&mut self, node: &Node) -> Result<()> {
-        if node.is_leaf() {
-            for i in 0..node.len() {
-                let (phys, len) = extent_of(node.val(i));
-                self.rc_inc(phys, len)?;
-            }
+        let mut runs: Vec<(u64, u64)> = if node.is_leaf() {
+            (0..node.len()).map(|i| extent_of(node.val(i))).collect()
         } else {
-            for &c in &node.children {
-                self.rc_inc(c, 1)?;
+            node.children.iter().map(|&c| (c, 1)).collect()
+        };
+        runs.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+        for (s, l) in runs {
+            match merged.last_mut() {
+                Some(last) if last.0 + last.1 == s && last.1 + l <= u64::from(u32::MAX) => {
+                    last.1 += l
+                }
+                _ => merged.push((s, l)),
             }
+        }
+        for (s, l) in merged {
+            self.rc_inc(s, l)?;
         }
         Ok(())
     }
