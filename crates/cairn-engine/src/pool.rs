@@ -65,6 +65,8 @@ pub(crate) struct State {
     failed: Option<String>,
     closed: bool,
     stop: bool,
+    /// Test hook: the background thread leaves reclaim alone.
+    reclaim_paused: bool,
     last_commit: Instant,
 }
 
@@ -578,6 +580,21 @@ impl Pool {
         }
     }
 
+    /// Test hook: stops (or resumes) background reclaim; `wait_reclaim` still runs it.
+    #[doc(hidden)]
+    pub fn pause_reclaim(&self, paused: bool) {
+        self.lock().reclaim_paused = paused;
+        self.inner.wake.notify_all();
+    }
+
+    /// Test hook: runs one bounded reclaim transaction; returns whether reclaim is still pending.
+    #[doc(hidden)]
+    pub fn reclaim_once(&self) -> Result<bool> {
+        let mut st = self.live()?;
+        st.reclaim_step()?;
+        Ok(st.reclaim_pending())
+    }
+
     /// Test and benchmark hook: blocks currently allocated in the space map.
     #[doc(hidden)]
     pub fn allocated_blocks(&self) -> u64 {
@@ -621,7 +638,7 @@ fn background(inner: Arc<Inner>) {
             return;
         }
         let healthy = st.failed.is_none() && !st.closed;
-        if healthy && st.reclaim_pending() {
+        if healthy && !st.reclaim_paused && st.reclaim_pending() {
             if st.reclaim_step().is_err() {
                 continue;
             }
@@ -685,6 +702,7 @@ impl State {
             failed: None,
             closed: false,
             stop: false,
+            reclaim_paused: false,
             last_commit: Instant::now(),
         }
     }
