@@ -305,6 +305,7 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let next = tokio::select! {
             r = read_request(&mut reader, &budget) => r,
             _ = shutdown.changed() => break Ok(()),
+            _ = ctx.tx.closed() => break Ok(()),
         };
         let request = match next {
             Ok(Some(r)) => r,
@@ -341,6 +342,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Reply>,
 ) -> ConnResult<()> {
     let mut writer = BufWriter::with_capacity(64 << 10, writer);
+    let stall = Duration::from_secs(limits::WRITE_STALL_TIMEOUT_SECS);
     while let Some(reply) = rx.recv().await {
         let io = async {
             writer.write_all(&reply.head).await?;
@@ -352,11 +354,16 @@ async fn write_replies<W: AsyncWrite + Unpin>(
             }
             std::io::Result::Ok(())
         };
-        if let Err(e) = io.await {
-            // Keep draining so request tasks release their budget; nothing more can be sent.
-            while rx.recv().await.is_some() {}
-            return Err(format!("write: {e}"));
-        }
+        let failure = match tokio::time::timeout(stall, io).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => format!("write: {e}"),
+            Err(_) => "client stopped reading replies".to_string(),
+        };
+        // Nothing more can be sent: refuse further replies (the reader sees the channel close
+        // and stops), and drop the queued ones so their in-flight budget is released.
+        rx.close();
+        while rx.recv().await.is_some() {}
+        return Err(failure);
     }
     let _ = writer.shutdown().await;
     Ok(())

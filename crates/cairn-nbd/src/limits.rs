@@ -33,6 +33,9 @@ pub const CONNECTIONS_MAX: usize = 1024;
 pub const HANDSHAKE_TIMEOUT_SECS: u64 = 60;
 /// Time a closing connection has to finish its accepted requests and write their replies.
 pub const DRAIN_TIMEOUT_SECS: u64 = 30;
+/// Time one reply may take to be written before the client is deemed stuck and dropped (so a
+/// client that stops reading cannot pin the daemon-wide in-flight budget).
+pub const WRITE_STALL_TIMEOUT_SECS: u64 = 60;
 /// Buffer used to write zeroes for WRITE_ZEROES with NO_HOLE.
 pub const ZERO_BUFFER_BYTES: usize = 1 << 20;
 /// Depth of the queue of replies waiting for the connection's writer.

@@ -312,3 +312,25 @@ fn unknown_exports_are_refused() {
     c.s.write_all(&msg).unwrap();
     assert!(c.closed());
 }
+
+#[test]
+fn pipelined_requests_beyond_the_in_flight_bounds_all_complete() {
+    let server = Server::start();
+    let mut c = Client::connect(server.port(), "rw", false);
+    // More requests than a connection may have in flight, sent before reading any reply: the
+    // server must apply back-pressure, not drop or deadlock.
+    let count = 2 * cairn_nbd::limits::CONNECTION_REQUESTS_MAX as u64 + 7;
+    for cookie in 0..count {
+        c.send(CMD_READ, 0, cookie, (cookie % 256) * 65536, 65536, &[]);
+    }
+    let mut seen = vec![false; count as usize];
+    for _ in 0..count {
+        let (cookie, errno, data, _) = c.reply();
+        assert_eq!((errno, data.len()), (0, 8 + 65536));
+        assert!(
+            !std::mem::replace(&mut seen[cookie as usize], true),
+            "cookie {cookie} answered twice"
+        );
+    }
+    assert!(seen.iter().all(|s| *s));
+}
