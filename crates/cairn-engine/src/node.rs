@@ -13,6 +13,8 @@ use crate::limits::{
 
 /// Largest block address accepted from disk (2^48 blocks = 1 EiB).
 const ADDRESS_MAX: u64 = 1 << 48;
+/// Largest reference count accepted from disk (increments can never overflow `u32`).
+pub const REFCOUNT_MAX: u32 = u32::MAX / 2;
 /// Largest virtual block number accepted from disk.
 const VOLUME_BLOCKS_MAX: u64 = VOLUME_SIZE_BYTES_MAX / BLOCK_SIZE_BYTES;
 
@@ -145,7 +147,11 @@ impl Node {
                     }
                 }
                 TreeKind::Refcount => {
-                    if get_u32(v, 0) == 0 || get_u32(v, 4) < 2 || self.keys[i] > ADDRESS_MAX {
+                    let count = get_u32(v, 4);
+                    if get_u32(v, 0) == 0
+                        || !(2..=REFCOUNT_MAX).contains(&count)
+                        || self.keys[i] > ADDRESS_MAX
+                    {
                         return bad("refcount entry out of range");
                     }
                 }

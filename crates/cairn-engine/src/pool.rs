@@ -180,7 +180,7 @@ impl Pool {
         let mut st = State::new(dev, sb, &opts);
         st.meta.mark_superblocks()?;
         st.commit()?;
-        Ok(Pool::start(st, opts))
+        Pool::start(st, opts)
     }
 
     /// Opens the pool on `dev`: the valid superblock with the highest generation, no scan.
@@ -198,10 +198,10 @@ impl Pool {
         }
         let mut st = State::new(dev, sb, &opts);
         st.load_directory()?;
-        Ok(Pool::start(st, opts))
+        Pool::start(st, opts)
     }
 
-    fn start(st: State, opts: PoolOptions) -> Arc<Pool> {
+    fn start(st: State, opts: PoolOptions) -> Result<Arc<Pool>> {
         let inner = Arc::new(Inner {
             state: Mutex::new(st),
             wake: Condvar::new(),
@@ -211,11 +211,11 @@ impl Pool {
         let handle = std::thread::Builder::new()
             .name("cairn-pool".into())
             .spawn(move || background(bg))
-            .expect("spawn pool thread");
-        Arc::new(Pool {
+            .map_err(|e| err(ErrorKind::Io, "start the pool thread").with_source(e))?;
+        Ok(Arc::new(Pool {
             inner,
             worker: Mutex::new(Some(handle)),
-        })
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
