@@ -517,9 +517,8 @@ impl Meta {
     }
 
     fn after_commit(&mut self, sb: Superblock) {
-        // Reads that looked up their blocks before this point finish before any block freed in
-        // the transaction can be reused.
-        drop(self.io_gate.write());
+        // The pool commits holding the I/O gate exclusively: no read that looked up a block
+        // freed here is still running when the block becomes reusable below.
         self.durable = sb;
         for (addr, node) in self.dirty.drain() {
             self.cache.insert(addr, node);

@@ -1,9 +1,12 @@
 //! A pool: volumes, snapshots and their data on one device, with commits and background work.
 //!
-//! Concurrency: one mutex over the whole state; writes do their data I/O under it, so a write
-//! acknowledged before `snapshot()` begins is in the snapshot and one started after is not.
-//! Reads look their blocks up under it and read the device after releasing it, holding the
-//! shared I/O gate that every commit takes exclusively before freed blocks become reusable.
+//! Concurrency: one mutex over the metadata state, and an I/O gate (a read-write lock taken
+//! before the mutex). Reads and writes hold the gate shared: they look up (and for writes,
+//! allocate) under the mutex, do their device I/O without it, and writes map their new blocks
+//! under it again. Every commit — flush, volume and snapshot operations, background work —
+//! holds the gate exclusively, so it never sees a write half done, and no read still uses a
+//! block the commit makes reusable. Hence a write acknowledged before `snapshot()` begins is in
+//! the snapshot, and one started after it began waits and is not.
 //! A background thread commits while dirty every `commit_interval` and reclaims deleted volumes
 //! in bounded transactions.
 //!
@@ -17,13 +20,14 @@
 //! - Deleted volumes are tombstones (flag `deleting`, name freed) until the reclaimer has dropped
 //!   their tree; tombstones are durable, so reclaim resumes after a crash.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_io::BlockDevice;
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::check::{check_locked, CheckReport};
 use crate::error::{err, Error, ErrorKind, Result};
@@ -46,6 +50,9 @@ pub struct Pool {
 }
 
 struct Inner {
+    /// The I/O gate (also in `Meta`): data I/O outside the state lock holds it shared, every
+    /// commit holds it exclusively. Lock order: gate, then state.
+    gate: Arc<RwLock<()>>,
     state: Mutex<State>,
     wake: Condvar,
     opts: PoolOptions,
@@ -179,7 +186,10 @@ impl Pool {
         };
         let mut st = State::new(dev, sb, &opts);
         st.meta.mark_superblocks()?;
+        let gate = st.meta.io_gate.clone();
+        let excl = gate.write();
         st.commit()?;
+        drop(excl);
         Pool::start(st, opts)
     }
 
@@ -203,6 +213,7 @@ impl Pool {
 
     fn start(st: State, opts: PoolOptions) -> Result<Arc<Pool>> {
         let inner = Arc::new(Inner {
+            gate: st.meta.io_gate.clone(),
             state: Mutex::new(st),
             wake: Condvar::new(),
             opts,
@@ -228,6 +239,29 @@ impl Pool {
         Ok(st)
     }
 
+    /// For operations that commit: no data I/O in flight, nothing else running.
+    fn exclusive(&self) -> Result<(RwLockWriteGuard<'_, ()>, MutexGuard<'_, State>)> {
+        let gate = self.inner.gate.write();
+        let st = self.live()?;
+        Ok((gate, st))
+    }
+
+    /// For data operations: commits wait until the guard is dropped.
+    fn shared(&self) -> Result<(RwLockReadGuard<'_, ()>, MutexGuard<'_, State>)> {
+        let gate = self.inner.gate.read();
+        let st = self.live()?;
+        Ok((gate, st))
+    }
+
+    /// Commits when the dirty metadata grew past its bound (called with no guard held).
+    fn commit_if_too_dirty(&self, too_dirty: bool) -> Result<()> {
+        if too_dirty {
+            let (_gate, mut st) = self.exclusive()?;
+            st.commit()?;
+        }
+        Ok(())
+    }
+
     pub fn name(&self) -> String {
         self.lock().name.clone()
     }
@@ -238,7 +272,7 @@ impl Pool {
 
     /// Re-reads the device size and extends the pool to it.
     pub fn grow(&self) -> Result<PoolInfo> {
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         let size = st
             .meta
             .dev
@@ -261,6 +295,7 @@ impl Pool {
     /// Final commit and stop of background work; later calls fail with `PoolFailed`.
     pub fn close(&self) -> Result<()> {
         let res = {
+            let _gate = self.inner.gate.write();
             let mut st = self.lock();
             if st.closed {
                 return Ok(());
@@ -295,7 +330,7 @@ impl Pool {
                 format!("logical block size {}", opts.logical_block_size),
             ));
         }
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         st.ensure_name_free(name)?;
         let mut flags = 0;
         if opts.read_only {
@@ -321,7 +356,7 @@ impl Pool {
     /// O(1) tombstone + commit; the space is reclaimed in the background.
     pub fn delete_volume(&self, id: VolumeId) -> Result<()> {
         {
-            let mut st = self.live()?;
+            let (_gate, mut st) = self.exclusive()?;
             let seq = st.seq_of(id)?;
             st.by_id.remove(&id);
             let rec = st.vols.get_mut(&seq).expect("indexed");
@@ -338,7 +373,7 @@ impl Pool {
     /// Grows a volume (shrinking is refused).
     pub fn resize_volume(&self, id: VolumeId, size_bytes: u64) -> Result<VolumeInfo> {
         validate_size(size_bytes)?;
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         let seq = st.seq_of(id)?;
         if size_bytes < st.vols[&seq].size_bytes {
             return Err(err(
@@ -351,7 +386,7 @@ impl Pool {
 
     pub fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         let seq = st.seq_of(id)?;
         if st.vols[&seq].name != name {
             st.ensure_name_free(name)?;
@@ -360,7 +395,7 @@ impl Pool {
     }
 
     pub fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| {
             r.flags = if read_only {
@@ -372,7 +407,7 @@ impl Pool {
     }
 
     pub fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| {
             r.flags = if hidden {
@@ -390,7 +425,7 @@ impl Pool {
                 format!("tag of {} bytes", tag.len()),
             ));
         }
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| r.tag = tag.to_vec())
     }
@@ -403,7 +438,7 @@ impl Pool {
         opts: VolumeOptions,
     ) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         let src_seq = st.seq_of(source)?;
         st.ensure_name_free(name)?;
         let src = st.vols[&src_seq].clone();
@@ -437,7 +472,7 @@ impl Pool {
     /// O(1): `volume` takes `snapshot`'s contents and size; committed on return.
     pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
         {
-            let mut st = self.live()?;
+            let (_gate, mut st) = self.exclusive()?;
             let vseq = st.seq_of(volume)?;
             let sseq = st.seq_of(snapshot)?;
             if vseq == sseq {
@@ -511,13 +546,11 @@ impl Pool {
         }
         let vs = offset / BS;
         let ve = (offset + buf.len() as u64).div_ceil(BS);
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.shared()?;
         let seq = st.io_target(id, offset, buf.len() as u64, false)?;
         let root = st.vols[&seq].root;
         let pieces = st.meta.map_lookup(root, vs, ve)?;
         let dev = st.meta.dev.clone();
-        let gate = st.meta.io_gate.clone();
-        let _shared = gate.read();
         drop(st);
         if offset % BS == 0 && buf.len() as u64 % BS == 0 {
             return read_pieces(dev.as_ref(), vs, &pieces, buf);
@@ -530,20 +563,40 @@ impl Pool {
         Ok(())
     }
 
+    /// Writes data. The write is planned (and its fresh blocks allocated) under the pool lock,
+    /// the device writes run after it is released, and the new blocks are mapped under the lock
+    /// again; the shared I/O gate is held throughout, so no commit (or snapshot) sees a write
+    /// half done.
     pub fn write(&self, id: VolumeId, offset: u64, data: &[u8]) -> Result<()> {
-        let mut st = self.live()?;
-        let seq = st.io_target(id, offset, data.len() as u64, true)?;
-        for (i, chunk) in data.chunks(IO_BYTES_MAX).enumerate() {
-            st.write_bytes(seq, offset + (i * IO_BYTES_MAX) as u64, chunk)?;
+        if data.is_empty() {
+            let st = self.live()?;
+            st.io_target(id, offset, 0, true)?;
+            return Ok(());
         }
-        st.maybe_commit_for_memory()
+        let mut too_dirty = false;
+        for (i, chunk) in data.chunks(IO_BYTES_MAX).enumerate() {
+            let at = offset + (i * IO_BYTES_MAX) as u64;
+            let (_gate, mut st) = self.shared()?;
+            let seq = st.io_target(id, offset, data.len() as u64, true)?;
+            let plan = st.plan_write(seq, at, chunk)?;
+            let dev = st.meta.dev.clone();
+            drop(st);
+            let res = plan.execute(dev.as_ref());
+            let mut st = self.lock();
+            st.finish_write(plan, res)?;
+            too_dirty = st.too_dirty();
+        }
+        self.commit_if_too_dirty(too_dirty)
     }
 
     pub fn trim(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
-        let mut st = self.live()?;
-        let seq = st.io_target(id, offset, len, true)?;
-        st.zero_range(seq, offset, len)?;
-        st.maybe_commit_for_memory()
+        let too_dirty = {
+            let (_gate, mut st) = self.shared()?;
+            let seq = st.io_target(id, offset, len, true)?;
+            st.zero_range(seq, offset, len)?;
+            st.too_dirty()
+        };
+        self.commit_if_too_dirty(too_dirty)
     }
 
     pub fn write_zeroes(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
@@ -559,12 +612,13 @@ impl Pool {
 
     /// Commits: everything acknowledged before is durable on return.
     pub fn flush(&self) -> Result<()> {
-        self.live()?.commit()
+        let (_gate, mut st) = self.exclusive()?;
+        st.commit()
     }
 
     /// Checks the last durable state (committing first, so it is the current state).
     pub fn check(&self) -> Result<CheckReport> {
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         st.commit()?;
         check_locked(&mut st.meta)
     }
@@ -572,7 +626,7 @@ impl Pool {
     /// Runs reclaim to completion in the caller's thread.
     pub fn wait_reclaim(&self) -> Result<()> {
         loop {
-            let mut st = self.live()?;
+            let (_gate, mut st) = self.exclusive()?;
             if !st.reclaim_pending() {
                 return Ok(());
             }
@@ -590,7 +644,7 @@ impl Pool {
     /// Test hook: runs one bounded reclaim transaction; returns whether reclaim is still pending.
     #[doc(hidden)]
     pub fn reclaim_once(&self) -> Result<bool> {
-        let mut st = self.live()?;
+        let (_gate, mut st) = self.exclusive()?;
         st.reclaim_step()?;
         Ok(st.reclaim_pending())
     }
@@ -632,26 +686,29 @@ impl Drop for Pool {
 /// Background work: interval commits and reclaim of deleted volumes.
 fn background(inner: Arc<Inner>) {
     let interval = inner.opts.commit_interval;
-    let mut st = inner.state.lock();
     loop {
+        {
+            let mut st = inner.state.lock();
+            if st.stop {
+                return;
+            }
+            if !st.background_work(interval) {
+                let wait = interval.unwrap_or(Duration::from_secs(3600));
+                inner.wake.wait_for(&mut st, wait);
+                continue;
+            }
+        }
+        // Work to do: take the gate first (lock order), then check again under the lock.
+        let _gate = inner.gate.write();
+        let mut st = inner.state.lock();
         if st.stop {
             return;
         }
-        let healthy = st.failed.is_none() && !st.closed;
-        if healthy && !st.reclaim_paused && st.reclaim_pending() {
-            if st.reclaim_step().is_err() {
-                continue;
-            }
-            MutexGuard::bump(&mut st);
-            continue;
+        if st.healthy() && !st.reclaim_paused && st.reclaim_pending() {
+            let _ = st.reclaim_step();
+        } else if st.background_work(interval) {
+            let _ = st.commit();
         }
-        if let Some(iv) = interval {
-            if healthy && st.is_dirty() && st.last_commit.elapsed() >= iv {
-                let _ = st.commit();
-            }
-        }
-        let wait = interval.unwrap_or(Duration::from_secs(3600));
-        inner.wake.wait_for(&mut st, wait);
     }
 }
 
@@ -738,6 +795,21 @@ impl State {
         r
     }
 
+    fn healthy(&self) -> bool {
+        self.failed.is_none() && !self.closed
+    }
+
+    /// Is there reclaim to do, or a dirty transaction older than the commit interval?
+    fn background_work(&self, interval: Option<Duration>) -> bool {
+        if !self.healthy() {
+            return false;
+        }
+        if !self.reclaim_paused && self.reclaim_pending() {
+            return true;
+        }
+        interval.is_some_and(|iv| self.is_dirty() && self.last_commit.elapsed() >= iv)
+    }
+
     fn is_dirty(&self) -> bool {
         self.meta.is_dirty() || !self.dirty_vols.is_empty() || !self.removed_vols.is_empty()
     }
@@ -760,7 +832,13 @@ impl State {
         Ok(())
     }
 
+    /// Commits the transaction. The caller holds the I/O gate exclusively: no data I/O is in
+    /// flight, so no write is half done and no read still uses a block freed here.
     pub(crate) fn commit(&mut self) -> Result<()> {
+        debug_assert!(
+            self.meta.io_gate.is_locked_exclusive(),
+            "commit without the I/O gate"
+        );
         self.live()?;
         if !self.is_dirty() {
             return Ok(());
@@ -806,11 +884,8 @@ impl State {
         Ok(())
     }
 
-    fn maybe_commit_for_memory(&mut self) -> Result<()> {
-        if self.meta.dirty.len() > DIRTY_BLOCKS_MAX {
-            self.commit()?;
-        }
-        Ok(())
+    fn too_dirty(&self) -> bool {
+        self.meta.dirty.len() > DIRTY_BLOCKS_MAX
     }
 
     fn info(&self) -> PoolInfo {
@@ -924,35 +999,40 @@ impl State {
         read_pieces(self.meta.dev.as_ref(), vs, &pieces, out)
     }
 
-    /// Writes bytes at a logical-block-aligned offset. Partial 4 KiB blocks at either end are
-    /// read, patched and rewritten whole, in the same single allocation as the rest, so a
-    /// `NoSpace` leaves the volume untouched.
+    /// Writes bytes under the lock (used for partial blocks of trims): plan, device write and
+    /// mapping update in one go.
     fn write_bytes(&mut self, seq: u64, offset: u64, data: &[u8]) -> Result<()> {
-        let end = offset + data.len() as u64;
-        let vs = offset / BS;
-        let ve = end.div_ceil(BS);
-        if offset % BS == 0 && end % BS == 0 {
-            return self.write_blocks(seq, vs, data);
-        }
-        let mut buf = vec![0u8; ((ve - vs) * BS) as usize];
-        let last = buf.len() - BLOCK_SIZE_USIZE;
-        if offset % BS != 0 {
-            self.read_blocks(seq, vs, vs + 1, &mut buf[..BLOCK_SIZE_USIZE])?;
-        }
-        if end % BS != 0 && (ve - 1 > vs || offset % BS == 0) {
-            self.read_blocks(seq, ve - 1, ve, &mut buf[last..])?;
-        }
-        let at = (offset - vs * BS) as usize;
-        buf[at..at + data.len()].copy_from_slice(data);
-        self.write_blocks(seq, vs, &buf)
+        let plan = self.plan_write(seq, offset, data)?;
+        let res = plan.execute(self.meta.dev.as_ref());
+        self.finish_write(plan, res)
     }
 
-    /// Writes whole blocks at virtual block `vb`: in place where the block was allocated in this
-    /// transaction, else to fresh blocks that are then mapped.
-    fn write_blocks(&mut self, seq: u64, vb: u64, data: &[u8]) -> Result<()> {
-        let n = data.len() as u64 / BS;
+    /// Plans a write at a logical-block-aligned offset. Partial 4 KiB blocks at either end are
+    /// read and patched so the write covers whole blocks; blocks allocated in this transaction
+    /// are written in place, everything else goes to fresh blocks allocated here in one go, so
+    /// `NoSpace` leaves the volume untouched.
+    fn plan_write<'d>(&mut self, seq: u64, offset: u64, data: &'d [u8]) -> Result<WritePlan<'d>> {
+        let end = offset + data.len() as u64;
+        let vb = offset / BS;
+        let ve = end.div_ceil(BS);
+        let buf: Cow<'d, [u8]> = if offset % BS == 0 && end % BS == 0 {
+            Cow::Borrowed(data)
+        } else {
+            let mut buf = vec![0u8; ((ve - vb) * BS) as usize];
+            let last = buf.len() - BLOCK_SIZE_USIZE;
+            if offset % BS != 0 {
+                self.read_blocks(seq, vb, vb + 1, &mut buf[..BLOCK_SIZE_USIZE])?;
+            }
+            if end % BS != 0 && (ve - 1 > vb || offset % BS == 0) {
+                self.read_blocks(seq, ve - 1, ve, &mut buf[last..])?;
+            }
+            let at = (offset - vb * BS) as usize;
+            buf[at..at + data.len()].copy_from_slice(data);
+            Cow::Owned(buf)
+        };
+        let n = ve - vb;
         let root = self.vols[&seq].root;
-        let mut in_place: Vec<(u64, u64, u64)> = Vec::new();
+        let mut in_place: Vec<Piece> = Vec::new();
         for (v, p, len) in self.meta.map_lookup(root, vb, vb + n)? {
             let mut i = 0;
             while i < len {
@@ -986,22 +1066,31 @@ impl State {
         } else {
             Vec::new()
         };
-        let placed = assign_runs(&need, &runs);
-        let mut writes: Vec<(u64, &[u8])> = Vec::new();
-        for &(v, p, len) in in_place.iter().chain(placed.iter()) {
-            let from = ((v - vb) * BS) as usize;
-            writes.push((p * BS, &data[from..from + (len * BS) as usize]));
-        }
-        if let Err(e) = self.meta.dev.write_batch(&writes) {
-            self.meta.unalloc_data(&runs);
-            return Err(Error::io(format!("write data at volume block {vb}"), e));
-        }
         if let Some(last) = runs.last() {
             self.hints.insert(seq, last.0 + last.1);
         }
+        let placed = assign_runs(&need, &runs);
+        Ok(WritePlan {
+            seq,
+            vb,
+            buf,
+            in_place,
+            placed,
+            runs,
+        })
+    }
+
+    /// Maps a written plan's fresh blocks, or gives them back if the device write failed.
+    fn finish_write(&mut self, plan: WritePlan<'_>, res: Result<()>) -> Result<()> {
+        self.live()?;
+        if let Err(e) = res {
+            self.meta.unalloc_data(&plan.runs);
+            return Err(e);
+        }
+        let seq = plan.seq;
         self.meta_phase(|st| {
             let mut root = st.vols[&seq].root;
-            for &(v, p, len) in &placed {
+            for &(v, p, len) in &plan.placed {
                 root = st.meta.map_remove(root, v, v + len)?;
                 root = st.meta.map_insert(root, v, p, len)?;
             }
@@ -1106,6 +1195,30 @@ impl State {
             Ok(())
         })?;
         self.commit()
+    }
+}
+
+/// A planned write: whole blocks from `vb`, the pieces written in place and the ones placed on
+/// fresh blocks (`runs`, not yet mapped).
+struct WritePlan<'d> {
+    seq: u64,
+    vb: u64,
+    buf: Cow<'d, [u8]>,
+    in_place: Vec<Piece>,
+    placed: Vec<Piece>,
+    runs: Vec<(u64, u64)>,
+}
+
+impl WritePlan<'_> {
+    /// The device writes of the plan (no pool state involved).
+    fn execute(&self, dev: &dyn BlockDevice) -> Result<()> {
+        let mut writes: Vec<(u64, &[u8])> = Vec::new();
+        for &(v, p, len) in self.in_place.iter().chain(self.placed.iter()) {
+            let from = ((v - self.vb) * BS) as usize;
+            writes.push((p * BS, &self.buf[from..from + (len * BS) as usize]));
+        }
+        dev.write_batch(&writes)
+            .map_err(|e| Error::io(format!("write data at volume block {}", self.vb), e))
     }
 }
 
