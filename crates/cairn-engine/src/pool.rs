@@ -578,6 +578,13 @@ impl Pool {
             let at = offset + (i * IO_BYTES_MAX) as u64;
             let (_gate, mut st) = self.shared()?;
             let seq = st.io_target(id, offset, data.len() as u64, true)?;
+            if at % BS != 0 || chunk.len() as u64 % BS != 0 {
+                // Read-modify-write of a partial block stays under the lock: two writes to
+                // different sectors of one block must not both start from its old contents.
+                st.write_bytes(seq, at, chunk)?;
+                too_dirty = st.too_dirty();
+                continue;
+            }
             let plan = st.plan_write(seq, at, chunk)?;
             let dev = st.meta.dev.clone();
             drop(st);
