@@ -42,9 +42,10 @@ pub struct Page {
     pub loc_fresh: bool,
     /// Allocated blocks as of this transaction (frees applied).
     pub bits: Vec<u64>,
-    /// Freed in this transaction: not reusable before the commit is durable.
+    /// Freed in this transaction: not reusable before the commit is durable (empty when none,
+    /// so a clean page costs one bitmap of memory).
     pub reserved: Vec<u64>,
-    /// Allocated in this transaction.
+    /// Allocated in this transaction (empty when none).
     pub fresh: Vec<u64>,
     /// Zero bits in `bits`.
     pub free: u32,
@@ -59,8 +60,8 @@ impl Page {
             loc: 0,
             loc_fresh: false,
             bits: vec![0; PAGE_WORDS],
-            reserved: vec![0; PAGE_WORDS],
-            fresh: vec![0; PAGE_WORDS],
+            reserved: Vec::new(),
+            fresh: Vec::new(),
             free: PAGE_BITS as u32,
             reserved_count: 0,
             dirty: false,
@@ -97,6 +98,17 @@ impl Page {
 
 fn bit(words: &[u64], i: u64) -> bool {
     words[(i / 64) as usize] >> (i % 64) & 1 == 1
+}
+/// A bit of a bitmap that is empty while all its bits are zero.
+fn bit_or_zero(words: &[u64], i: u64) -> bool {
+    !words.is_empty() && bit(words, i)
+}
+/// The words of such a bitmap, allocated on first use.
+fn words_of(words: &mut Vec<u64>) -> &mut [u64] {
+    if words.is_empty() {
+        words.resize(PAGE_WORDS, 0);
+    }
+    words
 }
 fn set_bit(words: &mut [u64], i: u64, v: bool) {
     let w = &mut words[(i / 64) as usize];
@@ -253,7 +265,7 @@ impl Meta {
     pub fn is_fresh(&mut self, b: u64) -> Result<bool> {
         let p = b / PAGE_BITS;
         self.load_page(p)?;
-        Ok(bit(&self.pages[&p].fresh, b % PAGE_BITS))
+        Ok(bit_or_zero(&self.pages[&p].fresh, b % PAGE_BITS))
     }
 
     /// Blocks an allocation may still take (free and not awaiting durability).
@@ -293,11 +305,11 @@ impl Meta {
             let pg = self.pages.get_mut(&p).expect("page loaded by find_run");
             assert!(!bit(&pg.bits, i), "allocating an allocated block {b}");
             assert!(
-                !bit(&pg.reserved, i),
+                !bit_or_zero(&pg.reserved, i),
                 "reclamation rule: block {b} freed in this transaction reused before commit"
             );
             set_bit(&mut pg.bits, i, true);
-            set_bit(&mut pg.fresh, i, true);
+            set_bit(words_of(&mut pg.fresh), i, true);
             pg.free -= 1;
             pg.dirty = true;
         }
@@ -381,11 +393,11 @@ impl Meta {
             set_bit(&mut pg.bits, i, false);
             pg.free += 1;
             pg.dirty = true;
-            if fresh_at_once && bit(&pg.fresh, i) {
+            if fresh_at_once && bit_or_zero(&pg.fresh, i) {
                 // Never durable: reusable at once, so not discarded after the commit either.
-                set_bit(&mut pg.fresh, i, false);
+                set_bit(words_of(&mut pg.fresh), i, false);
             } else {
-                set_bit(&mut pg.reserved, i, true);
+                set_bit(words_of(&mut pg.reserved), i, true);
                 pg.reserved_count += 1;
                 self.pending_blocks += 1;
                 if usage == Use::Data {
@@ -527,8 +539,8 @@ impl Meta {
             if pg.dirty || pg.reserved_count > 0 {
                 pg.dirty = false;
                 pg.loc_fresh = false;
-                pg.reserved.fill(0);
-                pg.fresh.fill(0);
+                pg.reserved = Vec::new();
+                pg.fresh = Vec::new();
                 pg.reserved_count = 0;
             }
         }
@@ -553,7 +565,7 @@ fn scan_page(pg: &Page, from: u64, limit: u64, want: u64) -> Option<(u64, u64)> 
     let mut i = from;
     while i < limit {
         let w = (i / 64) as usize;
-        let used = pg.bits[w] | pg.reserved[w];
+        let used = pg.bits[w] | pg.reserved.get(w).copied().unwrap_or(0);
         if used == u64::MAX {
             i = (w as u64 + 1) * 64;
             continue;
@@ -563,7 +575,7 @@ fn scan_page(pg: &Page, from: u64, limit: u64, want: u64) -> Option<(u64, u64)> 
             continue;
         }
         let start = i;
-        while i < limit && i - start < want && !bit(&pg.bits, i) && !bit(&pg.reserved, i) {
+        while i < limit && i - start < want && !bit(&pg.bits, i) && !bit_or_zero(&pg.reserved, i) {
             i += 1;
         }
         return Some((start, i - start));
