@@ -424,6 +424,13 @@ mod tests {
             Superblock::decode(&[0u8; 4096], 1).unwrap_err().kind(),
             ErrorKind::NotAPool
         );
+        let mut newer = b.clone();
+        put_u32(&mut newer, SB_VERSION, FORMAT_VERSION + 1);
+        seal_block(&mut newer, BlockType::Super, 0, 0, 1, 7);
+        assert_eq!(
+            Superblock::decode(&newer, 1).unwrap_err().kind(),
+            ErrorKind::UnsupportedVersion
+        );
     }
 
     #[test]

@@ -773,3 +773,38 @@ fn concurrent_sector_writes_to_one_block_all_survive() {
     }
     assert!(p.check().unwrap().is_clean());
 }
+
+/// An EIO on a data write fails that write only; an EIO on a metadata write fails the pool
+/// until it is reopened, which finds the last commit intact.
+#[test]
+fn data_write_errors_fail_the_request_metadata_write_errors_fail_the_pool() {
+    let (dev, p) = pool(64 * MIB);
+    let id = vol(&p, "a", MIB);
+    p.write(id, 0, &[1u8; 4096]).unwrap();
+    p.flush().unwrap();
+    dev.fail_writes_after(0);
+    assert_eq!(
+        p.write(id, 4096, &[2u8; 4096]).unwrap_err().kind(),
+        ErrorKind::Io
+    );
+    let mut buf = vec![0u8; 4096];
+    p.read(id, 0, &mut buf).unwrap();
+    assert_eq!(buf, vec![1u8; 4096], "the pool still serves");
+    p.trim(id, 0, 4096).unwrap();
+    assert_eq!(
+        p.flush().unwrap_err().kind(),
+        ErrorKind::Io,
+        "the commit's writes fail"
+    );
+    dev.clear_faults();
+    assert_eq!(
+        p.read(id, 0, &mut buf).unwrap_err().kind(),
+        ErrorKind::PoolFailed
+    );
+    assert_eq!(p.flush().unwrap_err().kind(), ErrorKind::PoolFailed);
+    drop(p);
+    let p = Pool::open(dev, opts()).unwrap();
+    p.read(id, 0, &mut buf).unwrap();
+    assert_eq!(buf, vec![1u8; 4096], "the trim was never committed");
+    assert!(p.check().unwrap().is_clean());
+}
