@@ -173,8 +173,15 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
             .await
             .context("NBD server did not stop cleanly")?;
     }
+    // Copies still running end as failed jobs with their targets removed, before the pools close.
+    if !array.shutdown(COPY_SHUTDOWN_WAIT) {
+        warn!("copy jobs did not stop in time; the next start cleans up after them");
+    }
     Ok(())
 }
+
+/// How long shutdown waits for running copy jobs to stop.
+const COPY_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn array_options(config: &Config) -> ArrayOptions {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
