@@ -80,20 +80,47 @@ impl From<cairn_engine::Error> for Stop {
     }
 }
 
+/// The points of a copy worker's life right after one of its engine or job-table operations:
+/// what [`run_observed`] reports, so a test can check the model in every intermediate state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// One chunk was written to the target.
+    Chunk,
+    /// The target pool was flushed.
+    Flushed,
+    /// The target was tagged as a finished replica (still hidden).
+    Tagged,
+    /// The target was unhidden (exported to hosts).
+    Unhidden,
+    /// The internal snapshot was deleted.
+    PitDeleted,
+    /// The job reached its final state.
+    Finished,
+}
+
 /// Starts the worker thread of `plan`.
 pub fn spawn(storage: Arc<Storage>, jobs: Arc<Jobs>, plan: CopyPlan) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name(format!("cairn-copy-{}", plan.job))
-        .spawn(move || run(&storage, &jobs, &plan))
+        .spawn(move || run_observed(&storage, &jobs, &plan, &mut |_| {}))
         .map(|_| ())
 }
 
-fn run(storage: &Storage, jobs: &Jobs, plan: &CopyPlan) {
-    let outcome = copy_all(jobs, plan).and_then(|()| complete(storage, plan).map_err(Stop::from));
+/// The worker of `plan`, run on the calling thread; `observe` is called after every step (see
+/// [`Step`]) and must not wait for the job.
+pub fn run_observed(
+    storage: &Storage,
+    jobs: &Jobs,
+    plan: &CopyPlan,
+    observe: &mut dyn FnMut(Step),
+) {
+    let outcome = copy_all(jobs, plan, observe)
+        .and_then(|()| complete(storage, plan, observe).map_err(Stop::from));
     let (state, why) = match outcome {
         Ok(()) => {
             tracing::info!(job = plan.job, "copy completed");
             jobs.finish(plan.job, JOB_STATE_COMPLETED, None);
+            observe(Step::Finished);
             return;
         }
         Err(Stop::Requested(JOB_STATE_EXCEPTION)) => (
@@ -113,6 +140,7 @@ fn run(storage: &Storage, jobs: &Jobs, plan: &CopyPlan) {
         "its target will be removed at the next start"
     };
     jobs.finish(plan.job, state, Some(format!("{why}; {fate}")));
+    observe(Step::Finished);
 }
 
 fn percent(done: u64, total: u64) -> u16 {
@@ -123,7 +151,7 @@ fn percent(done: u64, total: u64) -> u16 {
     ((u128::from(done) * 100 / u128::from(total)).min(99)) as u16
 }
 
-fn copy_all(jobs: &Jobs, plan: &CopyPlan) -> Result<(), Stop> {
+fn copy_all(jobs: &Jobs, plan: &CopyPlan, observe: &mut dyn FnMut(Step)) -> Result<(), Stop> {
     let mut buf = vec![0u8; COPY_CHUNK_BYTES as usize];
     let started = Instant::now();
     let mut copied = 0u64;
@@ -147,6 +175,7 @@ fn copy_all(jobs: &Jobs, plan: &CopyPlan) -> Result<(), Stop> {
                 copied += n;
                 off += n;
                 jobs.update(plan.job, |j| j.percent = percent(copied, plan.mapped_bytes));
+                observe(Step::Chunk);
                 pace(jobs, plan, started, copied)?;
             }
         }
@@ -173,18 +202,31 @@ fn pace(jobs: &Jobs, plan: &CopyPlan, started: Instant, copied: u64) -> Result<(
     }
 }
 
-fn complete(storage: &Storage, plan: &CopyPlan) -> cairn_engine::Result<()> {
+/// Makes the copied target the replica. Each engine operation is atomic on its own, and the
+/// target stays in the model through all of them: hidden + `CopyTarget` (copying), hidden +
+/// `Replica` (complete, not yet exported; a restart unhides it and completes the job), then
+/// visible + `Replica`. The job is finished only after this, so a Completed job always shows a
+/// usable replica.
+fn complete(
+    storage: &Storage,
+    plan: &CopyPlan,
+    observe: &mut dyn FnMut(Step),
+) -> cairn_engine::Result<()> {
     plan.target_pool.flush()?;
+    observe(Step::Flushed);
     let mut tag = ReplicaTag::replica(plan.source, plan.sync_type, plan.job);
     if plan.unassociated {
         tag = tag.detached();
     }
     plan.target_pool.set_tag(plan.target, &tag.encode())?;
+    observe(Step::Tagged);
     plan.target_pool.set_hidden(plan.target, false)?;
+    observe(Step::Unhidden);
     if let Err(e) = storage.delete_volume(plan.pit) {
         // Tagged PointInTime: removed at the next start if it cannot be removed now.
         tracing::warn!(job = plan.job, "cannot delete the internal snapshot: {e}");
     }
+    observe(Step::PitDeleted);
     Ok(())
 }
 

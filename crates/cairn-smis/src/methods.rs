@@ -198,10 +198,25 @@ fn create_replica(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
     make_replica(p, &req)
 }
 
+/// Starts the worker of a cross-pool copy (a thread in production).
+type CopyStarter<'a> = &'a mut dyn FnMut(CopyPlan) -> std::io::Result<()>;
+
 fn make_replica(p: &ArrayProvider, req: &ReplicaRequest<'_>) -> Outcome {
+    let storage = p.storage.clone();
+    let jobs = p.jobs.clone();
+    make_replica_with(p, req, &mut |plan| {
+        copy::spawn(storage.clone(), jobs.clone(), plan)
+    })
+}
+
+fn make_replica_with(
+    p: &ArrayProvider,
+    req: &ReplicaRequest<'_>,
+    start: CopyStarter<'_>,
+) -> Outcome {
     let _ops = p.ops.lock();
     let (src_pool, src) = resolve_volume(p, req.source)?;
-    if model::is_copy_target(&src) {
+    if model::is_copying(&src) {
         return Err(Refusal::new(
             retcode::IN_USE,
             format!("Volume {} is still being copied", src.id),
@@ -223,7 +238,7 @@ fn make_replica(p: &ArrayProvider, req: &ReplicaRequest<'_>) -> Outcome {
     if target_pool.name() == src_pool.name() {
         same_pool(p, req, &src, &name)
     } else {
-        cross_pool(p, req, &src, &target_pool, &name)
+        cross_pool(p, req, &src, &target_pool, &name, start)
     }
 }
 
@@ -261,6 +276,7 @@ fn cross_pool(
     src: &VolumeInfo,
     target_pool: &Arc<Pool>,
     name: &str,
+    start: CopyStarter<'_>,
 ) -> Outcome {
     if p.jobs.running() >= COPY_JOBS_RUNNING_MAX {
         return Err(Refusal::new(
@@ -302,7 +318,7 @@ fn cross_pool(
             let target = plan.target;
             p.jobs
                 .update_durably(job, |j| j.target = Some(target.to_string()));
-            if let Err(e) = copy::spawn(p.storage.clone(), p.jobs.clone(), plan) {
+            if let Err(e) = start(plan) {
                 created.iter().for_each(|id| remove(p, *id));
                 p.jobs.discard(job);
                 return Err(Refusal::new(
@@ -403,7 +419,7 @@ fn modify_sync(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
     let rel = model::relationship(&snap, target)
         .filter(|r| r.source == source_id)
         .ok_or_else(bad)?;
-    let copying = model::is_copy_target(target);
+    let copying = model::is_copying(target);
     let busy = || {
         Refusal::new(
             retcode::IN_USE,
@@ -453,7 +469,7 @@ fn return_to_pool(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
     let el = required(ref_param(call, "TheElement")?, "TheElement")?;
     let _ops = p.ops.lock();
     let (_, v) = resolve_volume(p, el)?;
-    if model::is_copy_target(&v) {
+    if model::is_copying(&v) {
         return Err(Refusal::new(
             retcode::IN_USE,
             format!("Volume {} is being copied: terminate its job first", v.id),
@@ -530,7 +546,7 @@ fn create_volume(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
 fn modify_volume(p: &ArrayProvider, call: &MethodCall<'_>, el: &InstancePath) -> Outcome {
     let _ops = p.ops.lock();
     let (pool, mut v) = resolve_volume(p, el)?;
-    if model::is_copy_target(&v) {
+    if model::is_copying(&v) {
         return Err(Refusal::new(
             retcode::IN_USE,
             format!("Volume {} is being copied", v.id),
@@ -616,6 +632,168 @@ fn job_state_change(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::copy::Step;
+    use crate::jobs::JOB_STATE_COMPLETED;
+    use crate::provider::ArrayOptions;
+    use crate::replica::TagKind;
+    use cairn_cim::interop::CAIRN_NAMESPACE;
+    use cairn_cim::{Instance, Provider};
+    use cairn_engine::{PoolOptions, Storage};
+
+    fn mem_pool(storage: &Storage, name: &str) {
+        let dev = Arc::new(cairn_io::MemDevice::new(64 << 20));
+        let pool = Pool::create(dev, name, PoolOptions::default()).expect("pool");
+        storage.add_pool(pool).expect("add pool");
+    }
+
+    /// Instances of `class` whose reference `role` names `target`.
+    fn referring(p: &ArrayProvider, class: &str, role: &str, target: &InstancePath) -> usize {
+        let all = p
+            .enumerate_instances(CAIRN_NAMESPACE, class)
+            .expect("enumerate");
+        all.iter()
+            .filter(|i| {
+                i.path
+                    .as_ref()
+                    .and_then(|path| model::key_ref(path, role))
+                    .is_some_and(|r| r.same_keys(target))
+            })
+            .count()
+    }
+
+    fn op_status(i: &Instance) -> Value {
+        i.get("OperationalStatus")
+            .cloned()
+            .expect("OperationalStatus")
+    }
+
+    /// What a client may see of a copy target in one state of the worker: the volume itself
+    /// (GetInstance and EnumerateInstances), its pool, system, job and relationship.
+    /// `related`: whether the target is in a StorageSynchronized (an unassociated copy is only
+    /// while it runs).
+    fn assert_target_visible(
+        p: &ArrayProvider,
+        job: u64,
+        target: &InstancePath,
+        related: bool,
+        at: &str,
+    ) {
+        let inst = p
+            .get_instance(CAIRN_NAMESPACE, target)
+            .expect("GetInstance")
+            .unwrap_or_else(|| panic!("target missing from GetInstance {at}"));
+        let listed = p
+            .enumerate_instances(CAIRN_NAMESPACE, model::VOLUME_CLASS)
+            .expect("enumerate volumes");
+        let listed = listed
+            .iter()
+            .filter(|i| i.path.as_ref().is_some_and(|x| x.same_keys(target)));
+        assert_eq!(
+            listed.count(),
+            1,
+            "target missing from EnumerateInstances {at}"
+        );
+        for (class, role, n) in [
+            ("Cairn_SystemDevice", "PartComponent", 1),
+            ("Cairn_AllocatedFromStoragePool", "Dependent", 1),
+            ("Cairn_AffectedJobElement", "AffectedElement", 1),
+            (model::SYNC_CLASS, "SyncedElement", usize::from(related)),
+        ] {
+            assert_eq!(
+                referring(p, class, role, target),
+                n,
+                "{class} of the target {at}"
+            );
+        }
+        let state = p.jobs.get(job).expect("job").state;
+        let usable = Value::Array(CimType::Uint16, vec![Value::Uint16(2)]);
+        if state == JOB_STATE_COMPLETED {
+            assert_eq!(
+                op_status(&inst),
+                usable,
+                "a completed job shows a usable replica {at}"
+            );
+            let id = model::volume_id_of(target).expect("id");
+            let (_, v) = p.storage.find_volume_by_id(id).expect("target");
+            assert!(!v.hidden, "a completed job's replica is exported {at}");
+        } else {
+            assert_eq!(state, JOB_STATE_RUNNING, "{at}");
+        }
+    }
+
+    /// Regression: the completion tagged the hidden target `Replica` in one engine operation and
+    /// unhid it in the next; in between the target was in no answer of the model, so a client
+    /// whose copy finished between two calls got CIM_ERR_NOT_FOUND for its TargetElement. The
+    /// worker runs here step by step, and after every engine operation the target must be seen.
+    #[test]
+    fn a_copy_target_is_visible_in_every_intermediate_state() {
+        let storage = Arc::new(Storage::new());
+        mem_pool(&storage, "pool0");
+        mem_pool(&storage, "pool1");
+        let p = ArrayProvider::new(storage.clone(), ArrayOptions::new("S"));
+        let (pool0, src) = storage
+            .create_volume("pool0", "src", 4 << 20, VolumeOptions::default())
+            .expect("volume");
+        let data = vec![0x5a; 2 << 20];
+        pool0.write(src.id, 1 << 20, &data).expect("write");
+        for (sync_type, unassociated) in [(SYNC_TYPE_SNAPSHOT, false), (SYNC_TYPE_CLONE, true)] {
+            let source = p.identity.volume_path(src.id);
+            let pool1 = model::pool_path("pool1");
+            let req = ReplicaRequest {
+                name: None,
+                sync_type,
+                source: &source,
+                target_pool: Some(&pool1),
+                unassociated,
+            };
+            let mut started = None;
+            let answer = make_replica_with(&p, &req, &mut |plan| {
+                started = Some(plan);
+                Ok(())
+            })
+            .expect("CreateElementReplica");
+            assert_eq!(answer.return_value, Value::Uint32(retcode::JOB_STARTED));
+            let out = |name: &str| match answer.out_params.iter().find(|(n, _)| n == name) {
+                Some((_, Value::Reference(r))) => r.clone(),
+                other => panic!("{name}: {other:?}"),
+            };
+            let target = out("TargetElement");
+            let job = model::job_id_of(&out("Job")).expect("job id");
+            let plan = started.expect("the copy was started");
+            assert_target_visible(&p, job, &target, true, "when the method answers");
+            let mut steps = Vec::new();
+            crate::copy::run_observed(&p.storage, &p.jobs, &plan, &mut |step| {
+                let related = !unassociated || matches!(step, Step::Chunk | Step::Flushed);
+                assert_target_visible(&p, job, &target, related, &format!("after {step:?}"));
+                steps.push(step);
+            });
+            let chunks = steps.iter().filter(|s| **s == Step::Chunk).count();
+            assert!(chunks >= 2, "{steps:?}");
+            assert_eq!(
+                steps[chunks..],
+                [
+                    Step::Flushed,
+                    Step::Tagged,
+                    Step::Unhidden,
+                    Step::PitDeleted,
+                    Step::Finished
+                ]
+            );
+            let (_, v) = storage.find_volume_by_id(plan.target).expect("replica");
+            let kind = ReplicaTag::decode(&v.tag).map(|t| t.kind);
+            let want = if unassociated {
+                TagKind::Detached
+            } else {
+                TagKind::Replica
+            };
+            assert_eq!(kind, Some(want));
+            let mut back = vec![0; data.len()];
+            plan.target_pool
+                .read(plan.target, 1 << 20, &mut back)
+                .expect("read");
+            assert!(back == data, "the replica holds the source's data");
+        }
+    }
 
     #[test]
     fn sizes_round_up_to_blocks_within_bounds() {

@@ -6,8 +6,10 @@
 //!
 //! Invariants: every path carries its namespace; a volume's DeviceID is its 32-hex-digit engine id
 //! and its Name the NAA 6 form of that id (see [`naa_name`]); every volume and snapshot is allocated
-//! from exactly one pool; hidden engine volumes are not in the model except the targets of running
-//! copies (OperationalStatus [8 Starting]); a StorageSynchronized exists only while both sides do.
+//! from exactly one pool; hidden engine volumes are not in the model except the targets of copy
+//! jobs, from the moment the job is answered until the target is deleted (OperationalStatus
+//! [8 Starting] while hidden or being copied, see [`in_model`]); a StorageSynchronized exists only
+//! while both sides do.
 
 use std::sync::Arc;
 
@@ -225,9 +227,21 @@ pub struct Snapshot {
     pub pools: Vec<PoolView>,
 }
 
-/// True for the engine volumes the model shows.
+/// True for the engine volumes the model shows: every visible volume, and the hidden volumes of a
+/// copy job other than its internal snapshot — the target while it is copied (`CopyTarget`) and
+/// once its copy is done but before it is unhidden (`Replica`/`Detached`). So the target of a copy
+/// is in the model from the moment the method answers until it is deleted, whichever engine
+/// operation of the completion has run last.
 pub fn in_model(v: &VolumeInfo) -> bool {
-    !v.hidden || ReplicaTag::decode(&v.tag).is_some_and(|t| t.kind == TagKind::CopyTarget)
+    !v.hidden
+        || ReplicaTag::decode(&v.tag).is_some_and(|t| t.job != 0 && t.kind != TagKind::PointInTime)
+}
+
+/// True for a model volume hosts cannot use yet: the target of a running copy, or a copy that is
+/// complete but not yet exported (still hidden). Shown with OperationalStatus [8 Starting]; methods
+/// that would change or delete it answer 6 In Use until its job has ended.
+pub fn is_copying(v: &VolumeInfo) -> bool {
+    v.hidden || is_copy_target(v)
 }
 
 impl Snapshot {
@@ -545,7 +559,7 @@ fn volume(id: &Identity, _p: &PoolView, v: &VolumeInfo) -> Instance {
     let lbs = u64::from(v.logical_block_size.max(1));
     let blocks = v.size_bytes / lbs;
     let naa = naa_name(v.id);
-    let copying = is_copy_target(v);
+    let copying = is_copying(v);
     Instance::new(VOLUME_CLASS)
         .with("SystemCreationClassName", Value::string(SYSTEM_CLASS))
         .with("SystemName", Value::string(&id.system_name))
