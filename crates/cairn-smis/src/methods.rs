@@ -243,15 +243,19 @@ fn make_replica_with(
 }
 
 fn same_pool(p: &ArrayProvider, req: &ReplicaRequest<'_>, src: &VolumeInfo, name: &str) -> Outcome {
-    let (pool, info) = p.storage.snapshot(src.id, name, VolumeOptions::default())?;
     let mut tag = ReplicaTag::replica(src.id, req.sync_type, 0);
     if req.unassociated {
         tag = tag.detached();
     }
+    // Until it is tagged, the new snapshot would read as a snapshot replica (SyncType 7) of its
+    // source: requests wait for the tag. A crash in between leaves an ordinary snapshot.
+    let gate = p.model_gate.write();
+    let (pool, info) = p.storage.snapshot(src.id, name, VolumeOptions::default())?;
     if let Err(e) = pool.set_tag(info.id, &tag.encode()) {
         remove(p, info.id);
         return Err(e.into());
     }
+    drop(gate);
     let source = p.identity.volume_path(src.id);
     let target = p.identity.volume_path(info.id);
     let mut out = ok().with_out("TargetElement", Value::Reference(target.clone()));
@@ -719,6 +723,57 @@ mod tests {
         } else {
             assert_eq!(state, JOB_STATE_RUNNING, "{at}");
         }
+    }
+
+    /// Same-pool clones are made by an engine snapshot and then tagged: a request running meanwhile
+    /// must never show the untagged snapshot, which reads as a SyncType 7 snapshot relationship.
+    #[test]
+    fn a_same_pool_clone_is_never_seen_untagged() {
+        let storage = Arc::new(Storage::new());
+        mem_pool(&storage, "pool0");
+        let p = ArrayProvider::new(storage.clone(), ArrayOptions::new("S"));
+        let (_, src) = storage
+            .create_volume("pool0", "src", 1 << 20, VolumeOptions::default())
+            .expect("volume");
+        let source = p.identity.volume_path(src.id);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let started = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                started.wait();
+                while !done.load(Ordering::Relaxed) {
+                    let all = p
+                        .enumerate_instances(CAIRN_NAMESPACE, model::SYNC_CLASS)
+                        .expect("enumerate");
+                    for i in &all {
+                        assert_eq!(i.get("SyncType"), Some(&Value::Uint16(SYNC_TYPE_CLONE)));
+                    }
+                }
+            });
+            started.wait();
+            for _ in 0..1000 {
+                let req = ReplicaRequest {
+                    name: None,
+                    sync_type: SYNC_TYPE_CLONE,
+                    source: &source,
+                    target_pool: None,
+                    unassociated: false,
+                };
+                let answer = make_replica(&p, &req).expect("clone");
+                assert_eq!(answer.return_value, Value::Uint32(retcode::COMPLETED));
+                let clone = answer
+                    .out_params
+                    .iter()
+                    .find_map(|(n, v)| match v {
+                        Value::Reference(r) if n == "TargetElement" => model::volume_id_of(r),
+                        _ => None,
+                    })
+                    .expect("TargetElement");
+                storage.delete_volume(clone).expect("delete the clone");
+            }
+            done.store(true, Ordering::Relaxed);
+            reader.join().expect("reader");
+        });
     }
 
     /// Regression: the completion tagged the hidden target `Replica` in one engine operation and

@@ -5,7 +5,8 @@
 //! central element, the component profiles referenced from it in the SNIA direction).
 //!
 //! Owns: the option set, the job table, the serialisation of management operations (one at a time,
-//! so a create-then-tag sequence is never seen half done by another method), and the routing of
+//! so a create-then-tag sequence is never seen half done by another method, nor by a request, which
+//! reads the engine under the model gate), and the routing of
 //! intrinsic operations to [`crate::model`] and of extrinsic methods to [`crate::methods`].
 //!
 //! Invariant: the provider keeps no model state of its own beyond jobs; every answer is computed
@@ -23,7 +24,7 @@ use cairn_cim::{
     ObjectManagerInfo, ProfileRegistration, Provider,
 };
 use cairn_engine::Storage;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::jobs::Jobs;
 use crate::limits::JOB_TIME_BEFORE_REMOVAL_DEFAULT;
@@ -66,6 +67,11 @@ pub struct ArrayProvider {
     pub(crate) jobs: Arc<Jobs>,
     /// Serialises management methods.
     pub(crate) ops: Mutex<()>,
+    /// Held for writing across the engine operations of a method that makes one model change in
+    /// several of them (a same-pool replica is created, then tagged), and for reading while a
+    /// request reads the engine state: no answer shows such a change half done. Lock order: `ops`,
+    /// then this gate, then the engine's locks.
+    pub(crate) model_gate: RwLock<()>,
     /// Counter behind generated names.
     pub(crate) names: AtomicU64,
 }
@@ -104,6 +110,7 @@ impl ArrayProvider {
             identity,
             jobs,
             ops: Mutex::new(()),
+            model_gate: RwLock::new(()),
             names: AtomicU64::new(seed),
         })
     }
@@ -173,7 +180,10 @@ impl Provider for ArrayProvider {
         if is_interop(namespace) {
             return Ok(Vec::new());
         }
-        let snap = Snapshot::take(&self.storage);
+        let snap = {
+            let _gate = self.model_gate.read();
+            Snapshot::take(&self.storage)
+        };
         let jobs = self.jobs.list();
         Ok(model::instances(
             &self.identity,
@@ -195,7 +205,10 @@ impl Provider for ArrayProvider {
             let Some(id) = model::volume_id_of(path) else {
                 return Ok(None);
             };
-            let snap = Snapshot::take_one(&self.storage, id);
+            let snap = {
+                let _gate = self.model_gate.read();
+                Snapshot::take_one(&self.storage, id)
+            };
             let all = model::instances(&self.identity, &snap, &[], 0, model::VOLUME_CLASS);
             return Ok(all.into_iter().find(same));
         }
