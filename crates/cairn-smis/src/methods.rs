@@ -431,7 +431,8 @@ fn modify_sync(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
         )
     };
     match op {
-        2 if copying => {
+        // A target already tagged Replica (hidden until its job ends) has nothing left to abort.
+        2 if model::is_copy_target(target) => {
             let _ = p
                 .jobs
                 .request_stop(rel.tag.job, JOB_STATE_TERMINATED, JOB_STOP_WAIT);
