@@ -39,6 +39,11 @@ pub const BTREE_HEIGHT_MAX: u32 = 12;
 pub const RECLAIM_ENTRIES_PER_TXN: usize = 2048;
 /// Dirty metadata blocks that force a commit from the write path (bounds pinned memory).
 pub const DIRTY_BLOCKS_MAX: usize = 8192;
+/// Shortest run of freed data blocks (after coalescing a transaction's frees) that is discarded
+/// (punched out of a pool file) after the commit. Shorter runs stay allocated in the file: they
+/// are free in the space map and soon reused, and punching them costs a file-system call inside
+/// the commit plus a file-system allocation when the block is written again.
+pub const DISCARD_BLOCKS_MIN: u64 = 256;
 /// Smallest node cache accepted (smaller requests are raised to this).
 pub const NODE_CACHE_BYTES_MIN: usize = 256 * BLOCK_SIZE_USIZE;
 

@@ -10,6 +10,8 @@
 //!   block allocated and freed inside the same transaction: no durable state references it.
 //! - The on-disk bitmap of commit N already has N's frees applied (they are free once N is
 //!   durable); a page missing from the space tree is all free.
+//! - Freed data runs of at least `DISCARD_BLOCKS_MIN` blocks (after coalescing) are discarded
+//!   once the transaction that freed them is durable, before anything can reuse them.
 //! - Bitmap pages are written copy-on-write at commit; the commit loops until the allocations it
 //!   makes for its own pages and space-tree nodes converge.
 
@@ -25,7 +27,9 @@ use crate::format::{
     get_u64, put_u64, seal_block, verify_block, BlockType, Root, Superblock, HDR_AUX, HEADER_BYTES,
     SUPER_ADDRS,
 };
-use crate::limits::{BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS};
+use crate::limits::{
+    BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, DISCARD_BLOCKS_MIN,
+};
 use crate::node::{Node, TreeKind};
 
 /// Words of one bitmap page.
@@ -545,7 +549,10 @@ impl Meta {
             }
         }
         self.pending_blocks = 0;
-        for (s, l) in std::mem::take(&mut self.freed_data) {
+        for (s, l) in coalesce(std::mem::take(&mut self.freed_data)) {
+            if l < DISCARD_BLOCKS_MIN {
+                continue;
+            }
             if let Err(e) = self.dev.discard(s * BLOCK_SIZE_BYTES, l * BLOCK_SIZE_BYTES) {
                 tracing::warn!("discard of freed blocks {s}+{l} failed: {e}");
             }
@@ -558,6 +565,20 @@ impl Meta {
         self.pages.clear();
         self.cache.clear();
     }
+}
+
+/// Sorts extents and merges the ones that touch (frees arrive in mapping order, not address
+/// order, so runs freed piecemeal are found whole here).
+fn coalesce(mut runs: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    runs.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+    for (s, l) in runs {
+        match out.last_mut() {
+            Some(last) if last.0 + last.1 == s => last.1 += l,
+            _ => out.push((s, l)),
+        }
+    }
+    out
 }
 
 /// Scans one page for a run of up to `want` available blocks at or after `from`, below `limit`.
@@ -662,6 +683,15 @@ mod tests {
         m.commit(m.durable.clone()).unwrap();
         assert_eq!(m.freed_data, vec![], "discarded after the commit");
         assert_eq!(m.alloc_data(8, 100).unwrap(), vec![(100, 8)]);
+    }
+
+    #[test]
+    fn freed_runs_are_sorted_and_merged_before_discard() {
+        assert_eq!(
+            coalesce(vec![(10, 2), (0, 4), (4, 6), (20, 1), (12, 3)]),
+            vec![(0, 15), (20, 1)]
+        );
+        assert_eq!(coalesce(Vec::new()), Vec::new());
     }
 
     #[test]

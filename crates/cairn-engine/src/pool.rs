@@ -576,24 +576,63 @@ impl Pool {
         let mut too_dirty = false;
         for (i, chunk) in data.chunks(IO_BYTES_MAX).enumerate() {
             let at = offset + (i * IO_BYTES_MAX) as u64;
-            let (_gate, mut st) = self.shared()?;
-            let seq = st.io_target(id, offset, data.len() as u64, true)?;
+            let mut committed = false;
+            loop {
+                match self.write_chunk(id, offset, data.len() as u64, at, chunk) {
+                    Ok(dirty) => {
+                        too_dirty = dirty;
+                        break;
+                    }
+                    // Space freed in this transaction becomes reusable once it is durable:
+                    // commit once and try again before reporting the pool full.
+                    Err((e, pending))
+                        if e.kind() == ErrorKind::NoSpace && pending && !committed =>
+                    {
+                        committed = true;
+                        let (_gate, mut st) = self.exclusive()?;
+                        st.commit()?;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        self.commit_if_too_dirty(too_dirty)
+    }
+
+    /// One chunk of a write; returns whether the transaction grew past its bound, or the error
+    /// and whether blocks freed in this transaction are waiting for a commit.
+    fn write_chunk(
+        &self,
+        id: VolumeId,
+        offset: u64,
+        len: u64,
+        at: u64,
+        chunk: &[u8],
+    ) -> std::result::Result<bool, (Error, bool)> {
+        let (_gate, mut st) = self.shared().map_err(|e| (e, false))?;
+        let r = st.io_target(id, offset, len, true).and_then(|seq| {
             if at % BS != 0 || chunk.len() as u64 % BS != 0 {
                 // Read-modify-write of a partial block stays under the lock: two writes to
                 // different sectors of one block must not both start from its old contents.
-                st.write_bytes(seq, at, chunk)?;
-                too_dirty = st.too_dirty();
-                continue;
+                st.write_bytes(seq, at, chunk).map(|()| None)
+            } else {
+                st.plan_write(seq, at, chunk).map(Some)
             }
-            let plan = st.plan_write(seq, at, chunk)?;
-            let dev = st.meta.dev.clone();
-            drop(st);
-            let res = plan.execute(dev.as_ref());
-            let mut st = self.lock();
-            st.finish_write(plan, res)?;
-            too_dirty = st.too_dirty();
-        }
-        self.commit_if_too_dirty(too_dirty)
+        });
+        let plan = match r {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return Ok(st.too_dirty()),
+            Err(e) => {
+                let pending = st.meta.pending_blocks > 0;
+                return Err((e, pending));
+            }
+        };
+        let dev = st.meta.dev.clone();
+        drop(st);
+        let res = plan.execute(dev.as_ref());
+        let mut st = self.lock();
+        st.finish_write(plan, res).map_err(|e| (e, false))?;
+        Ok(st.too_dirty())
     }
 
     pub fn trim(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {

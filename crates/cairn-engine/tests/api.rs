@@ -808,3 +808,66 @@ fn data_write_errors_fail_the_request_metadata_write_errors_fail_the_pool() {
     assert_eq!(buf, vec![1u8; 4096], "the trim was never committed");
     assert!(p.check().unwrap().is_clean());
 }
+
+/// Freed data is punched out of the device only in runs of at least `DISCARD_BLOCKS_MIN` blocks
+/// (after sorting and merging a transaction's frees): a scattered overwrite discards nothing,
+/// deleting a volume discards its space.
+#[test]
+fn only_long_freed_runs_are_discarded() {
+    let (dev, p) = pool(64 * MIB);
+    let v = vol(&p, "v", 8 * MIB);
+    p.write(v, 0, &vec![1u8; 4 * MIB as usize]).unwrap();
+    p.flush().unwrap();
+    let before = dev.stats().discard_bytes;
+    for b in (0..256u64).step_by(7) {
+        p.write(v, b * 4096, &[2u8; 4096]).unwrap();
+    }
+    p.flush().unwrap();
+    assert_eq!(
+        dev.stats().discard_bytes,
+        before,
+        "scattered frees are not punched"
+    );
+    p.delete_volume(v).unwrap();
+    p.wait_reclaim().unwrap();
+    p.flush().unwrap();
+    let punched = dev.stats().discard_bytes - before;
+    assert!(
+        punched >= 3 * MIB,
+        "a deleted volume's runs are punched ({punched} bytes)"
+    );
+    assert!(p.check().unwrap().is_clean());
+}
+
+/// A write that finds the pool full only because blocks freed in the open transaction are not
+/// reusable yet commits and succeeds; a pool that is really full still answers `NoSpace`.
+#[test]
+fn overwrites_of_a_nearly_full_pool_commit_instead_of_failing() {
+    let (_dev, p) = pool(16 * MIB);
+    let v = vol(&p, "v", 11 * MIB);
+    for round in 1..=3u8 {
+        for mib in 0..11u64 {
+            p.write(v, mib * MIB, &vec![round; MIB as usize])
+                .unwrap_or_else(|e| panic!("round {round} MiB {mib}: {e}"));
+        }
+        // Durable: the next round redirects every block (no in-place overwrite).
+        p.flush().unwrap();
+    }
+    let mut buf = vec![0u8; MIB as usize];
+    for mib in 0..11u64 {
+        p.read(v, mib * MIB, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 3), "MiB {mib}");
+    }
+    let s = p.snapshot(v, "s", VolumeOptions::default()).unwrap();
+    let mut full = None;
+    for mib in 0..11u64 {
+        if let Err(e) = p.write(v, mib * MIB, &vec![4u8; MIB as usize]) {
+            full = Some(e.kind());
+            break;
+        }
+    }
+    assert_eq!(full, Some(ErrorKind::NoSpace), "snapshot pins the old data");
+    p.delete_volume(s.id).unwrap();
+    p.wait_reclaim().unwrap();
+    assert!(p.check().unwrap().is_clean());
+}
