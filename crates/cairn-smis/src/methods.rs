@@ -726,6 +726,51 @@ mod tests {
         }
     }
 
+    /// A cross-pool copy records its job before it creates anything and forgets it again if it
+    /// is refused meanwhile (e.g. a target pool too small); requests see a job only once its
+    /// target is recorded, right before the method answers 4096.
+    #[test]
+    fn a_job_is_shown_only_once_its_target_is_recorded() {
+        let storage = Arc::new(Storage::new());
+        let p = ArrayProvider::new(storage, ArrayOptions::new("S"));
+        let rec = JobRecord {
+            id: 0,
+            description: "copy".into(),
+            state: JOB_STATE_RUNNING,
+            percent: 0,
+            submitted_unix_secs: now_unix_secs(),
+            last_change_unix_secs: now_unix_secs(),
+            finished_unix_secs: None,
+            error: None,
+            source: VolumeId([1; 16]).to_string(),
+            target_name: "t".into(),
+            target_pool: "pool1".into(),
+            pit_name: "pit".into(),
+            target: None,
+            sync_type: SYNC_TYPE_SNAPSHOT,
+            stop_requested: None,
+        };
+        let job = p.jobs.add(rec).expect("add");
+        let seen = |class: &str| {
+            p.enumerate_instances(CAIRN_NAMESPACE, class)
+                .expect("enumerate")
+                .len()
+        };
+        assert_eq!(
+            seen(model::JOB_CLASS),
+            0,
+            "a job being prepared is not shown"
+        );
+        assert_eq!(seen("Cairn_OwningJobElement"), 0);
+        p.jobs
+            .update_durably(job, |j| j.target = Some(VolumeId([2; 16]).to_string()));
+        assert_eq!(seen(model::JOB_CLASS), 1, "the answered job is shown");
+        assert_eq!(seen("Cairn_OwningJobElement"), 1);
+        let path = model::job_path(job);
+        let got = p.get_instance(CAIRN_NAMESPACE, &path).expect("GetInstance");
+        assert!(got.is_some());
+    }
+
     /// Same-pool clones are made by an engine snapshot and then tagged: a request running meanwhile
     /// must never show the untagged snapshot, which reads as a SyncType 7 snapshot relationship.
     #[test]

@@ -184,7 +184,15 @@ impl Provider for ArrayProvider {
             let _gate = self.model_gate.read();
             Snapshot::take(&self.storage)
         };
-        let jobs = self.jobs.list();
+        // A job is in the model once its method is about to answer 4096 (its target is
+        // recorded then): a copy refused while it was being prepared never shows a job that
+        // vanishes without a final state.
+        let jobs: Vec<_> = self
+            .jobs
+            .list()
+            .into_iter()
+            .filter(|j| j.target.is_some())
+            .collect();
         Ok(model::instances(
             &self.identity,
             &snap,
