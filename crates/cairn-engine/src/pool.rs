@@ -17,6 +17,8 @@
 //!   redirected to fresh blocks and remapped, old data is never read or copied.
 //! - A failed metadata write or flush, or an error in the middle of a metadata change, puts the
 //!   pool in a failed state; every later call returns `PoolFailed` until it is reopened.
+//! - A write that finds no data space while blocks freed in the open transaction wait for its
+//!   commit (reclamation rule) commits once and retries; `NoSpace` means the pool is really full.
 //! - Deleted volumes are tombstones (flag `deleting`, name freed) until the reclaimer has dropped
 //!   their tree; tombstones are durable, so reclaim resumes after a crash.
 
