@@ -334,13 +334,7 @@ impl Pool {
         }
         let (_gate, mut st) = self.exclusive()?;
         st.ensure_name_free(name)?;
-        let mut flags = 0;
-        if opts.read_only {
-            flags |= VF_READ_ONLY;
-        }
-        if opts.hidden {
-            flags |= VF_HIDDEN;
-        }
+        let flags = record_flags(&opts);
         let rec = st.new_record(
             name,
             size_bytes,
@@ -444,13 +438,7 @@ impl Pool {
         let src_seq = st.seq_of(source)?;
         st.ensure_name_free(name)?;
         let src = st.vols[&src_seq].clone();
-        let mut flags = 0;
-        if opts.read_only {
-            flags |= VF_READ_ONLY;
-        }
-        if opts.hidden {
-            flags |= VF_HIDDEN;
-        }
+        let flags = record_flags(&opts);
         let rec = st.new_record(
             name,
             src.size_bytes,
@@ -1309,4 +1297,16 @@ fn assign_runs(need: &[(u64, u64)], runs: &[(u64, u64)]) -> Vec<(u64, u64, u64)>
         }
     }
     out
+}
+
+/// The volume-record flags that `opts` asks for.
+fn record_flags(opts: &VolumeOptions) -> u32 {
+    let mut flags = 0;
+    if opts.read_only {
+        flags |= VF_READ_ONLY;
+    }
+    if opts.hidden {
+        flags |= VF_HIDDEN;
+    }
+    flags
 }
