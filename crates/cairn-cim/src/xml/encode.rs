@@ -579,13 +579,7 @@ impl Writer {
         self.s.push('<');
         self.s.push_str(elem);
         self.attr("NAME", &p.name);
-        if p.ty == CimType::Reference {
-            if let Some(rc) = &p.reference_class {
-                self.attr("REFERENCECLASS", rc);
-            }
-        } else {
-            self.attr("TYPE", p.ty.xml_name());
-        }
+        self.type_attr(p.ty, p.reference_class.as_deref());
         self.origin(&p.class_origin, p.propagated, opts);
         if p.ty == CimType::String
             && p.qualifiers
@@ -600,6 +594,17 @@ impl Writer {
         self.s.push_str("</");
         self.s.push_str(elem);
         self.s.push('>');
+    }
+
+    /// `REFERENCECLASS` for a reference (when known), `TYPE` for anything else.
+    fn type_attr(&mut self, ty: CimType, reference_class: Option<&str>) {
+        if ty == CimType::Reference {
+            if let Some(rc) = reference_class {
+                self.attr("REFERENCECLASS", rc);
+            }
+        } else {
+            self.attr("TYPE", ty.xml_name());
+        }
     }
 
     fn method(&mut self, m: &Method, opts: ClassOptions) {
@@ -625,13 +630,7 @@ impl Writer {
         self.s.push('<');
         self.s.push_str(elem);
         self.attr("NAME", &p.name);
-        if p.ty == CimType::Reference {
-            if let Some(rc) = &p.reference_class {
-                self.attr("REFERENCECLASS", rc);
-            }
-        } else {
-            self.attr("TYPE", p.ty.xml_name());
-        }
+        self.type_attr(p.ty, p.reference_class.as_deref());
         self.s.push('>');
         self.qualifiers(&p.qualifiers, opts);
         self.s.push_str("</");
