@@ -1,7 +1,8 @@
 //! A volume as a host sees it: the one export layer under every data protocol.
 //!
 //! This crate owns the traits a data protocol (NBD today, iSCSI next) is written against, and
-//! their implementation over Cairn's engine:
+//! their implementation over Cairn's engine (`impl Exports for cairn_engine::Storage`: every
+//! non-hidden volume and snapshot, named after the volume):
 //! - [`Exports`]: the set of volumes a host may open, listed and looked up by name, and opened
 //!   into a [`Volume`];
 //! - [`Volume`]: an opened volume serving read, write (with FUA), flush, trim, write-zeroes and
@@ -21,9 +22,12 @@
 //!   another.
 #![forbid(unsafe_code)]
 
+mod engine;
 mod error;
 pub mod limits;
 mod naa;
+#[cfg(test)]
+mod suite;
 mod volume;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,10 +1,11 @@
 //! The export traits: the set of volumes a host may open, and an opened volume.
 //!
 //! Methods are synchronous (the engine is); an async server calls them on a blocking pool.
-//! Offsets and lengths are in bytes. A request must stay inside the volume
-//! ([`ErrorKind::OutOfRange`](crate::ErrorKind::OutOfRange) otherwise) and move at most
-//! [`REQUEST_BYTES_MAX`](crate::limits::REQUEST_BYTES_MAX) bytes of data; a write or zeroing
-//! need not be aligned to the logical block size (a partial block is read, modified and written).
+//! Offsets and lengths are in bytes. A request must be a whole number of logical blocks
+//! ([`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) otherwise), stay inside
+//! the volume ([`ErrorKind::OutOfRange`](crate::ErrorKind::OutOfRange) otherwise) and move at
+//! most [`REQUEST_BYTES_MAX`](crate::limits::REQUEST_BYTES_MAX) bytes of data (trim, zeroing and
+//! block status move none, so their ranges are not bounded by it).
 //!
 //! Invariants every implementation keeps:
 //! - An opened [`Volume`] holds a lease on its volume until the last reference is dropped, so
