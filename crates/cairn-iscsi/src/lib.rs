@@ -18,6 +18,7 @@ pub mod keys;
 pub mod limits;
 pub mod login;
 pub mod pdu;
+pub mod scsi;
 pub mod text;
 
 pub use error::{Error, ErrorKind, Result};
