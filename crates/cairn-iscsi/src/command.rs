@@ -5,7 +5,7 @@
 //! Invariants:
 //! - A command's data-out is gathered in offset order within FirstBurstLength (unsolicited) and
 //!   MaxBurstLength (per R2T, one R2T outstanding), never beyond the expected transfer length nor
-//!   [`TRANSFER_BYTES_MAX`]; a Data-Out out of sequence closes the connection (level 0).
+//!   [`TRANSFER_BYTES_MAX`]; a Data-Out out of sequence ends its command with ABORTED COMMAND and its remaining data is dropped.
 //! - Each command holds a charge on the server's in-flight byte budget from admission until its
 //!   response is written; when the budget is spent the command ends with TASK SET FULL.
 //! - Data-In segments never exceed the initiator's MaxRecvDataSegmentLength; residuals follow
@@ -21,7 +21,7 @@ use cairn_export::{Volume, VolumeInfo};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::connection::{Conn, ConnResult};
-use crate::limits::{COMMAND_CHARGE_BYTES, TRANSFER_BYTES_MAX};
+use crate::limits::{COMMAND_CHARGE_BYTES, CONNECTION_IN_FLIGHT_BYTES_MAX, TRANSFER_BYTES_MAX};
 use crate::lu::{self, Outcome};
 use crate::pdu::{op, reject, Pdu, RESERVED_TAG};
 use crate::scsi::cdb::{self, Cdb};
@@ -31,6 +31,8 @@ use crate::target::{lock, Attentions, Registration, Target};
 
 /// SCSI status TASK SET FULL.
 const TASK_SET_FULL: u8 = 0x28;
+/// DATA PHASE ERROR: Data-Out out of sequence.
+const DATA_PHASE_ERROR: Sense = Sense::new(sense::key::ABORTED_COMMAND, 0x4b, 0x00);
 /// INVALID FIELD IN INFORMATION UNIT: the expected length disagrees with the CDB.
 const INVALID_FIELD_IN_IU: Sense = Sense::new(sense::key::ILLEGAL_REQUEST, 0x0e, 0x03);
 
@@ -120,13 +122,37 @@ pub(crate) struct Collect {
     cdb: Cdb,
     volume: Arc<dyn Volume>,
     unit: Unit,
+    /// Bytes solicited and kept (the CDB's data-out, cut to the expected length).
     want: u32,
+    /// Bytes the initiator may send unsolicited (the expected length, cut to FirstBurstLength).
+    unsolicited_max: u32,
+    /// Bytes received so far, kept or not.
+    received: u32,
     buf: Vec<u8>,
     unsolicited: bool,
     ttt: u32,
     r2t_sn: u32,
     burst_end: u32,
     data_sn: u32,
+}
+
+impl Collect {
+    /// Counts received data and keeps what the command takes.
+    fn keep(&mut self, data: &[u8]) {
+        self.received += data.len() as u32;
+        let room = (self.want as usize).saturating_sub(self.buf.len());
+        self.buf.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// Cuts a write or compare to the whole blocks received (expected length below the CDB's).
+    fn whole_blocks(&mut self) {
+        let bs = self.unit.block_bytes as usize;
+        let blocks = self.buf.len() / bs;
+        if let Cdb::Write { blocks: b, .. } | Cdb::Verify { blocks: b, bytchk: true, .. } = &mut self.cdb {
+            *b = (*b).min(blocks as u32);
+            self.buf.truncate(*b as usize * bs);
+        }
+    }
 }
 
 pub(crate) enum TaskState {
@@ -140,6 +166,7 @@ pub(crate) struct Task {
     pub(crate) state: TaskState,
     meta: Meta,
     permit: Option<OwnedSemaphorePermit>,
+    charge: u64,
 }
 
 impl Task {
@@ -276,6 +303,10 @@ impl Conn {
             }
         }
         let unit = unit_of(&state.target, &*volume);
+        if unit.read_only && matches!(cdb, Cdb::Write { .. } | Cdb::WriteSame { .. } | Cdb::Unmap { .. }) {
+            // Refused before any data is asked for.
+            return Err((Some(sense::WRITE_PROTECTED), Vec::new(), meta));
+        }
         let needed = lu::data_out_bytes(&cdb, unit.block_bytes);
         let write_dir = needed > 0 || pdu.flags() & 0x20 != 0;
         if write_dir {
@@ -290,7 +321,20 @@ impl Conn {
             return Err((Some(Sense::invalid_cdb(7, None)), Vec::new(), meta));
         }
         Ok(Some((
-            Collect { cdb, volume, unit, want: want as u32, buf: Vec::new(), unsolicited: false, ttt: RESERVED_TAG, r2t_sn: 0, burst_end: 0, data_sn: 0 },
+            Collect {
+                cdb,
+                volume,
+                unit,
+                want: want as u32,
+                unsolicited_max: meta.edtl.min(self.params.first_burst_bytes),
+                received: 0,
+                buf: Vec::new(),
+                unsolicited: false,
+                ttt: RESERVED_TAG,
+                r2t_sn: 0,
+                burst_end: 0,
+                data_sn: 0,
+            },
             meta,
         )))
     }
@@ -302,14 +346,18 @@ impl Conn {
             _ => 0,
         };
         let charge = (meta.edtl as u64).max(read_bytes).min(TRANSFER_BYTES_MAX as u64) + COMMAND_CHARGE_BYTES;
-        let Ok(permit) = self.target.bytes.clone().try_acquire_many_owned(charge as u32) else {
+        let permit = if self.charged_bytes + charge <= CONNECTION_IN_FLIGHT_BYTES_MAX {
+            self.target.bytes.clone().try_acquire_many_owned(charge as u32).ok()
+        } else {
+            None
+        };
+        let Some(permit) = permit else {
             if more_data {
                 self.discarding.insert(meta.itt);
             }
             return self.status_only(meta, TASK_SET_FULL, None, Residual::default()).await;
         };
-        let first_burst = self.params.first_burst_bytes;
-        if !pdu.data.is_empty() && (!self.params.immediate_data || pdu.data.len() as u64 > c.want.min(first_burst) as u64) {
+        if !pdu.data.is_empty() && (!self.params.immediate_data || pdu.data.len() as u64 > c.unsolicited_max as u64) {
             self.reject(&pdu.bhs, reject::PROTOCOL_ERROR).await?;
             return Err("immediate data beyond what was negotiated".into());
         }
@@ -318,9 +366,10 @@ impl Conn {
             return Err("unsolicited data with InitialR2T=Yes".into());
         }
         c.buf.reserve_exact(c.want as usize);
-        c.buf.extend_from_slice(&pdu.data);
+        c.keep(&pdu.data);
         c.unsolicited = more_data;
-        let task = Task { lun, state: TaskState::Collecting(Box::new(c)), meta, permit: Some(permit) };
+        self.charged_bytes += charge;
+        let task = Task { lun, state: TaskState::Collecting(Box::new(c)), meta, permit: Some(permit), charge };
         self.tasks.insert(meta.itt, task);
         self.advance(meta.itt).await
     }
@@ -330,7 +379,7 @@ impl Conn {
         let max_burst = self.params.max_burst_bytes;
         let Some(task) = self.tasks.get_mut(&itt) else { return Ok(()) };
         let TaskState::Collecting(c) = &mut task.state else { return Ok(()) };
-        let have = c.buf.len() as u32;
+        let have = c.received;
         if c.unsolicited || (c.ttt != RESERVED_TAG && have < c.burst_end) {
             return Ok(());
         }
@@ -350,9 +399,10 @@ impl Conn {
             c.r2t_sn += 1;
             return self.send(r2t, false).await;
         }
-        let TaskState::Collecting(c) = std::mem::replace(&mut task.state, TaskState::Running { aborted: false }) else {
+        let TaskState::Collecting(mut c) = std::mem::replace(&mut task.state, TaskState::Running { aborted: false }) else {
             unreachable!("matched above")
         };
+        c.whole_blocks();
         let done = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
             let outcome = lu::execute(&*c.volume, &c.unit, &c.cdb, &c.buf);
@@ -365,7 +415,7 @@ impl Conn {
         let itt = pdu.itt();
         let last = pdu.final_bit();
         if self.discarding.contains(&itt) {
-            if last && pdu.u32_at(20) == RESERVED_TAG {
+            if last {
                 self.discarding.remove(&itt);
             }
             return Ok(());
@@ -375,33 +425,45 @@ impl Conn {
             return Ok(());
         };
         let (ttt, data_sn, offset) = (pdu.u32_at(20), pdu.u32_at(36), pdu.u32_at(40));
-        let have = c.buf.len() as u32;
-        let limit = if ttt == RESERVED_TAG { c.want.min(self.params.first_burst_bytes) } else { c.burst_end };
+        let have = c.received;
+        let limit = if ttt == RESERVED_TAG { c.unsolicited_max } else { c.burst_end };
         let in_sequence = (ttt == RESERVED_TAG && c.unsolicited || ttt != RESERVED_TAG && ttt == c.ttt)
             && data_sn == c.data_sn
             && offset == have
             && have as u64 + pdu.data.len() as u64 <= limit as u64;
         if !in_sequence {
-            return Err(format!("Data-Out out of sequence (ITT {itt:#x}, DataSN {data_sn}, offset {offset})"));
+            tracing::info!(itt, data_sn, offset, "Data-Out out of sequence; the command is aborted");
+            return self.fail_collecting(itt, last).await;
         }
-        c.buf.extend_from_slice(&pdu.data);
+        c.keep(&pdu.data);
         c.data_sn += 1;
         if last && ttt == RESERVED_TAG {
             c.unsolicited = false;
         }
-        if last && ttt != RESERVED_TAG && (c.buf.len() as u32) < c.burst_end {
-            return Err("R2T sequence ended short".into());
+        if last && ttt != RESERVED_TAG && c.received < c.burst_end {
+            return self.fail_collecting(itt, true).await;
         }
         self.advance(itt).await
     }
 
+    /// Ends a command whose Data-Out broke the sequence: ABORTED COMMAND, DATA PHASE ERROR, and
+    /// the rest of its data dropped.
+    async fn fail_collecting(&mut self, itt: u32, last: bool) -> ConnResult<()> {
+        let Some(task) = self.tasks.remove(&itt) else { return Ok(()) };
+        let meta = task.meta;
+        self.release(task);
+        if !last {
+            self.discarding.insert(itt);
+        }
+        self.status_only(meta, status::CHECK_CONDITION, Some(DATA_PHASE_ERROR), Residual::default()).await
+    }
+
     pub(crate) async fn complete(&mut self, done: Done) -> ConnResult<()> {
         let Some(task) = self.tasks.remove(&done.itt) else { return Ok(()) };
-        if matches!(task.state, TaskState::Running { aborted: true }) {
-            return Ok(());
-        }
-        let r = self.finish(task.meta, done.outcome).await;
-        drop(task.permit);
+        let aborted = matches!(task.state, TaskState::Running { aborted: true });
+        let meta = task.meta;
+        let r = if aborted { Ok(()) } else { self.finish(meta, done.outcome).await };
+        self.release(task);
         r
     }
 
@@ -493,6 +555,12 @@ impl Conn {
         self.send(p, true).await
     }
 
+    /// Returns a finished or dropped task's charge to the budgets.
+    fn release(&mut self, task: Task) {
+        self.charged_bytes -= task.charge;
+        drop(task.permit);
+    }
+
     /// Aborts the tasks `which` selects; the TMF response: 0 if any, 1 (no such task) if none.
     fn abort(&mut self, which: impl Fn(u32, u16) -> bool) -> u8 {
         let mut found = false;
@@ -502,8 +570,8 @@ impl Conn {
             let Some(task) = self.tasks.get_mut(&itt) else { continue };
             if task.running() {
                 task.state = TaskState::Running { aborted: true };
-            } else {
-                self.tasks.remove(&itt);
+            } else if let Some(task) = self.tasks.remove(&itt) {
+                self.release(task);
                 self.discarding.insert(itt);
             }
         }

@@ -62,6 +62,8 @@ pub(crate) struct Conn {
     pub discarding: HashSet<u32>,
     pub done_tx: mpsc::UnboundedSender<Done>,
     pub next_ttt: u32,
+    /// Bytes charged by this connection's commands in flight.
+    pub charged_bytes: u64,
     pub session: Option<crate::command::SessionState>,
     logout_reply: Option<Pdu>,
 }
@@ -98,6 +100,7 @@ async fn run(socket: TcpStream, target: Arc<Target>, mut shutdown: watch::Receiv
         discarding: HashSet::new(),
         done_tx,
         next_ttt: 1,
+        charged_bytes: 0,
         session: None,
         logout_reply: None,
     };

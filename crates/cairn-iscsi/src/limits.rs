@@ -20,8 +20,9 @@ pub const LOGIN_DATA_SEGMENT_BYTES_MAX: u32 = 8192;
 pub const BURST_BYTES_MAX: u32 = 1 << 20;
 /// The target's FirstBurstLength offer: the most unsolicited bytes of one command.
 pub const FIRST_BURST_BYTES_MAX: u32 = 256 << 10;
-/// Largest transfer of one SCSI command (reported in VPD B0 as MAXIMUM TRANSFER LENGTH).
-pub const TRANSFER_BYTES_MAX: u32 = 8 << 20;
+/// Largest transfer of one SCSI command (reported in VPD B0 as MAXIMUM TRANSFER LENGTH): the
+/// export layer's request limit.
+pub const TRANSFER_BYTES_MAX: u32 = cairn_export::limits::REQUEST_BYTES_MAX;
 /// Most text bytes gathered over a login or text exchange (continued PDUs included).
 pub const TEXT_BYTES_MAX: usize = 64 << 10;
 /// Most key=value pairs in one login or text exchange (key bombs are refused).
@@ -35,7 +36,7 @@ pub const LOGIN_PDUS_MAX: u32 = 64;
 /// Commands the target admits into its CmdSN window at once (MaxCmdSN - ExpCmdSN + 1).
 pub const COMMAND_WINDOW: u32 = 32;
 /// Data bytes one connection may hold for commands in flight (reads and writes).
-pub const CONNECTION_IN_FLIGHT_BYTES_MAX: u64 = 64 << 20;
+pub const CONNECTION_IN_FLIGHT_BYTES_MAX: u64 = 96 << 20;
 /// Data bytes the whole server may hold for commands in flight.
 pub const SERVER_IN_FLIGHT_BYTES_MAX: u64 = 1 << 30;
 /// Fixed in-flight charge of a command without data.

@@ -25,15 +25,16 @@ pub(crate) fn data_out_bytes(cdb: &Cdb, block_bytes: u32) -> u64 {
     match *cdb {
         Cdb::Write { blocks: n, .. } => blocks(n),
         Cdb::Verify { blocks: n, bytchk: true, .. } => blocks(n),
-        Cdb::WriteSame { .. } => block_bytes as u64,
+        Cdb::WriteSame { ndob: false, .. } => block_bytes as u64,
         Cdb::Unmap { param_len } | Cdb::ModeSelect { param_len, .. } => param_len as u64,
         _ => 0,
     }
 }
 
-/// True for commands whose data-out length must equal the expected transfer length exactly.
+/// True for commands whose data-out length must equal the expected transfer length exactly (a
+/// WRITE SAME block cannot be cut; writes and compares are cut to the expected length).
 pub(crate) fn data_out_exact(cdb: &Cdb) -> bool {
-    matches!(cdb, Cdb::Write { .. } | Cdb::Verify { bytchk: true, .. } | Cdb::WriteSame { .. })
+    matches!(cdb, Cdb::WriteSame { ndob: false, .. })
 }
 
 fn volume_sense(e: &cairn_export::Error, writing: bool) -> Sense {
@@ -80,7 +81,7 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
         Cdb::Read { lba, blocks, .. } => read(vol, u, lba, blocks),
         Cdb::Write { lba, blocks, fua } => write(vol, u, lba, blocks, fua, data),
         Cdb::Verify { lba, blocks, bytchk } => verify(vol, u, lba, blocks, bytchk, data),
-        Cdb::WriteSame { lba, blocks, unmap } => write_same(vol, u, lba, blocks, unmap, data),
+        Cdb::WriteSame { lba, blocks, unmap, .. } => write_same(vol, u, lba, blocks, unmap, data),
         Cdb::Unmap { .. } => unmap(vol, u, data),
         Cdb::SynchronizeCache { lba, blocks } => {
             range(u, lba, blocks as u64, false)?;
@@ -138,6 +139,7 @@ fn write_same(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u64, unmap: bool, da
     let (offset, len) = range(u, lba, blocks, false)?;
     writable(u)?;
     let fail = |e: cairn_export::Error| volume_sense(&e, true);
+    // NDOB (no data-out buffer) writes zeros too.
     if data.iter().all(|&b| b == 0) {
         // With LBPRZ the zeroes read back either way; UNMAP lets the engine deallocate.
         let how = if unmap { Zeroing::Unmap } else { Zeroing::Allocate };

@@ -83,6 +83,8 @@ pub enum Cdb {
         lba: u64,
         blocks: u64,
         unmap: bool,
+        /// No data-out buffer: the blocks are zeroed.
+        ndob: bool,
     },
     Unmap {
         param_len: u32,
@@ -305,14 +307,11 @@ fn write_same(cdb: &[u8], lba: u64, blocks: u64) -> Result<Cdb, Sense> {
         // ANCHOR.
         return Err(Sense::invalid_cdb(1, Some(4)));
     }
-    if cdb[0] == opcode::WRITE_SAME_16 && cdb[1] & 0x01 != 0 {
-        // NDOB (no data-out buffer) is not advertised.
-        return Err(Sense::invalid_cdb(1, Some(0)));
-    }
     Ok(Cdb::WriteSame {
         lba,
         blocks,
         unmap: cdb[1] & 0x08 != 0,
+        ndob: cdb[0] == opcode::WRITE_SAME_16 && cdb[1] & 0x01 != 0,
     })
 }
 
@@ -464,7 +463,8 @@ mod tests {
             Ok(Cdb::WriteSame {
                 lba: 0,
                 blocks: 4,
-                unmap: true
+                unmap: true,
+                ndob: false
             })
         );
         c[1] = 0x10;
