@@ -82,8 +82,14 @@ impl SessionState {
             return;
         }
         self.generation = generation;
-        let Ok(table) = self.target.luns() else { return };
-        self.open.retain(|lun, lu| table.iter().any(|(l, v)| l == lun && v.id == lu.volume.id()));
+        let Ok(table) = self.target.luns() else {
+            return;
+        };
+        self.open.retain(|lun, lu| {
+            table
+                .iter()
+                .any(|(l, v)| l == lun && v.id == lu.volume.id())
+        });
         let mut attentions = lock(&self.reg.attentions);
         for lun in table.iter().map(|(l, _)| *l).chain([0]) {
             attentions.push(lun, sense::REPORTED_LUNS_CHANGED);
@@ -110,9 +116,20 @@ impl SessionState {
             return Some(lu.volume.clone());
         }
         let (_, info) = self.table.iter().find(|(l, _)| *l == lun)?;
-        let volume = self.target.exports.open(&info.name).ok().filter(|v| v.id() == info.id)?;
+        let volume = self
+            .target
+            .exports
+            .open(&info.name)
+            .ok()
+            .filter(|v| v.id() == info.id)?;
         let size_bytes = volume.size_bytes();
-        self.open.insert(lun, Lu { volume: volume.clone(), size_bytes });
+        self.open.insert(
+            lun,
+            Lu {
+                volume: volume.clone(),
+                size_bytes,
+            },
+        );
         Some(volume)
     }
 }
@@ -148,7 +165,13 @@ impl Collect {
     fn whole_blocks(&mut self) {
         let bs = self.unit.block_bytes as usize;
         let blocks = self.buf.len() / bs;
-        if let Cdb::Write { blocks: b, .. } | Cdb::Verify { blocks: b, bytchk: true, .. } = &mut self.cdb {
+        if let Cdb::Write { blocks: b, .. }
+        | Cdb::Verify {
+            blocks: b,
+            bytchk: true,
+            ..
+        } = &mut self.cdb
+        {
             *b = (*b).min(blocks as u32);
             self.buf.truncate(*b as usize * bs);
         }
@@ -195,8 +218,14 @@ struct Residual {
 
 fn residual(expected: u64, actual: u64) -> Residual {
     match actual.cmp(&expected) {
-        std::cmp::Ordering::Greater => Residual { flags: 0x04, count: (actual - expected).min(u32::MAX as u64) as u32 },
-        std::cmp::Ordering::Less => Residual { flags: 0x02, count: (expected - actual) as u32 },
+        std::cmp::Ordering::Greater => Residual {
+            flags: 0x04,
+            count: (actual - expected).min(u32::MAX as u64) as u32,
+        },
+        std::cmp::Ordering::Less => Residual {
+            flags: 0x02,
+            count: (expected - actual) as u32,
+        },
         std::cmp::Ordering::Equal => Residual::default(),
     }
 }
@@ -234,7 +263,9 @@ fn unit_of(target: &Target, v: &dyn Volume) -> Unit {
 
 impl Conn {
     fn state(&mut self) -> &mut SessionState {
-        self.session.as_mut().expect("full feature phase has a session")
+        self.session
+            .as_mut()
+            .expect("full feature phase has a session")
     }
 
     pub(crate) async fn scsi_command(&mut self, pdu: Pdu) -> ConnResult<()> {
@@ -246,7 +277,13 @@ impl Conn {
             return self.reject(&pdu.bhs, reject::INVALID_FIELD).await;
         }
         let more_data = pdu.flags() & 0x80 == 0;
-        let meta = Meta { itt, lun_raw: pdu.lun(), edtl: pdu.u32_at(20), write_residual: None, alloc: u32::MAX };
+        let meta = Meta {
+            itt,
+            lun_raw: pdu.lun(),
+            edtl: pdu.u32_at(20),
+            write_residual: None,
+            alloc: u32::MAX,
+        };
         match self.prepare(&pdu, meta) {
             Ok(Some(task)) => self.start(task, pdu, more_data).await,
             Ok(None) => Ok(()),
@@ -261,7 +298,11 @@ impl Conn {
 
     /// Decides what a command needs: `Err` answers it at once (sense, or data without a volume).
     #[allow(clippy::type_complexity)]
-    fn prepare(&mut self, pdu: &Pdu, mut meta: Meta) -> Result<Option<(Collect, Meta)>, (Option<Sense>, Vec<u8>, Meta)> {
+    fn prepare(
+        &mut self,
+        pdu: &Pdu,
+        mut meta: Meta,
+    ) -> Result<Option<(Collect, Meta)>, (Option<Sense>, Vec<u8>, Meta)> {
         let decoded = cdb::decode(&pdu.bhs[32..48]);
         if let Ok(c) = &decoded {
             meta.alloc = alloc_len(c);
@@ -281,7 +322,9 @@ impl Conn {
         let volume = lun.and_then(|l| state.volume(l));
         let (Some(lun), Some(volume)) = (lun, volume) else {
             return Err(match decoded {
-                Ok(Cdb::Inquiry { evpd: false, .. }) => (None, pages::standard_inquiry(false), meta),
+                Ok(Cdb::Inquiry { evpd: false, .. }) => {
+                    (None, pages::standard_inquiry(false), meta)
+                }
                 Err(s) => (Some(s), Vec::new(), meta),
                 Ok(_) => (Some(sense::LUN_NOT_SUPPORTED), Vec::new(), meta),
             });
@@ -303,7 +346,12 @@ impl Conn {
             }
         }
         let unit = unit_of(&state.target, &*volume);
-        if unit.read_only && matches!(cdb, Cdb::Write { .. } | Cdb::WriteSame { .. } | Cdb::Unmap { .. }) {
+        if unit.read_only
+            && matches!(
+                cdb,
+                Cdb::Write { .. } | Cdb::WriteSame { .. } | Cdb::Unmap { .. }
+            )
+        {
             // Refused before any data is asked for.
             return Err((Some(sense::WRITE_PROTECTED), Vec::new(), meta));
         }
@@ -339,15 +387,29 @@ impl Conn {
         )))
     }
 
-    async fn start(&mut self, (mut c, meta): (Collect, Meta), pdu: Pdu, more_data: bool) -> ConnResult<()> {
+    async fn start(
+        &mut self,
+        (mut c, meta): (Collect, Meta),
+        pdu: Pdu,
+        more_data: bool,
+    ) -> ConnResult<()> {
         let lun = pages::decode_lun(meta.lun_raw).unwrap_or(0);
         let read_bytes = match c.cdb {
-            Cdb::Read { blocks, .. } | Cdb::Verify { blocks, .. } => blocks as u64 * c.unit.block_bytes as u64,
+            Cdb::Read { blocks, .. } | Cdb::Verify { blocks, .. } => {
+                blocks as u64 * c.unit.block_bytes as u64
+            }
             _ => 0,
         };
-        let charge = (meta.edtl as u64).max(read_bytes).min(TRANSFER_BYTES_MAX as u64) + COMMAND_CHARGE_BYTES;
+        let charge = (meta.edtl as u64)
+            .max(read_bytes)
+            .min(TRANSFER_BYTES_MAX as u64)
+            + COMMAND_CHARGE_BYTES;
         let permit = if self.charged_bytes + charge <= CONNECTION_IN_FLIGHT_BYTES_MAX {
-            self.target.bytes.clone().try_acquire_many_owned(charge as u32).ok()
+            self.target
+                .bytes
+                .clone()
+                .try_acquire_many_owned(charge as u32)
+                .ok()
         } else {
             None
         };
@@ -355,9 +417,13 @@ impl Conn {
             if more_data {
                 self.discarding.insert(meta.itt);
             }
-            return self.status_only(meta, TASK_SET_FULL, None, Residual::default()).await;
+            return self
+                .status_only(meta, TASK_SET_FULL, None, Residual::default())
+                .await;
         };
-        if !pdu.data.is_empty() && (!self.params.immediate_data || pdu.data.len() as u64 > c.unsolicited_max as u64) {
+        if !pdu.data.is_empty()
+            && (!self.params.immediate_data || pdu.data.len() as u64 > c.unsolicited_max as u64)
+        {
             self.reject(&pdu.bhs, reject::PROTOCOL_ERROR).await?;
             return Err("immediate data beyond what was negotiated".into());
         }
@@ -369,7 +435,13 @@ impl Conn {
         c.keep(&pdu.data);
         c.unsolicited = more_data;
         self.charged_bytes += charge;
-        let task = Task { lun, state: TaskState::Collecting(Box::new(c)), meta, permit: Some(permit), charge };
+        let task = Task {
+            lun,
+            state: TaskState::Collecting(Box::new(c)),
+            meta,
+            permit: Some(permit),
+            charge,
+        };
         self.tasks.insert(meta.itt, task);
         self.advance(meta.itt).await
     }
@@ -377,8 +449,12 @@ impl Conn {
     /// Sends the next R2T or starts the command once its data is all there.
     async fn advance(&mut self, itt: u32) -> ConnResult<()> {
         let max_burst = self.params.max_burst_bytes;
-        let Some(task) = self.tasks.get_mut(&itt) else { return Ok(()) };
-        let TaskState::Collecting(c) = &mut task.state else { return Ok(()) };
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return Ok(());
+        };
+        let TaskState::Collecting(c) = &mut task.state else {
+            return Ok(());
+        };
         let have = c.received;
         if c.unsolicited || (c.ttt != RESERVED_TAG && have < c.burst_end) {
             return Ok(());
@@ -399,7 +475,9 @@ impl Conn {
             c.r2t_sn += 1;
             return self.send(r2t, false).await;
         }
-        let TaskState::Collecting(mut c) = std::mem::replace(&mut task.state, TaskState::Running { aborted: false }) else {
+        let TaskState::Collecting(mut c) =
+            std::mem::replace(&mut task.state, TaskState::Running { aborted: false })
+        else {
             unreachable!("matched above")
         };
         c.whole_blocks();
@@ -420,19 +498,33 @@ impl Conn {
             }
             return Ok(());
         }
-        let Some(Task { state: TaskState::Collecting(c), .. }) = self.tasks.get_mut(&itt) else {
+        let Some(Task {
+            state: TaskState::Collecting(c),
+            ..
+        }) = self.tasks.get_mut(&itt)
+        else {
             // A Data-Out for a task that was aborted or never admitted.
             return Ok(());
         };
         let (ttt, data_sn, offset) = (pdu.u32_at(20), pdu.u32_at(36), pdu.u32_at(40));
         let have = c.received;
-        let limit = if ttt == RESERVED_TAG { c.unsolicited_max } else { c.burst_end };
-        let in_sequence = (ttt == RESERVED_TAG && c.unsolicited || ttt != RESERVED_TAG && ttt == c.ttt)
+        let limit = if ttt == RESERVED_TAG {
+            c.unsolicited_max
+        } else {
+            c.burst_end
+        };
+        let in_sequence = (ttt == RESERVED_TAG && c.unsolicited
+            || ttt != RESERVED_TAG && ttt == c.ttt)
             && data_sn == c.data_sn
             && offset == have
             && have as u64 + pdu.data.len() as u64 <= limit as u64;
         if !in_sequence {
-            tracing::info!(itt, data_sn, offset, "Data-Out out of sequence; the command is aborted");
+            tracing::info!(
+                itt,
+                data_sn,
+                offset,
+                "Data-Out out of sequence; the command is aborted"
+            );
             return self.fail_collecting(itt, last).await;
         }
         c.keep(&pdu.data);
@@ -449,20 +541,34 @@ impl Conn {
     /// Ends a command whose Data-Out broke the sequence: ABORTED COMMAND, DATA PHASE ERROR, and
     /// the rest of its data dropped.
     async fn fail_collecting(&mut self, itt: u32, last: bool) -> ConnResult<()> {
-        let Some(task) = self.tasks.remove(&itt) else { return Ok(()) };
+        let Some(task) = self.tasks.remove(&itt) else {
+            return Ok(());
+        };
         let meta = task.meta;
         self.release(task);
         if !last {
             self.discarding.insert(itt);
         }
-        self.status_only(meta, status::CHECK_CONDITION, Some(DATA_PHASE_ERROR), Residual::default()).await
+        self.status_only(
+            meta,
+            status::CHECK_CONDITION,
+            Some(DATA_PHASE_ERROR),
+            Residual::default(),
+        )
+        .await
     }
 
     pub(crate) async fn complete(&mut self, done: Done) -> ConnResult<()> {
-        let Some(task) = self.tasks.remove(&done.itt) else { return Ok(()) };
+        let Some(task) = self.tasks.remove(&done.itt) else {
+            return Ok(());
+        };
         let aborted = matches!(task.state, TaskState::Running { aborted: true });
         let meta = task.meta;
-        let r = if aborted { Ok(()) } else { self.finish(meta, done.outcome).await };
+        let r = if aborted {
+            Ok(())
+        } else {
+            self.finish(meta, done.outcome).await
+        };
         self.release(task);
         r
     }
@@ -470,7 +576,15 @@ impl Conn {
     /// Answers a command: Data-In with status for data, otherwise a SCSI Response.
     async fn finish(&mut self, meta: Meta, outcome: Outcome) -> ConnResult<()> {
         match (outcome, meta.write_residual) {
-            (Err(s), w) => self.status_only(meta, status::CHECK_CONDITION, Some(s), w.unwrap_or(residual(meta.edtl as u64, 0))).await,
+            (Err(s), w) => {
+                self.status_only(
+                    meta,
+                    status::CHECK_CONDITION,
+                    Some(s),
+                    w.unwrap_or(residual(meta.edtl as u64, 0)),
+                )
+                .await
+            }
             (Ok(_), Some(w)) => self.status_only(meta, status::GOOD, None, w).await,
             (Ok(mut data), None) => {
                 data.truncate(meta.alloc as usize);
@@ -485,12 +599,17 @@ impl Conn {
     }
 
     async fn data_in(&mut self, meta: Meta, data: Bytes, r: Residual) -> ConnResult<()> {
-        let segment = self.params.initiator_recv_data_bytes.min(self.params.max_burst_bytes) as usize;
+        let segment = self
+            .params
+            .initiator_recv_data_bytes
+            .min(self.params.max_burst_bytes) as usize;
         let burst = self.params.max_burst_bytes as usize;
         let mut offset = 0usize;
         let mut data_sn = 0u32;
         while offset < data.len() {
-            let end = (offset + segment).min(data.len()).min((offset / burst + 1) * burst);
+            let end = (offset + segment)
+                .min(data.len())
+                .min((offset / burst + 1) * burst);
             let last = end == data.len();
             let mut p = Pdu::new(op::DATA_IN);
             p.bhs[1] = if last || end % burst == 0 { 0x80 } else { 0 };
@@ -510,7 +629,13 @@ impl Conn {
         Ok(())
     }
 
-    async fn status_only(&mut self, meta: Meta, scsi_status: u8, s: Option<Sense>, r: Residual) -> ConnResult<()> {
+    async fn status_only(
+        &mut self,
+        meta: Meta,
+        scsi_status: u8,
+        s: Option<Sense>,
+        r: Residual,
+    ) -> ConnResult<()> {
         let mut p = Pdu::new(op::SCSI_RESPONSE);
         p.bhs[1] = 0x80 | r.flags;
         p.bhs[3] = scsi_status;
@@ -542,7 +667,8 @@ impl Conn {
                 Some(l) => {
                     self.abort(|_, task_lun| task_lun == l);
                     self.state().attentions().clear(l);
-                    self.target.broadcast(l, sense::LUN_RESET_OCCURRED, self.tsih);
+                    self.target
+                        .broadcast(l, sense::LUN_RESET_OCCURRED, self.tsih);
                     0
                 }
             },
@@ -564,10 +690,17 @@ impl Conn {
     /// Aborts the tasks `which` selects; the TMF response: 0 if any, 1 (no such task) if none.
     fn abort(&mut self, which: impl Fn(u32, u16) -> bool) -> u8 {
         let mut found = false;
-        let itts: Vec<u32> = self.tasks.iter().filter(|(itt, t)| which(**itt, t.lun)).map(|(itt, _)| *itt).collect();
+        let itts: Vec<u32> = self
+            .tasks
+            .iter()
+            .filter(|(itt, t)| which(**itt, t.lun))
+            .map(|(itt, _)| *itt)
+            .collect();
         for itt in itts {
             found = true;
-            let Some(task) = self.tasks.get_mut(&itt) else { continue };
+            let Some(task) = self.tasks.get_mut(&itt) else {
+                continue;
+            };
             if task.running() {
                 task.state = TaskState::Running { aborted: true };
             } else if let Some(task) = self.tasks.remove(&itt) {

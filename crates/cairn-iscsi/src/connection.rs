@@ -69,14 +69,23 @@ pub(crate) struct Conn {
 }
 
 /// Serves one accepted socket until it closes or the server shuts down.
-pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, target: Arc<Target>, shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    target: Arc<Target>,
+    shutdown: watch::Receiver<bool>,
+) {
     match run(socket, target, shutdown).await {
         Ok(()) => tracing::debug!(%peer, "iSCSI connection closed"),
         Err(e) => tracing::info!(%peer, error = %e, "iSCSI connection ended"),
     }
 }
 
-async fn run(socket: TcpStream, target: Arc<Target>, mut shutdown: watch::Receiver<bool>) -> ConnResult<()> {
+async fn run(
+    socket: TcpStream,
+    target: Arc<Target>,
+    mut shutdown: watch::Receiver<bool>,
+) -> ConnResult<()> {
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let (rd, wr) = socket.into_split();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
@@ -109,9 +118,14 @@ async fn run(socket: TcpStream, target: Arc<Target>, mut shutdown: watch::Receiv
         r = tokio::time::timeout(deadline, conn.login()) => r.map_err(|_| "login timed out".to_string())??,
         _ = shutdown.changed() => return Err("server shutting down during login".into()),
     };
-    let Some((negotiated, reg)) = negotiated else { return Ok(()) };
-    let ended = conn.full_feature(&negotiated, reg, &mut done_rx, shutdown).await;
-    conn.target.unregister(&negotiated.initiator_name, negotiated.isid, conn.tsih);
+    let Some((negotiated, reg)) = negotiated else {
+        return Ok(());
+    };
+    let ended = conn
+        .full_feature(&negotiated, reg, &mut done_rx, shutdown)
+        .await;
+    conn.target
+        .unregister(&negotiated.initiator_name, negotiated.isid, conn.tsih);
     ended
 }
 
@@ -134,11 +148,17 @@ impl Conn {
         pdu.set_u32(32, self.max_cmd_sn());
         let mut out = BytesMut::with_capacity(64 + pdu.data.len());
         pdu.encode(self.digests, &mut out);
-        self.wr.write_all(&out).await.map_err(|e| format!("write failed: {e}"))
+        self.wr
+            .write_all(&out)
+            .await
+            .map_err(|e| format!("write failed: {e}"))
     }
 
     pub async fn flush(&mut self) -> ConnResult<()> {
-        self.wr.flush().await.map_err(|e| format!("write failed: {e}"))
+        self.wr
+            .flush()
+            .await
+            .map_err(|e| format!("write failed: {e}"))
     }
 
     /// Reads the next whole PDU; `None` at end of stream.
@@ -149,7 +169,11 @@ impl Conn {
                 Ok(None) => {}
                 Err(e) => return Ok(Some(Err(e))),
             }
-            let n = self.rd.read_buf(&mut self.input).await.map_err(|e| format!("read failed: {e}"))?;
+            let n = self
+                .rd
+                .read_buf(&mut self.input)
+                .await
+                .map_err(|e| format!("read failed: {e}"))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -180,7 +204,18 @@ impl Conn {
                     } else {
                         login::status::SESSION_DOES_NOT_EXIST
                     };
-                    self.login_reply(&pdu, &login::Reply { transit: false, csg: 0, nsg: 0, status, text: Vec::new() }, 0).await?;
+                    self.login_reply(
+                        &pdu,
+                        &login::Reply {
+                            transit: false,
+                            csg: 0,
+                            nsg: 0,
+                            status,
+                            text: Vec::new(),
+                        },
+                        0,
+                    )
+                    .await?;
                     return Ok(None);
                 }
             }
@@ -196,8 +231,14 @@ impl Conn {
                     self.login_reply(&pdu, &r, self.tsih).await?;
                     self.params = n.params.clone();
                     self.session_type = n.session_type;
-                    self.digests = Digests { header: n.params.header_digest, data: n.params.data_digest };
-                    self.decoder = PduDecoder { digests: self.digests, data_bytes_max: RECV_DATA_SEGMENT_BYTES };
+                    self.digests = Digests {
+                        header: n.params.header_digest,
+                        data: n.params.data_digest,
+                    };
+                    self.decoder = PduDecoder {
+                        digests: self.digests,
+                        data_bytes_max: RECV_DATA_SEGMENT_BYTES,
+                    };
                     return Ok(Some((*n, reg)));
                 }
             }
@@ -225,7 +266,11 @@ impl Conn {
         mut shutdown: watch::Receiver<bool>,
     ) -> ConnResult<()> {
         let mut close = reg.close.clone();
-        self.session = Some(crate::command::SessionState::new(&self.target, reg, &n.initiator_name));
+        self.session = Some(crate::command::SessionState::new(
+            &self.target,
+            reg,
+            &n.initiator_name,
+        ));
         enum Event {
             Stop(Stop),
             Done(Done),
@@ -266,7 +311,8 @@ impl Conn {
 
     /// Completes every accepted command that is still running.
     async fn drain(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) -> ConnResult<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(limits::DRAIN_TIMEOUT_SECS);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(limits::DRAIN_TIMEOUT_SECS);
         while self.tasks.values().any(Task::running) {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
                 Ok(Some(done)) => {
@@ -312,7 +358,11 @@ impl Conn {
         }
         let cmd_sn = pdu.u32_at(24);
         if cmd_sn != self.exp_cmd_sn || sn_lt(self.max_cmd_sn(), cmd_sn) {
-            tracing::debug!(cmd_sn, exp = self.exp_cmd_sn, "CmdSN outside the window; ignored");
+            tracing::debug!(
+                cmd_sn,
+                exp = self.exp_cmd_sn,
+                "CmdSN outside the window; ignored"
+            );
             return false;
         }
         self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
@@ -345,7 +395,12 @@ impl Conn {
         p.set_lun(pdu.lun());
         p.set_itt(pdu.itt());
         p.set_u32(20, RESERVED_TAG);
-        let echo = pdu.data.slice(..pdu.data.len().min(self.params.initiator_recv_data_bytes as usize));
+        let echo = pdu.data.slice(
+            ..pdu
+                .data
+                .len()
+                .min(self.params.initiator_recv_data_bytes as usize),
+        );
         p.set_data(echo);
         self.send(p, true).await
     }
@@ -362,12 +417,17 @@ impl Conn {
         match text::parse(&pdu.data) {
             Ok(pairs) => {
                 for (k, v) in pairs {
-                    if k == "SendTargets" && (v == "All" || v == self.target.login.target_name || v.is_empty()) {
+                    if k == "SendTargets"
+                        && (v == "All" || v == self.target.login.target_name || v.is_empty())
+                    {
                         let addr = match self.local {
                             SocketAddr::V4(a) => a.to_string(),
                             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
                         };
-                        answer.push(("TargetName".to_string(), self.target.login.target_name.clone()));
+                        answer.push((
+                            "TargetName".to_string(),
+                            self.target.login.target_name.clone(),
+                        ));
                         answer.push(("TargetAddress".to_string(), format!("{addr},1")));
                     } else if k != "SendTargets" {
                         answer.push((k, "NotUnderstood".to_string()));

@@ -25,15 +25,15 @@ pub mod keys;
 pub mod limits;
 pub mod login;
 mod lu;
-pub mod node;
 pub mod lunmap;
+pub mod node;
 pub mod pdu;
 pub mod scsi;
 mod server;
 mod target;
 pub mod text;
 
+pub use chap::ChapCredential;
 pub use error::{Error, ErrorKind, Result};
 pub use login::{Auth, LoginConfig};
-pub use chap::ChapCredential;
 pub use server::{start, IscsiServerConfig, IscsiServerHandle};

@@ -24,7 +24,11 @@ pub(crate) fn data_out_bytes(cdb: &Cdb, block_bytes: u32) -> u64 {
     let blocks = |n: u32| n as u64 * block_bytes as u64;
     match *cdb {
         Cdb::Write { blocks: n, .. } => blocks(n),
-        Cdb::Verify { blocks: n, bytchk: true, .. } => blocks(n),
+        Cdb::Verify {
+            blocks: n,
+            bytchk: true,
+            ..
+        } => blocks(n),
         Cdb::WriteSame { ndob: false, .. } => block_bytes as u64,
         Cdb::Unmap { param_len } | Cdb::ModeSelect { param_len, .. } => param_len as u64,
         _ => 0,
@@ -80,20 +84,39 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
         Cdb::GetLbaStatus { lba, alloc } => lba_status(vol, u, lba, alloc),
         Cdb::Read { lba, blocks, .. } => read(vol, u, lba, blocks),
         Cdb::Write { lba, blocks, fua } => write(vol, u, lba, blocks, fua, data),
-        Cdb::Verify { lba, blocks, bytchk } => verify(vol, u, lba, blocks, bytchk, data),
-        Cdb::WriteSame { lba, blocks, unmap, .. } => write_same(vol, u, lba, blocks, unmap, data),
+        Cdb::Verify {
+            lba,
+            blocks,
+            bytchk,
+        } => verify(vol, u, lba, blocks, bytchk, data),
+        Cdb::WriteSame {
+            lba, blocks, unmap, ..
+        } => write_same(vol, u, lba, blocks, unmap, data),
         Cdb::Unmap { .. } => unmap(vol, u, data),
         Cdb::SynchronizeCache { lba, blocks } => {
             range(u, lba, blocks as u64, false)?;
             vol.flush().map_err(|e| volume_sense(&e, true))?;
             Ok(Vec::new())
         }
-        Cdb::ModeSense { long, dbd, pc, page, subpage, .. } => {
+        Cdb::ModeSense {
+            long,
+            dbd,
+            pc,
+            page,
+            subpage,
+            ..
+        } => {
             let p = pages::mode_pages(pc, page, subpage)?;
             Ok(pages::mode_sense(u, long, dbd, &p))
         }
         Cdb::ModeSelect { long, .. } => pages::mode_select(u, long, data).map(|()| Vec::new()),
-        Cdb::ReportOpcodes { options, rctd, opcode, sa, .. } => pages::report_opcodes(options, rctd, opcode, sa),
+        Cdb::ReportOpcodes {
+            options,
+            rctd,
+            opcode,
+            sa,
+            ..
+        } => pages::report_opcodes(options, rctd, opcode, sa),
         // Answered by the session, which knows the initiator's LUNs.
         Cdb::ReportLuns { .. } => Err(sense::INVALID_OPCODE),
     }
@@ -102,7 +125,8 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
 fn read(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32) -> Outcome {
     let (offset, len) = range(u, lba, blocks as u64, true)?;
     let mut buf = vec![0u8; len as usize];
-    vol.read(offset, &mut buf).map_err(|e| volume_sense(&e, false))?;
+    vol.read(offset, &mut buf)
+        .map_err(|e| volume_sense(&e, false))?;
     Ok(buf)
 }
 
@@ -111,7 +135,8 @@ fn write(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, fua: bool, data: &[u
     writable(u)?;
     debug_assert_eq!(len as usize, data.len());
     if len > 0 {
-        vol.write(offset, data, fua).map_err(|e| volume_sense(&e, true))?;
+        vol.write(offset, data, fua)
+            .map_err(|e| volume_sense(&e, true))?;
     }
     Ok(Vec::new())
 }
@@ -128,7 +153,14 @@ fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data:
     Ok(Vec::new())
 }
 
-fn write_same(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u64, unmap: bool, data: &[u8]) -> Outcome {
+fn write_same(
+    vol: &dyn Volume,
+    u: &Unit,
+    lba: u64,
+    blocks: u64,
+    unmap: bool,
+    data: &[u8],
+) -> Outcome {
     if blocks == 0 {
         // WSNZ is set in the block limits page.
         return Err(Sense::invalid_cdb(10, None));
@@ -142,7 +174,11 @@ fn write_same(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u64, unmap: bool, da
     // NDOB (no data-out buffer) writes zeros too.
     if data.iter().all(|&b| b == 0) {
         // With LBPRZ the zeroes read back either way; UNMAP lets the engine deallocate.
-        let how = if unmap { Zeroing::Unmap } else { Zeroing::Allocate };
+        let how = if unmap {
+            Zeroing::Unmap
+        } else {
+            Zeroing::Allocate
+        };
         vol.write_zeroes(offset, len, how).map_err(fail)?;
         return Ok(Vec::new());
     }
@@ -192,7 +228,9 @@ fn lba_status(vol: &dyn Volume, u: &Unit, lba: u64, alloc: u32) -> Outcome {
     let wanted = ((alloc as usize).saturating_sub(8) / 16).clamp(1, LBA_STATUS_DESCRIPTORS_MAX);
     // One GiB at most per request: the initiator asks again from where the reply ends.
     let len = ((u.blocks() - lba) * bs).min(1 << 30);
-    let runs = vol.block_status(lba * bs, len).map_err(|e| volume_sense(&e, false))?;
+    let runs = vol
+        .block_status(lba * bs, len)
+        .map_err(|e| volume_sense(&e, false))?;
     let mut b = vec![0u8; 8];
     for run in runs.iter().take(wanted) {
         let mut d = [0u8; 16];

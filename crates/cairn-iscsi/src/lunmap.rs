@@ -31,7 +31,10 @@ impl LunMap {
 
     /// Replaces the file at `path` atomically and durably.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        write_atomic(path, &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)
+        write_atomic(
+            path,
+            &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )
     }
 
     /// Keeps the numbers of the `ids` still present, drops the others and numbers new ids in

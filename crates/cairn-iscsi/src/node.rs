@@ -23,15 +23,29 @@ pub fn iqn_for(system_name: &str) -> String {
     let name: String = system_name
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let name = if name.is_empty() { "array".to_string() } else { name };
+    let name = if name.is_empty() {
+        "array".to_string()
+    } else {
+        name
+    };
     format!("{IQN_PREFIX}:{name}")
 }
 
 /// The IQN stored at `path`, or (first start) `configured` or one made from `system_name`,
 /// stored there.
-pub fn load_or_create_target_name(path: &Path, configured: Option<&str>, system_name: &str) -> std::io::Result<String> {
+pub fn load_or_create_target_name(
+    path: &Path,
+    configured: Option<&str>,
+    system_name: &str,
+) -> std::io::Result<String> {
     match std::fs::read_to_string(path) {
         Ok(s) if !s.trim().is_empty() => {
             let stored = s.trim().to_string();
@@ -44,7 +58,9 @@ pub fn load_or_create_target_name(path: &Path, configured: Option<&str>, system_
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let name = configured.map(str::to_lowercase).unwrap_or_else(|| iqn_for(system_name));
+    let name = configured
+        .map(str::to_lowercase)
+        .unwrap_or_else(|| iqn_for(system_name));
     write_atomic(path, format!("{name}\n").as_bytes())?;
     Ok(name)
 }
@@ -71,10 +87,16 @@ fn credential(raw: RawCredential) -> std::io::Result<ChapCredential> {
     if raw.secret.len() < CHAP_SECRET_BYTES_MIN || raw.name.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("CHAP secret of {} shorter than {CHAP_SECRET_BYTES_MIN} bytes", raw.name),
+            format!(
+                "CHAP secret of {} shorter than {CHAP_SECRET_BYTES_MIN} bytes",
+                raw.name
+            ),
         ));
     }
-    Ok(ChapCredential { name: raw.name, secret: raw.secret.into_bytes() })
+    Ok(ChapCredential {
+        name: raw.name,
+        secret: raw.secret.into_bytes(),
+    })
 }
 
 /// Reads the CHAP secrets at `path`; a missing file means no CHAP.
@@ -93,7 +115,11 @@ pub fn load_auth(path: &Path) -> std::io::Result<Auth> {
     let raw: RawSecrets = serde_json::from_slice(&std::fs::read(path)?)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     Ok(Auth {
-        initiators: raw.initiators.into_iter().map(credential).collect::<Result<_, _>>()?,
+        initiators: raw
+            .initiators
+            .into_iter()
+            .map(credential)
+            .collect::<Result<_, _>>()?,
         target: raw.target.map(credential).transpose()?,
     })
 }
@@ -104,12 +130,18 @@ mod tests {
 
     #[test]
     fn iqn_is_made_once_and_kept() {
-        assert_eq!(iqn_for("CAIRN-Node_1"), "iqn.2026-01.org.cairn:cairn-node-1");
+        assert_eq!(
+            iqn_for("CAIRN-Node_1"),
+            "iqn.2026-01.org.cairn:cairn-node-1"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("iscsi-target-name");
         let first = load_or_create_target_name(&path, None, "HostA").unwrap();
         assert_eq!(first, "iqn.2026-01.org.cairn:hosta");
-        assert_eq!(load_or_create_target_name(&path, None, "HostB").unwrap(), first);
+        assert_eq!(
+            load_or_create_target_name(&path, None, "HostB").unwrap(),
+            first
+        );
     }
 
     #[test]
@@ -117,7 +149,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chap.json");
         assert!(load_auth(&path).unwrap().initiators.is_empty());
-        std::fs::write(&path, r#"{"initiators":[{"name":"h","secret":"0123456789ab"}]}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"initiators":[{"name":"h","secret":"0123456789ab"}]}"#,
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(load_auth(&path).is_err());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -59,9 +59,13 @@ impl IscsiServerHandle {
     /// Stops accepting, finishes the commands already received and closes every connection.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
-        self.task
-            .await
-            .map_err(|e| Error::new(ErrorKind::Server, format!("iSCSI server task failed: {e}"), None))
+        self.task.await.map_err(|e| {
+            Error::new(
+                ErrorKind::Server,
+                format!("iSCSI server task failed: {e}"),
+                None,
+            )
+        })
     }
 }
 
@@ -71,27 +75,49 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
     if !cfg.addr.ip().is_loopback() && !chap_required && !cfg.allow_insecure_non_loopback {
         return Err(Error::new(
             ErrorKind::InsecureBind,
-            format!("Refusing an iSCSI portal on non-loopback address {} without CHAP", cfg.addr),
+            format!(
+                "Refusing an iSCSI portal on non-loopback address {} without CHAP",
+                cfg.addr
+            ),
             None,
         ));
     }
-    let login = LoginConfig { target_name: cfg.target_name.clone(), auth: cfg.auth };
+    let login = LoginConfig {
+        target_name: cfg.target_name.clone(),
+        auth: cfg.auth,
+    };
     let target = Target::new(login, exports, cfg.lun_map_path.clone()).map_err(|e| {
-        Error::new(ErrorKind::Bind, format!("Cannot set up the LUN map {}", cfg.lun_map_path.display()), Some(e))
+        Error::new(
+            ErrorKind::Bind,
+            format!("Cannot set up the LUN map {}", cfg.lun_map_path.display()),
+            Some(e),
+        )
     })?;
-    let listener = TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Bind, format!("Cannot listen on {}", cfg.addr), Some(e)))?;
+    let listener = TcpListener::bind(cfg.addr).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!("Cannot listen on {}", cfg.addr),
+            Some(e),
+        )
+    })?;
     let local_addr = listener
         .local_addr()
         .map_err(|e| Error::new(ErrorKind::Bind, "Cannot read the bound address", Some(e)))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, Arc::new(target), shutdown_rx));
     tracing::info!(%local_addr, target = %cfg.target_name, "iSCSI server listening");
-    Ok(IscsiServerHandle { local_addr, shutdown, task })
+    Ok(IscsiServerHandle {
+        local_addr,
+        shutdown,
+        task,
+    })
 }
 
-async fn accept_loop(listener: TcpListener, target: Arc<Target>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    target: Arc<Target>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(limits::CONNECTIONS_MAX));
     let mut connections = JoinSet::new();
     let mut rescan = tokio::time::interval(RESCAN_INTERVAL);

@@ -86,7 +86,11 @@ fn hex(id: &[u8; 16]) -> String {
 }
 
 impl Target {
-    pub fn new(login: LoginConfig, exports: Arc<dyn Exports>, lun_map_path: PathBuf) -> std::io::Result<Target> {
+    pub fn new(
+        login: LoginConfig,
+        exports: Arc<dyn Exports>,
+        lun_map_path: PathBuf,
+    ) -> std::io::Result<Target> {
         let lun_map = LunMap::load(&lun_map_path)?;
         let target = Target {
             login: Arc::new(login),
@@ -175,5 +179,3 @@ impl Target {
         }
     }
 }
-
-

@@ -198,7 +198,10 @@ fn system_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    format!("CAIRN-{}", if host.is_empty() { "localhost" } else { &host })
+    format!(
+        "CAIRN-{}",
+        if host.is_empty() { "localhost" } else { &host }
+    )
 }
 
 fn array_options(config: &Config) -> ArrayOptions {
