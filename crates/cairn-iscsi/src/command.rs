@@ -230,6 +230,9 @@ fn residual(expected: u64, actual: u64) -> Residual {
     }
 }
 
+/// An immediate answer: sense (CHECK CONDITION) or data (GOOD), for the command of `Meta`.
+type Early = (Option<Sense>, Vec<u8>, Meta);
+
 /// A finished execution, sent back from the blocking pool.
 pub(crate) struct Done {
     itt: u32,
@@ -285,8 +288,7 @@ impl Conn {
             alloc: u32::MAX,
         };
         match self.prepare(&pdu, meta) {
-            Ok(Some(task)) => self.start(task, pdu, more_data).await,
-            Ok(None) => Ok(()),
+            Ok(task) => self.start(task, pdu, more_data).await,
             Err((sense, data, meta)) => {
                 if more_data {
                     self.discarding.insert(itt);
@@ -296,19 +298,18 @@ impl Conn {
         }
     }
 
-    /// Decides what a command needs: `Err` answers it at once (sense, or data without a volume).
-    #[allow(clippy::type_complexity)]
-    fn prepare(
-        &mut self,
-        pdu: &Pdu,
-        mut meta: Meta,
-    ) -> Result<Option<(Collect, Meta)>, (Option<Sense>, Vec<u8>, Meta)> {
+    /// Decodes a command and finds its LUN; `Err` answers it at once (REPORT LUNS, a LUN with no
+    /// volume, a bad CDB or a pending unit attention).
+    fn route(&mut self, pdu: &Pdu, meta: &mut Meta) -> Result<(Cdb, Arc<dyn Volume>), Early> {
         let decoded = cdb::decode(&pdu.bhs[32..48]);
         if let Ok(c) = &decoded {
             meta.alloc = alloc_len(c);
         }
+        let meta = *meta;
         let lun = pages::decode_lun(meta.lun_raw);
         let state = self.state();
+        // A LUN table changed by the periodic rescan becomes a unit attention here.
+        state.refresh(false);
         if let Ok(Cdb::ReportLuns { alloc }) = decoded {
             state.refresh(true);
             if alloc < 16 {
@@ -330,36 +331,34 @@ impl Conn {
             });
         };
         let cdb = decoded.map_err(|s| (Some(s), Vec::new(), meta))?;
-        match cdb {
-            Cdb::Inquiry { .. } | Cdb::ReportOpcodes { .. } => {}
-            Cdb::RequestSense { .. } => {
-                let pending = state.attentions().take(lun);
-                if let Some(s) = pending {
-                    return Err((None, s.to_bytes().to_vec(), meta));
-                }
-            }
-            _ => {
-                let pending = state.attentions().take(lun);
-                if let Some(s) = pending {
-                    return Err((Some(s), Vec::new(), meta));
-                }
+        // INQUIRY and REPORT SUPPORTED OPERATION CODES do not report unit attentions; REQUEST
+        // SENSE returns one as its data.
+        if !matches!(cdb, Cdb::Inquiry { .. } | Cdb::ReportOpcodes { .. }) {
+            if let Some(s) = state.attentions().take(lun) {
+                return Err(match cdb {
+                    Cdb::RequestSense { .. } => (None, s.to_bytes().to_vec(), meta),
+                    _ => (Some(s), Vec::new(), meta),
+                });
             }
         }
-        let unit = unit_of(&state.target, &*volume);
-        if unit.read_only
-            && matches!(
-                cdb,
-                Cdb::Write { .. } | Cdb::WriteSame { .. } | Cdb::Unmap { .. }
-            )
-        {
+        Ok((cdb, volume))
+    }
+
+    /// Decides what data-out a routed command needs.
+    fn prepare(&mut self, pdu: &Pdu, mut meta: Meta) -> Result<(Collect, Meta), Early> {
+        let (cdb, volume) = self.route(pdu, &mut meta)?;
+        let unit = unit_of(&self.target, &*volume);
+        let writes = matches!(
+            cdb,
+            Cdb::Write { .. } | Cdb::WriteSame { .. } | Cdb::Unmap { .. }
+        );
+        if unit.read_only && writes {
             // Refused before any data is asked for.
             return Err((Some(sense::WRITE_PROTECTED), Vec::new(), meta));
         }
         let needed = lu::data_out_bytes(&cdb, unit.block_bytes);
-        let write_dir = needed > 0 || pdu.flags() & 0x20 != 0;
-        if write_dir {
-            let r = residual(meta.edtl as u64, needed);
-            meta.write_residual = Some(r);
+        if needed > 0 || pdu.flags() & 0x20 != 0 {
+            meta.write_residual = Some(residual(meta.edtl as u64, needed));
             if lu::data_out_exact(&cdb) && needed != meta.edtl as u64 {
                 return Err((Some(INVALID_FIELD_IN_IU), Vec::new(), meta));
             }
@@ -368,23 +367,21 @@ impl Conn {
         if want > TRANSFER_BYTES_MAX as u64 {
             return Err((Some(Sense::invalid_cdb(7, None)), Vec::new(), meta));
         }
-        Ok(Some((
-            Collect {
-                cdb,
-                volume,
-                unit,
-                want: want as u32,
-                unsolicited_max: meta.edtl.min(self.params.first_burst_bytes),
-                received: 0,
-                buf: Vec::new(),
-                unsolicited: false,
-                ttt: RESERVED_TAG,
-                r2t_sn: 0,
-                burst_end: 0,
-                data_sn: 0,
-            },
-            meta,
-        )))
+        let collect = Collect {
+            cdb,
+            volume,
+            unit,
+            want: want as u32,
+            unsolicited_max: meta.edtl.min(self.params.first_burst_bytes),
+            received: 0,
+            buf: Vec::new(),
+            unsolicited: false,
+            ttt: RESERVED_TAG,
+            r2t_sn: 0,
+            burst_end: 0,
+            data_sn: 0,
+        };
+        Ok((collect, meta))
     }
 
     async fn start(

@@ -81,121 +81,94 @@ fn ranged(v: &str, min: u64, max: u64) -> Option<u32> {
         .map(|n| n as u32)
 }
 
-fn digest_choice(v: &str) -> Option<bool> {
-    v.split(',').find_map(|d| match d {
+fn digest(v: &str, slot: &mut bool) -> Option<Answer> {
+    let crc = v.split(',').find_map(|d| match d {
         "None" => Some(false),
         "CRC32C" => Some(true),
         _ => None,
-    })
+    })?;
+    *slot = crc;
+    Some(Answer::Value(if crc { "CRC32C" } else { "None" }.into()))
 }
 
-/// Applies one offered operational key to `p`; `None` if the key is not operational.
-pub fn negotiate(p: &mut Params, key: &str, value: &str) -> Option<Answer> {
-    let seg = |v| {
-        ranged(
-            v,
-            DATA_SEGMENT_BYTES_FLOOR as u64,
-            DATA_SEGMENT_BYTES_CEILING as u64,
-        )
-    };
-    let secs = |v| ranged(v, 0, 3600);
+fn segment(v: &str) -> Option<u32> {
+    ranged(
+        v,
+        DATA_SEGMENT_BYTES_FLOOR as u64,
+        DATA_SEGMENT_BYTES_CEILING as u64,
+    )
+}
+
+fn value(n: u32) -> Answer {
+    Answer::Value(n.to_string())
+}
+
+/// Burst lengths: minimum with the target's limits; FirstBurstLength never above MaxBurstLength.
+fn burst(p: &mut Params, key: &str, v: &str) -> Option<Answer> {
+    let n = segment(v)?;
+    if key == "MaxBurstLength" {
+        p.max_burst_bytes = n.min(BURST_BYTES_MAX);
+        p.first_burst_bytes = p.first_burst_bytes.min(p.max_burst_bytes);
+        Some(value(p.max_burst_bytes))
+    } else {
+        p.first_burst_bytes = n.min(FIRST_BURST_BYTES_MAX).min(p.max_burst_bytes);
+        Some(value(p.first_burst_bytes))
+    }
+}
+
+/// Keys whose answer is fixed by what the target serves, whatever was offered (in range).
+fn fixed(key: &str, v: &str) -> Option<Option<Answer>> {
     let answer = match key {
-        "HeaderDigest" | "DataDigest" => match digest_choice(value) {
-            Some(crc) => {
-                let slot = if key == "HeaderDigest" {
-                    &mut p.header_digest
-                } else {
-                    &mut p.data_digest
-                };
-                *slot = crc;
-                Answer::Value(if crc { "CRC32C" } else { "None" }.into())
-            }
-            None => Answer::Reject,
-        },
-        "MaxRecvDataSegmentLength" => match seg(value) {
-            Some(n) => {
-                p.initiator_recv_data_bytes = n;
-                Answer::Silent
-            }
-            None => Answer::Reject,
-        },
-        "MaxBurstLength" => match seg(value) {
-            Some(n) => {
-                p.max_burst_bytes = n.min(BURST_BYTES_MAX);
-                p.first_burst_bytes = p.first_burst_bytes.min(p.max_burst_bytes);
-                Answer::Value(p.max_burst_bytes.to_string())
-            }
-            None => Answer::Reject,
-        },
-        "FirstBurstLength" => match seg(value) {
-            Some(n) => {
-                p.first_burst_bytes = n.min(FIRST_BURST_BYTES_MAX).min(p.max_burst_bytes);
-                Answer::Value(p.first_burst_bytes.to_string())
-            }
-            None => Answer::Reject,
-        },
-        "InitialR2T" => match parse_bool(value) {
-            // Result function OR: the target is content with either.
-            Some(b) => {
-                p.initial_r2t = b;
-                yes_no(b)
-            }
-            None => Answer::Reject,
-        },
-        "ImmediateData" => match parse_bool(value) {
-            // Result function AND.
-            Some(b) => {
-                p.immediate_data = b;
-                yes_no(b)
-            }
-            None => Answer::Reject,
-        },
-        "MaxOutstandingR2T" => match ranged(value, 1, 65535) {
-            Some(_) => {
-                p.max_outstanding_r2t = 1;
-                Answer::Value("1".into())
-            }
-            None => Answer::Reject,
-        },
+        // MaxOutstandingR2T, ErrorRecoveryLevel, MaxConnections: minimum with 1, 0 and 1.
+        "MaxOutstandingR2T" => ranged(v, 1, 65535).map(|_| value(1)),
+        "ErrorRecoveryLevel" => ranged(v, 0, 2).map(|_| value(0)),
+        "MaxConnections" => ranged(v, 1, 65535).map(|_| value(1)),
         // OR with the target's Yes: data in order is the only mode served.
-        "DataPDUInOrder" | "DataSequenceInOrder" => match parse_bool(value) {
-            Some(_) => yes_no(true),
-            None => Answer::Reject,
-        },
-        // Maximum with the target's 0: the initiator's wait stands.
-        "DefaultTime2Wait" => match secs(value) {
-            Some(n) => {
-                p.default_time2wait_secs = n;
-                Answer::Value(n.to_string())
-            }
-            None => Answer::Reject,
-        },
+        "DataPDUInOrder" | "DataSequenceInOrder" => parse_bool(v).map(|_| yes_no(true)),
+        "IFMarker" | "OFMarker" => parse_bool(v).map(|_| yes_no(false)),
+        "IFMarkInt" | "OFMarkInt" => Some(Answer::Value("Irrelevant".into())),
         // Minimum with the target's 0: no task outlives its connection at level 0.
-        "DefaultTime2Retain" => match secs(value) {
-            Some(_) => {
-                p.default_time2retain_secs = 0;
-                Answer::Value("0".into())
-            }
-            None => Answer::Reject,
-        },
-        // Minimum with the target's 0 (only error recovery level 0 is served).
-        "ErrorRecoveryLevel" => match ranged(value, 0, 2) {
-            Some(_) => Answer::Value("0".into()),
-            None => Answer::Reject,
-        },
-        // Minimum with the target's 1 (one connection per session).
-        "MaxConnections" => match ranged(value, 1, 65535) {
-            Some(_) => Answer::Value("1".into()),
-            None => Answer::Reject,
-        },
-        "IFMarker" | "OFMarker" => match parse_bool(value) {
-            Some(_) => yes_no(false),
-            None => Answer::Reject,
-        },
-        "IFMarkInt" | "OFMarkInt" => Answer::Value("Irrelevant".into()),
+        "DefaultTime2Retain" => ranged(v, 0, 3600).map(|_| value(0)),
         _ => return None,
     };
     Some(answer)
+}
+
+/// Applies one offered operational key to `p`; `None` if the key is not operational.
+pub fn negotiate(p: &mut Params, key: &str, v: &str) -> Option<Answer> {
+    if let Some(answer) = fixed(key, v) {
+        match key {
+            "MaxOutstandingR2T" if answer.is_some() => p.max_outstanding_r2t = 1,
+            "DefaultTime2Retain" if answer.is_some() => p.default_time2retain_secs = 0,
+            _ => {}
+        }
+        return Some(answer.unwrap_or(Answer::Reject));
+    }
+    let answer = match key {
+        "HeaderDigest" => digest(v, &mut p.header_digest),
+        "DataDigest" => digest(v, &mut p.data_digest),
+        "MaxRecvDataSegmentLength" => segment(v).map(|n| {
+            p.initiator_recv_data_bytes = n;
+            Answer::Silent
+        }),
+        "MaxBurstLength" | "FirstBurstLength" => burst(p, key, v),
+        // InitialR2T (OR) and ImmediateData (AND): the target is content with either.
+        "InitialR2T" => parse_bool(v).map(|b| {
+            p.initial_r2t = b;
+            yes_no(b)
+        }),
+        "ImmediateData" => parse_bool(v).map(|b| {
+            p.immediate_data = b;
+            yes_no(b)
+        }),
+        // Maximum with the target's 0: the initiator's wait stands.
+        "DefaultTime2Wait" => ranged(v, 0, 3600).map(|n| {
+            p.default_time2wait_secs = n;
+            value(n)
+        }),
+        _ => return None,
+    };
+    Some(answer.unwrap_or(Answer::Reject))
 }
 
 /// The target's own declaration, sent in the operational stage.
