@@ -311,6 +311,40 @@ fn nbd_and_iscsi_share_bytes_and_flushed_data_survives_kill_9() {
 }
 
 #[test]
+fn a_snapshot_made_over_smis_reads_its_point_in_time_over_iscsi() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let url = iscsi_url(&daemon, lun_of(&daemon, "rw"));
+    assert!(qemu_io(&url, &["write -P 0xaa 0 4M", "flush"]));
+    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    assert_eq!(snap["rc"], 0, "{snap}");
+    assert!(qemu_io(&url, &["write -P 0xbb 0 2M"]));
+    // A new session sees the snapshot as one more LUN.
+    let portal = format!("iscsi://{}", daemon.listen.iscsi.unwrap());
+    let ls = String::from_utf8_lossy(&run(Command::new("iscsi-ls").args(["-s", &portal])).stdout)
+        .to_string();
+    let snap_lun = lun_of(&daemon, "rw-snap");
+    assert!(ls.contains(&format!("Lun:{snap_lun} ")), "{ls}");
+    let snap_url = iscsi_url(&daemon, snap_lun);
+    assert!(qemu_io(&snap_url, &["read -P 0xaa 0 4M"]));
+    assert!(qemu_io(&url, &["read -P 0xbb 0 2M", "read -P 0xaa 2M 2M"]));
+    let name = python(&daemon, "volume_name.py", &["rw-snap"])["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    ini.login_ok(&target_name(&daemon), "").unwrap();
+    let (page, _) = ini
+        .read_command(snap_lun, &iscsi::inquiry_vpd(0x83), 4096)
+        .unwrap();
+    assert_eq!(
+        iscsi::naa_of_vpd83(&page),
+        Some(name),
+        "the snapshot's identity is its SMI-S Name"
+    );
+}
+
+#[test]
 fn chap_one_way_and_mutual_and_the_insecure_portal_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());
