@@ -243,3 +243,276 @@ fn lba_status(vol: &dyn Volume, u: &Unit, lba: u64, alloc: u32) -> Outcome {
     b[0..4].copy_from_slice(&param_len.to_be_bytes());
     Ok(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_engine::{Pool, PoolOptions, Storage, VolumeOptions};
+    use cairn_export::Exports;
+    use cairn_io::MemDevice;
+
+    use super::*;
+    use crate::scsi::sense::key;
+
+    const BS: u32 = 512;
+
+    fn opened(read_only: bool) -> (Arc<dyn Volume>, Unit) {
+        let (v, u, _) = opened_on(read_only);
+        (v, u)
+    }
+
+    fn opened_on(read_only: bool) -> (Arc<dyn Volume>, Unit, Arc<MemDevice>) {
+        let dev = Arc::new(MemDevice::new(64 << 20));
+        let opts = PoolOptions {
+            commit_interval: None,
+            ..PoolOptions::default()
+        };
+        let storage = Storage::new();
+        storage
+            .add_pool(Pool::create(dev.clone(), "p", opts).unwrap())
+            .unwrap();
+        let vopts = VolumeOptions {
+            logical_block_size: BS,
+            read_only,
+            ..VolumeOptions::default()
+        };
+        storage.create_volume("p", "v", 8 << 20, vopts).unwrap();
+        let vol = storage.open("v").unwrap();
+        let unit = Unit {
+            size_bytes: vol.size_bytes(),
+            block_bytes: BS,
+            read_only,
+            naa: vol.naa_designator(),
+            serial: "s".into(),
+            target_name: "iqn.2026-01.org.cairn:t".into(),
+        };
+        (vol, unit, dev)
+    }
+
+    fn run(v: &dyn Volume, u: &Unit, cdb: Cdb, data: &[u8]) -> Outcome {
+        execute(v, u, &cdb, data)
+    }
+
+    fn read(v: &dyn Volume, u: &Unit, lba: u64, blocks: u32) -> Vec<u8> {
+        run(
+            v,
+            u,
+            Cdb::Read {
+                lba,
+                blocks,
+                fua: false,
+            },
+            &[],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn write_same_repeats_its_block_and_with_unmap_reads_zeros() {
+        let (v, u) = opened(false);
+        let block = vec![0x5a; BS as usize];
+        let same = |lba, blocks, unmap, data: &[u8]| {
+            run(
+                &*v,
+                &u,
+                Cdb::WriteSame {
+                    lba,
+                    blocks,
+                    unmap,
+                    ndob: false,
+                },
+                data,
+            )
+        };
+        assert_eq!(same(0, 64, false, &block), Ok(Vec::new()));
+        assert!(read(&*v, &u, 0, 64).iter().all(|&b| b == 0x5a));
+        assert_eq!(same(8, 16, true, &vec![0; BS as usize]), Ok(Vec::new()));
+        let back = read(&*v, &u, 0, 64);
+        assert!(back[..8 * BS as usize].iter().all(|&b| b == 0x5a));
+        assert!(back[8 * BS as usize..24 * BS as usize]
+            .iter()
+            .all(|&b| b == 0));
+        assert!(back[24 * BS as usize..].iter().all(|&b| b == 0x5a));
+        assert_eq!(same(0, 0, false, &block), Err(Sense::invalid_cdb(10, None)));
+        assert_eq!(
+            same(u.blocks() - 1, 2, true, &block),
+            Err(sense::LBA_OUT_OF_RANGE)
+        );
+    }
+
+    #[test]
+    fn unmap_deallocates_and_lba_status_reports_it() {
+        let (v, u) = opened(false);
+        run(
+            &*v,
+            &u,
+            Cdb::Write {
+                lba: 0,
+                blocks: 64,
+                fua: true,
+            },
+            &vec![1; 64 * BS as usize],
+        )
+        .unwrap();
+        let mut list = vec![0u8; 8 + 16];
+        list[2..4].copy_from_slice(&16u16.to_be_bytes());
+        list[8..16].copy_from_slice(&0u64.to_be_bytes());
+        list[16..20].copy_from_slice(&64u32.to_be_bytes());
+        assert_eq!(
+            run(&*v, &u, Cdb::Unmap { param_len: 24 }, &list),
+            Ok(Vec::new())
+        );
+        assert!(read(&*v, &u, 0, 64).iter().all(|&b| b == 0));
+        let status = run(
+            &*v,
+            &u,
+            Cdb::GetLbaStatus {
+                lba: 0,
+                alloc: 1024,
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(&status[8..16], &0u64.to_be_bytes());
+        assert_eq!(status[8 + 12], 1, "deallocated");
+        assert_eq!(
+            run(
+                &*v,
+                &u,
+                Cdb::GetLbaStatus {
+                    lba: u.blocks(),
+                    alloc: 1024
+                },
+                &[]
+            ),
+            Err(sense::LBA_OUT_OF_RANGE)
+        );
+        list[8..16].copy_from_slice(&u.blocks().to_be_bytes());
+        assert_eq!(
+            run(&*v, &u, Cdb::Unmap { param_len: 24 }, &list),
+            Err(sense::LBA_OUT_OF_RANGE)
+        );
+        assert_eq!(
+            run(&*v, &u, Cdb::Unmap { param_len: 24 }, &list[..12]),
+            Err(sense::PARAMETER_LIST_LENGTH)
+        );
+    }
+
+    #[test]
+    fn a_device_failure_is_a_medium_error_for_that_command_only() {
+        let (v, u, dev) = opened_on(false);
+        run(
+            &*v,
+            &u,
+            Cdb::Write {
+                lba: 0,
+                blocks: 8,
+                fua: true,
+            },
+            &[7; 8 * BS as usize],
+        )
+        .unwrap();
+        dev.fail_reads_after(0);
+        assert_eq!(
+            run(
+                &*v,
+                &u,
+                Cdb::Read {
+                    lba: 0,
+                    blocks: 8,
+                    fua: false
+                },
+                &[]
+            ),
+            Err(sense::UNRECOVERED_READ_ERROR)
+        );
+        dev.clear_faults();
+        assert!(read(&*v, &u, 0, 8).iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn refusals_carry_the_right_sense() {
+        let (v, u) = opened(true);
+        let write = Cdb::Write {
+            lba: 0,
+            blocks: 1,
+            fua: false,
+        };
+        assert_eq!(
+            run(&*v, &u, write, &[0; BS as usize]).unwrap_err().key,
+            key::DATA_PROTECT
+        );
+        assert_eq!(
+            run(
+                &*v,
+                &u,
+                Cdb::Read {
+                    lba: u.blocks(),
+                    blocks: 1,
+                    fua: false
+                },
+                &[]
+            ),
+            Err(sense::LBA_OUT_OF_RANGE)
+        );
+        assert_eq!(
+            run(
+                &*v,
+                &u,
+                Cdb::Read {
+                    lba: u64::MAX,
+                    blocks: 2,
+                    fua: false
+                },
+                &[]
+            ),
+            Err(sense::LBA_OUT_OF_RANGE)
+        );
+        let mut other = vec![0u8; 2 * BS as usize];
+        other[700] = 9;
+        let miscompare = run(
+            &*v,
+            &u,
+            Cdb::Verify {
+                lba: 0,
+                blocks: 2,
+                bytchk: true,
+            },
+            &other,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (miscompare.key, miscompare.information),
+            (key::MISCOMPARE, Some(700))
+        );
+        assert_eq!(
+            run(
+                &*v,
+                &u,
+                Cdb::Verify {
+                    lba: 0,
+                    blocks: 2,
+                    bytchk: true
+                },
+                &[0; 1024]
+            ),
+            Ok(Vec::new())
+        );
+        let page = run(
+            &*v,
+            &u,
+            Cdb::ModeSense {
+                long: false,
+                dbd: true,
+                pc: 0,
+                page: 0x08,
+                subpage: 0,
+                alloc: 255,
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(page[2] & 0x80, 0x80, "WP set for a read-only volume");
+    }
+}
