@@ -222,7 +222,8 @@ impl Initiator {
                         return Ok((data, r.bhs[3]));
                     }
                 }
-                0x21 => return Ok((data, r.bhs[3])),
+                // A SCSI Response: its data segment is the sense (length-prefixed), if any.
+                0x21 => return Ok((if data.is_empty() { r.data } else { data }, r.bhs[3])),
                 op => bail!("unexpected opcode {op:#x} during a command"),
             }
         }

@@ -345,6 +345,51 @@ fn a_snapshot_made_over_smis_reads_its_point_in_time_over_iscsi() {
 }
 
 #[test]
+fn lun_table_changes_are_unit_attentions_and_a_same_isid_login_reinstates() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let (addr, iqn, rw) = (
+        daemon.listen.iscsi.unwrap(),
+        target_name(&daemon),
+        lun_of(&daemon, "rw"),
+    );
+    let mut ini = Initiator::connect(addr).unwrap();
+    ini.login_ok(&iqn, "").unwrap();
+    let tur = [0u8; 6];
+    assert_eq!(ini.read_command(rw, &tur, 0).unwrap().1, 0);
+    let created = python(
+        &daemon,
+        "array.py",
+        &["create-volume", "pool0", "added", "4194304"],
+    );
+    assert_eq!(created["rc"], 0, "{created}");
+    let report = [0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    let (luns, status) = ini.read_command(0, &report, 4096).unwrap();
+    assert_eq!(
+        (status, u32::from_be_bytes(luns[0..4].try_into().unwrap())),
+        (0, 3 * 8),
+        "{luns:?}"
+    );
+    let added = lun_of(&daemon, "added");
+    assert!(luns[8..]
+        .chunks(8)
+        .any(|l| u16::from_be_bytes([l[0], l[1]]) == added));
+    // The next command on another LUN reports the change once.
+    let (sense, status) = ini.read_command(rw, &tur, 0).unwrap();
+    assert_eq!(status, 2);
+    assert_eq!(
+        (sense[2 + 2] & 0x0f, sense[2 + 12], sense[2 + 13]),
+        (6, 0x3f, 0x0e)
+    );
+    assert_eq!(ini.read_command(rw, &tur, 0).unwrap().1, 0);
+    // A login with the same initiator name and ISID closes the old session.
+    let mut again = Initiator::connect(addr).unwrap();
+    again.login_ok(&iqn, "").unwrap();
+    assert!(ini.closed().unwrap(), "the old session is closed");
+    assert_eq!(again.read_command(added, &tur, 0).unwrap().1, 0);
+}
+
+#[test]
 fn chap_one_way_and_mutual_and_the_insecure_portal_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());

@@ -21,7 +21,9 @@ use cairn_export::{Volume, VolumeInfo};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::connection::{Conn, ConnResult};
-use crate::limits::{COMMAND_CHARGE_BYTES, CONNECTION_IN_FLIGHT_BYTES_MAX, TRANSFER_BYTES_MAX};
+use crate::limits::{
+    COMMAND_CHARGE_BYTES, CONNECTION_IN_FLIGHT_BYTES_MAX, DISCARDING_MAX, TRANSFER_BYTES_MAX,
+};
 use crate::lu::{self, Outcome};
 use crate::pdu::{op, reject, Pdu, RESERVED_TAG};
 use crate::scsi::cdb::{self, Cdb};
@@ -291,7 +293,7 @@ impl Conn {
             Ok(task) => self.start(task, pdu, more_data).await,
             Err((sense, data, meta)) => {
                 if more_data {
-                    self.discarding.insert(itt);
+                    self.discard(itt);
                 }
                 self.finish(meta, sense.map_or(Ok(data), Err)).await
             }
@@ -412,7 +414,7 @@ impl Conn {
         };
         let Some(permit) = permit else {
             if more_data {
-                self.discarding.insert(meta.itt);
+                self.discard(meta.itt);
             }
             return self
                 .status_only(meta, TASK_SET_FULL, None, Residual::default())
@@ -544,7 +546,7 @@ impl Conn {
         let meta = task.meta;
         self.release(task);
         if !last {
-            self.discarding.insert(itt);
+            self.discard(itt);
         }
         self.status_only(
             meta,
@@ -678,6 +680,16 @@ impl Conn {
         self.send(p, true).await
     }
 
+    /// Drops the rest of a command's unsolicited Data-Out. The set is bounded: an initiator that
+    /// never ends its sequences loses the oldest entries (their Data-Out is then ignored anyway,
+    /// as that of an unknown task).
+    fn discard(&mut self, itt: u32) {
+        if self.discarding.len() >= DISCARDING_MAX {
+            self.discarding.clear();
+        }
+        self.discarding.insert(itt);
+    }
+
     /// Returns a finished or dropped task's charge to the budgets.
     fn release(&mut self, task: Task) {
         self.charged_bytes -= task.charge;
@@ -702,7 +714,7 @@ impl Conn {
                 task.state = TaskState::Running { aborted: true };
             } else if let Some(task) = self.tasks.remove(&itt) {
                 self.release(task);
-                self.discarding.insert(itt);
+                self.discard(itt);
             }
         }
         if found {

@@ -41,6 +41,8 @@ pub const CONNECTION_IN_FLIGHT_BYTES_MAX: u64 = 96 << 20;
 pub const SERVER_IN_FLIGHT_BYTES_MAX: u64 = 1 << 30;
 /// Fixed in-flight charge of a command without data.
 pub const COMMAND_CHARGE_BYTES: u64 = 4096;
+/// Commands whose remaining unsolicited Data-Out a connection remembers to drop.
+pub const DISCARDING_MAX: usize = 4 * COMMAND_WINDOW as usize;
 /// Most connections served at once.
 pub const CONNECTIONS_MAX: usize = 256;
 /// Most descriptors in one UNMAP parameter list (reported in VPD B0).
