@@ -390,6 +390,46 @@ fn lun_table_changes_are_unit_attentions_and_a_same_isid_login_reinstates() {
 }
 
 #[test]
+fn masking_views_show_each_initiator_exactly_its_luns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let host_a = "iqn.2026-01.org.cairn.test:host-a";
+    let views = format!(
+        r#"{{"views":[{{"name":"a","initiators":["{host_a}"],"luns":[{{"volume":"rw","lun":5}}]}}]}}"#
+    );
+    std::fs::write(data.join("iscsi-views.json"), views).unwrap();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let portal = format!("iscsi://{}", daemon.listen.iscsi.unwrap());
+    let ls = |initiator: &str| {
+        let out = run(Command::new("iscsi-ls").args(["-i", initiator, "-s", &portal]));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let seen = ls(host_a);
+    assert!(seen.contains("Lun:5 "), "{seen}");
+    assert_eq!(
+        seen.matches("Lun:").count(),
+        1,
+        "only the view's LUN: {seen}"
+    );
+    let other = ls("iqn.2026-01.org.cairn.test:host-b");
+    assert!(
+        !other.contains("Lun:"),
+        "an initiator in no view sees none: {other}"
+    );
+    // A hidden LUN is refused even when addressed directly; LUN 0 still answers INQUIRY.
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    ini.login_ok(&target_name(&daemon), "").unwrap();
+    let (sense, status) = ini.read_command(5, &[0u8; 6], 0).unwrap();
+    assert_eq!((status, sense[2 + 2] & 0x0f, sense[2 + 12]), (2, 5, 0x25));
+    let (inquiry, status) = ini.read_command(0, &[0x12, 0, 0, 0, 96, 0], 96).unwrap();
+    assert_eq!(
+        (status, inquiry[0]),
+        (0, 0x7f),
+        "peripheral qualifier 3 on LUN 0"
+    );
+}
+
+#[test]
 fn chap_one_way_and_mutual_and_the_insecure_portal_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());

@@ -47,6 +47,7 @@ struct Lu {
 /// What one session knows about its LUNs.
 pub(crate) struct SessionState {
     target: Arc<Target>,
+    initiator: String,
     reg: Registration,
     table: Vec<(u16, VolumeInfo)>,
     generation: u64,
@@ -55,12 +56,13 @@ pub(crate) struct SessionState {
 
 impl SessionState {
     pub fn new(target: &Arc<Target>, reg: Registration, initiator: &str) -> SessionState {
-        let table = target.luns().unwrap_or_else(|e| {
+        let table = target.luns_for(initiator).unwrap_or_else(|e| {
             tracing::warn!(initiator, error = %e, "LUN table unavailable");
             Vec::new()
         });
         SessionState {
             target: target.clone(),
+            initiator: initiator.to_string(),
             reg,
             generation: target.lun_generation(),
             table,
@@ -84,7 +86,7 @@ impl SessionState {
             return;
         }
         self.generation = generation;
-        let Ok(table) = self.target.luns() else {
+        let Ok(table) = self.target.luns_for(&self.initiator) else {
             return;
         };
         self.open.retain(|lun, lu| {

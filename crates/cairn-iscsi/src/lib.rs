@@ -32,6 +32,7 @@ pub mod scsi;
 mod server;
 mod target;
 pub mod text;
+pub mod views;
 
 pub use chap::ChapCredential;
 pub use error::{Error, ErrorKind, Result};

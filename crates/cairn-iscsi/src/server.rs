@@ -23,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
 use crate::login::{Auth, LoginConfig};
 use crate::target::Target;
+use crate::views::Views;
 
 /// How often the LUN table is compared with the exports (volumes created or deleted elsewhere).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
@@ -38,6 +39,8 @@ pub struct IscsiServerConfig {
     pub auth: Auth,
     /// The file that keeps LUN numbers across restarts.
     pub lun_map_path: PathBuf,
+    /// The masking views file (missing: every initiator sees every export).
+    pub views_path: PathBuf,
     /// Serve a non-loopback portal without CHAP.
     pub allow_insecure_non_loopback: bool,
 }
@@ -86,7 +89,14 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
         target_name: cfg.target_name.clone(),
         auth: cfg.auth,
     };
-    let target = Target::new(login, exports, cfg.lun_map_path.clone()).map_err(|e| {
+    let views = Views::load(&cfg.views_path).map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!("Cannot read the masking views {}", cfg.views_path.display()),
+            Some(e),
+        )
+    })?;
+    let target = Target::new(login, exports, cfg.lun_map_path.clone(), views).map_err(|e| {
         Error::new(
             ErrorKind::Bind,
             format!("Cannot set up the LUN map {}", cfg.lun_map_path.display()),

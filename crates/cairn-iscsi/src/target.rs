@@ -18,6 +18,7 @@ use crate::limits::{SERVER_IN_FLIGHT_BYTES_MAX, UNIT_ATTENTIONS_MAX};
 use crate::login::LoginConfig;
 use crate::lunmap::LunMap;
 use crate::scsi::sense::Sense;
+use crate::views::Views;
 
 /// Unit attentions waiting for one session, per LUN.
 #[derive(Debug, Default)]
@@ -72,6 +73,7 @@ pub(crate) struct Target {
     pub bytes: Arc<Semaphore>,
     lun_map_path: PathBuf,
     lun_map: Mutex<LunMap>,
+    views: Views,
     lun_generation: AtomicU64,
     sessions: Mutex<HashMap<(String, [u8; 6]), SessionEntry>>,
     next_tsih: AtomicU16,
@@ -90,6 +92,7 @@ impl Target {
         login: LoginConfig,
         exports: Arc<dyn Exports>,
         lun_map_path: PathBuf,
+        views: Views,
     ) -> std::io::Result<Target> {
         let lun_map = LunMap::load(&lun_map_path)?;
         let target = Target {
@@ -98,6 +101,7 @@ impl Target {
             bytes: Arc::new(Semaphore::new(SERVER_IN_FLIGHT_BYTES_MAX as usize)),
             lun_map_path,
             lun_map: Mutex::new(lun_map),
+            views,
             lun_generation: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
             next_tsih: AtomicU16::new(1),
@@ -127,6 +131,24 @@ impl Target {
             .collect();
         table.sort_by_key(|(lun, _)| *lun);
         Ok(table)
+    }
+
+    /// The LUNs `initiator` sees: the no-view default, or exactly those of its masking views
+    /// (volumes a view names that do not exist are left out).
+    pub fn luns_for(&self, initiator: &str) -> std::io::Result<Vec<(u16, VolumeInfo)>> {
+        let all = self.luns()?;
+        if self.views.is_empty() {
+            return Ok(all);
+        }
+        let mapped = self.views.luns_of(initiator);
+        Ok(mapped
+            .into_iter()
+            .filter_map(|(lun, name)| {
+                all.iter()
+                    .find(|(_, v)| v.name == name)
+                    .map(|(_, v)| (lun, v.clone()))
+            })
+            .collect())
     }
 
     /// Changes each time the LUN table changes.

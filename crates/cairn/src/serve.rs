@@ -266,7 +266,8 @@ async fn start_nbd(
 }
 
 /// One target node per array: its IQN and LUN numbers live in the data directory, CHAP secrets
-/// in `iscsi-chap.json` (mode 0600). A non-loopback portal needs CHAP or `allow_insecure`.
+/// in `iscsi-chap.json` (mode 0600), masking views in `iscsi-views.json`. A non-loopback portal
+/// needs CHAP or `allow_insecure`.
 async fn start_iscsi(
     config: &Config,
     addr: std::net::SocketAddr,
@@ -286,6 +287,7 @@ async fn start_iscsi(
         target_name,
         auth,
         lun_map_path: dir.join("iscsi-luns.json"),
+        views_path: dir.join("iscsi-views.json"),
         allow_insecure_non_loopback: config.iscsi_allow_insecure,
     };
     cairn_iscsi::start(cfg, storage)
