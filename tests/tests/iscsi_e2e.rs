@@ -430,6 +430,31 @@ fn masking_views_show_each_initiator_exactly_its_luns() {
 }
 
 #[test]
+fn an_idle_initiator_is_pinged_and_a_silent_one_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&format!("{POOL}[iscsi]\nnop_interval_secs = 1\n"));
+    let daemon = Daemon::start(&prepared(dir.path()), &config).unwrap();
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    ini.login_ok(&target_name(&daemon), "").unwrap();
+    let ping = ini.recv().unwrap().expect("a NOP-In ping");
+    assert_eq!((ping.opcode(), ping.u32_at(16)), (0x20, 0xffff_ffff));
+    let ttt = ping.u32_at(20);
+    assert_ne!(ttt, 0xffff_ffff, "a ping the initiator must answer");
+    // The answer: NOP-Out, immediate, ITT reserved, the ping's TTT.
+    let mut answer = bhs(0x40, 0x80, 0);
+    put32(&mut answer, 16, 0xffff_ffff);
+    put32(&mut answer, 20, ttt);
+    put32(&mut answer, 24, ini.cmd_sn);
+    ini.send_raw(&answer, &[], false, false).unwrap();
+    let again = ini.recv().unwrap().expect("the next ping");
+    assert_eq!(again.opcode(), 0x20);
+    assert!(
+        ini.closed().unwrap(),
+        "an initiator that stops answering is closed"
+    );
+}
+
+#[test]
 fn chap_one_way_and_mutual_and_the_insecure_portal_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());

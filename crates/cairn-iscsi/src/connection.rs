@@ -8,6 +8,8 @@
 //!   PDU written carries the current ExpCmdSN and MaxCmdSN, and MaxCmdSN leaves room for exactly
 //!   the commands the window still admits ([`limits::COMMAND_WINDOW`] in flight at most).
 //! - Non-immediate commands outside the window, and duplicates, are ignored (RFC 7143 §4.2.2.1).
+//! - An initiator silent for the NOP interval gets a NOP-In ping; one silent for two intervals is
+//!   deemed gone and its connection closed.
 //! - On logout, end of stream, reinstatement or server shutdown the connection stops reading,
 //!   completes the commands it accepted (within [`limits::DRAIN_TIMEOUT_SECS`]), then closes.
 
@@ -141,7 +143,7 @@ impl Conn {
         if status {
             pdu.set_u32(24, self.stat_sn);
             self.stat_sn = self.stat_sn.wrapping_add(1);
-        } else if pdu.opcode() == op::R2T {
+        } else if matches!(pdu.opcode(), op::R2T | op::NOP_IN) {
             pdu.set_u32(24, self.stat_sn);
         }
         pdu.set_u32(28, self.exp_cmd_sn);
@@ -274,14 +276,19 @@ impl Conn {
         enum Event {
             Stop(Stop),
             Done(Done),
+            Ping,
             Pdu(ConnResult<Option<Result<Pdu, FrameError>>>),
         }
+        let interval = self.target.nop_interval;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut heard = tokio::time::Instant::now();
         loop {
             let event = tokio::select! {
                 biased;
                 _ = shutdown.changed() => Event::Stop(Stop::Closed),
                 _ = close.changed() => Event::Stop(Stop::Closed),
                 Some(done) = done_rx.recv() => Event::Done(done),
+                _ = ping.tick() => Event::Ping,
                 pdu = self.next_pdu() => Event::Pdu(pdu),
             };
             let stop = match event {
@@ -290,10 +297,17 @@ impl Conn {
                     self.complete(done).await?;
                     None
                 }
+                Event::Ping => {
+                    self.keep_alive(heard.elapsed(), interval).await?;
+                    None
+                }
                 Event::Pdu(pdu) => match pdu? {
                     None => Some(Stop::Closed),
                     Some(Err(e)) => self.frame_error(e).await?,
-                    Some(Ok(pdu)) => self.dispatch(pdu).await?,
+                    Some(Ok(pdu)) => {
+                        heard = tokio::time::Instant::now();
+                        self.dispatch(pdu).await?
+                    }
                 },
             };
             self.flush().await?;
@@ -307,6 +321,23 @@ impl Conn {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Pings an initiator silent for an interval with a NOP-In it must answer; one silent for two
+    /// intervals is gone, and its connection is closed.
+    async fn keep_alive(&mut self, silent: Duration, interval: Duration) -> ConnResult<()> {
+        if silent >= 2 * interval {
+            return Err(format!("initiator silent for {}s", silent.as_secs()));
+        }
+        if silent < interval {
+            return Ok(());
+        }
+        let mut p = Pdu::new(op::NOP_IN);
+        p.set_itt(RESERVED_TAG);
+        p.set_u32(20, self.next_ttt);
+        self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
+        // StatSN is reported, not advanced, by a NOP-In that is not a response.
+        self.send(p, false).await
     }
 
     /// Completes every accepted command that is still running.

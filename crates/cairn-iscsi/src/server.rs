@@ -43,6 +43,8 @@ pub struct IscsiServerConfig {
     pub views_path: PathBuf,
     /// Serve a non-loopback portal without CHAP.
     pub allow_insecure_non_loopback: bool,
+    /// Idle time after which an initiator is pinged with a NOP-In (closed after twice that).
+    pub nop_interval: Duration,
 }
 
 /// A running server.
@@ -96,7 +98,14 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
             Some(e),
         )
     })?;
-    let target = Target::new(login, exports, cfg.lun_map_path.clone(), views).map_err(|e| {
+    let target = Target::new(
+        login,
+        exports,
+        cfg.lun_map_path.clone(),
+        views,
+        cfg.nop_interval,
+    )
+    .map_err(|e| {
         Error::new(
             ErrorKind::Bind,
             format!("Cannot set up the LUN map {}", cfg.lun_map_path.display()),

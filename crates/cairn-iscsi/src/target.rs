@@ -71,6 +71,8 @@ pub(crate) struct Target {
     pub login: Arc<LoginConfig>,
     pub exports: Arc<dyn Exports>,
     pub bytes: Arc<Semaphore>,
+    /// Idle time after which the target pings an initiator with a NOP-In.
+    pub nop_interval: std::time::Duration,
     lun_map_path: PathBuf,
     lun_map: Mutex<LunMap>,
     views: Views,
@@ -93,12 +95,14 @@ impl Target {
         exports: Arc<dyn Exports>,
         lun_map_path: PathBuf,
         views: Views,
+        nop_interval: std::time::Duration,
     ) -> std::io::Result<Target> {
         let lun_map = LunMap::load(&lun_map_path)?;
         let target = Target {
             login: Arc::new(login),
             exports,
             bytes: Arc::new(Semaphore::new(SERVER_IN_FLIGHT_BYTES_MAX as usize)),
+            nop_interval,
             lun_map_path,
             lun_map: Mutex::new(lun_map),
             views,

@@ -31,6 +31,7 @@
 //! [iscsi]
 //! allow_insecure = false         # serve iSCSI without CHAP on a non-loopback address
 //! target_name = "iqn.2026-01.org.cairn:node1"   # first start only; then DATA_DIR/iscsi-target-name
+//! nop_interval_secs = 30         # ping an idle initiator; close it after twice this
 //! ```
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
@@ -125,6 +126,7 @@ struct RawIscsi {
     #[serde(default)]
     allow_insecure: bool,
     target_name: Option<String>,
+    nop_interval_secs: Option<u64>,
 }
 
 /// One pool the daemon opens (or creates on first start).
@@ -154,6 +156,7 @@ pub struct Config {
     pub iscsi: Option<SocketAddr>,
     pub iscsi_allow_insecure: bool,
     pub iscsi_target_name: Option<String>,
+    pub iscsi_nop_interval: Duration,
 }
 
 impl Config {
@@ -193,6 +196,9 @@ impl Config {
             iscsi: listen_addr(raw.listen.iscsi, DEFAULT_ISCSI, "iscsi")?,
             iscsi_allow_insecure: raw.iscsi.allow_insecure,
             iscsi_target_name: raw.iscsi.target_name,
+            iscsi_nop_interval: Duration::from_secs(
+                raw.iscsi.nop_interval_secs.unwrap_or(30).max(1),
+            ),
             data_dir,
         })
     }

@@ -289,6 +289,7 @@ async fn start_iscsi(
         lun_map_path: dir.join("iscsi-luns.json"),
         views_path: dir.join("iscsi-views.json"),
         allow_insecure_non_loopback: config.iscsi_allow_insecure,
+        nop_interval: config.iscsi_nop_interval,
     };
     cairn_iscsi::start(cfg, storage)
         .await
