@@ -127,6 +127,15 @@ fn reserve_for(blocks: u64) -> u64 {
     (blocks * META_RESERVE_PER_MILLE / 1000).max(META_RESERVE_BLOCKS_MIN)
 }
 
+/// Gives the superblocks and the reserve's room after them (see `Meta::reserve_region_end`)
+/// their backing storage: in a pool file, metadata written there never meets a full host file
+/// system.
+fn preallocate_reserve(dev: &dyn BlockDevice, reserve_blocks: u64) -> Result<()> {
+    let blocks = SUPER_ADDRS.len() as u64 + reserve_blocks;
+    dev.preallocate(0, blocks * BLOCK_SIZE_BYTES)
+        .map_err(|e| Error::io("preallocate the metadata reserve", e))
+}
+
 /// The part of a metadata reserve of `reserve_blocks` that only delete and reclaim may use.
 fn floor_for(reserve_blocks: u64) -> u64 {
     reserve_blocks * META_FLOOR_PER_MILLE / 1000
@@ -154,6 +163,7 @@ impl Pool {
                 ),
             ));
         }
+        preallocate_reserve(dev.as_ref(), reserve_for(blocks))?;
         let zero = vec![0u8; BLOCK_SIZE_USIZE];
         for a in SUPER_ADDRS {
             dev.write_at(a * BLOCK_SIZE_BYTES, &zero)
@@ -278,6 +288,7 @@ impl Pool {
                 "device is smaller than the pool",
             ));
         }
+        preallocate_reserve(st.meta.dev.as_ref(), reserve_for(blocks))?;
         st.meta.device_blocks = blocks;
         st.meta.reserve_blocks = reserve_for(blocks);
         st.meta.touch()?;
