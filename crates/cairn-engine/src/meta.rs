@@ -171,6 +171,9 @@ pub struct Meta {
     pub dirty_pages: usize,
     /// The open operation's undo log (see `undo.rs`).
     pub(crate) undo: Option<Box<Undo>>,
+    /// Metadata blocks allocated outside any operation (by commits), counted to check the bound
+    /// operations leave for them.
+    pub unfloored_allocs: u64,
 }
 
 impl Meta {
@@ -195,6 +198,7 @@ impl Meta {
             io_gate: Arc::new(RwLock::new(())),
             dirty_pages: 0,
             undo: None,
+            unfloored_allocs: 0,
         }
     }
 
@@ -416,6 +420,9 @@ impl Meta {
         };
         self.mark_allocated(b, 1, Use::Meta);
         self.meta_cursor = b + 1;
+        if self.undo.is_none() {
+            self.unfloored_allocs += 1;
+        }
         Ok(b)
     }
 

@@ -560,6 +560,9 @@ impl State {
     }
 
     fn commit_inner(&mut self) -> Result<()> {
+        // Every operation left this much usable; the commit must not take more.
+        let need = self.commit_need_blocks();
+        let allocs_before = self.meta.unfloored_allocs;
         let mut buf = vec![0u8; VOLUME_RECORD_BYTES];
         for seq in std::mem::take(&mut self.removed_vols) {
             self.meta.dir_root = self
@@ -589,6 +592,18 @@ impl State {
             created_unix_secs: self.created_unix_secs,
         };
         self.meta.commit(sb)?;
+        let took = self.meta.unfloored_allocs - allocs_before;
+        // A bound that is too low is a bug, but not one of this commit, which found its blocks.
+        debug_assert!(
+            took <= need,
+            "commit took {took} metadata blocks, bound {need}"
+        );
+        if took > need {
+            tracing::error!(
+                "pool {}: commit took {took} metadata blocks, bound {need}",
+                self.name
+            );
+        }
         self.last_commit = Instant::now();
         self.reclaim_stalled = false;
         Ok(())
