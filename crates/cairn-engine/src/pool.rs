@@ -481,6 +481,17 @@ impl State {
         self.commit_need_blocks() + floor
     }
 
+    /// Fails with `NoSpace` unless the floor of `tier` is still usable.
+    pub(crate) fn ensure_room(&self, tier: Tier) -> Result<()> {
+        if self.meta.usable_blocks() < self.floor_blocks(tier) {
+            return Err(err(
+                ErrorKind::NoSpace,
+                "metadata reserve reached: too little left for the commit",
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs one metadata change. It either finishes leaving its tier's floor usable, or changes
     /// nothing and answers `NoSpace` (the pool stays healthy). Any other error in it fails the
     /// pool (its state may be half-changed).
@@ -490,16 +501,8 @@ impl State {
         f: impl FnOnce(&mut Meta) -> Result<T>,
     ) -> Result<T> {
         self.meta.begin_op(self.floor_blocks(tier));
-        let r = f(&mut self.meta).and_then(|v| {
-            // What it changed may have grown what the commit needs past what is left.
-            if self.meta.usable_blocks() < self.floor_blocks(tier) {
-                return Err(err(
-                    ErrorKind::NoSpace,
-                    "metadata reserve reached: too little left for the commit",
-                ));
-            }
-            Ok(v)
-        });
+        // What it changed may have grown what the commit needs past what is left.
+        let r = f(&mut self.meta).and_then(|v| self.ensure_room(tier).map(|()| v));
         match r {
             Ok(v) => {
                 self.meta.end_op();

@@ -7,6 +7,8 @@
 //!   no name, and stays in the directory until reclaim has dropped its tree.
 //! - Record sequence numbers (and the ids derived from them) are never reused.
 
+use parking_lot::{MutexGuard, RwLockWriteGuard};
+
 use crate::error::{err, ErrorKind, Result};
 use crate::format::{Root, VolumeRecord, VF_DELETING, VF_HIDDEN, VF_READ_ONLY};
 use crate::limits::{
@@ -61,6 +63,14 @@ fn info_of(r: &VolumeRecord) -> VolumeInfo {
     }
 }
 impl Pool {
+    /// For directory changes other than delete: no I/O in flight, and room for their commit
+    /// above the floor that only delete and reclaim may use.
+    fn exclusive_with_room(&self) -> Result<(RwLockWriteGuard<'_, ()>, MutexGuard<'_, State>)> {
+        let (gate, st) = self.exclusive()?;
+        st.ensure_room(Tier::Ordinary)?;
+        Ok((gate, st))
+    }
+
     pub fn create_volume(
         &self,
         name: &str,
@@ -75,7 +85,7 @@ impl Pool {
                 format!("logical block size {}", opts.logical_block_size),
             ));
         }
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         st.ensure_name_free(name)?;
         let flags = record_flags(&opts);
         let rec = st.new_record(
@@ -112,7 +122,7 @@ impl Pool {
     /// Grows a volume (shrinking is refused).
     pub fn resize_volume(&self, id: VolumeId, size_bytes: u64) -> Result<VolumeInfo> {
         validate_size(size_bytes)?;
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         if size_bytes < st.vols[&seq].size_bytes {
             return Err(err(
@@ -125,7 +135,7 @@ impl Pool {
 
     pub fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         if st.vols[&seq].name != name {
             st.ensure_name_free(name)?;
@@ -134,7 +144,7 @@ impl Pool {
     }
 
     pub fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| {
             r.flags = if read_only {
@@ -146,7 +156,7 @@ impl Pool {
     }
 
     pub fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| {
             r.flags = if hidden {
@@ -164,7 +174,7 @@ impl Pool {
                 format!("tag of {} bytes", tag.len()),
             ));
         }
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| r.tag = tag.to_vec())
     }
@@ -177,7 +187,7 @@ impl Pool {
         opts: VolumeOptions,
     ) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let src_seq = st.seq_of(source)?;
         st.ensure_name_free(name)?;
         let src = st.vols[&src_seq].clone();
@@ -202,7 +212,7 @@ impl Pool {
     /// O(1): `volume` takes `snapshot`'s contents and size; committed on return.
     pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
         {
-            let (_gate, mut st) = self.exclusive()?;
+            let (_gate, mut st) = self.exclusive_with_room()?;
             let vseq = st.seq_of(volume)?;
             let sseq = st.seq_of(snapshot)?;
             if vseq == sseq {
