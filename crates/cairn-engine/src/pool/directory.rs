@@ -212,6 +212,9 @@ impl Pool {
     /// O(1): `volume` takes `snapshot`'s contents and size; committed on return.
     pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
         {
+            // Every block of the volume: a trim or write-zeroes in steps finishes on the contents
+            // it started on, never half on the old and half on the restored ones.
+            let _blocks = self.inner.blocks.lock(volume, 0, u64::MAX);
             let (_gate, mut st) = self.exclusive_with_room()?;
             let vseq = st.seq_of(volume)?;
             let sseq = st.seq_of(snapshot)?;
