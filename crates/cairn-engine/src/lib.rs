@@ -15,6 +15,8 @@
 mod btree;
 mod cache;
 mod check;
+#[cfg(test)]
+mod corruption_tests;
 mod error;
 mod format;
 pub mod limits;
