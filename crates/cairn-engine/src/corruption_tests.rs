@@ -46,7 +46,7 @@ fn pool_with_deep_volume() -> Arc<MemDevice> {
 }
 
 fn durable(dev: &Arc<MemDevice>) -> Superblock {
-    crate::pool::read_superblock(dev.as_ref()).unwrap()
+    crate::format::read_superblock(dev.as_ref()).unwrap()
 }
 
 /// The mapping root of the volume named `name`.
