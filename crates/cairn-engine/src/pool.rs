@@ -77,6 +77,8 @@ pub(crate) struct State {
     next_seq: u64,
     vols: BTreeMap<u64, VolumeRecord>,
     by_id: HashMap<VolumeId, u64>,
+    /// Live volumes by name (tombstones have none): names are checked and found in O(1).
+    by_name: HashMap<String, u64>,
     dirty_vols: BTreeSet<u64>,
     removed_vols: BTreeSet<u64>,
     hints: HashMap<u64, u64>,
@@ -370,6 +372,7 @@ impl State {
             meta: Meta::new(dev, sb, cache_nodes),
             vols: BTreeMap::new(),
             by_id: HashMap::new(),
+            by_name: HashMap::new(),
             dirty_vols: BTreeSet::new(),
             removed_vols: BTreeSet::new(),
             hints: HashMap::new(),
