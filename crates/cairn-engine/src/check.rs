@@ -44,6 +44,8 @@ pub enum FindingKind {
     RefcountMismatch,
     /// Superblock counters disagree with the space map.
     Accounting,
+    /// A deleted volume whose reclaim failed on a bad block: its space is lost.
+    Quarantined,
 }
 
 /// One problem found, with the block and the tree path leading to it.
@@ -345,6 +347,10 @@ impl Checker {
         let root = rec.root;
         self.tombstone = rec.deleting();
         self.volume_paths.push(path.clone());
+        if rec.quarantined() {
+            let detail = "reclaim failed on its tree; its space is lost";
+            self.find(FindingKind::Quarantined, root.addr, &path, detail);
+        }
         if root.addr == 0 {
             if root.height != 0 {
                 self.find(

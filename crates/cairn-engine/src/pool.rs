@@ -507,6 +507,7 @@ impl State {
             volume_count: self.vols.values().filter(|r| !r.deleting()).count(),
             generation: m.gen(),
             reclaim_pending: self.reclaim_pending(),
+            quarantined_volumes: self.vols.values().filter(|r| r.quarantined()).count(),
         }
     }
 }
