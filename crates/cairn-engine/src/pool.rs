@@ -3,7 +3,7 @@
 //! This module owns the pool state, its locks, its lifecycle (create, open, grow, close), the
 //! commit and the background thread; `directory` the volume records (names, snapshot, restore,
 //! tags), `data` the data path (read, write, trim, write-zeroes, block status), `plan` write
-//! plans, `reclaim` the reclaim of deleted volumes.
+//! plans, `ranges` the per-block exclusion of writes, `reclaim` the reclaim of deleted volumes.
 //!
 //! Concurrency: one mutex over the metadata state, and an I/O gate (a read-write lock taken
 //! before the mutex). Reads and writes hold the gate shared: they look up (and for writes,
@@ -11,7 +11,9 @@
 //! under it again. Every commit — flush, volume and snapshot operations, background work —
 //! holds the gate exclusively, so it never sees a write half done, and no read still uses a
 //! block the commit makes reusable. Hence a write acknowledged before `snapshot()` begins is in
-//! the snapshot, and one started after it began waits and is not.
+//! the snapshot, and one started after it began waits and is not. Writes, trims and
+//! write-zeroes first hold the virtual blocks they touch in a range lock (`ranges`, taken
+//! before the gate), so a read-modify-write of a partial block never races another write to it.
 //! A background thread commits while dirty every `commit_interval` and reclaims deleted volumes
 //! in bounded transactions.
 //!
@@ -30,6 +32,7 @@
 mod data;
 mod directory;
 mod plan;
+mod ranges;
 mod reclaim;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -65,6 +68,8 @@ struct Inner {
     /// commit holds it exclusively. Lock order: gate, then state.
     gate: Arc<RwLock<()>>,
     state: Mutex<State>,
+    /// Blocks held by writes in flight (taken before the gate).
+    blocks: ranges::BlockLocks,
     wake: Condvar,
     opts: PoolOptions,
 }
@@ -184,6 +189,7 @@ impl Pool {
         let inner = Arc::new(Inner {
             gate: st.meta.io_gate.clone(),
             state: Mutex::new(st),
+            blocks: ranges::BlockLocks::default(),
             wake: Condvar::new(),
             opts,
         });

@@ -92,19 +92,16 @@ impl Pool {
         at: u64,
         chunk: &[u8],
     ) -> std::result::Result<bool, (Error, bool)> {
+        let (first_block, end_block) = block_span(at, chunk.len() as u64);
+        // Held until the mapping update: a read-modify-write of a partial block and any other
+        // write to that block run one after the other.
+        let _blocks = self.inner.blocks.lock(id, first_block, end_block);
         let (_gate, mut state) = self.shared().map_err(|e| (e, false))?;
-        let r = state.io_target(id, offset, len, true).and_then(|seq| {
-            if at % BLOCK_SIZE_BYTES != 0 || chunk.len() as u64 % BLOCK_SIZE_BYTES != 0 {
-                // Read-modify-write of a partial block stays under the lock: two writes to
-                // different sectors of one block must not both start from its old contents.
-                state.write_bytes(seq, at, chunk).map(|()| None)
-            } else {
-                state.plan_write(seq, at, chunk).map(Some)
-            }
-        });
-        let plan = match r {
-            Ok(Some(plan)) => plan,
-            Ok(None) => return Ok(state.too_dirty()),
+        let planned = state
+            .io_target(id, offset, len, true)
+            .and_then(|seq| state.plan_write(seq, at, chunk));
+        let plan = match planned {
+            Ok(plan) => plan,
             Err(e) => {
                 let pending = state.meta.pending_blocks > 0;
                 return Err((e, pending));
@@ -120,6 +117,8 @@ impl Pool {
 
     pub fn trim(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
         let too_dirty = {
+            let (first_block, end_block) = block_span(offset, len);
+            let _blocks = self.inner.blocks.lock(id, first_block, end_block);
             let (_gate, mut state) = self.shared()?;
             let seq = state.io_target(id, offset, len, true)?;
             state.zero_range(seq, offset, len)?;
@@ -253,6 +252,14 @@ impl State {
         push(cursor, end, false);
         Ok(out)
     }
+}
+
+/// The virtual blocks `[first, end)` a request of `len` bytes at `offset` touches (at least one,
+/// and no overflow: the request is validated against its volume after its blocks are held).
+fn block_span(offset: u64, len: u64) -> (u64, u64) {
+    let first_block = offset / BLOCK_SIZE_BYTES;
+    let end_block = offset.saturating_add(len).div_ceil(BLOCK_SIZE_BYTES);
+    (first_block, end_block.max(first_block + 1))
 }
 
 /// Fills `out` (virtual blocks from `first_block`) from the mapped pieces, zeros elsewhere.
