@@ -23,7 +23,10 @@
 //!   (then it is exclusively owned now and unknown to the durable state); any other write is
 //!   redirected to fresh blocks and remapped, old data is never read or copied.
 //! - A failed metadata write or flush, or an error in the middle of a metadata change, puts the
-//!   pool in a failed state; every later call returns `PoolFailed` until it is reopened.
+//!   pool in a failed state; every later call returns `PoolFailed` until it is reopened, and
+//!   `close` returns that failure. A panic while the state lock is held does the same (the
+//!   lock's guard fails the pool as it unwinds): a half-applied change is never committed.
+//! - A reclaim error in a tombstone's tree quarantines that tombstone instead (see `reclaim`).
 //! - A write that finds no data space while blocks freed in the open transaction wait for its
 //!   commit (reclamation rule) commits once and retries; `NoSpace` means the pool is really full.
 //! - Deleted volumes are tombstones (flag `deleting`, name freed) until the reclaimer has dropped
@@ -204,25 +207,25 @@ impl Pool {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock()
+    fn lock(&self) -> StateGuard<'_> {
+        self.inner.lock()
     }
 
-    fn live(&self) -> Result<MutexGuard<'_, State>> {
+    fn live(&self) -> Result<StateGuard<'_>> {
         let st = self.lock();
         st.live()?;
         Ok(st)
     }
 
     /// For operations that commit: no data I/O in flight, nothing else running.
-    fn exclusive(&self) -> Result<(RwLockWriteGuard<'_, ()>, MutexGuard<'_, State>)> {
+    fn exclusive(&self) -> Result<(RwLockWriteGuard<'_, ()>, StateGuard<'_>)> {
         let gate = self.inner.gate.write();
         let st = self.live()?;
         Ok((gate, st))
     }
 
     /// For data operations: commits wait until the guard is dropped.
-    fn shared(&self) -> Result<(RwLockReadGuard<'_, ()>, MutexGuard<'_, State>)> {
+    fn shared(&self) -> Result<(RwLockReadGuard<'_, ()>, StateGuard<'_>)> {
         let gate = self.inner.gate.read();
         let st = self.live()?;
         Ok((gate, st))
@@ -273,13 +276,16 @@ impl Pool {
             let _gate = self.inner.gate.write();
             let mut st = self.lock();
             if st.closed {
-                return Ok(());
+                return st.failure().map_or(Ok(()), Err);
             }
-            let r = if st.failed.is_none() {
-                st.commit()
-            } else {
-                Ok(())
+            let r = match st.failure() {
+                None => st.commit(),
+                Some(e) => Err(e),
             };
+            debug_assert!(
+                r.is_ok() == st.failed.is_none(),
+                "close reports the failure"
+            );
             st.closed = true;
             st.stop = true;
             r
@@ -338,24 +344,57 @@ impl Drop for Pool {
     }
 }
 
+impl Inner {
+    fn lock(&self) -> StateGuard<'_> {
+        StateGuard(self.state.lock())
+    }
+}
+
+/// The state lock, held. parking_lot mutexes do not poison, so a panic inside a locked section
+/// would leave a half-applied change for a later commit to make durable: this guard, dropped
+/// while the thread unwinds, fails the pool instead (dropping the open transaction).
+pub(crate) struct StateGuard<'a>(MutexGuard<'a, State>);
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.0.failed.is_none() {
+            let e = err(ErrorKind::PoolFailed, "a panic inside a metadata change");
+            self.0.fail(&e);
+        }
+    }
+}
+
 /// Background work: interval commits and reclaim of deleted volumes.
 fn background(inner: Arc<Inner>) {
     let interval = inner.opts.commit_interval;
     loop {
         {
-            let mut st = inner.state.lock();
+            let mut st = inner.lock();
             if st.stop {
                 return;
             }
             if !st.background_work(interval) {
                 let wait = interval.unwrap_or(Duration::from_secs(3600));
-                inner.wake.wait_for(&mut st, wait);
+                inner.wake.wait_for(&mut st.0, wait);
                 continue;
             }
         }
         // Work to do: take the gate first (lock order), then check again under the lock.
         let _gate = inner.gate.write();
-        let mut st = inner.state.lock();
+        let mut st = inner.lock();
         if st.stop {
             return;
         }
@@ -397,19 +436,29 @@ impl State {
                 format!("pool {} is closed", self.name),
             ));
         }
-        if let Some(f) = &self.failed {
-            return Err(err(
-                ErrorKind::PoolFailed,
-                format!("pool {}: {f}", self.name),
-            ));
+        match self.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn fail(&mut self, e: &Error) {
         tracing::error!("pool {} failed: {e}", self.name);
         self.failed = Some(e.to_string());
         self.meta.forget_dirty();
+        debug_assert!(
+            !self.meta.is_dirty(),
+            "a failed pool keeps nothing to commit"
+        );
+    }
+
+    /// The error a failed pool answers with (`None` while healthy).
+    fn failure(&self) -> Option<Error> {
+        let f = self.failed.as_ref()?;
+        Some(err(
+            ErrorKind::PoolFailed,
+            format!("pool {}: {f}", self.name),
+        ))
     }
 
     /// Runs a metadata change; any error in it fails the pool (its state may be half-changed).
