@@ -170,7 +170,8 @@ impl Pool {
         Pool::start(st, opts)
     }
 
-    /// Opens the pool on `dev`: the valid superblock with the highest generation, no scan.
+    /// Opens the pool on `dev`: the valid superblock with the highest generation, then the volume
+    /// directory (O(volumes); no volume tree, refcount or space-map block is read).
     pub fn open(dev: Arc<dyn BlockDevice>, opts: PoolOptions) -> Result<Arc<Pool>> {
         let sb = read_superblock(dev.as_ref())?;
         if dev.size_bytes() / BLOCK_SIZE_BYTES < sb.device_blocks {
