@@ -31,6 +31,7 @@ use crate::limits::{
     BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, DISCARD_BLOCKS_MIN,
 };
 use crate::node::{Node, TreeKind};
+use crate::undo::{BitChange, Undo};
 
 /// Words of one bitmap page.
 pub const PAGE_WORDS: usize = (BLOCK_SIZE_USIZE - HEADER_BYTES) / 8;
@@ -74,6 +75,18 @@ impl Page {
 
     fn avail(&self) -> u32 {
         self.free - self.reserved_count
+    }
+
+    pub(crate) fn set(&mut self, i: u64, v: bool) {
+        set_bit(&mut self.bits, i, v);
+    }
+
+    pub(crate) fn set_fresh(&mut self, i: u64, v: bool) {
+        set_bit(words_of(&mut self.fresh), i, v);
+    }
+
+    pub(crate) fn set_reserved(&mut self, i: u64, v: bool) {
+        set_bit(words_of(&mut self.reserved), i, v);
     }
 
     pub fn encode(&self, page_no: u64, gen: u64) -> Vec<u8> {
@@ -154,6 +167,10 @@ pub struct Meta {
     /// Held shared by data reads running outside the pool lock; the commit takes it exclusively
     /// before blocks freed in the transaction become reusable.
     pub io_gate: Arc<RwLock<()>>,
+    /// Bitmap pages marked dirty (kept as a count: the commit rewrites each of them).
+    pub dirty_pages: usize,
+    /// The open operation's undo log (see `undo.rs`).
+    pub(crate) undo: Option<Box<Undo>>,
 }
 
 impl Meta {
@@ -176,6 +193,45 @@ impl Meta {
             meta_cursor: 2,
             freed_data: Vec::new(),
             io_gate: Arc::new(RwLock::new(())),
+            dirty_pages: 0,
+            undo: None,
+        }
+    }
+
+    /// The counters an operation may change, with the metadata allocation cursor.
+    pub(crate) fn counters(&self) -> [u64; 5] {
+        [
+            self.allocated_blocks,
+            self.data_blocks,
+            self.meta_blocks,
+            self.pending_blocks,
+            self.meta_cursor,
+        ]
+    }
+
+    pub(crate) fn set_counters(&mut self, c: [u64; 5]) {
+        [
+            self.allocated_blocks,
+            self.data_blocks,
+            self.meta_blocks,
+            self.pending_blocks,
+            self.meta_cursor,
+        ] = c;
+    }
+
+    /// The loaded page holding block `b`.
+    pub(crate) fn page_mut(&mut self, b: u64) -> &mut Page {
+        self.pages
+            .get_mut(&(b / PAGE_BITS))
+            .expect("the page of a changed block is loaded")
+    }
+
+    /// Marks page `p` (loaded) dirty, counting it.
+    fn dirty_page(&mut self, p: u64) {
+        let pg = self.pages.get_mut(&p).expect("page loaded");
+        if !pg.dirty {
+            pg.dirty = true;
+            self.dirty_pages += 1;
         }
     }
 
@@ -211,18 +267,21 @@ impl Meta {
 
     /// Mutable access to a dirty node.
     pub fn dirty_mut(&mut self, addr: u64) -> &mut Node {
+        self.log_node(addr);
         Arc::make_mut(self.dirty.get_mut(&addr).expect("node is dirty"))
     }
 
     /// Places a new node at a freshly allocated block and returns its address.
     pub fn new_node(&mut self, node: Node) -> Result<u64> {
         let addr = self.alloc_meta()?;
+        self.log_node(addr);
         self.dirty.insert(addr, Arc::new(node));
         Ok(addr)
     }
 
     /// Releases a metadata block (a node or a bitmap page location).
     pub fn free_meta_block(&mut self, addr: u64) -> Result<()> {
+        self.log_node(addr);
         self.dirty.remove(&addr);
         self.cache.remove(addr);
         self.free(addr, 1, Use::Meta)
@@ -303,19 +362,24 @@ impl Meta {
     }
 
     fn mark_allocated(&mut self, start: u64, len: u64, usage: Use) {
+        assert!(
+            start / PAGE_BITS == (start + len - 1) / PAGE_BITS,
+            "an allocated run lies in one page"
+        );
+        let p = start / PAGE_BITS;
+        self.log_bits(p, BitChange::Alloc { start, len });
+        self.dirty_page(p);
+        let pg = self.pages.get_mut(&p).expect("page loaded by find_run");
         for b in start..start + len {
-            let p = b / PAGE_BITS;
             let i = b % PAGE_BITS;
-            let pg = self.pages.get_mut(&p).expect("page loaded by find_run");
             assert!(!bit(&pg.bits, i), "allocating an allocated block {b}");
             assert!(
                 !bit_or_zero(&pg.reserved, i),
                 "reclamation rule: block {b} freed in this transaction reused before commit"
             );
-            set_bit(&mut pg.bits, i, true);
-            set_bit(words_of(&mut pg.fresh), i, true);
+            pg.set(i, true);
+            pg.set_fresh(i, true);
             pg.free -= 1;
-            pg.dirty = true;
         }
         self.allocated_blocks += len;
         match usage {
@@ -326,6 +390,7 @@ impl Meta {
 
     /// One metadata block; may use the reserve.
     pub fn alloc_meta(&mut self) -> Result<u64> {
+        self.check_meta_floor()?;
         let hint = self.meta_cursor;
         let Some((b, _)) = self.find_run(1, hint)? else {
             return Err(err(ErrorKind::NoSpace, "no block left for metadata"));
@@ -390,18 +455,20 @@ impl Meta {
             let p = b / PAGE_BITS;
             let i = b % PAGE_BITS;
             self.load_page(p)?;
-            let pg = self.pages.get_mut(&p).expect("loaded");
-            if !bit(&pg.bits, i) {
+            if !bit(&self.pages[&p].bits, i) {
                 return Err(corrupt(format!("block {b} freed twice")));
             }
-            set_bit(&mut pg.bits, i, false);
+            let at_once = fresh_at_once && bit_or_zero(&self.pages[&p].fresh, i);
+            self.log_free(p, b, at_once);
+            self.dirty_page(p);
+            let pg = self.pages.get_mut(&p).expect("loaded");
+            pg.set(i, false);
             pg.free += 1;
-            pg.dirty = true;
-            if fresh_at_once && bit_or_zero(&pg.fresh, i) {
+            if at_once {
                 // Never durable: reusable at once, so not discarded after the commit either.
-                set_bit(words_of(&mut pg.fresh), i, false);
+                pg.set_fresh(i, false);
             } else {
-                set_bit(words_of(&mut pg.reserved), i, true);
+                pg.set_reserved(i, true);
                 pg.reserved_count += 1;
                 self.pending_blocks += 1;
                 if usage == Use::Data {
@@ -433,7 +500,8 @@ impl Meta {
     /// Makes the transaction dirty so the next commit writes a new superblock.
     pub fn touch(&mut self) -> Result<()> {
         self.load_page(0)?;
-        self.pages.get_mut(&0).expect("loaded").dirty = true;
+        self.log_page(0);
+        self.dirty_page(0);
         Ok(())
     }
 
@@ -481,6 +549,7 @@ impl Meta {
     /// Writes the transaction: dirty nodes and pages to their fresh blocks, flush, the alternate
     /// superblock, flush. `sb` carries the non-space fields; on success it becomes durable.
     pub fn commit(&mut self, mut sb: Superblock) -> Result<()> {
+        assert!(self.undo.is_none(), "commit inside an operation");
         self.converge_space()?;
         let gen = self.gen() + 1;
         sb.gen = gen;
@@ -549,6 +618,7 @@ impl Meta {
             }
         }
         self.pending_blocks = 0;
+        self.dirty_pages = 0;
         for (s, l) in coalesce(std::mem::take(&mut self.freed_data)) {
             if l < DISCARD_BLOCKS_MIN {
                 continue;
@@ -561,6 +631,8 @@ impl Meta {
 
     /// Drops everything not durable (used when a pool fails; the pool is not used again).
     pub fn forget_dirty(&mut self) {
+        self.undo = None;
+        self.dirty_pages = 0;
         self.dirty.clear();
         self.pages.clear();
         self.cache.clear();

@@ -37,6 +37,7 @@ mod directory;
 mod plan;
 mod ranges;
 mod reclaim;
+mod zero;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -52,9 +53,9 @@ use crate::format::{
     read_superblock, Root, Superblock, VolumeRecord, SUPER_ADDRS, VOLUME_RECORD_BYTES,
 };
 use crate::limits::{
-    BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, DIRTY_BLOCKS_MAX,
-    META_RESERVE_BLOCKS_MIN, META_RESERVE_PER_MILLE, NODE_CACHE_BYTES_MIN, POOL_BLOCKS_MIN,
-    POOL_NAME_BYTES_MAX,
+    BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, COMMIT_SLACK_BLOCKS, DATA_ALLOC_HEADROOM_BLOCKS,
+    DIRTY_BLOCKS_MAX, META_FLOOR_PER_MILLE, META_RESERVE_BLOCKS_MIN, META_RESERVE_PER_MILLE,
+    NODE_CACHE_BYTES_MIN, POOL_BLOCKS_MIN, POOL_NAME_BYTES_MAX, RECLAIM_STEP_PAUSE,
 };
 use crate::meta::Meta;
 use crate::node::TreeKind;
@@ -95,6 +96,11 @@ pub(crate) struct State {
     stop: bool,
     /// Test hook: the background thread leaves reclaim alone.
     reclaim_paused: bool,
+    /// Background reclaim met `NoSpace`; it waits for the next commit before trying again.
+    reclaim_stalled: bool,
+    /// Bounded steps run (trim, write-zeroes, reclaim) and the most mapping entries one of them
+    /// covered: what one hold of the locks may cost a waiting request.
+    steps: (u64, usize),
     last_commit: Instant,
 }
 
@@ -124,6 +130,20 @@ pub(crate) fn validate_pool_name(name: &str) -> Result<()> {
 
 fn reserve_for(blocks: u64) -> u64 {
     (blocks * META_RESERVE_PER_MILLE / 1000).max(META_RESERVE_BLOCKS_MIN)
+}
+
+/// The part of a metadata reserve of `reserve_blocks` that only delete and reclaim may use.
+fn floor_for(reserve_blocks: u64) -> u64 {
+    reserve_blocks * META_FLOOR_PER_MILLE / 1000
+}
+
+/// Who may draw on the metadata floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// Writes, trims, write-zeroes, snapshots, restores: they leave the floor alone.
+    Ordinary,
+    /// Reclaim of deleted volumes: may use the floor, never what the next commit needs.
+    Release,
 }
 impl Pool {
     /// Formats `dev` as a new, empty pool named `name`.
@@ -311,6 +331,13 @@ impl Pool {
         check_locked(&mut st.meta)
     }
 
+    /// Test hook: bounded steps run so far (trim, write-zeroes, reclaim) and the most mapping
+    /// entries one step covered (each step holds the locks once).
+    #[doc(hidden)]
+    pub fn step_counts(&self) -> (u64, usize) {
+        self.lock().steps
+    }
+
     /// Test and benchmark hook: blocks currently allocated in the space map.
     #[doc(hidden)]
     pub fn allocated_blocks(&self) -> u64 {
@@ -399,8 +426,17 @@ fn background(inner: Arc<Inner>) {
         if st.stop {
             return;
         }
-        if st.healthy() && !st.reclaim_paused && st.reclaim_pending() {
-            let _ = st.reclaim_step();
+        if st.healthy() && st.reclaim_due() {
+            if let Err(e) = st.reclaim_step() {
+                tracing::warn!("pool {}: reclaim waits for space: {e}", st.name);
+                st.reclaim_stalled = e.kind() == ErrorKind::NoSpace;
+            }
+            // Paced: the locks are free between steps, so foreground requests get in.
+            drop((st, _gate));
+            let mut st = inner.lock();
+            if !st.stop {
+                inner.wake.wait_for(&mut st.0, RECLAIM_STEP_PAUSE);
+            }
         } else if st.background_work(interval) {
             let _ = st.commit();
         }
@@ -426,6 +462,8 @@ impl State {
             closed: false,
             stop: false,
             reclaim_paused: false,
+            reclaim_stalled: false,
+            steps: (0, 0),
             last_commit: Instant::now(),
         }
     }
@@ -462,13 +500,69 @@ impl State {
         ))
     }
 
-    /// Runs a metadata change; any error in it fails the pool (its state may be half-changed).
-    fn meta_phase<T>(&mut self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
-        let r = f(self);
-        if let Err(e) = &r {
-            self.fail(e);
+    /// Blocks the next commit may allocate at most for the changes made so far: every dirty
+    /// bitmap page is rewritten to a fresh block and re-indexed in the space tree (a path shadowed
+    /// and split), and so is the page its old location lies in; every changed volume record is
+    /// rewritten in the directory tree.
+    fn commit_need_blocks(&self) -> u64 {
+        let m = &self.meta;
+        let pages = 2 * (m.dirty_pages as u64 + 1);
+        let space_path = 2 * u64::from(m.space_root.height) + 2;
+        let records = (self.dirty_vols.len() + self.removed_vols.len() + 1) as u64;
+        let dir_path = 2 * u64::from(m.dir_root.height) + 2;
+        pages * (1 + space_path) + records * dir_path + COMMIT_SLACK_BLOCKS
+    }
+
+    /// Usable blocks an operation of `tier` must leave: what the commit needs, and for ordinary
+    /// operations the floor that only delete and reclaim may use.
+    fn floor_blocks(&self, tier: Tier) -> u64 {
+        let floor = match tier {
+            Tier::Ordinary => floor_for(self.meta.reserve_blocks),
+            Tier::Release => 0,
+        };
+        self.commit_need_blocks() + floor
+    }
+
+    /// Runs one metadata change. It either finishes leaving its tier's floor usable, or changes
+    /// nothing and answers `NoSpace` (the pool stays healthy). A bad metadata block met on the
+    /// way (`Corrupt`, or `Io` reading it) is undone the same way and fails that request only.
+    /// Any other error in it fails the pool (its state may be half-changed).
+    pub(crate) fn meta_op<T>(
+        &mut self,
+        tier: Tier,
+        f: impl FnOnce(&mut Meta) -> Result<T>,
+    ) -> Result<T> {
+        self.meta.begin_op(self.floor_blocks(tier));
+        let r = f(&mut self.meta).and_then(|v| {
+            // What it changed may have grown what the commit needs past what is left.
+            if self.meta.usable_blocks() < self.floor_blocks(tier) {
+                return Err(err(
+                    ErrorKind::NoSpace,
+                    "metadata reserve reached: too little left for the commit",
+                ));
+            }
+            Ok(v)
+        });
+        match r {
+            Ok(v) => {
+                self.meta.end_op();
+                Ok(v)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NoSpace | ErrorKind::Corrupt | ErrorKind::Io
+                ) =>
+            {
+                self.meta.abort_op();
+                Err(e)
+            }
+            Err(e) => {
+                self.meta.end_op();
+                self.fail(&e);
+                Err(e)
+            }
         }
-        r
     }
 
     fn healthy(&self) -> bool {
@@ -480,10 +574,15 @@ impl State {
         if !self.healthy() {
             return false;
         }
-        if !self.reclaim_paused && self.reclaim_pending() {
+        if self.reclaim_due() {
             return true;
         }
         interval.is_some_and(|iv| self.is_dirty() && self.last_commit.elapsed() >= iv)
+    }
+
+    /// Should the background thread run a reclaim step now?
+    fn reclaim_due(&self) -> bool {
+        !self.reclaim_paused && !self.reclaim_stalled && self.reclaim_pending()
     }
 
     fn is_dirty(&self) -> bool {
@@ -539,7 +638,13 @@ impl State {
         };
         self.meta.commit(sb)?;
         self.last_commit = Instant::now();
+        self.reclaim_stalled = false;
         Ok(())
+    }
+
+    /// Counts one bounded step that covered `entries` mapping entries.
+    fn count_step(&mut self, entries: usize) {
+        self.steps = (self.steps.0 + 1, self.steps.1.max(entries));
     }
 
     fn too_dirty(&self) -> bool {
@@ -560,7 +665,7 @@ impl State {
                 * BLOCK_SIZE_BYTES,
             metadata_bytes_total: m.reserve_blocks * BLOCK_SIZE_BYTES,
             metadata_bytes_used: m.meta_blocks * BLOCK_SIZE_BYTES,
-            volume_count: self.vols.values().filter(|r| !r.deleting()).count(),
+            volume_count: self.by_id.len(),
             generation: m.gen(),
             reclaim_pending: self.reclaim_pending(),
             quarantined_volumes: self.vols.values().filter(|r| r.quarantined()).count(),

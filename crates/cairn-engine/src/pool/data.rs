@@ -99,7 +99,7 @@ impl Pool {
         let (_gate, mut state) = self.shared().map_err(|e| (e, false))?;
         let planned = state
             .io_target(id, offset, len, true)
-            .and_then(|seq| state.plan_write(seq, at, chunk));
+            .and_then(|seq| state.plan_write(seq, at, chunk, true));
         let plan = match planned {
             Ok(plan) => plan,
             Err(e) => {
@@ -111,24 +111,10 @@ impl Pool {
         drop(state);
         let res = plan.execute(dev.as_ref());
         let mut state = self.lock();
-        state.finish_write(plan, res).map_err(|e| (e, false))?;
+        state
+            .finish_write(plan, res)
+            .map_err(|e| (e, state.meta.pending_blocks > 0))?;
         Ok(state.too_dirty())
-    }
-
-    pub fn trim(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
-        let too_dirty = {
-            let (first_block, end_block) = block_span(offset, len);
-            let _blocks = self.inner.blocks.lock(id, first_block, end_block);
-            let (_gate, mut state) = self.shared()?;
-            let seq = state.io_target(id, offset, len, true)?;
-            state.zero_range(seq, offset, len)?;
-            state.too_dirty()
-        };
-        self.commit_if_too_dirty(too_dirty)
-    }
-
-    pub fn write_zeroes(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
-        self.trim(id, offset, len)
     }
 
     /// Mapped and unmapped runs of `[offset, offset + len)`.
@@ -179,46 +165,6 @@ impl State {
         read_pieces(self.meta.dev.as_ref(), first_block, &pieces, out)
     }
 
-    /// Writes bytes under the lock (used for partial blocks of trims): plan, device write and
-    /// mapping update in one go.
-    pub(super) fn write_bytes(&mut self, seq: u64, offset: u64, data: &[u8]) -> Result<()> {
-        let plan = self.plan_write(seq, offset, data)?;
-        let res = plan.execute(self.meta.dev.as_ref());
-        self.finish_write(plan, res)
-    }
-
-    /// Trim / write-zeroes: whole blocks are unmapped, partial ones rewritten with zeros.
-    pub(super) fn zero_range(&mut self, seq: u64, offset: u64, len: u64) -> Result<()> {
-        let end = offset + len;
-        let first_full = offset.div_ceil(BLOCK_SIZE_BYTES);
-        let last_full = end / BLOCK_SIZE_BYTES;
-        if first_full < last_full {
-            self.meta_phase(|state| {
-                let root = state.vols[&seq].root;
-                let root = state.meta.map_remove(root, first_full, last_full)?;
-                state.set_root(seq, root);
-                Ok(())
-            })?;
-        }
-        let mut partial = |from: u64, to: u64| -> Result<()> {
-            if from >= to {
-                return Ok(());
-            }
-            let blk = from / BLOCK_SIZE_BYTES;
-            let root = self.vols[&seq].root;
-            if self.meta.map_lookup(root, blk, blk + 1)?.is_empty() {
-                return Ok(());
-            }
-            self.write_bytes(seq, from, &vec![0u8; (to - from) as usize])
-        };
-        if first_full > last_full {
-            // Start and end inside one block.
-            return partial(offset, end);
-        }
-        partial(offset, (first_full * BLOCK_SIZE_BYTES).min(end))?;
-        partial((last_full * BLOCK_SIZE_BYTES).max(offset), end)
-    }
-
     pub(super) fn block_status(&mut self, seq: u64, offset: u64, len: u64) -> Result<Vec<Extent>> {
         let end = offset + len;
         let root = self.vols[&seq].root;
@@ -256,7 +202,7 @@ impl State {
 
 /// The virtual blocks `[first, end)` a request of `len` bytes at `offset` touches (at least one,
 /// and no overflow: the request is validated against its volume after its blocks are held).
-fn block_span(offset: u64, len: u64) -> (u64, u64) {
+pub(super) fn block_span(offset: u64, len: u64) -> (u64, u64) {
     let first_block = offset / BLOCK_SIZE_BYTES;
     let end_block = offset.saturating_add(len).div_ceil(BLOCK_SIZE_BYTES);
     (first_block, end_block.max(first_block + 1))

@@ -17,7 +17,7 @@ use crate::limits::{
 use crate::node::TreeKind;
 use crate::types::{VolumeId, VolumeInfo, VolumeOptions};
 
-use super::{now_unix_secs, Pool, State};
+use super::{now_unix_secs, Pool, State, Tier};
 
 /// Checks a volume name: 1–64 printable characters, no control characters, no '/', no leading
 /// or trailing space.
@@ -189,6 +189,9 @@ impl Pool {
         st.ensure_name_free(name)?;
         let src = st.vols[&src_seq].clone();
         let flags = record_flags(&opts);
+        if src.root.addr != 0 {
+            st.meta_op(Tier::Ordinary, |meta| meta.rc_inc(src.root.addr, 1))?;
+        }
         let rec = st.new_record(
             name,
             src.size_bytes,
@@ -198,12 +201,6 @@ impl Pool {
             src.root,
         );
         let info = info_of(&rec);
-        st.meta_phase(|st| {
-            if src.root.addr != 0 {
-                st.meta.rc_inc(src.root.addr, 1)?;
-            }
-            Ok(())
-        })?;
         st.add_record(rec);
         st.commit()?;
         Ok(info)
@@ -229,12 +226,9 @@ impl Pool {
             }
             let snap = st.vols[&sseq].clone();
             let old_root = st.vols[&vseq].root;
-            st.meta_phase(|st| {
-                if snap.root.addr != 0 {
-                    st.meta.rc_inc(snap.root.addr, 1)?;
-                }
-                Ok(())
-            })?;
+            if snap.root.addr != 0 {
+                st.meta_op(Tier::Ordinary, |meta| meta.rc_inc(snap.root.addr, 1))?;
+            }
             if old_root.addr != 0 {
                 let tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
                 let seq = st.next_seq - 1;

@@ -13,21 +13,24 @@ use std::borrow::Cow;
 use cairn_io::BlockDevice;
 
 use crate::error::{Error, Result};
+use crate::format::Root;
 use crate::limits::{BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE};
 use crate::mapping::Piece;
+use crate::meta::Meta;
 
-use super::State;
+use super::{State, Tier};
 
 impl State {
     /// Plans a write at a logical-block-aligned offset. Partial 4 KiB blocks at either end are
     /// read and patched so the write covers whole blocks; blocks allocated in this transaction
-    /// are written in place, everything else goes to fresh blocks allocated here in one go, so
-    /// `NoSpace` leaves the volume untouched.
+    /// are written in place when `in_place` allows it, everything else goes to fresh blocks
+    /// allocated here in one go, so `NoSpace` leaves the volume untouched.
     pub(super) fn plan_write<'d>(
         &mut self,
         seq: u64,
         offset: u64,
         data: &'d [u8],
+        in_place: bool,
     ) -> Result<WritePlan<'d>> {
         let end = offset + data.len() as u64;
         let first_block = offset / BLOCK_SIZE_BYTES;
@@ -56,8 +59,13 @@ impl State {
         };
         let n = end_block - first_block;
         let root = self.vols[&seq].root;
-        let mut in_place: Vec<Piece> = Vec::new();
-        for (v, p, len) in self.meta.map_lookup(root, first_block, first_block + n)? {
+        let mut in_place_pieces: Vec<Piece> = Vec::new();
+        let mapped = if in_place {
+            self.meta.map_lookup(root, first_block, first_block + n)?
+        } else {
+            Vec::new()
+        };
+        for (v, p, len) in mapped {
             let mut i = 0;
             while i < len {
                 if self.meta.is_fresh(p + i)? {
@@ -65,7 +73,7 @@ impl State {
                     while i < len && self.meta.is_fresh(p + i)? {
                         i += 1;
                     }
-                    in_place.push((v + s, p + s, i - s));
+                    in_place_pieces.push((v + s, p + s, i - s));
                 } else {
                     i += 1;
                 }
@@ -74,7 +82,7 @@ impl State {
         // Virtual runs that need fresh blocks: the complement of `in_place` in [first_block, first_block + n).
         let mut need: Vec<(u64, u64)> = Vec::new();
         let mut cursor = first_block;
-        for &(v, _, len) in &in_place {
+        for &(v, _, len) in &in_place_pieces {
             if cursor < v {
                 need.push((cursor, v - cursor));
             }
@@ -98,7 +106,7 @@ impl State {
             seq,
             first_block,
             buf,
-            in_place,
+            in_place: in_place_pieces,
             placed,
             runs,
         })
@@ -112,15 +120,25 @@ impl State {
             return Err(e);
         }
         let seq = plan.seq;
-        self.meta_phase(|state| {
-            let mut root = state.vols[&seq].root;
-            for &(v, p, len) in &plan.placed {
-                root = state.meta.map_remove(root, v, v + len)?;
-                root = state.meta.map_insert(root, v, p, len)?;
+        let root = self.vols[&seq].root;
+        match self.meta_op(Tier::Ordinary, |meta| plan.map_into(meta, root)) {
+            Ok(root) => {
+                self.set_root(seq, root);
+                Ok(())
             }
-            state.set_root(seq, root);
-            Ok(())
-        })
+            Err(e) => {
+                self.give_back(&plan);
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns the fresh blocks of a plan that was not mapped (`NoSpace` undid the change; any
+    /// other error failed the pool, and a failed pool keeps nothing).
+    pub(super) fn give_back(&mut self, plan: &WritePlan<'_>) {
+        if self.healthy() {
+            self.meta.unalloc_data(&plan.runs);
+        }
     }
 }
 
@@ -136,6 +154,16 @@ pub(super) struct WritePlan<'d> {
 }
 
 impl WritePlan<'_> {
+    /// Maps the plan's fresh blocks into the tree at `root`; returns the new root.
+    pub(super) fn map_into(&self, meta: &mut Meta, root: Root) -> Result<Root> {
+        let mut root = root;
+        for &(v, p, len) in &self.placed {
+            root = meta.map_remove(root, v, v + len)?;
+            root = meta.map_insert(root, v, p, len)?;
+        }
+        Ok(root)
+    }
+
     /// The device writes of the plan (no pool state involved).
     pub(super) fn execute(&self, dev: &dyn BlockDevice) -> Result<()> {
         let mut writes: Vec<(u64, &[u8])> = Vec::new();

@@ -1,18 +1,20 @@
 //! Reclaim of deleted volumes: tombstones are dropped in bounded, committed transactions.
 //!
 //! Invariants:
-//! - A reclaim transaction removes at most `RECLAIM_ENTRIES_PER_TXN` mapping entries.
+//! - A reclaim transaction removes at most `RECLAIM_ENTRIES_PER_TXN` mapping entries and dirties
+//!   at most `RECLAIM_PAGES_PER_TXN` more bitmap pages; it may use the metadata floor that
+//!   ordinary operations leave, never what its own commit needs.
+//! - The background thread pauses between transactions with the locks released.
 //! - A tombstone leaves the directory only once its whole tree has been dropped.
-//! - A reclaim step runs on a clean transaction (it commits first), so a bad block met in the
-//!   tombstone's tree is undone by going back to the durable state, touching nothing else; the
-//!   tombstone is then quarantined (flag `VF_QUARANTINED`, durable, never retried, its space
-//!   lost) and the pool stays healthy. Only a failure of the commit itself fails the pool.
+//! - A reclaim step that meets a bad block in the tombstone's tree (`Corrupt`, or `Io` reading
+//!   it) is undone like any metadata operation; the tombstone is then quarantined (flag
+//!   `VF_QUARANTINED`, durable, never retried, its space lost) and the pool stays healthy.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::VF_QUARANTINED;
-use crate::limits::RECLAIM_ENTRIES_PER_TXN;
+use crate::limits::{RECLAIM_ENTRIES_PER_TXN, RECLAIM_PAGES_PER_TXN};
 
-use super::{Pool, State};
+use super::{Pool, State, Tier};
 
 impl Pool {
     /// Runs reclaim to completion in the caller's thread.
@@ -46,7 +48,11 @@ impl State {
         self.vols.values().any(|r| r.deleting() && !r.quarantined())
     }
 
-    /// One bounded reclaim transaction on the first tombstone not quarantined, committed.
+    /// One bounded reclaim transaction on the first tombstone not quarantined, committed. It
+    /// removes at most
+    /// `RECLAIM_ENTRIES_PER_TXN` entries and dirties at most `RECLAIM_PAGES_PER_TXN` bitmap
+    /// pages; it may use the metadata floor, and when even that is short it retries with half
+    /// the entries (freeing helps only once committed: a freed block waits for durability).
     pub(super) fn reclaim_step(&mut self) -> Result<()> {
         let Some((&seq, rec)) = self
             .vols
@@ -56,45 +62,48 @@ impl State {
             return Ok(());
         };
         let root = rec.root;
-        self.commit()?;
-        assert!(
-            !self.is_dirty(),
-            "a reclaim step starts from a clean transaction"
-        );
-        let mut budget = RECLAIM_ENTRIES_PER_TXN;
-        let root = match self.meta.drop_tree_step(root, &mut budget) {
-            Ok(root) => root,
-            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Io) => {
-                self.quarantine(seq, &e);
-                return self.commit();
-            }
-            Err(e) => {
-                self.fail(&e);
-                return Err(e);
+        let mut entries_max = RECLAIM_ENTRIES_PER_TXN;
+        let (left, used) = loop {
+            let pages_max = self.meta.dirty_pages + RECLAIM_PAGES_PER_TXN;
+            let step = self.meta_op(Tier::Release, |meta| {
+                let mut budget = entries_max;
+                let left = meta.drop_tree_step(root, &mut budget, pages_max)?;
+                Ok((left, entries_max - budget))
+            });
+            match step {
+                Ok(done) => break done,
+                Err(e) if e.kind() == ErrorKind::NoSpace && entries_max > 1 => entries_max /= 2,
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Io) => {
+                    self.quarantine(seq, &e);
+                    return self.commit();
+                }
+                Err(e) => return Err(e),
             }
         };
-        self.meta_phase(|st| {
-            if root.addr == 0 {
-                st.vols.remove(&seq);
-                st.dirty_vols.remove(&seq);
-                st.removed_vols.insert(seq);
-                st.hints.remove(&seq);
-            } else {
-                st.set_root(seq, root);
-            }
-            Ok(())
-        })?;
+        assert!(
+            left.addr == 0 || left != root || used > 0,
+            "a reclaim step makes progress"
+        );
+        if left.addr == 0 {
+            self.vols.remove(&seq);
+            self.dirty_vols.remove(&seq);
+            self.removed_vols.insert(seq);
+            self.hints.remove(&seq);
+        } else {
+            self.set_root(seq, left);
+        }
+        self.count_step(used);
         self.commit()
     }
 
-    /// Gives up on tombstone `seq` after `e` met its tree: the step's changes are undone and
-    /// the tombstone is flagged (committed by the caller).
+    /// Gives up on tombstone `seq` after `e` met its tree (the step was undone): flags it, to
+    /// be committed by the caller.
     fn quarantine(&mut self, seq: u64, e: &Error) {
         tracing::error!(
             "pool {}: reclaim of deleted volume {seq} failed, quarantined with its space lost: {e}",
             self.name
         );
-        self.rollback_to_durable();
+        assert!(self.healthy(), "a quarantine keeps the pool healthy");
         let rec = self
             .vols
             .get_mut(&seq)
@@ -102,26 +111,5 @@ impl State {
         assert!(rec.deleting(), "only a tombstone is quarantined");
         rec.flags |= VF_QUARANTINED;
         self.dirty_vols.insert(seq);
-    }
-
-    /// Drops the metadata changes of the open transaction, which held nothing but a failed
-    /// reclaim step (the directory records were not touched).
-    fn rollback_to_durable(&mut self) {
-        assert!(
-            self.dirty_vols.is_empty() && self.removed_vols.is_empty(),
-            "rollback of a transaction holding directory changes"
-        );
-        let m = &mut self.meta;
-        m.forget_dirty();
-        let sb = m.durable.clone();
-        m.dir_root = sb.dir;
-        m.rc_root = sb.rc;
-        m.space_root = sb.space;
-        m.allocated_blocks = sb.allocated_blocks;
-        m.data_blocks = sb.data_blocks;
-        m.meta_blocks = sb.meta_blocks;
-        m.pending_blocks = 0;
-        m.freed_data.clear();
-        debug_assert!(!m.is_dirty(), "back at the durable state");
     }
 }
