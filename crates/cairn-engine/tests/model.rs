@@ -19,6 +19,8 @@ use rand::{Rng, SeedableRng};
 
 const BS: u64 = 4096;
 const VOLUMES_MAX: usize = 14;
+/// Volumes at most in the pressure mix (snapshots pile up until metadata runs out).
+const PRESSURE_VOLUMES_MAX: usize = 40;
 
 /// Shape of a run: pool size, largest volume, share and size of large writes.
 #[derive(Clone, Copy)]
@@ -34,6 +36,9 @@ struct Params {
     renames: bool,
     /// Reopens after a simulated crash (added later, off for the same reason).
     crashes: bool,
+    /// Starts by filling the pool's free data space with one-block extents (a volume whose
+    /// leaves snapshots then share and trims shadow), so metadata runs short.
+    prefill: bool,
 }
 
 /// The shape of the first runs (seed 1 found the discard-after-reuse bug with it).
@@ -45,6 +50,7 @@ const FIRST: Params = Params {
     commit_interval_ms: None,
     renames: false,
     crashes: false,
+    prefill: false,
 };
 
 /// Larger writes and volumes than the pool holds, so `NoSpace` happens.
@@ -56,6 +62,7 @@ const TIGHT: Params = Params {
     commit_interval_ms: None,
     renames: false,
     crashes: false,
+    prefill: false,
 };
 
 /// `TIGHT` with every operation.
@@ -152,6 +159,16 @@ impl ModelVol {
         }
     }
 
+    /// Gives block `b` the contents `d` (`None`: zeros), as a change.
+    fn set_block(&mut self, b: u64, d: Option<Arc<Vec<u8>>>) {
+        self.before_change(b);
+        match d {
+            Some(d) => self.blocks.insert(b, d),
+            None => self.blocks.remove(&b),
+        };
+        self.after_change(b);
+    }
+
     fn zero(&mut self, offset: u64, len: u64) {
         let mut pos = offset;
         let end = offset + len;
@@ -180,7 +197,12 @@ struct Harness {
     vols: Vec<ModelVol>,
     name_counter: u64,
     nospace: u64,
+    /// Calls that met the metadata floor: `NoSpace` from a snapshot or a restore, or a trim
+    /// that left blocks mapped.
+    exhausted: u64,
     ops: u64,
+    /// The prefilled volume (`Params::prefill`).
+    big: Option<VolumeId>,
 }
 
 fn opts(params: &Params) -> PoolOptions {
@@ -218,11 +240,45 @@ impl Harness {
             vols: Vec::new(),
             name_counter: 0,
             nospace: 0,
+            exhausted: 0,
             ops: 0,
+            big: None,
         };
         h.create();
         h.create();
+        if params.prefill {
+            h.big = Some(h.prefill());
+        }
         h
+    }
+
+    /// A volume over the free data space, written one block at a time, odd blocks first (so no
+    /// two extents merge): the pool is full and its leaves are many.
+    fn prefill(&mut self) -> VolumeId {
+        let blocks = self.pool.info().data_bytes_free / BS - 32;
+        let name = self.new_name();
+        let info = self
+            .pool
+            .create_volume(&name, blocks * BS, VolumeOptions::default())
+            .expect("create volume");
+        self.vols.push(ModelVol {
+            id: info.id,
+            name,
+            size: blocks * BS,
+            lbs: BS,
+            read_only: false,
+            blocks: HashMap::new(),
+            since_commit: HashMap::new(),
+        });
+        let i = self.vols.len() - 1;
+        for b in (1..blocks).step_by(2).chain((0..blocks).step_by(2)) {
+            let data = pattern(&mut self.rng, BS as usize);
+            self.pool.write(info.id, b * BS, &data).expect("prefill");
+            self.vols[i].write(b * BS, &data);
+        }
+        self.pool.flush().expect("flush");
+        self.committed();
+        info.id
     }
 
     fn ctx(&self) -> String {
@@ -404,6 +460,40 @@ impl Harness {
         }
     }
 
+    /// The operation mix of a full pool: snapshots of the prefilled volume and one-block trims
+    /// spread over it (each shadows a shared leaf and frees nothing), writes that find no
+    /// space, and deletes of snapshots, the way out.
+    fn step_pressure(&mut self, big: VolumeId) {
+        let Some(i) = self.vols.iter().position(|v| v.id == big) else {
+            return self.step();
+        };
+        self.ops += 1;
+        match self.rng.gen_range(0..1000) {
+            0..=29 if self.vols.len() < PRESSURE_VOLUMES_MAX => self.snapshot_of(i),
+            0..=849 => {
+                let b = self.rng.gen_range(0..self.vols[i].size / BS);
+                self.pool
+                    .trim(big, b * BS, BS)
+                    .unwrap_or_else(|e| panic!("{}: trim: {e:?}", self.ctx()));
+                self.trimmed(i, b * BS, BS);
+            }
+            850..=899 => self.op_write(),
+            900..=914 => {
+                let others: Vec<usize> = (0..self.vols.len()).filter(|&j| j != i).collect();
+                if others.len() > 2 {
+                    let j = others[self.rng.gen_range(0..others.len())];
+                    self.delete_at(j);
+                }
+            }
+            915 if self.params.crashes => self.crash_reopen(),
+            915 => self.reopen(),
+            _ => {
+                let (o, l) = self.range(i, 512);
+                self.verify_range(i, o, l);
+            }
+        }
+    }
+
     fn step(&mut self) {
         self.ops += 1;
         let roll = self.rng.gen_range(0..1000);
@@ -488,6 +578,7 @@ impl Harness {
             self.pool.write_zeroes(id, o, l)
         };
         match r {
+            Ok(()) if trim => self.trimmed(i, o, l),
             Ok(()) => self.vols[i].zero(o, l),
             Err(e) if e.kind() == ErrorKind::ReadOnly && self.vols[i].read_only => {}
             // A trim never fails for lack of space (it is advisory); a write-zeroes that
@@ -498,21 +589,65 @@ impl Harness {
         self.verify_range(i, o, l);
     }
 
+    /// A trim is advisory (below the metadata floor it leaves blocks mapped): every block of
+    /// the range holds its trimmed contents or its contents before; the model keeps which.
+    fn trimmed(&mut self, i: usize, offset: u64, len: u64) {
+        let first = offset / BS;
+        let last = (offset + len).div_ceil(BS);
+        let old: Vec<Option<Arc<Vec<u8>>>> = (first..last)
+            .map(|b| self.vols[i].blocks.get(&b).cloned())
+            .collect();
+        self.vols[i].zero(offset, len);
+        let mut buf = vec![0u8; ((last - first) * BS) as usize];
+        let id = self.vols[i].id;
+        self.pool
+            .read(id, first * BS, &mut buf)
+            .unwrap_or_else(|e| panic!("{}: read after trim: {e:?}", self.ctx()));
+        for (k, got) in buf.chunks(BS as usize).enumerate() {
+            let b = first + k as u64;
+            let holds = |c: &Option<Arc<Vec<u8>>>| match c {
+                Some(d) => d[..] == *got,
+                None => got.iter().all(|x| *x == 0),
+            };
+            if holds(&self.vols[i].blocks.get(&b).cloned()) {
+                continue;
+            }
+            assert!(
+                holds(&old[k]),
+                "{}: volume {:?} block {b} after a trim is neither trimmed nor as before",
+                self.ctx(),
+                self.vols[i].name
+            );
+            self.exhausted += 1;
+            self.vols[i].set_block(b, old[k].clone());
+        }
+    }
+
     fn op_snapshot(&mut self) {
         if self.vols.len() >= VOLUMES_MAX {
             return;
         }
         let i = self.pick();
+        self.snapshot_of(i);
+    }
+
+    fn snapshot_of(&mut self, i: usize) {
         let name = self.new_name();
         let ro = self.rng.gen_bool(0.3);
         let o = VolumeOptions {
             read_only: ro,
             ..VolumeOptions::default()
         };
-        let info = self
-            .pool
-            .snapshot(self.vols[i].id, &name, o)
-            .unwrap_or_else(|e| panic!("{}: snapshot: {e:?}", self.ctx()));
+        let info = match self.pool.snapshot(self.vols[i].id, &name, o) {
+            Ok(info) => info,
+            // Out of metadata: the snapshot changed nothing.
+            Err(e) if e.kind() == ErrorKind::NoSpace => {
+                self.exhausted += 1;
+                assert!(self.pool.volume_by_name(&name).is_none(), "{}", self.ctx());
+                return;
+            }
+            Err(e) => panic!("{}: snapshot: {e:?}", self.ctx()),
+        };
         self.committed();
         assert_eq!(info.parent, Some(self.vols[i].id));
         assert_eq!(u64::from(info.logical_block_size), self.vols[i].lbs);
@@ -528,6 +663,10 @@ impl Harness {
             return;
         }
         let i = self.pick();
+        self.delete_at(i);
+    }
+
+    fn delete_at(&mut self, i: usize) {
         let v = self.vols.remove(i);
         self.pool.delete_volume(v.id).expect("delete");
         self.committed();
@@ -584,6 +723,8 @@ impl Harness {
                 self.committed();
             }
             Err(e) if e.kind() == ErrorKind::ReadOnly && self.vols[i].read_only => {}
+            // Out of metadata: the restore changed nothing.
+            Err(e) if e.kind() == ErrorKind::NoSpace => self.exhausted += 1,
             Err(e) => panic!("{}: restore: {e:?}", self.ctx()),
         }
         if self.rng.gen_bool(0.5) {
@@ -654,7 +795,8 @@ impl Harness {
     }
 }
 
-fn run(seed: u64, steps: u64, params: Params) {
+/// Runs `steps` random operations; returns how many met the metadata floor.
+fn run(seed: u64, steps: u64, params: Params) -> u64 {
     eprintln!("model seed {seed}: {steps} steps");
     let mut h = Harness::new(seed, params);
     let check_every: u64 = std::env::var("CAIRN_MODEL_CHECK_EVERY")
@@ -666,7 +808,10 @@ fn run(seed: u64, steps: u64, params: Params) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     for n in 1..=steps {
-        h.step();
+        match h.big {
+            Some(big) => h.step_pressure(big),
+            None => h.step(),
+        }
         if n % check_every == 0 {
             h.check();
         }
@@ -691,11 +836,33 @@ fn run(seed: u64, steps: u64, params: Params) {
     );
     assert_eq!(info.volume_count, 0);
     eprintln!(
-        "model seed {seed}: done, {} NoSpace, generation {}, device {} bytes",
+        "model seed {seed}: done, {} NoSpace, {} at the metadata floor, generation {}, device {} bytes",
         h.nospace,
+        h.exhausted,
         info.generation,
         h.dev.size_bytes()
     );
+    h.exhausted
+}
+
+/// A small pool filled by fragmenting writes, so snapshots and trims run out of metadata (the
+/// floor): those calls fail alone or trim nothing, and the pool stays healthy and exact.
+const EXHAUST: Params = Params {
+    pool_bytes: 12 << 20,
+    volume_blocks_max: 64,
+    big_write_p: 0.02,
+    big_write_units: 256,
+    prefill: true,
+    ..TIGHT_ALL
+};
+
+#[test]
+fn model_reaches_metadata_exhaustion() {
+    let mut exhausted = 0;
+    for seed in 2001..2003 {
+        exhausted += run(seed, 3_000, EXHAUST);
+    }
+    assert!(exhausted > 0, "no run reached the metadata floor");
 }
 
 /// Random seeds (printed; `CAIRN_MODEL_SEED=N` replays from seed N) on a tight pool with
@@ -746,6 +913,7 @@ fn model_seed_10() {
             commit_interval_ms: None,
             renames: false,
             crashes: false,
+            prefill: false,
         },
     );
 }
