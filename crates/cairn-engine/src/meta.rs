@@ -171,6 +171,9 @@ pub struct Meta {
     pub dirty_pages: usize,
     /// The open operation's undo log (see `undo.rs`).
     pub(crate) undo: Option<Box<Undo>>,
+    /// Metadata blocks allocated outside any operation (by commits), counted to check the bound
+    /// operations leave for them.
+    pub unfloored_allocs: u64,
 }
 
 impl Meta {
@@ -195,6 +198,7 @@ impl Meta {
             io_gate: Arc::new(RwLock::new(())),
             dirty_pages: 0,
             undo: None,
+            unfloored_allocs: 0,
         }
     }
 
@@ -337,26 +341,40 @@ impl Meta {
             .saturating_sub(self.allocated_blocks + self.pending_blocks)
     }
 
-    /// Finds up to `want` contiguous free blocks starting the search at `hint`.
-    fn find_run(&mut self, want: u64, hint: u64) -> Result<Option<(u64, u64)>> {
-        let pages = self.device_blocks.div_ceil(PAGE_BITS);
-        let hint = if hint >= self.device_blocks { 0 } else { hint };
-        let first = hint / PAGE_BITS;
-        for step in 0..=pages {
-            // The last step revisits the hint page from its start (wrap-around).
-            if step == pages && hint % PAGE_BITS == 0 {
-                break;
+    /// The blocks after the superblocks that data never takes: the metadata reserve's own room,
+    /// preallocated in a pool file, so metadata written there cannot meet a full host file system.
+    pub fn reserve_region_end(&self) -> u64 {
+        (SUPER_ADDRS.len() as u64 + self.reserve_blocks).min(self.device_blocks)
+    }
+
+    /// Finds up to `want` contiguous free blocks in `[lo, hi)`, searching from `hint` (inside the
+    /// range, else from `lo`) to `hi` and then from `lo` to `hint`.
+    fn find_run(&mut self, want: u64, hint: u64, lo: u64, hi: u64) -> Result<Option<(u64, u64)>> {
+        let hi = hi.min(self.device_blocks);
+        if lo >= hi {
+            return Ok(None);
+        }
+        let hint = if (lo..hi).contains(&hint) { hint } else { lo };
+        for (a, b) in [(hint, hi), (lo, hint)] {
+            if let Some(run) = self.find_run_in(want, a, b)? {
+                return Ok(Some(run));
             }
-            let p = (first + step) % pages;
-            if self.page_avail(p)? == 0 {
-                continue;
+        }
+        Ok(None)
+    }
+
+    fn find_run_in(&mut self, want: u64, a: u64, b: u64) -> Result<Option<(u64, u64)>> {
+        let mut p = a / PAGE_BITS;
+        while p * PAGE_BITS < b {
+            if self.page_avail(p)? > 0 {
+                self.load_page(p)?;
+                let from = a.max(p * PAGE_BITS) - p * PAGE_BITS;
+                let limit = (b - p * PAGE_BITS).min(PAGE_BITS);
+                if let Some(r) = scan_page(&self.pages[&p], from, limit, want) {
+                    return Ok(Some((p * PAGE_BITS + r.0, r.1)));
+                }
             }
-            self.load_page(p)?;
-            let from = if step == 0 { hint % PAGE_BITS } else { 0 };
-            let limit = (self.device_blocks - p * PAGE_BITS).min(PAGE_BITS);
-            if let Some(r) = scan_page(&self.pages[&p], from, limit, want) {
-                return Ok(Some((p * PAGE_BITS + r.0, r.1)));
-            }
+            p += 1;
         }
         Ok(None)
     }
@@ -391,12 +409,20 @@ impl Meta {
     /// One metadata block; may use the reserve.
     pub fn alloc_meta(&mut self) -> Result<u64> {
         self.check_meta_floor()?;
-        let hint = self.meta_cursor;
-        let Some((b, _)) = self.find_run(1, hint)? else {
+        // The reserve's room first, then anywhere.
+        let (hint, region_end) = (self.meta_cursor, self.reserve_region_end());
+        let found = match self.find_run(1, hint, 0, region_end)? {
+            Some(run) => Some(run),
+            None => self.find_run(1, hint, region_end, self.device_blocks)?,
+        };
+        let Some((b, _)) = found else {
             return Err(err(ErrorKind::NoSpace, "no block left for metadata"));
         };
         self.mark_allocated(b, 1, Use::Meta);
         self.meta_cursor = b + 1;
+        if self.undo.is_none() {
+            self.unfloored_allocs += 1;
+        }
         Ok(b)
     }
 
@@ -411,7 +437,8 @@ impl Meta {
         let mut hint = hint;
         let mut left = want;
         while left > 0 {
-            let run = match self.find_run(left, hint) {
+            let (lo, hi) = (self.reserve_region_end(), self.device_blocks);
+            let run = match self.find_run(left, hint, lo, hi) {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     self.unalloc_data(&got);
@@ -755,6 +782,22 @@ mod tests {
         m.commit(m.durable.clone()).unwrap();
         assert_eq!(m.freed_data, vec![], "discarded after the commit");
         assert_eq!(m.alloc_data(8, 100).unwrap(), vec![(100, 8)]);
+    }
+
+    #[test]
+    fn data_never_takes_the_reserve_region_metadata_takes_it_first() {
+        let mut m = meta(2048);
+        let end = m.reserve_region_end();
+        assert_eq!(end, 2 + m.reserve_blocks);
+        let runs = m.alloc_data(16, 0).unwrap();
+        assert!(
+            runs.iter().all(|r| r.0 >= end),
+            "{runs:?} in the reserve region"
+        );
+        for _ in 0..m.reserve_blocks {
+            assert!(m.alloc_meta().unwrap() < end);
+        }
+        assert!(m.alloc_meta().unwrap() >= end, "then anywhere");
     }
 
     #[test]

@@ -132,6 +132,15 @@ fn reserve_for(blocks: u64) -> u64 {
     (blocks * META_RESERVE_PER_MILLE / 1000).max(META_RESERVE_BLOCKS_MIN)
 }
 
+/// Gives the superblocks and the reserve's room after them (see `Meta::reserve_region_end`)
+/// their backing storage: in a pool file, metadata written there never meets a full host file
+/// system.
+fn preallocate_reserve(dev: &dyn BlockDevice, reserve_blocks: u64) -> Result<()> {
+    let blocks = SUPER_ADDRS.len() as u64 + reserve_blocks;
+    dev.preallocate(0, blocks * BLOCK_SIZE_BYTES)
+        .map_err(|e| Error::io("preallocate the metadata reserve", e))
+}
+
 /// The part of a metadata reserve of `reserve_blocks` that only delete and reclaim may use.
 fn floor_for(reserve_blocks: u64) -> u64 {
     reserve_blocks * META_FLOOR_PER_MILLE / 1000
@@ -159,6 +168,7 @@ impl Pool {
                 ),
             ));
         }
+        preallocate_reserve(dev.as_ref(), reserve_for(blocks))?;
         let zero = vec![0u8; BLOCK_SIZE_USIZE];
         for a in SUPER_ADDRS {
             dev.write_at(a * BLOCK_SIZE_BYTES, &zero)
@@ -284,6 +294,7 @@ impl Pool {
                 "device is smaller than the pool",
             ));
         }
+        preallocate_reserve(st.meta.dev.as_ref(), reserve_for(blocks))?;
         st.meta.device_blocks = blocks;
         st.meta.reserve_blocks = reserve_for(blocks);
         st.meta.touch()?;
@@ -608,6 +619,9 @@ impl State {
     }
 
     fn commit_inner(&mut self) -> Result<()> {
+        // Every operation left this much usable; the commit must not take more.
+        let need = self.commit_need_blocks();
+        let allocs_before = self.meta.unfloored_allocs;
         let mut buf = vec![0u8; VOLUME_RECORD_BYTES];
         for seq in std::mem::take(&mut self.removed_vols) {
             self.meta.dir_root = self
@@ -637,6 +651,18 @@ impl State {
             created_unix_secs: self.created_unix_secs,
         };
         self.meta.commit(sb)?;
+        let took = self.meta.unfloored_allocs - allocs_before;
+        // A bound that is too low is a bug, but not one of this commit, which found its blocks.
+        debug_assert!(
+            took <= need,
+            "commit took {took} metadata blocks, bound {need}"
+        );
+        if took > need {
+            tracing::error!(
+                "pool {}: commit took {took} metadata blocks, bound {need}",
+                self.name
+            );
+        }
         self.last_commit = Instant::now();
         self.reclaim_stalled = false;
         Ok(())

@@ -203,3 +203,36 @@ fn trim_on_a_full_512_byte_volume_never_answers_no_space() {
         .all(|&x| x == 0));
     assert!(p.check().unwrap().is_clean());
 }
+
+fn allocated_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn a_file_pool_preallocates_its_metadata_reserve_at_create_and_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool.img");
+    let dev = Arc::new(cairn_io::FileDevice::open(&path, Some(64 * MIB)).unwrap());
+    let p = Pool::create(dev, "p0", opts()).unwrap();
+    let reserve = p.info().metadata_bytes_total;
+    assert!(
+        allocated_bytes(&path) >= reserve,
+        "{} bytes allocated for a reserve of {reserve}",
+        allocated_bytes(&path)
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(256 * MIB)
+        .unwrap();
+    let grown = p.grow().unwrap();
+    assert!(grown.metadata_bytes_total > reserve);
+    assert!(allocated_bytes(&path) >= grown.metadata_bytes_total);
+    assert!(
+        allocated_bytes(&path) < 64 * MIB,
+        "the data space stays sparse"
+    );
+    p.close().unwrap();
+}
