@@ -111,6 +111,10 @@ impl Storage {
             }
         }
         reg.pools.push(pool);
+        debug_assert!(
+            reg.pools.iter().filter(|p| p.name() == name).count() == 1,
+            "pool names unique"
+        );
         Ok(())
     }
 
@@ -156,6 +160,14 @@ impl Storage {
             return Err(clash(name));
         }
         let v = p.create_volume(name, size_bytes, opts)?;
+        debug_assert_eq!(
+            reg.pools
+                .iter()
+                .filter(|q| q.has_volume_named(name))
+                .count(),
+            1,
+            "volume names unique across pools"
+        );
         Ok((p, v))
     }
 
@@ -172,6 +184,14 @@ impl Storage {
             return Err(clash(name));
         }
         let v = p.snapshot(source, name, opts)?;
+        debug_assert_eq!(
+            reg.pools
+                .iter()
+                .filter(|q| q.has_volume_named(name))
+                .count(),
+            1,
+            "volume names unique across pools"
+        );
         Ok((p, v))
     }
 
