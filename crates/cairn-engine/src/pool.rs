@@ -2,8 +2,9 @@
 //!
 //! This module owns the pool state, its locks, its lifecycle (create, open, grow, close), the
 //! commit and the background thread; `directory` the volume records (names, snapshot, restore,
-//! tags), `data` the data path (read, write, trim, write-zeroes, block status), `plan` write
-//! plans, `ranges` the per-block exclusion of writes, `reclaim` the reclaim of deleted volumes.
+//! tags), `data` the data path (read, write, block status), `zero` trim and write-zeroes,
+//! `plan` write plans, `ranges` the per-block exclusion of writes, `reclaim` the reclaim of
+//! deleted volumes.
 //!
 //! Concurrency: one mutex over the metadata state, and an I/O gate (a read-write lock taken
 //! before the mutex). Reads and writes hold the gate shared: they look up (and for writes,
@@ -15,18 +16,24 @@
 //! write-zeroes first hold the virtual blocks they touch in a range lock (`ranges`, taken
 //! before the gate), so a read-modify-write of a partial block never races another write to it.
 //! A background thread commits while dirty every `commit_interval` and reclaims deleted volumes
-//! in bounded transactions.
+//! in bounded transactions, pausing between them with the locks released.
 //!
 //! Invariants:
 //! - Every volume and snapshot operation commits before it returns.
 //! - A data block is overwritten in place only if it was allocated in the current transaction
 //!   (then it is exclusively owned now and unknown to the durable state); any other write is
 //!   redirected to fresh blocks and remapped, old data is never read or copied.
-//! - A failed metadata write or flush, or an error in the middle of a metadata change, puts the
-//!   pool in a failed state; every later call returns `PoolFailed` until it is reopened, and
-//!   `close` returns that failure. A panic while the state lock is held does the same (the
-//!   lock's guard fails the pool as it unwinds): a half-applied change is never committed.
+//! - A failed metadata write or flush, or an error in the middle of a metadata change other
+//!   than `NoSpace` or a bad metadata block met on the way (`Corrupt`, `Io`: undone, that call
+//!   fails alone), puts the pool in a failed state; every later call returns `PoolFailed` until
+//!   it is reopened, and `close` returns that failure. A panic while the state lock is held does
+//!   the same (the lock's guard fails the pool as it unwinds): a half-applied change is never
+//!   committed.
 //! - A reclaim error in a tombstone's tree quarantines that tombstone instead (see `reclaim`).
+//! - Metadata reserve: every metadata change (`meta_op`) leaves usable what the next commit may
+//!   allocate (`commit_need_blocks`) plus, unless it is reclaim, the floor only delete and
+//!   reclaim may use; otherwise it is undone and answers `NoSpace`. The commit checks that it
+//!   took no more than that bound.
 //! - A write that finds no data space while blocks freed in the open transaction wait for its
 //!   commit (reclamation rule) commits once and retries; `NoSpace` means the pool is really full.
 //! - Deleted volumes are tombstones (flag `deleting`, name freed) until the reclaimer has dropped
@@ -534,6 +541,17 @@ impl State {
         self.commit_need_blocks() + floor
     }
 
+    /// Fails with `NoSpace` unless the floor of `tier` is still usable.
+    pub(crate) fn ensure_room(&self, tier: Tier) -> Result<()> {
+        if self.meta.usable_blocks() < self.floor_blocks(tier) {
+            return Err(err(
+                ErrorKind::NoSpace,
+                "metadata reserve reached: too little left for the commit",
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs one metadata change. It either finishes leaving its tier's floor usable, or changes
     /// nothing and answers `NoSpace` (the pool stays healthy). A bad metadata block met on the
     /// way (`Corrupt`, or `Io` reading it) is undone the same way and fails that request only.
@@ -544,16 +562,8 @@ impl State {
         f: impl FnOnce(&mut Meta) -> Result<T>,
     ) -> Result<T> {
         self.meta.begin_op(self.floor_blocks(tier));
-        let r = f(&mut self.meta).and_then(|v| {
-            // What it changed may have grown what the commit needs past what is left.
-            if self.meta.usable_blocks() < self.floor_blocks(tier) {
-                return Err(err(
-                    ErrorKind::NoSpace,
-                    "metadata reserve reached: too little left for the commit",
-                ));
-            }
-            Ok(v)
-        });
+        // What it changed may have grown what the commit needs past what is left.
+        let r = f(&mut self.meta).and_then(|v| self.ensure_room(tier).map(|()| v));
         match r {
             Ok(v) => {
                 self.meta.end_op();

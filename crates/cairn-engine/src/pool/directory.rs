@@ -8,6 +8,8 @@
 //!   no name, and stays in the directory until reclaim has dropped its tree.
 //! - Record sequence numbers (and the ids derived from them) are never reused.
 
+use parking_lot::RwLockWriteGuard;
+
 use crate::error::{err, ErrorKind, Result};
 use crate::format::{Root, VolumeRecord, VF_DELETING, VF_HIDDEN, VF_READ_ONLY};
 use crate::limits::{
@@ -17,7 +19,7 @@ use crate::limits::{
 use crate::node::TreeKind;
 use crate::types::{VolumeId, VolumeInfo, VolumeOptions};
 
-use super::{now_unix_secs, Pool, State, Tier};
+use super::{now_unix_secs, Pool, State, StateGuard, Tier};
 
 /// Checks a volume name: 1–64 printable characters, no control characters, no '/', no leading
 /// or trailing space.
@@ -62,6 +64,14 @@ fn info_of(r: &VolumeRecord) -> VolumeInfo {
     }
 }
 impl Pool {
+    /// For directory changes other than delete: no I/O in flight, and room for their commit
+    /// above the floor that only delete and reclaim may use.
+    fn exclusive_with_room(&self) -> Result<(RwLockWriteGuard<'_, ()>, StateGuard<'_>)> {
+        let (gate, st) = self.exclusive()?;
+        st.ensure_room(Tier::Ordinary)?;
+        Ok((gate, st))
+    }
+
     pub fn create_volume(
         &self,
         name: &str,
@@ -76,7 +86,7 @@ impl Pool {
                 format!("logical block size {}", opts.logical_block_size),
             ));
         }
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         st.ensure_name_free(name)?;
         let flags = record_flags(&opts);
         let rec = st.new_record(
@@ -115,7 +125,7 @@ impl Pool {
     /// Grows a volume (shrinking is refused).
     pub fn resize_volume(&self, id: VolumeId, size_bytes: u64) -> Result<VolumeInfo> {
         validate_size(size_bytes)?;
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         if size_bytes < st.vols[&seq].size_bytes {
             return Err(err(
@@ -128,7 +138,7 @@ impl Pool {
 
     pub fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         let old = st.vols[&seq].name.clone();
         if old != name {
@@ -141,7 +151,7 @@ impl Pool {
     }
 
     pub fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| {
             r.flags = if read_only {
@@ -153,7 +163,7 @@ impl Pool {
     }
 
     pub fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| {
             r.flags = if hidden {
@@ -171,7 +181,7 @@ impl Pool {
                 format!("tag of {} bytes", tag.len()),
             ));
         }
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| r.tag = tag.to_vec())
     }
@@ -184,7 +194,7 @@ impl Pool {
         opts: VolumeOptions,
     ) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
-        let (_gate, mut st) = self.exclusive()?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
         let src_seq = st.seq_of(source)?;
         st.ensure_name_free(name)?;
         let src = st.vols[&src_seq].clone();
@@ -209,7 +219,10 @@ impl Pool {
     /// O(1): `volume` takes `snapshot`'s contents and size; committed on return.
     pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
         {
-            let (_gate, mut st) = self.exclusive()?;
+            // Every block of the volume: a trim or write-zeroes in steps finishes on the contents
+            // it started on, never half on the old and half on the restored ones.
+            let _blocks = self.inner.blocks.lock(volume, 0, u64::MAX);
+            let (_gate, mut st) = self.exclusive_with_room()?;
             let vseq = st.seq_of(volume)?;
             let sseq = st.seq_of(snapshot)?;
             if vseq == sseq {

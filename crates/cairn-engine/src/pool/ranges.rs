@@ -3,7 +3,9 @@
 //! A write, trim or write-zeroes holds the blocks it touches from before it reads or plans them
 //! until its device writes are done and its mapping update is applied. So a read-modify-write of
 //! a partial block never starts from contents another write is about to replace, and two writes
-//! to one block always land in one order or the other.
+//! to one block always land in one order or the other. A restore holds every block of its
+//! volume, so a trim or write-zeroes running in steps never spans the old and the restored
+//! contents.
 //!
 //! Invariants:
 //! - Held ranges of one volume never overlap (a lock waits until its range is free).

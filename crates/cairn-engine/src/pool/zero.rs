@@ -55,21 +55,32 @@ impl Pool {
         let (first_block, end_block) = block_span(offset, len);
         let _blocks = self.inner.blocks.lock(id, first_block, end_block);
         let mut next: Next = None;
+        let mut committed = false;
         loop {
-            let too_dirty = {
+            let (step, pending, too_dirty) = {
                 let (_gate, mut state) = self.shared()?;
                 let seq = state.io_target(id, offset, len, true)?;
-                next = match next {
-                    None => state.first_zero_step(seq, offset, len, how)?,
+                let step = match next {
+                    None => state.first_zero_step(seq, offset, len, how),
                     Some(from) => {
-                        state.unmap_step(seq, from, (offset + len) / BLOCK_SIZE_BYTES, how)?
+                        state.unmap_step(seq, from, (offset + len) / BLOCK_SIZE_BYTES, how)
                     }
                 };
-                state.too_dirty()
+                (step, state.meta.pending_blocks > 0, state.too_dirty())
             };
-            self.commit_if_too_dirty(too_dirty)?;
-            if next.is_none() {
-                return Ok(());
+            match step {
+                Ok(None) => return self.commit_if_too_dirty(too_dirty),
+                Ok(Some(from)) => {
+                    next = Some(from);
+                    self.commit_if_too_dirty(too_dirty)?;
+                }
+                // Blocks freed in this transaction (earlier steps' among them) become usable
+                // once it is durable: commit once and try the step again.
+                Err(e) if e.kind() == ErrorKind::NoSpace && pending && !committed => {
+                    committed = true;
+                    self.flush()?;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
