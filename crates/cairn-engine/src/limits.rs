@@ -64,12 +64,18 @@ pub const PAGE_CACHE_SHARE_DIVISOR: usize = 4;
 pub const PAGE_CACHE_PAGES_MIN: usize = 8;
 /// Fewest clean nodes kept.
 pub const NODE_CACHE_NODES_MIN: usize = 16;
+/// Data extent records (32 bytes each) `check` keeps in memory before spilling them, sorted,
+/// to a temporary file.
+pub const CHECK_EXTENTS_IN_MEMORY_MAX: usize = 1 << 19;
+/// Records read at once from each spilled run while merging (8 KiB per run).
+pub const CHECK_RUN_READ_RECORDS: usize = 256;
 
 /// Logical block sizes a volume may have.
 pub const LOGICAL_BLOCK_SIZES: [u32; 2] = [512, 4096];
 
 const _: () = assert!(BLOCK_SIZE_BYTES.is_power_of_two());
 const _: () = assert!(PAGE_CACHE_SHARE_DIVISOR >= 2 && PAGE_CACHE_PAGES_MIN > 0);
+const _: () = assert!(CHECK_EXTENTS_IN_MEMORY_MAX > 0 && CHECK_RUN_READ_RECORDS > 0);
 const _: () = assert!(
     NODE_CACHE_BYTES_MIN / BLOCK_SIZE_USIZE / PAGE_CACHE_SHARE_DIVISOR >= PAGE_CACHE_PAGES_MIN
 );
