@@ -357,3 +357,18 @@ fn whole_exchanges_through_the_server() {
         .and_then(Value::as_reference)
         .is_some());
 }
+
+#[test]
+fn responses_captured_from_the_daemon_decode() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/cim_response");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("seed directory") {
+        let path = entry.expect("entry").path();
+        let body = std::fs::read(&path).expect("seed");
+        let r = decode_response(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(r.message_id, "1");
+        seen += 1;
+    }
+    assert!(seen >= 5, "only {seen} seeds in {}", dir.display());
+}
