@@ -136,11 +136,12 @@ fn every_verb_over_smis() {
 
     let grown = json(&data, &["volume", "grow", "vol1", "--size", "100MiB"]);
     assert_eq!(grown["size_bytes"], 100u64 << 20);
-    refused(
-        None,
-        &["--data-dir", d, "volume", "rename", "vol1-snap", "monday"],
-        &["ModifyInstance failed", "CIM_ERR_NOT_SUPPORTED"],
+    let renamed = json(&data, &["volume", "rename", "vol1-snap", "monday"]);
+    assert_eq!(
+        (renamed["name"].as_str(), &renamed["parent"]),
+        (Some("monday"), &id)
     );
+    assert!(qemu_io(&daemon, "monday", &["read -P 0xaa 0 1M"]));
 
     // A copy into the other pool runs as a job: progress lines, then the finished replica.
     let r = run_with(
@@ -299,6 +300,11 @@ fn every_verb_over_smis() {
     );
     refused(
         None,
+        &["--data-dir", d, "volume", "rename", "vol1", "monday"],
+        &["ModifyInstance failed", "CIM_ERR_ALREADY_EXISTS"],
+    );
+    refused(
+        None,
         &["--data-dir", d, "volume", "grow", "vol1", "--size", "1MiB"],
         &["returned 4097 (Size Not Supported)"],
     );
@@ -349,8 +355,8 @@ fn every_verb_over_smis() {
 
     // Deletes, then the pools hold nothing but what is left and check clean offline.
     assert_eq!(
-        json(&data, &["snapshot", "delete", "vol1-snap"])["deleted"],
-        "vol1-snap"
+        json(&data, &["snapshot", "delete", "monday"])["deleted"],
+        "monday"
     );
     for name in ["vol1-copy", "vol1-copy2"] {
         json(&data, &["volume", "delete", name]);

@@ -293,6 +293,10 @@ fn responses_beyond_the_bounds_are_refused() {
 
 /// Sends one client-encoded request through the real server and decodes its answer.
 fn exchange(op: &Operation) -> Reply {
+    try_exchange(op).expect("no CIM error")
+}
+
+fn try_exchange(op: &Operation) -> Result<Reply, CimError> {
     let server = server();
     let req = encode_request("11", CAIRN_NAMESPACE, op);
     let out = server.handle(&HttpCimRequest {
@@ -307,7 +311,23 @@ fn exchange(op: &Operation) -> Reply {
     };
     let r = decode_response(&body).expect("the client decodes what the server sends");
     assert_eq!(r.method, op.method());
-    r.reply.expect("no CIM error")
+    r.reply
+}
+
+#[test]
+fn modify_instance_reaches_the_provider_only_for_an_existing_instance() {
+    let modify = |id: &str| {
+        try_exchange(&Operation::ModifyInstance {
+            instance: Instance::new("Cairn_StorageVolume")
+                .with("ElementName", Value::string("renamed")),
+            path: volume_path(id),
+            property_list: vec!["ElementName".into()],
+        })
+        .expect_err("the test array does not modify")
+        .status
+    };
+    assert_eq!(modify("LUN-0001"), CimStatus::NotSupported);
+    assert_eq!(modify("LUN-9999"), CimStatus::NotFound);
 }
 
 #[test]
