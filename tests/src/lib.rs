@@ -36,6 +36,19 @@ pub fn cairn_bin() -> PathBuf {
     bin
 }
 
+/// The Python interpreter with pywbem: `CAIRN_TEST_PYTHON`, or `/work/venv/bin/python`.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("CAIRN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} not found: set CAIRN_TEST_PYTHON to a python with pywbem (.ci/run makes one)",
+        python.display()
+    );
+    python
+}
+
 /// Runs `cairn ARGS` to completion and returns (status, stdout, stderr).
 pub fn cairn(args: &[&str]) -> Result<(ExitStatus, String, String)> {
     let out = Command::new(cairn_bin())

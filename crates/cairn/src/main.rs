@@ -15,6 +15,7 @@ mod device;
 mod output;
 mod serve;
 mod size;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

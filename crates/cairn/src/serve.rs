@@ -5,7 +5,8 @@
 //!
 //! Invariants: a pool another process holds is refused (the device lock), never shared; listen.json
 //! is written atomically and only once every listener is bound, so a reader never sees a partial
-//! file or an address that is not yet accepting.
+//! file or an address that is not yet accepting; the TLS identity is made or loaded once, before
+//! any listener, and the same rustls configuration goes to every server that uses TLS.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use cairn_smis::{ArrayOptions, ArrayProvider, Credentials, SmisServerConfig, Smi
 
 use crate::config::{Config, PoolConfig};
 use crate::device::open_device;
+use crate::tls::{self, TlsSource};
 use crate::ServeArgs;
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -143,12 +145,13 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
             config.data_dir.join("credentials").display()
         );
     }
+    let tls = daemon_tls(config)?;
     let nbd = match config.nbd {
-        Some(addr) => Some(start_nbd(config, addr, storage.clone()).await?),
+        Some(addr) => Some(start_nbd(config, addr, tls.clone(), storage.clone()).await?),
         None => None,
     };
     let array = ArrayProvider::new(storage, array_options(config));
-    let smis = start_smis(config, credentials, &array).await?;
+    let smis = start_smis(config, credentials, tls, &array).await?;
 
     let mut listen = serde_json::Map::new();
     listen.insert("pid".into(), json!(std::process::id()));
@@ -198,46 +201,53 @@ fn array_options(config: &Config) -> ArrayOptions {
 async fn start_smis(
     config: &Config,
     credentials: Credentials,
+    tls: Option<Arc<rustls::ServerConfig>>,
     array: &Arc<ArrayProvider>,
 ) -> Result<SmisServerHandle> {
-    let mut cfg = SmisServerConfig::new(credentials, config.data_dir.clone());
+    let mut cfg = SmisServerConfig::new(credentials, tls);
     cfg.http_addr = config.smis_http;
     cfg.https_addr = config.smis_https;
-    cfg.tls = tls_config(config);
     cairn_smis::start(cfg, array.cim_server())
         .await
         .context("Cannot start the SMI-S server")
 }
 
-/// NBD on loopback is served in the clear; on any other address it requires STARTTLS with the
-/// daemon's certificate unless the config explicitly allows plain NBD.
+/// True if NBD on `addr` must use STARTTLS: on loopback it is served in the clear; on any other
+/// address it requires TLS unless the config explicitly allows plain NBD.
+fn nbd_needs_tls(config: &Config, addr: std::net::SocketAddr) -> bool {
+    !addr.ip().is_loopback() && !config.nbd_allow_insecure
+}
+
+/// The daemon's TLS identity, made or loaded once, if any listener needs it.
+fn daemon_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    let nbd = config.nbd.is_some_and(|addr| nbd_needs_tls(config, addr));
+    if config.smis_https.is_none() && !nbd {
+        return Ok(None);
+    }
+    let source = TlsSource {
+        cert_path: config.tls_cert.clone(),
+        key_path: config.tls_key.clone(),
+        data_dir: config.data_dir.clone(),
+        san: config.tls_names.clone(),
+    };
+    let identity = tls::load_or_create(&source).context("Cannot set up the TLS identity")?;
+    Ok(Some(identity))
+}
+
 async fn start_nbd(
     config: &Config,
     addr: std::net::SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     storage: Arc<Storage>,
 ) -> Result<cairn_nbd::NbdServerHandle> {
-    let tls = if addr.ip().is_loopback() || config.nbd_allow_insecure {
-        None
-    } else {
-        Some(cairn_smis::load_or_create_tls(&tls_config(config))?)
-    };
     let cfg = cairn_nbd::NbdServerConfig {
         addr,
-        tls,
+        tls: tls.filter(|_| nbd_needs_tls(config, addr)),
         allow_insecure_non_loopback: config.nbd_allow_insecure,
     };
     cairn_nbd::start(cfg, storage)
         .await
         .with_context(|| format!("Cannot serve NBD on {addr}"))
-}
-
-fn tls_config(config: &Config) -> cairn_smis::TlsConfig {
-    cairn_smis::TlsConfig {
-        cert_path: config.tls_cert.clone(),
-        key_path: config.tls_key.clone(),
-        data_dir: config.data_dir.clone(),
-        san: config.tls_names.clone(),
-    }
 }
 
 /// SIGTERM and SIGINT, either of which stops the daemon.

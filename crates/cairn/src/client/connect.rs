@@ -90,7 +90,7 @@ fn local_endpoint(data_dir: &Path, cacert: Option<&Path>) -> Result<(Endpoint, O
     };
     let cert_path = cacert
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| data_dir.join("tls").join("cert.pem"));
+        .unwrap_or_else(|| crate::tls::generated_cert_path(data_dir));
     let endpoint = match (addr("smis_https")?, addr("smis_http")?) {
         (Some(https), _) if cert_path.exists() => Endpoint {
             host: https.ip().to_string(),
