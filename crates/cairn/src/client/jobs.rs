@@ -21,8 +21,9 @@ const JOB_COMPLETED: u16 = 7;
 /// RequestStateChange RequestedState 4: Terminate.
 const REQUEST_TERMINATE: u16 = 4;
 
-/// Every job the daemon keeps, with its path.
+/// Every job the daemon keeps, with its path and target (from CIM_AffectedJobElement).
 pub fn list(s: &Session) -> Result<Vec<(JobRow, InstancePath)>> {
+    let affected = s.enumerate("CIM_AffectedJobElement")?;
     s.enumerate("CIM_ConcreteJob")?
         .into_iter()
         .map(|i| {
@@ -30,7 +31,9 @@ pub fn list(s: &Session) -> Result<Vec<(JobRow, InstancePath)>> {
                 .path
                 .clone()
                 .ok_or_else(|| anyhow!("A job without a path"))?;
-            Ok((row(s, &i), path))
+            let mut row = job(&i);
+            row.target = target_of(&affected, &path);
+            Ok((row, path))
         })
         .collect()
 }
@@ -43,16 +46,9 @@ pub fn find(s: &Session, id: &str) -> Result<(JobRow, InstancePath)> {
         .ok_or_else(|| anyhow!("No job {id} on the daemon (`cairn job list` shows them)"))
 }
 
-/// A job row with its target volume (CIM_AffectedJobElement), when it has one.
-fn row(s: &Session, i: &Instance) -> JobRow {
-    let mut r = job(i);
-    r.target = i.path.as_ref().and_then(|p| target_of(s, p));
-    r
-}
-
-fn target_of(s: &Session, job: &InstancePath) -> Option<String> {
-    let refs = s.enumerate("CIM_AffectedJobElement").ok()?;
-    refs.iter().find_map(|a| {
+/// DeviceID of the volume `job` affects, from the CIM_AffectedJobElement instances.
+fn target_of(affected: &[Instance], job: &InstancePath) -> Option<String> {
+    affected.iter().find_map(|a| {
         let affecting = a.get("AffectingElement").and_then(Value::as_reference)?;
         if !affecting.same_keys(job) {
             return None;

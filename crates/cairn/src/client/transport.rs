@@ -92,6 +92,17 @@ impl Transport {
         })
     }
 
+    /// `host:port`, an IPv6 address in brackets.
+    fn host_header(&self) -> String {
+        let host = &self.endpoint.host;
+        let port = self.endpoint.addr.port();
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
     /// Sends one request and returns the response body of a 200 answer.
     pub fn post(&self, req: &EncodedRequest) -> Result<Vec<u8>> {
         let work = self.post_async(req);
@@ -145,7 +156,7 @@ impl Transport {
             .context("HTTP handshake with the daemon failed")?;
         let driver = tokio::spawn(conn);
         let request = hyper::Request::post("/cimom")
-            .header(hyper::header::HOST, self.endpoint.host.as_str())
+            .header(hyper::header::HOST, self.host_header())
             .header(
                 hyper::header::CONTENT_TYPE,
                 "application/xml; charset=\"utf-8\"",
