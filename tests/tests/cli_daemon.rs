@@ -13,7 +13,7 @@ use serde_json::Value;
 /// Two 1 GiB pools, every listener on an ephemeral loopback port, and no configured password (so
 /// the daemon generates one in DATA_DIR/credentials, which the local CLI reads).
 const CONFIG: &str = "[listen]\nsmis_http = \"127.0.0.1:0\"\nsmis_https = \"127.0.0.1:0\"\n\
-                      nbd = \"127.0.0.1:0\"\n\
+                      nbd = \"127.0.0.1:0\"\niscsi = \"127.0.0.1:0\"\n\
                       [[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n\
                       [[pool]]\nname = \"pool1\"\npath = \"pool1.img\"\nsize = \"1GiB\"\n";
 
