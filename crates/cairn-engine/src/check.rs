@@ -70,7 +70,7 @@ impl CheckReport {
 
 /// Checks the pool on `dev` (offline: nothing else may use the device meanwhile).
 pub fn check_device(dev: Arc<dyn BlockDevice>) -> Result<CheckReport> {
-    let sb = crate::pool::read_superblock(dev.as_ref())?;
+    let sb = crate::format::read_superblock(dev.as_ref())?;
     if sb.device_blocks > dev.size_bytes() / BLOCK_SIZE_BYTES {
         return Err(crate::error::corrupt(format!(
             "superblock names {} blocks, the device holds {}",
@@ -597,7 +597,7 @@ mod tests {
     }
 
     fn meta_of(dev: &Arc<MemDevice>) -> Meta {
-        let sb = crate::pool::read_superblock(dev.as_ref()).unwrap();
+        let sb = crate::format::read_superblock(dev.as_ref()).unwrap();
         Meta::new(dev.clone(), sb, 64)
     }
 

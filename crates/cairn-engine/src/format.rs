@@ -6,8 +6,12 @@
 //! with the checksum field zeroed), its own address and the generation that wrote it. Blocks are
 //! verified by [`verify_block`] right after every read and right before every write.
 
-use crate::error::{corrupt, err, ErrorKind, Result};
-use crate::limits::{BLOCK_SIZE_USIZE, POOL_NAME_BYTES_MAX, TAG_BYTES_MAX, VOLUME_NAME_BYTES_MAX};
+use cairn_io::BlockDevice;
+
+use crate::error::{corrupt, err, Error, ErrorKind, Result};
+use crate::limits::{
+    BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, POOL_NAME_BYTES_MAX, TAG_BYTES_MAX, VOLUME_NAME_BYTES_MAX,
+};
 
 /// Magic at offset 0 of every metadata block: "CRNM" little-endian.
 pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"CRNM");
@@ -384,6 +388,37 @@ impl VolumeRecord {
             name,
             tag: b[VR_TAG..VR_TAG + tag_len].to_vec(),
         })
+    }
+}
+
+/// Reads both superblocks and returns the valid one with the highest generation.
+pub(crate) fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
+    if dev.size_bytes() < 2 * BLOCK_SIZE_BYTES {
+        return Err(err(ErrorKind::NotAPool, "device smaller than two blocks"));
+    }
+    let mut best: Option<Superblock> = None;
+    let mut first_err: Option<Error> = None;
+    for a in SUPER_ADDRS {
+        let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+        dev.read_at(a * BLOCK_SIZE_BYTES, &mut b)
+            .map_err(|e| Error::io("read superblock", e))?;
+        match Superblock::decode(&b, a) {
+            Ok(sb) if best.as_ref().is_none_or(|x| x.gen < sb.gen) => best = Some(sb),
+            Ok(_) => {}
+            Err(e) => {
+                let worse = match &first_err {
+                    None => true,
+                    Some(f) => f.kind() == ErrorKind::NotAPool,
+                };
+                if worse {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    match best {
+        Some(sb) => Ok(sb),
+        None => Err(first_err.unwrap_or_else(|| err(ErrorKind::NotAPool, "no superblock"))),
     }
 }
 

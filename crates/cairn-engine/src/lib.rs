@@ -25,6 +25,7 @@ mod pool;
 mod refcount;
 mod storage;
 mod types;
+mod undo;
 
 pub use cairn_io::{BlockDevice, IoError, IoErrorKind};
 pub use check::{check_device, CheckReport, Finding, FindingKind};

@@ -72,6 +72,26 @@ impl Meta {
         Ok(root)
     }
 
+    /// Where a bounded unmapping step from `from` towards `to` ends: after at most
+    /// `entries_max` entries starting in `[from, to)` (and the one reaching in from the left).
+    /// Returns the end and the number of entries the step covers at most.
+    pub fn map_step_end(
+        &mut self,
+        root: Root,
+        from: u64,
+        to: u64,
+        entries_max: usize,
+    ) -> Result<(u64, usize)> {
+        assert!(entries_max > 0 && from < to, "an empty unmapping step");
+        let starting = self.range(K, root, from, to, entries_max + 1)?;
+        if starting.len() <= entries_max {
+            return Ok((to, starting.len() + 1));
+        }
+        let end = starting[entries_max].0;
+        assert!(end > from, "entry keys increase");
+        Ok((end, entries_max + 1))
+    }
+
     /// Drops one reference from each block of a data run; frees what is left unreferenced.
     pub fn drop_data(&mut self, phys: u64, len: u64) -> Result<()> {
         for (s, l) in self.rc_dec(phys, len)? {
@@ -98,7 +118,14 @@ impl Meta {
     /// left (empty when done). A subtree still shared with another volume is released with one
     /// decrement and never walked. Nodes left behind may be under-full: a tombstone tree is only
     /// ever dropped, never searched.
-    pub fn drop_tree_step(&mut self, root: Root, budget: &mut usize) -> Result<Root> {
+    /// It also stops once `dirty_pages` reaches `pages_max` (each dirty bitmap page costs the
+    /// commit a block).
+    pub fn drop_tree_step(
+        &mut self,
+        root: Root,
+        budget: &mut usize,
+        pages_max: usize,
+    ) -> Result<Root> {
         if root.addr == 0 {
             return Ok(root);
         }
@@ -119,7 +146,7 @@ impl Meta {
             return Ok(Root::default());
         }
         let a = self.cow(K, root.addr)?;
-        while *budget > 0 {
+        while *budget > 0 && self.dirty_pages < pages_max {
             let Some(&last) = self.node(K, a)?.children.last() else {
                 break;
             };
@@ -127,7 +154,7 @@ impl Meta {
                 addr: last,
                 height: root.height - 1,
             };
-            let left = self.drop_tree_step(child, budget)?;
+            let left = self.drop_tree_step(child, budget, pages_max)?;
             let n = self.dirty_mut(a);
             if left.addr == 0 {
                 n.children.pop();
