@@ -1,29 +1,29 @@
 //! [`ArrayProvider`]: the SMI-S array (Array, Block Services, Replication Services, Job Control
-//! profiles) over a `cairn_engine::Storage`, as a `cairn_cim::Provider`. Wrap it in
+//! profiles) over an array backend (`cairn_array::ArrayBackend`), as a `cairn_cim::Provider`. Wrap it in
 //! `cairn_cim::InteropProvider` to serve it (or use [`ArrayProvider::cim_server`]); it declares
 //! its registered profiles through `Provider::registered_profiles` (Array with the system as its
 //! central element, the component profiles referenced from it in the SNIA direction).
 //!
 //! Owns: the option set, the job table, the serialisation of management operations (one at a time,
 //! so a create-then-tag sequence is never seen half done by another method, nor by a request, which
-//! reads the engine under the model gate), and the routing of
+//! reads the backend under the model gate), and the routing of
 //! intrinsic operations to [`crate::model`] and of extrinsic methods to [`crate::methods`].
 //!
 //! Invariant: the provider keeps no model state of its own beyond jobs; every answer is computed
-//! from the engine at the time of the request.
+//! from the backend at the time of the request.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_array::{ArrayBackend, IntoBackend};
 use cairn_cim::interop::{CAIRN_NAMESPACE, INTEROP_NAMESPACE};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
     CimError, CimServer, Instance, InstancePath, InteropProvider, MethodCall, MethodResult,
     ObjectManagerInfo, ProfileRegistration, Provider,
 };
-use cairn_engine::Storage;
 use parking_lot::{Mutex, RwLock};
 
 use crate::jobs::Jobs;
@@ -59,18 +59,18 @@ impl ArrayOptions {
     }
 }
 
-/// The SMI-S array model over the engine.
+/// The SMI-S array model over an array backend.
 pub struct ArrayProvider {
-    pub(crate) storage: Arc<Storage>,
+    pub(crate) array: Arc<dyn ArrayBackend>,
     pub(crate) opts: ArrayOptions,
     pub(crate) identity: Identity,
     pub(crate) jobs: Arc<Jobs>,
     /// Serialises management methods.
     pub(crate) ops: Mutex<()>,
-    /// Held for writing across the engine operations of a method that makes one model change in
-    /// several of them (a same-pool replica is created, then tagged), and for reading while a
-    /// request reads the engine state: no answer shows such a change half done. Lock order: `ops`,
-    /// then this gate, then the engine's locks.
+    /// Held for writing across the backend operations of a method that makes one model change in
+    /// several of them (a same-pool replica is created with its record), and for reading while a
+    /// request reads the array state: no answer shows such a change half done. Lock order: `ops`,
+    /// then this gate, then the backend's locks.
     pub(crate) model_gate: RwLock<()>,
     /// Counter behind generated names.
     pub(crate) names: AtomicU64,
@@ -85,10 +85,12 @@ impl std::fmt::Debug for ArrayProvider {
 }
 
 impl ArrayProvider {
-    /// The array over `storage`. Loads the jobs file, ends the jobs a restart interrupted
-    /// (Exception, or Completed if their replica was already complete) and removes their
-    /// leftover volumes. Problems with the jobs file are logged, never fatal.
-    pub fn new(storage: Arc<Storage>, opts: ArrayOptions) -> Arc<ArrayProvider> {
+    /// The array over `backend` (an `ArrayBackend`, or Cairn's engine storage). Loads the jobs
+    /// file, ends the jobs a restart interrupted (Exception, or Completed if their replica was
+    /// already complete) and removes their leftover volumes. Problems with the jobs file are
+    /// logged, never fatal.
+    pub fn new(backend: impl IntoBackend, opts: ArrayOptions) -> Arc<ArrayProvider> {
+        let array = backend.into_backend();
         let (jobs, error) = Jobs::load(opts.jobs_path.clone(), opts.time_before_removal);
         if let Some(e) = error {
             tracing::warn!(
@@ -97,7 +99,7 @@ impl ArrayProvider {
             );
         }
         let jobs = Arc::new(jobs);
-        crate::copy::recover(&storage, &jobs);
+        crate::copy::recover(array.as_ref(), &jobs);
         jobs.save();
         let identity = Identity {
             system_name: opts.system_name.clone(),
@@ -105,7 +107,7 @@ impl ArrayProvider {
         };
         let seed = crate::jobs::now_unix_secs() & 0xffff_ffff;
         Arc::new(ArrayProvider {
-            storage,
+            array,
             opts,
             identity,
             jobs,
@@ -124,9 +126,9 @@ impl ArrayProvider {
         Arc::new(CimServer::new(Arc::new(interop)))
     }
 
-    /// The storage the model shows.
-    pub fn storage(&self) -> &Arc<Storage> {
-        &self.storage
+    /// The array the model shows.
+    pub fn array(&self) -> &Arc<dyn ArrayBackend> {
+        &self.array
     }
 
     /// Path of the array's Cairn_StorageSystem (e.g. for `ObjectManagerInfo`).
@@ -182,7 +184,7 @@ impl Provider for ArrayProvider {
         }
         let snap = {
             let _gate = self.model_gate.read();
-            Snapshot::take(&self.storage)
+            Snapshot::take(self.array.as_ref())
         };
         // A job is in the model once its method is about to answer 4096 (its target is
         // recorded then): a copy refused while it was being prepared never shows a job that
@@ -215,7 +217,7 @@ impl Provider for ArrayProvider {
             };
             let snap = {
                 let _gate = self.model_gate.read();
-                Snapshot::take_one(&self.storage, id)
+                Snapshot::take_one(self.array.as_ref(), id)
             };
             let all = model::instances(&self.identity, &snap, &[], 0, model::VOLUME_CLASS);
             return Ok(all.into_iter().find(same));
