@@ -632,10 +632,10 @@ fn job_state_change(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
 mod tests {
     use super::*;
     use crate::copy::Step;
+    use crate::interop::CAIRN_NAMESPACE;
     use crate::jobs::JOB_STATE_COMPLETED;
     use crate::provider::ArrayOptions;
     use cairn_array::ReplicaKind;
-    use cairn_cim::interop::CAIRN_NAMESPACE;
     use cairn_cim::{Instance, Provider};
     use cairn_engine::{Pool, PoolOptions, Storage};
     use std::sync::Arc;

@@ -11,12 +11,12 @@
 //! [8 Starting] while hidden or being copied, see [`in_model`]); a StorageSynchronized exists only
 //! while both sides do.
 
+use crate::interop::{association, CAIRN_NAMESPACE};
 use cairn_array::replica::{
     COPY_STATE_SYNCHRONIZED, COPY_TYPE_UNSYNC_ASSOC, MODE_ASYNC, PROGRESS_COMPLETED,
     REPLICA_TYPE_BEFORE_DELTA, SYNC_TYPE_SNAPSHOT,
 };
 use cairn_array::{ArrayBackend, PoolInfo, ReplicaKind, ReplicaRecord, Volume, VolumeId};
-use cairn_cim::interop::{association, CAIRN_NAMESPACE};
 use cairn_cim::{
     CimDateTime, CimType, Instance, InstancePath, KeyValue, ProfileRegistration, Value,
 };

@@ -17,12 +17,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::interop::{InteropProvider, ObjectManagerInfo, CAIRN_NAMESPACE, INTEROP_NAMESPACE};
 use cairn_array::{ArrayBackend, IntoBackend};
-use cairn_cim::interop::{CAIRN_NAMESPACE, INTEROP_NAMESPACE};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
-    CimError, CimServer, Instance, InstancePath, InteropProvider, MethodCall, MethodResult,
-    ObjectManagerInfo, ProfileRegistration, Provider,
+    CimError, CimServer, Instance, InstancePath, MethodCall, MethodResult, ProfileRegistration,
+    Provider,
 };
 use parking_lot::{Mutex, RwLock};
 

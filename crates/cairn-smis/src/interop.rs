@@ -11,21 +11,24 @@
 //! places in `interop` (build them with [`registered_profile`] and [`association`]).
 //! Invariants: exactly the namespaces `interop` and `root/cairn` exist; exactly one object manager;
 //! the interop model's own instances are read-only.
+//!
+//! This is Cairn's product knowledge (its namespaces, class names, Server profile and hosting
+//! system); `cairn-cim` only dispatches operations to it as to any other `Provider`.
 
 use std::sync::Arc;
 
-use crate::error::CimError;
-use crate::instance::Instance;
-use crate::path::{namespace_eq, InstancePath};
-use crate::provider::{MethodCall, MethodResult, ProfileRegistration, Provider};
-use crate::types::{CimType, Value};
+pub use cairn_cim::association;
+use cairn_cim::path::namespace_eq;
+pub use cairn_cim::provider::ORGANIZATION_SNIA;
+use cairn_cim::{
+    CimError, CimType, Instance, InstancePath, MethodCall, MethodResult, ProfileRegistration,
+    Provider, Value,
+};
 
 /// The interop namespace.
 pub const INTEROP_NAMESPACE: &str = "interop";
 /// The implementation namespace.
 pub const CAIRN_NAMESPACE: &str = "root/cairn";
-/// SNIA in `RegisteredOrganization`'s value map.
-pub const ORGANIZATION_SNIA: u16 = 11;
 /// InstanceID of the Server profile.
 pub const SERVER_PROFILE_ID: &str = "CAIRN:Profile:Server";
 
@@ -116,18 +119,6 @@ fn registration_instances(regs: &[ProfileRegistration]) -> Vec<Instance> {
         }
     }
     out
-}
-
-/// An association instance of `class` whose two references are its keys (as for every
-/// association class Cairn uses): `(role, path)` twice. Paths should carry their namespace.
-pub fn association(class: &str, a: (&str, InstancePath), b: (&str, InstancePath)) -> Instance {
-    let path = InstancePath::new(class)
-        .with_key_value(a.0, crate::path::KeyValue::Reference(Box::new(a.1.clone())))
-        .with_key_value(b.0, crate::path::KeyValue::Reference(Box::new(b.1.clone())));
-    Instance::new(class)
-        .with(a.0, Value::Reference(a.1))
-        .with(b.0, Value::Reference(b.1))
-        .with_path(path)
 }
 
 /// The interop model around a storage provider.
