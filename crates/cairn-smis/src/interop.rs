@@ -170,13 +170,55 @@ impl InteropProvider {
 }
 
 fn own_instances(info: &ObjectManagerInfo) -> Vec<Instance> {
-    let om_path = InstancePath::new("Cairn_ObjectManager")
+    let om = object_manager(info);
+    let om_path = om
+        .path
+        .clone()
+        .unwrap_or_else(|| InstancePath::new("Cairn_ObjectManager"));
+    let mut out = vec![om];
+    for ns in [INTEROP_NAMESPACE, CAIRN_NAMESPACE] {
+        let namespace = namespace_instance(info, ns);
+        let path = namespace
+            .path
+            .clone()
+            .unwrap_or_else(|| InstancePath::new("Cairn_Namespace"));
+        out.push(namespace);
+        out.push(association(
+            "Cairn_NamespaceInManager",
+            ("Antecedent", om_path.clone()),
+            ("Dependent", path),
+        ));
+    }
+    out.push(registered_profile(
+        SERVER_PROFILE_ID,
+        "Server",
+        &info.server_profile_version,
+    ));
+    out.push(association(
+        "Cairn_ElementConformsToProfile",
+        ("ConformantStandard", profile_path(SERVER_PROFILE_ID)),
+        ("ManagedElement", om_path.clone()),
+    ));
+    let system = InstancePath::new(info.system_creation_class_name.clone())
+        .in_namespace(CAIRN_NAMESPACE)
+        .with_key("CreationClassName", &info.system_creation_class_name)
+        .with_key("Name", &info.system_name);
+    out.push(association(
+        "Cairn_HostedService",
+        ("Antecedent", system),
+        ("Dependent", om_path),
+    ));
+    out
+}
+
+fn object_manager(info: &ObjectManagerInfo) -> Instance {
+    let path = InstancePath::new("Cairn_ObjectManager")
         .in_namespace(INTEROP_NAMESPACE)
         .with_key("SystemCreationClassName", &info.system_creation_class_name)
         .with_key("SystemName", &info.system_name)
         .with_key("CreationClassName", "Cairn_ObjectManager")
         .with_key("Name", &info.name);
-    let om = Instance::new("Cairn_ObjectManager")
+    Instance::new("Cairn_ObjectManager")
         .with(
             "SystemCreationClassName",
             Value::string(&info.system_creation_class_name),
@@ -192,62 +234,34 @@ fn own_instances(info: &ObjectManagerInfo) -> Vec<Instance> {
             "OperationalStatus",
             Value::Array(CimType::Uint16, vec![Value::Uint16(2)]),
         )
-        .with_path(om_path.clone());
-    let mut out = vec![om];
-    for ns in [INTEROP_NAMESPACE, CAIRN_NAMESPACE] {
-        let path = InstancePath::new("Cairn_Namespace")
-            .in_namespace(INTEROP_NAMESPACE)
-            .with_key("SystemCreationClassName", &info.system_creation_class_name)
-            .with_key("SystemName", &info.system_name)
-            .with_key("ObjectManagerCreationClassName", "Cairn_ObjectManager")
-            .with_key("ObjectManagerName", &info.name)
-            .with_key("CreationClassName", "Cairn_Namespace")
-            .with_key("Name", ns);
-        out.push(
-            Instance::new("Cairn_Namespace")
-                .with(
-                    "SystemCreationClassName",
-                    Value::string(&info.system_creation_class_name),
-                )
-                .with("SystemName", Value::string(&info.system_name))
-                .with(
-                    "ObjectManagerCreationClassName",
-                    Value::string("Cairn_ObjectManager"),
-                )
-                .with("ObjectManagerName", Value::string(&info.name))
-                .with("CreationClassName", Value::string("Cairn_Namespace"))
-                .with("Name", Value::string(ns))
-                .with("ElementName", Value::string(ns))
-                .with("ClassInfo", Value::Uint16(3))
-                .with_path(path.clone()),
-        );
-        out.push(association(
-            "Cairn_NamespaceInManager",
-            ("Antecedent", om_path.clone()),
-            ("Dependent", path),
-        ));
-    }
-    let server = registered_profile(SERVER_PROFILE_ID, "Server", &info.server_profile_version);
-    let server_path = server
-        .path
-        .clone()
-        .unwrap_or_else(|| InstancePath::new("Cairn_RegisteredProfile"));
-    out.push(server);
-    out.push(association(
-        "Cairn_ElementConformsToProfile",
-        ("ConformantStandard", server_path),
-        ("ManagedElement", om_path.clone()),
-    ));
-    let system = InstancePath::new(info.system_creation_class_name.clone())
-        .in_namespace(CAIRN_NAMESPACE)
-        .with_key("CreationClassName", &info.system_creation_class_name)
-        .with_key("Name", &info.system_name);
-    out.push(association(
-        "Cairn_HostedService",
-        ("Antecedent", system),
-        ("Dependent", om_path),
-    ));
-    out
+        .with_path(path)
+}
+
+fn namespace_instance(info: &ObjectManagerInfo, ns: &str) -> Instance {
+    let path = InstancePath::new("Cairn_Namespace")
+        .in_namespace(INTEROP_NAMESPACE)
+        .with_key("SystemCreationClassName", &info.system_creation_class_name)
+        .with_key("SystemName", &info.system_name)
+        .with_key("ObjectManagerCreationClassName", "Cairn_ObjectManager")
+        .with_key("ObjectManagerName", &info.name)
+        .with_key("CreationClassName", "Cairn_Namespace")
+        .with_key("Name", ns);
+    Instance::new("Cairn_Namespace")
+        .with(
+            "SystemCreationClassName",
+            Value::string(&info.system_creation_class_name),
+        )
+        .with("SystemName", Value::string(&info.system_name))
+        .with(
+            "ObjectManagerCreationClassName",
+            Value::string("Cairn_ObjectManager"),
+        )
+        .with("ObjectManagerName", Value::string(&info.name))
+        .with("CreationClassName", Value::string("Cairn_Namespace"))
+        .with("Name", Value::string(ns))
+        .with("ElementName", Value::string(ns))
+        .with("ClassInfo", Value::Uint16(3))
+        .with_path(path)
 }
 
 impl Provider for InteropProvider {

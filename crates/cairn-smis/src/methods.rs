@@ -308,10 +308,12 @@ fn cross_pool(
         stop_requested: None,
     };
     let pit_name = rec.pit_name.clone();
-    let job = p
-        .jobs
-        .add(rec)
-        .map_err(|e| Refusal::new(retcode::FAILED, format!("Cannot record the job: {e}")))?;
+    let job = p.jobs.add(rec).map_err(|e| {
+        Refusal::new(
+            retcode::FAILED,
+            format!("Cannot record the job: {}", e.report()),
+        )
+    })?;
     let mut created = Vec::new();
     match prepare_copy(p, req, src, target_pool, name, &pit_name, job, &mut created) {
         Ok(plan) => {

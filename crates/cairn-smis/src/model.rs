@@ -390,18 +390,17 @@ fn associations(id: &Identity, snap: &Snapshot, jobs: &[JobRecord], c: &str) -> 
             .volumes()
             .filter_map(|(_, v)| relationship(snap, v).map(|rel| synchronized(id, v, rel)))
             .collect(),
-        "cairn_affectedjobelement" => jobs
-            .iter()
-            .filter_map(|j| {
-                let target = job_target(j, snap)?;
-                Some(association(
-                    "Cairn_AffectedJobElement",
-                    ("AffectedElement", id.volume_path(target)),
-                    ("AffectingElement", job_path(j.id)),
-                ))
-            })
-            .collect(),
-        "cairn_owningjobelement" => jobs
+        "cairn_affectedjobelement" | "cairn_owningjobelement" => {
+            job_associations(id, snap, jobs, c)
+        }
+        _ => system_associations(id, c),
+    }
+}
+
+/// The associations between a job and the service that owns it or the volume it creates.
+fn job_associations(id: &Identity, snap: &Snapshot, jobs: &[JobRecord], c: &str) -> Vec<Instance> {
+    if c == "cairn_owningjobelement" {
+        return jobs
             .iter()
             .map(|j| {
                 association(
@@ -410,7 +409,24 @@ fn associations(id: &Identity, snap: &Snapshot, jobs: &[JobRecord], c: &str) -> 
                     ("OwnedElement", job_path(j.id)),
                 )
             })
-            .collect(),
+            .collect();
+    }
+    jobs.iter()
+        .filter_map(|j| {
+            let target = job_target(j, snap)?;
+            Some(association(
+                "Cairn_AffectedJobElement",
+                ("AffectedElement", id.volume_path(target)),
+                ("AffectingElement", job_path(j.id)),
+            ))
+        })
+        .collect()
+}
+
+/// The associations of the system with its package and software (one instance each).
+fn system_associations(id: &Identity, c: &str) -> Vec<Instance> {
+    let sys = id.system_path();
+    match c {
         "cairn_computersystempackage" => vec![association(
             "Cairn_ComputerSystemPackage",
             ("Antecedent", id.package_path()),

@@ -26,6 +26,7 @@ use cairn_cim::{
 };
 use parking_lot::{Mutex, RwLock};
 
+use crate::error::ErrorKind;
 use crate::jobs::Jobs;
 use crate::limits::JOB_TIME_BEFORE_REMOVAL_DEFAULT;
 use crate::model::{self, Identity, Snapshot};
@@ -95,7 +96,7 @@ impl ArrayProvider {
         if let Some(e) = error {
             tracing::warn!(
                 "jobs file unusable, moved aside, starting with no jobs: {}",
-                e.0
+                e.report()
             );
         }
         let jobs = Arc::new(jobs);
@@ -238,10 +239,10 @@ impl Provider for ArrayProvider {
         let id = model::job_id_of(path).ok_or_else(|| CimError::not_found(path))?;
         match self.jobs.delete(id) {
             Ok(()) => Ok(()),
-            Err(true) => Err(CimError::failed(format!(
+            Err(e) if e.kind() == ErrorKind::JobRunning => Err(CimError::failed(format!(
                 "Job {id} is still running: terminate it first"
             ))),
-            Err(false) => Err(CimError::not_found(path)),
+            Err(_) => Err(CimError::not_found(path)),
         }
     }
 
