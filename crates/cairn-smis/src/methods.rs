@@ -415,7 +415,8 @@ fn modify_sync(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
         .and_then(model::volume_id_of)
         .ok_or_else(bad)?;
     let _ops = p.ops.lock();
-    let snap = Snapshot::take(p.array.as_ref());
+    // The relationship is computed from its two sides alone, never from every volume.
+    let snap = Snapshot::take_ids(p.array.as_ref(), &[target_id, source_id]);
     let (_, target) = snap.volume(target_id).ok_or_else(bad)?;
     let rel = model::relationship(&snap, target)
         .filter(|r| r.source == source_id)
@@ -898,6 +899,55 @@ mod tests {
                 .expect("read");
             assert!(back == data, "the replica holds the source's data");
         }
+    }
+
+    /// GetInstance reads only what the instance is computed from (nothing, the pools, or the
+    /// volumes its path names): it must find every instance EnumerateInstances shows, the same.
+    #[test]
+    fn get_instance_agrees_with_enumeration_for_every_class() {
+        let storage = Arc::new(Storage::new());
+        mem_pool(&storage, "pool0");
+        mem_pool(&storage, "pool1");
+        let p = ArrayProvider::new(storage.clone(), ArrayOptions::new("S"));
+        let src = p
+            .array
+            .create_volume("pool0", "src", 4 << 20, &VolumeSpec::default())
+            .expect("volume");
+        let source = p.identity.volume_path(src.id);
+        let pool1 = model::pool_path("pool1");
+        for target_pool in [None, Some(&pool1)] {
+            let req = ReplicaRequest {
+                name: None,
+                sync_type: SYNC_TYPE_SNAPSHOT,
+                source: &source,
+                target_pool,
+                unassociated: false,
+            };
+            make_replica_with(&p, &req, &mut |_| Ok(())).expect("replica");
+        }
+        let mut seen = 0;
+        for class in model::CAIRN_CLASSES {
+            let all = p
+                .enumerate_instances(CAIRN_NAMESPACE, class)
+                .expect("enumerate");
+            assert!(!all.is_empty() || class == model::PACKAGE_CLASS, "{class}");
+            for inst in all {
+                let path = inst
+                    .path
+                    .clone()
+                    .expect("path")
+                    .in_namespace(CAIRN_NAMESPACE);
+                let got = p.get_instance(CAIRN_NAMESPACE, &path).expect("GetInstance");
+                assert_eq!(got.as_ref(), Some(&inst), "{class}: {path}");
+                seen += 1;
+            }
+        }
+        assert!(seen > 30, "{seen}");
+        let gone = p.identity.volume_path(VolumeId([9; 16]));
+        assert_eq!(
+            p.get_instance(CAIRN_NAMESPACE, &gone).expect("GetInstance"),
+            None
+        );
     }
 
     #[test]

@@ -194,6 +194,23 @@ pub fn volume_id_of(path: &InstancePath) -> Option<VolumeId> {
         .ok()
 }
 
+/// The volumes a path names: its own DeviceID for a volume, the volumes its references name for
+/// an association.
+pub fn volumes_named(path: &InstancePath) -> Vec<VolumeId> {
+    if path.class_name.eq_ignore_ascii_case(VOLUME_CLASS) {
+        return volume_id_of(path).into_iter().collect();
+    }
+    path.keys
+        .iter()
+        .filter_map(|k| match &k.value {
+            KeyValue::Reference(r) if r.class_name.eq_ignore_ascii_case(VOLUME_CLASS) => {
+                volume_id_of(r)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The job id a ConcreteJob path names.
 pub fn job_id_of(path: &InstancePath) -> Option<u64> {
     key_text(path, "InstanceID")?
@@ -242,7 +259,72 @@ pub fn is_copying(v: &Volume) -> bool {
     v.hidden || is_copy_target(v)
 }
 
+/// How much of the array state the instances of a class are computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Nothing: the singletons and the associations between them.
+    Nothing,
+    /// The pools and their figures, no volume.
+    Pools,
+    /// The pools and every volume in the model.
+    Volumes,
+}
+
+/// What the instances of concrete class `class` need from the array (lowercase or not).
+pub fn needs(class: &str) -> Needs {
+    match class.to_ascii_lowercase().as_str() {
+        "cairn_storagepool"
+        | "cairn_storageconfigurationcapabilities"
+        | "cairn_hostedstoragepool"
+        | "cairn_elementcapabilities" => Needs::Pools,
+        "cairn_storagevolume"
+        | "cairn_systemdevice"
+        | "cairn_allocatedfromstoragepool"
+        | "cairn_storagesynchronized"
+        | "cairn_affectedjobelement" => Needs::Volumes,
+        _ => Needs::Nothing,
+    }
+}
+
 impl Snapshot {
+    /// As much of the array state as `needs` says, read now.
+    pub fn take_for(array: &dyn ArrayBackend, needs: Needs) -> Snapshot {
+        match needs {
+            Needs::Nothing => Snapshot { pools: Vec::new() },
+            Needs::Pools => Snapshot {
+                pools: array
+                    .pools()
+                    .into_iter()
+                    .map(|info| PoolView {
+                        info,
+                        volumes: Vec::new(),
+                    })
+                    .collect(),
+            },
+            Needs::Volumes => Snapshot::take(array),
+        }
+    }
+
+    /// The part of the state that holds the volumes `ids` that are in the model, with their pools:
+    /// what an instance naming those volumes is computed from.
+    pub fn take_ids(array: &dyn ArrayBackend, ids: &[VolumeId]) -> Snapshot {
+        let mut pools: Vec<PoolView> = Vec::new();
+        for v in ids.iter().filter_map(|id| array.volume(*id)) {
+            if !in_model(&v) {
+                continue;
+            }
+            if let Some(view) = pools.iter_mut().find(|p| p.info.name == v.pool) {
+                view.volumes.push(v);
+            } else if let Some(info) = array.pool(&v.pool) {
+                pools.push(PoolView {
+                    info,
+                    volumes: vec![v],
+                });
+            }
+        }
+        Snapshot { pools }
+    }
+
     pub fn take(array: &dyn ArrayBackend) -> Snapshot {
         let pools = array
             .pools()
@@ -257,19 +339,6 @@ impl Snapshot {
             })
             .collect();
         Snapshot { pools }
-    }
-
-    /// The part of the state that holds volume `id` (nothing if it is not in the model).
-    pub fn take_one(array: &dyn ArrayBackend, id: VolumeId) -> Snapshot {
-        let pools = array.volume(id).filter(in_model).and_then(|v| {
-            Some(PoolView {
-                info: array.pool(&v.pool)?,
-                volumes: vec![v],
-            })
-        });
-        Snapshot {
-            pools: pools.into_iter().collect(),
-        }
     }
 
     pub fn volume(&self, id: VolumeId) -> Option<(&PoolView, &Volume)> {

@@ -10,7 +10,9 @@
 //! intrinsic operations to [`crate::model`] and of extrinsic methods to [`crate::methods`].
 //!
 //! Invariant: the provider keeps no model state of its own beyond jobs; every answer is computed
-//! from the backend at the time of the request.
+//! from the backend at the time of the request, reading only what the answer needs (a singleton
+//! reads nothing, a pool the pools, one volume that volume and its pool — see [`model::needs`]),
+//! so the cost of such a request does not grow with the number of volumes.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -29,7 +31,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::error::ErrorKind;
 use crate::jobs::Jobs;
 use crate::limits::JOB_TIME_BEFORE_REMOVAL_DEFAULT;
-use crate::model::{self, Identity, Snapshot};
+use crate::model::{self, Identity, Needs, Snapshot};
 
 /// What a daemon tells its array model.
 #[derive(Debug, Clone)]
@@ -153,6 +155,20 @@ impl ArrayProvider {
     fn tbr_secs(&self) -> u64 {
         self.opts.time_before_removal.as_secs()
     }
+
+    /// The instances of `class_name` over `snap` and the jobs of this moment.
+    fn instances(&self, snap: &Snapshot, class_name: &str) -> Vec<Instance> {
+        // A job is in the model once its method is about to answer 4096 (its target is
+        // recorded then): a copy refused while it was being prepared never shows a job that
+        // vanishes without a final state.
+        let jobs: Vec<_> = self
+            .jobs
+            .list()
+            .into_iter()
+            .filter(|j| j.target.is_some())
+            .collect();
+        model::instances(&self.identity, snap, &jobs, self.tbr_secs(), class_name)
+    }
 }
 
 fn is_interop(ns: &str) -> bool {
@@ -185,24 +201,9 @@ impl Provider for ArrayProvider {
         }
         let snap = {
             let _gate = self.model_gate.read();
-            Snapshot::take(self.array.as_ref())
+            Snapshot::take_for(self.array.as_ref(), model::needs(class_name))
         };
-        // A job is in the model once its method is about to answer 4096 (its target is
-        // recorded then): a copy refused while it was being prepared never shows a job that
-        // vanishes without a final state.
-        let jobs: Vec<_> = self
-            .jobs
-            .list()
-            .into_iter()
-            .filter(|j| j.target.is_some())
-            .collect();
-        Ok(model::instances(
-            &self.identity,
-            &snap,
-            &jobs,
-            self.tbr_secs(),
-            class_name,
-        ))
+        Ok(self.instances(&snap, class_name))
     }
 
     fn get_instance(
@@ -210,21 +211,25 @@ impl Provider for ArrayProvider {
         namespace: &str,
         path: &InstancePath,
     ) -> Result<Option<Instance>, CimError> {
-        let same = |i: &Instance| i.path.as_ref().is_some_and(|p| p.same_keys(path));
-        if !is_interop(namespace) && path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS) {
-            // One volume: look it up by id instead of building every volume.
-            let Some(id) = model::volume_id_of(path) else {
-                return Ok(None);
-            };
-            let snap = {
-                let _gate = self.model_gate.read();
-                Snapshot::take_one(self.array.as_ref(), id)
-            };
-            let all = model::instances(&self.identity, &snap, &[], 0, model::VOLUME_CLASS);
-            return Ok(all.into_iter().find(same));
+        if is_interop(namespace) {
+            return Ok(None);
         }
+        // Only the volumes the path names (if any), never every volume: an instance naming
+        // volumes is computed from those volumes and their pools alone.
+        let ids = model::volumes_named(path);
+        let volume_class = path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS);
+        let snap = {
+            let _gate = self.model_gate.read();
+            match model::needs(&path.class_name) {
+                Needs::Volumes if volume_class || !ids.is_empty() => {
+                    Snapshot::take_ids(self.array.as_ref(), &ids)
+                }
+                needs => Snapshot::take_for(self.array.as_ref(), needs),
+            }
+        };
+        let same = |i: &Instance| i.path.as_ref().is_some_and(|p| p.same_keys(path));
         Ok(self
-            .enumerate_instances(namespace, &path.class_name)?
+            .instances(&snap, &path.class_name)
             .into_iter()
             .find(same))
     }

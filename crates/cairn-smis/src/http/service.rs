@@ -144,13 +144,20 @@ where
 {
     let cim = Arc::clone(&state.cim);
     let reply = tokio::task::spawn_blocking(move || {
-        cim.handle(&HttpCimRequest {
+        let started = std::time::Instant::now();
+        let outcome = cim.handle(&HttpCimRequest {
             cim_operation: headers.operation.as_deref(),
             cim_method: headers.method.as_deref(),
             cim_object: headers.object.as_deref(),
             cim_protocol_version: headers.protocol_version.as_deref(),
             body: &body,
-        })
+        });
+        tracing::debug!(
+            method = headers.method.as_deref().unwrap_or("-"),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "CIM request handled"
+        );
+        outcome
     })
     .await;
     match reply {
