@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+pub mod iscsi;
+
 /// Longest time a daemon may take to open its pools and bind its listeners.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -36,6 +38,19 @@ pub fn cairn_bin() -> PathBuf {
     bin
 }
 
+/// The Python interpreter with pywbem: `CAIRN_TEST_PYTHON`, or `/work/venv/bin/python`.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("CAIRN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} not found: set CAIRN_TEST_PYTHON to a python with pywbem (.ci/run makes one)",
+        python.display()
+    );
+    python
+}
+
 /// Runs `cairn ARGS` to completion and returns (status, stdout, stderr).
 pub fn cairn(args: &[&str]) -> Result<(ExitStatus, String, String)> {
     let out = Command::new(cairn_bin())
@@ -55,6 +70,7 @@ pub struct Listen {
     pub smis_http: Option<SocketAddr>,
     pub smis_https: Option<SocketAddr>,
     pub nbd: Option<SocketAddr>,
+    pub iscsi: Option<SocketAddr>,
 }
 
 /// A running `cairn serve` on a data directory.
@@ -69,7 +85,7 @@ pub struct Daemon {
 /// unless `extra` says otherwise, fixed credentials.
 pub fn test_config(extra: &str) -> String {
     format!(
-        "[listen]\nsmis_http = \"127.0.0.1:0\"\nsmis_https = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\n\
+        "[listen]\nsmis_http = \"127.0.0.1:0\"\nsmis_https = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\niscsi = \"127.0.0.1:0\"\n\
          [auth]\nuser = \"admin\"\npassword = \"secret\"\n{extra}"
     )
 }
@@ -111,6 +127,7 @@ impl Daemon {
                 smis_http: None,
                 smis_https: None,
                 nbd: None,
+                iscsi: None,
             },
             log,
         };
@@ -183,5 +200,6 @@ fn read_listen(data_dir: &Path) -> Result<Listen> {
         smis_http: addr("smis_http")?,
         smis_https: addr("smis_https")?,
         nbd: addr("nbd")?,
+        iscsi: addr("iscsi")?,
     })
 }

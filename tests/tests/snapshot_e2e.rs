@@ -6,20 +6,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cairn_tests::{cairn, test_config, Daemon};
+use cairn_tests::{cairn, python, test_config, Daemon};
 use serde_json::Value;
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("CAIRN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/venv/bin/python"));
-    assert!(
-        python.exists(),
-        "{} not found: set CAIRN_TEST_PYTHON to a python with pywbem (.ci/run makes one)",
-        python.display()
-    );
-    python
-}
 
 /// Runs one step of tests/py/array.py against the daemon and returns its JSON result.
 fn array(daemon: &Daemon, step: &[&str]) -> Value {

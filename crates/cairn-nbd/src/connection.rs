@@ -9,7 +9,7 @@
 //!   written whole by the single writer task.
 //! - On NBD_CMD_DISC, end of stream or server shutdown, the connection stops reading, completes
 //!   every request it already accepted, then closes. A bad request magic closes at once.
-//! - Engine errors are mapped to errno values here, once.
+//! - Export-layer errors are mapped to errno values here, once ([`errno_for`]).
 
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -22,7 +22,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::exports::{Exports, Run, Volume, VolumeError, VolumeErrorKind};
+use cairn_export::{Exports, Run, Volume, VolumeInfo, Zeroing};
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::handshake::{Catalog, ExportInfo, Handshake, Negotiated, Step, TlsMode};
 use crate::proto::{EINVAL, EIO, ENOSPC, EPERM};
 use crate::request::{check, decode_header, Action, Command, RequestHeader, REQUEST_HEADER_BYTES};
@@ -35,15 +37,40 @@ struct SessionCatalog {
     opened: Option<Arc<dyn Volume>>,
 }
 
+/// The handshake's view of an export.
+fn export_info(v: &VolumeInfo) -> ExportInfo {
+    ExportInfo {
+        name: v.name.clone(),
+        size_bytes: v.size_bytes,
+        read_only: v.read_only,
+        block_size_min_bytes: v.logical_block_size,
+    }
+}
+
+/// An export that cannot be listed, described or opened is unknown to the client; a failure
+/// other than "not found" is worth a log line.
+fn known<T>(what: &str, name: &str, r: cairn_export::Result<T>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) if e.kind() == cairn_export::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(export = name, error = %e, "NBD {what} failed");
+            None
+        }
+    }
+}
+
 impl Catalog for SessionCatalog {
     fn list(&self) -> Vec<String> {
-        self.exports.list()
+        let all = known("list", "", self.exports.list()).unwrap_or_default();
+        all.into_iter().map(|v| v.name).collect()
     }
     fn info(&self, name: &str) -> Option<ExportInfo> {
-        self.exports.info(name)
+        known("info", name, self.exports.info(name)).map(|v| export_info(&v))
     }
     fn open(&mut self, name: &str) -> Option<ExportInfo> {
-        let (info, volume) = self.exports.open(name)?;
+        let volume = known("open", name, self.exports.open(name))?;
+        let info = export_info(&volume.info());
         self.opened = Some(volume);
         Some(info)
     }
@@ -55,7 +82,25 @@ enum Outcome {
     Transmission(Negotiated),
 }
 
-type ConnResult<T> = std::result::Result<T, String>;
+fn lost(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::new(ErrorKind::Connection, context).with_source(e)
+}
+
+fn ended(context: &str) -> Error {
+    Error::new(ErrorKind::Connection, context)
+}
+
+/// The error with its chain of sources, for the log.
+fn chain(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
 
 /// Serves one accepted socket until it closes or the server shuts down.
 pub(crate) async fn serve(
@@ -66,7 +111,7 @@ pub(crate) async fn serve(
 ) {
     match run(socket, &shared, shutdown).await {
         Ok(()) => tracing::debug!(%peer, "NBD connection closed"),
-        Err(e) => tracing::info!(%peer, error = %e, "NBD connection ended"),
+        Err(e) => tracing::info!(%peer, error = %chain(&e), "NBD connection ended"),
     }
 }
 
@@ -74,13 +119,13 @@ pub(crate) async fn serve(
 /// and abandoned when the server shuts down. Transmission is not guarded this way: it drains
 /// its accepted requests on shutdown instead.
 async fn guarded<T>(
-    phase: impl std::future::Future<Output = ConnResult<T>>,
+    phase: impl std::future::Future<Output = Result<T>>,
     shutdown: &mut watch::Receiver<bool>,
-) -> ConnResult<T> {
+) -> Result<T> {
     let deadline = Duration::from_secs(limits::HANDSHAKE_TIMEOUT_SECS);
     tokio::select! {
-        r = tokio::time::timeout(deadline, phase) => r.map_err(|_| "handshake timed out".to_string())?,
-        _ = shutdown.changed() => Err("server shutting down during the handshake".to_string()),
+        r = tokio::time::timeout(deadline, phase) => r.map_err(|_| ended("Handshake timed out"))?,
+        _ = shutdown.changed() => Err(ended("Server shutting down during the handshake")),
     }
 }
 
@@ -88,7 +133,7 @@ async fn run(
     mut socket: TcpStream,
     shared: &Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-) -> ConnResult<()> {
+) -> Result<()> {
     let mode = if shared.tls.is_some() {
         TlsMode::Required
     } else {
@@ -99,7 +144,7 @@ async fn run(
         exports: shared.exports.clone(),
         opened: None,
     };
-    let mut input = BytesMut::with_capacity(8 << 10);
+    let mut input = BytesMut::with_capacity(limits::HANDSHAKE_INPUT_BYTES);
     let mut out = BytesMut::new();
     Handshake::greeting(&mut out);
     let plain = negotiate(&mut socket, &mut hs, &mut catalog, &mut input, &mut out);
@@ -111,17 +156,20 @@ async fn run(
         Outcome::StartTls => {}
     }
     if !input.is_empty() {
-        return Err("data before the TLS handshake".into());
+        return Err(Error::new(
+            ErrorKind::Handshake,
+            "Data arrived before the TLS handshake",
+        ));
     }
     let Some(tls) = shared.tls.clone() else {
-        return Err("STARTTLS accepted without a TLS configuration".into());
+        return Err(ended("STARTTLS accepted without a TLS configuration"));
     };
     let accept = async {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         acceptor
             .accept(socket)
             .await
-            .map_err(|e| format!("TLS handshake failed: {e}"))
+            .map_err(lost("TLS handshake failed"))
     };
     let mut stream = guarded(accept, &mut shutdown).await?;
     hs.tls_started();
@@ -132,7 +180,7 @@ async fn run(
             Ok(())
         }
         Outcome::Transmission(n) => transmit(stream, n, catalog, input, shared, shutdown).await,
-        Outcome::StartTls => Err("second STARTTLS".into()),
+        Outcome::StartTls => Err(Error::new(ErrorKind::Handshake, "Second STARTTLS")),
     }
 }
 
@@ -143,27 +191,21 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     catalog: &mut SessionCatalog,
     input: &mut BytesMut,
     out: &mut BytesMut,
-) -> ConnResult<Outcome> {
+) -> Result<Outcome> {
     loop {
-        let step = hs.step(input, catalog, out).map_err(|e| e.to_string())?;
+        let step = hs.step(input, catalog, out)?;
         if !matches!(step, Step::Continue) {
-            stream
-                .write_all(out)
-                .await
-                .map_err(|e| format!("write: {e}"))?;
-            stream.flush().await.map_err(|e| format!("write: {e}"))?;
+            stream.write_all(out).await.map_err(lost("Write"))?;
+            stream.flush().await.map_err(lost("Write"))?;
             out.clear();
         }
         match step {
             Step::Continue => {}
             Step::NeedMore => {
                 input.reserve(limits::OPTION_DATA_BYTES_MAX as usize);
-                let n = stream
-                    .read_buf(input)
-                    .await
-                    .map_err(|e| format!("read: {e}"))?;
+                let n = stream.read_buf(input).await.map_err(lost("Read"))?;
                 if n == 0 {
-                    return Err("client closed during the handshake".into());
+                    return Err(ended("Client closed during the handshake"));
                 }
             }
             Step::StartTls => return Ok(Outcome::StartTls),
@@ -235,34 +277,31 @@ struct Request {
 async fn read_request<R: AsyncRead + Unpin>(
     reader: &mut R,
     budget: &Budget,
-) -> ConnResult<Option<Request>> {
+) -> Result<Option<Request>> {
     let mut head = [0u8; REQUEST_HEADER_BYTES];
     match reader.read_exact(&mut head).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(format!("read: {e}")),
+        Err(e) => return Err(lost("Read")(e)),
     }
-    let header = decode_header(&head).map_err(|e| e.to_string())?;
+    let header = decode_header(&head)?;
     let charge = budget
         .charge(charge_bytes(&header))
         .await
-        .ok_or("in-flight budget closed")?;
+        .ok_or_else(|| ended("In-flight budget closed"))?;
     let payload = match header.payload_bytes() {
         0 => None,
         _ if header.payload_oversized() => {
             let len = u64::from(header.payload_bytes());
             let skipped = tokio::io::copy(&mut reader.take(len), &mut tokio::io::sink()).await;
-            if skipped.map_err(|e| format!("read: {e}"))? != len {
+            if skipped.map_err(lost("Read"))? != len {
                 return Ok(None);
             }
             None
         }
         len => {
             let mut buf = vec![0u8; len as usize];
-            reader
-                .read_exact(&mut buf)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
+            reader.read_exact(&mut buf).await.map_err(lost("Read"))?;
             Some(Bytes::from(buf))
         }
     };
@@ -280,12 +319,15 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     leftover: BytesMut,
     shared: &Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-) -> ConnResult<()> {
+) -> Result<()> {
     let Some(volume) = catalog.opened else {
-        return Err("negotiation ended without an open export".into());
+        return Err(ended("Negotiation ended without an open export"));
     };
     let (read_half, write_half) = tokio::io::split(stream);
-    let mut reader = BufReader::with_capacity(256 << 10, Cursor::new(leftover).chain(read_half));
+    let mut reader = BufReader::with_capacity(
+        limits::READ_BUFFER_BYTES,
+        Cursor::new(leftover).chain(read_half),
+    );
     let (tx, rx) = mpsc::channel::<Reply>(limits::REPLY_QUEUE_DEPTH);
     let writer = tokio::spawn(write_replies(write_half, rx));
     let budget = Budget {
@@ -329,10 +371,12 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     match tokio::time::timeout(deadline, drain).await {
         Ok(Ok(Ok(()))) => result,
         Ok(Ok(Err(e))) => result.and(Err(e)),
-        Ok(Err(e)) => result.and(Err(format!("writer task failed: {e}"))),
+        Ok(Err(e)) => result.and(Err(
+            Error::new(ErrorKind::Server, "Writer task failed").with_source(e)
+        )),
         Err(_) => {
             writer_abort.abort();
-            result.and(Err("replies not drained in time".into()))
+            result.and(Err(ended("Replies not drained in time")))
         }
     }
 }
@@ -340,8 +384,8 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 async fn write_replies<W: AsyncWrite + Unpin>(
     writer: W,
     mut rx: mpsc::Receiver<Reply>,
-) -> ConnResult<()> {
-    let mut writer = BufWriter::with_capacity(64 << 10, writer);
+) -> Result<()> {
+    let mut writer = BufWriter::with_capacity(limits::WRITE_BUFFER_BYTES, writer);
     let stall = Duration::from_secs(limits::WRITE_STALL_TIMEOUT_SECS);
     while let Some(reply) = rx.recv().await {
         let io = async {
@@ -356,8 +400,8 @@ async fn write_replies<W: AsyncWrite + Unpin>(
         };
         let failure = match tokio::time::timeout(stall, io).await {
             Ok(Ok(())) => continue,
-            Ok(Err(e)) => format!("write: {e}"),
-            Err(_) => "client stopped reading replies".to_string(),
+            Ok(Err(e)) => lost("Write")(e),
+            Err(_) => ended("Client stopped reading replies"),
         };
         // Nothing more can be sent: refuse further replies (the reader sees the channel close
         // and stops), and drop the queued ones so their in-flight budget is released.
@@ -376,12 +420,15 @@ struct RequestCtx {
     tx: mpsc::Sender<Reply>,
 }
 
-/// The outcome of one request on the engine.
+/// The outcome of one request on the volume.
 enum Done {
     Empty,
     Data(Vec<u8>),
     Status(Vec<Run>),
 }
+
+/// A failed request: the errno for its reply and a message.
+type Failure = (u32, String);
 
 impl RequestCtx {
     async fn execute(self: Arc<Self>, request: Request) {
@@ -390,56 +437,76 @@ impl RequestCtx {
             payload,
             charge,
         } = request;
-        let mut head = BytesMut::with_capacity(32);
-        let structured_chunk = self.negotiated.structured_replies
-            && matches!(header.command, Command::Read | Command::BlockStatus);
-        let action = match (check(&header, &self.negotiated), &payload) {
+        let outcome = self.run(&header, payload).await;
+        let mut head = BytesMut::with_capacity(limits::REPLY_HEADER_BYTES);
+        let data = self.encode(&mut head, &header, outcome);
+        // A send error means the writer is gone (client disconnected): nothing left to do.
+        let _ = self
+            .tx
+            .send(Reply {
+                head,
+                data,
+                _charge: charge,
+            })
+            .await;
+    }
+
+    /// Validates the request and runs it on tokio's blocking pool.
+    async fn run(
+        &self,
+        header: &RequestHeader,
+        payload: Option<Bytes>,
+    ) -> std::result::Result<(Action, Done), Failure> {
+        let action = match (check(header, &self.negotiated), &payload) {
             (Ok(Action::Write { .. }), None) => Err(EINVAL),
             (result, _) => result,
         };
-        let outcome = match action {
-            Err(errno) => Err((errno, "request rejected".to_string())),
-            Ok(action) => {
-                let volume = self.volume.clone();
-                let export = &self.negotiated.export;
-                let geometry = (
-                    u64::from(export.block_size_min_bytes.max(1)),
-                    export.size_bytes,
-                );
-                let job = tokio::task::spawn_blocking(move || {
-                    perform(volume.as_ref(), geometry, action, payload)
-                });
-                match job.await {
-                    Ok(r) => r
-                        .map(|done| (action, done))
-                        .map_err(|e| (errno_for(action, &e), e.message)),
-                    Err(e) => Err((EIO, format!("request task failed: {e}"))),
-                }
-            }
-        };
-        let data = match outcome {
+        let action = action.map_err(|errno| (errno, "request rejected".to_string()))?;
+        let volume = self.volume.clone();
+        let export = &self.negotiated.export;
+        let geometry = (
+            u64::from(export.block_size_min_bytes.max(1)),
+            export.size_bytes,
+        );
+        let job = tokio::task::spawn_blocking(move || {
+            perform(volume.as_ref(), geometry, action, payload)
+        });
+        match job.await {
+            Ok(r) => r
+                .map(|done| (action, done))
+                .map_err(|e| (errno_for(action, &e), e.to_string())),
+            Err(e) => Err((EIO, format!("request task failed: {e}"))),
+        }
+    }
+
+    /// Writes the reply head for `outcome` into `head`; returns the data that follows it.
+    fn encode(
+        &self,
+        head: &mut BytesMut,
+        header: &RequestHeader,
+        outcome: std::result::Result<(Action, Done), Failure>,
+    ) -> Option<Vec<u8>> {
+        let cookie = header.cookie;
+        let structured = self.negotiated.structured_replies;
+        let structured_chunk =
+            structured && matches!(header.command, Command::Read | Command::BlockStatus);
+        match outcome {
             Err((errno, message)) => {
                 if errno == EIO {
-                    tracing::warn!(cookie = header.cookie, error = %message, "NBD request failed");
+                    tracing::warn!(cookie, error = %message, "NBD request failed");
                 } else {
-                    tracing::debug!(cookie = header.cookie, errno, error = %message, "NBD request refused");
+                    tracing::debug!(cookie, errno, error = %message, "NBD request refused");
                 }
-                reply::error(&mut head, structured_chunk, header.cookie, errno, &message);
+                reply::error(head, structured_chunk, cookie, errno, &message);
                 None
             }
             Ok((_, Done::Empty)) => {
-                reply::simple(&mut head, header.cookie, 0);
+                reply::simple(head, cookie, 0);
                 None
             }
             Ok((Action::Read { offset, .. }, Done::Data(data))) => {
-                let structured = self.negotiated.structured_replies;
-                reply::read_data_header(
-                    &mut head,
-                    structured,
-                    header.cookie,
-                    offset,
-                    data.len() as u32,
-                );
+                let len = data.len() as u32;
+                reply::read_data_header(head, structured, cookie, offset, len);
                 Some(data)
             }
             Ok((
@@ -453,40 +520,26 @@ impl RequestCtx {
             )) => {
                 let runs = runs.into_iter().map(|r| (r.offset, r.len, r.mapped));
                 let descriptors = reply::allocation_descriptors(runs, offset, len, req_one);
-                reply::block_status(&mut head, header.cookie, context_id, &descriptors);
+                reply::block_status(head, cookie, context_id, &descriptors);
                 None
             }
             Ok(_) => {
-                reply::error(
-                    &mut head,
-                    structured_chunk,
-                    header.cookie,
-                    EIO,
-                    "internal mismatch",
-                );
+                reply::error(head, structured_chunk, cookie, EIO, "internal mismatch");
                 None
             }
-        };
-        // A send error means the writer is gone (client disconnected): nothing left to do.
-        let _ = self
-            .tx
-            .send(Reply {
-                head,
-                data,
-                _charge: charge,
-            })
-            .await;
+        }
     }
 }
 
 /// Runs one validated request against the volume (on a blocking thread); `(block, size)` is
-/// the export's minimum block size and size in bytes.
+/// the export's minimum block size and size in bytes. FUA on a write goes to the volume's own FUA
+/// write; on a trim or zeroing it is a flush after it.
 fn perform(
     volume: &dyn Volume,
     (block, size): (u64, u64),
     action: Action,
     payload: Option<Bytes>,
-) -> Result<Done, VolumeError> {
+) -> cairn_export::Result<Done> {
     match action {
         Action::Read { offset, len } => {
             let mut buf = vec![0u8; len as usize];
@@ -495,8 +548,8 @@ fn perform(
         }
         Action::Write { offset, fua, .. } => {
             let data = payload.unwrap_or_default();
-            volume.write(offset, &data)?;
-            flush_if(volume, fua)
+            volume.write(offset, &data, fua)?;
+            Ok(Done::Empty)
         }
         Action::Flush => flush_if(volume, true),
         Action::Trim { offset, len, fua } => {
@@ -509,15 +562,16 @@ fn perform(
             fua,
             no_hole,
         } => {
-            if no_hole {
-                write_zero_data(volume, offset, u64::from(len))?;
+            let how = if no_hole {
+                Zeroing::Allocate
             } else {
-                volume.write_zeroes(offset, u64::from(len))?;
-            }
+                Zeroing::Unmap
+            };
+            volume.write_zeroes(offset, u64::from(len), how)?;
             flush_if(volume, fua)
         }
         Action::BlockStatus { offset, len, .. } => {
-            // The engine is asked for whole blocks; the reply is clipped back to the request.
+            // The volume is asked for whole blocks; the reply is clipped back to the request.
             let start = offset - offset % block;
             let end = (offset + u64::from(len)).next_multiple_of(block).min(size);
             Ok(Done::Status(volume.block_status(start, end - start)?))
@@ -526,33 +580,22 @@ fn perform(
     }
 }
 
-fn flush_if(volume: &dyn Volume, fua: bool) -> Result<Done, VolumeError> {
+fn flush_if(volume: &dyn Volume, fua: bool) -> cairn_export::Result<Done> {
     if fua {
         volume.flush()?;
     }
     Ok(Done::Empty)
 }
 
-/// WRITE_ZEROES with NO_HOLE: the range must end up allocated, so zeroes are written as data.
-fn write_zero_data(volume: &dyn Volume, offset: u64, len: u64) -> Result<(), VolumeError> {
-    let zeroes = vec![0u8; limits::ZERO_BUFFER_BYTES.min(len as usize)];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(zeroes.len() as u64);
-        volume.write(offset + done, &zeroes[..n as usize])?;
-        done += n;
-    }
-    Ok(())
-}
-
 /// Maps a volume failure to the errno the protocol prescribes for this command.
-fn errno_for(action: Action, e: &VolumeError) -> u32 {
+fn errno_for(action: Action, e: &cairn_export::Error) -> u32 {
+    use cairn_export::ErrorKind as K;
     let writes_data = matches!(action, Action::Write { .. } | Action::WriteZeroes { .. });
-    match e.kind {
-        VolumeErrorKind::NoSpace => ENOSPC,
-        VolumeErrorKind::ReadOnly => EPERM,
-        VolumeErrorKind::OutOfRange if writes_data => ENOSPC,
-        VolumeErrorKind::OutOfRange | VolumeErrorKind::Invalid => EINVAL,
-        VolumeErrorKind::Io => EIO,
+    match e.kind() {
+        K::NoSpace => ENOSPC,
+        K::ReadOnly => EPERM,
+        K::OutOfRange if writes_data => ENOSPC,
+        K::OutOfRange | K::InvalidArgument => EINVAL,
+        _ => EIO,
     }
 }

@@ -16,6 +16,7 @@
 
 use bytes::{Buf, BufMut, BytesMut};
 
+use crate::error::{Error, ErrorKind};
 use crate::limits;
 use crate::proto::*;
 use crate::wire::Reader;
@@ -97,25 +98,9 @@ pub enum Step {
     Transmission(Negotiated),
 }
 
-/// A client broke the protocol in a way that ends the connection.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandshakeError {
-    #[error("Client flags {0:#x} carry unknown bits")]
-    UnknownClientFlags(u32),
-    #[error("Client does not speak fixed newstyle")]
-    NotFixedNewstyle,
-    #[error("Bad option magic {0:#x}")]
-    BadOptionMagic(u64),
-    #[error("Export {0:?} requested by NBD_OPT_EXPORT_NAME does not exist")]
-    UnknownExport(String),
-    #[error("NBD_OPT_EXPORT_NAME before TLS was negotiated")]
-    TlsRequired,
-    #[error("Too many options")]
-    TooManyOptions,
-    #[error("Data arrived before the TLS handshake")]
-    DataBeforeTls,
-    #[error("Handshake already finished")]
-    Finished,
+/// A client's protocol violation, which ends the connection.
+fn violation(context: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Handshake, context)
 }
 
 #[derive(Debug)]
@@ -187,25 +172,27 @@ impl Handshake {
         input: &mut BytesMut,
         catalog: &mut dyn Catalog,
         out: &mut BytesMut,
-    ) -> Result<Step, HandshakeError> {
+    ) -> Result<Step, Error> {
         match self.phase {
             Phase::ClientFlags => self.client_flags(input),
             Phase::Options => self.option(input, catalog, out),
             Phase::Skip { option, remaining } => Ok(self.skip(input, option, remaining, out)),
-            Phase::Done => Err(HandshakeError::Finished),
+            Phase::Done => Err(violation("Handshake already finished")),
         }
     }
 
-    fn client_flags(&mut self, input: &mut BytesMut) -> Result<Step, HandshakeError> {
+    fn client_flags(&mut self, input: &mut BytesMut) -> Result<Step, Error> {
         if input.len() < 4 {
             return Ok(Step::NeedMore);
         }
         let flags = input.get_u32();
         if flags & !CLIENT_FLAGS_KNOWN != 0 {
-            return Err(HandshakeError::UnknownClientFlags(flags));
+            return Err(violation(format!(
+                "Client flags {flags:#x} carry unknown bits"
+            )));
         }
         if flags & FLAG_C_FIXED_NEWSTYLE == 0 {
-            return Err(HandshakeError::NotFixedNewstyle);
+            return Err(violation("Client does not speak fixed newstyle"));
         }
         self.no_zeroes = flags & FLAG_C_NO_ZEROES != 0;
         self.phase = Phase::Options;
@@ -236,7 +223,7 @@ impl Handshake {
         input: &mut BytesMut,
         catalog: &mut dyn Catalog,
         out: &mut BytesMut,
-    ) -> Result<Step, HandshakeError> {
+    ) -> Result<Step, Error> {
         if input.len() < OPTION_HEADER_BYTES {
             return Ok(Step::NeedMore);
         }
@@ -246,7 +233,7 @@ impl Handshake {
             _ => return Ok(Step::NeedMore),
         };
         if magic != IHAVEOPT {
-            return Err(HandshakeError::BadOptionMagic(magic));
+            return Err(violation(format!("Bad option magic {magic:#x}")));
         }
         if len > limits::OPTION_DATA_BYTES_MAX {
             self.count_option()?;
@@ -267,10 +254,10 @@ impl Handshake {
         self.dispatch(option, data, catalog, out)
     }
 
-    fn count_option(&mut self) -> Result<(), HandshakeError> {
+    fn count_option(&mut self) -> Result<(), Error> {
         self.options_seen += 1;
         if self.options_seen > limits::OPTIONS_PER_CONNECTION_MAX {
-            return Err(HandshakeError::TooManyOptions);
+            return Err(violation("Too many options"));
         }
         Ok(())
     }
@@ -281,7 +268,7 @@ impl Handshake {
         data: &[u8],
         catalog: &mut dyn Catalog,
         out: &mut BytesMut,
-    ) -> Result<Step, HandshakeError> {
+    ) -> Result<Step, Error> {
         let gated = matches!(
             option,
             OPT_LIST
@@ -329,14 +316,18 @@ impl Handshake {
         data: &[u8],
         catalog: &mut dyn Catalog,
         out: &mut BytesMut,
-    ) -> Result<Step, HandshakeError> {
+    ) -> Result<Step, Error> {
         if self.tls_pending() {
-            return Err(HandshakeError::TlsRequired);
+            return Err(violation("NBD_OPT_EXPORT_NAME before TLS was negotiated"));
         }
         let name = String::from_utf8_lossy(data).into_owned();
         let export = match std::str::from_utf8(data).ok().and_then(|n| catalog.open(n)) {
             Some(export) => export,
-            None => return Err(HandshakeError::UnknownExport(name)),
+            None => {
+                return Err(violation(format!(
+                    "Export {name:?} requested by NBD_OPT_EXPORT_NAME does not exist"
+                )))
+            }
         };
         out.put_u64(export.size_bytes);
         out.put_u16(export.transmission_flags());

@@ -4,17 +4,19 @@
 //! - the **codec** ([`handshake`], [`request`], [`reply`], [`proto`]): the fixed-newstyle
 //!   handshake, option haggling, request framing and reply encoding as pure state machines over
 //!   byte buffers — no sockets, no engine — so they can be fuzzed and replayed from captures;
-//! - the **server** ([`start`], [`NbdServerConfig`], [`exports`]): tokio, optional TLS (NBD_OPT_STARTTLS with rustls),
-//!   bounded bytes in flight, and the mapping of engine errors to NBD errno values, done once at
-//!   the edge.
+//! - the **server** ([`start`], [`NbdServerConfig`]): tokio, optional TLS (NBD_OPT_STARTTLS with
+//!   the rustls configuration the caller hands in), bounded bytes in flight, and the mapping of
+//!   export errors to NBD errno values, done once at the edge.
+//!
+//! The server serves any `cairn_export::Exports` (the export layer: one implementation over
+//! Cairn's engine, more to come) and depends on nothing else of Cairn's: not on the engine, not
+//! on the management crates, not on any other data protocol.
 //!
 //! Limits live in [`limits`].
 #![forbid(unsafe_code)]
 
 mod connection;
-mod engine;
 mod error;
-pub mod exports;
 pub mod handshake;
 pub mod limits;
 pub mod proto;
@@ -23,9 +25,7 @@ pub mod request;
 mod server;
 mod wire;
 
-pub use engine::start;
 pub use error::{Error, ErrorKind, Result};
-pub use exports::{Exports, Run, Volume, VolumeError, VolumeErrorKind, VolumeResult};
-pub use handshake::{Catalog, ExportInfo, Handshake, HandshakeError, Negotiated, Step, TlsMode};
+pub use handshake::{Catalog, ExportInfo, Handshake, Negotiated, Step, TlsMode};
 pub use request::{check, decode_header, Action, Command, Request, RequestDecoder, RequestHeader};
-pub use server::{start_exports, NbdServerConfig, NbdServerHandle};
+pub use server::{start, NbdServerConfig, NbdServerHandle};

@@ -1,15 +1,17 @@
 //! Every size and count limit of the NBD codec and server, in one place.
 //!
-//! Invariants (checked at compile time below): a maximal READ/WRITE payload fits both in one
-//! connection's in-flight budget and in the daemon-wide budget, so a single request can always make
-//! progress; the block sizes advertised are powers of two with min <= preferred <= max.
+//! Invariants (checked at compile time below): the largest READ/WRITE payload is the export
+//! layer's largest request; it fits both in one connection's in-flight budget and in the
+//! daemon-wide budget, so a single request can always make progress; the block sizes advertised
+//! are powers of two with min <= preferred <= max.
 
 /// Smallest block size ever advertised (a 512-byte logical-block volume).
 pub const BLOCK_SIZE_MIN_BYTES: u32 = 512;
 /// Preferred I/O size advertised to clients (the engine's block).
 pub const BLOCK_SIZE_PREFERRED_BYTES: u32 = 4096;
-/// Largest READ/WRITE payload accepted (NBD_INFO_BLOCK_SIZE maximum).
-pub const PAYLOAD_BYTES_MAX: u32 = 32 << 20;
+/// Largest READ/WRITE payload accepted (NBD_INFO_BLOCK_SIZE maximum): the export layer's
+/// largest request.
+pub const PAYLOAD_BYTES_MAX: u32 = cairn_export::limits::REQUEST_BYTES_MAX;
 /// Largest option payload read during the handshake; longer options are skipped with ERR_TOO_BIG.
 pub const OPTION_DATA_BYTES_MAX: u32 = 64 << 10;
 /// Longest export name or metadata-context query accepted (the protocol's string limit).
@@ -36,8 +38,15 @@ pub const DRAIN_TIMEOUT_SECS: u64 = 30;
 /// Time one reply may take to be written before the client is deemed stuck and dropped (so a
 /// client that stops reading cannot pin the daemon-wide in-flight budget).
 pub const WRITE_STALL_TIMEOUT_SECS: u64 = 60;
-/// Buffer used to write zeroes for WRITE_ZEROES with NO_HOLE.
-pub const ZERO_BUFFER_BYTES: usize = 1 << 20;
+/// Initial capacity of a connection's handshake input buffer (it grows to one option at most).
+pub const HANDSHAKE_INPUT_BYTES: usize = 8 << 10;
+/// Read buffer of a connection in transmission.
+pub const READ_BUFFER_BYTES: usize = 256 << 10;
+/// Write buffer of a connection's reply writer.
+pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
+/// Initial capacity of a reply's head buffer: a structured read chunk header with its offset is
+/// 28 bytes; an error message or block-status descriptors grow it.
+pub const REPLY_HEADER_BYTES: usize = 32;
 /// Depth of the queue of replies waiting for the connection's writer.
 pub const REPLY_QUEUE_DEPTH: usize = 64;
 
@@ -56,4 +65,7 @@ const _: () = assert!(DAEMON_IN_FLIGHT_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(NAME_BYTES_MAX < OPTION_DATA_BYTES_MAX);
 const _: () =
     assert!(BLOCK_STATUS_DESCRIPTORS_MAX * 8 + 64 <= CONNECTION_IN_FLIGHT_BYTES_MAX as usize);
-const _: () = assert!(ZERO_BUFFER_BYTES % BLOCK_SIZE_PREFERRED_BYTES as usize == 0);
+const _: () = assert!(PAYLOAD_BYTES_MAX <= cairn_export::limits::REQUEST_BYTES_MAX);
+const _: () = assert!(HANDSHAKE_INPUT_BYTES <= OPTION_DATA_BYTES_MAX as usize);
+const _: () = assert!(READ_BUFFER_BYTES as u64 <= CONNECTION_IN_FLIGHT_BYTES_MAX);
+const _: () = assert!(REPLY_HEADER_BYTES >= 28);

@@ -13,6 +13,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::error::{Error, ErrorKind};
 use crate::handshake::Negotiated;
 use crate::limits;
 use crate::proto::*;
@@ -90,16 +91,15 @@ impl RequestHeader {
     }
 }
 
-/// The stream cannot be framed any more.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Bad request magic {0:#x}")]
-pub struct BadMagic(pub u32);
-
 /// Decodes one request header.
-pub fn decode_header(b: &[u8; REQUEST_HEADER_BYTES]) -> Result<RequestHeader, BadMagic> {
+/// [`ErrorKind::BadMagic`] means the stream cannot be framed any more.
+pub fn decode_header(b: &[u8; REQUEST_HEADER_BYTES]) -> Result<RequestHeader, Error> {
     let magic = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     if magic != REQUEST_MAGIC {
-        return Err(BadMagic(magic));
+        return Err(Error::new(
+            ErrorKind::BadMagic,
+            format!("Bad request magic {magic:#x}"),
+        ));
     }
     Ok(RequestHeader {
         flags: u16::from_be_bytes([b[4], b[5]]),
@@ -129,7 +129,7 @@ impl RequestDecoder {
     }
 
     /// Returns the next complete request in `input`, or `None` if more bytes are needed.
-    pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Request>, BadMagic> {
+    pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Request>, Error> {
         if self.skip_bytes > 0 {
             let n = self.skip_bytes.min(input.len() as u64);
             input.advance(n as usize);
@@ -372,7 +372,7 @@ mod tests {
         let w = header(CMD_WRITE, 0, 0, 8);
         let mut input = encode(&w, CMD_WRITE, b"abcdefgh");
         let split = input.split_off(30);
-        assert_eq!(dec.decode(&mut input), Ok(None));
+        assert!(matches!(dec.decode(&mut input), Ok(None)));
         input.unsplit(split);
         let req = dec.decode(&mut input).unwrap().unwrap();
         assert_eq!(req.payload.as_deref(), Some(&b"abcdefgh"[..]));
@@ -382,12 +382,13 @@ mod tests {
         let mut input = encode(&big, CMD_WRITE, &[1; 100]);
         let req = dec.decode(&mut input).unwrap().unwrap();
         assert_eq!(req.payload, None);
-        assert_eq!(dec.decode(&mut input), Ok(None));
+        assert!(matches!(dec.decode(&mut input), Ok(None)));
         assert!(input.is_empty(), "skipped payload bytes are consumed");
 
         let mut bad = encode(&header(CMD_READ, 0, 0, 1), CMD_READ, &[]);
         bad[0] = 0;
         let mut fresh = RequestDecoder::new();
-        assert!(fresh.decode(&mut bad).is_err());
+        let e = fresh.decode(&mut bad).expect_err("bad magic");
+        assert_eq!(e.kind(), crate::ErrorKind::BadMagic);
     }
 }

@@ -11,13 +11,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cairn_export::Exports;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::connection;
 use crate::error::{Error, ErrorKind, Result};
-use crate::exports::Exports;
 use crate::limits;
 
 /// Where and how to serve NBD.
@@ -80,21 +80,15 @@ impl NbdServerHandle {
     pub async fn shutdown(self) -> Result<()> {
         // Receivers also treat a dropped sender as shutdown, so the send result does not matter.
         let _ = self.shutdown.send(true);
-        self.task.await.map_err(|e| {
-            Error::new(
-                ErrorKind::Server,
-                format!("NBD server task failed: {e}"),
-                None,
-            )
-        })
+        self.task
+            .await
+            .map_err(|e| Error::new(ErrorKind::Server, "NBD server task failed").with_source(e))
     }
 }
 
-/// Serves the given exports (the engine's `Storage` is one implementation).
-pub async fn start_exports(
-    cfg: NbdServerConfig,
-    exports: Arc<dyn Exports>,
-) -> Result<NbdServerHandle> {
+/// Serves every export of `exports` (the engine's `Storage` is one implementation) as an NBD
+/// export of the same name.
+pub async fn start(cfg: NbdServerConfig, exports: Arc<dyn Exports>) -> Result<NbdServerHandle> {
     if !cfg.addr.ip().is_loopback() && cfg.tls.is_none() && !cfg.allow_insecure_non_loopback {
         return Err(Error::new(
             ErrorKind::InsecureBind,
@@ -102,19 +96,14 @@ pub async fn start_exports(
                 "Refusing plain NBD on non-loopback address {} without TLS",
                 cfg.addr
             ),
-            None,
         ));
     }
     let listener = TcpListener::bind(cfg.addr).await.map_err(|e| {
-        Error::new(
-            ErrorKind::Bind,
-            format!("Cannot listen on {}", cfg.addr),
-            Some(e),
-        )
+        Error::new(ErrorKind::Bind, format!("Cannot listen on {}", cfg.addr)).with_source(e)
     })?;
     let local_addr = listener
         .local_addr()
-        .map_err(|e| Error::new(ErrorKind::Bind, "Cannot read the bound address", Some(e)))?;
+        .map_err(|e| Error::new(ErrorKind::Bind, "Cannot read the bound address").with_source(e))?;
     let shared = Arc::new(Shared {
         exports,
         tls: cfg.tls,

@@ -3,9 +3,8 @@
 //! This crate serves CIM-XML (DMTF DSP0200/DSP0201) over HTTP and HTTPS. The HTTP side lives in
 //! [`http`]: listeners (plain and TLS), routing of `POST`/`M-POST` to the CIM server from
 //! `cairn-cim`, Basic authentication on every request, body limits, keep-alive and graceful
-//! shutdown. Credentials ([`http::Credentials`]) and the TLS certificate
-//! ([`http::load_or_create_tls`]) are resolved from the configuration, the environment and the
-//! data directory as the daemon needs them.
+//! shutdown. Credentials ([`http::Credentials`]) are resolved from the configuration, the
+//! environment and the data directory; HTTPS uses the rustls configuration the daemon hands in.
 //!
 //! Invariants kept by the crate as a whole: no unsafe code; every buffer and queue is bounded by a
 //! constant in [`limits`]; input from the network or from disk never panics, it is answered with an
@@ -17,10 +16,7 @@ pub mod http;
 pub mod limits;
 
 pub use error::{Error, ErrorKind};
-pub use http::{
-    load_or_create_tls, start, CredentialSource, Credentials, SmisServerConfig, SmisServerHandle,
-    TlsConfig,
-};
+pub use http::{start, CredentialSource, Credentials, SmisServerConfig, SmisServerHandle};
 
 // The SMI-S array model over an array backend (`cairn_array`): `ArrayProvider` (Array, Block Services, Replication
 // Services and Job Control profiles), its methods, jobs and cross-pool copies.

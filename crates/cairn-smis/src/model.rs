@@ -219,12 +219,10 @@ pub fn job_id_of(path: &InstancePath) -> Option<u64> {
         .ok()
 }
 
-/// The SCSI NAA IEEE Registered Extended (type 6) form of a volume id: 32 hex digits, the first
-/// nibble replaced by 6. Stable for the life of the volume; unique because engine ids differ in
-/// their last 8 bytes within a pool and in their pool part across pools.
+/// The SCSI NAA IEEE Registered Extended (type 6) form of a volume id, the same identity the
+/// data protocols report (derived in `cairn_export`).
 pub fn naa_name(id: VolumeId) -> String {
-    let hex = id.to_string().to_ascii_uppercase();
-    format!("6{}", &hex[1..])
+    cairn_export::naa_name(&id.0)
 }
 
 // ---- array state ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ mod device;
 mod output;
 mod serve;
 mod size;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

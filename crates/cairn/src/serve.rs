@@ -5,7 +5,8 @@
 //!
 //! Invariants: a pool another process holds is refused (the device lock), never shared; listen.json
 //! is written atomically and only once every listener is bound, so a reader never sees a partial
-//! file or an address that is not yet accepting.
+//! file or an address that is not yet accepting; the TLS identity is made or loaded once, before
+//! any listener, and the same rustls configuration goes to every server that uses TLS.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use cairn_smis::{ArrayOptions, ArrayProvider, Credentials, SmisServerConfig, Smi
 
 use crate::config::{Config, PoolConfig};
 use crate::device::open_device;
+use crate::tls::{self, TlsSource};
 use crate::ServeArgs;
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -145,18 +147,24 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
             config.data_dir.join("credentials").display()
         );
     }
+    let tls = daemon_tls(config)?;
     let nbd = match config.nbd {
-        Some(addr) => Some(start_nbd(config, addr, storage.clone()).await?),
+        Some(addr) => Some(start_nbd(config, addr, tls.clone(), storage.clone()).await?),
+        None => None,
+    };
+    let iscsi = match config.iscsi {
+        Some(addr) => Some(start_iscsi(config, addr, storage.clone()).await?),
         None => None,
     };
     let backend: Arc<dyn ArrayBackend> = Arc::new(EngineArray::new(storage));
     let array = ArrayProvider::new(backend, array_options(config));
-    let smis = start_smis(config, credentials, &array).await?;
+    let smis = start_smis(config, credentials, tls, &array).await?;
 
     let mut listen = serde_json::Map::new();
     listen.insert("pid".into(), json!(std::process::id()));
     let addrs = [
         ("nbd", nbd.as_ref().map(|h| h.local_addr())),
+        ("iscsi", iscsi.as_ref().map(|h| h.local_addr())),
         ("smis_http", smis.http_addr()),
         ("smis_https", smis.https_addr()),
     ];
@@ -176,6 +184,12 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
             .await
             .context("NBD server did not stop cleanly")?;
     }
+    if let Some(iscsi) = iscsi {
+        iscsi
+            .shutdown()
+            .await
+            .context("iSCSI server did not stop cleanly")?;
+    }
     // Copies still running end as failed jobs with their targets removed, before the pools close.
     if !array.shutdown(cairn_smis::limits::COPY_SHUTDOWN_WAIT) {
         warn!("copy jobs did not stop in time; the next start cleans up after them");
@@ -183,14 +197,18 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     Ok(())
 }
 
-fn array_options(config: &Config) -> ArrayOptions {
+fn system_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let mut opts = ArrayOptions::new(format!(
+    format!(
         "CAIRN-{}",
         if host.is_empty() { "localhost" } else { &host }
-    ));
+    )
+}
+
+fn array_options(config: &Config) -> ArrayOptions {
+    let mut opts = ArrayOptions::new(system_name());
     opts.jobs_path = Some(config.data_dir.join("jobs.json"));
     opts
 }
@@ -198,32 +216,48 @@ fn array_options(config: &Config) -> ArrayOptions {
 async fn start_smis(
     config: &Config,
     credentials: Credentials,
+    tls: Option<Arc<rustls::ServerConfig>>,
     array: &Arc<ArrayProvider>,
 ) -> Result<SmisServerHandle> {
-    let mut cfg = SmisServerConfig::new(credentials, config.data_dir.clone());
+    let mut cfg = SmisServerConfig::new(credentials, tls);
     cfg.http_addr = config.smis_http;
     cfg.https_addr = config.smis_https;
-    cfg.tls = tls_config(config);
     cairn_smis::start(cfg, array.cim_server())
         .await
         .context("Cannot start the SMI-S server")
 }
 
-/// NBD on loopback is served in the clear; on any other address it requires STARTTLS with the
-/// daemon's certificate unless the config explicitly allows plain NBD.
+/// True if NBD on `addr` must use STARTTLS: on loopback it is served in the clear; on any other
+/// address it requires TLS unless the config explicitly allows plain NBD.
+fn nbd_needs_tls(config: &Config, addr: std::net::SocketAddr) -> bool {
+    !addr.ip().is_loopback() && !config.nbd_allow_insecure
+}
+
+/// The daemon's TLS identity, made or loaded once, if any listener needs it.
+fn daemon_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    let nbd = config.nbd.is_some_and(|addr| nbd_needs_tls(config, addr));
+    if config.smis_https.is_none() && !nbd {
+        return Ok(None);
+    }
+    let source = TlsSource {
+        cert_path: config.tls_cert.clone(),
+        key_path: config.tls_key.clone(),
+        data_dir: config.data_dir.clone(),
+        san: config.tls_names.clone(),
+    };
+    let identity = tls::load_or_create(&source).context("Cannot set up the TLS identity")?;
+    Ok(Some(identity))
+}
+
 async fn start_nbd(
     config: &Config,
     addr: std::net::SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     storage: Arc<Storage>,
 ) -> Result<cairn_nbd::NbdServerHandle> {
-    let tls = if addr.ip().is_loopback() || config.nbd_allow_insecure {
-        None
-    } else {
-        Some(cairn_smis::load_or_create_tls(&tls_config(config))?)
-    };
     let cfg = cairn_nbd::NbdServerConfig {
         addr,
-        tls,
+        tls: tls.filter(|_| nbd_needs_tls(config, addr)),
         allow_insecure_non_loopback: config.nbd_allow_insecure,
     };
     cairn_nbd::start(cfg, storage)
@@ -231,13 +265,35 @@ async fn start_nbd(
         .with_context(|| format!("Cannot serve NBD on {addr}"))
 }
 
-fn tls_config(config: &Config) -> cairn_smis::TlsConfig {
-    cairn_smis::TlsConfig {
-        cert_path: config.tls_cert.clone(),
-        key_path: config.tls_key.clone(),
-        data_dir: config.data_dir.clone(),
-        san: config.tls_names.clone(),
-    }
+/// One target node per array: its IQN and LUN numbers live in the data directory, CHAP secrets
+/// in `iscsi-chap.json` (mode 0600), masking views in `iscsi-views.json`. A non-loopback portal
+/// needs CHAP or `allow_insecure`.
+async fn start_iscsi(
+    config: &Config,
+    addr: std::net::SocketAddr,
+    storage: Arc<Storage>,
+) -> Result<cairn_iscsi::IscsiServerHandle> {
+    let dir = &config.data_dir;
+    let target_name = cairn_iscsi::node::load_or_create_target_name(
+        &dir.join("iscsi-target-name"),
+        config.iscsi_target_name.as_deref(),
+        &system_name(),
+    )
+    .context("Cannot set up the iSCSI target name")?;
+    let auth = cairn_iscsi::node::load_auth(&dir.join("iscsi-chap.json"))
+        .context("Cannot read the iSCSI CHAP secrets")?;
+    let cfg = cairn_iscsi::IscsiServerConfig {
+        addr,
+        target_name,
+        auth,
+        lun_map_path: dir.join("iscsi-luns.json"),
+        views_path: dir.join("iscsi-views.json"),
+        allow_insecure_non_loopback: config.iscsi_allow_insecure,
+        nop_interval: config.iscsi_nop_interval,
+    };
+    cairn_iscsi::start(cfg, storage)
+        .await
+        .with_context(|| format!("Cannot serve iSCSI on {addr}"))
 }
 
 /// SIGTERM and SIGINT, either of which stops the daemon.

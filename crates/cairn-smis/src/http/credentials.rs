@@ -248,8 +248,9 @@ fn read_stored(path: &Path) -> Result<Option<String>> {
     Ok(Some(password))
 }
 
-/// Writes `bytes` to `path` with mode 0600 via a temporary file in the same directory and a rename.
-pub(crate) fn write_private_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` with mode 0600 via a temporary file in the same directory and a rename
+/// (also used by the daemon for its TLS key).
+pub fn write_private_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| io_error("Cannot create", dir, e))?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");

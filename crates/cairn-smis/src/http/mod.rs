@@ -3,7 +3,8 @@
 //!
 //! Owns: listeners and connections ([`server`]), the check order and the status/header mapping
 //! ([`service`]), the `POST`/`M-POST` rules ([`cim_headers`]), Basic auth ([`auth`]), the service
-//! credentials ([`credentials`]) and the TLS identity ([`tls`]).
+//! credentials ([`credentials`]). The TLS identity is the daemon's: HTTPS takes the rustls
+//! configuration it is handed ([`SmisServerConfig::tls`]).
 //!
 //! Invariant of the seam: the HTTP layer never looks inside a CIM-XML body, and the CIM handler
 //! never sees sockets, credentials or HTTP framing — only the four CIM headers and the body bytes.
@@ -14,13 +15,11 @@ pub mod cim_headers;
 pub mod credentials;
 pub mod server;
 pub mod service;
-pub mod tls;
 
 pub use cim::start;
 pub use cim_headers::CimHeaderValues;
 pub use credentials::{CredentialSource, Credentials};
 pub use server::{start_with, SmisServerConfig, SmisServerHandle};
-pub use tls::{load_or_create_tls, TlsConfig};
 
 /// One CIM operation request as the HTTP layer hands it on (the four CIM headers, raw as
 /// received, missing ones `None`, and the complete body), and what the CIM side wants sent back:

@@ -11,7 +11,6 @@
 //! `shutdown_grace` whatever is left is dropped.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,6 @@ use tokio::task::JoinSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::credentials::Credentials;
 use crate::http::service::{serve, ServiceState};
-use crate::http::tls::{load_or_create_tls, TlsConfig};
 use crate::http::CimHandler;
 use crate::limits;
 
@@ -41,8 +39,8 @@ pub struct SmisServerConfig {
     pub http_addr: Option<SocketAddr>,
     /// HTTPS listener (port 0 picks a free port); `None` for no HTTPS.
     pub https_addr: Option<SocketAddr>,
-    /// Where the HTTPS certificate comes from (only read when `https_addr` is set).
-    pub tls: TlsConfig,
+    /// The TLS identity HTTPS serves (the daemon's); required when `https_addr` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The one user and password clients must present.
     pub credentials: Credentials,
     /// Largest request body accepted; larger ones get 413.
@@ -60,14 +58,17 @@ pub struct SmisServerConfig {
 }
 
 impl SmisServerConfig {
-    /// The defaults of BRIEF §8: HTTP on 127.0.0.1:5988, HTTPS on 127.0.0.1:5989 with the
-    /// certificate of `data_dir`, limits from [`crate::limits`].
-    pub fn new(credentials: Credentials, data_dir: impl Into<PathBuf>) -> SmisServerConfig {
+    /// The defaults of BRIEF §8: HTTP on 127.0.0.1:5988, and HTTPS on 127.0.0.1:5989 when a TLS
+    /// identity is given; limits from [`crate::limits`].
+    pub fn new(
+        credentials: Credentials,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> SmisServerConfig {
         let localhost = |port| Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
         SmisServerConfig {
             http_addr: localhost(HTTP_PORT_DEFAULT),
-            https_addr: localhost(HTTPS_PORT_DEFAULT),
-            tls: TlsConfig::generated(data_dir),
+            https_addr: tls.as_ref().and(localhost(HTTPS_PORT_DEFAULT)),
+            tls,
             credentials,
             body_bytes_max: limits::HTTP_BODY_BYTES_MAX,
             connections_max: limits::HTTP_CONNECTIONS_MAX,
@@ -144,7 +145,7 @@ pub async fn start_with<H: CimHandler + ?Sized>(
         ));
     }
     let tls = match cfg.https_addr {
-        Some(_) => Some(https_acceptor(&cfg.tls)?),
+        Some(addr) => Some(https_acceptor(addr, cfg.tls.as_deref())?),
         None => None,
     };
     let http = bind(cfg.http_addr).await?;
@@ -192,8 +193,18 @@ pub async fn start_with<H: CimHandler + ?Sized>(
     })
 }
 
-fn https_acceptor(cfg: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor> {
-    let mut server_config = (*load_or_create_tls(cfg)?).clone();
+/// The acceptor of the HTTPS listener: the daemon's TLS identity, with ALPN set to HTTP/1.1.
+fn https_acceptor(
+    addr: SocketAddr,
+    tls: Option<&rustls::ServerConfig>,
+) -> Result<tokio_rustls::TlsAcceptor> {
+    let Some(tls) = tls else {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("HTTPS on {addr} needs a TLS configuration"),
+        ));
+    };
+    let mut server_config = tls.clone();
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config)))
 }

@@ -68,23 +68,52 @@ impl CimHandler for Recorder {
 
 const AUTH: &str = "Authorization: Basic YWRtaW46c2VjcmV0\r\n"; // admin:secret
 
-async fn start(handler: Arc<Recorder>, https: bool) -> (SmisServerHandle, tempfile::TempDir) {
+async fn start(handler: Arc<Recorder>, https: bool) -> SmisServerHandle {
     start_tuned(handler, https, |_| {}).await
+}
+
+/// A self-signed identity for `localhost` and `127.0.0.1`, made once for all tests: the server's
+/// rustls configuration and the certificate a client trusts.
+fn test_identity() -> &'static (
+    Arc<rustls::ServerConfig>,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    static IDENTITY: std::sync::OnceLock<(
+        Arc<rustls::ServerConfig>,
+        rustls::pki_types::CertificateDer<'static>,
+    )> = std::sync::OnceLock::new();
+    IDENTITY.get_or_init(|| {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        (Arc::new(config), der)
+    })
 }
 
 async fn start_tuned(
     handler: Arc<Recorder>,
     https: bool,
     tune: impl FnOnce(&mut SmisServerConfig),
-) -> (SmisServerHandle, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+) -> SmisServerHandle {
     let creds = Credentials::new("admin", "secret").unwrap();
-    let mut cfg = SmisServerConfig::new(creds, dir.path());
+    let mut cfg = SmisServerConfig::new(creds, https.then(|| test_identity().0.clone()));
     cfg.http_addr = Some("127.0.0.1:0".parse().unwrap());
     cfg.https_addr = https.then(|| "127.0.0.1:0".parse().unwrap());
     cfg.body_bytes_max = 64 * 1024;
     tune(&mut cfg);
-    (start_with(cfg, handler).await.unwrap(), dir)
+    start_with(cfg, handler).await.unwrap()
 }
 
 /// Reads until the server closes the connection; `true` if it did within `limit`.
@@ -165,7 +194,7 @@ const CIM: &str = "CIMOperation: MethodCall\r\nCIMMethod: GetClass\r\nCIMObject:
 #[tokio::test]
 async fn post_reaches_handler_with_headers_and_keeps_alive() {
     let rec = Recorder::new();
-    let (server, _dir) = start(rec.clone(), false).await;
+    let server = start(rec.clone(), false).await;
     let mut c = connect(server.http_addr().unwrap()).await;
     for _ in 0..3 {
         let r = exchange(
@@ -193,7 +222,7 @@ async fn post_reaches_handler_with_headers_and_keeps_alive() {
 #[tokio::test]
 async fn authentication_is_checked_first() {
     let rec = Recorder::new();
-    let (server, _dir) = start(rec.clone(), false).await;
+    let server = start(rec.clone(), false).await;
     let mut c = connect(server.http_addr().unwrap()).await;
     let bad = [
         String::new(),
@@ -220,7 +249,7 @@ async fn authentication_is_checked_first() {
 #[tokio::test]
 async fn methods_paths_and_outcomes() {
     let rec = Recorder::new();
-    let (server, _dir) = start(rec.clone(), false).await;
+    let server = start(rec.clone(), false).await;
     let mut c = connect(server.http_addr().unwrap()).await;
     for method in ["GET", "PUT", "DELETE", "OPTIONS"] {
         let req = format!("{method} /cimom HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: 0\r\n\r\n");
@@ -246,7 +275,7 @@ async fn methods_paths_and_outcomes() {
 #[tokio::test]
 async fn mpost_uses_prefixed_headers() {
     let rec = Recorder::new();
-    let (server, _dir) = start(rec.clone(), false).await;
+    let server = start(rec.clone(), false).await;
     let mut c = connect(server.http_addr().unwrap()).await;
     let man = "Man: http://www.dmtf.org/cim/mapping/http/v1.0 ; ns=73\r\n";
     let hdrs = "73-CIMOperation: MethodCall\r\n73-CIMMethod: EnumerateInstances\r\nCIMMethod: GetClass\r\n";
@@ -278,7 +307,7 @@ async fn mpost_uses_prefixed_headers() {
 #[tokio::test]
 async fn oversized_bodies_get_413_without_being_read() {
     let rec = Recorder::new();
-    let (server, _dir) = start(rec.clone(), false).await;
+    let server = start(rec.clone(), false).await;
     let addr = server.http_addr().unwrap();
     // Declared too large: answered on the headers, before a single body byte is sent.
     let mut c = connect(addr).await;
@@ -329,7 +358,7 @@ async fn oversized_bodies_get_413_without_being_read() {
 #[tokio::test]
 async fn expect_continue_is_honoured() {
     let rec = Recorder::new();
-    let (server, _dir) = start(rec.clone(), false).await;
+    let server = start(rec.clone(), false).await;
     let mut c = connect(server.http_addr().unwrap()).await;
     let head = format!("POST /cimom HTTP/1.1\r\nHost: x\r\n{AUTH}{CIM}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     c.get_mut().write_all(head.as_bytes()).await.unwrap();
@@ -353,7 +382,7 @@ async fn shutdown_finishes_requests_in_flight() {
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
     *rec.gate.lock() = Some(gate_rx);
     *rec.entered.lock() = Some(entered_tx);
-    let (server, _dir) = start(rec.clone(), false).await;
+    let server = start(rec.clone(), false).await;
     let addr = server.http_addr().unwrap();
     let mut c = connect(addr).await;
     c.get_mut()
@@ -395,14 +424,11 @@ async fn shutdown_finishes_requests_in_flight() {
 }
 
 #[tokio::test]
-async fn https_with_generated_certificate() {
+async fn https_with_the_given_identity() {
     let rec = Recorder::new();
-    let (server, dir) = start(rec.clone(), true).await;
-    let pem = std::fs::read(tls::generated_cert_path(dir.path())).unwrap();
+    let server = start(rec.clone(), true).await;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
+    roots.add(test_identity().1.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -437,7 +463,7 @@ async fn https_with_generated_certificate() {
 #[tokio::test]
 async fn idle_and_stalled_connections_are_closed() {
     let rec = Recorder::new();
-    let (server, _dir) = start_tuned(rec.clone(), false, |cfg| {
+    let server = start_tuned(rec.clone(), false, |cfg| {
         cfg.header_read_timeout = Duration::from_millis(200);
         cfg.body_read_timeout = Duration::from_millis(200);
     })
@@ -468,7 +494,7 @@ async fn idle_and_stalled_connections_are_closed() {
 #[tokio::test]
 async fn connection_limit_holds_back_new_connections() {
     let rec = Recorder::new();
-    let (server, _dir) = start_tuned(rec.clone(), false, |cfg| cfg.connections_max = 1).await;
+    let server = start_tuned(rec.clone(), false, |cfg| cfg.connections_max = 1).await;
     let addr = server.http_addr().unwrap();
     let mut first = connect(addr).await;
     assert_eq!(exchange(&mut first, &post(AUTH, "1")).await.status, 200);
@@ -490,7 +516,7 @@ async fn connection_limit_holds_back_new_connections() {
 #[tokio::test]
 async fn shutdown_closes_idle_connections_at_once() {
     let rec = Recorder::new();
-    let (server, _dir) = start(rec.clone(), true).await;
+    let server = start(rec.clone(), true).await;
     let mut idle = connect(server.http_addr().unwrap()).await;
     assert_eq!(exchange(&mut idle, &post(AUTH, "x")).await.status, 200);
     // The grace time is 30 s; an idle connection must not hold the shutdown that long.
@@ -503,7 +529,7 @@ async fn shutdown_closes_idle_connections_at_once() {
 #[tokio::test]
 async fn dropping_the_handle_stops_the_server() {
     let rec = Recorder::new();
-    let (server, _dir) = start(rec.clone(), false).await;
+    let server = start(rec.clone(), false).await;
     let addr = server.http_addr().unwrap();
     let mut open = connect(addr).await;
     assert_eq!(exchange(&mut open, &post(AUTH, "x")).await.status, 200);

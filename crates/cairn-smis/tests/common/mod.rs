@@ -31,7 +31,7 @@ impl TestServer {
     pub async fn start_as(user: &str, password: &str) -> TestServer {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let credentials = Credentials::new(user, password).expect("credentials");
-        let mut cfg = SmisServerConfig::new(credentials, data_dir.path());
+        let mut cfg = SmisServerConfig::new(credentials, Some(self_signed_tls()));
         cfg.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         cfg.https_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         let (cim, fixture) = fixture::cim_server();
@@ -57,4 +57,23 @@ impl TestServer {
             self.handle.https_addr().expect("HTTPS listener")
         )
     }
+}
+
+/// A self-signed TLS identity for `localhost` and `127.0.0.1` (clients here do not verify it).
+fn self_signed_tls() -> Arc<rustls::ServerConfig> {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(names)
+        .expect("names")
+        .self_signed(&key)
+        .expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key DER");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .expect("TLS configuration");
+    Arc::new(config)
 }

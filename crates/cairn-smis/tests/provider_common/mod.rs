@@ -65,7 +65,7 @@ impl Array {
         let provider = ArrayProvider::new(storage.clone(), opts);
         let cim = provider.cim_server();
         let credentials = Credentials::new(USER, PASSWORD).expect("credentials");
-        let mut cfg = SmisServerConfig::new(credentials, dir);
+        let mut cfg = SmisServerConfig::new(credentials, None);
         cfg.http_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         cfg.https_addr = None;
         let handle = start(cfg, cim).await.expect("server starts");

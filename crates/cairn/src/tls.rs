@@ -1,4 +1,5 @@
-//! The TLS identity of the daemon, shared by the HTTPS listener and the NBD server's STARTTLS.
+//! The daemon's TLS identity, made or loaded once at start and handed to every server that speaks
+//! TLS: the SMI-S HTTPS listener and the NBD server's STARTTLS.
 //!
 //! With a configured certificate and key (PEM), those are used. Otherwise a self-signed certificate
 //! is created at the first start in `DATA_DIR/tls/cert.pem` and `DATA_DIR/tls/key.pem` (the key mode
@@ -7,22 +8,24 @@
 //! an IP address becomes an IP SAN, anything else a DNS name). Delete the directory to get a new one.
 //!
 //! Invariants: only the ring crypto provider is used (one crypto library in the build); a
-//! half-written pair (key without certificate) is never loaded, it is replaced.
+//! half-written pair (key without certificate) is never loaded, it is replaced; files read are
+//! bounded by [`TLS_FILE_BYTES_MAX`].
 
 use std::fs;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::{bail, Context, Result};
+use cairn_smis::http::credentials::write_private_file;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::http::credentials::{io_error, write_private_file};
-use crate::limits::DATA_FILE_BYTES_MAX;
+/// Largest certificate or key file read.
+pub const TLS_FILE_BYTES_MAX: u64 = 1 << 20;
 
-/// Where the TLS certificate comes from.
+/// Where the daemon's certificate comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsConfig {
+pub struct TlsSource {
     /// PEM certificate chain to use; with `key_path`, or neither.
     pub cert_path: Option<PathBuf>,
     /// PEM private key to use; with `cert_path`, or neither.
@@ -31,16 +34,6 @@ pub struct TlsConfig {
     pub data_dir: PathBuf,
     /// Extra subject alternative names of a generated certificate (host names or IP addresses).
     pub san: Vec<String>,
-}
-
-impl TlsConfig {
-    /// A configuration that generates (or reuses) a self-signed certificate in `data_dir`.
-    pub fn generated(data_dir: impl Into<PathBuf>) -> TlsConfig {
-        TlsConfig {
-            data_dir: data_dir.into(),
-            ..TlsConfig::default()
-        }
-    }
 }
 
 /// Path of the generated certificate in `data_dir`.
@@ -55,46 +48,40 @@ pub fn generated_key_path(data_dir: &Path) -> PathBuf {
 
 /// Loads the configured certificate, or the generated one (creating it if needed), and builds a
 /// rustls server configuration on the ring provider with safe default protocol versions and no
-/// client authentication. ALPN is left empty; a caller that needs it clones and sets it.
-pub fn load_or_create_tls(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
-    let (cert_path, key_path) = match (&cfg.cert_path, &cfg.key_path) {
+/// client authentication. ALPN is left empty; a server that needs it clones and sets it.
+pub fn load_or_create(src: &TlsSource) -> Result<Arc<rustls::ServerConfig>> {
+    let (cert_path, key_path) = match (&src.cert_path, &src.key_path) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
-        (None, None) => ensure_generated(cfg)?,
-        _ => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "A TLS certificate and its key must be configured together",
-            ))
-        }
+        (None, None) => ensure_generated(src)?,
+        _ => bail!("A TLS certificate and its key must be configured together"),
     };
     let certs = load_certs(&cert_path)?;
     let key = load_key(&key_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::with_source(ErrorKind::Tls, "Cannot select TLS versions", e))?
+        .context("Cannot select TLS versions")?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            let context = format!(
-                "{} does not match {}",
+        .with_context(|| {
+            format!(
+                "TLS key {} does not match {}",
                 key_path.display(),
                 cert_path.display()
-            );
-            Error::with_source(ErrorKind::Tls, context, e)
+            )
         })?;
     Ok(Arc::new(config))
 }
 
 /// Makes sure the generated pair exists; returns its paths.
-fn ensure_generated(cfg: &TlsConfig) -> Result<(PathBuf, PathBuf)> {
-    let cert_path = generated_cert_path(&cfg.data_dir);
-    let key_path = generated_key_path(&cfg.data_dir);
+fn ensure_generated(src: &TlsSource) -> Result<(PathBuf, PathBuf)> {
+    let cert_path = generated_cert_path(&src.data_dir);
+    let key_path = generated_key_path(&src.data_dir);
     if cert_path.is_file() && key_path.is_file() {
         return Ok((cert_path, key_path));
     }
-    let (cert_pem, key_pem) = generate_self_signed(&cfg.san)?;
-    let dir = cfg.data_dir.join("tls");
+    let (cert_pem, key_pem) = generate_self_signed(&src.san)?;
+    let dir = src.data_dir.join("tls");
     // Key first: the certificate's presence marks a complete pair.
     write_private_file(&dir, &key_path, key_pem.as_bytes())?;
     write_private_file(&dir, &cert_path, cert_pem.as_bytes())?;
@@ -110,30 +97,28 @@ pub fn generate_self_signed(extra_names: &[String]) -> Result<(String, String)> 
             names.push(name.clone());
         }
     }
-    let tls_err =
-        |e: rcgen::Error| Error::with_source(ErrorKind::Tls, "Cannot create certificate", e);
-    let mut params = rcgen::CertificateParams::new(names).map_err(tls_err)?;
+    let context = "Cannot create a TLS certificate";
+    let mut params = rcgen::CertificateParams::new(names).context(context)?;
     let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, "Cairn SMI-S provider");
+    dn.push(rcgen::DnType::CommonName, "Cairn storage array");
     dn.push(rcgen::DnType::OrganizationName, "Cairn");
     params.distinguished_name = dn;
-    let key = rcgen::KeyPair::generate().map_err(tls_err)?;
-    let cert = params.self_signed(&key).map_err(tls_err)?;
+    let key = rcgen::KeyPair::generate().context(context)?;
+    let cert = params.self_signed(&key).context(context)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>> {
-    let file = fs::File::open(path).map_err(|e| io_error("Cannot open", path, e))?;
+    let file = fs::File::open(path).with_context(|| format!("Cannot open {}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(DATA_FILE_BYTES_MAX + 1)
+    file.take(TLS_FILE_BYTES_MAX + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| io_error("Cannot read", path, e))?;
-    if bytes.len() as u64 > DATA_FILE_BYTES_MAX {
-        let context = format!(
-            "{} is larger than {DATA_FILE_BYTES_MAX} bytes",
+        .with_context(|| format!("Cannot read {}", path.display()))?;
+    if bytes.len() as u64 > TLS_FILE_BYTES_MAX {
+        bail!(
+            "{} is larger than {TLS_FILE_BYTES_MAX} bytes",
             path.display()
         );
-        return Err(Error::new(ErrorKind::Tls, context));
     }
     Ok(bytes)
 }
@@ -142,10 +127,9 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let bytes = read_bounded(path)?;
     let certs = rustls_pemfile::certs(&mut BufReader::new(bytes.as_slice()))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| io_error("Cannot parse PEM in", path, e))?;
+        .with_context(|| format!("Cannot parse PEM in {}", path.display()))?;
     if certs.is_empty() {
-        let context = format!("{} holds no certificate", path.display());
-        return Err(Error::new(ErrorKind::Tls, context));
+        bail!("{} holds no certificate", path.display());
     }
     Ok(certs)
 }
@@ -153,13 +137,8 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let bytes = read_bounded(path)?;
     rustls_pemfile::private_key(&mut BufReader::new(bytes.as_slice()))
-        .map_err(|e| io_error("Cannot parse PEM in", path, e))?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Tls,
-                format!("{} holds no private key", path.display()),
-            )
-        })
+        .with_context(|| format!("Cannot parse PEM in {}", path.display()))?
+        .with_context(|| format!("{} holds no private key", path.display()))
 }
 
 #[cfg(test)]
@@ -167,21 +146,28 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn generated(dir: &Path) -> TlsSource {
+        TlsSource {
+            data_dir: dir.to_path_buf(),
+            ..TlsSource::default()
+        }
+    }
+
     #[test]
     fn generates_once_and_reuses() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = TlsConfig {
+        let src = TlsSource {
             san: vec!["array.example".into(), "10.0.0.7".into()],
-            ..TlsConfig::generated(dir.path())
+            ..generated(dir.path())
         };
-        load_or_create_tls(&cfg).unwrap();
+        load_or_create(&src).unwrap();
         let cert = fs::read(generated_cert_path(dir.path())).unwrap();
         let key_mode = fs::metadata(generated_key_path(dir.path()))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(key_mode & 0o777, 0o600);
-        load_or_create_tls(&cfg).unwrap();
+        load_or_create(&src).unwrap();
         assert_eq!(
             fs::read(generated_cert_path(dir.path())).unwrap(),
             cert,
@@ -192,12 +178,16 @@ mod tests {
     #[test]
     fn key_without_certificate_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = TlsConfig::generated(dir.path());
-        load_or_create_tls(&cfg).unwrap();
+        let src = generated(dir.path());
+        load_or_create(&src).unwrap();
         let key = fs::read(generated_key_path(dir.path())).unwrap();
         fs::remove_file(generated_cert_path(dir.path())).unwrap();
-        load_or_create_tls(&cfg).unwrap();
+        load_or_create(&src).unwrap();
         assert_ne!(fs::read(generated_key_path(dir.path())).unwrap(), key);
+    }
+
+    fn failure(src: &TlsSource) -> String {
+        format!("{:#}", load_or_create(src).expect_err("refused"))
     }
 
     #[test]
@@ -214,40 +204,31 @@ mod tests {
         fs::write(&kp, key).unwrap();
         fs::write(&okp, other_key).unwrap();
         let data_dir = dir.path().join("data");
-        let cfg = TlsConfig {
+        let src = TlsSource {
             cert_path: Some(cp.clone()),
             key_path: Some(kp),
             data_dir: data_dir.clone(),
             san: vec![],
         };
-        load_or_create_tls(&cfg).unwrap();
+        load_or_create(&src).unwrap();
         assert!(
             !generated_cert_path(&data_dir).exists(),
             "nothing generated"
         );
-        let mismatched = TlsConfig {
+        let mismatched = TlsSource {
             key_path: Some(okp),
-            ..cfg.clone()
+            ..src.clone()
         };
-        assert_eq!(
-            load_or_create_tls(&mismatched).unwrap_err().kind(),
-            ErrorKind::Tls
-        );
-        let half = TlsConfig {
+        assert!(failure(&mismatched).contains("does not match"));
+        let half = TlsSource {
             key_path: None,
-            ..cfg.clone()
+            ..src.clone()
         };
-        assert_eq!(
-            load_or_create_tls(&half).unwrap_err().kind(),
-            ErrorKind::Config
-        );
-        let garbage = TlsConfig {
+        assert!(failure(&half).contains("configured together"));
+        let garbage = TlsSource {
             key_path: Some(cp),
-            ..cfg
+            ..src
         };
-        assert_eq!(
-            load_or_create_tls(&garbage).unwrap_err().kind(),
-            ErrorKind::Tls
-        );
+        assert!(failure(&garbage).contains("holds no private key"));
     }
 }

@@ -1,0 +1,35 @@
+//! A volume as a host sees it: the one export layer under every data protocol.
+//!
+//! This crate owns the traits a data protocol (NBD today, iSCSI next) is written against, and
+//! their implementation over Cairn's engine (`impl Exports for cairn_engine::Storage`: every
+//! non-hidden volume and snapshot, named after the volume):
+//! - [`Exports`]: the set of volumes a host may open, listed and looked up by name, and opened
+//!   into a [`Volume`];
+//! - [`Volume`]: an opened volume serving read, write (with FUA), flush, trim, write-zeroes and
+//!   block status, and telling its size, read-only state, logical block size, 128-bit id and
+//!   NAA identity;
+//! - [`Error`]: the one error type, whose [`ErrorKind`] a protocol maps to its own codes (errno,
+//!   SCSI sense) once, at its edge;
+//! - [`naa_name`] / [`naa_designator`]: the volume's SCSI NAA identity, the same string SMI-S
+//!   reports as `StorageVolume.Name`, so a volume has one identity on every protocol.
+//!
+//! Invariants:
+//! - An opened [`Volume`] holds a lease on its volume until it is dropped: the volume cannot be
+//!   deleted under a host.
+//! - A request larger than [`limits::REQUEST_BYTES_MAX`] is refused with
+//!   [`ErrorKind::InvalidArgument`]; a protocol advertises at most that limit.
+//! - Data protocols depend on this crate, never on the engine, the management crates or on one
+//!   another.
+#![forbid(unsafe_code)]
+
+mod engine;
+mod error;
+pub mod limits;
+mod naa;
+#[cfg(test)]
+mod suite;
+mod volume;
+
+pub use error::{Error, ErrorKind, Result};
+pub use naa::{naa_designator, naa_name, NAA_DESIGNATOR_BYTES};
+pub use volume::{Exports, Run, Volume, VolumeInfo, Zeroing};

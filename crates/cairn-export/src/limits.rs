@@ -1,0 +1,20 @@
+//! Every limit of the export layer, in one place.
+//!
+//! Invariants (checked at compile time below): the largest request is the engine's largest I/O,
+//! a whole number of the largest logical block, and fits a protocol's 32-bit length field; the
+//! zero buffer used to store zeroes as data divides it.
+
+/// Largest single read or write a [`crate::Volume`] accepts, in bytes (the engine's largest I/O).
+pub const REQUEST_BYTES_MAX: u32 = cairn_engine::limits::IO_BYTES_MAX as u32;
+/// Largest logical block size a volume may have.
+pub const LOGICAL_BLOCK_BYTES_MAX: u32 = 4096;
+/// Buffer of zeroes written when [`crate::Zeroing::Allocate`] stores zeroes as data.
+pub const ZERO_BUFFER_BYTES: usize = 1 << 20;
+
+const _: () = assert!(cairn_engine::limits::IO_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(REQUEST_BYTES_MAX as usize == cairn_engine::limits::IO_BYTES_MAX);
+const _: () = assert!(REQUEST_BYTES_MAX.is_power_of_two());
+const _: () = assert!(REQUEST_BYTES_MAX % LOGICAL_BLOCK_BYTES_MAX == 0);
+const _: () = assert!(ZERO_BUFFER_BYTES <= REQUEST_BYTES_MAX as usize);
+const _: () = assert!(REQUEST_BYTES_MAX as usize % ZERO_BUFFER_BYTES == 0);
+const _: () = assert!(ZERO_BUFFER_BYTES % LOGICAL_BLOCK_BYTES_MAX as usize == 0);
