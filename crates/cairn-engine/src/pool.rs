@@ -683,8 +683,9 @@ impl State {
         self.steps = (self.steps.0 + 1, self.steps.1.max(entries));
     }
 
+    /// Dirty nodes and pinned (dirty) bitmap pages, one block of memory each, past the bound.
     fn too_dirty(&self) -> bool {
-        self.meta.dirty.len() > DIRTY_BLOCKS_MAX
+        self.meta.dirty.len() + self.meta.dirty_pages() > DIRTY_BLOCKS_MAX
     }
 
     fn info(&self) -> PoolInfo {
