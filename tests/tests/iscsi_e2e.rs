@@ -189,6 +189,34 @@ fn libiscsi_conformance_families_pass() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// The families of what clusters need: persistent reservations (two initiators on one LU).
+const CLUSTER_FAMILIES: &[&str] = &[
+    "PrinReadKeys",
+    "PrinServiceactionRange",
+    "PrinReportCapabilities",
+    "ProutRegister",
+    "ProutReserve",
+    "ProutClear",
+    "ProutPreempt",
+];
+
+#[test]
+fn libiscsi_reservation_families_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let rw = iscsi_url(&daemon, lun_of(&daemon, "rw"));
+    let mut failures = Vec::new();
+    for name in CLUSTER_FAMILIES {
+        let (ran, failed, asserts_failed) = family(&rw, name);
+        if ran == 0 || failed > 0 || asserts_failed > 0 {
+            failures.push(format!(
+                "{name}: ran {ran}, failed {failed}, failed asserts {asserts_failed}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 #[test]
 fn initiator_tools_see_the_luns_identity_and_capacity() {
     let dir = tempfile::tempdir().unwrap();
@@ -598,4 +626,123 @@ fn malformed_pdus_are_answered_as_specified() {
     );
     let (back, status) = ini.read_command(rw, &iscsi::read10(64, 8), 4096).unwrap();
     assert_eq!((status, back), (0, block));
+}
+
+/// A raw session of initiator `name` (one-PDU login, no digests).
+fn session_of(daemon: &Daemon, name: &str) -> Initiator {
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    let text = format!(
+        "InitiatorName={name}\0SessionType=Normal\0TargetName={}\0",
+        target_name(daemon)
+    );
+    let r = ini.login_text(0x87, text.as_bytes()).unwrap();
+    assert_eq!((r.opcode(), r.bhs[36]), (0x23, 0), "login of {name}");
+    ini
+}
+
+/// PERSISTENT RESERVE OUT `sa` with type `kind`, key, service action key and APTPL; the status.
+fn prout(ini: &mut Initiator, lun: u16, sa: u8, kind: u8, key: u64, sark: u64, aptpl: bool) -> u8 {
+    let mut list = [0u8; 24];
+    list[0..8].copy_from_slice(&key.to_be_bytes());
+    list[8..16].copy_from_slice(&sark.to_be_bytes());
+    list[20] = aptpl as u8;
+    let cdb = [0x5f, sa, kind, 0, 0, 0, 0, 0, 24, 0];
+    ini.write_command(lun, &cdb, &list).unwrap()
+}
+
+/// PERSISTENT RESERVE IN `sa`: the data (or sense) and the status.
+fn prin(ini: &mut Initiator, lun: u16, sa: u8) -> (Vec<u8>, u8) {
+    ini.read_command(lun, &[0x5e, sa, 0, 0, 0, 0, 0, 0x10, 0, 0], 4096)
+        .unwrap()
+}
+
+fn read_keys(ini: &mut Initiator, lun: u16) -> Vec<u64> {
+    let (data, status) = prin(ini, lun, 0);
+    assert_eq!(status, 0);
+    data[8..]
+        .chunks(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// (status, sense key, ASC, ASCQ) of a one-block read at `lba`.
+fn read_status(ini: &mut Initiator, lun: u16, lba: u32) -> (u8, Vec<u8>) {
+    let (data, status) = ini.read_command(lun, &iscsi::read10(lba, 1), 512).unwrap();
+    (status, data)
+}
+
+const RESERVATION_CONFLICT: u8 = 0x18;
+
+#[test]
+fn two_initiators_share_one_lu_and_reservations_survive_a_restart_only_with_aptpl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let lun = lun_of(&daemon, "rw");
+    let (na, nb) = (
+        "iqn.2026-01.org.cairn.test:host-a",
+        "iqn.2026-01.org.cairn.test:host-b",
+    );
+    let (mut a, mut b) = (session_of(&daemon, na), session_of(&daemon, nb));
+    // A write from one session is what the other reads next.
+    assert_eq!(
+        a.write_command(lun, &iscsi::write10(3, 1), &[0x5a; 512])
+            .unwrap(),
+        0
+    );
+    assert_eq!(read_status(&mut b, lun, 3), (0, vec![0x5a; 512]));
+    // Write Exclusive by A: B reads, B's writes conflict, A writes.
+    assert_eq!(prout(&mut a, lun, 0, 0, 0, 0xa, false), 0);
+    assert_eq!(prout(&mut b, lun, 0, 0, 0, 0xb, false), 0);
+    assert_eq!(prout(&mut a, lun, 1, 1, 0xa, 0, false), 0);
+    assert_eq!(read_status(&mut b, lun, 3).0, 0);
+    let w = iscsi::write10(3, 1);
+    assert_eq!(
+        b.write_command(lun, &w, &[1; 512]).unwrap(),
+        RESERVATION_CONFLICT
+    );
+    assert_eq!(
+        prout(&mut b, lun, 1, 1, 0xb, 0, false),
+        RESERVATION_CONFLICT
+    );
+    assert_eq!(a.write_command(lun, &w, &[2; 512]).unwrap(), 0);
+    assert_eq!(read_keys(&mut b, lun), vec![0xa, 0xb]);
+    // Without APTPL a restart forgets registrations and the reservation.
+    drop((a, b));
+    daemon.stop().unwrap();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let (mut a, mut b) = (session_of(&daemon, na), session_of(&daemon, nb));
+    assert!(read_keys(&mut a, lun).is_empty());
+    // FUA: this write must survive the kill -9 below.
+    let mut w_fua = w;
+    w_fua[1] |= 0x08;
+    assert_eq!(b.write_command(lun, &w_fua, &[3; 512]).unwrap(), 0);
+    // With APTPL 1, an Exclusive Access reservation survives even kill -9.
+    assert_eq!(prout(&mut a, lun, 0, 0, 0, 0xa, true), 0);
+    assert_eq!(prout(&mut a, lun, 1, 3, 0xa, 0, false), 0);
+    assert_eq!(read_status(&mut b, lun, 3).0, RESERVATION_CONFLICT);
+    drop((a, b));
+    daemon.kill().unwrap();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let (mut a, mut b) = (session_of(&daemon, na), session_of(&daemon, nb));
+    assert_eq!(read_keys(&mut b, lun), vec![0xa]);
+    let (res, status) = prin(&mut b, lun, 1);
+    assert_eq!(
+        (status, res[8..16].to_vec(), res[21]),
+        (0, 0xau64.to_be_bytes().to_vec(), 3)
+    );
+    let (caps, _) = prin(&mut b, lun, 2);
+    assert_eq!((caps[2] & 1, caps[3] & 1), (1, 1), "PTPL_C and PTPL_A");
+    assert_eq!(read_status(&mut b, lun, 3).0, RESERVATION_CONFLICT);
+    assert_eq!(read_status(&mut a, lun, 3), (0, vec![3; 512]));
+    // B registers and preempts A: A is told REGISTRATIONS PREEMPTED, then conflicts.
+    assert_eq!(prout(&mut b, lun, 6, 0, 0, 0xb, true), 0);
+    assert_eq!(prout(&mut b, lun, 4, 3, 0xb, 0xa, false), 0);
+    let (status, sense) = read_status(&mut a, lun, 3);
+    assert_eq!(
+        (status, sense[2 + 2] & 0x0f, sense[2 + 12], sense[2 + 13]),
+        (2, 6, 0x2a, 0x05)
+    );
+    assert_eq!(read_status(&mut a, lun, 3).0, RESERVATION_CONFLICT);
+    assert_eq!(read_status(&mut b, lun, 3).0, 0);
 }

@@ -14,7 +14,7 @@
 //!   unit attention for every other session.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cairn_export::{Volume, VolumeInfo};
@@ -24,11 +24,12 @@ use crate::connection::{Conn, ConnResult};
 use crate::limits::{
     COMMAND_CHARGE_BYTES, CONNECTION_IN_FLIGHT_BYTES_MAX, DISCARDING_MAX, TRANSFER_BYTES_MAX,
 };
-use crate::lu::{self, Outcome};
+use crate::lu;
 use crate::pdu::{op, reject, Pdu, RESERVED_TAG};
+use crate::pr::{LuReservation, Nexus};
 use crate::scsi::cdb::{self, Cdb};
 use crate::scsi::pages::{self, Unit};
-use crate::scsi::sense::{self, status, Sense};
+use crate::scsi::sense::{self, status, Failure, Sense};
 use crate::target::{lock, Attentions, Registration, Target};
 
 /// SCSI status TASK SET FULL.
@@ -42,12 +43,20 @@ const INVALID_FIELD_IN_IU: Sense = Sense::new(sense::key::ILLEGAL_REQUEST, 0x0e,
 struct Lu {
     volume: Arc<dyn Volume>,
     size_bytes: u64,
+    unit: Arc<Opened>,
+}
+
+/// What every command on one opened LUN shares: the volume's id and its reservation state.
+pub(crate) struct Opened {
+    id: String,
+    pr: Arc<Mutex<LuReservation>>,
 }
 
 /// What one session knows about its LUNs.
 pub(crate) struct SessionState {
     target: Arc<Target>,
     initiator: String,
+    nexus: Arc<Nexus>,
     reg: Registration,
     table: Vec<(u16, VolumeInfo)>,
     generation: u64,
@@ -55,14 +64,16 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
-    pub fn new(target: &Arc<Target>, reg: Registration, initiator: &str) -> SessionState {
-        let table = target.luns_for(initiator).unwrap_or_else(|e| {
+    pub fn new(target: &Arc<Target>, reg: Registration, nexus: Nexus) -> SessionState {
+        let initiator = nexus.initiator.clone();
+        let table = target.luns_for(&initiator).unwrap_or_else(|e| {
             tracing::warn!(initiator, error = %e, "LUN table unavailable");
             Vec::new()
         });
         SessionState {
             target: target.clone(),
-            initiator: initiator.to_string(),
+            initiator,
+            nexus: Arc::new(nexus),
             reg,
             generation: target.lun_generation(),
             table,
@@ -106,8 +117,8 @@ impl SessionState {
         self.table.iter().map(|(l, _)| *l).collect()
     }
 
-    /// Opens (or returns the opened) volume at `lun`.
-    fn volume(&mut self, lun: u16) -> Option<Arc<dyn Volume>> {
+    /// Opens (or returns the opened) volume at `lun`, with its shared unit state.
+    fn volume(&mut self, lun: u16) -> Option<(Arc<dyn Volume>, Arc<Opened>)> {
         if !self.table.iter().any(|(l, _)| *l == lun) {
             self.refresh(true);
         }
@@ -117,7 +128,7 @@ impl SessionState {
                 lu.size_bytes = size;
                 lock(&self.reg.attentions).push(lun, sense::CAPACITY_CHANGED);
             }
-            return Some(lu.volume.clone());
+            return Some((lu.volume.clone(), lu.unit.clone()));
         }
         let (_, info) = self.table.iter().find(|(l, _)| *l == lun)?;
         let volume = self
@@ -127,14 +138,20 @@ impl SessionState {
             .ok()
             .filter(|v| v.id() == info.id)?;
         let size_bytes = volume.size_bytes();
+        let id = Target::serial(info);
+        let unit = Arc::new(Opened {
+            pr: self.target.reservations.of(&id),
+            id,
+        });
         self.open.insert(
             lun,
             Lu {
                 volume: volume.clone(),
                 size_bytes,
+                unit: unit.clone(),
             },
         );
-        Some(volume)
+        Some((volume, unit))
     }
 }
 
@@ -143,6 +160,8 @@ pub(crate) struct Collect {
     cdb: Cdb,
     volume: Arc<dyn Volume>,
     unit: Unit,
+    opened: Arc<Opened>,
+    nexus: Arc<Nexus>,
     /// Bytes solicited and kept (the CDB's data-out, cut to the expected length).
     want: u32,
     /// Bytes the initiator may send unsolicited (the expected length, cut to FirstBurstLength).
@@ -234,13 +253,39 @@ fn residual(expected: u64, actual: u64) -> Residual {
     }
 }
 
-/// An immediate answer: sense (CHECK CONDITION) or data (GOOD), for the command of `Meta`.
-type Early = (Option<Sense>, Vec<u8>, Meta);
+/// An immediate answer: a failure (CHECK CONDITION, RESERVATION CONFLICT) or data (GOOD), for
+/// the command of `Meta`.
+type Early = (Option<Failure>, Vec<u8>, Meta);
+
+/// A command routed to its LUN: the CDB, the volume and the unit's shared state.
+type Routed = (Cdb, Arc<dyn Volume>, Arc<Opened>);
+
+/// What a command produced, as the response reports it.
+type Answer = Result<Vec<u8>, Failure>;
 
 /// A finished execution, sent back from the blocking pool.
 pub(crate) struct Done {
     itt: u32,
-    outcome: Outcome,
+    outcome: Answer,
+}
+
+/// Executes a command whose data-out is all there: PERSISTENT RESERVE IN and OUT on the unit's
+/// reservation, anything else on the volume unless the reservation forbids it.
+fn execute(target: &Target, c: &Collect) -> Answer {
+    let unit = &c.opened;
+    match &c.cdb {
+        Cdb::PersistentReserveIn { sa, .. } => lock(&unit.pr).read(*sa),
+        Cdb::PersistentReserveOut { prout, param_len } => target
+            .reservations
+            .out(&unit.id, &unit.pr, &c.nexus, prout, &c.buf, *param_len),
+        cdb => {
+            // Checked again here: a reservation may have been taken while data-out came in.
+            if lock(&unit.pr).conflicts(&c.nexus, lu::access(cdb)) {
+                return Err(Failure::Conflict);
+            }
+            lu::execute(&*c.volume, &c.unit, cdb, &c.buf).map_err(Failure::Check)
+        }
+    }
 }
 
 fn alloc_len(cdb: &Cdb) -> u32 {
@@ -251,7 +296,8 @@ fn alloc_len(cdb: &Cdb) -> u32 {
         | Cdb::GetLbaStatus { alloc, .. }
         | Cdb::ModeSense { alloc, .. }
         | Cdb::ReportLuns { alloc }
-        | Cdb::ReportOpcodes { alloc, .. } => alloc,
+        | Cdb::ReportOpcodes { alloc, .. }
+        | Cdb::PersistentReserveIn { alloc, .. } => alloc,
         _ => u32::MAX,
     }
 }
@@ -304,7 +350,7 @@ impl Conn {
 
     /// Decodes a command and finds its LUN; `Err` answers it at once (REPORT LUNS, a LUN with no
     /// volume, a bad CDB or a pending unit attention).
-    fn route(&mut self, pdu: &Pdu, meta: &mut Meta) -> Result<(Cdb, Arc<dyn Volume>), Early> {
+    fn route(&mut self, pdu: &Pdu, meta: &mut Meta) -> Result<Routed, Early> {
         let decoded = cdb::decode(&pdu.bhs[32..48]);
         if let Ok(c) = &decoded {
             meta.alloc = alloc_len(c);
@@ -317,7 +363,7 @@ impl Conn {
         if let Ok(Cdb::ReportLuns { alloc }) = decoded {
             state.refresh(true);
             if alloc < 16 {
-                return Err((Some(Sense::invalid_cdb(6, None)), Vec::new(), meta));
+                return Err((Some(Sense::invalid_cdb(6, None).into()), Vec::new(), meta));
             }
             if let Some(lun) = lun {
                 state.attentions().remove(lun, sense::REPORTED_LUNS_CHANGED);
@@ -325,32 +371,38 @@ impl Conn {
             return Err((None, pages::report_luns(&state.luns()), meta));
         }
         let volume = lun.and_then(|l| state.volume(l));
-        let (Some(lun), Some(volume)) = (lun, volume) else {
+        let (Some(lun), Some((volume, opened))) = (lun, volume) else {
             return Err(match decoded {
                 Ok(Cdb::Inquiry { evpd: false, .. }) => {
                     (None, pages::standard_inquiry(false), meta)
                 }
-                Err(s) => (Some(s), Vec::new(), meta),
-                Ok(_) => (Some(sense::LUN_NOT_SUPPORTED), Vec::new(), meta),
+                Err(s) => (Some(s.into()), Vec::new(), meta),
+                Ok(_) => (Some(sense::LUN_NOT_SUPPORTED.into()), Vec::new(), meta),
             });
         };
-        let cdb = decoded.map_err(|s| (Some(s), Vec::new(), meta))?;
+        let cdb = decoded.map_err(|s| (Some(s.into()), Vec::new(), meta))?;
         // INQUIRY and REPORT SUPPORTED OPERATION CODES do not report unit attentions; REQUEST
         // SENSE returns one as its data.
         if !matches!(cdb, Cdb::Inquiry { .. } | Cdb::ReportOpcodes { .. }) {
-            if let Some(s) = state.attentions().take(lun) {
+            let pending = state.attentions().take(lun);
+            let pending = pending.or_else(|| lock(&opened.pr).take_attention(&state.nexus));
+            if let Some(s) = pending {
                 return Err(match cdb {
                     Cdb::RequestSense { .. } => (None, s.to_bytes().to_vec(), meta),
-                    _ => (Some(s), Vec::new(), meta),
+                    _ => (Some(s.into()), Vec::new(), meta),
                 });
             }
         }
-        Ok((cdb, volume))
+        if lock(&opened.pr).conflicts(&state.nexus, lu::access(&cdb)) {
+            return Err((Some(Failure::Conflict), Vec::new(), meta));
+        }
+        Ok((cdb, volume, opened))
     }
 
     /// Decides what data-out a routed command needs.
     fn prepare(&mut self, pdu: &Pdu, mut meta: Meta) -> Result<(Collect, Meta), Early> {
-        let (cdb, volume) = self.route(pdu, &mut meta)?;
+        let (cdb, volume, opened) = self.route(pdu, &mut meta)?;
+        let nexus = self.state().nexus.clone();
         let unit = unit_of(&self.target, &*volume);
         let writes = matches!(
             cdb,
@@ -358,23 +410,25 @@ impl Conn {
         );
         if unit.read_only && writes {
             // Refused before any data is asked for.
-            return Err((Some(sense::WRITE_PROTECTED), Vec::new(), meta));
+            return Err((Some(sense::WRITE_PROTECTED.into()), Vec::new(), meta));
         }
         let needed = lu::data_out_bytes(&cdb, unit.block_bytes);
         if needed > 0 || pdu.flags() & 0x20 != 0 {
             meta.write_residual = Some(residual(meta.edtl as u64, needed));
             if lu::data_out_exact(&cdb) && needed != meta.edtl as u64 {
-                return Err((Some(INVALID_FIELD_IN_IU), Vec::new(), meta));
+                return Err((Some(INVALID_FIELD_IN_IU.into()), Vec::new(), meta));
             }
         }
         let want = needed.min(meta.edtl as u64);
         if want > TRANSFER_BYTES_MAX as u64 {
-            return Err((Some(Sense::invalid_cdb(7, None)), Vec::new(), meta));
+            return Err((Some(Sense::invalid_cdb(7, None).into()), Vec::new(), meta));
         }
         let collect = Collect {
             cdb,
             volume,
             unit,
+            opened,
+            nexus,
             want: want as u32,
             unsolicited_max: meta.edtl.min(self.params.first_burst_bytes),
             received: 0,
@@ -483,8 +537,9 @@ impl Conn {
         };
         c.whole_blocks();
         let done = self.done_tx.clone();
+        let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
-            let outcome = lu::execute(&*c.volume, &c.unit, &c.cdb, &c.buf);
+            let outcome = execute(&target, &c);
             let _ = done.send(Done { itt, outcome });
         });
         Ok(())
@@ -575,9 +630,18 @@ impl Conn {
     }
 
     /// Answers a command: Data-In with status for data, otherwise a SCSI Response.
-    async fn finish(&mut self, meta: Meta, outcome: Outcome) -> ConnResult<()> {
+    async fn finish(&mut self, meta: Meta, outcome: Answer) -> ConnResult<()> {
         match (outcome, meta.write_residual) {
-            (Err(s), w) => {
+            (Err(Failure::Conflict), w) => {
+                self.status_only(
+                    meta,
+                    status::RESERVATION_CONFLICT,
+                    None,
+                    w.unwrap_or(residual(meta.edtl as u64, 0)),
+                )
+                .await
+            }
+            (Err(Failure::Check(s)), w) => {
                 self.status_only(
                     meta,
                     status::CHECK_CONDITION,

@@ -271,7 +271,10 @@ impl Conn {
         self.session = Some(crate::command::SessionState::new(
             &self.target,
             reg,
-            &n.initiator_name,
+            crate::pr::Nexus {
+                initiator: n.initiator_name.clone(),
+                isid: n.isid,
+            },
         ));
         enum Event {
             Stop(Stop),

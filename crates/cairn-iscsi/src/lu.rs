@@ -12,6 +12,7 @@ use crate::limits::{
     LBA_STATUS_DESCRIPTORS_MAX, TRANSFER_BYTES_MAX, UNMAP_DESCRIPTORS_MAX, WRITE_SAME_BLOCKS_MAX,
 };
 use crate::pdu::{be32, be64};
+use crate::pr::Access;
 use crate::scsi::cdb::Cdb;
 use crate::scsi::pages::{self, Unit};
 use crate::scsi::sense::{self, Sense};
@@ -30,7 +31,9 @@ pub(crate) fn data_out_bytes(cdb: &Cdb, block_bytes: u32) -> u64 {
             ..
         } => blocks(n),
         Cdb::WriteSame { ndob: false, .. } => block_bytes as u64,
-        Cdb::Unmap { param_len } | Cdb::ModeSelect { param_len, .. } => param_len as u64,
+        Cdb::Unmap { param_len }
+        | Cdb::ModeSelect { param_len, .. }
+        | Cdb::PersistentReserveOut { param_len, .. } => param_len as u64,
         _ => 0,
     }
 }
@@ -39,6 +42,24 @@ pub(crate) fn data_out_bytes(cdb: &Cdb, block_bytes: u32) -> u64 {
 /// WRITE SAME block cannot be cut; writes and compares are cut to the expected length).
 pub(crate) fn data_out_exact(cdb: &Cdb) -> bool {
     matches!(cdb, Cdb::WriteSame { ndob: false, .. })
+}
+
+/// How `cdb` touches the medium, for the reservation conflict rules (SPC-4 table 65; MODE
+/// SENSE, READ, VERIFY and GET LBA STATUS read; TEST UNIT READY, INQUIRY, READ CAPACITY,
+/// REQUEST SENSE, REPORT LUNS and REPORT SUPPORTED OPERATION CODES are always allowed).
+pub(crate) fn access(cdb: &Cdb) -> Access {
+    match cdb {
+        Cdb::Read { .. }
+        | Cdb::Verify { .. }
+        | Cdb::GetLbaStatus { .. }
+        | Cdb::ModeSense { .. } => Access::Read,
+        Cdb::Write { .. }
+        | Cdb::WriteSame { .. }
+        | Cdb::Unmap { .. }
+        | Cdb::SynchronizeCache { .. }
+        | Cdb::ModeSelect { .. } => Access::Write,
+        _ => Access::Free,
+    }
 }
 
 fn volume_sense(e: &cairn_export::Error, writing: bool) -> Sense {
@@ -117,8 +138,10 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
             sa,
             ..
         } => pages::report_opcodes(options, rctd, opcode, sa),
-        // Answered by the session, which knows the initiator's LUNs.
-        Cdb::ReportLuns { .. } => Err(sense::INVALID_OPCODE),
+        // Answered by the session, which knows the initiator's LUNs and its I_T nexus.
+        Cdb::ReportLuns { .. }
+        | Cdb::PersistentReserveIn { .. }
+        | Cdb::PersistentReserveOut { .. } => Err(sense::INVALID_OPCODE),
     }
 }
 

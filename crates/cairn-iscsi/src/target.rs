@@ -17,6 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::limits::{SERVER_IN_FLIGHT_BYTES_MAX, UNIT_ATTENTIONS_MAX};
 use crate::login::LoginConfig;
 use crate::lunmap::LunMap;
+use crate::pr::Reservations;
 use crate::scsi::sense::Sense;
 use crate::views::Views;
 
@@ -73,6 +74,8 @@ pub(crate) struct Target {
     pub bytes: Arc<Semaphore>,
     /// Idle time after which the target pings an initiator with a NOP-In.
     pub nop_interval: std::time::Duration,
+    /// Persistent reservations of every logical unit, shared by all sessions.
+    pub reservations: Reservations,
     lun_map_path: PathBuf,
     lun_map: Mutex<LunMap>,
     views: Views,
@@ -94,7 +97,7 @@ impl Target {
         login: LoginConfig,
         exports: Arc<dyn Exports>,
         lun_map_path: PathBuf,
-        views: Views,
+        (views, reservations): (Views, Reservations),
         nop_interval: std::time::Duration,
     ) -> std::io::Result<Target> {
         let lun_map = LunMap::load(&lun_map_path)?;
@@ -103,6 +106,7 @@ impl Target {
             exports,
             bytes: Arc::new(Semaphore::new(SERVER_IN_FLIGHT_BYTES_MAX as usize)),
             nop_interval,
+            reservations,
             lun_map_path,
             lun_map: Mutex::new(lun_map),
             views,

@@ -24,6 +24,8 @@ pub mod opcode {
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5e;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
     pub const MODE_SENSE_10: u8 = 0x5a;
     pub const READ_16: u8 = 0x88;
     pub const WRITE_16: u8 = 0x8a;
@@ -107,6 +109,14 @@ pub enum Cdb {
     },
     ReportLuns {
         alloc: u32,
+    },
+    PersistentReserveIn {
+        sa: u8,
+        alloc: u32,
+    },
+    PersistentReserveOut {
+        prout: crate::pr::Prout,
+        param_len: u32,
     },
     ReportOpcodes {
         options: u8,
@@ -210,6 +220,29 @@ fn decode_long(cdb: &[u8]) -> Result<Cdb, Sense> {
             alloc: be16(cdb, 7) as u32,
         }),
         MODE_SELECT_10 => mode_select(cdb, true),
+        PERSISTENT_RESERVE_IN => {
+            if cdb[1] & 0x1f > crate::pr::read::READ_FULL_STATUS {
+                return Err(Sense::invalid_cdb(1, Some(4)));
+            }
+            Ok(Cdb::PersistentReserveIn {
+                sa: cdb[1] & 0x1f,
+                alloc: be16(cdb, 7) as u32,
+            })
+        }
+        PERSISTENT_RESERVE_OUT => {
+            if cdb[1] & 0x1f > crate::pr::action::REGISTER_AND_IGNORE {
+                // REGISTER AND MOVE is not served.
+                return Err(Sense::invalid_cdb(1, Some(4)));
+            }
+            Ok(Cdb::PersistentReserveOut {
+                prout: crate::pr::Prout {
+                    sa: cdb[1] & 0x1f,
+                    scope: cdb[2] >> 4,
+                    kind: cdb[2] & 0x0f,
+                },
+                param_len: be32(cdb, 5),
+            })
+        }
         SERVICE_ACTION_IN_16 => service_action_in(cdb),
         REPORT_LUNS => {
             if cdb[2] > 2 {

@@ -358,6 +358,61 @@ static SUPPORTED: &[Supported] = &[
         opcode::MODE_SENSE_10,
         &[0x5a, 0x08, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0x00],
     ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_IN,
+        0,
+        &[0x5e, 0x00, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_IN,
+        1,
+        &[0x5e, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_IN,
+        2,
+        &[0x5e, 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_IN,
+        3,
+        &[0x5e, 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        0,
+        &[0x5f, 0x00, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        1,
+        &[0x5f, 0x01, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        2,
+        &[0x5f, 0x02, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        3,
+        &[0x5f, 0x03, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        4,
+        &[0x5f, 0x04, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        5,
+        &[0x5f, 0x05, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        6,
+        &[0x5f, 0x06, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
     cmd(
         opcode::READ_16,
         &[
