@@ -14,7 +14,7 @@
 //!   unit attention for every other session.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use cairn_export::{Volume, VolumeInfo};
@@ -30,7 +30,7 @@ use crate::pr::{LuReservation, Nexus};
 use crate::scsi::cdb::{self, Cdb};
 use crate::scsi::pages::{self, Unit};
 use crate::scsi::sense::{self, status, Failure, Sense};
-use crate::target::{lock, Attentions, Registration, Target};
+use crate::target::{lock, Attentions, Registration, Reset, Target};
 
 /// SCSI status TASK SET FULL.
 const TASK_SET_FULL: u8 = 0x28;
@@ -50,6 +50,7 @@ struct Lu {
 pub(crate) struct Opened {
     id: String,
     pr: Arc<Mutex<LuReservation>>,
+    writes: Arc<RwLock<()>>,
 }
 
 /// What one session knows about its LUNs.
@@ -117,6 +118,14 @@ impl SessionState {
         self.table.iter().map(|(l, _)| *l).collect()
     }
 
+    /// The id (hex) of the volume this session sees at `lun`.
+    fn volume_id_at(&self, lun: u16) -> Option<String> {
+        self.table
+            .iter()
+            .find(|(l, _)| *l == lun)
+            .map(|(_, v)| Target::serial(v))
+    }
+
     /// Opens (or returns the opened) volume at `lun`, with its shared unit state.
     fn volume(&mut self, lun: u16) -> Option<(Arc<dyn Volume>, Arc<Opened>)> {
         if !self.table.iter().any(|(l, _)| *l == lun) {
@@ -141,6 +150,7 @@ impl SessionState {
         let id = Target::serial(info);
         let unit = Arc::new(Opened {
             pr: self.target.reservations.of(&id),
+            writes: self.target.write_lock(&id),
             id,
         });
         self.open.insert(
@@ -283,6 +293,10 @@ fn execute(target: &Target, c: &Collect) -> Answer {
             if lock(&unit.pr).conflicts(&c.nexus, lu::access(cdb)) {
                 return Err(Failure::Conflict);
             }
+            let _shared = lu::changes_medium(cdb)
+                .then(|| unit.writes.read().unwrap_or_else(PoisonError::into_inner));
+            let _exclusive = matches!(cdb, Cdb::CompareAndWrite { .. })
+                .then(|| unit.writes.write().unwrap_or_else(PoisonError::into_inner));
             lu::execute(&*c.volume, &c.unit, cdb, &c.buf).map_err(Failure::Check)
         }
     }
@@ -325,6 +339,7 @@ impl Conn {
         if !self.admit(&pdu) {
             return Ok(());
         }
+        self.apply_resets();
         let itt = pdu.itt();
         if self.tasks.contains_key(&itt) || itt == RESERVED_TAG {
             return self.reject(&pdu.bhs, reject::INVALID_FIELD).await;
@@ -406,7 +421,10 @@ impl Conn {
         let unit = unit_of(&self.target, &*volume);
         let writes = matches!(
             cdb,
-            Cdb::Write { .. } | Cdb::WriteSame { .. } | Cdb::Unmap { .. }
+            Cdb::Write { .. }
+                | Cdb::WriteSame { .. }
+                | Cdb::Unmap { .. }
+                | Cdb::CompareAndWrite { .. }
         );
         if unit.read_only && writes {
             // Refused before any data is asked for.
@@ -416,7 +434,12 @@ impl Conn {
         if needed > 0 || pdu.flags() & 0x20 != 0 {
             meta.write_residual = Some(residual(meta.edtl as u64, needed));
             if lu::data_out_exact(&cdb) && needed != meta.edtl as u64 {
-                return Err((Some(INVALID_FIELD_IN_IU.into()), Vec::new(), meta));
+                // For COMPARE AND WRITE the NUMBER OF LOGICAL BLOCKS disagrees with the data.
+                let s = match cdb {
+                    Cdb::CompareAndWrite { .. } => Sense::invalid_cdb(13, None),
+                    _ => INVALID_FIELD_IN_IU,
+                };
+                return Err((Some(s.into()), Vec::new(), meta));
             }
         }
         let want = needed.min(meta.edtl as u64);
@@ -718,32 +741,82 @@ impl Conn {
         if !self.admit(&pdu) {
             return Ok(());
         }
+        self.apply_resets();
         let function = pdu.flags() & 0x7f;
         let lun = pages::decode_lun(pdu.lun());
-        let response = match function {
-            1 => self.abort(|itt, _| itt == pdu.u32_at(20)),
-            2 | 4 => {
+        let unit = lun.and_then(|l| self.state().volume_id_at(l).map(|id| (l, id)));
+        let response = match (function, unit) {
+            (1, _) => self.abort(|itt, _| itt == pdu.u32_at(20)),
+            (2, _) => {
                 let lun = lun.unwrap_or(u16::MAX);
                 self.abort(|_, l| l == lun);
                 0
             }
-            5 => match lun.filter(|&l| self.state().luns().contains(&l)) {
-                None => 2,
-                Some(l) => {
-                    self.abort(|_, task_lun| task_lun == l);
-                    self.state().attentions().clear(l);
-                    self.target
-                        .broadcast(l, sense::LUN_RESET_OCCURRED, self.tsih);
-                    0
+            (4, None) => 0,
+            (4, Some((l, id))) => {
+                self.abort(|_, task_lun| task_lun == l);
+                self.target.reset_others(&Reset::Cleared(id), self.tsih);
+                0
+            }
+            (5, None) => 2,
+            (5, Some((l, id))) => {
+                self.reset_local(l);
+                self.target.reset_others(&Reset::Unit(id), self.tsih);
+                0
+            }
+            (6 | 7, _) => {
+                for l in self.state().luns() {
+                    self.reset_local(l);
                 }
-            },
-            8 => 4,
+                self.target.reset_others(&Reset::Target, self.tsih);
+                if function == 7 {
+                    self.target.close_all();
+                }
+                0
+            }
+            (8, _) => 4,
             _ => 5,
         };
         let mut p = Pdu::new(op::TASK_MGMT_RESPONSE);
         p.bhs[2] = response;
         p.set_itt(pdu.itt());
         self.send(p, true).await
+    }
+
+    /// LOGICAL UNIT RESET of `lun` in this session: its tasks are aborted, its pending unit
+    /// attentions replaced by BUS DEVICE RESET FUNCTION OCCURRED.
+    fn reset_local(&mut self, lun: u16) {
+        self.abort(|_, task_lun| task_lun == lun);
+        let mut attentions = self.state().attentions();
+        attentions.clear(lun);
+        attentions.push(lun, sense::LUN_RESET_OCCURRED);
+    }
+
+    /// Applies the resets other sessions queued for this one (before any new command).
+    pub(crate) fn apply_resets(&mut self) {
+        let resets = self.state().attentions().take_resets();
+        for r in resets {
+            let table: Vec<(u16, String)> = self
+                .state()
+                .table
+                .iter()
+                .map(|(l, v)| (*l, Target::serial(v)))
+                .collect();
+            for (l, id) in table {
+                match &r {
+                    Reset::Target => self.reset_local(l),
+                    Reset::Unit(unit) if *unit == id => self.reset_local(l),
+                    Reset::Cleared(unit)
+                        if *unit == id && self.abort(|_, task_lun| task_lun == l) == 0 =>
+                    {
+                        self.state()
+                            .attentions()
+                            .push(l, sense::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Drops the rest of a command's unsolicited Data-Out. The set is bounded: an initiator that

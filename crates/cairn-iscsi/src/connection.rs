@@ -268,6 +268,7 @@ impl Conn {
         mut shutdown: watch::Receiver<bool>,
     ) -> ConnResult<()> {
         let mut close = reg.close.clone();
+        let wake = reg.wake.clone();
         self.session = Some(crate::command::SessionState::new(
             &self.target,
             reg,
@@ -278,6 +279,7 @@ impl Conn {
         ));
         enum Event {
             Stop(Stop),
+            Reset,
             Done(Done),
             Ping,
             Pdu(ConnResult<Option<Result<Pdu, FrameError>>>),
@@ -290,12 +292,17 @@ impl Conn {
                 biased;
                 _ = shutdown.changed() => Event::Stop(Stop::Closed),
                 _ = close.changed() => Event::Stop(Stop::Closed),
+                _ = wake.notified() => Event::Reset,
                 Some(done) = done_rx.recv() => Event::Done(done),
                 _ = ping.tick() => Event::Ping,
                 pdu = self.next_pdu() => Event::Pdu(pdu),
             };
             let stop = match event {
                 Event::Stop(stop) => Some(stop),
+                Event::Reset => {
+                    self.apply_resets();
+                    None
+                }
                 Event::Done(done) => {
                     self.complete(done).await?;
                     None

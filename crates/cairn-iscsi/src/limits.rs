@@ -62,6 +62,10 @@ pub const RESPONSE_QUEUE_DEPTH: usize = 64;
 /// Unit attentions queued per I_T nexus and LUN; older ones beyond are dropped (SAM-5 allows
 /// reporting the most important one).
 pub const UNIT_ATTENTIONS_MAX: usize = 8;
+/// Resets queued for one session by others (a reset already queued is not queued twice).
+pub const RESETS_MAX: usize = 16;
+/// Blocks of one COMPARE AND WRITE (VPD B0 MAXIMUM COMPARE AND WRITE LENGTH, one byte).
+pub const COMPARE_AND_WRITE_BLOCKS_MAX: u8 = 128;
 /// Registrations per logical unit (PERSISTENT RESERVE OUT REGISTER beyond: INSUFFICIENT
 /// REGISTRATION RESOURCES).
 pub const REGISTRATIONS_MAX: usize = 64;
