@@ -745,9 +745,10 @@ fn two_initiators_share_one_lu_and_reservations_survive_a_restart_only_with_aptp
     assert_eq!((caps[2] & 1, caps[3] & 1), (1, 1), "PTPL_C and PTPL_A");
     assert_eq!(read_status(&mut b, lun, 3).0, RESERVATION_CONFLICT);
     assert_eq!(read_status(&mut a, lun, 3), (0, vec![3; 512]));
-    // B registers and preempts A: A is told REGISTRATIONS PREEMPTED, then conflicts.
+    // B registers and preempts A (PREEMPT AND ABORT): A is told REGISTRATIONS PREEMPTED, then
+    // conflicts.
     assert_eq!(prout(&mut b, lun, 6, 0, 0, 0xb, true), 0);
-    assert_eq!(prout(&mut b, lun, 4, 3, 0xb, 0xa, false), 0);
+    assert_eq!(prout(&mut b, lun, 5, 3, 0xb, 0xa, false), 0);
     let (status, sense) = read_status(&mut a, lun, 3);
     assert_eq!(
         (status, sense[2 + 2] & 0x0f, sense[2 + 12], sense[2 + 13]),

@@ -285,9 +285,15 @@ fn execute(target: &Target, c: &Collect) -> Answer {
     let unit = &c.opened;
     match &c.cdb {
         Cdb::PersistentReserveIn { sa, .. } => lock(&unit.pr).read(*sa),
-        Cdb::PersistentReserveOut { prout, param_len } => target
-            .reservations
-            .out(&unit.id, &unit.pr, &c.nexus, prout, &c.buf, *param_len),
+        Cdb::PersistentReserveOut { prout, param_len } => {
+            let aborted = target
+                .reservations
+                .out(&unit.id, &unit.pr, &c.nexus, prout, &c.buf, *param_len)?;
+            for n in aborted {
+                target.reset_nexus(&n, Reset::Preempted(unit.id.clone()));
+            }
+            Ok(Vec::new())
+        }
         cdb => {
             // Checked again here: a reservation may have been taken while data-out came in.
             if lock(&unit.pr).conflicts(&c.nexus, lu::access(cdb)) {
@@ -806,6 +812,9 @@ impl Conn {
                 match &r {
                     Reset::Target => self.reset_local(l),
                     Reset::Unit(unit) if *unit == id => self.reset_local(l),
+                    Reset::Preempted(unit) if *unit == id => {
+                        self.abort(|_, task_lun| task_lun == l);
+                    }
                     Reset::Cleared(unit)
                         if *unit == id && self.abort(|_, task_lun| task_lun == l) == 0 =>
                     {

@@ -559,7 +559,8 @@ impl Reservations {
         lock(&self.units).entry(id.to_string()).or_default().clone()
     }
 
-    /// Runs a PERSISTENT RESERVE OUT from `n` on the unit `id`.
+    /// Runs a PERSISTENT RESERVE OUT from `n` on the unit `id`; returns the nexuses whose tasks
+    /// on the unit are to be aborted (those a PREEMPT AND ABORT preempted).
     pub fn out(
         &self,
         id: &str,
@@ -568,7 +569,7 @@ impl Reservations {
         c: &Prout,
         list: &[u8],
         param_len: u32,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Vec<Nexus>, Failure> {
         let p = params(list, param_len as usize)?;
         let mut lu = lock(unit);
         let ch = prout(&lu.state, n, c, &p)?;
@@ -578,10 +579,14 @@ impl Reservations {
         }
         lu.state = ch.state;
         lu.aptpl = aptpl;
+        let mut abort = Vec::new();
         for (who, s) in ch.notices {
+            if c.sa == action::PREEMPT_AND_ABORT && s == REGISTRATIONS_PREEMPTED {
+                abort.push(who.clone());
+            }
             lu.notify(who, s);
         }
-        Ok(Vec::new())
+        Ok(abort)
     }
 
     /// Writes the store with unit `id` set to `state` (or removed); on failure nothing changes.
@@ -626,7 +631,7 @@ mod tests {
         b
     }
 
-    fn out(r: &Reservations, n: &Nexus, sa: u8, k: u8, p: &[u8]) -> Result<Vec<u8>, Failure> {
+    fn out(r: &Reservations, n: &Nexus, sa: u8, k: u8, p: &[u8]) -> Result<Vec<Nexus>, Failure> {
         let unit = r.of("v");
         let c = Prout {
             sa,
@@ -668,8 +673,18 @@ mod tests {
         assert!(lock(&unit).conflicts(&b, Access::Write));
         assert!(!lock(&unit).conflicts(&b, Access::Read));
         assert!(!lock(&unit).conflicts(&a, Access::Write));
-        // b preempts a: a's registration goes, b holds, a hears REGISTRATIONS PREEMPTED.
-        out(&r, &b, action::PREEMPT, we, &list(0xb, 0xa, false)).unwrap();
+        // b preempts a: a's registration goes, b holds, a hears REGISTRATIONS PREEMPTED (and
+        // with PREEMPT AND ABORT, a's tasks are to be aborted).
+        assert_eq!(
+            out(
+                &r,
+                &b,
+                action::PREEMPT_AND_ABORT,
+                we,
+                &list(0xb, 0xa, false)
+            ),
+            Ok(vec![a.clone()])
+        );
         assert_eq!(keys(&r), vec![0xb]);
         assert!(lock(&unit).conflicts(&a, Access::Write));
         assert_eq!(

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::limits::{RESETS_MAX, SERVER_IN_FLIGHT_BYTES_MAX, UNIT_ATTENTIONS_MAX};
 use crate::login::LoginConfig;
 use crate::lunmap::LunMap;
-use crate::pr::Reservations;
+use crate::pr::{Nexus, Reservations};
 use crate::scsi::sense::Sense;
 use crate::views::Views;
 
@@ -31,6 +31,8 @@ pub(crate) enum Reset {
     /// CLEAR TASK SET of the volume: its tasks are aborted; COMMANDS CLEARED BY ANOTHER INITIATOR
     /// if there were any.
     Cleared(String),
+    /// PREEMPT AND ABORT took this nexus's registration: its tasks on the volume are aborted.
+    Preempted(String),
 }
 
 /// Unit attentions waiting for one session, per LUN, and the resets it has yet to apply.
@@ -251,6 +253,15 @@ impl Target {
     pub fn reset_others(&self, reset: &Reset, except: u16) {
         for e in lock(&self.sessions).values().filter(|e| e.tsih != except) {
             lock(&e.attentions).reset(reset.clone());
+            e.wake.notify_one();
+        }
+    }
+
+    /// Queues `reset` for the session of I_T nexus `n`, if it is logged in.
+    pub fn reset_nexus(&self, n: &Nexus, reset: Reset) {
+        let sessions = lock(&self.sessions);
+        if let Some(e) = sessions.get(&(n.initiator.clone(), n.isid)) {
+            lock(&e.attentions).reset(reset);
             e.wake.notify_one();
         }
     }
