@@ -161,8 +161,15 @@ const FAMILIES: &[&str] = &[
 
 /// Runs one family; returns (tests ran, tests failed, asserts failed) from CUnit's summary.
 fn family(url: &str, name: &str) -> (u32, u32, u32) {
-    let out =
-        run(Command::new("iscsi-test-cu").args(["--dataloss", "-t", &format!("ALL.{name}"), url]));
+    family_on(&[url], name)
+}
+
+/// Runs one family on `urls` (a second URL is the second path of the multipath tests).
+fn family_on(urls: &[&str], name: &str) -> (u32, u32, u32) {
+    let test = format!("ALL.{name}");
+    let out = run(Command::new("iscsi-test-cu")
+        .args(["--dataloss", "-t", &test])
+        .args(urls));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let row = |label: &str| -> Vec<u32> {
         let line = text
@@ -191,6 +198,37 @@ fn libiscsi_conformance_families_pass() {
         .chain([("ReadOnly", ro.as_str())]);
     for (name, url) in runs {
         let (ran, failed, asserts_failed) = family(url, name);
+        if ran == 0 || failed > 0 || asserts_failed > 0 {
+            failures.push(format!(
+                "{name}: ran {ran}, failed {failed}, failed asserts {asserts_failed}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The families of what clusters need: persistent reservations (two initiators on one LU),
+/// COMPARE AND WRITE and two sessions on one LU.
+const CLUSTER_FAMILIES: &[&str] = &[
+    "PrinReadKeys",
+    "PrinServiceactionRange",
+    "PrinReportCapabilities",
+    "ProutRegister",
+    "ProutReserve",
+    "ProutClear",
+    "ProutPreempt",
+    "CompareAndWrite",
+    "MultipathIO",
+];
+
+#[test]
+fn libiscsi_reservation_families_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let rw = iscsi_url(&daemon, lun_of(&daemon, "rw"));
+    let mut failures = Vec::new();
+    for name in CLUSTER_FAMILIES {
+        let (ran, failed, asserts_failed) = family_on(&[&rw, &rw], name);
         if ran == 0 || failed > 0 || asserts_failed > 0 {
             failures.push(format!(
                 "{name}: ran {ran}, failed {failed}, failed asserts {asserts_failed}"
@@ -609,4 +647,258 @@ fn malformed_pdus_are_answered_as_specified() {
     );
     let (back, status) = ini.read_command(rw, &iscsi::read10(64, 8), 4096).unwrap();
     assert_eq!((status, back), (0, block));
+}
+
+/// A raw session of initiator `name` (one-PDU login, no digests).
+fn session_of(daemon: &Daemon, name: &str) -> Initiator {
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    let text = format!(
+        "InitiatorName={name}\0SessionType=Normal\0TargetName={}\0",
+        target_name(daemon)
+    );
+    let r = ini.login_text(0x87, text.as_bytes()).unwrap();
+    assert_eq!((r.opcode(), r.bhs[36]), (0x23, 0), "login of {name}");
+    ini
+}
+
+/// PERSISTENT RESERVE OUT `sa` with type `kind`, key, service action key and APTPL; the status.
+fn prout(ini: &mut Initiator, lun: u16, sa: u8, kind: u8, key: u64, sark: u64, aptpl: bool) -> u8 {
+    let mut list = [0u8; 24];
+    list[0..8].copy_from_slice(&key.to_be_bytes());
+    list[8..16].copy_from_slice(&sark.to_be_bytes());
+    list[20] = aptpl as u8;
+    let cdb = [0x5f, sa, kind, 0, 0, 0, 0, 0, 24, 0];
+    ini.write_command(lun, &cdb, &list).unwrap()
+}
+
+/// PERSISTENT RESERVE IN `sa`: the data (or sense) and the status.
+fn prin(ini: &mut Initiator, lun: u16, sa: u8) -> (Vec<u8>, u8) {
+    ini.read_command(lun, &[0x5e, sa, 0, 0, 0, 0, 0, 0x10, 0, 0], 4096)
+        .unwrap()
+}
+
+fn read_keys(ini: &mut Initiator, lun: u16) -> Vec<u64> {
+    let (data, status) = prin(ini, lun, 0);
+    assert_eq!(status, 0);
+    data[8..]
+        .chunks(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// (status, sense key, ASC, ASCQ) of a one-block read at `lba`.
+fn read_status(ini: &mut Initiator, lun: u16, lba: u32) -> (u8, Vec<u8>) {
+    let (data, status) = ini.read_command(lun, &iscsi::read10(lba, 1), 512).unwrap();
+    (status, data)
+}
+
+const RESERVATION_CONFLICT: u8 = 0x18;
+
+#[test]
+fn two_initiators_share_one_lu_and_reservations_survive_a_restart_only_with_aptpl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let lun = lun_of(&daemon, "rw");
+    let (na, nb) = (
+        "iqn.2026-01.org.cairn.test:host-a",
+        "iqn.2026-01.org.cairn.test:host-b",
+    );
+    let (mut a, mut b) = (session_of(&daemon, na), session_of(&daemon, nb));
+    // A write from one session is what the other reads next.
+    assert_eq!(
+        a.write_command(lun, &iscsi::write10(3, 1), &[0x5a; 512])
+            .unwrap(),
+        0
+    );
+    assert_eq!(read_status(&mut b, lun, 3), (0, vec![0x5a; 512]));
+    // Write Exclusive by A: B reads, B's writes conflict, A writes.
+    assert_eq!(prout(&mut a, lun, 0, 0, 0, 0xa, false), 0);
+    assert_eq!(prout(&mut b, lun, 0, 0, 0, 0xb, false), 0);
+    assert_eq!(prout(&mut a, lun, 1, 1, 0xa, 0, false), 0);
+    assert_eq!(read_status(&mut b, lun, 3).0, 0);
+    let w = iscsi::write10(3, 1);
+    assert_eq!(
+        b.write_command(lun, &w, &[1; 512]).unwrap(),
+        RESERVATION_CONFLICT
+    );
+    assert_eq!(
+        prout(&mut b, lun, 1, 1, 0xb, 0, false),
+        RESERVATION_CONFLICT
+    );
+    assert_eq!(a.write_command(lun, &w, &[2; 512]).unwrap(), 0);
+    assert_eq!(read_keys(&mut b, lun), vec![0xa, 0xb]);
+    // Without APTPL a restart forgets registrations and the reservation.
+    drop((a, b));
+    daemon.stop().unwrap();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let (mut a, mut b) = (session_of(&daemon, na), session_of(&daemon, nb));
+    assert!(read_keys(&mut a, lun).is_empty());
+    // FUA: this write must survive the kill -9 below.
+    let mut w_fua = w;
+    w_fua[1] |= 0x08;
+    assert_eq!(b.write_command(lun, &w_fua, &[3; 512]).unwrap(), 0);
+    // With APTPL 1, an Exclusive Access reservation survives even kill -9.
+    assert_eq!(prout(&mut a, lun, 0, 0, 0, 0xa, true), 0);
+    assert_eq!(prout(&mut a, lun, 1, 3, 0xa, 0, false), 0);
+    assert_eq!(read_status(&mut b, lun, 3).0, RESERVATION_CONFLICT);
+    drop((a, b));
+    daemon.kill().unwrap();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let (mut a, mut b) = (session_of(&daemon, na), session_of(&daemon, nb));
+    assert_eq!(read_keys(&mut b, lun), vec![0xa]);
+    let (res, status) = prin(&mut b, lun, 1);
+    assert_eq!(
+        (status, res[8..16].to_vec(), res[21]),
+        (0, 0xau64.to_be_bytes().to_vec(), 3)
+    );
+    let (caps, _) = prin(&mut b, lun, 2);
+    assert_eq!((caps[2] & 1, caps[3] & 1), (1, 1), "PTPL_C and PTPL_A");
+    assert_eq!(read_status(&mut b, lun, 3).0, RESERVATION_CONFLICT);
+    assert_eq!(read_status(&mut a, lun, 3), (0, vec![3; 512]));
+    // B registers and preempts A (PREEMPT AND ABORT): A is told REGISTRATIONS PREEMPTED, then
+    // conflicts.
+    assert_eq!(prout(&mut b, lun, 6, 0, 0, 0xb, true), 0);
+    assert_eq!(prout(&mut b, lun, 5, 3, 0xb, 0xa, false), 0);
+    let (status, sense) = read_status(&mut a, lun, 3);
+    assert_eq!(
+        (status, sense[2 + 2] & 0x0f, sense[2 + 12], sense[2 + 13]),
+        (2, 6, 0x2a, 0x05)
+    );
+    assert_eq!(read_status(&mut a, lun, 3).0, RESERVATION_CONFLICT);
+    assert_eq!(read_status(&mut b, lun, 3).0, 0);
+}
+
+/// A task management request (immediate) for `lun`; the response code.
+fn tmf(ini: &mut Initiator, lun: u16, function: u8) -> u8 {
+    let mut h = bhs(0x02 | 0x40, 0x80 | function, 0);
+    h[8..10].copy_from_slice(&lun.to_be_bytes());
+    let itt = ini.next_itt();
+    put32(&mut h, 16, itt);
+    put32(&mut h, 20, 0xffff_ffff);
+    put32(&mut h, 24, ini.cmd_sn);
+    put32(&mut h, 28, ini.exp_stat_sn);
+    ini.send_raw(&h, &[], false, false).unwrap();
+    let r = ini.recv().unwrap().expect("a task management response");
+    assert_eq!(r.opcode(), 0x22);
+    r.bhs[2]
+}
+
+/// (status, sense key, ASC, ASCQ) of TEST UNIT READY.
+fn tur(ini: &mut Initiator, lun: u16) -> (u8, u8, u8, u8) {
+    let (sense, status) = ini.read_command(lun, &[0; 6], 0).unwrap();
+    if status == 0 {
+        return (0, 0, 0, 0);
+    }
+    (status, sense[2 + 2] & 0x0f, sense[2 + 12], sense[2 + 13])
+}
+
+/// COMPARE AND WRITE of one 512-byte block at `lba`: the SCSI Response (status, sense).
+fn compare_and_write(
+    ini: &mut Initiator,
+    lun: u16,
+    lba: u64,
+    old: &[u8],
+    new: &[u8],
+) -> (u8, Vec<u8>) {
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x89;
+    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+    cdb[13] = 1;
+    let data = [old, new].concat();
+    let h = ini.command(lun, &cdb, false, data.len() as u32, data.len());
+    ini.send_raw(&h, &data, false, false).unwrap();
+    let r = ini.recv().unwrap().expect("a SCSI Response");
+    assert_eq!(r.opcode(), 0x21);
+    (r.bhs[3], r.data)
+}
+
+fn counter_block(n: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 512];
+    b[..8].copy_from_slice(&n.to_be_bytes());
+    b
+}
+
+#[test]
+fn compare_and_write_is_atomic_across_sessions_and_resets_reach_every_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let lun = lun_of(&daemon, "rw");
+    let (na, nb) = (
+        "iqn.2026-01.org.cairn.test:host-a",
+        "iqn.2026-01.org.cairn.test:host-b",
+    );
+    let mut a = session_of(&daemon, na);
+    assert_eq!(
+        a.write_command(lun, &iscsi::write10(9, 1), &counter_block(0))
+            .unwrap(),
+        0
+    );
+    // Two hosts increment one counter with read + COMPARE AND WRITE: none of the increments is
+    // lost, which two racing writes of the same old value would do.
+    let rounds = 150u64;
+    // (Other names than `a`'s: a login with a live session's name and ISID would replace it.)
+    let threads: Vec<_> = [nb, "iqn.2026-01.org.cairn.test:host-c"]
+        .into_iter()
+        .map(|name| {
+            let mut ini = session_of(&daemon, name);
+            std::thread::spawn(move || {
+                let mut done = 0;
+                while done < rounds {
+                    let (old, status) = ini.read_command(lun, &iscsi::read10(9, 1), 512).unwrap();
+                    assert_eq!(status, 0);
+                    let n = u64::from_be_bytes(old[..8].try_into().unwrap());
+                    let (status, _) =
+                        compare_and_write(&mut ini, lun, 9, &old, &counter_block(n + 1));
+                    assert!(status == 0 || status == 2, "status {status}");
+                    done += (status == 0) as u64;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (block, _) = a.read_command(lun, &iscsi::read10(9, 1), 512).unwrap();
+    assert_eq!(block, counter_block(2 * rounds));
+    // A mismatch is MISCOMPARE with the offset of the first differing byte; nothing is written.
+    let mut wrong = counter_block(2 * rounds);
+    wrong[100] ^= 1;
+    let (status, sense) = compare_and_write(&mut a, lun, 9, &wrong, &[7; 512]);
+    let s = &sense[2..];
+    assert_eq!(
+        (
+            status,
+            s[0] & 0x80,
+            s[2] & 0x0f,
+            s[12],
+            u32::from_be_bytes(s[3..7].try_into().unwrap())
+        ),
+        (2, 0x80, 0x0e, 0x1d, 100)
+    );
+    assert_eq!(
+        a.read_command(lun, &iscsi::read10(9, 1), 512).unwrap().0,
+        counter_block(2 * rounds)
+    );
+    // TARGET WARM RESET: every session, the one asking too, hears BUS DEVICE RESET once.
+    let mut b = session_of(&daemon, nb);
+    assert_eq!(tmf(&mut a, lun, 6), 0);
+    for ini in [&mut a, &mut b] {
+        assert_eq!(tur(ini, lun), (2, 6, 0x29, 0x03));
+        assert_eq!(tur(ini, lun), (0, 0, 0, 0));
+    }
+    // CLEAR TASK SET with no task of the other session: it is told nothing.
+    assert_eq!(tmf(&mut a, lun, 4), 0);
+    assert_eq!(tur(&mut b, lun), (0, 0, 0, 0));
+    // TARGET COLD RESET: the response, then every session's connection closes.
+    assert_eq!(tmf(&mut b, lun, 7), 0);
+    assert!(b.closed().unwrap() && a.closed().unwrap());
+    let mut again = session_of(&daemon, na);
+    assert_eq!(
+        again
+            .read_command(lun, &iscsi::read10(9, 1), 512)
+            .unwrap()
+            .0,
+        counter_block(2 * rounds)
+    );
 }

@@ -14,7 +14,7 @@
 //!   unit attention for every other session.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use cairn_export::{Volume, VolumeInfo};
@@ -24,12 +24,13 @@ use crate::connection::{Conn, ConnResult};
 use crate::limits::{
     COMMAND_CHARGE_BYTES, CONNECTION_IN_FLIGHT_BYTES_MAX, DISCARDING_MAX, TRANSFER_BYTES_MAX,
 };
-use crate::lu::{self, Outcome};
+use crate::lu;
 use crate::pdu::{op, reject, Pdu, RESERVED_TAG};
+use crate::pr::{LuReservation, Nexus};
 use crate::scsi::cdb::{self, Cdb};
 use crate::scsi::pages::{self, Unit};
-use crate::scsi::sense::{self, status, Sense};
-use crate::target::{lock, Attentions, Registration, Target};
+use crate::scsi::sense::{self, status, Failure, Sense};
+use crate::target::{lock, Attentions, Registration, Reset, Target};
 
 /// SCSI status TASK SET FULL.
 const TASK_SET_FULL: u8 = 0x28;
@@ -42,12 +43,21 @@ const INVALID_FIELD_IN_IU: Sense = Sense::new(sense::key::ILLEGAL_REQUEST, 0x0e,
 struct Lu {
     volume: Arc<dyn Volume>,
     size_bytes: u64,
+    unit: Arc<Opened>,
+}
+
+/// What every command on one opened LUN shares: the volume's id and its reservation state.
+pub(crate) struct Opened {
+    id: String,
+    pr: Arc<Mutex<LuReservation>>,
+    writes: Arc<RwLock<()>>,
 }
 
 /// What one session knows about its LUNs.
 pub(crate) struct SessionState {
     target: Arc<Target>,
     initiator: String,
+    nexus: Arc<Nexus>,
     reg: Registration,
     table: Vec<(u16, VolumeInfo)>,
     generation: u64,
@@ -55,14 +65,16 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
-    pub fn new(target: &Arc<Target>, reg: Registration, initiator: &str) -> SessionState {
-        let table = target.luns_for(initiator).unwrap_or_else(|e| {
+    pub fn new(target: &Arc<Target>, reg: Registration, nexus: Nexus) -> SessionState {
+        let initiator = nexus.initiator.clone();
+        let table = target.luns_for(&initiator).unwrap_or_else(|e| {
             tracing::warn!(initiator, error = %e, "LUN table unavailable");
             Vec::new()
         });
         SessionState {
             target: target.clone(),
-            initiator: initiator.to_string(),
+            initiator,
+            nexus: Arc::new(nexus),
             reg,
             generation: target.lun_generation(),
             table,
@@ -106,8 +118,16 @@ impl SessionState {
         self.table.iter().map(|(l, _)| *l).collect()
     }
 
-    /// Opens (or returns the opened) volume at `lun`.
-    fn volume(&mut self, lun: u16) -> Option<Arc<dyn Volume>> {
+    /// The id (hex) of the volume this session sees at `lun`.
+    fn volume_id_at(&self, lun: u16) -> Option<String> {
+        self.table
+            .iter()
+            .find(|(l, _)| *l == lun)
+            .map(|(_, v)| Target::serial(v))
+    }
+
+    /// Opens (or returns the opened) volume at `lun`, with its shared unit state.
+    fn volume(&mut self, lun: u16) -> Option<(Arc<dyn Volume>, Arc<Opened>)> {
         if !self.table.iter().any(|(l, _)| *l == lun) {
             self.refresh(true);
         }
@@ -117,7 +137,7 @@ impl SessionState {
                 lu.size_bytes = size;
                 lock(&self.reg.attentions).push(lun, sense::CAPACITY_CHANGED);
             }
-            return Some(lu.volume.clone());
+            return Some((lu.volume.clone(), lu.unit.clone()));
         }
         let (_, info) = self.table.iter().find(|(l, _)| *l == lun)?;
         let volume = self
@@ -127,14 +147,21 @@ impl SessionState {
             .ok()
             .filter(|v| v.id() == info.id)?;
         let size_bytes = volume.size_bytes();
+        let id = Target::serial(info);
+        let unit = Arc::new(Opened {
+            pr: self.target.reservations.of(&id),
+            writes: self.target.write_lock(&id),
+            id,
+        });
         self.open.insert(
             lun,
             Lu {
                 volume: volume.clone(),
                 size_bytes,
+                unit: unit.clone(),
             },
         );
-        Some(volume)
+        Some((volume, unit))
     }
 }
 
@@ -143,6 +170,8 @@ pub(crate) struct Collect {
     cdb: Cdb,
     volume: Arc<dyn Volume>,
     unit: Unit,
+    opened: Arc<Opened>,
+    nexus: Arc<Nexus>,
     /// Bytes solicited and kept (the CDB's data-out, cut to the expected length).
     want: u32,
     /// Bytes the initiator may send unsolicited (the expected length, cut to FirstBurstLength).
@@ -234,13 +263,49 @@ fn residual(expected: u64, actual: u64) -> Residual {
     }
 }
 
-/// An immediate answer: sense (CHECK CONDITION) or data (GOOD), for the command of `Meta`.
-type Early = (Option<Sense>, Vec<u8>, Meta);
+/// An immediate answer: a failure (CHECK CONDITION, RESERVATION CONFLICT) or data (GOOD), for
+/// the command of `Meta`.
+type Early = (Option<Failure>, Vec<u8>, Meta);
+
+/// A command routed to its LUN: the CDB, the volume and the unit's shared state.
+type Routed = (Cdb, Arc<dyn Volume>, Arc<Opened>);
+
+/// What a command produced, as the response reports it.
+type Answer = Result<Vec<u8>, Failure>;
 
 /// A finished execution, sent back from the blocking pool.
 pub(crate) struct Done {
     itt: u32,
-    outcome: Outcome,
+    outcome: Answer,
+}
+
+/// Executes a command whose data-out is all there: PERSISTENT RESERVE IN and OUT on the unit's
+/// reservation, anything else on the volume unless the reservation forbids it.
+fn execute(target: &Target, c: &Collect) -> Answer {
+    let unit = &c.opened;
+    match &c.cdb {
+        Cdb::PersistentReserveIn { sa, .. } => lock(&unit.pr).read(*sa),
+        Cdb::PersistentReserveOut { prout, param_len } => {
+            let aborted = target
+                .reservations
+                .out(&unit.id, &unit.pr, &c.nexus, prout, &c.buf, *param_len)?;
+            for n in aborted {
+                target.reset_nexus(&n, Reset::Preempted(unit.id.clone()));
+            }
+            Ok(Vec::new())
+        }
+        cdb => {
+            // Checked again here: a reservation may have been taken while data-out came in.
+            if lock(&unit.pr).conflicts(&c.nexus, lu::access(cdb)) {
+                return Err(Failure::Conflict);
+            }
+            let _shared = lu::changes_medium(cdb)
+                .then(|| unit.writes.read().unwrap_or_else(PoisonError::into_inner));
+            let _exclusive = matches!(cdb, Cdb::CompareAndWrite { .. })
+                .then(|| unit.writes.write().unwrap_or_else(PoisonError::into_inner));
+            lu::execute(&*c.volume, &c.unit, cdb, &c.buf).map_err(Failure::Check)
+        }
+    }
 }
 
 fn alloc_len(cdb: &Cdb) -> u32 {
@@ -251,7 +316,8 @@ fn alloc_len(cdb: &Cdb) -> u32 {
         | Cdb::GetLbaStatus { alloc, .. }
         | Cdb::ModeSense { alloc, .. }
         | Cdb::ReportLuns { alloc }
-        | Cdb::ReportOpcodes { alloc, .. } => alloc,
+        | Cdb::ReportOpcodes { alloc, .. }
+        | Cdb::PersistentReserveIn { alloc, .. } => alloc,
         _ => u32::MAX,
     }
 }
@@ -279,6 +345,7 @@ impl Conn {
         if !self.admit(&pdu) {
             return Ok(());
         }
+        self.apply_resets();
         let itt = pdu.itt();
         if self.tasks.contains_key(&itt) || itt == RESERVED_TAG {
             return self.reject(&pdu.bhs, reject::INVALID_FIELD).await;
@@ -304,7 +371,7 @@ impl Conn {
 
     /// Decodes a command and finds its LUN; `Err` answers it at once (REPORT LUNS, a LUN with no
     /// volume, a bad CDB or a pending unit attention).
-    fn route(&mut self, pdu: &Pdu, meta: &mut Meta) -> Result<(Cdb, Arc<dyn Volume>), Early> {
+    fn route(&mut self, pdu: &Pdu, meta: &mut Meta) -> Result<Routed, Early> {
         let decoded = cdb::decode(&pdu.bhs[32..48]);
         if let Ok(c) = &decoded {
             meta.alloc = alloc_len(c);
@@ -317,7 +384,7 @@ impl Conn {
         if let Ok(Cdb::ReportLuns { alloc }) = decoded {
             state.refresh(true);
             if alloc < 16 {
-                return Err((Some(Sense::invalid_cdb(6, None)), Vec::new(), meta));
+                return Err((Some(Sense::invalid_cdb(6, None).into()), Vec::new(), meta));
             }
             if let Some(lun) = lun {
                 state.attentions().remove(lun, sense::REPORTED_LUNS_CHANGED);
@@ -325,56 +392,72 @@ impl Conn {
             return Err((None, pages::report_luns(&state.luns()), meta));
         }
         let volume = lun.and_then(|l| state.volume(l));
-        let (Some(lun), Some(volume)) = (lun, volume) else {
+        let (Some(lun), Some((volume, opened))) = (lun, volume) else {
             return Err(match decoded {
                 Ok(Cdb::Inquiry { evpd: false, .. }) => {
                     (None, pages::standard_inquiry(false), meta)
                 }
-                Err(s) => (Some(s), Vec::new(), meta),
-                Ok(_) => (Some(sense::LUN_NOT_SUPPORTED), Vec::new(), meta),
+                Err(s) => (Some(s.into()), Vec::new(), meta),
+                Ok(_) => (Some(sense::LUN_NOT_SUPPORTED.into()), Vec::new(), meta),
             });
         };
-        let cdb = decoded.map_err(|s| (Some(s), Vec::new(), meta))?;
+        let cdb = decoded.map_err(|s| (Some(s.into()), Vec::new(), meta))?;
         // INQUIRY and REPORT SUPPORTED OPERATION CODES do not report unit attentions; REQUEST
         // SENSE returns one as its data.
         if !matches!(cdb, Cdb::Inquiry { .. } | Cdb::ReportOpcodes { .. }) {
-            if let Some(s) = state.attentions().take(lun) {
+            let pending = state.attentions().take(lun);
+            let pending = pending.or_else(|| lock(&opened.pr).take_attention(&state.nexus));
+            if let Some(s) = pending {
                 return Err(match cdb {
                     Cdb::RequestSense { .. } => (None, s.to_bytes().to_vec(), meta),
-                    _ => (Some(s), Vec::new(), meta),
+                    _ => (Some(s.into()), Vec::new(), meta),
                 });
             }
         }
-        Ok((cdb, volume))
+        if lock(&opened.pr).conflicts(&state.nexus, lu::access(&cdb)) {
+            return Err((Some(Failure::Conflict), Vec::new(), meta));
+        }
+        Ok((cdb, volume, opened))
     }
 
     /// Decides what data-out a routed command needs.
     fn prepare(&mut self, pdu: &Pdu, mut meta: Meta) -> Result<(Collect, Meta), Early> {
-        let (cdb, volume) = self.route(pdu, &mut meta)?;
+        let (cdb, volume, opened) = self.route(pdu, &mut meta)?;
+        let nexus = self.state().nexus.clone();
         let unit = unit_of(&self.target, &*volume);
         let writes = matches!(
             cdb,
-            Cdb::Write { .. } | Cdb::WriteSame { .. } | Cdb::Unmap { .. }
+            Cdb::Write { .. }
+                | Cdb::WriteSame { .. }
+                | Cdb::Unmap { .. }
+                | Cdb::CompareAndWrite { .. }
         );
         if unit.read_only && writes {
             // Refused before any data is asked for.
-            return Err((Some(sense::WRITE_PROTECTED), Vec::new(), meta));
+            return Err((Some(sense::WRITE_PROTECTED.into()), Vec::new(), meta));
         }
         let needed = lu::data_out_bytes(&cdb, unit.block_bytes);
         if needed > 0 || pdu.flags() & 0x20 != 0 {
             meta.write_residual = Some(residual(meta.edtl as u64, needed));
             if lu::data_out_exact(&cdb) && needed != meta.edtl as u64 {
-                return Err((Some(INVALID_FIELD_IN_IU), Vec::new(), meta));
+                // For COMPARE AND WRITE the NUMBER OF LOGICAL BLOCKS disagrees with the data.
+                let s = match cdb {
+                    Cdb::CompareAndWrite { .. } => Sense::invalid_cdb(13, None),
+                    _ => INVALID_FIELD_IN_IU,
+                };
+                return Err((Some(s.into()), Vec::new(), meta));
             }
         }
         let want = needed.min(meta.edtl as u64);
         if want > TRANSFER_BYTES_MAX as u64 {
-            return Err((Some(Sense::invalid_cdb(7, None)), Vec::new(), meta));
+            return Err((Some(Sense::invalid_cdb(7, None).into()), Vec::new(), meta));
         }
         let collect = Collect {
             cdb,
             volume,
             unit,
+            opened,
+            nexus,
             want: want as u32,
             unsolicited_max: meta.edtl.min(self.params.first_burst_bytes),
             received: 0,
@@ -483,8 +566,9 @@ impl Conn {
         };
         c.whole_blocks();
         let done = self.done_tx.clone();
+        let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
-            let outcome = lu::execute(&*c.volume, &c.unit, &c.cdb, &c.buf);
+            let outcome = execute(&target, &c);
             let _ = done.send(Done { itt, outcome });
         });
         Ok(())
@@ -575,9 +659,18 @@ impl Conn {
     }
 
     /// Answers a command: Data-In with status for data, otherwise a SCSI Response.
-    async fn finish(&mut self, meta: Meta, outcome: Outcome) -> ConnResult<()> {
+    async fn finish(&mut self, meta: Meta, outcome: Answer) -> ConnResult<()> {
         match (outcome, meta.write_residual) {
-            (Err(s), w) => {
+            (Err(Failure::Conflict), w) => {
+                self.status_only(
+                    meta,
+                    status::RESERVATION_CONFLICT,
+                    None,
+                    w.unwrap_or(residual(meta.edtl as u64, 0)),
+                )
+                .await
+            }
+            (Err(Failure::Check(s)), w) => {
                 self.status_only(
                     meta,
                     status::CHECK_CONDITION,
@@ -654,32 +747,85 @@ impl Conn {
         if !self.admit(&pdu) {
             return Ok(());
         }
+        self.apply_resets();
         let function = pdu.flags() & 0x7f;
         let lun = pages::decode_lun(pdu.lun());
-        let response = match function {
-            1 => self.abort(|itt, _| itt == pdu.u32_at(20)),
-            2 | 4 => {
+        let unit = lun.and_then(|l| self.state().volume_id_at(l).map(|id| (l, id)));
+        let response = match (function, unit) {
+            (1, _) => self.abort(|itt, _| itt == pdu.u32_at(20)),
+            (2, _) => {
                 let lun = lun.unwrap_or(u16::MAX);
                 self.abort(|_, l| l == lun);
                 0
             }
-            5 => match lun.filter(|&l| self.state().luns().contains(&l)) {
-                None => 2,
-                Some(l) => {
-                    self.abort(|_, task_lun| task_lun == l);
-                    self.state().attentions().clear(l);
-                    self.target
-                        .broadcast(l, sense::LUN_RESET_OCCURRED, self.tsih);
-                    0
+            (4, None) => 0,
+            (4, Some((l, id))) => {
+                self.abort(|_, task_lun| task_lun == l);
+                self.target.reset_others(&Reset::Cleared(id), self.tsih);
+                0
+            }
+            (5, None) => 2,
+            (5, Some((l, id))) => {
+                self.reset_local(l);
+                self.target.reset_others(&Reset::Unit(id), self.tsih);
+                0
+            }
+            (6 | 7, _) => {
+                for l in self.state().luns() {
+                    self.reset_local(l);
                 }
-            },
-            8 => 4,
+                self.target.reset_others(&Reset::Target, self.tsih);
+                if function == 7 {
+                    self.target.close_all();
+                }
+                0
+            }
+            (8, _) => 4,
             _ => 5,
         };
         let mut p = Pdu::new(op::TASK_MGMT_RESPONSE);
         p.bhs[2] = response;
         p.set_itt(pdu.itt());
         self.send(p, true).await
+    }
+
+    /// LOGICAL UNIT RESET of `lun` in this session: its tasks are aborted, its pending unit
+    /// attentions replaced by BUS DEVICE RESET FUNCTION OCCURRED.
+    fn reset_local(&mut self, lun: u16) {
+        self.abort(|_, task_lun| task_lun == lun);
+        let mut attentions = self.state().attentions();
+        attentions.clear(lun);
+        attentions.push(lun, sense::LUN_RESET_OCCURRED);
+    }
+
+    /// Applies the resets other sessions queued for this one (before any new command).
+    pub(crate) fn apply_resets(&mut self) {
+        let resets = self.state().attentions().take_resets();
+        for r in resets {
+            let table: Vec<(u16, String)> = self
+                .state()
+                .table
+                .iter()
+                .map(|(l, v)| (*l, Target::serial(v)))
+                .collect();
+            for (l, id) in table {
+                match &r {
+                    Reset::Target => self.reset_local(l),
+                    Reset::Unit(unit) if *unit == id => self.reset_local(l),
+                    Reset::Preempted(unit) if *unit == id => {
+                        self.abort(|_, task_lun| task_lun == l);
+                    }
+                    Reset::Cleared(unit)
+                        if *unit == id && self.abort(|_, task_lun| task_lun == l) == 0 =>
+                    {
+                        self.state()
+                            .attentions()
+                            .push(l, sense::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Drops the rest of a command's unsolicited Data-Out. The set is bounded: an initiator that

@@ -268,13 +268,18 @@ impl Conn {
         mut shutdown: watch::Receiver<bool>,
     ) -> ConnResult<()> {
         let mut close = reg.close.clone();
+        let wake = reg.wake.clone();
         self.session = Some(crate::command::SessionState::new(
             &self.target,
             reg,
-            &n.initiator_name,
+            crate::pr::Nexus {
+                initiator: n.initiator_name.clone(),
+                isid: n.isid,
+            },
         ));
         enum Event {
             Stop(Stop),
+            Reset,
             Done(Done),
             Ping,
             Pdu(ConnResult<Option<Result<Pdu, FrameError>>>),
@@ -282,23 +287,30 @@ impl Conn {
         let interval = self.target.nop_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut heard = tokio::time::Instant::now();
+        // When the NOP-In ping still unanswered was sent (no PDU heard since).
+        let mut pinged: Option<tokio::time::Instant> = None;
         loop {
             let event = tokio::select! {
                 biased;
                 _ = shutdown.changed() => Event::Stop(Stop::Closed),
                 _ = close.changed() => Event::Stop(Stop::Closed),
+                _ = wake.notified() => Event::Reset,
                 Some(done) = done_rx.recv() => Event::Done(done),
                 _ = ping.tick() => Event::Ping,
                 pdu = self.next_pdu() => Event::Pdu(pdu),
             };
             let stop = match event {
                 Event::Stop(stop) => Some(stop),
+                Event::Reset => {
+                    self.apply_resets();
+                    None
+                }
                 Event::Done(done) => {
                     self.complete(done).await?;
                     None
                 }
                 Event::Ping => {
-                    self.keep_alive(heard.elapsed(), interval).await?;
+                    pinged = self.keep_alive(heard, pinged, interval).await?;
                     None
                 }
                 Event::Pdu(pdu) => match pdu? {
@@ -306,6 +318,7 @@ impl Conn {
                     Some(Err(e)) => self.frame_error(e).await?,
                     Some(Ok(pdu)) => {
                         heard = tokio::time::Instant::now();
+                        pinged = None;
                         self.dispatch(pdu).await?
                     }
                 },
@@ -323,21 +336,39 @@ impl Conn {
         Ok(())
     }
 
-    /// Pings an initiator silent for an interval with a NOP-In it must answer; one silent for two
-    /// intervals is gone, and its connection is closed.
-    async fn keep_alive(&mut self, silent: Duration, interval: Duration) -> ConnResult<()> {
-        if silent >= 2 * interval {
-            return Err(format!("initiator silent for {}s", silent.as_secs()));
+    /// Pings an initiator silent for an interval with a NOP-In it must answer; one that has not
+    /// answered a ping for an interval since it was sent is gone, and its connection is closed. A
+    /// connection is never closed without a ping first, however late the timer fires. Returns when
+    /// the ping still unanswered was sent.
+    async fn keep_alive(
+        &mut self,
+        heard: tokio::time::Instant,
+        pinged: Option<tokio::time::Instant>,
+        interval: Duration,
+    ) -> ConnResult<Option<tokio::time::Instant>> {
+        if let Some(sent) = pinged {
+            debug_assert!(
+                sent >= heard,
+                "a ping is outstanding only until a PDU is heard"
+            );
+            if sent.elapsed() >= interval {
+                return Err(format!(
+                    "initiator silent for {}s after a NOP-In ping",
+                    sent.elapsed().as_secs()
+                ));
+            }
+            return Ok(pinged);
         }
-        if silent < interval {
-            return Ok(());
+        if heard.elapsed() < interval {
+            return Ok(None);
         }
         let mut p = Pdu::new(op::NOP_IN);
         p.set_itt(RESERVED_TAG);
         p.set_u32(20, self.next_ttt);
         self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
         // StatSN is reported, not advanced, by a NOP-In that is not a response.
-        self.send(p, false).await
+        self.send(p, false).await?;
+        Ok(Some(tokio::time::Instant::now()))
     }
 
     /// Completes every accepted command that is still running.

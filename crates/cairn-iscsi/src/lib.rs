@@ -28,6 +28,7 @@ mod lu;
 pub mod lunmap;
 pub mod node;
 pub mod pdu;
+pub mod pr;
 pub mod scsi;
 mod server;
 mod target;

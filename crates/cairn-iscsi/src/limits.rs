@@ -62,6 +62,15 @@ pub const RESPONSE_QUEUE_DEPTH: usize = 64;
 /// Unit attentions queued per I_T nexus and LUN; older ones beyond are dropped (SAM-5 allows
 /// reporting the most important one).
 pub const UNIT_ATTENTIONS_MAX: usize = 8;
+/// Resets queued for one session by others (a reset already queued is not queued twice).
+pub const RESETS_MAX: usize = 16;
+/// Blocks of one COMPARE AND WRITE (VPD B0 MAXIMUM COMPARE AND WRITE LENGTH, one byte).
+pub const COMPARE_AND_WRITE_BLOCKS_MAX: u8 = 128;
+/// Registrations per logical unit (PERSISTENT RESERVE OUT REGISTER beyond: INSUFFICIENT
+/// REGISTRATION RESOURCES).
+pub const REGISTRATIONS_MAX: usize = 64;
+/// I_T nexuses with reservation unit attentions pending, per logical unit.
+pub const PR_ATTENTION_NEXUSES_MAX: usize = 2 * REGISTRATIONS_MAX;
 /// Bytes of the CHAP challenge the target sends.
 pub const CHAP_CHALLENGE_BYTES: usize = 16;
 /// Longest CHAP challenge accepted from an initiator (mutual CHAP), in bytes.
@@ -75,6 +84,7 @@ const _: () = assert!(FIRST_BURST_BYTES_MAX >= DATA_SEGMENT_BYTES_FLOOR);
 const _: () = assert!(LOGIN_DATA_SEGMENT_BYTES_MAX <= RECV_DATA_SEGMENT_BYTES);
 const _: () =
     assert!(TRANSFER_BYTES_MAX as u64 + COMMAND_CHARGE_BYTES <= CONNECTION_IN_FLIGHT_BYTES_MAX);
+const _: () = assert!(PR_ATTENTION_NEXUSES_MAX >= REGISTRATIONS_MAX);
 const _: () = assert!(CONNECTION_IN_FLIGHT_BYTES_MAX <= SERVER_IN_FLIGHT_BYTES_MAX);
 const _: () = assert!(SERVER_IN_FLIGHT_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(AHS_BYTES_MAX % 4 == 0 && AHS_BYTES_MAX <= 255 * 4);

@@ -9,9 +9,11 @@
 use cairn_export::{ErrorKind, Volume, Zeroing};
 
 use crate::limits::{
-    LBA_STATUS_DESCRIPTORS_MAX, TRANSFER_BYTES_MAX, UNMAP_DESCRIPTORS_MAX, WRITE_SAME_BLOCKS_MAX,
+    COMPARE_AND_WRITE_BLOCKS_MAX, LBA_STATUS_DESCRIPTORS_MAX, TRANSFER_BYTES_MAX,
+    UNMAP_DESCRIPTORS_MAX, WRITE_SAME_BLOCKS_MAX,
 };
 use crate::pdu::{be32, be64};
+use crate::pr::Access;
 use crate::scsi::cdb::Cdb;
 use crate::scsi::pages::{self, Unit};
 use crate::scsi::sense::{self, Sense};
@@ -30,15 +32,50 @@ pub(crate) fn data_out_bytes(cdb: &Cdb, block_bytes: u32) -> u64 {
             ..
         } => blocks(n),
         Cdb::WriteSame { ndob: false, .. } => block_bytes as u64,
-        Cdb::Unmap { param_len } | Cdb::ModeSelect { param_len, .. } => param_len as u64,
+        Cdb::CompareAndWrite { blocks: n, .. } => 2 * blocks(n),
+        Cdb::Unmap { param_len }
+        | Cdb::ModeSelect { param_len, .. }
+        | Cdb::PersistentReserveOut { param_len, .. } => param_len as u64,
         _ => 0,
     }
 }
 
 /// True for commands whose data-out length must equal the expected transfer length exactly (a
-/// WRITE SAME block cannot be cut; writes and compares are cut to the expected length).
+/// WRITE SAME block and the halves of a COMPARE AND WRITE cannot be cut; writes and compares are
+/// cut to the expected length).
 pub(crate) fn data_out_exact(cdb: &Cdb) -> bool {
-    matches!(cdb, Cdb::WriteSame { ndob: false, .. })
+    matches!(
+        cdb,
+        Cdb::WriteSame { ndob: false, .. } | Cdb::CompareAndWrite { .. }
+    )
+}
+
+/// True for the commands that change the medium and so must not run during a COMPARE AND WRITE
+/// of the same unit.
+pub(crate) fn changes_medium(cdb: &Cdb) -> bool {
+    matches!(
+        cdb,
+        Cdb::Write { .. } | Cdb::WriteSame { .. } | Cdb::Unmap { .. }
+    )
+}
+
+/// How `cdb` touches the medium, for the reservation conflict rules (SPC-4 table 65; MODE
+/// SENSE, READ, VERIFY and GET LBA STATUS read; TEST UNIT READY, INQUIRY, READ CAPACITY,
+/// REQUEST SENSE, REPORT LUNS and REPORT SUPPORTED OPERATION CODES are always allowed).
+pub(crate) fn access(cdb: &Cdb) -> Access {
+    match cdb {
+        Cdb::Read { .. }
+        | Cdb::Verify { .. }
+        | Cdb::GetLbaStatus { .. }
+        | Cdb::ModeSense { .. } => Access::Read,
+        Cdb::Write { .. }
+        | Cdb::WriteSame { .. }
+        | Cdb::Unmap { .. }
+        | Cdb::SynchronizeCache { .. }
+        | Cdb::CompareAndWrite { .. }
+        | Cdb::ModeSelect { .. } => Access::Write,
+        _ => Access::Free,
+    }
 }
 
 fn volume_sense(e: &cairn_export::Error, writing: bool) -> Sense {
@@ -89,6 +126,9 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
             blocks,
             bytchk,
         } => verify(vol, u, lba, blocks, bytchk, data),
+        Cdb::CompareAndWrite { lba, blocks, fua } => {
+            compare_and_write(vol, u, lba, blocks, fua, data)
+        }
         Cdb::WriteSame {
             lba, blocks, unmap, ..
         } => write_same(vol, u, lba, blocks, unmap, data),
@@ -117,8 +157,10 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
             sa,
             ..
         } => pages::report_opcodes(options, rctd, opcode, sa),
-        // Answered by the session, which knows the initiator's LUNs.
-        Cdb::ReportLuns { .. } => Err(sense::INVALID_OPCODE),
+        // Answered by the session, which knows the initiator's LUNs and its I_T nexus.
+        Cdb::ReportLuns { .. }
+        | Cdb::PersistentReserveIn { .. }
+        | Cdb::PersistentReserveOut { .. } => Err(sense::INVALID_OPCODE),
     }
 }
 
@@ -151,6 +193,32 @@ fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data:
         }
     }
     Ok(Vec::new())
+}
+
+/// COMPARE AND WRITE; the caller holds the unit's write lock across it. A mismatch is
+/// MISCOMPARE with the offset of the first differing byte in the INFORMATION field.
+fn compare_and_write(
+    vol: &dyn Volume,
+    u: &Unit,
+    lba: u64,
+    blocks: u32,
+    fua: bool,
+    data: &[u8],
+) -> Outcome {
+    debug_assert!(
+        blocks <= COMPARE_AND_WRITE_BLOCKS_MAX as u32,
+        "checked by the decoder"
+    );
+    writable(u)?;
+    let medium = read(vol, u, lba, blocks)?;
+    debug_assert_eq!(data.len(), 2 * medium.len());
+    let (compare, new) = data.split_at(medium.len());
+    if let Some(at) = medium.iter().zip(compare).position(|(a, b)| a != b) {
+        let mut s = sense::MISCOMPARE_DURING_VERIFY;
+        s.information = Some(at as u32);
+        return Err(s);
+    }
+    write(vol, u, lba, blocks, fua, new)
 }
 
 fn write_same(

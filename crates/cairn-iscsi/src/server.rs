@@ -22,6 +22,7 @@ use crate::connection;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
 use crate::login::{Auth, LoginConfig};
+use crate::pr::Reservations;
 use crate::target::Target;
 use crate::views::Views;
 
@@ -41,6 +42,8 @@ pub struct IscsiServerConfig {
     pub lun_map_path: PathBuf,
     /// The masking views file (missing: every initiator sees every export).
     pub views_path: PathBuf,
+    /// The file persistent reservations with APTPL 1 are kept in.
+    pub reservations_path: PathBuf,
     /// Serve a non-loopback portal without CHAP.
     pub allow_insecure_non_loopback: bool,
     /// Idle time after which an initiator is pinged with a NOP-In (closed after twice that).
@@ -98,11 +101,21 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
             Some(e),
         )
     })?;
+    let reservations = Reservations::load(&cfg.reservations_path).map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!(
+                "Cannot read the reservations {}",
+                cfg.reservations_path.display()
+            ),
+            Some(e),
+        )
+    })?;
     let target = Target::new(
         login,
         exports,
         cfg.lun_map_path.clone(),
-        views,
+        (views, reservations),
         cfg.nop_interval,
     )
     .map_err(|e| {

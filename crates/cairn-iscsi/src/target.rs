@@ -9,24 +9,55 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use cairn_export::{Exports, VolumeInfo};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::limits::{SERVER_IN_FLIGHT_BYTES_MAX, UNIT_ATTENTIONS_MAX};
+use crate::limits::{RESETS_MAX, SERVER_IN_FLIGHT_BYTES_MAX, UNIT_ATTENTIONS_MAX};
 use crate::login::LoginConfig;
 use crate::lunmap::LunMap;
+use crate::pr::{Nexus, Reservations};
 use crate::scsi::sense::Sense;
 use crate::views::Views;
 
-/// Unit attentions waiting for one session, per LUN.
+/// A reset another session asked of this one, by volume (LUN numbers differ between initiators).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reset {
+    /// LOGICAL UNIT RESET of the volume (hex id): its tasks are aborted, a unit attention follows.
+    Unit(String),
+    /// TARGET WARM RESET: every logical unit.
+    Target,
+    /// CLEAR TASK SET of the volume: its tasks are aborted; COMMANDS CLEARED BY ANOTHER INITIATOR
+    /// if there were any.
+    Cleared(String),
+    /// PREEMPT AND ABORT took this nexus's registration: its tasks on the volume are aborted.
+    Preempted(String),
+}
+
+/// Unit attentions waiting for one session, per LUN, and the resets it has yet to apply.
 #[derive(Debug, Default)]
 pub(crate) struct Attentions {
     per_lun: HashMap<u16, VecDeque<Sense>>,
+    resets: VecDeque<Reset>,
 }
 
 impl Attentions {
+    fn reset(&mut self, r: Reset) {
+        if self.resets.contains(&r) {
+            return;
+        }
+        if self.resets.len() == RESETS_MAX {
+            self.resets.pop_front();
+        }
+        self.resets.push_back(r);
+    }
+
+    /// The resets to apply, oldest first.
+    pub fn take_resets(&mut self) -> VecDeque<Reset> {
+        std::mem::take(&mut self.resets)
+    }
+
     pub fn push(&mut self, lun: u16, s: Sense) {
         let q = self.per_lun.entry(lun).or_default();
         if q.contains(&s) {
@@ -58,6 +89,7 @@ struct SessionEntry {
     tsih: u16,
     close: watch::Sender<bool>,
     attentions: Arc<Mutex<Attentions>>,
+    wake: Arc<Notify>,
 }
 
 /// A registered session, as its connection holds it.
@@ -65,6 +97,8 @@ pub(crate) struct Registration {
     pub tsih: u16,
     pub close: watch::Receiver<bool>,
     pub attentions: Arc<Mutex<Attentions>>,
+    /// Signalled when another session queued a [`Reset`] for this one.
+    pub wake: Arc<Notify>,
 }
 
 pub(crate) struct Target {
@@ -73,11 +107,15 @@ pub(crate) struct Target {
     pub bytes: Arc<Semaphore>,
     /// Idle time after which the target pings an initiator with a NOP-In.
     pub nop_interval: std::time::Duration,
+    /// Persistent reservations of every logical unit, shared by all sessions.
+    pub reservations: Reservations,
     lun_map_path: PathBuf,
     lun_map: Mutex<LunMap>,
     views: Views,
     lun_generation: AtomicU64,
     sessions: Mutex<HashMap<(String, [u8; 6]), SessionEntry>>,
+    /// Per volume: writes hold it shared, COMPARE AND WRITE exclusive.
+    write_locks: Mutex<HashMap<String, Arc<RwLock<()>>>>,
     next_tsih: AtomicU16,
 }
 
@@ -94,7 +132,7 @@ impl Target {
         login: LoginConfig,
         exports: Arc<dyn Exports>,
         lun_map_path: PathBuf,
-        views: Views,
+        (views, reservations): (Views, Reservations),
         nop_interval: std::time::Duration,
     ) -> std::io::Result<Target> {
         let lun_map = LunMap::load(&lun_map_path)?;
@@ -103,11 +141,13 @@ impl Target {
             exports,
             bytes: Arc::new(Semaphore::new(SERVER_IN_FLIGHT_BYTES_MAX as usize)),
             nop_interval,
+            reservations,
             lun_map_path,
             lun_map: Mutex::new(lun_map),
             views,
             lun_generation: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
+            write_locks: Mutex::new(HashMap::new()),
             next_tsih: AtomicU16::new(1),
         };
         target.luns()?;
@@ -155,6 +195,14 @@ impl Target {
             .collect())
     }
 
+    /// The write lock of volume `id` (hex), one for every session.
+    pub fn write_lock(&self, id: &str) -> Arc<RwLock<()>> {
+        lock(&self.write_locks)
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Changes each time the LUN table changes.
     pub fn lun_generation(&self) -> u64 {
         self.lun_generation.load(Ordering::SeqCst)
@@ -168,10 +216,12 @@ impl Target {
         }
         let (close, rx) = watch::channel(false);
         let attentions = Arc::new(Mutex::new(Attentions::default()));
+        let wake = Arc::new(Notify::new());
         let entry = SessionEntry {
             tsih,
             close,
             attentions: attentions.clone(),
+            wake: wake.clone(),
         };
         if let Some(old) = lock(&self.sessions).insert((initiator.to_string(), isid), entry) {
             tracing::info!(initiator, old_tsih = old.tsih, "iSCSI session reinstated");
@@ -181,6 +231,7 @@ impl Target {
             tsih,
             close: rx,
             attentions,
+            wake,
         }
     }
 
@@ -198,10 +249,27 @@ impl Target {
         lock(&self.sessions).values().any(|e| e.tsih == tsih)
     }
 
-    /// Queues a unit attention for `lun` on every session but `except`.
-    pub fn broadcast(&self, lun: u16, sense: Sense, except: u16) {
+    /// Queues `reset` for every session but `except` and wakes them to apply it.
+    pub fn reset_others(&self, reset: &Reset, except: u16) {
         for e in lock(&self.sessions).values().filter(|e| e.tsih != except) {
-            lock(&e.attentions).push(lun, sense);
+            lock(&e.attentions).reset(reset.clone());
+            e.wake.notify_one();
+        }
+    }
+
+    /// Queues `reset` for the session of I_T nexus `n`, if it is logged in.
+    pub fn reset_nexus(&self, n: &Nexus, reset: Reset) {
+        let sessions = lock(&self.sessions);
+        if let Some(e) = sessions.get(&(n.initiator.clone(), n.isid)) {
+            lock(&e.attentions).reset(reset);
+            e.wake.notify_one();
+        }
+    }
+
+    /// TARGET COLD RESET: every session is closed (each after the responses it has queued).
+    pub fn close_all(&self) {
+        for e in lock(&self.sessions).values() {
+            let _ = e.close.send(true);
         }
     }
 }

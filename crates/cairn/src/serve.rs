@@ -288,6 +288,7 @@ async fn start_iscsi(
         auth,
         lun_map_path: dir.join("iscsi-luns.json"),
         views_path: dir.join("iscsi-views.json"),
+        reservations_path: dir.join("iscsi-reservations.json"),
         allow_insecure_non_loopback: config.iscsi_allow_insecure,
         nop_interval: config.iscsi_nop_interval,
     };

@@ -24,8 +24,11 @@ pub mod opcode {
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5e;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
     pub const MODE_SENSE_10: u8 = 0x5a;
     pub const READ_16: u8 = 0x88;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8a;
     pub const VERIFY_16: u8 = 0x8f;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
@@ -73,6 +76,13 @@ pub enum Cdb {
         blocks: u32,
         fua: bool,
     },
+    /// Compares `blocks` at `lba` with the first half of the data-out and, if equal, writes the
+    /// second half there, atomically against every other write.
+    CompareAndWrite {
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    },
     /// `bytchk`: 0 checks the medium only, 1 compares with the data-out buffer.
     Verify {
         lba: u64,
@@ -107,6 +117,14 @@ pub enum Cdb {
     },
     ReportLuns {
         alloc: u32,
+    },
+    PersistentReserveIn {
+        sa: u8,
+        alloc: u32,
+    },
+    PersistentReserveOut {
+        prout: crate::pr::Prout,
+        param_len: u32,
     },
     ReportOpcodes {
         options: u8,
@@ -182,6 +200,17 @@ fn decode_long(cdb: &[u8]) -> Result<Cdb, Sense> {
         READ_10 | WRITE_10 | VERIFY_10 => rw10(cdb),
         READ_12 | WRITE_12 | VERIFY_12 => rw12(cdb),
         READ_16 | WRITE_16 | VERIFY_16 => rw16(cdb),
+        COMPARE_AND_WRITE => {
+            no_protect(cdb)?;
+            if cdb[13] > crate::limits::COMPARE_AND_WRITE_BLOCKS_MAX {
+                return Err(Sense::invalid_cdb(13, None));
+            }
+            Ok(Cdb::CompareAndWrite {
+                lba: be64(cdb, 2),
+                blocks: cdb[13] as u32,
+                fua: fua(cdb),
+            })
+        }
         SYNCHRONIZE_CACHE_10 => Ok(Cdb::SynchronizeCache {
             lba: be32(cdb, 2) as u64,
             blocks: be16(cdb, 7) as u32,
@@ -210,6 +239,29 @@ fn decode_long(cdb: &[u8]) -> Result<Cdb, Sense> {
             alloc: be16(cdb, 7) as u32,
         }),
         MODE_SELECT_10 => mode_select(cdb, true),
+        PERSISTENT_RESERVE_IN => {
+            if cdb[1] & 0x1f > crate::pr::read::READ_FULL_STATUS {
+                return Err(Sense::invalid_cdb(1, Some(4)));
+            }
+            Ok(Cdb::PersistentReserveIn {
+                sa: cdb[1] & 0x1f,
+                alloc: be16(cdb, 7) as u32,
+            })
+        }
+        PERSISTENT_RESERVE_OUT => {
+            if cdb[1] & 0x1f > crate::pr::action::REGISTER_AND_IGNORE {
+                // REGISTER AND MOVE is not served.
+                return Err(Sense::invalid_cdb(1, Some(4)));
+            }
+            Ok(Cdb::PersistentReserveOut {
+                prout: crate::pr::Prout {
+                    sa: cdb[1] & 0x1f,
+                    scope: cdb[2] >> 4,
+                    kind: cdb[2] & 0x0f,
+                },
+                param_len: be32(cdb, 5),
+            })
+        }
         SERVICE_ACTION_IN_16 => service_action_in(cdb),
         REPORT_LUNS => {
             if cdb[2] > 2 {
@@ -445,6 +497,52 @@ mod tests {
             cdb(&[opcode::MODE_SELECT_6, 1, 0, 0, 0, 0]),
             Err(sense::SAVING_NOT_SUPPORTED)
         );
+    }
+
+    #[test]
+    fn compare_and_write_and_persistent_reserve() {
+        let mut c = [0u8; 16];
+        c[0] = opcode::COMPARE_AND_WRITE;
+        c[1] = 0x08;
+        c[9] = 5;
+        c[13] = 2;
+        assert_eq!(
+            cdb(&c),
+            Ok(Cdb::CompareAndWrite {
+                lba: 5,
+                blocks: 2,
+                fua: true
+            })
+        );
+        c[13] = crate::limits::COMPARE_AND_WRITE_BLOCKS_MAX + 1;
+        assert_eq!(cdb(&c), Err(Sense::invalid_cdb(13, None)));
+        let c = [
+            opcode::PERSISTENT_RESERVE_OUT,
+            1,
+            0x03,
+            0,
+            0,
+            0,
+            0,
+            0,
+            24,
+            0,
+        ];
+        assert_eq!(
+            cdb(&c),
+            Ok(Cdb::PersistentReserveOut {
+                prout: crate::pr::Prout {
+                    sa: 1,
+                    scope: 0,
+                    kind: 3
+                },
+                param_len: 24
+            })
+        );
+        let c = [opcode::PERSISTENT_RESERVE_OUT, 7, 0, 0, 0, 0, 0, 0, 24, 0];
+        assert_eq!(cdb(&c), Err(Sense::invalid_cdb(1, Some(4))));
+        let c = [opcode::PERSISTENT_RESERVE_IN, 4, 0, 0, 0, 0, 0, 0, 8, 0];
+        assert_eq!(cdb(&c), Err(Sense::invalid_cdb(1, Some(4))));
     }
 
     #[test]

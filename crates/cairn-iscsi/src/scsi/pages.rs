@@ -7,7 +7,9 @@
 //! write-protect bit follows the volume's read-only state; LBPME and LBPRZ are set (unmapped
 //! blocks read as zeros).
 
-use crate::limits::{TRANSFER_BYTES_MAX, UNMAP_DESCRIPTORS_MAX, WRITE_SAME_BLOCKS_MAX};
+use crate::limits::{
+    COMPARE_AND_WRITE_BLOCKS_MAX, TRANSFER_BYTES_MAX, UNMAP_DESCRIPTORS_MAX, WRITE_SAME_BLOCKS_MAX,
+};
 use crate::scsi::cdb::opcode;
 use crate::scsi::sense::{self, Sense};
 
@@ -101,6 +103,7 @@ pub fn vpd_page(u: &Unit, page: u8) -> Result<Vec<u8>, Sense> {
         0xb0 => {
             let mut b = vec![0u8; 0x3c];
             b[0] = 0x01; // WSNZ: a WRITE SAME of 0 blocks is refused
+            b[1] = COMPARE_AND_WRITE_BLOCKS_MAX;
             let granularity = 4096 / u.block_bytes;
             b[2..4].copy_from_slice(&(granularity as u16).to_be_bytes());
             b[4..8].copy_from_slice(&blocks_per(TRANSFER_BYTES_MAX as u64).to_be_bytes());
@@ -357,6 +360,67 @@ static SUPPORTED: &[Supported] = &[
     cmd(
         opcode::MODE_SENSE_10,
         &[0x5a, 0x08, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_IN,
+        0,
+        &[0x5e, 0x00, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_IN,
+        1,
+        &[0x5e, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_IN,
+        2,
+        &[0x5e, 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_IN,
+        3,
+        &[0x5e, 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        0,
+        &[0x5f, 0x00, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        1,
+        &[0x5f, 0x01, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        2,
+        &[0x5f, 0x02, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        3,
+        &[0x5f, 0x03, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        4,
+        &[0x5f, 0x04, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        5,
+        &[0x5f, 0x05, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd_sa(
+        opcode::PERSISTENT_RESERVE_OUT,
+        6,
+        &[0x5f, 0x06, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00],
+    ),
+    cmd(
+        opcode::COMPARE_AND_WRITE,
+        &[
+            0x89, 0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0, 0x00,
+        ],
     ),
     cmd(
         opcode::READ_16,

@@ -7,11 +7,13 @@
 pub mod status {
     pub const GOOD: u8 = 0x00;
     pub const CHECK_CONDITION: u8 = 0x02;
+    pub const RESERVATION_CONFLICT: u8 = 0x18;
 }
 
 /// Sense keys.
 pub mod key {
     pub const NO_SENSE: u8 = 0x0;
+    pub const HARDWARE_ERROR: u8 = 0x4;
     pub const MEDIUM_ERROR: u8 = 0x3;
     pub const ILLEGAL_REQUEST: u8 = 0x5;
     pub const UNIT_ATTENTION: u8 = 0x6;
@@ -100,6 +102,21 @@ impl Sense {
     }
 }
 
+/// How a command that did not complete with GOOD ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// CHECK CONDITION with this sense.
+    Check(Sense),
+    /// RESERVATION CONFLICT (no sense data).
+    Conflict,
+}
+
+impl From<Sense> for Failure {
+    fn from(s: Sense) -> Failure {
+        Failure::Check(s)
+    }
+}
+
 pub const INVALID_OPCODE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x20, 0x00);
 pub const LBA_OUT_OF_RANGE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x21, 0x00);
 pub const LUN_NOT_SUPPORTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x25, 0x00);
@@ -113,8 +130,11 @@ pub const WRITE_ERROR: Sense = Sense::new(key::MEDIUM_ERROR, 0x0c, 0x00);
 pub const MISCOMPARE_DURING_VERIFY: Sense = Sense::new(key::MISCOMPARE, 0x1d, 0x00);
 pub const POWER_ON_RESET: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x00);
 pub const LUN_RESET_OCCURRED: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x03);
+pub const COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: Sense =
+    Sense::new(key::UNIT_ATTENTION, 0x2f, 0x00);
 pub const CAPACITY_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2a, 0x09);
 pub const REPORTED_LUNS_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x3f, 0x0e);
+pub const INTERNAL_TARGET_FAILURE: Sense = Sense::new(key::HARDWARE_ERROR, 0x44, 0x00);
 pub const NO_SENSE: Sense = Sense::new(key::NO_SENSE, 0, 0);
 
 #[cfg(test)]

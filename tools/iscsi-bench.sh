@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Peer benchmark of Cairn's iSCSI target (not a test).
+#
+# One client for every target: fio's nbd engine against qemu-nbd serving the target's iscsi://
+# URI (qemu's libiscsi driver), so the same fio job measures any iSCSI target:
+#   cairn-iscsi : `cairn serve` (release build), a volume of a file-backed pool
+#   tgt         : tgtd (Debian `tgt`), a raw file with bsoflags=direct
+#   cairn-nbd   : the same Cairn volume over Cairn's own NBD export, fio straight at it
+# Workloads: 4 KiB random read and write at queue depth 32, 1 MiB sequential read and write at
+# depth 8. Also `iscsi-perf` (libiscsi, sequential reads of 128 blocks: 512 KiB on a 4 KiB-block
+# volume, 64 KiB on tgt's 512-byte blocks) as a second opinion for both targets.
+# Prints one table and the ratios from this one run.
+#
+# Environment: BENCH_DIR (scratch dir, default a new one under /var/tmp), BENCH_SIZE (volume
+# bytes, default 1 GiB), BENCH_RUNTIME (seconds per job, default 10), BENCH_PORT (first of the
+# ports used, default 10930). tgtd needs root.
+set -euo pipefail
+
+for tool in fio qemu-nbd nbdinfo iscsi-ls iscsi-perf tgtd tgtadm python3 cargo; do
+    command -v "$tool" >/dev/null || { echo "iscsi-bench: $tool is required" >&2; exit 2; }
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIZE=${BENCH_SIZE:-$((1 << 30))}
+RUNTIME=${BENCH_RUNTIME:-10}
+PORT=${BENCH_PORT:-10930}
+ISCSI_CAIRN=$PORT NBD_CAIRN=$((PORT + 1)) ISCSI_TGT=$((PORT + 2)) NBD_QEMU=$((PORT + 3))
+DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/iscsi-bench.XXXXXX)}
+mkdir -p "$DIR"
+RESULTS="$DIR/results.tsv"
+: > "$RESULTS"
+PIDS=()
+
+# On an early exit: whatever is still running goes (the scratch data is disposable).
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+# wait_for PID COMMAND...: until COMMAND succeeds (the real readiness signal, polled).
+wait_for() {
+    local pid=$1
+    shift
+    for _ in $(seq 1 400); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then echo "iscsi-bench: process $pid died" >&2; exit 1; fi
+        sleep 0.05
+    done
+    echo "iscsi-bench: '$*' never succeeded" >&2
+    exit 1
+}
+
+stop() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# run_jobs PEER NBD_URI
+run_jobs() {
+    local peer=$1 uri=$2 spec
+    for spec in "randread:4k:32" "randwrite:4k:32" "read:1m:8" "write:1m:8"; do
+        IFS=: read -r rw bs depth <<<"$spec"
+        local out="$DIR/$peer-$rw.json"
+        if ! fio --name=j --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$depth" \
+            --size="$SIZE" --runtime="$RUNTIME" --time_based --group_reporting \
+            --output-format=json --output="$out" >/dev/null 2>"$out.err"; then
+            echo "iscsi-bench: $peer $rw failed: $(grep -m1 -i error "$out.err")" >&2
+            printf '%s\t%s\tnan\tnan\n' "$peer" "$rw-$bs-qd$depth" >>"$RESULTS"
+            continue
+        fi
+        python3 - "$out" "$peer" "$rw-$bs-qd$depth" >>"$RESULTS" <<'PY'
+import json, sys
+job = json.load(open(sys.argv[1]))["jobs"][0]
+side = job["read"] if job["read"]["io_bytes"] else job["write"]
+print(f"{sys.argv[2]}\t{sys.argv[3]}\t{side['iops']:.0f}\t{side['bw'] / 1024:.1f}")
+PY
+    done
+}
+
+prefill() {
+    fio --name=fill --ioengine=nbd --uri="$1" --rw=write --bs=1m --iodepth=8 --size="$SIZE" \
+        >/dev/null
+}
+
+# through_qemu PEER ISCSI_URL: qemu-nbd serves the iSCSI LUN, fio runs through it.
+through_qemu() {
+    local peer=$1 url=$2
+    qemu-nbd -f raw -x vol -p "$NBD_QEMU" -b 127.0.0.1 -e 8 -t "$url" 2>"$DIR/qemu-$peer.log" &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_for "$pid" nbdinfo --size "nbd://127.0.0.1:$NBD_QEMU/vol"
+    prefill "nbd://127.0.0.1:$NBD_QEMU/vol"
+    run_jobs "$peer" "nbd://127.0.0.1:$NBD_QEMU/vol"
+    stop "$pid"
+}
+
+# perf PEER ISCSI_URL: iscsi-perf's sequential read rate (32 requests of 128 blocks in flight).
+perf() {
+    local out
+    out=$(timeout $((RUNTIME + 5)) iscsi-perf -m 32 -b 128 -t "$RUNTIME" "$2" 2>&1 \
+        | tr '\r' '\n' | grep -o 'iops average [0-9]* ([0-9]* MB/s)' | tail -n 1 || true)
+    echo "$1 iscsi-perf (sequential reads of 128 blocks, 32 in flight): ${out:-failed}" >>"$DIR/perf.txt"
+}
+
+echo "building cairn (release)..." >&2
+(cd "$ROOT" && cargo build --release -q -p cairn)
+TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+CAIRN="$TARGET_DIR/release/cairn"
+
+# --- Cairn: iSCSI through qemu-nbd, then its own NBD ---
+DATA="$DIR/cairn-data"
+rm -rf "$DATA"
+mkdir -p "$DATA"
+POOL_BYTES=$((SIZE * 2 + (256 << 20)))
+"$CAIRN" pool create "$DATA/pool0.img" --name pool0 --size "$POOL_BYTES" >/dev/null
+"$CAIRN" volume create "$DATA/pool0.img" vol --size "$SIZE" >/dev/null
+cat >"$DATA/cairn.toml" <<EOF
+[listen]
+smis_http = "127.0.0.1:0"
+smis_https = "127.0.0.1:0"
+nbd = "127.0.0.1:$NBD_CAIRN"
+iscsi = "127.0.0.1:$ISCSI_CAIRN"
+[auth]
+user = "bench"
+password = "bench-password"
+[[pool]]
+name = "pool0"
+path = "pool0.img"
+size = "$POOL_BYTES"
+EOF
+"$CAIRN" serve --data-dir "$DATA" --config "$DATA/cairn.toml" 2>"$DIR/cairn.log" &
+CAIRN_PID=$!
+PIDS+=("$CAIRN_PID")
+wait_for "$CAIRN_PID" nbdinfo --size "nbd://127.0.0.1:$NBD_CAIRN/vol"
+IQN=$(cat "$DATA/iscsi-target-name")
+LUN=$(python3 -c 'import json,sys; print(min(json.load(open(sys.argv[1]))["luns"].values()))' "$DATA/iscsi-luns.json")
+through_qemu cairn-iscsi "iscsi://127.0.0.1:$ISCSI_CAIRN/$IQN/$LUN"
+perf cairn-iscsi "iscsi://127.0.0.1:$ISCSI_CAIRN/$IQN/$LUN"
+run_jobs cairn-nbd "nbd://127.0.0.1:$NBD_CAIRN/vol"
+stop "$CAIRN_PID"
+
+# --- tgt on a raw file, O_DIRECT ---
+rm -f "$DIR/tgt.raw"
+truncate -s "$SIZE" "$DIR/tgt.raw"
+tgtd -f --iscsi portal="127.0.0.1:$ISCSI_TGT" 2>"$DIR/tgtd.log" &
+TGT_PID=$!
+PIDS+=("$TGT_PID")
+wait_for "$TGT_PID" tgtadm --lld iscsi --op show --mode sys
+TGT_IQN=iqn.2026-01.org.cairn.bench:tgt
+tgtadm --lld iscsi --op new --mode target --tid 1 -T "$TGT_IQN"
+tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$DIR/tgt.raw" --bsoflags=direct
+tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL
+through_qemu tgt "iscsi://127.0.0.1:$ISCSI_TGT/$TGT_IQN/1"
+perf tgt "iscsi://127.0.0.1:$ISCSI_TGT/$TGT_IQN/1"
+# tgtd ignores SIGTERM while it serves targets; this is its own shutdown request.
+tgtadm --lld iscsi --op delete --mode target --tid 1 --force
+tgtadm --op delete --mode system
+wait "$TGT_PID" 2>/dev/null || true
+
+python3 - "$RESULTS" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+val = {(p, w): (float(iops), float(mib)) for p, w, iops, mib in rows}
+work = list(dict.fromkeys(r[1] for r in rows))
+print(f"{'workload':<18}{'target':<13}{'IOPS':>10}{'MiB/s':>10}")
+for (p, w), (iops, mib) in sorted(val.items(), key=lambda kv: (work.index(kv[0][1]), kv[0][0])):
+    print(f"{w:<18}{p:<13}{iops:>10.0f}{mib:>10.1f}")
+print()
+print("ratios (IOPS):")
+for w in work:
+    c, t, n = (val.get((p, w)) for p in ("cairn-iscsi", "tgt", "cairn-nbd"))
+    parts = []
+    if c and t and t[0] > 0:
+        parts.append(f"cairn-iscsi/tgt {c[0] / t[0]:.2f}")
+    if c and n and n[0] > 0:
+        parts.append(f"cairn-iscsi/cairn-nbd {c[0] / n[0]:.2f}")
+    print(f"  {w:<18}" + "  ".join(parts))
+PY
+cat "$DIR/perf.txt"
+echo "raw results: $DIR" >&2
