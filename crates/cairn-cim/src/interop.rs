@@ -344,6 +344,25 @@ impl Provider for InteropProvider {
         self.storage.delete_instance(namespace, path)
     }
 
+    fn modify_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+        modified: &Instance,
+        property_list: Option<&[String]>,
+    ) -> Result<(), CimError> {
+        if self.is_own(namespace, &path.class_name)
+            && !self.storage_has(namespace, &path.class_name)
+        {
+            return Err(CimError::not_supported(format!(
+                "ModifyInstance of {}",
+                path.class_name
+            )));
+        }
+        self.storage
+            .modify_instance(namespace, path, modified, property_list)
+    }
+
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
         if self.is_own(call.namespace, call.class_name)
             && !self.storage_has(call.namespace, call.class_name)

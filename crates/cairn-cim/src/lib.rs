@@ -3,6 +3,9 @@
 //! classes), operation dispatch (DSP0200 intrinsic operations, pull operations, extrinsic methods)
 //! over the [`Provider`] trait, and the interop namespace model ([`InteropProvider`]).
 //!
+//! The client half of the codec ([`client`]) encodes requests and decodes responses for management
+//! clients such as the `cairn` CLI.
+//!
 //! No sockets, no engine: the HTTP server in `cairn-smis` hands each request to
 //! [`CimServer::handle`] as an [`HttpCimRequest`] and sends back the [`CimHttpOutcome`].
 //!
@@ -53,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 pub mod class;
+pub mod client;
 mod dispatch;
 pub mod error;
 pub mod instance;

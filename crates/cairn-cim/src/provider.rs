@@ -69,6 +69,23 @@ pub trait Provider: Send + Sync {
         )))
     }
 
+    /// Sets properties of the instance at `path` (concrete class, as returned by this provider) to
+    /// their values in `modified`: those named in `property_list`, or all of `modified`'s when it
+    /// is `None`. The default refuses with CIM_ERR_NOT_SUPPORTED.
+    fn modify_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+        modified: &Instance,
+        property_list: Option<&[String]>,
+    ) -> Result<(), CimError> {
+        let _ = (namespace, modified, property_list);
+        Err(CimError::not_supported(format!(
+            "ModifyInstance of {}",
+            path.class_name
+        )))
+    }
+
     /// The profiles this provider implements, for the interop model: `InteropProvider` reads them once,
     /// when it is built, and serves a `Cairn_RegisteredProfile` per profile plus its
     /// `Cairn_ElementConformsToProfile` and `Cairn_ReferencedProfile` instances in `interop`. (A

@@ -398,7 +398,6 @@ fn other_intrinsic_operations_are_not_supported() {
     let sub = "<IPARAMVALUE NAME=\"NewInstance\"><INSTANCE CLASSNAME=\"CIM_IndicationSubscription\"></INSTANCE></IPARAMVALUE>";
     for (m, p) in [
         ("CreateInstance", sub.to_owned()),
-        ("ModifyInstance", String::new()),
         (
             "ExecQuery",
             value("QueryLanguage", "WQL") + &value("Query", "select * from CIM_StorageVolume"),

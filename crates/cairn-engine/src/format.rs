@@ -310,7 +310,10 @@ pub const VF_READ_ONLY: u32 = 1;
 pub const VF_HIDDEN: u32 = 2;
 pub const VF_DELETING: u32 = 4;
 pub const VF_HAS_PARENT: u32 = 8;
-pub const VF_KNOWN: u32 = VF_READ_ONLY | VF_HIDDEN | VF_DELETING | VF_HAS_PARENT;
+/// On a tombstone: reclaim failed on its tree (a bad metadata block); it is not retried, its
+/// space stays allocated (lost) and `check` reports it.
+pub const VF_QUARANTINED: u32 = 16;
+pub const VF_KNOWN: u32 = VF_READ_ONLY | VF_HIDDEN | VF_DELETING | VF_HAS_PARENT | VF_QUARANTINED;
 
 /// One volume (or snapshot, or tombstone awaiting reclaim) in the directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -329,6 +332,11 @@ pub struct VolumeRecord {
 impl VolumeRecord {
     pub fn deleting(&self) -> bool {
         self.flags & VF_DELETING != 0
+    }
+
+    /// A tombstone reclaim gave up on (see `VF_QUARANTINED`).
+    pub fn quarantined(&self) -> bool {
+        self.flags & VF_QUARANTINED != 0
     }
 
     pub fn encode(&self, b: &mut [u8]) {
@@ -363,6 +371,9 @@ impl VolumeRecord {
         }
         if lbs != 512 && lbs != 4096 {
             return Err(corrupt("volume record: bad logical block size"));
+        }
+        if flags & VF_QUARANTINED != 0 && flags & VF_DELETING == 0 {
+            return Err(corrupt("volume record: quarantined but not a tombstone"));
         }
         let name = std::str::from_utf8(&b[VR_NAME..VR_NAME + name_len])
             .map_err(|_| corrupt("volume record: name not UTF-8"))?

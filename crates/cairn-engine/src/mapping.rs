@@ -5,7 +5,7 @@
 //! (see `refcount.rs`). Tree changes happen before reference drops, so shadowing a shared leaf
 //! has propagated its references by the time one is dropped.
 
-use crate::btree::{extent_of, extent_val};
+use crate::btree::{extent_of, extent_val, root_level};
 use crate::error::Result;
 use crate::format::Root;
 use crate::limits::EXTENT_BLOCKS_MAX;
@@ -135,7 +135,8 @@ impl Meta {
             *budget = budget.saturating_sub(1);
             return Ok(Root::default());
         }
-        let node = self.node(K, root.addr)?;
+        let level = root_level(K, root)?;
+        let node = self.node_at(K, root.addr, level)?;
         if node.is_leaf() {
             for i in 0..node.len() {
                 let (p, n) = extent_of(node.val(i));
@@ -146,6 +147,7 @@ impl Meta {
             return Ok(Root::default());
         }
         let a = self.cow(K, root.addr)?;
+        let (budget_before, pages_before) = (*budget, self.dirty_pages);
         while *budget > 0 && self.dirty_pages < pages_max {
             let Some(&last) = self.node(K, a)?.children.last() else {
                 break;
@@ -154,7 +156,9 @@ impl Meta {
                 addr: last,
                 height: root.height - 1,
             };
-            let left = self.drop_tree_step(child, budget, pages_max)?;
+            let left = self
+                .drop_tree_step(child, budget, pages_max)
+                .map_err(|e| e.via_node(root.addr))?;
             let n = self.dirty_mut(a);
             if left.addr == 0 {
                 n.children.pop();
@@ -163,6 +167,10 @@ impl Meta {
                 *n.children.last_mut().expect("non-empty") = left.addr;
             }
         }
+        assert!(
+            *budget < budget_before || budget_before == 0 || pages_before >= pages_max,
+            "a reclaim step with budget and pages left makes progress"
+        );
         if self.node(K, a)?.len() == 0 {
             self.free_meta_block(a)?;
             return Ok(Root::default());

@@ -23,9 +23,13 @@
 //! - A data block is overwritten in place only if it was allocated in the current transaction
 //!   (then it is exclusively owned now and unknown to the durable state); any other write is
 //!   redirected to fresh blocks and remapped, old data is never read or copied.
-//! - A failed metadata write or flush, or an error other than `NoSpace` in the middle of a
-//!   metadata change, puts the pool in a failed state; every later call returns `PoolFailed`
-//!   until it is reopened.
+//! - A failed metadata write or flush, or an error in the middle of a metadata change other
+//!   than `NoSpace` or a bad metadata block met on the way (`Corrupt`, `Io`: undone, that call
+//!   fails alone), puts the pool in a failed state; every later call returns `PoolFailed` until
+//!   it is reopened, and `close` returns that failure. A panic while the state lock is held does
+//!   the same (the lock's guard fails the pool as it unwinds): a half-applied change is never
+//!   committed.
+//! - A reclaim error in a tombstone's tree quarantines that tombstone instead (see `reclaim`).
 //! - Metadata reserve: every metadata change (`meta_op`) leaves usable what the next commit may
 //!   allocate (`commit_need_blocks`) plus, unless it is reclaim, the floor only delete and
 //!   reclaim may use; otherwise it is undone and answers `NoSpace`. The commit checks that it
@@ -89,6 +93,8 @@ pub(crate) struct State {
     next_seq: u64,
     vols: BTreeMap<u64, VolumeRecord>,
     by_id: HashMap<VolumeId, u64>,
+    /// Live volumes by name (tombstones have none): names are checked and found in O(1).
+    by_name: HashMap<String, u64>,
     dirty_vols: BTreeSet<u64>,
     removed_vols: BTreeSet<u64>,
     hints: HashMap<u64, u64>,
@@ -201,7 +207,8 @@ impl Pool {
         Pool::start(st, opts)
     }
 
-    /// Opens the pool on `dev`: the valid superblock with the highest generation, no scan.
+    /// Opens the pool on `dev`: the valid superblock with the highest generation, then the volume
+    /// directory (O(volumes); no volume tree, refcount or space-map block is read).
     pub fn open(dev: Arc<dyn BlockDevice>, opts: PoolOptions) -> Result<Arc<Pool>> {
         let sb = read_superblock(dev.as_ref())?;
         if dev.size_bytes() / BLOCK_SIZE_BYTES < sb.device_blocks {
@@ -238,25 +245,25 @@ impl Pool {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock()
+    fn lock(&self) -> StateGuard<'_> {
+        self.inner.lock()
     }
 
-    fn live(&self) -> Result<MutexGuard<'_, State>> {
+    fn live(&self) -> Result<StateGuard<'_>> {
         let st = self.lock();
         st.live()?;
         Ok(st)
     }
 
     /// For operations that commit: no data I/O in flight, nothing else running.
-    fn exclusive(&self) -> Result<(RwLockWriteGuard<'_, ()>, MutexGuard<'_, State>)> {
+    fn exclusive(&self) -> Result<(RwLockWriteGuard<'_, ()>, StateGuard<'_>)> {
         let gate = self.inner.gate.write();
         let st = self.live()?;
         Ok((gate, st))
     }
 
     /// For data operations: commits wait until the guard is dropped.
-    fn shared(&self) -> Result<(RwLockReadGuard<'_, ()>, MutexGuard<'_, State>)> {
+    fn shared(&self) -> Result<(RwLockReadGuard<'_, ()>, StateGuard<'_>)> {
         let gate = self.inner.gate.read();
         let st = self.live()?;
         Ok((gate, st))
@@ -308,13 +315,16 @@ impl Pool {
             let _gate = self.inner.gate.write();
             let mut st = self.lock();
             if st.closed {
-                return Ok(());
+                return st.failure().map_or(Ok(()), Err);
             }
-            let r = if st.failed.is_none() {
-                st.commit()
-            } else {
-                Ok(())
+            let r = match st.failure() {
+                None => st.commit(),
+                Some(e) => Err(e),
             };
+            debug_assert!(
+                r.is_ok() == st.failed.is_none(),
+                "close reports the failure"
+            );
             st.closed = true;
             st.stop = true;
             r
@@ -380,24 +390,57 @@ impl Drop for Pool {
     }
 }
 
+impl Inner {
+    fn lock(&self) -> StateGuard<'_> {
+        StateGuard(self.state.lock())
+    }
+}
+
+/// The state lock, held. parking_lot mutexes do not poison, so a panic inside a locked section
+/// would leave a half-applied change for a later commit to make durable: this guard, dropped
+/// while the thread unwinds, fails the pool instead (dropping the open transaction).
+pub(crate) struct StateGuard<'a>(MutexGuard<'a, State>);
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.0.failed.is_none() {
+            let e = err(ErrorKind::PoolFailed, "a panic inside a metadata change");
+            self.0.fail(&e);
+        }
+    }
+}
+
 /// Background work: interval commits and reclaim of deleted volumes.
 fn background(inner: Arc<Inner>) {
     let interval = inner.opts.commit_interval;
     loop {
         {
-            let mut st = inner.state.lock();
+            let mut st = inner.lock();
             if st.stop {
                 return;
             }
             if !st.background_work(interval) {
                 let wait = interval.unwrap_or(Duration::from_secs(3600));
-                inner.wake.wait_for(&mut st, wait);
+                inner.wake.wait_for(&mut st.0, wait);
                 continue;
             }
         }
         // Work to do: take the gate first (lock order), then check again under the lock.
         let _gate = inner.gate.write();
-        let mut st = inner.state.lock();
+        let mut st = inner.lock();
         if st.stop {
             return;
         }
@@ -408,9 +451,9 @@ fn background(inner: Arc<Inner>) {
             }
             // Paced: the locks are free between steps, so foreground requests get in.
             drop((st, _gate));
-            let mut st = inner.state.lock();
+            let mut st = inner.lock();
             if !st.stop {
-                inner.wake.wait_for(&mut st, RECLAIM_STEP_PAUSE);
+                inner.wake.wait_for(&mut st.0, RECLAIM_STEP_PAUSE);
             }
         } else if st.background_work(interval) {
             let _ = st.commit();
@@ -429,6 +472,7 @@ impl State {
             meta: Meta::new(dev, sb, cache_nodes),
             vols: BTreeMap::new(),
             by_id: HashMap::new(),
+            by_name: HashMap::new(),
             dirty_vols: BTreeSet::new(),
             removed_vols: BTreeSet::new(),
             hints: HashMap::new(),
@@ -449,19 +493,29 @@ impl State {
                 format!("pool {} is closed", self.name),
             ));
         }
-        if let Some(f) = &self.failed {
-            return Err(err(
-                ErrorKind::PoolFailed,
-                format!("pool {}: {f}", self.name),
-            ));
+        match self.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn fail(&mut self, e: &Error) {
         tracing::error!("pool {} failed: {e}", self.name);
         self.failed = Some(e.to_string());
         self.meta.forget_dirty();
+        debug_assert!(
+            !self.meta.is_dirty(),
+            "a failed pool keeps nothing to commit"
+        );
+    }
+
+    /// The error a failed pool answers with (`None` while healthy).
+    fn failure(&self) -> Option<Error> {
+        let f = self.failed.as_ref()?;
+        Some(err(
+            ErrorKind::PoolFailed,
+            format!("pool {}: {f}", self.name),
+        ))
     }
 
     /// Blocks the next commit may allocate at most for the changes made so far: every dirty
@@ -499,8 +553,9 @@ impl State {
     }
 
     /// Runs one metadata change. It either finishes leaving its tier's floor usable, or changes
-    /// nothing and answers `NoSpace` (the pool stays healthy). Any other error in it fails the
-    /// pool (its state may be half-changed).
+    /// nothing and answers `NoSpace` (the pool stays healthy). A bad metadata block met on the
+    /// way (`Corrupt`, or `Io` reading it) is undone the same way and fails that request only.
+    /// Any other error in it fails the pool (its state may be half-changed).
     pub(crate) fn meta_op<T>(
         &mut self,
         tier: Tier,
@@ -514,7 +569,12 @@ impl State {
                 self.meta.end_op();
                 Ok(v)
             }
-            Err(e) if e.kind() == ErrorKind::NoSpace => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NoSpace | ErrorKind::Corrupt | ErrorKind::Io
+                ) =>
+            {
                 self.meta.abort_op();
                 Err(e)
             }
@@ -641,9 +701,10 @@ impl State {
                 * BLOCK_SIZE_BYTES,
             metadata_bytes_total: m.reserve_blocks * BLOCK_SIZE_BYTES,
             metadata_bytes_used: m.meta_blocks * BLOCK_SIZE_BYTES,
-            volume_count: self.vols.values().filter(|r| !r.deleting()).count(),
+            volume_count: self.by_id.len(),
             generation: m.gen(),
             reclaim_pending: self.reclaim_pending(),
+            quarantined_volumes: self.vols.values().filter(|r| r.quarantined()).count(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The extrinsic methods of the array: replica creation (CreateElementReplica, CreateReplica),
 //! ModifyReplicaSynchronization, ReturnToStoragePool, CreateOrModifyElementFromStoragePool,
-//! GetSupportedSizeRange, and the job methods (GetError, GetErrors, RequestStateChange).
+//! GetSupportedSizeRange, the job methods (GetError, GetErrors, RequestStateChange), and the
+//! rename behind ModifyInstance of a volume's ElementName.
 //!
 //! Invariants: a method either does what it answers 0 (or 4096) for, or leaves nothing behind —
 //! every volume it created before a refusal is deleted again; management methods run one at a time
@@ -9,7 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use cairn_cim::{CimType, InstancePath, MethodCall, MethodResult, Value};
+use cairn_cim::{CimError, CimType, InstancePath, MethodCall, MethodResult, Value};
 use cairn_engine::limits::VOLUME_SIZE_BYTES_MAX;
 use cairn_engine::{Pool, VolumeId, VolumeInfo, VolumeOptions, BLOCK_SIZE};
 
@@ -575,6 +576,20 @@ fn modify_volume(p: &ArrayProvider, call: &MethodCall<'_>, el: &InstancePath) ->
         .with_out("Size", Value::Uint64(v.size_bytes)))
 }
 
+/// ModifyInstance of a volume's ElementName: CIM errors rather than return values (an intrinsic
+/// operation), mapped from the engine by [`retcode::cim_error`].
+pub fn rename_volume(p: &ArrayProvider, path: &InstancePath, name: &str) -> Result<(), CimError> {
+    let _ops = p.ops.lock();
+    let (_, v) = resolve_volume(p, path).map_err(|r| CimError::not_found(r.reason))?;
+    if model::is_copying(&v) {
+        return Err(CimError::failed(format!("Volume {} is being copied", v.id)));
+    }
+    p.storage
+        .rename_volume(v.id, name)
+        .map(|_| ())
+        .map_err(retcode::cim_error)
+}
+
 fn size_range(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
     let target = call
         .target
@@ -769,6 +784,81 @@ mod tests {
         let path = model::job_path(job);
         let got = p.get_instance(CAIRN_NAMESPACE, &path).expect("GetInstance");
         assert!(got.is_some());
+    }
+
+    /// ModifyInstance of ElementName renames the volume (through the CIM server, as a client sends
+    /// it); a taken name, another property changed, or another class is refused with a CIM error
+    /// and changes nothing.
+    #[test]
+    fn modify_instance_renames_a_volume_and_nothing_else() {
+        use cairn_cim::client::{decode_response, encode_request, Operation};
+        use cairn_cim::{CimHttpOutcome, CimStatus, HttpCimRequest};
+        let storage = Arc::new(Storage::new());
+        mem_pool(&storage, "pool0");
+        let p = ArrayProvider::new(storage.clone(), ArrayOptions::new("S"));
+        let (_, a) = storage
+            .create_volume("pool0", "a", 1 << 20, VolumeOptions::default())
+            .expect("a");
+        storage
+            .create_volume("pool0", "b", 1 << 20, VolumeOptions::default())
+            .expect("b");
+        let server = p.cim_server();
+        let modify = |path: &InstancePath, props: &[(&str, Value)]| {
+            let mut instance = Instance::new(path.class_name.clone());
+            for (n, v) in props {
+                instance = instance.with(n, v.clone());
+            }
+            let op = Operation::ModifyInstance {
+                instance,
+                path: path.clone(),
+                property_list: props.iter().map(|(n, _)| (*n).to_owned()).collect(),
+            };
+            let req = encode_request("1", CAIRN_NAMESPACE, &op);
+            let out = server.handle(&HttpCimRequest {
+                cim_operation: Some("MethodCall"),
+                cim_method: Some(&req.cim_method),
+                cim_object: Some(&req.cim_object),
+                cim_protocol_version: None,
+                body: &req.body,
+            });
+            let CimHttpOutcome::Response(body) = out else {
+                panic!("{out:?}")
+            };
+            decode_response(&body).expect("response").reply.map(|_| ())
+        };
+        let path = p.identity.volume_path(a.id);
+        assert_eq!(
+            modify(&path, &[("ElementName", Value::string("a2"))]),
+            Ok(())
+        );
+        assert_eq!(storage.find_volume("a2").map(|(_, v)| v.id), Some(a.id));
+        let status = |r: Result<(), CimError>| r.expect_err("refused").status;
+        assert_eq!(
+            status(modify(&path, &[("ElementName", Value::string("b"))])),
+            CimStatus::AlreadyExists
+        );
+        assert_eq!(
+            status(modify(&path, &[("ElementName", Value::string("x/y"))])),
+            CimStatus::InvalidParameter
+        );
+        assert_eq!(
+            status(modify(&path, &[("BlockSize", Value::Uint64(512))])),
+            CimStatus::NotSupported
+        );
+        assert_eq!(
+            status(modify(
+                &model::pool_path("pool0"),
+                &[("ElementName", Value::string("p"))]
+            )),
+            CimStatus::NotSupported
+        );
+        let gone = p.identity.volume_path(VolumeId([9; 16]));
+        assert_eq!(
+            status(modify(&gone, &[("ElementName", Value::string("z"))])),
+            CimStatus::NotFound
+        );
+        assert_eq!(storage.find_volume("a2").map(|(_, v)| v.id), Some(a.id));
+        assert!(storage.find_volume("b").is_some());
     }
 
     /// Same-pool clones are made by an engine snapshot and then tagged: a request running meanwhile

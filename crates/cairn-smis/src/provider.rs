@@ -243,6 +243,52 @@ impl Provider for ArrayProvider {
         }
     }
 
+    /// Only a volume's ElementName can change (a rename); any other property sent with a value
+    /// other than its current one is refused, so a client sending the whole instance works.
+    fn modify_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+        modified: &Instance,
+        property_list: Option<&[String]>,
+    ) -> Result<(), CimError> {
+        if is_interop(namespace) || !path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS) {
+            return Err(CimError::not_supported(format!(
+                "ModifyInstance of {}",
+                path.class_name
+            )));
+        }
+        let current = self
+            .get_instance(namespace, path)?
+            .ok_or_else(|| CimError::not_found(path))?;
+        let mut name = None;
+        for prop in &modified.properties {
+            if property_list.is_some_and(|l| !l.iter().any(|n| n.eq_ignore_ascii_case(&prop.name)))
+            {
+                continue;
+            }
+            if prop.name.eq_ignore_ascii_case("ElementName") {
+                name = Some(
+                    prop.value
+                        .as_ref()
+                        .and_then(cairn_cim::Value::as_str)
+                        .ok_or_else(|| {
+                            CimError::invalid_parameter("ElementName must be a non-NULL string")
+                        })?,
+                );
+            } else if current.get(&prop.name) != prop.value.as_ref() {
+                return Err(CimError::not_supported(format!(
+                    "Property {} of a volume cannot be modified",
+                    prop.name
+                )));
+            }
+        }
+        match name {
+            Some(n) => crate::methods::rename_volume(self, path, n),
+            None => Ok(()),
+        }
+    }
+
     fn registered_profiles(&self) -> Vec<ProfileRegistration> {
         model::registrations(&self.identity)
     }

@@ -1,10 +1,11 @@
-//! Method return values (BRIEF §6) and the one mapping from engine errors to them.
+//! Method return values (BRIEF §6) and the one mapping from engine errors to them (and, for the
+//! one intrinsic operation that changes the engine, ModifyInstance, to CIM errors).
 //!
 //! Invariant: every engine error that reaches a client as a method return value or a job
 //! Exception passes through [`Refusal::from`] — nowhere else decides which code an engine outcome
 //! gets.
 
-use cairn_cim::{MethodResult, Value};
+use cairn_cim::{CimError, CimStatus, MethodResult, Value};
 use cairn_engine::ErrorKind;
 
 pub const COMPLETED: u32 = 0;
@@ -64,6 +65,19 @@ pub fn code_of(kind: ErrorKind) -> u32 {
         }
         _ => FAILED,
     }
+}
+
+/// The CIM error for an engine outcome of an intrinsic operation (ModifyInstance): a taken name →
+/// CIM_ERR_ALREADY_EXISTS, a name or value the engine refuses → CIM_ERR_INVALID_PARAMETER, an
+/// unknown volume → CIM_ERR_NOT_FOUND, anything else → CIM_ERR_FAILED.
+pub fn cim_error(e: cairn_engine::Error) -> CimError {
+    let status = match e.kind() {
+        ErrorKind::AlreadyExists => CimStatus::AlreadyExists,
+        ErrorKind::InvalidArgument | ErrorKind::OutOfRange => CimStatus::InvalidParameter,
+        ErrorKind::NotFound => CimStatus::NotFound,
+        _ => CimStatus::Failed,
+    };
+    CimError::new(status, e.to_string())
 }
 
 impl From<cairn_engine::Error> for Refusal {

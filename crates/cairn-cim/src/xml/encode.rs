@@ -171,6 +171,13 @@ pub fn class_xml(class: &Class, opts: ClassOptions) -> String {
     w.s
 }
 
+/// Writes any value as its VALUE, VALUE.ARRAY, VALUE.REFERENCE or VALUE.REFARRAY element.
+pub fn value_xml(v: &Value) -> String {
+    let mut w = Writer::new();
+    w.value(v);
+    w.s
+}
+
 /// Writes an INSTANCEPATH (or INSTANCENAME when the path has no namespace) as text.
 pub fn reference_xml(path: &InstancePath) -> String {
     let mut w = Writer::new();

@@ -3,11 +3,12 @@
 //!
 //! Invariants:
 //! - Every record change is committed before the call returns.
-//! - A live record is indexed by its id in `by_id`; a tombstone (flag `deleting`) is not, has
+//! - A live record is indexed by its id in `by_id` and by its name in `by_name` (kept exact
+//!   on create, snapshot, rename, delete and open); a tombstone (flag `deleting`) is not, has
 //!   no name, and stays in the directory until reclaim has dropped its tree.
 //! - Record sequence numbers (and the ids derived from them) are never reused.
 
-use parking_lot::{MutexGuard, RwLockWriteGuard};
+use parking_lot::RwLockWriteGuard;
 
 use crate::error::{err, ErrorKind, Result};
 use crate::format::{Root, VolumeRecord, VF_DELETING, VF_HIDDEN, VF_READ_ONLY};
@@ -18,7 +19,7 @@ use crate::limits::{
 use crate::node::TreeKind;
 use crate::types::{VolumeId, VolumeInfo, VolumeOptions};
 
-use super::{now_unix_secs, Pool, State, Tier};
+use super::{now_unix_secs, Pool, State, StateGuard, Tier};
 
 /// Checks a volume name: 1–64 printable characters, no control characters, no '/', no leading
 /// or trailing space.
@@ -65,7 +66,7 @@ fn info_of(r: &VolumeRecord) -> VolumeInfo {
 impl Pool {
     /// For directory changes other than delete: no I/O in flight, and room for their commit
     /// above the floor that only delete and reclaim may use.
-    fn exclusive_with_room(&self) -> Result<(RwLockWriteGuard<'_, ()>, MutexGuard<'_, State>)> {
+    fn exclusive_with_room(&self) -> Result<(RwLockWriteGuard<'_, ()>, StateGuard<'_>)> {
         let (gate, st) = self.exclusive()?;
         st.ensure_room(Tier::Ordinary)?;
         Ok((gate, st))
@@ -110,7 +111,9 @@ impl Pool {
             st.by_id.remove(&id);
             let rec = st.vols.get_mut(&seq).expect("indexed");
             rec.flags |= VF_DELETING | VF_HIDDEN;
-            rec.name.clear();
+            let name = std::mem::take(&mut rec.name);
+            let unindexed = st.by_name.remove(&name);
+            assert_eq!(unindexed, Some(seq), "live volume {name:?} indexed by name");
             st.dirty_vols.insert(seq);
             st.hints.remove(&seq);
             st.commit()?;
@@ -137,8 +140,12 @@ impl Pool {
         validate_volume_name(name)?;
         let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
-        if st.vols[&seq].name != name {
+        let old = st.vols[&seq].name.clone();
+        if old != name {
             st.ensure_name_free(name)?;
+            let unindexed = st.by_name.remove(&old);
+            assert_eq!(unindexed, Some(seq), "live volume {old:?} indexed by name");
+            st.by_name.insert(name.to_string(), seq);
         }
         st.update(seq, |r| r.name = name.to_string())
     }
@@ -268,12 +275,17 @@ impl Pool {
         Ok(info_of(&st.vols[&seq]))
     }
 
+    /// Is `name` the name of a live volume of this pool? O(1).
+    pub(crate) fn has_volume_named(&self, name: &str) -> bool {
+        self.lock().by_name.contains_key(name)
+    }
+
     pub fn volume_by_name(&self, name: &str) -> Option<VolumeInfo> {
         let st = self.lock();
-        st.vols
-            .values()
-            .find(|r| !r.deleting() && r.name == name)
-            .map(info_of)
+        let seq = st.by_name.get(name)?;
+        let rec = &st.vols[seq];
+        debug_assert!(!rec.deleting() && rec.name == name, "name index is exact");
+        Some(info_of(rec))
     }
 }
 impl State {
@@ -289,6 +301,11 @@ impl State {
             let rec = VolumeRecord::decode(&v)?;
             if !rec.deleting() {
                 self.by_id.insert(VolumeId(rec.id), seq);
+                if let Some(first) = self.by_name.insert(rec.name.clone(), seq) {
+                    // Only a damaged directory holds a name twice: the older record keeps it.
+                    tracing::error!("pool {}: volume name {:?} held twice", self.name, rec.name);
+                    self.by_name.insert(rec.name.clone(), first);
+                }
             }
             self.vols.insert(seq, rec);
         }
@@ -302,7 +319,7 @@ impl State {
     }
 
     pub(super) fn ensure_name_free(&self, name: &str) -> Result<()> {
-        if self.vols.values().any(|r| !r.deleting() && r.name == name) {
+        if self.by_name.contains_key(name) {
             return Err(err(
                 ErrorKind::AlreadyExists,
                 format!("volume name {name:?}"),
@@ -341,7 +358,14 @@ impl State {
 
     pub(super) fn add_record(&mut self, rec: VolumeRecord) {
         let seq = u64::from_be_bytes(rec.id[8..].try_into().expect("8 bytes"));
+        debug_assert!(!rec.deleting(), "a new record is live");
         self.by_id.insert(VolumeId(rec.id), seq);
+        let named = self.by_name.insert(rec.name.clone(), seq);
+        assert!(
+            named.is_none(),
+            "volume name {:?} checked free first",
+            rec.name
+        );
         self.vols.insert(seq, rec);
         self.dirty_vols.insert(seq);
     }

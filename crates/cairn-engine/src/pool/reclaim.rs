@@ -6,8 +6,12 @@
 //!   ordinary operations leave, never what its own commit needs.
 //! - The background thread pauses between transactions with the locks released.
 //! - A tombstone leaves the directory only once its whole tree has been dropped.
+//! - A reclaim step that meets a bad block in the tombstone's tree (`Corrupt`, or `Io` reading
+//!   it) is undone like any metadata operation; the tombstone is then quarantined (flag
+//!   `VF_QUARANTINED`, durable, never retried, its space lost) and the pool stays healthy.
 
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::VF_QUARANTINED;
 use crate::limits::{RECLAIM_ENTRIES_PER_TXN, RECLAIM_PAGES_PER_TXN};
 
 use super::{Pool, State, Tier};
@@ -41,15 +45,20 @@ impl Pool {
 }
 impl State {
     pub(super) fn reclaim_pending(&self) -> bool {
-        self.vols.values().any(|r| r.deleting())
+        self.vols.values().any(|r| r.deleting() && !r.quarantined())
     }
 
-    /// One bounded reclaim transaction on the first tombstone, committed. It removes at most
+    /// One bounded reclaim transaction on the first tombstone not quarantined, committed. It
+    /// removes at most
     /// `RECLAIM_ENTRIES_PER_TXN` entries and dirties at most `RECLAIM_PAGES_PER_TXN` bitmap
     /// pages; it may use the metadata floor, and when even that is short it retries with half
     /// the entries (freeing helps only once committed: a freed block waits for durability).
     pub(super) fn reclaim_step(&mut self) -> Result<()> {
-        let Some((&seq, rec)) = self.vols.iter().find(|(_, r)| r.deleting()) else {
+        let Some((&seq, rec)) = self
+            .vols
+            .iter()
+            .find(|(_, r)| r.deleting() && !r.quarantined())
+        else {
             return Ok(());
         };
         let root = rec.root;
@@ -64,6 +73,10 @@ impl State {
             match step {
                 Ok(done) => break done,
                 Err(e) if e.kind() == ErrorKind::NoSpace && entries_max > 1 => entries_max /= 2,
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Io) => {
+                    self.quarantine(seq, &e);
+                    return self.commit();
+                }
                 Err(e) => return Err(e),
             }
         };
@@ -81,5 +94,22 @@ impl State {
         }
         self.count_step(used);
         self.commit()
+    }
+
+    /// Gives up on tombstone `seq` after `e` met its tree (the step was undone): flags it, to
+    /// be committed by the caller.
+    fn quarantine(&mut self, seq: u64, e: &Error) {
+        tracing::error!(
+            "pool {}: reclaim of deleted volume {seq} failed, quarantined with its space lost: {e}",
+            self.name
+        );
+        assert!(self.healthy(), "a quarantine keeps the pool healthy");
+        let rec = self
+            .vols
+            .get_mut(&seq)
+            .expect("the tombstone being reclaimed");
+        assert!(rec.deleting(), "only a tombstone is quarantined");
+        rec.flags |= VF_QUARANTINED;
+        self.dirty_vols.insert(seq);
     }
 }
