@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in fuzz/fuzz_targets for an equal share of a fixed budget
 # (CAIRN_FUZZ_SECONDS, default 240 seconds for all targets together), each starting from its
-# committed corpus in fuzz/corpus/<target>/. New inputs go to a temporary directory, so the
-# checkout is left as it was; a crash, a timeout or a memory blow-up fails the script and leaves
-# the input in fuzz/artifacts/<target>/. Needs the nightly toolchain and cargo-fuzz.
+# committed corpus in fuzz/corpus/<target>/ (and fuzz/seeds/<target>/ where present). New
+# inputs go to a temporary directory, so the checkout is left as it was; a crash, a timeout or a
+# memory blow-up fails the script and leaves the input in fuzz/artifacts/<target>/. Needs the
+# nightly toolchain and cargo-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -23,8 +24,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for t in "${targets[@]}"; do
     mkdir -p "$work/$t" "corpus/$t"
+    # Hand-written seeds, where a target has them, are read like the corpus.
+    seeds=()
+    if [ -d "seeds/$t" ]; then seeds=("seeds/$t"); fi
     echo "fuzz-ci: $t for ${per_target_secs}s"
-    if ! cargo +nightly fuzz run "$t" "$work/$t" "corpus/$t" -- \
+    if ! cargo +nightly fuzz run "$t" "$work/$t" "corpus/$t" "${seeds[@]}" -- \
         -max_total_time="$per_target_secs" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$work/$t.log" 2>&1; then
         tail -n 60 "$work/$t.log" >&2

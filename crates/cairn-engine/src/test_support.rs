@@ -27,11 +27,17 @@ pub struct Field {
     pub offset: usize,
     /// Width in bytes: 2, 4 or 8.
     pub width: usize,
+    /// What the field holds, as the format names it (`"key"`, `"child"`, `"next_seq"`, ...).
+    pub name: &'static str,
 }
 
 impl Field {
-    const fn new(offset: usize, width: usize) -> Field {
-        Field { offset, width }
+    const fn new(offset: usize, width: usize, name: &'static str) -> Field {
+        Field {
+            offset,
+            width,
+            name,
+        }
     }
 
     /// The field's value.
@@ -76,10 +82,10 @@ pub fn fields(block: &[u8]) -> Vec<Field> {
         "a field list is of one block"
     );
     let mut out = vec![
-        Field::new(f::HDR_LEVEL, 2),
-        Field::new(f::HDR_COUNT, 4),
-        Field::new(f::HDR_GEN, 8),
-        Field::new(f::HDR_AUX, 8),
+        Field::new(f::HDR_LEVEL, 2, "level"),
+        Field::new(f::HDR_COUNT, 4, "count"),
+        Field::new(f::HDR_GEN, 8, "gen"),
+        Field::new(f::HDR_AUX, 8, "aux"),
     ];
     let kind = match BlockType::from_u16(get_u16(block, f::HDR_TYPE)) {
         None => return Vec::new(),
@@ -88,7 +94,9 @@ pub fn fields(block: &[u8]) -> Vec<Field> {
             return out;
         }
         Some(BlockType::Bitmap) => {
-            out.extend((0..PAGE_WORDS).map(|i| Field::new(f::HEADER_BYTES + 8 * i, 8)));
+            out.extend(
+                (0..PAGE_WORDS).map(|i| Field::new(f::HEADER_BYTES + 8 * i, 8, "bitmap_word")),
+            );
             return out;
         }
         Some(BlockType::VolumeNode) => TreeKind::Volume,
@@ -109,37 +117,37 @@ pub fn reseal(block: &mut [u8]) {
 /// Superblock fields: format version, flags, name length, device size, the three tree roots
 /// and heights, and the counters.
 const SUPER_FIELDS: [Field; 15] = [
-    Field::new(f::SB_VERSION, 4),
-    Field::new(f::SB_FLAGS, 4),
-    Field::new(f::SB_NAME_LEN, 2),
-    Field::new(f::SB_DEVICE_BLOCKS, 8),
-    Field::new(f::SB_DIR_ROOT, 8),
-    Field::new(f::SB_DIR_ROOT + 8, 8),
-    Field::new(f::SB_RC_ROOT, 8),
-    Field::new(f::SB_RC_ROOT + 8, 8),
-    Field::new(f::SB_SPACE_ROOT, 8),
-    Field::new(f::SB_SPACE_ROOT + 8, 8),
-    Field::new(f::SB_NEXT_SEQ, 8),
-    Field::new(f::SB_ALLOCATED, 8),
-    Field::new(f::SB_DATA_BLOCKS, 8),
-    Field::new(f::SB_META_BLOCKS, 8),
-    Field::new(f::SB_RESERVE, 8),
+    Field::new(f::SB_VERSION, 4, "version"),
+    Field::new(f::SB_FLAGS, 4, "flags"),
+    Field::new(f::SB_NAME_LEN, 2, "name_len"),
+    Field::new(f::SB_DEVICE_BLOCKS, 8, "device_blocks"),
+    Field::new(f::SB_DIR_ROOT, 8, "dir_root"),
+    Field::new(f::SB_DIR_ROOT + 8, 8, "dir_height"),
+    Field::new(f::SB_RC_ROOT, 8, "rc_root"),
+    Field::new(f::SB_RC_ROOT + 8, 8, "rc_height"),
+    Field::new(f::SB_SPACE_ROOT, 8, "space_root"),
+    Field::new(f::SB_SPACE_ROOT + 8, 8, "space_height"),
+    Field::new(f::SB_NEXT_SEQ, 8, "next_seq"),
+    Field::new(f::SB_ALLOCATED, 8, "allocated"),
+    Field::new(f::SB_DATA_BLOCKS, 8, "data_blocks"),
+    Field::new(f::SB_META_BLOCKS, 8, "meta_blocks"),
+    Field::new(f::SB_RESERVE, 8, "reserve"),
 ];
 
 /// Volume-record fields: identity and parent (two halves each), size, mapping root and height,
 /// logical block size, flags and the name and tag lengths.
 const RECORD_FIELDS: [Field; 11] = [
-    Field::new(f::VR_ID, 8),
-    Field::new(f::VR_ID + 8, 8),
-    Field::new(f::VR_PARENT, 8),
-    Field::new(f::VR_PARENT + 8, 8),
-    Field::new(f::VR_SIZE, 8),
-    Field::new(f::VR_ROOT, 8),
-    Field::new(f::VR_HEIGHT, 4),
-    Field::new(f::VR_LBS, 4),
-    Field::new(f::VR_FLAGS, 4),
-    Field::new(f::VR_NAME_LEN, 2),
-    Field::new(f::VR_TAG_LEN, 2),
+    Field::new(f::VR_ID, 8, "id_lo"),
+    Field::new(f::VR_ID + 8, 8, "id_hi"),
+    Field::new(f::VR_PARENT, 8, "parent_lo"),
+    Field::new(f::VR_PARENT + 8, 8, "parent_hi"),
+    Field::new(f::VR_SIZE, 8, "size_bytes"),
+    Field::new(f::VR_ROOT, 8, "root"),
+    Field::new(f::VR_HEIGHT, 4, "height"),
+    Field::new(f::VR_LBS, 4, "logical_block_size"),
+    Field::new(f::VR_FLAGS, 4, "flags"),
+    Field::new(f::VR_NAME_LEN, 2, "name_len"),
+    Field::new(f::VR_TAG_LEN, 2, "tag_len"),
 ];
 
 /// Keys, then child addresses (internal) or the fields of each value (leaf).
@@ -151,25 +159,32 @@ fn node_fields(block: &[u8], kind: TreeKind, out: &mut Vec<Field>) {
         INTERNAL_CAPACITY
     };
     let n = (get_u32(block, f::HDR_COUNT) as usize).min(cap);
-    out.extend((0..n).map(|i| Field::new(f::HEADER_BYTES + 8 * i, 8)));
+    out.extend((0..n).map(|i| Field::new(f::HEADER_BYTES + 8 * i, 8, "key")));
     let base = f::HEADER_BYTES + 8 * n;
     if level > 0 {
-        out.extend((0..n).map(|i| Field::new(base + 8 * i, 8)));
+        out.extend((0..n).map(|i| Field::new(base + 8 * i, 8, "child")));
         return;
     }
     let value: &[Field] = match kind {
         // (physical block, length)
-        TreeKind::Volume => &[Field::new(0, 8), Field::new(8, 4)],
+        TreeKind::Volume => &[Field::new(0, 8, "phys"), Field::new(8, 4, "len")],
         // (length, count)
-        TreeKind::Refcount => &[Field::new(0, 4), Field::new(4, 4)],
+        TreeKind::Refcount => &[Field::new(0, 4, "len"), Field::new(4, 4, "refcount")],
         // (page block, free bits)
-        TreeKind::Space => &[Field::new(0, 8), Field::new(8, 4)],
+        TreeKind::Space => &[
+            Field::new(0, 8, "page_block"),
+            Field::new(8, 4, "free_bits"),
+        ],
         TreeKind::Directory => &RECORD_FIELDS,
     };
     let vs = kind.value_bytes();
     for i in 0..n {
         let at = base + i * vs;
-        out.extend(value.iter().map(|v| Field::new(at + v.offset, v.width)));
+        out.extend(
+            value
+                .iter()
+                .map(|v| Field::new(at + v.offset, v.width, v.name)),
+        );
     }
 }
 
