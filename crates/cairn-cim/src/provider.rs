@@ -1,5 +1,5 @@
 //! The `Provider` trait: what the operation dispatcher asks of the component that owns the
-//! instances (the SMI-S array model, or `InteropProvider` wrapping it).
+//! instances (a product's model, e.g. cairn-smis's array model inside its interop model).
 //!
 //! The dispatcher owns CIM semantics (class hierarchy, subclass matching, association traversal,
 //! property filtering, paging); a provider only answers for the concrete classes it names.
@@ -10,6 +10,9 @@ use crate::error::CimError;
 use crate::instance::Instance;
 use crate::path::InstancePath;
 use crate::types::Value;
+
+/// SNIA in `RegisteredOrganization`'s value map (CIM_RegisteredProfile).
+pub const ORGANIZATION_SNIA: u16 = 11;
 
 /// A provider of instances and methods.
 pub trait Provider: Send + Sync {
@@ -86,10 +89,9 @@ pub trait Provider: Send + Sync {
         )))
     }
 
-    /// The profiles this provider implements, for the interop model: `InteropProvider` reads them once,
-    /// when it is built, and serves a `Cairn_RegisteredProfile` per profile plus its
-    /// `Cairn_ElementConformsToProfile` and `Cairn_ReferencedProfile` instances in `interop`. (A
-    /// provider may instead, or also, place such instances in `interop` itself.) Default: none.
+    /// The profiles this provider implements, for an interop model wrapping it, which serves a
+    /// registered profile per entry with its conformance and reference associations in the
+    /// interop namespace (as cairn-smis's `InteropProvider` does). Default: none.
     fn registered_profiles(&self) -> Vec<ProfileRegistration> {
         Vec::new()
     }
@@ -128,7 +130,7 @@ impl ProfileRegistration {
             instance_id: instance_id.into(),
             name: name.into(),
             version: version.into(),
-            organization: crate::interop::ORGANIZATION_SNIA,
+            organization: ORGANIZATION_SNIA,
             conforming_elements: Vec::new(),
             component_of: Vec::new(),
         }

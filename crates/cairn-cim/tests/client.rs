@@ -5,7 +5,6 @@
 mod common;
 
 use cairn_cim::client::{decode_response, encode_request, Operation, Reply, Returned};
-use cairn_cim::interop::CAIRN_NAMESPACE;
 use cairn_cim::request::{Call, MethodTarget, RawValue};
 use cairn_cim::xml::decode::decode_request;
 use cairn_cim::xml::encode::{imethod_response, method_response, ClassOptions, IReturn};
@@ -13,6 +12,7 @@ use cairn_cim::xml::encode::{MethodReturn, OutParam};
 use cairn_cim::{
     CimError, CimHttpOutcome, CimStatus, CimType, HttpCimRequest, Instance, InstancePath, Value,
 };
+use cairn_smis::interop::CAIRN_NAMESPACE;
 use common::{pool_path, server, service_path, volume_path};
 
 const OPTS: ClassOptions = ClassOptions {

@@ -619,7 +619,7 @@ fn interop_model_object_manager_namespaces_profiles() {
     // The Server profile conforms through the object manager.
     let server_profile = instancename_xml(
         "CIM_RegisteredProfile",
-        &[("InstanceID", cairn_cim::interop::SERVER_PROFILE_ID)],
+        &[("InstanceID", cairn_smis::interop::SERVER_PROFILE_ID)],
     );
     let r = imethod(
         &s,
