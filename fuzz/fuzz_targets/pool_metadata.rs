@@ -3,7 +3,9 @@
 //! (`[block: u16][offset: u16][len: u8][bytes...]` records, blocks taken modulo the metadata-heavy
 //! front of the device) and the damaged image is opened, checked, read and written. Corrupt
 //! metadata must come back as errors or check findings — never a panic, a hang or an out-of-range
-//! access.
+//! access. Damage here is not re-sealed, so it exercises the checks in front of the logic (magic,
+//! checksum, type, own address, the fallback to the other superblock, torn names); the
+//! `pool_structured` target re-seals its changes to reach the logic behind them.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};

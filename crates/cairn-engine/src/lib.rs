@@ -27,6 +27,9 @@ mod node;
 mod pool;
 mod refcount;
 mod storage;
+/// Field-level access to sealed metadata blocks for the structured fuzz target; not a stable API.
+#[doc(hidden)]
+pub mod test_support;
 mod types;
 mod undo;
 

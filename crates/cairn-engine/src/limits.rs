@@ -38,6 +38,8 @@ pub const META_FLOOR_PER_MILLE: u64 = 250;
 /// Blocks added to the bound of what a commit allocates (superblock-independent slack).
 pub const COMMIT_SLACK_BLOCKS: u64 = 16;
 
+/// Largest next volume sequence number accepted from disk (so counting on cannot overflow).
+pub const VOLUME_SEQ_MAX: u64 = 1 << 62;
 /// Tallest B-tree accepted when reading (a deeper tree is corrupt).
 pub const BTREE_HEIGHT_MAX: u32 = 12;
 /// Mapping entries a background reclaim transaction removes at most.
@@ -91,3 +93,4 @@ const _: () =
 const _: () = assert!(RECLAIM_PAGES_PER_TXN > 0 && UNMAP_ENTRIES_PER_STEP > 0);
 const _: () = assert!(LOGICAL_BLOCK_SIZES[1] as u64 == BLOCK_SIZE_BYTES);
 const _: () = assert!(BLOCK_SIZE_BYTES % LOGICAL_BLOCK_SIZES[0] as u64 == 0);
+const _: () = assert!(VOLUME_SEQ_MAX < u64::MAX / 2);

@@ -81,12 +81,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Node, DecodeError> {
                 let text = t
                     .unescape()
                     .map_err(|e| DecodeError::not_well_formed(format!("XML text: {e}")))?;
+                xml_chars(&text)?;
                 push_text(&mut stack, &text)?;
             }
             Event::CData(c) => {
                 let text = std::str::from_utf8(&c)
                     .map_err(|_| DecodeError::not_well_formed("CDATA is not UTF-8"))?
                     .to_owned();
+                xml_chars(&text)?;
                 push_text(&mut stack, &text)?;
             }
             Event::DocType(_) => {
@@ -136,6 +138,7 @@ fn open(
             .unescape_value()
             .map_err(|err| DecodeError::not_well_formed(format!("Attribute value: {err}")))?
             .into_owned();
+        xml_chars(&value)?;
         attrs.push((key, value));
     }
     Ok(Node {
@@ -144,6 +147,22 @@ fn open(
         children: Vec::new(),
         text: String::new(),
     })
+}
+
+/// Refuses characters XML 1.0 does not allow in a document (its `Char` production: controls other
+/// than tab, newline and carriage return, and U+FFFE/U+FFFF), raw or from a character reference, so
+/// every decoded string can be written back as well-formed XML.
+fn xml_chars(text: &str) -> Result<(), DecodeError> {
+    let bad = text.chars().find(|&c| {
+        (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{fffe}' | '\u{ffff}')
+    });
+    match bad {
+        Some(c) => Err(DecodeError::not_well_formed(format!(
+            "Character U+{:04X} is not allowed in XML",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn close(node: Node, stack: &mut [Node], root: &mut Option<Node>) {
@@ -170,6 +189,20 @@ fn push_text(stack: &mut [Node], text: &str) -> Result<(), DecodeError> {
 mod tests {
     use super::*;
     use crate::error::DecodeErrorKind;
+
+    #[test]
+    fn refuses_characters_xml_does_not_allow() {
+        for doc in [
+            "<A>x\u{0}y</A>",
+            "<A>&#1;</A>",
+            "<A B=\"\u{1f}\"/>",
+            "<A><![CDATA[\u{8}]]></A>",
+            "<A>\u{ffff}</A>",
+        ] {
+            assert!(parse(doc.as_bytes()).is_err(), "{doc:?} accepted");
+        }
+        assert!(parse("<A B=\"t\tn\">a\r\nb&#9;</A>".as_bytes()).is_ok());
+    }
 
     #[test]
     fn builds_tree_with_unescaped_text_and_attributes() {

@@ -10,11 +10,11 @@
 
 use parking_lot::RwLockWriteGuard;
 
-use crate::error::{err, ErrorKind, Result};
+use crate::error::{corrupt, err, ErrorKind, Result};
 use crate::format::{Root, VolumeRecord, VF_DELETING, VF_HIDDEN, VF_READ_ONLY};
 use crate::limits::{
     BLOCK_SIZE_BYTES, LOGICAL_BLOCK_SIZES, TAG_BYTES_MAX, VOLUME_NAME_BYTES_MAX,
-    VOLUME_NAME_CHARS_MAX, VOLUME_SIZE_BYTES_MAX,
+    VOLUME_NAME_CHARS_MAX, VOLUME_SEQ_MAX, VOLUME_SIZE_BYTES_MAX,
 };
 use crate::node::TreeKind;
 use crate::types::{VolumeId, VolumeInfo, VolumeOptions};
@@ -308,6 +308,15 @@ impl State {
                 }
             }
             self.vols.insert(seq, rec);
+        }
+        // New volumes take `next_seq` onwards: it must lie past every record, or a new id would
+        // repeat an old one, and below the limit, so counting on from it cannot overflow.
+        let last = self.vols.keys().next_back().copied().unwrap_or(0);
+        if self.next_seq <= last || self.next_seq > VOLUME_SEQ_MAX {
+            return Err(corrupt(format!(
+                "pool {}: next volume sequence number {} with {last} in the directory",
+                self.name, self.next_seq
+            )));
         }
         Ok(())
     }
