@@ -276,3 +276,64 @@ fn a_clone_of_a_snapshot_keeps_its_point_in_time_and_flattens_with_progress() {
     pool.remove_image(&child).expect("remove clone");
     pool.remove_image(&src).expect("remove source");
 }
+
+fn exports() -> cairn_rbd::exports::RbdExports {
+    cairn_rbd::exports::RbdExports::connect(&options(), POOL).expect("connect exports")
+}
+
+#[test]
+fn rbd_volumes_are_exported_by_their_cairn_name() {
+    use cairn_export::{ErrorKind as K, Exports, Zeroing};
+    let exports = exports();
+    let (a_name, b_name) = (format!("{} a with spaces", unique("ex")), unique("ex-b"));
+    let a_info = exports.create_volume(&a_name, 8 << 20).expect("create a");
+    exports.create_volume(&b_name, 8 << 20).expect("create b");
+    let e = exports.create_volume(&a_name, 8 << 20).expect_err("taken");
+    assert_eq!(e.kind(), K::InUse, "{e}");
+    let listed = exports.list().expect("list");
+    assert!(listed.contains(&a_info), "{listed:?}");
+    assert_eq!(exports.info(&a_name).expect("info"), a_info);
+    assert_ne!(exports.info(&b_name).expect("info").id, a_info.id);
+
+    let a = exports.open(&a_name).expect("open a");
+    let b = exports.open(&b_name).expect("open b");
+    assert_eq!(a.naa_name(), a_info.naa_name());
+    a.write(4 << 20, &pattern(65536, 3), true).expect("write a");
+    let mut buf = vec![0xffu8; 65536];
+    b.read(4 << 20, &mut buf).expect("read b");
+    assert_eq!(buf, vec![0u8; 65536], "no write to a shows in b");
+    a.read(4 << 20, &mut buf).expect("read a");
+    assert_eq!(buf, pattern(65536, 3));
+    let runs = a.block_status(0, 8 << 20).expect("status");
+    let mapped = |at: u64| {
+        runs.iter()
+            .any(|r| r.mapped && r.offset <= at && at < r.offset + r.len)
+    };
+    assert!(mapped(4 << 20) && !mapped(0), "{runs:?}");
+    assert_eq!(runs.iter().map(|r| r.len).sum::<u64>(), 8 << 20, "{runs:?}");
+    a.trim(4 << 20, 4096).expect("trim");
+    a.write_zeroes((4 << 20) + 8192, 4096, Zeroing::Allocate)
+        .expect("zero");
+    a.read(4 << 20, &mut buf).expect("read a");
+    let mut want = pattern(65536, 3);
+    want[..4096].fill(0);
+    want[8192..12288].fill(0);
+    assert_eq!(buf, want);
+    assert_eq!(
+        a.read(8 << 20, &mut buf).expect_err("past end").kind(),
+        K::OutOfRange
+    );
+    assert_eq!(
+        a.read(100, &mut buf).expect_err("misaligned").kind(),
+        K::InvalidArgument
+    );
+
+    let e = exports.delete_volume(&a_name).expect_err("leased");
+    assert_eq!(e.kind(), K::InUse, "{e}");
+    drop(a);
+    exports.delete_volume(&a_name).expect("delete a");
+    drop(b);
+    exports.delete_volume(&b_name).expect("delete b");
+    let e = exports.open(&a_name).map(drop).expect_err("gone");
+    assert_eq!(e.kind(), K::NotFound, "{e}");
+}
