@@ -8,7 +8,8 @@
 //! - [`Image`]: an opened RBD image (size, resize, id, metadata, snapshots, flatten with progress,
 //!   allocated extents by diff iteration) and its asynchronous data path (read, write, discard,
 //!   write-zeroes, flush; one request per call or many in flight as [`Pending`]);
-//! - [`exports`]: the export layer's [`cairn_export::Exports`] over RBD pools;
+//! - [`exports`]: the export layer's [`cairn_export::Exports`] over an RBD pool, and [`served`]:
+//!   such a pool connecting in the background, beside other backends, for the daemon;
 //! - [`Error`]: the one error type.
 //!
 //! Invariants:
@@ -32,6 +33,7 @@ mod ffi;
 #[allow(unsafe_code)]
 mod image;
 pub mod limits;
+pub mod served;
 
 pub use aio::Pending;
 pub use cluster::{Cluster, ConnectOptions, Pool};

@@ -21,3 +21,6 @@ const _: () = assert!(MOUNT_TIMEOUT_S > 0 && MOUNT_TIMEOUT_S < 300);
 const _: () = assert!(OP_TIMEOUT_S >= MOUNT_TIMEOUT_S && OP_TIMEOUT_S < 300);
 const _: () = assert!(IO_BYTES_MAX > 0 && IO_BYTES_MAX <= isize::MAX as usize);
 const _: () = assert!(METADATA_VALUE_BYTES_MAX >= 4096);
+/// Seconds between connection attempts to an unavailable RBD pool.
+pub const RECONNECT_INTERVAL_S: u64 = 5;
+const _: () = assert!(RECONNECT_INTERVAL_S > 0 && RECONNECT_INTERVAL_S <= 60);

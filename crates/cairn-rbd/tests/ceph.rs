@@ -43,17 +43,22 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Options for a cluster whose monitor address has nothing listening.
+fn missing_cluster(dir: &std::path::Path) -> ConnectOptions {
+    let conf = dir.join("ceph.conf");
+    let fsid = "fsid = 00000000-0000-0000-0000-000000000001";
+    std::fs::write(&conf, format!("[global]\n{fsid}\nmon_host = 127.0.0.1:9\n")).expect("conf");
+    ConnectOptions {
+        conf_path: conf,
+        client_name: "client.admin".into(),
+        keyring_path: Some(dir.join("missing.keyring")),
+    }
+}
+
 #[test]
 fn a_missing_cluster_fails_fast_with_unavailable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("ceph.conf");
-    let fsid = "fsid = 00000000-0000-0000-0000-000000000001";
-    std::fs::write(&conf, format!("[global]\n{fsid}\nmon_host = 127.0.0.1:9\n")).expect("conf");
-    let opts = ConnectOptions {
-        conf_path: conf,
-        client_name: "client.admin".into(),
-        keyring_path: Some(dir.path().join("missing.keyring")),
-    };
+    let opts = missing_cluster(dir.path());
     let start = Instant::now();
     let e = Cluster::connect(&opts)
         .map(drop)
@@ -336,4 +341,47 @@ fn rbd_volumes_are_exported_by_their_cairn_name() {
     exports.delete_volume(&b_name).expect("delete b");
     let e = exports.open(&a_name).map(drop).expect_err("gone");
     assert_eq!(e.kind(), K::NotFound, "{e}");
+}
+
+#[test]
+fn an_unavailable_pool_is_reported_and_the_others_still_serve() {
+    use cairn_export::{ErrorKind as K, Exports};
+    use cairn_rbd::served::{BackgroundPool, Combined, PoolStatus, RbdPoolConfig};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let down = BackgroundPool::start(RbdPoolConfig {
+        name: "down".into(),
+        connect: missing_cluster(dir.path()),
+        rados_pool: POOL.into(),
+    });
+    let up = BackgroundPool::start(RbdPoolConfig {
+        name: "up".into(),
+        connect: options(),
+        rados_pool: POOL.into(),
+    });
+    let name = unique("served");
+    up.available()
+        .expect("the test cluster is up")
+        .create_volume(&name, 1 << 20)
+        .expect("create");
+    let both = Combined::new(vec![down.clone(), up.clone()]);
+    let listed = both.list().expect("list skips the unavailable pool");
+    assert!(listed.iter().any(|v| v.name == name), "{listed:?}");
+    let v = both.open(&name).expect("open through the pool that is up");
+    v.write(0, &pattern(4096, 5), true).expect("write");
+    assert!(
+        matches!(down.status(), PoolStatus::Unavailable(_)),
+        "{:?}",
+        down.status()
+    );
+    assert_eq!(up.status(), PoolStatus::Available);
+    let e = down.open(&name).map(drop).expect_err("down");
+    assert_eq!(e.kind(), K::NotFound, "{e}");
+    assert!(e.to_string().contains("unavailable"), "{e}");
+    let e = both.open("no such volume").map(drop).expect_err("nowhere");
+    assert_eq!(e.kind(), K::NotFound, "{e}");
+    drop(v);
+    up.available()
+        .expect("up")
+        .delete_volume(&name)
+        .expect("delete");
 }
