@@ -202,6 +202,11 @@ impl RbdExports {
         }
     }
 
+    /// The RADOS name of the image behind the volume `name` (for Ceph's own tools).
+    pub fn image_name(&self, name: &str) -> ExportResult<String> {
+        self.find(name).map(|f| f.rados_name)
+    }
+
     /// Deletes the volume `name`: `InUse` while a host has it open, here or anywhere.
     pub fn delete_volume(&self, name: &str) -> ExportResult<()> {
         let found = self.find(name)?;

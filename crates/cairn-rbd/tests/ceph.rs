@@ -297,6 +297,17 @@ fn rbd_volumes_are_exported_by_their_cairn_name() {
     assert_eq!(e.kind(), K::InUse, "{e}");
     let listed = exports.list().expect("list");
     assert!(listed.contains(&a_info), "{listed:?}");
+    let rados = exports.image_name(&a_name).expect("image name");
+    assert!(
+        rados.starts_with(cairn_rbd::exports::IMAGE_PREFIX),
+        "{rados}"
+    );
+    let image = pool().open_image(&rados).expect("the image behind it");
+    assert_eq!(
+        image.metadata("cairn.name").expect("meta"),
+        Some(a_name.clone())
+    );
+    drop(image);
     assert_eq!(exports.info(&a_name).expect("info"), a_info);
     assert_ne!(exports.info(&b_name).expect("info").id, a_info.id);
 
