@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+pub mod iscsi;
+
 /// Longest time a daemon may take to open its pools and bind its listeners.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -68,6 +70,7 @@ pub struct Listen {
     pub smis_http: Option<SocketAddr>,
     pub smis_https: Option<SocketAddr>,
     pub nbd: Option<SocketAddr>,
+    pub iscsi: Option<SocketAddr>,
 }
 
 /// A running `cairn serve` on a data directory.
@@ -82,7 +85,7 @@ pub struct Daemon {
 /// unless `extra` says otherwise, fixed credentials.
 pub fn test_config(extra: &str) -> String {
     format!(
-        "[listen]\nsmis_http = \"127.0.0.1:0\"\nsmis_https = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\n\
+        "[listen]\nsmis_http = \"127.0.0.1:0\"\nsmis_https = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\niscsi = \"127.0.0.1:0\"\n\
          [auth]\nuser = \"admin\"\npassword = \"secret\"\n{extra}"
     )
 }
@@ -124,6 +127,7 @@ impl Daemon {
                 smis_http: None,
                 smis_https: None,
                 nbd: None,
+                iscsi: None,
             },
             log,
         };
@@ -196,5 +200,6 @@ fn read_listen(data_dir: &Path) -> Result<Listen> {
         smis_http: addr("smis_http")?,
         smis_https: addr("smis_https")?,
         nbd: addr("nbd")?,
+        iscsi: addr("iscsi")?,
     })
 }

@@ -126,7 +126,7 @@ fn https_and_nbd_starttls_present_the_one_daemon_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // NBD on a non-loopback address needs TLS; the client still connects over loopback.
-    let config = "[listen]\nsmis_http = \"\"\nsmis_https = \"127.0.0.1:0\"\nnbd = \"0.0.0.0:0\"\n\
+    let config = "[listen]\nsmis_http = \"\"\nsmis_https = \"127.0.0.1:0\"\nnbd = \"0.0.0.0:0\"\niscsi = \"\"\n\
                   [auth]\nuser = \"admin\"\npassword = \"secret\"\n\
                   [[pool]]\nname = \"p\"\npath = \"p.img\"\nsize = \"64MiB\"\n";
     let daemon = Daemon::start(&data, config).unwrap();

@@ -8,13 +8,20 @@
 //!
 //! Invariants kept: keys strictly increasing in a node; internal key `i > 0` is a lower bound of
 //! every key under child `i` and above every key under child `i - 1`; all leaves at level 0 and
-//! every child one level below its parent; non-root nodes at least half full; a root internal
-//! node has two or more children; an empty tree has root address 0 and height 0.
+//! every child one level below its parent; non-root nodes at least half full (except in the
+//! tombstone trees `drop_tree_step` leaves behind); a root internal node has two or more
+//! children; an empty tree has root address 0 and height 0, a non-empty one a height of at most
+//! `BTREE_HEIGHT_MAX`.
+//!
+//! Every descent reads a child through [`Meta::node_at`] with the level its parent gives it, so a
+//! CRC-valid but cyclic or mis-levelled tree read from disk is a `Corrupt` error naming the tree
+//! path (root first), never an endless recursion: the expected level falls by one per step.
 
 use std::sync::Arc;
 
 use crate::error::{corrupt, Result};
 use crate::format::{get_u64, Root};
+use crate::limits::BTREE_HEIGHT_MAX;
 use crate::meta::Meta;
 use crate::node::{Node, TreeKind};
 
@@ -35,33 +42,59 @@ impl Meta {
         if root.addr == 0 {
             return Ok(None);
         }
-        self.le_rec(kind, root.addr, key)
+        let level = root_level(kind, root)?;
+        self.le_rec(kind, root.addr, level, key)
     }
 
-    fn le_rec(&mut self, kind: TreeKind, addr: u64, key: u64) -> Result<Option<Entry>> {
-        let n = self.node(kind, addr)?;
+    /// The node at `addr`, placed at `level` by its parent (or the root's height). A node of
+    /// another level, or an internal node without children, is corrupt: this is what bounds
+    /// every descent by the tree height, whatever the device holds.
+    pub fn node_at(&mut self, kind: TreeKind, addr: u64, level: u32) -> Result<Arc<Node>> {
+        debug_assert!(level < BTREE_HEIGHT_MAX, "descent below the height bound");
+        let n = self.node(kind, addr).map_err(|e| e.via_node(addr))?;
+        if n.level != level {
+            return Err(corrupt(format!(
+                "{kind:?} node {addr} at level {} where its parent expects {level}",
+                n.level
+            ))
+            .via_node(addr));
+        }
+        if !n.is_leaf() && n.len() == 0 {
+            return Err(
+                corrupt(format!("{kind:?} node {addr}: empty internal node")).via_node(addr),
+            );
+        }
+        Ok(n)
+    }
+
+    fn le_rec(&mut self, kind: TreeKind, addr: u64, level: u32, key: u64) -> Result<Option<Entry>> {
+        let n = self.node_at(kind, addr, level)?;
         if n.is_leaf() {
             let i = n.keys.partition_point(|k| *k <= key);
             return Ok((i > 0).then(|| (n.keys[i - 1], n.val(i - 1).to_vec())));
         }
-        check_internal(&n, addr)?;
         let i = n.child_index(key);
-        if let Some(e) = self.le_rec(kind, n.children[i], key)? {
-            return Ok(Some(e));
+        let found = self
+            .le_rec(kind, n.children[i], level - 1, key)
+            .map_err(|e| e.via_node(addr))?;
+        if found.is_some() || i == 0 {
+            return Ok(found);
         }
-        if i == 0 {
-            return Ok(None);
-        }
-        self.last_rec(kind, n.children[i - 1])
+        self.last_rec(kind, n.children[i - 1], level - 1)
+            .map_err(|e| e.via_node(addr))
     }
 
-    fn last_rec(&mut self, kind: TreeKind, addr: u64) -> Result<Option<Entry>> {
-        let n = self.node(kind, addr)?;
+    fn last_rec(&mut self, kind: TreeKind, addr: u64, level: u32) -> Result<Option<Entry>> {
+        let n = self.node_at(kind, addr, level)?;
         if n.is_leaf() {
             return Ok(n.keys.last().map(|k| (*k, n.val(n.len() - 1).to_vec())));
         }
-        check_internal(&n, addr)?;
-        self.last_rec(kind, *n.children.last().expect("non-empty internal node"))
+        let last = *n
+            .children
+            .last()
+            .expect("node_at refuses empty internal nodes");
+        self.last_rec(kind, last, level - 1)
+            .map_err(|e| e.via_node(addr))
     }
 
     /// Entries with keys in `[lo, hi)`, in key order, at most `limit` of them.
@@ -75,21 +108,29 @@ impl Meta {
     ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         if root.addr != 0 && lo < hi {
-            self.range_rec(kind, root.addr, lo, hi, limit, &mut out)?;
+            let level = root_level(kind, root)?;
+            self.range_rec(kind, (root.addr, level), lo, hi, limit, &mut out)?;
         }
+        debug_assert!(
+            out.windows(2).all(|w| w[0].0 < w[1].0),
+            "range out of order"
+        );
+        debug_assert!(out.len() <= limit);
         Ok(out)
     }
 
+    /// Appends the entries of the subtree at `at` (address, level) in `[lo, hi)` to `out`.
     fn range_rec(
         &mut self,
         kind: TreeKind,
-        addr: u64,
+        at: (u64, u32),
         lo: u64,
         hi: u64,
         limit: usize,
         out: &mut Vec<Entry>,
     ) -> Result<()> {
-        let n = self.node(kind, addr)?;
+        let (addr, level) = at;
+        let n = self.node_at(kind, addr, level)?;
         if n.is_leaf() {
             let from = n.keys.partition_point(|k| *k < lo);
             for i in from..n.len() {
@@ -100,12 +141,12 @@ impl Meta {
             }
             return Ok(());
         }
-        check_internal(&n, addr)?;
         for i in n.child_index(lo)..n.len() {
             if (i > 0 && n.keys[i] >= hi) || out.len() >= limit {
                 break;
             }
-            self.range_rec(kind, n.children[i], lo, hi, limit, out)?;
+            self.range_rec(kind, (n.children[i], level - 1), lo, hi, limit, out)
+                .map_err(|e| e.via_node(addr))?;
         }
         Ok(())
     }
@@ -165,13 +206,19 @@ impl Meta {
             let addr = self.new_node(leaf)?;
             return Ok(Root { addr, height: 1 });
         }
-        let (addr, split) = self.insert_rec(kind, root.addr, key, val)?;
+        let level = root_level(kind, root)?;
+        let (addr, split) = self.insert_rec(kind, root.addr, level, key, val)?;
         let Some((sep, right)) = split else {
             return Ok(Root {
                 addr,
                 height: root.height,
             });
         };
+        // Half-full nodes make even a 2^48-block device's trees far lower than the bound.
+        assert!(
+            root.height < BTREE_HEIGHT_MAX,
+            "{kind:?} tree grows past {BTREE_HEIGHT_MAX} levels"
+        );
         let first = self.node(kind, addr)?.keys[0];
         let top = Node {
             kind,
@@ -191,13 +238,16 @@ impl Meta {
         &mut self,
         kind: TreeKind,
         addr: u64,
+        level: u32,
         key: u64,
         val: &[u8],
     ) -> Result<(u64, Option<(u64, u64)>)> {
+        // Checked before the node is shadowed: a corrupt node is refused, not copied.
+        self.node_at(kind, addr, level)?;
         let a = self.cow(kind, addr)?;
         let (is_leaf, child) = {
             let n = self.node(kind, a)?;
-            check_internal(&n, a)?;
+            debug_assert_eq!(n.level, level, "shadowing keeps the level");
             (n.is_leaf(), (!n.is_leaf()).then(|| n.child_index(key)))
         };
         if is_leaf {
@@ -217,7 +267,9 @@ impl Meta {
                 self.dirty_mut(a).keys[0] = key;
             }
             let c = self.node(kind, a)?.children[i];
-            let (nc, split) = self.insert_rec(kind, c, key, val)?;
+            let (nc, split) = self
+                .insert_rec(kind, c, level - 1, key, val)
+                .map_err(|e| e.via_node(addr))?;
             let n = self.dirty_mut(a);
             n.children[i] = nc;
             if let Some((sep, right)) = split {
@@ -230,6 +282,10 @@ impl Meta {
         }
         let right = split_off_half(self.dirty_mut(a));
         let sep = right.keys[0];
+        debug_assert!(
+            self.node(kind, a)?.keys.last() < Some(&sep),
+            "split keeps key order"
+        );
         let r = self.new_node(right)?;
         Ok((a, Some((sep, r))))
     }
@@ -244,7 +300,8 @@ impl Meta {
         let Some(old) = self.get(kind, root, key)? else {
             return Ok((root, None));
         };
-        let addr = self.remove_rec(kind, root.addr, key)?;
+        let level = root_level(kind, root)?;
+        let addr = self.remove_rec(kind, root.addr, level, key)?;
         let n = self.node(kind, addr)?;
         let root = if n.is_leaf() && n.len() == 0 {
             self.free_meta_block(addr)?;
@@ -264,7 +321,8 @@ impl Meta {
         Ok((root, Some(old)))
     }
 
-    fn remove_rec(&mut self, kind: TreeKind, addr: u64, key: u64) -> Result<u64> {
+    fn remove_rec(&mut self, kind: TreeKind, addr: u64, level: u32, key: u64) -> Result<u64> {
+        self.node_at(kind, addr, level)?;
         let a = self.cow(kind, addr)?;
         let n = self.node(kind, a)?;
         if n.is_leaf() {
@@ -278,13 +336,14 @@ impl Meta {
             n.vals.drain(i * vs..(i + 1) * vs);
             return Ok(a);
         }
-        check_internal(&n, a)?;
         let i = n.child_index(key);
-        let nc = self.remove_rec(kind, n.children[i], key)?;
+        let nc = self
+            .remove_rec(kind, n.children[i], level - 1, key)
+            .map_err(|e| e.via_node(addr))?;
         self.dirty_mut(a).children[i] = nc;
         let child = self.node(kind, nc)?;
         if child.len() < child.min_fill() && n.len() > 1 {
-            self.rebalance(kind, a, i)?;
+            self.rebalance(kind, a, i).map_err(|e| e.via_node(addr))?;
         }
         Ok(a)
     }
@@ -292,7 +351,14 @@ impl Meta {
     /// Child `i` of dirty node `p` is under-full: merge it with a sibling or borrow one entry.
     fn rebalance(&mut self, kind: TreeKind, p: u64, i: usize) -> Result<()> {
         let parent = self.node(kind, p)?;
+        assert!(
+            parent.len() >= 2 && i < parent.len(),
+            "rebalance needs a sibling"
+        );
         let li = if i + 1 < parent.len() { i } else { i - 1 };
+        // The siblings come from disk: check their level before shadowing them.
+        self.node_at(kind, parent.children[li], parent.level - 1)?;
+        self.node_at(kind, parent.children[li + 1], parent.level - 1)?;
         let l = self.cow(kind, parent.children[li])?;
         let r = self.cow(kind, parent.children[li + 1])?;
         let sep = parent.keys[li + 1];
@@ -347,15 +413,16 @@ impl Meta {
     }
 }
 
-/// An internal node read from disk must have children to descend into.
-fn check_internal(n: &Arc<Node>, addr: u64) -> Result<()> {
-    if !n.is_leaf() && n.len() == 0 {
+/// Level of the root node of the non-empty tree `root`, its height checked against the bound.
+pub fn root_level(kind: TreeKind, root: Root) -> Result<u32> {
+    debug_assert_ne!(root.addr, 0, "an empty tree has no root level");
+    if root.height == 0 || root.height > BTREE_HEIGHT_MAX {
         return Err(corrupt(format!(
-            "{:?} node {addr}: empty internal node",
-            n.kind
+            "{kind:?} tree at {}: height {} outside 1..={BTREE_HEIGHT_MAX}",
+            root.addr, root.height
         )));
     }
-    Ok(())
+    Ok(root.height - 1)
 }
 
 /// Moves the upper half of an over-full node into a new node.

@@ -7,6 +7,11 @@
 //! volume tree, tombstones pending reclaim included (a shared node's children are counted once,
 //! as the reference counts are); compares them with the refcount tree and the space map; and
 //! reports leaked, doubly-owned and dangling blocks with their tree path.
+//!
+//! The walk is bounded whatever the device holds: a tree taller than `BTREE_HEIGHT_MAX` is not
+//! entered, each child is expected one level below its parent, and a subtree whose node fails to
+//! read, sits at the wrong level or was already reached (directory, refcount and space trees
+//! share no nodes; volume trees share whole subtrees, walked once) is reported and not entered.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use cairn_io::BlockDevice;
 use crate::btree::extent_of;
 use crate::error::Result;
 use crate::format::{get_u64, Root, Superblock, VolumeRecord, SUPER_ADDRS};
-use crate::limits::BLOCK_SIZE_BYTES;
+use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX};
 use crate::meta::{read_node, Meta, Page, PAGE_BITS};
 use crate::node::{Node, TreeKind};
 use crate::refcount::rc_entry;
@@ -39,6 +44,8 @@ pub enum FindingKind {
     RefcountMismatch,
     /// Superblock counters disagree with the space map.
     Accounting,
+    /// A deleted volume whose reclaim failed on a bad block: its space is lost.
+    Quarantined,
 }
 
 /// One problem found, with the block and the tree path leading to it.
@@ -70,7 +77,7 @@ impl CheckReport {
 
 /// Checks the pool on `dev` (offline: nothing else may use the device meanwhile).
 pub fn check_device(dev: Arc<dyn BlockDevice>) -> Result<CheckReport> {
-    let sb = crate::pool::read_superblock(dev.as_ref())?;
+    let sb = crate::format::read_superblock(dev.as_ref())?;
     if sb.device_blocks > dev.size_bytes() / BLOCK_SIZE_BYTES {
         return Err(crate::error::corrupt(format!(
             "superblock names {} blocks, the device holds {}",
@@ -109,6 +116,9 @@ struct Checker {
     /// References to volume nodes and data blocks.
     refs: Vec<u32>,
     visited: HashSet<u64>,
+    /// Volume-tree nodes reached in the volume being walked: one tree never reaches a node
+    /// twice (sharing is between trees), so a second reach is a cycle or a doubly-linked child.
+    tree_nodes: HashSet<u64>,
     allocated: Vec<u64>,
     volumes: usize,
     /// End of the previous extent in the volume walk (None after a skipped shared subtree).
@@ -154,6 +164,7 @@ impl Checker {
             volume_paths: Vec::new(),
             refs: vec![0; blocks],
             visited: HashSet::new(),
+            tree_nodes: HashSet::new(),
             allocated: vec![0; blocks.div_ceil(64)],
             volumes: 0,
             prev_end: None,
@@ -189,7 +200,8 @@ impl Checker {
     }
 
     /// Records `block` in `role`; a block in two roles (or a non-shareable block reached twice)
-    /// is reported. Returns false when the block is outside the device.
+    /// is reported. Returns true when this is the block's first claim (a walk may enter it),
+    /// false when it is outside the device or was claimed before.
     fn claim(&mut self, block: u64, role: Role, path: &str) -> bool {
         if block >= self.sb.device_blocks {
             self.find(
@@ -206,7 +218,7 @@ impl Checker {
                 let detail = format!("also used as {r:?} at {}", self.path_of(block));
                 self.find(FindingKind::DoubleOwned, block, path, detail);
             }
-            return true;
+            return false;
         }
         self.roles[block as usize] = role_code(role);
         if role == Role::Data {
@@ -335,6 +347,10 @@ impl Checker {
         let root = rec.root;
         self.tombstone = rec.deleting();
         self.volume_paths.push(path.clone());
+        if rec.quarantined() {
+            let detail = "reclaim failed on its tree; its space is lost";
+            self.find(FindingKind::Quarantined, root.addr, &path, detail);
+        }
         if root.addr == 0 {
             if root.height != 0 {
                 self.find(
@@ -348,11 +364,16 @@ impl Checker {
         }
         self.add_ref(root.addr);
         self.prev_end = None;
+        self.tree_nodes.clear();
+        self.tree_nodes.insert(root.addr);
+        if !self.height_ok(root, &path) {
+            return;
+        }
         if self.visited.insert(root.addr) {
             self.node_rec(
                 TreeKind::Volume,
                 root.addr,
-                root.height.wrapping_sub(1),
+                root.height - 1,
                 None,
                 None,
                 true,
@@ -360,6 +381,17 @@ impl Checker {
                 &mut Vec::new(),
             );
         }
+    }
+
+    /// A non-empty tree's height is within `1..=BTREE_HEIGHT_MAX` (else it is not walked).
+    fn height_ok(&mut self, root: Root, path: &str) -> bool {
+        debug_assert_ne!(root.addr, 0);
+        let ok = (1..=BTREE_HEIGHT_MAX).contains(&root.height);
+        if !ok {
+            let detail = format!("root height {} outside 1..={BTREE_HEIGHT_MAX}", root.height);
+            self.find(FindingKind::TreeInvariant, root.addr, path, detail);
+        }
+        ok
     }
 
     /// Walks a non-shared tree, returning its leaf entries in order.
@@ -376,10 +408,13 @@ impl Checker {
             }
             return out;
         }
+        if !self.height_ok(root, path) {
+            return out;
+        }
         self.node_rec(
             kind,
             root.addr,
-            root.height.wrapping_sub(1),
+            root.height - 1,
             None,
             None,
             true,
@@ -401,8 +436,13 @@ impl Checker {
         path: &str,
         out: &mut Vec<(u64, Vec<u8>)>,
     ) {
+        debug_assert!(level < BTREE_HEIGHT_MAX, "descent below the height bound");
         let here = format!("{path}/node {addr}");
-        self.claim(addr, Role::Node(kind), &here);
+        if !self.claim(addr, Role::Node(kind), &here) {
+            // Outside the device, or reached before: a tree that must not share nodes does
+            // (a cycle is one case), or a volume node is also another tree's.
+            return;
+        }
         let node = match read_node(self.dev.as_ref(), kind, addr, self.sb.gen) {
             Ok(n) => n,
             Err(e) => {
@@ -410,7 +450,10 @@ impl Checker {
                 return;
             }
         };
-        self.node_invariants(&node, addr, level, lo, hi, is_root, &here);
+        if !self.node_invariants(&node, addr, level, lo, hi, is_root, &here) {
+            return;
+        }
+        debug_assert_eq!(node.level, level, "entered only at its expected level");
         if node.is_leaf() {
             if kind == TreeKind::Volume {
                 self.leaf_extents(&node, &here);
@@ -425,24 +468,22 @@ impl Checker {
             let chi = node.keys.get(i + 1).copied().or(hi);
             if kind == TreeKind::Volume {
                 self.add_ref(c);
+                if !self.tree_nodes.insert(c) {
+                    let detail = format!("child {c} reached twice in one tree");
+                    self.find(FindingKind::TreeInvariant, c, &here, detail);
+                    continue;
+                }
                 if !self.visited.insert(c) {
                     self.prev_end = None;
                     continue;
                 }
             }
-            self.node_rec(
-                kind,
-                c,
-                node.level.wrapping_sub(1),
-                clo,
-                chi,
-                false,
-                &here,
-                out,
-            );
+            self.node_rec(kind, c, level - 1, clo, chi, false, &here, out);
         }
     }
 
+    /// Reports the broken invariants of one node; returns whether it sits at the level its
+    /// parent expects (only then is it entered: its children's levels follow from it).
     #[allow(clippy::too_many_arguments)]
     fn node_invariants(
         &mut self,
@@ -453,9 +494,10 @@ impl Checker {
         hi: Option<u64>,
         is_root: bool,
         here: &str,
-    ) {
+    ) -> bool {
         let mut bad = Vec::new();
-        if node.level != level {
+        let level_ok = node.level == level;
+        if !level_ok {
             bad.push(format!("level {} where {level} expected", node.level));
         }
         let fill_ok = if self.tombstone && node.kind == TreeKind::Volume {
@@ -483,6 +525,7 @@ impl Checker {
         for b in bad {
             self.find(FindingKind::TreeInvariant, addr, here, b);
         }
+        level_ok
     }
 
     fn leaf_extents(&mut self, node: &Node, here: &str) {
@@ -597,7 +640,7 @@ mod tests {
     }
 
     fn meta_of(dev: &Arc<MemDevice>) -> Meta {
-        let sb = crate::pool::read_superblock(dev.as_ref()).unwrap();
+        let sb = crate::format::read_superblock(dev.as_ref()).unwrap();
         Meta::new(dev.clone(), sb, 64)
     }
 

@@ -88,7 +88,22 @@ impl Error {
     pub fn context(&self) -> &str {
         &self.context
     }
+
+    /// A corruption found below node `addr` of a tree: `addr` is put in front of the tree path
+    /// the context starts with (`tree path 5/9/12: ...`, root first). Other kinds pass as they are.
+    pub(crate) fn via_node(mut self, addr: u64) -> Error {
+        if self.kind == ErrorKind::Corrupt {
+            self.context = match self.context.strip_prefix(TREE_PATH) {
+                Some(rest) => format!("{TREE_PATH}{addr}/{rest}"),
+                None => format!("{TREE_PATH}{addr}: {}", self.context),
+            };
+        }
+        self
+    }
 }
+
+/// How the context of a corruption error found in a tree walk starts.
+const TREE_PATH: &str = "tree path ";
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

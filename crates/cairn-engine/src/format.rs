@@ -6,8 +6,12 @@
 //! with the checksum field zeroed), its own address and the generation that wrote it. Blocks are
 //! verified by [`verify_block`] right after every read and right before every write.
 
-use crate::error::{corrupt, err, ErrorKind, Result};
-use crate::limits::{BLOCK_SIZE_USIZE, POOL_NAME_BYTES_MAX, TAG_BYTES_MAX, VOLUME_NAME_BYTES_MAX};
+use cairn_io::BlockDevice;
+
+use crate::error::{corrupt, err, Error, ErrorKind, Result};
+use crate::limits::{
+    BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, POOL_NAME_BYTES_MAX, TAG_BYTES_MAX, VOLUME_NAME_BYTES_MAX,
+};
 
 /// Magic at offset 0 of every metadata block: "CRNM" little-endian.
 pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"CRNM");
@@ -306,7 +310,10 @@ pub const VF_READ_ONLY: u32 = 1;
 pub const VF_HIDDEN: u32 = 2;
 pub const VF_DELETING: u32 = 4;
 pub const VF_HAS_PARENT: u32 = 8;
-pub const VF_KNOWN: u32 = VF_READ_ONLY | VF_HIDDEN | VF_DELETING | VF_HAS_PARENT;
+/// On a tombstone: reclaim failed on its tree (a bad metadata block); it is not retried, its
+/// space stays allocated (lost) and `check` reports it.
+pub const VF_QUARANTINED: u32 = 16;
+pub const VF_KNOWN: u32 = VF_READ_ONLY | VF_HIDDEN | VF_DELETING | VF_HAS_PARENT | VF_QUARANTINED;
 
 /// One volume (or snapshot, or tombstone awaiting reclaim) in the directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -325,6 +332,11 @@ pub struct VolumeRecord {
 impl VolumeRecord {
     pub fn deleting(&self) -> bool {
         self.flags & VF_DELETING != 0
+    }
+
+    /// A tombstone reclaim gave up on (see `VF_QUARANTINED`).
+    pub fn quarantined(&self) -> bool {
+        self.flags & VF_QUARANTINED != 0
     }
 
     pub fn encode(&self, b: &mut [u8]) {
@@ -360,6 +372,9 @@ impl VolumeRecord {
         if lbs != 512 && lbs != 4096 {
             return Err(corrupt("volume record: bad logical block size"));
         }
+        if flags & VF_QUARANTINED != 0 && flags & VF_DELETING == 0 {
+            return Err(corrupt("volume record: quarantined but not a tombstone"));
+        }
         let name = std::str::from_utf8(&b[VR_NAME..VR_NAME + name_len])
             .map_err(|_| corrupt("volume record: name not UTF-8"))?
             .to_string();
@@ -384,6 +399,37 @@ impl VolumeRecord {
             name,
             tag: b[VR_TAG..VR_TAG + tag_len].to_vec(),
         })
+    }
+}
+
+/// Reads both superblocks and returns the valid one with the highest generation.
+pub(crate) fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
+    if dev.size_bytes() < 2 * BLOCK_SIZE_BYTES {
+        return Err(err(ErrorKind::NotAPool, "device smaller than two blocks"));
+    }
+    let mut best: Option<Superblock> = None;
+    let mut first_err: Option<Error> = None;
+    for a in SUPER_ADDRS {
+        let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+        dev.read_at(a * BLOCK_SIZE_BYTES, &mut b)
+            .map_err(|e| Error::io("read superblock", e))?;
+        match Superblock::decode(&b, a) {
+            Ok(sb) if best.as_ref().is_none_or(|x| x.gen < sb.gen) => best = Some(sb),
+            Ok(_) => {}
+            Err(e) => {
+                let worse = match &first_err {
+                    None => true,
+                    Some(f) => f.kind() == ErrorKind::NotAPool,
+                };
+                if worse {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    match best {
+        Some(sb) => Ok(sb),
+        None => Err(first_err.unwrap_or_else(|| err(ErrorKind::NotAPool, "no superblock"))),
     }
 }
 

@@ -5,8 +5,9 @@
 //! count references on shared blocks (Rodeh 2008), so a snapshot is O(1) and the first write to
 //! a shared 4 KiB block allocates a fresh block and remaps it without copying old data. Metadata
 //! is never overwritten in place; a commit writes the new nodes, flushes, writes the alternate
-//! superblock and flushes again, so reopening after a crash reads one superblock and the roots
-//! it names — no scan. [`Storage`] groups the pools of one daemon.
+//! superblock and flushes again, so reopening after a crash reads the superblocks and the volume
+//! directory — nothing in proportion to the pool size or the mapped data. [`Storage`] groups the
+//! pools of one daemon.
 //!
 //! The on-disk format is specified in `docs/format.md`; every limit is in [`limits`].
 
@@ -15,6 +16,8 @@
 mod btree;
 mod cache;
 mod check;
+#[cfg(test)]
+mod corruption_tests;
 mod error;
 mod format;
 pub mod limits;
@@ -25,6 +28,7 @@ mod pool;
 mod refcount;
 mod storage;
 mod types;
+mod undo;
 
 pub use cairn_io::{BlockDevice, IoError, IoErrorKind};
 pub use check::{check_device, CheckReport, Finding, FindingKind};

@@ -32,11 +32,23 @@ pub const META_RESERVE_PER_MILLE: u64 = 30;
 pub const META_RESERVE_BLOCKS_MIN: u64 = 256;
 /// Extra blocks a data allocation leaves free beyond the reserve, for its own mapping update.
 pub const DATA_ALLOC_HEADROOM_BLOCKS: u64 = 16;
+/// The part of the metadata reserve (per mille) that only delete and reclaim may use: ordinary
+/// operations (writes, trims, write-zeroes, snapshots) stop above it.
+pub const META_FLOOR_PER_MILLE: u64 = 250;
+/// Blocks added to the bound of what a commit allocates (superblock-independent slack).
+pub const COMMIT_SLACK_BLOCKS: u64 = 16;
 
 /// Tallest B-tree accepted when reading (a deeper tree is corrupt).
 pub const BTREE_HEIGHT_MAX: u32 = 12;
 /// Mapping entries a background reclaim transaction removes at most.
 pub const RECLAIM_ENTRIES_PER_TXN: usize = 2048;
+/// Bitmap pages a reclaim transaction dirties at most (each is rewritten by its commit).
+pub const RECLAIM_PAGES_PER_TXN: usize = 16;
+/// Pause of the background thread between two reclaim transactions (the locks are free then).
+pub const RECLAIM_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+/// Mapping entries one step of a trim or write-zeroes removes at most; the locks are released
+/// between steps, so a request of another volume waits at most one step.
+pub const UNMAP_ENTRIES_PER_STEP: usize = 1024;
 /// Dirty metadata blocks that force a commit from the write path (bounds pinned memory).
 pub const DIRTY_BLOCKS_MAX: usize = 8192;
 /// Shortest run of freed data blocks (after coalescing a transaction's frees) that is discarded
@@ -57,5 +69,9 @@ const _: () = assert!(IO_BYTES_MAX as u64 / BLOCK_SIZE_BYTES <= EXTENT_BLOCKS_MA
 const _: () = assert!(VOLUME_SIZE_BYTES_MAX / BLOCK_SIZE_BYTES < u64::MAX / 2);
 const _: () = assert!(META_RESERVE_BLOCKS_MIN + 2 < POOL_BLOCKS_MIN);
 const _: () = assert!(DATA_ALLOC_HEADROOM_BLOCKS < META_RESERVE_BLOCKS_MIN);
+const _: () = assert!(META_FLOOR_PER_MILLE > 0 && META_FLOOR_PER_MILLE < 1000);
+const _: () =
+    assert!(META_RESERVE_BLOCKS_MIN * META_FLOOR_PER_MILLE / 1000 >= 4 * COMMIT_SLACK_BLOCKS);
+const _: () = assert!(RECLAIM_PAGES_PER_TXN > 0 && UNMAP_ENTRIES_PER_STEP > 0);
 const _: () = assert!(LOGICAL_BLOCK_SIZES[1] as u64 == BLOCK_SIZE_BYTES);
 const _: () = assert!(BLOCK_SIZE_BYTES % LOGICAL_BLOCK_SIZES[0] as u64 == 0);

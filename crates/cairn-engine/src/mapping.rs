@@ -5,7 +5,7 @@
 //! (see `refcount.rs`). Tree changes happen before reference drops, so shadowing a shared leaf
 //! has propagated its references by the time one is dropped.
 
-use crate::btree::{extent_of, extent_val};
+use crate::btree::{extent_of, extent_val, root_level};
 use crate::error::Result;
 use crate::format::Root;
 use crate::limits::EXTENT_BLOCKS_MAX;
@@ -72,6 +72,26 @@ impl Meta {
         Ok(root)
     }
 
+    /// Where a bounded unmapping step from `from` towards `to` ends: after at most
+    /// `entries_max` entries starting in `[from, to)` (and the one reaching in from the left).
+    /// Returns the end and the number of entries the step covers at most.
+    pub fn map_step_end(
+        &mut self,
+        root: Root,
+        from: u64,
+        to: u64,
+        entries_max: usize,
+    ) -> Result<(u64, usize)> {
+        assert!(entries_max > 0 && from < to, "an empty unmapping step");
+        let starting = self.range(K, root, from, to, entries_max + 1)?;
+        if starting.len() <= entries_max {
+            return Ok((to, starting.len() + 1));
+        }
+        let end = starting[entries_max].0;
+        assert!(end > from, "entry keys increase");
+        Ok((end, entries_max + 1))
+    }
+
     /// Drops one reference from each block of a data run; frees what is left unreferenced.
     pub fn drop_data(&mut self, phys: u64, len: u64) -> Result<()> {
         for (s, l) in self.rc_dec(phys, len)? {
@@ -98,7 +118,14 @@ impl Meta {
     /// left (empty when done). A subtree still shared with another volume is released with one
     /// decrement and never walked. Nodes left behind may be under-full: a tombstone tree is only
     /// ever dropped, never searched.
-    pub fn drop_tree_step(&mut self, root: Root, budget: &mut usize) -> Result<Root> {
+    /// It also stops once `dirty_pages` reaches `pages_max` (each dirty bitmap page costs the
+    /// commit a block).
+    pub fn drop_tree_step(
+        &mut self,
+        root: Root,
+        budget: &mut usize,
+        pages_max: usize,
+    ) -> Result<Root> {
         if root.addr == 0 {
             return Ok(root);
         }
@@ -108,7 +135,8 @@ impl Meta {
             *budget = budget.saturating_sub(1);
             return Ok(Root::default());
         }
-        let node = self.node(K, root.addr)?;
+        let level = root_level(K, root)?;
+        let node = self.node_at(K, root.addr, level)?;
         if node.is_leaf() {
             for i in 0..node.len() {
                 let (p, n) = extent_of(node.val(i));
@@ -119,7 +147,8 @@ impl Meta {
             return Ok(Root::default());
         }
         let a = self.cow(K, root.addr)?;
-        while *budget > 0 {
+        let (budget_before, pages_before) = (*budget, self.dirty_pages);
+        while *budget > 0 && self.dirty_pages < pages_max {
             let Some(&last) = self.node(K, a)?.children.last() else {
                 break;
             };
@@ -127,7 +156,9 @@ impl Meta {
                 addr: last,
                 height: root.height - 1,
             };
-            let left = self.drop_tree_step(child, budget)?;
+            let left = self
+                .drop_tree_step(child, budget, pages_max)
+                .map_err(|e| e.via_node(root.addr))?;
             let n = self.dirty_mut(a);
             if left.addr == 0 {
                 n.children.pop();
@@ -136,6 +167,10 @@ impl Meta {
                 *n.children.last_mut().expect("non-empty") = left.addr;
             }
         }
+        assert!(
+            *budget < budget_before || budget_before == 0 || pages_before >= pages_max,
+            "a reclaim step with budget and pages left makes progress"
+        );
         if self.node(K, a)?.len() == 0 {
             self.free_meta_block(a)?;
             return Ok(Root::default());

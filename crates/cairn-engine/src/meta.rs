@@ -31,6 +31,7 @@ use crate::limits::{
     BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, DISCARD_BLOCKS_MIN,
 };
 use crate::node::{Node, TreeKind};
+use crate::undo::{BitChange, Undo};
 
 /// Words of one bitmap page.
 pub const PAGE_WORDS: usize = (BLOCK_SIZE_USIZE - HEADER_BYTES) / 8;
@@ -74,6 +75,18 @@ impl Page {
 
     fn avail(&self) -> u32 {
         self.free - self.reserved_count
+    }
+
+    pub(crate) fn set(&mut self, i: u64, v: bool) {
+        set_bit(&mut self.bits, i, v);
+    }
+
+    pub(crate) fn set_fresh(&mut self, i: u64, v: bool) {
+        set_bit(words_of(&mut self.fresh), i, v);
+    }
+
+    pub(crate) fn set_reserved(&mut self, i: u64, v: bool) {
+        set_bit(words_of(&mut self.reserved), i, v);
     }
 
     pub fn encode(&self, page_no: u64, gen: u64) -> Vec<u8> {
@@ -154,6 +167,13 @@ pub struct Meta {
     /// Held shared by data reads running outside the pool lock; the commit takes it exclusively
     /// before blocks freed in the transaction become reusable.
     pub io_gate: Arc<RwLock<()>>,
+    /// Bitmap pages marked dirty (kept as a count: the commit rewrites each of them).
+    pub dirty_pages: usize,
+    /// The open operation's undo log (see `undo.rs`).
+    pub(crate) undo: Option<Box<Undo>>,
+    /// Metadata blocks allocated outside any operation (by commits), counted to check the bound
+    /// operations leave for them.
+    pub unfloored_allocs: u64,
 }
 
 impl Meta {
@@ -176,6 +196,46 @@ impl Meta {
             meta_cursor: 2,
             freed_data: Vec::new(),
             io_gate: Arc::new(RwLock::new(())),
+            dirty_pages: 0,
+            undo: None,
+            unfloored_allocs: 0,
+        }
+    }
+
+    /// The counters an operation may change, with the metadata allocation cursor.
+    pub(crate) fn counters(&self) -> [u64; 5] {
+        [
+            self.allocated_blocks,
+            self.data_blocks,
+            self.meta_blocks,
+            self.pending_blocks,
+            self.meta_cursor,
+        ]
+    }
+
+    pub(crate) fn set_counters(&mut self, c: [u64; 5]) {
+        [
+            self.allocated_blocks,
+            self.data_blocks,
+            self.meta_blocks,
+            self.pending_blocks,
+            self.meta_cursor,
+        ] = c;
+    }
+
+    /// The loaded page holding block `b`.
+    pub(crate) fn page_mut(&mut self, b: u64) -> &mut Page {
+        self.pages
+            .get_mut(&(b / PAGE_BITS))
+            .expect("the page of a changed block is loaded")
+    }
+
+    /// Marks page `p` (loaded) dirty, counting it.
+    fn dirty_page(&mut self, p: u64) {
+        let pg = self.pages.get_mut(&p).expect("page loaded");
+        if !pg.dirty {
+            pg.dirty = true;
+            self.dirty_pages += 1;
         }
     }
 
@@ -211,18 +271,21 @@ impl Meta {
 
     /// Mutable access to a dirty node.
     pub fn dirty_mut(&mut self, addr: u64) -> &mut Node {
+        self.log_node(addr);
         Arc::make_mut(self.dirty.get_mut(&addr).expect("node is dirty"))
     }
 
     /// Places a new node at a freshly allocated block and returns its address.
     pub fn new_node(&mut self, node: Node) -> Result<u64> {
         let addr = self.alloc_meta()?;
+        self.log_node(addr);
         self.dirty.insert(addr, Arc::new(node));
         Ok(addr)
     }
 
     /// Releases a metadata block (a node or a bitmap page location).
     pub fn free_meta_block(&mut self, addr: u64) -> Result<()> {
+        self.log_node(addr);
         self.dirty.remove(&addr);
         self.cache.remove(addr);
         self.free(addr, 1, Use::Meta)
@@ -278,44 +341,63 @@ impl Meta {
             .saturating_sub(self.allocated_blocks + self.pending_blocks)
     }
 
-    /// Finds up to `want` contiguous free blocks starting the search at `hint`.
-    fn find_run(&mut self, want: u64, hint: u64) -> Result<Option<(u64, u64)>> {
-        let pages = self.device_blocks.div_ceil(PAGE_BITS);
-        let hint = if hint >= self.device_blocks { 0 } else { hint };
-        let first = hint / PAGE_BITS;
-        for step in 0..=pages {
-            // The last step revisits the hint page from its start (wrap-around).
-            if step == pages && hint % PAGE_BITS == 0 {
-                break;
-            }
-            let p = (first + step) % pages;
-            if self.page_avail(p)? == 0 {
-                continue;
-            }
-            self.load_page(p)?;
-            let from = if step == 0 { hint % PAGE_BITS } else { 0 };
-            let limit = (self.device_blocks - p * PAGE_BITS).min(PAGE_BITS);
-            if let Some(r) = scan_page(&self.pages[&p], from, limit, want) {
-                return Ok(Some((p * PAGE_BITS + r.0, r.1)));
+    /// The blocks after the superblocks that data never takes: the metadata reserve's own room,
+    /// preallocated in a pool file, so metadata written there cannot meet a full host file system.
+    pub fn reserve_region_end(&self) -> u64 {
+        (SUPER_ADDRS.len() as u64 + self.reserve_blocks).min(self.device_blocks)
+    }
+
+    /// Finds up to `want` contiguous free blocks in `[lo, hi)`, searching from `hint` (inside the
+    /// range, else from `lo`) to `hi` and then from `lo` to `hint`.
+    fn find_run(&mut self, want: u64, hint: u64, lo: u64, hi: u64) -> Result<Option<(u64, u64)>> {
+        let hi = hi.min(self.device_blocks);
+        if lo >= hi {
+            return Ok(None);
+        }
+        let hint = if (lo..hi).contains(&hint) { hint } else { lo };
+        for (a, b) in [(hint, hi), (lo, hint)] {
+            if let Some(run) = self.find_run_in(want, a, b)? {
+                return Ok(Some(run));
             }
         }
         Ok(None)
     }
 
+    fn find_run_in(&mut self, want: u64, a: u64, b: u64) -> Result<Option<(u64, u64)>> {
+        let mut p = a / PAGE_BITS;
+        while p * PAGE_BITS < b {
+            if self.page_avail(p)? > 0 {
+                self.load_page(p)?;
+                let from = a.max(p * PAGE_BITS) - p * PAGE_BITS;
+                let limit = (b - p * PAGE_BITS).min(PAGE_BITS);
+                if let Some(r) = scan_page(&self.pages[&p], from, limit, want) {
+                    return Ok(Some((p * PAGE_BITS + r.0, r.1)));
+                }
+            }
+            p += 1;
+        }
+        Ok(None)
+    }
+
     fn mark_allocated(&mut self, start: u64, len: u64, usage: Use) {
+        assert!(
+            start / PAGE_BITS == (start + len - 1) / PAGE_BITS,
+            "an allocated run lies in one page"
+        );
+        let p = start / PAGE_BITS;
+        self.log_bits(p, BitChange::Alloc { start, len });
+        self.dirty_page(p);
+        let pg = self.pages.get_mut(&p).expect("page loaded by find_run");
         for b in start..start + len {
-            let p = b / PAGE_BITS;
             let i = b % PAGE_BITS;
-            let pg = self.pages.get_mut(&p).expect("page loaded by find_run");
             assert!(!bit(&pg.bits, i), "allocating an allocated block {b}");
             assert!(
                 !bit_or_zero(&pg.reserved, i),
                 "reclamation rule: block {b} freed in this transaction reused before commit"
             );
-            set_bit(&mut pg.bits, i, true);
-            set_bit(words_of(&mut pg.fresh), i, true);
+            pg.set(i, true);
+            pg.set_fresh(i, true);
             pg.free -= 1;
-            pg.dirty = true;
         }
         self.allocated_blocks += len;
         match usage {
@@ -326,12 +408,21 @@ impl Meta {
 
     /// One metadata block; may use the reserve.
     pub fn alloc_meta(&mut self) -> Result<u64> {
-        let hint = self.meta_cursor;
-        let Some((b, _)) = self.find_run(1, hint)? else {
+        self.check_meta_floor()?;
+        // The reserve's room first, then anywhere.
+        let (hint, region_end) = (self.meta_cursor, self.reserve_region_end());
+        let found = match self.find_run(1, hint, 0, region_end)? {
+            Some(run) => Some(run),
+            None => self.find_run(1, hint, region_end, self.device_blocks)?,
+        };
+        let Some((b, _)) = found else {
             return Err(err(ErrorKind::NoSpace, "no block left for metadata"));
         };
         self.mark_allocated(b, 1, Use::Meta);
         self.meta_cursor = b + 1;
+        if self.undo.is_none() {
+            self.unfloored_allocs += 1;
+        }
         Ok(b)
     }
 
@@ -346,7 +437,8 @@ impl Meta {
         let mut hint = hint;
         let mut left = want;
         while left > 0 {
-            let run = match self.find_run(left, hint) {
+            let (lo, hi) = (self.reserve_region_end(), self.device_blocks);
+            let run = match self.find_run(left, hint, lo, hi) {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     self.unalloc_data(&got);
@@ -390,18 +482,20 @@ impl Meta {
             let p = b / PAGE_BITS;
             let i = b % PAGE_BITS;
             self.load_page(p)?;
-            let pg = self.pages.get_mut(&p).expect("loaded");
-            if !bit(&pg.bits, i) {
+            if !bit(&self.pages[&p].bits, i) {
                 return Err(corrupt(format!("block {b} freed twice")));
             }
-            set_bit(&mut pg.bits, i, false);
+            let at_once = fresh_at_once && bit_or_zero(&self.pages[&p].fresh, i);
+            self.log_free(p, b, at_once);
+            self.dirty_page(p);
+            let pg = self.pages.get_mut(&p).expect("loaded");
+            pg.set(i, false);
             pg.free += 1;
-            pg.dirty = true;
-            if fresh_at_once && bit_or_zero(&pg.fresh, i) {
+            if at_once {
                 // Never durable: reusable at once, so not discarded after the commit either.
-                set_bit(words_of(&mut pg.fresh), i, false);
+                pg.set_fresh(i, false);
             } else {
-                set_bit(words_of(&mut pg.reserved), i, true);
+                pg.set_reserved(i, true);
                 pg.reserved_count += 1;
                 self.pending_blocks += 1;
                 if usage == Use::Data {
@@ -433,7 +527,8 @@ impl Meta {
     /// Makes the transaction dirty so the next commit writes a new superblock.
     pub fn touch(&mut self) -> Result<()> {
         self.load_page(0)?;
-        self.pages.get_mut(&0).expect("loaded").dirty = true;
+        self.log_page(0);
+        self.dirty_page(0);
         Ok(())
     }
 
@@ -481,6 +576,7 @@ impl Meta {
     /// Writes the transaction: dirty nodes and pages to their fresh blocks, flush, the alternate
     /// superblock, flush. `sb` carries the non-space fields; on success it becomes durable.
     pub fn commit(&mut self, mut sb: Superblock) -> Result<()> {
+        assert!(self.undo.is_none(), "commit inside an operation");
         self.converge_space()?;
         let gen = self.gen() + 1;
         sb.gen = gen;
@@ -549,6 +645,7 @@ impl Meta {
             }
         }
         self.pending_blocks = 0;
+        self.dirty_pages = 0;
         for (s, l) in coalesce(std::mem::take(&mut self.freed_data)) {
             if l < DISCARD_BLOCKS_MIN {
                 continue;
@@ -561,6 +658,8 @@ impl Meta {
 
     /// Drops everything not durable (used when a pool fails; the pool is not used again).
     pub fn forget_dirty(&mut self) {
+        self.undo = None;
+        self.dirty_pages = 0;
         self.dirty.clear();
         self.pages.clear();
         self.cache.clear();
@@ -683,6 +782,22 @@ mod tests {
         m.commit(m.durable.clone()).unwrap();
         assert_eq!(m.freed_data, vec![], "discarded after the commit");
         assert_eq!(m.alloc_data(8, 100).unwrap(), vec![(100, 8)]);
+    }
+
+    #[test]
+    fn data_never_takes_the_reserve_region_metadata_takes_it_first() {
+        let mut m = meta(2048);
+        let end = m.reserve_region_end();
+        assert_eq!(end, 2 + m.reserve_blocks);
+        let runs = m.alloc_data(16, 0).unwrap();
+        assert!(
+            runs.iter().all(|r| r.0 >= end),
+            "{runs:?} in the reserve region"
+        );
+        for _ in 0..m.reserve_blocks {
+            assert!(m.alloc_meta().unwrap() < end);
+        }
+        assert!(m.alloc_meta().unwrap() >= end, "then anywhere");
     }
 
     #[test]

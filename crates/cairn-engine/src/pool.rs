@@ -1,28 +1,51 @@
 //! A pool: volumes, snapshots and their data on one device, with commits and background work.
 //!
+//! This module owns the pool state, its locks, its lifecycle (create, open, grow, close), the
+//! commit and the background thread; `directory` the volume records (names, snapshot, restore,
+//! tags), `data` the data path (read, write, block status), `zero` trim and write-zeroes,
+//! `plan` write plans, `ranges` the per-block exclusion of writes, `reclaim` the reclaim of
+//! deleted volumes.
+//!
 //! Concurrency: one mutex over the metadata state, and an I/O gate (a read-write lock taken
 //! before the mutex). Reads and writes hold the gate shared: they look up (and for writes,
 //! allocate) under the mutex, do their device I/O without it, and writes map their new blocks
 //! under it again. Every commit — flush, volume and snapshot operations, background work —
 //! holds the gate exclusively, so it never sees a write half done, and no read still uses a
 //! block the commit makes reusable. Hence a write acknowledged before `snapshot()` begins is in
-//! the snapshot, and one started after it began waits and is not.
+//! the snapshot, and one started after it began waits and is not. Writes, trims and
+//! write-zeroes first hold the virtual blocks they touch in a range lock (`ranges`, taken
+//! before the gate), so a read-modify-write of a partial block never races another write to it.
 //! A background thread commits while dirty every `commit_interval` and reclaims deleted volumes
-//! in bounded transactions.
+//! in bounded transactions, pausing between them with the locks released.
 //!
 //! Invariants:
 //! - Every volume and snapshot operation commits before it returns.
 //! - A data block is overwritten in place only if it was allocated in the current transaction
 //!   (then it is exclusively owned now and unknown to the durable state); any other write is
 //!   redirected to fresh blocks and remapped, old data is never read or copied.
-//! - A failed metadata write or flush, or an error in the middle of a metadata change, puts the
-//!   pool in a failed state; every later call returns `PoolFailed` until it is reopened.
+//! - A failed metadata write or flush, or an error in the middle of a metadata change other
+//!   than `NoSpace` or a bad metadata block met on the way (`Corrupt`, `Io`: undone, that call
+//!   fails alone), puts the pool in a failed state; every later call returns `PoolFailed` until
+//!   it is reopened, and `close` returns that failure. A panic while the state lock is held does
+//!   the same (the lock's guard fails the pool as it unwinds): a half-applied change is never
+//!   committed.
+//! - A reclaim error in a tombstone's tree quarantines that tombstone instead (see `reclaim`).
+//! - Metadata reserve: every metadata change (`meta_op`) leaves usable what the next commit may
+//!   allocate (`commit_need_blocks`) plus, unless it is reclaim, the floor only delete and
+//!   reclaim may use; otherwise it is undone and answers `NoSpace`. The commit checks that it
+//!   took no more than that bound.
 //! - A write that finds no data space while blocks freed in the open transaction wait for its
 //!   commit (reclamation rule) commits once and retries; `NoSpace` means the pool is really full.
 //! - Deleted volumes are tombstones (flag `deleting`, name freed) until the reclaimer has dropped
 //!   their tree; tombstones are durable, so reclaim resumes after a crash.
 
-use std::borrow::Cow;
+mod data;
+mod directory;
+mod plan;
+mod ranges;
+mod reclaim;
+mod zero;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,16 +57,16 @@ use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWri
 use crate::check::{check_locked, CheckReport};
 use crate::error::{err, Error, ErrorKind, Result};
 use crate::format::{
-    Root, Superblock, VolumeRecord, SUPER_ADDRS, VF_DELETING, VF_HIDDEN, VF_READ_ONLY,
-    VOLUME_RECORD_BYTES,
+    read_superblock, Root, Superblock, VolumeRecord, SUPER_ADDRS, VOLUME_RECORD_BYTES,
 };
-use crate::limits::*;
-use crate::mapping::Piece;
+use crate::limits::{
+    BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, COMMIT_SLACK_BLOCKS, DATA_ALLOC_HEADROOM_BLOCKS,
+    DIRTY_BLOCKS_MAX, META_FLOOR_PER_MILLE, META_RESERVE_BLOCKS_MIN, META_RESERVE_PER_MILLE,
+    NODE_CACHE_BYTES_MIN, POOL_BLOCKS_MIN, POOL_NAME_BYTES_MAX, RECLAIM_STEP_PAUSE,
+};
 use crate::meta::Meta;
 use crate::node::TreeKind;
-use crate::types::{Extent, PoolInfo, PoolOptions, VolumeId, VolumeInfo, VolumeOptions};
-
-const BS: u64 = BLOCK_SIZE_BYTES;
+use crate::types::{PoolInfo, PoolOptions, VolumeId};
 
 /// An open pool. Send + Sync; every method takes `&self`.
 pub struct Pool {
@@ -56,6 +79,8 @@ struct Inner {
     /// commit holds it exclusively. Lock order: gate, then state.
     gate: Arc<RwLock<()>>,
     state: Mutex<State>,
+    /// Blocks held by writes in flight (taken before the gate).
+    blocks: ranges::BlockLocks,
     wake: Condvar,
     opts: PoolOptions,
 }
@@ -68,6 +93,8 @@ pub(crate) struct State {
     next_seq: u64,
     vols: BTreeMap<u64, VolumeRecord>,
     by_id: HashMap<VolumeId, u64>,
+    /// Live volumes by name (tombstones have none): names are checked and found in O(1).
+    by_name: HashMap<String, u64>,
     dirty_vols: BTreeSet<u64>,
     removed_vols: BTreeSet<u64>,
     hints: HashMap<u64, u64>,
@@ -76,6 +103,11 @@ pub(crate) struct State {
     stop: bool,
     /// Test hook: the background thread leaves reclaim alone.
     reclaim_paused: bool,
+    /// Background reclaim met `NoSpace`; it waits for the next commit before trying again.
+    reclaim_stalled: bool,
+    /// Bounded steps run (trim, write-zeroes, reclaim) and the most mapping entries one of them
+    /// covered: what one hold of the locks may cost a waiting request.
+    steps: (u64, usize),
     last_commit: Instant,
 }
 
@@ -103,58 +135,37 @@ pub(crate) fn validate_pool_name(name: &str) -> Result<()> {
     }
 }
 
-/// Checks a volume name: 1–64 printable characters, no control characters, no '/', no leading
-/// or trailing space.
-pub(crate) fn validate_volume_name(name: &str) -> Result<()> {
-    let chars = name.chars().count();
-    let ok = (1..=VOLUME_NAME_CHARS_MAX).contains(&chars)
-        && name.len() <= VOLUME_NAME_BYTES_MAX
-        && !name.chars().any(|c| c.is_control() || c == '/')
-        && !name.starts_with(char::is_whitespace)
-        && !name.ends_with(char::is_whitespace);
-    if ok {
-        Ok(())
-    } else {
-        Err(err(
-            ErrorKind::InvalidArgument,
-            format!("volume name {name:?}"),
-        ))
-    }
-}
-
-fn validate_size(size_bytes: u64) -> Result<()> {
-    if size_bytes == 0 || size_bytes % BS != 0 || size_bytes > VOLUME_SIZE_BYTES_MAX {
-        return Err(err(
-            ErrorKind::InvalidArgument,
-            format!("volume size {size_bytes} (a non-zero multiple of 4096, at most 1 PiB)"),
-        ));
-    }
-    Ok(())
-}
-
 fn reserve_for(blocks: u64) -> u64 {
     (blocks * META_RESERVE_PER_MILLE / 1000).max(META_RESERVE_BLOCKS_MIN)
 }
 
-fn info_of(r: &VolumeRecord) -> VolumeInfo {
-    VolumeInfo {
-        id: VolumeId(r.id),
-        name: r.name.clone(),
-        size_bytes: r.size_bytes,
-        logical_block_size: r.logical_block_size,
-        read_only: r.flags & VF_READ_ONLY != 0,
-        hidden: r.flags & VF_HIDDEN != 0,
-        parent: r.parent.map(VolumeId),
-        created_unix_secs: r.created_unix_secs,
-        tag: r.tag.clone(),
-    }
+/// Gives the superblocks and the reserve's room after them (see `Meta::reserve_region_end`)
+/// their backing storage: in a pool file, metadata written there never meets a full host file
+/// system.
+fn preallocate_reserve(dev: &dyn BlockDevice, reserve_blocks: u64) -> Result<()> {
+    let blocks = SUPER_ADDRS.len() as u64 + reserve_blocks;
+    dev.preallocate(0, blocks * BLOCK_SIZE_BYTES)
+        .map_err(|e| Error::io("preallocate the metadata reserve", e))
 }
 
+/// The part of a metadata reserve of `reserve_blocks` that only delete and reclaim may use.
+fn floor_for(reserve_blocks: u64) -> u64 {
+    reserve_blocks * META_FLOOR_PER_MILLE / 1000
+}
+
+/// Who may draw on the metadata floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// Writes, trims, write-zeroes, snapshots, restores: they leave the floor alone.
+    Ordinary,
+    /// Reclaim of deleted volumes: may use the floor, never what the next commit needs.
+    Release,
+}
 impl Pool {
     /// Formats `dev` as a new, empty pool named `name`.
     pub fn create(dev: Arc<dyn BlockDevice>, name: &str, opts: PoolOptions) -> Result<Arc<Pool>> {
         validate_pool_name(name)?;
-        let blocks = dev.size_bytes() / BS;
+        let blocks = dev.size_bytes() / BLOCK_SIZE_BYTES;
         if blocks < POOL_BLOCKS_MIN {
             return Err(err(
                 ErrorKind::InvalidArgument,
@@ -164,9 +175,10 @@ impl Pool {
                 ),
             ));
         }
+        preallocate_reserve(dev.as_ref(), reserve_for(blocks))?;
         let zero = vec![0u8; BLOCK_SIZE_USIZE];
         for a in SUPER_ADDRS {
-            dev.write_at(a * BS, &zero)
+            dev.write_at(a * BLOCK_SIZE_BYTES, &zero)
                 .map_err(|e| Error::io("clear superblocks", e))?;
         }
         let mut uuid = [0u8; 16];
@@ -195,15 +207,16 @@ impl Pool {
         Pool::start(st, opts)
     }
 
-    /// Opens the pool on `dev`: the valid superblock with the highest generation, no scan.
+    /// Opens the pool on `dev`: the valid superblock with the highest generation, then the volume
+    /// directory (O(volumes); no volume tree, refcount or space-map block is read).
     pub fn open(dev: Arc<dyn BlockDevice>, opts: PoolOptions) -> Result<Arc<Pool>> {
         let sb = read_superblock(dev.as_ref())?;
-        if dev.size_bytes() / BS < sb.device_blocks {
+        if dev.size_bytes() / BLOCK_SIZE_BYTES < sb.device_blocks {
             return Err(err(
                 ErrorKind::Corrupt,
                 format!(
                     "device holds {} blocks, the pool {}",
-                    dev.size_bytes() / BS,
+                    dev.size_bytes() / BLOCK_SIZE_BYTES,
                     sb.device_blocks
                 ),
             ));
@@ -217,6 +230,7 @@ impl Pool {
         let inner = Arc::new(Inner {
             gate: st.meta.io_gate.clone(),
             state: Mutex::new(st),
+            blocks: ranges::BlockLocks::default(),
             wake: Condvar::new(),
             opts,
         });
@@ -231,25 +245,25 @@ impl Pool {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock()
+    fn lock(&self) -> StateGuard<'_> {
+        self.inner.lock()
     }
 
-    fn live(&self) -> Result<MutexGuard<'_, State>> {
+    fn live(&self) -> Result<StateGuard<'_>> {
         let st = self.lock();
         st.live()?;
         Ok(st)
     }
 
     /// For operations that commit: no data I/O in flight, nothing else running.
-    fn exclusive(&self) -> Result<(RwLockWriteGuard<'_, ()>, MutexGuard<'_, State>)> {
+    fn exclusive(&self) -> Result<(RwLockWriteGuard<'_, ()>, StateGuard<'_>)> {
         let gate = self.inner.gate.write();
         let st = self.live()?;
         Ok((gate, st))
     }
 
     /// For data operations: commits wait until the guard is dropped.
-    fn shared(&self) -> Result<(RwLockReadGuard<'_, ()>, MutexGuard<'_, State>)> {
+    fn shared(&self) -> Result<(RwLockReadGuard<'_, ()>, StateGuard<'_>)> {
         let gate = self.inner.gate.read();
         let st = self.live()?;
         Ok((gate, st))
@@ -280,13 +294,14 @@ impl Pool {
             .dev
             .refresh_size()
             .map_err(|e| Error::io("re-read device size", e))?;
-        let blocks = size / BS;
+        let blocks = size / BLOCK_SIZE_BYTES;
         if blocks < st.meta.device_blocks {
             return Err(err(
                 ErrorKind::InvalidArgument,
                 "device is smaller than the pool",
             ));
         }
+        preallocate_reserve(st.meta.dev.as_ref(), reserve_for(blocks))?;
         st.meta.device_blocks = blocks;
         st.meta.reserve_blocks = reserve_for(blocks);
         st.meta.touch()?;
@@ -300,13 +315,16 @@ impl Pool {
             let _gate = self.inner.gate.write();
             let mut st = self.lock();
             if st.closed {
-                return Ok(());
+                return st.failure().map_or(Ok(()), Err);
             }
-            let r = if st.failed.is_none() {
-                st.commit()
-            } else {
-                Ok(())
+            let r = match st.failure() {
+                None => st.commit(),
+                Some(e) => Err(e),
             };
+            debug_assert!(
+                r.is_ok() == st.failed.is_none(),
+                "close reports the failure"
+            );
             st.closed = true;
             st.stop = true;
             r
@@ -316,334 +334,6 @@ impl Pool {
             let _ = h.join();
         }
         res
-    }
-
-    pub fn create_volume(
-        &self,
-        name: &str,
-        size_bytes: u64,
-        opts: VolumeOptions,
-    ) -> Result<VolumeInfo> {
-        validate_volume_name(name)?;
-        validate_size(size_bytes)?;
-        if !LOGICAL_BLOCK_SIZES.contains(&opts.logical_block_size) {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!("logical block size {}", opts.logical_block_size),
-            ));
-        }
-        let (_gate, mut st) = self.exclusive()?;
-        st.ensure_name_free(name)?;
-        let flags = record_flags(&opts);
-        let rec = st.new_record(
-            name,
-            size_bytes,
-            opts.logical_block_size,
-            flags,
-            None,
-            Root::default(),
-        );
-        let info = info_of(&rec);
-        st.add_record(rec);
-        st.commit()?;
-        Ok(info)
-    }
-
-    /// O(1) tombstone + commit; the space is reclaimed in the background.
-    pub fn delete_volume(&self, id: VolumeId) -> Result<()> {
-        {
-            let (_gate, mut st) = self.exclusive()?;
-            let seq = st.seq_of(id)?;
-            st.by_id.remove(&id);
-            let rec = st.vols.get_mut(&seq).expect("indexed");
-            rec.flags |= VF_DELETING | VF_HIDDEN;
-            rec.name.clear();
-            st.dirty_vols.insert(seq);
-            st.hints.remove(&seq);
-            st.commit()?;
-        }
-        self.inner.wake.notify_all();
-        Ok(())
-    }
-
-    /// Grows a volume (shrinking is refused).
-    pub fn resize_volume(&self, id: VolumeId, size_bytes: u64) -> Result<VolumeInfo> {
-        validate_size(size_bytes)?;
-        let (_gate, mut st) = self.exclusive()?;
-        let seq = st.seq_of(id)?;
-        if size_bytes < st.vols[&seq].size_bytes {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!("shrinking volume {id}"),
-            ));
-        }
-        st.update(seq, |r| r.size_bytes = size_bytes)
-    }
-
-    pub fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
-        validate_volume_name(name)?;
-        let (_gate, mut st) = self.exclusive()?;
-        let seq = st.seq_of(id)?;
-        if st.vols[&seq].name != name {
-            st.ensure_name_free(name)?;
-        }
-        st.update(seq, |r| r.name = name.to_string())
-    }
-
-    pub fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
-        let (_gate, mut st) = self.exclusive()?;
-        let seq = st.seq_of(id)?;
-        st.update(seq, |r| {
-            r.flags = if read_only {
-                r.flags | VF_READ_ONLY
-            } else {
-                r.flags & !VF_READ_ONLY
-            }
-        })
-    }
-
-    pub fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
-        let (_gate, mut st) = self.exclusive()?;
-        let seq = st.seq_of(id)?;
-        st.update(seq, |r| {
-            r.flags = if hidden {
-                r.flags | VF_HIDDEN
-            } else {
-                r.flags & !VF_HIDDEN
-            }
-        })
-    }
-
-    pub fn set_tag(&self, id: VolumeId, tag: &[u8]) -> Result<VolumeInfo> {
-        if tag.len() > TAG_BYTES_MAX {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!("tag of {} bytes", tag.len()),
-            ));
-        }
-        let (_gate, mut st) = self.exclusive()?;
-        let seq = st.seq_of(id)?;
-        st.update(seq, |r| r.tag = tag.to_vec())
-    }
-
-    /// O(1) snapshot of `source`, committed on return; inherits the logical block size.
-    pub fn snapshot(
-        &self,
-        source: VolumeId,
-        name: &str,
-        opts: VolumeOptions,
-    ) -> Result<VolumeInfo> {
-        validate_volume_name(name)?;
-        let (_gate, mut st) = self.exclusive()?;
-        let src_seq = st.seq_of(source)?;
-        st.ensure_name_free(name)?;
-        let src = st.vols[&src_seq].clone();
-        let flags = record_flags(&opts);
-        let rec = st.new_record(
-            name,
-            src.size_bytes,
-            src.logical_block_size,
-            flags,
-            Some(src.id),
-            src.root,
-        );
-        let info = info_of(&rec);
-        st.meta_phase(|st| {
-            if src.root.addr != 0 {
-                st.meta.rc_inc(src.root.addr, 1)?;
-            }
-            Ok(())
-        })?;
-        st.add_record(rec);
-        st.commit()?;
-        Ok(info)
-    }
-
-    /// O(1): `volume` takes `snapshot`'s contents and size; committed on return.
-    pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
-        {
-            let (_gate, mut st) = self.exclusive()?;
-            let vseq = st.seq_of(volume)?;
-            let sseq = st.seq_of(snapshot)?;
-            if vseq == sseq {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    "restoring a volume from itself",
-                ));
-            }
-            if st.vols[&vseq].flags & VF_READ_ONLY != 0 {
-                return Err(err(
-                    ErrorKind::ReadOnly,
-                    format!("restore into volume {volume}"),
-                ));
-            }
-            let snap = st.vols[&sseq].clone();
-            let old_root = st.vols[&vseq].root;
-            st.meta_phase(|st| {
-                if snap.root.addr != 0 {
-                    st.meta.rc_inc(snap.root.addr, 1)?;
-                }
-                Ok(())
-            })?;
-            if old_root.addr != 0 {
-                let tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
-                let seq = st.next_seq - 1;
-                st.vols.insert(seq, tomb);
-                st.dirty_vols.insert(seq);
-            }
-            let rec = st.vols.get_mut(&vseq).expect("indexed");
-            rec.root = snap.root;
-            rec.size_bytes = snap.size_bytes;
-            st.dirty_vols.insert(vseq);
-            st.hints.remove(&vseq);
-            st.commit()?;
-        }
-        self.inner.wake.notify_all();
-        Ok(())
-    }
-
-    /// Visible volumes and snapshots (hidden ones included, tombstones not).
-    pub fn volumes(&self) -> Vec<VolumeInfo> {
-        let st = self.lock();
-        st.vols
-            .values()
-            .filter(|r| !r.deleting())
-            .map(info_of)
-            .collect()
-    }
-
-    pub fn volume(&self, id: VolumeId) -> Result<VolumeInfo> {
-        let st = self.lock();
-        let seq = st.seq_of(id)?;
-        Ok(info_of(&st.vols[&seq]))
-    }
-
-    pub fn volume_by_name(&self, name: &str) -> Option<VolumeInfo> {
-        let st = self.lock();
-        st.vols
-            .values()
-            .find(|r| !r.deleting() && r.name == name)
-            .map(info_of)
-    }
-
-    /// Reads data. The mapping is looked up under the pool lock; the device reads run after it
-    /// is released, under the shared I/O gate, so blocks they read cannot be reused meanwhile.
-    pub fn read(&self, id: VolumeId, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if buf.is_empty() {
-            let st = self.live()?;
-            st.io_target(id, offset, 0, false)?;
-            return Ok(());
-        }
-        let vs = offset / BS;
-        let ve = (offset + buf.len() as u64).div_ceil(BS);
-        let (_gate, mut st) = self.shared()?;
-        let seq = st.io_target(id, offset, buf.len() as u64, false)?;
-        let root = st.vols[&seq].root;
-        let pieces = st.meta.map_lookup(root, vs, ve)?;
-        let dev = st.meta.dev.clone();
-        drop(st);
-        if offset % BS == 0 && buf.len() as u64 % BS == 0 {
-            return read_pieces(dev.as_ref(), vs, &pieces, buf);
-        }
-        let mut tmp = vec![0u8; ((ve - vs) * BS) as usize];
-        read_pieces(dev.as_ref(), vs, &pieces, &mut tmp)?;
-        let skip = (offset - vs * BS) as usize;
-        let n = buf.len();
-        buf.copy_from_slice(&tmp[skip..skip + n]);
-        Ok(())
-    }
-
-    /// Writes data. The write is planned (and its fresh blocks allocated) under the pool lock,
-    /// the device writes run after it is released, and the new blocks are mapped under the lock
-    /// again; the shared I/O gate is held throughout, so no commit (or snapshot) sees a write
-    /// half done.
-    pub fn write(&self, id: VolumeId, offset: u64, data: &[u8]) -> Result<()> {
-        if data.is_empty() {
-            let st = self.live()?;
-            st.io_target(id, offset, 0, true)?;
-            return Ok(());
-        }
-        let mut too_dirty = false;
-        for (i, chunk) in data.chunks(IO_BYTES_MAX).enumerate() {
-            let at = offset + (i * IO_BYTES_MAX) as u64;
-            let mut committed = false;
-            loop {
-                match self.write_chunk(id, offset, data.len() as u64, at, chunk) {
-                    Ok(dirty) => {
-                        too_dirty = dirty;
-                        break;
-                    }
-                    // Space freed in this transaction becomes reusable once it is durable:
-                    // commit once and try again before reporting the pool full.
-                    Err((e, pending))
-                        if e.kind() == ErrorKind::NoSpace && pending && !committed =>
-                    {
-                        committed = true;
-                        let (_gate, mut st) = self.exclusive()?;
-                        st.commit()?;
-                    }
-                    Err((e, _)) => return Err(e),
-                }
-            }
-        }
-        self.commit_if_too_dirty(too_dirty)
-    }
-
-    /// One chunk of a write; returns whether the transaction grew past its bound, or the error
-    /// and whether blocks freed in this transaction are waiting for a commit.
-    fn write_chunk(
-        &self,
-        id: VolumeId,
-        offset: u64,
-        len: u64,
-        at: u64,
-        chunk: &[u8],
-    ) -> std::result::Result<bool, (Error, bool)> {
-        let (_gate, mut st) = self.shared().map_err(|e| (e, false))?;
-        let r = st.io_target(id, offset, len, true).and_then(|seq| {
-            if at % BS != 0 || chunk.len() as u64 % BS != 0 {
-                // Read-modify-write of a partial block stays under the lock: two writes to
-                // different sectors of one block must not both start from its old contents.
-                st.write_bytes(seq, at, chunk).map(|()| None)
-            } else {
-                st.plan_write(seq, at, chunk).map(Some)
-            }
-        });
-        let plan = match r {
-            Ok(Some(plan)) => plan,
-            Ok(None) => return Ok(st.too_dirty()),
-            Err(e) => {
-                let pending = st.meta.pending_blocks > 0;
-                return Err((e, pending));
-            }
-        };
-        let dev = st.meta.dev.clone();
-        drop(st);
-        let res = plan.execute(dev.as_ref());
-        let mut st = self.lock();
-        st.finish_write(plan, res).map_err(|e| (e, false))?;
-        Ok(st.too_dirty())
-    }
-
-    pub fn trim(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
-        let too_dirty = {
-            let (_gate, mut st) = self.shared()?;
-            let seq = st.io_target(id, offset, len, true)?;
-            st.zero_range(seq, offset, len)?;
-            st.too_dirty()
-        };
-        self.commit_if_too_dirty(too_dirty)
-    }
-
-    pub fn write_zeroes(&self, id: VolumeId, offset: u64, len: u64) -> Result<()> {
-        self.trim(id, offset, len)
-    }
-
-    /// Mapped and unmapped runs of `[offset, offset + len)`.
-    pub fn block_status(&self, id: VolumeId, offset: u64, len: u64) -> Result<Vec<Extent>> {
-        let mut st = self.live()?;
-        let seq = st.io_target(id, offset, len, false)?;
-        st.block_status(seq, offset, len)
     }
 
     /// Commits: everything acknowledged before is durable on return.
@@ -659,30 +349,11 @@ impl Pool {
         check_locked(&mut st.meta)
     }
 
-    /// Runs reclaim to completion in the caller's thread.
-    pub fn wait_reclaim(&self) -> Result<()> {
-        loop {
-            let (_gate, mut st) = self.exclusive()?;
-            if !st.reclaim_pending() {
-                return Ok(());
-            }
-            st.reclaim_step()?;
-        }
-    }
-
-    /// Test hook: stops (or resumes) background reclaim; `wait_reclaim` still runs it.
+    /// Test hook: bounded steps run so far (trim, write-zeroes, reclaim) and the most mapping
+    /// entries one step covered (each step holds the locks once).
     #[doc(hidden)]
-    pub fn pause_reclaim(&self, paused: bool) {
-        self.lock().reclaim_paused = paused;
-        self.inner.wake.notify_all();
-    }
-
-    /// Test hook: runs one bounded reclaim transaction; returns whether reclaim is still pending.
-    #[doc(hidden)]
-    pub fn reclaim_once(&self) -> Result<bool> {
-        let (_gate, mut st) = self.exclusive()?;
-        st.reclaim_step()?;
-        Ok(st.reclaim_pending())
+    pub fn step_counts(&self) -> (u64, usize) {
+        self.lock().steps
     }
 
     /// Test and benchmark hook: blocks currently allocated in the space map.
@@ -719,62 +390,74 @@ impl Drop for Pool {
     }
 }
 
+impl Inner {
+    fn lock(&self) -> StateGuard<'_> {
+        StateGuard(self.state.lock())
+    }
+}
+
+/// The state lock, held. parking_lot mutexes do not poison, so a panic inside a locked section
+/// would leave a half-applied change for a later commit to make durable: this guard, dropped
+/// while the thread unwinds, fails the pool instead (dropping the open transaction).
+pub(crate) struct StateGuard<'a>(MutexGuard<'a, State>);
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.0.failed.is_none() {
+            let e = err(ErrorKind::PoolFailed, "a panic inside a metadata change");
+            self.0.fail(&e);
+        }
+    }
+}
+
 /// Background work: interval commits and reclaim of deleted volumes.
 fn background(inner: Arc<Inner>) {
     let interval = inner.opts.commit_interval;
     loop {
         {
-            let mut st = inner.state.lock();
+            let mut st = inner.lock();
             if st.stop {
                 return;
             }
             if !st.background_work(interval) {
                 let wait = interval.unwrap_or(Duration::from_secs(3600));
-                inner.wake.wait_for(&mut st, wait);
+                inner.wake.wait_for(&mut st.0, wait);
                 continue;
             }
         }
         // Work to do: take the gate first (lock order), then check again under the lock.
         let _gate = inner.gate.write();
-        let mut st = inner.state.lock();
+        let mut st = inner.lock();
         if st.stop {
             return;
         }
-        if st.healthy() && !st.reclaim_paused && st.reclaim_pending() {
-            let _ = st.reclaim_step();
+        if st.healthy() && st.reclaim_due() {
+            if let Err(e) = st.reclaim_step() {
+                tracing::warn!("pool {}: reclaim waits for space: {e}", st.name);
+                st.reclaim_stalled = e.kind() == ErrorKind::NoSpace;
+            }
+            // Paced: the locks are free between steps, so foreground requests get in.
+            drop((st, _gate));
+            let mut st = inner.lock();
+            if !st.stop {
+                inner.wake.wait_for(&mut st.0, RECLAIM_STEP_PAUSE);
+            }
         } else if st.background_work(interval) {
             let _ = st.commit();
         }
-    }
-}
-
-pub(crate) fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
-    if dev.size_bytes() < 2 * BS {
-        return Err(err(ErrorKind::NotAPool, "device smaller than two blocks"));
-    }
-    let mut best: Option<Superblock> = None;
-    let mut first_err: Option<Error> = None;
-    for a in SUPER_ADDRS {
-        let mut b = vec![0u8; BLOCK_SIZE_USIZE];
-        dev.read_at(a * BS, &mut b)
-            .map_err(|e| Error::io("read superblock", e))?;
-        match Superblock::decode(&b, a) {
-            Ok(sb) if best.as_ref().is_none_or(|x| x.gen < sb.gen) => best = Some(sb),
-            Ok(_) => {}
-            Err(e) => {
-                let worse = match &first_err {
-                    None => true,
-                    Some(f) => f.kind() == ErrorKind::NotAPool,
-                };
-                if worse {
-                    first_err = Some(e);
-                }
-            }
-        }
-    }
-    match best {
-        Some(sb) => Ok(sb),
-        None => Err(first_err.unwrap_or_else(|| err(ErrorKind::NotAPool, "no superblock"))),
     }
 }
 
@@ -789,6 +472,7 @@ impl State {
             meta: Meta::new(dev, sb, cache_nodes),
             vols: BTreeMap::new(),
             by_id: HashMap::new(),
+            by_name: HashMap::new(),
             dirty_vols: BTreeSet::new(),
             removed_vols: BTreeSet::new(),
             hints: HashMap::new(),
@@ -796,6 +480,8 @@ impl State {
             closed: false,
             stop: false,
             reclaim_paused: false,
+            reclaim_stalled: false,
+            steps: (0, 0),
             last_commit: Instant::now(),
         }
     }
@@ -807,28 +493,97 @@ impl State {
                 format!("pool {} is closed", self.name),
             ));
         }
-        if let Some(f) = &self.failed {
-            return Err(err(
-                ErrorKind::PoolFailed,
-                format!("pool {}: {f}", self.name),
-            ));
+        match self.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn fail(&mut self, e: &Error) {
         tracing::error!("pool {} failed: {e}", self.name);
         self.failed = Some(e.to_string());
         self.meta.forget_dirty();
+        debug_assert!(
+            !self.meta.is_dirty(),
+            "a failed pool keeps nothing to commit"
+        );
     }
 
-    /// Runs a metadata change; any error in it fails the pool (its state may be half-changed).
-    fn meta_phase<T>(&mut self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
-        let r = f(self);
-        if let Err(e) = &r {
-            self.fail(e);
+    /// The error a failed pool answers with (`None` while healthy).
+    fn failure(&self) -> Option<Error> {
+        let f = self.failed.as_ref()?;
+        Some(err(
+            ErrorKind::PoolFailed,
+            format!("pool {}: {f}", self.name),
+        ))
+    }
+
+    /// Blocks the next commit may allocate at most for the changes made so far: every dirty
+    /// bitmap page is rewritten to a fresh block and re-indexed in the space tree (a path shadowed
+    /// and split), and so is the page its old location lies in; every changed volume record is
+    /// rewritten in the directory tree.
+    fn commit_need_blocks(&self) -> u64 {
+        let m = &self.meta;
+        let pages = 2 * (m.dirty_pages as u64 + 1);
+        let space_path = 2 * u64::from(m.space_root.height) + 2;
+        let records = (self.dirty_vols.len() + self.removed_vols.len() + 1) as u64;
+        let dir_path = 2 * u64::from(m.dir_root.height) + 2;
+        pages * (1 + space_path) + records * dir_path + COMMIT_SLACK_BLOCKS
+    }
+
+    /// Usable blocks an operation of `tier` must leave: what the commit needs, and for ordinary
+    /// operations the floor that only delete and reclaim may use.
+    fn floor_blocks(&self, tier: Tier) -> u64 {
+        let floor = match tier {
+            Tier::Ordinary => floor_for(self.meta.reserve_blocks),
+            Tier::Release => 0,
+        };
+        self.commit_need_blocks() + floor
+    }
+
+    /// Fails with `NoSpace` unless the floor of `tier` is still usable.
+    pub(crate) fn ensure_room(&self, tier: Tier) -> Result<()> {
+        if self.meta.usable_blocks() < self.floor_blocks(tier) {
+            return Err(err(
+                ErrorKind::NoSpace,
+                "metadata reserve reached: too little left for the commit",
+            ));
         }
-        r
+        Ok(())
+    }
+
+    /// Runs one metadata change. It either finishes leaving its tier's floor usable, or changes
+    /// nothing and answers `NoSpace` (the pool stays healthy). A bad metadata block met on the
+    /// way (`Corrupt`, or `Io` reading it) is undone the same way and fails that request only.
+    /// Any other error in it fails the pool (its state may be half-changed).
+    pub(crate) fn meta_op<T>(
+        &mut self,
+        tier: Tier,
+        f: impl FnOnce(&mut Meta) -> Result<T>,
+    ) -> Result<T> {
+        self.meta.begin_op(self.floor_blocks(tier));
+        // What it changed may have grown what the commit needs past what is left.
+        let r = f(&mut self.meta).and_then(|v| self.ensure_room(tier).map(|()| v));
+        match r {
+            Ok(v) => {
+                self.meta.end_op();
+                Ok(v)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NoSpace | ErrorKind::Corrupt | ErrorKind::Io
+                ) =>
+            {
+                self.meta.abort_op();
+                Err(e)
+            }
+            Err(e) => {
+                self.meta.end_op();
+                self.fail(&e);
+                Err(e)
+            }
+        }
     }
 
     fn healthy(&self) -> bool {
@@ -840,32 +595,19 @@ impl State {
         if !self.healthy() {
             return false;
         }
-        if !self.reclaim_paused && self.reclaim_pending() {
+        if self.reclaim_due() {
             return true;
         }
         interval.is_some_and(|iv| self.is_dirty() && self.last_commit.elapsed() >= iv)
     }
 
-    fn is_dirty(&self) -> bool {
-        self.meta.is_dirty() || !self.dirty_vols.is_empty() || !self.removed_vols.is_empty()
+    /// Should the background thread run a reclaim step now?
+    fn reclaim_due(&self) -> bool {
+        !self.reclaim_paused && !self.reclaim_stalled && self.reclaim_pending()
     }
 
-    fn load_directory(&mut self) -> Result<()> {
-        let entries = self.meta.range(
-            TreeKind::Directory,
-            self.meta.dir_root,
-            0,
-            u64::MAX,
-            usize::MAX,
-        )?;
-        for (seq, v) in entries {
-            let rec = VolumeRecord::decode(&v)?;
-            if !rec.deleting() {
-                self.by_id.insert(VolumeId(rec.id), seq);
-            }
-            self.vols.insert(seq, rec);
-        }
-        Ok(())
+    fn is_dirty(&self) -> bool {
+        self.meta.is_dirty() || !self.dirty_vols.is_empty() || !self.removed_vols.is_empty()
     }
 
     /// Commits the transaction. The caller holds the I/O gate exclusively: no data I/O is in
@@ -887,6 +629,9 @@ impl State {
     }
 
     fn commit_inner(&mut self) -> Result<()> {
+        // Every operation left this much usable; the commit must not take more.
+        let need = self.commit_need_blocks();
+        let allocs_before = self.meta.unfloored_allocs;
         let mut buf = vec![0u8; VOLUME_RECORD_BYTES];
         for seq in std::mem::take(&mut self.removed_vols) {
             self.meta.dir_root = self
@@ -916,8 +661,26 @@ impl State {
             created_unix_secs: self.created_unix_secs,
         };
         self.meta.commit(sb)?;
+        let took = self.meta.unfloored_allocs - allocs_before;
+        // A bound that is too low is a bug, but not one of this commit, which found its blocks.
+        debug_assert!(
+            took <= need,
+            "commit took {took} metadata blocks, bound {need}"
+        );
+        if took > need {
+            tracing::error!(
+                "pool {}: commit took {took} metadata blocks, bound {need}",
+                self.name
+            );
+        }
         self.last_commit = Instant::now();
+        self.reclaim_stalled = false;
         Ok(())
+    }
+
+    /// Counts one bounded step that covered `entries` mapping entries.
+    fn count_step(&mut self, entries: usize) {
+        self.steps = (self.steps.0 + 1, self.steps.1.max(entries));
     }
 
     fn too_dirty(&self) -> bool {
@@ -930,383 +693,18 @@ impl State {
         PoolInfo {
             name: self.name.clone(),
             uuid: self.uuid,
-            size_bytes: m.device_blocks * BS,
-            data_bytes_total: m.device_blocks.saturating_sub(m.reserve_blocks + 2) * BS,
-            data_bytes_used: m.data_blocks * BS,
+            size_bytes: m.device_blocks * BLOCK_SIZE_BYTES,
+            data_bytes_total: m.device_blocks.saturating_sub(m.reserve_blocks + 2)
+                * BLOCK_SIZE_BYTES,
+            data_bytes_used: m.data_blocks * BLOCK_SIZE_BYTES,
             data_bytes_free: usable.saturating_sub(m.reserve_blocks + DATA_ALLOC_HEADROOM_BLOCKS)
-                * BS,
-            metadata_bytes_total: m.reserve_blocks * BS,
-            metadata_bytes_used: m.meta_blocks * BS,
-            volume_count: self.vols.values().filter(|r| !r.deleting()).count(),
+                * BLOCK_SIZE_BYTES,
+            metadata_bytes_total: m.reserve_blocks * BLOCK_SIZE_BYTES,
+            metadata_bytes_used: m.meta_blocks * BLOCK_SIZE_BYTES,
+            volume_count: self.by_id.len(),
             generation: m.gen(),
             reclaim_pending: self.reclaim_pending(),
+            quarantined_volumes: self.vols.values().filter(|r| r.quarantined()).count(),
         }
     }
-
-    fn seq_of(&self, id: VolumeId) -> Result<u64> {
-        self.by_id
-            .get(&id)
-            .copied()
-            .ok_or_else(|| err(ErrorKind::NotFound, format!("volume {id}")))
-    }
-
-    fn ensure_name_free(&self, name: &str) -> Result<()> {
-        if self.vols.values().any(|r| !r.deleting() && r.name == name) {
-            return Err(err(
-                ErrorKind::AlreadyExists,
-                format!("volume name {name:?}"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// A new record with the next sequence number and an id derived from it (never reused).
-    fn new_record(
-        &mut self,
-        name: &str,
-        size_bytes: u64,
-        lbs: u32,
-        flags: u32,
-        parent: Option<[u8; 16]>,
-        root: Root,
-    ) -> VolumeRecord {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&self.uuid[..8]);
-        id[8..].copy_from_slice(&seq.to_be_bytes());
-        VolumeRecord {
-            id,
-            parent,
-            size_bytes,
-            root,
-            logical_block_size: lbs,
-            flags,
-            created_unix_secs: now_unix_secs(),
-            name: name.to_string(),
-            tag: Vec::new(),
-        }
-    }
-
-    fn add_record(&mut self, rec: VolumeRecord) {
-        let seq = u64::from_be_bytes(rec.id[8..].try_into().expect("8 bytes"));
-        self.by_id.insert(VolumeId(rec.id), seq);
-        self.vols.insert(seq, rec);
-        self.dirty_vols.insert(seq);
-    }
-
-    fn update(&mut self, seq: u64, f: impl FnOnce(&mut VolumeRecord)) -> Result<VolumeInfo> {
-        let rec = self.vols.get_mut(&seq).expect("indexed");
-        f(rec);
-        let info = info_of(rec);
-        self.dirty_vols.insert(seq);
-        self.commit()?;
-        Ok(info)
-    }
-
-    /// Validates an I/O request and returns the volume's sequence number.
-    fn io_target(&self, id: VolumeId, offset: u64, len: u64, write: bool) -> Result<u64> {
-        let seq = self.seq_of(id)?;
-        let r = &self.vols[&seq];
-        let lbs = u64::from(r.logical_block_size);
-        if offset % lbs != 0 || len % lbs != 0 {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!("offset {offset} length {len} not multiples of {lbs} on volume {id}"),
-            ));
-        }
-        if offset.checked_add(len).is_none_or(|end| end > r.size_bytes) {
-            return Err(err(
-                ErrorKind::OutOfRange,
-                format!("offset {offset} length {len} past the end of volume {id}"),
-            ));
-        }
-        if write && r.flags & VF_READ_ONLY != 0 {
-            return Err(err(ErrorKind::ReadOnly, format!("volume {id}")));
-        }
-        Ok(seq)
-    }
-
-    // ---- data path --------------------------------------------------------------------------
-
-    fn read_blocks(&mut self, seq: u64, vs: u64, ve: u64, out: &mut [u8]) -> Result<()> {
-        let root = self.vols[&seq].root;
-        let pieces = self.meta.map_lookup(root, vs, ve)?;
-        read_pieces(self.meta.dev.as_ref(), vs, &pieces, out)
-    }
-
-    /// Writes bytes under the lock (used for partial blocks of trims): plan, device write and
-    /// mapping update in one go.
-    fn write_bytes(&mut self, seq: u64, offset: u64, data: &[u8]) -> Result<()> {
-        let plan = self.plan_write(seq, offset, data)?;
-        let res = plan.execute(self.meta.dev.as_ref());
-        self.finish_write(plan, res)
-    }
-
-    /// Plans a write at a logical-block-aligned offset. Partial 4 KiB blocks at either end are
-    /// read and patched so the write covers whole blocks; blocks allocated in this transaction
-    /// are written in place, everything else goes to fresh blocks allocated here in one go, so
-    /// `NoSpace` leaves the volume untouched.
-    fn plan_write<'d>(&mut self, seq: u64, offset: u64, data: &'d [u8]) -> Result<WritePlan<'d>> {
-        let end = offset + data.len() as u64;
-        let vb = offset / BS;
-        let ve = end.div_ceil(BS);
-        let buf: Cow<'d, [u8]> = if offset % BS == 0 && end % BS == 0 {
-            Cow::Borrowed(data)
-        } else {
-            let mut buf = vec![0u8; ((ve - vb) * BS) as usize];
-            let last = buf.len() - BLOCK_SIZE_USIZE;
-            if offset % BS != 0 {
-                self.read_blocks(seq, vb, vb + 1, &mut buf[..BLOCK_SIZE_USIZE])?;
-            }
-            if end % BS != 0 && (ve - 1 > vb || offset % BS == 0) {
-                self.read_blocks(seq, ve - 1, ve, &mut buf[last..])?;
-            }
-            let at = (offset - vb * BS) as usize;
-            buf[at..at + data.len()].copy_from_slice(data);
-            Cow::Owned(buf)
-        };
-        let n = ve - vb;
-        let root = self.vols[&seq].root;
-        let mut in_place: Vec<Piece> = Vec::new();
-        for (v, p, len) in self.meta.map_lookup(root, vb, vb + n)? {
-            let mut i = 0;
-            while i < len {
-                if self.meta.is_fresh(p + i)? {
-                    let s = i;
-                    while i < len && self.meta.is_fresh(p + i)? {
-                        i += 1;
-                    }
-                    in_place.push((v + s, p + s, i - s));
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        // Virtual runs that need fresh blocks: the complement of `in_place` in [vb, vb + n).
-        let mut need: Vec<(u64, u64)> = Vec::new();
-        let mut cursor = vb;
-        for &(v, _, len) in &in_place {
-            if cursor < v {
-                need.push((cursor, v - cursor));
-            }
-            cursor = v + len;
-        }
-        if cursor < vb + n {
-            need.push((cursor, vb + n - cursor));
-        }
-        let total: u64 = need.iter().map(|x| x.1).sum();
-        let hint = self.hints.get(&seq).copied().unwrap_or(0);
-        let runs = if total > 0 {
-            self.meta.alloc_data(total, hint)?
-        } else {
-            Vec::new()
-        };
-        if let Some(last) = runs.last() {
-            self.hints.insert(seq, last.0 + last.1);
-        }
-        let placed = assign_runs(&need, &runs);
-        Ok(WritePlan {
-            seq,
-            vb,
-            buf,
-            in_place,
-            placed,
-            runs,
-        })
-    }
-
-    /// Maps a written plan's fresh blocks, or gives them back if the device write failed.
-    fn finish_write(&mut self, plan: WritePlan<'_>, res: Result<()>) -> Result<()> {
-        self.live()?;
-        if let Err(e) = res {
-            self.meta.unalloc_data(&plan.runs);
-            return Err(e);
-        }
-        let seq = plan.seq;
-        self.meta_phase(|st| {
-            let mut root = st.vols[&seq].root;
-            for &(v, p, len) in &plan.placed {
-                root = st.meta.map_remove(root, v, v + len)?;
-                root = st.meta.map_insert(root, v, p, len)?;
-            }
-            st.set_root(seq, root);
-            Ok(())
-        })
-    }
-
-    fn set_root(&mut self, seq: u64, root: Root) {
-        let rec = self.vols.get_mut(&seq).expect("indexed");
-        if rec.root != root {
-            rec.root = root;
-            self.dirty_vols.insert(seq);
-        }
-    }
-
-    /// Trim / write-zeroes: whole blocks are unmapped, partial ones rewritten with zeros.
-    fn zero_range(&mut self, seq: u64, offset: u64, len: u64) -> Result<()> {
-        let end = offset + len;
-        let first_full = offset.div_ceil(BS);
-        let last_full = end / BS;
-        if first_full < last_full {
-            self.meta_phase(|st| {
-                let root = st.vols[&seq].root;
-                let root = st.meta.map_remove(root, first_full, last_full)?;
-                st.set_root(seq, root);
-                Ok(())
-            })?;
-        }
-        let mut partial = |from: u64, to: u64| -> Result<()> {
-            if from >= to {
-                return Ok(());
-            }
-            let blk = from / BS;
-            let root = self.vols[&seq].root;
-            if self.meta.map_lookup(root, blk, blk + 1)?.is_empty() {
-                return Ok(());
-            }
-            self.write_bytes(seq, from, &vec![0u8; (to - from) as usize])
-        };
-        if first_full > last_full {
-            // Start and end inside one block.
-            return partial(offset, end);
-        }
-        partial(offset, (first_full * BS).min(end))?;
-        partial((last_full * BS).max(offset), end)
-    }
-
-    fn block_status(&mut self, seq: u64, offset: u64, len: u64) -> Result<Vec<Extent>> {
-        let end = offset + len;
-        let root = self.vols[&seq].root;
-        let pieces = self.meta.map_lookup(root, offset / BS, end.div_ceil(BS))?;
-        let mut out: Vec<Extent> = Vec::new();
-        let mut push = |s: u64, e: u64, mapped: bool| {
-            let s = s.max(offset);
-            let e = e.min(end);
-            if s >= e {
-                return;
-            }
-            match out.last_mut() {
-                Some(l) if l.mapped == mapped && l.offset + l.len == s => l.len += e - s,
-                _ => out.push(Extent {
-                    offset: s,
-                    len: e - s,
-                    mapped,
-                }),
-            }
-        };
-        let mut cursor = offset;
-        for (v, _, n) in pieces {
-            push(cursor, v * BS, false);
-            push(v * BS, (v + n) * BS, true);
-            cursor = (v + n) * BS;
-        }
-        push(cursor, end, false);
-        Ok(out)
-    }
-
-    // ---- reclaim ------------------------------------------------------------------------------
-
-    fn reclaim_pending(&self) -> bool {
-        self.vols.values().any(|r| r.deleting())
-    }
-
-    /// One bounded reclaim transaction on the first tombstone, committed.
-    fn reclaim_step(&mut self) -> Result<()> {
-        let Some((&seq, rec)) = self.vols.iter().find(|(_, r)| r.deleting()) else {
-            return Ok(());
-        };
-        let root = rec.root;
-        self.meta_phase(|st| {
-            let mut budget = RECLAIM_ENTRIES_PER_TXN;
-            let root = st.meta.drop_tree_step(root, &mut budget)?;
-            if root.addr == 0 {
-                st.vols.remove(&seq);
-                st.dirty_vols.remove(&seq);
-                st.removed_vols.insert(seq);
-                st.hints.remove(&seq);
-            } else {
-                st.set_root(seq, root);
-            }
-            Ok(())
-        })?;
-        self.commit()
-    }
-}
-
-/// A planned write: whole blocks from `vb`, the pieces written in place and the ones placed on
-/// fresh blocks (`runs`, not yet mapped).
-struct WritePlan<'d> {
-    seq: u64,
-    vb: u64,
-    buf: Cow<'d, [u8]>,
-    in_place: Vec<Piece>,
-    placed: Vec<Piece>,
-    runs: Vec<(u64, u64)>,
-}
-
-impl WritePlan<'_> {
-    /// The device writes of the plan (no pool state involved).
-    fn execute(&self, dev: &dyn BlockDevice) -> Result<()> {
-        let mut writes: Vec<(u64, &[u8])> = Vec::new();
-        for &(v, p, len) in self.in_place.iter().chain(self.placed.iter()) {
-            let from = ((v - self.vb) * BS) as usize;
-            writes.push((p * BS, &self.buf[from..from + (len * BS) as usize]));
-        }
-        dev.write_batch(&writes)
-            .map_err(|e| Error::io(format!("write data at volume block {}", self.vb), e))
-    }
-}
-
-/// Fills `out` (virtual blocks from `vs`) from the mapped pieces, zeros elsewhere.
-fn read_pieces(dev: &dyn BlockDevice, vs: u64, pieces: &[Piece], out: &mut [u8]) -> Result<()> {
-    let mut cursor = vs;
-    for &(v, p, n) in pieces {
-        let at = ((cursor - vs) * BS) as usize;
-        let to = ((v - vs) * BS) as usize;
-        out[at..to].fill(0);
-        let end = to + (n * BS) as usize;
-        dev.read_at(p * BS, &mut out[to..end])
-            .map_err(|e| Error::io(format!("read data block {p}"), e))?;
-        cursor = v + n;
-    }
-    let at = ((cursor - vs) * BS) as usize;
-    out[at..].fill(0);
-    Ok(())
-}
-
-/// Lays the allocated runs over the virtual runs that need blocks, in order.
-fn assign_runs(need: &[(u64, u64)], runs: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
-    let mut out = Vec::new();
-    let mut ri = 0;
-    let mut used_in_run = 0;
-    for &(v, len) in need {
-        let mut left = len;
-        let mut vpos = v;
-        while left > 0 {
-            let (rs, rl) = runs[ri];
-            let take = (rl - used_in_run).min(left);
-            out.push((vpos, rs + used_in_run, take));
-            used_in_run += take;
-            vpos += take;
-            left -= take;
-            if used_in_run == rl {
-                ri += 1;
-                used_in_run = 0;
-            }
-        }
-    }
-    out
-}
-
-/// The volume-record flags that `opts` asks for.
-fn record_flags(opts: &VolumeOptions) -> u32 {
-    let mut flags = 0;
-    if opts.read_only {
-        flags |= VF_READ_ONLY;
-    }
-    if opts.hidden {
-        flags |= VF_HIDDEN;
-    }
-    flags
 }

@@ -93,6 +93,12 @@ impl Meta {
         if cursor < e {
             pieces.push((cursor, e - cursor, f(1)));
         }
+        // The pieces tile the rewritten span without gaps or overlaps, in order.
+        debug_assert!(
+            pieces.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0),
+            "refcount pieces tile their span"
+        );
+        debug_assert!(pieces.iter().all(|p| p.1 > 0), "no empty refcount piece");
         for &(k, _, _) in &old {
             self.rc_root = self.remove(K, self.rc_root, k)?.0;
         }
@@ -118,13 +124,22 @@ impl Meta {
             }
         }
         for (k, l, c) in merged {
+            assert!(
+                c >= 2 && l > 0 && l <= u64::from(u32::MAX),
+                "refcount entry {k}+{l} with count {c}"
+            );
             self.rc_root = self.insert(K, self.rc_root, k, &rc_val(l, c))?;
         }
+        debug_assert!(
+            freed.iter().all(|&(b, l)| b >= s && b + l <= e),
+            "only blocks of the range are freed"
+        );
         Ok(freed)
     }
 
     /// Adds one reference to each block of `[s, s + len)`.
     pub fn rc_inc(&mut self, s: u64, len: u64) -> Result<()> {
+        assert!(len > 0, "incrementing an empty run at {s}");
         let freed = self.rc_apply(s, len, |c| c.checked_add(1).expect("refcount overflow"))?;
         debug_assert!(freed.is_empty());
         Ok(())
@@ -133,6 +148,7 @@ impl Meta {
     /// Drops one reference from each block of `[s, s + len)`; returns the runs now unreferenced
     /// (the caller frees them).
     pub fn rc_dec(&mut self, s: u64, len: u64) -> Result<Vec<(u64, u64)>> {
+        assert!(len > 0, "decrementing an empty run at {s}");
         self.rc_apply(s, len, |c| c - 1)
     }
 }

@@ -2,6 +2,10 @@
 //! leases that count a volume's users (e.g. NBD connections) so it cannot be deleted under them.
 //!
 //! Lock order: the registry lock, then a pool's lock; a pool never takes the registry lock.
+//!
+//! Names are looked up in each pool's name index (O(1) per pool, a daemon holds a handful of
+//! pools), never by listing volumes: the pools are the one source of truth for names, so no
+//! second index can go stale when a pool is changed directly.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,7 +78,7 @@ impl Default for Storage {
 }
 
 fn name_taken(reg: &Registry, name: &str) -> bool {
-    reg.pools.iter().any(|p| p.volume_by_name(name).is_some())
+    reg.pools.iter().any(|p| p.has_volume_named(name))
 }
 
 fn clash(name: &str) -> crate::error::Error {
@@ -107,6 +111,10 @@ impl Storage {
             }
         }
         reg.pools.push(pool);
+        debug_assert!(
+            reg.pools.iter().filter(|p| p.name() == name).count() == 1,
+            "pool names unique"
+        );
         Ok(())
     }
 
@@ -152,6 +160,14 @@ impl Storage {
             return Err(clash(name));
         }
         let v = p.create_volume(name, size_bytes, opts)?;
+        debug_assert_eq!(
+            reg.pools
+                .iter()
+                .filter(|q| q.has_volume_named(name))
+                .count(),
+            1,
+            "volume names unique across pools"
+        );
         Ok((p, v))
     }
 
@@ -168,6 +184,14 @@ impl Storage {
             return Err(clash(name));
         }
         let v = p.snapshot(source, name, opts)?;
+        debug_assert_eq!(
+            reg.pools
+                .iter()
+                .filter(|q| q.has_volume_named(name))
+                .count(),
+            1,
+            "volume names unique across pools"
+        );
         Ok((p, v))
     }
 

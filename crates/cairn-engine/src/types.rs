@@ -108,6 +108,9 @@ pub struct PoolInfo {
     pub generation: u64,
     /// Deleted volumes whose space is still being reclaimed.
     pub reclaim_pending: bool,
+    /// Deleted volumes whose reclaim failed on a bad metadata block: their space stays
+    /// allocated and is lost until the pool is repaired; `check` lists them.
+    pub quarantined_volumes: usize,
 }
 
 /// One run of a volume's address space: `mapped == false` reads as zeros.

@@ -3,7 +3,8 @@
 //! points with the unflushed writes dropped, kept, torn or reordered. Every image must open, read
 //! exactly as the state of some commit not older than the last completed flush or volume
 //! operation (so every flushed write and every snapshot is there as taken), pass `check`, and
-//! finish any interrupted reclaim with `check` still clean.
+//! finish any interrupted reclaim with `check` still clean. A second replay runs threads and
+//! background commits over multi-level trees, with its own per-block oracle (see below).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -316,5 +317,474 @@ fn crash_during_reclaim_resumes_cleanly() {
             "{ctx} after reclaim: {:?}",
             report.findings.first()
         );
+    }
+}
+
+// ---- concurrent crash replay on multi-level trees ------------------------------------------
+//
+// Threads write, trim and sector-write two volumes whose trees have several levels while
+// background commits run, flushes are taken and a snapshot is deleted (its reclaim runs in the
+// background, so crash points fall in the middle of it). The oracle works per block: a block
+// may hold any contents a change left it with, from the last change acknowledged before a
+// flush that completed before the crash, up to the last change that started before the crash.
+// A block a change may have written in place may also mix those contents per 512-byte sector;
+// any other block holds exactly one of them.
+
+const SECTOR_BYTES: usize = 512;
+const SECTORS: usize = BS / SECTOR_BYTES;
+const STORM_THREADS: usize = 4;
+const STORM_OPS: usize = 500;
+/// Written in shuffled order, so thousands of extents: a mapping tree of several levels.
+const A_BLOCKS: usize = 3072;
+/// A 512-byte volume: sector writes are read-modify-writes of its blocks.
+const C_BLOCKS: usize = 512;
+
+/// A block's contents: the stamp filling each of its 512-byte sectors (0: zeros).
+type Sectors = [u64; SECTORS];
+
+fn sectors_bytes(s: &Sectors) -> Vec<u8> {
+    s.iter()
+        .flat_map(|st| std::iter::repeat_n(st.to_le_bytes(), SECTOR_BYTES / 8).flatten())
+        .collect()
+}
+
+/// The stamps of a block read back; `None` when a sector is not one stamp throughout.
+fn parse_block(b: &[u8]) -> Option<Sectors> {
+    let mut out = [0u64; SECTORS];
+    for (i, sector) in b.chunks(SECTOR_BYTES).enumerate() {
+        let first = u64::from_le_bytes(sector[..8].try_into().unwrap());
+        if sector.chunks(8).any(|w| w != first.to_le_bytes()) {
+            return None;
+        }
+        out[i] = first;
+    }
+    Some(out)
+}
+
+/// One change of a block: its contents after it, the log length before the call and after its
+/// return, and whether it may have been written in place.
+#[derive(Clone)]
+struct Change {
+    after: Sectors,
+    start: usize,
+    end: usize,
+    in_place: bool,
+}
+
+/// Does `got` fit the block's `changes` for a crash at `crash`, when a commit that began at log
+/// length `durable` completed before it? A change whose log length at return is below `durable`
+/// returned before that commit began (the log only grows), so it is durable; one that returned
+/// at the same length may have run after an empty commit, so it is not counted as durable. The
+/// first change (the state before the storm, made durable by its final flush) always is.
+fn acceptable(changes: &[Change], durable: usize, crash: usize, got: &Sectors) -> bool {
+    let lo = changes.iter().rposition(|c| c.end < durable).unwrap_or(0);
+    let hi = changes
+        .iter()
+        .rposition(|c| c.start < crash)
+        .unwrap_or(0)
+        .max(lo);
+    let window = &changes[lo..=hi];
+    if window.iter().any(|c| c.after == *got) {
+        return true;
+    }
+    window[1..].iter().any(|c| c.in_place)
+        && (0..SECTORS).all(|i| window.iter().any(|c| c.after[i] == got[i]))
+}
+
+struct Storm {
+    dev: Arc<RecordingDevice>,
+    /// Per volume ("a", "c"): per block, its changes (the first is the state before the storm).
+    history: [Vec<Vec<Change>>; 2],
+    /// Commits the test waited for: (log length before the call, after its return).
+    commits: Vec<(usize, usize)>,
+    /// Contents of snapshot "s" (all of "a" before the storm).
+    snapshot: Vec<Sectors>,
+    /// Log length when the delete of "s" returned.
+    snapshot_deleted: usize,
+    storm_start: usize,
+}
+
+fn storm_opts() -> PoolOptions {
+    PoolOptions {
+        commit_interval: Some(std::time::Duration::from_millis(1)),
+        node_cache_bytes: 1 << 20,
+    }
+}
+
+/// Fills "a" and "c" in shuffled block order, snapshots "a" as "s", flushes.
+fn storm_setup(pool: &Pool, rng: &mut SmallRng) -> [Vec<Vec<Change>>; 2] {
+    let mut history: [Vec<Vec<Change>>; 2] = [Vec::new(), Vec::new()];
+    for (k, (name, blocks, lbs)) in [("a", A_BLOCKS, 4096u32), ("c", C_BLOCKS, 512)]
+        .into_iter()
+        .enumerate()
+    {
+        let o = VolumeOptions {
+            logical_block_size: lbs,
+            ..VolumeOptions::default()
+        };
+        let id = pool
+            .create_volume(name, (blocks * BS) as u64, o)
+            .expect("create")
+            .id;
+        let mut order: Vec<usize> = (0..blocks).collect();
+        for i in (1..blocks).rev() {
+            order.swap(i, rng.gen_range(0..=i));
+        }
+        history[k] = vec![Vec::new(); blocks];
+        for b in order {
+            let s = [((k as u64 + 1) << 56) | (b as u64 + 1); SECTORS];
+            pool.write(id, (b * BS) as u64, &sectors_bytes(&s))
+                .expect("fill");
+            history[k][b].push(Change {
+                after: s,
+                start: 0,
+                end: 0,
+                in_place: false,
+            });
+        }
+    }
+    let a = pool.volume_by_name("a").unwrap().id;
+    pool.snapshot(a, "s", VolumeOptions::default())
+        .expect("snapshot");
+    pool.flush().expect("flush");
+    history
+}
+
+/// One thread's part of the storm: the changes it made to the blocks it owns
+/// (`b % STORM_THREADS == t`), and the flushes it waited for.
+struct ThreadLog {
+    changes: Vec<(usize, usize, Change)>,
+    commits: Vec<(usize, usize)>,
+}
+
+fn storm_thread(
+    pool: &Pool,
+    dev: &RecordingDevice,
+    t: usize,
+    seed: u64,
+    mut last: [Vec<Sectors>; 2],
+    delete_started: &std::sync::atomic::AtomicUsize,
+) -> ThreadLog {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut rng = SmallRng::seed_from_u64(seed ^ ((t as u64 + 1) * 0x9e37_79b9));
+    let ids = [
+        pool.volume_by_name("a").unwrap().id,
+        pool.volume_by_name("c").unwrap().id,
+    ];
+    let mut log = ThreadLog {
+        changes: Vec::new(),
+        commits: Vec::new(),
+    };
+    // Blocks of "a" changed in the storm: no longer shared with "s".
+    let mut own = std::collections::HashSet::new();
+    for i in 0..STORM_OPS {
+        let stamp = ((t as u64 + 1) << 40) | (i as u64 + 1);
+        let roll = rng.gen_range(0..100);
+        let k = usize::from(roll >= 65);
+        let blocks = if k == 0 { A_BLOCKS } else { C_BLOCKS };
+        let b = rng.gen_range(0..blocks / STORM_THREADS) * STORM_THREADS + t;
+        let prev = last[k][b];
+        let start = dev.ops_len();
+        let after = match roll {
+            0..=49 | 85..=99 => {
+                let s = [stamp; SECTORS];
+                pool.write(ids[k], (b * BS) as u64, &sectors_bytes(&s))
+                    .expect("write");
+                s
+            }
+            50..=64 => {
+                pool.trim(ids[0], (b * BS) as u64, BS as u64).expect("trim");
+                [0; SECTORS]
+            }
+            _ => {
+                let sector = rng.gen_range(0..SECTORS);
+                let data = vec![0u8; SECTOR_BYTES];
+                let data: Vec<u8> = data.chunks(8).flat_map(|_| stamp.to_le_bytes()).collect();
+                let at = (b * BS + sector * SECTOR_BYTES) as u64;
+                pool.write(ids[1], at, &data).expect("sector write");
+                let mut s = prev;
+                s[sector] = stamp;
+                s
+            }
+        };
+        let end = dev.ops_len();
+        let mapped = prev != [0; SECTORS];
+        let unshared = k == 1 || own.contains(&b) || delete_started.load(SeqCst) <= start;
+        let change = Change {
+            after,
+            start,
+            end,
+            in_place: mapped && unshared,
+        };
+        if k == 0 {
+            own.insert(b);
+        }
+        last[k][b] = after;
+        log.changes.push((k, b, change));
+        if i % 50 == 49 {
+            let start = dev.ops_len();
+            pool.flush().expect("flush");
+            log.commits.push((start, dev.ops_len()));
+        }
+    }
+    log
+}
+
+fn run_storm(seed: u64) -> Storm {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let dev = Arc::new(RecordingDevice::new(MemDevice::new(64 << 20)));
+    let pool = Pool::create(dev.clone(), "storm", storm_opts()).expect("create");
+    let mut history = storm_setup(&pool, &mut rng);
+    let snapshot: Vec<Sectors> = history[0].iter().map(|h| h[0].after).collect();
+    let storm_start = dev.ops_len();
+    let delete_started = AtomicUsize::new(usize::MAX);
+    let done = AtomicUsize::new(0);
+    let mut commits = Vec::new();
+    let mut snapshot_deleted = 0;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..STORM_THREADS)
+            .map(|t| {
+                let last = [0, 1].map(|k| history[k].iter().map(|h| h[0].after).collect());
+                let (pool, dev, delete_started, done) = (&pool, &dev, &delete_started, &done);
+                scope.spawn(move || {
+                    let log = storm_thread(pool, dev, t, seed, last, delete_started);
+                    done.fetch_add(1, SeqCst);
+                    log
+                })
+            })
+            .collect();
+        // The snapshot goes while the threads write: its reclaim runs among their commits.
+        while done.load(SeqCst) == 0 && dev.ops_len() < storm_start + 2000 {
+            std::thread::yield_now();
+        }
+        let s = pool.volume_by_name("s").unwrap().id;
+        let start = dev.ops_len();
+        delete_started.store(start, SeqCst);
+        pool.delete_volume(s).expect("delete snapshot");
+        snapshot_deleted = dev.ops_len();
+        commits.push((start, snapshot_deleted));
+        for w in workers {
+            let log = w.join().expect("storm thread");
+            for (k, b, c) in log.changes {
+                history[k][b].push(c);
+            }
+            commits.extend(log.commits);
+        }
+    });
+    let start = dev.ops_len();
+    pool.close().expect("close");
+    commits.push((start, dev.ops_len()));
+    drop(pool);
+    Storm {
+        dev,
+        history,
+        commits,
+        snapshot,
+        snapshot_deleted,
+        storm_start,
+    }
+}
+
+fn verify_storm_image(s: &Storm, point: CrashPoint) {
+    let ctx = format!("{point:?}");
+    let crash = point.op_index;
+    let durable = s
+        .commits
+        .iter()
+        .filter(|c| c.1 <= crash)
+        .map(|c| c.0)
+        .max()
+        .unwrap_or(0);
+    let image: Arc<dyn BlockDevice> = Arc::new(s.dev.image_at(point));
+    let pool = Pool::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
+    for (k, name) in ["a", "c"].into_iter().enumerate() {
+        let v = pool.volume_by_name(name).expect("volume");
+        let mut buf = vec![0u8; s.history[k].len() * BS];
+        pool.read(v.id, 0, &mut buf).expect("read");
+        for (b, changes) in s.history[k].iter().enumerate() {
+            let got = parse_block(&buf[b * BS..(b + 1) * BS])
+                .unwrap_or_else(|| panic!("{ctx}: {name} block {b}: a sector holds mixed data"));
+            assert!(
+                acceptable(changes, durable, crash, &got),
+                "{ctx}: {name} block {b} holds {got:x?}, durable before {durable}"
+            );
+        }
+    }
+    match pool.volume_by_name("s") {
+        Some(v) => {
+            assert!(
+                crash < s.snapshot_deleted,
+                "{ctx}: deleted snapshot is back"
+            );
+            let mut buf = vec![0u8; A_BLOCKS * BS];
+            pool.read(v.id, 0, &mut buf).expect("read snapshot");
+            for (b, want) in s.snapshot.iter().enumerate() {
+                let got = parse_block(&buf[b * BS..(b + 1) * BS]);
+                assert_eq!(got.as_ref(), Some(want), "{ctx}: snapshot block {b}");
+            }
+        }
+        None => assert!(crash > s.storm_start, "{ctx}: snapshot lost"),
+    }
+    let report = pool.check().expect("check");
+    assert!(report.is_clean(), "{ctx}: {:?}", report.findings.first());
+    pool.wait_reclaim().expect("reclaim");
+    let report = pool.check().expect("check after reclaim");
+    assert!(report.is_clean(), "{ctx}: {:?}", report.findings.first());
+}
+
+#[test]
+fn concurrent_crash_images_on_multi_level_trees() {
+    let seed: u64 = std::env::var("CAIRN_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("storm crash seed {seed}");
+    let s = run_storm(seed);
+    let end = s.dev.ops_len();
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let mut points: Vec<CrashPoint> = (0..40)
+        .map(|_| {
+            let mode = CrashMode::ALL[rng.gen_range(0..4)];
+            CrashPoint::new(rng.gen_range(s.storm_start..=end), rng.gen(), mode)
+        })
+        .collect();
+    let flushes: Vec<usize> = s
+        .dev
+        .flush_points()
+        .into_iter()
+        .filter(|p| *p >= s.storm_start)
+        .collect();
+    for _ in 0..12 {
+        let p = flushes[rng.gen_range(0..flushes.len())];
+        points.push(CrashPoint::new(p, 0, CrashMode::Drop));
+    }
+    points.sort_by_key(|p| p.op_index);
+    for point in points {
+        verify_storm_image(&s, point);
+    }
+}
+
+// ---- crash replay at metadata exhaustion -----------------------------------------------------
+
+/// A full pool whose metadata runs out: a volume of one-block extents over the free space,
+/// snapshot-then-trim rounds (each trim shadows a shared leaf and frees nothing) until snapshots
+/// answer `NoSpace` and trims leave blocks mapped, writes that may find no space, and deletes
+/// of the oldest snapshots to get out. Every crash image opens, reads by the per-block oracle,
+/// passes `check` and finishes its reclaim.
+#[test]
+fn crash_images_at_metadata_exhaustion() {
+    let dev = Arc::new(RecordingDevice::new(MemDevice::new(12 << 20)));
+    let pool = Pool::create(dev.clone(), "full", opts()).expect("create");
+    let blocks = (pool.info().data_bytes_free / BS as u64 - 32) as usize;
+    let v = pool
+        .create_volume("v", (blocks * BS) as u64, VolumeOptions::default())
+        .expect("create volume")
+        .id;
+    let mut history: Vec<Vec<Change>> = vec![Vec::new(); blocks];
+    for b in (1..blocks).step_by(2).chain((0..blocks).step_by(2)) {
+        let s = [b as u64 + 1; SECTORS];
+        pool.write(v, (b * BS) as u64, &sectors_bytes(&s))
+            .expect("fill");
+        history[b].push(Change {
+            after: s,
+            start: 0,
+            end: 0,
+            in_place: false,
+        });
+    }
+    pool.flush().expect("flush");
+    let start = dev.ops_len();
+    let mut rng = SmallRng::seed_from_u64(99);
+    let mut commits = Vec::new();
+    let mut snaps = Vec::new();
+    let (mut refused, mut kept) = (0, 0);
+    for round in 0..48usize {
+        let at = dev.ops_len();
+        match pool.snapshot(v, &format!("s{round}"), VolumeOptions::default()) {
+            Ok(s) => {
+                snaps.push(s.id);
+                commits.push((at, dev.ops_len()));
+            }
+            Err(e) if e.kind() == ErrorKind::NoSpace => refused += 1,
+            Err(e) => panic!("round {round}: snapshot: {e:?}"),
+        }
+        for b in (round % 32..blocks).step_by(32) {
+            let at = dev.ops_len();
+            pool.trim(v, (b * BS) as u64, BS as u64).expect("trim");
+            let end = dev.ops_len();
+            if pool.block_status(v, (b * BS) as u64, BS as u64).unwrap()[0].mapped {
+                // Below the floor a trim is advisory: it changed nothing.
+                kept += 1;
+                continue;
+            }
+            history[b].push(Change {
+                after: [0; SECTORS],
+                start: at,
+                end,
+                in_place: false,
+            });
+        }
+        for _ in 0..4 {
+            let b = rng.gen_range(0..blocks);
+            let s = [((round as u64 + 1) << 32) | b as u64; SECTORS];
+            let at = dev.ops_len();
+            match pool.write(v, (b * BS) as u64, &sectors_bytes(&s)) {
+                Ok(()) => history[b].push(Change {
+                    after: s,
+                    start: at,
+                    end: dev.ops_len(),
+                    in_place: true,
+                }),
+                Err(e) if e.kind() == ErrorKind::NoSpace => {}
+                Err(e) => panic!("round {round}: write: {e:?}"),
+            }
+        }
+        if (refused > 0 || kept > 0) && round % 3 == 0 && snaps.len() > 1 {
+            let at = dev.ops_len();
+            pool.delete_volume(snaps.remove(0))
+                .expect("delete snapshot");
+            commits.push((at, dev.ops_len()));
+        }
+    }
+    assert!(refused + kept > 0, "metadata never ran out");
+    let at = dev.ops_len();
+    pool.close().expect("close");
+    commits.push((at, dev.ops_len()));
+    drop(pool);
+    let end = dev.ops_len();
+    let mut points: Vec<CrashPoint> = (0..36)
+        .map(|_| {
+            let mode = CrashMode::ALL[rng.gen_range(0..4)];
+            CrashPoint::new(rng.gen_range(start..=end), rng.gen(), mode)
+        })
+        .collect();
+    points.sort_by_key(|p| p.op_index);
+    for point in points {
+        let ctx = format!("{point:?}");
+        let crash = point.op_index;
+        let durable = commits
+            .iter()
+            .filter(|c| c.1 <= crash)
+            .map(|c| c.0)
+            .max()
+            .unwrap_or(0);
+        let image: Arc<dyn BlockDevice> = Arc::new(dev.image_at(point));
+        let p = Pool::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
+        let mut buf = vec![0u8; blocks * BS];
+        p.read(v, 0, &mut buf).expect("read");
+        for (b, changes) in history.iter().enumerate() {
+            let got = parse_block(&buf[b * BS..(b + 1) * BS])
+                .unwrap_or_else(|| panic!("{ctx}: block {b}: a sector holds mixed data"));
+            assert!(
+                acceptable(changes, durable, crash, &got),
+                "{ctx}: block {b} holds {got:x?}"
+            );
+        }
+        let report = p.check().expect("check");
+        assert!(report.is_clean(), "{ctx}: {:?}", report.findings.first());
+        p.wait_reclaim().expect("reclaim");
+        let report = p.check().expect("check after reclaim");
+        assert!(report.is_clean(), "{ctx}: {:?}", report.findings.first());
     }
 }

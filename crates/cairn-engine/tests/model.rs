@@ -1,8 +1,13 @@
 //! Model-based randomized test: long random sequences of write / trim / write-zeroes / snapshot /
 //! delete / resize / restore / reopen over several volumes of a small in-memory pool, compared
 //! after every step with a reference model (per volume: 4 KiB block -> bytes). `check()` must be
-//! clean at the end and after every reopen. Seeds are printed; a failing seed becomes a named
-//! regression test (`model_seed_N`).
+//! clean at the end and after every reopen. Reopens are clean (close, open) or after a simulated
+//! crash (the device copied while the pool runs, the pool abandoned): then every block must hold
+//! what the model held at the last operation known to commit, or one of the contents the model
+//! gave it since (the engine may have committed in between: background commits, a commit forced
+//! by the dirty bound or by a full pool); the model keeps that one of its own candidates, never
+//! contents it did not predict. Seeds are printed; a failing seed becomes a named regression
+//! test (`model_seed_N`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +19,8 @@ use rand::{Rng, SeedableRng};
 
 const BS: u64 = 4096;
 const VOLUMES_MAX: usize = 14;
+/// Volumes at most in the pressure mix (snapshots pile up until metadata runs out).
+const PRESSURE_VOLUMES_MAX: usize = 40;
 
 /// Shape of a run: pool size, largest volume, share and size of large writes.
 #[derive(Clone, Copy)]
@@ -27,6 +34,11 @@ struct Params {
     /// Rename and tag operations (added after the regression seeds were recorded; off keeps
     /// their operation sequences).
     renames: bool,
+    /// Reopens after a simulated crash (added later, off for the same reason).
+    crashes: bool,
+    /// Starts by filling the pool's free data space with one-block extents (a volume whose
+    /// leaves snapshots then share and trims shadow), so metadata runs short.
+    prefill: bool,
 }
 
 /// The shape of the first runs (seed 1 found the discard-after-reuse bug with it).
@@ -37,6 +49,8 @@ const FIRST: Params = Params {
     big_write_units: 512,
     commit_interval_ms: None,
     renames: false,
+    crashes: false,
+    prefill: false,
 };
 
 /// Larger writes and volumes than the pool holds, so `NoSpace` happens.
@@ -47,11 +61,14 @@ const TIGHT: Params = Params {
     big_write_units: 2048,
     commit_interval_ms: None,
     renames: false,
+    crashes: false,
+    prefill: false,
 };
 
 /// `TIGHT` with every operation.
 const TIGHT_ALL: Params = Params {
     renames: true,
+    crashes: true,
     ..TIGHT
 };
 
@@ -69,6 +86,9 @@ struct ModelVol {
     lbs: u64,
     read_only: bool,
     blocks: HashMap<u64, Arc<Vec<u8>>>,
+    /// Blocks changed since the last operation known to commit: their contents then, followed
+    /// by every contents given since (`None`: zeros).
+    since_commit: HashMap<u64, Vec<Option<Arc<Vec<u8>>>>>,
 }
 
 impl ModelVol {
@@ -107,6 +127,18 @@ impl ModelVol {
         }
     }
 
+    /// Records the contents of block `b` before a change (the first since the last commit
+    /// keeps its committed contents too).
+    fn before_change(&mut self, b: u64) {
+        let cur = self.blocks.get(&b).cloned();
+        self.since_commit.entry(b).or_insert_with(|| vec![cur]);
+    }
+
+    fn after_change(&mut self, b: u64) {
+        let cur = self.blocks.get(&b).cloned();
+        self.since_commit.get_mut(&b).expect("noted").push(cur);
+    }
+
     fn write(&mut self, offset: u64, data: &[u8]) {
         let mut pos = offset;
         let end = offset + data.len() as u64;
@@ -114,6 +146,7 @@ impl ModelVol {
             let b = pos / BS;
             let in_b = pos % BS;
             let take = (BS - in_b).min(end - pos);
+            self.before_change(b);
             let block = self
                 .blocks
                 .entry(b)
@@ -121,8 +154,19 @@ impl ModelVol {
             let at = (pos - offset) as usize;
             Arc::make_mut(block)[in_b as usize..(in_b + take) as usize]
                 .copy_from_slice(&data[at..at + take as usize]);
+            self.after_change(b);
             pos += take;
         }
+    }
+
+    /// Gives block `b` the contents `d` (`None`: zeros), as a change.
+    fn set_block(&mut self, b: u64, d: Option<Arc<Vec<u8>>>) {
+        self.before_change(b);
+        match d {
+            Some(d) => self.blocks.insert(b, d),
+            None => self.blocks.remove(&b),
+        };
+        self.after_change(b);
     }
 
     fn zero(&mut self, offset: u64, len: u64) {
@@ -132,11 +176,13 @@ impl ModelVol {
             let b = pos / BS;
             let in_b = pos % BS;
             let take = (BS - in_b).min(end - pos);
+            self.before_change(b);
             if take == BS {
                 self.blocks.remove(&b);
             } else if let Some(block) = self.blocks.get_mut(&b) {
                 Arc::make_mut(block)[in_b as usize..(in_b + take) as usize].fill(0);
             }
+            self.after_change(b);
             pos += take;
         }
     }
@@ -151,7 +197,12 @@ struct Harness {
     vols: Vec<ModelVol>,
     name_counter: u64,
     nospace: u64,
+    /// Calls that met the metadata floor: `NoSpace` from a snapshot or a restore, or a trim
+    /// that left blocks mapped.
+    exhausted: u64,
     ops: u64,
+    /// The prefilled volume (`Params::prefill`).
+    big: Option<VolumeId>,
 }
 
 fn opts(params: &Params) -> PoolOptions {
@@ -189,11 +240,45 @@ impl Harness {
             vols: Vec::new(),
             name_counter: 0,
             nospace: 0,
+            exhausted: 0,
             ops: 0,
+            big: None,
         };
         h.create();
         h.create();
+        if params.prefill {
+            h.big = Some(h.prefill());
+        }
         h
+    }
+
+    /// A volume over the free data space, written one block at a time, odd blocks first (so no
+    /// two extents merge): the pool is full and its leaves are many.
+    fn prefill(&mut self) -> VolumeId {
+        let blocks = self.pool.info().data_bytes_free / BS - 32;
+        let name = self.new_name();
+        let info = self
+            .pool
+            .create_volume(&name, blocks * BS, VolumeOptions::default())
+            .expect("create volume");
+        self.vols.push(ModelVol {
+            id: info.id,
+            name,
+            size: blocks * BS,
+            lbs: BS,
+            read_only: false,
+            blocks: HashMap::new(),
+            since_commit: HashMap::new(),
+        });
+        let i = self.vols.len() - 1;
+        for b in (1..blocks).step_by(2).chain((0..blocks).step_by(2)) {
+            let data = pattern(&mut self.rng, BS as usize);
+            self.pool.write(info.id, b * BS, &data).expect("prefill");
+            self.vols[i].write(b * BS, &data);
+        }
+        self.pool.flush().expect("flush");
+        self.committed();
+        info.id
     }
 
     fn ctx(&self) -> String {
@@ -228,7 +313,17 @@ impl Harness {
             lbs: u64::from(lbs),
             read_only: false,
             blocks: HashMap::new(),
+            since_commit: HashMap::new(),
         });
+        self.committed();
+    }
+
+    /// An operation that commits everything before it returned: every block is as the model
+    /// holds it now in the durable state.
+    fn committed(&mut self) {
+        for v in &mut self.vols {
+            v.since_commit.clear();
+        }
     }
 
     fn pick(&mut self) -> usize {
@@ -303,9 +398,100 @@ impl Harness {
     fn reopen(&mut self) {
         self.pool.close().expect("close");
         self.pool = Pool::open(self.dev.clone(), opts(&self.params)).expect("reopen");
+        self.committed();
         self.pool.wait_reclaim().expect("reclaim");
         self.check();
         self.verify_all();
+    }
+
+    /// A crash: the device as it is now (every write issued reached it, the open transaction
+    /// never committed) is opened while the pool is abandoned without closing.
+    fn crash_reopen(&mut self) {
+        let image = Arc::new(self.dev.snapshot());
+        let pool = Pool::open(image.clone(), opts(&self.params))
+            .unwrap_or_else(|e| panic!("{}: open after a crash: {e:?}", self.ctx()));
+        drop(std::mem::replace(&mut self.pool, pool));
+        self.dev = image;
+        for i in 0..self.vols.len() {
+            self.settle_after_crash(i);
+        }
+        self.committed();
+        self.check();
+        self.pool.wait_reclaim().expect("reclaim");
+        self.check();
+        self.verify_all();
+    }
+
+    /// Every block of volume `i` holds one of the contents the model allows after a crash; the
+    /// model keeps that one.
+    fn settle_after_crash(&mut self, i: usize) {
+        let ctx = self.ctx();
+        let v = &mut self.vols[i];
+        let mut buf = vec![0u8; v.size as usize];
+        self.pool
+            .read(v.id, 0, &mut buf)
+            .unwrap_or_else(|e| panic!("{ctx}: read after a crash: {e:?}"));
+        for (b, got) in buf.chunks(BS as usize).enumerate() {
+            let b = b as u64;
+            let is = |c: &Option<Arc<Vec<u8>>>| match c {
+                Some(d) => d[..] == *got,
+                None => got.iter().all(|x| *x == 0),
+            };
+            let Some(candidates) = v.since_commit.get(&b) else {
+                let want = v.blocks.get(&b).cloned();
+                assert!(
+                    is(&want),
+                    "{ctx}: volume {:?} block {b} after a crash",
+                    v.name
+                );
+                continue;
+            };
+            let Some(pick) = candidates.iter().rev().find(|c| is(c)).cloned() else {
+                panic!(
+                    "{ctx}: volume {:?} block {b} after a crash holds none of its {} contents",
+                    v.name,
+                    candidates.len()
+                );
+            };
+            match pick {
+                Some(d) => v.blocks.insert(b, d),
+                None => v.blocks.remove(&b),
+            };
+        }
+    }
+
+    /// The operation mix of a full pool: snapshots of the prefilled volume and one-block trims
+    /// spread over it (each shadows a shared leaf and frees nothing), writes that find no
+    /// space, and deletes of snapshots, the way out.
+    fn step_pressure(&mut self, big: VolumeId) {
+        let Some(i) = self.vols.iter().position(|v| v.id == big) else {
+            return self.step();
+        };
+        self.ops += 1;
+        match self.rng.gen_range(0..1000) {
+            0..=29 if self.vols.len() < PRESSURE_VOLUMES_MAX => self.snapshot_of(i),
+            0..=849 => {
+                let b = self.rng.gen_range(0..self.vols[i].size / BS);
+                self.pool
+                    .trim(big, b * BS, BS)
+                    .unwrap_or_else(|e| panic!("{}: trim: {e:?}", self.ctx()));
+                self.trimmed(i, b * BS, BS);
+            }
+            850..=899 => self.op_write(),
+            900..=914 => {
+                let others: Vec<usize> = (0..self.vols.len()).filter(|&j| j != i).collect();
+                if others.len() > 2 {
+                    let j = others[self.rng.gen_range(0..others.len())];
+                    self.delete_at(j);
+                }
+            }
+            915 if self.params.crashes => self.crash_reopen(),
+            915 => self.reopen(),
+            _ => {
+                let (o, l) = self.range(i, 512);
+                self.verify_range(i, o, l);
+            }
+        }
     }
 
     fn step(&mut self) {
@@ -329,11 +515,16 @@ impl Harness {
             740..=769 => self.op_resize(),
             770..=809 => self.op_restore(),
             810..=829 => self.create(),
-            830..=869 => self.pool.flush().expect("flush"),
+            830..=869 => {
+                self.pool.flush().expect("flush");
+                self.committed();
+            }
             870..=884 => self.op_read_only(),
             885..=889 if self.params.renames => self.op_rename_and_tag(),
             885..=889 => self.op_read_only(),
-            890..=891 => self.reopen(),
+            890 => self.reopen(),
+            891 if self.params.crashes => self.crash_reopen(),
+            891 => self.reopen(),
             892..=899 => self.op_write(),
             900..=909 => {
                 let i = self.pick();
@@ -387,20 +578,49 @@ impl Harness {
             self.pool.write_zeroes(id, o, l)
         };
         match r {
+            Ok(()) if trim => self.trimmed(i, o, l),
             Ok(()) => self.vols[i].zero(o, l),
             Err(e) if e.kind() == ErrorKind::ReadOnly && self.vols[i].read_only => {}
-            Err(e) if e.kind() == ErrorKind::NoSpace && self.vols[i].lbs == 512 => {
-                // Partial-block zeroing rewrites a block; on a full pool only that part fails.
-                self.nospace += 1;
-                let fresh = self.vols[i].clone();
-                let mut buf = vec![0u8; fresh.size as usize];
-                self.pool.read(id, 0, &mut buf).expect("read");
-                self.vols[i].blocks.clear();
-                self.vols[i].write(0, &buf);
-            }
+            // A trim never fails for lack of space (it is advisory); a write-zeroes that
+            // fails for lack of space changed nothing.
+            Err(e) if e.kind() == ErrorKind::NoSpace && !trim => self.nospace += 1,
             Err(e) => panic!("{}: zero: {e:?}", self.ctx()),
         }
         self.verify_range(i, o, l);
+    }
+
+    /// A trim is advisory (below the metadata floor it leaves blocks mapped): every block of
+    /// the range holds its trimmed contents or its contents before; the model keeps which.
+    fn trimmed(&mut self, i: usize, offset: u64, len: u64) {
+        let first = offset / BS;
+        let last = (offset + len).div_ceil(BS);
+        let old: Vec<Option<Arc<Vec<u8>>>> = (first..last)
+            .map(|b| self.vols[i].blocks.get(&b).cloned())
+            .collect();
+        self.vols[i].zero(offset, len);
+        let mut buf = vec![0u8; ((last - first) * BS) as usize];
+        let id = self.vols[i].id;
+        self.pool
+            .read(id, first * BS, &mut buf)
+            .unwrap_or_else(|e| panic!("{}: read after trim: {e:?}", self.ctx()));
+        for (k, got) in buf.chunks(BS as usize).enumerate() {
+            let b = first + k as u64;
+            let holds = |c: &Option<Arc<Vec<u8>>>| match c {
+                Some(d) => d[..] == *got,
+                None => got.iter().all(|x| *x == 0),
+            };
+            if holds(&self.vols[i].blocks.get(&b).cloned()) {
+                continue;
+            }
+            assert!(
+                holds(&old[k]),
+                "{}: volume {:?} block {b} after a trim is neither trimmed nor as before",
+                self.ctx(),
+                self.vols[i].name
+            );
+            self.exhausted += 1;
+            self.vols[i].set_block(b, old[k].clone());
+        }
     }
 
     fn op_snapshot(&mut self) {
@@ -408,16 +628,27 @@ impl Harness {
             return;
         }
         let i = self.pick();
+        self.snapshot_of(i);
+    }
+
+    fn snapshot_of(&mut self, i: usize) {
         let name = self.new_name();
         let ro = self.rng.gen_bool(0.3);
         let o = VolumeOptions {
             read_only: ro,
             ..VolumeOptions::default()
         };
-        let info = self
-            .pool
-            .snapshot(self.vols[i].id, &name, o)
-            .unwrap_or_else(|e| panic!("{}: snapshot: {e:?}", self.ctx()));
+        let info = match self.pool.snapshot(self.vols[i].id, &name, o) {
+            Ok(info) => info,
+            // Out of metadata: the snapshot changed nothing.
+            Err(e) if e.kind() == ErrorKind::NoSpace => {
+                self.exhausted += 1;
+                assert!(self.pool.volume_by_name(&name).is_none(), "{}", self.ctx());
+                return;
+            }
+            Err(e) => panic!("{}: snapshot: {e:?}", self.ctx()),
+        };
+        self.committed();
         assert_eq!(info.parent, Some(self.vols[i].id));
         assert_eq!(u64::from(info.logical_block_size), self.vols[i].lbs);
         let mut m = self.vols[i].clone();
@@ -432,8 +663,13 @@ impl Harness {
             return;
         }
         let i = self.pick();
+        self.delete_at(i);
+    }
+
+    fn delete_at(&mut self, i: usize) {
         let v = self.vols.remove(i);
         self.pool.delete_volume(v.id).expect("delete");
+        self.committed();
         assert_eq!(
             self.pool.volume(v.id).unwrap_err().kind(),
             ErrorKind::NotFound
@@ -459,6 +695,7 @@ impl Harness {
             .pool
             .resize_volume(self.vols[i].id, new)
             .expect("resize");
+        self.committed();
         assert_eq!(info.size_bytes, new);
         self.vols[i].size = new;
         if grow > 0 {
@@ -483,8 +720,11 @@ impl Harness {
                 assert!(!self.vols[i].read_only);
                 self.vols[i].blocks = self.vols[j].blocks.clone();
                 self.vols[i].size = self.vols[j].size;
+                self.committed();
             }
             Err(e) if e.kind() == ErrorKind::ReadOnly && self.vols[i].read_only => {}
+            // Out of metadata: the restore changed nothing.
+            Err(e) if e.kind() == ErrorKind::NoSpace => self.exhausted += 1,
             Err(e) => panic!("{}: restore: {e:?}", self.ctx()),
         }
         if self.rng.gen_bool(0.5) {
@@ -501,6 +741,7 @@ impl Harness {
             .pool
             .set_read_only(self.vols[i].id, ro)
             .expect("set read-only");
+        self.committed();
         assert_eq!(info.read_only, ro);
         self.vols[i].read_only = ro;
     }
@@ -512,6 +753,7 @@ impl Harness {
         let tag = pattern(&mut self.rng, tag_len);
         let id = self.vols[i].id;
         self.pool.rename_volume(id, &name).expect("rename");
+        self.committed();
         let info = self.pool.set_tag(id, &tag).expect("tag");
         assert_eq!(
             (info.name.as_str(), info.tag.as_slice()),
@@ -553,7 +795,8 @@ impl Harness {
     }
 }
 
-fn run(seed: u64, steps: u64, params: Params) {
+/// Runs `steps` random operations; returns how many met the metadata floor.
+fn run(seed: u64, steps: u64, params: Params) -> u64 {
     eprintln!("model seed {seed}: {steps} steps");
     let mut h = Harness::new(seed, params);
     let check_every: u64 = std::env::var("CAIRN_MODEL_CHECK_EVERY")
@@ -565,7 +808,10 @@ fn run(seed: u64, steps: u64, params: Params) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     for n in 1..=steps {
-        h.step();
+        match h.big {
+            Some(big) => h.step_pressure(big),
+            None => h.step(),
+        }
         if n % check_every == 0 {
             h.check();
         }
@@ -590,11 +836,33 @@ fn run(seed: u64, steps: u64, params: Params) {
     );
     assert_eq!(info.volume_count, 0);
     eprintln!(
-        "model seed {seed}: done, {} NoSpace, generation {}, device {} bytes",
+        "model seed {seed}: done, {} NoSpace, {} at the metadata floor, generation {}, device {} bytes",
         h.nospace,
+        h.exhausted,
         info.generation,
         h.dev.size_bytes()
     );
+    h.exhausted
+}
+
+/// A small pool filled by fragmenting writes, so snapshots and trims run out of metadata (the
+/// floor): those calls fail alone or trim nothing, and the pool stays healthy and exact.
+const EXHAUST: Params = Params {
+    pool_bytes: 12 << 20,
+    volume_blocks_max: 64,
+    big_write_p: 0.02,
+    big_write_units: 256,
+    prefill: true,
+    ..TIGHT_ALL
+};
+
+#[test]
+fn model_reaches_metadata_exhaustion() {
+    let mut exhausted = 0;
+    for seed in 2001..2003 {
+        exhausted += run(seed, 3_000, EXHAUST);
+    }
+    assert!(exhausted > 0, "no run reached the metadata floor");
 }
 
 /// Random seeds (printed; `CAIRN_MODEL_SEED=N` replays from seed N) on a tight pool with
@@ -644,6 +912,8 @@ fn model_seed_10() {
             big_write_units: 2048,
             commit_interval_ms: None,
             renames: false,
+            crashes: false,
+            prefill: false,
         },
     );
 }

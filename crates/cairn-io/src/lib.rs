@@ -199,6 +199,19 @@ pub trait BlockDevice: Send + Sync + fmt::Debug {
     /// Tells the device the range holds no data any more (hole punch on files, BLKDISCARD on
     /// devices). Reading a discarded range afterwards returns unspecified contents.
     fn discard(&self, offset: u64, len: u64) -> IoResult<()>;
+    /// Makes sure the range has backing storage, so a later write to it cannot fail for lack of
+    /// space in the layer below (fallocate on files). Contents are unchanged. The default (for
+    /// devices whose every block is always backed: memory, raw block devices) only checks the
+    /// range.
+    fn preallocate(&self, offset: u64, len: u64) -> IoResult<()> {
+        check_range(
+            "preallocate",
+            offset,
+            len,
+            self.alignment(),
+            self.size_bytes(),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,23 @@ fn discard_punches_a_hole_in_the_file() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 << 20);
 }
 
+#[test]
+fn preallocate_gives_a_sparse_file_its_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool.img");
+    let dev = FileDevice::open(&path, Some(8 << 20)).unwrap();
+    let before = allocated_bytes(&path);
+    dev.preallocate(1 << 20, 4 << 20).unwrap();
+    assert!(
+        allocated_bytes(&path) >= before + (4 << 20),
+        "blocks not allocated"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 << 20);
+    let mut buf = vec![1u8; 4 << 20];
+    dev.read_at(1 << 20, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+}
+
 /// Requests longer than one kernel request and caller memory that is not aligned (bounced under
 /// O_DIRECT, in more than one round) on every engine.
 #[test]

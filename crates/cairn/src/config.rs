@@ -18,6 +18,7 @@
 //! smis_http = "127.0.0.1:5988"   # "" disables a listener; port 0 picks a free one
 //! smis_https = "127.0.0.1:5989"
 //! nbd = "127.0.0.1:10809"
+//! iscsi = "127.0.0.1:3260"
 //!
 //! [auth]
 //! user = "admin"
@@ -34,6 +35,11 @@
 //!
 //! [nbd]
 //! allow_insecure = false         # serve NBD without TLS on a non-loopback address
+//!
+//! [iscsi]
+//! allow_insecure = false         # serve iSCSI without CHAP on a non-loopback address
+//! target_name = "iqn.2026-01.org.cairn:node1"   # first start only; then DATA_DIR/iscsi-target-name
+//! nop_interval_secs = 30         # ping an idle initiator; close it after twice this
 //! ```
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
@@ -59,6 +65,7 @@ pub const DEFAULT_POOL_NAME: &str = "pool0";
 pub const DEFAULT_SMIS_HTTP: &str = "127.0.0.1:5988";
 pub const DEFAULT_SMIS_HTTPS: &str = "127.0.0.1:5989";
 pub const DEFAULT_NBD: &str = "127.0.0.1:10809";
+pub const DEFAULT_ISCSI: &str = "127.0.0.1:3260";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +82,8 @@ struct RawConfig {
     engine: RawEngine,
     #[serde(default)]
     nbd: RawNbd,
+    #[serde(default)]
+    iscsi: RawIscsi,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -105,6 +114,7 @@ struct RawListen {
     smis_http: Option<String>,
     smis_https: Option<String>,
     nbd: Option<String>,
+    iscsi: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +147,15 @@ struct RawNbd {
     allow_insecure: bool,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIscsi {
+    #[serde(default)]
+    allow_insecure: bool,
+    target_name: Option<String>,
+    nop_interval_secs: Option<u64>,
+}
+
 /// One pool the daemon opens (or creates on first start).
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -163,6 +182,10 @@ pub struct Config {
     pub commit_interval: Option<Duration>,
     pub node_cache_bytes: usize,
     pub nbd_allow_insecure: bool,
+    pub iscsi: Option<SocketAddr>,
+    pub iscsi_allow_insecure: bool,
+    pub iscsi_target_name: Option<String>,
+    pub iscsi_nop_interval: Duration,
 }
 
 impl Config {
@@ -210,6 +233,12 @@ impl Config {
             node_cache_bytes: usize::try_from(raw.engine.node_cache_mib.unwrap_or(64) << 20)
                 .context("node_cache_mib is too large")?,
             nbd_allow_insecure: raw.nbd.allow_insecure,
+            iscsi: listen_addr(raw.listen.iscsi, DEFAULT_ISCSI, "iscsi")?,
+            iscsi_allow_insecure: raw.iscsi.allow_insecure,
+            iscsi_target_name: raw.iscsi.target_name,
+            iscsi_nop_interval: Duration::from_secs(
+                raw.iscsi.nop_interval_secs.unwrap_or(30).max(1),
+            ),
             data_dir,
         })
     }
@@ -316,6 +345,7 @@ mod tests {
         assert_eq!(cfg.smis_http, Some("127.0.0.1:5988".parse().unwrap()));
         assert_eq!(cfg.smis_https, Some("127.0.0.1:5989".parse().unwrap()));
         assert_eq!(cfg.nbd, Some("127.0.0.1:10809".parse().unwrap()));
+        assert_eq!(cfg.iscsi, Some("127.0.0.1:3260".parse().unwrap()));
         assert_eq!(cfg.commit_interval, Some(Duration::from_secs(1)));
     }
 

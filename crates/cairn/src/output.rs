@@ -30,6 +30,7 @@ pub fn pool_json(p: &PoolInfo) -> Value {
         "volume_count": p.volume_count,
         "generation": p.generation,
         "reclaim_pending": p.reclaim_pending,
+        "quarantined_volumes": p.quarantined_volumes,
     })
 }
 
@@ -67,6 +68,12 @@ pub fn print_pool(p: &PoolInfo) {
     println!("generation  {}", p.generation);
     if p.reclaim_pending {
         println!("reclaim     pending");
+    }
+    if p.quarantined_volumes > 0 {
+        println!(
+            "quarantined {} deleted volume(s): reclaim met a bad block, space lost (see pool check)",
+            p.quarantined_volumes
+        );
     }
 }
 

@@ -154,6 +154,10 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         Some(addr) => Some(start_nbd(config, addr, tls.clone(), exports).await?),
         None => None,
     };
+    let iscsi = match config.iscsi {
+        Some(addr) => Some(start_iscsi(config, addr, storage.clone()).await?),
+        None => None,
+    };
     let array = ArrayProvider::new(storage, array_options(config));
     let smis = start_smis(config, credentials, tls, &array).await?;
 
@@ -161,6 +165,7 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     listen.insert("pid".into(), json!(std::process::id()));
     let addrs = [
         ("nbd", nbd.as_ref().map(|h| h.local_addr())),
+        ("iscsi", iscsi.as_ref().map(|h| h.local_addr())),
         ("smis_http", smis.http_addr()),
         ("smis_https", smis.https_addr()),
     ];
@@ -179,6 +184,12 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         nbd.shutdown()
             .await
             .context("NBD server did not stop cleanly")?;
+    }
+    if let Some(iscsi) = iscsi {
+        iscsi
+            .shutdown()
+            .await
+            .context("iSCSI server did not stop cleanly")?;
     }
     // Copies still running end as failed jobs with their targets removed, before the pools close.
     if !array.shutdown(COPY_SHUTDOWN_WAIT) {
@@ -210,14 +221,18 @@ fn nbd_exports(config: &Config, storage: &Arc<Storage>) -> Arc<dyn Exports> {
     Arc::new(Combined::new(backends))
 }
 
-fn array_options(config: &Config) -> ArrayOptions {
+fn system_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let mut opts = ArrayOptions::new(format!(
+    format!(
         "CAIRN-{}",
         if host.is_empty() { "localhost" } else { &host }
-    ));
+    )
+}
+
+fn array_options(config: &Config) -> ArrayOptions {
+    let mut opts = ArrayOptions::new(system_name());
     opts.jobs_path = Some(config.data_dir.join("jobs.json"));
     opts
 }
@@ -272,6 +287,37 @@ async fn start_nbd(
     cairn_nbd::start(cfg, exports)
         .await
         .with_context(|| format!("Cannot serve NBD on {addr}"))
+}
+
+/// One target node per array: its IQN and LUN numbers live in the data directory, CHAP secrets
+/// in `iscsi-chap.json` (mode 0600), masking views in `iscsi-views.json`. A non-loopback portal
+/// needs CHAP or `allow_insecure`.
+async fn start_iscsi(
+    config: &Config,
+    addr: std::net::SocketAddr,
+    storage: Arc<Storage>,
+) -> Result<cairn_iscsi::IscsiServerHandle> {
+    let dir = &config.data_dir;
+    let target_name = cairn_iscsi::node::load_or_create_target_name(
+        &dir.join("iscsi-target-name"),
+        config.iscsi_target_name.as_deref(),
+        &system_name(),
+    )
+    .context("Cannot set up the iSCSI target name")?;
+    let auth = cairn_iscsi::node::load_auth(&dir.join("iscsi-chap.json"))
+        .context("Cannot read the iSCSI CHAP secrets")?;
+    let cfg = cairn_iscsi::IscsiServerConfig {
+        addr,
+        target_name,
+        auth,
+        lun_map_path: dir.join("iscsi-luns.json"),
+        views_path: dir.join("iscsi-views.json"),
+        allow_insecure_non_loopback: config.iscsi_allow_insecure,
+        nop_interval: config.iscsi_nop_interval,
+    };
+    cairn_iscsi::start(cfg, storage)
+        .await
+        .with_context(|| format!("Cannot serve iSCSI on {addr}"))
 }
 
 /// SIGTERM and SIGINT, either of which stops the daemon.

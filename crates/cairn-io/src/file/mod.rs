@@ -581,4 +581,24 @@ impl BlockDevice for FileDevice {
             _ => Ok(()),
         }
     }
+
+    fn preallocate(&self, offset: u64, len: u64) -> IoResult<()> {
+        check_range(
+            "preallocate",
+            offset,
+            len,
+            self.alignment,
+            self.size_bytes(),
+        )?;
+        if len == 0 || self.block_device {
+            // A block device backs every block already.
+            return Ok(());
+        }
+        match sys::allocate(self.file.as_fd(), offset, len) {
+            // A file system without fallocate cannot reserve ahead; writes still work.
+            Err(e) if discard_unsupported(&e) => Ok(()),
+            Err(e) => Err(IoError::from_os("preallocate", offset, len, e)),
+            Ok(()) => Ok(()),
+        }
+    }
 }

@@ -72,6 +72,16 @@ pub fn block_discard(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()
     check(unsafe { libc::ioctl(fd.as_raw_fd(), BLKDISCARD, range.as_ptr()) })
 }
 
+/// Allocates backing blocks for `offset..offset + len` of the regular file open on `fd`, keeping
+/// its size and contents.
+pub fn allocate(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    let to_off =
+        |v: u64| libc::off_t::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let (offset, len) = (to_off(offset)?, to_off(len)?);
+    // SAFETY: `fd` is an open descriptor borrowed for the call; fallocate takes no memory.
+    check(unsafe { libc::fallocate(fd.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) })
+}
+
 /// Punches a hole over `offset..offset + len` of the regular file open on `fd`, keeping its size.
 pub fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
     let to_off =

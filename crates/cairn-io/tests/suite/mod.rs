@@ -100,6 +100,26 @@ pub fn invalid_ranges(dev: &dyn BlockDevice) {
     assert_eq!(read(dev, 0, 2 * a), keep);
 }
 
+/// Preallocating keeps the contents (written and never written) and checks its range like any
+/// request; the range stays writable.
+pub fn preallocate(dev: &dyn BlockDevice) {
+    let a = dev.alignment();
+    let size = dev.size_bytes();
+    let data = pattern(11, 8 * a as usize);
+    dev.write_at(4 * a, &data).expect("write");
+    dev.preallocate(0, 1 << 20).expect("preallocate");
+    dev.preallocate(0, 0).expect("empty preallocate");
+    assert_eq!(read(dev, 4 * a, 8 * a), data);
+    assert_eq!(read(dev, 16 * a, 4 * a), vec![0u8; 4 * a as usize]);
+    for (offset, len) in [(1, a), (size - a, 2 * a), (u64::MAX - a + 1, a)] {
+        let e = dev.preallocate(offset, len).expect_err("bad range");
+        assert_eq!(e.kind, IoErrorKind::InvalidRange, "{offset}+{len}");
+    }
+    dev.write_at(16 * a, &data)
+        .expect("write after preallocate");
+    assert_eq!(read(dev, 16 * a, 8 * a), data);
+}
+
 /// A discard leaves everything around the discarded range intact, and the range stays usable.
 pub fn discard(dev: &dyn BlockDevice) {
     let data = pattern(3, 64 << 10);
@@ -233,6 +253,13 @@ macro_rules! device_suite {
             fn discard() {
                 if let Some(dev) = make() {
                     $crate::suite::discard(dev.as_ref());
+                }
+            }
+
+            #[test]
+            fn preallocate() {
+                if let Some(dev) = make() {
+                    $crate::suite::preallocate(dev.as_ref());
                 }
             }
 

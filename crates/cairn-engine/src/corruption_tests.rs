@@ -1,0 +1,269 @@
+//! Damaged metadata, crafted: blocks sealed with the format's own sealing (so they pass the
+//! checksum, type, address and generation checks) that make a tree cyclic, mis-levelled or too
+//! tall. Opening, reading and checking such a pool must answer typed errors or findings — never
+//! recurse without end.
+
+use std::sync::Arc;
+
+use cairn_io::{BlockDevice, MemDevice};
+
+use crate::error::ErrorKind;
+use crate::format::{Root, Superblock, VolumeRecord, SUPER_ADDRS};
+use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX};
+use crate::meta::{read_node, Meta};
+use crate::node::{Node, TreeKind};
+use crate::types::{PoolOptions, VolumeOptions};
+use crate::{check_device, FindingKind, Pool};
+
+fn opts() -> PoolOptions {
+    PoolOptions {
+        commit_interval: None,
+        node_cache_bytes: 1 << 20,
+    }
+}
+
+/// Blocks written to volume "v": every other virtual block, so each is its own extent and the
+/// mapping tree has two levels (a leaf holds 168 extents).
+const SPREAD_BLOCKS: u64 = 400;
+
+/// A closed pool with volume "v" (two-level mapping tree) and volume "w" (one block).
+fn pool_with_deep_volume() -> Arc<MemDevice> {
+    let dev = Arc::new(MemDevice::new(16 << 20));
+    let p = Pool::create(dev.clone(), "c", opts()).unwrap();
+    let v = p
+        .create_volume("v", 4 << 20, VolumeOptions::default())
+        .unwrap();
+    for i in 0..SPREAD_BLOCKS {
+        p.write(v.id, 2 * i * BLOCK_SIZE_BYTES, &[(i % 250) as u8 + 1; 4096])
+            .unwrap();
+    }
+    let w = p
+        .create_volume("w", 1 << 20, VolumeOptions::default())
+        .unwrap();
+    p.write(w.id, 0, &[9u8; 4096]).unwrap();
+    p.close().unwrap();
+    dev
+}
+
+fn durable(dev: &Arc<MemDevice>) -> Superblock {
+    crate::format::read_superblock(dev.as_ref()).unwrap()
+}
+
+/// The mapping root of the volume named `name`.
+fn volume_root(dev: &Arc<MemDevice>, name: &str) -> Root {
+    let sb = durable(dev);
+    let mut m = Meta::new(dev.clone(), sb.clone(), 64);
+    let dir = m
+        .range(TreeKind::Directory, sb.dir, 0, u64::MAX, usize::MAX)
+        .unwrap();
+    dir.iter()
+        .map(|(_, v)| VolumeRecord::decode(v).unwrap())
+        .find(|r| r.name == name)
+        .expect("volume in the directory")
+        .root
+}
+
+fn read(dev: &Arc<MemDevice>, kind: TreeKind, addr: u64) -> Node {
+    read_node(dev.as_ref(), kind, addr, durable(dev).gen).unwrap()
+}
+
+/// Writes `node` at `addr`, sealed as the durable generation wrote it.
+fn forge(dev: &Arc<MemDevice>, addr: u64, node: &Node) {
+    let b = node.encode(addr, durable(dev).gen);
+    dev.write_at(addr * BLOCK_SIZE_BYTES, &b).unwrap();
+}
+
+/// Rewrites the durable superblock with `f` applied, sealed in its own slot.
+fn forge_superblock(dev: &Arc<MemDevice>, f: impl FnOnce(&mut Superblock)) {
+    let mut sb = durable(dev);
+    f(&mut sb);
+    let slot = SUPER_ADDRS[(sb.gen % 2) as usize];
+    dev.write_at(slot * BLOCK_SIZE_BYTES, &sb.encode()).unwrap();
+}
+
+fn finding_kinds(dev: &Arc<MemDevice>) -> Vec<FindingKind> {
+    let report = check_device(dev.clone()).expect("check answers a report");
+    report.findings.iter().map(|f| f.kind).collect()
+}
+
+/// Reads of "v" fail with `Corrupt` naming the tree path; the pool and "w" keep working.
+fn assert_reads_fail_alone(dev: &Arc<MemDevice>, path_part: &str) {
+    let p = Pool::open(dev.clone(), opts()).expect("the directory is intact");
+    let v = p.volume_by_name("v").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let e = p.read(v.id, 0, &mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.context().contains(path_part), "{e}");
+    let e = p.write(v.id, 4096, &[1u8; 4096]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let w = p.volume_by_name("w").unwrap();
+    p.read(w.id, 0, &mut buf).unwrap();
+    assert_eq!(buf, vec![9u8; 4096]);
+    p.write(w.id, 4096, &[8u8; 4096]).unwrap();
+    p.flush().unwrap();
+    let report = p.check().unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::TreeInvariant),
+        "{:?}",
+        report.findings
+    );
+    p.close().unwrap();
+}
+
+#[test]
+fn a_volume_root_pointing_at_itself_fails_reads_not_the_pool() {
+    let dev = pool_with_deep_volume();
+    let root = volume_root(&dev, "v");
+    assert_eq!(root.height, 2, "the test needs an internal root");
+    let mut node = read(&dev, TreeKind::Volume, root.addr);
+    node.children.iter_mut().for_each(|c| *c = root.addr);
+    forge(&dev, root.addr, &node);
+    assert!(finding_kinds(&dev).contains(&FindingKind::TreeInvariant));
+    assert_reads_fail_alone(&dev, &format!("tree path {}/{}", root.addr, root.addr));
+}
+
+#[test]
+fn a_mislevelled_child_pointing_back_at_the_root_fails_reads_not_the_pool() {
+    let dev = pool_with_deep_volume();
+    let root = volume_root(&dev, "v");
+    let top = read(&dev, TreeKind::Volume, root.addr);
+    let first = top.children[0];
+    // The first leaf becomes an internal node of the root's level whose child is the root.
+    let cyclic = Node {
+        kind: TreeKind::Volume,
+        level: 1,
+        keys: vec![0],
+        children: vec![root.addr],
+        vals: Vec::new(),
+    };
+    forge(&dev, first, &cyclic);
+    assert!(finding_kinds(&dev).contains(&FindingKind::TreeInvariant));
+    assert_reads_fail_alone(&dev, &format!("tree path {}/{first}", root.addr));
+}
+
+#[test]
+fn a_cyclic_directory_fails_open_and_check_reports_it() {
+    let dev = pool_with_deep_volume();
+    let sb = durable(&dev);
+    assert_eq!(sb.dir.height, 1, "two records fit one leaf");
+    // A directory of two levels whose root is its own only child: consistent heights at the
+    // root, a cycle below it.
+    let cyclic = Node {
+        kind: TreeKind::Directory,
+        level: 1,
+        keys: vec![0, 1],
+        children: vec![sb.dir.addr, sb.dir.addr],
+        vals: Vec::new(),
+    };
+    forge(&dev, sb.dir.addr, &cyclic);
+    forge_superblock(&dev, |sb| sb.dir.height = 2);
+    let e = Pool::open(dev.clone(), opts()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.context().contains("tree path"), "{e}");
+    let report = check_device(dev.clone()).expect("check answers a report");
+    let dir = format!("directory/node {}", sb.dir.addr);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::DoubleOwned
+                && f.path == format!("{dir}/node {}", sb.dir.addr)),
+        "{:?}",
+        &report.findings[..2]
+    );
+}
+
+#[test]
+fn a_tree_taller_than_the_bound_is_refused() {
+    let dev = pool_with_deep_volume();
+    forge_superblock(&dev, |sb| sb.dir.height = BTREE_HEIGHT_MAX + 1);
+    let e = Pool::open(dev.clone(), opts()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(finding_kinds(&dev).contains(&FindingKind::TreeInvariant));
+}
+
+/// Flips one byte of block `addr`: its checksum no longer matches.
+fn damage(dev: &Arc<MemDevice>, addr: u64) {
+    let mut b = vec![0u8; BLOCK_SIZE_BYTES as usize];
+    dev.read_at(addr * BLOCK_SIZE_BYTES, &mut b).unwrap();
+    b[200] ^= 0x5a;
+    dev.write_at(addr * BLOCK_SIZE_BYTES, &b).unwrap();
+}
+
+#[test]
+fn a_bad_block_in_a_live_volume_fails_that_read_not_the_pool() {
+    let dev = pool_with_deep_volume();
+    let root = volume_root(&dev, "v");
+    let leaves = read(&dev, TreeKind::Volume, root.addr).children;
+    damage(&dev, leaves[0]);
+    let p = Pool::open(dev.clone(), opts()).unwrap();
+    let v = p.volume_by_name("v").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let e = p.read(v.id, 0, &mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(
+        e.context()
+            .contains(&format!("tree path {}/{}", root.addr, leaves[0])),
+        "{e}"
+    );
+    // Blocks mapped through the other leaves still read.
+    let far = 2 * (SPREAD_BLOCKS - 1) * BLOCK_SIZE_BYTES;
+    p.read(v.id, far, &mut buf).unwrap();
+    assert_eq!(buf, vec![((SPREAD_BLOCKS - 1) % 250) as u8 + 1; 4096]);
+    p.flush().unwrap();
+    assert!(p
+        .check()
+        .unwrap()
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::BadBlock));
+    p.close().unwrap();
+}
+
+#[test]
+fn reclaim_meeting_a_bad_block_quarantines_the_tombstone_durably() {
+    let dev = pool_with_deep_volume();
+    let root = volume_root(&dev, "v");
+    let leaves = read(&dev, TreeKind::Volume, root.addr).children;
+    {
+        let p = Pool::open(dev.clone(), opts()).unwrap();
+        p.pause_reclaim(true);
+        p.delete_volume(p.volume_by_name("v").unwrap().id).unwrap();
+        p.close().unwrap();
+    }
+    // The reclaimer drops the last leaf first: the bad block is met after a partial step.
+    damage(&dev, leaves[1]);
+    let before = crate::format::read_superblock(dev.as_ref()).unwrap();
+    for round in 0..2u64 {
+        let p = Pool::open(dev.clone(), opts()).unwrap();
+        p.wait_reclaim().expect("the pool stays healthy");
+        let info = p.info();
+        assert_eq!(info.quarantined_volumes, 1, "round {round}");
+        assert!(
+            !info.reclaim_pending,
+            "a quarantined tombstone is not retried"
+        );
+        assert_eq!(
+            info.data_bytes_used / BLOCK_SIZE_BYTES,
+            before.data_blocks + round,
+            "nothing of the quarantined tree was freed: its space is lost, not half-reclaimed"
+        );
+        let w = p.volume_by_name("w").unwrap();
+        p.write(w.id, 8192, &[3u8; 4096]).unwrap();
+        p.flush().unwrap();
+        let report = p.check().unwrap();
+        let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
+        assert!(kinds.contains(&FindingKind::Quarantined), "{kinds:?}");
+        assert!(kinds.contains(&FindingKind::BadBlock), "{kinds:?}");
+        assert!(
+            !kinds.contains(&FindingKind::RefcountMismatch)
+                && !kinds.contains(&FindingKind::Dangling),
+            "the failed step was undone: {:?}",
+            report.findings
+        );
+        p.close().unwrap();
+    }
+}

@@ -1,0 +1,231 @@
+//! The data path of a pool: read, write, trim, write-zeroes and block status.
+//!
+//! Reads and writes hold the I/O gate shared. They look up (and for writes, plan) under the pool
+//! mutex, run their device I/O without it and map new blocks under it again, so a commit (which
+//! holds the gate exclusively) never sees a write half done.
+//!
+//! Invariants:
+//! - Every request is checked against its volume (alignment to the logical block size, range,
+//!   read-only) before it touches anything.
+//! - Unmapped ranges read as zeros.
+
+use crate::error::{err, Error, ErrorKind, Result};
+use crate::format::VF_READ_ONLY;
+use crate::limits::{BLOCK_SIZE_BYTES, IO_BYTES_MAX};
+use crate::mapping::Piece;
+use crate::types::{Extent, VolumeId};
+use cairn_io::BlockDevice;
+
+use super::{Pool, State};
+
+impl Pool {
+    /// Reads data. The mapping is looked up under the pool lock; the device reads run after it
+    /// is released, under the shared I/O gate, so blocks they read cannot be reused meanwhile.
+    pub fn read(&self, id: VolumeId, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            let state = self.live()?;
+            state.io_target(id, offset, 0, false)?;
+            return Ok(());
+        }
+        let first_block = offset / BLOCK_SIZE_BYTES;
+        let end_block = (offset + buf.len() as u64).div_ceil(BLOCK_SIZE_BYTES);
+        let (_gate, mut state) = self.shared()?;
+        let seq = state.io_target(id, offset, buf.len() as u64, false)?;
+        let root = state.vols[&seq].root;
+        let pieces = state.meta.map_lookup(root, first_block, end_block)?;
+        let dev = state.meta.dev.clone();
+        drop(state);
+        if offset % BLOCK_SIZE_BYTES == 0 && buf.len() as u64 % BLOCK_SIZE_BYTES == 0 {
+            return read_pieces(dev.as_ref(), first_block, &pieces, buf);
+        }
+        let mut tmp = vec![0u8; ((end_block - first_block) * BLOCK_SIZE_BYTES) as usize];
+        read_pieces(dev.as_ref(), first_block, &pieces, &mut tmp)?;
+        let skip = (offset - first_block * BLOCK_SIZE_BYTES) as usize;
+        let n = buf.len();
+        buf.copy_from_slice(&tmp[skip..skip + n]);
+        Ok(())
+    }
+
+    /// Writes data. The write is planned (and its fresh blocks allocated) under the pool lock,
+    /// the device writes run after it is released, and the new blocks are mapped under the lock
+    /// again; the shared I/O gate is held throughout, so no commit (or snapshot) sees a write
+    /// half done.
+    pub fn write(&self, id: VolumeId, offset: u64, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            let state = self.live()?;
+            state.io_target(id, offset, 0, true)?;
+            return Ok(());
+        }
+        let mut too_dirty = false;
+        for (i, chunk) in data.chunks(IO_BYTES_MAX).enumerate() {
+            let at = offset + (i * IO_BYTES_MAX) as u64;
+            let mut committed = false;
+            loop {
+                match self.write_chunk(id, offset, data.len() as u64, at, chunk) {
+                    Ok(dirty) => {
+                        too_dirty = dirty;
+                        break;
+                    }
+                    // Space freed in this transaction becomes reusable once it is durable:
+                    // commit once and try again before reporting the pool full.
+                    Err((e, pending))
+                        if e.kind() == ErrorKind::NoSpace && pending && !committed =>
+                    {
+                        committed = true;
+                        let (_gate, mut state) = self.exclusive()?;
+                        state.commit()?;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        self.commit_if_too_dirty(too_dirty)
+    }
+
+    /// One chunk of a write; returns whether the transaction grew past its bound, or the error
+    /// and whether blocks freed in this transaction are waiting for a commit.
+    pub(super) fn write_chunk(
+        &self,
+        id: VolumeId,
+        offset: u64,
+        len: u64,
+        at: u64,
+        chunk: &[u8],
+    ) -> std::result::Result<bool, (Error, bool)> {
+        let (first_block, end_block) = block_span(at, chunk.len() as u64);
+        // Held until the mapping update: a read-modify-write of a partial block and any other
+        // write to that block run one after the other.
+        let _blocks = self.inner.blocks.lock(id, first_block, end_block);
+        let (_gate, mut state) = self.shared().map_err(|e| (e, false))?;
+        let planned = state
+            .io_target(id, offset, len, true)
+            .and_then(|seq| state.plan_write(seq, at, chunk, true));
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(e) => {
+                let pending = state.meta.pending_blocks > 0;
+                return Err((e, pending));
+            }
+        };
+        let dev = state.meta.dev.clone();
+        drop(state);
+        let res = plan.execute(dev.as_ref());
+        let mut state = self.lock();
+        state
+            .finish_write(plan, res)
+            .map_err(|e| (e, state.meta.pending_blocks > 0))?;
+        Ok(state.too_dirty())
+    }
+
+    /// Mapped and unmapped runs of `[offset, offset + len)`.
+    pub fn block_status(&self, id: VolumeId, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        let mut state = self.live()?;
+        let seq = state.io_target(id, offset, len, false)?;
+        state.block_status(seq, offset, len)
+    }
+}
+impl State {
+    /// Validates an I/O request and returns the volume's sequence number.
+    pub(super) fn io_target(
+        &self,
+        id: VolumeId,
+        offset: u64,
+        len: u64,
+        write: bool,
+    ) -> Result<u64> {
+        let seq = self.seq_of(id)?;
+        let r = &self.vols[&seq];
+        let logical_block_size = u64::from(r.logical_block_size);
+        if offset % logical_block_size != 0 || len % logical_block_size != 0 {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("offset {offset} length {len} not multiples of {logical_block_size} on volume {id}"),
+            ));
+        }
+        if offset.checked_add(len).is_none_or(|end| end > r.size_bytes) {
+            return Err(err(
+                ErrorKind::OutOfRange,
+                format!("offset {offset} length {len} past the end of volume {id}"),
+            ));
+        }
+        if write && r.flags & VF_READ_ONLY != 0 {
+            return Err(err(ErrorKind::ReadOnly, format!("volume {id}")));
+        }
+        Ok(seq)
+    }
+    pub(super) fn read_blocks(
+        &mut self,
+        seq: u64,
+        first_block: u64,
+        end_block: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let root = self.vols[&seq].root;
+        let pieces = self.meta.map_lookup(root, first_block, end_block)?;
+        read_pieces(self.meta.dev.as_ref(), first_block, &pieces, out)
+    }
+
+    pub(super) fn block_status(&mut self, seq: u64, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        let end = offset + len;
+        let root = self.vols[&seq].root;
+        let pieces = self.meta.map_lookup(
+            root,
+            offset / BLOCK_SIZE_BYTES,
+            end.div_ceil(BLOCK_SIZE_BYTES),
+        )?;
+        let mut out: Vec<Extent> = Vec::new();
+        let mut push = |s: u64, e: u64, mapped: bool| {
+            let s = s.max(offset);
+            let e = e.min(end);
+            if s >= e {
+                return;
+            }
+            match out.last_mut() {
+                Some(l) if l.mapped == mapped && l.offset + l.len == s => l.len += e - s,
+                _ => out.push(Extent {
+                    offset: s,
+                    len: e - s,
+                    mapped,
+                }),
+            }
+        };
+        let mut cursor = offset;
+        for (v, _, n) in pieces {
+            push(cursor, v * BLOCK_SIZE_BYTES, false);
+            push(v * BLOCK_SIZE_BYTES, (v + n) * BLOCK_SIZE_BYTES, true);
+            cursor = (v + n) * BLOCK_SIZE_BYTES;
+        }
+        push(cursor, end, false);
+        Ok(out)
+    }
+}
+
+/// The virtual blocks `[first, end)` a request of `len` bytes at `offset` touches (at least one,
+/// and no overflow: the request is validated against its volume after its blocks are held).
+pub(super) fn block_span(offset: u64, len: u64) -> (u64, u64) {
+    let first_block = offset / BLOCK_SIZE_BYTES;
+    let end_block = offset.saturating_add(len).div_ceil(BLOCK_SIZE_BYTES);
+    (first_block, end_block.max(first_block + 1))
+}
+
+/// Fills `out` (virtual blocks from `first_block`) from the mapped pieces, zeros elsewhere.
+fn read_pieces(
+    dev: &dyn BlockDevice,
+    first_block: u64,
+    pieces: &[Piece],
+    out: &mut [u8],
+) -> Result<()> {
+    let mut cursor = first_block;
+    for &(v, p, n) in pieces {
+        let at = ((cursor - first_block) * BLOCK_SIZE_BYTES) as usize;
+        let to = ((v - first_block) * BLOCK_SIZE_BYTES) as usize;
+        out[at..to].fill(0);
+        let end = to + (n * BLOCK_SIZE_BYTES) as usize;
+        dev.read_at(p * BLOCK_SIZE_BYTES, &mut out[to..end])
+            .map_err(|e| Error::io(format!("read data block {p}"), e))?;
+        cursor = v + n;
+    }
+    let at = ((cursor - first_block) * BLOCK_SIZE_BYTES) as usize;
+    out[at..].fill(0);
+    Ok(())
+}

@@ -1,0 +1,405 @@
+//! The volume directory of a pool: volume records, their names, create, delete, resize,
+//! rename, flags and tags, snapshot and restore.
+//!
+//! Invariants:
+//! - Every record change is committed before the call returns.
+//! - A live record is indexed by its id in `by_id` and by its name in `by_name` (kept exact
+//!   on create, snapshot, rename, delete and open); a tombstone (flag `deleting`) is not, has
+//!   no name, and stays in the directory until reclaim has dropped its tree.
+//! - Record sequence numbers (and the ids derived from them) are never reused.
+
+use parking_lot::RwLockWriteGuard;
+
+use crate::error::{err, ErrorKind, Result};
+use crate::format::{Root, VolumeRecord, VF_DELETING, VF_HIDDEN, VF_READ_ONLY};
+use crate::limits::{
+    BLOCK_SIZE_BYTES, LOGICAL_BLOCK_SIZES, TAG_BYTES_MAX, VOLUME_NAME_BYTES_MAX,
+    VOLUME_NAME_CHARS_MAX, VOLUME_SIZE_BYTES_MAX,
+};
+use crate::node::TreeKind;
+use crate::types::{VolumeId, VolumeInfo, VolumeOptions};
+
+use super::{now_unix_secs, Pool, State, StateGuard, Tier};
+
+/// Checks a volume name: 1–64 printable characters, no control characters, no '/', no leading
+/// or trailing space.
+pub(crate) fn validate_volume_name(name: &str) -> Result<()> {
+    let chars = name.chars().count();
+    let ok = (1..=VOLUME_NAME_CHARS_MAX).contains(&chars)
+        && name.len() <= VOLUME_NAME_BYTES_MAX
+        && !name.chars().any(|c| c.is_control() || c == '/')
+        && !name.starts_with(char::is_whitespace)
+        && !name.ends_with(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            ErrorKind::InvalidArgument,
+            format!("volume name {name:?}"),
+        ))
+    }
+}
+
+fn validate_size(size_bytes: u64) -> Result<()> {
+    if size_bytes == 0 || size_bytes % BLOCK_SIZE_BYTES != 0 || size_bytes > VOLUME_SIZE_BYTES_MAX {
+        return Err(err(
+            ErrorKind::InvalidArgument,
+            format!("volume size {size_bytes} (a non-zero multiple of 4096, at most 1 PiB)"),
+        ));
+    }
+    Ok(())
+}
+
+fn info_of(r: &VolumeRecord) -> VolumeInfo {
+    VolumeInfo {
+        id: VolumeId(r.id),
+        name: r.name.clone(),
+        size_bytes: r.size_bytes,
+        logical_block_size: r.logical_block_size,
+        read_only: r.flags & VF_READ_ONLY != 0,
+        hidden: r.flags & VF_HIDDEN != 0,
+        parent: r.parent.map(VolumeId),
+        created_unix_secs: r.created_unix_secs,
+        tag: r.tag.clone(),
+    }
+}
+impl Pool {
+    /// For directory changes other than delete: no I/O in flight, and room for their commit
+    /// above the floor that only delete and reclaim may use.
+    fn exclusive_with_room(&self) -> Result<(RwLockWriteGuard<'_, ()>, StateGuard<'_>)> {
+        let (gate, st) = self.exclusive()?;
+        st.ensure_room(Tier::Ordinary)?;
+        Ok((gate, st))
+    }
+
+    pub fn create_volume(
+        &self,
+        name: &str,
+        size_bytes: u64,
+        opts: VolumeOptions,
+    ) -> Result<VolumeInfo> {
+        validate_volume_name(name)?;
+        validate_size(size_bytes)?;
+        if !LOGICAL_BLOCK_SIZES.contains(&opts.logical_block_size) {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("logical block size {}", opts.logical_block_size),
+            ));
+        }
+        let (_gate, mut st) = self.exclusive_with_room()?;
+        st.ensure_name_free(name)?;
+        let flags = record_flags(&opts);
+        let rec = st.new_record(
+            name,
+            size_bytes,
+            opts.logical_block_size,
+            flags,
+            None,
+            Root::default(),
+        );
+        let info = info_of(&rec);
+        st.add_record(rec);
+        st.commit()?;
+        Ok(info)
+    }
+
+    /// O(1) tombstone + commit; the space is reclaimed in the background.
+    pub fn delete_volume(&self, id: VolumeId) -> Result<()> {
+        {
+            let (_gate, mut st) = self.exclusive()?;
+            let seq = st.seq_of(id)?;
+            st.by_id.remove(&id);
+            let rec = st.vols.get_mut(&seq).expect("indexed");
+            rec.flags |= VF_DELETING | VF_HIDDEN;
+            let name = std::mem::take(&mut rec.name);
+            let unindexed = st.by_name.remove(&name);
+            assert_eq!(unindexed, Some(seq), "live volume {name:?} indexed by name");
+            st.dirty_vols.insert(seq);
+            st.hints.remove(&seq);
+            st.commit()?;
+        }
+        self.inner.wake.notify_all();
+        Ok(())
+    }
+
+    /// Grows a volume (shrinking is refused).
+    pub fn resize_volume(&self, id: VolumeId, size_bytes: u64) -> Result<VolumeInfo> {
+        validate_size(size_bytes)?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
+        let seq = st.seq_of(id)?;
+        if size_bytes < st.vols[&seq].size_bytes {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("shrinking volume {id}"),
+            ));
+        }
+        st.update(seq, |r| r.size_bytes = size_bytes)
+    }
+
+    pub fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
+        validate_volume_name(name)?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
+        let seq = st.seq_of(id)?;
+        let old = st.vols[&seq].name.clone();
+        if old != name {
+            st.ensure_name_free(name)?;
+            let unindexed = st.by_name.remove(&old);
+            assert_eq!(unindexed, Some(seq), "live volume {old:?} indexed by name");
+            st.by_name.insert(name.to_string(), seq);
+        }
+        st.update(seq, |r| r.name = name.to_string())
+    }
+
+    pub fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
+        let (_gate, mut st) = self.exclusive_with_room()?;
+        let seq = st.seq_of(id)?;
+        st.update(seq, |r| {
+            r.flags = if read_only {
+                r.flags | VF_READ_ONLY
+            } else {
+                r.flags & !VF_READ_ONLY
+            }
+        })
+    }
+
+    pub fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
+        let (_gate, mut st) = self.exclusive_with_room()?;
+        let seq = st.seq_of(id)?;
+        st.update(seq, |r| {
+            r.flags = if hidden {
+                r.flags | VF_HIDDEN
+            } else {
+                r.flags & !VF_HIDDEN
+            }
+        })
+    }
+
+    pub fn set_tag(&self, id: VolumeId, tag: &[u8]) -> Result<VolumeInfo> {
+        if tag.len() > TAG_BYTES_MAX {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("tag of {} bytes", tag.len()),
+            ));
+        }
+        let (_gate, mut st) = self.exclusive_with_room()?;
+        let seq = st.seq_of(id)?;
+        st.update(seq, |r| r.tag = tag.to_vec())
+    }
+
+    /// O(1) snapshot of `source`, committed on return; inherits the logical block size.
+    pub fn snapshot(
+        &self,
+        source: VolumeId,
+        name: &str,
+        opts: VolumeOptions,
+    ) -> Result<VolumeInfo> {
+        validate_volume_name(name)?;
+        let (_gate, mut st) = self.exclusive_with_room()?;
+        let src_seq = st.seq_of(source)?;
+        st.ensure_name_free(name)?;
+        let src = st.vols[&src_seq].clone();
+        let flags = record_flags(&opts);
+        if src.root.addr != 0 {
+            st.meta_op(Tier::Ordinary, |meta| meta.rc_inc(src.root.addr, 1))?;
+        }
+        let rec = st.new_record(
+            name,
+            src.size_bytes,
+            src.logical_block_size,
+            flags,
+            Some(src.id),
+            src.root,
+        );
+        let info = info_of(&rec);
+        st.add_record(rec);
+        st.commit()?;
+        Ok(info)
+    }
+
+    /// O(1): `volume` takes `snapshot`'s contents and size; committed on return.
+    pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
+        {
+            // Every block of the volume: a trim or write-zeroes in steps finishes on the contents
+            // it started on, never half on the old and half on the restored ones.
+            let _blocks = self.inner.blocks.lock(volume, 0, u64::MAX);
+            let (_gate, mut st) = self.exclusive_with_room()?;
+            let vseq = st.seq_of(volume)?;
+            let sseq = st.seq_of(snapshot)?;
+            if vseq == sseq {
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    "restoring a volume from itself",
+                ));
+            }
+            if st.vols[&vseq].flags & VF_READ_ONLY != 0 {
+                return Err(err(
+                    ErrorKind::ReadOnly,
+                    format!("restore into volume {volume}"),
+                ));
+            }
+            let snap = st.vols[&sseq].clone();
+            let old_root = st.vols[&vseq].root;
+            if snap.root.addr != 0 {
+                st.meta_op(Tier::Ordinary, |meta| meta.rc_inc(snap.root.addr, 1))?;
+            }
+            if old_root.addr != 0 {
+                let tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
+                let seq = st.next_seq - 1;
+                st.vols.insert(seq, tomb);
+                st.dirty_vols.insert(seq);
+            }
+            let rec = st.vols.get_mut(&vseq).expect("indexed");
+            rec.root = snap.root;
+            rec.size_bytes = snap.size_bytes;
+            st.dirty_vols.insert(vseq);
+            st.hints.remove(&vseq);
+            st.commit()?;
+        }
+        self.inner.wake.notify_all();
+        Ok(())
+    }
+
+    /// Visible volumes and snapshots (hidden ones included, tombstones not).
+    pub fn volumes(&self) -> Vec<VolumeInfo> {
+        let st = self.lock();
+        st.vols
+            .values()
+            .filter(|r| !r.deleting())
+            .map(info_of)
+            .collect()
+    }
+
+    pub fn volume(&self, id: VolumeId) -> Result<VolumeInfo> {
+        let st = self.lock();
+        let seq = st.seq_of(id)?;
+        Ok(info_of(&st.vols[&seq]))
+    }
+
+    /// Is `name` the name of a live volume of this pool? O(1).
+    pub(crate) fn has_volume_named(&self, name: &str) -> bool {
+        self.lock().by_name.contains_key(name)
+    }
+
+    pub fn volume_by_name(&self, name: &str) -> Option<VolumeInfo> {
+        let st = self.lock();
+        let seq = st.by_name.get(name)?;
+        let rec = &st.vols[seq];
+        debug_assert!(!rec.deleting() && rec.name == name, "name index is exact");
+        Some(info_of(rec))
+    }
+}
+impl State {
+    pub(super) fn load_directory(&mut self) -> Result<()> {
+        let entries = self.meta.range(
+            TreeKind::Directory,
+            self.meta.dir_root,
+            0,
+            u64::MAX,
+            usize::MAX,
+        )?;
+        for (seq, v) in entries {
+            let rec = VolumeRecord::decode(&v)?;
+            if !rec.deleting() {
+                self.by_id.insert(VolumeId(rec.id), seq);
+                if let Some(first) = self.by_name.insert(rec.name.clone(), seq) {
+                    // Only a damaged directory holds a name twice: the older record keeps it.
+                    tracing::error!("pool {}: volume name {:?} held twice", self.name, rec.name);
+                    self.by_name.insert(rec.name.clone(), first);
+                }
+            }
+            self.vols.insert(seq, rec);
+        }
+        Ok(())
+    }
+    pub(super) fn seq_of(&self, id: VolumeId) -> Result<u64> {
+        self.by_id
+            .get(&id)
+            .copied()
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("volume {id}")))
+    }
+
+    pub(super) fn ensure_name_free(&self, name: &str) -> Result<()> {
+        if self.by_name.contains_key(name) {
+            return Err(err(
+                ErrorKind::AlreadyExists,
+                format!("volume name {name:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new record with the next sequence number and an id derived from it (never reused).
+    pub(super) fn new_record(
+        &mut self,
+        name: &str,
+        size_bytes: u64,
+        logical_block_size: u32,
+        flags: u32,
+        parent: Option<[u8; 16]>,
+        root: Root,
+    ) -> VolumeRecord {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.uuid[..8]);
+        id[8..].copy_from_slice(&seq.to_be_bytes());
+        VolumeRecord {
+            id,
+            parent,
+            size_bytes,
+            root,
+            logical_block_size,
+            flags,
+            created_unix_secs: now_unix_secs(),
+            name: name.to_string(),
+            tag: Vec::new(),
+        }
+    }
+
+    pub(super) fn add_record(&mut self, rec: VolumeRecord) {
+        let seq = u64::from_be_bytes(rec.id[8..].try_into().expect("8 bytes"));
+        debug_assert!(!rec.deleting(), "a new record is live");
+        self.by_id.insert(VolumeId(rec.id), seq);
+        let named = self.by_name.insert(rec.name.clone(), seq);
+        assert!(
+            named.is_none(),
+            "volume name {:?} checked free first",
+            rec.name
+        );
+        self.vols.insert(seq, rec);
+        self.dirty_vols.insert(seq);
+    }
+
+    pub(super) fn update(
+        &mut self,
+        seq: u64,
+        f: impl FnOnce(&mut VolumeRecord),
+    ) -> Result<VolumeInfo> {
+        let rec = self.vols.get_mut(&seq).expect("indexed");
+        f(rec);
+        let info = info_of(rec);
+        self.dirty_vols.insert(seq);
+        self.commit()?;
+        Ok(info)
+    }
+
+    pub(super) fn set_root(&mut self, seq: u64, root: Root) {
+        let rec = self.vols.get_mut(&seq).expect("indexed");
+        if rec.root != root {
+            rec.root = root;
+            self.dirty_vols.insert(seq);
+        }
+    }
+}
+
+/// The volume-record flags that `opts` asks for.
+fn record_flags(opts: &VolumeOptions) -> u32 {
+    let mut flags = 0;
+    if opts.read_only {
+        flags |= VF_READ_ONLY;
+    }
+    if opts.hidden {
+        flags |= VF_HIDDEN;
+    }
+    flags
+}

@@ -1,0 +1,207 @@
+//! The target node shared by every connection: its name and login policy, the LUN table of the
+//! no-view default, the registry of live sessions (for reinstatement and unit attentions) and
+//! the server-wide in-flight byte budget.
+//!
+//! Invariants: one live session per (initiator name, ISID) — a login with the ISID of a live
+//! session closes the old one first; TSIHs are never 0; the LUN table changes only through
+//! [`Target::luns`], which persists it before any session sees the change.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use cairn_export::{Exports, VolumeInfo};
+use tokio::sync::{watch, Semaphore};
+
+use crate::limits::{SERVER_IN_FLIGHT_BYTES_MAX, UNIT_ATTENTIONS_MAX};
+use crate::login::LoginConfig;
+use crate::lunmap::LunMap;
+use crate::scsi::sense::Sense;
+use crate::views::Views;
+
+/// Unit attentions waiting for one session, per LUN.
+#[derive(Debug, Default)]
+pub(crate) struct Attentions {
+    per_lun: HashMap<u16, VecDeque<Sense>>,
+}
+
+impl Attentions {
+    pub fn push(&mut self, lun: u16, s: Sense) {
+        let q = self.per_lun.entry(lun).or_default();
+        if q.contains(&s) {
+            return;
+        }
+        if q.len() == UNIT_ATTENTIONS_MAX {
+            q.pop_front();
+        }
+        q.push_back(s);
+    }
+
+    pub fn take(&mut self, lun: u16) -> Option<Sense> {
+        self.per_lun.get_mut(&lun)?.pop_front()
+    }
+
+    /// Drops one pending condition (REPORT LUNS clears REPORTED LUNS DATA HAS CHANGED).
+    pub fn remove(&mut self, lun: u16, s: Sense) {
+        if let Some(q) = self.per_lun.get_mut(&lun) {
+            q.retain(|p| *p != s);
+        }
+    }
+
+    pub fn clear(&mut self, lun: u16) {
+        self.per_lun.remove(&lun);
+    }
+}
+
+struct SessionEntry {
+    tsih: u16,
+    close: watch::Sender<bool>,
+    attentions: Arc<Mutex<Attentions>>,
+}
+
+/// A registered session, as its connection holds it.
+pub(crate) struct Registration {
+    pub tsih: u16,
+    pub close: watch::Receiver<bool>,
+    pub attentions: Arc<Mutex<Attentions>>,
+}
+
+pub(crate) struct Target {
+    pub login: Arc<LoginConfig>,
+    pub exports: Arc<dyn Exports>,
+    pub bytes: Arc<Semaphore>,
+    /// Idle time after which the target pings an initiator with a NOP-In.
+    pub nop_interval: std::time::Duration,
+    lun_map_path: PathBuf,
+    lun_map: Mutex<LunMap>,
+    views: Views,
+    lun_generation: AtomicU64,
+    sessions: Mutex<HashMap<(String, [u8; 6]), SessionEntry>>,
+    next_tsih: AtomicU16,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Target {
+    pub fn new(
+        login: LoginConfig,
+        exports: Arc<dyn Exports>,
+        lun_map_path: PathBuf,
+        views: Views,
+        nop_interval: std::time::Duration,
+    ) -> std::io::Result<Target> {
+        let lun_map = LunMap::load(&lun_map_path)?;
+        let target = Target {
+            login: Arc::new(login),
+            exports,
+            bytes: Arc::new(Semaphore::new(SERVER_IN_FLIGHT_BYTES_MAX as usize)),
+            nop_interval,
+            lun_map_path,
+            lun_map: Mutex::new(lun_map),
+            views,
+            lun_generation: AtomicU64::new(0),
+            sessions: Mutex::new(HashMap::new()),
+            next_tsih: AtomicU16::new(1),
+        };
+        target.luns()?;
+        Ok(target)
+    }
+
+    /// The serial number (VPD 0x80) of a volume: its id in hex.
+    pub fn serial(info: &VolumeInfo) -> String {
+        hex(&info.id)
+    }
+
+    /// The current LUN table, sorted by LUN, after bringing the map up to date with the exports.
+    pub fn luns(&self) -> std::io::Result<Vec<(u16, VolumeInfo)>> {
+        let volumes = self.exports.list().map_err(std::io::Error::other)?;
+        let ids: Vec<String> = volumes.iter().map(|v| hex(&v.id)).collect();
+        let mut map = lock(&self.lun_map);
+        if map.update(&ids) {
+            map.save(&self.lun_map_path)?;
+            self.lun_generation.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut table: Vec<(u16, VolumeInfo)> = volumes
+            .into_iter()
+            .zip(ids)
+            .filter_map(|(v, id)| map.luns.get(&id).map(|&lun| (lun, v)))
+            .collect();
+        table.sort_by_key(|(lun, _)| *lun);
+        Ok(table)
+    }
+
+    /// The LUNs `initiator` sees: the no-view default, or exactly those of its masking views
+    /// (volumes a view names that do not exist are left out).
+    pub fn luns_for(&self, initiator: &str) -> std::io::Result<Vec<(u16, VolumeInfo)>> {
+        let all = self.luns()?;
+        if self.views.is_empty() {
+            return Ok(all);
+        }
+        let mapped = self.views.luns_of(initiator);
+        Ok(mapped
+            .into_iter()
+            .filter_map(|(lun, name)| {
+                all.iter()
+                    .find(|(_, v)| v.name == name)
+                    .map(|(_, v)| (lun, v.clone()))
+            })
+            .collect())
+    }
+
+    /// Changes each time the LUN table changes.
+    pub fn lun_generation(&self) -> u64 {
+        self.lun_generation.load(Ordering::SeqCst)
+    }
+
+    /// Registers a new session, closing a live one of the same initiator and ISID.
+    pub fn register(&self, initiator: &str, isid: [u8; 6]) -> Registration {
+        let mut tsih = self.next_tsih.fetch_add(1, Ordering::Relaxed);
+        if tsih == 0 {
+            tsih = self.next_tsih.fetch_add(1, Ordering::Relaxed);
+        }
+        let (close, rx) = watch::channel(false);
+        let attentions = Arc::new(Mutex::new(Attentions::default()));
+        let entry = SessionEntry {
+            tsih,
+            close,
+            attentions: attentions.clone(),
+        };
+        if let Some(old) = lock(&self.sessions).insert((initiator.to_string(), isid), entry) {
+            tracing::info!(initiator, old_tsih = old.tsih, "iSCSI session reinstated");
+            let _ = old.close.send(true);
+        }
+        Registration {
+            tsih,
+            close: rx,
+            attentions,
+        }
+    }
+
+    /// Removes a session that ended (unless a reinstatement already replaced it).
+    pub fn unregister(&self, initiator: &str, isid: [u8; 6], tsih: u16) {
+        let mut sessions = lock(&self.sessions);
+        let key = (initiator.to_string(), isid);
+        if sessions.get(&key).is_some_and(|e| e.tsih == tsih) {
+            sessions.remove(&key);
+        }
+    }
+
+    /// True if a session with this TSIH is live.
+    pub fn has_tsih(&self, tsih: u16) -> bool {
+        lock(&self.sessions).values().any(|e| e.tsih == tsih)
+    }
+
+    /// Queues a unit attention for `lun` on every session but `except`.
+    pub fn broadcast(&self, lun: u16, sense: Sense, except: u16) {
+        for e in lock(&self.sessions).values().filter(|e| e.tsih != except) {
+            lock(&e.attentions).push(lun, sense);
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The iSCSI target end to end, with real initiators against the real daemon: libiscsi's
+//! conformance suite (`iscsi-test-cu`, one process per family), `iscsi-ls`, `iscsi-inq`,
+//! `iscsi-readcapacity16`, qemu's iSCSI driver (`qemu-io iscsi://`), the same volume over NBD and
+//! iSCSI, a crash with `kill -9` and restart, CHAP, and a table of malformed PDUs on a raw socket.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cairn_tests::iscsi::{self, bhs, put32, Initiator};
+use cairn_tests::{cairn, test_config, Daemon};
+use serde_json::Value;
+
+const POOL: &str = "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n";
+
+/// Creates the pool with volume `rw` (512-byte blocks) and read-only `ro` before the daemon
+/// starts; returns the data directory.
+fn prepared(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let pool = data.join("pool0.img");
+    let pool = pool.to_str().unwrap();
+    for args in [
+        vec!["pool", "create", pool, "--name", "pool0", "--size", "1GiB"],
+        vec![
+            "volume",
+            "create",
+            pool,
+            "rw",
+            "--size",
+            "128MiB",
+            "--block-size",
+            "512",
+        ],
+        vec![
+            "volume",
+            "create",
+            pool,
+            "ro",
+            "--size",
+            "64MiB",
+            "--read-only",
+        ],
+    ] {
+        let (status, out, err) = cairn(&args).unwrap();
+        assert!(status.success(), "cairn {args:?}: {out}{err}");
+    }
+    data
+}
+
+fn target_name(daemon: &Daemon) -> String {
+    std::fs::read_to_string(daemon.data_dir.join("iscsi-target-name"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The LUN of volume `name`, from the daemon's LUN map and the volume ids.
+fn lun_of(daemon: &Daemon, name: &str) -> u16 {
+    let map: Value =
+        serde_json::from_slice(&std::fs::read(daemon.data_dir.join("iscsi-luns.json")).unwrap())
+            .unwrap();
+    let id = volume_id(daemon, name);
+    map["luns"][&id]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} ({id}) not in {map}")) as u16
+}
+
+/// The volume's id as the LUN map keys it, found through its SMI-S Name (the NAA type 6 text:
+/// the id with its first digit replaced by 6).
+fn volume_id(daemon: &Daemon, name: &str) -> String {
+    let out = python(daemon, "volume_name.py", &[name]);
+    let naa = out["name"].as_str().unwrap().to_lowercase();
+    let map: Value =
+        serde_json::from_slice(&std::fs::read(daemon.data_dir.join("iscsi-luns.json")).unwrap())
+            .unwrap();
+    map["luns"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|id| id[1..] == naa[1..])
+        .cloned()
+        .unwrap_or_else(|| panic!("no LUN for {name} ({naa})"))
+}
+
+fn python(daemon: &Daemon, script: &str, args: &[&str]) -> Value {
+    let python = std::env::var_os("CAIRN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/work/venv/bin/python".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("py")
+        .join(script);
+    let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
+    let out = Command::new(python)
+        .arg(&script)
+        .args([url.as_str(), "admin", "secret"])
+        .args(args)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{script:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn iscsi_url(daemon: &Daemon, lun: u16) -> String {
+    format!(
+        "iscsi://{}/{}/{lun}",
+        daemon.listen.iscsi.expect("iSCSI"),
+        target_name(daemon)
+    )
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (apt: libiscsi-bin, qemu-block-extra)"));
+    eprintln!(
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Conformance families run against the read-write LUN (the read-only one runs ReadOnly).
+const FAMILIES: &[&str] = &[
+    "TestUnitReady",
+    "Inquiry",
+    "ReadCapacity10",
+    "ReadCapacity16",
+    "Read10",
+    "Read16",
+    "Write10",
+    "Write16",
+    "WriteSame10",
+    "WriteSame16",
+    "Unmap",
+    "Verify10",
+    "Verify16",
+    "ReportSupportedOpcodes",
+    "ModeSense6",
+    "Mandatory",
+    "iSCSIcmdsn",
+    "iSCSIdatasn",
+    "iSCSIResiduals",
+    "iSCSITMF",
+];
+
+/// Runs one family; returns (tests ran, tests failed, asserts failed) from CUnit's summary.
+fn family(url: &str, name: &str) -> (u32, u32, u32) {
+    let out =
+        run(Command::new("iscsi-test-cu").args(["--dataloss", "-t", &format!("ALL.{name}"), url]));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = |label: &str| -> Vec<u32> {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(label))
+            .unwrap_or_else(|| panic!("{name}: no {label} row in {text}"));
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.parse().ok())
+            .collect()
+    };
+    let (tests, asserts) = (row("tests"), row("asserts"));
+    (tests[1], tests[3], asserts[3])
+}
+
+#[test]
+fn libiscsi_conformance_families_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let rw = iscsi_url(&daemon, lun_of(&daemon, "rw"));
+    let ro = iscsi_url(&daemon, lun_of(&daemon, "ro"));
+    let mut failures = Vec::new();
+    let runs = FAMILIES
+        .iter()
+        .map(|f| (*f, rw.as_str()))
+        .chain([("ReadOnly", ro.as_str())]);
+    for (name, url) in runs {
+        let (ran, failed, asserts_failed) = family(url, name);
+        if ran == 0 || failed > 0 || asserts_failed > 0 {
+            failures.push(format!(
+                "{name}: ran {ran}, failed {failed}, failed asserts {asserts_failed}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn initiator_tools_see_the_luns_identity_and_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let portal = format!("iscsi://{}", daemon.listen.iscsi.unwrap());
+    let iqn = target_name(&daemon);
+    assert_eq!(iqn, iqn.to_lowercase());
+    assert!(iqn.starts_with("iqn.2026-01.org.cairn:"), "{iqn}");
+    let ls = String::from_utf8_lossy(&run(Command::new("iscsi-ls").args(["-s", &portal])).stdout)
+        .to_string();
+    assert!(ls.contains(&format!("Target:{iqn} Portal:")), "{ls}");
+    let (rw, ro) = (lun_of(&daemon, "rw"), lun_of(&daemon, "ro"));
+    for lun in [rw, ro] {
+        assert!(
+            ls.contains(&format!("Lun:{lun} ")),
+            "LUN {lun} missing: {ls}"
+        );
+    }
+    let cap = String::from_utf8_lossy(
+        &run(Command::new("iscsi-readcapacity16").arg(iscsi_url(&daemon, rw))).stdout,
+    )
+    .to_string();
+    assert!(cap.contains("Total size:134217728"), "{cap}");
+    assert!(cap.contains("LOGICAL BLOCK LENGTH IN BYTES:512"), "{cap}");
+    assert!(cap.contains("LBPME:1 LBPRZ:1"), "{cap}");
+
+    let name = python(&daemon, "volume_name.py", &["rw"])["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // iscsi-inq prints the binary NAA designator as text (up to its first NUL byte).
+    let inq =
+        run(Command::new("iscsi-inq").args(["-e", "1", "-c", "131", &iscsi_url(&daemon, rw)]))
+            .stdout;
+    let text = String::from_utf8_lossy(&inq).to_string();
+    assert!(text.contains("Designator Type:(3) NAA"), "{text}");
+    let at = inq
+        .windows(19)
+        .position(|w| w == b"Designator Type:(3)")
+        .unwrap();
+    let start = at
+        + inq[at..]
+            .windows(12)
+            .position(|w| w == b"Designator:[")
+            .unwrap()
+        + 12;
+    let printed: String = inq[start..]
+        .iter()
+        .take_while(|&&b| b != b']' && b != b'\n')
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert!(
+        printed.len() >= 2 && name.starts_with(&printed),
+        "printed {printed}, SMI-S Name {name}"
+    );
+    // The whole designator, read over a raw session, is exactly the SMI-S Name.
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    ini.login_ok(&iqn, "").unwrap();
+    let (page, status) = ini
+        .read_command(rw, &iscsi::inquiry_vpd(0x83), 4096)
+        .unwrap();
+    assert_eq!(status, 0);
+    assert_eq!(iscsi::naa_of_vpd83(&page), Some(name));
+}
+
+fn qemu_io(url: &str, commands: &[&str]) -> bool {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = run(cmd.arg(url));
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success()
+        && !text.contains("Pattern verification failed")
+        && !text.contains("failed:")
+}
+
+#[test]
+fn nbd_and_iscsi_share_bytes_and_flushed_data_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let (rw, ro) = (lun_of(&daemon, "rw"), lun_of(&daemon, "ro"));
+    let iqn = target_name(&daemon);
+    let url = iscsi_url(&daemon, rw);
+    let nbd = format!("nbd://{}/rw", daemon.listen.nbd.unwrap());
+    assert!(qemu_io(&url, &["write -P 0xab 0 1M", "flush"]));
+    assert!(qemu_io(
+        &nbd,
+        &["read -P 0xab 0 1M", "write -P 0xcd 1M 1M", "flush"]
+    ));
+    assert!(qemu_io(&url, &["read -P 0xab 0 1M", "read -P 0xcd 1M 1M"]));
+    assert!(
+        !qemu_io(&url, &["read -P 0xcd 0 4k"]),
+        "a mismatch must be reported"
+    );
+    // Writes in flight (not flushed) when the daemon dies.
+    let mut writer = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 0xee 8M 32M", &url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    daemon.kill().unwrap();
+    let _ = writer.wait();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    assert_eq!(target_name(&daemon), iqn, "the IQN survives a restart");
+    assert_eq!(
+        (lun_of(&daemon, "rw"), lun_of(&daemon, "ro")),
+        (rw, ro),
+        "LUN numbers survive a restart"
+    );
+    let url = iscsi_url(&daemon, rw);
+    assert!(qemu_io(&url, &["read -P 0xab 0 1M", "read -P 0xcd 1M 1M"]));
+    assert!(qemu_io(
+        &format!("nbd://{}/rw", daemon.listen.nbd.unwrap()),
+        &["read -P 0xab 0 1M"]
+    ));
+}
+
+#[test]
+fn a_snapshot_made_over_smis_reads_its_point_in_time_over_iscsi() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let url = iscsi_url(&daemon, lun_of(&daemon, "rw"));
+    assert!(qemu_io(&url, &["write -P 0xaa 0 4M", "flush"]));
+    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    assert_eq!(snap["rc"], 0, "{snap}");
+    assert!(qemu_io(&url, &["write -P 0xbb 0 2M"]));
+    // A new session sees the snapshot as one more LUN.
+    let portal = format!("iscsi://{}", daemon.listen.iscsi.unwrap());
+    let ls = String::from_utf8_lossy(&run(Command::new("iscsi-ls").args(["-s", &portal])).stdout)
+        .to_string();
+    let snap_lun = lun_of(&daemon, "rw-snap");
+    assert!(ls.contains(&format!("Lun:{snap_lun} ")), "{ls}");
+    let snap_url = iscsi_url(&daemon, snap_lun);
+    assert!(qemu_io(&snap_url, &["read -P 0xaa 0 4M"]));
+    assert!(qemu_io(&url, &["read -P 0xbb 0 2M", "read -P 0xaa 2M 2M"]));
+    let name = python(&daemon, "volume_name.py", &["rw-snap"])["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    ini.login_ok(&target_name(&daemon), "").unwrap();
+    let (page, _) = ini
+        .read_command(snap_lun, &iscsi::inquiry_vpd(0x83), 4096)
+        .unwrap();
+    assert_eq!(
+        iscsi::naa_of_vpd83(&page),
+        Some(name),
+        "the snapshot's identity is its SMI-S Name"
+    );
+}
+
+#[test]
+fn lun_table_changes_are_unit_attentions_and_a_same_isid_login_reinstates() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let (addr, iqn, rw) = (
+        daemon.listen.iscsi.unwrap(),
+        target_name(&daemon),
+        lun_of(&daemon, "rw"),
+    );
+    let mut ini = Initiator::connect(addr).unwrap();
+    ini.login_ok(&iqn, "").unwrap();
+    let tur = [0u8; 6];
+    assert_eq!(ini.read_command(rw, &tur, 0).unwrap().1, 0);
+    let created = python(
+        &daemon,
+        "array.py",
+        &["create-volume", "pool0", "added", "4194304"],
+    );
+    assert_eq!(created["rc"], 0, "{created}");
+    let report = [0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    let (luns, status) = ini.read_command(0, &report, 4096).unwrap();
+    assert_eq!(
+        (status, u32::from_be_bytes(luns[0..4].try_into().unwrap())),
+        (0, 3 * 8),
+        "{luns:?}"
+    );
+    let added = lun_of(&daemon, "added");
+    assert!(luns[8..]
+        .chunks(8)
+        .any(|l| u16::from_be_bytes([l[0], l[1]]) == added));
+    // The next command on another LUN reports the change once.
+    let (sense, status) = ini.read_command(rw, &tur, 0).unwrap();
+    assert_eq!(status, 2);
+    assert_eq!(
+        (sense[2 + 2] & 0x0f, sense[2 + 12], sense[2 + 13]),
+        (6, 0x3f, 0x0e)
+    );
+    assert_eq!(ini.read_command(rw, &tur, 0).unwrap().1, 0);
+    // A login with the same initiator name and ISID closes the old session.
+    let mut again = Initiator::connect(addr).unwrap();
+    again.login_ok(&iqn, "").unwrap();
+    assert!(ini.closed().unwrap(), "the old session is closed");
+    assert_eq!(again.read_command(added, &tur, 0).unwrap().1, 0);
+}
+
+#[test]
+fn masking_views_show_each_initiator_exactly_its_luns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let host_a = "iqn.2026-01.org.cairn.test:host-a";
+    let views = format!(
+        r#"{{"views":[{{"name":"a","initiators":["{host_a}"],"luns":[{{"volume":"rw","lun":5}}]}}]}}"#
+    );
+    std::fs::write(data.join("iscsi-views.json"), views).unwrap();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let portal = format!("iscsi://{}", daemon.listen.iscsi.unwrap());
+    let ls = |initiator: &str| {
+        let out = run(Command::new("iscsi-ls").args(["-i", initiator, "-s", &portal]));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let seen = ls(host_a);
+    assert!(seen.contains("Lun:5 "), "{seen}");
+    assert_eq!(
+        seen.matches("Lun:").count(),
+        1,
+        "only the view's LUN: {seen}"
+    );
+    let other = ls("iqn.2026-01.org.cairn.test:host-b");
+    assert!(
+        !other.contains("Lun:"),
+        "an initiator in no view sees none: {other}"
+    );
+    // A hidden LUN is refused even when addressed directly; LUN 0 still answers INQUIRY.
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    ini.login_ok(&target_name(&daemon), "").unwrap();
+    let (sense, status) = ini.read_command(5, &[0u8; 6], 0).unwrap();
+    assert_eq!((status, sense[2 + 2] & 0x0f, sense[2 + 12]), (2, 5, 0x25));
+    let (inquiry, status) = ini.read_command(0, &[0x12, 0, 0, 0, 96, 0], 96).unwrap();
+    assert_eq!(
+        (status, inquiry[0]),
+        (0, 0x7f),
+        "peripheral qualifier 3 on LUN 0"
+    );
+}
+
+#[test]
+fn an_idle_initiator_is_pinged_and_a_silent_one_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&format!("{POOL}[iscsi]\nnop_interval_secs = 1\n"));
+    let daemon = Daemon::start(&prepared(dir.path()), &config).unwrap();
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    ini.login_ok(&target_name(&daemon), "").unwrap();
+    let ping = ini.recv().unwrap().expect("a NOP-In ping");
+    assert_eq!((ping.opcode(), ping.u32_at(16)), (0x20, 0xffff_ffff));
+    let ttt = ping.u32_at(20);
+    assert_ne!(ttt, 0xffff_ffff, "a ping the initiator must answer");
+    // The answer: NOP-Out, immediate, ITT reserved, the ping's TTT.
+    let mut answer = bhs(0x40, 0x80, 0);
+    put32(&mut answer, 16, 0xffff_ffff);
+    put32(&mut answer, 20, ttt);
+    put32(&mut answer, 24, ini.cmd_sn);
+    ini.send_raw(&answer, &[], false, false).unwrap();
+    let again = ini.recv().unwrap().expect("the next ping");
+    assert_eq!(again.opcode(), 0x20);
+    assert!(
+        ini.closed().unwrap(),
+        "an initiator that stops answering is closed"
+    );
+}
+
+#[test]
+fn chap_one_way_and_mutual_and_the_insecure_portal_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let secrets = data.join("iscsi-chap.json");
+    std::fs::write(
+        &secrets,
+        r#"{"initiators":[{"name":"host1","secret":"host1secret0"}],"target":{"name":"array","secret":"arraysecret0"}}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let portal = daemon.listen.iscsi.unwrap();
+    let ls = |user: &str, env: &[(&str, &str)]| {
+        let mut cmd = Command::new("iscsi-ls");
+        cmd.arg("-s").arg(format!("iscsi://{user}@{portal}"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = run(&mut cmd);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Lun:")
+    };
+    assert!(ls("host1%host1secret0", &[]), "right secret");
+    assert!(!ls("host1%wrongsecret0", &[]), "wrong secret refused");
+    let mutual = [
+        ("LIBISCSI_CHAP_TARGET_USERNAME", "array"),
+        ("LIBISCSI_CHAP_TARGET_PASSWORD", "arraysecret0"),
+    ];
+    assert!(ls("host1%host1secret0", &mutual), "mutual CHAP");
+    let wrong_target = [
+        ("LIBISCSI_CHAP_TARGET_USERNAME", "array"),
+        ("LIBISCSI_CHAP_TARGET_PASSWORD", "notthetarget"),
+    ];
+    assert!(
+        !ls("host1%host1secret0", &wrong_target),
+        "a target with the wrong secret is refused by the initiator"
+    );
+    drop(daemon);
+
+    let other = tempfile::tempdir().unwrap();
+    let config = test_config(POOL).replace("iscsi = \"127.0.0.1:0\"", "iscsi = \"0.0.0.0:0\"");
+    assert!(
+        Daemon::start(&prepared(other.path()), &config).is_err(),
+        "a non-loopback portal without CHAP is refused"
+    );
+}
+
+/// Each malformed PDU and the answer RFC 7143 (level 0) and this target give it.
+#[test]
+fn malformed_pdus_are_answered_as_specified() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let addr = daemon.listen.iscsi.unwrap();
+    let iqn = target_name(&daemon);
+    let session = |extra: &str| {
+        let mut ini = Initiator::connect(addr).unwrap();
+        ini.login_ok(&iqn, extra).unwrap();
+        ini
+    };
+
+    // An unknown opcode: Reject, reason 0x05 (command not supported), and the session goes on.
+    let mut ini = session("");
+    ini.send_raw(&bhs(0x1c, 0x80, 0), &[], false, false)
+        .unwrap();
+    let r = ini.recv().unwrap().unwrap();
+    assert_eq!((r.opcode(), r.bhs[2]), (0x3f, 0x05));
+    let itt = ini.nop_out(b"ping", false).unwrap();
+    let r = ini.recv().unwrap().unwrap();
+    assert_eq!(
+        (r.opcode(), r.u32_at(16), r.data.as_slice()),
+        (0x20, itt, &b"ping"[..])
+    );
+
+    // A data segment longer than the target declared: Reject (protocol error), then close.
+    let mut ini = session("");
+    ini.send_raw(&bhs(0x00, 0x80, (1 << 24) - 1), &[], false, false)
+        .unwrap();
+    let r = ini.recv().unwrap().unwrap();
+    assert_eq!((r.opcode(), r.bhs[2]), (0x3f, 0x04));
+    assert!(ini.closed().unwrap());
+
+    // A bad data digest: Reject, reason 0x02; a bad header digest: the connection closes.
+    let mut ini = session("HeaderDigest=CRC32C\0DataDigest=CRC32C\0");
+    assert!(ini.header_digest && ini.data_digest);
+    ini.nop_out(b"digest", true).unwrap();
+    let r = ini.recv().unwrap().unwrap();
+    assert_eq!((r.opcode(), r.bhs[2]), (0x3f, 0x02));
+    let mut h = bhs(0x00, 0x80, 0);
+    put32(&mut h, 16, 99);
+    ini.send_raw(&h, &[], true, false).unwrap();
+    assert!(ini.closed().unwrap());
+
+    // A command with a CmdSN outside the window is ignored: the next ping is answered first.
+    let mut ini = session("");
+    let mut tur = ini.command(0, &[0; 6], false, 0, 0);
+    put32(&mut tur, 24, ini.cmd_sn.wrapping_add(1000));
+    ini.cmd_sn -= 1;
+    ini.send_raw(&tur, &[], false, false).unwrap();
+    let itt = ini.nop_out(&[], false).unwrap();
+    let r = ini.recv().unwrap().unwrap();
+    assert_eq!(
+        (r.opcode(), r.u32_at(16)),
+        (0x20, itt),
+        "the out-of-window command got no answer"
+    );
+
+    // A text key bomb at login: refused with status 0x020b and closed.
+    let mut ini = Initiator::connect(addr).unwrap();
+    let bomb: String = (0..200).map(|i| format!("X-k{i}=v\0")).collect();
+    let r = ini.login(&iqn, &bomb).unwrap();
+    assert_eq!((r.opcode(), r.bhs[36], r.bhs[37]), (0x23, 2, 0x0b));
+    assert!(ini.closed().unwrap());
+
+    // Login out of order: full feature phase as the current stage, or a SCSI command first.
+    let mut ini = Initiator::connect(addr).unwrap();
+    let r = ini
+        .login_text(0x8f, b"InitiatorName=iqn.2026-01.org.cairn.test:raw\0")
+        .unwrap();
+    assert_eq!((r.bhs[36], r.bhs[37]), (2, 0x0b));
+    let mut ini = Initiator::connect(addr).unwrap();
+    let cmd = ini.command(0, &[0; 6], false, 0, 0);
+    ini.send_raw(&cmd, &[], false, false).unwrap();
+    assert!(ini.closed().unwrap());
+
+    // A wrong target name and a missing initiator name.
+    let mut ini = Initiator::connect(addr).unwrap();
+    let r = ini.login("iqn.2026-01.org.cairn:elsewhere", "").unwrap();
+    assert_eq!((r.bhs[36], r.bhs[37]), (2, 0x03));
+
+    // After all of that the target still serves data: write and read back over a raw session.
+    let mut ini = session("");
+    let rw = lun_of(&daemon, "rw");
+    let block: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    assert_eq!(
+        ini.write_command(rw, &iscsi::write10(64, 8), &block)
+            .unwrap(),
+        0
+    );
+    let (back, status) = ini.read_command(rw, &iscsi::read10(64, 8), 4096).unwrap();
+    assert_eq!((status, back), (0, block));
+}
