@@ -8,9 +8,10 @@ use std::sync::{Arc, OnceLock};
 
 use cairn_cim::request::{Call, MethodTarget};
 use cairn_cim::{
-    CimError, CimHttpOutcome, CimServer, HttpCimRequest, Instance, InstancePath, InteropProvider,
-    MethodCall, MethodResult, ObjectManagerInfo, Provider, Value,
+    CimError, CimHttpOutcome, CimServer, HttpCimRequest, Instance, InstancePath, MethodCall,
+    MethodResult, Provider, Value,
 };
+use cairn_smis::interop::{InteropProvider, ObjectManagerInfo};
 use libfuzzer_sys::fuzz_target;
 
 /// A storage provider with one volume, so instance, association and method paths are reached.

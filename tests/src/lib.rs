@@ -64,6 +64,22 @@ pub fn cairn(args: &[&str]) -> Result<(ExitStatus, String, String)> {
     ))
 }
 
+/// Runs `qemu-io -f raw -c COMMAND... nbd://ADDR/EXPORT` against the daemon's NBD listener; true if
+/// every command succeeded (qemu-io reports a failed `read -P` pattern check as "failed").
+pub fn qemu_io(daemon: &Daemon, export: &str, commands: &[&str]) -> bool {
+    let url = format!("nbd://{}/{export}", daemon.listen.nbd.expect("NBD"));
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = cmd.arg(&url).output().expect("qemu-io (apt: qemu-utils)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("qemu-io {export} {commands:?}: {text}");
+    out.status.success() && !text.contains("failed") && !text.contains("error")
+}
+
 /// Addresses the daemon bound, from its `listen.json`.
 #[derive(Debug, Clone)]
 pub struct Listen {

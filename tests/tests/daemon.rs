@@ -28,7 +28,7 @@ fn first_start_creates_default_pool_and_stops_cleanly() {
     }
 
     // The CLI refuses a pool the daemon holds, naming the daemon.
-    let (status, _, err) = cairn(&["pool", "info", pool.to_str().unwrap()]).unwrap();
+    let (status, _, err) = cairn(&["--pool-file", pool.to_str().unwrap(), "pool", "info"]).unwrap();
     assert!(!status.success());
     assert!(err.contains("cairn serve") && err.contains("pid"), "{err}");
 
@@ -40,7 +40,14 @@ fn first_start_creates_default_pool_and_stops_cleanly() {
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     assert!(!data.join("listen.json").exists());
 
-    let (status, out, err) = cairn(&["--json", "pool", "check", pool.to_str().unwrap()]).unwrap();
+    let (status, out, err) = cairn(&[
+        "--json",
+        "--pool-file",
+        pool.to_str().unwrap(),
+        "pool",
+        "check",
+    ])
+    .unwrap();
     assert!(status.success(), "{out}{err}");
 }
 
@@ -57,8 +64,14 @@ fn configured_pools_are_created_and_reopened() {
         ("sub/slow.img", "slow", 32 << 20),
     ] {
         let path = data.join(file);
-        let (status, out, err) =
-            cairn(&["--json", "pool", "info", path.to_str().unwrap()]).unwrap();
+        let (status, out, err) = cairn(&[
+            "--json",
+            "--pool-file",
+            path.to_str().unwrap(),
+            "pool",
+            "info",
+        ])
+        .unwrap();
         assert!(status.success(), "{err}");
         let info: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(info["name"], name);

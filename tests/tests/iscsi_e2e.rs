@@ -20,11 +20,21 @@ fn prepared(dir: &Path) -> PathBuf {
     let pool = data.join("pool0.img");
     let pool = pool.to_str().unwrap();
     for args in [
-        vec!["pool", "create", pool, "--name", "pool0", "--size", "1GiB"],
         vec![
+            "--pool-file",
+            pool,
+            "pool",
+            "create",
+            "--name",
+            "pool0",
+            "--size",
+            "1GiB",
+        ],
+        vec![
+            "--pool-file",
+            pool,
             "volume",
             "create",
-            pool,
             "rw",
             "--size",
             "128MiB",
@@ -32,9 +42,10 @@ fn prepared(dir: &Path) -> PathBuf {
             "512",
         ],
         vec![
+            "--pool-file",
+            pool,
             "volume",
             "create",
-            pool,
             "ro",
             "--size",
             "64MiB",

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cairn_tests::{cairn, python, test_config, Daemon};
+use cairn_tests::{cairn, python, qemu_io, test_config, Daemon};
 use serde_json::Value;
 
 /// Runs one step of tests/py/array.py against the daemon and returns its JSON result.
@@ -29,20 +29,6 @@ fn array(daemon: &Daemon, step: &[&str]) -> Value {
 }
 
 /// Runs qemu-io commands on an NBD export of the daemon; true when every command succeeded.
-fn qemu_io(daemon: &Daemon, export: &str, commands: &[&str]) -> bool {
-    let url = format!("nbd://{}/{export}", daemon.listen.nbd.expect("NBD"));
-    let mut cmd = Command::new("qemu-io");
-    cmd.args(["-f", "raw"]);
-    for c in commands {
-        cmd.args(["-c", c]);
-    }
-    let out = cmd.arg(&url).output().expect("qemu-io (apt: qemu-utils)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("qemu-io {export} {commands:?}: {text}");
-    out.status.success() && !text.contains("failed") && !text.contains("error")
-}
-
 #[test]
 fn smis_snapshot_keeps_point_in_time_data_over_nbd() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,6 +111,13 @@ fn smis_snapshot_keeps_point_in_time_data_over_nbd() {
     assert!(daemon.stop().unwrap().success());
 
     let pool = data.join("pool0.img");
-    let (status, out, err) = cairn(&["--json", "pool", "check", pool.to_str().unwrap()]).unwrap();
+    let (status, out, err) = cairn(&[
+        "--json",
+        "--pool-file",
+        pool.to_str().unwrap(),
+        "pool",
+        "check",
+    ])
+    .unwrap();
     assert!(status.success(), "check: {out}{err}");
 }

@@ -39,7 +39,43 @@ pub enum CimStatus {
     QueryFeatureNotSupported = 29,
 }
 
+/// Every status, in code order (for reading `ERROR CODE` back).
+const ALL_STATUSES: [CimStatus; 27] = [
+    CimStatus::Failed,
+    CimStatus::AccessDenied,
+    CimStatus::InvalidNamespace,
+    CimStatus::InvalidParameter,
+    CimStatus::InvalidClass,
+    CimStatus::NotFound,
+    CimStatus::NotSupported,
+    CimStatus::ClassHasChildren,
+    CimStatus::ClassHasInstances,
+    CimStatus::InvalidSuperclass,
+    CimStatus::AlreadyExists,
+    CimStatus::NoSuchProperty,
+    CimStatus::TypeMismatch,
+    CimStatus::QueryLanguageNotSupported,
+    CimStatus::InvalidQuery,
+    CimStatus::MethodNotAvailable,
+    CimStatus::MethodNotFound,
+    CimStatus::NamespaceNotEmpty,
+    CimStatus::InvalidEnumerationContext,
+    CimStatus::InvalidOperationTimeout,
+    CimStatus::PullHasBeenAbandoned,
+    CimStatus::PullCannotBeAbandoned,
+    CimStatus::FilteredEnumerationNotSupported,
+    CimStatus::ContinuationOnErrorNotSupported,
+    CimStatus::ServerLimitsExceeded,
+    CimStatus::ServerIsShuttingDown,
+    CimStatus::QueryFeatureNotSupported,
+];
+
 impl CimStatus {
+    /// The status with numeric code `code`, if DSP0200 defines one.
+    pub fn from_code(code: u32) -> Option<CimStatus> {
+        ALL_STATUSES.into_iter().find(|s| s.code() == code)
+    }
+
     /// The numeric code sent in `ERROR CODE`.
     pub fn code(self) -> u32 {
         self as u32

@@ -3,7 +3,7 @@
 //! Invariants: property names are unique case-insensitively within an instance (`set` replaces);
 //! a property's `ty`/`is_array` describe its value when it has one.
 
-use crate::path::InstancePath;
+use crate::path::{InstancePath, KeyValue};
 use crate::types::{CimType, Value};
 
 /// One property of an instance.
@@ -110,4 +110,16 @@ impl Instance {
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.property(name).and_then(|p| p.value.as_ref())
     }
+}
+
+/// An association instance of `class` whose two references are its keys (as for the
+/// association classes of SMI-S profiles): `(role, path)` twice. Paths should carry their namespace.
+pub fn association(class: &str, a: (&str, InstancePath), b: (&str, InstancePath)) -> Instance {
+    let path = InstancePath::new(class)
+        .with_key_value(a.0, KeyValue::Reference(Box::new(a.1.clone())))
+        .with_key_value(b.0, KeyValue::Reference(Box::new(b.1.clone())));
+    Instance::new(class)
+        .with(a.0, Value::Reference(a.1))
+        .with(b.0, Value::Reference(b.1))
+        .with_path(path)
 }

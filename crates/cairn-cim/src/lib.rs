@@ -1,7 +1,11 @@
 //! cairn-cim: Cairn's pure CIM layer — the CIM object model, the CIM-XML (DSP0201) request decoder
 //! and response encoder, the embedded class repository (DMTF CIM Schema 2.49 subset plus `Cairn_*`
 //! classes), operation dispatch (DSP0200 intrinsic operations, pull operations, extrinsic methods)
-//! over the [`Provider`] trait, and the interop namespace model ([`InteropProvider`]).
+//! over the [`Provider`] trait. It knows no product: namespaces, profiles and the interop model
+//! come from the provider it is given (Cairn's are in `cairn-smis`).
+//!
+//! The client half of the codec ([`client`]) encodes requests and decodes responses for management
+//! clients such as the `cairn` CLI.
 //!
 //! No sockets, no engine: the HTTP server in `cairn-smis` hands each request to
 //! [`CimServer::handle`] as an [`HttpCimRequest`] and sends back the [`CimHttpOutcome`].
@@ -32,10 +36,7 @@
 //!     }
 //! }
 //!
-//! let server = CimServer::new(Arc::new(InteropProvider::new(
-//!     Arc::new(Array),
-//!     ObjectManagerInfo::new("CAIRN-ARRAY-01", "0.1.0"),
-//! )));
+//! let server = CimServer::new(Arc::new(Array));
 //! let body = br#"<?xml version="1.0"?><CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1" PROTOCOLVERSION="1.0"><SIMPLEREQ><IMETHODCALL NAME="EnumerateInstanceNames"><LOCALNAMESPACEPATH><NAMESPACE NAME="root"/><NAMESPACE NAME="cairn"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME="ClassName"><CLASSNAME NAME="CIM_StoragePool"/></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"#;
 //! let out = server.handle(&HttpCimRequest {
 //!     cim_operation: Some("MethodCall"),
@@ -53,10 +54,10 @@
 #![forbid(unsafe_code)]
 
 pub mod class;
+pub mod client;
 mod dispatch;
 pub mod error;
 pub mod instance;
-pub mod interop;
 pub mod limits;
 pub mod path;
 pub mod provider;
@@ -68,10 +69,9 @@ pub mod xml;
 
 pub use class::{Class, ClassProperty, Method, Parameter, Qualifier};
 pub use error::{CimError, CimStatus, DecodeError, DecodeErrorKind};
-pub use instance::{Instance, Property};
-pub use interop::{InteropProvider, ObjectManagerInfo};
+pub use instance::{association, Instance, Property};
 pub use path::{InstancePath, KeyBinding, KeyValue};
-pub use provider::{MethodCall, MethodResult, ProfileRegistration, Provider};
+pub use provider::{MethodCall, MethodResult, ProfileRegistration, Provider, ORGANIZATION_SNIA};
 pub use repository::ClassRepository;
 pub use server::{CimHttpOutcome, CimServer, HttpCimRequest};
 pub use types::{CimDateTime, CimType, Value};

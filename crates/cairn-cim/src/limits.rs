@@ -5,6 +5,9 @@
 
 /// Largest request body the decoder accepts (the HTTP server may enforce a smaller one).
 pub const REQUEST_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest response body the client decoder accepts (a pull response holds at most
+/// `PULL_OBJECT_COUNT_MAX` objects; clients ask for far fewer).
+pub const RESPONSE_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Deepest element nesting accepted in a request document.
 pub const XML_DEPTH_MAX: usize = 48;
 /// Most elements accepted in one request document.
@@ -26,6 +29,7 @@ pub const ENUMERATION_CONTEXT_OBJECT_COUNT_MAX: usize = 1_000_000;
 
 const _: () = assert!(XML_DEPTH_MAX >= 16, "CIM-XML requests nest about 12 deep");
 const _: () = assert!(OPERATION_TIMEOUT_SECONDS_DEFAULT <= OPERATION_TIMEOUT_SECONDS_MAX);
+const _: () = assert!(RESPONSE_BODY_BYTES_MAX >= REQUEST_BODY_BYTES_MAX);
 const _: () = assert!(PULL_OBJECT_COUNT_MAX as usize <= ENUMERATION_CONTEXT_OBJECT_COUNT_MAX);
 const _: () = assert!(
     XML_ELEMENT_COUNT_MAX <= REQUEST_BODY_BYTES_MAX / 4,

@@ -1,5 +1,5 @@
 //! The `Provider` trait: what the operation dispatcher asks of the component that owns the
-//! instances (the SMI-S array model, or `InteropProvider` wrapping it).
+//! instances (a product's model, e.g. cairn-smis's array model inside its interop model).
 //!
 //! The dispatcher owns CIM semantics (class hierarchy, subclass matching, association traversal,
 //! property filtering, paging); a provider only answers for the concrete classes it names.
@@ -10,6 +10,9 @@ use crate::error::CimError;
 use crate::instance::Instance;
 use crate::path::InstancePath;
 use crate::types::Value;
+
+/// SNIA in `RegisteredOrganization`'s value map (CIM_RegisteredProfile).
+pub const ORGANIZATION_SNIA: u16 = 11;
 
 /// A provider of instances and methods.
 pub trait Provider: Send + Sync {
@@ -69,10 +72,26 @@ pub trait Provider: Send + Sync {
         )))
     }
 
-    /// The profiles this provider implements, for the interop model: `InteropProvider` reads them once,
-    /// when it is built, and serves a `Cairn_RegisteredProfile` per profile plus its
-    /// `Cairn_ElementConformsToProfile` and `Cairn_ReferencedProfile` instances in `interop`. (A
-    /// provider may instead, or also, place such instances in `interop` itself.) Default: none.
+    /// Sets properties of the instance at `path` (concrete class, as returned by this provider) to
+    /// their values in `modified`: those named in `property_list`, or all of `modified`'s when it
+    /// is `None`. The default refuses with CIM_ERR_NOT_SUPPORTED.
+    fn modify_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+        modified: &Instance,
+        property_list: Option<&[String]>,
+    ) -> Result<(), CimError> {
+        let _ = (namespace, modified, property_list);
+        Err(CimError::not_supported(format!(
+            "ModifyInstance of {}",
+            path.class_name
+        )))
+    }
+
+    /// The profiles this provider implements, for an interop model wrapping it, which serves a
+    /// registered profile per entry with its conformance and reference associations in the
+    /// interop namespace (as cairn-smis's `InteropProvider` does). Default: none.
     fn registered_profiles(&self) -> Vec<ProfileRegistration> {
         Vec::new()
     }
@@ -111,7 +130,7 @@ impl ProfileRegistration {
             instance_id: instance_id.into(),
             name: name.into(),
             version: version.into(),
-            organization: crate::interop::ORGANIZATION_SNIA,
+            organization: ORGANIZATION_SNIA,
             conforming_elements: Vec::new(),
             component_of: Vec::new(),
         }

@@ -398,7 +398,6 @@ fn other_intrinsic_operations_are_not_supported() {
     let sub = "<IPARAMVALUE NAME=\"NewInstance\"><INSTANCE CLASSNAME=\"CIM_IndicationSubscription\"></INSTANCE></IPARAMVALUE>";
     for (m, p) in [
         ("CreateInstance", sub.to_owned()),
-        ("ModifyInstance", String::new()),
         (
             "ExecQuery",
             value("QueryLanguage", "WQL") + &value("Query", "select * from CIM_StorageVolume"),
@@ -620,7 +619,7 @@ fn interop_model_object_manager_namespaces_profiles() {
     // The Server profile conforms through the object manager.
     let server_profile = instancename_xml(
         "CIM_RegisteredProfile",
-        &[("InstanceID", cairn_cim::interop::SERVER_PROFILE_ID)],
+        &[("InstanceID", cairn_smis::interop::SERVER_PROFILE_ID)],
     );
     let r = imethod(
         &s,

@@ -5,11 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use cairn_cim::interop::CAIRN_NAMESPACE;
 use cairn_cim::{
-    CimError, CimServer, Instance, InteropProvider, MethodCall, MethodResult, ObjectManagerInfo,
-    ProfileRegistration, Provider, Value,
+    CimError, CimServer, Instance, MethodCall, MethodResult, ProfileRegistration, Provider, Value,
 };
+use cairn_smis::interop::{InteropProvider, ObjectManagerInfo, CAIRN_NAMESPACE};
 use common::{count, error_code, imethod, instancename_xml, system_path, SYSTEM};
 
 /// A storage provider with one system in root/cairn and its profiles declared, nothing in interop.

@@ -1,57 +1,75 @@
-//! Bounded LRU cache of clean (durable, unmodified) metadata nodes.
+//! Bounded LRU caches of clean (durable, unmodified) metadata: nodes and space-map bitmap pages.
 //!
-//! Invariants: holds at most `capacity` nodes; every cached node equals the block at its address
-//! in the current durable state. A freed address is removed before it can be reused, so a stale
-//! node is never served. Dirty nodes are not kept here: they are pinned elsewhere until commit.
+//! Invariants: a cache holds at most `capacity` entries; every cached entry equals the durable
+//! block (or bitmap page) it was read from. A freed node address is removed before it can be
+//! reused, so a stale node is never served. Dirty nodes and pages are never kept here: they are
+//! pinned by their owner until their commit, and an entry leaves the cache before it is changed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::node::Node;
 
-pub struct NodeCache {
+/// Least-recently-used map from a block (or page) number to a value.
+pub struct Lru<V> {
     capacity: usize,
     tick: u64,
-    map: HashMap<u64, (Arc<Node>, u64)>,
+    map: HashMap<u64, (V, u64)>,
     lru: BTreeMap<u64, u64>,
 }
 
-impl NodeCache {
-    pub fn new(capacity: usize) -> NodeCache {
-        NodeCache {
-            capacity: capacity.max(16),
+/// The cache of clean nodes by block address.
+pub type NodeCache = Lru<Arc<Node>>;
+
+impl<V> Lru<V> {
+    pub fn new(capacity: usize) -> Lru<V> {
+        assert!(capacity > 0, "an LRU cache holds at least one entry");
+        Lru {
+            capacity,
             tick: 0,
             map: HashMap::new(),
             lru: BTreeMap::new(),
         }
     }
 
-    pub fn get(&mut self, addr: u64) -> Option<Arc<Node>> {
-        let (node, tick) = self.map.get_mut(&addr)?;
+    /// The entry at `key`, made the most recently used.
+    pub fn get(&mut self, key: u64) -> Option<&V> {
+        let (value, tick) = self.map.get_mut(&key)?;
         self.lru.remove(tick);
         self.tick += 1;
         *tick = self.tick;
-        self.lru.insert(self.tick, addr);
-        Some(node.clone())
+        self.lru.insert(self.tick, key);
+        Some(value)
     }
 
-    pub fn insert(&mut self, addr: u64, node: Arc<Node>) {
-        self.remove(addr);
+    /// The entry at `key`, its recency unchanged.
+    pub fn peek(&self, key: u64) -> Option<&V> {
+        self.map.get(&key).map(|(v, _)| v)
+    }
+
+    /// Inserts (or replaces) the entry at `key` as the most recently used and returns the entries
+    /// evicted to stay within the capacity (never the one just inserted).
+    pub fn insert(&mut self, key: u64, value: V) -> Vec<(u64, V)> {
+        self.remove(key);
         self.tick += 1;
-        self.map.insert(addr, (node, self.tick));
-        self.lru.insert(self.tick, addr);
+        self.map.insert(key, (value, self.tick));
+        self.lru.insert(self.tick, key);
+        let mut evicted = Vec::new();
         while self.map.len() > self.capacity {
             let Some((_, victim)) = self.lru.pop_first() else {
                 break;
             };
-            self.map.remove(&victim);
+            if let Some((v, _)) = self.map.remove(&victim) {
+                evicted.push((victim, v));
+            }
         }
+        evicted
     }
 
-    pub fn remove(&mut self, addr: u64) {
-        if let Some((_, tick)) = self.map.remove(&addr) {
-            self.lru.remove(&tick);
-        }
+    pub fn remove(&mut self, key: u64) -> Option<V> {
+        let (value, tick) = self.map.remove(&key)?;
+        self.lru.remove(&tick);
+        Some(value)
     }
 
     pub fn clear(&mut self) {
@@ -74,14 +92,19 @@ mod tests {
     fn evicts_least_recently_used() {
         let mut c = NodeCache::new(16);
         for a in 0..16 {
-            c.insert(a, Arc::new(Node::new_leaf(TreeKind::Volume)));
+            assert!(c
+                .insert(a, Arc::new(Node::new_leaf(TreeKind::Volume)))
+                .is_empty());
         }
         assert!(c.get(0).is_some());
-        c.insert(100, Arc::new(Node::new_leaf(TreeKind::Volume)));
+        let evicted = c.insert(100, Arc::new(Node::new_leaf(TreeKind::Volume)));
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].0, 1);
         assert_eq!(c.len(), 16);
         assert!(c.get(0).is_some());
         assert!(c.get(1).is_none());
-        c.remove(0);
+        assert!(c.peek(100).is_some());
+        assert!(c.remove(0).is_some());
         assert!(c.get(0).is_none());
     }
 }

@@ -8,6 +8,14 @@
 //! as the reference counts are); compares them with the refcount tree and the space map; and
 //! reports leaked, doubly-owned and dangling blocks with their tree path.
 //!
+//! Memory is proportional to the metadata walked, not to the pool: the walk records the metadata
+//! blocks it claims (with the parent that led to each, so a path is built only for a finding),
+//! the data extents the volume leaves map, the refcount entries and the bitmap pages' index
+//! entries; the data extents, the bulk of it, are kept in sorted runs spilled to a temporary file
+//! past `CHECK_EXTENTS_IN_MEMORY_MAX` (`runs.rs`). `merge.rs` then compares the sorted records
+//! with the space map one bitmap page at a time, visiting only pages that are indexed or
+//! referenced.
+//!
 //! The walk is bounded whatever the device holds: a tree taller than `BTREE_HEIGHT_MAX` is not
 //! entered, each child is expected one level below its parent, and a subtree whose node fails to
 //! read, sits at the wrong level or was already reached (directory, refcount and space trees
@@ -21,10 +29,15 @@ use cairn_io::BlockDevice;
 use crate::btree::extent_of;
 use crate::error::Result;
 use crate::format::{get_u64, Root, Superblock, VolumeRecord, SUPER_ADDRS};
-use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX};
-use crate::meta::{read_node, Meta, Page, PAGE_BITS};
+use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX, CHECK_EXTENTS_IN_MEMORY_MAX};
+use crate::meta::{read_node, Meta, PAGE_BITS};
 use crate::node::{Node, TreeKind};
 use crate::refcount::rc_entry;
+
+mod merge;
+mod runs;
+
+use runs::Runs;
 
 /// What a finding is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,12 +98,17 @@ pub fn check_device(dev: Arc<dyn BlockDevice>) -> Result<CheckReport> {
             dev.size_bytes() / BLOCK_SIZE_BYTES
         )));
     }
-    Ok(Checker::new(dev, sb).run())
+    Checker::new(dev, sb, CHECK_EXTENTS_IN_MEMORY_MAX).run()
 }
 
 /// Checks the durable state of an open pool; the caller holds its lock and has committed.
 pub(crate) fn check_locked(meta: &mut Meta) -> Result<CheckReport> {
-    Ok(Checker::new(meta.dev.clone(), meta.durable.clone()).run())
+    Checker::new(
+        meta.dev.clone(),
+        meta.durable.clone(),
+        CHECK_EXTENTS_IN_MEMORY_MAX,
+    )
+    .run()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -101,25 +119,72 @@ enum Role {
     Data,
 }
 
-/// Per-block state is kept in flat vectors (a few bytes per block), paths only for metadata.
+impl Role {
+    /// May more than one reference lead to a block of this role?
+    fn shareable(self) -> bool {
+        matches!(self, Role::Data | Role::Node(TreeKind::Volume))
+    }
+}
+
+/// What leads to a claimed metadata block: enough to build its path for a finding.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    Super,
+    Page(u64),
+    /// A node of tree `tree` (index into `Checker::trees`) reached from `parent` (0: the root).
+    Node {
+        parent: u64,
+        tree: u32,
+    },
+}
+
+/// A metadata block claimed by the walk.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    role: Role,
+    origin: Origin,
+}
+
+/// A data extent mapped by a volume leaf (the leaf and key give its path).
+#[derive(Clone, Copy, Debug)]
+struct DataRef {
+    phys: u64,
+    len: u64,
+    leaf: u64,
+    key: u64,
+}
+
+/// A bitmap page's index entry.
+#[derive(Clone, Copy, Debug)]
+struct PageEntry {
+    page: u64,
+    loc: u64,
+    free: u64,
+}
+
+/// Records of what the metadata references (memory proportional to it; see the module doc).
 struct Checker {
     dev: Arc<dyn BlockDevice>,
     sb: Superblock,
     findings: Vec<Finding>,
-    /// Role code of every block in use (0: none).
-    roles: Vec<u8>,
-    /// Path of every metadata block in use.
-    paths: HashMap<u64, String>,
-    /// For data blocks: index into `volume_paths` of the first volume mapping it.
-    data_owner: Vec<u32>,
-    volume_paths: Vec<String>,
-    /// References to volume nodes and data blocks.
-    refs: Vec<u32>,
+    /// Every metadata block claimed, with its role and origin.
+    meta: HashMap<u64, Claim>,
+    /// Path of each tree walked ("space", "refcount", "directory", then volumes).
+    trees: Vec<String>,
+    /// Data extents mapped by volume leaves (each leaf walked once), spilled past a bound.
+    data: Runs,
+    /// The first failure to record a data extent (the check then fails with it).
+    data_error: Option<crate::error::Error>,
+    /// References to volume nodes from parents and directory records.
+    node_refs: HashMap<u64, u32>,
+    /// Refcount entries `(first block, blocks, count)` in key order.
+    rc: Vec<(u64, u64, u32)>,
+    /// The space index's entries in page order.
+    pages: Vec<PageEntry>,
     visited: HashSet<u64>,
     /// Volume-tree nodes reached in the volume being walked: one tree never reaches a node
     /// twice (sharing is between trees), so a second reach is a cycle or a doubly-linked child.
     tree_nodes: HashSet<u64>,
-    allocated: Vec<u64>,
     volumes: usize,
     /// End of the previous extent in the volume walk (None after a skipped shared subtree).
     prev_end: Option<u64>,
@@ -127,45 +192,21 @@ struct Checker {
     tombstone: bool,
 }
 
-fn role_code(role: Role) -> u8 {
-    match role {
-        Role::Super => 1,
-        Role::Page => 2,
-        Role::Node(TreeKind::Volume) => 3,
-        Role::Node(TreeKind::Refcount) => 4,
-        Role::Node(TreeKind::Directory) => 5,
-        Role::Node(TreeKind::Space) => 6,
-        Role::Data => 7,
-    }
-}
-
-fn role_of(code: u8) -> Option<Role> {
-    Some(match code {
-        1 => Role::Super,
-        2 => Role::Page,
-        3 => Role::Node(TreeKind::Volume),
-        4 => Role::Node(TreeKind::Refcount),
-        5 => Role::Node(TreeKind::Directory),
-        6 => Role::Node(TreeKind::Space),
-        7 => Role::Data,
-        _ => return None,
-    })
-}
-
 impl Checker {
-    fn new(dev: Arc<dyn BlockDevice>, sb: Superblock) -> Checker {
-        let blocks = sb.device_blocks as usize;
+    /// `extents_in_memory_max`: data extent records kept in memory before spilling.
+    fn new(dev: Arc<dyn BlockDevice>, sb: Superblock, extents_in_memory_max: usize) -> Checker {
         Checker {
             dev,
             findings: Vec::new(),
-            roles: vec![0; blocks],
-            paths: HashMap::new(),
-            data_owner: vec![0; blocks],
-            volume_paths: Vec::new(),
-            refs: vec![0; blocks],
+            meta: HashMap::new(),
+            trees: Vec::new(),
+            data: Runs::new(extents_in_memory_max),
+            data_error: None,
+            node_refs: HashMap::new(),
+            rc: Vec::new(),
+            pages: Vec::new(),
             visited: HashSet::new(),
             tree_nodes: HashSet::new(),
-            allocated: vec![0; blocks.div_ceil(64)],
             volumes: 0,
             prev_end: None,
             tombstone: false,
@@ -182,59 +223,91 @@ impl Checker {
         });
     }
 
+    /// The path of a claimed metadata block ("" when unclaimed), built from its origins.
     fn path_of(&self, b: u64) -> String {
-        match role_of(self.roles[b as usize]) {
-            Some(Role::Data) => {
-                let owner = self.data_owner[b as usize] as usize;
-                format!("{}/data", self.volume_paths[owner])
+        let mut chain = Vec::new();
+        let mut at = b;
+        // Parents are claimed before their children, so the chain ends at a root; the bound
+        // only guards the loop.
+        for _ in 0..=BTREE_HEIGHT_MAX {
+            let Some(c) = self.meta.get(&at) else {
+                break;
+            };
+            match c.origin {
+                Origin::Super => return "superblock".to_string(),
+                Origin::Page(p) => return format!("space/page {p}"),
+                Origin::Node { parent, tree } => {
+                    chain.push(at);
+                    if parent == 0 {
+                        let mut path = self.trees[tree as usize].clone();
+                        for n in chain.iter().rev() {
+                            path.push_str(&format!("/node {n}"));
+                        }
+                        return path;
+                    }
+                    at = parent;
+                }
             }
-            _ => self.paths.get(&b).cloned().unwrap_or_default(),
+        }
+        String::new()
+    }
+
+    /// The path a claim of `origin` would give its block (for a finding about the claim).
+    fn origin_path(&self, block: u64, origin: Origin) -> String {
+        match origin {
+            Origin::Super => "superblock".to_string(),
+            Origin::Page(p) => format!("space/page {p}"),
+            Origin::Node { parent: 0, tree } => {
+                format!("{}/node {block}", self.trees[tree as usize])
+            }
+            Origin::Node { parent, .. } => format!("{}/node {block}", self.path_of(parent)),
         }
     }
 
-    fn add_ref(&mut self, b: u64) {
-        if b < self.sb.device_blocks {
-            let r = &mut self.refs[b as usize];
-            *r = r.saturating_add(1);
-        }
+    /// The path of data extent `d`.
+    fn data_path(&self, d: &DataRef) -> String {
+        format!("{}/extent {}", self.path_of(d.leaf), d.key)
     }
 
-    /// Records `block` in `role`; a block in two roles (or a non-shareable block reached twice)
-    /// is reported. Returns true when this is the block's first claim (a walk may enter it),
-    /// false when it is outside the device or was claimed before.
-    fn claim(&mut self, block: u64, role: Role, path: &str) -> bool {
+    fn add_node_ref(&mut self, b: u64) {
+        let r = self.node_refs.entry(b).or_insert(0);
+        *r = r.saturating_add(1);
+    }
+
+    /// Records metadata `block` in `role`; a block in two roles (or a non-shareable block
+    /// reached twice) is reported. Returns true when this is the block's first claim (a walk may
+    /// enter it), false when it is outside the device or was claimed before. Data blocks are not
+    /// claimed here: `merge.rs` finds a data block that is also metadata.
+    fn claim(&mut self, block: u64, role: Role, origin: Origin) -> bool {
+        debug_assert_ne!(role, Role::Data);
         if block >= self.sb.device_blocks {
+            let path = self.origin_path(block, origin);
             self.find(
                 FindingKind::Dangling,
                 block,
-                path,
+                &path,
                 "block past the device end",
             );
             return false;
         }
-        let cur = self.roles[block as usize];
-        if let Some(r) = role_of(cur) {
-            if r != role || !matches!(role, Role::Data | Role::Node(TreeKind::Volume)) {
-                let detail = format!("also used as {r:?} at {}", self.path_of(block));
-                self.find(FindingKind::DoubleOwned, block, path, detail);
+        if let Some(c) = self.meta.get(&block).copied() {
+            if c.role != role || !role.shareable() {
+                let detail = format!("also used as {:?} at {}", c.role, self.path_of(block));
+                let path = self.origin_path(block, origin);
+                self.find(FindingKind::DoubleOwned, block, &path, detail);
             }
             return false;
         }
-        self.roles[block as usize] = role_code(role);
-        if role == Role::Data {
-            self.data_owner[block as usize] = (self.volume_paths.len() - 1) as u32;
-        } else {
-            self.paths.insert(block, path.to_string());
-        }
+        self.meta.insert(block, Claim { role, origin });
         true
     }
 
-    fn run(mut self) -> CheckReport {
+    fn run(mut self) -> Result<CheckReport> {
         for a in SUPER_ADDRS {
-            self.claim(a, Role::Super, "superblock");
+            self.claim(a, Role::Super, Origin::Super);
         }
-        self.load_space_map();
-        let rc = self.load_refcounts();
+        self.load_space_index();
+        self.load_refcounts();
         let dir = self.walk(TreeKind::Directory, self.sb.dir, "directory");
         for (seq, v) in dir {
             match VolumeRecord::decode(&v) {
@@ -247,22 +320,27 @@ impl Checker {
                 ),
             }
         }
-        self.compare(&rc);
-        CheckReport {
+        if let Some(e) = self.data_error.take() {
+            return Err(e);
+        }
+        let blocks_in_use = self.compare()?;
+        Ok(CheckReport {
             findings: self.findings,
             generation: self.sb.gen,
             volumes: self.volumes,
-            blocks_in_use: self.roles.iter().filter(|r| **r != 0).count() as u64,
-        }
+            blocks_in_use,
+        })
     }
 
-    fn load_space_map(&mut self) {
+    /// Claims every bitmap page's block and keeps the index entries (the pages are read when
+    /// compared, one at a time).
+    fn load_space_index(&mut self) {
         for (p, v) in self.walk(TreeKind::Space, self.sb.space, "space") {
             let loc = get_u64(&v, 0);
             let free = get_u64(&v, 8) & 0xffff_ffff;
-            let path = format!("space/page {p}");
-            self.claim(loc, Role::Page, &path);
+            self.claim(loc, Role::Page, Origin::Page(p));
             if p >= self.sb.device_blocks.div_ceil(PAGE_BITS) || loc >= self.sb.device_blocks {
+                let path = format!("space/page {p}");
                 self.find(
                     FindingKind::TreeInvariant,
                     loc,
@@ -271,57 +349,17 @@ impl Checker {
                 );
                 continue;
             }
-            let mut b = vec![0u8; BLOCK_SIZE_BYTES as usize];
-            let bits = match self.dev.read_at(loc * BLOCK_SIZE_BYTES, &mut b) {
-                Ok(()) => Page::decode(&b, loc, p, self.sb.gen),
-                Err(e) => Err(crate::error::Error::io("read bitmap page", e)),
-            };
-            let bits = match bits {
-                Ok(bits) => bits,
-                Err(e) => {
-                    self.find(FindingKind::BadBlock, loc, &path, e.to_string());
-                    continue;
-                }
-            };
-            let ones: u64 = bits.iter().map(|w| u64::from(w.count_ones())).sum();
-            if PAGE_BITS - ones != free {
-                self.find(
-                    FindingKind::Accounting,
-                    loc,
-                    &path,
-                    "free count differs from index",
-                );
-            }
-            for i in 0..PAGE_BITS {
-                if bits[(i / 64) as usize] >> (i % 64) & 1 == 1 {
-                    let blk = p * PAGE_BITS + i;
-                    if blk >= self.sb.device_blocks {
-                        self.find(
-                            FindingKind::Dangling,
-                            blk,
-                            &path,
-                            "allocated past the device end",
-                        );
-                    } else {
-                        self.allocated[(blk / 64) as usize] |= 1 << (blk % 64);
-                    }
-                }
-            }
+            self.pages.push(PageEntry { page: p, loc, free });
         }
     }
 
-    fn is_allocated(&self, b: u64) -> bool {
-        b < self.sb.device_blocks && self.allocated[(b / 64) as usize] >> (b % 64) & 1 == 1
-    }
-
-    /// Refcount entries as each covered block's count (0: no entry).
-    fn load_refcounts(&mut self) -> Vec<u32> {
-        let mut rc = vec![0u32; self.sb.device_blocks as usize];
+    /// Keeps the refcount entries, reporting malformed ones.
+    fn load_refcounts(&mut self) {
         let mut prev_end = 0;
         for (k, v) in self.walk(TreeKind::Refcount, self.sb.rc, "refcount") {
             let (len, count) = rc_entry(&v);
-            let path = format!("refcount/{k}");
             if len == 0 || count < 2 || k < prev_end {
+                let path = format!("refcount/{k}");
                 self.find(
                     FindingKind::TreeInvariant,
                     k,
@@ -329,12 +367,12 @@ impl Checker {
                     "empty, overlapping or below two",
                 );
             }
-            prev_end = k + len;
-            for b in k..(k + len).min(self.sb.device_blocks) {
-                rc[b as usize] = count;
+            prev_end = k.saturating_add(len);
+            let len = len.min(self.sb.device_blocks.saturating_sub(k));
+            if len > 0 {
+                self.rc.push((k, len, count));
             }
         }
-        rc
     }
 
     fn walk_volume(&mut self, seq: u64, rec: &VolumeRecord) {
@@ -346,7 +384,7 @@ impl Checker {
         };
         let root = rec.root;
         self.tombstone = rec.deleting();
-        self.volume_paths.push(path.clone());
+        self.trees.push(path.clone());
         if rec.quarantined() {
             let detail = "reclaim failed on its tree; its space is lost";
             self.find(FindingKind::Quarantined, root.addr, &path, detail);
@@ -362,7 +400,7 @@ impl Checker {
             }
             return;
         }
-        self.add_ref(root.addr);
+        self.add_node_ref(root.addr);
         self.prev_end = None;
         self.tree_nodes.clear();
         self.tree_nodes.insert(root.addr);
@@ -370,16 +408,9 @@ impl Checker {
             return;
         }
         if self.visited.insert(root.addr) {
-            self.node_rec(
-                TreeKind::Volume,
-                root.addr,
-                root.height - 1,
-                None,
-                None,
-                true,
-                &path,
-                &mut Vec::new(),
-            );
+            let origin = self.root_origin();
+            let at = Descent::root(root.height - 1);
+            self.node_rec(TreeKind::Volume, root.addr, at, origin, &mut Vec::new());
         }
     }
 
@@ -394,8 +425,17 @@ impl Checker {
         ok
     }
 
+    /// The origin of the root node of the tree last pushed to `trees`.
+    fn root_origin(&self) -> Origin {
+        Origin::Node {
+            parent: 0,
+            tree: (self.trees.len() - 1) as u32,
+        }
+    }
+
     /// Walks a non-shared tree, returning its leaf entries in order.
     fn walk(&mut self, kind: TreeKind, root: Root, path: &str) -> Vec<(u64, Vec<u8>)> {
+        self.trees.push(path.to_string());
         let mut out = Vec::new();
         if root.addr == 0 {
             if root.height != 0 {
@@ -411,34 +451,30 @@ impl Checker {
         if !self.height_ok(root, path) {
             return out;
         }
+        let origin = self.root_origin();
         self.node_rec(
             kind,
             root.addr,
-            root.height - 1,
-            None,
-            None,
-            true,
-            path,
+            Descent::root(root.height - 1),
+            origin,
             &mut out,
         );
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn node_rec(
         &mut self,
         kind: TreeKind,
         addr: u64,
-        level: u32,
-        lo: Option<u64>,
-        hi: Option<u64>,
-        is_root: bool,
-        path: &str,
+        at: Descent,
+        origin: Origin,
         out: &mut Vec<(u64, Vec<u8>)>,
     ) {
-        debug_assert!(level < BTREE_HEIGHT_MAX, "descent below the height bound");
-        let here = format!("{path}/node {addr}");
-        if !self.claim(addr, Role::Node(kind), &here) {
+        debug_assert!(
+            at.level < BTREE_HEIGHT_MAX,
+            "descent below the height bound"
+        );
+        if !self.claim(addr, Role::Node(kind), origin) {
             // Outside the device, or reached before: a tree that must not share nodes does
             // (a cycle is one case), or a volume node is also another tree's.
             return;
@@ -446,30 +482,35 @@ impl Checker {
         let node = match read_node(self.dev.as_ref(), kind, addr, self.sb.gen) {
             Ok(n) => n,
             Err(e) => {
+                let here = self.path_of(addr);
                 self.find(FindingKind::BadBlock, addr, &here, e.to_string());
                 return;
             }
         };
-        if !self.node_invariants(&node, addr, level, lo, hi, is_root, &here) {
+        if !self.node_invariants(&node, addr, at) {
             return;
         }
-        debug_assert_eq!(node.level, level, "entered only at its expected level");
+        debug_assert_eq!(node.level, at.level, "entered only at its expected level");
         if node.is_leaf() {
             if kind == TreeKind::Volume {
-                self.leaf_extents(&node, &here);
+                self.leaf_extents(&node, addr);
             } else {
                 out.extend((0..node.len()).map(|i| (node.keys[i], node.val(i).to_vec())));
             }
             return;
         }
+        let Origin::Node { tree, .. } = origin else {
+            unreachable!("nodes are claimed with a node origin");
+        };
         for i in 0..node.len() {
             let c = node.children[i];
-            let clo = if i == 0 { lo } else { Some(node.keys[i]) };
-            let chi = node.keys.get(i + 1).copied().or(hi);
+            let lo = if i == 0 { at.lo } else { Some(node.keys[i]) };
+            let hi = node.keys.get(i + 1).copied().or(at.hi);
             if kind == TreeKind::Volume {
-                self.add_ref(c);
+                self.add_node_ref(c);
                 if !self.tree_nodes.insert(c) {
                     let detail = format!("child {c} reached twice in one tree");
+                    let here = self.path_of(addr);
                     self.find(FindingKind::TreeInvariant, c, &here, detail);
                     continue;
                 }
@@ -478,23 +519,26 @@ impl Checker {
                     continue;
                 }
             }
-            self.node_rec(kind, c, level - 1, clo, chi, false, &here, out);
+            let child = Descent {
+                level: at.level - 1,
+                lo,
+                hi,
+                is_root: false,
+            };
+            let origin = Origin::Node { parent: addr, tree };
+            self.node_rec(kind, c, child, origin, out);
         }
     }
 
     /// Reports the broken invariants of one node; returns whether it sits at the level its
     /// parent expects (only then is it entered: its children's levels follow from it).
-    #[allow(clippy::too_many_arguments)]
-    fn node_invariants(
-        &mut self,
-        node: &Node,
-        addr: u64,
-        level: u32,
-        lo: Option<u64>,
-        hi: Option<u64>,
-        is_root: bool,
-        here: &str,
-    ) -> bool {
+    fn node_invariants(&mut self, node: &Node, addr: u64, at: Descent) -> bool {
+        let Descent {
+            level,
+            lo,
+            hi,
+            is_root,
+        } = at;
         let mut bad = Vec::new();
         let level_ok = node.level == level;
         if !level_ok {
@@ -522,98 +566,61 @@ impl Checker {
         {
             bad.push(format!("keys outside [{lo:?}, {hi:?})"));
         }
-        for b in bad {
-            self.find(FindingKind::TreeInvariant, addr, here, b);
+        if !bad.is_empty() {
+            let here = self.path_of(addr);
+            for b in bad {
+                self.find(FindingKind::TreeInvariant, addr, &here, b);
+            }
         }
         level_ok
     }
 
-    fn leaf_extents(&mut self, node: &Node, here: &str) {
+    /// Records the data extents of a volume leaf, reporting overlapping or out-of-range ones.
+    fn leaf_extents(&mut self, node: &Node, leaf: u64) {
         for i in 0..node.len() {
             let k = node.keys[i];
             let (phys, len) = extent_of(node.val(i));
             if len == 0 || self.prev_end.is_some_and(|p| k < p) {
-                self.find(
-                    FindingKind::TreeInvariant,
-                    phys,
-                    here,
-                    format!("extent {k}+{len} overlaps"),
-                );
+                let here = self.path_of(leaf);
+                let detail = format!("extent {k}+{len} overlaps");
+                self.find(FindingKind::TreeInvariant, phys, &here, detail);
             }
-            self.prev_end = Some(k + len);
-            if phys + len > self.sb.device_blocks {
-                self.find(
-                    FindingKind::Dangling,
-                    phys,
-                    here,
-                    format!("extent {k}+{len} past the device end"),
-                );
+            self.prev_end = Some(k.saturating_add(len));
+            if phys.saturating_add(len) > self.sb.device_blocks {
+                let here = self.path_of(leaf);
+                let detail = format!("extent {k}+{len} past the device end");
+                self.find(FindingKind::Dangling, phys, &here, detail);
                 continue;
             }
-            for b in phys..phys + len {
-                self.add_ref(b);
-                if self.roles[b as usize] != role_code(Role::Data) {
-                    self.claim(b, Role::Data, &format!("{here}/extent {k}"));
-                }
+            if len > 0 && self.data_error.is_none() {
+                let d = DataRef {
+                    phys,
+                    len,
+                    leaf,
+                    key: k,
+                };
+                self.data_error = self.data.push(d).err();
             }
         }
     }
+}
 
-    fn compare(&mut self, rc: &[u32]) {
-        let mut data = 0u64;
-        let mut meta = 0u64;
-        let mut allocated = 0u64;
-        for b in 0..self.sb.device_blocks {
-            let i = b as usize;
-            let is_alloc = self.is_allocated(b);
-            allocated += u64::from(is_alloc);
-            let Some(role) = role_of(self.roles[i]) else {
-                if is_alloc {
-                    self.find(
-                        FindingKind::Leaked,
-                        b,
-                        "space map",
-                        "allocated, used by nothing",
-                    );
-                }
-                if rc[i] != 0 {
-                    let detail = format!("unused block with refcount {}", rc[i]);
-                    self.find(FindingKind::RefcountMismatch, b, "refcount", detail);
-                }
-                continue;
-            };
-            match role {
-                Role::Data => data += 1,
-                _ => meta += 1,
-            }
-            if !is_alloc {
-                let path = self.path_of(b);
-                self.find(
-                    FindingKind::Dangling,
-                    b,
-                    &path,
-                    "in use but free in the space map",
-                );
-            }
-            let shareable = matches!(role, Role::Data | Role::Node(TreeKind::Volume));
-            let counted = if shareable { self.refs[i] } else { 1 };
-            let stored = if rc[i] == 0 { 1 } else { rc[i] };
-            if counted != stored || (!shareable && rc[i] != 0) {
-                let path = self.path_of(b);
-                let detail = format!("{counted} references, refcount {stored}");
-                self.find(FindingKind::RefcountMismatch, b, &path, detail);
-            }
-        }
-        let counters = [
-            ("allocated", allocated, self.sb.allocated_blocks),
-            ("data", data, self.sb.data_blocks),
-            ("metadata", meta, self.sb.meta_blocks),
-        ];
-        for (what, found, recorded) in counters {
-            if found != recorded {
-                let detail = format!("{what} blocks: {found} found, superblock says {recorded}");
-                self.find(FindingKind::Accounting, 0, "superblock", detail);
-            }
+/// Where a node is entered: the level and key bounds its parent expects.
+#[derive(Clone, Copy, Debug)]
+struct Descent {
+    level: u32,
+    lo: Option<u64>,
+    hi: Option<u64>,
+    is_root: bool,
+}
+
+impl Descent {
+    fn root(level: u32) -> Descent {
+        Descent {
+            level,
+            lo: None,
+            hi: None,
+            is_root: true,
         }
     }
 }
@@ -659,6 +666,41 @@ mod tests {
     }
 
     #[test]
+    fn spilled_extents_give_the_same_report() {
+        let dev = Arc::new(MemDevice::new(16 << 20));
+        let p = crate::Pool::create(dev.clone(), "c", PoolOptions::default()).unwrap();
+        let v = p
+            .create_volume("v", 4 << 20, VolumeOptions::default())
+            .unwrap();
+        for i in 0..300u64 {
+            p.write(v.id, (i * 7 % 600) * 4096, &[i as u8; 4096])
+                .unwrap();
+        }
+        p.close().unwrap();
+        let mut m = meta_of(&dev);
+        let stray = m.alloc_meta().unwrap();
+        m.commit(m.durable.clone()).unwrap();
+        let sb = crate::format::read_superblock(dev.as_ref()).unwrap();
+        let whole = Checker::new(dev.clone(), sb.clone(), CHECK_EXTENTS_IN_MEMORY_MAX);
+        let spilled = Checker::new(dev.clone(), sb, 16);
+        let (a, b) = (whole.run().unwrap(), spilled.run().unwrap());
+        let key = |r: &CheckReport| {
+            let mut f: Vec<_> = r.findings.iter().map(|f| (f.block, f.kind)).collect();
+            f.sort_by_key(|x| x.0);
+            (f, r.blocks_in_use, r.volumes)
+        };
+        assert_eq!(key(&a), key(&b));
+        // The stray block: leaked, and counted as metadata by the superblock only.
+        let kinds: Vec<_> = a.findings.iter().map(|f| (f.kind, f.block)).collect();
+        assert_eq!(
+            kinds,
+            [(FindingKind::Leaked, stray), (FindingKind::Accounting, 0)],
+            "{:?}",
+            a.findings
+        );
+    }
+
+    #[test]
     fn reports_a_leaked_block() {
         let dev = pool_with_data();
         let mut m = meta_of(&dev);
@@ -692,6 +734,39 @@ mod tests {
             .expect("mismatch reported");
         assert_eq!(f.block, data_block);
         assert!(f.path.starts_with("volume \"v\""), "{f:?}");
+    }
+
+    #[test]
+    fn reports_a_data_extent_on_a_metadata_block_with_both_paths() {
+        let dev = pool_with_data();
+        let sb = crate::format::read_superblock(dev.as_ref()).unwrap();
+        let mut m = meta_of(&dev);
+        let dir = m
+            .range(TreeKind::Directory, sb.dir, 0, u64::MAX, usize::MAX)
+            .unwrap();
+        let root = VolumeRecord::decode(&dir[0].1).unwrap().root;
+        assert_eq!(root.height, 1, "one leaf maps the volume");
+        let mut leaf = read_node(dev.as_ref(), TreeKind::Volume, root.addr, sb.gen).unwrap();
+        let (data_block, len) = extent_of(leaf.val(0));
+        // Remap the volume's first extent onto the directory root (and the block after it).
+        let vs = leaf.vals.len() / leaf.len();
+        leaf.vals[..vs].copy_from_slice(&crate::btree::extent_val(sb.dir.addr, len));
+        let b = leaf.encode(root.addr, sb.gen);
+        dev.write_at(root.addr * BLOCK_SIZE_BYTES, &b).unwrap();
+        let report = check_device(dev).unwrap();
+        let dup = report
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::DoubleOwned && f.block == sb.dir.addr)
+            .expect("doubly owned block reported");
+        assert!(dup.path.starts_with("volume \"v\""), "{dup:?}");
+        assert!(dup.path.ends_with("/extent 0"), "{dup:?}");
+        let dir_path = format!("directory/node {}", sb.dir.addr);
+        assert!(dup.detail.contains(&dir_path), "{dup:?}");
+        assert!(report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Leaked && f.block == data_block));
     }
 
     #[test]

@@ -58,11 +58,27 @@ pub const DIRTY_BLOCKS_MAX: usize = 8192;
 pub const DISCARD_BLOCKS_MIN: u64 = 256;
 /// Smallest node cache accepted (smaller requests are raised to this).
 pub const NODE_CACHE_BYTES_MIN: usize = 256 * BLOCK_SIZE_USIZE;
+/// The clean bitmap pages kept get this fraction (1/N) of the cache's blocks; the nodes the rest.
+pub const PAGE_CACHE_SHARE_DIVISOR: usize = 4;
+/// Fewest clean bitmap pages kept (each one block of memory, covering 128 MiB of pool).
+pub const PAGE_CACHE_PAGES_MIN: usize = 8;
+/// Fewest clean nodes kept.
+pub const NODE_CACHE_NODES_MIN: usize = 16;
+/// Data extent records (32 bytes each) `check` keeps in memory before spilling them, sorted,
+/// to a temporary file.
+pub const CHECK_EXTENTS_IN_MEMORY_MAX: usize = 1 << 19;
+/// Records read at once from each spilled run while merging (8 KiB per run).
+pub const CHECK_RUN_READ_RECORDS: usize = 256;
 
 /// Logical block sizes a volume may have.
 pub const LOGICAL_BLOCK_SIZES: [u32; 2] = [512, 4096];
 
 const _: () = assert!(BLOCK_SIZE_BYTES.is_power_of_two());
+const _: () = assert!(PAGE_CACHE_SHARE_DIVISOR >= 2 && PAGE_CACHE_PAGES_MIN > 0);
+const _: () = assert!(CHECK_EXTENTS_IN_MEMORY_MAX > 0 && CHECK_RUN_READ_RECORDS > 0);
+const _: () = assert!(
+    NODE_CACHE_BYTES_MIN / BLOCK_SIZE_USIZE / PAGE_CACHE_SHARE_DIVISOR >= PAGE_CACHE_PAGES_MIN
+);
 const _: () = assert!(VOLUME_NAME_BYTES_MAX >= VOLUME_NAME_CHARS_MAX * 4);
 const _: () = assert!(EXTENT_BLOCKS_MAX <= u32::MAX as u64);
 const _: () = assert!(IO_BYTES_MAX as u64 / BLOCK_SIZE_BYTES <= EXTENT_BLOCKS_MAX);

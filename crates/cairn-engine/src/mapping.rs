@@ -147,8 +147,8 @@ impl Meta {
             return Ok(Root::default());
         }
         let a = self.cow(K, root.addr)?;
-        let (budget_before, pages_before) = (*budget, self.dirty_pages);
-        while *budget > 0 && self.dirty_pages < pages_max {
+        let (budget_before, pages_before) = (*budget, self.dirty_pages());
+        while *budget > 0 && self.dirty_pages() < pages_max {
             let Some(&last) = self.node(K, a)?.children.last() else {
                 break;
             };

@@ -14,6 +14,11 @@
 //!   once the transaction that freed them is durable, before anything can reuse them.
 //! - Bitmap pages are written copy-on-write at commit; the commit loops until the allocations it
 //!   makes for its own pages and space-tree nodes converge.
+//! - Bounded pages: a changed (dirty) page is pinned in `pages` until its commit, with its
+//!   `reserved` and `fresh` bits; a clean page lives in the bounded `clean_pages` LRU and is
+//!   dropped when evicted (it equals its durable block). A page with reserved bits is therefore
+//!   never evicted, so the reclamation rule holds at any pool size; `cache_clean_page` asserts
+//!   it. Commits touch only the pinned pages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use std::sync::Arc;
 use cairn_io::BlockDevice;
 use parking_lot::RwLock;
 
-use crate::cache::NodeCache;
+use crate::cache::{Lru, NodeCache};
 use crate::error::{corrupt, err, Error, ErrorKind, Result};
 use crate::format::{
     get_u64, put_u64, seal_block, verify_block, BlockType, Root, Superblock, HDR_AUX, HEADER_BYTES,
@@ -29,6 +34,7 @@ use crate::format::{
 };
 use crate::limits::{
     BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, DISCARD_BLOCKS_MIN,
+    NODE_CACHE_NODES_MIN, PAGE_CACHE_PAGES_MIN, PAGE_CACHE_SHARE_DIVISOR,
 };
 use crate::node::{Node, TreeKind};
 use crate::undo::{BitChange, Undo};
@@ -56,7 +62,6 @@ pub struct Page {
     pub free: u32,
     /// Set bits in `reserved`.
     pub reserved_count: u32,
-    pub dirty: bool,
 }
 
 impl Page {
@@ -69,8 +74,12 @@ impl Page {
             fresh: Vec::new(),
             free: PAGE_BITS as u32,
             reserved_count: 0,
-            dirty: false,
         }
+    }
+
+    /// Holds nothing of the current transaction: equal to its durable block, safe to drop.
+    fn is_clean(&self) -> bool {
+        self.reserved_count == 0 && !self.loc_fresh && self.fresh.iter().all(|&w| w == 0)
     }
 
     fn avail(&self) -> u32 {
@@ -160,15 +169,16 @@ pub struct Meta {
     pub pending_blocks: u64,
     pub cache: NodeCache,
     pub dirty: HashMap<u64, Arc<Node>>,
+    /// Bitmap pages changed in this transaction (the dirty set), pinned until the commit.
     pub pages: BTreeMap<u64, Page>,
+    /// Clean bitmap pages, bounded; a page moves to `pages` before it changes.
+    clean_pages: Lru<Page>,
     meta_cursor: u64,
     /// Data extents freed by this transaction, discarded once it is durable.
     pub freed_data: Vec<(u64, u64)>,
     /// Held shared by data reads running outside the pool lock; the commit takes it exclusively
     /// before blocks freed in the transaction become reusable.
     pub io_gate: Arc<RwLock<()>>,
-    /// Bitmap pages marked dirty (kept as a count: the commit rewrites each of them).
-    pub dirty_pages: usize,
     /// The open operation's undo log (see `undo.rs`).
     pub(crate) undo: Option<Box<Undo>>,
     /// Metadata blocks allocated outside any operation (by commits), counted to check the bound
@@ -177,7 +187,13 @@ pub struct Meta {
 }
 
 impl Meta {
-    pub fn new(dev: Arc<dyn BlockDevice>, sb: Superblock, cache_nodes: usize) -> Meta {
+    /// `cache_blocks` bounds the clean nodes and pages kept (one block of memory each); a
+    /// `PAGE_CACHE_SHARE_DIVISOR`th of it goes to bitmap pages.
+    pub fn new(dev: Arc<dyn BlockDevice>, sb: Superblock, cache_blocks: usize) -> Meta {
+        let pages_max = (cache_blocks / PAGE_CACHE_SHARE_DIVISOR).max(PAGE_CACHE_PAGES_MIN);
+        let nodes_max = cache_blocks
+            .saturating_sub(pages_max)
+            .max(NODE_CACHE_NODES_MIN);
         Meta {
             dev,
             dir_root: sb.dir,
@@ -190,13 +206,13 @@ impl Meta {
             meta_blocks: sb.meta_blocks,
             pending_blocks: 0,
             durable: sb,
-            cache: NodeCache::new(cache_nodes),
+            cache: NodeCache::new(nodes_max),
             dirty: HashMap::new(),
             pages: BTreeMap::new(),
+            clean_pages: Lru::new(pages_max),
             meta_cursor: 2,
             freed_data: Vec::new(),
             io_gate: Arc::new(RwLock::new(())),
-            dirty_pages: 0,
             undo: None,
             unfloored_allocs: 0,
         }
@@ -223,19 +239,65 @@ impl Meta {
         ] = c;
     }
 
-    /// The loaded page holding block `b`.
+    /// The dirty page holding block `b`.
     pub(crate) fn page_mut(&mut self, b: u64) -> &mut Page {
         self.pages
             .get_mut(&(b / PAGE_BITS))
-            .expect("the page of a changed block is loaded")
+            .expect("the page of a changed block is pinned")
     }
 
-    /// Marks page `p` (loaded) dirty, counting it.
+    /// Bitmap pages changed in this transaction (the commit rewrites each of them).
+    pub fn dirty_pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Clean bitmap pages held in memory (bounded by the page share of the cache).
+    #[cfg(test)]
+    pub fn clean_pages(&self) -> usize {
+        self.clean_pages.len()
+    }
+
+    /// The loaded page `p` (dirty or clean).
+    fn page(&self, p: u64) -> &Page {
+        match self.pages.get(&p) {
+            Some(pg) => pg,
+            None => self.clean_pages.peek(p).expect("page loaded"),
+        }
+    }
+
+    /// Marks page `p` (loaded) dirty: pins it until the commit.
     fn dirty_page(&mut self, p: u64) {
-        let pg = self.pages.get_mut(&p).expect("page loaded");
-        if !pg.dirty {
-            pg.dirty = true;
-            self.dirty_pages += 1;
+        if !self.pages.contains_key(&p) {
+            let pg = self.clean_pages.remove(p).expect("page loaded");
+            self.pages.insert(p, pg);
+        }
+    }
+
+    /// Unpins page `p`, which holds nothing of the transaction any more (its commit is durable,
+    /// or the operation that changed it was undone).
+    pub(crate) fn undirty_page(&mut self, p: u64) {
+        let mut pg = self.pages.remove(&p).expect("page is dirty");
+        assert!(
+            pg.is_clean(),
+            "bitmap page {p} unpinned while it holds reserved or fresh bits"
+        );
+        pg.reserved = Vec::new();
+        pg.fresh = Vec::new();
+        self.cache_clean_page(p, pg);
+    }
+
+    /// Keeps a clean page in the bounded LRU, dropping the least recently used ones.
+    fn cache_clean_page(&mut self, p: u64, pg: Page) {
+        assert!(
+            pg.is_clean(),
+            "bitmap page {p} cached while it holds reserved or fresh bits"
+        );
+        for (victim, v) in self.clean_pages.insert(p, pg) {
+            // Reclamation rule: dropping a page with reserved bits would make them reusable.
+            assert!(
+                v.is_clean(),
+                "evicting bitmap page {victim} with reserved or fresh bits"
+            );
         }
     }
 
@@ -245,7 +307,7 @@ impl Meta {
 
     /// Anything changed since the last commit?
     pub fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty() || self.pages.values().any(|p| p.dirty)
+        !self.dirty.is_empty() || !self.pages.is_empty()
     }
 
     // ---- node access --------------------------------------------------------------------
@@ -255,7 +317,7 @@ impl Meta {
         if let Some(n) = self.dirty.get(&addr) {
             return Ok(n.clone());
         }
-        if let Some(n) = self.cache.get(addr) {
+        if let Some(n) = self.cache.get(addr).cloned() {
             if n.kind != kind {
                 return Err(corrupt(format!(
                     "block {addr}: {:?} node used as {kind:?}",
@@ -293,8 +355,9 @@ impl Meta {
 
     // ---- space map ------------------------------------------------------------------------
 
+    /// Makes page `p` loaded (reading it if needed); it stays loaded until the next load.
     fn load_page(&mut self, p: u64) -> Result<()> {
-        if self.pages.contains_key(&p) {
+        if self.pages.contains_key(&p) || self.clean_pages.get(p).is_some() {
             return Ok(());
         }
         let mut page = Page::empty();
@@ -314,12 +377,12 @@ impl Meta {
                 )));
             }
         }
-        self.pages.insert(p, page);
+        self.cache_clean_page(p, page);
         Ok(())
     }
 
     fn page_avail(&mut self, p: u64) -> Result<u32> {
-        if let Some(pg) = self.pages.get(&p) {
+        if let Some(pg) = self.pages.get(&p).or_else(|| self.clean_pages.peek(p)) {
             return Ok(pg.avail());
         }
         Ok(match self.get(TreeKind::Space, self.space_root, p)? {
@@ -332,7 +395,7 @@ impl Meta {
     pub fn is_fresh(&mut self, b: u64) -> Result<bool> {
         let p = b / PAGE_BITS;
         self.load_page(p)?;
-        Ok(bit_or_zero(&self.pages[&p].fresh, b % PAGE_BITS))
+        Ok(bit_or_zero(&self.page(p).fresh, b % PAGE_BITS))
     }
 
     /// Blocks an allocation may still take (free and not awaiting durability).
@@ -370,7 +433,7 @@ impl Meta {
                 self.load_page(p)?;
                 let from = a.max(p * PAGE_BITS) - p * PAGE_BITS;
                 let limit = (b - p * PAGE_BITS).min(PAGE_BITS);
-                if let Some(r) = scan_page(&self.pages[&p], from, limit, want) {
+                if let Some(r) = scan_page(self.page(p), from, limit, want) {
                     return Ok(Some((p * PAGE_BITS + r.0, r.1)));
                 }
             }
@@ -482,10 +545,10 @@ impl Meta {
             let p = b / PAGE_BITS;
             let i = b % PAGE_BITS;
             self.load_page(p)?;
-            if !bit(&self.pages[&p].bits, i) {
+            if !bit(&self.page(p).bits, i) {
                 return Err(corrupt(format!("block {b} freed twice")));
             }
-            let at_once = fresh_at_once && bit_or_zero(&self.pages[&p].fresh, i);
+            let at_once = fresh_at_once && bit_or_zero(&self.page(p).fresh, i);
             self.log_free(p, b, at_once);
             self.dirty_page(p);
             let pg = self.pages.get_mut(&p).expect("loaded");
@@ -539,12 +602,7 @@ impl Meta {
     fn converge_space(&mut self) -> Result<()> {
         for _round in 0..64 {
             let mut changed = false;
-            let dirty: Vec<u64> = self
-                .pages
-                .iter()
-                .filter(|(_, p)| p.dirty)
-                .map(|(k, _)| *k)
-                .collect();
+            let dirty: Vec<u64> = self.pages.keys().copied().collect();
             for p in dirty {
                 if !self.pages[&p].loc_fresh {
                     let new = self.alloc_meta()?;
@@ -599,7 +657,7 @@ impl Meta {
             );
             blocks.push((addr * BLOCK_SIZE_BYTES, b));
         }
-        for (&p, pg) in self.pages.iter().filter(|(_, p)| p.dirty) {
+        for (&p, pg) in &self.pages {
             let b = pg.encode(p, gen);
             assert_eq!(
                 Page::decode(&b, pg.loc, p, gen)?,
@@ -635,17 +693,16 @@ impl Meta {
         for (addr, node) in self.dirty.drain() {
             self.cache.insert(addr, node);
         }
-        for pg in self.pages.values_mut() {
-            if pg.dirty || pg.reserved_count > 0 {
-                pg.dirty = false;
-                pg.loc_fresh = false;
-                pg.reserved = Vec::new();
-                pg.fresh = Vec::new();
-                pg.reserved_count = 0;
-            }
+        let done: Vec<u64> = self.pages.keys().copied().collect();
+        for p in done {
+            let pg = self.pages.get_mut(&p).expect("dirty page");
+            pg.loc_fresh = false;
+            pg.reserved = Vec::new();
+            pg.fresh = Vec::new();
+            pg.reserved_count = 0;
+            self.undirty_page(p);
         }
         self.pending_blocks = 0;
-        self.dirty_pages = 0;
         for (s, l) in coalesce(std::mem::take(&mut self.freed_data)) {
             if l < DISCARD_BLOCKS_MIN {
                 continue;
@@ -659,9 +716,9 @@ impl Meta {
     /// Drops everything not durable (used when a pool fails; the pool is not used again).
     pub fn forget_dirty(&mut self) {
         self.undo = None;
-        self.dirty_pages = 0;
         self.dirty.clear();
         self.pages.clear();
+        self.clean_pages.clear();
         self.cache.clear();
     }
 }
@@ -725,6 +782,54 @@ mod tests {
 
     fn meta(blocks: u64) -> Meta {
         crate::btree::tests::test_meta(blocks)
+    }
+
+    #[test]
+    fn bitmap_pages_stay_bounded_across_a_pool_far_larger_than_the_bound() {
+        // 64 pages of space map (8 GiB, sparse); `test_meta` keeps at most 16 clean pages.
+        let (pages, bound) = (64u64, 16);
+        let mut m = meta(pages * PAGE_BITS);
+        let mut held = Vec::new();
+        for round in 0..3 {
+            for p in 0..pages {
+                let runs = m.alloc_data(1, p * PAGE_BITS + 100 + round).unwrap();
+                assert_eq!(runs, vec![(p * PAGE_BITS + 100 + round, 1)]);
+                held.push(runs[0].0);
+                if p % 4 == 3 {
+                    m.commit(m.durable.clone()).unwrap();
+                    assert_eq!(m.dirty_pages(), 0, "a commit unpins every page");
+                }
+                assert!(m.clean_pages() <= bound, "{} clean pages", m.clean_pages());
+                assert!(m.dirty_pages() <= 6, "{} dirty pages", m.dirty_pages());
+            }
+        }
+        // Free one block in every page: all 64 pages hold reserved bits and stay pinned while
+        // allocations in every page evict clean ones; none of the freed blocks comes back.
+        for &b in &held[..pages as usize] {
+            m.free(b, 1, Use::Data).unwrap();
+        }
+        assert_eq!(m.dirty_pages(), pages as usize);
+        for &b in &held[..pages as usize] {
+            let runs = m.alloc_data(1, b).unwrap();
+            assert_eq!(
+                runs,
+                vec![(b + 3, 1)],
+                "freed block {b} reused before commit"
+            );
+        }
+        m.commit(m.durable.clone()).unwrap();
+        assert_eq!(m.dirty_pages(), 0);
+        assert!(m.clean_pages() <= bound);
+        for &b in &held[..pages as usize] {
+            assert_eq!(
+                m.alloc_data(1, b).unwrap(),
+                vec![(b, 1)],
+                "reusable once durable"
+            );
+            m.commit(m.durable.clone()).unwrap();
+            assert!(m.clean_pages() <= bound);
+        }
+        assert_eq!(m.allocated_blocks, m.meta_blocks + 4 * pages);
     }
 
     #[test]

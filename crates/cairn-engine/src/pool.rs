@@ -524,7 +524,7 @@ impl State {
     /// rewritten in the directory tree.
     fn commit_need_blocks(&self) -> u64 {
         let m = &self.meta;
-        let pages = 2 * (m.dirty_pages as u64 + 1);
+        let pages = 2 * (m.dirty_pages() as u64 + 1);
         let space_path = 2 * u64::from(m.space_root.height) + 2;
         let records = (self.dirty_vols.len() + self.removed_vols.len() + 1) as u64;
         let dir_path = 2 * u64::from(m.dir_root.height) + 2;
@@ -683,8 +683,9 @@ impl State {
         self.steps = (self.steps.0 + 1, self.steps.1.max(entries));
     }
 
+    /// Dirty nodes and pinned (dirty) bitmap pages, one block of memory each, past the bound.
     fn too_dirty(&self) -> bool {
-        self.meta.dirty.len() > DIRTY_BLOCKS_MAX
+        self.meta.dirty.len() + self.meta.dirty_pages() > DIRTY_BLOCKS_MAX
     }
 
     fn info(&self) -> PoolInfo {

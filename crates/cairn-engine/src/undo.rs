@@ -73,11 +73,10 @@ impl Meta {
             self.undo_bits(*change);
         }
         for (p, was_dirty) in undo.pages_dirty {
-            let pg = self.pages.get_mut(&p).expect("a changed page stays loaded");
-            if pg.dirty && !was_dirty {
-                self.dirty_pages -= 1;
+            assert!(self.pages.contains_key(&p), "a changed page stays pinned");
+            if !was_dirty {
+                self.undirty_page(p);
             }
-            pg.dirty = was_dirty;
         }
         for (addr, before) in undo.nodes {
             match before {
@@ -92,11 +91,6 @@ impl Meta {
         if let (Some(slot), Some(was)) = (self.freed_data.last_mut(), last) {
             *slot = was;
         }
-        debug_assert_eq!(
-            self.dirty_pages,
-            self.pages.values().filter(|p| p.dirty).count(),
-            "dirty page count after an abort"
-        );
     }
 
     /// The floor for a metadata allocation now: the open operation's, or none (commit).
@@ -127,7 +121,7 @@ impl Meta {
     /// Logs the dirty flag of page `p` before the operation first changes it.
     pub fn log_page(&mut self, p: u64) {
         if let Some(u) = self.undo.as_mut() {
-            let was = self.pages.get(&p).is_some_and(|pg| pg.dirty);
+            let was = self.pages.contains_key(&p);
             u.pages_dirty.entry(p).or_insert(was);
         }
     }
@@ -202,7 +196,7 @@ mod tests {
             }
         };
         let page = |p: &Page| {
-            let shape = (p.loc, p.loc_fresh, p.free, p.reserved_count, p.dirty);
+            let shape = (p.loc, p.loc_fresh, p.free, p.reserved_count);
             (shape, words(&p.bits), words(&p.reserved), words(&p.fresh))
         };
         let mut dirty: Vec<(u64, Node)> =
@@ -214,7 +208,7 @@ mod tests {
             roots,
             m.counters(),
             m.freed_data.clone(),
-            m.dirty_pages,
+            m.dirty_pages(),
             dirty,
             pages,
         )

@@ -8,7 +8,7 @@
 //! 3. the target (hidden, tagged `CopyTarget`, same size and block size) is created in the target pool;
 //! 4. the worker copies only the mapped extents of the internal snapshot, in chunks, updating
 //!    PercentComplete and looking for Terminate/Kill between chunks;
-//! 5. on success: target pool flushed, target tagged `Replica`, unhidden, internal snapshot
+//! 5. on success: target durable, target recorded `Replica`, unhidden, internal snapshot
 //!    deleted, job Completed; on failure or stop: target and internal snapshot deleted (their space
 //!    reclaimed in the background), job Exception / Terminated / Killed.
 //!
@@ -18,14 +18,14 @@
 //! `Replica`) or Exception.
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_engine::{Pool, Storage, VolumeId};
+use cairn_array::{ArrayBackend, CopyEnd, ErrorKind, ReplicaKind, ReplicaRecord, VolumeId};
 
 use crate::jobs::{Jobs, JOB_STATE_COMPLETED, JOB_STATE_EXCEPTION};
-use crate::limits::{COPY_CHUNK_BYTES, COPY_STATUS_WINDOW_BYTES};
-use crate::replica::{ReplicaTag, TagKind};
+use crate::limits::COPY_PACE_SLEEP_MAX;
 use crate::retcode::Refusal;
 
 /// Everything a copy worker needs.
@@ -33,39 +33,13 @@ pub struct CopyPlan {
     pub job: u64,
     pub source: VolumeId,
     pub sync_type: u16,
-    pub pit_pool: Arc<Pool>,
     pub pit: VolumeId,
-    pub target_pool: Arc<Pool>,
     pub target: VolumeId,
-    pub size_bytes: u64,
     pub mapped_bytes: u64,
     /// The finished replica keeps no relationship (CreateReplica CopyType 5).
     pub unassociated: bool,
     /// Copy bandwidth limit (bytes per second), if any.
     pub rate_bytes_per_sec: Option<u64>,
-}
-
-/// Bytes of `id` that are mapped (what a copy will transfer).
-pub fn mapped_bytes(pool: &Pool, id: VolumeId, size_bytes: u64) -> cairn_engine::Result<u64> {
-    let mut total = 0;
-    let mut at = 0;
-    while at < size_bytes {
-        let len = COPY_STATUS_WINDOW_BYTES.min(size_bytes - at);
-        for e in pool.block_status(id, at, len)? {
-            if e.mapped {
-                total += clamp(e.offset, e.len, at, len).1;
-            }
-        }
-        at += len;
-    }
-    Ok(total)
-}
-
-/// `[offset, offset + len)` cut to the window `[at, at + window)`: (start, length).
-fn clamp(offset: u64, len: u64, at: u64, window: u64) -> (u64, u64) {
-    let start = offset.max(at);
-    let end = offset.saturating_add(len).min(at + window);
-    (start, end.saturating_sub(start))
 }
 
 enum Stop {
@@ -74,19 +48,19 @@ enum Stop {
     Failed(Refusal),
 }
 
-impl From<cairn_engine::Error> for Stop {
-    fn from(e: cairn_engine::Error) -> Stop {
+impl From<cairn_array::Error> for Stop {
+    fn from(e: cairn_array::Error) -> Stop {
         Stop::Failed(Refusal::from(e))
     }
 }
 
-/// The points of a copy worker's life right after one of its engine or job-table operations:
+/// The points of a copy worker's life right after one of its backend or job-table operations:
 /// what [`run_observed`] reports, so a test can check the model in every intermediate state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// One chunk was written to the target.
     Chunk,
-    /// The target pool was flushed.
+    /// The data is copied and the target durable.
     Flushed,
     /// The target was tagged as a finished replica (still hidden).
     Tagged,
@@ -99,23 +73,23 @@ pub enum Step {
 }
 
 /// Starts the worker thread of `plan`.
-pub fn spawn(storage: Arc<Storage>, jobs: Arc<Jobs>, plan: CopyPlan) -> std::io::Result<()> {
+pub fn spawn(array: Arc<dyn ArrayBackend>, jobs: Arc<Jobs>, plan: CopyPlan) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name(format!("cairn-copy-{}", plan.job))
-        .spawn(move || run_observed(&storage, &jobs, &plan, &mut |_| {}))
+        .spawn(move || run_observed(array.as_ref(), &jobs, &plan, &mut |_| {}))
         .map(|_| ())
 }
 
 /// The worker of `plan`, run on the calling thread; `observe` is called after every step (see
 /// [`Step`]) and must not wait for the job.
 pub fn run_observed(
-    storage: &Storage,
+    array: &dyn ArrayBackend,
     jobs: &Jobs,
     plan: &CopyPlan,
     observe: &mut dyn FnMut(Step),
 ) {
-    let outcome = copy_all(jobs, plan, observe)
-        .and_then(|()| complete(storage, plan, observe).map_err(Stop::from));
+    let outcome = copy_all(array, jobs, plan, observe)
+        .and_then(|()| complete(array, plan, observe).map_err(Stop::from));
     let (state, why) = match outcome {
         Ok(()) => {
             tracing::info!(job = plan.job, "copy completed");
@@ -134,7 +108,7 @@ pub fn run_observed(
         ),
     };
     tracing::info!(job = plan.job, state, "copy ended: {why}");
-    let fate = if discard(storage, plan) {
+    let fate = if discard(array, plan) {
         "its target was removed"
     } else {
         "its target will be removed at the next start"
@@ -151,54 +125,52 @@ fn percent(done: u64, total: u64) -> u16 {
     ((u128::from(done) * 100 / u128::from(total)).min(99)) as u16
 }
 
-fn copy_all(jobs: &Jobs, plan: &CopyPlan, observe: &mut dyn FnMut(Step)) -> Result<(), Stop> {
-    let mut buf = vec![0u8; COPY_CHUNK_BYTES as usize];
+fn copy_all(
+    array: &dyn ArrayBackend,
+    jobs: &Jobs,
+    plan: &CopyPlan,
+    observe: &mut dyn FnMut(Step),
+) -> Result<(), Stop> {
     let started = Instant::now();
-    let mut copied = 0u64;
-    let mut at = 0;
-    while at < plan.size_bytes {
-        let window = COPY_STATUS_WINDOW_BYTES.min(plan.size_bytes - at);
-        for e in plan.pit_pool.block_status(plan.pit, at, window)? {
-            if !e.mapped {
-                continue;
-            }
-            let (mut off, len) = clamp(e.offset, e.len, at, window);
-            let end = off + len;
-            while off < end {
-                if let Some(state) = jobs.stop_requested(plan.job) {
-                    return Err(Stop::Requested(state));
-                }
-                let n = COPY_CHUNK_BYTES.min(end - off);
-                let chunk = &mut buf[..n as usize];
-                plan.pit_pool.read(plan.pit, off, chunk)?;
-                plan.target_pool.write(plan.target, off, chunk)?;
-                copied += n;
-                off += n;
-                jobs.update(plan.job, |j| j.percent = percent(copied, plan.mapped_bytes));
-                observe(Step::Chunk);
-                pace(jobs, plan, started, copied)?;
-            }
+    let mut stopped = None;
+    let end = array.copy_volume(plan.pit, plan.target, &mut |progress| {
+        let copied = progress.copied_bytes;
+        if copied > 0 {
+            jobs.update(plan.job, |j| j.percent = percent(copied, plan.mapped_bytes));
+            observe(Step::Chunk);
         }
-        at += window;
+        stopped = pace(jobs, plan, started, copied).err();
+        match stopped {
+            Some(_) => ControlFlow::Break(()),
+            None => ControlFlow::Continue(()),
+        }
+    })?;
+    match (end, stopped) {
+        (CopyEnd::Completed, _) => Ok(()),
+        (_, Some(state)) => Err(Stop::Requested(state)),
+        // A backend stops only when its control asks; should one not keep to that, the copy
+        // fails rather than pass for complete.
+        (_, None) => Err(Stop::Failed(Refusal::new(
+            crate::retcode::FAILED,
+            "The backend stopped the copy",
+        ))),
     }
-    Ok(())
 }
 
-/// Holds the copy to its bandwidth limit, still answering Terminate/Kill within a short time.
-fn pace(jobs: &Jobs, plan: &CopyPlan, started: Instant, copied: u64) -> Result<(), Stop> {
-    let Some(rate) = plan.rate_bytes_per_sec.filter(|r| *r > 0) else {
-        return Ok(());
-    };
-    let due = started + Duration::from_secs_f64(copied as f64 / rate as f64);
+/// Holds the copy to its bandwidth limit, still answering Terminate/Kill within a short time;
+/// `Err(state)` once a stop is requested.
+fn pace(jobs: &Jobs, plan: &CopyPlan, started: Instant, copied: u64) -> Result<(), u16> {
+    let rate = plan.rate_bytes_per_sec.filter(|r| *r > 0);
+    let due = rate.map(|r| started + Duration::from_secs_f64(copied as f64 / r as f64));
     loop {
         if let Some(state) = jobs.stop_requested(plan.job) {
-            return Err(Stop::Requested(state));
+            return Err(state);
         }
         let now = Instant::now();
-        if now >= due {
-            return Ok(());
+        match due {
+            Some(due) if now < due => std::thread::sleep((due - now).min(COPY_PACE_SLEEP_MAX)),
+            _ => return Ok(()),
         }
-        std::thread::sleep((due - now).min(Duration::from_millis(50)));
     }
 }
 
@@ -208,22 +180,21 @@ fn pace(jobs: &Jobs, plan: &CopyPlan, started: Instant, copied: u64) -> Result<(
 /// visible + `Replica`. The job is finished only after this, so a Completed job always shows a
 /// usable replica.
 fn complete(
-    storage: &Storage,
+    array: &dyn ArrayBackend,
     plan: &CopyPlan,
     observe: &mut dyn FnMut(Step),
-) -> cairn_engine::Result<()> {
-    plan.target_pool.flush()?;
+) -> cairn_array::Result<()> {
     observe(Step::Flushed);
-    let mut tag = ReplicaTag::replica(plan.source, plan.sync_type, plan.job);
+    let mut tag = ReplicaRecord::replica(plan.source, plan.sync_type, plan.job);
     if plan.unassociated {
         tag = tag.detached();
     }
-    plan.target_pool.set_tag(plan.target, &tag.encode())?;
+    array.set_replica(plan.target, tag)?;
     observe(Step::Tagged);
-    plan.target_pool.set_hidden(plan.target, false)?;
+    array.set_hidden(plan.target, false)?;
     observe(Step::Unhidden);
-    if let Err(e) = storage.delete_volume(plan.pit) {
-        // Tagged PointInTime: removed at the next start if it cannot be removed now.
+    if let Err(e) = array.delete_volume(plan.pit) {
+        // Recorded PointInTime: removed at the next start if it cannot be removed now.
         tracing::warn!(job = plan.job, "cannot delete the internal snapshot: {e}");
     }
     observe(Step::PitDeleted);
@@ -231,12 +202,12 @@ fn complete(
 }
 
 /// Removes the target and the internal snapshot of a copy that did not complete; false if one of
-/// them could not be removed now (it is tagged, so the next start removes it).
-pub fn discard(storage: &Storage, plan: &CopyPlan) -> bool {
+/// them could not be removed now (it has its record, so the next start removes it).
+pub fn discard(array: &dyn ArrayBackend, plan: &CopyPlan) -> bool {
     let mut all = true;
     for id in [plan.target, plan.pit] {
-        if let Err(e) = storage.delete_volume(id) {
-            if e.kind() != cairn_engine::ErrorKind::NotFound {
+        if let Err(e) = array.delete_volume(id) {
+            if e.kind() != ErrorKind::NotFound {
                 tracing::warn!(job = plan.job, "cannot delete copy volume {id}: {e}");
                 all = false;
             }
@@ -246,7 +217,7 @@ pub fn discard(storage: &Storage, plan: &CopyPlan) -> bool {
 }
 
 /// After a start: ends the jobs a restart interrupted and removes what their copies left.
-pub fn recover(storage: &Storage, jobs: &Jobs) {
+pub fn recover(array: &dyn ArrayBackend, jobs: &Jobs) {
     let unfinished: Vec<_> = jobs
         .list()
         .into_iter()
@@ -256,15 +227,14 @@ pub fn recover(storage: &Storage, jobs: &Jobs) {
         .iter()
         .flat_map(|j| [j.target_name.as_str(), j.pit_name.as_str()])
         .collect();
-    for pool in storage.pools() {
-        for v in pool.volumes() {
-            let tag = ReplicaTag::decode(&v.tag);
-            let leftover = match tag.map(|t| t.kind) {
-                Some(TagKind::CopyTarget | TagKind::PointInTime) => true,
+    for pool in array.pools() {
+        for v in array.volumes(&pool.name) {
+            let leftover = match v.replica.map(|t| t.kind) {
+                Some(ReplicaKind::CopyTarget | ReplicaKind::PointInTime) => true,
                 None => v.hidden && names.contains(v.name.as_str()),
-                Some(TagKind::Replica | TagKind::Detached) if v.hidden => {
+                Some(ReplicaKind::Replica | ReplicaKind::Detached) if v.hidden => {
                     // Completed but not yet unhidden when the daemon stopped: finish it.
-                    if let Err(e) = pool.set_hidden(v.id, false) {
+                    if let Err(e) = array.set_hidden(v.id, false) {
                         tracing::warn!("cannot unhide replica {}: {e}", v.id);
                     }
                     false
@@ -273,7 +243,7 @@ pub fn recover(storage: &Storage, jobs: &Jobs) {
             };
             if leftover {
                 tracing::info!("removing {} left by an interrupted copy", v.id);
-                if let Err(e) = storage.delete_volume(v.id) {
+                if let Err(e) = array.delete_volume(v.id) {
                     tracing::warn!("cannot remove {}: {e}", v.id);
                 }
             }
@@ -282,10 +252,10 @@ pub fn recover(storage: &Storage, jobs: &Jobs) {
     for j in unfinished {
         let target: Option<VolumeId> = j.target.as_deref().and_then(|t| t.parse().ok());
         let completed = target
-            .and_then(|t| storage.find_volume_by_id(t))
-            .and_then(|(_, v)| ReplicaTag::decode(&v.tag))
+            .and_then(|t| array.volume(t))
+            .and_then(|v| v.replica)
             .is_some_and(|t| {
-                t.job == j.id && matches!(t.kind, TagKind::Replica | TagKind::Detached)
+                t.job == j.id && matches!(t.kind, ReplicaKind::Replica | ReplicaKind::Detached)
             });
         if completed {
             jobs.finish(j.id, JOB_STATE_COMPLETED, None);
@@ -307,12 +277,5 @@ mod tests {
         assert_eq!(percent(1, 2), 50);
         assert_eq!(percent(2, 2), 99);
         assert_eq!(percent(u64::MAX, u64::MAX), 99);
-    }
-
-    #[test]
-    fn clamp_cuts_to_the_window() {
-        assert_eq!(clamp(0, 100, 10, 50), (10, 50));
-        assert_eq!(clamp(20, 10, 10, 50), (20, 10));
-        assert_eq!(clamp(70, 10, 10, 50), (70, 0));
     }
 }

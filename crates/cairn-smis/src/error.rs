@@ -1,8 +1,9 @@
 //! The one public error type of cairn-smis: a small kind to match on, the context (what was being
 //! done, to which file or address) and the source.
 //!
-//! Errors here are about setting the server up (files, certificates, sockets). Faults in requests
-//! from the network never become an [`Error`]: they are answered with an HTTP status.
+//! Errors here are about setting the server up (files, certificates, sockets) and about the jobs
+//! table (its file, a job that is missing or still running). Faults in requests from the network
+//! never become an [`Error`]: they are answered with an HTTP status or a CIM error.
 
 use std::fmt;
 
@@ -20,6 +21,12 @@ pub enum ErrorKind {
     Credentials,
     /// The server configuration is inconsistent.
     Config,
+    /// The jobs file cannot be read, parsed or written.
+    JobsFile,
+    /// No such job.
+    JobNotFound,
+    /// The job is still running.
+    JobRunning,
 }
 
 impl fmt::Display for ErrorKind {
@@ -30,6 +37,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Tls => "TLS error",
             ErrorKind::Credentials => "Invalid credentials",
             ErrorKind::Config => "Invalid configuration",
+            ErrorKind::JobsFile => "Jobs file unusable",
+            ErrorKind::JobNotFound => "No such job",
+            ErrorKind::JobRunning => "Job still running",
         })
     }
 }
@@ -75,6 +85,17 @@ impl Error {
     /// What was being done, naming the file or address involved.
     pub fn context(&self) -> &str {
         &self.context
+    }
+
+    /// This error and its sources, for a log line or a job's error text.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, ErrorKind, Result};
 use crate::limits::{JOBS_FILE_BYTES_MAX, JOBS_FINISHED_MAX};
 
 pub const JOB_STATE_RUNNING: u16 = 4;
@@ -90,25 +91,28 @@ pub fn now_unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Why the job file could not be used.
-#[derive(Debug)]
-pub struct JobFileError(pub String);
+fn file_error(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::with_source(ErrorKind::JobsFile, path.display().to_string(), e)
+}
 
-fn read_file(path: &Path) -> Result<JobFile, JobFileError> {
+fn read_file(path: &Path) -> Result<JobFile> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(JobFile::default()),
-        Err(e) => return Err(JobFileError(format!("{}: {e}", path.display()))),
+        Err(e) => return Err(file_error(path, e)),
     };
     if meta.len() > JOBS_FILE_BYTES_MAX {
-        return Err(JobFileError(format!(
-            "{}: {} bytes, more than {JOBS_FILE_BYTES_MAX}",
-            path.display(),
-            meta.len()
-        )));
+        return Err(Error::new(
+            ErrorKind::JobsFile,
+            format!(
+                "{}: {} bytes, more than {JOBS_FILE_BYTES_MAX}",
+                path.display(),
+                meta.len()
+            ),
+        ));
     }
-    let text = std::fs::read(path).map_err(|e| JobFileError(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&text).map_err(|e| JobFileError(format!("{}: {e}", path.display())))
+    let text = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    serde_json::from_slice(&text).map_err(|e| file_error(path, e))
 }
 
 fn write_file(path: &Path, file: &JobFile) -> std::io::Result<()> {
@@ -130,10 +134,7 @@ impl Jobs {
     /// Loads the table from `path` (a missing file is an empty table). An unreadable or damaged
     /// file is moved aside to `<path>.damaged` and the table starts empty; the error is returned
     /// with the table so the caller can log it.
-    pub fn load(
-        path: Option<PathBuf>,
-        time_before_removal: Duration,
-    ) -> (Jobs, Option<JobFileError>) {
+    pub fn load(path: Option<PathBuf>, time_before_removal: Duration) -> (Jobs, Option<Error>) {
         let (file, error) = match path.as_deref().map(read_file) {
             None => (JobFile::default(), None),
             Some(Ok(f)) => (f, None),
@@ -157,16 +158,16 @@ impl Jobs {
         self.time_before_removal
     }
 
-    fn persist(&self, file: &JobFile) -> Result<(), String> {
+    fn persist(&self, file: &JobFile) -> Result<()> {
         match &self.path {
             None => Ok(()),
-            Some(p) => write_file(p, file).map_err(|e| format!("{}: {e}", p.display())),
+            Some(p) => write_file(p, file).map_err(|e| file_error(p, e)),
         }
     }
 
     /// Adds a running job and writes the file; returns its id. Nothing is added if the file
     /// cannot be written.
-    pub fn add(&self, mut rec: JobRecord) -> Result<u64, String> {
+    pub fn add(&self, mut rec: JobRecord) -> Result<u64> {
         let mut t = self.table.lock();
         t.next_id = t.next_id.max(1);
         rec.id = t.next_id;
@@ -185,7 +186,7 @@ impl Jobs {
         let mut t = self.table.lock();
         t.jobs.retain(|j| j.id != id);
         if let Err(e) = self.persist(&t) {
-            tracing::warn!("cannot write the jobs file: {e}");
+            tracing::warn!("cannot write the jobs file: {}", e.report());
         }
     }
 
@@ -204,7 +205,7 @@ impl Jobs {
             f(j);
         }
         if let Err(e) = self.persist(&t) {
-            tracing::warn!("cannot write the jobs file: {e}");
+            tracing::warn!("cannot write the jobs file: {}", e.report());
         }
     }
 
@@ -225,7 +226,7 @@ impl Jobs {
                 j.stop_requested = None;
             }
             if let Err(e) = self.persist(&t) {
-                tracing::warn!("cannot write the jobs file: {e}");
+                tracing::warn!("cannot write the jobs file: {}", e.report());
             }
         }
         self.changed.notify_all();
@@ -314,7 +315,7 @@ impl Jobs {
         }
         if t.jobs.len() != before {
             if let Err(e) = self.persist(t) {
-                tracing::warn!("cannot write the jobs file: {e}");
+                tracing::warn!("cannot write the jobs file: {}", e.report());
             }
         }
     }
@@ -330,17 +331,19 @@ impl Jobs {
         self.list().into_iter().find(|j| j.id == id)
     }
 
-    /// Removes a finished job (DeleteInstance). `Err(true)` if it is still running, `Err(false)`
-    /// if there is no such job.
-    pub fn delete(&self, id: u64) -> Result<(), bool> {
+    /// Removes a finished job (DeleteInstance): `JobRunning` if it is still running,
+    /// `JobNotFound` if there is no such job.
+    pub fn delete(&self, id: u64) -> Result<()> {
         let mut t = self.table.lock();
         match t.jobs.iter().find(|j| j.id == id) {
-            None => Err(false),
-            Some(j) if !j.is_finished() => Err(true),
+            None => Err(Error::new(ErrorKind::JobNotFound, format!("Job {id}"))),
+            Some(j) if !j.is_finished() => {
+                Err(Error::new(ErrorKind::JobRunning, format!("Job {id}")))
+            }
             Some(_) => {
                 t.jobs.retain(|j| j.id != id);
                 if let Err(e) = self.persist(&t) {
-                    tracing::warn!("cannot write the jobs file: {e}");
+                    tracing::warn!("cannot write the jobs file: {}", e.report());
                 }
                 Ok(())
             }
@@ -361,7 +364,7 @@ impl Jobs {
     pub fn save(&self) {
         let t = self.table.lock();
         if let Err(e) = self.persist(&t) {
-            tracing::warn!("cannot write the jobs file: {e}");
+            tracing::warn!("cannot write the jobs file: {}", e.report());
         }
     }
 }
@@ -429,8 +432,9 @@ mod tests {
         jobs.finish(a, JOB_STATE_EXCEPTION, Some("boom".into()));
         let ids: Vec<u64> = jobs.list().iter().map(|j| j.id).collect();
         assert_eq!(ids, vec![b]);
-        assert_eq!(jobs.delete(b), Err(true));
-        assert_eq!(jobs.delete(a), Err(false));
+        let kind = |r: Result<()>| r.map_err(|e| e.kind());
+        assert_eq!(kind(jobs.delete(b)), Err(ErrorKind::JobRunning));
+        assert_eq!(kind(jobs.delete(a)), Err(ErrorKind::JobNotFound));
     }
 
     #[test]

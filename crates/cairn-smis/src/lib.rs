@@ -18,14 +18,15 @@ pub mod limits;
 pub use error::{Error, ErrorKind};
 pub use http::{start, CredentialSource, Credentials, SmisServerConfig, SmisServerHandle};
 
-// The SMI-S array model over the engine: `ArrayProvider` (Array, Block Services, Replication
+// The SMI-S array model over an array backend (`cairn_array`): `ArrayProvider` (Array, Block Services, Replication
 // Services and Job Control profiles), its methods, jobs and cross-pool copies.
 pub mod copy;
+pub mod interop;
 pub mod jobs;
 mod methods;
 pub mod model;
 pub mod provider;
-pub mod replica;
 pub mod retcode;
 
+pub use interop::{InteropProvider, ObjectManagerInfo};
 pub use provider::{ArrayOptions, ArrayProvider};

@@ -56,13 +56,12 @@ const _: () = assert!(HTTP_CONNECTIONS_MAX > 0);
 /// another pool answers 4 (Failed) until one ends.
 pub const COPY_JOBS_RUNNING_MAX: usize = 8;
 
-/// Bytes read from the point-in-time snapshot and written to the target per copy step. Progress,
-/// Terminate/Kill and pool errors are looked at between steps.
-pub const COPY_CHUNK_BYTES: u64 = 1024 * 1024;
+/// Longest sleep of a bandwidth-limited copy between two looks at Terminate/Kill.
+pub const COPY_PACE_SLEEP_MAX: Duration = Duration::from_millis(50);
 
-/// Bytes of a volume's address space asked about in one `block_status` call while planning or
-/// running a copy.
-pub const COPY_STATUS_WINDOW_BYTES: u64 = 1024 * 1024 * 1024;
+/// How long a daemon stopping waits for running copies to end (each ends as Exception and
+/// removes its target) before it closes the pools anyway.
+pub const COPY_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// Largest number of finished jobs kept (enumerable, with GetError) before the oldest is dropped,
 /// whatever TimeBeforeRemoval says.
@@ -78,10 +77,13 @@ pub const JOBS_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// answers 4096 (transition started) instead of 0.
 pub const JOB_STOP_WAIT: Duration = Duration::from_secs(30);
 
+/// Characters of the source or default name kept at the start of a generated name
+/// (`<base>-<kind>-<6 hex digits>`, at most 64 characters with the longest kind).
+pub const GENERATED_NAME_BASE_CHARS_MAX: usize = 40;
+
 /// Attempts at a free generated name when ElementName is NULL.
 pub const GENERATED_NAME_ATTEMPTS_MAX: u32 = 64;
 
-const _: () = assert!(COPY_CHUNK_BYTES % 4096 == 0 && COPY_CHUNK_BYTES > 0);
-const _: () = assert!(COPY_STATUS_WINDOW_BYTES % COPY_CHUNK_BYTES == 0);
+const _: () = assert!(COPY_PACE_SLEEP_MAX.as_millis() < JOB_STOP_WAIT.as_millis());
 const _: () = assert!(COPY_JOBS_RUNNING_MAX > 0 && JOBS_FINISHED_MAX >= COPY_JOBS_RUNNING_MAX);
-const _: () = assert!((COPY_CHUNK_BYTES as usize) <= HTTP_BODY_BYTES_MAX);
+const _: () = assert!(GENERATED_NAME_BASE_CHARS_MAX + 16 <= 64);

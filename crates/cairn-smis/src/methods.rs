@@ -1,27 +1,29 @@
 //! The extrinsic methods of the array: replica creation (CreateElementReplica, CreateReplica),
 //! ModifyReplicaSynchronization, ReturnToStoragePool, CreateOrModifyElementFromStoragePool,
-//! GetSupportedSizeRange, and the job methods (GetError, GetErrors, RequestStateChange).
+//! GetSupportedSizeRange, the job methods (GetError, GetErrors, RequestStateChange), and the
+//! rename behind ModifyInstance of a volume's ElementName.
 //!
 //! Invariants: a method either does what it answers 0 (or 4096) for, or leaves nothing behind —
 //! every volume it created before a refusal is deleted again; management methods run one at a time
 //! (the provider's `ops` lock); return values come from [`crate::retcode`] only.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use cairn_cim::{CimType, InstancePath, MethodCall, MethodResult, Value};
-use cairn_engine::limits::VOLUME_SIZE_BYTES_MAX;
-use cairn_engine::{Pool, VolumeId, VolumeInfo, VolumeOptions, BLOCK_SIZE};
+use cairn_array::replica::{SYNC_TYPE_CLONE, SYNC_TYPE_SNAPSHOT};
+use cairn_array::{PoolInfo, ReplicaRecord, SizeRules, Volume, VolumeId, VolumeSpec};
+use cairn_cim::{CimError, CimType, InstancePath, MethodCall, MethodResult, Value};
 
 use crate::copy::{self, CopyPlan};
 use crate::jobs::{
     now_unix_secs, JobRecord, StopOutcome, JOB_STATE_KILLED, JOB_STATE_RUNNING,
     JOB_STATE_TERMINATED,
 };
-use crate::limits::{COPY_JOBS_RUNNING_MAX, GENERATED_NAME_ATTEMPTS_MAX, JOB_STOP_WAIT};
+use crate::limits::{
+    COPY_JOBS_RUNNING_MAX, GENERATED_NAME_ATTEMPTS_MAX, GENERATED_NAME_BASE_CHARS_MAX,
+    JOB_STOP_WAIT,
+};
 use crate::model::{self, Snapshot};
 use crate::provider::ArrayProvider;
-use crate::replica::{ReplicaTag, SYNC_TYPE_CLONE, SYNC_TYPE_SNAPSHOT};
 use crate::retcode::{self, Refusal};
 
 type Outcome = Result<MethodResult, Refusal>;
@@ -101,35 +103,32 @@ fn required<T>(v: Option<T>, name: &str) -> Result<T, Refusal> {
 // ---- resolving references -------------------------------------------------------------------
 
 /// The model volume `path` names.
-fn resolve_volume(
-    p: &ArrayProvider,
-    path: &InstancePath,
-) -> Result<(Arc<Pool>, VolumeInfo), Refusal> {
+fn resolve_volume(p: &ArrayProvider, path: &InstancePath) -> Result<Volume, Refusal> {
     let system_ok = model::key_text(path, "SystemName").is_none_or(|s| s == p.identity.system_name);
     let id = model::volume_id_of(path)
         .filter(|_| system_ok)
         .ok_or_else(|| Refusal::invalid(format!("{path} is not a volume of this array")))?;
-    p.storage
-        .find_volume_by_id(id)
-        .filter(|(_, v)| model::in_model(v))
+    p.array
+        .volume(id)
+        .filter(model::in_model)
         .ok_or_else(|| Refusal::invalid(format!("No volume {id}")))
 }
 
-/// The engine pool `path` names (never the primordial pool).
-fn resolve_pool(p: &ArrayProvider, path: &InstancePath) -> Result<Arc<Pool>, Refusal> {
+/// The concrete pool `path` names (never the primordial pool).
+fn resolve_pool(p: &ArrayProvider, path: &InstancePath) -> Result<PoolInfo, Refusal> {
     model::pool_name_of(path)
-        .and_then(|n| p.storage.pool(n))
+        .and_then(|n| p.array.pool(n))
         .ok_or_else(|| Refusal::invalid(format!("{path} is not a concrete pool of this array")))
 }
 
 /// A free name derived from `base` (`<base>-<kind>-<counter>`), at most 64 characters.
 fn generated_name(p: &ArrayProvider, base: &str, kind: &str) -> Result<String, Refusal> {
-    let base: String = base.chars().take(40).collect();
+    let base: String = base.chars().take(GENERATED_NAME_BASE_CHARS_MAX).collect();
     let base = base.trim_end();
     for _ in 0..GENERATED_NAME_ATTEMPTS_MAX {
         let n = p.names.fetch_add(1, Ordering::Relaxed);
         let name = format!("{base}-{kind}-{:06x}", n & 0xff_ffff);
-        if p.storage.find_volume(&name).is_none() {
+        if p.array.volume_by_name(&name).is_none() {
             return Ok(name);
         }
     }
@@ -202,10 +201,10 @@ fn create_replica(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
 type CopyStarter<'a> = &'a mut dyn FnMut(CopyPlan) -> std::io::Result<()>;
 
 fn make_replica(p: &ArrayProvider, req: &ReplicaRequest<'_>) -> Outcome {
-    let storage = p.storage.clone();
+    let array = p.array.clone();
     let jobs = p.jobs.clone();
     make_replica_with(p, req, &mut |plan| {
-        copy::spawn(storage.clone(), jobs.clone(), plan)
+        copy::spawn(array.clone(), jobs.clone(), plan)
     })
 }
 
@@ -215,7 +214,7 @@ fn make_replica_with(
     start: CopyStarter<'_>,
 ) -> Outcome {
     let _ops = p.ops.lock();
-    let (src_pool, src) = resolve_volume(p, req.source)?;
+    let src = resolve_volume(p, req.source)?;
     if model::is_copying(&src) {
         return Err(Refusal::new(
             retcode::IN_USE,
@@ -223,8 +222,8 @@ fn make_replica_with(
         ));
     }
     let target_pool = match req.target_pool {
-        Some(path) => resolve_pool(p, path)?,
-        None => src_pool.clone(),
+        Some(path) => Some(resolve_pool(p, path)?).filter(|t| t.name != src.pool),
+        None => None,
     };
     let kind = if req.sync_type == SYNC_TYPE_CLONE {
         "clone"
@@ -235,27 +234,27 @@ fn make_replica_with(
         Some(n) => n.to_owned(),
         None => generated_name(p, &src.name, kind)?,
     };
-    if target_pool.name() == src_pool.name() {
-        same_pool(p, req, &src, &name)
-    } else {
-        cross_pool(p, req, &src, &target_pool, &name, start)
+    match target_pool {
+        None => same_pool(p, req, &src, &name),
+        Some(target_pool) => cross_pool(p, req, &src, &target_pool, &name, start),
     }
 }
 
-fn same_pool(p: &ArrayProvider, req: &ReplicaRequest<'_>, src: &VolumeInfo, name: &str) -> Outcome {
-    let mut tag = ReplicaTag::replica(src.id, req.sync_type, 0);
+fn same_pool(p: &ArrayProvider, req: &ReplicaRequest<'_>, src: &Volume, name: &str) -> Outcome {
+    let mut tag = ReplicaRecord::replica(src.id, req.sync_type, 0);
     if req.unassociated {
         tag = tag.detached();
     }
-    // Until it is tagged, the new snapshot would read as a snapshot replica (SyncType 7) of its
-    // source: requests wait for the tag. A crash in between leaves an ordinary snapshot.
-    let gate = p.model_gate.write();
-    let (pool, info) = p.storage.snapshot(src.id, name, VolumeOptions::default())?;
-    if let Err(e) = pool.set_tag(info.id, &tag.encode()) {
-        remove(p, info.id);
-        return Err(e.into());
-    }
-    drop(gate);
+    let spec = VolumeSpec {
+        replica: Some(tag),
+        ..VolumeSpec::default()
+    };
+    // A backend may store the record after it made the snapshot, which until then reads as a
+    // snapshot replica (SyncType 7) of its source: requests wait for the record.
+    let info = {
+        let _gate = p.model_gate.write();
+        p.array.snapshot(src.id, name, &spec)?
+    };
     let source = p.identity.volume_path(src.id);
     let target = p.identity.volume_path(info.id);
     let mut out = ok().with_out("TargetElement", Value::Reference(target.clone()));
@@ -269,7 +268,7 @@ fn same_pool(p: &ArrayProvider, req: &ReplicaRequest<'_>, src: &VolumeInfo, name
 }
 
 fn remove(p: &ArrayProvider, id: VolumeId) {
-    if let Err(e) = p.storage.delete_volume(id) {
+    if let Err(e) = p.array.delete_volume(id) {
         tracing::warn!("cannot remove volume {id} after a failed method: {e}");
     }
 }
@@ -277,8 +276,8 @@ fn remove(p: &ArrayProvider, id: VolumeId) {
 fn cross_pool(
     p: &ArrayProvider,
     req: &ReplicaRequest<'_>,
-    src: &VolumeInfo,
-    target_pool: &Arc<Pool>,
+    src: &Volume,
+    target_pool: &PoolInfo,
     name: &str,
     start: CopyStarter<'_>,
 ) -> Outcome {
@@ -293,9 +292,7 @@ fn cross_pool(
         id: 0,
         description: format!(
             "Copy of {} into pool {} as {}",
-            src.name,
-            target_pool.name(),
-            name
+            src.name, target_pool.name, name
         ),
         state: JOB_STATE_RUNNING,
         percent: 0,
@@ -305,17 +302,19 @@ fn cross_pool(
         error: None,
         source: src.id.to_string(),
         target_name: name.to_owned(),
-        target_pool: target_pool.name(),
+        target_pool: target_pool.name.clone(),
         pit_name: format!("cairn-pit-{:016x}", rand::random::<u64>()),
         target: None,
         sync_type: req.sync_type,
         stop_requested: None,
     };
     let pit_name = rec.pit_name.clone();
-    let job = p
-        .jobs
-        .add(rec)
-        .map_err(|e| Refusal::new(retcode::FAILED, format!("Cannot record the job: {e}")))?;
+    let job = p.jobs.add(rec).map_err(|e| {
+        Refusal::new(
+            retcode::FAILED,
+            format!("Cannot record the job: {}", e.report()),
+        )
+    })?;
     let mut created = Vec::new();
     match prepare_copy(p, req, src, target_pool, name, &pit_name, job, &mut created) {
         Ok(plan) => {
@@ -351,40 +350,42 @@ fn cross_pool(
 fn prepare_copy(
     p: &ArrayProvider,
     req: &ReplicaRequest<'_>,
-    src: &VolumeInfo,
-    target_pool: &Arc<Pool>,
+    src: &Volume,
+    target_pool: &PoolInfo,
     name: &str,
     pit_name: &str,
     job: u64,
     created: &mut Vec<VolumeId>,
 ) -> Result<CopyPlan, Refusal> {
-    let opts = VolumeOptions {
+    let spec = VolumeSpec {
         logical_block_size: src.logical_block_size,
         read_only: false,
         hidden: true,
+        replica: Some(ReplicaRecord::copy_target(src.id, req.sync_type, job)),
     };
-    let (tpool, target) =
-        p.storage
-            .create_volume(&target_pool.name(), name, src.size_bytes, opts)?;
+    let target = p
+        .array
+        .create_volume(&target_pool.name, name, src.size_bytes, &spec)?;
     created.push(target.id);
-    let tag = ReplicaTag::copy_target(src.id, req.sync_type, job);
-    tpool.set_tag(target.id, &tag.encode())?;
-    let pit_opts = VolumeOptions {
+    let pit_spec = VolumeSpec {
         read_only: true,
         hidden: true,
-        ..VolumeOptions::default()
+        replica: Some(ReplicaRecord::point_in_time(src.id, job)),
+        ..VolumeSpec::default()
     };
-    let (ppool, pit) = p.storage.snapshot(src.id, pit_name, pit_opts)?;
+    let pit = p.array.snapshot(src.id, pit_name, &pit_spec)?;
     created.push(pit.id);
-    ppool.set_tag(pit.id, &ReplicaTag::point_in_time(src.id, job).encode())?;
-    let mapped = copy::mapped_bytes(&ppool, pit.id, src.size_bytes)?;
-    let free = tpool.info().data_bytes_free;
+    let mapped = p.array.mapped_bytes(pit.id)?;
+    let free = p
+        .array
+        .pool(&target.pool)
+        .map_or(0, |pool| pool.data_bytes_free);
     if mapped > free {
         return Err(Refusal::new(
             retcode::FAILED,
             format!(
                 "Pool {} is too small: the copy needs {mapped} bytes, {free} are free",
-                tpool.name()
+                target.pool
             ),
         ));
     }
@@ -392,11 +393,8 @@ fn prepare_copy(
         job,
         source: src.id,
         sync_type: req.sync_type,
-        pit_pool: ppool,
         pit: pit.id,
-        target_pool: tpool,
         target: target.id,
-        size_bytes: src.size_bytes,
         mapped_bytes: mapped,
         unassociated: req.unassociated,
         rate_bytes_per_sec: p.opts.copy_rate_bytes_per_sec,
@@ -418,8 +416,9 @@ fn modify_sync(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
         .and_then(model::volume_id_of)
         .ok_or_else(bad)?;
     let _ops = p.ops.lock();
-    let snap = Snapshot::take(&p.storage);
-    let (tview, target) = snap.volume(target_id).ok_or_else(bad)?;
+    // The relationship is computed from its two sides alone, never from every volume.
+    let snap = Snapshot::take_ids(p.array.as_ref(), &[target_id, source_id]);
+    let (_, target) = snap.volume(target_id).ok_or_else(bad)?;
     let rel = model::relationship(&snap, target)
         .filter(|r| r.source == source_id)
         .ok_or_else(bad)?;
@@ -443,25 +442,23 @@ fn modify_sync(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
         )),
         8 | 9 if copying => Err(busy()),
         8 | 9 => {
-            tview
-                .pool
-                .set_tag(target_id, &rel.tag.detached().encode())?;
+            p.array.set_replica(target_id, rel.tag.detached())?;
             Ok(ok())
         }
         15 if copying => Err(busy()),
         15 => {
-            let (spool, _) = p.storage.find_volume_by_id(source_id).ok_or_else(bad)?;
-            if spool.name() != tview.info.name {
+            let (_, source) = snap.volume(source_id).ok_or_else(bad)?;
+            if source.pool != target.pool {
                 return Err(Refusal::not_supported(
                     "Restore from a replica in another pool",
                 ));
             }
-            spool.restore(source_id, target_id)?;
+            p.array.restore(source_id, target_id)?;
             Ok(ok())
         }
         19 if copying => Err(busy()),
         19 => {
-            p.storage.delete_volume(target_id)?;
+            p.array.delete_volume(target_id)?;
             Ok(ok())
         }
         _ => Err(Refusal::not_supported(format!("Operation {op}"))),
@@ -473,25 +470,25 @@ fn modify_sync(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
 fn return_to_pool(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
     let el = required(ref_param(call, "TheElement")?, "TheElement")?;
     let _ops = p.ops.lock();
-    let (_, v) = resolve_volume(p, el)?;
+    let v = resolve_volume(p, el)?;
     if model::is_copying(&v) {
         return Err(Refusal::new(
             retcode::IN_USE,
             format!("Volume {} is being copied: terminate its job first", v.id),
         ));
     }
-    p.storage.delete_volume(v.id)?;
+    p.array.delete_volume(v.id)?;
     Ok(ok())
 }
 
-/// `size` rounded up to the block size, or the nearest size that can be had.
-fn rounded_size(size: u64) -> Result<u64, u64> {
+/// `size` rounded up to the backend's granularity, or the nearest size that can be had.
+fn rounded_size(size: u64, rules: SizeRules) -> Result<u64, u64> {
     if size == 0 {
-        return Err(BLOCK_SIZE);
+        return Err(rules.granularity_bytes);
     }
-    match size.checked_next_multiple_of(BLOCK_SIZE) {
-        Some(s) if s <= VOLUME_SIZE_BYTES_MAX => Ok(s),
-        _ => Err(VOLUME_SIZE_BYTES_MAX),
+    match size.checked_next_multiple_of(rules.granularity_bytes) {
+        Some(s) if s <= rules.max_bytes => Ok(s),
+        _ => Err(rules.max_bytes),
     }
 }
 
@@ -519,7 +516,7 @@ fn create_volume(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
     let pool = match ref_param(call, "InPool")? {
         Some(path) => resolve_pool(p, path)?,
         None => {
-            let pools = p.storage.pools();
+            let pools = p.array.pools();
             match pools.as_slice() {
                 [only] => only.clone(),
                 _ => {
@@ -531,7 +528,7 @@ fn create_volume(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
         }
     };
     let size = required(u64_param(call, "Size")?, "Size")?;
-    let size = match rounded_size(size) {
+    let size = match rounded_size(size, p.array.size_rules()) {
         Ok(s) => s,
         Err(nearest) => return Ok(size_not_supported(nearest)),
     };
@@ -540,9 +537,9 @@ fn create_volume(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
         Some(n) => n.to_owned(),
         None => generated_name(p, "volume", "new")?,
     };
-    let (_, v) = p
-        .storage
-        .create_volume(&pool.name(), &name, size, VolumeOptions::default())?;
+    let v = p
+        .array
+        .create_volume(&pool.name, &name, size, &VolumeSpec::default())?;
     Ok(ok()
         .with_out("TheElement", Value::Reference(p.identity.volume_path(v.id)))
         .with_out("Size", Value::Uint64(v.size_bytes)))
@@ -550,7 +547,7 @@ fn create_volume(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
 
 fn modify_volume(p: &ArrayProvider, call: &MethodCall<'_>, el: &InstancePath) -> Outcome {
     let _ops = p.ops.lock();
-    let (pool, mut v) = resolve_volume(p, el)?;
+    let mut v = resolve_volume(p, el)?;
     if model::is_copying(&v) {
         return Err(Refusal::new(
             retcode::IN_USE,
@@ -558,21 +555,35 @@ fn modify_volume(p: &ArrayProvider, call: &MethodCall<'_>, el: &InstancePath) ->
         ));
     }
     if let Some(size) = u64_param(call, "Size")? {
-        let size = match rounded_size(size) {
+        let size = match rounded_size(size, p.array.size_rules()) {
             Ok(s) if s >= v.size_bytes => s,
             Ok(_) => return Ok(size_not_supported(v.size_bytes)),
             Err(nearest) => return Ok(size_not_supported(nearest.max(v.size_bytes))),
         };
         if size > v.size_bytes {
-            v = pool.resize_volume(v.id, size)?;
+            v = p.array.grow_volume(v.id, size)?;
         }
     }
     if let Some(name) = str_param(call, "ElementName").filter(|n| *n != v.name) {
-        v = p.storage.rename_volume(v.id, name)?;
+        v = p.array.rename_volume(v.id, name)?;
     }
     Ok(ok()
         .with_out("TheElement", Value::Reference(p.identity.volume_path(v.id)))
         .with_out("Size", Value::Uint64(v.size_bytes)))
+}
+
+/// ModifyInstance of a volume's ElementName: CIM errors rather than return values (an intrinsic
+/// operation), mapped from the backend by [`retcode::cim_error`].
+pub fn rename_volume(p: &ArrayProvider, path: &InstancePath, name: &str) -> Result<(), CimError> {
+    let _ops = p.ops.lock();
+    let v = resolve_volume(p, path).map_err(|r| CimError::not_found(r.reason))?;
+    if model::is_copying(&v) {
+        return Err(CimError::failed(format!("Volume {} is being copied", v.id)));
+    }
+    p.array
+        .rename_volume(v.id, name)
+        .map(|_| ())
+        .map_err(retcode::cim_error)
 }
 
 fn size_range(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
@@ -591,10 +602,11 @@ fn size_range(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
             ))
         }
     }
+    let rules = p.array.size_rules();
     Ok(ok()
-        .with_out("MinimumVolumeSize", Value::Uint64(BLOCK_SIZE))
-        .with_out("MaximumVolumeSize", Value::Uint64(VOLUME_SIZE_BYTES_MAX))
-        .with_out("VolumeSizeDivisor", Value::Uint64(BLOCK_SIZE)))
+        .with_out("MinimumVolumeSize", Value::Uint64(rules.granularity_bytes))
+        .with_out("MaximumVolumeSize", Value::Uint64(rules.max_bytes))
+        .with_out("VolumeSizeDivisor", Value::Uint64(rules.granularity_bytes)))
 }
 
 // ---- jobs -----------------------------------------------------------------------------------
@@ -638,12 +650,13 @@ fn job_state_change(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
 mod tests {
     use super::*;
     use crate::copy::Step;
+    use crate::interop::CAIRN_NAMESPACE;
     use crate::jobs::JOB_STATE_COMPLETED;
     use crate::provider::ArrayOptions;
-    use crate::replica::TagKind;
-    use cairn_cim::interop::CAIRN_NAMESPACE;
+    use cairn_array::ReplicaKind;
     use cairn_cim::{Instance, Provider};
-    use cairn_engine::{PoolOptions, Storage};
+    use cairn_engine::{Pool, PoolOptions, Storage};
+    use std::sync::Arc;
 
     fn mem_pool(storage: &Storage, name: &str) {
         let dev = Arc::new(cairn_io::MemDevice::new(64 << 20));
@@ -719,7 +732,7 @@ mod tests {
                 "a completed job shows a usable replica {at}"
             );
             let id = model::volume_id_of(target).expect("id");
-            let (_, v) = p.storage.find_volume_by_id(id).expect("target");
+            let v = p.array.volume(id).expect("target");
             assert!(!v.hidden, "a completed job's replica is exported {at}");
         } else {
             assert_eq!(state, JOB_STATE_RUNNING, "{at}");
@@ -771,6 +784,82 @@ mod tests {
         assert!(got.is_some());
     }
 
+    /// ModifyInstance of ElementName renames the volume (through the CIM server, as a client sends
+    /// it); a taken name, another property changed, or another class is refused with a CIM error
+    /// and changes nothing.
+    #[test]
+    fn modify_instance_renames_a_volume_and_nothing_else() {
+        use cairn_cim::client::{decode_response, encode_request, Operation};
+        use cairn_cim::{CimHttpOutcome, CimStatus, HttpCimRequest};
+        let storage = Arc::new(Storage::new());
+        mem_pool(&storage, "pool0");
+        let p = ArrayProvider::new(storage.clone(), ArrayOptions::new("S"));
+        let a = p
+            .array
+            .create_volume("pool0", "a", 1 << 20, &VolumeSpec::default())
+            .expect("a");
+        p.array
+            .create_volume("pool0", "b", 1 << 20, &VolumeSpec::default())
+            .expect("b");
+        let server = p.cim_server();
+        let modify = |path: &InstancePath, props: &[(&str, Value)]| {
+            let mut instance = Instance::new(path.class_name.clone());
+            for (n, v) in props {
+                instance = instance.with(n, v.clone());
+            }
+            let op = Operation::ModifyInstance {
+                instance,
+                path: path.clone(),
+                property_list: props.iter().map(|(n, _)| (*n).to_owned()).collect(),
+            };
+            let req = encode_request("1", CAIRN_NAMESPACE, &op);
+            let out = server.handle(&HttpCimRequest {
+                cim_operation: Some("MethodCall"),
+                cim_method: Some(&req.cim_method),
+                cim_object: Some(&req.cim_object),
+                cim_protocol_version: None,
+                body: &req.body,
+            });
+            let CimHttpOutcome::Response(body) = out else {
+                panic!("{out:?}")
+            };
+            decode_response(&body).expect("response").reply.map(|_| ())
+        };
+        let path = p.identity.volume_path(a.id);
+        assert_eq!(
+            modify(&path, &[("ElementName", Value::string("a2"))]),
+            Ok(())
+        );
+        assert_eq!(storage.find_volume("a2").map(|(_, v)| v.id.0), Some(a.id.0));
+        let status = |r: Result<(), CimError>| r.expect_err("refused").status;
+        assert_eq!(
+            status(modify(&path, &[("ElementName", Value::string("b"))])),
+            CimStatus::AlreadyExists
+        );
+        assert_eq!(
+            status(modify(&path, &[("ElementName", Value::string("x/y"))])),
+            CimStatus::InvalidParameter
+        );
+        assert_eq!(
+            status(modify(&path, &[("BlockSize", Value::Uint64(512))])),
+            CimStatus::NotSupported
+        );
+        assert_eq!(
+            status(modify(
+                &model::pool_path("pool0"),
+                &[("ElementName", Value::string("p"))]
+            )),
+            CimStatus::NotSupported
+        );
+        let gone = p.identity.volume_path(VolumeId([9; 16]));
+        assert_eq!(
+            status(modify(&gone, &[("ElementName", Value::string("z"))])),
+            CimStatus::NotFound
+        );
+        assert_eq!(storage.find_volume("a2").map(|(_, v)| v.id.0), Some(a.id.0));
+        assert!(storage.find_volume("b").is_some());
+    }
+
     /// Same-pool clones are made by an engine snapshot and then tagged: a request running meanwhile
     /// must never show the untagged snapshot, which reads as a SyncType 7 snapshot relationship.
     #[test]
@@ -778,8 +867,9 @@ mod tests {
         let storage = Arc::new(Storage::new());
         mem_pool(&storage, "pool0");
         let p = ArrayProvider::new(storage.clone(), ArrayOptions::new("S"));
-        let (_, src) = storage
-            .create_volume("pool0", "src", 1 << 20, VolumeOptions::default())
+        let src = p
+            .array
+            .create_volume("pool0", "src", 1 << 20, &VolumeSpec::default())
             .expect("volume");
         let source = p.identity.volume_path(src.id);
         let done = std::sync::atomic::AtomicBool::new(false);
@@ -815,7 +905,7 @@ mod tests {
                         _ => None,
                     })
                     .expect("TargetElement");
-                storage.delete_volume(clone).expect("delete the clone");
+                p.array.delete_volume(clone).expect("delete the clone");
             }
             done.store(true, Ordering::Relaxed);
             reader.join().expect("reader");
@@ -832,11 +922,16 @@ mod tests {
         mem_pool(&storage, "pool0");
         mem_pool(&storage, "pool1");
         let p = ArrayProvider::new(storage.clone(), ArrayOptions::new("S"));
-        let (pool0, src) = storage
-            .create_volume("pool0", "src", 4 << 20, VolumeOptions::default())
+        let src = p
+            .array
+            .create_volume("pool0", "src", 4 << 20, &VolumeSpec::default())
             .expect("volume");
         let data = vec![0x5a; 2 << 20];
-        pool0.write(src.id, 1 << 20, &data).expect("write");
+        let engine_id = |id: VolumeId| cairn_engine::VolumeId(id.0);
+        let pool0 = storage.pool("pool0").expect("pool0");
+        pool0
+            .write(engine_id(src.id), 1 << 20, &data)
+            .expect("write");
         for (sync_type, unassociated) in [(SYNC_TYPE_SNAPSHOT, false), (SYNC_TYPE_CLONE, true)] {
             let source = p.identity.volume_path(src.id);
             let pool1 = model::pool_path("pool1");
@@ -863,7 +958,7 @@ mod tests {
             let plan = started.expect("the copy was started");
             assert_target_visible(&p, job, &target, true, "when the method answers");
             let mut steps = Vec::new();
-            crate::copy::run_observed(&p.storage, &p.jobs, &plan, &mut |step| {
+            crate::copy::run_observed(p.array.as_ref(), &p.jobs, &plan, &mut |step| {
                 let related = !unassociated || matches!(step, Step::Chunk | Step::Flushed);
                 assert_target_visible(&p, job, &target, related, &format!("after {step:?}"));
                 steps.push(step);
@@ -880,32 +975,84 @@ mod tests {
                     Step::Finished
                 ]
             );
-            let (_, v) = storage.find_volume_by_id(plan.target).expect("replica");
-            let kind = ReplicaTag::decode(&v.tag).map(|t| t.kind);
+            let v = p.array.volume(plan.target).expect("replica");
+            let kind = v.replica.map(|t| t.kind);
             let want = if unassociated {
-                TagKind::Detached
+                ReplicaKind::Detached
             } else {
-                TagKind::Replica
+                ReplicaKind::Replica
             };
             assert_eq!(kind, Some(want));
             let mut back = vec![0; data.len()];
-            plan.target_pool
-                .read(plan.target, 1 << 20, &mut back)
+            let pool1 = storage.pool("pool1").expect("pool1");
+            pool1
+                .read(engine_id(plan.target), 1 << 20, &mut back)
                 .expect("read");
             assert!(back == data, "the replica holds the source's data");
         }
     }
 
+    /// GetInstance reads only what the instance is computed from (nothing, the pools, or the
+    /// volumes its path names): it must find every instance EnumerateInstances shows, the same.
+    #[test]
+    fn get_instance_agrees_with_enumeration_for_every_class() {
+        let storage = Arc::new(Storage::new());
+        mem_pool(&storage, "pool0");
+        mem_pool(&storage, "pool1");
+        let p = ArrayProvider::new(storage.clone(), ArrayOptions::new("S"));
+        let src = p
+            .array
+            .create_volume("pool0", "src", 4 << 20, &VolumeSpec::default())
+            .expect("volume");
+        let source = p.identity.volume_path(src.id);
+        let pool1 = model::pool_path("pool1");
+        for target_pool in [None, Some(&pool1)] {
+            let req = ReplicaRequest {
+                name: None,
+                sync_type: SYNC_TYPE_SNAPSHOT,
+                source: &source,
+                target_pool,
+                unassociated: false,
+            };
+            make_replica_with(&p, &req, &mut |_| Ok(())).expect("replica");
+        }
+        let mut seen = 0;
+        for class in model::CAIRN_CLASSES {
+            let all = p
+                .enumerate_instances(CAIRN_NAMESPACE, class)
+                .expect("enumerate");
+            assert!(!all.is_empty() || class == model::PACKAGE_CLASS, "{class}");
+            for inst in all {
+                let path = inst
+                    .path
+                    .clone()
+                    .expect("path")
+                    .in_namespace(CAIRN_NAMESPACE);
+                let got = p.get_instance(CAIRN_NAMESPACE, &path).expect("GetInstance");
+                assert_eq!(got.as_ref(), Some(&inst), "{class}: {path}");
+                seen += 1;
+            }
+        }
+        assert!(seen > 30, "{seen}");
+        let gone = p.identity.volume_path(VolumeId([9; 16]));
+        assert_eq!(
+            p.get_instance(CAIRN_NAMESPACE, &gone).expect("GetInstance"),
+            None
+        );
+    }
+
     #[test]
     fn sizes_round_up_to_blocks_within_bounds() {
-        assert_eq!(rounded_size(1), Ok(4096));
-        assert_eq!(rounded_size(4096), Ok(4096));
-        assert_eq!(rounded_size(4097), Ok(8192));
-        assert_eq!(rounded_size(0), Err(4096));
-        assert_eq!(rounded_size(u64::MAX), Err(VOLUME_SIZE_BYTES_MAX));
-        assert_eq!(
-            rounded_size(VOLUME_SIZE_BYTES_MAX + 1),
-            Err(VOLUME_SIZE_BYTES_MAX)
-        );
+        let max = 1 << 50;
+        let rules = SizeRules {
+            granularity_bytes: 4096,
+            max_bytes: max,
+        };
+        assert_eq!(rounded_size(1, rules), Ok(4096));
+        assert_eq!(rounded_size(4096, rules), Ok(4096));
+        assert_eq!(rounded_size(4097, rules), Ok(8192));
+        assert_eq!(rounded_size(0, rules), Err(4096));
+        assert_eq!(rounded_size(u64::MAX, rules), Err(max));
+        assert_eq!(rounded_size(max + 1, rules), Err(max));
     }
 }

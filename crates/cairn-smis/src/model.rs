@@ -11,19 +11,17 @@
 //! [8 Starting] while hidden or being copied, see [`in_model`]); a StorageSynchronized exists only
 //! while both sides do.
 
-use std::sync::Arc;
-
-use cairn_cim::interop::{association, CAIRN_NAMESPACE};
+use crate::interop::{association, CAIRN_NAMESPACE};
+use cairn_array::replica::{
+    COPY_STATE_SYNCHRONIZED, COPY_TYPE_UNSYNC_ASSOC, MODE_ASYNC, PROGRESS_COMPLETED,
+    REPLICA_TYPE_BEFORE_DELTA, SYNC_TYPE_SNAPSHOT,
+};
+use cairn_array::{ArrayBackend, PoolInfo, ReplicaKind, ReplicaRecord, Volume, VolumeId};
 use cairn_cim::{
     CimDateTime, CimType, Instance, InstancePath, KeyValue, ProfileRegistration, Value,
 };
-use cairn_engine::{Pool, PoolInfo, Storage, VolumeId, VolumeInfo};
 
 use crate::jobs::{self, JobRecord};
-use crate::replica::{
-    ReplicaTag, TagKind, COPY_STATE_SYNCHRONIZED, COPY_TYPE_UNSYNC_ASSOC, MODE_ASYNC,
-    PROGRESS_COMPLETED, REPLICA_TYPE_BEFORE_DELTA, SYNC_TYPE_SNAPSHOT,
-};
 
 pub const SYSTEM_CLASS: &str = "Cairn_StorageSystem";
 pub const POOL_CLASS: &str = "Cairn_StoragePool";
@@ -196,6 +194,23 @@ pub fn volume_id_of(path: &InstancePath) -> Option<VolumeId> {
         .ok()
 }
 
+/// The volumes a path names: its own DeviceID for a volume, the volumes its references name for
+/// an association.
+pub fn volumes_named(path: &InstancePath) -> Vec<VolumeId> {
+    if path.class_name.eq_ignore_ascii_case(VOLUME_CLASS) {
+        return volume_id_of(path).into_iter().collect();
+    }
+    path.keys
+        .iter()
+        .filter_map(|k| match &k.value {
+            KeyValue::Reference(r) if r.class_name.eq_ignore_ascii_case(VOLUME_CLASS) => {
+                volume_id_of(r)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The job id a ConcreteJob path names.
 pub fn job_id_of(path: &InstancePath) -> Option<u64> {
     key_text(path, "InstanceID")?
@@ -210,78 +225,127 @@ pub fn naa_name(id: VolumeId) -> String {
     cairn_export::naa_name(&id.0)
 }
 
-// ---- engine state ---------------------------------------------------------------------------
+// ---- array state ----------------------------------------------------------------------------
 
 /// One pool as the model sees it.
 pub struct PoolView {
-    pub pool: Arc<Pool>,
     pub info: PoolInfo,
     /// Volumes in the model (visible, or targets of running copies).
-    pub volumes: Vec<VolumeInfo>,
+    pub volumes: Vec<Volume>,
 }
 
-/// The engine state behind one request.
+/// The array state behind one request.
 pub struct Snapshot {
     pub pools: Vec<PoolView>,
 }
 
-/// True for the engine volumes the model shows: every visible volume, and the hidden volumes of a
+/// True for the array volumes the model shows: every visible volume, and the hidden volumes of a
 /// copy job other than its internal snapshot — the target while it is copied (`CopyTarget`) and
 /// once its copy is done but before it is unhidden (`Replica`/`Detached`). So the target of a copy
 /// is in the model from the moment the method answers until it is deleted, whichever engine
 /// operation of the completion has run last.
-pub fn in_model(v: &VolumeInfo) -> bool {
+pub fn in_model(v: &Volume) -> bool {
     !v.hidden
-        || ReplicaTag::decode(&v.tag).is_some_and(|t| t.job != 0 && t.kind != TagKind::PointInTime)
+        || v.replica
+            .is_some_and(|t| t.job != 0 && t.kind != ReplicaKind::PointInTime)
 }
 
 /// True for a model volume hosts cannot use yet: the target of a running copy, or a copy that is
 /// complete but not yet exported (still hidden). Shown with OperationalStatus [8 Starting]; methods
 /// that would change or delete it answer 6 In Use until its job has ended.
-pub fn is_copying(v: &VolumeInfo) -> bool {
+pub fn is_copying(v: &Volume) -> bool {
     v.hidden || is_copy_target(v)
 }
 
+/// How much of the array state the instances of a class are computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Nothing: the singletons and the associations between them.
+    Nothing,
+    /// The pools and their figures, no volume.
+    Pools,
+    /// The pools and every volume in the model.
+    Volumes,
+}
+
+/// What the instances of concrete class `class` need from the array (lowercase or not).
+pub fn needs(class: &str) -> Needs {
+    match class.to_ascii_lowercase().as_str() {
+        "cairn_storagepool"
+        | "cairn_storageconfigurationcapabilities"
+        | "cairn_hostedstoragepool"
+        | "cairn_elementcapabilities" => Needs::Pools,
+        "cairn_storagevolume"
+        | "cairn_systemdevice"
+        | "cairn_allocatedfromstoragepool"
+        | "cairn_storagesynchronized"
+        | "cairn_affectedjobelement" => Needs::Volumes,
+        _ => Needs::Nothing,
+    }
+}
+
 impl Snapshot {
-    pub fn take(storage: &Storage) -> Snapshot {
-        let pools = storage
+    /// As much of the array state as `needs` says, read now.
+    pub fn take_for(array: &dyn ArrayBackend, needs: Needs) -> Snapshot {
+        match needs {
+            Needs::Nothing => Snapshot { pools: Vec::new() },
+            Needs::Pools => Snapshot {
+                pools: array
+                    .pools()
+                    .into_iter()
+                    .map(|info| PoolView {
+                        info,
+                        volumes: Vec::new(),
+                    })
+                    .collect(),
+            },
+            Needs::Volumes => Snapshot::take(array),
+        }
+    }
+
+    /// The part of the state that holds the volumes `ids` that are in the model, with their pools:
+    /// what an instance naming those volumes is computed from.
+    pub fn take_ids(array: &dyn ArrayBackend, ids: &[VolumeId]) -> Snapshot {
+        let mut pools: Vec<PoolView> = Vec::new();
+        for v in ids.iter().filter_map(|id| array.volume(*id)) {
+            if !in_model(&v) {
+                continue;
+            }
+            if let Some(view) = pools.iter_mut().find(|p| p.info.name == v.pool) {
+                view.volumes.push(v);
+            } else if let Some(info) = array.pool(&v.pool) {
+                pools.push(PoolView {
+                    info,
+                    volumes: vec![v],
+                });
+            }
+        }
+        Snapshot { pools }
+    }
+
+    pub fn take(array: &dyn ArrayBackend) -> Snapshot {
+        let pools = array
             .pools()
             .into_iter()
-            .map(|pool| {
-                let info = pool.info();
-                let volumes = pool.volumes().into_iter().filter(in_model).collect();
-                PoolView {
-                    pool,
-                    info,
-                    volumes,
-                }
+            .map(|info| {
+                let volumes = array
+                    .volumes(&info.name)
+                    .into_iter()
+                    .filter(in_model)
+                    .collect();
+                PoolView { info, volumes }
             })
             .collect();
         Snapshot { pools }
     }
 
-    /// The part of the state that holds volume `id` (nothing if it is not in the model).
-    pub fn take_one(storage: &Storage, id: VolumeId) -> Snapshot {
-        let pools = storage
-            .find_volume_by_id(id)
-            .filter(|(_, v)| in_model(v))
-            .map(|(pool, v)| PoolView {
-                info: pool.info(),
-                pool,
-                volumes: vec![v],
-            });
-        Snapshot {
-            pools: pools.into_iter().collect(),
-        }
-    }
-
-    pub fn volume(&self, id: VolumeId) -> Option<(&PoolView, &VolumeInfo)> {
+    pub fn volume(&self, id: VolumeId) -> Option<(&PoolView, &Volume)> {
         self.pools
             .iter()
             .find_map(|p| p.volumes.iter().find(|v| v.id == id).map(|v| (p, v)))
     }
 
-    fn volumes(&self) -> impl Iterator<Item = (&PoolView, &VolumeInfo)> {
+    fn volumes(&self) -> impl Iterator<Item = (&PoolView, &Volume)> {
         self.pools
             .iter()
             .flat_map(|p| p.volumes.iter().map(move |v| (p, v)))
@@ -292,19 +356,19 @@ impl Snapshot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Relationship {
     pub source: VolumeId,
-    pub tag: ReplicaTag,
+    pub tag: ReplicaRecord,
 }
 
-/// The relationship `v` is the replica side of, if its source still exists. An untagged engine
-/// snapshot counts as a snapshot replica of its parent.
-pub fn relationship(snap: &Snapshot, v: &VolumeInfo) -> Option<Relationship> {
-    let tag = match ReplicaTag::decode(&v.tag) {
-        Some(t) if matches!(t.kind, TagKind::Replica | TagKind::CopyTarget) => t,
+/// The relationship `v` is the replica side of, if its source still exists. A snapshot without a
+/// replica record (made by the CLI, say) counts as a snapshot replica of its parent.
+pub fn relationship(snap: &Snapshot, v: &Volume) -> Option<Relationship> {
+    let tag = match v.replica {
+        Some(t) if matches!(t.kind, ReplicaKind::Replica | ReplicaKind::CopyTarget) => t,
         Some(_) => return None,
         None => {
             let parent = v.parent?;
-            ReplicaTag {
-                kind: TagKind::Replica,
+            ReplicaRecord {
+                kind: ReplicaKind::Replica,
                 source: parent,
                 job: 0,
                 sync_type: SYNC_TYPE_SNAPSHOT,
@@ -322,8 +386,8 @@ pub fn relationship(snap: &Snapshot, v: &VolumeInfo) -> Option<Relationship> {
     })
 }
 
-pub fn is_copy_target(v: &VolumeInfo) -> bool {
-    ReplicaTag::decode(&v.tag).is_some_and(|t| t.kind == TagKind::CopyTarget)
+pub fn is_copy_target(v: &Volume) -> bool {
+    v.replica.is_some_and(|t| t.kind == ReplicaKind::CopyTarget)
 }
 
 // ---- instances ------------------------------------------------------------------------------
@@ -393,18 +457,17 @@ fn associations(id: &Identity, snap: &Snapshot, jobs: &[JobRecord], c: &str) -> 
             .volumes()
             .filter_map(|(_, v)| relationship(snap, v).map(|rel| synchronized(id, v, rel)))
             .collect(),
-        "cairn_affectedjobelement" => jobs
-            .iter()
-            .filter_map(|j| {
-                let target = job_target(j, snap)?;
-                Some(association(
-                    "Cairn_AffectedJobElement",
-                    ("AffectedElement", id.volume_path(target)),
-                    ("AffectingElement", job_path(j.id)),
-                ))
-            })
-            .collect(),
-        "cairn_owningjobelement" => jobs
+        "cairn_affectedjobelement" | "cairn_owningjobelement" => {
+            job_associations(id, snap, jobs, c)
+        }
+        _ => system_associations(id, c),
+    }
+}
+
+/// The associations between a job and the service that owns it or the volume it creates.
+fn job_associations(id: &Identity, snap: &Snapshot, jobs: &[JobRecord], c: &str) -> Vec<Instance> {
+    if c == "cairn_owningjobelement" {
+        return jobs
             .iter()
             .map(|j| {
                 association(
@@ -413,7 +476,24 @@ fn associations(id: &Identity, snap: &Snapshot, jobs: &[JobRecord], c: &str) -> 
                     ("OwnedElement", job_path(j.id)),
                 )
             })
-            .collect(),
+            .collect();
+    }
+    jobs.iter()
+        .filter_map(|j| {
+            let target = job_target(j, snap)?;
+            Some(association(
+                "Cairn_AffectedJobElement",
+                ("AffectedElement", id.volume_path(target)),
+                ("AffectingElement", job_path(j.id)),
+            ))
+        })
+        .collect()
+}
+
+/// The associations of the system with its package and software (one instance each).
+fn system_associations(id: &Identity, c: &str) -> Vec<Instance> {
+    let sys = id.system_path();
+    match c {
         "cairn_computersystempackage" => vec![association(
             "Cairn_ComputerSystemPackage",
             ("Antecedent", id.package_path()),
@@ -553,7 +633,7 @@ fn pool(p: &PoolView) -> Instance {
         .with_path(pool_path(&i.name))
 }
 
-fn volume(id: &Identity, _p: &PoolView, v: &VolumeInfo) -> Instance {
+fn volume(id: &Identity, _p: &PoolView, v: &Volume) -> Instance {
     let lbs = u64::from(v.logical_block_size.max(1));
     let blocks = v.size_bytes / lbs;
     let naa = naa_name(v.id);
@@ -710,7 +790,7 @@ fn element_capabilities(id: &Identity, snap: &Snapshot) -> Vec<Instance> {
     out
 }
 
-fn synchronized(id: &Identity, v: &VolumeInfo, rel: Relationship) -> Instance {
+fn synchronized(id: &Identity, v: &Volume, rel: Relationship) -> Instance {
     let t = rel.tag;
     let mut inst = association(
         SYNC_CLASS,
@@ -864,36 +944,47 @@ mod tests {
 
     #[test]
     fn relationships_and_visibility_follow_the_tags() {
-        use cairn_engine::{Pool, PoolOptions, VolumeOptions};
-        let storage = Storage::new();
-        let dev = Arc::new(cairn_io::MemDevice::new(16 << 20));
+        use cairn_array::{IntoBackend, VolumeSpec};
+        use cairn_engine::{Pool, PoolOptions, Storage};
+        let storage = std::sync::Arc::new(Storage::new());
+        let dev = std::sync::Arc::new(cairn_io::MemDevice::new(16 << 20));
         let pool = Pool::create(dev, "p", PoolOptions::default()).expect("pool");
-        storage.add_pool(pool.clone()).expect("add");
-        let (_, src) = storage
-            .create_volume("p", "src", 1 << 20, VolumeOptions::default())
+        storage.add_pool(pool).expect("add");
+        let array = storage.into_backend();
+        let plain_spec = VolumeSpec::default();
+        let src = array
+            .create_volume("p", "src", 1 << 20, &plain_spec)
             .expect("volume");
-        let (_, plain) = storage
-            .snapshot(src.id, "plain", VolumeOptions::default())
+        let plain = array
+            .snapshot(src.id, "plain", &plain_spec)
             .expect("snapshot");
-        let (_, detached) = storage
-            .snapshot(src.id, "detached", VolumeOptions::default())
+        let detached = array
+            .snapshot(src.id, "detached", &plain_spec)
             .expect("snapshot");
-        let tag = ReplicaTag::replica(src.id, SYNC_TYPE_SNAPSHOT, 0).detached();
-        pool.set_tag(detached.id, &tag.encode()).expect("tag");
-        let hidden = VolumeOptions {
+        let tag = ReplicaRecord::replica(src.id, SYNC_TYPE_SNAPSHOT, 0).detached();
+        array.set_replica(detached.id, tag).expect("tag");
+        let hidden = |replica| VolumeSpec {
             hidden: true,
-            ..VolumeOptions::default()
+            replica: Some(replica),
+            ..VolumeSpec::default()
         };
-        let (_, target) = storage
-            .create_volume("p", "target", 1 << 20, hidden.clone())
+        let target = array
+            .create_volume(
+                "p",
+                "target",
+                1 << 20,
+                &hidden(ReplicaRecord::copy_target(src.id, SYNC_TYPE_SNAPSHOT, 1)),
+            )
             .expect("volume");
-        let tag = ReplicaTag::copy_target(src.id, SYNC_TYPE_SNAPSHOT, 1);
-        pool.set_tag(target.id, &tag.encode()).expect("tag");
-        let (_, pit) = storage.snapshot(src.id, "pit", hidden).expect("snapshot");
-        pool.set_tag(pit.id, &ReplicaTag::point_in_time(src.id, 1).encode())
-            .expect("tag");
+        array
+            .snapshot(
+                src.id,
+                "pit",
+                &hidden(ReplicaRecord::point_in_time(src.id, 1)),
+            )
+            .expect("snapshot");
 
-        let snap = Snapshot::take(&storage);
+        let snap = Snapshot::take(array.as_ref());
         let names: Vec<&str> = snap.pools[0]
             .volumes
             .iter()
@@ -915,8 +1006,8 @@ mod tests {
         assert_eq!((t.tag.copy_state, t.tag.progress_status), (2, 6));
         assert_eq!(rel(src.id), None);
 
-        storage.delete_volume(src.id).expect("delete source");
-        let snap = Snapshot::take(&storage);
+        array.delete_volume(src.id).expect("delete source");
+        let snap = Snapshot::take(array.as_ref());
         let plain_now = snap.volume(plain.id).expect("snapshot survives").1;
         assert_eq!(
             relationship(&snap, plain_now),

@@ -1,34 +1,37 @@
 //! [`ArrayProvider`]: the SMI-S array (Array, Block Services, Replication Services, Job Control
-//! profiles) over a `cairn_engine::Storage`, as a `cairn_cim::Provider`. Wrap it in
+//! profiles) over an array backend (`cairn_array::ArrayBackend`), as a `cairn_cim::Provider`. Wrap it in
 //! `cairn_cim::InteropProvider` to serve it (or use [`ArrayProvider::cim_server`]); it declares
 //! its registered profiles through `Provider::registered_profiles` (Array with the system as its
 //! central element, the component profiles referenced from it in the SNIA direction).
 //!
 //! Owns: the option set, the job table, the serialisation of management operations (one at a time,
 //! so a create-then-tag sequence is never seen half done by another method, nor by a request, which
-//! reads the engine under the model gate), and the routing of
+//! reads the backend under the model gate), and the routing of
 //! intrinsic operations to [`crate::model`] and of extrinsic methods to [`crate::methods`].
 //!
 //! Invariant: the provider keeps no model state of its own beyond jobs; every answer is computed
-//! from the engine at the time of the request.
+//! from the backend at the time of the request, reading only what the answer needs (a singleton
+//! reads nothing, a pool the pools, one volume that volume and its pool — see [`model::needs`]),
+//! so the cost of such a request does not grow with the number of volumes.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_cim::interop::{CAIRN_NAMESPACE, INTEROP_NAMESPACE};
+use crate::interop::{InteropProvider, ObjectManagerInfo, CAIRN_NAMESPACE, INTEROP_NAMESPACE};
+use cairn_array::{ArrayBackend, IntoBackend};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
-    CimError, CimServer, Instance, InstancePath, InteropProvider, MethodCall, MethodResult,
-    ObjectManagerInfo, ProfileRegistration, Provider,
+    CimError, CimServer, Instance, InstancePath, MethodCall, MethodResult, ProfileRegistration,
+    Provider,
 };
-use cairn_engine::Storage;
 use parking_lot::{Mutex, RwLock};
 
+use crate::error::ErrorKind;
 use crate::jobs::Jobs;
 use crate::limits::JOB_TIME_BEFORE_REMOVAL_DEFAULT;
-use crate::model::{self, Identity, Snapshot};
+use crate::model::{self, Identity, Needs, Snapshot};
 
 /// What a daemon tells its array model.
 #[derive(Debug, Clone)]
@@ -59,18 +62,18 @@ impl ArrayOptions {
     }
 }
 
-/// The SMI-S array model over the engine.
+/// The SMI-S array model over an array backend.
 pub struct ArrayProvider {
-    pub(crate) storage: Arc<Storage>,
+    pub(crate) array: Arc<dyn ArrayBackend>,
     pub(crate) opts: ArrayOptions,
     pub(crate) identity: Identity,
     pub(crate) jobs: Arc<Jobs>,
     /// Serialises management methods.
     pub(crate) ops: Mutex<()>,
-    /// Held for writing across the engine operations of a method that makes one model change in
-    /// several of them (a same-pool replica is created, then tagged), and for reading while a
-    /// request reads the engine state: no answer shows such a change half done. Lock order: `ops`,
-    /// then this gate, then the engine's locks.
+    /// Held for writing across the backend operations of a method that makes one model change in
+    /// several of them (a same-pool replica is created with its record), and for reading while a
+    /// request reads the array state: no answer shows such a change half done. Lock order: `ops`,
+    /// then this gate, then the backend's locks.
     pub(crate) model_gate: RwLock<()>,
     /// Counter behind generated names.
     pub(crate) names: AtomicU64,
@@ -85,19 +88,21 @@ impl std::fmt::Debug for ArrayProvider {
 }
 
 impl ArrayProvider {
-    /// The array over `storage`. Loads the jobs file, ends the jobs a restart interrupted
-    /// (Exception, or Completed if their replica was already complete) and removes their
-    /// leftover volumes. Problems with the jobs file are logged, never fatal.
-    pub fn new(storage: Arc<Storage>, opts: ArrayOptions) -> Arc<ArrayProvider> {
+    /// The array over `backend` (an `ArrayBackend`, or Cairn's engine storage). Loads the jobs
+    /// file, ends the jobs a restart interrupted (Exception, or Completed if their replica was
+    /// already complete) and removes their leftover volumes. Problems with the jobs file are
+    /// logged, never fatal.
+    pub fn new(backend: impl IntoBackend, opts: ArrayOptions) -> Arc<ArrayProvider> {
+        let array = backend.into_backend();
         let (jobs, error) = Jobs::load(opts.jobs_path.clone(), opts.time_before_removal);
         if let Some(e) = error {
             tracing::warn!(
                 "jobs file unusable, moved aside, starting with no jobs: {}",
-                e.0
+                e.report()
             );
         }
         let jobs = Arc::new(jobs);
-        crate::copy::recover(&storage, &jobs);
+        crate::copy::recover(array.as_ref(), &jobs);
         jobs.save();
         let identity = Identity {
             system_name: opts.system_name.clone(),
@@ -105,7 +110,7 @@ impl ArrayProvider {
         };
         let seed = crate::jobs::now_unix_secs() & 0xffff_ffff;
         Arc::new(ArrayProvider {
-            storage,
+            array,
             opts,
             identity,
             jobs,
@@ -124,9 +129,9 @@ impl ArrayProvider {
         Arc::new(CimServer::new(Arc::new(interop)))
     }
 
-    /// The storage the model shows.
-    pub fn storage(&self) -> &Arc<Storage> {
-        &self.storage
+    /// The array the model shows.
+    pub fn array(&self) -> &Arc<dyn ArrayBackend> {
+        &self.array
     }
 
     /// Path of the array's Cairn_StorageSystem (e.g. for `ObjectManagerInfo`).
@@ -149,6 +154,20 @@ impl ArrayProvider {
 
     fn tbr_secs(&self) -> u64 {
         self.opts.time_before_removal.as_secs()
+    }
+
+    /// The instances of `class_name` over `snap` and the jobs of this moment.
+    fn instances(&self, snap: &Snapshot, class_name: &str) -> Vec<Instance> {
+        // A job is in the model once its method is about to answer 4096 (its target is
+        // recorded then): a copy refused while it was being prepared never shows a job that
+        // vanishes without a final state.
+        let jobs: Vec<_> = self
+            .jobs
+            .list()
+            .into_iter()
+            .filter(|j| j.target.is_some())
+            .collect();
+        model::instances(&self.identity, snap, &jobs, self.tbr_secs(), class_name)
     }
 }
 
@@ -182,24 +201,9 @@ impl Provider for ArrayProvider {
         }
         let snap = {
             let _gate = self.model_gate.read();
-            Snapshot::take(&self.storage)
+            Snapshot::take_for(self.array.as_ref(), model::needs(class_name))
         };
-        // A job is in the model once its method is about to answer 4096 (its target is
-        // recorded then): a copy refused while it was being prepared never shows a job that
-        // vanishes without a final state.
-        let jobs: Vec<_> = self
-            .jobs
-            .list()
-            .into_iter()
-            .filter(|j| j.target.is_some())
-            .collect();
-        Ok(model::instances(
-            &self.identity,
-            &snap,
-            &jobs,
-            self.tbr_secs(),
-            class_name,
-        ))
+        Ok(self.instances(&snap, class_name))
     }
 
     fn get_instance(
@@ -207,21 +211,25 @@ impl Provider for ArrayProvider {
         namespace: &str,
         path: &InstancePath,
     ) -> Result<Option<Instance>, CimError> {
-        let same = |i: &Instance| i.path.as_ref().is_some_and(|p| p.same_keys(path));
-        if !is_interop(namespace) && path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS) {
-            // One volume: look it up by id instead of building every volume.
-            let Some(id) = model::volume_id_of(path) else {
-                return Ok(None);
-            };
-            let snap = {
-                let _gate = self.model_gate.read();
-                Snapshot::take_one(&self.storage, id)
-            };
-            let all = model::instances(&self.identity, &snap, &[], 0, model::VOLUME_CLASS);
-            return Ok(all.into_iter().find(same));
+        if is_interop(namespace) {
+            return Ok(None);
         }
+        // Only the volumes the path names (if any), never every volume: an instance naming
+        // volumes is computed from those volumes and their pools alone.
+        let ids = model::volumes_named(path);
+        let volume_class = path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS);
+        let snap = {
+            let _gate = self.model_gate.read();
+            match model::needs(&path.class_name) {
+                Needs::Volumes if volume_class || !ids.is_empty() => {
+                    Snapshot::take_ids(self.array.as_ref(), &ids)
+                }
+                needs => Snapshot::take_for(self.array.as_ref(), needs),
+            }
+        };
+        let same = |i: &Instance| i.path.as_ref().is_some_and(|p| p.same_keys(path));
         Ok(self
-            .enumerate_instances(namespace, &path.class_name)?
+            .instances(&snap, &path.class_name)
             .into_iter()
             .find(same))
     }
@@ -236,10 +244,56 @@ impl Provider for ArrayProvider {
         let id = model::job_id_of(path).ok_or_else(|| CimError::not_found(path))?;
         match self.jobs.delete(id) {
             Ok(()) => Ok(()),
-            Err(true) => Err(CimError::failed(format!(
+            Err(e) if e.kind() == ErrorKind::JobRunning => Err(CimError::failed(format!(
                 "Job {id} is still running: terminate it first"
             ))),
-            Err(false) => Err(CimError::not_found(path)),
+            Err(_) => Err(CimError::not_found(path)),
+        }
+    }
+
+    /// Only a volume's ElementName can change (a rename); any other property sent with a value
+    /// other than its current one is refused, so a client sending the whole instance works.
+    fn modify_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+        modified: &Instance,
+        property_list: Option<&[String]>,
+    ) -> Result<(), CimError> {
+        if is_interop(namespace) || !path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS) {
+            return Err(CimError::not_supported(format!(
+                "ModifyInstance of {}",
+                path.class_name
+            )));
+        }
+        let current = self
+            .get_instance(namespace, path)?
+            .ok_or_else(|| CimError::not_found(path))?;
+        let mut name = None;
+        for prop in &modified.properties {
+            if property_list.is_some_and(|l| !l.iter().any(|n| n.eq_ignore_ascii_case(&prop.name)))
+            {
+                continue;
+            }
+            if prop.name.eq_ignore_ascii_case("ElementName") {
+                name = Some(
+                    prop.value
+                        .as_ref()
+                        .and_then(cairn_cim::Value::as_str)
+                        .ok_or_else(|| {
+                            CimError::invalid_parameter("ElementName must be a non-NULL string")
+                        })?,
+                );
+            } else if current.get(&prop.name) != prop.value.as_ref() {
+                return Err(CimError::not_supported(format!(
+                    "Property {} of a volume cannot be modified",
+                    prop.name
+                )));
+            }
+        }
+        match name {
+            Some(n) => crate::methods::rename_volume(self, path, n),
+            None => Ok(()),
         }
     }
 

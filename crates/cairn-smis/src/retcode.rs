@@ -1,11 +1,12 @@
-//! Method return values (BRIEF §6) and the one mapping from engine errors to them.
+//! Method return values (BRIEF §6) and the one mapping from array backend errors to them (and,
+//! for the one intrinsic operation that changes the array, ModifyInstance, to CIM errors).
 //!
-//! Invariant: every engine error that reaches a client as a method return value or a job
-//! Exception passes through [`Refusal::from`] — nowhere else decides which code an engine outcome
+//! Invariant: every backend error that reaches a client as a method return value or a job
+//! Exception passes through [`Refusal::from`] — nowhere else decides which code a backend outcome
 //! gets.
 
-use cairn_cim::{MethodResult, Value};
-use cairn_engine::ErrorKind;
+use cairn_array::ErrorKind;
+use cairn_cim::{CimError, CimStatus, MethodResult, Value};
 
 pub const COMPLETED: u32 = 0;
 pub const NOT_SUPPORTED: u32 = 1;
@@ -52,7 +53,7 @@ impl Refusal {
     }
 }
 
-/// The return value for an engine outcome: full pool → 4, unknown element → 5, element in use → 6,
+/// The return value for a backend outcome: full pool → 4, unknown element → 5, element in use → 6,
 /// a name or size the engine refuses → 5, anything else → 4.
 pub fn code_of(kind: ErrorKind) -> u32 {
     match kind {
@@ -66,8 +67,21 @@ pub fn code_of(kind: ErrorKind) -> u32 {
     }
 }
 
-impl From<cairn_engine::Error> for Refusal {
-    fn from(e: cairn_engine::Error) -> Refusal {
+/// The CIM error for a backend outcome of an intrinsic operation (ModifyInstance): a taken name →
+/// CIM_ERR_ALREADY_EXISTS, a name or value the backend refuses → CIM_ERR_INVALID_PARAMETER, an
+/// unknown volume → CIM_ERR_NOT_FOUND, anything else → CIM_ERR_FAILED.
+pub fn cim_error(e: cairn_array::Error) -> CimError {
+    let status = match e.kind() {
+        ErrorKind::AlreadyExists => CimStatus::AlreadyExists,
+        ErrorKind::InvalidArgument | ErrorKind::OutOfRange => CimStatus::InvalidParameter,
+        ErrorKind::NotFound => CimStatus::NotFound,
+        _ => CimStatus::Failed,
+    };
+    CimError::new(status, e.to_string())
+}
+
+impl From<cairn_array::Error> for Refusal {
+    fn from(e: cairn_array::Error) -> Refusal {
         let reason = match e.kind() {
             ErrorKind::NoSpace => format!("The pool is out of space: {e}"),
             ErrorKind::AlreadyExists => format!("The name is already in use: {e}"),
@@ -82,13 +96,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn engine_kinds_map_to_the_brief_values() {
+    fn backend_kinds_map_to_the_brief_values() {
         assert_eq!(code_of(ErrorKind::NoSpace), 4);
         assert_eq!(code_of(ErrorKind::NotFound), 5);
         assert_eq!(code_of(ErrorKind::InUse), 6);
         assert_eq!(code_of(ErrorKind::AlreadyExists), 5);
         assert_eq!(code_of(ErrorKind::InvalidArgument), 5);
-        assert_eq!(code_of(ErrorKind::PoolFailed), 4);
-        assert_eq!(code_of(ErrorKind::Io), 4);
+        assert_eq!(code_of(ErrorKind::OutOfRange), 5);
+        assert_eq!(code_of(ErrorKind::ReadOnly), 4);
+        assert_eq!(code_of(ErrorKind::Failed), 4);
     }
 }

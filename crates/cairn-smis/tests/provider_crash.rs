@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use cairn_cim::interop::CAIRN_NAMESPACE;
 use cairn_cim::{MethodCall, Provider, Value};
 use cairn_engine::{Pool, PoolOptions, Storage, VolumeOptions};
 use cairn_io::{CrashMode, CrashPoint, MemDevice, RecordingDevice};
+use cairn_smis::interop::CAIRN_NAMESPACE;
 use cairn_smis::{ArrayOptions, ArrayProvider};
 
 const MIB: u64 = 1 << 20;

@@ -1,19 +1,47 @@
-//! The admin CLI on a pool file or device that no daemon holds: each command opens the pool,
-//! performs one operation (which the engine commits before returning), and closes the pool.
+//! The CLI on a pool file or device that no daemon holds (`--pool-file`): each command opens the
+//! pool, performs one operation (which the engine commits before returning), and closes the pool.
+//!
+//! Invariant: what needs a daemon (jobs, a copy into another pool) is refused with a message
+//! saying so, before the pool is opened.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_engine::{ErrorKind, Pool, VolumeInfo, VolumeOptions};
-use serde_json::json;
 
 use crate::device::{cli_pool_options, open_device};
 use crate::output::{
-    check_json, pool_json, print_check, print_json, print_pool, print_volumes, volume_json,
+    check_json, print_check, print_json, report_deleted, report_pool, report_pools, report_volume,
+    report_volumes, PoolRow, VolumeRow,
 };
 use crate::size::parse_size_bytes;
-use crate::{PoolCommand, SnapshotCommand, VolumeCommand};
+use crate::{Command, PoolCommand, SnapshotCommand, VolumeCommand};
+
+/// Runs one command on the pool at `path`.
+pub fn run(cmd: Command, path: &Path, json: bool) -> Result<()> {
+    match cmd {
+        Command::Pool(PoolCommand::Create { name, size }) => create_pool(path, &name, size, json),
+        Command::Pool(cmd) => {
+            if let PoolCommand::Grow { size: Some(size) } = &cmd {
+                grow_file(path, parse_size_bytes(size)?)?;
+            }
+            with_pool(path, |p| pool(cmd, p, path, json))
+        }
+        Command::Volume(cmd) => with_pool(path, |p| volume(cmd, p, json)),
+        Command::Snapshot(cmd) => with_pool(path, |p| snapshot(cmd, p, json)),
+        Command::Job(_) => bail!("Jobs exist only in a running daemon: drop --pool-file"),
+        Command::Serve(_) => unreachable!("serve is dispatched by main"),
+    }
+}
+
+/// Opens the pool at `path`, runs `f` on it and closes it (the final commit), whatever `f` did.
+fn with_pool(path: &Path, f: impl FnOnce(&OpenPool) -> Result<()>) -> Result<()> {
+    let pool = OpenPool::open(path)?;
+    let done = f(&pool);
+    let closed = pool.0.close().context("Cannot close the pool");
+    done.and(closed)
+}
 
 /// An open pool that is closed (final commit) when the command is done.
 struct OpenPool(Arc<Pool>);
@@ -32,201 +60,191 @@ impl OpenPool {
             .with_context(|| format!("No volume named '{name}' in pool {}", self.0.name()))
     }
 
-    fn close(self) -> Result<()> {
-        self.0.close().context("Cannot close the pool")
+    fn row(&self, v: &VolumeInfo) -> VolumeRow {
+        VolumeRow::from_engine(v, &self.0.name())
     }
 }
 
-pub fn pool(cmd: PoolCommand, json: bool) -> Result<()> {
+fn create_pool(path: &Path, name: &str, size: Option<String>, json: bool) -> Result<()> {
+    let size = size.as_deref().map(parse_size_bytes).transpose()?;
+    if !path.exists() && size.is_none() {
+        bail!(
+            "{} does not exist: give --size to create it",
+            path.display()
+        );
+    }
+    let dev = open_device(path, size)?;
+    match Pool::open(dev.clone(), cli_pool_options()) {
+        Ok(existing) => {
+            existing.close()?;
+            bail!(
+                "{} already holds Cairn pool '{}'",
+                path.display(),
+                existing.name()
+            );
+        }
+        Err(err) if err.kind() == ErrorKind::NotAPool => {}
+        Err(err) => bail!(
+            "{} looks like a damaged Cairn pool ({err}); not overwriting it",
+            path.display()
+        ),
+    }
+    let pool = Pool::create(dev, name, cli_pool_options())
+        .with_context(|| format!("Cannot create pool on {}", path.display()))?;
+    let row = PoolRow::from_engine(&pool.info());
+    pool.close().context("Cannot close the pool")?;
+    report_pool(&row, json);
+    Ok(())
+}
+
+fn pool(cmd: PoolCommand, pool: &OpenPool, path: &Path, json: bool) -> Result<()> {
     match cmd {
-        PoolCommand::Create { path, name, size } => {
-            let size = size.as_deref().map(parse_size_bytes).transpose()?;
-            if !path.exists() && size.is_none() {
+        PoolCommand::List => {
+            report_pools(&[PoolRow::from_engine(&pool.0.info())], json);
+            Ok(())
+        }
+        PoolCommand::Info { name } => {
+            if let Some(n) = name.filter(|n| *n != pool.0.name()) {
                 bail!(
-                    "{} does not exist: give --size to create it",
-                    path.display()
+                    "{} holds pool '{}', not '{n}'",
+                    path.display(),
+                    pool.0.name()
                 );
             }
-            let dev = open_device(&path, size)?;
-            match Pool::open(dev.clone(), cli_pool_options()) {
-                Ok(existing) => {
-                    existing.close()?;
-                    bail!(
-                        "{} already holds Cairn pool '{}'",
-                        path.display(),
-                        existing.name()
-                    );
-                }
-                Err(err) if err.kind() == ErrorKind::NotAPool => {}
-                Err(err) => bail!(
-                    "{} looks like a damaged Cairn pool ({err}); not overwriting it",
-                    path.display()
-                ),
-            }
-            let pool = Pool::create(dev, &name, cli_pool_options())
-                .with_context(|| format!("Cannot create pool on {}", path.display()))?;
-            report_pool(&pool, json);
-            pool.close().context("Cannot close the pool")
+            report_pool(&PoolRow::from_engine(&pool.0.info()), json);
+            Ok(())
         }
-        PoolCommand::Info { path } => {
-            let pool = OpenPool::open(&path)?;
-            report_pool(&pool.0, json);
-            pool.close()
-        }
-        PoolCommand::Grow { path, size } => {
-            if let Some(size) = size {
-                grow_file(&path, parse_size_bytes(&size)?)?;
-            }
-            let pool = OpenPool::open(&path)?;
+        PoolCommand::Grow { .. } => {
             let info = pool.0.grow().context("Cannot grow the pool")?;
-            if json {
-                print_json(&pool_json(&info));
-            } else {
-                print_pool(&info);
-            }
-            pool.close()
+            report_pool(&PoolRow::from_engine(&info), json);
+            Ok(())
         }
-        PoolCommand::Check { path } => {
-            let pool = OpenPool::open(&path)?;
+        PoolCommand::Check => {
             let report = pool.0.check().context("Check could not run")?;
             if json {
                 print_json(&check_json(&report));
             } else {
                 print_check(&report);
             }
-            pool.close()?;
             if !report.is_clean() {
                 bail!("{} finding(s) in {}", report.findings.len(), path.display());
             }
             Ok(())
         }
+        PoolCommand::Create { .. } => unreachable!("pool create is dispatched by run"),
     }
 }
 
-pub fn volume(cmd: VolumeCommand, json: bool) -> Result<()> {
-    match cmd {
+/// Refuses `--pool OTHER` on a pool file that holds another pool.
+fn check_pool_name(pool: &OpenPool, wanted: Option<&str>, what: &str) -> Result<()> {
+    match wanted {
+        Some(n) if n != pool.0.name() => bail!(
+            "This pool file holds pool '{}', not '{n}'; {what}",
+            pool.0.name()
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn volume(cmd: VolumeCommand, pool: &OpenPool, json: bool) -> Result<()> {
+    let info = match cmd {
         VolumeCommand::Create {
-            pool,
             name,
             size,
+            pool: wanted,
             block_size,
             read_only,
         } => {
-            let pool = OpenPool::open(&pool)?;
+            check_pool_name(pool, wanted.as_deref(), "give the file of that pool")?;
             let opts = VolumeOptions {
-                logical_block_size: block_size,
+                logical_block_size: block_size.unwrap_or(4096),
                 read_only,
                 hidden: false,
             };
-            let info = pool
-                .0
-                .create_volume(&name, parse_size_bytes(&size)?, opts)?;
-            report_volume(&info, json);
-            pool.close()
+            pool.0
+                .create_volume(&name, parse_size_bytes(&size)?, opts)?
         }
-        VolumeCommand::List { pool, all } => {
-            let pool = OpenPool::open(&pool)?;
-            let volumes: Vec<VolumeInfo> = pool
+        VolumeCommand::List { all } => {
+            let rows: Vec<VolumeRow> = pool
                 .0
                 .volumes()
-                .into_iter()
+                .iter()
                 .filter(|v| all || !v.hidden)
+                .map(|v| pool.row(v))
                 .collect();
-            report_volumes(&volumes, json, false);
-            pool.close()
+            report_volumes(&rows, json, false);
+            return Ok(());
         }
-        VolumeCommand::Delete { pool, name } => delete(&pool, &name, json),
-        VolumeCommand::Grow { pool, name, size } => {
-            let pool = OpenPool::open(&pool)?;
+        VolumeCommand::Delete { name } => return delete(pool, &name, json),
+        VolumeCommand::Grow { name, size } => {
             let id = pool.volume(&name)?.id;
-            let info = pool.0.resize_volume(id, parse_size_bytes(&size)?)?;
-            report_volume(&info, json);
-            pool.close()
+            pool.0.resize_volume(id, parse_size_bytes(&size)?)?
         }
-        VolumeCommand::Rename {
-            pool,
-            name,
-            new_name,
-        } => {
-            let pool = OpenPool::open(&pool)?;
+        VolumeCommand::Rename { name, new_name } => {
             let id = pool.volume(&name)?.id;
-            let info = pool.0.rename_volume(id, &new_name)?;
-            report_volume(&info, json);
-            pool.close()
+            pool.0.rename_volume(id, &new_name)?
         }
-        VolumeCommand::Set {
-            pool,
-            name,
-            read_only,
-        } => {
-            let pool = OpenPool::open(&pool)?;
+        VolumeCommand::Set { name, read_only } => {
             let id = pool.volume(&name)?.id;
-            let info = pool.0.set_read_only(id, read_only)?;
-            report_volume(&info, json);
-            pool.close()
+            pool.0.set_read_only(id, read_only)?
         }
-    }
+    };
+    report_volume(&pool.row(&info), json);
+    Ok(())
 }
 
-pub fn snapshot(cmd: SnapshotCommand, json: bool) -> Result<()> {
-    match cmd {
+fn snapshot(cmd: SnapshotCommand, pool: &OpenPool, json: bool) -> Result<()> {
+    let info = match cmd {
         SnapshotCommand::Create {
-            pool,
             source,
             name,
+            pool: wanted,
             read_only,
+            no_wait: _,
         } => {
-            let pool = OpenPool::open(&pool)?;
+            check_pool_name(
+                pool,
+                wanted.as_deref(),
+                "a copy into another pool needs the daemon (drop --pool-file)",
+            )?;
             let id = pool.volume(&source)?.id;
             let opts = VolumeOptions {
                 read_only,
                 ..VolumeOptions::default()
             };
-            let info = pool.0.snapshot(id, &name, opts)?;
-            report_volume(&info, json);
-            pool.close()
+            pool.0.snapshot(id, &name, opts)?
         }
-        SnapshotCommand::List { pool } => {
-            let pool = OpenPool::open(&pool)?;
-            let all = pool.0.volumes();
-            let snapshots: Vec<VolumeInfo> = all
+        SnapshotCommand::List => {
+            let rows: Vec<VolumeRow> = pool
+                .0
+                .volumes()
                 .iter()
                 .filter(|v| v.parent.is_some() && !v.hidden)
-                .cloned()
+                .map(|v| pool.row(v))
                 .collect();
-            report_volumes(&snapshots, json, true);
-            pool.close()
+            report_volumes(&rows, json, true);
+            return Ok(());
         }
-        SnapshotCommand::Delete { pool, name } => delete(&pool, &name, json),
-        SnapshotCommand::Restore {
-            pool,
-            volume,
-            snapshot,
-        } => {
-            let pool = OpenPool::open(&pool)?;
+        SnapshotCommand::Delete { name } => return delete(pool, &name, json),
+        SnapshotCommand::Restore { volume, snapshot } => {
             let vol = pool.volume(&volume)?.id;
             let snap = pool.volume(&snapshot)?.id;
             pool.0.restore(vol, snap)?;
-            let info = pool.0.volume(vol)?;
-            report_volume(&info, json);
-            pool.close()
+            pool.0.volume(vol)?
         }
-    }
+    };
+    report_volume(&pool.row(&info), json);
+    Ok(())
 }
 
-fn delete(path: &Path, name: &str, json: bool) -> Result<()> {
-    let pool = OpenPool::open(path)?;
+fn delete(pool: &OpenPool, name: &str, json: bool) -> Result<()> {
     let info = pool.volume(name)?;
     pool.0.delete_volume(info.id)?;
     pool.0
         .wait_reclaim()
         .context("Reclaiming the deleted volume's space failed")?;
-    if json {
-        print_json(&json!({ "deleted": info.name, "id": info.id.to_string() }));
-    } else {
-        println!("deleted {}", info.name);
-    }
-    pool.close()
+    report_deleted(&pool.row(&info), json);
+    Ok(())
 }
 
 fn grow_file(path: &Path, size_bytes: u64) -> Result<()> {
@@ -246,31 +264,4 @@ fn grow_file(path: &Path, size_bytes: u64) -> Result<()> {
         .open(path)
         .and_then(|f| f.set_len(size_bytes))
         .with_context(|| format!("Cannot grow {}", path.display()))
-}
-
-fn report_pool(pool: &Pool, json: bool) {
-    let info = pool.info();
-    if json {
-        print_json(&pool_json(&info));
-    } else {
-        print_pool(&info);
-    }
-}
-
-fn report_volume(info: &VolumeInfo, json: bool) {
-    if json {
-        print_json(&volume_json(info));
-    } else {
-        print_volumes(std::slice::from_ref(info), info.parent.is_some());
-    }
-}
-
-fn report_volumes(volumes: &[VolumeInfo], json: bool, with_parent: bool) {
-    if json {
-        print_json(&serde_json::Value::Array(
-            volumes.iter().map(volume_json).collect(),
-        ));
-    } else {
-        print_volumes(volumes, with_parent);
-    }
 }

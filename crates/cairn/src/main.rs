@@ -1,12 +1,15 @@
-//! The `cairn` binary: `cairn serve` (the daemon: pools, NBD, SMI-S) and the admin CLI that works
-//! directly on a pool file or device no daemon holds.
+//! The `cairn` binary: `cairn serve` (the daemon: pools, NBD, SMI-S) and the admin CLI. The CLI
+//! drives the running daemon over SMI-S by default (found through `--data-dir`, or `--url`), or
+//! works directly on a pool file or device no daemon holds (`--pool-file`).
 //!
-//! Invariants: every command either completes and commits, or prints one error line and exits
-//! non-zero with the pool unchanged; the CLI never opens a pool that another process holds (the
-//! device lock refuses it and the message names the holder).
+//! Invariants: every command either completes (the engine or the daemon committed it) or prints
+//! one error line and exits non-zero; exit codes are 0 done, 1 refused (the line says why), 2
+//! usage; the CLI never opens a pool that another process holds (the device lock refuses it and
+//! the message names the holder).
 #![forbid(unsafe_code)]
 
 mod cli;
+mod client;
 mod config;
 mod device;
 mod output;
@@ -23,21 +26,39 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "cairn",
     version,
-    about = "Cairn storage array: thin volumes, O(1) snapshots, NBD and SMI-S"
+    about = "Cairn storage array: thin volumes, O(1) snapshots, NBD and SMI-S",
+    after_help = "Without --pool-file the CLI drives the daemon running on --data-dir (or at --url) \
+                  over SMI-S. Exit codes: 0 done, 1 refused (the error line says why), 2 usage."
 )]
 struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Work directly on this pool file or device (no daemon may hold it).
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "url")]
+    pool_file: Option<PathBuf>,
+    /// Data directory of the daemon (listen.json, credentials, tls/cert.pem).
+    #[arg(long, global = true, default_value = "cairn-data")]
+    data_dir: PathBuf,
+    /// A daemon on another machine: https://host:5989.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// SMI-S user (default: CAIRN_SMIS_USER, else admin); the password comes from
+    /// CAIRN_SMIS_PASSWORD, the data directory's credentials file, or a prompt.
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// The daemon's certificate (PEM) to trust, instead of DATA_DIR/tls/cert.pem.
+    #[arg(long, global = true, value_name = "PEM")]
+    cacert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Run the daemon: open the pools, serve NBD and SMI-S.
     Serve(ServeArgs),
-    /// Create, inspect, grow and check pools.
+    /// List, inspect, create, grow and check pools.
     #[command(subcommand)]
     Pool(PoolCommand),
     /// Create, list, delete, grow, rename and flag volumes.
@@ -46,12 +67,15 @@ enum Command {
     /// Create, list, delete and restore snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// List, show and cancel the daemon's jobs (cross-pool copies).
+    #[command(subcommand)]
+    Job(JobCommand),
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Data directory (default pool, credentials, certificates, listen.json).
-    #[arg(long, default_value = "cairn-data")]
+    /// The global --data-dir (default pool, credentials, certificates, listen.json).
+    #[arg(skip)]
     pub data_dir: PathBuf,
     /// TOML configuration file.
     #[arg(long)]
@@ -60,9 +84,12 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PoolCommand {
-    /// Create a pool on a file (created sparse if missing) or a block device.
+    /// List the pools.
+    List,
+    /// Show size, usage and volume count of a pool (the only one when no name is given).
+    Info { name: Option<String> },
+    /// Create a pool on --pool-file (created sparse if missing) or a block device.
     Create {
-        path: PathBuf,
         /// Pool name (A-Z a-z 0-9 . _ -).
         #[arg(long, default_value = "pool0")]
         name: String,
@@ -70,58 +97,51 @@ pub enum PoolCommand {
         #[arg(long)]
         size: Option<String>,
     },
-    /// Show size, usage and volume count.
-    Info { path: PathBuf },
     /// Extend the pool to the size of its (grown) file or device; `--size` grows a file first.
     Grow {
-        path: PathBuf,
         #[arg(long)]
         size: Option<String>,
     },
     /// Verify checksums, tree invariants and reference counts; non-zero exit on any finding.
-    Check { path: PathBuf },
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
     /// Create a thin volume.
     Create {
-        pool: PathBuf,
         name: String,
-        /// Size in bytes (multiple of 4096), e.g. 10GiB.
+        /// Size in bytes (rounded up to 4096), e.g. 10GiB.
         #[arg(long)]
         size: String,
-        /// Logical block size: 512 or 4096.
-        #[arg(long, default_value_t = 4096)]
-        block_size: u32,
+        /// Pool to create it in (the only pool when not given).
+        #[arg(long)]
+        pool: Option<String>,
+        /// Logical block size: 512 or 4096 (512 only with --pool-file).
+        #[arg(long)]
+        block_size: Option<u32>,
+        /// Create it read-only (only with --pool-file).
         #[arg(long)]
         read_only: bool,
     },
     /// List volumes (snapshots included).
     List {
-        pool: PathBuf,
-        /// Also list hidden (internal) volumes.
+        /// Also list hidden (internal) volumes (only with --pool-file).
         #[arg(long)]
         all: bool,
     },
     /// Delete a volume; its space is reclaimed.
-    Delete { pool: PathBuf, name: String },
+    Delete { name: String },
     /// Grow a volume.
     Grow {
-        pool: PathBuf,
         name: String,
         #[arg(long)]
         size: String,
     },
     /// Rename a volume.
-    Rename {
-        pool: PathBuf,
-        name: String,
-        new_name: String,
-    },
-    /// Change a volume's flags.
+    Rename { name: String, new_name: String },
+    /// Change a volume's flags (only with --pool-file).
     Set {
-        pool: PathBuf,
         name: String,
         /// Make the volume read-only (true) or writable (false).
         #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
@@ -131,33 +151,53 @@ pub enum VolumeCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    /// Take an O(1) point-in-time snapshot of a volume (or of a snapshot).
+    /// Take a point-in-time snapshot of a volume (O(1) in its pool; a copy job into another pool).
     Create {
-        pool: PathBuf,
         source: String,
         name: String,
+        /// Put the snapshot in another pool: a point-in-time copy that runs as a job.
+        #[arg(long)]
+        pool: Option<String>,
+        /// Make the snapshot read-only (only with --pool-file).
         #[arg(long)]
         read_only: bool,
+        /// Do not wait for a copy job: print its id and return.
+        #[arg(long)]
+        no_wait: bool,
     },
-    /// List snapshots with their parent and creation time.
-    List { pool: PathBuf },
+    /// List snapshots with their parent.
+    List,
     /// Delete a snapshot; its space is reclaimed.
-    Delete { pool: PathBuf, name: String },
+    Delete { name: String },
     /// Give a volume the contents of one of its snapshots back.
-    Restore {
-        pool: PathBuf,
-        volume: String,
-        snapshot: String,
-    },
+    Restore { volume: String, snapshot: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List the daemon's jobs.
+    List,
+    /// Show one job.
+    Show { id: String },
+    /// Stop a running job (its partial copy is removed).
+    Cancel { id: String },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Pool(cmd) => cli::pool(cmd, cli.json),
-        Command::Volume(cmd) => cli::volume(cmd, cli.json),
-        Command::Snapshot(cmd) => cli::snapshot(cmd, cli.json),
+    let daemon = client::DaemonOptions {
+        data_dir: cli.data_dir.clone(),
+        url: cli.url.clone(),
+        user: cli.user.clone(),
+        cacert: cli.cacert.clone(),
+    };
+    let result = match (cli.command, cli.pool_file) {
+        (Command::Serve(args), _) => serve::run(ServeArgs {
+            data_dir: cli.data_dir,
+            ..args
+        }),
+        (cmd, Some(path)) => cli::run(cmd, &path, cli.json),
+        (cmd, None) => client::run(cmd, &daemon, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

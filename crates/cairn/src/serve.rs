@@ -19,6 +19,8 @@ use cairn_rbd::served::{BackgroundPool, Combined};
 use serde_json::json;
 use tracing::{info, warn};
 
+use cairn_array::engine::EngineArray;
+use cairn_array::ArrayBackend;
 use cairn_smis::{ArrayOptions, ArrayProvider, Credentials, SmisServerConfig, SmisServerHandle};
 
 use crate::config::{Config, PoolConfig};
@@ -158,7 +160,8 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         Some(addr) => Some(start_iscsi(config, addr, storage.clone()).await?),
         None => None,
     };
-    let array = ArrayProvider::new(storage, array_options(config));
+    let backend: Arc<dyn ArrayBackend> = Arc::new(EngineArray::new(storage));
+    let array = ArrayProvider::new(backend, array_options(config));
     let smis = start_smis(config, credentials, tls, &array).await?;
 
     let mut listen = serde_json::Map::new();
@@ -192,14 +195,11 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
             .context("iSCSI server did not stop cleanly")?;
     }
     // Copies still running end as failed jobs with their targets removed, before the pools close.
-    if !array.shutdown(COPY_SHUTDOWN_WAIT) {
+    if !array.shutdown(cairn_smis::limits::COPY_SHUTDOWN_WAIT) {
         warn!("copy jobs did not stop in time; the next start cleans up after them");
     }
     Ok(())
 }
-
-/// How long shutdown waits for running copy jobs to stop.
-const COPY_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What NBD serves: the engine's volumes and, beside them, each RBD pool's. RBD pools connect in
 /// the background, so a Ceph outage never holds up the start: that pool is reported unavailable

@@ -12,6 +12,7 @@ use crate::class::Class;
 use crate::error::CimError;
 use crate::instance::{Instance, Property};
 use crate::path::{namespace_eq, InstancePath, KeyBinding, KeyValue};
+use crate::request::RawValue;
 use crate::types::{CimType, Value};
 use crate::xml::encode::IReturn;
 
@@ -236,6 +237,25 @@ impl Core {
         let inst = self.find_instance(ns, path)?;
         let real = inst.path.as_ref().unwrap_or(path);
         self.provider.delete_instance(ns, real)?;
+        Ok(IReturn::Nothing)
+    }
+
+    pub(super) fn modify_instance(&self, ns: &str, p: &Params<'_>) -> Result<IReturn, CimError> {
+        let (path, modified) = match p.get("ModifiedInstance")? {
+            Some(RawValue::NamedInstance(path, inst)) => (path, inst),
+            Some(_) => {
+                return Err(CimError::invalid_parameter(
+                    "ModifiedInstance must be a VALUE.NAMEDINSTANCE",
+                ))
+            }
+            None => return Err(CimError::invalid_parameter("ModifiedInstance is required")),
+        };
+        p.bool("IncludeQualifiers", true)?;
+        let list = p.property_list()?;
+        let inst = self.find_instance(ns, path)?;
+        let real = inst.path.as_ref().unwrap_or(path);
+        self.provider
+            .modify_instance(ns, real, modified, list.as_deref())?;
         Ok(IReturn::Nothing)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Invariants: the namespace is checked before anything else (CIM_ERR_INVALID_NAMESPACE); every
 //! instance leaving the dispatcher has a full path (namespace set) and properties shaped by its class
-//! (declared types, class order, NULLs for unset properties); operations other than those listed in
+//! (declared types, class order, NULLs for unset properties); ModifyInstance reaches the provider
+//! only for an instance that exists, with its concrete path; operations other than those listed in
 //! `intrinsic` answer CIM_ERR_NOT_SUPPORTED.
 
 mod assoc;
@@ -72,6 +73,8 @@ impl Core {
             plain(self.enumerate_instance_names(&ns, &p))
         } else if is("DeleteInstance") {
             plain(self.delete_instance(&ns, &p))
+        } else if is("ModifyInstance") {
+            plain(self.modify_instance(&ns, &p))
         } else if is("Associators")
             || is("AssociatorNames")
             || is("References")
@@ -91,7 +94,7 @@ impl Core {
         } else if is("CloseEnumeration") {
             plain(self.close_enumeration(&ns, &p))
         } else {
-            // CreateInstance (subscriptions included), ModifyInstance, Get/SetProperty, ExecQuery,
+            // CreateInstance (subscriptions included), Get/SetProperty, ExecQuery,
             // qualifier and class changes, OpenQueryInstances, PullInstances, EnumerationCount, ...
             Err(CimError::not_supported(format!("Operation {m}")))
         }

@@ -157,7 +157,7 @@ fn decode_methodcall(n: &Node) -> Result<ExtrinsicCall, DecodeError> {
 }
 
 /// Element and attribute names for CIM are non-empty and contain no whitespace or markup.
-fn cim_name(s: &str) -> Result<String, DecodeError> {
+pub(crate) fn cim_name(s: &str) -> Result<String, DecodeError> {
     let s = s.trim();
     if s.is_empty()
         || s.chars()
@@ -168,7 +168,7 @@ fn cim_name(s: &str) -> Result<String, DecodeError> {
     Ok(s.to_owned())
 }
 
-fn local_namespace(n: &Node) -> Result<String, DecodeError> {
+pub(crate) fn local_namespace(n: &Node) -> Result<String, DecodeError> {
     let mut parts = Vec::new();
     for c in &n.children {
         if c.name != "NAMESPACE" {
@@ -212,7 +212,7 @@ fn local_instance_path(n: &Node) -> Result<InstancePath, DecodeError> {
     Ok(p)
 }
 
-fn instance_path(n: &Node) -> Result<InstancePath, DecodeError> {
+pub(crate) fn instance_path(n: &Node) -> Result<InstancePath, DecodeError> {
     let nsp = n
         .child("NAMESPACEPATH")
         .ok_or_else(|| DecodeError::not_valid("INSTANCEPATH without NAMESPACEPATH"))?;
@@ -292,7 +292,7 @@ fn key_binding_value(n: &Node) -> Result<KeyValue, DecodeError> {
 }
 
 /// VALUE.REFERENCE: one of the path forms.
-fn value_reference(n: &Node) -> Result<InstancePath, DecodeError> {
+pub(crate) fn value_reference(n: &Node) -> Result<InstancePath, DecodeError> {
     let c = n.only_child()?;
     match c.name.as_str() {
         "INSTANCEPATH" => instance_path(c),

@@ -171,6 +171,13 @@ pub fn class_xml(class: &Class, opts: ClassOptions) -> String {
     w.s
 }
 
+/// Writes any value as its VALUE, VALUE.ARRAY, VALUE.REFERENCE or VALUE.REFARRAY element.
+pub fn value_xml(v: &Value) -> String {
+    let mut w = Writer::new();
+    w.value(v);
+    w.s
+}
+
 /// Writes an INSTANCEPATH (or INSTANCENAME when the path has no namespace) as text.
 pub fn reference_xml(path: &InstancePath) -> String {
     let mut w = Writer::new();
@@ -227,23 +234,13 @@ impl Writer {
             IReturn::Nothing => {}
             IReturn::Instance(i) => self.wrapped(|w| w.instance(i)),
             IReturn::NamedInstances(v) => self.wrapped(|w| {
-                for i in v {
-                    w.s.push_str("<VALUE.NAMEDINSTANCE>");
-                    w.instance_name(i.path.as_ref().unwrap_or(&InstancePath::new(&i.class_name)));
-                    w.instance(i);
-                    w.s.push_str("</VALUE.NAMEDINSTANCE>");
-                }
+                w.instances_with_paths("VALUE.NAMEDINSTANCE", v, Writer::instance_name)
             }),
             IReturn::InstanceNames(v) => {
                 self.wrapped(|w| v.iter().for_each(|p| w.instance_name(p)))
             }
             IReturn::ObjectsWithPath(v) => self.wrapped(|w| {
-                for i in v {
-                    w.s.push_str("<VALUE.OBJECTWITHPATH>");
-                    w.instance_path(i.path.as_ref().unwrap_or(&InstancePath::new(&i.class_name)));
-                    w.instance(i);
-                    w.s.push_str("</VALUE.OBJECTWITHPATH>");
-                }
+                w.instances_with_paths("VALUE.OBJECTWITHPATH", v, Writer::instance_path)
             }),
             IReturn::ObjectPaths(v) => self.wrapped(|w| {
                 for p in v {
@@ -254,42 +251,24 @@ impl Writer {
             }),
             IReturn::Class(c) => self.wrapped(|w| w.class(c, opts)),
             IReturn::Classes(v) => self.wrapped(|w| v.iter().for_each(|c| w.class(c, opts))),
-            IReturn::ClassPaths { namespace, names } => self.wrapped(|w| {
-                for n in names {
-                    w.s.push_str("<OBJECTPATH>");
-                    w.class_path(namespace, n);
-                    w.s.push_str("</OBJECTPATH>");
-                }
-            }),
-            IReturn::ClassesWithPath { namespace, classes } => self.wrapped(|w| {
-                for c in classes {
-                    w.s.push_str("<VALUE.OBJECTWITHPATH>");
-                    w.class_path(namespace, &c.name);
-                    w.class(c, opts);
-                    w.s.push_str("</VALUE.OBJECTWITHPATH>");
-                }
-            }),
-            IReturn::ClassNames(v) => self.wrapped(|w| {
-                for n in v {
-                    w.s.push_str("<CLASSNAME");
-                    w.attr("NAME", n);
-                    w.s.push_str("/>");
-                }
-            }),
+            IReturn::ClassPaths { namespace, names } => {
+                self.wrapped(|w| w.class_paths(namespace, names))
+            }
+            IReturn::ClassesWithPath { namespace, classes } => {
+                self.wrapped(|w| w.classes_with_paths(namespace, classes, opts))
+            }
+            IReturn::ClassNames(v) => self.wrapped(|w| w.class_names(v)),
             IReturn::PulledInstances {
                 instances,
                 end_of_sequence,
                 context,
             } => {
                 self.wrapped(|w| {
-                    for i in instances {
-                        w.s.push_str("<VALUE.INSTANCEWITHPATH>");
-                        w.instance_path(
-                            i.path.as_ref().unwrap_or(&InstancePath::new(&i.class_name)),
-                        );
-                        w.instance(i);
-                        w.s.push_str("</VALUE.INSTANCEWITHPATH>");
-                    }
+                    w.instances_with_paths(
+                        "VALUE.INSTANCEWITHPATH",
+                        instances,
+                        Writer::instance_path,
+                    )
                 });
                 self.pull_params(*end_of_sequence, context.as_deref());
             }
@@ -301,6 +280,50 @@ impl Writer {
                 self.wrapped(|w| paths.iter().for_each(|p| w.instance_path(p)));
                 self.pull_params(*end_of_sequence, context.as_deref());
             }
+        }
+    }
+
+    /// Each instance inside element `tag`, after its path written by `path` (a path built from
+    /// the class name when the instance has none).
+    fn instances_with_paths(
+        &mut self,
+        tag: &str,
+        instances: &[Instance],
+        path: fn(&mut Writer, &InstancePath),
+    ) {
+        for i in instances {
+            let _ = write!(self.s, "<{tag}>");
+            path(
+                self,
+                i.path.as_ref().unwrap_or(&InstancePath::new(&i.class_name)),
+            );
+            self.instance(i);
+            let _ = write!(self.s, "</{tag}>");
+        }
+    }
+
+    fn class_paths(&mut self, namespace: &str, names: &[String]) {
+        for n in names {
+            self.s.push_str("<OBJECTPATH>");
+            self.class_path(namespace, n);
+            self.s.push_str("</OBJECTPATH>");
+        }
+    }
+
+    fn classes_with_paths(&mut self, namespace: &str, classes: &[Class], opts: ClassOptions) {
+        for c in classes {
+            self.s.push_str("<VALUE.OBJECTWITHPATH>");
+            self.class_path(namespace, &c.name);
+            self.class(c, opts);
+            self.s.push_str("</VALUE.OBJECTWITHPATH>");
+        }
+    }
+
+    fn class_names(&mut self, names: &[String]) {
+        for n in names {
+            self.s.push_str("<CLASSNAME");
+            self.attr("NAME", n);
+            self.s.push_str("/>");
         }
     }
 

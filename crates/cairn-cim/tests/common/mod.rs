@@ -7,10 +7,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use cairn_cim::interop::{association, registered_profile, CAIRN_NAMESPACE, INTEROP_NAMESPACE};
 use cairn_cim::{
     CimError, CimHttpOutcome, CimServer, CimType, HttpCimRequest, Instance, InstancePath,
-    InteropProvider, MethodCall, MethodResult, ObjectManagerInfo, Provider, Value,
+    MethodCall, MethodResult, Provider, Value,
+};
+use cairn_smis::interop::{
+    association, registered_profile, InteropProvider, ObjectManagerInfo, CAIRN_NAMESPACE,
+    INTEROP_NAMESPACE,
 };
 
 pub const SYSTEM: &str = "CAIRN-ARRAY-01";

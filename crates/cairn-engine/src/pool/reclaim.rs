@@ -64,7 +64,7 @@ impl State {
         let root = rec.root;
         let mut entries_max = RECLAIM_ENTRIES_PER_TXN;
         let (left, used) = loop {
-            let pages_max = self.meta.dirty_pages + RECLAIM_PAGES_PER_TXN;
+            let pages_max = self.meta.dirty_pages() + RECLAIM_PAGES_PER_TXN;
             let step = self.meta_op(Tier::Release, |meta| {
                 let mut budget = entries_max;
                 let left = meta.drop_tree_step(root, &mut budget, pages_max)?;

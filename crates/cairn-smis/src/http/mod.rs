@@ -21,38 +21,16 @@ pub use cim_headers::CimHeaderValues;
 pub use credentials::{CredentialSource, Credentials};
 pub use server::{start_with, SmisServerConfig, SmisServerHandle};
 
-/// One CIM operation request as the HTTP layer hands it on: the CIM headers (raw, as received;
-/// missing ones are `None`) and the complete body.
-#[derive(Debug, Clone, Copy)]
-pub struct CimCall<'a> {
-    /// `CIMOperation`, `CIMMethod`, `CIMObject`, `CIMProtocolVersion` (or their `M-POST` forms).
-    pub headers: &'a CimHeaderValues,
-    /// The request body, at most the configured body limit.
-    pub body: &'a [u8],
-}
-
-/// What the CIM side wants sent back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CimReply {
-    /// 200, `Content-Type: application/xml; charset="utf-8"`, `CIMOperation: MethodResponse`.
-    Response(Vec<u8>),
-    /// 400 with `CIMError: <cim_error>`.
-    BadRequest {
-        /// DSP0200 CIMError value, e.g. `request-not-well-formed`.
-        cim_error: &'static str,
-    },
-    /// 501 with `CIMError: <cim_error>`.
-    NotImplemented {
-        /// DSP0200 CIMError value, e.g. `unsupported-protocol-version`.
-        cim_error: &'static str,
-    },
-}
+/// One CIM operation request as the HTTP layer hands it on (the four CIM headers, raw as
+/// received, missing ones `None`, and the complete body), and what the CIM side wants sent back:
+/// cairn-cim's own types, so the seam has one vocabulary.
+pub use cairn_cim::{CimHttpOutcome, HttpCimRequest};
 
 /// The CIM server behind the HTTP layer: decodes, dispatches, encodes. Called on a blocking thread,
 /// once per request, from any number of connections at once.
 pub trait CimHandler: Send + Sync + 'static {
     /// Answers one request.
-    fn handle(&self, call: &CimCall<'_>) -> CimReply;
+    fn handle(&self, request: &HttpCimRequest<'_>) -> CimHttpOutcome;
 }
 
 #[cfg(test)]

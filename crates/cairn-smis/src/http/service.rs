@@ -23,7 +23,7 @@ use hyper::{Request, Response, StatusCode};
 use crate::http::auth::{is_authorized, WWW_AUTHENTICATE_VALUE};
 use crate::http::cim_headers::{classify, CimHeaderValues, HeaderScheme, Refusal, CIM_MAPPING_URI};
 use crate::http::credentials::Credentials;
-use crate::http::{CimCall, CimHandler, CimReply};
+use crate::http::{CimHandler, CimHttpOutcome, HttpCimRequest};
 
 /// `Content-Type` of every CIM-XML answer.
 pub const XML_CONTENT_TYPE: &str = "application/xml; charset=\"utf-8\"";
@@ -144,21 +144,31 @@ where
 {
     let cim = Arc::clone(&state.cim);
     let reply = tokio::task::spawn_blocking(move || {
-        cim.handle(&CimCall {
-            headers: &headers,
+        let started = std::time::Instant::now();
+        let outcome = cim.handle(&HttpCimRequest {
+            cim_operation: headers.operation.as_deref(),
+            cim_method: headers.method.as_deref(),
+            cim_object: headers.object.as_deref(),
+            cim_protocol_version: headers.protocol_version.as_deref(),
             body: &body,
-        })
+        });
+        tracing::debug!(
+            method = headers.method.as_deref().unwrap_or("-"),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "CIM request handled"
+        );
+        outcome
     })
     .await;
     match reply {
-        Ok(CimReply::Response(body)) => Answer {
+        Ok(CimHttpOutcome::Response(body)) => Answer {
             body,
             ..Answer::status(StatusCode::OK)
         },
-        Ok(CimReply::BadRequest { cim_error }) => {
+        Ok(CimHttpOutcome::BadRequest { cim_error }) => {
             Answer::cim_error(StatusCode::BAD_REQUEST, cim_error)
         }
-        Ok(CimReply::NotImplemented { cim_error }) => {
+        Ok(CimHttpOutcome::NotImplemented { cim_error }) => {
             Answer::cim_error(StatusCode::NOT_IMPLEMENTED, cim_error)
         }
         Err(e) => {

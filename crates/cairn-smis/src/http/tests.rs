@@ -32,13 +32,13 @@ impl Recorder {
 }
 
 impl CimHandler for Recorder {
-    fn handle(&self, call: &CimCall<'_>) -> CimReply {
+    fn handle(&self, call: &HttpCimRequest<'_>) -> CimHttpOutcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match call.body.first() {
-            Some(b'b') => CimReply::BadRequest {
+            Some(b'b') => CimHttpOutcome::BadRequest {
                 cim_error: "request-not-well-formed",
             },
-            Some(b'n') => CimReply::NotImplemented {
+            Some(b'n') => CimHttpOutcome::NotImplemented {
                 cim_error: "unsupported-protocol-version",
             },
             Some(b'w') => {
@@ -49,19 +49,18 @@ impl CimHandler for Recorder {
                 if let Some(rx) = gate {
                     let _ = rx.recv();
                 }
-                CimReply::Response(b"waited".to_vec())
+                CimHttpOutcome::Response(b"waited".to_vec())
             }
             _ => {
-                let h = call.headers;
                 let text = format!(
                     "{:?}|{:?}|{:?}|{:?}|{}",
-                    h.operation,
-                    h.method,
-                    h.object,
-                    h.protocol_version,
+                    call.cim_operation,
+                    call.cim_method,
+                    call.cim_object,
+                    call.cim_protocol_version,
                     call.body.len()
                 );
-                CimReply::Response(text.into_bytes())
+                CimHttpOutcome::Response(text.into_bytes())
             }
         }
     }

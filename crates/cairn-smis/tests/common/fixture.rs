@@ -7,11 +7,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cairn_cim::interop::{association, registered_profile, CAIRN_NAMESPACE, INTEROP_NAMESPACE};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
-    CimError, CimServer, Instance, InstancePath, InteropProvider, MethodCall, MethodResult,
-    ObjectManagerInfo, Provider, Value,
+    CimError, CimServer, Instance, InstancePath, MethodCall, MethodResult, Provider, Value,
+};
+use cairn_smis::interop::{
+    association, registered_profile, InteropProvider, ObjectManagerInfo, CAIRN_NAMESPACE,
+    INTEROP_NAMESPACE,
 };
 
 pub const SYSTEM_NAME: &str = "CAIRN-TEST-01";

@@ -11,21 +11,24 @@
 //! places in `interop` (build them with [`registered_profile`] and [`association`]).
 //! Invariants: exactly the namespaces `interop` and `root/cairn` exist; exactly one object manager;
 //! the interop model's own instances are read-only.
+//!
+//! This is Cairn's product knowledge (its namespaces, class names, Server profile and hosting
+//! system); `cairn-cim` only dispatches operations to it as to any other `Provider`.
 
 use std::sync::Arc;
 
-use crate::error::CimError;
-use crate::instance::Instance;
-use crate::path::{namespace_eq, InstancePath};
-use crate::provider::{MethodCall, MethodResult, ProfileRegistration, Provider};
-use crate::types::{CimType, Value};
+pub use cairn_cim::association;
+use cairn_cim::path::namespace_eq;
+pub use cairn_cim::provider::ORGANIZATION_SNIA;
+use cairn_cim::{
+    CimError, CimType, Instance, InstancePath, MethodCall, MethodResult, ProfileRegistration,
+    Provider, Value,
+};
 
 /// The interop namespace.
 pub const INTEROP_NAMESPACE: &str = "interop";
 /// The implementation namespace.
 pub const CAIRN_NAMESPACE: &str = "root/cairn";
-/// SNIA in `RegisteredOrganization`'s value map.
-pub const ORGANIZATION_SNIA: u16 = 11;
 /// InstanceID of the Server profile.
 pub const SERVER_PROFILE_ID: &str = "CAIRN:Profile:Server";
 
@@ -118,18 +121,6 @@ fn registration_instances(regs: &[ProfileRegistration]) -> Vec<Instance> {
     out
 }
 
-/// An association instance of `class` whose two references are its keys (as for every
-/// association class Cairn uses): `(role, path)` twice. Paths should carry their namespace.
-pub fn association(class: &str, a: (&str, InstancePath), b: (&str, InstancePath)) -> Instance {
-    let path = InstancePath::new(class)
-        .with_key_value(a.0, crate::path::KeyValue::Reference(Box::new(a.1.clone())))
-        .with_key_value(b.0, crate::path::KeyValue::Reference(Box::new(b.1.clone())));
-    Instance::new(class)
-        .with(a.0, Value::Reference(a.1))
-        .with(b.0, Value::Reference(b.1))
-        .with_path(path)
-}
-
 /// The interop model around a storage provider.
 pub struct InteropProvider {
     storage: Arc<dyn Provider>,
@@ -179,13 +170,55 @@ impl InteropProvider {
 }
 
 fn own_instances(info: &ObjectManagerInfo) -> Vec<Instance> {
-    let om_path = InstancePath::new("Cairn_ObjectManager")
+    let om = object_manager(info);
+    let om_path = om
+        .path
+        .clone()
+        .unwrap_or_else(|| InstancePath::new("Cairn_ObjectManager"));
+    let mut out = vec![om];
+    for ns in [INTEROP_NAMESPACE, CAIRN_NAMESPACE] {
+        let namespace = namespace_instance(info, ns);
+        let path = namespace
+            .path
+            .clone()
+            .unwrap_or_else(|| InstancePath::new("Cairn_Namespace"));
+        out.push(namespace);
+        out.push(association(
+            "Cairn_NamespaceInManager",
+            ("Antecedent", om_path.clone()),
+            ("Dependent", path),
+        ));
+    }
+    out.push(registered_profile(
+        SERVER_PROFILE_ID,
+        "Server",
+        &info.server_profile_version,
+    ));
+    out.push(association(
+        "Cairn_ElementConformsToProfile",
+        ("ConformantStandard", profile_path(SERVER_PROFILE_ID)),
+        ("ManagedElement", om_path.clone()),
+    ));
+    let system = InstancePath::new(info.system_creation_class_name.clone())
+        .in_namespace(CAIRN_NAMESPACE)
+        .with_key("CreationClassName", &info.system_creation_class_name)
+        .with_key("Name", &info.system_name);
+    out.push(association(
+        "Cairn_HostedService",
+        ("Antecedent", system),
+        ("Dependent", om_path),
+    ));
+    out
+}
+
+fn object_manager(info: &ObjectManagerInfo) -> Instance {
+    let path = InstancePath::new("Cairn_ObjectManager")
         .in_namespace(INTEROP_NAMESPACE)
         .with_key("SystemCreationClassName", &info.system_creation_class_name)
         .with_key("SystemName", &info.system_name)
         .with_key("CreationClassName", "Cairn_ObjectManager")
         .with_key("Name", &info.name);
-    let om = Instance::new("Cairn_ObjectManager")
+    Instance::new("Cairn_ObjectManager")
         .with(
             "SystemCreationClassName",
             Value::string(&info.system_creation_class_name),
@@ -201,62 +234,34 @@ fn own_instances(info: &ObjectManagerInfo) -> Vec<Instance> {
             "OperationalStatus",
             Value::Array(CimType::Uint16, vec![Value::Uint16(2)]),
         )
-        .with_path(om_path.clone());
-    let mut out = vec![om];
-    for ns in [INTEROP_NAMESPACE, CAIRN_NAMESPACE] {
-        let path = InstancePath::new("Cairn_Namespace")
-            .in_namespace(INTEROP_NAMESPACE)
-            .with_key("SystemCreationClassName", &info.system_creation_class_name)
-            .with_key("SystemName", &info.system_name)
-            .with_key("ObjectManagerCreationClassName", "Cairn_ObjectManager")
-            .with_key("ObjectManagerName", &info.name)
-            .with_key("CreationClassName", "Cairn_Namespace")
-            .with_key("Name", ns);
-        out.push(
-            Instance::new("Cairn_Namespace")
-                .with(
-                    "SystemCreationClassName",
-                    Value::string(&info.system_creation_class_name),
-                )
-                .with("SystemName", Value::string(&info.system_name))
-                .with(
-                    "ObjectManagerCreationClassName",
-                    Value::string("Cairn_ObjectManager"),
-                )
-                .with("ObjectManagerName", Value::string(&info.name))
-                .with("CreationClassName", Value::string("Cairn_Namespace"))
-                .with("Name", Value::string(ns))
-                .with("ElementName", Value::string(ns))
-                .with("ClassInfo", Value::Uint16(3))
-                .with_path(path.clone()),
-        );
-        out.push(association(
-            "Cairn_NamespaceInManager",
-            ("Antecedent", om_path.clone()),
-            ("Dependent", path),
-        ));
-    }
-    let server = registered_profile(SERVER_PROFILE_ID, "Server", &info.server_profile_version);
-    let server_path = server
-        .path
-        .clone()
-        .unwrap_or_else(|| InstancePath::new("Cairn_RegisteredProfile"));
-    out.push(server);
-    out.push(association(
-        "Cairn_ElementConformsToProfile",
-        ("ConformantStandard", server_path),
-        ("ManagedElement", om_path.clone()),
-    ));
-    let system = InstancePath::new(info.system_creation_class_name.clone())
-        .in_namespace(CAIRN_NAMESPACE)
-        .with_key("CreationClassName", &info.system_creation_class_name)
-        .with_key("Name", &info.system_name);
-    out.push(association(
-        "Cairn_HostedService",
-        ("Antecedent", system),
-        ("Dependent", om_path),
-    ));
-    out
+        .with_path(path)
+}
+
+fn namespace_instance(info: &ObjectManagerInfo, ns: &str) -> Instance {
+    let path = InstancePath::new("Cairn_Namespace")
+        .in_namespace(INTEROP_NAMESPACE)
+        .with_key("SystemCreationClassName", &info.system_creation_class_name)
+        .with_key("SystemName", &info.system_name)
+        .with_key("ObjectManagerCreationClassName", "Cairn_ObjectManager")
+        .with_key("ObjectManagerName", &info.name)
+        .with_key("CreationClassName", "Cairn_Namespace")
+        .with_key("Name", ns);
+    Instance::new("Cairn_Namespace")
+        .with(
+            "SystemCreationClassName",
+            Value::string(&info.system_creation_class_name),
+        )
+        .with("SystemName", Value::string(&info.system_name))
+        .with(
+            "ObjectManagerCreationClassName",
+            Value::string("Cairn_ObjectManager"),
+        )
+        .with("ObjectManagerName", Value::string(&info.name))
+        .with("CreationClassName", Value::string("Cairn_Namespace"))
+        .with("Name", Value::string(ns))
+        .with("ElementName", Value::string(ns))
+        .with("ClassInfo", Value::Uint16(3))
+        .with_path(path)
 }
 
 impl Provider for InteropProvider {
@@ -342,6 +347,25 @@ impl Provider for InteropProvider {
             )));
         }
         self.storage.delete_instance(namespace, path)
+    }
+
+    fn modify_instance(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+        modified: &Instance,
+        property_list: Option<&[String]>,
+    ) -> Result<(), CimError> {
+        if self.is_own(namespace, &path.class_name)
+            && !self.storage_has(namespace, &path.class_name)
+        {
+            return Err(CimError::not_supported(format!(
+                "ModifyInstance of {}",
+                path.class_name
+            )));
+        }
+        self.storage
+            .modify_instance(namespace, path, modified, property_list)
     }
 
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
