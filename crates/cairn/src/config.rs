@@ -6,6 +6,14 @@
 //! path = "pool0.img"        # relative paths are inside the data directory; a block device works too
 //! size = "16GiB"            # only used when the file does not exist yet
 //!
+//! [[pool]]                   # a Ceph RBD pool: its volumes are RBD images, served beside the rest
+//! name = "ceph-rbd"
+//! kind = "rbd"               # "file" (the default) is a Cairn pool on a file or device, as above
+//! ceph_conf = "/etc/ceph/ceph.conf"
+//! client = "cairn"           # the cephx user (client.cairn); default "admin"
+//! keyring = "/etc/ceph/ceph.client.cairn.keyring"   # default: what ceph_conf names
+//! rados_pool = "rbd"
+//!
 //! [listen]
 //! smis_http = "127.0.0.1:5988"   # "" disables a listener; port 0 picks a free one
 //! smis_https = "127.0.0.1:5989"
@@ -35,7 +43,9 @@
 //! ```
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
-//! are unique.
+//! are unique across both kinds. A file pool takes `path` and `size` only, an RBD pool `ceph_conf`,
+//! `client`, `keyring` and `rados_pool` only (`ceph_conf` and `rados_pool` required); the default
+//! pool is made only when no pool of either kind is configured.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +53,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+
+use cairn_rbd::served::RbdPoolConfig;
+use cairn_rbd::ConnectOptions;
 
 use crate::size::parse_size_bytes;
 
@@ -73,12 +86,26 @@ struct RawConfig {
     iscsi: RawIscsi,
 }
 
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum PoolKind {
+    #[default]
+    File,
+    Rbd,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPool {
     name: String,
-    path: PathBuf,
+    #[serde(default)]
+    kind: PoolKind,
+    path: Option<PathBuf>,
     size: Option<String>,
+    ceph_conf: Option<PathBuf>,
+    client: Option<String>,
+    keyring: Option<PathBuf>,
+    rados_pool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +169,8 @@ pub struct PoolConfig {
 pub struct Config {
     pub data_dir: PathBuf,
     pub pools: Vec<PoolConfig>,
+    /// RBD pools, served beside `pools`.
+    pub rbd_pools: Vec<RbdPoolConfig>,
     pub smis_http: Option<SocketAddr>,
     pub smis_https: Option<SocketAddr>,
     pub nbd: Option<SocketAddr>,
@@ -176,10 +205,21 @@ impl Config {
 
     fn resolve(data_dir: &Path, raw: RawConfig) -> Result<Config> {
         let data_dir = absolute(data_dir)?;
-        let pools = resolve_pools(&data_dir, raw.pool)?;
+        let no_pool = raw.pool.is_empty();
+        let (rbd, file): (Vec<RawPool>, Vec<RawPool>) =
+            raw.pool.into_iter().partition(|p| p.kind == PoolKind::Rbd);
+        let rbd_pools = resolve_rbd_pools(&data_dir, rbd)?;
+        let pools = resolve_pools(&data_dir, file, no_pool)?;
+        if let Some(p) = pools
+            .iter()
+            .find(|p| rbd_pools.iter().any(|r| r.name == p.name))
+        {
+            bail!("Pool name '{}' appears twice in the config", p.name);
+        }
         let engine_interval_ms = raw.engine.commit_interval_ms.unwrap_or(1000);
         Ok(Config {
             pools,
+            rbd_pools,
             smis_http: listen_addr(raw.listen.smis_http, DEFAULT_SMIS_HTTP, "smis_http")?,
             smis_https: listen_addr(raw.listen.smis_https, DEFAULT_SMIS_HTTPS, "smis_https")?,
             nbd: listen_addr(raw.listen.nbd, DEFAULT_NBD, "nbd")?,
@@ -204,8 +244,8 @@ impl Config {
     }
 }
 
-fn resolve_pools(data_dir: &Path, raw: Vec<RawPool>) -> Result<Vec<PoolConfig>> {
-    if raw.is_empty() {
+fn resolve_pools(data_dir: &Path, raw: Vec<RawPool>, no_pool: bool) -> Result<Vec<PoolConfig>> {
+    if no_pool {
         return Ok(vec![PoolConfig {
             name: DEFAULT_POOL_NAME.to_string(),
             path: data_dir.join(format!("{DEFAULT_POOL_NAME}.img")),
@@ -217,14 +257,52 @@ fn resolve_pools(data_dir: &Path, raw: Vec<RawPool>) -> Result<Vec<PoolConfig>> 
         if pools.iter().any(|p| p.name == pool.name) {
             bail!("Pool name '{}' appears twice in the config", pool.name);
         }
+        let Some(path) = &pool.path else {
+            bail!("Pool '{}' needs a path (or kind = \"rbd\")", pool.name);
+        };
+        if pool.ceph_conf.is_some()
+            || pool.client.is_some()
+            || pool.keyring.is_some()
+            || pool.rados_pool.is_some()
+        {
+            bail!(
+                "Pool '{}' is a file pool: Ceph keys need kind = \"rbd\"",
+                pool.name
+            );
+        }
         let create_size_bytes = match &pool.size {
             Some(text) => parse_size_bytes(text)?,
             None => DEFAULT_POOL_SIZE_BYTES,
         };
         pools.push(PoolConfig {
-            path: data_dir.join(&pool.path),
+            path: data_dir.join(path),
             name: pool.name,
             create_size_bytes,
+        });
+    }
+    Ok(pools)
+}
+
+fn resolve_rbd_pools(data_dir: &Path, raw: Vec<RawPool>) -> Result<Vec<RbdPoolConfig>> {
+    let mut pools: Vec<RbdPoolConfig> = Vec::with_capacity(raw.len());
+    for pool in raw {
+        if pools.iter().any(|p| p.name == pool.name) {
+            bail!("Pool name '{}' appears twice in the config", pool.name);
+        }
+        if pool.path.is_some() || pool.size.is_some() {
+            bail!("RBD pool '{}' takes no path or size", pool.name);
+        }
+        let (Some(conf), Some(rados_pool)) = (pool.ceph_conf, pool.rados_pool) else {
+            bail!("RBD pool '{}' needs ceph_conf and rados_pool", pool.name);
+        };
+        pools.push(RbdPoolConfig {
+            name: pool.name,
+            connect: ConnectOptions {
+                conf_path: data_dir.join(conf),
+                client_name: pool.client.unwrap_or_else(|| "admin".into()),
+                keyring_path: pool.keyring.map(|k| data_dir.join(k)),
+            },
+            rados_pool,
         });
     }
     Ok(pools)
@@ -299,9 +377,56 @@ mod tests {
     }
 
     #[test]
+    fn rbd_pools_beside_file_pools() {
+        let cfg = parse(
+            r#"
+            [[pool]]
+            name = "ceph-rbd"
+            kind = "rbd"
+            ceph_conf = "ceph/ceph.conf"
+            client = "cairn"
+            keyring = "/k/ceph.client.cairn.keyring"
+            rados_pool = "rbd"
+            [[pool]]
+            name = "local"
+            path = "local.img"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.pools.len(), 1);
+        assert_eq!(cfg.pools[0].name, "local");
+        let rbd = &cfg.rbd_pools[0];
+        assert_eq!(
+            (rbd.name.as_str(), rbd.rados_pool.as_str()),
+            ("ceph-rbd", "rbd")
+        );
+        assert_eq!(rbd.connect.conf_path, Path::new("/data/ceph/ceph.conf"));
+        assert_eq!(rbd.connect.client_name, "cairn");
+        let keyring = Path::new("/k/ceph.client.cairn.keyring");
+        assert_eq!(rbd.connect.keyring_path.as_deref(), Some(keyring));
+        let only = parse("[[pool]]\nname='r'\nkind='rbd'\nceph_conf='c'\nrados_pool='p'").unwrap();
+        assert!(
+            only.pools.is_empty(),
+            "no default pool beside a configured RBD pool"
+        );
+        assert_eq!(only.rbd_pools[0].connect.client_name, "admin");
+        assert_eq!(only.rbd_pools[0].connect.keyring_path, None);
+    }
+
+    #[test]
     fn rejects_duplicates_and_unknown_keys() {
         assert!(parse("[[pool]]\nname='a'\npath='x'\n[[pool]]\nname='a'\npath='y'").is_err());
         assert!(parse("[listen]\nsmtp = '1'").is_err());
+        let rbd = "kind='rbd'\nceph_conf='c'\nrados_pool='rbd'";
+        assert!(parse(&format!(
+            "[[pool]]\nname='a'\npath='x'\n[[pool]]\nname='a'\n{rbd}"
+        ))
+        .is_err());
+        assert!(parse(&format!("[[pool]]\nname='a'\n{rbd}\npath='x'")).is_err());
+        assert!(parse("[[pool]]\nname='a'\nkind='rbd'\nceph_conf='c'").is_err());
+        assert!(parse("[[pool]]\nname='a'\npath='x'\nrados_pool='rbd'").is_err());
+        assert!(parse("[[pool]]\nname='a'\nkind='nfs'\npath='x'").is_err());
+        assert!(parse("[[pool]]\nname='a'").is_err());
         assert!(parse("[listen]\nnbd = 'nowhere'").is_err());
     }
 }

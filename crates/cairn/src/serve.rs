@@ -1,5 +1,6 @@
 //! `cairn serve`: the daemon. Opens (or on first start creates) the configured pools, serves their
-//! volumes over NBD and the array over SMI-S, writes the bound addresses to `DATA_DIR/listen.json`,
+//! volumes (and those of RBD pools, which connect in the background) over NBD and the array over
+//! SMI-S, writes the bound addresses to `DATA_DIR/listen.json`,
 //! and on SIGINT/SIGTERM stops accepting, lets requests in flight finish, commits and closes every
 //! pool, then exits 0.
 //!
@@ -13,6 +14,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_engine::{ErrorKind, Pool, PoolOptions, Storage};
+use cairn_export::Exports;
+use cairn_rbd::served::{BackgroundPool, Combined};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -148,8 +151,9 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         );
     }
     let tls = daemon_tls(config)?;
+    let exports = nbd_exports(config, &storage);
     let nbd = match config.nbd {
-        Some(addr) => Some(start_nbd(config, addr, tls.clone(), storage.clone()).await?),
+        Some(addr) => Some(start_nbd(config, addr, tls.clone(), exports).await?),
         None => None,
     };
     let iscsi = match config.iscsi {
@@ -195,6 +199,26 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         warn!("copy jobs did not stop in time; the next start cleans up after them");
     }
     Ok(())
+}
+
+/// What NBD serves: the engine's volumes and, beside them, each RBD pool's. RBD pools connect in
+/// the background, so a Ceph outage never holds up the start: that pool is reported unavailable
+/// (logged, its volumes not found) and tried again until it connects.
+fn nbd_exports(config: &Config, storage: &Arc<Storage>) -> Arc<dyn Exports> {
+    if config.rbd_pools.is_empty() {
+        return storage.clone();
+    }
+    let mut backends: Vec<Arc<dyn Exports>> = vec![storage.clone()];
+    for pool in &config.rbd_pools {
+        info!(
+            pool = %pool.name,
+            rados_pool = %pool.rados_pool,
+            ceph_conf = %pool.connect.conf_path.display(),
+            "RBD pool connecting"
+        );
+        backends.push(BackgroundPool::start(pool.clone()));
+    }
+    Arc::new(Combined::new(backends))
 }
 
 fn system_name() -> String {
@@ -253,14 +277,14 @@ async fn start_nbd(
     config: &Config,
     addr: std::net::SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
-    storage: Arc<Storage>,
+    exports: Arc<dyn Exports>,
 ) -> Result<cairn_nbd::NbdServerHandle> {
     let cfg = cairn_nbd::NbdServerConfig {
         addr,
         tls: tls.filter(|_| nbd_needs_tls(config, addr)),
         allow_insecure_non_loopback: config.nbd_allow_insecure,
     };
-    cairn_nbd::start(cfg, storage)
+    cairn_nbd::start(cfg, exports)
         .await
         .with_context(|| format!("Cannot serve NBD on {addr}"))
 }

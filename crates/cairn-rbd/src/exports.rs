@@ -1,0 +1,407 @@
+//! The export layer over one RBD pool: every image carrying a Cairn name is a volume a host may
+//! open over NBD.
+//!
+//! Mapping: a volume is an image whose RADOS name is an id (`cairn-` and 16 hex digits, never
+//! reused) and whose Cairn name (any text, spaces included) is the image metadata
+//! [`NAME_KEY`]; images without it are not Cairn's and are not exported. The 128-bit volume id is
+//! derived from the cluster fsid, the pool id and the RBD image id (see [`volume_id`]), so it is
+//! the same in every daemon that opens the pool, and the NAA identity follows from it.
+//!
+//! Invariants:
+//! - An opened volume holds a lease (counted per image here) and the image's exclusive lock
+//!   until it is dropped: [`RbdExports::delete_volume`] refuses it with `InUse`, and librbd
+//!   refuses removal while any client anywhere has it open; no other client writes meanwhile.
+//! - FUA and FLUSH are an rbd flush; block status comes from diff iteration: a range reported
+//!   unmapped reads as zeros.
+//! - Ceph errors become [`cairn_export::ErrorKind`]s here, in [`translate`], and nowhere else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cairn_export::{
+    Error as ExportError, ErrorKind as ExportKind, Exports, Result as ExportResult, Run, Volume,
+    VolumeInfo, Zeroing,
+};
+use parking_lot::Mutex;
+
+use crate::cluster::{Cluster, ConnectOptions, Pool};
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::Image;
+
+/// Image metadata key holding the volume's Cairn name.
+pub const NAME_KEY: &str = "cairn.name";
+/// Logical block size of every RBD volume.
+pub const LOGICAL_BLOCK_BYTES: u32 = 512;
+/// Prefix of the RADOS names of images Cairn creates.
+pub const IMAGE_PREFIX: &str = "cairn-";
+
+/// The one translation of a Ceph error into the export layer's terms.
+pub fn translate(e: Error) -> ExportError {
+    let kind = match e.kind() {
+        ErrorKind::NotFound => ExportKind::NotFound,
+        ErrorKind::InUse | ErrorKind::Exists => ExportKind::InUse,
+        ErrorKind::NoSpace => ExportKind::NoSpace,
+        ErrorKind::InvalidArgument => ExportKind::InvalidArgument,
+        _ => ExportKind::Io,
+    };
+    ExportError::new(kind, e.to_string()).with_source(e)
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The volume id of image `image_id` in pool `pool_id` of cluster `fsid`: bytes 0..4 a hash of
+/// the fsid, 4..8 the pool id, 8..16 the image id (its value when it is at most 16 hex digits,
+/// as librbd 16.2 makes them, so distinct images of a pool get distinct ids; a hash otherwise).
+pub fn volume_id(fsid: &[u8; 16], pool_id: i64, image_id: &str) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..4].copy_from_slice(&(fnv1a64(fsid) as u32).to_be_bytes());
+    id[4..8].copy_from_slice(&(pool_id as u32).to_be_bytes());
+    let image = match u64::from_str_radix(image_id, 16) {
+        Ok(v) if image_id.len() <= 16 => v,
+        _ => fnv1a64(image_id.as_bytes()),
+    };
+    id[8..].copy_from_slice(&image.to_be_bytes());
+    id
+}
+
+/// Open images of this pool, by RBD image id, with how many handles hold each.
+type Leases = Arc<Mutex<HashMap<String, usize>>>;
+
+/// One lease: the image stays counted until this is dropped.
+struct Lease {
+    leases: Leases,
+    image_id: String,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut map = self.leases.lock();
+        let n = map
+            .get_mut(&self.image_id)
+            .expect("a held lease is counted");
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&self.image_id);
+        }
+    }
+}
+
+/// The volumes of one RBD pool.
+pub struct RbdExports {
+    pool: Pool,
+    fsid: [u8; 16],
+    leases: Leases,
+}
+
+/// A Cairn volume found in the pool: its RADOS name and what a host sees.
+struct Found {
+    rados_name: String,
+    image_id: String,
+    info: VolumeInfo,
+}
+
+impl RbdExports {
+    /// Connects to the cluster and opens `rados_pool` (fails within the connect timeout when
+    /// the cluster is down).
+    pub fn connect(opts: &ConnectOptions, rados_pool: &str) -> Result<RbdExports> {
+        let cluster = Cluster::connect(opts)?;
+        let fsid = cluster.fsid()?;
+        let pool = cluster.pool(rados_pool)?;
+        Ok(RbdExports {
+            pool,
+            fsid,
+            leases: Arc::default(),
+        })
+    }
+
+    /// The RADOS pool's name.
+    pub fn pool_name(&self) -> &str {
+        self.pool.name()
+    }
+
+    fn describe(&self, name: String, image: &Image) -> Result<(String, VolumeInfo)> {
+        let image_id = image.id()?;
+        let info = VolumeInfo {
+            name,
+            id: volume_id(&self.fsid, self.pool.id(), &image_id),
+            size_bytes: image.size_bytes()?,
+            logical_block_size: LOGICAL_BLOCK_BYTES,
+            read_only: false,
+        };
+        Ok((image_id, info))
+    }
+
+    /// Every Cairn volume of the pool (images without a Cairn name are skipped, as are images
+    /// removed while being listed).
+    fn scan(&self) -> Result<Vec<Found>> {
+        let mut out = Vec::new();
+        for spec in self.pool.list_images()? {
+            if !spec.name.starts_with(IMAGE_PREFIX) {
+                continue;
+            }
+            let image = match self.pool.open_image(&spec.name) {
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                other => other?,
+            };
+            let Some(name) = image.metadata(NAME_KEY)? else {
+                continue;
+            };
+            let (image_id, info) = self.describe(name, &image)?;
+            out.push(Found {
+                rados_name: spec.name,
+                image_id,
+                info,
+            });
+        }
+        out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        Ok(out)
+    }
+
+    fn find(&self, name: &str) -> ExportResult<Found> {
+        self.scan()
+            .map_err(translate)?
+            .into_iter()
+            .find(|f| f.info.name == name)
+            .ok_or_else(|| ExportError::new(ExportKind::NotFound, format!("export {name:?}")))
+    }
+
+    /// Creates a volume called `name` of `size_bytes` (a multiple of 512); `InUse` if the name
+    /// is taken.
+    pub fn create_volume(&self, name: &str, size_bytes: u64) -> ExportResult<VolumeInfo> {
+        if size_bytes == 0 || size_bytes % u64::from(LOGICAL_BLOCK_BYTES) != 0 {
+            return Err(ExportError::new(
+                ExportKind::InvalidArgument,
+                format!("volume size {size_bytes} is not a positive multiple of 512"),
+            ));
+        }
+        if self.find(name).is_ok() {
+            return Err(ExportError::new(
+                ExportKind::InUse,
+                format!("volume {name:?} exists"),
+            ));
+        }
+        let rados_name = format!("{IMAGE_PREFIX}{:016x}", new_token());
+        self.pool
+            .create_image(&rados_name, size_bytes)
+            .map_err(translate)?;
+        let made = self.pool.open_image(&rados_name).and_then(|image| {
+            image.set_metadata(NAME_KEY, name)?;
+            self.describe(name.to_string(), &image)
+        });
+        match made {
+            Ok((_, info)) => Ok(info),
+            Err(e) => {
+                // Leave nothing half-made behind; the first error is the one reported.
+                let _ = self.pool.remove_image(&rados_name);
+                Err(translate(e))
+            }
+        }
+    }
+
+    /// The RADOS name of the image behind the volume `name` (for Ceph's own tools).
+    pub fn image_name(&self, name: &str) -> ExportResult<String> {
+        self.find(name).map(|f| f.rados_name)
+    }
+
+    /// Deletes the volume `name`: `InUse` while a host has it open, here or anywhere.
+    pub fn delete_volume(&self, name: &str) -> ExportResult<()> {
+        let found = self.find(name)?;
+        if self.leases.lock().contains_key(&found.image_id) {
+            return Err(ExportError::new(
+                ExportKind::InUse,
+                format!("volume {name:?} is open"),
+            ));
+        }
+        self.pool.remove_image(&found.rados_name).map_err(translate)
+    }
+}
+
+/// 64 bits from the kernel's random source, for image names that are never reused.
+fn new_token() -> u64 {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .expect("the kernel's random source is readable");
+    u64::from_ne_bytes(bytes)
+}
+
+impl Exports for RbdExports {
+    fn list(&self) -> ExportResult<Vec<VolumeInfo>> {
+        Ok(self
+            .scan()
+            .map_err(translate)?
+            .into_iter()
+            .map(|f| f.info)
+            .collect())
+    }
+
+    fn info(&self, name: &str) -> ExportResult<VolumeInfo> {
+        self.find(name).map(|f| f.info)
+    }
+
+    fn open(&self, name: &str) -> ExportResult<Arc<dyn Volume>> {
+        let found = self.find(name)?;
+        let image = self.pool.open_image(&found.rados_name).map_err(translate)?;
+        image.lock_exclusive().map_err(translate)?;
+        *self
+            .leases
+            .lock()
+            .entry(found.image_id.clone())
+            .or_insert(0) += 1;
+        let lease = Lease {
+            leases: self.leases.clone(),
+            image_id: found.image_id,
+        };
+        Ok(Arc::new(RbdVolume {
+            image,
+            opened: found.info,
+            _lease: lease,
+        }))
+    }
+}
+
+/// An image opened by a host.
+struct RbdVolume {
+    image: Image,
+    /// What it was when opened; the size is asked again on every [`Volume::info`].
+    opened: VolumeInfo,
+    _lease: Lease,
+}
+
+impl RbdVolume {
+    /// Refuses a misaligned range, one past the end, or a transfer over the export limit.
+    fn check(&self, offset: u64, len: u64, transfer: bool) -> ExportResult<()> {
+        let block = u64::from(LOGICAL_BLOCK_BYTES);
+        let what = || format!("{len} bytes at {offset} on {:?}", self.opened.name);
+        if offset % block != 0 || len % block != 0 {
+            return Err(ExportError::new(ExportKind::InvalidArgument, what()));
+        }
+        if transfer && len > u64::from(cairn_export::limits::REQUEST_BYTES_MAX) {
+            return Err(ExportError::new(ExportKind::InvalidArgument, what()));
+        }
+        let size = self.image.size_bytes().map_err(translate)?;
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(ExportError::new(ExportKind::OutOfRange, what()));
+        }
+        Ok(())
+    }
+}
+
+/// Runs covering `[offset, end)` from sorted allocated extents: mapped where an extent overlaps,
+/// unmapped in the gaps, adjacent runs of one kind merged.
+fn runs(offset: u64, end: u64, extents: &[crate::Extent]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    let mut push = |from: u64, to: u64, mapped: bool| {
+        if from >= to {
+            return;
+        }
+        match out.last_mut() {
+            Some(last) if last.mapped == mapped && last.offset + last.len == from => {
+                last.len = to - last.offset
+            }
+            _ => out.push(Run {
+                offset: from,
+                len: to - from,
+                mapped,
+            }),
+        }
+    };
+    let mut at = offset;
+    for e in extents {
+        let (from, to) = (e.offset.max(at), (e.offset + e.len).min(end));
+        if to <= from {
+            continue;
+        }
+        push(at, from, false);
+        push(from, to, true);
+        at = to;
+    }
+    push(at, end, false);
+    out
+}
+
+impl Volume for RbdVolume {
+    fn info(&self) -> VolumeInfo {
+        let mut info = self.opened.clone();
+        if let Ok(size) = self.image.size_bytes() {
+            info.size_bytes = size;
+        }
+        info
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> ExportResult<()> {
+        self.check(offset, buf.len() as u64, true)?;
+        self.image.read_at(offset, buf).map_err(translate)
+    }
+
+    fn write(&self, offset: u64, data: &[u8], fua: bool) -> ExportResult<()> {
+        self.check(offset, data.len() as u64, true)?;
+        self.image.write_at(offset, data).map_err(translate)?;
+        if fua {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> ExportResult<()> {
+        self.image.flush().map_err(translate)
+    }
+
+    fn trim(&self, offset: u64, len: u64) -> ExportResult<()> {
+        self.check(offset, len, false)?;
+        self.image.discard(offset, len).map_err(translate)
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, how: Zeroing) -> ExportResult<()> {
+        self.check(offset, len, false)?;
+        let allocate = how == Zeroing::Allocate;
+        self.image
+            .write_zeroes(offset, len, allocate)
+            .map_err(translate)
+    }
+
+    fn block_status(&self, offset: u64, len: u64) -> ExportResult<Vec<Run>> {
+        self.check(offset, len, false)?;
+        let mut extents = self.image.allocated(offset, len).map_err(translate)?;
+        extents.sort_by_key(|e| e.offset);
+        Ok(runs(offset, offset + len, &extents))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Extent;
+
+    #[test]
+    fn runs_cover_the_range_clip_and_merge() {
+        let e = |offset, len| Extent { offset, len };
+        let r = |offset, len, mapped| Run {
+            offset,
+            len,
+            mapped,
+        };
+        assert_eq!(runs(0, 100, &[]), vec![r(0, 100, false)]);
+        assert_eq!(
+            runs(10, 100, &[e(0, 20), e(20, 10), e(50, 100)]),
+            vec![r(10, 20, true), r(30, 20, false), r(50, 50, true)]
+        );
+        assert_eq!(runs(10, 20, &[e(40, 5)]), vec![r(10, 10, false)]);
+    }
+
+    #[test]
+    fn volume_ids_separate_clusters_pools_and_images() {
+        let (f1, f2) = ([1u8; 16], [2u8; 16]);
+        let a = volume_id(&f1, 1, "101e7c46cbfc");
+        assert_eq!(a, volume_id(&f1, 1, "101e7c46cbfc"), "stable");
+        assert_ne!(a, volume_id(&f2, 1, "101e7c46cbfc"));
+        assert_ne!(a, volume_id(&f1, 2, "101e7c46cbfc"));
+        assert_ne!(a, volume_id(&f1, 1, "101e7c46cbfd"));
+        assert_ne!(volume_id(&f1, 1, "x"), volume_id(&f1, 1, "y"));
+        assert_eq!(&a[8..], &0x101e_7c46_cbfc_u64.to_be_bytes());
+    }
+}
