@@ -15,8 +15,6 @@ pub enum ErrorKind {
     Io,
     /// A listener could not be bound.
     Bind,
-    /// A certificate or key is missing, unreadable or invalid, or TLS could not be configured.
-    Tls,
     /// Credentials in configuration, environment or the credentials file are invalid.
     Credentials,
     /// The server configuration is inconsistent.
@@ -34,7 +32,6 @@ impl fmt::Display for ErrorKind {
         f.write_str(match self {
             ErrorKind::Io => "I/O error",
             ErrorKind::Bind => "Cannot listen",
-            ErrorKind::Tls => "TLS error",
             ErrorKind::Credentials => "Invalid credentials",
             ErrorKind::Config => "Invalid configuration",
             ErrorKind::JobsFile => "Jobs file unusable",
