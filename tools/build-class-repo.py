@@ -37,12 +37,25 @@ DMTF_CLASSES = [
     "CIM_ConcreteJob", "CIM_Error", "CIM_HostedStoragePool", "CIM_AllocatedFromStoragePool",
     "CIM_ElementCapabilities", "CIM_SystemDevice", "CIM_AffectedJobElement", "CIM_OwningJobElement",
     "CIM_IndicationFilter", "CIM_IndicationSubscription", "CIM_ListenerDestinationCIMXML",
-    # Not implemented by Cairn (it exports volumes over NBD), but clients that walk the SMI-S model
-    # (Windows enumerates every class it knows) get an empty answer instead of CIM_ERR_INVALID_CLASS.
+    # Classes a client may enumerate before Cairn serves instances of them (Windows enumerates every
+    # class it knows): an empty answer instead of CIM_ERR_INVALID_CLASS.
     "CIM_SCSIProtocolController", "CIM_ProtocolControllerForUnit", "CIM_StorageHardwareID",
     "CIM_ControllerConfigurationService", "CIM_StorageHardwareIDManagementService",
     "CIM_ElementSettingData", "CIM_SettingsDefineCapabilities", "CIM_ServiceAffectsElement",
     "CIM_HostedAccessPoint", "CIM_FCPort", "CIM_iSCSIProtocolEndpoint", "CIM_MethodResult",
+    # Masking and Mapping, Group Masking and Mapping, iSCSI Target Ports.
+    "CIM_ProtocolControllerMaskingCapabilities", "CIM_ConcreteDependency", "CIM_AuthorizedSubject",
+    "CIM_AuthorizedTarget", "CIM_AuthorizedPrivilege", "CIM_GroupMaskingMappingService",
+    "CIM_GroupMaskingMappingCapabilities", "CIM_InitiatorMaskingGroup", "CIM_TargetMaskingGroup",
+    "CIM_DeviceMaskingGroup", "CIM_AssociatedInitiatorMaskingGroup", "CIM_AssociatedTargetMaskingGroup",
+    "CIM_AssociatedDeviceMaskingGroup", "CIM_MemberOfCollection", "CIM_OrderedMemberOfCollection",
+    "CIM_TCPProtocolEndpoint", "CIM_IPProtocolEndpoint", "CIM_BindsTo", "CIM_SAPAvailableForElement",
+    "CIM_iSCSISessionSettings", "CIM_iSCSIConnectionSettings", "CIM_iSCSICapabilities",
+    # Indications, Copy Services, Thin Provisioning, Location.
+    "CIM_IndicationService", "CIM_IndicationServiceCapabilities", "CIM_InstCreation",
+    "CIM_InstDeletion", "CIM_InstModification", "CIM_AlertIndication", "CIM_FilterCollection",
+    "CIM_FilterCollectionSubscription", "CIM_StorageReplicationCapabilities", "CIM_Location",
+    "CIM_PhysicalElementLocation",
 ]
 
 HEADER = (
