@@ -13,7 +13,8 @@
 #
 # Environment: BENCH_DIR (scratch dir, default a new one under /var/tmp), BENCH_SIZE (volume
 # bytes, default 1 GiB), BENCH_RUNTIME (seconds per job, default 10), BENCH_PORT (first of the
-# ports used, default 10930). tgtd needs root.
+# ports used, default 10930), CAIRN_BIN (a built `cairn` to measure instead of building this
+# tree's release binary: two builds compared in one sitting). tgtd needs root.
 set -euo pipefail
 
 for tool in fio qemu-nbd nbdinfo iscsi-ls iscsi-perf tgtd tgtadm python3 cargo; do
@@ -106,18 +107,22 @@ perf() {
     echo "$1 iscsi-perf (sequential reads of 128 blocks, 32 in flight): ${out:-failed}" >>"$DIR/perf.txt"
 }
 
-echo "building cairn (release)..." >&2
-(cd "$ROOT" && cargo build --release -q -p cairn)
-TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-CAIRN="$TARGET_DIR/release/cairn"
+if [ -n "${CAIRN_BIN:-}" ]; then
+    CAIRN=$CAIRN_BIN
+else
+    echo "building cairn (release)..." >&2
+    (cd "$ROOT" && cargo build --release -q -p cairn)
+    TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    CAIRN="$TARGET_DIR/release/cairn"
+fi
 
 # --- Cairn: iSCSI through qemu-nbd, then its own NBD ---
 DATA="$DIR/cairn-data"
 rm -rf "$DATA"
 mkdir -p "$DATA"
 POOL_BYTES=$((SIZE * 2 + (256 << 20)))
-"$CAIRN" pool create "$DATA/pool0.img" --name pool0 --size "$POOL_BYTES" >/dev/null
-"$CAIRN" volume create "$DATA/pool0.img" vol --size "$SIZE" >/dev/null
+"$CAIRN" pool create --pool-file "$DATA/pool0.img" --name pool0 --size "$POOL_BYTES" >/dev/null
+"$CAIRN" volume create --pool-file "$DATA/pool0.img" vol --size "$SIZE" >/dev/null
 cat >"$DATA/cairn.toml" <<EOF
 [listen]
 smis_http = "127.0.0.1:0"

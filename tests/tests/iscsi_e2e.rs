@@ -208,7 +208,7 @@ fn libiscsi_conformance_families_pass() {
 }
 
 /// The families of what clusters need: persistent reservations (two initiators on one LU),
-/// COMPARE AND WRITE and two sessions on one LU.
+/// COMPARE AND WRITE, two sessions on one LU and SPC-2 RESERVE(6)/RELEASE(6).
 const CLUSTER_FAMILIES: &[&str] = &[
     "PrinReadKeys",
     "PrinServiceactionRange",
@@ -219,6 +219,7 @@ const CLUSTER_FAMILIES: &[&str] = &[
     "ProutPreempt",
     "CompareAndWrite",
     "MultipathIO",
+    "Reserve6",
 ];
 
 #[test]
@@ -436,6 +437,135 @@ fn lun_table_changes_are_unit_attentions_and_a_same_isid_login_reinstates() {
     again.login_ok(&iqn, "").unwrap();
     assert!(ini.closed().unwrap(), "the old session is closed");
     assert_eq!(again.read_command(added, &tur, 0).unwrap().1, 0);
+}
+
+/// Starts a WRITE(10) of one 4 KiB block at `lba` without its data (InitialR2T=Yes): the
+/// command stays in flight until [`finish_write`]; returns its ITT and the R2T's TTT.
+fn start_write(ini: &mut Initiator, lun: u16, lba: u32) -> (u32, u32) {
+    let h = ini.command(lun, &iscsi::write10(lba, 8), false, 4096, 0);
+    ini.send_raw(&h, &[], false, false).unwrap();
+    let r2t = ini.recv().unwrap().expect("an R2T");
+    assert_eq!(
+        (r2t.opcode(), r2t.u32_at(40), r2t.u32_at(44)),
+        (0x31, 0, 4096)
+    );
+    (r2t.u32_at(16), r2t.u32_at(20))
+}
+
+/// Sends the data an R2T asked for; the command's SCSI status.
+fn finish_write(ini: &mut Initiator, lun: u16, (itt, ttt): (u32, u32), data: &[u8]) -> u8 {
+    let mut h = bhs(0x05, 0x80, data.len());
+    h[8..10].copy_from_slice(&lun.to_be_bytes());
+    put32(&mut h, 16, itt);
+    put32(&mut h, 20, ttt);
+    put32(&mut h, 28, ini.exp_stat_sn);
+    ini.send_raw(&h, data, false, false).unwrap();
+    let r = ini.recv().unwrap().expect("the SCSI Response");
+    assert_eq!((r.opcode(), r.u32_at(16)), (0x21, itt));
+    r.bhs[3]
+}
+
+/// Runs qemu-io on `url` reading commands from a pipe, so its session stays open between them.
+struct LiveQemu {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl LiveQemu {
+    fn open(url: &str) -> LiveQemu {
+        let mut child = Command::new("qemu-io")
+            .args(["-f", "raw", url])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("qemu-io");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        LiveQemu { child, out }
+    }
+
+    /// Runs one command; returns what qemu-io printed up to the line containing `done`.
+    fn run(&mut self, command: &str, done: &[&str]) -> String {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.out.read_line(&mut line).unwrap();
+            assert!(n > 0, "qemu-io ended during {command:?}: {seen}");
+            seen.push_str(&line);
+            if done.iter().any(|d| line.contains(d)) {
+                return seen;
+            }
+        }
+    }
+
+    /// Ends qemu-io; its exit status reports whether a command failed.
+    fn quit(mut self) -> std::process::ExitStatus {
+        drop(self.child.stdin.take());
+        self.child.wait().unwrap()
+    }
+}
+
+#[test]
+fn deleting_a_volume_removes_its_lun_from_live_sessions_unless_commands_are_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let (addr, iqn, rw) = (
+        daemon.listen.iscsi.unwrap(),
+        target_name(&daemon),
+        lun_of(&daemon, "rw"),
+    );
+    let delete = |name: &str| python(&daemon, "array.py", &["delete", name])["rc"].clone();
+    for name in ["doomed", "busy"] {
+        let created = python(
+            &daemon,
+            "array.py",
+            &["create-volume", "pool0", name, "4194304"],
+        );
+        assert_eq!(created["rc"], 0, "{created}");
+    }
+    // The login reads the LUN table, so the new volumes have their numbers.
+    let mut ini = Initiator::connect(addr).unwrap();
+    ini.login_ok(&iqn, "").unwrap();
+    let (doomed, busy) = (lun_of(&daemon, "doomed"), lun_of(&daemon, "busy"));
+    assert_eq!(tur(&mut ini, doomed), (0, 0, 0, 0));
+    // A live qemu session that wrote to the volume does not keep it from being deleted.
+    let mut qemu = LiveQemu::open(&iscsi_url(&daemon, doomed));
+    let wrote = qemu.run("write -P 0x5a 0 64k", &["wrote ", "failed"]);
+    assert!(wrote.contains("wrote 65536/65536"), "{wrote}");
+    assert_eq!(
+        delete("doomed"),
+        0,
+        "an idle LUN is deleted under its sessions"
+    );
+    // qemu's next read finds the LUN gone (after the unit attention, which libiscsi retries).
+    let read = qemu.run("read -P 0x5a 0 64k", &["read ", "failed"]);
+    assert!(read.contains("read failed"), "{read}");
+    assert!(!qemu.quit().success(), "qemu-io reports the failed read");
+    // The raw session sees the LUN gone, the change reported once on the other LUNs.
+    assert_eq!(tur(&mut ini, doomed), (2, 5, 0x25, 0));
+    assert_eq!(tur(&mut ini, rw), (2, 6, 0x3f, 0x0e));
+    assert_eq!(tur(&mut ini, rw), (0, 0, 0, 0));
+    let (luns, status) = ini
+        .read_command(0, &[0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], 4096)
+        .unwrap();
+    assert_eq!(status, 0);
+    assert!(!luns[8..]
+        .chunks(8)
+        .any(|l| u16::from_be_bytes([l[0], l[1]]) == doomed));
+    // Every LUN reports the change once.
+    assert_eq!(tur(&mut ini, busy), (2, 6, 0x3f, 0x0e));
+    // A command in flight (its data not yet sent) makes the delete answer In Use.
+    let pending = start_write(&mut ini, busy, 0);
+    assert_eq!(delete("busy"), 6, "In Use while a command is in flight");
+    let block = vec![0xc3u8; 4096];
+    assert_eq!(finish_write(&mut ini, busy, pending, &block), 0);
+    let (back, status) = ini.read_command(busy, &iscsi::read10(0, 8), 4096).unwrap();
+    assert_eq!((status, back), (0, block), "the volume was kept whole");
+    assert_eq!(delete("busy"), 0, "deleted once its commands are done");
+    assert_eq!(tur(&mut ini, busy), (2, 5, 0x25, 0));
 }
 
 #[test]
@@ -767,6 +897,74 @@ fn two_initiators_share_one_lu_and_reservations_survive_a_restart_only_with_aptp
     );
     assert_eq!(read_status(&mut a, lun, 3).0, RESERVATION_CONFLICT);
     assert_eq!(read_status(&mut b, lun, 3).0, 0);
+}
+
+/// The status of a six-byte CDB without data: TEST UNIT READY (`0`), RESERVE(6) (`0x16`),
+/// RELEASE(6) (`0x17`).
+fn spc2(ini: &mut Initiator, lun: u16, opcode: u8) -> u8 {
+    ini.read_command(lun, &[opcode, 0, 0, 0, 0, 0], 0)
+        .unwrap()
+        .1
+}
+
+#[test]
+fn spc2_reservations_coexist_with_persistent_ones_as_spc4_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let lun = lun_of(&daemon, "rw");
+    let (mut a, mut b) = (
+        session_of(&daemon, "iqn.2026-01.org.cairn.test:host-a"),
+        session_of(&daemon, "iqn.2026-01.org.cairn.test:host-b"),
+    );
+    let (reserve, release) = (0x16, 0x17);
+    // A holds an SPC-2 reservation: B conflicts on everything but INQUIRY and RELEASE(6).
+    assert_eq!(spc2(&mut a, lun, reserve), 0);
+    assert_eq!(spc2(&mut b, lun, reserve), RESERVATION_CONFLICT);
+    assert_eq!(
+        spc2(&mut b, lun, 0),
+        RESERVATION_CONFLICT,
+        "TEST UNIT READY"
+    );
+    assert_eq!(read_status(&mut b, lun, 0).0, RESERVATION_CONFLICT);
+    let (_, status) = b.read_command(lun, &[0x12, 0, 0, 0, 96, 0], 96).unwrap();
+    assert_eq!(status, 0);
+    assert_eq!(spc2(&mut b, lun, release), 0, "GOOD and no effect");
+    assert_eq!(read_status(&mut a, lun, 0).0, 0);
+    // PERSISTENT RESERVE IN and OUT conflict with it, from the holder too.
+    assert_eq!(
+        prout(&mut a, lun, 0, 0, 0, 0xa, false),
+        RESERVATION_CONFLICT
+    );
+    assert_eq!(prin(&mut b, lun, 0).1, RESERVATION_CONFLICT);
+    assert_eq!(spc2(&mut a, lun, release), 0);
+    assert_eq!(spc2(&mut b, lun, 0), 0);
+    // A registration makes RESERVE(6) and RELEASE(6) conflict...
+    assert_eq!(prout(&mut a, lun, 0, 0, 0, 0xa, false), 0);
+    assert_eq!(spc2(&mut b, lun, reserve), RESERVATION_CONFLICT);
+    assert_eq!(spc2(&mut b, lun, release), RESERVATION_CONFLICT);
+    // ...except from the holder of a persistent reservation: GOOD, nothing changes.
+    assert_eq!(prout(&mut a, lun, 1, 1, 0xa, 0, false), 0);
+    assert_eq!(spc2(&mut a, lun, reserve), 0);
+    assert_eq!(spc2(&mut a, lun, release), 0);
+    assert_eq!(read_status(&mut b, lun, 0).0, 0, "Write Exclusive still");
+    assert_eq!(
+        b.write_command(lun, &iscsi::write10(0, 1), &[1; 512])
+            .unwrap(),
+        RESERVATION_CONFLICT
+    );
+    let (held, status) = prin(&mut b, lun, 1);
+    assert_eq!((status, held[4..8].to_vec()), (0, vec![0, 0, 0, 16]));
+    // A's session ends with an SPC-2 reservation held: it is released.
+    assert_eq!(prout(&mut a, lun, 3, 0, 0xa, 0, false), 0, "CLEAR");
+    assert_eq!(spc2(&mut a, lun, reserve), 0);
+    drop(a);
+    let mut c = session_of(&daemon, "iqn.2026-01.org.cairn.test:host-c");
+    // The target sees the close asynchronously; RESERVE(6) from C succeeding is the signal.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spc2(&mut c, lun, reserve) == RESERVATION_CONFLICT {
+        assert!(std::time::Instant::now() < deadline, "never released");
+    }
+    assert_eq!(spc2(&mut b, lun, reserve), RESERVATION_CONFLICT);
 }
 
 /// A task management request (immediate) for `lun`; the response code.

@@ -6,24 +6,24 @@
 //! - A command's data-out is gathered in offset order within FirstBurstLength (unsolicited) and
 //!   MaxBurstLength (per R2T, one R2T outstanding), never beyond the expected transfer length nor
 //!   [`TRANSFER_BYTES_MAX`]; a Data-Out out of sequence ends its command with ABORTED COMMAND and its remaining data is dropped.
-//! - Each command holds a charge on the server's in-flight byte budget from admission until its
-//!   response is written; when the budget is spent the command ends with TASK SET FULL.
+//! - Each command holds a charge on the connection's and the server's in-flight byte budgets
+//!   from admission until its response is handed to the socket; when a budget is spent the
+//!   command ends with TASK SET FULL.
+//! - A command holds its volume (the export layer's lease: a delete answers In Use) from its
+//!   arrival until its execution ends; between commands a session holds none of its LUNs.
 //! - Data-In segments never exceed the initiator's MaxRecvDataSegmentLength; residuals follow
 //!   RFC 7143 §11.4.5 (overflow when the command had more data than expected, underflow when less).
 //! - An aborted task sends no response; LOGICAL UNIT RESET aborts the tasks of its LUN and leaves a
 //!   unit attention for every other session.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use bytes::Bytes;
 use cairn_export::{Volume, VolumeInfo};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::connection::{Conn, ConnResult};
-use crate::limits::{
-    COMMAND_CHARGE_BYTES, CONNECTION_IN_FLIGHT_BYTES_MAX, DISCARDING_MAX, TRANSFER_BYTES_MAX,
-};
+use crate::limits::{COMMAND_CHARGE_BYTES, DISCARDING_MAX, TRANSFER_BYTES_MAX};
 use crate::lu;
 use crate::pdu::{op, reject, Pdu, RESERVED_TAG};
 use crate::pr::{LuReservation, Nexus};
@@ -31,6 +31,7 @@ use crate::scsi::cdb::{self, Cdb};
 use crate::scsi::pages::{self, Unit};
 use crate::scsi::sense::{self, status, Failure, Sense};
 use crate::target::{lock, Attentions, Registration, Reset, Target};
+use crate::writer::Held;
 
 /// SCSI status TASK SET FULL.
 const TASK_SET_FULL: u8 = 0x28;
@@ -39,9 +40,11 @@ const DATA_PHASE_ERROR: Sense = Sense::new(sense::key::ABORTED_COMMAND, 0x4b, 0x
 /// INVALID FIELD IN INFORMATION UNIT: the expected length disagrees with the CDB.
 const INVALID_FIELD_IN_IU: Sense = Sense::new(sense::key::ILLEGAL_REQUEST, 0x0e, 0x03);
 
-/// An opened LUN of a session.
+/// A LUN a session has used. The volume handle (and with it the export layer's lease, which
+/// makes a delete answer In Use) is held by the commands in flight on the LUN only: the session
+/// keeps a weak reference, so an idle LUN can be deleted and the next command opens it again.
 struct Lu {
-    volume: Arc<dyn Volume>,
+    volume: Weak<dyn Volume>,
     size_bytes: u64,
     unit: Arc<Opened>,
 }
@@ -104,7 +107,7 @@ impl SessionState {
         self.open.retain(|lun, lu| {
             table
                 .iter()
-                .any(|(l, v)| l == lun && v.id == lu.volume.id())
+                .any(|(l, v)| l == lun && Target::serial(v) == lu.unit.id)
         });
         let mut attentions = lock(&self.reg.attentions);
         for lun in table.iter().map(|(l, _)| *l).chain([0]) {
@@ -126,42 +129,54 @@ impl SessionState {
             .map(|(_, v)| Target::serial(v))
     }
 
-    /// Opens (or returns the opened) volume at `lun`, with its shared unit state.
-    fn volume(&mut self, lun: u16) -> Option<(Arc<dyn Volume>, Arc<Opened>)> {
+    /// The volume at `lun`, with its shared unit state: the handle the commands in flight hold,
+    /// or a new one. A volume deleted since the table was read is found missing here; the table
+    /// is then read again, which reports the change to every LUN as a unit attention.
+    fn volume(&mut self, lun: u16) -> Option<(Arc<dyn Volume>, Arc<Opened>, Unit)> {
         if !self.table.iter().any(|(l, _)| *l == lun) {
             self.refresh(true);
         }
-        if let Some(lu) = self.open.get_mut(&lun) {
-            let size = lu.volume.size_bytes();
-            if size != lu.size_bytes {
-                lu.size_bytes = size;
-                lock(&self.reg.attentions).push(lun, sense::CAPACITY_CHANGED);
-            }
-            return Some((lu.volume.clone(), lu.unit.clone()));
-        }
         let (_, info) = self.table.iter().find(|(l, _)| *l == lun)?;
-        let volume = self
-            .target
-            .exports
-            .open(&info.name)
-            .ok()
-            .filter(|v| v.id() == info.id)?;
-        let size_bytes = volume.size_bytes();
-        let id = Target::serial(info);
-        let unit = Arc::new(Opened {
-            pr: self.target.reservations.of(&id),
-            writes: self.target.write_lock(&id),
-            id,
-        });
-        self.open.insert(
-            lun,
-            Lu {
-                volume: volume.clone(),
-                size_bytes,
-                unit: unit.clone(),
+        let held = self.open.get(&lun).and_then(|lu| lu.volume.upgrade());
+        let volume = match held {
+            Some(v) => v,
+            None => match self.target.exports.open(&info.name) {
+                Ok(v) if v.id() == info.id => v,
+                _ => {
+                    self.refresh(true);
+                    return None;
+                }
             },
-        );
-        Some((volume, unit))
+        };
+        // Read once per command: the size (a grown volume), the block size and read-only flag.
+        let now = volume.info();
+        let target = &self.target;
+        let lu = self.open.entry(lun).or_insert_with(|| {
+            let id = Target::serial(info);
+            Lu {
+                volume: Arc::downgrade(&volume),
+                size_bytes: now.size_bytes,
+                unit: Arc::new(Opened {
+                    pr: target.reservations.of(&id),
+                    writes: target.write_lock(&id),
+                    id,
+                }),
+            }
+        });
+        lu.volume = Arc::downgrade(&volume);
+        if now.size_bytes != lu.size_bytes {
+            lu.size_bytes = now.size_bytes;
+            lock(&self.reg.attentions).push(lun, sense::CAPACITY_CHANGED);
+        }
+        let unit = Unit {
+            size_bytes: now.size_bytes,
+            block_bytes: now.logical_block_size,
+            read_only: now.read_only,
+            naa: cairn_export::naa_designator(&now.id),
+            serial: lu.unit.id.clone(),
+            target_name: target.login.target_name.clone(),
+        };
+        Some((volume, lu.unit.clone(), unit))
     }
 }
 
@@ -221,8 +236,8 @@ pub(crate) struct Task {
     lun: u16,
     pub(crate) state: TaskState,
     meta: Meta,
-    permit: Option<OwnedSemaphorePermit>,
-    charge: u64,
+    /// The command's charges on the connection's and the server's in-flight budgets.
+    held: Held,
 }
 
 impl Task {
@@ -268,7 +283,7 @@ fn residual(expected: u64, actual: u64) -> Residual {
 type Early = (Option<Failure>, Vec<u8>, Meta);
 
 /// A command routed to its LUN: the CDB, the volume and the unit's shared state.
-type Routed = (Cdb, Arc<dyn Volume>, Arc<Opened>);
+type Routed = (Cdb, Arc<dyn Volume>, Arc<Opened>, Unit);
 
 /// What a command produced, as the response reports it.
 type Answer = Result<Vec<u8>, Failure>;
@@ -279,11 +294,14 @@ pub(crate) struct Done {
     outcome: Answer,
 }
 
-/// Executes a command whose data-out is all there: PERSISTENT RESERVE IN and OUT on the unit's
-/// reservation, anything else on the volume unless the reservation forbids it.
+/// Executes a command whose data-out is all there: RESERVE(6), RELEASE(6) and PERSISTENT
+/// RESERVE IN and OUT on the unit's reservations, anything else on the volume unless a
+/// reservation forbids it.
 fn execute(target: &Target, c: &Collect) -> Answer {
     let unit = &c.opened;
     match &c.cdb {
+        Cdb::Reserve6 => lock(&unit.pr).reserve6(&c.nexus),
+        Cdb::Release6 => lock(&unit.pr).release6(&c.nexus),
         Cdb::PersistentReserveIn { sa, .. } => lock(&unit.pr).read(*sa),
         Cdb::PersistentReserveOut { prout, param_len } => {
             let aborted = target
@@ -322,18 +340,6 @@ fn alloc_len(cdb: &Cdb) -> u32 {
     }
 }
 
-fn unit_of(target: &Target, v: &dyn Volume) -> Unit {
-    let info = v.info();
-    Unit {
-        size_bytes: info.size_bytes,
-        block_bytes: info.logical_block_size,
-        read_only: info.read_only,
-        naa: v.naa_designator(),
-        serial: Target::serial(&info),
-        target_name: target.login.target_name.clone(),
-    }
-}
-
 impl Conn {
     fn state(&mut self) -> &mut SessionState {
         self.session
@@ -364,7 +370,8 @@ impl Conn {
                 if more_data {
                     self.discard(itt);
                 }
-                self.finish(meta, sense.map_or(Ok(data), Err)).await
+                self.finish(meta, sense.map_or(Ok(data), Err), Held::new())
+                    .await
             }
         }
     }
@@ -392,7 +399,7 @@ impl Conn {
             return Err((None, pages::report_luns(&state.luns()), meta));
         }
         let volume = lun.and_then(|l| state.volume(l));
-        let (Some(lun), Some((volume, opened))) = (lun, volume) else {
+        let (Some(lun), Some((volume, opened, unit))) = (lun, volume) else {
             return Err(match decoded {
                 Ok(Cdb::Inquiry { evpd: false, .. }) => {
                     (None, pages::standard_inquiry(false), meta)
@@ -417,14 +424,13 @@ impl Conn {
         if lock(&opened.pr).conflicts(&state.nexus, lu::access(&cdb)) {
             return Err((Some(Failure::Conflict), Vec::new(), meta));
         }
-        Ok((cdb, volume, opened))
+        Ok((cdb, volume, opened, unit))
     }
 
     /// Decides what data-out a routed command needs.
     fn prepare(&mut self, pdu: &Pdu, mut meta: Meta) -> Result<(Collect, Meta), Early> {
-        let (cdb, volume, opened) = self.route(pdu, &mut meta)?;
+        let (cdb, volume, opened, unit) = self.route(pdu, &mut meta)?;
         let nexus = self.state().nexus.clone();
-        let unit = unit_of(&self.target, &*volume);
         let writes = matches!(
             cdb,
             Cdb::Write { .. }
@@ -488,21 +494,18 @@ impl Conn {
             .max(read_bytes)
             .min(TRANSFER_BYTES_MAX as u64)
             + COMMAND_CHARGE_BYTES;
-        let permit = if self.charged_bytes + charge <= CONNECTION_IN_FLIGHT_BYTES_MAX {
-            self.target
-                .bytes
-                .clone()
-                .try_acquire_many_owned(charge as u32)
-                .ok()
-        } else {
-            None
-        };
-        let Some(permit) = permit else {
+        let connection = self.bytes.clone().try_acquire_many_owned(charge as u32);
+        let server = self
+            .target
+            .bytes
+            .clone()
+            .try_acquire_many_owned(charge as u32);
+        let (Ok(connection), Ok(server)) = (connection, server) else {
             if more_data {
                 self.discard(meta.itt);
             }
             return self
-                .status_only(meta, TASK_SET_FULL, None, Residual::default())
+                .status_only(meta, TASK_SET_FULL, None, Residual::default(), Held::new())
                 .await;
         };
         if !pdu.data.is_empty()
@@ -518,13 +521,11 @@ impl Conn {
         c.buf.reserve_exact(c.want as usize);
         c.keep(&pdu.data);
         c.unsolicited = more_data;
-        self.charged_bytes += charge;
         let task = Task {
             lun,
             state: TaskState::Collecting(Box::new(c)),
             meta,
-            permit: Some(permit),
-            charge,
+            held: vec![connection, server],
         };
         self.tasks.insert(meta.itt, task);
         self.advance(meta.itt).await
@@ -569,6 +570,9 @@ impl Conn {
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
             let outcome = execute(&target, &c);
+            // The volume handle goes before the answer: once the initiator has it, nothing of
+            // this command holds the volume (a delete then succeeds).
+            drop(c);
             let _ = done.send(Done { itt, outcome });
         });
         Ok(())
@@ -629,16 +633,15 @@ impl Conn {
         let Some(task) = self.tasks.remove(&itt) else {
             return Ok(());
         };
-        let meta = task.meta;
-        self.release(task);
         if !last {
             self.discard(itt);
         }
         self.status_only(
-            meta,
+            task.meta,
             status::CHECK_CONDITION,
             Some(DATA_PHASE_ERROR),
             Residual::default(),
+            task.held,
         )
         .await
     }
@@ -647,52 +650,46 @@ impl Conn {
         let Some(task) = self.tasks.remove(&done.itt) else {
             return Ok(());
         };
-        let aborted = matches!(task.state, TaskState::Running { aborted: true });
-        let meta = task.meta;
-        let r = if aborted {
-            Ok(())
-        } else {
-            self.finish(meta, done.outcome).await
-        };
-        self.release(task);
-        r
+        if matches!(task.state, TaskState::Running { aborted: true }) {
+            return Ok(());
+        }
+        self.finish(task.meta, done.outcome, task.held).await
     }
 
-    /// Answers a command: Data-In with status for data, otherwise a SCSI Response.
-    async fn finish(&mut self, meta: Meta, outcome: Answer) -> ConnResult<()> {
+    /// Answers a command: Data-In with status for data, otherwise a SCSI Response; `held` goes
+    /// with the last PDU.
+    async fn finish(&mut self, meta: Meta, outcome: Answer, held: Held) -> ConnResult<()> {
         match (outcome, meta.write_residual) {
             (Err(Failure::Conflict), w) => {
-                self.status_only(
-                    meta,
-                    status::RESERVATION_CONFLICT,
-                    None,
-                    w.unwrap_or(residual(meta.edtl as u64, 0)),
-                )
-                .await
+                let r = w.unwrap_or(residual(meta.edtl as u64, 0));
+                self.status_only(meta, status::RESERVATION_CONFLICT, None, r, held)
+                    .await
             }
             (Err(Failure::Check(s)), w) => {
-                self.status_only(
-                    meta,
-                    status::CHECK_CONDITION,
-                    Some(s),
-                    w.unwrap_or(residual(meta.edtl as u64, 0)),
-                )
-                .await
+                let r = w.unwrap_or(residual(meta.edtl as u64, 0));
+                self.status_only(meta, status::CHECK_CONDITION, Some(s), r, held)
+                    .await
             }
-            (Ok(_), Some(w)) => self.status_only(meta, status::GOOD, None, w).await,
+            (Ok(_), Some(w)) => self.status_only(meta, status::GOOD, None, w, held).await,
             (Ok(mut data), None) => {
                 data.truncate(meta.alloc as usize);
                 let r = residual(meta.edtl as u64, data.len() as u64);
                 data.truncate(meta.edtl as usize);
                 if data.is_empty() {
-                    return self.status_only(meta, status::GOOD, None, r).await;
+                    return self.status_only(meta, status::GOOD, None, r, held).await;
                 }
-                self.data_in(meta, Bytes::from(data), r).await
+                self.data_in(meta, Bytes::from(data), r, held).await
             }
         }
     }
 
-    async fn data_in(&mut self, meta: Meta, data: Bytes, r: Residual) -> ConnResult<()> {
+    async fn data_in(
+        &mut self,
+        meta: Meta,
+        data: Bytes,
+        r: Residual,
+        mut held: Held,
+    ) -> ConnResult<()> {
         let segment = self
             .params
             .initiator_recv_data_bytes
@@ -716,7 +713,12 @@ impl Conn {
             p.set_u32(36, data_sn);
             p.set_u32(40, offset as u32);
             p.set_data(data.slice(offset..end));
-            self.send(p, last).await?;
+            let held = if last {
+                std::mem::take(&mut held)
+            } else {
+                Held::new()
+            };
+            self.send_holding(p, last, held).await?;
             data_sn += 1;
             offset = end;
         }
@@ -729,6 +731,7 @@ impl Conn {
         scsi_status: u8,
         s: Option<Sense>,
         r: Residual,
+        held: Held,
     ) -> ConnResult<()> {
         let mut p = Pdu::new(op::SCSI_RESPONSE);
         p.bhs[1] = 0x80 | r.flags;
@@ -740,7 +743,7 @@ impl Conn {
             data.extend_from_slice(&s.to_bytes());
             p.set_data(Bytes::from(data));
         }
-        self.send(p, true).await
+        self.send_holding(p, true, held).await
     }
 
     pub(crate) async fn task_mgmt(&mut self, pdu: Pdu) -> ConnResult<()> {
@@ -767,6 +770,7 @@ impl Conn {
             (5, None) => 2,
             (5, Some((l, id))) => {
                 self.reset_local(l);
+                lock(&self.target.reservations.of(&id)).release_spc2(None);
                 self.target.reset_others(&Reset::Unit(id), self.tsih);
                 0
             }
@@ -774,6 +778,7 @@ impl Conn {
                 for l in self.state().luns() {
                     self.reset_local(l);
                 }
+                self.target.reservations.reset_all();
                 self.target.reset_others(&Reset::Target, self.tsih);
                 if function == 7 {
                     self.target.close_all();
@@ -838,12 +843,6 @@ impl Conn {
         self.discarding.insert(itt);
     }
 
-    /// Returns a finished or dropped task's charge to the budgets.
-    fn release(&mut self, task: Task) {
-        self.charged_bytes -= task.charge;
-        drop(task.permit);
-    }
-
     /// Aborts the tasks `which` selects; the TMF response: 0 if any, 1 (no such task) if none.
     fn abort(&mut self, which: impl Fn(u32, u16) -> bool) -> u8 {
         let mut found = false;
@@ -860,8 +859,8 @@ impl Conn {
             };
             if task.running() {
                 task.state = TaskState::Running { aborted: true };
-            } else if let Some(task) = self.tasks.remove(&itt) {
-                self.release(task);
+            } else if self.tasks.remove(&itt).is_some() {
+                // Its charges return with it.
                 self.discard(itt);
             }
         }

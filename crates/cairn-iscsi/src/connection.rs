@@ -10,6 +10,8 @@
 //! - Non-immediate commands outside the window, and duplicates, are ignored (RFC 7143 §4.2.2.1).
 //! - An initiator silent for the NOP interval gets a NOP-In ping; one silent for two intervals is
 //!   deemed gone and its connection closed.
+//! - PDUs are queued in the [`Outbox`] as they are made and written once the event that made
+//!   them, and the command completions already waiting behind it, have been handled.
 //! - On logout, end of stream, reinstatement or server shutdown the connection stops reading,
 //!   completes the commands it accepted (within [`limits::DRAIN_TIMEOUT_SECS`]), then closes.
 
@@ -19,10 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::command::{Done, Task};
 use crate::keys::Params;
@@ -31,6 +33,7 @@ use crate::login::{self, Login, Negotiated, SessionType, Step};
 use crate::pdu::{op, reject, Digests, FrameError, Pdu, PduDecoder, RESERVED_TAG};
 use crate::target::{Registration, Target};
 use crate::text;
+use crate::writer::{Held, Outbox};
 
 pub(crate) type ConnResult<T> = std::result::Result<T, String>;
 
@@ -49,7 +52,7 @@ pub(crate) enum Stop {
 pub(crate) struct Conn {
     pub target: Arc<Target>,
     rd: OwnedReadHalf,
-    wr: BufWriter<OwnedWriteHalf>,
+    out: Outbox,
     pub local: SocketAddr,
     input: BytesMut,
     decoder: PduDecoder,
@@ -64,8 +67,8 @@ pub(crate) struct Conn {
     pub discarding: HashSet<u32>,
     pub done_tx: mpsc::UnboundedSender<Done>,
     pub next_ttt: u32,
-    /// Bytes charged by this connection's commands in flight.
-    pub charged_bytes: u64,
+    /// This connection's in-flight byte budget.
+    pub bytes: Arc<Semaphore>,
     pub session: Option<crate::command::SessionState>,
     logout_reply: Option<Pdu>,
 }
@@ -94,7 +97,7 @@ async fn run(
     let mut conn = Conn {
         target,
         rd,
-        wr: BufWriter::new(wr),
+        out: Outbox::new(wr),
         local,
         input: BytesMut::with_capacity(64 << 10),
         decoder: PduDecoder {
@@ -111,7 +114,9 @@ async fn run(
         discarding: HashSet::new(),
         done_tx,
         next_ttt: 1,
-        charged_bytes: 0,
+        bytes: Arc::new(Semaphore::new(
+            limits::CONNECTION_IN_FLIGHT_BYTES_MAX as usize,
+        )),
         session: None,
         logout_reply: None,
     };
@@ -138,8 +143,14 @@ impl Conn {
         self.exp_cmd_sn.wrapping_add(free).wrapping_sub(1)
     }
 
-    /// Fills StatSN (advancing it when `status`), ExpCmdSN and MaxCmdSN, then writes the PDU.
-    pub async fn send(&mut self, mut pdu: Pdu, status: bool) -> ConnResult<()> {
+    /// Fills StatSN (advancing it when `status`), ExpCmdSN and MaxCmdSN, then queues the PDU.
+    pub async fn send(&mut self, pdu: Pdu, status: bool) -> ConnResult<()> {
+        self.send_holding(pdu, status, Held::new()).await
+    }
+
+    /// [`Conn::send`] for the PDU that ends a command: `held`, the command's in-flight charges,
+    /// is returned once the PDU is written.
+    pub async fn send_holding(&mut self, mut pdu: Pdu, status: bool, held: Held) -> ConnResult<()> {
         if status {
             pdu.set_u32(24, self.stat_sn);
             self.stat_sn = self.stat_sn.wrapping_add(1);
@@ -148,16 +159,16 @@ impl Conn {
         }
         pdu.set_u32(28, self.exp_cmd_sn);
         pdu.set_u32(32, self.max_cmd_sn());
-        let mut out = BytesMut::with_capacity(64 + pdu.data.len());
-        pdu.encode(self.digests, &mut out);
-        self.wr
-            .write_all(&out)
+        let (head, tail) = pdu.encode_parts(self.digests);
+        self.out
+            .push([head, pdu.data, tail], held)
             .await
             .map_err(|e| format!("write failed: {e}"))
     }
 
+    /// Writes the PDUs queued.
     pub async fn flush(&mut self) -> ConnResult<()> {
-        self.wr
+        self.out
             .flush()
             .await
             .map_err(|e| format!("write failed: {e}"))
@@ -307,6 +318,10 @@ impl Conn {
                 }
                 Event::Done(done) => {
                     self.complete(done).await?;
+                    // Completions already waiting go out in the same write.
+                    while let Ok(done) = done_rx.try_recv() {
+                        self.complete(done).await?;
+                    }
                     None
                 }
                 Event::Ping => {

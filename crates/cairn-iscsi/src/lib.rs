@@ -34,6 +34,7 @@ mod server;
 mod target;
 pub mod text;
 pub mod views;
+mod writer;
 
 pub use chap::ChapCredential;
 pub use error::{Error, ErrorKind, Result};

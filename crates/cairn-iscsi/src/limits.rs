@@ -59,6 +59,10 @@ pub const LOGIN_TIMEOUT_SECS: u64 = 30;
 pub const DRAIN_TIMEOUT_SECS: u64 = 30;
 /// Depth of the queue of PDUs waiting for the connection's writer.
 pub const RESPONSE_QUEUE_DEPTH: usize = 64;
+/// Bytes of PDUs a connection queues before it writes them.
+pub const WRITE_GATHER_BYTES: usize = 1 << 20;
+/// Slices in one vectored write (below the kernel's IOV_MAX of 1024).
+pub const WRITE_SLICES_MAX: usize = 64;
 /// Unit attentions queued per I_T nexus and LUN; older ones beyond are dropped (SAM-5 allows
 /// reporting the most important one).
 pub const UNIT_ATTENTIONS_MAX: usize = 8;
@@ -91,3 +95,4 @@ const _: () = assert!(AHS_BYTES_MAX % 4 == 0 && AHS_BYTES_MAX <= 255 * 4);
 const _: () = assert!(COMMAND_WINDOW >= 1 && COMMAND_WINDOW < (1 << 31));
 const _: () = assert!(TEXT_KEYS_MAX * (KEY_BYTES_MAX + 2) <= TEXT_BYTES_MAX);
 const _: () = assert!(LUNS_MAX <= 255);
+const _: () = assert!(WRITE_SLICES_MAX >= 3 && WRITE_SLICES_MAX <= 1024);

@@ -60,10 +60,17 @@ pub(crate) fn changes_medium(cdb: &Cdb) -> bool {
 }
 
 /// How `cdb` touches the medium, for the reservation conflict rules (SPC-4 table 65; MODE
-/// SENSE, READ, VERIFY and GET LBA STATUS read; TEST UNIT READY, INQUIRY, READ CAPACITY,
-/// REQUEST SENSE, REPORT LUNS and REPORT SUPPORTED OPERATION CODES are always allowed).
+/// SENSE, READ, VERIFY and GET LBA STATUS read; TEST UNIT READY and READ CAPACITY are allowed
+/// under every persistent reservation; INQUIRY, REQUEST SENSE and REPORT SUPPORTED OPERATION
+/// CODES under an SPC-2 reservation too; REPORT LUNS never reaches a unit).
 pub(crate) fn access(cdb: &Cdb) -> Access {
     match cdb {
+        Cdb::Inquiry { .. }
+        | Cdb::RequestSense { .. }
+        | Cdb::ReportOpcodes { .. }
+        | Cdb::Reserve6
+        | Cdb::Release6 => Access::Always,
+        Cdb::PersistentReserveIn { .. } | Cdb::PersistentReserveOut { .. } => Access::Persistent,
         Cdb::Read { .. }
         | Cdb::Verify { .. }
         | Cdb::GetLbaStatus { .. }
@@ -160,7 +167,9 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
         // Answered by the session, which knows the initiator's LUNs and its I_T nexus.
         Cdb::ReportLuns { .. }
         | Cdb::PersistentReserveIn { .. }
-        | Cdb::PersistentReserveOut { .. } => Err(sense::INVALID_OPCODE),
+        | Cdb::PersistentReserveOut { .. }
+        | Cdb::Reserve6
+        | Cdb::Release6 => Err(sense::INVALID_OPCODE),
     }
 }
 

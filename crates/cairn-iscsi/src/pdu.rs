@@ -160,23 +160,34 @@ impl Pdu {
 
     /// Appends the PDU to `out` with padding and the digests in force.
     pub fn encode(&self, digests: Digests, out: &mut BytesMut) {
+        let (head, tail) = self.encode_parts(digests);
+        out.put_slice(&head);
+        out.put_slice(&self.data);
+        out.put_slice(&tail);
+    }
+
+    /// The wire form without copying the data segment: what goes before it (BHS, AHS, header
+    /// digest) and after it (padding, data digest).
+    pub fn encode_parts(&self, digests: Digests) -> (Bytes, Bytes) {
         debug_assert_eq!(self.ahs.len() % 4, 0);
         debug_assert_eq!(data_segment_len(&self.bhs) as usize, self.data.len());
-        out.put_slice(&self.bhs);
-        out.put_slice(&self.ahs);
+        let mut head = BytesMut::with_capacity(BHS_BYTES + self.ahs.len() + 4);
+        head.put_slice(&self.bhs);
+        head.put_slice(&self.ahs);
         if digests.header {
-            out.put_u32_le(digest(&[&self.bhs, &self.ahs]));
+            head.put_u32_le(digest(&[&self.bhs, &self.ahs]));
         }
         if self.data.is_empty() {
-            return;
+            return (head.freeze(), Bytes::new());
         }
         let pad = [0u8; 3];
         let pad = &pad[..padded(self.data.len()) - self.data.len()];
-        out.put_slice(&self.data);
-        out.put_slice(pad);
+        let mut tail = BytesMut::with_capacity(pad.len() + 4);
+        tail.put_slice(pad);
         if digests.data {
-            out.put_u32_le(digest(&[&self.data, pad]));
+            tail.put_u32_le(digest(&[&self.data, pad]));
         }
+        (head.freeze(), tail.freeze())
     }
 }
 

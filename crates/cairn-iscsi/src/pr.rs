@@ -1,8 +1,13 @@
 //! Persistent reservations (SPC-4 §5.13): registrations and the reservation of each logical
 //! unit, PERSISTENT RESERVE IN and OUT, the conflict rules every other command is checked
-//! against, and the unit attentions reservations cause.
+//! against, and the unit attentions reservations cause; beside them the SPC-2 reservation of
+//! RESERVE(6) and RELEASE(6), with SPC-4's rules where the two meet (§5.13.3).
 //!
 //! Invariants:
+//! - An SPC-2 reservation and registrations never coexist: RESERVE(6) conflicts while any
+//!   nexus is registered, and PERSISTENT RESERVE IN and OUT conflict while an SPC-2
+//!   reservation is held (SPC-2 §7.11, §7.12). It is never kept on disk; the holder's session
+//!   ending, a LOGICAL UNIT RESET and a target reset release it.
 //! - State is per logical unit (per volume), shared by every session that opens it; an I_T nexus
 //!   is the initiator port (initiator name and ISID) on the target's single port.
 //! - A PERSISTENT RESERVE OUT is computed on a copy; when the last APTPL received for the unit is
@@ -120,7 +125,13 @@ struct Durable {
 /// How a command touches the medium, for the conflict rules (SPC-4 table 65, SBC-3 table 13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Allowed under every reservation (INQUIRY, REPORT LUNS, READ CAPACITY, ...).
+    /// Allowed under every reservation, SPC-2 ones included (INQUIRY, REQUEST SENSE, REPORT
+    /// SUPPORTED OPERATION CODES; RESERVE(6) and RELEASE(6), which apply their own rules).
+    Always,
+    /// PERSISTENT RESERVE IN and OUT: their own rules, but conflict with any SPC-2 reservation.
+    Persistent,
+    /// Allowed under every persistent reservation (TEST UNIT READY, READ CAPACITY, ...); a
+    /// conflict under another nexus's SPC-2 reservation.
     Free,
     /// Reads: conflict under the exclusive-access types.
     Read,
@@ -134,6 +145,8 @@ pub struct LuReservation {
     state: Durable,
     aptpl: bool,
     pending: HashMap<Nexus, VecDeque<Sense>>,
+    /// The holder of the SPC-2 reservation (RESERVE(6)), if any.
+    spc2: Option<Nexus>,
 }
 
 impl LuReservation {
@@ -141,12 +154,19 @@ impl LuReservation {
         key_in(&self.state, n)
     }
 
-    /// True if `n` may not run a command of `access` under the current reservation.
+    /// True if `n` may not run a command of `access` under the current reservations.
     pub fn conflicts(&self, n: &Nexus, access: Access) -> bool {
+        if access == Access::Always {
+            return false;
+        }
+        if let Some(holder) = &self.spc2 {
+            debug_assert!(self.state.registrants.is_empty(), "SPC-2 and SPC-4 apart");
+            return access == Access::Persistent || holder != n;
+        }
         let Some(hold) = &self.state.hold else {
             return false;
         };
-        if access == Access::Free || holds(&self.state, n) {
+        if matches!(access, Access::Free | Access::Persistent) || holds(&self.state, n) {
             return false;
         }
         let registered = self.key_of(n).is_some();
@@ -159,6 +179,52 @@ impl LuReservation {
                 access == Access::Write && !registered
             }
             _ => !registered,
+        }
+    }
+
+    /// True if SPC-4 §5.13.3 makes RESERVE(6) and RELEASE(6) from `n` succeed without effect:
+    /// `n` holds the persistent reservation, or is registered under a registrants-only or
+    /// all-registrants one.
+    fn spc2_exempt(&self, n: &Nexus) -> bool {
+        self.state.hold.as_ref().is_some_and(|h| {
+            holds(&self.state, n)
+                || (self.key_of(n).is_some()
+                    && (registrants_only(h.kind) || all_registrants(h.kind)))
+        })
+    }
+
+    /// RESERVE(6) from `n` (SPC-2 §7.21 with SPC-4 §5.13.3): the unit is reserved for `n`, or it
+    /// already was; a conflict if another nexus holds it or any nexus is registered.
+    pub fn reserve6(&mut self, n: &Nexus) -> Result<Vec<u8>, Failure> {
+        if self.spc2_exempt(n) {
+            return Ok(Vec::new());
+        }
+        if !self.state.registrants.is_empty() || self.spc2.as_ref().is_some_and(|h| h != n) {
+            return conflict();
+        }
+        self.spc2 = Some(n.clone());
+        Ok(Vec::new())
+    }
+
+    /// RELEASE(6) from `n`: the holder's reservation is released; from any other nexus it is
+    /// GOOD without effect (SPC-2 §7.19), unless a registration makes it a conflict.
+    pub fn release6(&mut self, n: &Nexus) -> Result<Vec<u8>, Failure> {
+        if self.spc2_exempt(n) {
+            return Ok(Vec::new());
+        }
+        if !self.state.registrants.is_empty() {
+            return conflict();
+        }
+        if self.spc2.as_ref() == Some(n) {
+            self.spc2 = None;
+        }
+        Ok(Vec::new())
+    }
+
+    /// Releases the SPC-2 reservation (a reset of the unit), or only `n`'s (its nexus is lost).
+    pub fn release_spc2(&mut self, n: Option<&Nexus>) {
+        if n.is_none() || self.spc2.as_ref() == n {
+            self.spc2 = None;
         }
     }
 
@@ -188,6 +254,9 @@ impl LuReservation {
 
     /// PERSISTENT RESERVE IN data for service action `sa`.
     pub fn read(&self, sa: u8) -> Result<Vec<u8>, Failure> {
+        if self.spc2.is_some() {
+            return conflict();
+        }
         let s = &self.state;
         let mut b = s.generation.to_be_bytes().to_vec();
         b.extend_from_slice(&[0; 4]);
@@ -544,6 +613,7 @@ impl Reservations {
                 state: d.clone(),
                 aptpl: true,
                 pending: HashMap::new(),
+                spc2: None,
             };
             units.insert(id.clone(), Arc::new(Mutex::new(lu)));
         }
@@ -559,6 +629,20 @@ impl Reservations {
         lock(&self.units).entry(id.to_string()).or_default().clone()
     }
 
+    /// Releases the SPC-2 reservations `n` holds, on every unit (its I_T nexus is lost).
+    pub fn nexus_lost(&self, n: &Nexus) {
+        for unit in lock(&self.units).values() {
+            lock(unit).release_spc2(Some(n));
+        }
+    }
+
+    /// Releases every unit's SPC-2 reservation (a target reset).
+    pub fn reset_all(&self) {
+        for unit in lock(&self.units).values() {
+            lock(unit).release_spc2(None);
+        }
+    }
+
     /// Runs a PERSISTENT RESERVE OUT from `n` on the unit `id`; returns the nexuses whose tasks
     /// on the unit are to be aborted (those a PREEMPT AND ABORT preempted).
     pub fn out(
@@ -572,6 +656,9 @@ impl Reservations {
     ) -> Result<Vec<Nexus>, Failure> {
         let p = params(list, param_len as usize)?;
         let mut lu = lock(unit);
+        if lu.spc2.is_some() {
+            return conflict();
+        }
         let ch = prout(&lu.state, n, c, &p)?;
         let aptpl = ch.aptpl.unwrap_or(lu.aptpl);
         if aptpl || lu.aptpl {
@@ -712,6 +799,49 @@ mod tests {
             out(&r, &b, action::REGISTER, 0, &[0; 16]),
             Err(Failure::Check(sense::PARAMETER_LIST_LENGTH))
         );
+    }
+
+    #[test]
+    fn spc2_reservations_keep_apart_from_persistent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Reservations::load(&dir.path().join("pr.json")).unwrap();
+        let (a, b) = (nexus("a"), nexus("b"));
+        let unit = r.of("v");
+        lock(&unit).reserve6(&a).unwrap();
+        lock(&unit).reserve6(&a).unwrap();
+        assert_eq!(lock(&unit).reserve6(&b), Err(Failure::Conflict));
+        assert!(lock(&unit).conflicts(&b, Access::Free));
+        assert!(!lock(&unit).conflicts(&b, Access::Always));
+        assert!(!lock(&unit).conflicts(&a, Access::Write));
+        // PERSISTENT RESERVE IN and OUT conflict with it, even from the holder.
+        assert!(lock(&unit).conflicts(&a, Access::Persistent));
+        assert_eq!(
+            out(&r, &a, action::REGISTER, 0, &list(0, 1, false)),
+            Err(Failure::Conflict)
+        );
+        assert_eq!(lock(&unit).read(read::READ_KEYS), Err(Failure::Conflict));
+        // RELEASE(6) from another nexus is GOOD and changes nothing.
+        lock(&unit).release6(&b).unwrap();
+        assert!(lock(&unit).conflicts(&b, Access::Read));
+        // The holder's nexus is lost: released.
+        r.nexus_lost(&a);
+        assert!(!lock(&unit).conflicts(&b, Access::Write));
+        lock(&unit).reserve6(&b).unwrap();
+        r.reset_all();
+        assert!(!lock(&unit).conflicts(&a, Access::Write));
+        // A registration makes RESERVE(6) and RELEASE(6) conflict for the unregistered...
+        out(&r, &a, action::REGISTER, 0, &list(0, 1, false)).unwrap();
+        assert_eq!(lock(&unit).reserve6(&b), Err(Failure::Conflict));
+        assert_eq!(lock(&unit).release6(&b), Err(Failure::Conflict));
+        assert_eq!(lock(&unit).reserve6(&a), Err(Failure::Conflict));
+        // ...while the persistent reservation holder's succeed without effect.
+        let we = kind::WRITE_EXCLUSIVE;
+        out(&r, &a, action::RESERVE, we, &list(1, 0, false)).unwrap();
+        lock(&unit).reserve6(&a).unwrap();
+        lock(&unit).release6(&a).unwrap();
+        assert!(!lock(&unit).conflicts(&a, Access::Persistent));
+        assert!(lock(&unit).conflicts(&b, Access::Write));
+        assert!(!lock(&unit).conflicts(&b, Access::Read));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! the server-wide in-flight byte budget.
 //!
 //! Invariants: one live session per (initiator name, ISID) — a login with the ISID of a live
-//! session closes the old one first; TSIHs are never 0; the LUN table changes only through
+//! session closes the old one first; a session that ends (or is replaced) releases the SPC-2
+//! reservations of its nexus; TSIHs are never 0; the LUN table changes only through
 //! [`Target::luns`], which persists it before any session sees the change.
 
 use std::collections::{HashMap, VecDeque};
@@ -123,6 +124,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn nexus(initiator: &str, isid: [u8; 6]) -> Nexus {
+    Nexus {
+        initiator: initiator.to_string(),
+        isid,
+    }
+}
+
 fn hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -226,6 +234,7 @@ impl Target {
         if let Some(old) = lock(&self.sessions).insert((initiator.to_string(), isid), entry) {
             tracing::info!(initiator, old_tsih = old.tsih, "iSCSI session reinstated");
             let _ = old.close.send(true);
+            self.reservations.nexus_lost(&nexus(initiator, isid));
         }
         Registration {
             tsih,
@@ -241,6 +250,8 @@ impl Target {
         let key = (initiator.to_string(), isid);
         if sessions.get(&key).is_some_and(|e| e.tsih == tsih) {
             sessions.remove(&key);
+            drop(sessions);
+            self.reservations.nexus_lost(&nexus(initiator, isid));
         }
     }
 

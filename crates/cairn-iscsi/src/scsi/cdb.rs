@@ -15,6 +15,8 @@ pub mod opcode {
     pub const WRITE_6: u8 = 0x0a;
     pub const INQUIRY: u8 = 0x12;
     pub const MODE_SELECT_6: u8 = 0x15;
+    pub const RESERVE_6: u8 = 0x16;
+    pub const RELEASE_6: u8 = 0x17;
     pub const MODE_SENSE_6: u8 = 0x1a;
     pub const READ_CAPACITY_10: u8 = 0x25;
     pub const READ_10: u8 = 0x28;
@@ -126,6 +128,10 @@ pub enum Cdb {
         prout: crate::pr::Prout,
         param_len: u32,
     },
+    /// RESERVE(6) of the whole logical unit (SPC-2; no third-party or extent reservations).
+    Reserve6,
+    /// RELEASE(6) of the logical unit.
+    Release6,
     ReportOpcodes {
         options: u8,
         rctd: bool,
@@ -181,6 +187,7 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
             alloc: cdb[4] as u32,
         },
         MODE_SELECT_6 => mode_select(cdb, false)?,
+        RESERVE_6 | RELEASE_6 => reserve_release(cdb)?,
         _ => return decode_long(cdb),
     };
     Ok(c)
@@ -277,6 +284,20 @@ fn decode_long(cdb: &[u8]) -> Result<Cdb, Sense> {
         MAINTENANCE_IN => Err(Sense::invalid_cdb(1, Some(4))),
         _ => Err(sense::INVALID_OPCODE),
     }
+}
+
+/// RESERVE(6) and RELEASE(6): third-party (bit 4) and extent (bit 0) forms are refused.
+fn reserve_release(cdb: &[u8]) -> Result<Cdb, Sense> {
+    for bit in [4, 0] {
+        if cdb[1] & (1 << bit) != 0 {
+            return Err(Sense::invalid_cdb(1, Some(bit)));
+        }
+    }
+    Ok(if cdb[0] == opcode::RESERVE_6 {
+        Cdb::Reserve6
+    } else {
+        Cdb::Release6
+    })
 }
 
 fn inquiry(cdb: &[u8]) -> Result<Cdb, Sense> {
