@@ -1,17 +1,18 @@
 //! Damaged metadata, crafted: blocks sealed with the format's own sealing (so they pass the
 //! checksum, type, address and generation checks) that make a tree cyclic, mis-levelled or too
-//! tall. Opening, reading and checking such a pool must answer typed errors or findings — never
-//! recurse without end.
+//! tall, and CRC-valid blocks that are stale (an older version of a node copied back over its
+//! address) or belong to another pool. Opening, reading and checking such a pool must answer
+//! typed errors or findings — never recurse without end, never answer from the wrong block.
 
 use std::sync::Arc;
 
 use cairn_io::{BlockDevice, MemDevice};
 
 use crate::error::ErrorKind;
-use crate::format::{Root, Superblock, VolumeRecord, SUPER_ADDRS};
+use crate::format::{Root, Seal, Superblock, VolumeRecord, SUPER_ADDRS};
 use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX};
 use crate::meta::{read_node, Meta};
-use crate::node::{Node, TreeKind};
+use crate::node::{Node, Ptr, TreeKind};
 use crate::types::{PoolOptions, VolumeOptions};
 use crate::{check_device, FindingKind, Pool};
 
@@ -64,13 +65,26 @@ fn volume_root(dev: &Arc<MemDevice>, name: &str) -> Root {
 }
 
 fn read(dev: &Arc<MemDevice>, kind: TreeKind, addr: u64) -> Node {
-    read_node(dev.as_ref(), kind, addr, durable(dev).gen).unwrap()
+    let sb = durable(dev);
+    read_node(dev.as_ref(), kind, addr, sb.gen, &sb.identity()).unwrap()
 }
 
-/// Writes `node` at `addr`, sealed as the durable generation wrote it.
+/// Writes `node` at `addr`, sealed as generation `node.gen` of the pool wrote it (so it
+/// carries the generation its parent expects when that is the generation of the node it
+/// replaces).
 fn forge(dev: &Arc<MemDevice>, addr: u64, node: &Node) {
-    let b = node.encode(addr, durable(dev).gen);
-    dev.write_at(addr * BLOCK_SIZE_BYTES, &b).unwrap();
+    let at = Seal {
+        addr,
+        gen: node.gen,
+        uuid: durable(dev).uuid,
+    };
+    dev.write_at(addr * BLOCK_SIZE_BYTES, &node.encode(at))
+        .unwrap();
+}
+
+/// The pointer through which `root` is reached.
+fn ptr(root: Root) -> Ptr {
+    crate::btree::root_ptr(root)
 }
 
 /// Rewrites the durable superblock with `f` applied, sealed in its own slot.
@@ -119,7 +133,7 @@ fn a_volume_root_pointing_at_itself_fails_reads_not_the_pool() {
     let root = volume_root(&dev, "v");
     assert_eq!(root.height, 2, "the test needs an internal root");
     let mut node = read(&dev, TreeKind::Volume, root.addr);
-    node.children.iter_mut().for_each(|c| *c = root.addr);
+    node.children.iter_mut().for_each(|c| *c = ptr(root));
     forge(&dev, root.addr, &node);
     assert!(finding_kinds(&dev).contains(&FindingKind::TreeInvariant));
     assert_reads_fail_alone(&dev, &format!("tree path {}/{}", root.addr, root.addr));
@@ -130,14 +144,15 @@ fn a_mislevelled_child_pointing_back_at_the_root_fails_reads_not_the_pool() {
     let dev = pool_with_deep_volume();
     let root = volume_root(&dev, "v");
     let top = read(&dev, TreeKind::Volume, root.addr);
-    let first = top.children[0];
+    let Ptr { addr: first, gen } = top.children[0];
     // The first leaf becomes an internal node of the root's level whose child is the root.
     let cyclic = Node {
         kind: TreeKind::Volume,
         level: 1,
         keys: vec![0],
-        children: vec![root.addr],
+        children: vec![ptr(root)],
         vals: Vec::new(),
+        gen,
     };
     forge(&dev, first, &cyclic);
     assert!(finding_kinds(&dev).contains(&FindingKind::TreeInvariant));
@@ -155,8 +170,9 @@ fn a_cyclic_directory_fails_open_and_check_reports_it() {
         kind: TreeKind::Directory,
         level: 1,
         keys: vec![0, 1],
-        children: vec![sb.dir.addr, sb.dir.addr],
+        children: vec![ptr(sb.dir), ptr(sb.dir)],
         vals: Vec::new(),
+        gen: sb.dir.gen,
     };
     forge(&dev, sb.dir.addr, &cyclic);
     forge_superblock(&dev, |sb| sb.dir.height = 2);
@@ -197,7 +213,11 @@ fn damage(dev: &Arc<MemDevice>, addr: u64) {
 fn a_bad_block_in_a_live_volume_fails_that_read_not_the_pool() {
     let dev = pool_with_deep_volume();
     let root = volume_root(&dev, "v");
-    let leaves = read(&dev, TreeKind::Volume, root.addr).children;
+    let leaves: Vec<u64> = read(&dev, TreeKind::Volume, root.addr)
+        .children
+        .iter()
+        .map(|c| c.addr)
+        .collect();
     damage(&dev, leaves[0]);
     let p = Pool::open(dev.clone(), opts()).unwrap();
     let v = p.volume_by_name("v").unwrap();
@@ -227,7 +247,11 @@ fn a_bad_block_in_a_live_volume_fails_that_read_not_the_pool() {
 fn reclaim_meeting_a_bad_block_quarantines_the_tombstone_durably() {
     let dev = pool_with_deep_volume();
     let root = volume_root(&dev, "v");
-    let leaves = read(&dev, TreeKind::Volume, root.addr).children;
+    let leaves: Vec<u64> = read(&dev, TreeKind::Volume, root.addr)
+        .children
+        .iter()
+        .map(|c| c.addr)
+        .collect();
     {
         let p = Pool::open(dev.clone(), opts()).unwrap();
         p.pause_reclaim(true);
