@@ -13,7 +13,7 @@ use crate::error::ErrorKind;
 use crate::format::{Root, Seal, Superblock, VolumeRecord, SUPER_ADDRS};
 use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX};
 use crate::meta::{read_node, Meta};
-use crate::node::{Node, Ptr, TreeKind};
+use crate::node::{Node, Ptr, TreeKind, SPACE_VAL_GEN};
 use crate::types::{PoolOptions, VolumeOptions};
 use crate::{check_device, FindingKind, Pool};
 
@@ -412,4 +412,38 @@ fn a_block_of_another_pool_copied_in_is_refused() {
     );
     let parts = [&format!("/{leaf}:")[..], "another pool"];
     assert_fails_alone(&dev, vb, &parts, FindingKind::BadBlock);
+}
+
+/// A bitmap page sealed as an earlier write of its block (same bits, same pool, older
+/// generation): the space index's generation refuses it on load and `check` reports it.
+#[test]
+fn a_stale_bitmap_page_is_refused_and_reported() {
+    use crate::format::{get_u64, put_u32, put_u64, HDR_CRC, HDR_GEN};
+    let dev = pool_with_deep_volume();
+    let sb = durable(&dev);
+    let mut m = Meta::new(dev.clone(), sb.clone(), 64);
+    let entry = m.get(TreeKind::Space, sb.space, 0).unwrap().unwrap();
+    let (loc, gen) = (get_u64(&entry, 0), get_u64(&entry, SPACE_VAL_GEN));
+    let mut b = vec![0u8; BLOCK_SIZE_BYTES as usize];
+    dev.read_at(loc * BLOCK_SIZE_BYTES, &mut b).unwrap();
+    put_u64(&mut b, HDR_GEN, gen - 1);
+    let crc = crate::format::block_crc(&b);
+    put_u32(&mut b, HDR_CRC, crc);
+    dev.write_at(loc * BLOCK_SIZE_BYTES, &b).unwrap();
+    let report = check_device(dev.clone()).unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::BadBlock
+                && f.block == loc
+                && f.path == "space/page 0"
+                && f.detail.contains("stale")),
+        "{:?}",
+        report.findings
+    );
+    let mut m = Meta::new(dev.clone(), sb, 64);
+    let e = m.alloc_data(1, 0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.context().contains("bitmap page 0"), "{e}");
 }
