@@ -507,24 +507,9 @@ impl Checker {
             // (a cycle is one case), or a volume node is also another tree's.
             return;
         }
-        let id = self.sb.identity();
-        let node = match read_node(self.dev.as_ref(), kind, addr, self.sb.gen, &id) {
-            Ok(n) if id.stamped() && n.gen != at.gen => {
-                let here = self.path_of(addr);
-                let detail = format!("level {}: {}", at.level, stale_detail(n.gen, at.gen));
-                self.find(FindingKind::BadBlock, addr, &here, detail);
-                return;
-            }
-            Ok(n) => n,
-            Err(e) => {
-                let here = self.path_of(addr);
-                self.find(FindingKind::BadBlock, addr, &here, e.to_string());
-                return;
-            }
+        let Some(node) = self.read_verified(kind, addr, at) else {
+            return;
         };
-        if kind == TreeKind::Volume {
-            self.node_gens.insert(addr, node.gen);
-        }
         if !self.node_invariants(&node, addr, at) {
             return;
         }
@@ -570,6 +555,27 @@ impl Checker {
             let origin = Origin::Node { parent: addr, tree };
             self.node_rec(kind, c, child, origin, out);
         }
+    }
+
+    /// The node at `addr`, read and verified, carrying the generation its pointer expects (in a
+    /// version-2 pool); None, with a `BadBlock` finding, when it is not.
+    fn read_verified(&mut self, kind: TreeKind, addr: u64, at: Descent) -> Option<Node> {
+        let id = self.sb.identity();
+        let detail = match read_node(self.dev.as_ref(), kind, addr, self.sb.gen, &id) {
+            Ok(n) if id.stamped() && n.gen != at.gen => {
+                format!("level {}: {}", at.level, stale_detail(n.gen, at.gen))
+            }
+            Ok(n) => {
+                if kind == TreeKind::Volume {
+                    self.node_gens.insert(addr, n.gen);
+                }
+                return Some(n);
+            }
+            Err(e) => e.to_string(),
+        };
+        let here = self.path_of(addr);
+        self.find(FindingKind::BadBlock, addr, &here, detail);
+        None
     }
 
     /// Reports the broken invariants of one node; returns whether it sits at the level its

@@ -512,7 +512,9 @@ impl VolumeRecord {
     }
 }
 
-/// Reads both superblocks and returns the valid one with the highest generation.
+/// Reads both superblocks and returns the valid one with the highest generation. A superblock
+/// of a version this build does not read refuses the pool even when the other slot is readable:
+/// it was written by a newer build, and the other slot is an older state of the same pool.
 pub(crate) fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
     if dev.size_bytes() < 2 * BLOCK_SIZE_BYTES {
         return Err(err(ErrorKind::NotAPool, "device smaller than two blocks"));
@@ -526,6 +528,7 @@ pub(crate) fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
         match Superblock::decode(&b, a) {
             Ok(sb) if best.as_ref().is_none_or(|x| x.gen < sb.gen) => best = Some(sb),
             Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::UnsupportedVersion => return Err(e),
             Err(e) => {
                 let worse = match &first_err {
                     None => true,
@@ -637,6 +640,44 @@ mod tests {
                 gen: 0
             }
         );
+    }
+
+    #[test]
+    fn a_newer_version_in_either_slot_refuses_the_pool() {
+        let dev = cairn_io::MemDevice::new(4 * BLOCK_SIZE_BYTES);
+        let mut sb = Superblock {
+            gen: 4,
+            version: FORMAT_VERSION,
+            uuid: [3; 16],
+            name: "p".into(),
+            device_blocks: 4,
+            dir: Root::default(),
+            rc: Root::default(),
+            space: Root::default(),
+            next_seq: 1,
+            allocated_blocks: 2,
+            data_blocks: 0,
+            meta_blocks: 2,
+            reserve_blocks: 0,
+            created_unix_secs: 0,
+        };
+        dev.write_at(0, &sb.encode()).unwrap();
+        sb.gen = 5;
+        let mut newer = sb.encode();
+        put_u32(&mut newer, SB_VERSION, FORMAT_VERSION + 1);
+        let at = Seal {
+            addr: 1,
+            gen: 5,
+            uuid: sb.uuid,
+        };
+        seal_block(&mut newer, BlockType::Super, 0, 0, at);
+        dev.write_at(BLOCK_SIZE_BYTES, &newer).unwrap();
+        let e = read_superblock(&dev).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnsupportedVersion, "{e}");
+        // A torn (checksum-failing) newest slot is only skipped.
+        newer[300] ^= 1;
+        dev.write_at(BLOCK_SIZE_BYTES, &newer).unwrap();
+        assert_eq!(read_superblock(&dev).unwrap().gen, 4);
     }
 
     #[test]

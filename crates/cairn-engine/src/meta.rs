@@ -19,6 +19,9 @@
 //!   dropped when evicted (it equals its durable block). A page with reserved bits is therefore
 //!   never evicted, so the reclamation rule holds at any pool size; `cache_clean_page` asserts
 //!   it. Commits touch only the pinned pages.
+//! - Every block read is verified against the pool's `Identity` (format version and UUID), and
+//!   in a version-2 pool every node and page must carry the generation its pointer expects;
+//!   `upgrade` rewrites a version-1 pool as version 2 in one transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
