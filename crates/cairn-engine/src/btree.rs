@@ -13,9 +13,13 @@
 //! children; an empty tree has root address 0 and height 0, a non-empty one a height of at most
 //! `BTREE_HEIGHT_MAX`.
 //!
-//! Every descent reads a child through [`Meta::node_at`] with the level its parent gives it, so a
-//! CRC-valid but cyclic or mis-levelled tree read from disk is a `Corrupt` error naming the tree
-//! path (root first), never an endless recursion: the expected level falls by one per step.
+//! Every descent reads a child through [`Meta::node_at`] with the level and (format version 2)
+//! the generation its parent gives it, so a CRC-valid but cyclic, mis-levelled or stale tree
+//! read from disk is a `Corrupt` error naming the tree path (root first), never an endless
+//! recursion or a silently wrong answer: the expected level falls by one per step, and a block
+//! left from an earlier write of the address carries another generation than its pointer.
+//! Pointers to nodes of the open transaction carry [`Meta::txn_gen`], the generation that
+//! writes them.
 
 use std::sync::Arc;
 
@@ -23,7 +27,7 @@ use crate::error::{corrupt, Result};
 use crate::format::{get_u64, Root};
 use crate::limits::BTREE_HEIGHT_MAX;
 use crate::meta::Meta;
-use crate::node::{Node, TreeKind};
+use crate::node::{Node, Ptr, TreeKind};
 
 /// A (key, value) entry returned by lookups.
 pub type Entry = (u64, Vec<u8>);
@@ -43,15 +47,25 @@ impl Meta {
             return Ok(None);
         }
         let level = root_level(kind, root)?;
-        self.le_rec(kind, root.addr, level, key)
+        self.le_rec(kind, root_ptr(root), level, key)
     }
 
-    /// The node at `addr`, placed at `level` by its parent (or the root's height). A node of
-    /// another level, or an internal node without children, is corrupt: this is what bounds
-    /// every descent by the tree height, whatever the device holds.
-    pub fn node_at(&mut self, kind: TreeKind, addr: u64, level: u32) -> Result<Arc<Node>> {
+    /// The node `at` points to, placed at `level` by its parent (or the root's height). A node
+    /// of another level, or an internal node without children, is corrupt: this is what bounds
+    /// every descent by the tree height, whatever the device holds. In a version-2 pool a node
+    /// written by another generation than its pointer expects is corrupt too (stale).
+    pub fn node_at(&mut self, kind: TreeKind, at: Ptr, level: u32) -> Result<Arc<Node>> {
         debug_assert!(level < BTREE_HEIGHT_MAX, "descent below the height bound");
+        let addr = at.addr;
         let n = self.node(kind, addr).map_err(|e| e.via_node(addr))?;
+        if self.id.stamped() && n.gen != at.gen {
+            return Err(corrupt(format!(
+                "{kind:?} node {addr} at level {level}: written by generation {}, its parent \
+                 expects {} (a stale or misplaced block)",
+                n.gen, at.gen
+            ))
+            .via_node(addr));
+        }
         if n.level != level {
             return Err(corrupt(format!(
                 "{kind:?} node {addr} at level {} where its parent expects {level}",
@@ -67,8 +81,9 @@ impl Meta {
         Ok(n)
     }
 
-    fn le_rec(&mut self, kind: TreeKind, addr: u64, level: u32, key: u64) -> Result<Option<Entry>> {
-        let n = self.node_at(kind, addr, level)?;
+    fn le_rec(&mut self, kind: TreeKind, at: Ptr, level: u32, key: u64) -> Result<Option<Entry>> {
+        let addr = at.addr;
+        let n = self.node_at(kind, at, level)?;
         if n.is_leaf() {
             let i = n.keys.partition_point(|k| *k <= key);
             return Ok((i > 0).then(|| (n.keys[i - 1], n.val(i - 1).to_vec())));
@@ -84,8 +99,9 @@ impl Meta {
             .map_err(|e| e.via_node(addr))
     }
 
-    fn last_rec(&mut self, kind: TreeKind, addr: u64, level: u32) -> Result<Option<Entry>> {
-        let n = self.node_at(kind, addr, level)?;
+    fn last_rec(&mut self, kind: TreeKind, at: Ptr, level: u32) -> Result<Option<Entry>> {
+        let addr = at.addr;
+        let n = self.node_at(kind, at, level)?;
         if n.is_leaf() {
             return Ok(n.keys.last().map(|k| (*k, n.val(n.len() - 1).to_vec())));
         }
@@ -109,7 +125,7 @@ impl Meta {
         let mut out = Vec::new();
         if root.addr != 0 && lo < hi {
             let level = root_level(kind, root)?;
-            self.range_rec(kind, (root.addr, level), lo, hi, limit, &mut out)?;
+            self.range_rec(kind, (root_ptr(root), level), lo, hi, limit, &mut out)?;
         }
         debug_assert!(
             out.windows(2).all(|w| w[0].0 < w[1].0),
@@ -119,18 +135,19 @@ impl Meta {
         Ok(out)
     }
 
-    /// Appends the entries of the subtree at `at` (address, level) in `[lo, hi)` to `out`.
+    /// Appends the entries of the subtree at `at` (pointer, level) in `[lo, hi)` to `out`.
     fn range_rec(
         &mut self,
         kind: TreeKind,
-        at: (u64, u32),
+        at: (Ptr, u32),
         lo: u64,
         hi: u64,
         limit: usize,
         out: &mut Vec<Entry>,
     ) -> Result<()> {
-        let (addr, level) = at;
-        let n = self.node_at(kind, addr, level)?;
+        let (ptr, level) = at;
+        let addr = ptr.addr;
+        let n = self.node_at(kind, ptr, level)?;
         if n.is_leaf() {
             let from = n.keys.partition_point(|k| *k < lo);
             for i in from..n.len() {
@@ -178,7 +195,7 @@ impl Meta {
         let mut runs: Vec<(u64, u64)> = if node.is_leaf() {
             (0..node.len()).map(|i| extent_of(node.val(i))).collect()
         } else {
-            node.children.iter().map(|&c| (c, 1)).collect()
+            node.children.iter().map(|c| (c.addr, 1)).collect()
         };
         runs.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
@@ -204,15 +221,12 @@ impl Meta {
             leaf.keys.push(key);
             leaf.vals.extend_from_slice(val);
             let addr = self.new_node(leaf)?;
-            return Ok(Root { addr, height: 1 });
+            return Ok(self.dirty_root(addr, 1));
         }
         let level = root_level(kind, root)?;
-        let (addr, split) = self.insert_rec(kind, root.addr, level, key, val)?;
+        let (addr, split) = self.insert_rec(kind, root_ptr(root), level, key, val)?;
         let Some((sep, right)) = split else {
-            return Ok(Root {
-                addr,
-                height: root.height,
-            });
+            return Ok(self.dirty_root(addr, root.height));
         };
         // Half-full nodes make even a 2^48-block device's trees far lower than the bound.
         assert!(
@@ -224,26 +238,43 @@ impl Meta {
             kind,
             level: root.height,
             keys: vec![first, sep],
-            children: vec![addr, right],
+            children: vec![self.dirty_ptr(addr), self.dirty_ptr(right)],
             vals: Vec::new(),
+            gen: 0,
         };
         let addr = self.new_node(top)?;
-        Ok(Root {
+        Ok(self.dirty_root(addr, root.height + 1))
+    }
+
+    /// A pointer to the node at `addr`, allocated in the open transaction.
+    pub fn dirty_ptr(&self, addr: u64) -> Ptr {
+        debug_assert!(self.dirty.contains_key(&addr), "node {addr} is not dirty");
+        Ptr {
             addr,
-            height: root.height + 1,
-        })
+            gen: self.txn_gen(),
+        }
+    }
+
+    /// The root of a tree whose root node, at `addr`, is allocated in the open transaction.
+    fn dirty_root(&self, addr: u64, height: u32) -> Root {
+        Root {
+            addr,
+            height,
+            gen: self.dirty_ptr(addr).gen,
+        }
     }
 
     fn insert_rec(
         &mut self,
         kind: TreeKind,
-        addr: u64,
+        at: Ptr,
         level: u32,
         key: u64,
         val: &[u8],
     ) -> Result<(u64, Option<(u64, u64)>)> {
+        let addr = at.addr;
         // Checked before the node is shadowed: a corrupt node is refused, not copied.
-        self.node_at(kind, addr, level)?;
+        self.node_at(kind, at, level)?;
         let a = self.cow(kind, addr)?;
         let (is_leaf, child) = {
             let n = self.node(kind, a)?;
@@ -270,9 +301,13 @@ impl Meta {
             let (nc, split) = self
                 .insert_rec(kind, c, level - 1, key, val)
                 .map_err(|e| e.via_node(addr))?;
+            let (nc, right) = (
+                self.dirty_ptr(nc),
+                split.map(|(s, r)| (s, self.dirty_ptr(r))),
+            );
             let n = self.dirty_mut(a);
             n.children[i] = nc;
-            if let Some((sep, right)) = split {
+            if let Some((sep, right)) = right {
                 n.keys.insert(i + 1, sep);
                 n.children.insert(i + 1, right);
             }
@@ -301,7 +336,7 @@ impl Meta {
             return Ok((root, None));
         };
         let level = root_level(kind, root)?;
-        let addr = self.remove_rec(kind, root.addr, level, key)?;
+        let addr = self.remove_rec(kind, root_ptr(root), level, key)?;
         let n = self.node(kind, addr)?;
         let root = if n.is_leaf() && n.len() == 0 {
             self.free_meta_block(addr)?;
@@ -309,20 +344,19 @@ impl Meta {
         } else if !n.is_leaf() && n.len() == 1 {
             self.free_meta_block(addr)?;
             Root {
-                addr: n.children[0],
+                addr: n.children[0].addr,
                 height: root.height - 1,
+                gen: n.children[0].gen,
             }
         } else {
-            Root {
-                addr,
-                height: root.height,
-            }
+            self.dirty_root(addr, root.height)
         };
         Ok((root, Some(old)))
     }
 
-    fn remove_rec(&mut self, kind: TreeKind, addr: u64, level: u32, key: u64) -> Result<u64> {
-        self.node_at(kind, addr, level)?;
+    fn remove_rec(&mut self, kind: TreeKind, at: Ptr, level: u32, key: u64) -> Result<u64> {
+        let addr = at.addr;
+        self.node_at(kind, at, level)?;
         let a = self.cow(kind, addr)?;
         let n = self.node(kind, a)?;
         if n.is_leaf() {
@@ -340,7 +374,8 @@ impl Meta {
         let nc = self
             .remove_rec(kind, n.children[i], level - 1, key)
             .map_err(|e| e.via_node(addr))?;
-        self.dirty_mut(a).children[i] = nc;
+        let nc_ptr = self.dirty_ptr(nc);
+        self.dirty_mut(a).children[i] = nc_ptr;
         let child = self.node(kind, nc)?;
         if child.len() < child.min_fill() && n.len() > 1 {
             self.rebalance(kind, a, i).map_err(|e| e.via_node(addr))?;
@@ -359,13 +394,14 @@ impl Meta {
         // The siblings come from disk: check their level before shadowing them.
         self.node_at(kind, parent.children[li], parent.level - 1)?;
         self.node_at(kind, parent.children[li + 1], parent.level - 1)?;
-        let l = self.cow(kind, parent.children[li])?;
-        let r = self.cow(kind, parent.children[li + 1])?;
+        let l = self.cow(kind, parent.children[li].addr)?;
+        let r = self.cow(kind, parent.children[li + 1].addr)?;
         let sep = parent.keys[li + 1];
         {
+            let (lp, rp) = (self.dirty_ptr(l), self.dirty_ptr(r));
             let pm = self.dirty_mut(p);
-            pm.children[li] = l;
-            pm.children[li + 1] = r;
+            pm.children[li] = lp;
+            pm.children[li + 1] = rp;
         }
         let ln = (*self.node(kind, l)?).clone();
         let mut rn = (*self.node(kind, r)?).clone();
@@ -425,6 +461,14 @@ pub fn root_level(kind: TreeKind, root: Root) -> Result<u32> {
     Ok(root.height - 1)
 }
 
+/// The pointer a tree's root is reached through.
+pub fn root_ptr(root: Root) -> Ptr {
+    Ptr {
+        addr: root.addr,
+        gen: root.gen,
+    }
+}
+
 /// Moves the upper half of an over-full node into a new node.
 fn split_off_half(n: &mut Node) -> Node {
     let mid = n.len() / 2;
@@ -443,6 +487,7 @@ fn split_off_half(n: &mut Node) -> Node {
         } else {
             Vec::new()
         },
+        gen: n.gen,
     }
 }
 
@@ -475,6 +520,7 @@ pub(crate) mod tests {
         let dev = Arc::new(MemDevice::new(blocks * 4096));
         let sb = Superblock {
             gen: 0,
+            version: crate::format::FORMAT_VERSION,
             uuid: [0; 16],
             name: "t".into(),
             device_blocks: blocks,
@@ -501,8 +547,8 @@ pub(crate) mod tests {
         v
     }
 
-    fn space_val(n: u64) -> [u8; 16] {
-        let mut v = [0u8; 16];
+    fn space_val(n: u64) -> [u8; 24] {
+        let mut v = [0u8; 24];
         v[..8].copy_from_slice(&(n % 100_000).to_le_bytes());
         v
     }
@@ -538,7 +584,7 @@ pub(crate) mod tests {
             for i in 0..n.len() {
                 let clo = if i == 0 { lo } else { Some(n.keys[i]) };
                 let chi = n.keys.get(i + 1).copied().or(hi);
-                rec(m, kind, n.children[i], level - 1, clo, chi, false, out);
+                rec(m, kind, n.children[i].addr, level - 1, clo, chi, false, out);
             }
         }
         let mut out = Vec::new();
@@ -679,10 +725,10 @@ pub(crate) mod tests {
         );
         let root_node = m.node(kind, b.addr).unwrap();
         // The child on the changed path was shadowed too: its original is the snapshot's alone.
-        assert_eq!(m.rc_get(root_node.children[0]).unwrap(), 1);
+        assert_eq!(m.rc_get(root_node.children[0].addr).unwrap(), 1);
         for c in &root_node.children[1..] {
             assert_eq!(
-                m.rc_get(*c).unwrap(),
+                m.rc_get(c.addr).unwrap(),
                 2,
                 "other children shared by both roots"
             );

@@ -2,7 +2,9 @@
 //! device no pool holds) — the same code.
 //!
 //! It reads every metadata block straight from the device and verifies its checksum, type, own
-//! address and generation; checks B-tree invariants (key order, bounds from the parent, levels,
+//! address and generation, and in a version-2 pool its pool UUID and that it carries the
+//! generation its pointer expects (a stale block is reported, not entered); a version-1 pool is
+//! checked as version 1 (its layout, capacities and fill, no generations to compare); checks B-tree invariants (key order, bounds from the parent, levels,
 //! fill, root height); recounts references to volume-tree nodes and data blocks from every
 //! volume tree, tombstones pending reclaim included (a shared node's children are counted once,
 //! as the reference counts are); compares them with the refcount tree and the space map; and
@@ -31,7 +33,7 @@ use crate::error::Result;
 use crate::format::{get_u64, Root, Superblock, VolumeRecord, SUPER_ADDRS};
 use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX, CHECK_EXTENTS_IN_MEMORY_MAX};
 use crate::meta::{read_node, Meta, PAGE_BITS};
-use crate::node::{Node, TreeKind};
+use crate::node::{Node, Ptr, TreeKind, SPACE_VAL_GEN};
 use crate::refcount::rc_entry;
 
 mod merge;
@@ -160,6 +162,8 @@ struct PageEntry {
     page: u64,
     loc: u64,
     free: u64,
+    /// The generation the page must carry (version 2).
+    gen: u64,
 }
 
 /// Records of what the metadata references (memory proportional to it; see the module doc).
@@ -182,6 +186,9 @@ struct Checker {
     /// The space index's entries in page order.
     pages: Vec<PageEntry>,
     visited: HashSet<u64>,
+    /// Generation of each volume-tree node read, to compare with the other pointers to a
+    /// shared node (it is read once).
+    node_gens: HashMap<u64, u64>,
     /// Volume-tree nodes reached in the volume being walked: one tree never reaches a node
     /// twice (sharing is between trees), so a second reach is a cycle or a doubly-linked child.
     tree_nodes: HashSet<u64>,
@@ -206,6 +213,7 @@ impl Checker {
             rc: Vec::new(),
             pages: Vec::new(),
             visited: HashSet::new(),
+            node_gens: HashMap::new(),
             tree_nodes: HashSet::new(),
             volumes: 0,
             prev_end: None,
@@ -338,6 +346,7 @@ impl Checker {
         for (p, v) in self.walk(TreeKind::Space, self.sb.space, "space") {
             let loc = get_u64(&v, 0);
             let free = get_u64(&v, 8) & 0xffff_ffff;
+            let gen = get_u64(&v, SPACE_VAL_GEN);
             self.claim(loc, Role::Page, Origin::Page(p));
             if p >= self.sb.device_blocks.div_ceil(PAGE_BITS) || loc >= self.sb.device_blocks {
                 let path = format!("space/page {p}");
@@ -349,7 +358,12 @@ impl Checker {
                 );
                 continue;
             }
-            self.pages.push(PageEntry { page: p, loc, free });
+            self.pages.push(PageEntry {
+                page: p,
+                loc,
+                free,
+                gen,
+            });
         }
     }
 
@@ -407,10 +421,24 @@ impl Checker {
         if !self.height_ok(root, &path) {
             return;
         }
+        let ptr = crate::btree::root_ptr(root);
         if self.visited.insert(root.addr) {
             let origin = self.root_origin();
-            let at = Descent::root(root.height - 1);
+            let at = Descent::root(root.height - 1, root.gen);
             self.node_rec(TreeKind::Volume, root.addr, at, origin, &mut Vec::new());
+        } else {
+            self.shared_gen_ok(ptr, &path);
+        }
+    }
+
+    /// A second pointer to an already read (shared) volume node expects its generation too.
+    fn shared_gen_ok(&mut self, c: Ptr, path: &str) {
+        let Some(&gen) = self.node_gens.get(&c.addr) else {
+            return;
+        };
+        if self.sb.identity().stamped() && gen != c.gen {
+            let detail = stale_detail(gen, c.gen);
+            self.find(FindingKind::BadBlock, c.addr, path, detail);
         }
     }
 
@@ -455,7 +483,7 @@ impl Checker {
         self.node_rec(
             kind,
             root.addr,
-            Descent::root(root.height - 1),
+            Descent::root(root.height - 1, root.gen),
             origin,
             &mut out,
         );
@@ -479,13 +507,8 @@ impl Checker {
             // (a cycle is one case), or a volume node is also another tree's.
             return;
         }
-        let node = match read_node(self.dev.as_ref(), kind, addr, self.sb.gen) {
-            Ok(n) => n,
-            Err(e) => {
-                let here = self.path_of(addr);
-                self.find(FindingKind::BadBlock, addr, &here, e.to_string());
-                return;
-            }
+        let Some(node) = self.read_verified(kind, addr, at) else {
+            return;
         };
         if !self.node_invariants(&node, addr, at) {
             return;
@@ -503,7 +526,8 @@ impl Checker {
             unreachable!("nodes are claimed with a node origin");
         };
         for i in 0..node.len() {
-            let c = node.children[i];
+            let ptr = node.children[i];
+            let c = ptr.addr;
             let lo = if i == 0 { at.lo } else { Some(node.keys[i]) };
             let hi = node.keys.get(i + 1).copied().or(at.hi);
             if kind == TreeKind::Volume {
@@ -516,6 +540,8 @@ impl Checker {
                 }
                 if !self.visited.insert(c) {
                     self.prev_end = None;
+                    let here = self.path_of(addr);
+                    self.shared_gen_ok(ptr, &format!("{here}/node {c}"));
                     continue;
                 }
             }
@@ -524,10 +550,32 @@ impl Checker {
                 lo,
                 hi,
                 is_root: false,
+                gen: ptr.gen,
             };
             let origin = Origin::Node { parent: addr, tree };
             self.node_rec(kind, c, child, origin, out);
         }
+    }
+
+    /// The node at `addr`, read and verified, carrying the generation its pointer expects (in a
+    /// version-2 pool); None, with a `BadBlock` finding, when it is not.
+    fn read_verified(&mut self, kind: TreeKind, addr: u64, at: Descent) -> Option<Node> {
+        let id = self.sb.identity();
+        let detail = match read_node(self.dev.as_ref(), kind, addr, self.sb.gen, &id) {
+            Ok(n) if id.stamped() && n.gen != at.gen => {
+                format!("level {}: {}", at.level, stale_detail(n.gen, at.gen))
+            }
+            Ok(n) => {
+                if kind == TreeKind::Volume {
+                    self.node_gens.insert(addr, n.gen);
+                }
+                return Some(n);
+            }
+            Err(e) => e.to_string(),
+        };
+        let here = self.path_of(addr);
+        self.find(FindingKind::BadBlock, addr, &here, detail);
+        None
     }
 
     /// Reports the broken invariants of one node; returns whether it sits at the level its
@@ -538,6 +586,7 @@ impl Checker {
             lo,
             hi,
             is_root,
+            ..
         } = at;
         let mut bad = Vec::new();
         let level_ok = node.level == level;
@@ -549,7 +598,7 @@ impl Checker {
         } else if is_root {
             node.len() >= if node.is_leaf() { 1 } else { 2 }
         } else {
-            node.len() >= node.min_fill()
+            node.len() >= node.min_fill_in(self.sb.version)
         };
         if !fill_ok {
             bad.push(format!("{} entries, under-full", node.len()));
@@ -612,17 +661,27 @@ struct Descent {
     lo: Option<u64>,
     hi: Option<u64>,
     is_root: bool,
+    /// The generation the pointer expects the node to carry (version 2).
+    gen: u64,
 }
 
 impl Descent {
-    fn root(level: u32) -> Descent {
+    fn root(level: u32, gen: u64) -> Descent {
         Descent {
             level,
             lo: None,
             hi: None,
             is_root: true,
+            gen,
         }
     }
+}
+
+/// The detail of a finding about a block carrying another generation than its pointer expects.
+fn stale_detail(found: u64, expected: u64) -> String {
+    format!(
+        "written by generation {found}, its pointer expects {expected} (a stale or misplaced block)"
+    )
 }
 
 #[cfg(test)]
@@ -746,12 +805,18 @@ mod tests {
             .unwrap();
         let root = VolumeRecord::decode(&dir[0].1).unwrap().root;
         assert_eq!(root.height, 1, "one leaf maps the volume");
-        let mut leaf = read_node(dev.as_ref(), TreeKind::Volume, root.addr, sb.gen).unwrap();
+        let id = sb.identity();
+        let mut leaf = read_node(dev.as_ref(), TreeKind::Volume, root.addr, sb.gen, &id).unwrap();
         let (data_block, len) = extent_of(leaf.val(0));
         // Remap the volume's first extent onto the directory root (and the block after it).
         let vs = leaf.vals.len() / leaf.len();
         leaf.vals[..vs].copy_from_slice(&crate::btree::extent_val(sb.dir.addr, len));
-        let b = leaf.encode(root.addr, sb.gen);
+        let at = crate::format::Seal {
+            addr: root.addr,
+            gen: leaf.gen,
+            uuid: sb.uuid,
+        };
+        let b = leaf.encode(at);
         dev.write_at(root.addr * BLOCK_SIZE_BYTES, &b).unwrap();
         let report = check_device(dev).unwrap();
         let dup = report

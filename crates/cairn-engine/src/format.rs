@@ -3,8 +3,13 @@
 //! Every offset is derived from the constants below; `docs/format.md` describes the same layout in
 //! prose. All integers are little-endian and fixed-width. Every metadata block starts with a
 //! [`HEADER_BYTES`]-byte header holding a magic, its block type, a CRC-32 of the whole block (taken
-//! with the checksum field zeroed), its own address and the generation that wrote it. Blocks are
-//! verified by [`verify_block`] right after every read and right before every write.
+//! with the checksum field zeroed), its own address, the generation that wrote it and (from
+//! format version 2) the pool's UUID. Blocks are verified by [`verify_block`] right after every
+//! read and right before every write, against the [`Identity`] of the pool they belong to.
+//!
+//! Versions: this build writes [`FORMAT_VERSION`] and reads every version from
+//! [`FORMAT_VERSION_MIN`] up to it; decoders take the version from the pool's `Identity` and
+//! dispatch on it. A newer version is refused with `UnsupportedVersion`.
 
 use cairn_io::BlockDevice;
 
@@ -15,8 +20,13 @@ use crate::limits::{
 
 /// Magic at offset 0 of every metadata block: "CRNM" little-endian.
 pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"CRNM");
-/// Current on-disk format version.
-pub const FORMAT_VERSION: u32 = 1;
+/// On-disk format version this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest format version this build reads (and upgrades when it opens a pool writable).
+pub const FORMAT_VERSION_MIN: u32 = 1;
+/// The first version whose blocks carry the pool UUID and whose pointers carry generations.
+pub const VERSION_STAMPED: u32 = 2;
+const _: () = assert!(FORMAT_VERSION_MIN <= VERSION_STAMPED && VERSION_STAMPED <= FORMAT_VERSION);
 
 // ---- block header ---------------------------------------------------------------------------
 pub const HDR_MAGIC: usize = 0; // u32
@@ -27,7 +37,8 @@ pub const HDR_COUNT: usize = HDR_CRC + 4; // u32 (entries in a node)
 pub const HDR_ADDR: usize = HDR_COUNT + 4; // u64 (own block address)
 pub const HDR_GEN: usize = HDR_ADDR + 8; // u64 (generation that wrote it)
 pub const HDR_AUX: usize = HDR_GEN + 8; // u64 (bitmap page number; 0 elsewhere)
-pub const HDR_END: usize = HDR_AUX + 8;
+pub const HDR_UUID: usize = HDR_AUX + 8; // [u8; 16] pool UUID (version 2; zero in version 1)
+pub const HDR_END: usize = HDR_UUID + 16;
 /// Bytes of the header; payload starts here.
 pub const HEADER_BYTES: usize = 64;
 const _: () = assert!(HDR_END <= HEADER_BYTES);
@@ -91,15 +102,46 @@ pub fn block_crc(block: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// Fills in the header of `block` and its checksum.
-pub fn seal_block(block: &mut [u8], ty: BlockType, level: u16, count: u32, addr: u64, gen: u64) {
+/// Which pool a block must belong to, and the format version its pool is read as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub version: u32,
+    pub uuid: [u8; 16],
+}
+
+impl Identity {
+    /// The identity of a pool written by this build.
+    pub fn current(uuid: [u8; 16]) -> Identity {
+        Identity {
+            version: FORMAT_VERSION,
+            uuid,
+        }
+    }
+
+    /// Do this pool's blocks carry its UUID and its pointers the generation they expect?
+    pub fn stamped(&self) -> bool {
+        self.version >= VERSION_STAMPED
+    }
+}
+
+/// Where a block lives and what wrote it: its address, generation and pool.
+#[derive(Clone, Copy, Debug)]
+pub struct Seal {
+    pub addr: u64,
+    pub gen: u64,
+    pub uuid: [u8; 16],
+}
+
+/// Fills in the header of `block` (current version) and its checksum.
+pub fn seal_block(block: &mut [u8], ty: BlockType, level: u16, count: u32, at: Seal) {
     debug_assert_eq!(block.len(), BLOCK_SIZE_USIZE);
     put_u32(block, HDR_MAGIC, BLOCK_MAGIC);
     put_u16(block, HDR_TYPE, ty as u16);
     put_u16(block, HDR_LEVEL, level);
     put_u32(block, HDR_COUNT, count);
-    put_u64(block, HDR_ADDR, addr);
-    put_u64(block, HDR_GEN, gen);
+    put_u64(block, HDR_ADDR, at.addr);
+    put_u64(block, HDR_GEN, at.gen);
+    block[HDR_UUID..HDR_UUID + 16].copy_from_slice(&at.uuid);
     let crc = block_crc(block);
     put_u32(block, HDR_CRC, crc);
 }
@@ -113,8 +155,15 @@ pub struct Header {
     pub aux: u64,
 }
 
-/// Verifies magic, checksum, type and own address of a block; `gen_max` bounds its generation.
-pub fn verify_block(block: &[u8], ty: BlockType, addr: u64, gen_max: u64) -> Result<Header> {
+/// Verifies magic, checksum, type, own address and (version 2) pool UUID of a block; `gen_max`
+/// bounds its generation.
+pub fn verify_block(
+    block: &[u8],
+    ty: BlockType,
+    addr: u64,
+    gen_max: u64,
+    id: &Identity,
+) -> Result<Header> {
     let what = || format!("{ty:?} block {addr}");
     if block.len() != BLOCK_SIZE_USIZE || get_u32(block, HDR_MAGIC) != BLOCK_MAGIC {
         return Err(corrupt(format!("{}: bad magic", what())));
@@ -133,6 +182,13 @@ pub fn verify_block(block: &[u8], ty: BlockType, addr: u64, gen_max: u64) -> Res
             get_u64(block, HDR_ADDR)
         )));
     }
+    if id.stamped() && block[HDR_UUID..HDR_UUID + 16] != id.uuid {
+        return Err(corrupt(format!(
+            "{}: belongs to another pool (UUID {})",
+            what(),
+            uuid_hex(&block[HDR_UUID..HDR_UUID + 16])
+        )));
+    }
     let gen = get_u64(block, HDR_GEN);
     if gen > gen_max {
         return Err(corrupt(format!(
@@ -146,6 +202,11 @@ pub fn verify_block(block: &[u8], ty: BlockType, addr: u64, gen_max: u64) -> Res
         gen,
         aux: get_u64(block, HDR_AUX),
     })
+}
+
+/// A UUID as 32 hex digits.
+pub fn uuid_hex(u: &[u8]) -> String {
+    u.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---- superblock -----------------------------------------------------------------------------
@@ -164,24 +225,31 @@ pub const SB_DATA_BLOCKS: usize = SB_ALLOCATED + 8; // u64
 pub const SB_META_BLOCKS: usize = SB_DATA_BLOCKS + 8; // u64
 pub const SB_RESERVE: usize = SB_META_BLOCKS + 8; // u64 metadata reserve in blocks
 pub const SB_CREATED: usize = SB_RESERVE + 8; // u64 unix seconds
-pub const SB_END: usize = SB_CREATED + 8;
+pub const SB_DIR_GEN: usize = SB_CREATED + 8; // u64 generation of the directory root (v2)
+pub const SB_RC_GEN: usize = SB_DIR_GEN + 8; // u64 generation of the refcount root (v2)
+pub const SB_SPACE_GEN: usize = SB_RC_GEN + 8; // u64 generation of the space-index root (v2)
+pub const SB_END: usize = SB_SPACE_GEN + 8;
 const _: () = assert!(SB_END <= BLOCK_SIZE_USIZE);
 const _: () = assert!(SB_DEVICE_BLOCKS % 8 == 0);
 
 /// Block addresses of the two superblocks; generation `g` lives in `SUPER_ADDRS[g % 2]`.
 pub const SUPER_ADDRS: [u64; 2] = [0, 1];
 
-/// A tree root: address of the root node (0 = empty tree) and height (0 = empty).
+/// A tree root: address of the root node (0 = empty tree), height (0 = empty) and the
+/// generation that wrote the root node (0 for an empty tree, and in a version-1 pool).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Root {
     pub addr: u64,
     pub height: u32,
+    pub gen: u64,
 }
 
 /// Decoded superblock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Superblock {
     pub gen: u64,
+    /// Format version the pool is written in (always [`FORMAT_VERSION`] when encoded).
+    pub version: u32,
     pub uuid: [u8; 16],
     pub name: String,
     pub device_blocks: u64,
@@ -196,23 +264,34 @@ pub struct Superblock {
     pub created_unix_secs: u64,
 }
 
-fn put_root(b: &mut [u8], off: usize, r: Root) {
+fn put_root(b: &mut [u8], off: usize, gen_off: usize, r: Root) {
     put_u64(b, off, r.addr);
     put_u64(b, off + 8, u64::from(r.height));
+    put_u64(b, gen_off, r.gen);
 }
 
-fn get_root(b: &[u8], off: usize) -> Result<Root> {
+/// A root of the superblock; version 1 records no root generations.
+fn get_root(b: &[u8], off: usize, gen_off: usize, version: u32) -> Result<Root> {
     let height = get_u64(b, off + 8);
     let height = u32::try_from(height).map_err(|_| corrupt("superblock: bad tree height"))?;
     Ok(Root {
         addr: get_u64(b, off),
         height,
+        gen: if version >= VERSION_STAMPED {
+            get_u64(b, gen_off)
+        } else {
+            0
+        },
     })
 }
 
 impl Superblock {
     /// Encodes and seals the superblock for its slot.
     pub fn encode(&self) -> Vec<u8> {
+        assert_eq!(
+            self.version, FORMAT_VERSION,
+            "only the current version is written"
+        );
         let mut b = vec![0u8; BLOCK_SIZE_USIZE];
         put_u32(&mut b, SB_VERSION, FORMAT_VERSION);
         b[SB_UUID..SB_UUID + 16].copy_from_slice(&self.uuid);
@@ -224,22 +303,34 @@ impl Superblock {
         put_u16(&mut b, SB_NAME_LEN, name.len() as u16);
         b[SB_NAME..SB_NAME + name.len()].copy_from_slice(name);
         put_u64(&mut b, SB_DEVICE_BLOCKS, self.device_blocks);
-        put_root(&mut b, SB_DIR_ROOT, self.dir);
-        put_root(&mut b, SB_RC_ROOT, self.rc);
-        put_root(&mut b, SB_SPACE_ROOT, self.space);
+        put_root(&mut b, SB_DIR_ROOT, SB_DIR_GEN, self.dir);
+        put_root(&mut b, SB_RC_ROOT, SB_RC_GEN, self.rc);
+        put_root(&mut b, SB_SPACE_ROOT, SB_SPACE_GEN, self.space);
         put_u64(&mut b, SB_NEXT_SEQ, self.next_seq);
         put_u64(&mut b, SB_ALLOCATED, self.allocated_blocks);
         put_u64(&mut b, SB_DATA_BLOCKS, self.data_blocks);
         put_u64(&mut b, SB_META_BLOCKS, self.meta_blocks);
         put_u64(&mut b, SB_RESERVE, self.reserve_blocks);
         put_u64(&mut b, SB_CREATED, self.created_unix_secs);
-        let addr = SUPER_ADDRS[(self.gen % 2) as usize];
-        seal_block(&mut b, BlockType::Super, 0, 0, addr, self.gen);
+        let at = Seal {
+            addr: SUPER_ADDRS[(self.gen % 2) as usize],
+            gen: self.gen,
+            uuid: self.uuid,
+        };
+        seal_block(&mut b, BlockType::Super, 0, 0, at);
         b
     }
 
+    /// The identity every other block of this pool is verified against.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            version: self.version,
+            uuid: self.uuid,
+        }
+    }
+
     /// Decodes a superblock read from `addr`. `NotAPool` when the magic is absent,
-    /// `UnsupportedVersion` for another format version, `Corrupt` for a bad checksum.
+    /// `UnsupportedVersion` for a version this build does not read, `Corrupt` for a bad checksum.
     pub fn decode(b: &[u8], addr: u64) -> Result<Superblock> {
         if b.len() != BLOCK_SIZE_USIZE || get_u32(b, HDR_MAGIC) != BLOCK_MAGIC {
             return Err(err(
@@ -247,13 +338,29 @@ impl Superblock {
                 format!("no superblock at block {addr}"),
             ));
         }
-        let hdr = verify_block(b, BlockType::Super, addr, u64::MAX)?;
+        // Checksum, type and address first (the same in every version), then the version
+        // (a newer one may lay out the rest differently), then the header's pool UUID.
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(&b[SB_UUID..SB_UUID + 16]);
+        let unstamped = Identity {
+            version: FORMAT_VERSION_MIN,
+            uuid,
+        };
+        let hdr = verify_block(b, BlockType::Super, addr, u64::MAX, &unstamped)?;
         let version = get_u32(b, SB_VERSION);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             return Err(err(
                 ErrorKind::UnsupportedVersion,
-                format!("format version {version}, this build reads {FORMAT_VERSION}"),
+                format!(
+                    "format version {version}, this build reads \
+                     {FORMAT_VERSION_MIN} to {FORMAT_VERSION}"
+                ),
             ));
+        }
+        if version >= VERSION_STAMPED && b[HDR_UUID..HDR_UUID + 16] != uuid {
+            return Err(corrupt(format!(
+                "superblock {addr}: header UUID differs from the pool's"
+            )));
         }
         if SUPER_ADDRS[(hdr.gen % 2) as usize] != addr {
             return Err(corrupt(format!(
@@ -267,16 +374,15 @@ impl Superblock {
         let name = std::str::from_utf8(&b[SB_NAME..SB_NAME + name_len])
             .map_err(|_| corrupt("superblock: pool name not UTF-8"))?
             .to_string();
-        let mut uuid = [0u8; 16];
-        uuid.copy_from_slice(&b[SB_UUID..SB_UUID + 16]);
         Ok(Superblock {
             gen: hdr.gen,
+            version,
             uuid,
             name,
             device_blocks: get_u64(b, SB_DEVICE_BLOCKS),
-            dir: get_root(b, SB_DIR_ROOT)?,
-            rc: get_root(b, SB_RC_ROOT)?,
-            space: get_root(b, SB_SPACE_ROOT)?,
+            dir: get_root(b, SB_DIR_ROOT, SB_DIR_GEN, version)?,
+            rc: get_root(b, SB_RC_ROOT, SB_RC_GEN, version)?,
+            space: get_root(b, SB_SPACE_ROOT, SB_SPACE_GEN, version)?,
             next_seq: get_u64(b, SB_NEXT_SEQ),
             allocated_blocks: get_u64(b, SB_ALLOCATED),
             data_blocks: get_u64(b, SB_DATA_BLOCKS),
@@ -300,11 +406,12 @@ pub const VR_TAG_LEN: usize = VR_NAME_LEN + 2; // u16
 pub const VR_CREATED: usize = VR_TAG_LEN + 2; // u64 unix seconds
 pub const VR_NAME: usize = VR_CREATED + 8; // [u8; VOLUME_NAME_BYTES_MAX]
 pub const VR_TAG: usize = VR_NAME + VOLUME_NAME_BYTES_MAX; // [u8; TAG_BYTES_MAX]
-pub const VR_END: usize = VR_TAG + TAG_BYTES_MAX;
+pub const VR_ROOT_GEN: usize = VR_TAG + TAG_BYTES_MAX; // u64 generation of the root (v2)
+pub const VR_END: usize = VR_ROOT_GEN + 8;
 /// Fixed size of a volume record (room to grow).
 pub const VOLUME_RECORD_BYTES: usize = 640;
 const _: () = assert!(VR_END <= VOLUME_RECORD_BYTES);
-const _: () = assert!(VR_SIZE % 8 == 0 && VR_CREATED % 8 == 0);
+const _: () = assert!(VR_SIZE % 8 == 0 && VR_CREATED % 8 == 0 && VR_ROOT_GEN % 8 == 0);
 
 pub const VF_READ_ONLY: u32 = 1;
 pub const VF_HIDDEN: u32 = 2;
@@ -352,6 +459,7 @@ impl VolumeRecord {
         put_u64(b, VR_SIZE, self.size_bytes);
         put_u64(b, VR_ROOT, self.root.addr);
         put_u32(b, VR_HEIGHT, self.root.height);
+        put_u64(b, VR_ROOT_GEN, self.root.gen);
         put_u32(b, VR_LBS, self.logical_block_size);
         put_u32(b, VR_FLAGS, flags);
         put_u16(b, VR_NAME_LEN, self.name.len() as u16);
@@ -389,9 +497,11 @@ impl VolumeRecord {
             id,
             parent,
             size_bytes: get_u64(b, VR_SIZE),
+            // Zero in a version-1 record (the field was reserved); only read as expected in v2.
             root: Root {
                 addr: get_u64(b, VR_ROOT),
                 height: get_u32(b, VR_HEIGHT),
+                gen: get_u64(b, VR_ROOT_GEN),
             },
             logical_block_size: lbs,
             flags: flags & !VF_HAS_PARENT,
@@ -402,7 +512,9 @@ impl VolumeRecord {
     }
 }
 
-/// Reads both superblocks and returns the valid one with the highest generation.
+/// Reads both superblocks and returns the valid one with the highest generation. A superblock
+/// of a version this build does not read refuses the pool even when the other slot is readable:
+/// it was written by a newer build, and the other slot is an older state of the same pool.
 pub(crate) fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
     if dev.size_bytes() < 2 * BLOCK_SIZE_BYTES {
         return Err(err(ErrorKind::NotAPool, "device smaller than two blocks"));
@@ -416,6 +528,7 @@ pub(crate) fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
         match Superblock::decode(&b, a) {
             Ok(sb) if best.as_ref().is_none_or(|x| x.gen < sb.gen) => best = Some(sb),
             Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::UnsupportedVersion => return Err(e),
             Err(e) => {
                 let worse = match &first_err {
                     None => true,
@@ -441,14 +554,20 @@ mod tests {
     fn superblock_round_trip_and_slot() {
         let sb = Superblock {
             gen: 7,
+            version: FORMAT_VERSION,
             uuid: [3; 16],
             name: "pool0".into(),
             device_blocks: 4096,
-            dir: Root { addr: 9, height: 1 },
+            dir: Root {
+                addr: 9,
+                height: 1,
+                gen: 6,
+            },
             rc: Root::default(),
             space: Root {
                 addr: 12,
                 height: 2,
+                gen: 7,
             },
             next_seq: 5,
             allocated_blocks: 40,
@@ -470,13 +589,95 @@ mod tests {
             Superblock::decode(&[0u8; 4096], 1).unwrap_err().kind(),
             ErrorKind::NotAPool
         );
+        let at = Seal {
+            addr: 1,
+            gen: 7,
+            uuid: sb.uuid,
+        };
         let mut newer = b.clone();
         put_u32(&mut newer, SB_VERSION, FORMAT_VERSION + 1);
-        seal_block(&mut newer, BlockType::Super, 0, 0, 1, 7);
+        seal_block(&mut newer, BlockType::Super, 0, 0, at);
         assert_eq!(
             Superblock::decode(&newer, 1).unwrap_err().kind(),
             ErrorKind::UnsupportedVersion
         );
+        let mut foreign = b.clone();
+        seal_block(
+            &mut foreign,
+            BlockType::Super,
+            0,
+            0,
+            Seal {
+                uuid: [4; 16],
+                ..at
+            },
+        );
+        let e = Superblock::decode(&foreign, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    }
+
+    #[test]
+    fn a_version_1_superblock_decodes_without_root_generations() {
+        let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+        put_u32(&mut b, SB_VERSION, 1);
+        b[SB_UUID..SB_UUID + 16].copy_from_slice(&[5; 16]);
+        put_u64(&mut b, SB_DIR_ROOT, 9);
+        put_u64(&mut b, SB_DIR_ROOT + 8, 1);
+        put_u64(&mut b, SB_DIR_GEN, 77); // reserved in version 1: ignored
+        let at = Seal {
+            addr: 1,
+            gen: 3,
+            uuid: [0; 16],
+        };
+        seal_block(&mut b, BlockType::Super, 0, 0, at);
+        let sb = Superblock::decode(&b, 1).unwrap();
+        assert_eq!((sb.version, sb.uuid, sb.gen), (1, [5; 16], 3));
+        assert_eq!(
+            sb.dir,
+            Root {
+                addr: 9,
+                height: 1,
+                gen: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_newer_version_in_either_slot_refuses_the_pool() {
+        let dev = cairn_io::MemDevice::new(4 * BLOCK_SIZE_BYTES);
+        let mut sb = Superblock {
+            gen: 4,
+            version: FORMAT_VERSION,
+            uuid: [3; 16],
+            name: "p".into(),
+            device_blocks: 4,
+            dir: Root::default(),
+            rc: Root::default(),
+            space: Root::default(),
+            next_seq: 1,
+            allocated_blocks: 2,
+            data_blocks: 0,
+            meta_blocks: 2,
+            reserve_blocks: 0,
+            created_unix_secs: 0,
+        };
+        dev.write_at(0, &sb.encode()).unwrap();
+        sb.gen = 5;
+        let mut newer = sb.encode();
+        put_u32(&mut newer, SB_VERSION, FORMAT_VERSION + 1);
+        let at = Seal {
+            addr: 1,
+            gen: 5,
+            uuid: sb.uuid,
+        };
+        seal_block(&mut newer, BlockType::Super, 0, 0, at);
+        dev.write_at(BLOCK_SIZE_BYTES, &newer).unwrap();
+        let e = read_superblock(&dev).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnsupportedVersion, "{e}");
+        // A torn (checksum-failing) newest slot is only skipped.
+        newer[300] ^= 1;
+        dev.write_at(BLOCK_SIZE_BYTES, &newer).unwrap();
+        assert_eq!(read_superblock(&dev).unwrap().gen, 4);
     }
 
     #[test]
@@ -488,6 +689,7 @@ mod tests {
             root: Root {
                 addr: 77,
                 height: 3,
+                gen: 12,
             },
             logical_block_size: 512,
             flags: VF_READ_ONLY,

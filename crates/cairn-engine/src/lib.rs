@@ -9,6 +9,10 @@
 //! directory — nothing in proportion to the pool size or the mapped data. [`Storage`] groups the
 //! pools of one daemon.
 //!
+//! Every metadata block names its pool (UUID) and every pointer to one the generation that wrote
+//! it, so a stale or foreign block with a valid checksum is refused as corrupt; a pool of the
+//! previous format version is upgraded when it is opened.
+//!
 //! The on-disk format is specified in `docs/format.md`; every limit is in [`limits`].
 
 #![forbid(unsafe_code)]

@@ -5,7 +5,7 @@
 //! (see `refcount.rs`). Tree changes happen before reference drops, so shadowing a shared leaf
 //! has propagated its references by the time one is dropped.
 
-use crate::btree::{extent_of, extent_val, root_level};
+use crate::btree::{extent_of, extent_val, root_level, root_ptr};
 use crate::error::Result;
 use crate::format::Root;
 use crate::limits::EXTENT_BLOCKS_MAX;
@@ -136,7 +136,7 @@ impl Meta {
             return Ok(Root::default());
         }
         let level = root_level(K, root)?;
-        let node = self.node_at(K, root.addr, level)?;
+        let node = self.node_at(K, root_ptr(root), level)?;
         if node.is_leaf() {
             for i in 0..node.len() {
                 let (p, n) = extent_of(node.val(i));
@@ -153,8 +153,9 @@ impl Meta {
                 break;
             };
             let child = Root {
-                addr: last,
+                addr: last.addr,
                 height: root.height - 1,
+                gen: last.gen,
             };
             let left = self
                 .drop_tree_step(child, budget, pages_max)
@@ -164,7 +165,7 @@ impl Meta {
                 n.children.pop();
                 n.keys.pop();
             } else {
-                *n.children.last_mut().expect("non-empty") = left.addr;
+                *n.children.last_mut().expect("non-empty") = root_ptr(left);
             }
         }
         assert!(
@@ -178,6 +179,7 @@ impl Meta {
         Ok(Root {
             addr: a,
             height: root.height,
+            gen: self.txn_gen(),
         })
     }
 }

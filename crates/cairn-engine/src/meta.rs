@@ -19,6 +19,9 @@
 //!   dropped when evicted (it equals its durable block). A page with reserved bits is therefore
 //!   never evicted, so the reclamation rule holds at any pool size; `cache_clean_page` asserts
 //!   it. Commits touch only the pinned pages.
+//! - Every block read is verified against the pool's `Identity` (format version and UUID), and
+//!   in a version-2 pool every node and page must carry the generation its pointer expects;
+//!   `upgrade` rewrites a version-1 pool as version 2 in one transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,15 +32,17 @@ use parking_lot::RwLock;
 use crate::cache::{Lru, NodeCache};
 use crate::error::{corrupt, err, Error, ErrorKind, Result};
 use crate::format::{
-    get_u64, put_u64, seal_block, verify_block, BlockType, Root, Superblock, HDR_AUX, HEADER_BYTES,
-    SUPER_ADDRS,
+    get_u64, put_u64, seal_block, verify_block, BlockType, Identity, Root, Seal, Superblock,
+    FORMAT_VERSION, HDR_AUX, HEADER_BYTES, SUPER_ADDRS,
 };
 use crate::limits::{
     BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, DISCARD_BLOCKS_MIN,
     NODE_CACHE_NODES_MIN, PAGE_CACHE_PAGES_MIN, PAGE_CACHE_SHARE_DIVISOR,
 };
-use crate::node::{Node, TreeKind};
+use crate::node::{Node, TreeKind, SPACE_VAL_GEN};
 use crate::undo::{BitChange, Undo};
+
+mod upgrade;
 
 /// Words of one bitmap page.
 pub const PAGE_WORDS: usize = (BLOCK_SIZE_USIZE - HEADER_BYTES) / 8;
@@ -98,27 +103,52 @@ impl Page {
         set_bit(words_of(&mut self.reserved), i, v);
     }
 
-    pub fn encode(&self, page_no: u64, gen: u64) -> Vec<u8> {
+    /// Encodes page `page_no` for its location, written by generation `gen` of pool `uuid`.
+    pub fn encode(&self, page_no: u64, gen: u64, uuid: [u8; 16]) -> Vec<u8> {
         let mut b = vec![0u8; BLOCK_SIZE_USIZE];
         for (i, w) in self.bits.iter().enumerate() {
             put_u64(&mut b, HEADER_BYTES + 8 * i, *w);
         }
         put_u64(&mut b, HDR_AUX, page_no);
-        seal_block(&mut b, BlockType::Bitmap, 0, 0, self.loc, gen);
+        let at = Seal {
+            addr: self.loc,
+            gen,
+            uuid,
+        };
+        seal_block(&mut b, BlockType::Bitmap, 0, 0, at);
         b
     }
 
-    pub fn decode(b: &[u8], addr: u64, page_no: u64, gen_max: u64) -> Result<Vec<u64>> {
-        let hdr = verify_block(b, BlockType::Bitmap, addr, gen_max)?;
+    /// Decodes the bitmap of page `page_no` read from `addr` of pool `id`.
+    pub fn decode(
+        b: &[u8],
+        addr: u64,
+        page_no: u64,
+        gen_max: u64,
+        id: &Identity,
+    ) -> Result<Vec<u64>> {
+        Ok(Page::decode_with_gen(b, addr, page_no, gen_max, id)?.0)
+    }
+
+    /// [`Page::decode`] with the generation that wrote the page.
+    pub fn decode_with_gen(
+        b: &[u8],
+        addr: u64,
+        page_no: u64,
+        gen_max: u64,
+        id: &Identity,
+    ) -> Result<(Vec<u64>, u64)> {
+        let hdr = verify_block(b, BlockType::Bitmap, addr, gen_max, id)?;
         if hdr.aux != page_no {
             return Err(corrupt(format!(
                 "bitmap block {addr}: holds page {} not {page_no}",
                 hdr.aux
             )));
         }
-        Ok((0..PAGE_WORDS)
+        let words = (0..PAGE_WORDS)
             .map(|i| get_u64(b, HEADER_BYTES + 8 * i))
-            .collect())
+            .collect();
+        Ok((words, hdr.gen))
     }
 }
 
@@ -157,6 +187,9 @@ pub struct Meta {
     pub dev: Arc<dyn BlockDevice>,
     /// Last durable superblock.
     pub durable: Superblock,
+    /// The pool every block read must belong to, and the format version it is read as (a
+    /// version-1 pool until its upgrade commits; every commit writes the current version).
+    pub id: Identity,
     pub dir_root: Root,
     pub rc_root: Root,
     pub space_root: Root,
@@ -205,6 +238,7 @@ impl Meta {
             data_blocks: sb.data_blocks,
             meta_blocks: sb.meta_blocks,
             pending_blocks: 0,
+            id: sb.identity(),
             durable: sb,
             cache: NodeCache::new(nodes_max),
             dirty: HashMap::new(),
@@ -305,6 +339,12 @@ impl Meta {
         self.durable.gen
     }
 
+    /// The generation the open transaction commits as: what its new nodes and pages are
+    /// written by, and what pointers to them expect.
+    pub fn txn_gen(&self) -> u64 {
+        self.durable.gen + 1
+    }
+
     /// Anything changed since the last commit?
     pub fn is_dirty(&self) -> bool {
         !self.dirty.is_empty() || !self.pages.is_empty()
@@ -326,7 +366,13 @@ impl Meta {
             }
             return Ok(n);
         }
-        let n = Arc::new(read_node(self.dev.as_ref(), kind, addr, self.gen())?);
+        let n = Arc::new(read_node(
+            self.dev.as_ref(),
+            kind,
+            addr,
+            self.gen(),
+            &self.id,
+        )?);
         self.cache.insert(addr, n.clone());
         Ok(n)
     }
@@ -337,10 +383,12 @@ impl Meta {
         Arc::make_mut(self.dirty.get_mut(&addr).expect("node is dirty"))
     }
 
-    /// Places a new node at a freshly allocated block and returns its address.
-    pub fn new_node(&mut self, node: Node) -> Result<u64> {
+    /// Places a new node at a freshly allocated block and returns its address; the node is
+    /// written by the open transaction.
+    pub fn new_node(&mut self, mut node: Node) -> Result<u64> {
         let addr = self.alloc_meta()?;
         self.log_node(addr);
+        node.gen = self.txn_gen();
         self.dirty.insert(addr, Arc::new(node));
         Ok(addr)
     }
@@ -367,7 +415,15 @@ impl Meta {
             self.dev
                 .read_at(loc * BLOCK_SIZE_BYTES, &mut b)
                 .map_err(|e| Error::io(format!("read bitmap page {p}"), e))?;
-            page.bits = Page::decode(&b, loc, p, self.gen())?;
+            let (bits, gen) = Page::decode_with_gen(&b, loc, p, self.gen(), &self.id)?;
+            let want = get_u64(&v, SPACE_VAL_GEN);
+            if self.id.stamped() && gen != want {
+                return Err(corrupt(format!(
+                    "bitmap page {p} at block {loc}: written by generation {gen}, the space \
+                     index expects {want} (a stale or misplaced block)"
+                )));
+            }
+            page.bits = bits;
             page.loc = loc;
             let ones: u32 = page.bits.iter().map(|w| w.count_ones()).sum();
             page.free = PAGE_BITS as u32 - ones;
@@ -616,9 +672,10 @@ impl Meta {
                     changed = true;
                 }
                 let pg = &self.pages[&p];
-                let mut want = vec![0u8; 16];
+                let mut want = vec![0u8; TreeKind::Space.value_bytes()];
                 put_u64(&mut want, 0, pg.loc);
                 put_u64(&mut want, 8, u64::from(pg.free));
+                put_u64(&mut want, SPACE_VAL_GEN, self.txn_gen());
                 if self.get(TreeKind::Space, self.space_root, p)?.as_deref() != Some(&want[..]) {
                     self.space_root = self.insert(TreeKind::Space, self.space_root, p, &want)?;
                     changed = true;
@@ -636,8 +693,9 @@ impl Meta {
     pub fn commit(&mut self, mut sb: Superblock) -> Result<()> {
         assert!(self.undo.is_none(), "commit inside an operation");
         self.converge_space()?;
-        let gen = self.gen() + 1;
+        let gen = self.txn_gen();
         sb.gen = gen;
+        sb.version = FORMAT_VERSION;
         sb.dir = self.dir_root;
         sb.rc = self.rc_root;
         sb.space = self.space_root;
@@ -647,9 +705,17 @@ impl Meta {
         sb.meta_blocks = self.meta_blocks;
         sb.reserve_blocks = self.reserve_blocks;
         let mut blocks: Vec<(u64, Vec<u8>)> = Vec::with_capacity(self.dirty.len() + 8);
+        let id = Identity::current(sb.uuid);
+        let uuid = id.uuid;
         for (&addr, node) in &self.dirty {
-            let b = node.encode(addr, gen);
-            let back = Node::decode(node.kind, &b, addr, gen)?;
+            assert!(
+                node.children
+                    .iter()
+                    .all(|c| !self.dirty.contains_key(&c.addr) || c.gen == gen),
+                "node {addr} points at a node of this transaction with another generation"
+            );
+            let b = node.encode(Seal { addr, gen, uuid });
+            let back = Node::decode(node.kind, &b, addr, gen, &id)?;
             assert_eq!(
                 &back,
                 node.as_ref(),
@@ -658,9 +724,9 @@ impl Meta {
             blocks.push((addr * BLOCK_SIZE_BYTES, b));
         }
         for (&p, pg) in &self.pages {
-            let b = pg.encode(p, gen);
+            let b = pg.encode(p, gen, uuid);
             assert_eq!(
-                Page::decode(&b, pg.loc, p, gen)?,
+                Page::decode(&b, pg.loc, p, gen, &id)?,
                 pg.bits,
                 "bitmap page {p} encoding"
             );
@@ -689,6 +755,7 @@ impl Meta {
     fn after_commit(&mut self, sb: Superblock) {
         // The pool commits holding the I/O gate exclusively: no read that looked up a block
         // freed here is still running when the block becomes reusable below.
+        self.id = sb.identity();
         self.durable = sb;
         for (addr, node) in self.dirty.drain() {
             self.cache.insert(addr, node);
@@ -760,8 +827,14 @@ fn scan_page(pg: &Page, from: u64, limit: u64, want: u64) -> Option<(u64, u64)> 
     None
 }
 
-/// Reads and verifies one node straight from the device.
-pub fn read_node(dev: &dyn BlockDevice, kind: TreeKind, addr: u64, gen_max: u64) -> Result<Node> {
+/// Reads and verifies one node of pool `id` straight from the device.
+pub fn read_node(
+    dev: &dyn BlockDevice,
+    kind: TreeKind,
+    addr: u64,
+    gen_max: u64,
+    id: &Identity,
+) -> Result<Node> {
     if addr < 2 || addr >= dev.size_bytes() / BLOCK_SIZE_BYTES {
         return Err(corrupt(format!(
             "{kind:?} node address {addr} out of range"
@@ -770,7 +843,7 @@ pub fn read_node(dev: &dyn BlockDevice, kind: TreeKind, addr: u64, gen_max: u64)
     let mut b = vec![0u8; BLOCK_SIZE_USIZE];
     dev.read_at(addr * BLOCK_SIZE_BYTES, &mut b)
         .map_err(|e| Error::io(format!("read {kind:?} node {addr}"), e))?;
-    Node::decode(kind, &b, addr, gen_max)
+    Node::decode(kind, &b, addr, gen_max, id)
 }
 
 #[cfg(test)]

@@ -1,12 +1,22 @@
 //! B-tree nodes in memory and their block encoding.
 //!
 //! A node is one block: the common header, then `count` keys (u64), then either `count` child
-//! addresses (u64, internal nodes, level > 0) or `count` fixed-size values (leaves, level 0).
+//! pointers (internal nodes, level > 0) or `count` fixed-size values (leaves, level 0).
 //! Internal key `i` is a lower bound of every key under child `i` (key 0 acts as minus infinity
 //! when searching). Keys in a node are strictly increasing.
+//!
+//! Format version 2 (written): a child pointer is the child's address and the generation that
+//! wrote it (u64 each), and a space-index value carries its bitmap page's generation. Version 1
+//! (read only, to be upgraded): a child pointer is the address alone and a space-index value has
+//! no generation; decoded version-1 pointers carry generation 0 and are never encoded again. The
+//! in-memory node has one shape for both: `children` are [`Ptr`]s and values have the
+//! version-2 size ([`TreeKind::value_bytes`]).
 
 use crate::error::{corrupt, Result};
-use crate::format::{get_u32, get_u64, put_u64, seal_block, verify_block, BlockType, HEADER_BYTES};
+use crate::format::{
+    get_u32, get_u64, put_u64, seal_block, verify_block, BlockType, Identity, Seal, HEADER_BYTES,
+    VERSION_STAMPED,
+};
 use crate::limits::{
     BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, BTREE_HEIGHT_MAX, EXTENT_BLOCKS_MAX, VOLUME_SIZE_BYTES_MAX,
 };
@@ -27,18 +37,36 @@ pub enum TreeKind {
     Refcount,
     /// Volume directory: sequence number -> volume record.
     Directory,
-    /// Space-map index: bitmap page number -> (page block u64, free bits u32, reserved u32).
+    /// Space-map index: bitmap page number -> (page block u64, free bits u32, reserved u32,
+    /// page generation u64).
     Space,
 }
 
+/// Offset of the bitmap page's generation in a space-index value (version 2).
+pub const SPACE_VAL_GEN: usize = 16;
+
 impl TreeKind {
+    /// Size of a value in memory and in a version-2 leaf.
     pub const fn value_bytes(self) -> usize {
         match self {
             TreeKind::Volume => 16,
             TreeKind::Refcount => 8,
             TreeKind::Directory => crate::format::VOLUME_RECORD_BYTES,
-            TreeKind::Space => 16,
+            TreeKind::Space => SPACE_VAL_GEN + 8,
         }
+    }
+
+    /// Size of a value in a leaf of format `version`.
+    pub const fn disk_value_bytes(self, version: u32) -> usize {
+        match self {
+            TreeKind::Space if version < VERSION_STAMPED => SPACE_VAL_GEN,
+            _ => self.value_bytes(),
+        }
+    }
+
+    /// Entries a leaf of format `version` holds at most.
+    pub const fn leaf_capacity_in(self, version: u32) -> usize {
+        (BLOCK_SIZE_USIZE - HEADER_BYTES) / (8 + self.disk_value_bytes(version))
     }
 
     pub const fn block_type(self) -> BlockType {
@@ -54,21 +82,36 @@ impl TreeKind {
     pub const fn leaf_capacity(self) -> usize {
         (BLOCK_SIZE_USIZE - HEADER_BYTES) / (8 + self.value_bytes())
     }
-
-    /// Fewest entries of a non-root leaf.
-    pub const fn leaf_min(self) -> usize {
-        self.leaf_capacity() / 2
-    }
 }
 
-/// Children an internal node holds at most.
-pub const INTERNAL_CAPACITY: usize = (BLOCK_SIZE_USIZE - HEADER_BYTES) / 16;
-/// Fewest children of a non-root internal node.
-pub const INTERNAL_MIN: usize = INTERNAL_CAPACITY / 2;
+/// Children an internal node holds at most (key, child address, child generation).
+pub const INTERNAL_CAPACITY: usize = (BLOCK_SIZE_USIZE - HEADER_BYTES) / 24;
+/// Children a version-1 internal node holds at most (key, child address).
+pub const INTERNAL_CAPACITY_V1: usize = (BLOCK_SIZE_USIZE - HEADER_BYTES) / 16;
+
+/// Children an internal node of format `version` holds at most.
+pub const fn internal_capacity_in(version: u32) -> usize {
+    if version < VERSION_STAMPED {
+        INTERNAL_CAPACITY_V1
+    } else {
+        INTERNAL_CAPACITY
+    }
+}
 
 const _: () = assert!(TreeKind::Directory.leaf_capacity() >= 4);
 const _: () = assert!(TreeKind::Refcount.leaf_capacity() >= 100);
 const _: () = assert!(INTERNAL_CAPACITY >= 100);
+const _: () = assert!(INTERNAL_CAPACITY == 168 && INTERNAL_CAPACITY_V1 == 252);
+
+/// A child pointer: the child's address and the generation that wrote it (btrfs style). A
+/// child read through a pointer of a version-2 pool must carry exactly this generation: a
+/// CRC-valid block left from an earlier write of the address (a lost write, an earlier pool)
+/// fails that test. Version-1 pointers carry generation 0 (unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ptr {
+    pub addr: u64,
+    pub gen: u64,
+}
 
 /// A decoded node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,10 +119,13 @@ pub struct Node {
     pub kind: TreeKind,
     pub level: u32,
     pub keys: Vec<u64>,
-    /// Internal nodes: child addresses, one per key.
-    pub children: Vec<u64>,
+    /// Internal nodes: child pointers, one per key.
+    pub children: Vec<Ptr>,
     /// Leaves: `keys.len() * kind.value_bytes()` bytes.
     pub vals: Vec<u8>,
+    /// The generation that wrote the node (a dirty node: the open transaction's, set when it
+    /// is placed).
+    pub gen: u64,
 }
 
 impl Node {
@@ -90,6 +136,7 @@ impl Node {
             keys: Vec::new(),
             children: Vec::new(),
             vals: Vec::new(),
+            gen: 0,
         }
     }
 
@@ -110,10 +157,15 @@ impl Node {
     }
 
     pub fn min_fill(&self) -> usize {
+        self.min_fill_in(crate::format::FORMAT_VERSION)
+    }
+
+    /// Fewest entries of a non-root node in a pool of format `version`.
+    pub fn min_fill_in(&self, version: u32) -> usize {
         if self.is_leaf() {
-            self.kind.leaf_min()
+            self.kind.leaf_capacity_in(version) / 2
         } else {
-            INTERNAL_MIN
+            internal_capacity_in(version) / 2
         }
     }
 
@@ -166,8 +218,8 @@ impl Node {
         Ok(())
     }
 
-    /// Encodes into a sealed block for `addr`, written by generation `gen`.
-    pub fn encode(&self, addr: u64, gen: u64) -> Vec<u8> {
+    /// Encodes into a sealed block of the current version, placed and stamped by `at`.
+    pub fn encode(&self, at: Seal) -> Vec<u8> {
         let mut b = vec![0u8; BLOCK_SIZE_USIZE];
         let n = self.len();
         assert!(n <= self.capacity(), "node over capacity");
@@ -180,8 +232,9 @@ impl Node {
             b[off..off + self.vals.len()].copy_from_slice(&self.vals);
         } else {
             for c in &self.children {
-                put_u64(&mut b, off, *c);
-                off += 8;
+                put_u64(&mut b, off, c.addr);
+                put_u64(&mut b, off + 8, c.gen);
+                off += 16;
             }
         }
         seal_block(
@@ -189,15 +242,20 @@ impl Node {
             self.kind.block_type(),
             self.level as u16,
             n as u32,
-            addr,
-            gen,
+            at,
         );
         b
     }
 
-    /// Decodes and verifies a block read from `addr`.
-    pub fn decode(kind: TreeKind, b: &[u8], addr: u64, gen_max: u64) -> Result<Node> {
-        let hdr = verify_block(b, kind.block_type(), addr, gen_max)?;
+    /// Decodes and verifies a block read from `addr` of the pool `id` (and its version).
+    pub fn decode(
+        kind: TreeKind,
+        b: &[u8],
+        addr: u64,
+        gen_max: u64,
+        id: &Identity,
+    ) -> Result<Node> {
+        let hdr = verify_block(b, kind.block_type(), addr, gen_max, id)?;
         let level = u32::from(hdr.level);
         let n = hdr.count as usize;
         if level >= BTREE_HEIGHT_MAX {
@@ -206,9 +264,9 @@ impl Node {
             )));
         }
         let cap = if level == 0 {
-            kind.leaf_capacity()
+            kind.leaf_capacity_in(id.version)
         } else {
-            INTERNAL_CAPACITY
+            internal_capacity_in(id.version)
         };
         if n > cap {
             return Err(corrupt(format!(
@@ -227,12 +285,33 @@ impl Node {
             keys,
             children: Vec::new(),
             vals: Vec::new(),
+            gen: hdr.gen,
         };
+        let stamped = id.stamped();
         if level == 0 {
-            node.vals = b[base..base + n * kind.value_bytes()].to_vec();
+            let dvs = kind.disk_value_bytes(id.version);
+            node.vals = Vec::with_capacity(n * kind.value_bytes());
+            for i in 0..n {
+                // A version-1 value is the prefix of its version-2 form; the rest reads as 0.
+                node.vals
+                    .extend_from_slice(&b[base + i * dvs..base + (i + 1) * dvs]);
+                node.vals.resize((i + 1) * kind.value_bytes(), 0);
+            }
             node.check_values(addr)?;
+        } else if stamped {
+            node.children = (0..n)
+                .map(|i| Ptr {
+                    addr: get(base + 16 * i),
+                    gen: get(base + 16 * i + 8),
+                })
+                .collect();
         } else {
-            node.children = (0..n).map(|i| get(base + 8 * i)).collect();
+            node.children = (0..n)
+                .map(|i| Ptr {
+                    addr: get(base + 8 * i),
+                    gen: 0,
+                })
+                .collect();
         }
         Ok(node)
     }
@@ -241,6 +320,20 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::FORMAT_VERSION;
+
+    const ID: Identity = Identity {
+        version: FORMAT_VERSION,
+        uuid: [7; 16],
+    };
+
+    fn at(addr: u64, gen: u64) -> Seal {
+        Seal {
+            addr,
+            gen,
+            uuid: ID.uuid,
+        }
+    }
 
     #[test]
     fn node_round_trip_and_corruption() {
@@ -250,28 +343,74 @@ mod tests {
             n.vals
                 .extend_from_slice(&crate::btree::extent_val(100 + i, 1 + i));
         }
-        let b = n.encode(42, 5);
-        assert_eq!(Node::decode(TreeKind::Volume, &b, 42, 5).unwrap(), n);
-        assert!(Node::decode(TreeKind::Volume, &b, 43, 5).is_err());
-        assert!(Node::decode(TreeKind::Refcount, &b, 42, 5).is_err());
-        assert!(Node::decode(TreeKind::Volume, &b, 42, 4).is_err());
+        n.gen = 5;
+        let b = n.encode(at(42, 5));
+        assert_eq!(Node::decode(TreeKind::Volume, &b, 42, 5, &ID).unwrap(), n);
+        assert!(Node::decode(TreeKind::Volume, &b, 43, 5, &ID).is_err());
+        assert!(Node::decode(TreeKind::Refcount, &b, 42, 5, &ID).is_err());
+        assert!(Node::decode(TreeKind::Volume, &b, 42, 4, &ID).is_err());
+        let other = Identity {
+            uuid: [8; 16],
+            ..ID
+        };
+        let e = Node::decode(TreeKind::Volume, &b, 42, 5, &other).unwrap_err();
+        assert!(e.to_string().contains("another pool"), "{e}");
         let mut bad = b.clone();
         bad[100] ^= 0x10;
-        assert!(Node::decode(TreeKind::Volume, &bad, 42, 5).is_err());
+        assert!(Node::decode(TreeKind::Volume, &bad, 42, 5, &ID).is_err());
         // A well-sealed block with an out-of-range extent is refused too.
         let mut zero_len = n.clone();
         zero_len.vals[8..12].fill(0);
-        let b0 = zero_len.encode(42, 5);
-        assert!(Node::decode(TreeKind::Volume, &b0, 42, 5).is_err());
+        let b0 = zero_len.encode(at(42, 5));
+        assert!(Node::decode(TreeKind::Volume, &b0, 42, 5, &ID).is_err());
+        let ptr = |addr, gen| Ptr { addr, gen };
         let internal = Node {
             kind: TreeKind::Space,
             level: 2,
             keys: vec![0, 10, 20],
-            children: vec![5, 6, 7],
+            children: vec![ptr(5, 1), ptr(6, 1), ptr(7, 1)],
             vals: Vec::new(),
+            gen: 1,
         };
-        let b = internal.encode(9, 1);
-        assert_eq!(Node::decode(TreeKind::Space, &b, 9, 1).unwrap(), internal);
+        let b = internal.encode(at(9, 1));
+        assert_eq!(
+            Node::decode(TreeKind::Space, &b, 9, 1, &ID).unwrap(),
+            internal
+        );
+    }
+
+    /// A version-1 internal node (address-only pointers, up to 252 of them) and a version-1
+    /// space leaf (16-byte values) decode into the in-memory shape, generations unknown (0).
+    #[test]
+    fn version_1_nodes_decode() {
+        let v1 = Identity {
+            version: 1,
+            uuid: [0; 16],
+        };
+        let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+        let n = INTERNAL_CAPACITY_V1;
+        for i in 0..n {
+            put_u64(&mut b, HEADER_BYTES + 8 * i, i as u64 * 10);
+            put_u64(&mut b, HEADER_BYTES + 8 * (n + i), 100 + i as u64);
+        }
+        seal_block(&mut b, BlockType::VolumeNode, 1, n as u32, at(9, 3));
+        let node = Node::decode(TreeKind::Volume, &b, 9, 3, &v1).unwrap();
+        assert_eq!(node.children.len(), n);
+        assert_eq!(node.children[n - 1], Ptr { addr: 351, gen: 0 });
+        assert!(Node::decode(TreeKind::Volume, &b, 9, 3, &ID).is_err());
+        let mut b = vec![0u8; BLOCK_SIZE_USIZE];
+        let n = TreeKind::Space.leaf_capacity_in(1);
+        assert_eq!(n, 168);
+        for i in 0..n {
+            put_u64(&mut b, HEADER_BYTES + 8 * i, i as u64);
+            put_u64(&mut b, HEADER_BYTES + 8 * n + 16 * i, 500 + i as u64);
+            put_u64(&mut b, HEADER_BYTES + 8 * n + 16 * i + 8, 7);
+        }
+        seal_block(&mut b, BlockType::SpaceNode, 0, n as u32, at(9, 3));
+        let leaf = Node::decode(TreeKind::Space, &b, 9, 3, &v1).unwrap();
+        assert_eq!(leaf.val(n - 1)[..8], (500 + n as u64 - 1).to_le_bytes());
+        assert_eq!(get_u64(leaf.val(n - 1), 8), 7);
+        assert_eq!(get_u64(leaf.val(n - 1), SPACE_VAL_GEN), 0);
     }
 
     /// Decoders take anything a device may hold: random blocks with a valid seal (so decoding
@@ -296,9 +435,10 @@ mod tests {
                 rng.gen_range(0..300)
             };
             let level = if i % 2 == 0 { 0 } else { rng.gen_range(0..20) };
-            seal_block(&mut b, kind.block_type(), level, count, 7, 1);
-            let _ = Node::decode(kind, &b, 7, 1);
-            if let Ok(n) = Node::decode(kind, &b, 7, 1) {
+            seal_block(&mut b, kind.block_type(), level, count, at(7, 1));
+            let v1 = Identity { version: 1, ..ID };
+            let _ = Node::decode(kind, &b, 7, 1, &v1);
+            if let Ok(n) = Node::decode(kind, &b, 7, 1, &ID) {
                 if kind == TreeKind::Directory && n.is_leaf() {
                     for j in 0..n.len() {
                         let _ = crate::format::VolumeRecord::decode(n.val(j));
@@ -306,7 +446,7 @@ mod tests {
                 }
             }
             let _ = crate::format::Superblock::decode(&b, 1);
-            let _ = crate::meta::Page::decode(&b, 7, 0, 1);
+            let _ = crate::meta::Page::decode(&b, 7, 0, 1, &ID);
         }
     }
 }

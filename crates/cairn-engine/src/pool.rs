@@ -57,7 +57,8 @@ use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWri
 use crate::check::{check_locked, CheckReport};
 use crate::error::{err, Error, ErrorKind, Result};
 use crate::format::{
-    read_superblock, Root, Superblock, VolumeRecord, SUPER_ADDRS, VOLUME_RECORD_BYTES,
+    read_superblock, Root, Superblock, VolumeRecord, FORMAT_VERSION, SUPER_ADDRS,
+    VOLUME_RECORD_BYTES,
 };
 use crate::limits::{
     BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, COMMIT_SLACK_BLOCKS, DATA_ALLOC_HEADROOM_BLOCKS,
@@ -185,6 +186,7 @@ impl Pool {
         rand::Rng::fill(&mut rand::thread_rng(), &mut uuid[..]);
         let sb = Superblock {
             gen: 0,
+            version: FORMAT_VERSION,
             uuid,
             name: name.to_string(),
             device_blocks: blocks,
@@ -208,7 +210,9 @@ impl Pool {
     }
 
     /// Opens the pool on `dev`: the valid superblock with the highest generation, then the volume
-    /// directory (O(volumes); no volume tree, refcount or space-map block is read).
+    /// directory (O(volumes); no volume tree, refcount or space-map block is read). A pool of an
+    /// older format version is first upgraded to the current one (all its metadata rewritten in
+    /// one commit; see `docs/format.md`).
     pub fn open(dev: Arc<dyn BlockDevice>, opts: PoolOptions) -> Result<Arc<Pool>> {
         let sb = read_superblock(dev.as_ref())?;
         if dev.size_bytes() / BLOCK_SIZE_BYTES < sb.device_blocks {
@@ -222,6 +226,9 @@ impl Pool {
             ));
         }
         let mut st = State::new(dev, sb, &opts);
+        if st.meta.id.version < FORMAT_VERSION {
+            st.meta.upgrade()?;
+        }
         st.load_directory()?;
         Pool::start(st, opts)
     }
@@ -647,6 +654,7 @@ impl State {
         }
         let sb = Superblock {
             gen: 0,
+            version: FORMAT_VERSION,
             uuid: self.uuid,
             name: self.name.clone(),
             device_blocks: 0,

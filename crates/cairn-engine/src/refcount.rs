@@ -15,7 +15,7 @@ use crate::node::TreeKind;
 
 const K: TreeKind = TreeKind::Refcount;
 
-fn rc_val(len: u64, count: u32) -> [u8; 8] {
+pub(crate) fn rc_val(len: u64, count: u32) -> [u8; 8] {
     let mut v = [0u8; 8];
     v[..4].copy_from_slice(&(len as u32).to_le_bytes());
     v[4..].copy_from_slice(&count.to_le_bytes());

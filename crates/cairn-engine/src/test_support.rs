@@ -2,7 +2,8 @@
 //!
 //! Not part of the engine's API (`#[doc(hidden)]` at the crate root) and never used by the engine
 //! itself. The `pool_structured` fuzz target lists the decoded fields of a metadata block (header
-//! level, count, generation and page number; node keys and child addresses; extent, refcount,
+//! level, count, generation and page number; node keys, child addresses and the generations
+//! they expect (format version 2, the version this writes); extent, refcount,
 //! space-index and volume-record values; bitmap words; superblock roots and counters), changes
 //! some, and re-seals the block with a valid checksum, so corrupt metadata reaches the tree,
 //! space-map and directory logic behind the checksum instead of being refused by it. The field
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::format::{self as f, get_u16, get_u32, get_u64, BlockType};
 use crate::limits::{BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE};
 use crate::meta::PAGE_WORDS;
-use crate::node::{TreeKind, INTERNAL_CAPACITY};
+use crate::node::{TreeKind, INTERNAL_CAPACITY, SPACE_VAL_GEN};
 
 /// One fixed-width little-endian integer of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,9 +115,9 @@ pub fn reseal(block: &mut [u8]) {
     f::put_u32(block, f::HDR_CRC, crc);
 }
 
-/// Superblock fields: format version, flags, name length, device size, the three tree roots
-/// and heights, and the counters.
-const SUPER_FIELDS: [Field; 15] = [
+/// Superblock fields: format version, flags, name length, device size, the three tree roots,
+/// heights and generations, and the counters.
+const SUPER_FIELDS: [Field; 18] = [
     Field::new(f::SB_VERSION, 4, "version"),
     Field::new(f::SB_FLAGS, 4, "flags"),
     Field::new(f::SB_NAME_LEN, 2, "name_len"),
@@ -132,11 +133,14 @@ const SUPER_FIELDS: [Field; 15] = [
     Field::new(f::SB_DATA_BLOCKS, 8, "data_blocks"),
     Field::new(f::SB_META_BLOCKS, 8, "meta_blocks"),
     Field::new(f::SB_RESERVE, 8, "reserve"),
+    Field::new(f::SB_DIR_GEN, 8, "dir_gen"),
+    Field::new(f::SB_RC_GEN, 8, "rc_gen"),
+    Field::new(f::SB_SPACE_GEN, 8, "space_gen"),
 ];
 
 /// Volume-record fields: identity and parent (two halves each), size, mapping root and height,
-/// logical block size, flags and the name and tag lengths.
-const RECORD_FIELDS: [Field; 11] = [
+/// logical block size, flags, the name and tag lengths and the root's generation.
+const RECORD_FIELDS: [Field; 12] = [
     Field::new(f::VR_ID, 8, "id_lo"),
     Field::new(f::VR_ID + 8, 8, "id_hi"),
     Field::new(f::VR_PARENT, 8, "parent_lo"),
@@ -148,9 +152,11 @@ const RECORD_FIELDS: [Field; 11] = [
     Field::new(f::VR_FLAGS, 4, "flags"),
     Field::new(f::VR_NAME_LEN, 2, "name_len"),
     Field::new(f::VR_TAG_LEN, 2, "tag_len"),
+    Field::new(f::VR_ROOT_GEN, 8, "root_gen"),
 ];
 
-/// Keys, then child addresses (internal) or the fields of each value (leaf).
+/// Keys, then child pointers (internal: address and generation) or the fields of each value
+/// (leaf).
 fn node_fields(block: &[u8], kind: TreeKind, out: &mut Vec<Field>) {
     let level = get_u16(block, f::HDR_LEVEL);
     let cap = if level == 0 {
@@ -162,7 +168,10 @@ fn node_fields(block: &[u8], kind: TreeKind, out: &mut Vec<Field>) {
     out.extend((0..n).map(|i| Field::new(f::HEADER_BYTES + 8 * i, 8, "key")));
     let base = f::HEADER_BYTES + 8 * n;
     if level > 0 {
-        out.extend((0..n).map(|i| Field::new(base + 8 * i, 8, "child")));
+        for i in 0..n {
+            out.push(Field::new(base + 16 * i, 8, "child"));
+            out.push(Field::new(base + 16 * i + 8, 8, "child_gen"));
+        }
         return;
     }
     let value: &[Field] = match kind {
@@ -170,10 +179,11 @@ fn node_fields(block: &[u8], kind: TreeKind, out: &mut Vec<Field>) {
         TreeKind::Volume => &[Field::new(0, 8, "phys"), Field::new(8, 4, "len")],
         // (length, count)
         TreeKind::Refcount => &[Field::new(0, 4, "len"), Field::new(4, 4, "refcount")],
-        // (page block, free bits)
+        // (page block, free bits, page generation)
         TreeKind::Space => &[
             Field::new(0, 8, "page_block"),
             Field::new(8, 4, "free_bits"),
+            Field::new(SPACE_VAL_GEN, 8, "page_gen"),
         ],
         TreeKind::Directory => &RECORD_FIELDS,
     };
@@ -206,14 +216,19 @@ mod tests {
             let mut n = Node::new_leaf(kind);
             n.keys = (0..kind.leaf_capacity() as u64).collect();
             n.vals = vec![0u8; n.keys.len() * kind.value_bytes()];
-            let mut b = n.encode(9, 1);
+            let at = f::Seal {
+                addr: 9,
+                gen: 1,
+                uuid: [1; 16],
+            };
+            let mut b = n.encode(at);
             let fs = fields(&b);
             assert!(fs.iter().all(|x| x.offset + x.width <= BLOCK_SIZE_USIZE));
             assert_eq!(fs.len(), 4 + n.len() * (1 + value_fields(kind)));
             let key = fs[4 + 3];
             key.set(&mut b, 4);
             reseal(&mut b);
-            let err = Node::decode(kind, &b, 9, 1).unwrap_err();
+            let err = Node::decode(kind, &b, 9, 1, &f::Identity::current([1; 16])).unwrap_err();
             assert!(err.to_string().contains("keys out of order"), "{err}");
         }
     }
@@ -221,6 +236,7 @@ mod tests {
     fn value_fields(kind: TreeKind) -> usize {
         match kind {
             TreeKind::Directory => RECORD_FIELDS.len(),
+            TreeKind::Space => 3,
             _ => 2,
         }
     }

@@ -174,12 +174,20 @@ impl Checker {
     fn read_page(&mut self, e: &PageEntry, alloc: &mut [u64]) {
         let path = format!("space/page {}", e.page);
         let mut b = vec![0u8; BLOCK_SIZE_BYTES as usize];
-        let bits = match self.dev.read_at(e.loc * BLOCK_SIZE_BYTES, &mut b) {
-            Ok(()) => Page::decode(&b, e.loc, e.page, self.sb.gen),
+        let id = self.sb.identity();
+        let page = match self.dev.read_at(e.loc * BLOCK_SIZE_BYTES, &mut b) {
+            Ok(()) => Page::decode_with_gen(&b, e.loc, e.page, self.sb.gen, &id),
             Err(err) => Err(crate::error::Error::io("read bitmap page", err)),
         };
-        let bits = match bits {
-            Ok(bits) => bits,
+        let bits = match page {
+            Ok((_, gen)) if id.stamped() && gen != e.gen => {
+                let detail = format!(
+                    "written by generation {gen}, the space index expects {} (stale)",
+                    e.gen
+                );
+                return self.find(FindingKind::BadBlock, e.loc, &path, detail);
+            }
+            Ok((bits, _)) => bits,
             Err(err) => return self.find(FindingKind::BadBlock, e.loc, &path, err.to_string()),
         };
         let ones: u64 = bits.iter().map(|w| u64::from(w.count_ones())).sum();
