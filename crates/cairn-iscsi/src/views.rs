@@ -77,15 +77,17 @@ impl Access {
     ) -> cairn_export::Result<Access> {
         let model = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                err(ErrorKind::InvalidArgument, format!("{}: {e}", path.display()))
+                err(
+                    ErrorKind::InvalidArgument,
+                    format!("{}: {e}", path.display()),
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 seeded(seed, &ports, exports.as_ref())?
             }
             Err(e) => return Err(err(ErrorKind::Io, path.display().to_string()).with_source(e)),
         };
-        check(&model)
-            .map_err(|e| err(e.kind(), format!("{}: {}", path.display(), e.context())))?;
+        check(&model).map_err(|e| err(e.kind(), format!("{}: {}", path.display(), e.context())))?;
         if !model.views.is_empty() && !path.exists() {
             save(&path, &model)?;
         }
@@ -156,9 +158,8 @@ impl HostAccess for Access {
 fn save(path: &Path, model: &AccessModel) -> cairn_export::Result<()> {
     let bytes = serde_json::to_vec_pretty(model)
         .map_err(|e| err(ErrorKind::Io, "Cannot encode the access model").with_source(e))?;
-    write_atomic(path, &bytes).map_err(|e| {
-        err(ErrorKind::Io, format!("Cannot save {}", path.display())).with_source(e)
-    })
+    write_atomic(path, &bytes)
+        .map_err(|e| err(ErrorKind::Io, format!("Cannot save {}", path.display())).with_source(e))
 }
 
 /// The views whose initiator group holds `initiator` (lower case).
@@ -364,7 +365,13 @@ fn add_members(
     };
     let members: Vec<String> = members
         .into_iter()
-        .map(|s| if kind == GroupKind::Initiator { s.to_lowercase() } else { s })
+        .map(|s| {
+            if kind == GroupKind::Initiator {
+                s.to_lowercase()
+            } else {
+                s
+            }
+        })
         .collect();
     if let Some(unknown) = members.iter().find(|s| !valid.contains(s)) {
         return Err(err(ErrorKind::NotFound, format!("No {what} {unknown}")));
@@ -397,9 +404,8 @@ fn add_volumes(
     for (i, volume) in volumes.into_iter().enumerate() {
         let lun = match luns.get(i) {
             Some(&lun) => lun,
-            None => free_lun(m, name).ok_or_else(|| {
-                err(ErrorKind::InvalidArgument, format!("No free LUN in {name}"))
-            })?,
+            None => free_lun(m, name)
+                .ok_or_else(|| err(ErrorKind::InvalidArgument, format!("No free LUN in {name}")))?,
         };
         let g = m
             .device_groups
@@ -445,14 +451,22 @@ fn remove_members(
     name: &str,
     members: &[String],
 ) -> cairn_export::Result<()> {
-    let missing = |what: &str| err(ErrorKind::InvalidArgument, format!("{what} is not in {name}"));
+    let missing = |what: &str| {
+        err(
+            ErrorKind::InvalidArgument,
+            format!("{what} is not in {name}"),
+        )
+    };
     if kind == GroupKind::Device {
         let g = m
             .device_groups
             .iter_mut()
             .find(|g| g.name == name)
             .ok_or_else(|| no_group(kind, name))?;
-        if let Some(s) = members.iter().find(|s| !g.volumes.iter().any(|v| v.volume == **s)) {
+        if let Some(s) = members
+            .iter()
+            .find(|s| !g.volumes.iter().any(|v| v.volume == **s))
+        {
             return Err(missing(s));
         }
         g.volumes.retain(|v| !members.contains(&v.volume));
@@ -537,7 +551,10 @@ pub fn check(m: &AccessModel) -> cairn_export::Result<()> {
     }
     for g in &m.device_groups {
         if let Some(v) = g.volumes.iter().find(|v| v.lun > LUN_MAX) {
-            return bad(format!("Group {}: LUN {} is above {LUN_MAX}", g.name, v.lun));
+            return bad(format!(
+                "Group {}: LUN {} is above {LUN_MAX}",
+                g.name, v.lun
+            ));
         }
     }
     for v in &m.views {

@@ -63,9 +63,15 @@ fn group(kind: GroupKind, name: &str, members: &[&str]) -> Change {
 fn mapped(f: &Fixture) -> Access {
     let access = open(f, &[]).unwrap();
     access.apply(Change::AddInitiator(HOST.into())).unwrap();
-    access.apply(group(GroupKind::Initiator, "ig", &[HOST])).unwrap();
-    access.apply(group(GroupKind::Target, "tg", &[PORT])).unwrap();
-    access.apply(group(GroupKind::Device, "dg", &[&f.ids[0]])).unwrap();
+    access
+        .apply(group(GroupKind::Initiator, "ig", &[HOST]))
+        .unwrap();
+    access
+        .apply(group(GroupKind::Target, "tg", &[PORT]))
+        .unwrap();
+    access
+        .apply(group(GroupKind::Device, "dg", &[&f.ids[0]]))
+        .unwrap();
     access
         .apply(Change::CreateView(View {
             name: "v".into(),
@@ -85,7 +91,10 @@ fn a_view_maps_its_volumes_and_survives_a_reopen() {
     drop(access);
     let access = mapped(&f);
     let expect: BTreeMap<u16, String> = [(0, f.ids[0].clone())].into();
-    assert_eq!(access.luns_of(&HOST.to_uppercase(), PORT), Some(expect.clone()));
+    assert_eq!(
+        access.luns_of(&HOST.to_uppercase(), PORT),
+        Some(expect.clone())
+    );
     assert_eq!(access.luns_of("iqn.x:other", PORT), Some(BTreeMap::new()));
     assert_eq!(access.luns_of(HOST, "other-port"), Some(BTreeMap::new()));
     let generation = access.generation();
