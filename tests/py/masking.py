@@ -11,6 +11,15 @@ Steps:
   initiators GROUP IQN         access_group_initiator_add then _delete of a second initiator
   errors GROUP VOLUME OTHER    the refusals, each with its return code
   unmap GROUP VOLUME           volume_unmask(GROUP, VOLUME) then access_group_delete(GROUP)
+  windows-expose IQN IQN2 VOL VOL2 VOL3   discovery levels 2-3, New-MaskingSet,
+                               Add-InitiatorIdToMaskingSet, Add-VirtualDiskToMaskingSet (LUN 5)
+                               and the ExposePaths/HidePaths refusals (Masking and Mapping)
+  windows-hide IQN2 VOL2       Hide-VirtualDisk, Remove-InitiatorIdFromMaskingSet,
+                               Remove-MaskingSet
+
+The Windows sequences follow Microsoft's SMI-S provider requirements for Storage Management
+(masking sets are CIM_SCSIProtocolControllers changed through the controller configuration
+service).
 """
 import json
 import sys
@@ -241,11 +250,89 @@ def unmap(c, group, volume):
     return {"unmask": int(rc), "left": len(left), "delete": int(rc2), "views": len(views)}
 
 
+def naa(c, name):
+    return c.GetInstance(volume_path(c, name), PropertyList=["Name"])["Name"]
+
+
+def masking_sets(c):
+    return [s for s in c.EnumerateInstances("CIM_SCSIProtocolController") if s["NameFormat"] != 3]
+
+
+def windows_discovery(c):
+    """Levels 2 and 3: masking sets with their initiator IDs, target ports with their nodes."""
+    sets = {}
+    for spc in masking_sets(c):
+        ids = [h["StorageID"] for g in c.AssociatorNames(
+            spc.path, AssocClass="CIM_AssociatedInitiatorMaskingGroup")
+            for h in c.Associators(g, AssocClass="CIM_MemberOfCollection",
+                                   ResultClass="CIM_StorageHardwareID")]
+        sets[spc["ElementName"]] = sorted(ids)
+    ports = [pe["Name"] for pe in c.EnumerateInstances("CIM_iSCSIProtocolEndpoint")]
+    return {"sets": sets, "ports": ports,
+            "hardware_ids": sorted(h["StorageID"] for h in
+                                   c.EnumerateInstances("CIM_StorageHardwareID"))}
+
+
+def windows_expose(c, iqn, iqn2, vol, vol2, vol3):
+    sys_path = system(c)
+    ccs = service(c, "CIM_ControllerConfigurationService", sys_path)
+    port = c.EnumerateInstances("CIM_iSCSIProtocolEndpoint")[0]["Name"]
+    rw = [pywbem.Uint16(2)]
+    out = {"before": windows_discovery(c)}
+    rc, o = c.InvokeMethod("ExposePaths", ccs, InitiatorPortIDs=[iqn], TargetPortIDs=[port],
+                           LUNames=[naa(c, vol)], DeviceAccesses=rw)
+    out["new_masking_set"] = int(rc)
+    (spc,) = o["ProtocolControllers"]
+    out["add_initiator"] = int(c.InvokeMethod("ExposePaths", ccs, ProtocolControllers=[spc],
+                                              InitiatorPortIDs=[iqn2])[0])
+    out["add_virtual_disk"] = int(c.InvokeMethod(
+        "ExposePaths", ccs, ProtocolControllers=[spc], LUNames=[naa(c, vol2)],
+        DeviceAccesses=rw, DeviceNumbers=["5"])[0])
+    out["luns"] = sorted(u["DeviceNumber"] for u in c.References(
+        spc, ResultClass="CIM_ProtocolControllerForUnit"))
+    bogus = "6" + "0" * 31
+    refusals = {
+        "lun_in_use": dict(ProtocolControllers=[spc], LUNames=[naa(c, vol3)],
+                           DeviceNumbers=["5"]),
+        "unknown_lu": dict(ProtocolControllers=[spc], LUNames=[bogus]),
+        "bad_initiator": dict(ProtocolControllers=[spc], InitiatorPortIDs=["not-an-iqn"]),
+        "unknown_target": dict(ProtocolControllers=[spc], TargetPortIDs=["iqn.x:none,t,0x9"]),
+        "read_only_access": dict(ProtocolControllers=[spc], LUNames=[naa(c, vol3)],
+                                 DeviceAccesses=[pywbem.Uint16(3)]),
+    }
+    out["refused"] = {k: int(c.InvokeMethod("ExposePaths", ccs, **v)[0])
+                      for k, v in refusals.items()}
+    out["hide_not_exposed"] = int(c.InvokeMethod("HidePaths", ccs, ProtocolControllers=[spc],
+                                                 LUNames=[naa(c, vol3)])[0])
+    out["after"] = windows_discovery(c)
+    # The same view through Group Masking and Mapping.
+    out["group_views"] = len(c.AssociatorNames(spc, AssocClass="CIM_AssociatedDeviceMaskingGroup"))
+    return out
+
+
+def windows_hide(c, iqn2, vol2):
+    sys_path = system(c)
+    ccs = service(c, "CIM_ControllerConfigurationService", sys_path)
+    (spc,) = [s.path for s in masking_sets(c)]
+    out = {"hide_virtual_disk": int(c.InvokeMethod("HidePaths", ccs, ProtocolControllers=[spc],
+                                                   LUNames=[naa(c, vol2)])[0]),
+           "remove_initiator": int(c.InvokeMethod("HidePaths", ccs, ProtocolControllers=[spc],
+                                                  InitiatorPortIDs=[iqn2])[0])}
+    out["luns"] = sorted(u["DeviceNumber"] for u in c.References(
+        spc, ResultClass="CIM_ProtocolControllerForUnit"))
+    out["remove_masking_set"] = int(c.InvokeMethod("DeleteProtocolController", ccs,
+                                                   ProtocolController=spc)[0])
+    out["sets"] = len(masking_sets(c))
+    out["groups"] = len(c.EnumerateInstanceNames("CIM_DeviceMaskingGroup"))
+    return out
+
+
 def main():
     url, user, password, step, *args = sys.argv[1:]
     c = conn(url, user, password)
     steps = {"capabilities": capabilities, "map": map_volume, "show": show,
-             "initiators": initiators, "errors": errors, "unmap": unmap}
+             "initiators": initiators, "errors": errors, "unmap": unmap,
+             "windows-expose": windows_expose, "windows-hide": windows_hide}
     print(json.dumps(steps[step](c, *args)))
 
 

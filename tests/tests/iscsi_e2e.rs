@@ -1029,3 +1029,50 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
     let deleted = python(&daemon, "array.py", &["delete", "rw-snap"]);
     assert_eq!(deleted["rc"], 0, "unmapped, it can be deleted: {deleted}");
 }
+
+#[test]
+fn windows_masking_sets_expose_and_hide_paths_over_smis() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    assert_eq!(snap["rc"], 0, "{snap}");
+    let (host, host2) = (
+        "iqn.1991-05.com.microsoft:host1",
+        "iqn.1991-05.com.microsoft:host2",
+    );
+    let args = ["windows-expose", host, host2, "rw", "rw-snap", "ro"];
+    let exposed = python(&daemon, "masking.py", &args);
+    for step in ["new_masking_set", "add_initiator", "add_virtual_disk"] {
+        assert_eq!(exposed[step], 0, "{step}: {exposed}");
+    }
+    assert_eq!(exposed["luns"], serde_json::json!(["0", "5"]), "{exposed}");
+    let refused = serde_json::json!({
+        "lun_in_use": 4102, "unknown_lu": 4097, "bad_initiator": 4098,
+        "unknown_target": 4099, "read_only_access": 4100
+    });
+    assert_eq!(exposed["refused"], refused, "{exposed}");
+    assert_eq!(exposed["hide_not_exposed"], 4100, "{exposed}");
+    assert_eq!(exposed["before"]["sets"], serde_json::json!({}));
+    assert_eq!(
+        exposed["after"]["sets"],
+        serde_json::json!({"masking-1": [host, host2]}),
+        "{exposed}"
+    );
+    assert_eq!(
+        exposed["group_views"], 1,
+        "the view is a group masking view too"
+    );
+    for initiator in [host, host2] {
+        let seen = luns_seen_by(&daemon, initiator);
+        assert_eq!(seen.len(), 2, "{initiator}: {seen:?}");
+        assert!(seen.iter().any(|l| l.starts_with("Lun:5 ")), "{seen:?}");
+    }
+    assert!(luns_seen_by(&daemon, "iqn.1991-05.com.microsoft:other").is_empty());
+    let hidden = python(&daemon, "masking.py", &["windows-hide", host2, "rw-snap"]);
+    assert_eq!(
+        hidden,
+        serde_json::json!({"hide_virtual_disk": 0, "remove_initiator": 0, "luns": ["0"],
+                           "remove_masking_set": 0, "sets": 0, "groups": 0})
+    );
+}

@@ -116,6 +116,9 @@ pub enum Change {
     },
     CreateView(View),
     DeleteView(String),
+    /// Several changes, applied in order, all or none (Masking and Mapping's ExposePaths makes
+    /// groups and a view in one call).
+    All(Vec<Change>),
 }
 
 /// A target port: one portal of the target node.

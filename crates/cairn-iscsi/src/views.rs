@@ -258,6 +258,7 @@ fn changed(m: &mut AccessModel, change: Change, known: &Known) -> cairn_export::
         } => remove_members(m, kind, &name, &members),
         Change::DeleteGroup { kind, name, force } => delete_group(m, kind, &name, force),
         Change::CreateView(view) => create_view(m, view),
+        Change::All(changes) => changes.into_iter().try_for_each(|c| changed(m, c, known)),
         Change::DeleteView(name) => {
             let before = m.views.len();
             m.views.retain(|v| v.name != name);

@@ -1,6 +1,7 @@
 //! The methods of `Cairn_GroupMaskingMappingService` (CreateGroup, AddMembers, RemoveMembers,
 //! DeleteGroup, CreateMaskingView, DeleteMaskingView) and of
-//! `Cairn_StorageHardwareIDManagementService` (CreateStorageHardwareID, DeleteStorageHardwareID),
+//! `Cairn_StorageHardwareIDManagementService` (CreateStorageHardwareID, DeleteStorageHardwareID)
+//! and, through [`super::expose`], of `Cairn_ControllerConfigurationService`,
 //! each one `HostAccess::apply` answered at once (0 with the new element, never a job).
 //!
 //! Invariant: a refused change answers its return code and changes nothing (the access model
@@ -24,7 +25,7 @@ const ID_NOT_FOUND: u32 = 0x1000;
 /// StorageHardwareID.IDType: iSCSI Name.
 const ID_TYPE_ISCSI: u16 = 5;
 
-type Outcome = Result<MethodResult, Refusal>;
+pub(super) type Outcome = Result<MethodResult, Refusal>;
 
 /// Runs a host-access method; `None` when `call` is not one (or no host access is wired).
 pub fn invoke(p: &ArrayProvider, call: &MethodCall<'_>) -> Option<MethodResult> {
@@ -39,6 +40,15 @@ pub fn invoke(p: &ArrayProvider, call: &MethodCall<'_>) -> Option<MethodResult> 
         ("cairn_groupmaskingmappingservice", "deletegroup") => delete_group(access, call),
         ("cairn_groupmaskingmappingservice", "createmaskingview") => create_view(p, access, call),
         ("cairn_groupmaskingmappingservice", "deletemaskingview") => delete_view(access, call),
+        ("cairn_controllerconfigurationservice", "exposepaths") => {
+            super::expose::expose_paths(p, access, call)
+        }
+        ("cairn_controllerconfigurationservice", "hidepaths") => {
+            super::expose::hide_paths(p, access, call)
+        }
+        ("cairn_controllerconfigurationservice", "deleteprotocolcontroller") => {
+            super::expose::delete_controller(access, call)
+        }
         ("cairn_storagehardwareidmanagementservice", "createstoragehardwareid") => {
             create_hwid(access, call)
         }
@@ -83,7 +93,10 @@ fn ref_param<'a>(call: &'a MethodCall<'_>, name: &str) -> Result<&'a InstancePat
         .ok_or_else(|| Refusal::invalid(format!("{name} is required and must be a reference")))
 }
 
-fn refs<'a>(call: &'a MethodCall<'_>, name: &str) -> Result<Vec<&'a InstancePath>, Refusal> {
+pub(super) fn refs<'a>(
+    call: &'a MethodCall<'_>,
+    name: &str,
+) -> Result<Vec<&'a InstancePath>, Refusal> {
     match call.param(name) {
         None => Ok(Vec::new()),
         Some(Value::Array(_, items)) => items
@@ -145,7 +158,7 @@ fn create_group(access: &dyn HostAccess, call: &MethodCall<'_>) -> Outcome {
 }
 
 /// DeviceNumbers as LUNs (decimal, or hexadecimal with 0x).
-fn device_numbers(call: &MethodCall<'_>) -> Result<Vec<u16>, Refusal> {
+pub(super) fn device_numbers(call: &MethodCall<'_>) -> Result<Vec<u16>, Refusal> {
     let Some(Value::Array(_, items)) = call.param("DeviceNumbers") else {
         return Ok(Vec::new());
     };

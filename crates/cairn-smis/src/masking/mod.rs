@@ -1,4 +1,5 @@
-//! Host access over SMI-S: Group Masking and Mapping 1.5 and iSCSI Target Ports 1.1, over the
+//! Host access over SMI-S: Group Masking and Mapping 1.5, Masking and Mapping 1.6 (see
+//! [`expose`]) and iSCSI Target Ports 1.1, over the
 //! access model a block protocol keeps ([`cairn_export::access::HostAccess`]).
 //!
 //! The model is read from the `HostAccess` at each request and shown as: initiator names as
@@ -11,6 +12,7 @@
 //! Invariants: no state is kept here, so the model and the target stay one truth; paths name
 //! groups and views by their names (unique per kind), initiators by their lower-case names.
 
+mod expose;
 mod methods;
 mod ports;
 
@@ -28,14 +30,22 @@ const SPC_CLASS: &str = "Cairn_SCSIProtocolController";
 const GMMS_CLASS: &str = "Cairn_GroupMaskingMappingService";
 const HWMS_CLASS: &str = "Cairn_StorageHardwareIDManagementService";
 const GMMC_CLASS: &str = "Cairn_GroupMaskingMappingCapabilities";
+const CCS_CLASS: &str = "Cairn_ControllerConfigurationService";
+const PCMC_CLASS: &str = "Cairn_ProtocolControllerMaskingCapabilities";
+const PCMC_ID: &str = "CAIRN:PCMC";
 
 const HWID_PREFIX: &str = "CAIRN:HWID:";
 const VIEW_PREFIX: &str = "CAIRN:VIEW:";
 const GMMC_ID: &str = "CAIRN:GMMC";
 
-/// The profiles host access adds, component profiles of Array: Group Masking and Mapping and
-/// iSCSI Target Ports.
-pub const PROFILES: [(&str, &str, &str); 2] = [
+/// The profiles host access adds, component profiles of Array: Group Masking and Mapping,
+/// Masking and Mapping and iSCSI Target Ports.
+pub const PROFILES: [(&str, &str, &str); 3] = [
+    (
+        "CAIRN:Profile:MaskingMapping",
+        "Masking and Mapping",
+        "1.6.0",
+    ),
     (
         "CAIRN:Profile:GroupMaskingMapping",
         "Group Masking and Mapping",
@@ -49,7 +59,9 @@ pub const PROFILES: [(&str, &str, &str); 2] = [
 ];
 
 /// The concrete classes with instances once host access is wired.
-pub const CLASSES: [&str; 24] = [
+pub const CLASSES: [&str; 26] = [
+    CCS_CLASS,
+    PCMC_CLASS,
     GMMS_CLASS,
     GMMC_CLASS,
     HWMS_CLASS,
@@ -124,6 +136,10 @@ fn gmms_path(id: &Identity) -> InstancePath {
     id.hosted(GMMS_CLASS, "Name", "CAIRN:GroupMaskingMappingService")
 }
 
+fn ccs_path(id: &Identity) -> InstancePath {
+    id.hosted(CCS_CLASS, "Name", "CAIRN:ControllerConfigurationService")
+}
+
 fn hwms_path(id: &Identity) -> InstancePath {
     id.hosted(
         HWMS_CLASS,
@@ -146,6 +162,7 @@ pub fn registrations(
             p.component_of = vec![array_id.to_owned()];
             p.conforming_elements = match name {
                 "Group Masking and Mapping" => vec![gmms_path(id)],
+                "Masking and Mapping" => vec![ccs_path(id)],
                 _ => ports::endpoint_paths(id, &access.target_ports()),
             };
             p
@@ -180,7 +197,15 @@ pub fn instances(
                 "Hardware ID management service",
             )]
         }
+        "cairn_controllerconfigurationservice" => {
+            vec![model::service(
+                id,
+                ccs_path(id),
+                "Controller configuration service",
+            )]
+        }
         "cairn_groupmaskingmappingcapabilities" => vec![capabilities()],
+        "cairn_protocolcontrollermaskingcapabilities" => vec![masking_capabilities()],
         "cairn_storagehardwareid" => m.initiators.iter().map(|i| hwid(i)).collect(),
         "cairn_initiatormaskinggroup" | "cairn_targetmaskinggroup" | "cairn_devicemaskinggroup" => {
             groups(&m, &c)
@@ -218,6 +243,45 @@ fn capabilities() -> Instance {
         )
         .with("SupportedAsynchronousActions", u16s(&[]))
         .with_path(id_path(GMMC_CLASS, GMMC_ID))
+}
+
+fn masking_capabilities() -> Instance {
+    Instance::new(PCMC_CLASS)
+        .with("InstanceID", Value::string(PCMC_ID))
+        .with(
+            "ElementName",
+            Value::string("Masking and mapping capabilities"),
+        )
+        .with(
+            "ValidHardwareIdTypes",
+            Value::Array(cairn_cim::CimType::Uint16, vec![Value::Uint16(5)]),
+        )
+        // 3: a view may name several ports.
+        .with("PortsPerView", Value::Uint16(3))
+        .with("ClientSelectableDeviceNumbers", Value::Boolean(true))
+        .with("AttachDeviceSupported", Value::Boolean(false))
+        .with("OneHardwareIDPerView", Value::Boolean(false))
+        .with("UniqueUnitNumbersPerPort", Value::Boolean(false))
+        .with("PrivilegeDeniedSupported", Value::Boolean(false))
+        .with(
+            "ProtocolControllerRequiresAuthorizedIdentity",
+            Value::Boolean(false),
+        )
+        .with(
+            "ProtocolControllerSupportsCollections",
+            Value::Boolean(true),
+        )
+        .with("ExposePathsSupported", Value::Boolean(true))
+        .with("CreateProtocolControllerSupported", Value::Boolean(false))
+        .with(
+            "MaximumMapCount",
+            Value::Uint16(cairn_export::limits::LUNS_PER_INITIATOR_MAX),
+        )
+        .with("SPCAllowsNoLUs", Value::Boolean(true))
+        .with("SPCAllowsNoTargets", Value::Boolean(true))
+        .with("SPCAllowsNoInitiators", Value::Boolean(true))
+        .with("SPCSupportsDefaultViews", Value::Boolean(false))
+        .with_path(id_path(PCMC_CLASS, PCMC_ID))
 }
 
 fn hwid(initiator: &str) -> Instance {
@@ -329,15 +393,17 @@ fn associations(
         "cairn_concretedependency" => m
             .views
             .iter()
-            .map(|v| {
-                association(
-                    "Cairn_ConcreteDependency",
-                    ("Antecedent", gmms_path(id)),
-                    ("Dependent", view_path(id, &v.name)),
-                )
+            .flat_map(|v| {
+                [gmms_path(id), ccs_path(id)].map(|s| {
+                    association(
+                        "Cairn_ConcreteDependency",
+                        ("Antecedent", s),
+                        ("Dependent", view_path(id, &v.name)),
+                    )
+                })
             })
             .collect(),
-        "cairn_hostedservice" => [gmms_path(id), hwms_path(id)]
+        "cairn_hostedservice" => [gmms_path(id), ccs_path(id), hwms_path(id)]
             .into_iter()
             .map(|s| {
                 association(
@@ -347,11 +413,16 @@ fn associations(
                 )
             })
             .collect(),
-        "cairn_elementcapabilities" => vec![association(
-            "Cairn_ElementCapabilities",
-            ("ManagedElement", id.system_path()),
-            ("Capabilities", id_path(GMMC_CLASS, GMMC_ID)),
-        )],
+        "cairn_elementcapabilities" => [id_path(GMMC_CLASS, GMMC_ID), id_path(PCMC_CLASS, PCMC_ID)]
+            .into_iter()
+            .map(|c| {
+                association(
+                    "Cairn_ElementCapabilities",
+                    ("ManagedElement", id.system_path()),
+                    ("Capabilities", c),
+                )
+            })
+            .collect(),
         _ => view_groups(id, m, c),
     }
 }
