@@ -573,11 +573,13 @@ fn masking_views_show_each_initiator_exactly_its_luns() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());
     let host_a = "iqn.2026-01.org.cairn.test:host-a";
+    // The configured view seeds the masking views on this first start.
     let views = format!(
-        r#"{{"views":[{{"name":"a","initiators":["{host_a}"],"luns":[{{"volume":"rw","lun":5}}]}}]}}"#
+        "{POOL}[[iscsi.views]]\nname = \"a\"\ninitiators = [\"{host_a}\"]\n\
+         luns = [{{ volume = \"rw\", lun = 5 }}]\n"
     );
-    std::fs::write(data.join("iscsi-views.json"), views).unwrap();
-    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let daemon = Daemon::start(&data, &test_config(&views)).unwrap();
+    assert!(data.join("iscsi-views.json").exists());
     let portal = format!("iscsi://{}", daemon.listen.iscsi.unwrap());
     let ls = |initiator: &str| {
         let out = run(Command::new("iscsi-ls").args(["-i", initiator, "-s", &portal]));
@@ -1098,5 +1100,177 @@ fn compare_and_write_is_atomic_across_sessions_and_resets_reach_every_session() 
             .unwrap()
             .0,
         counter_block(2 * rounds)
+    );
+}
+
+/// qemu-io on LUN `lun` logged in as `initiator`.
+fn qemu_io_as(daemon: &Daemon, initiator: &str, lun: u16, commands: &[&str]) -> bool {
+    let opts = format!(
+        "driver=iscsi,transport=tcp,portal={},target={},lun={lun},initiator-name={initiator}",
+        daemon.listen.iscsi.unwrap(),
+        target_name(daemon)
+    );
+    let mut cmd = Command::new("qemu-io");
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = run(cmd.args(["--image-opts", &opts]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success()
+        && !text.contains("Pattern verification failed")
+        && !text.contains("failed:")
+}
+
+/// The LUN lines `iscsi-ls` shows to `initiator`.
+fn luns_seen_by(daemon: &Daemon, initiator: &str) -> Vec<String> {
+    let portal = format!("iscsi://{}", daemon.listen.iscsi.unwrap());
+    let out = run(Command::new("iscsi-ls").args(["-i", initiator, "-s", &portal]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("Lun:"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let caps = python(&daemon, "masking.py", &["capabilities"]);
+    assert_eq!(
+        caps["caps"],
+        serde_json::json!([
+            "ACCESS_GROUPS",
+            "ACCESS_GROUPS_GRANTED_TO_VOLUME",
+            "ACCESS_GROUP_CREATE_ISCSI_IQN",
+            "ACCESS_GROUP_DELETE",
+            "ACCESS_GROUP_INITIATOR_ADD_ISCSI_IQN",
+            "ACCESS_GROUP_INITIATOR_DELETE",
+            "TARGET_PORTS",
+            "VOLUMES_ACCESSIBLE_BY_ACCESS_GROUP",
+            "VOLUME_MASK",
+            "VOLUME_UNMASK"
+        ]),
+        "{caps}"
+    );
+    let url = iscsi_url(&daemon, lun_of(&daemon, "rw"));
+    assert!(qemu_io(&url, &["write -P 0xaa 0 1M", "flush"]));
+    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    assert_eq!(snap["rc"], 0, "{snap}");
+    assert!(qemu_io(&url, &["write -P 0xbb 0 1M", "flush"]));
+    // The raw initiator's name is the host's: its live session sees the mapping change.
+    let host = "iqn.2026-01.org.cairn.test:raw";
+    let mut live = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    live.login_ok(&target_name(&daemon), "").unwrap();
+    let mapped = python(&daemon, "masking.py", &["map", host, "hosts", "rw-snap"]);
+    for step in [
+        "create_initiator_group",
+        "create_target_group",
+        "create_device_group",
+        "create_masking_view",
+    ] {
+        assert_eq!(mapped[step], 0, "{step}: {mapped}");
+    }
+    assert_eq!(mapped["view_name_format"], 1, "{mapped}");
+    let (sense, status) = live.read_command(0, &[0u8; 6], 0).unwrap();
+    assert_eq!(
+        (status, sense[2 + 2] & 0x0f, sense[2 + 12], sense[2 + 13]),
+        (2, 6, 0x3f, 0x0e),
+        "REPORTED LUNS DATA HAS CHANGED"
+    );
+    let shown = python(&daemon, "masking.py", &["show", "hosts", "rw-snap"]);
+    assert_eq!(shown["volumes"], serde_json::json!(["rw-snap"]), "{shown}");
+    assert_eq!(shown["groups"], serde_json::json!(["hosts"]), "{shown}");
+    assert_eq!(shown["initiators"], serde_json::json!([host]), "{shown}");
+    assert_eq!(shown["luns"], serde_json::json!(["0"]), "{shown}");
+    let port = serde_json::json!([{
+        "node": target_name(&daemon),
+        "address": daemon.listen.iscsi.unwrap().to_string()
+    }]);
+    assert_eq!(shown["ports"], port, "{shown}");
+    let other = "iqn.2026-01.org.cairn.test:other";
+    assert_eq!(luns_seen_by(&daemon, host).len(), 1);
+    assert!(luns_seen_by(&daemon, other).is_empty(), "not in the group");
+    assert!(qemu_io_as(&daemon, host, 0, &["read -P 0xaa 0 1M"]));
+    let refused = python(&daemon, "masking.py", &["errors", "hosts", "rw-snap", "ro"]);
+    let table = [
+        ("unknown_initiator", 5),
+        ("unknown_volume", 5),
+        ("lun_in_use", 6),
+        ("hide_not_exposed", 5),
+        ("delete_group_in_view", 4),
+        ("name_taken", 5),
+        ("return_mapped_volume", 6),
+    ];
+    for (what, code) in table {
+        assert_eq!(refused[what], code, "{what}: {refused}");
+    }
+    assert_eq!(refused["unchanged"], true, "{refused}");
+    let inits = python(&daemon, "masking.py", &["initiators", "hosts", other]);
+    assert_eq!((&inits["add"], &inits["delete"]), (&0.into(), &0.into()));
+    assert_eq!(inits["added"], serde_json::json!([other, host]), "{inits}");
+
+    // The mapping is in the data directory: a restart keeps it.
+    drop(live);
+    daemon.stop().unwrap();
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    assert_eq!(luns_seen_by(&daemon, host).len(), 1);
+    assert!(luns_seen_by(&daemon, other).is_empty());
+    assert!(qemu_io_as(&daemon, host, 0, &["read -P 0xaa 0 1M"]));
+
+    let unmapped = python(&daemon, "masking.py", &["unmap", "hosts", "rw-snap"]);
+    assert_eq!(
+        unmapped,
+        serde_json::json!({"unmask": 0, "left": 0, "delete": 0, "views": 0})
+    );
+    let deleted = python(&daemon, "array.py", &["delete", "rw-snap"]);
+    assert_eq!(deleted["rc"], 0, "unmapped, it can be deleted: {deleted}");
+}
+
+#[test]
+fn windows_masking_sets_expose_and_hide_paths_over_smis() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
+    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    assert_eq!(snap["rc"], 0, "{snap}");
+    let (host, host2) = (
+        "iqn.1991-05.com.microsoft:host1",
+        "iqn.1991-05.com.microsoft:host2",
+    );
+    let args = ["windows-expose", host, host2, "rw", "rw-snap", "ro"];
+    let exposed = python(&daemon, "masking.py", &args);
+    for step in ["new_masking_set", "add_initiator", "add_virtual_disk"] {
+        assert_eq!(exposed[step], 0, "{step}: {exposed}");
+    }
+    assert_eq!(exposed["luns"], serde_json::json!(["0", "5"]), "{exposed}");
+    let refused = serde_json::json!({
+        "lun_in_use": 4102, "unknown_lu": 4097, "bad_initiator": 4098,
+        "unknown_target": 4099, "read_only_access": 4100
+    });
+    assert_eq!(exposed["refused"], refused, "{exposed}");
+    assert_eq!(exposed["hide_not_exposed"], 4100, "{exposed}");
+    assert_eq!(exposed["before"]["sets"], serde_json::json!({}));
+    assert_eq!(
+        exposed["after"]["sets"],
+        serde_json::json!({"masking-1": [host, host2]}),
+        "{exposed}"
+    );
+    assert_eq!(
+        exposed["group_views"], 1,
+        "the view is a group masking view too"
+    );
+    for initiator in [host, host2] {
+        let seen = luns_seen_by(&daemon, initiator);
+        assert_eq!(seen.len(), 2, "{initiator}: {seen:?}");
+        assert!(seen.iter().any(|l| l.starts_with("Lun:5 ")), "{seen:?}");
+    }
+    assert!(luns_seen_by(&daemon, "iqn.1991-05.com.microsoft:other").is_empty());
+    let hidden = python(&daemon, "masking.py", &["windows-hide", host2, "rw-snap"]);
+    assert_eq!(
+        hidden,
+        serde_json::json!({"hide_virtual_disk": 0, "remove_initiator": 0, "luns": ["0"],
+                           "remove_masking_set": 0, "sets": 0, "groups": 0})
     );
 }

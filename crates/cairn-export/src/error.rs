@@ -18,6 +18,8 @@ pub enum ErrorKind {
     OutOfRange,
     /// Misaligned, oversized or otherwise invalid arguments.
     InvalidArgument,
+    /// The name is already taken (an access-model group or view).
+    AlreadyExists,
     /// Medium or device error, corruption, or a failed pool.
     Io,
 }
@@ -31,6 +33,7 @@ impl ErrorKind {
             ErrorKind::ReadOnly => "Volume is read-only",
             ErrorKind::OutOfRange => "Out of range",
             ErrorKind::InvalidArgument => "Invalid argument",
+            ErrorKind::AlreadyExists => "Already exists",
             ErrorKind::Io => "I/O error",
         }
     }

@@ -10,6 +10,8 @@
 //!   NAA identity;
 //! - [`Error`]: the one error type, whose [`ErrorKind`] a protocol maps to its own codes (errno,
 //!   SCSI sense) once, at its edge;
+//! - [`access`]: the host access model (masking views of initiator, target-port and device
+//!   groups) and the [`access::HostAccess`] trait through which management changes it;
 //! - [`naa_name`] / [`naa_designator`]: the volume's SCSI NAA identity, the same string SMI-S
 //!   reports as `StorageVolume.Name`, so a volume has one identity on every protocol.
 //!
@@ -22,6 +24,7 @@
 //!   another.
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod engine;
 mod error;
 pub mod limits;

@@ -13,8 +13,12 @@ pub const ZERO_BUFFER_BYTES: usize = 1 << 20;
 
 const _: () = assert!(cairn_engine::limits::IO_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(REQUEST_BYTES_MAX as usize == cairn_engine::limits::IO_BYTES_MAX);
+/// Most LUNs one initiator is given by the access model (SCSI single-level LUNs below 256).
+pub const LUNS_PER_INITIATOR_MAX: u16 = 255;
+
 const _: () = assert!(REQUEST_BYTES_MAX.is_power_of_two());
 const _: () = assert!(REQUEST_BYTES_MAX % LOGICAL_BLOCK_BYTES_MAX == 0);
 const _: () = assert!(ZERO_BUFFER_BYTES <= REQUEST_BYTES_MAX as usize);
 const _: () = assert!(REQUEST_BYTES_MAX as usize % ZERO_BUFFER_BYTES == 0);
 const _: () = assert!(ZERO_BUFFER_BYTES % LOGICAL_BLOCK_BYTES_MAX as usize == 0);
+const _: () = assert!(LUNS_PER_INITIATOR_MAX <= 255);

@@ -50,7 +50,7 @@ pub const UNMAP_DESCRIPTORS_MAX: u32 = 256;
 /// Most blocks one WRITE SAME may cover (reported in VPD B0 as MAXIMUM WRITE SAME LENGTH).
 pub const WRITE_SAME_BLOCKS_MAX: u64 = 1 << 24;
 /// Most LUNs one initiator sees.
-pub const LUNS_MAX: usize = 255;
+pub const LUNS_MAX: usize = cairn_export::limits::LUNS_PER_INITIATOR_MAX as usize;
 /// Most GET LBA STATUS descriptors in one reply.
 pub const LBA_STATUS_DESCRIPTORS_MAX: usize = 512;
 /// Time a client has to finish a login.

@@ -24,7 +24,8 @@ use crate::limits;
 use crate::login::{Auth, LoginConfig};
 use crate::pr::Reservations;
 use crate::target::Target;
-use crate::views::Views;
+use crate::views::{Access, SeedView};
+use cairn_export::access::{HostAccess, TargetPort};
 
 /// How often the LUN table is compared with the exports (volumes created or deleted elsewhere).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
@@ -40,8 +41,11 @@ pub struct IscsiServerConfig {
     pub auth: Auth,
     /// The file that keeps LUN numbers across restarts.
     pub lun_map_path: PathBuf,
-    /// The masking views file (missing: every initiator sees every export).
+    /// The masking views file (missing: the seed views make it, or every initiator sees every
+    /// export).
     pub views_path: PathBuf,
+    /// The views that make the masking views file when there is none yet.
+    pub seed_views: Vec<SeedView>,
     /// The file persistent reservations with APTPL 1 are kept in.
     pub reservations_path: PathBuf,
     /// Serve a non-loopback portal without CHAP.
@@ -56,12 +60,18 @@ pub struct IscsiServerHandle {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    access: Arc<Access>,
 }
 
 impl IscsiServerHandle {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The masking views, for management to change.
+    pub fn host_access(&self) -> Arc<dyn HostAccess> {
+        self.access.clone()
     }
 
     /// Stops accepting, finishes the commands already received and closes every connection.
@@ -94,13 +104,6 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
         target_name: cfg.target_name.clone(),
         auth: cfg.auth,
     };
-    let views = Views::load(&cfg.views_path).map_err(|e| {
-        Error::new(
-            ErrorKind::Bind,
-            format!("Cannot read the masking views {}", cfg.views_path.display()),
-            Some(e),
-        )
-    })?;
     let reservations = Reservations::load(&cfg.reservations_path).map_err(|e| {
         Error::new(
             ErrorKind::Bind,
@@ -108,20 +111,6 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
                 "Cannot read the reservations {}",
                 cfg.reservations_path.display()
             ),
-            Some(e),
-        )
-    })?;
-    let target = Target::new(
-        login,
-        exports,
-        cfg.lun_map_path.clone(),
-        (views, reservations),
-        cfg.nop_interval,
-    )
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Bind,
-            format!("Cannot set up the LUN map {}", cfg.lun_map_path.display()),
             Some(e),
         )
     })?;
@@ -135,6 +124,39 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
     let local_addr = listener
         .local_addr()
         .map_err(|e| Error::new(ErrorKind::Bind, "Cannot read the bound address", Some(e)))?;
+    let port = TargetPort {
+        name: format!("{},t,0x0001", cfg.target_name),
+        target_name: cfg.target_name.clone(),
+        addr: local_addr,
+    };
+    let access = Access::open(
+        cfg.views_path.clone(),
+        &cfg.seed_views,
+        vec![port.clone()],
+        exports.clone(),
+    )
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!("Cannot set up the masking views: {e}"),
+            None,
+        )
+    })?;
+    let access = Arc::new(access);
+    let target = Target::new(
+        login,
+        exports,
+        cfg.lun_map_path.clone(),
+        (access.clone(), port.name, reservations),
+        cfg.nop_interval,
+    )
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!("Cannot set up the LUN map {}", cfg.lun_map_path.display()),
+            Some(e),
+        )
+    })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, Arc::new(target), shutdown_rx));
     tracing::info!(%local_addr, target = %cfg.target_name, "iSCSI server listening");
@@ -142,6 +164,7 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
         local_addr,
         shutdown,
         task,
+        access,
     })
 }
 

@@ -1,6 +1,6 @@
 //! The target node shared by every connection: its name and login policy, the LUN table of the
 //! no-view default, the registry of live sessions (for reinstatement and unit attentions) and
-//! the server-wide in-flight byte budget.
+//! the server-wide in-flight byte budget, and the masking views ([`Access`]) sessions see.
 //!
 //! Invariants: one live session per (initiator name, ISID) — a login with the ISID of a live
 //! session closes the old one first; a session that ends (or is replaced) releases the SPC-2
@@ -20,7 +20,7 @@ use crate::login::LoginConfig;
 use crate::lunmap::LunMap;
 use crate::pr::{Nexus, Reservations};
 use crate::scsi::sense::Sense;
-use crate::views::Views;
+use crate::views::Access;
 
 /// A reset another session asked of this one, by volume (LUN numbers differ between initiators).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +112,9 @@ pub(crate) struct Target {
     pub reservations: Reservations,
     lun_map_path: PathBuf,
     lun_map: Mutex<LunMap>,
-    views: Views,
+    /// The masking views; `port` is the target port sessions log in through.
+    access: Arc<Access>,
+    port: String,
     lun_generation: AtomicU64,
     sessions: Mutex<HashMap<(String, [u8; 6]), SessionEntry>>,
     /// Per volume: writes hold it shared, COMPARE AND WRITE exclusive.
@@ -131,7 +133,7 @@ fn nexus(initiator: &str, isid: [u8; 6]) -> Nexus {
     }
 }
 
-fn hex(id: &[u8; 16]) -> String {
+pub(crate) fn hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -140,7 +142,7 @@ impl Target {
         login: LoginConfig,
         exports: Arc<dyn Exports>,
         lun_map_path: PathBuf,
-        (views, reservations): (Views, Reservations),
+        (access, port, reservations): (Arc<Access>, String, Reservations),
         nop_interval: std::time::Duration,
     ) -> std::io::Result<Target> {
         let lun_map = LunMap::load(&lun_map_path)?;
@@ -152,7 +154,8 @@ impl Target {
             reservations,
             lun_map_path,
             lun_map: Mutex::new(lun_map),
-            views,
+            access,
+            port,
             lun_generation: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
             write_locks: Mutex::new(HashMap::new()),
@@ -189,15 +192,14 @@ impl Target {
     /// (volumes a view names that do not exist are left out).
     pub fn luns_for(&self, initiator: &str) -> std::io::Result<Vec<(u16, VolumeInfo)>> {
         let all = self.luns()?;
-        if self.views.is_empty() {
+        let Some(mapped) = self.access.luns_of(initiator, &self.port) else {
             return Ok(all);
-        }
-        let mapped = self.views.luns_of(initiator);
+        };
         Ok(mapped
             .into_iter()
-            .filter_map(|(lun, name)| {
+            .filter_map(|(lun, id)| {
                 all.iter()
-                    .find(|(_, v)| v.name == name)
+                    .find(|(_, v)| hex(&v.id) == id)
                     .map(|(_, v)| (lun, v.clone()))
             })
             .collect())
@@ -211,9 +213,9 @@ impl Target {
             .clone()
     }
 
-    /// Changes each time the LUN table changes.
+    /// Changes each time the LUN table or the masking views change (both counters only grow).
     pub fn lun_generation(&self) -> u64 {
-        self.lun_generation.load(Ordering::SeqCst)
+        self.lun_generation.load(Ordering::SeqCst) + self.access.generation()
     }
 
     /// Registers a new session, closing a live one of the same initiator and ISID.

@@ -19,10 +19,12 @@ pub use error::{Error, ErrorKind};
 pub use http::{start, CredentialSource, Credentials, SmisServerConfig, SmisServerHandle};
 
 // The SMI-S array model over an array backend (`cairn_array`): `ArrayProvider` (Array, Block Services, Replication
-// Services and Job Control profiles), its methods, jobs and cross-pool copies.
+// Services and Job Control profiles), its methods, jobs and cross-pool copies; with host access
+// wired (`ArrayOptions::host_access`), Group Masking and Mapping and iSCSI Target Ports.
 pub mod copy;
 pub mod interop;
 pub mod jobs;
+mod masking;
 mod methods;
 pub mod model;
 pub mod provider;

@@ -477,6 +477,14 @@ fn return_to_pool(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
             format!("Volume {} is being copied: terminate its job first", v.id),
         ));
     }
+    if let Some(access) = &p.opts.host_access {
+        if access.model().is_mapped(&v.id.to_string()) {
+            return Err(Refusal::new(
+                retcode::IN_USE,
+                format!("Volume {} is in a masking view: unmap it first", v.id),
+            ));
+        }
+    }
     p.array.delete_volume(v.id)?;
     Ok(ok())
 }

@@ -66,7 +66,7 @@ pub struct Identity {
     pub version: String,
 }
 
-fn u16s(v: &[u16]) -> Value {
+pub(crate) fn u16s(v: &[u16]) -> Value {
     Value::Array(
         CimType::Uint16,
         v.iter().map(|x| Value::Uint16(*x)).collect(),
@@ -90,7 +90,7 @@ impl Identity {
             .with_key("Name", &self.system_name)
     }
 
-    fn hosted(&self, class: &str, key: &str, value: &str) -> InstancePath {
+    pub(crate) fn hosted(&self, class: &str, key: &str, value: &str) -> InstancePath {
         InstancePath::new(class)
             .in_namespace(CAIRN_NAMESPACE)
             .with_key("SystemCreationClassName", SYSTEM_CLASS)
@@ -119,7 +119,7 @@ impl Identity {
     }
 }
 
-fn id_path(class: &str, id: &str) -> InstancePath {
+pub(crate) fn id_path(class: &str, id: &str) -> InstancePath {
     InstancePath::new(class)
         .in_namespace(CAIRN_NAMESPACE)
         .with_key("InstanceID", id)
@@ -674,7 +674,7 @@ fn volume(id: &Identity, _p: &PoolView, v: &Volume) -> Instance {
         .with_path(id.volume_path(v.id))
 }
 
-fn service(id: &Identity, path: InstancePath, what: &str) -> Instance {
+pub(crate) fn service(id: &Identity, path: InstancePath, what: &str) -> Instance {
     let mut inst = Instance::new(path.class_name.clone());
     for k in &path.keys {
         if let Some(s) = key_text(&path, &k.name) {

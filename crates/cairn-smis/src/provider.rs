@@ -46,6 +46,9 @@ pub struct ArrayOptions {
     pub time_before_removal: Duration,
     /// Bandwidth limit of cross-pool copies (bytes per second); `None` = as fast as the pools go.
     pub copy_rate_bytes_per_sec: Option<u64>,
+    /// The block protocol's access model: with it, Group Masking and Mapping and iSCSI Target
+    /// Ports are served (`crate::masking`) and a mapped volume is In Use.
+    pub host_access: Option<Arc<dyn cairn_export::access::HostAccess>>,
 }
 
 impl ArrayOptions {
@@ -58,6 +61,7 @@ impl ArrayOptions {
             jobs_path: None,
             time_before_removal: JOB_TIME_BEFORE_REMOVAL_DEFAULT,
             copy_rate_bytes_per_sec: None,
+            host_access: None,
         }
     }
 }
@@ -167,7 +171,16 @@ impl ArrayProvider {
             .into_iter()
             .filter(|j| j.target.is_some())
             .collect();
-        model::instances(&self.identity, snap, &jobs, self.tbr_secs(), class_name)
+        let mut out = model::instances(&self.identity, snap, &jobs, self.tbr_secs(), class_name);
+        if let Some(access) = &self.opts.host_access {
+            out.extend(crate::masking::instances(
+                &self.identity,
+                access.as_ref(),
+                self.array.as_ref(),
+                class_name,
+            ));
+        }
+        out
     }
 }
 
@@ -185,10 +198,18 @@ impl Provider for ArrayProvider {
             // The registrations reach `interop` through `registered_profiles`.
             return Vec::new();
         }
-        model::CAIRN_CLASSES
+        let mut names: Vec<String> = model::CAIRN_CLASSES
             .iter()
             .map(|s| (*s).to_owned())
-            .collect()
+            .collect();
+        if self.opts.host_access.is_some() {
+            for c in crate::masking::CLASSES {
+                if !names.iter().any(|n| n.eq_ignore_ascii_case(c)) {
+                    names.push(c.to_owned());
+                }
+            }
+        }
+        names
     }
 
     fn enumerate_instances(
@@ -298,10 +319,22 @@ impl Provider for ArrayProvider {
     }
 
     fn registered_profiles(&self) -> Vec<ProfileRegistration> {
-        model::registrations(&self.identity)
+        let mut out = model::registrations(&self.identity);
+        if let Some(access) = &self.opts.host_access {
+            let array_id = model::ARRAY_PROFILE.0;
+            out.extend(crate::masking::registrations(
+                &self.identity,
+                array_id,
+                access.as_ref(),
+            ));
+        }
+        out
     }
 
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
+        if let Some(result) = crate::masking::invoke(self, call) {
+            return Ok(result);
+        }
         Ok(crate::methods::invoke(self, call))
     }
 }

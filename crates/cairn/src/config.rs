@@ -40,6 +40,11 @@
 //! allow_insecure = false         # serve iSCSI without CHAP on a non-loopback address
 //! target_name = "iqn.2026-01.org.cairn:node1"   # first start only; then DATA_DIR/iscsi-target-name
 //! nop_interval_secs = 30         # ping an idle initiator; close it after twice this
+//!
+//! [[iscsi.views]]                # first start only (no DATA_DIR/iscsi-views.json yet)
+//! name = "db-hosts"
+//! initiators = ["iqn.1991-05.com.microsoft:db1"]
+//! luns = [{ volume = "db", lun = 0 }]
 //! ```
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
@@ -154,6 +159,8 @@ struct RawIscsi {
     allow_insecure: bool,
     target_name: Option<String>,
     nop_interval_secs: Option<u64>,
+    #[serde(default)]
+    views: Vec<cairn_iscsi::views::SeedView>,
 }
 
 /// One pool the daemon opens (or creates on first start).
@@ -186,6 +193,8 @@ pub struct Config {
     pub iscsi_allow_insecure: bool,
     pub iscsi_target_name: Option<String>,
     pub iscsi_nop_interval: Duration,
+    /// Masking views that make `iscsi-views.json` when it does not exist yet.
+    pub iscsi_seed_views: Vec<cairn_iscsi::views::SeedView>,
 }
 
 impl Config {
@@ -239,6 +248,7 @@ impl Config {
             iscsi_nop_interval: Duration::from_secs(
                 raw.iscsi.nop_interval_secs.unwrap_or(30).max(1),
             ),
+            iscsi_seed_views: raw.iscsi.views,
             data_dir,
         })
     }

@@ -161,7 +161,10 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         None => None,
     };
     let backend: Arc<dyn ArrayBackend> = Arc::new(EngineArray::new(storage));
-    let array = ArrayProvider::new(backend, array_options(config));
+    let mut options = array_options(config);
+    // SMI-S masking changes the iSCSI target's access model through the HostAccess trait.
+    options.host_access = iscsi.as_ref().map(|h| h.host_access());
+    let array = ArrayProvider::new(backend, options);
     let smis = start_smis(config, credentials, tls, &array).await?;
 
     let mut listen = serde_json::Map::new();
@@ -290,7 +293,8 @@ async fn start_nbd(
 }
 
 /// One target node per array: its IQN and LUN numbers live in the data directory, CHAP secrets
-/// in `iscsi-chap.json` (mode 0600), masking views in `iscsi-views.json`. A non-loopback portal
+/// in `iscsi-chap.json` (mode 0600), masking views in `iscsi-views.json` (seeded from the config
+/// on first start). A non-loopback portal
 /// needs CHAP or `allow_insecure`.
 async fn start_iscsi(
     config: &Config,
@@ -312,6 +316,7 @@ async fn start_iscsi(
         auth,
         lun_map_path: dir.join("iscsi-luns.json"),
         views_path: dir.join("iscsi-views.json"),
+        seed_views: config.iscsi_seed_views.clone(),
         reservations_path: dir.join("iscsi-reservations.json"),
         allow_insecure_non_loopback: config.iscsi_allow_insecure,
         nop_interval: config.iscsi_nop_interval,
