@@ -97,6 +97,11 @@ pub(crate) struct State {
     by_name: HashMap<String, u64>,
     dirty_vols: BTreeSet<u64>,
     removed_vols: BTreeSet<u64>,
+    /// Tombstones reclaim has still to drop (not quarantined), oldest first; kept exact by
+    /// every change of a record's `deleting` or `quarantined` flag (see `reclaim`).
+    tombstones: BTreeSet<u64>,
+    /// Tombstones quarantined.
+    quarantined_count: usize,
     hints: HashMap<u64, u64>,
     failed: Option<String>,
     closed: bool,
@@ -346,6 +351,7 @@ impl Pool {
     pub fn check(&self) -> Result<CheckReport> {
         let (_gate, mut st) = self.exclusive()?;
         st.commit()?;
+        st.assert_tombstones_indexed();
         check_locked(&mut st.meta)
     }
 
@@ -475,6 +481,8 @@ impl State {
             by_name: HashMap::new(),
             dirty_vols: BTreeSet::new(),
             removed_vols: BTreeSet::new(),
+            tombstones: BTreeSet::new(),
+            quarantined_count: 0,
             hints: HashMap::new(),
             failed: None,
             closed: false,
@@ -689,6 +697,8 @@ impl State {
     }
 
     fn info(&self) -> PoolInfo {
+        #[cfg(debug_assertions)]
+        self.assert_tombstones_indexed();
         let m = &self.meta;
         let usable = m.usable_blocks();
         PoolInfo {
@@ -705,7 +715,7 @@ impl State {
             volume_count: self.by_id.len(),
             generation: m.gen(),
             reclaim_pending: self.reclaim_pending(),
-            quarantined_volumes: self.vols.values().filter(|r| r.quarantined()).count(),
+            quarantined_volumes: self.quarantined_count,
         }
     }
 }
