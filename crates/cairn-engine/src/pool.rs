@@ -629,30 +629,69 @@ impl State {
         if !self.is_dirty() {
             return Ok(());
         }
-        let r = self.commit_inner();
+        // Every operation left this much usable; the commit must not take more.
+        let need = self.commit_need_blocks();
+        let allocs_before = self.meta.unfloored_allocs;
+        match self.prepare_commit() {
+            // Refused before anything was written, and undone: the transaction stays open.
+            Err(e) if e.kind() == ErrorKind::NoSpace && self.meta.undo.is_none() => {
+                debug_assert!(self.is_dirty(), "a refused commit keeps its transaction");
+                tracing::warn!("pool {}: commit refused: {e}", self.name);
+                return Err(e);
+            }
+            Err(e) => {
+                self.fail(&e);
+                return Err(e);
+            }
+            Ok(()) => {}
+        }
+        let r = self.commit_inner(need, allocs_before);
         if let Err(e) = &r {
             self.fail(e);
         }
         r
     }
 
-    fn commit_inner(&mut self) -> Result<()> {
-        // Every operation left this much usable; the commit must not take more.
-        let need = self.commit_need_blocks();
-        let allocs_before = self.meta.unfloored_allocs;
+    /// Makes every metadata change of the commit (directory records, bitmap page locations,
+    /// the space tree), each allocation preallocated where it must be, as one operation: when
+    /// a block is refused (`NoSpace`) all of it is undone. Any other error leaves the operation
+    /// open (the caller fails the pool).
+    fn prepare_commit(&mut self) -> Result<()> {
+        let removed = std::mem::take(&mut self.removed_vols);
+        let dirty = std::mem::take(&mut self.dirty_vols);
+        self.meta.begin_commit_op();
+        match self.commit_directory(&removed, &dirty) {
+            Ok(()) => {
+                self.meta.end_op();
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NoSpace => {
+                self.meta.abort_op();
+                (self.removed_vols, self.dirty_vols) = (removed, dirty);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn commit_directory(&mut self, removed: &BTreeSet<u64>, dirty: &BTreeSet<u64>) -> Result<()> {
         let mut buf = vec![0u8; VOLUME_RECORD_BYTES];
-        for seq in std::mem::take(&mut self.removed_vols) {
+        for &seq in removed {
             self.meta.dir_root = self
                 .meta
                 .remove(TreeKind::Directory, self.meta.dir_root, seq)?
                 .0;
         }
-        for seq in std::mem::take(&mut self.dirty_vols) {
+        for &seq in dirty {
             self.vols[&seq].encode(&mut buf);
             self.meta.dir_root =
                 self.meta
                     .insert(TreeKind::Directory, self.meta.dir_root, seq, &buf)?;
         }
+        self.meta.converge_space()
+    }
+
+    fn commit_inner(&mut self, need: u64, allocs_before: u64) -> Result<()> {
         let sb = Superblock {
             gen: 0,
             uuid: self.uuid,
