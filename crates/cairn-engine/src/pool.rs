@@ -102,6 +102,9 @@ pub(crate) struct State {
     tombstones: BTreeSet<u64>,
     /// Tombstones quarantined.
     quarantined_count: usize,
+    /// Tombstones keeping the tree a volume had when a write-zeroes of more than one step began
+    /// on it, by volume; queued for reclaim when that request ends (see `zero`).
+    keepers: HashMap<VolumeId, u64>,
     hints: HashMap<u64, u64>,
     failed: Option<String>,
     closed: bool,
@@ -483,6 +486,7 @@ impl State {
             removed_vols: BTreeSet::new(),
             tombstones: BTreeSet::new(),
             quarantined_count: 0,
+            keepers: HashMap::new(),
             hints: HashMap::new(),
             failed: None,
             closed: false,

@@ -72,11 +72,13 @@ impl State {
         let queued = self
             .vols
             .iter()
-            .filter(|(_, r)| r.deleting() && !r.quarantined())
+            .filter(|(seq, r)| {
+                r.deleting() && !r.quarantined() && !self.keepers.values().any(|k| k == *seq)
+            })
             .map(|(&seq, _)| seq);
         assert!(
             queued.eq(self.tombstones.iter().copied()),
-            "the reclaim queue holds exactly the tombstones not quarantined"
+            "the reclaim queue holds exactly the tombstones not quarantined nor kept"
         );
         let quarantined = self.vols.values().filter(|r| r.quarantined()).count();
         assert_eq!(
