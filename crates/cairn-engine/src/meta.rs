@@ -502,8 +502,8 @@ impl Meta {
 
     /// Makes sure block `b`, outside the preallocated reserve room, has backing storage before
     /// metadata is written to it (a full host file system must not fail a metadata write): it
-    /// preallocates `b` and the blocks after it once, and answers `NoSpace` when the host
-    /// refuses (nothing is allocated then).
+    /// preallocates `b` and the blocks after it once (`b` alone when the host has less room),
+    /// and answers `NoSpace` when the host refuses (nothing is allocated then).
     fn back_meta_block(&mut self, b: u64) -> Result<()> {
         assert!(
             b < self.device_blocks,
@@ -512,16 +512,27 @@ impl Meta {
         if self.backed.contains(&b) {
             return Ok(());
         }
-        let end = (b + META_PREALLOC_BLOCKS).min(self.device_blocks);
-        let (offset, len) = (b * BLOCK_SIZE_BYTES, (end - b) * BLOCK_SIZE_BYTES);
-        if let Err(e) = self.dev.preallocate(offset, len) {
-            // Whatever the reason, the block cannot be relied on: refused for this call only.
-            return Err(err(
-                ErrorKind::NoSpace,
-                format!("backing storage for metadata blocks {b}..{end}"),
-            )
-            .with_source(e));
-        }
+        let ahead = (b + META_PREALLOC_BLOCKS).min(self.device_blocks);
+        let end = match self
+            .dev
+            .preallocate(b * BLOCK_SIZE_BYTES, (ahead - b) * BLOCK_SIZE_BYTES)
+        {
+            Ok(()) => ahead,
+            // Less room on the host than the blocks ahead take: `b` alone. Whatever the reason
+            // for a refusal, the block cannot be relied on: refused for this call only.
+            Err(_) => {
+                self.dev
+                    .preallocate(b * BLOCK_SIZE_BYTES, BLOCK_SIZE_BYTES)
+                    .map_err(|e| {
+                        err(
+                            ErrorKind::NoSpace,
+                            format!("backing storage for metadata block {b}"),
+                        )
+                        .with_source(e)
+                    })?;
+                b + 1
+            }
+        };
         self.backed = b..end;
         Ok(())
     }

@@ -329,6 +329,10 @@ impl Pool {
                 None => st.commit(),
                 Some(e) => Err(e),
             };
+            if let (Err(e), true) = (&r, st.failed.is_none()) {
+                // A final commit the host refused: what it held goes with the pool's memory.
+                st.fail(e);
+            }
             debug_assert!(
                 r.is_ok() == st.failed.is_none(),
                 "close reports the failure"

@@ -141,6 +141,19 @@ fn grow_metadata_past_the_reserve(p: &Pool, v: VolumeId, blocks: u64) -> u64 {
     round
 }
 
+/// Trims one stamped block in every 64 (each trim shadows a leaf the snapshots share, freeing
+/// nothing, so the metadata grows); returns the blocks it unmapped (trim is advisory).
+fn spread_trims(p: &Pool, v: VolumeId, blocks: u64, round: u64) -> cairn_engine::Result<Vec<u64>> {
+    let mut unmapped = Vec::new();
+    for b in (2 * (round % 32)..blocks).step_by(64) {
+        p.trim(v, b * BS, BS)?;
+        if !p.block_status(v, b * BS, BS)?[0].mapped {
+            unmapped.push(b);
+        }
+    }
+    Ok(unmapped)
+}
+
 /// Every stamped block reads its stamp, every other block zeros.
 fn assert_volume(p: &Pool, v: VolumeId, blocks: u64, zeroed: &HashSet<u64>) {
     let mut buf = vec![0u8; BS as usize];
@@ -174,7 +187,7 @@ fn a_full_host_refuses_calls_and_never_fails_the_pool() {
     dev.fill_host(Some(0));
     let mut refused = 0;
     let mut zeroed = HashSet::new();
-    for round in 0..100u64 {
+    for round in 0..400u64 {
         let b = (round * 2 * 37) % blocks;
         let res = match round % 4 {
             0 => p
@@ -183,18 +196,26 @@ fn a_full_host_refuses_calls_and_never_fails_the_pool() {
             1 => p.write_zeroes(v, b * BS, 8 * BS).map(|()| {
                 zeroed.extend((b..b + 8).filter(|x| x % 2 == 0));
             }),
-            2 => p.trim(v, (b + 1) * BS, BS),
+            2 => spread_trims(&p, v, blocks, round).map(|t| zeroed.extend(t)),
             _ => p.flush(),
         };
         match res {
             Ok(()) => {}
             Err(e) => {
                 assert_eq!(e.kind(), ErrorKind::NoSpace, "round {round}: {e}");
+                // The host's refusal, not the pool's own metadata reserve.
+                assert!(
+                    format!("{e:#}").contains("backing storage"),
+                    "round {round}: {e}"
+                );
                 refused += 1;
             }
         }
-        assert_volume(&p, v, blocks, &zeroed);
+        if round % 16 == 0 {
+            assert_volume(&p, v, blocks, &zeroed);
+        }
     }
+    assert_volume(&p, v, blocks, &zeroed);
     assert!(refused > 0, "the full host refused nothing");
 
     // Space comes back on the host: everything commits, and survives a reopen.
@@ -206,6 +227,53 @@ fn a_full_host_refuses_calls_and_never_fails_the_pool() {
     let p = Pool::open(dev.clone(), opts()).unwrap();
     assert_volume(&p, v, blocks, &zeroed);
     assert!(p.volume_by_name(&format!("s{}", rounds - 1)).is_some());
+    assert!(p.check().unwrap().is_clean());
+    p.close().unwrap();
+}
+
+/// A commit the full host refuses keeps its transaction (the flush answers `NoSpace`, the pool
+/// stays healthy); a close that meets it reports it, and the pool reopens at its last commit.
+#[test]
+fn a_refused_commit_keeps_the_pool_and_close_reports_it() {
+    let dev = Arc::new(HostFile::new(32 * MIB));
+    let p = Pool::create(dev.clone(), "p0", opts()).unwrap();
+    let blocks = 4096;
+    let v = p
+        .create_volume("v", blocks * BS, VolumeOptions::default())
+        .unwrap()
+        .id;
+    grow_metadata_past_the_reserve(&p, v, blocks);
+    dev.fill_host(Some(0));
+    let (mut durable, mut open) = (HashSet::new(), HashSet::new());
+    let mut refused_flush = false;
+    for round in 0..400u64 {
+        let b = (round * 2 * 37) % blocks;
+        if p.write_zeroes(v, b * BS, 8 * BS).is_ok() {
+            open.extend((b..b + 8).filter(|x| x % 2 == 0));
+        }
+        if p.snapshot(v, &format!("t{round}"), VolumeOptions::default())
+            .is_ok()
+        {
+            open.extend(spread_trims(&p, v, blocks, round).unwrap());
+        }
+        match p.flush() {
+            Ok(()) => durable.clone_from(&open),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NoSpace, "round {round}: {e}");
+                refused_flush = true;
+                break;
+            }
+        }
+    }
+    assert!(refused_flush, "the full host never refused a commit");
+    // Healthy: reads answer, and show the writes of the open transaction.
+    assert_volume(&p, v, blocks, &open);
+    let e = p.close().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+    drop(p);
+    dev.fill_host(None);
+    let p = Pool::open(dev.clone(), opts()).unwrap();
+    assert_volume(&p, v, blocks, &durable);
     assert!(p.check().unwrap().is_clean());
     p.close().unwrap();
 }
