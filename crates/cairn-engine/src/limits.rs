@@ -35,6 +35,9 @@ pub const DATA_ALLOC_HEADROOM_BLOCKS: u64 = 16;
 /// The part of the metadata reserve (per mille) that only delete and reclaim may use: ordinary
 /// operations (writes, trims, write-zeroes, snapshots) stop above it.
 pub const META_FLOOR_PER_MILLE: u64 = 250;
+/// Blocks preallocated at once (fallocate in a pool file) when a metadata allocation leaves the
+/// preallocated reserve room, so later metadata blocks near it are backed already.
+pub const META_PREALLOC_BLOCKS: u64 = 256;
 /// Blocks added to the bound of what a commit allocates (superblock-independent slack).
 pub const COMMIT_SLACK_BLOCKS: u64 = 16;
 
@@ -90,6 +93,7 @@ const _: () = assert!(DATA_ALLOC_HEADROOM_BLOCKS < META_RESERVE_BLOCKS_MIN);
 const _: () = assert!(META_FLOOR_PER_MILLE > 0 && META_FLOOR_PER_MILLE < 1000);
 const _: () =
     assert!(META_RESERVE_BLOCKS_MIN * META_FLOOR_PER_MILLE / 1000 >= 4 * COMMIT_SLACK_BLOCKS);
+const _: () = assert!(META_PREALLOC_BLOCKS > 0 && META_PREALLOC_BLOCKS <= META_RESERVE_BLOCKS_MIN);
 const _: () = assert!(RECLAIM_PAGES_PER_TXN > 0 && UNMAP_ENTRIES_PER_STEP > 0);
 const _: () = assert!(LOGICAL_BLOCK_SIZES[1] as u64 == BLOCK_SIZE_BYTES);
 const _: () = assert!(BLOCK_SIZE_BYTES % LOGICAL_BLOCK_SIZES[0] as u64 == 0);

@@ -12,6 +12,10 @@
 //!   durable); a page missing from the space tree is all free.
 //! - Freed data runs of at least `DISCARD_BLOCKS_MIN` blocks (after coalescing) are discarded
 //!   once the transaction that freed them is durable, before anything can reuse them.
+//! - Metadata is written only to backed storage: the reserve's room after the superblocks is
+//!   preallocated at create and grow, and a metadata block outside it is preallocated (with its
+//!   neighbours, `META_PREALLOC_BLOCKS`) before it is allocated; when the host refuses, that
+//!   allocation answers `NoSpace` and allocates nothing.
 //! - Bitmap pages are written copy-on-write at commit; the commit loops until the allocations it
 //!   makes for its own pages and space-tree nodes converge.
 //! - Bounded pages: a changed (dirty) page is pinned in `pages` until its commit, with its
@@ -24,6 +28,7 @@
 //!   `upgrade` rewrites a version-1 pool as version 2 in one transaction.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
 use cairn_io::BlockDevice;
@@ -37,7 +42,7 @@ use crate::format::{
 };
 use crate::limits::{
     BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, DISCARD_BLOCKS_MIN,
-    NODE_CACHE_NODES_MIN, PAGE_CACHE_PAGES_MIN, PAGE_CACHE_SHARE_DIVISOR,
+    META_PREALLOC_BLOCKS, NODE_CACHE_NODES_MIN, PAGE_CACHE_PAGES_MIN, PAGE_CACHE_SHARE_DIVISOR,
 };
 use crate::node::{Node, TreeKind, SPACE_VAL_GEN};
 use crate::undo::{BitChange, Undo};
@@ -214,9 +219,11 @@ pub struct Meta {
     pub io_gate: Arc<RwLock<()>>,
     /// The open operation's undo log (see `undo.rs`).
     pub(crate) undo: Option<Box<Undo>>,
-    /// Metadata blocks allocated outside any operation (by commits), counted to check the bound
-    /// operations leave for them.
+    /// Metadata blocks allocated by commits, counted to check the bound operations leave for
+    /// them.
     pub unfloored_allocs: u64,
+    /// Blocks outside the reserve's room last preallocated for metadata (none discarded since).
+    backed: Range<u64>,
 }
 
 impl Meta {
@@ -249,6 +256,7 @@ impl Meta {
             io_gate: Arc::new(RwLock::new(())),
             undo: None,
             unfloored_allocs: 0,
+            backed: 0..0,
         }
     }
 
@@ -537,12 +545,52 @@ impl Meta {
         let Some((b, _)) = found else {
             return Err(err(ErrorKind::NoSpace, "no block left for metadata"));
         };
+        if b >= region_end {
+            self.back_meta_block(b)?;
+        }
         self.mark_allocated(b, 1, Use::Meta);
         self.meta_cursor = b + 1;
-        if self.undo.is_none() {
+        if self.undo.as_ref().is_none_or(|u| u.commit) {
             self.unfloored_allocs += 1;
         }
         Ok(b)
+    }
+
+    /// Makes sure block `b`, outside the preallocated reserve room, has backing storage before
+    /// metadata is written to it (a full host file system must not fail a metadata write): it
+    /// preallocates `b` and the blocks after it once (`b` alone when the host has less room),
+    /// and answers `NoSpace` when the host refuses (nothing is allocated then).
+    fn back_meta_block(&mut self, b: u64) -> Result<()> {
+        assert!(
+            b < self.device_blocks,
+            "metadata block {b} inside the device"
+        );
+        if self.backed.contains(&b) {
+            return Ok(());
+        }
+        let ahead = (b + META_PREALLOC_BLOCKS).min(self.device_blocks);
+        let end = match self
+            .dev
+            .preallocate(b * BLOCK_SIZE_BYTES, (ahead - b) * BLOCK_SIZE_BYTES)
+        {
+            Ok(()) => ahead,
+            // Less room on the host than the blocks ahead take: `b` alone. Whatever the reason
+            // for a refusal, the block cannot be relied on: refused for this call only.
+            Err(_) => {
+                self.dev
+                    .preallocate(b * BLOCK_SIZE_BYTES, BLOCK_SIZE_BYTES)
+                    .map_err(|e| {
+                        err(
+                            ErrorKind::NoSpace,
+                            format!("backing storage for metadata block {b}"),
+                        )
+                        .with_source(e)
+                    })?;
+                b + 1
+            }
+        };
+        self.backed = b..end;
+        Ok(())
     }
 
     /// `want` data blocks as one or more extents, preferring one contiguous run after `hint`.
@@ -655,13 +703,14 @@ impl Meta {
 
     /// Gives every dirty bitmap page a fresh location and an up-to-date index entry, looping
     /// until the allocations this makes converge.
-    fn converge_space(&mut self) -> Result<()> {
+    pub(crate) fn converge_space(&mut self) -> Result<()> {
         for _round in 0..64 {
             let mut changed = false;
             let dirty: Vec<u64> = self.pages.keys().copied().collect();
             for p in dirty {
                 if !self.pages[&p].loc_fresh {
                     let new = self.alloc_meta()?;
+                    self.log_page_loc(p);
                     let old = self.pages[&p].loc;
                     let pg = self.pages.get_mut(&p).expect("dirty page");
                     pg.loc = new;
@@ -773,6 +822,10 @@ impl Meta {
         for (s, l) in coalesce(std::mem::take(&mut self.freed_data)) {
             if l < DISCARD_BLOCKS_MIN {
                 continue;
+            }
+            if s < self.backed.end && self.backed.start < s + l {
+                // Punched out below: no longer known to be backed.
+                self.backed = 0..0;
             }
             if let Err(e) = self.dev.discard(s * BLOCK_SIZE_BYTES, l * BLOCK_SIZE_BYTES) {
                 tracing::warn!("discard of freed blocks {s}+{l} failed: {e}");

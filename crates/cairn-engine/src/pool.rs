@@ -98,6 +98,14 @@ pub(crate) struct State {
     by_name: HashMap<String, u64>,
     dirty_vols: BTreeSet<u64>,
     removed_vols: BTreeSet<u64>,
+    /// Tombstones reclaim has still to drop (not quarantined), oldest first; kept exact by
+    /// every change of a record's `deleting` or `quarantined` flag (see `reclaim`).
+    tombstones: BTreeSet<u64>,
+    /// Tombstones quarantined.
+    quarantined_count: usize,
+    /// Tombstones keeping the tree a volume had when a write-zeroes of more than one step began
+    /// on it, by volume; queued for reclaim when that request ends (see `zero`).
+    keepers: HashMap<VolumeId, u64>,
     hints: HashMap<u64, u64>,
     failed: Option<String>,
     closed: bool,
@@ -328,6 +336,10 @@ impl Pool {
                 None => st.commit(),
                 Some(e) => Err(e),
             };
+            if let (Err(e), true) = (&r, st.failed.is_none()) {
+                // A final commit the host refused: what it held goes with the pool's memory.
+                st.fail(e);
+            }
             debug_assert!(
                 r.is_ok() == st.failed.is_none(),
                 "close reports the failure"
@@ -353,6 +365,7 @@ impl Pool {
     pub fn check(&self) -> Result<CheckReport> {
         let (_gate, mut st) = self.exclusive()?;
         st.commit()?;
+        st.assert_tombstones_indexed();
         check_locked(&mut st.meta)
     }
 
@@ -482,6 +495,9 @@ impl State {
             by_name: HashMap::new(),
             dirty_vols: BTreeSet::new(),
             removed_vols: BTreeSet::new(),
+            tombstones: BTreeSet::new(),
+            quarantined_count: 0,
+            keepers: HashMap::new(),
             hints: HashMap::new(),
             failed: None,
             closed: false,
@@ -628,30 +644,69 @@ impl State {
         if !self.is_dirty() {
             return Ok(());
         }
-        let r = self.commit_inner();
+        // Every operation left this much usable; the commit must not take more.
+        let need = self.commit_need_blocks();
+        let allocs_before = self.meta.unfloored_allocs;
+        match self.prepare_commit() {
+            // Refused before anything was written, and undone: the transaction stays open.
+            Err(e) if e.kind() == ErrorKind::NoSpace && self.meta.undo.is_none() => {
+                debug_assert!(self.is_dirty(), "a refused commit keeps its transaction");
+                tracing::warn!("pool {}: commit refused: {e}", self.name);
+                return Err(e);
+            }
+            Err(e) => {
+                self.fail(&e);
+                return Err(e);
+            }
+            Ok(()) => {}
+        }
+        let r = self.commit_inner(need, allocs_before);
         if let Err(e) = &r {
             self.fail(e);
         }
         r
     }
 
-    fn commit_inner(&mut self) -> Result<()> {
-        // Every operation left this much usable; the commit must not take more.
-        let need = self.commit_need_blocks();
-        let allocs_before = self.meta.unfloored_allocs;
+    /// Makes every metadata change of the commit (directory records, bitmap page locations,
+    /// the space tree), each allocation preallocated where it must be, as one operation: when
+    /// a block is refused (`NoSpace`) all of it is undone. Any other error leaves the operation
+    /// open (the caller fails the pool).
+    fn prepare_commit(&mut self) -> Result<()> {
+        let removed = std::mem::take(&mut self.removed_vols);
+        let dirty = std::mem::take(&mut self.dirty_vols);
+        self.meta.begin_commit_op();
+        match self.commit_directory(&removed, &dirty) {
+            Ok(()) => {
+                self.meta.end_op();
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NoSpace => {
+                self.meta.abort_op();
+                (self.removed_vols, self.dirty_vols) = (removed, dirty);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn commit_directory(&mut self, removed: &BTreeSet<u64>, dirty: &BTreeSet<u64>) -> Result<()> {
         let mut buf = vec![0u8; VOLUME_RECORD_BYTES];
-        for seq in std::mem::take(&mut self.removed_vols) {
+        for &seq in removed {
             self.meta.dir_root = self
                 .meta
                 .remove(TreeKind::Directory, self.meta.dir_root, seq)?
                 .0;
         }
-        for seq in std::mem::take(&mut self.dirty_vols) {
+        for &seq in dirty {
             self.vols[&seq].encode(&mut buf);
             self.meta.dir_root =
                 self.meta
                     .insert(TreeKind::Directory, self.meta.dir_root, seq, &buf)?;
         }
+        self.meta.converge_space()
+    }
+
+    fn commit_inner(&mut self, need: u64, allocs_before: u64) -> Result<()> {
         let sb = Superblock {
             gen: 0,
             version: FORMAT_VERSION,
@@ -697,6 +752,8 @@ impl State {
     }
 
     fn info(&self) -> PoolInfo {
+        #[cfg(debug_assertions)]
+        self.assert_tombstones_indexed();
         let m = &self.meta;
         let usable = m.usable_blocks();
         PoolInfo {
@@ -713,7 +770,7 @@ impl State {
             volume_count: self.by_id.len(),
             generation: m.gen(),
             reclaim_pending: self.reclaim_pending(),
-            quarantined_volumes: self.vols.values().filter(|r| r.quarantined()).count(),
+            quarantined_volumes: self.quarantined_count,
         }
     }
 }

@@ -7,8 +7,14 @@
 //! metadata block within its floor (or that would leave too little for the next commit) is
 //! undone and answers `NoSpace`; the pool stays healthy and the operation changed nothing.
 //!
+//! A commit's metadata changes (directory records, bitmap page locations and the space tree:
+//! every allocation the commit makes) run as an operation of their own, before anything is
+//! written ([`Meta::begin_commit_op`]): a commit the host refuses backing storage for changes
+//! nothing either.
+//!
 //! Invariants:
-//! - At most one operation is open; commits happen only between operations.
+//! - At most one operation is open; commits happen only between operations (their own
+//!   preparation aside).
 //! - An aborted operation leaves the state equal to the state at `begin_op`, except for clean
 //!   nodes and bitmap pages read into memory (they hold durable contents).
 //! - Undo entries are replayed in reverse order, so the bits of a block allocated and freed in
@@ -43,9 +49,13 @@ pub(crate) struct Undo {
     nodes: HashMap<u64, Option<Arc<Node>>>,
     /// Bitmap pages before their first change: were they dirty?
     pages_dirty: HashMap<u64, bool>,
+    /// Bitmap page locations (`loc`, `loc_fresh`) before the commit's preparation changed them.
+    page_locs: HashMap<u64, (u64, bool)>,
     bits: Vec<BitChange>,
     /// `usable_blocks()` must stay above this for a metadata allocation inside the operation.
     pub floor_blocks: u64,
+    /// The operation is a commit's preparation (its allocations count as the commit's).
+    pub commit: bool,
 }
 
 impl Meta {
@@ -61,6 +71,13 @@ impl Meta {
         }));
     }
 
+    /// Opens a commit's preparation: no floor (the commit may use everything operations left),
+    /// its allocations counted as the commit's.
+    pub fn begin_commit_op(&mut self) {
+        self.begin_op(0);
+        self.undo.as_mut().expect("just opened").commit = true;
+    }
+
     /// Keeps what the open operation did.
     pub fn end_op(&mut self) {
         assert!(self.undo.take().is_some(), "no operation open");
@@ -71,6 +88,13 @@ impl Meta {
         let undo = self.undo.take().expect("no operation open");
         for change in undo.bits.iter().rev() {
             self.undo_bits(*change);
+        }
+        for (p, (loc, loc_fresh)) in undo.page_locs {
+            let pg = self
+                .pages
+                .get_mut(&p)
+                .expect("a relocated page stays pinned");
+            (pg.loc, pg.loc_fresh) = (loc, loc_fresh);
         }
         for (p, was_dirty) in undo.pages_dirty {
             assert!(self.pages.contains_key(&p), "a changed page stays pinned");
@@ -123,6 +147,14 @@ impl Meta {
         if let Some(u) = self.undo.as_mut() {
             let was = self.pages.contains_key(&p);
             u.pages_dirty.entry(p).or_insert(was);
+        }
+    }
+
+    /// Logs the location of dirty page `p` before the commit's preparation first moves it.
+    pub fn log_page_loc(&mut self, p: u64) {
+        if let Some(u) = self.undo.as_mut() {
+            let pg = self.pages.get(&p).expect("a relocated page is dirty");
+            u.page_locs.entry(p).or_insert((pg.loc, pg.loc_fresh));
         }
     }
 
@@ -246,6 +278,22 @@ mod tests {
         m.map_remove(root, 100, 900).unwrap();
         m.end_op();
         m.commit(m.durable.clone()).unwrap();
+    }
+
+    #[test]
+    fn an_undone_commit_preparation_leaves_pages_where_they_were() {
+        let mut m = test_meta(8192);
+        let root = tree(&mut m, 300);
+        m.commit(m.durable.clone()).unwrap();
+        m.map_remove(root, 0, 200).unwrap();
+        let before = image(&m);
+        m.begin_commit_op();
+        m.converge_space().unwrap();
+        assert_ne!(image(&m), before, "pages moved to fresh blocks");
+        m.abort_op();
+        assert_eq!(image(&m), before);
+        m.commit(m.durable.clone()).unwrap();
+        assert!(!m.is_dirty());
     }
 
     #[test]

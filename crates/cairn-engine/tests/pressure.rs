@@ -249,3 +249,74 @@ fn a_file_pool_preallocates_its_metadata_reserve_at_create_and_grow() {
     );
     p.close().unwrap();
 }
+
+/// A write-zeroes of many steps (more extents than one step unmaps) on a full pool whose leaves
+/// snapshots share, its metadata reserve mostly used by earlier snapshot-then-trim rounds: the
+/// steps shadow shared leaves until the reserve's floor is reached after some of them were
+/// applied. The request zeroes its whole range or answers `NoSpace` with the volume unchanged,
+/// never some blocks zeroed and the others not.
+#[test]
+fn a_write_zeroes_of_many_steps_is_all_or_nothing() {
+    let dev = Arc::new(MemDevice::new(32 * MIB));
+    let p = Pool::create(dev.clone(), "p0", opts()).unwrap();
+    let blocks = p.info().data_bytes_free / BS - 64;
+    let v = p
+        .create_volume("v", blocks * BS, VolumeOptions::default())
+        .unwrap()
+        .id;
+    fill_fragmented(&p, v, blocks);
+    // Three rounds trim blocks 0, 1 and 2 of every 64 (each trim shadows a shared leaf).
+    for round in 0..3 {
+        p.snapshot(v, &format!("r{round}"), VolumeOptions::default())
+            .unwrap();
+        for b in (round..blocks).step_by(64) {
+            p.trim(v, b * BS, BS).unwrap();
+        }
+        p.flush().unwrap();
+    }
+    let s = p.snapshot(v, "s", VolumeOptions::default()).unwrap().id;
+    let unchanged = |vol: VolumeId| {
+        let mut buf = vec![0u8; BS as usize];
+        for b in 0..blocks {
+            p.read(vol, b * BS, &mut buf).unwrap();
+            if b % 64 < 3 {
+                assert!(buf.iter().all(|&x| x == 0), "trimmed block {b} of {vol}");
+            } else {
+                assert!(buf == block_of(b + 1), "block {b} of volume {vol} changed");
+            }
+        }
+    };
+    let (steps_before, _) = p.step_counts();
+    let e = p
+        .write_zeroes(v, 0, blocks * BS)
+        .expect_err("the metadata floor is reached");
+    assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+    let (steps_after, _) = p.step_counts();
+    assert!(
+        steps_after >= steps_before + 2,
+        "refused after {} applied steps: a later step met the floor",
+        steps_after - steps_before
+    );
+    unchanged(v);
+    unchanged(s);
+    p.flush().unwrap();
+    assert!(p.check().unwrap().is_clean());
+
+    // Deleting the snapshots makes room: the same request zeroes everything, and it lasts.
+    for info in p.volumes().into_iter().filter(|i| i.id != v) {
+        p.delete_volume(info.id).unwrap();
+    }
+    p.wait_reclaim().unwrap();
+    p.write_zeroes(v, 0, blocks * BS).unwrap();
+    p.flush().unwrap();
+    p.wait_reclaim().unwrap();
+    assert!(p.check().unwrap().is_clean());
+    p.close().unwrap();
+    drop(p);
+    let p = Pool::open(dev, opts()).unwrap();
+    let mut buf = vec![1u8; (blocks * BS) as usize];
+    p.read(v, 0, &mut buf).unwrap();
+    assert!(buf.iter().all(|&x| x == 0), "the volume reads zeros");
+    assert_eq!(p.info().data_bytes_used, 0, "the zeroed blocks are free");
+    assert!(p.check().unwrap().is_clean());
+}

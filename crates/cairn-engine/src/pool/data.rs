@@ -28,7 +28,7 @@ impl Pool {
             return Ok(());
         }
         let first_block = offset / BLOCK_SIZE_BYTES;
-        let end_block = (offset + buf.len() as u64).div_ceil(BLOCK_SIZE_BYTES);
+        let end_block = request_end(id, offset, buf.len() as u64)?.div_ceil(BLOCK_SIZE_BYTES);
         let (_gate, mut state) = self.shared()?;
         let seq = state.io_target(id, offset, buf.len() as u64, false)?;
         let root = state.vols[&seq].root;
@@ -56,6 +56,8 @@ impl Pool {
             state.io_target(id, offset, 0, true)?;
             return Ok(());
         }
+        // Every chunk's offset below is then in range (the volume check comes per chunk).
+        request_end(id, offset, data.len() as u64)?;
         let mut too_dirty = false;
         for (i, chunk) in data.chunks(IO_BYTES_MAX).enumerate() {
             let at = offset + (i * IO_BYTES_MAX) as u64;
@@ -198,6 +200,17 @@ impl State {
         push(cursor, end, false);
         Ok(out)
     }
+}
+
+/// The end of a request of `len` bytes at `offset`: `OutOfRange` (for any volume) when it lies
+/// past the address space, before any arithmetic on it can overflow.
+pub(super) fn request_end(id: VolumeId, offset: u64, len: u64) -> Result<u64> {
+    offset.checked_add(len).ok_or_else(|| {
+        err(
+            ErrorKind::OutOfRange,
+            format!("offset {offset} length {len} past the end of volume {id}"),
+        )
+    })
 }
 
 /// The virtual blocks `[first, end)` a request of `len` bytes at `offset` touches (at least one,

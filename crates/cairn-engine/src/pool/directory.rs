@@ -114,6 +114,7 @@ impl Pool {
             let name = std::mem::take(&mut rec.name);
             let unindexed = st.by_name.remove(&name);
             assert_eq!(unindexed, Some(seq), "live volume {name:?} indexed by name");
+            st.index_tombstone(seq);
             st.dirty_vols.insert(seq);
             st.hints.remove(&seq);
             st.commit()?;
@@ -246,6 +247,7 @@ impl Pool {
                 let tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
                 let seq = st.next_seq - 1;
                 st.vols.insert(seq, tomb);
+                st.index_tombstone(seq);
                 st.dirty_vols.insert(seq);
             }
             let rec = st.vols.get_mut(&vseq).expect("indexed");
@@ -307,7 +309,11 @@ impl State {
                     self.by_name.insert(rec.name.clone(), first);
                 }
             }
+            let tombstone = rec.deleting();
             self.vols.insert(seq, rec);
+            if tombstone {
+                self.index_tombstone(seq);
+            }
         }
         // New volumes take `next_seq` onwards: it must lie past every record, or a new id would
         // repeat an old one, and below the limit, so counting on from it cannot overflow.

@@ -9,6 +9,10 @@
 //! - A reclaim step that meets a bad block in the tombstone's tree (`Corrupt`, or `Io` reading
 //!   it) is undone like any metadata operation; the tombstone is then quarantined (flag
 //!   `VF_QUARANTINED`, durable, never retried, its space lost) and the pool stays healthy.
+//! - The tombstones still to reclaim (`State::tombstones`) and the quarantine count are indexes
+//!   kept exact by every change of the two flags (delete, restore, load, quarantine, the end of
+//!   a reclaim), so finding the next tombstone and reporting them is O(1) in the volume count;
+//!   `check` and debug builds compare them with the records.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::VF_QUARANTINED;
@@ -44,8 +48,43 @@ impl Pool {
     }
 }
 impl State {
+    /// O(1): the tombstone index is kept exact by every flag change.
     pub(super) fn reclaim_pending(&self) -> bool {
-        self.vols.values().any(|r| r.deleting() && !r.quarantined())
+        !self.tombstones.is_empty()
+    }
+
+    /// Indexes record `seq`, which has just become (or was loaded as) a tombstone: queued for
+    /// reclaim, or counted as quarantined.
+    pub(super) fn index_tombstone(&mut self, seq: u64) {
+        let rec = &self.vols[&seq];
+        assert!(rec.deleting(), "only a tombstone is indexed as one");
+        if rec.quarantined() {
+            self.quarantined_count += 1;
+        } else {
+            let fresh = self.tombstones.insert(seq);
+            assert!(fresh, "tombstone {seq} indexed twice");
+        }
+    }
+
+    /// The tombstone index and the quarantine count agree with the records (a full scan: for
+    /// `check` and debug builds).
+    pub(super) fn assert_tombstones_indexed(&self) {
+        let queued = self
+            .vols
+            .iter()
+            .filter(|(seq, r)| {
+                r.deleting() && !r.quarantined() && !self.keepers.values().any(|k| k == *seq)
+            })
+            .map(|(&seq, _)| seq);
+        assert!(
+            queued.eq(self.tombstones.iter().copied()),
+            "the reclaim queue holds exactly the tombstones not quarantined nor kept"
+        );
+        let quarantined = self.vols.values().filter(|r| r.quarantined()).count();
+        assert_eq!(
+            quarantined, self.quarantined_count,
+            "the quarantine count is exact"
+        );
     }
 
     /// One bounded reclaim transaction on the first tombstone not quarantined, committed. It
@@ -54,13 +93,16 @@ impl State {
     /// pages; it may use the metadata floor, and when even that is short it retries with half
     /// the entries (freeing helps only once committed: a freed block waits for durability).
     pub(super) fn reclaim_step(&mut self) -> Result<()> {
-        let Some((&seq, rec)) = self
-            .vols
-            .iter()
-            .find(|(_, r)| r.deleting() && !r.quarantined())
-        else {
+        #[cfg(debug_assertions)]
+        self.assert_tombstones_indexed();
+        let Some(&seq) = self.tombstones.first() else {
             return Ok(());
         };
+        let rec = &self.vols[&seq];
+        assert!(
+            rec.deleting() && !rec.quarantined(),
+            "the reclaim queue holds tombstones"
+        );
         let root = rec.root;
         let mut entries_max = RECLAIM_ENTRIES_PER_TXN;
         let (left, used) = loop {
@@ -85,6 +127,7 @@ impl State {
             "a reclaim step makes progress"
         );
         if left.addr == 0 {
+            self.tombstones.remove(&seq);
             self.vols.remove(&seq);
             self.dirty_vols.remove(&seq);
             self.removed_vols.insert(seq);
@@ -110,6 +153,9 @@ impl State {
             .expect("the tombstone being reclaimed");
         assert!(rec.deleting(), "only a tombstone is quarantined");
         rec.flags |= VF_QUARANTINED;
+        let queued = self.tombstones.remove(&seq);
+        assert!(queued, "a quarantined tombstone was queued for reclaim");
+        self.quarantined_count += 1;
         self.dirty_vols.insert(seq);
     }
 }

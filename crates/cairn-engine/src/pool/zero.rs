@@ -13,10 +13,17 @@
 //!   successfully, and a partial block it cannot rewrite keeps its data.
 //! - Write-zeroes rewrites partial blocks to fresh blocks only (never in place) and maps them in
 //!   the same metadata operation as its first unmapping step, so when that step fails nothing
-//!   has changed. A later step (requests of more than `UNMAP_ENTRIES_PER_STEP` extents) that
-//!   finds no metadata space answers `NoSpace` with the blocks before it already zeroed.
+//!   has changed.
+//! - A write-zeroes of more than one step (more than `UNMAP_ENTRIES_PER_STEP` extents) is all or
+//!   nothing too: it holds every block of its volume, and its first step also keeps the
+//!   volume's tree as it was in a tombstone of its own (one reference added, a directory
+//!   record: a keeper, `State::keepers`). When a later step fails, the volume takes the kept
+//!   tree back (no other write went into the volume meanwhile) and the partly zeroed tree
+//!   becomes the tombstone; either way the keeper is queued for reclaim when the request ends.
+//!   After a crash in the middle the keeper is an ordinary durable tombstone, reclaimed on open.
 
 use crate::error::{ErrorKind, Result};
+use crate::format::{VF_DELETING, VF_HIDDEN};
 use crate::limits::{BLOCK_SIZE_BYTES, UNMAP_ENTRIES_PER_STEP};
 use crate::types::VolumeId;
 
@@ -33,6 +40,15 @@ enum Zeroing {
 
 /// Where the next step of a request starts: `None` when it is done.
 type Next = Option<u64>;
+
+/// What the first step of a request did.
+#[derive(Debug, PartialEq, Eq)]
+enum First {
+    /// Applied; the request goes on from `Next`.
+    Applied(Next),
+    /// Nothing: a write-zeroes of more than one step must hold the whole volume first.
+    WholeVolume,
+}
 
 impl Pool {
     /// Unmaps a range (advisory: it may keep data where space for the change is lacking, and
@@ -53,7 +69,35 @@ impl Pool {
             return Ok(());
         }
         let (first_block, end_block) = block_span(offset, len);
-        let _blocks = self.inner.blocks.lock(id, first_block, end_block);
+        {
+            let _blocks = self.inner.blocks.lock(id, first_block, end_block);
+            if self.zero_steps(id, offset, len, how, false)? {
+                return Ok(());
+            }
+        }
+        // A write-zeroes of more than one step: no other write to the volume until it ends, so
+        // giving the volume its kept tree back on failure loses nothing.
+        let _volume = self.inner.blocks.lock(id, 0, u64::MAX);
+        let r = self.zero_steps(id, offset, len, how, true);
+        if let Ok((_gate, mut state)) = self.shared() {
+            state.end_keeper(id, r.is_ok());
+        }
+        self.inner.wake.notify_all();
+        let done = r?;
+        assert!(done, "a request holding its whole volume runs to its end");
+        Ok(())
+    }
+
+    /// Runs a request in steps; `Ok(false)` when it changed nothing and must hold the whole
+    /// volume first (`whole` says whether it does).
+    fn zero_steps(
+        &self,
+        id: VolumeId,
+        offset: u64,
+        len: u64,
+        how: Zeroing,
+        whole: bool,
+    ) -> Result<bool> {
         let mut next: Next = None;
         let mut committed = false;
         loop {
@@ -61,16 +105,19 @@ impl Pool {
                 let (_gate, mut state) = self.shared()?;
                 let seq = state.io_target(id, offset, len, true)?;
                 let step = match next {
-                    None => state.first_zero_step(seq, offset, len, how),
-                    Some(from) => {
-                        state.unmap_step(seq, from, (offset + len) / BLOCK_SIZE_BYTES, how)
-                    }
+                    None => state.first_zero_step(seq, offset, len, how, whole),
+                    Some(from) => state
+                        .unmap_step(seq, from, (offset + len) / BLOCK_SIZE_BYTES, how)
+                        .map(First::Applied),
                 };
                 (step, state.meta.pending_blocks > 0, state.too_dirty())
             };
             match step {
-                Ok(None) => return self.commit_if_too_dirty(too_dirty),
-                Ok(Some(from)) => {
+                Ok(First::WholeVolume) => return Ok(false),
+                Ok(First::Applied(None)) => {
+                    return self.commit_if_too_dirty(too_dirty).map(|()| true)
+                }
+                Ok(First::Applied(Some(from))) => {
                     next = Some(from);
                     self.commit_if_too_dirty(too_dirty)?;
                 }
@@ -106,7 +153,14 @@ fn split_request(offset: u64, len: u64) -> ((u64, u64), Vec<(u64, u64)>) {
 
 impl State {
     /// The first step of a request: its partial blocks and its first unmapping step.
-    fn first_zero_step(&mut self, seq: u64, offset: u64, len: u64, how: Zeroing) -> Result<Next> {
+    fn first_zero_step(
+        &mut self,
+        seq: u64,
+        offset: u64,
+        len: u64,
+        how: Zeroing,
+        whole: bool,
+    ) -> Result<First> {
         let ((from, to), partial) = split_request(offset, len);
         let mut mapped = Vec::with_capacity(partial.len());
         for (a, b) in partial {
@@ -120,11 +174,11 @@ impl State {
                     self.trim_partial(seq, a, b)?;
                 }
                 if from < to {
-                    return self.unmap_step(seq, from, to, how);
+                    return self.unmap_step(seq, from, to, how).map(First::Applied);
                 }
-                Ok(None)
+                Ok(First::Applied(None))
             }
-            Zeroing::WriteZeroes => self.zeroes_first_step(seq, &mapped, from, to),
+            Zeroing::WriteZeroes => self.zeroes_first_step(seq, &mapped, from, to, whole),
         }
     }
 
@@ -166,13 +220,47 @@ impl State {
     }
 
     /// Write-zeroes' first step in one metadata operation: its partial blocks rewritten to fresh
-    /// blocks and the first unmapping step. On any error nothing is mapped or unmapped.
+    /// blocks and the first unmapping step, and, when more steps follow, the keeper of the
+    /// volume's tree (only while the whole volume is held: `whole`). On any error nothing is
+    /// mapped or unmapped.
     fn zeroes_first_step(
         &mut self,
         seq: u64,
         partial: &[(u64, u64)],
         from: u64,
         to: u64,
+        whole: bool,
+    ) -> Result<First> {
+        let root = self.vols[&seq].root;
+        let (stop, entries) = if from < to {
+            self.meta
+                .map_step_end(root, from, to, UNMAP_ENTRIES_PER_STEP)?
+        } else {
+            (to, 0)
+        };
+        let more = stop < to;
+        if more && !whole {
+            return Ok(First::WholeVolume);
+        }
+        if more {
+            self.add_keeper(seq);
+        }
+        let r = self.zeroes_first_change(seq, partial, (from, stop, to), entries, more);
+        if r.is_err() && more {
+            self.drop_keeper(seq);
+        }
+        r.map(First::Applied)
+    }
+
+    /// The change of write-zeroes' first step: unmaps `[from, stop)` of `[from, to)` (after one
+    /// reference added to the tree a keeper holds, when `kept`) and maps the partial blocks.
+    fn zeroes_first_change(
+        &mut self,
+        seq: u64,
+        partial: &[(u64, u64)],
+        (from, stop, to): (u64, u64, u64),
+        entries: usize,
+        kept: bool,
     ) -> Result<Next> {
         let zeros = vec![0u8; BLOCK_SIZE_BYTES as usize];
         let mut plans: Vec<WritePlan<'_>> = Vec::with_capacity(partial.len());
@@ -189,13 +277,12 @@ impl State {
             }
         }
         let root = self.vols[&seq].root;
-        let (stop, entries) = if from < to {
-            self.meta
-                .map_step_end(root, from, to, UNMAP_ENTRIES_PER_STEP)?
-        } else {
-            (to, 0)
-        };
         let changed = self.meta_op(Tier::Ordinary, |meta| {
+            // The keeper's reference first: the steps then shadow a shared tree and drop nothing
+            // the kept tree still maps.
+            if kept {
+                meta.rc_inc(root.addr, 1)?;
+            }
             let mut root = root;
             if from < stop {
                 root = meta.map_remove(root, from, stop)?;
@@ -213,6 +300,52 @@ impl State {
             }
             Err(e) => Err(self.give_back_all(&plans, e)),
         }
+    }
+
+    /// Keeps volume `seq`'s tree in a new tombstone, not queued for reclaim yet.
+    fn add_keeper(&mut self, seq: u64) {
+        let rec = &self.vols[&seq];
+        let (id, root) = (VolumeId(rec.id), rec.root);
+        assert!(
+            root.addr != 0,
+            "a write-zeroes of many steps has a tree to keep"
+        );
+        let keeper = self.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, root);
+        let k = self.next_seq - 1;
+        self.vols.insert(k, keeper);
+        self.dirty_vols.insert(k);
+        let before = self.keepers.insert(id, k);
+        assert!(
+            before.is_none(),
+            "one keeper per volume (its blocks are held)"
+        );
+    }
+
+    /// Removes the keeper of volume `seq` added in a step that was undone.
+    fn drop_keeper(&mut self, seq: u64) {
+        let id = VolumeId(self.vols[&seq].id);
+        let k = self.keepers.remove(&id).expect("the keeper just added");
+        self.vols.remove(&k);
+        self.dirty_vols.remove(&k);
+    }
+
+    /// Ends a write-zeroes of many steps on volume `id`: unless it was `applied` (and the
+    /// volume still exists), the volume takes its kept tree back and the keeper takes the
+    /// partly zeroed one; the keeper is then queued for reclaim. No-op without a keeper (the
+    /// first step failed).
+    fn end_keeper(&mut self, id: VolumeId, applied: bool) {
+        let Some(k) = self.keepers.remove(&id) else {
+            return;
+        };
+        if !applied {
+            if let Ok(seq) = self.seq_of(id) {
+                let (kept, partial) = (self.vols[&k].root, self.vols[&seq].root);
+                self.set_root(seq, kept);
+                self.set_root(k, partial);
+                self.hints.remove(&seq);
+            }
+        }
+        self.index_tombstone(k);
     }
 
     fn give_back_all(
