@@ -116,6 +116,7 @@ impl Pool {
             assert_eq!(unindexed, Some(seq), "live volume {name:?} indexed by name");
             st.dirty_vols.insert(seq);
             st.hints.remove(&seq);
+            st.volume_changes += 1;
             st.commit()?;
         }
         self.inner.wake.notify_all();
@@ -253,6 +254,7 @@ impl Pool {
             rec.size_bytes = snap.size_bytes;
             st.dirty_vols.insert(vseq);
             st.hints.remove(&vseq);
+            st.volume_changes += 1;
             st.commit()?;
         }
         self.inner.wake.notify_all();
@@ -307,6 +309,7 @@ impl State {
                     self.by_name.insert(rec.name.clone(), first);
                 }
             }
+            self.quarantined += usize::from(rec.quarantined());
             self.vols.insert(seq, rec);
         }
         // New volumes take `next_seq` onwards: it must lie past every record, or a new id would
@@ -377,6 +380,7 @@ impl State {
         );
         self.vols.insert(seq, rec);
         self.dirty_vols.insert(seq);
+        self.volume_changes += 1;
     }
 
     pub(super) fn update(
@@ -388,6 +392,7 @@ impl State {
         f(rec);
         let info = info_of(rec);
         self.dirty_vols.insert(seq);
+        self.volume_changes += 1;
         self.commit()?;
         Ok(info)
     }

@@ -45,7 +45,13 @@ impl Pool {
 }
 impl State {
     pub(super) fn reclaim_pending(&self) -> bool {
-        self.vols.values().any(|r| r.deleting() && !r.quarantined())
+        // Every record is a live volume (indexed by id) or a tombstone.
+        let tombstones = self.vols.len() - self.by_id.len();
+        debug_assert!(
+            tombstones >= self.quarantined,
+            "quarantined records are tombstones"
+        );
+        tombstones > self.quarantined
     }
 
     /// One bounded reclaim transaction on the first tombstone not quarantined, committed. It
@@ -109,7 +115,12 @@ impl State {
             .get_mut(&seq)
             .expect("the tombstone being reclaimed");
         assert!(rec.deleting(), "only a tombstone is quarantined");
+        assert!(
+            !rec.quarantined(),
+            "a quarantined tombstone is never reclaimed again"
+        );
         rec.flags |= VF_QUARANTINED;
+        self.quarantined += 1;
         self.dirty_vols.insert(seq);
     }
 }
