@@ -7,10 +7,12 @@
 //! - Before a request reads it ([`VolumeIndex::snapshot`]), the index is brought to the state of
 //!   the backend: every volume an event named since then is read again from the backend (events
 //!   only say *what* changed, so an event delivered late can never bring back an older state), and
-//!   a pool whose change counter (`PoolInfo::volume_changes`) is not the one its last
-//!   `PoolChanged` event or read reported is read again whole. A change the backend made without
-//!   an event (a pool added, a change made around the backend, the cleanup of a failed operation)
-//!   is therefore never missed: the index is just not used for it.
+//!   a pool whose change count (`PoolInfo::volume_changes`, one step per change) is not the one the
+//!   index accounts for is read again whole. The index accounts for a step only when the backend
+//!   reports it: a `PoolChanged` whose count is exactly one past the one accounted for (the
+//!   backend sends one per change). A change without its event (a pool added, a change made
+//!   around the backend, the cleanup of a failed operation) leaves a gap that no later event
+//!   closes, so it is never missed: the index is just not used for it.
 //! - `by_source[s]` holds every indexed volume whose replica record or snapshot parent names `s`.
 //! - Noted volumes are bounded by [`CHANGED_VOLUMES_MAX`]; past it the index forgets them and
 //!   reads every pool again.
@@ -56,8 +58,6 @@ struct State {
     by_source: HashMap<VolumeId, BTreeSet<VolumeId>>,
     /// Volumes named by events since the last request.
     changed: HashSet<VolumeId>,
-    /// Latest change counter a `PoolChanged` event reported, per pool.
-    reported: HashMap<String, u64>,
     /// Every pool must be read again (too many changed volumes were noted).
     reread_all: bool,
     next_order: u64,
@@ -66,8 +66,10 @@ struct State {
 #[derive(Debug)]
 struct PoolEntry {
     info: PoolInfo,
-    /// The change counter the index reflects.
+    /// The change count the index accounts for.
     seen_changes: u64,
+    /// A `PoolChanged` skipped a step: the pool must be read again.
+    gap: bool,
     /// The pool's volumes by creation order.
     order: BTreeMap<u64, VolumeId>,
 }
@@ -109,8 +111,13 @@ impl VolumeIndex {
             ChangeEvent::VolumeCreated(v) | ChangeEvent::VolumeChanged(v) => v.id,
             ChangeEvent::VolumeDeleted(id) => *id,
             ChangeEvent::PoolChanged(info) => {
-                let seen = st.reported.entry(info.name.clone()).or_default();
-                *seen = (*seen).max(info.volume_changes);
+                if let Some(p) = st.pool_mut(&info.name) {
+                    if p.seen_changes.checked_add(1) == Some(info.volume_changes) {
+                        p.seen_changes = info.volume_changes;
+                    } else {
+                        p.gap = true;
+                    }
+                }
                 return;
             }
             _ => return,
@@ -162,14 +169,11 @@ impl State {
             .map(|p| (p.info.name.clone(), p))
             .collect();
         for info in array.pools() {
-            let known = old.remove(&info.name).filter(|p| {
-                !reread_all
-                    && (p.seen_changes == info.volume_changes
-                        || self.reported.get(&info.name) == Some(&info.volume_changes))
-            });
+            let known = old
+                .remove(&info.name)
+                .filter(|p| !reread_all && !p.gap && p.seen_changes == info.volume_changes);
             let entry = match known {
                 Some(mut p) => {
-                    p.seen_changes = info.volume_changes;
                     p.info = info;
                     p
                 }
@@ -186,7 +190,6 @@ impl State {
                 None => self.remove(id),
             }
         }
-        self.reported.clear();
     }
 
     /// Reads pool `info` whole; its previous entries are dropped.
@@ -202,6 +205,7 @@ impl State {
         }
         let mut entry = PoolEntry {
             seen_changes: info.volume_changes,
+            gap: false,
             order: BTreeMap::new(),
             info,
         };
@@ -363,12 +367,17 @@ mod tests {
         storage
             .create_volume("p", "b", 1 << 20, VolumeOptions::default())
             .expect("create");
-        assert_eq!(names(&index, array, Scope::All), ["a2", "s2", "b"]);
+        // A change reported by an event after them does not hide them.
+        create(array, "d");
+        assert_eq!(names(&index, array, Scope::All), ["a2", "s2", "b", "d"]);
         add_pool(&storage, "q");
         storage
             .create_volume("q", "c", 1 << 20, VolumeOptions::default())
             .expect("create");
-        assert_eq!(names(&index, array, Scope::All), ["a2", "s2", "b", "c"]);
+        assert_eq!(
+            names(&index, array, Scope::All),
+            ["a2", "s2", "b", "d", "c"]
+        );
         array.delete_volume(s.id).expect("delete");
         assert!(names(&index, array, Scope::Ids(&[s.id])).is_empty());
         assert_eq!(names(&index, array, Scope::Ids(&[a.id])), ["a2"]);
