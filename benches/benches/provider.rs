@@ -4,9 +4,11 @@
 //! - GetInstance of one volume,
 //! - a same-pool CreateElementReplica (SyncType 7, named), its engine commit included (the
 //!   snapshot is deleted again outside the measured time, so the volume count stays put),
-//! - EnumerateInstanceNames of Cairn_StorageVolume.
+//! - EnumerateInstanceNames and EnumerateInstances of Cairn_StorageVolume,
+//! - Associators of one volume (no filter: every association class that may refer to it).
 //!
-//! The issue's targets at 10,000 volumes: GetInstance <= 0.5 ms, CreateElementReplica <= 2 ms.
+//! The issue's targets at 10,000 volumes: GetInstance <= 0.5 ms, CreateElementReplica <= 2 ms,
+//! EnumerateInstances of all volumes <= 1 s, Associators of one volume as at 100 volumes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,10 +92,19 @@ fn get_instance_body(id: VolumeId) -> Vec<u8> {
     ))
 }
 
-fn enumerate_names_body() -> Vec<u8> {
+/// EnumerateInstanceNames or EnumerateInstances (`operation`) of Cairn_StorageVolume.
+fn enumerate_body(operation: &str) -> Vec<u8> {
     message(&format!(
-        "<IMETHODCALL NAME=\"EnumerateInstanceNames\">{NAMESPACE}<IPARAMVALUE NAME=\"ClassName\">\
+        "<IMETHODCALL NAME=\"{operation}\">{NAMESPACE}<IPARAMVALUE NAME=\"ClassName\">\
          <CLASSNAME NAME=\"Cairn_StorageVolume\"/></IPARAMVALUE></IMETHODCALL>"
+    ))
+}
+
+fn associators_body(id: VolumeId) -> Vec<u8> {
+    let name = hosted("Cairn_StorageVolume", "DeviceID", &id.to_string());
+    message(&format!(
+        "<IMETHODCALL NAME=\"Associators\">{NAMESPACE}\
+         <IPARAMVALUE NAME=\"ObjectName\">{name}</IPARAMVALUE></IMETHODCALL>"
     ))
 }
 
@@ -167,13 +178,31 @@ fn provider(c: &mut Criterion) {
             },
         );
 
-        let names = enumerate_names_body();
+        let names = enumerate_body("EnumerateInstanceNames");
         let answer = handle(&a.server, "EnumerateInstanceNames", "root/cairn", &names);
         assert_eq!(answer.matches("<INSTANCENAME").count(), volumes);
         group.bench_with_input(
             BenchmarkId::new("enumerate_volume_names", volumes),
             &volumes,
             |b, _| b.iter(|| handle(&a.server, "EnumerateInstanceNames", "root/cairn", &names)),
+        );
+
+        let all = enumerate_body("EnumerateInstances");
+        let answer = handle(&a.server, "EnumerateInstances", "root/cairn", &all);
+        assert_eq!(answer.matches("<VALUE.NAMEDINSTANCE").count(), volumes);
+        group.bench_with_input(
+            BenchmarkId::new("enumerate_volumes", volumes),
+            &volumes,
+            |b, _| b.iter(|| handle(&a.server, "EnumerateInstances", "root/cairn", &all)),
+        );
+
+        let assoc = associators_body(a.first);
+        let answer = handle(&a.server, "Associators", "root/cairn", &assoc);
+        assert!(answer.contains("Cairn_StoragePool"), "{answer}");
+        group.bench_with_input(
+            BenchmarkId::new("associators_of_volume", volumes),
+            &volumes,
+            |b, _| b.iter(|| handle(&a.server, "Associators", "root/cairn", &assoc)),
         );
         a.storage.close().expect("close");
     }

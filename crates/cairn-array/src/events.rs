@@ -16,7 +16,9 @@ use crate::types::{PoolInfo, Volume, VolumeId};
 /// One change of the array.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChangeEvent {
-    /// A pool's figures changed (its free space, after a volume operation in it).
+    /// A pool's figures changed (its free space, after a volume operation in it). Sent after each
+    /// change of the pool's volumes the backend makes, once per step that moves
+    /// `PoolInfo::volume_changes`.
     PoolChanged(PoolInfo),
     /// A volume or snapshot was created.
     VolumeCreated(Volume),

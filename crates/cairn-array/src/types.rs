@@ -49,6 +49,9 @@ pub struct PoolInfo {
     pub data_bytes_free: u64,
     /// Space reserved for metadata.
     pub metadata_bytes_total: u64,
+    /// A count that changes whenever a volume of the pool is created, deleted or changed, by
+    /// whatever means (through this backend or around it): equal counts mean the same volumes.
+    pub volume_changes: u64,
 }
 
 /// A volume or snapshot as the management layer sees it.

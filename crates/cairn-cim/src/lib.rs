@@ -71,7 +71,9 @@ pub use class::{Class, ClassProperty, Method, Parameter, Qualifier};
 pub use error::{CimError, CimStatus, DecodeError, DecodeErrorKind};
 pub use instance::{association, Instance, Property};
 pub use path::{InstancePath, KeyBinding, KeyValue};
-pub use provider::{MethodCall, MethodResult, ProfileRegistration, Provider, ORGANIZATION_SNIA};
+pub use provider::{
+    MethodCall, MethodName, MethodResult, ProfileRegistration, Provider, ORGANIZATION_SNIA,
+};
 pub use repository::ClassRepository;
 pub use server::{CimHttpOutcome, CimServer, HttpCimRequest};
 pub use types::{CimDateTime, CimType, Value};

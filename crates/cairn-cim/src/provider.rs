@@ -98,7 +98,42 @@ pub trait Provider: Send + Sync {
 
     /// Invokes extrinsic method `call.method` (spelled as in the class repository). Input parameters
     /// are already typed against the method's declaration; unknown methods never reach the provider.
+    /// The dispatcher calls it only for methods not in [`Provider::methods`].
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError>;
+
+    /// The extrinsic methods this provider implements. The dispatcher matches each call against
+    /// the repository and this list once (when the server is made, and per call by a hash look-up)
+    /// and hands a listed method to [`Provider::invoke_resolved`] with its position here, so the
+    /// provider never matches method names again. Default: none.
+    fn methods(&self) -> Vec<MethodName> {
+        Vec::new()
+    }
+
+    /// Invokes `methods()[implementation]`, the method `call` names. The default hands the call
+    /// to [`Provider::invoke_method`].
+    fn invoke_resolved(
+        &self,
+        call: &MethodCall<'_>,
+        implementation: usize,
+    ) -> Result<MethodResult, CimError> {
+        let _ = implementation;
+        self.invoke_method(call)
+    }
+}
+
+/// An extrinsic method a provider implements: the concrete class and the method, spelled as in
+/// the class repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodName {
+    pub class: &'static str,
+    pub method: &'static str,
+}
+
+impl MethodName {
+    /// The key the dispatcher finds the method by (both names in lowercase).
+    pub(crate) fn key(class: &str, method: &str) -> (String, String) {
+        (class.to_ascii_lowercase(), method.to_ascii_lowercase())
+    }
 }
 
 /// One registered profile (DSP1033 / SMI-S profile registration).

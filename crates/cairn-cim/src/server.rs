@@ -6,10 +6,9 @@
 //! either a result or an `ERROR`; the response names the method exactly as the request did.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use parking_lot::Mutex;
-
-use crate::dispatch::{Core, PullContexts};
+use crate::dispatch::Core;
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::path::{namespace_eq, percent_decode, CimObjectHeader};
 use crate::provider::Provider;
@@ -67,11 +66,7 @@ impl CimServer {
     /// A server over `provider` with an explicit class repository.
     pub fn with_repository(provider: Arc<dyn Provider>, repo: ClassRepository) -> CimServer {
         CimServer {
-            core: Core {
-                repo,
-                provider,
-                pulls: Mutex::new(PullContexts::default()),
-            },
+            core: Core::new(repo, provider),
         }
     }
 
@@ -103,6 +98,7 @@ impl CimServer {
                 cim_error: "header-mismatch",
             };
         };
+        let started = Instant::now();
         let request = match decode_request(req.body) {
             Ok(r) => r,
             Err(e) => return decode_outcome(&e),
@@ -116,7 +112,15 @@ impl CimServer {
                 cim_error: "header-mismatch",
             };
         }
-        CimHttpOutcome::Response(self.respond(&request))
+        let body = self.respond(&request);
+        tracing::debug!(
+            method = request.call.method(),
+            namespace = request.call.namespace(),
+            response_bytes = body.len(),
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "CIM request handled"
+        );
+        CimHttpOutcome::Response(body)
     }
 
     /// Dispatches a decoded request and encodes the response body.

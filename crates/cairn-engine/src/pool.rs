@@ -47,6 +47,7 @@ mod reclaim;
 mod zero;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -86,6 +87,12 @@ struct Inner {
     opts: PoolOptions,
 }
 
+/// Pools opened in this process so far: each opening counts its volume changes from its own
+/// `opening << VOLUME_CHANGES_OPENING_SHIFT` (see `PoolInfo::volume_changes`).
+static OPENINGS: AtomicU64 = AtomicU64::new(1);
+/// 2^40 volume changes per opening before two openings' counts could meet.
+const VOLUME_CHANGES_OPENING_SHIFT: u32 = 40;
+
 pub(crate) struct State {
     pub meta: Meta,
     name: String,
@@ -107,6 +114,8 @@ pub(crate) struct State {
     /// on it, by volume; queued for reclaim when that request ends (see `zero`).
     keepers: HashMap<VolumeId, u64>,
     hints: HashMap<u64, u64>,
+    /// See `PoolInfo::volume_changes`.
+    volume_changes: u64,
     failed: Option<String>,
     closed: bool,
     stop: bool,
@@ -499,6 +508,8 @@ impl State {
             quarantined_count: 0,
             keepers: HashMap::new(),
             hints: HashMap::new(),
+            volume_changes: OPENINGS.fetch_add(1, Ordering::Relaxed)
+                << VOLUME_CHANGES_OPENING_SHIFT,
             failed: None,
             closed: false,
             stop: false,
@@ -768,6 +779,7 @@ impl State {
             metadata_bytes_total: m.reserve_blocks * BLOCK_SIZE_BYTES,
             metadata_bytes_used: m.meta_blocks * BLOCK_SIZE_BYTES,
             volume_count: self.by_id.len(),
+            volume_changes: self.volume_changes,
             generation: m.gen(),
             reclaim_pending: self.reclaim_pending(),
             quarantined_volumes: self.quarantined_count,

@@ -104,6 +104,10 @@ pub struct PoolInfo {
     pub metadata_bytes_total: u64,
     pub metadata_bytes_used: u64,
     pub volume_count: usize,
+    /// Changes made to the pool's live volumes (created, deleted, resized, renamed, tagged,
+    /// hidden or shown, restored) since it was opened, counted from a value no other opening in
+    /// this process starts from: an unchanged count means an unchanged volume directory.
+    pub volume_changes: u64,
     /// Last durable commit.
     pub generation: u64,
     /// Deleted volumes whose space is still being reclaimed.

@@ -871,3 +871,49 @@ fn overwrites_of_a_nearly_full_pool_commit_instead_of_failing() {
     p.wait_reclaim().unwrap();
     assert!(p.check().unwrap().is_clean());
 }
+
+/// `PoolInfo::volume_changes` moves with every change to a live volume and with nothing else
+/// (data writes, reads, reclaim), and each opening counts from its own value.
+#[test]
+fn volume_changes_count_directory_changes_only() {
+    let (dev, p) = pool(64 * MIB);
+    let mut last = p.info().volume_changes;
+    let changed = |p: &Pool, last: &mut u64, what: &str| {
+        let now = p.info().volume_changes;
+        assert_eq!(now, *last + 1, "{what}");
+        *last = now;
+    };
+    let id = vol(&p, "a", 8 * MIB);
+    changed(&p, &mut last, "create");
+    p.write(id, 0, &[1u8; 4096]).unwrap();
+    p.flush().unwrap();
+    p.volumes();
+    assert_eq!(
+        p.info().volume_changes,
+        last,
+        "data and reads change no volume"
+    );
+    p.set_tag(id, b"t").unwrap();
+    changed(&p, &mut last, "tag");
+    p.set_hidden(id, true).unwrap();
+    changed(&p, &mut last, "hide");
+    p.rename_volume(id, "b").unwrap();
+    changed(&p, &mut last, "rename");
+    p.resize_volume(id, 16 * MIB).unwrap();
+    changed(&p, &mut last, "resize");
+    let snap = p.snapshot(id, "b@1", VolumeOptions::default()).unwrap();
+    changed(&p, &mut last, "snapshot");
+    p.restore(id, snap.id).unwrap();
+    changed(&p, &mut last, "restore");
+    p.delete_volume(snap.id).unwrap();
+    changed(&p, &mut last, "delete");
+    while p.info().reclaim_pending {
+        p.reclaim_once().unwrap();
+    }
+    assert_eq!(p.info().volume_changes, last, "reclaim changes no volume");
+    assert_eq!(p.info().volume_count, 1);
+    p.close().unwrap();
+    drop(p);
+    let p = Pool::open(dev, opts()).unwrap();
+    assert_ne!(p.info().volume_changes, last, "a new opening counts anew");
+}

@@ -21,8 +21,8 @@ pub use cairn_cim::association;
 use cairn_cim::path::namespace_eq;
 pub use cairn_cim::provider::ORGANIZATION_SNIA;
 use cairn_cim::{
-    CimError, CimType, Instance, InstancePath, MethodCall, MethodResult, ProfileRegistration,
-    Provider, Value,
+    CimError, CimType, Instance, InstancePath, MethodCall, MethodName, MethodResult,
+    ProfileRegistration, Provider, Value,
 };
 
 /// The interop namespace.
@@ -141,6 +141,19 @@ impl InteropProvider {
         let mut own = own_instances(&info);
         own.extend(registration_instances(&storage.registered_profiles()));
         InteropProvider { storage, own }
+    }
+
+    /// Refuses a method of a class only the interop model has.
+    fn refuse_own(&self, call: &MethodCall<'_>) -> Result<(), CimError> {
+        if self.is_own(call.namespace, call.class_name)
+            && !self.storage_has(call.namespace, call.class_name)
+        {
+            return Err(CimError::not_supported(format!(
+                "Method {} of {}",
+                call.method, call.class_name
+            )));
+        }
+        Ok(())
     }
 
     fn own_class_names(&self) -> Vec<String> {
@@ -369,14 +382,21 @@ impl Provider for InteropProvider {
     }
 
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
-        if self.is_own(call.namespace, call.class_name)
-            && !self.storage_has(call.namespace, call.class_name)
-        {
-            return Err(CimError::not_supported(format!(
-                "Method {} of {}",
-                call.method, call.class_name
-            )));
-        }
+        self.refuse_own(call)?;
         self.storage.invoke_method(call)
+    }
+
+    /// The storage provider's methods (the interop model has none of its own).
+    fn methods(&self) -> Vec<MethodName> {
+        self.storage.methods()
+    }
+
+    fn invoke_resolved(
+        &self,
+        call: &MethodCall<'_>,
+        implementation: usize,
+    ) -> Result<MethodResult, CimError> {
+        self.refuse_own(call)?;
+        self.storage.invoke_resolved(call, implementation)
     }
 }

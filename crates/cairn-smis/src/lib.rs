@@ -22,6 +22,7 @@ pub use http::{start, CredentialSource, Credentials, SmisServerConfig, SmisServe
 // Services and Job Control profiles), its methods, jobs and cross-pool copies; with host access
 // wired (`ArrayOptions::host_access`), Group Masking and Mapping and iSCSI Target Ports.
 pub mod copy;
+pub mod index;
 pub mod interop;
 pub mod jobs;
 mod masking;

@@ -87,3 +87,9 @@ pub const GENERATED_NAME_ATTEMPTS_MAX: u32 = 64;
 const _: () = assert!(COPY_PACE_SLEEP_MAX.as_millis() < JOB_STOP_WAIT.as_millis());
 const _: () = assert!(COPY_JOBS_RUNNING_MAX > 0 && JOBS_FINISHED_MAX >= COPY_JOBS_RUNNING_MAX);
 const _: () = assert!(GENERATED_NAME_BASE_CHARS_MAX + 16 <= 64);
+
+/// Most volumes the model index notes as changed between two requests; past it the index forgets
+/// them and reads every pool again at the next request (see `index`).
+pub const CHANGED_VOLUMES_MAX: usize = 65_536;
+
+const _: () = assert!(CHANGED_VOLUMES_MAX > 0);

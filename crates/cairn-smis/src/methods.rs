@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use cairn_array::replica::{SYNC_TYPE_CLONE, SYNC_TYPE_SNAPSHOT};
 use cairn_array::{PoolInfo, ReplicaRecord, SizeRules, Volume, VolumeId, VolumeSpec};
-use cairn_cim::{CimError, CimType, InstancePath, MethodCall, MethodResult, Value};
+use cairn_cim::{CimError, CimType, InstancePath, MethodCall, MethodName, MethodResult, Value};
 
 use crate::copy::{self, CopyPlan};
 use crate::jobs::{
@@ -28,27 +28,65 @@ use crate::retcode::{self, Refusal};
 
 type Outcome = Result<MethodResult, Refusal>;
 
-/// Runs one method; a refusal becomes its return value (and a log line with the reason).
-pub fn invoke(p: &ArrayProvider, call: &MethodCall<'_>) -> MethodResult {
-    let class = call.class_name.to_ascii_lowercase();
-    let method = call.method.to_ascii_lowercase();
-    let outcome = match (class.as_str(), method.as_str()) {
-        ("cairn_replicationservice", "createelementreplica") => create_element_replica(p, call),
-        ("cairn_replicationservice", "modifyreplicasynchronization") => modify_sync(p, call),
-        ("cairn_storageconfigurationservice", "createreplica") => create_replica(p, call),
-        ("cairn_storageconfigurationservice", "returntostoragepool") => return_to_pool(p, call),
-        ("cairn_storageconfigurationservice", "createormodifyelementfromstoragepool") => {
-            create_or_modify(p, call)
-        }
-        ("cairn_storagepool", "getsupportedsizerange") => size_range(p, call),
-        ("cairn_storagepool", "getsupportedsizes") => Err(Refusal::new(
-            retcode::USE_SIZE_RANGE,
-            "Sizes are a range: use GetSupportedSizeRange",
-        )),
-        ("cairn_concretejob", "geterror") => get_error(p, call, false),
-        ("cairn_concretejob", "geterrors") => get_error(p, call, true),
-        ("cairn_concretejob", "requeststatechange") => job_state_change(p, call),
-        _ => Err(Refusal::not_supported(format!(
+/// One method's implementation.
+type Handler = fn(&ArrayProvider, &MethodCall<'_>) -> Outcome;
+
+const fn name(class: &'static str, method: &'static str) -> MethodName {
+    MethodName { class, method }
+}
+
+/// Every method the array implements, with its implementation: what
+/// `Provider::methods` lists, and what a resolved call's position indexes.
+const METHODS: [(MethodName, Handler); 10] = [
+    (
+        name(model::RS_CLASS, "CreateElementReplica"),
+        create_element_replica,
+    ),
+    (
+        name(model::RS_CLASS, "ModifyReplicaSynchronization"),
+        modify_sync,
+    ),
+    (name(model::SCS_CLASS, "CreateReplica"), create_replica),
+    (
+        name(model::SCS_CLASS, "ReturnToStoragePool"),
+        return_to_pool,
+    ),
+    (
+        name(model::SCS_CLASS, "CreateOrModifyElementFromStoragePool"),
+        create_or_modify,
+    ),
+    (name(model::POOL_CLASS, "GetSupportedSizeRange"), size_range),
+    (name(model::POOL_CLASS, "GetSupportedSizes"), sizes),
+    (name(model::JOB_CLASS, "GetError"), get_error),
+    (name(model::JOB_CLASS, "GetErrors"), get_errors),
+    (
+        name(model::JOB_CLASS, "RequestStateChange"),
+        job_state_change,
+    ),
+];
+
+/// The methods the array implements, in the order [`invoke_resolved`] indexes.
+pub fn names() -> Vec<MethodName> {
+    METHODS.iter().map(|(n, _)| *n).collect()
+}
+
+/// The position of the method `call` names, for a call that did not come through the dispatcher.
+pub fn position(call: &MethodCall<'_>) -> Option<usize> {
+    METHODS.iter().position(|(n, _)| {
+        n.class.eq_ignore_ascii_case(call.class_name) && n.method.eq_ignore_ascii_case(call.method)
+    })
+}
+
+/// Runs method `METHODS[implementation]` (or refuses a method the array does not implement); a
+/// refusal becomes its return value (and a log line with the reason).
+pub fn invoke_resolved(
+    p: &ArrayProvider,
+    call: &MethodCall<'_>,
+    implementation: Option<usize>,
+) -> MethodResult {
+    let outcome = match implementation.and_then(|i| METHODS.get(i)) {
+        Some((_, handler)) => handler(p, call),
+        None => Err(Refusal::not_supported(format!(
             "{}.{} is not implemented",
             call.class_name, call.method
         ))),
@@ -594,6 +632,13 @@ pub fn rename_volume(p: &ArrayProvider, path: &InstancePath, name: &str) -> Resu
         .map_err(retcode::cim_error)
 }
 
+fn sizes(_: &ArrayProvider, _: &MethodCall<'_>) -> Outcome {
+    Err(Refusal::new(
+        retcode::USE_SIZE_RANGE,
+        "Sizes are a range: use GetSupportedSizeRange",
+    ))
+}
+
 fn size_range(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
     let target = call
         .target
@@ -626,7 +671,15 @@ fn job_of(p: &ArrayProvider, call: &MethodCall<'_>) -> Result<JobRecord, Refusal
         .ok_or_else(|| Refusal::invalid("No such job"))
 }
 
-fn get_error(p: &ArrayProvider, call: &MethodCall<'_>, many: bool) -> Outcome {
+fn get_error(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    job_errors(p, call, false)
+}
+
+fn get_errors(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    job_errors(p, call, true)
+}
+
+fn job_errors(p: &ArrayProvider, call: &MethodCall<'_>, many: bool) -> Outcome {
     let job = job_of(p, call)?;
     let error = model::job_error(&job).map(|e| Value::Instance(Box::new(e)));
     Ok(match (error, many) {
@@ -1043,10 +1096,40 @@ mod tests {
         }
         assert!(seen > 30, "{seen}");
         let gone = p.identity.volume_path(VolumeId([9; 16]));
-        assert_eq!(
-            p.get_instance(CAIRN_NAMESPACE, &gone).expect("GetInstance"),
-            None
-        );
+        let missing = p.get_instance(CAIRN_NAMESPACE, &gone).expect_err("gone");
+        assert_eq!(missing.status, cairn_cim::CimStatus::NotFound);
+        associations_of_each_volume_agree_with_enumeration(&p);
+    }
+
+    /// The associations the provider computes for one volume are those among all its instances
+    /// of the class that refer to the volume.
+    fn associations_of_each_volume_agree_with_enumeration(p: &ArrayProvider) {
+        let volumes = p
+            .enumerate_instances(CAIRN_NAMESPACE, model::VOLUME_CLASS)
+            .expect("volumes");
+        assert!(volumes.len() >= 3, "source, replica and copy target");
+        let refers = |i: &Instance, v: &InstancePath| {
+            i.properties
+                .iter()
+                .any(|prop| matches!(&prop.value, Some(Value::Reference(r)) if r.same_keys(v)))
+        };
+        let mut seen = 0;
+        for v in volumes.iter().filter_map(|v| v.path.as_ref()) {
+            for class in model::CAIRN_CLASSES {
+                let Some(some) = p
+                    .associations_referring_to(CAIRN_NAMESPACE, class, v)
+                    .expect("associations")
+                else {
+                    continue;
+                };
+                let some: Vec<_> = some.into_iter().filter(|i| refers(i, v)).collect();
+                let all = p.enumerate_instances(CAIRN_NAMESPACE, class).expect("all");
+                let all: Vec<_> = all.into_iter().filter(|i| refers(i, v)).collect();
+                assert_eq!(some, all, "{class} of {v}");
+                seen += some.len();
+            }
+        }
+        assert!(seen >= 8, "{seen}");
     }
 
     #[test]

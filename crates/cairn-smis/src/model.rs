@@ -1,8 +1,9 @@
 //! The array model: how engine pools, volumes, replicas and jobs appear as CIM instances in
 //! `root/cairn`, and the profile registrations the array declares for the interop model.
 //!
-//! Everything here is computed from a [`Snapshot`] of the engine state taken for one request; no
-//! model state is kept anywhere else, so the model can never disagree with the engine.
+//! Everything here is computed from a [`Snapshot`] of the array state taken for one request (from
+//! the backend, or from the [`crate::index`] the backend's change events keep exact), so the model
+//! can never disagree with the array.
 //!
 //! Invariants: every path carries its namespace; a volume's DeviceID is its 32-hex-digit engine id
 //! and its Name the NAA 6 form of that id (see [`naa_name`]); every volume and snapshot is allocated
@@ -10,6 +11,8 @@
 //! jobs, from the moment the job is answered until the target is deleted (OperationalStatus
 //! [8 Starting] while hidden or being copied, see [`in_model`]); a StorageSynchronized exists only
 //! while both sides do.
+
+use std::collections::HashMap;
 
 use crate::interop::{association, CAIRN_NAMESPACE};
 use cairn_array::replica::{
@@ -237,6 +240,8 @@ pub struct PoolView {
 /// The array state behind one request.
 pub struct Snapshot {
     pub pools: Vec<PoolView>,
+    /// Where each volume is in `pools` (pool, volume).
+    at: HashMap<VolumeId, (usize, usize)>,
 }
 
 /// True for the array volumes the model shows: every visible volume, and the hidden volumes of a
@@ -285,22 +290,20 @@ pub fn needs(class: &str) -> Needs {
 }
 
 impl Snapshot {
-    /// As much of the array state as `needs` says, read now.
-    pub fn take_for(array: &dyn ArrayBackend, needs: Needs) -> Snapshot {
-        match needs {
-            Needs::Nothing => Snapshot { pools: Vec::new() },
-            Needs::Pools => Snapshot {
-                pools: array
-                    .pools()
-                    .into_iter()
-                    .map(|info| PoolView {
-                        info,
-                        volumes: Vec::new(),
-                    })
-                    .collect(),
-            },
-            Needs::Volumes => Snapshot::take(array),
+    /// The state made of `pools`.
+    pub fn new(pools: Vec<PoolView>) -> Snapshot {
+        let mut at = HashMap::new();
+        for (i, p) in pools.iter().enumerate() {
+            for (j, v) in p.volumes.iter().enumerate() {
+                at.insert(v.id, (i, j));
+            }
         }
+        Snapshot { pools, at }
+    }
+
+    /// No pool, no volume: what the singletons need.
+    pub fn empty() -> Snapshot {
+        Snapshot::new(Vec::new())
     }
 
     /// The part of the state that holds the volumes `ids` that are in the model, with their pools:
@@ -320,9 +323,10 @@ impl Snapshot {
                 });
             }
         }
-        Snapshot { pools }
+        Snapshot::new(pools)
     }
 
+    /// Every pool and every volume in the model, read from the backend now.
     pub fn take(array: &dyn ArrayBackend) -> Snapshot {
         let pools = array
             .pools()
@@ -336,13 +340,13 @@ impl Snapshot {
                 PoolView { info, volumes }
             })
             .collect();
-        Snapshot { pools }
+        Snapshot::new(pools)
     }
 
     pub fn volume(&self, id: VolumeId) -> Option<(&PoolView, &Volume)> {
-        self.pools
-            .iter()
-            .find_map(|p| p.volumes.iter().find(|v| v.id == id).map(|v| (p, v)))
+        let (i, j) = *self.at.get(&id)?;
+        let p = &self.pools[i];
+        Some((p, &p.volumes[j]))
     }
 
     fn volumes(&self) -> impl Iterator<Item = (&PoolView, &Volume)> {

@@ -9,10 +9,14 @@
 //! reads the backend under the model gate), and the routing of
 //! intrinsic operations to [`crate::model`] and of extrinsic methods to [`crate::methods`].
 //!
-//! Invariant: the provider keeps no model state of its own beyond jobs; every answer is computed
-//! from the backend at the time of the request, reading only what the answer needs (a singleton
-//! reads nothing, a pool the pools, one volume that volume and its pool — see [`model::needs`]),
-//! so the cost of such a request does not grow with the number of volumes.
+//! Invariant: the provider keeps no model state of its own beyond jobs and the volume index
+//! ([`crate::index`]), which the backend's change events keep exact and which is brought to the
+//! backend's state before each request reads it; every answer is computed from the array state at
+//! the time of the request, reading only what the answer needs (a singleton reads nothing, a pool
+//! the pools, one volume that volume and its pool, the associations of one volume that volume and
+//! its replica relatives — see [`model::needs`] and [`Scope`]), so the cost of such a request does
+//! not grow with the number of volumes. An instance the request's scope does not hold does not
+//! exist (GetInstance answers CIM_ERR_NOT_FOUND without enumerating).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -23,12 +27,13 @@ use crate::interop::{InteropProvider, ObjectManagerInfo, CAIRN_NAMESPACE, INTERO
 use cairn_array::{ArrayBackend, IntoBackend};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
-    CimError, CimServer, Instance, InstancePath, MethodCall, MethodResult, ProfileRegistration,
-    Provider,
+    CimError, CimServer, Instance, InstancePath, MethodCall, MethodName, MethodResult,
+    ProfileRegistration, Provider,
 };
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::ErrorKind;
+use crate::index::{Scope, VolumeIndex};
 use crate::jobs::Jobs;
 use crate::limits::JOB_TIME_BEFORE_REMOVAL_DEFAULT;
 use crate::model::{self, Identity, Needs, Snapshot};
@@ -79,6 +84,8 @@ pub struct ArrayProvider {
     /// request reads the array state: no answer shows such a change half done. Lock order: `ops`,
     /// then this gate, then the backend's locks.
     pub(crate) model_gate: RwLock<()>,
+    /// The volumes, kept by the backend's change events.
+    index: Arc<VolumeIndex>,
     /// Counter behind generated names.
     pub(crate) names: AtomicU64,
 }
@@ -106,6 +113,7 @@ impl ArrayProvider {
             );
         }
         let jobs = Arc::new(jobs);
+        let index = VolumeIndex::following(array.as_ref());
         crate::copy::recover(array.as_ref(), &jobs);
         jobs.save();
         let identity = Identity {
@@ -120,6 +128,7 @@ impl ArrayProvider {
             jobs,
             ops: Mutex::new(()),
             model_gate: RwLock::new(()),
+            index,
             names: AtomicU64::new(seed),
         })
     }
@@ -158,6 +167,21 @@ impl ArrayProvider {
 
     fn tbr_secs(&self) -> u64 {
         self.opts.time_before_removal.as_secs()
+    }
+
+    /// The array state `scope` covers, read under the model gate.
+    fn read(&self, scope: Scope<'_>) -> Snapshot {
+        let _gate = self.model_gate.read();
+        self.index.snapshot(self.array.as_ref(), scope)
+    }
+
+    /// The state the instances of class `class_name` are computed from.
+    fn state_for(&self, class_name: &str) -> Snapshot {
+        match model::needs(class_name) {
+            Needs::Nothing => Snapshot::empty(),
+            Needs::Pools => self.read(Scope::Pools),
+            Needs::Volumes => self.read(Scope::All),
+        }
     }
 
     /// The instances of `class_name` over `snap` and the jobs of this moment.
@@ -220,11 +244,7 @@ impl Provider for ArrayProvider {
         if is_interop(namespace) {
             return Ok(Vec::new());
         }
-        let snap = {
-            let _gate = self.model_gate.read();
-            Snapshot::take_for(self.array.as_ref(), model::needs(class_name))
-        };
-        Ok(self.instances(&snap, class_name))
+        Ok(self.instances(&self.state_for(class_name), class_name))
     }
 
     fn get_instance(
@@ -239,20 +259,38 @@ impl Provider for ArrayProvider {
         // volumes is computed from those volumes and their pools alone.
         let ids = model::volumes_named(path);
         let volume_class = path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS);
-        let snap = {
-            let _gate = self.model_gate.read();
-            match model::needs(&path.class_name) {
-                Needs::Volumes if volume_class || !ids.is_empty() => {
-                    Snapshot::take_ids(self.array.as_ref(), &ids)
-                }
-                needs => Snapshot::take_for(self.array.as_ref(), needs),
-            }
+        let snap = match model::needs(&path.class_name) {
+            Needs::Volumes if volume_class || !ids.is_empty() => self.read(Scope::Ids(&ids)),
+            _ => self.state_for(&path.class_name),
         };
         let same = |i: &Instance| i.path.as_ref().is_some_and(|p| p.same_keys(path));
-        Ok(self
-            .instances(&snap, &path.class_name)
+        self.instances(&snap, &path.class_name)
             .into_iter()
-            .find(same))
+            .find(same)
+            .map(Some)
+            .ok_or_else(|| CimError::not_found(path))
+    }
+
+    /// For the associations that name volumes, when `object` is a volume: those computed from
+    /// that volume and its replica relatives alone.
+    fn associations_referring_to(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+    ) -> Result<Option<Vec<Instance>>, CimError> {
+        let volume_association = model::needs(assoc_class) == Needs::Volumes
+            && !assoc_class.eq_ignore_ascii_case(model::VOLUME_CLASS);
+        let id = model::volume_id_of(object).filter(|_| {
+            model::key_text(object, "SystemName").is_none_or(|s| s == self.identity.system_name)
+        });
+        match id {
+            Some(id) if volume_association && !is_interop(namespace) => {
+                let snap = self.read(Scope::Around(id));
+                Ok(Some(self.instances(&snap, assoc_class)))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {
@@ -331,10 +369,36 @@ impl Provider for ArrayProvider {
         out
     }
 
+    /// A call that did not come through the dispatcher (which resolves the method once).
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
-        if let Some(result) = crate::masking::invoke(self, call) {
-            return Ok(result);
+        let implementation = crate::methods::position(call);
+        Ok(crate::methods::invoke_resolved(self, call, implementation))
+    }
+
+    /// The array's own methods, then the host-access methods when host access is wired.
+    fn methods(&self) -> Vec<MethodName> {
+        let mut out = crate::methods::names();
+        if self.opts.host_access.is_some() {
+            out.extend(crate::masking::method_names());
         }
-        Ok(crate::methods::invoke(self, call))
+        out
+    }
+
+    fn invoke_resolved(
+        &self,
+        call: &MethodCall<'_>,
+        implementation: usize,
+    ) -> Result<MethodResult, CimError> {
+        let own = crate::methods::names().len();
+        if let Some(masking) = implementation.checked_sub(own) {
+            if let Some(result) = crate::masking::invoke_resolved(self, call, masking) {
+                return Ok(result);
+            }
+        }
+        Ok(crate::methods::invoke_resolved(
+            self,
+            call,
+            Some(implementation),
+        ))
     }
 }

@@ -61,7 +61,7 @@ impl EngineArray {
     ) -> Result<Volume> {
         let v = match record {
             None => v,
-            Some(r) => match pool.set_tag(v.id, &tag::encode(&r)) {
+            Some(r) => match self.report_pool(pool).set_tag(v.id, &tag::encode(&r)) {
                 Ok(v) => v,
                 Err(e) => {
                     if let Err(d) = self.storage.delete_volume(v.id) {
@@ -76,11 +76,19 @@ impl EngineArray {
         Ok(v)
     }
 
+    /// Reports the new figures of `pool` after one engine change of its volumes: each engine
+    /// change gets its own `PoolChanged`, so a listener can tell from `volume_changes` that no
+    /// change went unreported. Returns the pool, for the next step.
+    fn report_pool<'p>(&self, pool: &'p Pool) -> &'p Pool {
+        self.listeners
+            .notify(&ChangeEvent::PoolChanged(pool_of(pool.info())));
+        pool
+    }
+
     /// Reports `event` and the new figures of `pool`.
     fn changed(&self, pool: &Pool, event: ChangeEvent) {
         self.listeners.notify(&event);
-        self.listeners
-            .notify(&ChangeEvent::PoolChanged(pool_of(pool.info())));
+        self.report_pool(pool);
     }
 
     fn changed_volume(&self, pool: &Pool, v: VolumeInfo) -> Volume {
@@ -121,6 +129,7 @@ fn pool_of(i: cairn_engine::PoolInfo) -> PoolInfo {
         data_bytes_total: i.data_bytes_total,
         data_bytes_free: i.data_bytes_free,
         metadata_bytes_total: i.metadata_bytes_total,
+        volume_changes: i.volume_changes,
     }
 }
 

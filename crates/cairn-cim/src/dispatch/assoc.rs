@@ -133,7 +133,12 @@ impl Core {
         Ok(if names_only {
             AssocResult::Paths(found.into_iter().filter_map(|(i, _)| i.path).collect())
         } else {
-            AssocResult::Instances(found.iter().map(|(i, _)| self.shape(i, view)).collect())
+            AssocResult::Instances(
+                found
+                    .into_iter()
+                    .map(|(i, _)| self.shape(i, view))
+                    .collect(),
+            )
         })
     }
 
@@ -185,7 +190,7 @@ impl Core {
                 continue;
             };
             match self.find_instance(&tns, &t) {
-                Ok(inst) if class_ok(&inst.class_name) => out.push(self.shape(&inst, view)),
+                Ok(inst) if class_ok(&inst.class_name) => out.push(self.shape(inst, view)),
                 Ok(_) => {}
                 // A dangling reference (the target just went away) is skipped, not an error.
                 Err(e)

@@ -120,24 +120,28 @@ impl Core {
     }
 
     /// The instance as the client asked to see it: class order, declared types, NULLs for unset
-    /// properties, filtered by `view`.
-    pub(super) fn shape(&self, inst: &Instance, view: View<'_>) -> Instance {
+    /// properties, filtered by `view`. Takes the instance's values over (no copy).
+    pub(super) fn shape(&self, mut inst: Instance, view: View<'_>) -> Instance {
         let keep = |name: &str| {
             listed(view.property_list, name)
                 && view.only_class.is_none_or(|c| c.property(name).is_some())
         };
         let Some(class) = self.repo.class(&inst.class_name) else {
-            let mut out = inst.clone();
-            out.properties.retain(|p| keep(&p.name));
-            return out;
+            inst.properties.retain(|p| keep(&p.name));
+            return inst;
         };
         let mut out = Instance {
             class_name: class.name.clone(),
-            properties: Vec::new(),
-            path: inst.path.clone(),
+            properties: Vec::with_capacity(class.properties.len()),
+            path: inst.path.take(),
         };
         for cp in class.properties.iter().filter(|cp| keep(&cp.name)) {
-            let (ty, is_array, value) = match inst.get(&cp.name) {
+            let value = inst
+                .properties
+                .iter_mut()
+                .find(|p| p.name.eq_ignore_ascii_case(&cp.name))
+                .and_then(|p| p.value.take());
+            let (ty, is_array, value) = match value {
                 Some(v) => conform(v, cp.ty, cp.is_array),
                 None => (cp.ty, cp.is_array, None),
             };
@@ -168,7 +172,7 @@ impl Core {
         p.bool("LocalOnly", false)?;
         p.bool("IncludeQualifiers", false)?;
         let inst = self.find_instance(ns, path)?;
-        Ok(IReturn::Instance(self.shape(&inst, view)))
+        Ok(IReturn::Instance(self.shape(inst, view)))
     }
 
     /// The instances EnumerateInstances (and OpenEnumerateInstances) returns, shaped.
@@ -192,7 +196,7 @@ impl Core {
         };
         Ok(self
             .instances_of(ns, name)?
-            .iter()
+            .into_iter()
             .map(|i| self.shape(i, view))
             .collect())
     }
@@ -264,17 +268,17 @@ impl Core {
 /// declaration is converted through its text when that is exact (e.g. a `Uint32(5)` for a `uint16`
 /// property); otherwise it keeps its own type, so nothing is ever silently mangled. Embedded
 /// instances keep their own type (`Instance`).
-fn conform(v: &Value, ty: CimType, is_array: bool) -> (CimType, bool, Option<Value>) {
+fn conform(v: Value, ty: CimType, is_array: bool) -> (CimType, bool, Option<Value>) {
     let (vty, varr) = v.cim_type();
     if vty == ty
         || vty == CimType::Instance
         || varr != is_array
         || matches!(ty, CimType::Reference | CimType::Instance)
     {
-        return (vty, varr, Some(v.clone()));
+        return (vty, varr, Some(v));
     }
     let convert = |x: &Value| x.to_cim_text().and_then(|t| Value::parse(ty, &t));
-    let converted = match v {
+    let converted = match &v {
         Value::Array(_, items) => items
             .iter()
             .map(convert)
@@ -284,6 +288,6 @@ fn conform(v: &Value, ty: CimType, is_array: bool) -> (CimType, bool, Option<Val
     };
     match converted {
         Some(c) => (ty, is_array, Some(c)),
-        None => (vty, varr, Some(v.clone())),
+        None => (vty, varr, Some(v)),
     }
 }

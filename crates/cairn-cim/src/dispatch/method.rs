@@ -8,7 +8,7 @@
 use super::coerce::coerce_param;
 use super::Core;
 use crate::error::CimError;
-use crate::provider::MethodCall;
+use crate::provider::{MethodCall, MethodName};
 use crate::request::{ExtrinsicCall, MethodTarget};
 use crate::types::CimType;
 use crate::xml::encode::{MethodReturn, OutParam};
@@ -57,7 +57,13 @@ impl Core {
             method: &method.name,
             params: &params,
         };
-        let result = self.provider.invoke_method(&mc)?;
+        let result = match self
+            .methods
+            .get(&MethodName::key(&class.name, &method.name))
+        {
+            Some(i) => self.provider.invoke_resolved(&mc, *i)?,
+            None => self.provider.invoke_method(&mc)?,
+        };
         let out_params = result
             .out_params
             .into_iter()

@@ -16,23 +16,27 @@ mod pull;
 
 pub(crate) use pull::PullContexts;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::error::CimError;
 use crate::path::namespace_eq;
-use crate::provider::Provider;
+use crate::provider::{MethodName, Provider};
 use crate::repository::ClassRepository;
 use crate::request::IntrinsicCall;
 use crate::xml::encode::{ClassOptions, IReturn};
 
 use params::Params;
 
-/// Everything the operations need: repository, provider, open enumeration contexts.
+/// Everything the operations need: repository, provider, the provider's methods, open enumeration
+/// contexts.
 pub(crate) struct Core {
     pub repo: ClassRepository,
     pub provider: Arc<dyn Provider>,
+    /// Position in `provider.methods()` by (class, method) in lowercase.
+    pub methods: HashMap<(String, String), usize>,
     pub pulls: Mutex<PullContexts>,
 }
 
@@ -43,6 +47,29 @@ const NO_CLASS_OPTIONS: ClassOptions = ClassOptions {
 };
 
 impl Core {
+    /// The dispatcher of `provider` over `repo`. Each method the provider lists must be declared by
+    /// its class in the repository.
+    pub fn new(repo: ClassRepository, provider: Arc<dyn Provider>) -> Core {
+        let mut methods = HashMap::new();
+        for (i, m) in provider.methods().into_iter().enumerate() {
+            let declared = repo
+                .class(m.class)
+                .is_some_and(|c| c.method(m.method).is_some());
+            assert!(
+                declared,
+                "{}.{} is not in the repository",
+                m.class, m.method
+            );
+            methods.insert(MethodName::key(m.class, m.method), i);
+        }
+        Core {
+            repo,
+            provider,
+            methods,
+            pulls: Mutex::new(PullContexts::default()),
+        }
+    }
+
     /// The provider's spelling of namespace `ns`, or CIM_ERR_INVALID_NAMESPACE.
     pub fn namespace(&self, ns: &str) -> Result<String, CimError> {
         self.provider

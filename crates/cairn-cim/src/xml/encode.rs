@@ -140,6 +140,11 @@ pub fn escape(s: &str) -> String {
 }
 
 fn escape_into(out: &mut String, s: &str) {
+    let plain = |b: u8| b >= 0x20 && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'');
+    if s.bytes().all(plain) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),

@@ -117,6 +117,7 @@ impl Pool {
             st.index_tombstone(seq);
             st.dirty_vols.insert(seq);
             st.hints.remove(&seq);
+            st.volume_changes += 1;
             st.commit()?;
         }
         self.inner.wake.notify_all();
@@ -255,6 +256,7 @@ impl Pool {
             rec.size_bytes = snap.size_bytes;
             st.dirty_vols.insert(vseq);
             st.hints.remove(&vseq);
+            st.volume_changes += 1;
             st.commit()?;
         }
         self.inner.wake.notify_all();
@@ -383,6 +385,7 @@ impl State {
         );
         self.vols.insert(seq, rec);
         self.dirty_vols.insert(seq);
+        self.volume_changes += 1;
     }
 
     pub(super) fn update(
@@ -394,6 +397,7 @@ impl State {
         f(rec);
         let info = info_of(rec);
         self.dirty_vols.insert(seq);
+        self.volume_changes += 1;
         self.commit()?;
         Ok(info)
     }

@@ -152,6 +152,10 @@ impl State {
             .get_mut(&seq)
             .expect("the tombstone being reclaimed");
         assert!(rec.deleting(), "only a tombstone is quarantined");
+        assert!(
+            !rec.quarantined(),
+            "a quarantined tombstone is never reclaimed again"
+        );
         rec.flags |= VF_QUARANTINED;
         let queued = self.tombstones.remove(&seq);
         assert!(queued, "a quarantined tombstone was queued for reclaim");

@@ -7,11 +7,14 @@
 //! Invariant: a refused change answers its return code and changes nothing (the access model
 //! checks the whole change before keeping any of it); return codes come from [`code`] alone.
 
-use cairn_cim::{InstancePath, MethodCall, MethodResult, Value};
+use cairn_cim::{InstancePath, MethodCall, MethodName, MethodResult, Value};
 use cairn_export::access::{Change, GroupKind, HostAccess, View};
 use cairn_export::ErrorKind;
 
-use super::{group_of, group_path, hwid_of, hwid_path, ports, view_of, view_path};
+use super::{
+    group_of, group_path, hwid_of, hwid_path, ports, view_of, view_path, CCS_CLASS, GMMS_CLASS,
+    HWMS_CLASS,
+};
 use crate::model;
 use crate::provider::ArrayProvider;
 use crate::retcode::{self, Refusal};
@@ -27,37 +30,61 @@ const ID_TYPE_ISCSI: u16 = 5;
 
 pub(super) type Outcome = Result<MethodResult, Refusal>;
 
-/// Runs a host-access method; `None` when `call` is not one (or no host access is wired).
-pub fn invoke(p: &ArrayProvider, call: &MethodCall<'_>) -> Option<MethodResult> {
+/// One host-access method's implementation.
+type Handler = fn(&ArrayProvider, &dyn HostAccess, &MethodCall<'_>) -> Outcome;
+
+const fn name(class: &'static str, method: &'static str) -> MethodName {
+    MethodName { class, method }
+}
+
+/// Every host-access method with its implementation: what the provider lists after the array's
+/// own methods (when host access is wired), in the order [`invoke_resolved`] indexes.
+const METHODS: [(MethodName, Handler); 11] = [
+    (name(GMMS_CLASS, "CreateGroup"), |_, a, c| {
+        create_group(a, c)
+    }),
+    (name(GMMS_CLASS, "AddMembers"), |_, a, c| {
+        members(a, c, true)
+    }),
+    (name(GMMS_CLASS, "RemoveMembers"), |_, a, c| {
+        members(a, c, false)
+    }),
+    (name(GMMS_CLASS, "DeleteGroup"), |_, a, c| {
+        delete_group(a, c)
+    }),
+    (name(GMMS_CLASS, "CreateMaskingView"), create_view),
+    (name(GMMS_CLASS, "DeleteMaskingView"), |_, a, c| {
+        delete_view(a, c)
+    }),
+    (name(CCS_CLASS, "ExposePaths"), super::expose::expose_paths),
+    (name(CCS_CLASS, "HidePaths"), super::expose::hide_paths),
+    (name(CCS_CLASS, "DeleteProtocolController"), |_, a, c| {
+        super::expose::delete_controller(a, c)
+    }),
+    (name(HWMS_CLASS, "CreateStorageHardwareID"), |_, a, c| {
+        create_hwid(a, c)
+    }),
+    (name(HWMS_CLASS, "DeleteStorageHardwareID"), |_, a, c| {
+        delete_hwid(a, c)
+    }),
+];
+
+/// The host-access methods, in the order [`invoke_resolved`] indexes.
+pub fn names() -> Vec<MethodName> {
+    METHODS.iter().map(|(n, _)| *n).collect()
+}
+
+/// Runs host-access method `METHODS[implementation]`; `None` when no host access is wired or
+/// the position is not one of them.
+pub fn invoke_resolved(
+    p: &ArrayProvider,
+    call: &MethodCall<'_>,
+    implementation: usize,
+) -> Option<MethodResult> {
     let access = p.opts.host_access.as_deref()?;
-    let class = call.class_name.to_ascii_lowercase();
-    let method = call.method.to_ascii_lowercase();
+    let (_, handler) = METHODS.get(implementation)?;
     let _ops = p.ops.lock();
-    let outcome = match (class.as_str(), method.as_str()) {
-        ("cairn_groupmaskingmappingservice", "creategroup") => create_group(access, call),
-        ("cairn_groupmaskingmappingservice", "addmembers") => members(access, call, true),
-        ("cairn_groupmaskingmappingservice", "removemembers") => members(access, call, false),
-        ("cairn_groupmaskingmappingservice", "deletegroup") => delete_group(access, call),
-        ("cairn_groupmaskingmappingservice", "createmaskingview") => create_view(p, access, call),
-        ("cairn_groupmaskingmappingservice", "deletemaskingview") => delete_view(access, call),
-        ("cairn_controllerconfigurationservice", "exposepaths") => {
-            super::expose::expose_paths(p, access, call)
-        }
-        ("cairn_controllerconfigurationservice", "hidepaths") => {
-            super::expose::hide_paths(p, access, call)
-        }
-        ("cairn_controllerconfigurationservice", "deleteprotocolcontroller") => {
-            super::expose::delete_controller(access, call)
-        }
-        ("cairn_storagehardwareidmanagementservice", "createstoragehardwareid") => {
-            create_hwid(access, call)
-        }
-        ("cairn_storagehardwareidmanagementservice", "deletestoragehardwareid") => {
-            delete_hwid(access, call)
-        }
-        _ => return None,
-    };
-    Some(outcome.unwrap_or_else(|r| {
+    Some(handler(p, access, call).unwrap_or_else(|r| {
         tracing::info!(method = call.method, code = r.code, reason = %r.reason, "refused");
         r.into_result()
     }))

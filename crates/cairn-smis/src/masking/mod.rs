@@ -23,7 +23,7 @@ use cairn_export::access::{AccessModel, GroupKind, HostAccess};
 use crate::interop::association;
 use crate::model::{self, id_path, u16s, Identity};
 
-pub use methods::invoke;
+pub use methods::{invoke_resolved, names as method_names};
 
 const HWID_CLASS: &str = "Cairn_StorageHardwareID";
 const SPC_CLASS: &str = "Cairn_SCSIProtocolController";

@@ -1,0 +1,408 @@
+//! The volume index: the model's copy of the array's volumes by id, by pool (in creation order)
+//! and by replica source, kept exact by the backend's change events, so that an answer about one
+//! volume, its pool or its replicas costs the same whatever the number of volumes, and an
+//! enumeration reads nothing from the backend but the pools.
+//!
+//! Invariants:
+//! - Before a request reads it ([`VolumeIndex::snapshot`]), the index is brought to the state of
+//!   the backend: every volume an event named since then is read again from the backend (events
+//!   only say *what* changed, so an event delivered late can never bring back an older state), and
+//!   a pool whose change count (`PoolInfo::volume_changes`, one step per change) is not the one the
+//!   index accounts for is read again whole. The index accounts for a step only when the backend
+//!   reports it: a `PoolChanged` whose count is exactly one past the one accounted for (the
+//!   backend sends one per change). A change without its event (a pool added, a change made
+//!   around the backend, the cleanup of a failed operation) leaves a gap that no later event
+//!   closes, so it is never missed: the index is just not used for it.
+//! - `by_source[s]` holds every indexed volume whose replica record or snapshot parent names `s`.
+//! - Noted volumes are bounded by [`CHANGED_VOLUMES_MAX`]; past it the index forgets them and
+//!   reads every pool again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cairn_array::{ArrayBackend, ChangeEvent, PoolInfo, Volume, VolumeId};
+use parking_lot::Mutex;
+
+use crate::limits::CHANGED_VOLUMES_MAX;
+use crate::model::{in_model, PoolView, Snapshot};
+
+/// What part of the array a request reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// The pools, no volume.
+    Pools,
+    /// The pools and every volume in the model.
+    All,
+    /// These volumes (those in the model) and their pools.
+    Ids(&'a [VolumeId]),
+    /// Volume `id`, the volume it is a replica of and its own replicas, with their pools: every
+    /// volume an association referring to `id` names.
+    Around(VolumeId),
+}
+
+/// The index (see the module documentation).
+#[derive(Debug)]
+pub struct VolumeIndex {
+    state: Mutex<State>,
+    /// The backend delivers its change events here; if it cannot, every request reads every
+    /// pool again (the index is never used on its own).
+    followed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The backend's pools in its order, as last read.
+    pools: Vec<PoolEntry>,
+    volumes: HashMap<VolumeId, Entry>,
+    by_source: HashMap<VolumeId, BTreeSet<VolumeId>>,
+    /// Volumes named by events since the last request.
+    changed: HashSet<VolumeId>,
+    /// Every pool must be read again (too many changed volumes were noted).
+    reread_all: bool,
+    next_order: u64,
+}
+
+#[derive(Debug)]
+struct PoolEntry {
+    info: PoolInfo,
+    /// The change count the index accounts for.
+    seen_changes: u64,
+    /// A `PoolChanged` skipped a step: the pool must be read again.
+    gap: bool,
+    /// The pool's volumes by creation order.
+    order: BTreeMap<u64, VolumeId>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    volume: Volume,
+    order: u64,
+}
+
+/// The volume `v`'s relationship may name as its source (a superset of the model's).
+fn source_of(v: &Volume) -> Option<VolumeId> {
+    match v.replica {
+        Some(r) => Some(r.source),
+        None => v.parent,
+    }
+}
+
+impl VolumeIndex {
+    /// An index of `array`'s volumes, subscribed to its change events. Reads nothing yet: the
+    /// first request reads every pool.
+    pub fn following(array: &dyn ArrayBackend) -> Arc<VolumeIndex> {
+        let index = Arc::new(VolumeIndex {
+            state: Mutex::new(State::default()),
+            followed: AtomicBool::new(false),
+        });
+        let listener = index.clone();
+        match array.subscribe(Arc::new(move |e: &ChangeEvent| listener.note(e))) {
+            Ok(()) => index.followed.store(true, Ordering::Release),
+            Err(e) => tracing::warn!("the model reads every pool at each request: {e}"),
+        }
+        index
+    }
+
+    /// Notes one change event (what a backend listener calls; never calls the backend).
+    pub fn note(&self, event: &ChangeEvent) {
+        let mut st = self.state.lock();
+        let id = match event {
+            ChangeEvent::VolumeCreated(v) | ChangeEvent::VolumeChanged(v) => v.id,
+            ChangeEvent::VolumeDeleted(id) => *id,
+            ChangeEvent::PoolChanged(info) => {
+                if let Some(p) = st.pool_mut(&info.name) {
+                    if p.seen_changes.checked_add(1) == Some(info.volume_changes) {
+                        p.seen_changes = info.volume_changes;
+                    } else {
+                        p.gap = true;
+                    }
+                }
+                return;
+            }
+            _ => return,
+        };
+        if st.changed.len() >= CHANGED_VOLUMES_MAX {
+            st.changed.clear();
+            st.reread_all = true;
+        }
+        st.changed.insert(id);
+    }
+
+    /// The array state `scope` covers, as the backend holds it now.
+    pub fn snapshot(&self, array: &dyn ArrayBackend, scope: Scope<'_>) -> Snapshot {
+        let mut st = self.state.lock();
+        if !self.followed.load(Ordering::Acquire) {
+            st.reread_all = true;
+        }
+        st.sync(array);
+        match scope {
+            Scope::Pools => Snapshot::new(st.pools.iter().map(|p| view(p, Vec::new())).collect()),
+            Scope::All => st.all(),
+            Scope::Ids(ids) => st.only(ids.iter().copied()),
+            Scope::Around(id) => {
+                let mut ids = vec![id];
+                if let Some(e) = st.volumes.get(&id) {
+                    ids.extend(source_of(&e.volume));
+                }
+                ids.extend(st.by_source.get(&id).into_iter().flatten().copied());
+                st.only(ids.into_iter())
+            }
+        }
+    }
+}
+
+fn view(p: &PoolEntry, volumes: Vec<Volume>) -> PoolView {
+    PoolView {
+        info: p.info.clone(),
+        volumes,
+    }
+}
+
+impl State {
+    /// Brings the index to the backend's state (see the module invariants).
+    fn sync(&mut self, array: &dyn ArrayBackend) {
+        let reread_all = std::mem::take(&mut self.reread_all);
+        let mut old: HashMap<String, PoolEntry> = self
+            .pools
+            .drain(..)
+            .map(|p| (p.info.name.clone(), p))
+            .collect();
+        for info in array.pools() {
+            let known = old
+                .remove(&info.name)
+                .filter(|p| !reread_all && !p.gap && p.seen_changes == info.volume_changes);
+            let entry = match known {
+                Some(mut p) => {
+                    p.info = info;
+                    p
+                }
+                None => self.read_pool(array, info),
+            };
+            self.pools.push(entry);
+        }
+        for (_, gone) in old {
+            self.forget_pool(&gone);
+        }
+        for id in std::mem::take(&mut self.changed) {
+            match array.volume(id) {
+                Some(v) => self.upsert(v),
+                None => self.remove(id),
+            }
+        }
+    }
+
+    /// Reads pool `info` whole; its previous entries are dropped.
+    fn read_pool(&mut self, array: &dyn ArrayBackend, info: PoolInfo) -> PoolEntry {
+        let stale: Vec<VolumeId> = self
+            .volumes
+            .iter()
+            .filter(|(_, e)| e.volume.pool == info.name)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.remove(id);
+        }
+        let mut entry = PoolEntry {
+            seen_changes: info.volume_changes,
+            gap: false,
+            order: BTreeMap::new(),
+            info,
+        };
+        for v in array.volumes(&entry.info.name) {
+            let order = self.next_order;
+            self.next_order += 1;
+            entry.order.insert(order, v.id);
+            self.link(&v);
+            self.volumes.insert(v.id, Entry { volume: v, order });
+        }
+        entry
+    }
+
+    fn forget_pool(&mut self, gone: &PoolEntry) {
+        for id in gone.order.values() {
+            self.remove(*id);
+        }
+    }
+
+    fn pool_mut(&mut self, name: &str) -> Option<&mut PoolEntry> {
+        self.pools.iter_mut().find(|p| p.info.name == name)
+    }
+
+    fn link(&mut self, v: &Volume) {
+        if let Some(s) = source_of(v) {
+            self.by_source.entry(s).or_default().insert(v.id);
+        }
+    }
+
+    fn unlink(&mut self, v: &Volume) {
+        let Some(s) = source_of(v) else { return };
+        if let Some(set) = self.by_source.get_mut(&s) {
+            set.remove(&v.id);
+            if set.is_empty() {
+                self.by_source.remove(&s);
+            }
+        }
+    }
+
+    /// Records `v` as the backend holds it now.
+    fn upsert(&mut self, v: Volume) {
+        let order = match self.volumes.get(&v.id).map(|e| e.order) {
+            Some(order) => order,
+            None => {
+                self.next_order += 1;
+                self.next_order - 1
+            }
+        };
+        self.remove(v.id);
+        let Some(pool) = self.pool_mut(&v.pool) else {
+            return;
+        };
+        pool.order.insert(order, v.id);
+        self.link(&v);
+        self.volumes.insert(v.id, Entry { volume: v, order });
+    }
+
+    fn remove(&mut self, id: VolumeId) {
+        let Some(e) = self.volumes.remove(&id) else {
+            return;
+        };
+        self.unlink(&e.volume);
+        if let Some(pool) = self.pool_mut(&e.volume.pool) {
+            pool.order.remove(&e.order);
+        }
+    }
+
+    fn all(&self) -> Snapshot {
+        let pools = self
+            .pools
+            .iter()
+            .map(|p| {
+                let volumes = p
+                    .order
+                    .values()
+                    .map(|id| &self.volumes[id].volume)
+                    .filter(|v| in_model(v))
+                    .cloned()
+                    .collect();
+                view(p, volumes)
+            })
+            .collect();
+        Snapshot::new(pools)
+    }
+
+    /// The volumes `ids` that are in the model, with their pools, in pool order.
+    fn only(&self, ids: impl Iterator<Item = VolumeId>) -> Snapshot {
+        let mut picked: Vec<&Entry> = ids
+            .filter_map(|id| self.volumes.get(&id))
+            .filter(|e| in_model(&e.volume))
+            .collect();
+        picked.sort_by_key(|e| e.order);
+        picked.dedup_by_key(|e| e.order);
+        let pools = self
+            .pools
+            .iter()
+            .filter_map(|p| {
+                let volumes: Vec<Volume> = picked
+                    .iter()
+                    .filter(|e| e.volume.pool == p.info.name)
+                    .map(|e| e.volume.clone())
+                    .collect();
+                (!volumes.is_empty()).then(|| view(p, volumes))
+            })
+            .collect();
+        Snapshot::new(pools)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_array::engine::EngineArray;
+    use cairn_array::VolumeSpec;
+    use cairn_engine::{Pool, PoolOptions, Storage, VolumeOptions};
+
+    fn add_pool(storage: &Storage, name: &str) {
+        let dev = Arc::new(cairn_io::MemDevice::new(64 << 20));
+        let pool = Pool::create(dev, name, PoolOptions::default()).expect("pool");
+        storage.add_pool(pool).expect("add pool");
+    }
+
+    fn array() -> (Arc<Storage>, Arc<dyn ArrayBackend>) {
+        let storage = Arc::new(Storage::new());
+        add_pool(&storage, "p");
+        let array: Arc<dyn ArrayBackend> = Arc::new(EngineArray::new(storage.clone()));
+        (storage, array)
+    }
+
+    fn names(index: &VolumeIndex, array: &dyn ArrayBackend, scope: Scope<'_>) -> Vec<String> {
+        let snap = index.snapshot(array, scope);
+        snap.pools
+            .iter()
+            .flat_map(|p| p.volumes.iter().map(|v| v.name.clone()))
+            .collect()
+    }
+
+    fn create(array: &dyn ArrayBackend, name: &str) -> Volume {
+        array
+            .create_volume("p", name, 1 << 20, &VolumeSpec::default())
+            .expect("create")
+    }
+
+    #[test]
+    fn follows_changes_made_through_the_backend_and_around_it() {
+        let (storage, array) = array();
+        let array = array.as_ref();
+        let index = VolumeIndex::following(array);
+        let a = create(array, "a");
+        assert_eq!(names(&index, array, Scope::All), ["a"]);
+        let s = array
+            .snapshot(a.id, "s", &VolumeSpec::default())
+            .expect("snapshot");
+        array.rename_volume(a.id, "a2").expect("rename");
+        assert_eq!(names(&index, array, Scope::All), ["a2", "s"]);
+        // No event for these: the pool's change counter says it changed.
+        let engine_s = cairn_engine::VolumeId(s.id.0);
+        storage.rename_volume(engine_s, "s2").expect("rename");
+        storage
+            .create_volume("p", "b", 1 << 20, VolumeOptions::default())
+            .expect("create");
+        // A change reported by an event after them does not hide them.
+        create(array, "d");
+        assert_eq!(names(&index, array, Scope::All), ["a2", "s2", "b", "d"]);
+        add_pool(&storage, "q");
+        storage
+            .create_volume("q", "c", 1 << 20, VolumeOptions::default())
+            .expect("create");
+        assert_eq!(
+            names(&index, array, Scope::All),
+            ["a2", "s2", "b", "d", "c"]
+        );
+        array.delete_volume(s.id).expect("delete");
+        assert!(names(&index, array, Scope::Ids(&[s.id])).is_empty());
+        assert_eq!(names(&index, array, Scope::Ids(&[a.id])), ["a2"]);
+        let pools = index.snapshot(array, Scope::Pools).pools;
+        assert_eq!(pools.len(), 2);
+        assert!(pools.iter().all(|p| p.volumes.is_empty()));
+    }
+
+    #[test]
+    fn around_a_volume_are_its_source_and_its_replicas_only() {
+        let (_storage, array) = array();
+        let array = array.as_ref();
+        let index = VolumeIndex::following(array);
+        let a = create(array, "a");
+        let b = create(array, "b");
+        let spec = VolumeSpec::default();
+        let s1 = array.snapshot(a.id, "s1", &spec).expect("snapshot");
+        array.snapshot(s1.id, "s2", &spec).expect("snapshot");
+        array.snapshot(b.id, "t", &spec).expect("snapshot");
+        assert_eq!(
+            names(&index, array, Scope::Around(s1.id)),
+            ["a", "s1", "s2"]
+        );
+        assert_eq!(names(&index, array, Scope::Around(b.id)), ["b", "t"]);
+        array.delete_volume(s1.id).expect("delete");
+        assert_eq!(names(&index, array, Scope::Around(a.id)), ["a"]);
+    }
+}
