@@ -21,6 +21,7 @@ pub use http::{start, CredentialSource, Credentials, SmisServerConfig, SmisServe
 // The SMI-S array model over an array backend (`cairn_array`): `ArrayProvider` (Array, Block Services, Replication
 // Services and Job Control profiles), its methods, jobs and cross-pool copies.
 pub mod copy;
+pub mod indications;
 pub mod interop;
 pub mod jobs;
 mod methods;
@@ -28,5 +29,6 @@ pub mod model;
 pub mod provider;
 pub mod retcode;
 
+pub use indications::{IndicationOptions, Indications};
 pub use interop::{InteropProvider, ObjectManagerInfo};
 pub use provider::{ArrayOptions, ArrayProvider};

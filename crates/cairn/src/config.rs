@@ -40,6 +40,15 @@
 //! allow_insecure = false         # serve iSCSI without CHAP on a non-loopback address
 //! target_name = "iqn.2026-01.org.cairn:node1"   # first start only; then DATA_DIR/iscsi-target-name
 //! nop_interval_secs = 30         # ping an idle initiator; close it after twice this
+//!
+//! [indications]
+//! retry_attempts = 3             # DeliveryRetryAttempts: further tries of a failed delivery
+//! retry_interval_secs = 20       # DeliveryRetryInterval
+//! removal_action = "remove"      # SubscriptionRemovalAction: "remove", "disable" or "ignore"
+//! removal_interval_secs = 2592000   # SubscriptionRemovalTimeInterval of continuous failure
+//! trusted_certs = ["listener.pem"]  # https listeners' certificates (PEM), trusted exactly
+//! accept_any_certificate = ["https://10.0.0.5:5990/*"]   # destinations whose certificate is not checked
+//! pool_free_alert_percent = 10   # alert when a pool's free space falls below this
 //! ```
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
@@ -84,6 +93,8 @@ struct RawConfig {
     nbd: RawNbd,
     #[serde(default)]
     iscsi: RawIscsi,
+    #[serde(default)]
+    indications: RawIndications,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -156,6 +167,61 @@ struct RawIscsi {
     nop_interval_secs: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIndications {
+    retry_attempts: Option<u16>,
+    retry_interval_secs: Option<u64>,
+    removal_action: Option<String>,
+    removal_interval_secs: Option<u64>,
+    #[serde(default)]
+    trusted_certs: Vec<PathBuf>,
+    #[serde(default)]
+    accept_any_certificate: Vec<String>,
+    pool_free_alert_percent: Option<u8>,
+}
+
+/// How indications are delivered (the `[indications]` section, defaults filled in).
+#[derive(Debug, Clone)]
+pub struct IndicationSettings {
+    pub retry_attempts: u16,
+    pub retry_interval: Duration,
+    /// SubscriptionRemovalAction: 2 remove, 3 disable, 4 ignore.
+    pub removal_action: u16,
+    pub removal_interval: Duration,
+    /// PEM files, absolute.
+    pub trusted_certs: Vec<PathBuf>,
+    pub accept_any_certificate: Vec<String>,
+    pub pool_free_alert_percent: u8,
+}
+
+fn resolve_indications(data_dir: &Path, raw: RawIndications) -> Result<IndicationSettings> {
+    let defaults = cairn_smis::IndicationOptions::default();
+    let removal_action = match raw.removal_action.as_deref() {
+        None => defaults.removal_action,
+        Some("remove") => cairn_smis::indications::REMOVAL_ACTION_REMOVE,
+        Some("disable") => cairn_smis::indications::REMOVAL_ACTION_DISABLE,
+        Some("ignore") => cairn_smis::indications::REMOVAL_ACTION_IGNORE,
+        Some(other) => bail!("removal_action must be remove, disable or ignore, not {other:?}"),
+    };
+    let percent = raw
+        .pool_free_alert_percent
+        .unwrap_or(defaults.pool_free_alert_percent);
+    if percent > 100 {
+        bail!("pool_free_alert_percent must be at most 100");
+    }
+    let secs = |v: Option<u64>, d: Duration| v.map(Duration::from_secs).unwrap_or(d);
+    Ok(IndicationSettings {
+        retry_attempts: raw.retry_attempts.unwrap_or(defaults.retry_attempts),
+        retry_interval: secs(raw.retry_interval_secs, defaults.retry_interval),
+        removal_action,
+        removal_interval: secs(raw.removal_interval_secs, defaults.removal_interval),
+        trusted_certs: raw.trusted_certs.iter().map(|p| data_dir.join(p)).collect(),
+        accept_any_certificate: raw.accept_any_certificate,
+        pool_free_alert_percent: percent,
+    })
+}
+
 /// One pool the daemon opens (or creates on first start).
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -186,6 +252,7 @@ pub struct Config {
     pub iscsi_allow_insecure: bool,
     pub iscsi_target_name: Option<String>,
     pub iscsi_nop_interval: Duration,
+    pub indications: IndicationSettings,
 }
 
 impl Config {
@@ -239,6 +306,7 @@ impl Config {
             iscsi_nop_interval: Duration::from_secs(
                 raw.iscsi.nop_interval_secs.unwrap_or(30).max(1),
             ),
+            indications: resolve_indications(&data_dir, raw.indications)?,
             data_dir,
         })
     }

@@ -1,0 +1,203 @@
+"""Indications from a running cairn daemon, received by pywbem's WBEMListener, subscribed with
+pywbem's WBEMSubscriptionManager. Usage: indications.py URL USER PASSWORD STEP LISTENER_PORT;
+prints one JSON line with the result, exits non-zero on a failed check.
+
+Steps:
+  subscribe   subscribes (permanent destination, a volume filter and a job filter), then checks
+              the lifecycle and modification indications of volume changes, exactly once and in
+              order, nothing on the job filter, and delivery after the listener was down
+  restarted   after a daemon restart: the subscriptions are still there and still deliver
+"""
+import json
+import sys
+import threading
+import time
+
+import pywbem
+from pywbem import WBEMListener, WBEMServer, WBEMSubscriptionManager
+
+NS = "root/cairn"
+DEADLINE_SECS = 60
+SUBMGR = "cairntest"
+VOLUMES = ("SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA CIM_StorageVolume "
+           "AND NOT SourceInstance.CIM_StorageVolume::ElementName = 'ignored'")
+JOBS = "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA CIM_ConcreteJob"
+
+
+class Inbox:
+    """Indications as the listener receives them, and a wait for a count of them."""
+
+    def __init__(self):
+        self.items = []
+        self.cond = threading.Condition()
+
+    def __call__(self, indication, host):
+        with self.cond:
+            self.items.append(indication)
+            self.cond.notify_all()
+
+    def wait_for(self, count):
+        end = time.monotonic() + DEADLINE_SECS
+        with self.cond:
+            while len(self.items) < count:
+                left = end - time.monotonic()
+                if left <= 0:
+                    fail(f"expected {count} indications, got {summary(self.items)}")
+                self.cond.wait(left)
+            return list(self.items)
+
+
+def fail(msg):
+    print(json.dumps({"ok": False, "error": msg}))
+    sys.exit(1)
+
+
+def summary(items):
+    out = []
+    for i in items:
+        src = i["SourceInstance"]
+        name = src["ElementName"] if src is not None else None
+        out.append((i.classname, name, i["IndicationFilterName"], i["SequenceNumber"]))
+    return out
+
+
+def listener(port):
+    inbox = Inbox()
+    lis = WBEMListener("127.0.0.1", http_port=port, https_port=None)
+    lis.add_callback(inbox)
+    lis.start()
+    return lis, inbox
+
+
+def conn(url, user, password):
+    return pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
+                                 no_verification=True, timeout=60)
+
+
+def one(c, classname):
+    names = c.EnumerateInstanceNames(classname)
+    if len(names) != 1:
+        fail(f"expected one {classname}, found {len(names)}")
+    return names[0]
+
+
+def pool_path(c):
+    for p in c.EnumerateInstances("CIM_StoragePool"):
+        if not p["Primordial"]:
+            return p.path
+    fail("no pool")
+
+
+def create_volume(c, name):
+    rc, out = c.InvokeMethod("CreateOrModifyElementFromStoragePool",
+                             one(c, "CIM_StorageConfigurationService"),
+                             ElementName=name, ElementType=pywbem.Uint16(5),
+                             InPool=pool_path(c), Size=pywbem.Uint64(1 << 20))
+    if rc != 0:
+        fail(f"create {name}: {rc}")
+    return out["TheElement"]
+
+
+def delete_volume(c, path):
+    rc, _ = c.InvokeMethod("ReturnToStoragePool", one(c, "CIM_StorageConfigurationService"),
+                           TheElement=path)
+    if rc != 0:
+        fail(f"delete: {rc}")
+
+
+def rename(c, path, name):
+    inst = c.GetInstance(path)
+    inst["ElementName"] = name
+    c.ModifyInstance(inst, PropertyList=["ElementName"])
+
+
+def expect(items, wanted):
+    """items must be exactly `wanted` [(class, ElementName, previous ElementName)], in order, each
+    from the volume filter, with consecutive sequence numbers in one context."""
+    got = []
+    for i in items:
+        prev = i["PreviousInstance"]
+        got.append((i.classname, i["SourceInstance"]["ElementName"],
+                    prev["ElementName"] if prev is not None else None))
+        if not i["IndicationFilterName"].endswith(":vols"):
+            fail(f"indication from filter {i['IndicationFilterName']}")
+        if not isinstance(i["SourceInstance"], pywbem.CIMInstance):
+            fail("SourceInstance is not an embedded instance")
+    if got != wanted:
+        fail(f"expected {wanted}, got {got}")
+    seqs = [int(i["SequenceNumber"]) for i in items]
+    contexts = {i["SequenceContext"] for i in items}
+    if len(contexts) != 1 or seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+        fail(f"sequence {contexts} {seqs}")
+
+
+def subscribe(c, port):
+    server = WBEMServer(c)
+    sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
+    sid = sm.add_server(server)
+    dest = sm.add_destination(sid, f"http://127.0.0.1:{port}", owned=False,
+                              destination_id="lis")
+    vols = sm.add_filter(sid, NS, VOLUMES, query_language="DMTF:CQL", owned=False,
+                         filter_id="vols")
+    jobs = sm.add_filter(sid, NS, JOBS, query_language="WQL", owned=False, filter_id="jobs")
+    sm.add_subscriptions(sid, vols.path, [dest.path], owned=False)
+    sm.add_subscriptions(sid, jobs.path, [dest.path], owned=False)
+    return sm, sid
+
+
+def step_subscribe(c, port):
+    lis, inbox = listener(port)
+    subscribe(c, port)
+    a = create_volume(c, "ind-a")
+    b = create_volume(c, "ind-b")
+    create_volume(c, "ignored")
+    rename(c, a, "ind-a2")
+    delete_volume(c, b)
+    wanted = [("CIM_InstCreation", "ind-a", None), ("CIM_InstCreation", "ind-b", None),
+              ("CIM_InstModification", "ind-a2", "ind-a"), ("CIM_InstDeletion", "ind-b", None)]
+    expect(inbox.wait_for(len(wanted)), wanted)
+    # The listener goes away for less than the retry window: what it missed arrives after.
+    lis.stop()
+    create_volume(c, "ind-c")
+    time.sleep(0.5)  # the daemon's first attempt fails while nobody listens
+    lis2, inbox2 = listener(port)
+    got = inbox2.wait_for(1)
+    expect(got, [("CIM_InstCreation", "ind-c", None)])
+    seq_before = int(inbox.items[-1]["SequenceNumber"])
+    if int(got[0]["SequenceNumber"]) != seq_before + 1:
+        fail("sequence number gap after the listener came back")
+    # Quiet period: nothing else arrives (e.g. nothing from the job filter, no duplicates).
+    time.sleep(2)
+    if len(inbox2.items) != 1 or len(inbox.items) != len(wanted):
+        fail(f"extra indications: {summary(inbox.items)} {summary(inbox2.items)}")
+    lis2.stop()
+    return {"ok": True, "received": len(wanted) + 1}
+
+
+def step_restarted(c, port):
+    filters = [f["Name"] for f in c.EnumerateInstances("CIM_IndicationFilter", namespace="interop")]
+    subs = c.EnumerateInstanceNames("CIM_IndicationSubscription", namespace="interop")
+    if len(subs) != 2 or not any(n.endswith(":vols") for n in filters):
+        fail(f"after restart: filters {filters}, {len(subs)} subscriptions")
+    lis, inbox = listener(port)
+    create_volume(c, "ind-d")
+    got = inbox.wait_for(1)
+    expect(got, [("CIM_InstCreation", "ind-d", None)])
+    lis.stop()
+    return {"ok": True, "filters": sorted(filters)}
+
+
+def main():
+    url, user, password, step, port = sys.argv[1:]
+    c = conn(url, user, password)
+    if step == "subscribe":
+        result = step_subscribe(c, int(port))
+    elif step == "restarted":
+        result = step_restarted(c, int(port))
+    else:
+        fail(f"unknown step {step}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
