@@ -9,9 +9,11 @@ Steps:
   restarted   after a daemon restart: the subscriptions are still there and still deliver
 """
 import json
+import os
 import sys
 import threading
 import time
+import traceback
 
 import pywbem
 from pywbem import WBEMListener, WBEMServer, WBEMSubscriptionManager
@@ -22,6 +24,7 @@ SUBMGR = "cairntest"
 VOLUMES = ("SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA CIM_StorageVolume "
            "AND NOT SourceInstance.CIM_StorageVolume::ElementName = 'ignored'")
 JOBS = "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA CIM_ConcreteJob"
+SYNCS = "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA CIM_StorageSynchronized"
 
 
 class Inbox:
@@ -31,7 +34,7 @@ class Inbox:
         self.items = []
         self.cond = threading.Condition()
 
-    def __call__(self, indication, host):
+    def receive(self, indication, host):
         with self.cond:
             self.items.append(indication)
             self.cond.notify_all()
@@ -49,7 +52,8 @@ class Inbox:
 
 def fail(msg):
     print(json.dumps({"ok": False, "error": msg}))
-    sys.exit(1)
+    sys.stdout.flush()
+    os._exit(1)  # the listener's threads would keep the process alive
 
 
 def summary(items):
@@ -64,7 +68,7 @@ def summary(items):
 def listener(port):
     inbox = Inbox()
     lis = WBEMListener("127.0.0.1", http_port=port, https_port=None)
-    lis.add_callback(inbox)
+    lis.add_callback(inbox.receive)
     lis.start()
     return lis, inbox
 
@@ -111,20 +115,36 @@ def rename(c, path, name):
     c.ModifyInstance(inst, PropertyList=["ElementName"])
 
 
-def expect(items, wanted):
-    """items must be exactly `wanted` [(class, ElementName, previous ElementName)], in order, each
-    from the volume filter, with consecutive sequence numbers in one context."""
+def snapshot(c, source, name):
+    rc, out = c.InvokeMethod("CreateElementReplica", one(c, "CIM_ReplicationService"),
+                             ElementName=name, SyncType=pywbem.Uint16(7),
+                             SourceElement=source, WaitForCopyState=pywbem.Uint16(4))
+    if rc != 0:
+        fail(f"snapshot {name}: {rc}")
+
+
+def from_filter(items, name):
+    return [i for i in items if i["IndicationFilterName"] == f"{SUBMGR}:{name}"]
+
+
+def expect(items, wanted, syncs=0):
+    """items must be, from the volume filter, exactly `wanted` [(class, ElementName, previous
+    ElementName)] in order, `syncs` snapshot StorageSynchronized creations from the sync filter,
+    nothing else, with consecutive sequence numbers in one context."""
     got = []
-    for i in items:
-        prev = i["PreviousInstance"]
-        got.append((i.classname, i["SourceInstance"]["ElementName"],
-                    prev["ElementName"] if prev is not None else None))
-        if not i["IndicationFilterName"].endswith(":vols"):
-            fail(f"indication from filter {i['IndicationFilterName']}")
+    for i in from_filter(items, "vols"):
+        prev = i.get("PreviousInstance")
         if not isinstance(i["SourceInstance"], pywbem.CIMInstance):
             fail("SourceInstance is not an embedded instance")
+        got.append((i.classname, i["SourceInstance"]["ElementName"],
+                    prev["ElementName"] if prev is not None else None))
     if got != wanted:
         fail(f"expected {wanted}, got {got}")
+    sync = from_filter(items, "syncs")
+    if len(sync) != syncs or any(int(i["SourceInstance"]["SyncType"]) != 7 for i in sync):
+        fail(f"expected {syncs} snapshot synchronizations, got {summary(sync)}")
+    if len(got) + len(sync) != len(items):
+        fail(f"indications from other filters: {summary(items)}")
     seqs = [int(i["SequenceNumber"]) for i in items]
     contexts = {i["SequenceContext"] for i in items}
     if len(contexts) != 1 or seqs != list(range(seqs[0], seqs[0] + len(seqs))):
@@ -136,12 +156,16 @@ def subscribe(c, port):
     sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
     sid = sm.add_server(server)
     dest = sm.add_destination(sid, f"http://127.0.0.1:{port}", owned=False,
-                              destination_id="lis")
+                              name=f"{SUBMGR}:lis")
     vols = sm.add_filter(sid, NS, VOLUMES, query_language="DMTF:CQL", owned=False,
-                         filter_id="vols")
-    jobs = sm.add_filter(sid, NS, JOBS, query_language="WQL", owned=False, filter_id="jobs")
+                         name=f"{SUBMGR}:vols")
+    jobs = sm.add_filter(sid, NS, JOBS, query_language="WQL", owned=False,
+                         name=f"{SUBMGR}:jobs")
     sm.add_subscriptions(sid, vols.path, [dest.path], owned=False)
+    syncs = sm.add_filter(sid, NS, SYNCS, query_language="WQL", owned=False,
+                          name=f"{SUBMGR}:syncs")
     sm.add_subscriptions(sid, jobs.path, [dest.path], owned=False)
+    sm.add_subscriptions(sid, syncs.path, [dest.path], owned=False)
     return sm, sid
 
 
@@ -153,9 +177,11 @@ def step_subscribe(c, port):
     create_volume(c, "ignored")
     rename(c, a, "ind-a2")
     delete_volume(c, b)
+    snapshot(c, a, "ind-snap")
     wanted = [("CIM_InstCreation", "ind-a", None), ("CIM_InstCreation", "ind-b", None),
-              ("CIM_InstModification", "ind-a2", "ind-a"), ("CIM_InstDeletion", "ind-b", None)]
-    expect(inbox.wait_for(len(wanted)), wanted)
+              ("CIM_InstModification", "ind-a2", "ind-a"), ("CIM_InstDeletion", "ind-b", None),
+              ("CIM_InstCreation", "ind-snap", None)]
+    expect(inbox.wait_for(len(wanted) + 1), wanted, syncs=1)
     # The listener goes away for less than the retry window: what it missed arrives after.
     lis.stop()
     create_volume(c, "ind-c")
@@ -168,16 +194,16 @@ def step_subscribe(c, port):
         fail("sequence number gap after the listener came back")
     # Quiet period: nothing else arrives (e.g. nothing from the job filter, no duplicates).
     time.sleep(2)
-    if len(inbox2.items) != 1 or len(inbox.items) != len(wanted):
+    if len(inbox2.items) != 1 or len(inbox.items) != len(wanted) + 1:
         fail(f"extra indications: {summary(inbox.items)} {summary(inbox2.items)}")
     lis2.stop()
-    return {"ok": True, "received": len(wanted) + 1}
+    return {"ok": True, "received": len(inbox.items) + len(inbox2.items)}
 
 
 def step_restarted(c, port):
     filters = [f["Name"] for f in c.EnumerateInstances("CIM_IndicationFilter", namespace="interop")]
     subs = c.EnumerateInstanceNames("CIM_IndicationSubscription", namespace="interop")
-    if len(subs) != 2 or not any(n.endswith(":vols") for n in filters):
+    if len(subs) != 4 or not any(n.endswith(":vols") for n in filters):
         fail(f"after restart: filters {filters}, {len(subs)} subscriptions")
     lis, inbox = listener(port)
     create_volume(c, "ind-d")
@@ -197,7 +223,13 @@ def main():
     else:
         fail(f"unknown step {step}")
     print(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception:  # noqa: BLE001 - any failure ends the run with its traceback
+        traceback.print_exc()
+        fail("exception")

@@ -2,10 +2,10 @@
 //! WBEMListener receives the lifecycle and modification indications of volume changes (exactly
 //! once, in order, with the right embedded instances, nothing from a filter on another class),
 //! still receives what it missed while it was down briefly, and the subscriptions survive a
-//! restart of the daemon. `pywbemcli subscription list-filters` reads them back.
+//! restart of the daemon. `pywbemcli subscription` adds, lists and refuses filters and subscriptions.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cairn_tests::{python, test_config, Daemon};
@@ -29,32 +29,30 @@ fn step(daemon: &Daemon, name: &str, port: u16) -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
-/// `pywbemcli subscription ARGS` against the daemon: its standard output.
-fn pywbemcli(daemon: &Daemon, args: &[&str]) -> String {
+/// `pywbemcli subscription ARGS` against the daemon (in an empty home, so no connection file is
+/// read or written): success and its standard and error output.
+fn pywbemcli(daemon: &Daemon, home: &Path, args: &[&str]) -> (bool, String) {
     let bin = python().with_file_name("pywbemcli");
+    assert!(
+        bin.exists(),
+        "{} not found: pip install pywbemtools",
+        bin.display()
+    );
     let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
     let out = Command::new(bin)
-        .args([
-            "-s",
-            url.as_str(),
-            "-u",
-            "admin",
-            "-p",
-            "secret",
-            "-n",
-            "interop",
-        ])
+        .env("HOME", home)
+        .current_dir(home)
+        .args(["-s", url.as_str(), "-u", "admin", "-p", "secret"])
         .arg("subscription")
         .args(args)
         .output()
         .expect("run pywbemcli");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "pywbemcli subscription {args:?}: {text}{}",
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    text
+    (out.status.success(), text)
 }
 
 #[test]
@@ -71,19 +69,65 @@ fn subscribed_listeners_receive_volume_indications_across_outages_and_restarts()
         .unwrap();
     let daemon = Daemon::start(&data, &config).unwrap();
     let first = step(&daemon, "subscribe", port);
-    assert_eq!(first["received"], 5, "{first}");
-    let filters = pywbemcli(&daemon, &["list-filters", "--summary"]);
-    assert!(filters.contains('2'), "two filters listed: {filters}");
+    assert_eq!(first["received"], 7, "{first}");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (ok, filters) = pywbemcli(&daemon, &home, &["list-filters"]);
+    assert!(ok && filters.contains("cairntest:vols"), "{filters}");
+    let (ok, text) = pywbemcli(
+        &daemon,
+        &home,
+        &[
+            "add-destination",
+            "cli",
+            "-l",
+            "http://127.0.0.1:9",
+            "--permanent",
+        ],
+    );
+    assert!(ok && text.contains("Added permanent destination"), "{text}");
+    let pools = "SELECT * FROM CIM_InstDeletion WHERE SourceInstance ISA CIM_StoragePool";
+    let (ok, text) = pywbemcli(
+        &daemon,
+        &home,
+        &["add-filter", "clif", "-q", pools, "--permanent"],
+    );
+    assert!(ok, "{text}");
+    let like =
+        "SELECT * FROM CIM_InstDeletion WHERE SourceInstance.CIM_StoragePool::Name LIKE 'p%'";
+    let (ok, text) = pywbemcli(
+        &daemon,
+        &home,
+        &["add-filter", "bad", "-q", like, "--permanent"],
+    );
+    assert!(
+        !ok && text.contains("CIM_ERR_NOT_SUPPORTED"),
+        "LIKE is refused: {text}"
+    );
+    let (ok, text) = pywbemcli(
+        &daemon,
+        &home,
+        &["add-subscription", "cli", "clif", "--permanent"],
+    );
+    assert!(
+        ok && text.contains("Added permanent subscription"),
+        "{text}"
+    );
+    let (ok, text) = pywbemcli(&daemon, &home, &["list"]);
+    assert!(ok, "{text}");
+    let subscriptions = text
+        .lines()
+        .find(|l| l.contains("CIM_IndicationSubscription"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(subscriptions.contains(" 4 "), "four subscriptions: {text}");
     daemon.stop().unwrap();
 
     let daemon = Daemon::start(&data, &config).unwrap();
     let second = step(&daemon, "restarted", port);
     let names = second["filters"].as_array().unwrap();
-    assert_eq!(names.len(), 2, "{second}");
-    let listed = pywbemcli(&daemon, &["list-subscriptions"]);
-    assert!(
-        listed.contains("lis"),
-        "the destination is listed: {listed}"
-    );
+    assert_eq!(names.len(), 4, "{second}");
+    let (ok, listed) = pywbemcli(&daemon, &home, &["list-subscriptions"]);
+    assert!(ok && listed.contains("cairntest:lis"), "{listed}");
     daemon.stop().unwrap();
 }

@@ -106,7 +106,7 @@ fn invalid(what: impl std::fmt::Display) -> CimError {
 }
 
 fn unsupported(what: impl std::fmt::Display) -> CimError {
-    CimError::not_supported(format!("Query feature not supported: {what}"))
+    CimError::not_supported(format!("Query feature {what}"))
 }
 
 const SYMBOLS: [&str; 13] = [
