@@ -7,6 +7,9 @@ Steps:
               the lifecycle and modification indications of volume changes, exactly once and in
               order, nothing on the job filter, and delivery after the listener was down
   restarted   after a daemon restart: the subscriptions are still there and still deliver
+  copy        (a daemon with pools pool0 and pool1) a snapshot into the other pool: the job's
+              creation, its modifications up to Completed, and the StorageSynchronized's
+              modification to Synchronized
 """
 import json
 import os
@@ -85,11 +88,11 @@ def one(c, classname):
     return names[0]
 
 
-def pool_path(c):
+def pool_path(c, name=None):
     for p in c.EnumerateInstances("CIM_StoragePool"):
-        if not p["Primordial"]:
+        if not p["Primordial"] and name in (None, p["ElementName"]):
             return p.path
-    fail("no pool")
+    fail(f"no pool {name}")
 
 
 def create_volume(c, name):
@@ -213,6 +216,56 @@ def step_restarted(c, port):
     return {"ok": True, "filters": sorted(filters)}
 
 
+def step_copy(c, port):
+    lis, inbox = listener(port)
+    server = WBEMServer(c)
+    sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
+    sid = sm.add_server(server)
+    dest = sm.add_destination(sid, f"http://127.0.0.1:{port}", owned=True,
+                              destination_id="copylis")
+    jobs = sm.add_filter(sid, NS, "SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA "
+                         "CIM_ConcreteJob", query_language="WQL", owned=True,
+                         filter_id="jobs")
+    syncs = sm.add_filter(sid, NS, "SELECT * FROM CIM_InstModification WHERE SourceInstance ISA "
+                          "CIM_StorageSynchronized AND SourceInstance.CIM_StorageSynchronized::"
+                          "CopyState <> PreviousInstance.CIM_StorageSynchronized::CopyState",
+                          query_language="DMTF:CQL", owned=True, filter_id="syncs")
+    sm.add_subscriptions(sid, jobs.path, [dest.path], owned=True)
+    sm.add_subscriptions(sid, syncs.path, [dest.path], owned=True)
+    source = create_volume(c, "copy-src")
+    rc, out = c.InvokeMethod("CreateElementReplica", one(c, "CIM_ReplicationService"),
+                             ElementName="copy-dst", SyncType=pywbem.Uint16(7),
+                             SourceElement=source, TargetPool=pool_path(c, "pool1"),
+                             WaitForCopyState=pywbem.Uint16(4))
+    if rc != 4096:
+        fail(f"copy into another pool answered {rc}")
+    end = time.monotonic() + DEADLINE_SECS
+    while True:
+        items = inbox.wait_for(len(inbox.items) + 1)
+        last = items[-1]["SourceInstance"]
+        if last.classname.endswith("ConcreteJob") and int(last["JobState"]) == 7:
+            break
+        if time.monotonic() > end:
+            fail(f"no Completed job: {summary(items)}")
+    job = [i for i in items if i["SourceInstance"].classname.endswith("ConcreteJob")]
+    if job[0].classname != "CIM_InstCreation" or int(job[0]["SourceInstance"]["JobState"]) != 4:
+        fail(f"the job's first indication: {job[0]}")
+    states = [int(i["SourceInstance"]["JobState"]) for i in job]
+    percents = [int(i["SourceInstance"]["PercentComplete"]) for i in job]
+    if states[-1] != 7 or percents[-1] != 100 or percents != sorted(percents):
+        fail(f"job states {states}, percents {percents}")
+    if int(job[-1]["PreviousInstance"]["JobState"]) != 4:
+        fail("the Completed modification's PreviousInstance is not the running job")
+    # The synchronization reaches Synchronized (CopyState 4) with the job, or right after it.
+    sync = inbox.wait_for(len(job) + 1)
+    sync = [i for i in sync if i["SourceInstance"].classname.endswith("StorageSynchronized")]
+    if [int(i["SourceInstance"]["CopyState"]) for i in sync][-1:] != [4]:
+        fail(f"synchronization: {summary(sync)}")
+    sm.remove_server(sid)
+    lis.stop()
+    return {"ok": True, "job": len(job), "percents": percents}
+
+
 def main():
     url, user, password, step, port = sys.argv[1:]
     c = conn(url, user, password)
@@ -220,6 +273,8 @@ def main():
         result = step_subscribe(c, int(port))
     elif step == "restarted":
         result = step_restarted(c, int(port))
+    elif step == "copy":
+        result = step_copy(c, int(port))
     else:
         fail(f"unknown step {step}")
     print(json.dumps(result))

@@ -3,6 +3,8 @@
 //! once, in order, with the right embedded instances, nothing from a filter on another class),
 //! still receives what it missed while it was down briefly, and the subscriptions survive a
 //! restart of the daemon. `pywbemcli subscription` adds, lists and refuses filters and subscriptions.
+//! A copy into another pool reports its job from Running to Completed and its synchronization
+//! reaching Synchronized.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -129,5 +131,28 @@ fn subscribed_listeners_receive_volume_indications_across_outages_and_restarts()
     assert_eq!(names.len(), 4, "{second}");
     let (ok, listed) = pywbemcli(&daemon, &home, &["list-subscriptions"]);
     assert!(ok && listed.contains("cairntest:lis"), "{listed}");
+    daemon.stop().unwrap();
+}
+
+#[test]
+fn a_copy_into_another_pool_reports_its_job_and_synchronization() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = test_config(
+        "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n\
+         [[pool]]\nname = \"pool1\"\npath = \"pool1.img\"\nsize = \"1GiB\"\n",
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let daemon = Daemon::start(&data, &config).unwrap();
+    let result = step(&daemon, "copy", port);
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(
+        result["percents"].as_array().unwrap().last().unwrap(),
+        100,
+        "{result}"
+    );
     daemon.stop().unwrap();
 }
