@@ -7,6 +7,9 @@ Steps:
               the lifecycle and modification indications of volume changes, exactly once and in
               order, nothing on the job filter, and delivery after the listener was down
   restarted   after a daemon restart: the subscriptions are still there and still deliver
+  https       LISTENER_PORT is "P1,P2" and four more arguments follow: certificate and key of a
+              listener the daemon trusts (on P1), certificate and key of one it does not (on P2);
+              only the trusted one receives
   copy        (a daemon with pools pool0 and pool1) a snapshot into the other pool: the job's
               creation, its modifications up to Completed, and the StorageSynchronized's
               modification to Synchronized
@@ -68,9 +71,13 @@ def summary(items):
     return out
 
 
-def listener(port):
+def listener(port, cert=None, key=None):
     inbox = Inbox()
-    lis = WBEMListener("127.0.0.1", http_port=port, https_port=None)
+    if cert is None:
+        lis = WBEMListener("127.0.0.1", http_port=port, https_port=None)
+    else:
+        lis = WBEMListener("127.0.0.1", http_port=None, https_port=port, certfile=cert,
+                           keyfile=key)
     lis.add_callback(inbox.receive)
     lis.start()
     return lis, inbox
@@ -216,6 +223,31 @@ def step_restarted(c, port):
     return {"ok": True, "filters": sorted(filters)}
 
 
+def step_https(c, ports, trusted_cert, trusted_key, other_cert, other_key):
+    p1, p2 = (int(p) for p in ports.split(","))
+    lis1, inbox1 = listener(p1, trusted_cert, trusted_key)
+    lis2, inbox2 = listener(p2, other_cert, other_key)
+    sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
+    sid = sm.add_server(WBEMServer(c))
+    vols = sm.add_filter(sid, NS, VOLUMES, query_language="DMTF:CQL", owned=True,
+                         filter_id="vols")
+    for i, port in enumerate((p1, p2)):
+        dest = sm.add_destination(sid, f"https://127.0.0.1:{port}", owned=True,
+                                  destination_id=f"tls{i}")
+        sm.add_subscriptions(sid, vols.path, [dest.path], owned=True)
+    create_volume(c, "tls-vol")
+    got = inbox1.wait_for(1)
+    if got[0]["SourceInstance"]["ElementName"] != "tls-vol":
+        fail(f"trusted listener got {summary(got)}")
+    time.sleep(2)  # quiet period: the untrusted listener must get nothing
+    if inbox2.items:
+        fail(f"a listener with an untrusted certificate received {summary(inbox2.items)}")
+    sm.remove_server(sid)
+    lis1.stop()
+    lis2.stop()
+    return {"ok": True}
+
+
 def step_copy(c, port):
     lis, inbox = listener(port)
     server = WBEMServer(c)
@@ -267,12 +299,14 @@ def step_copy(c, port):
 
 
 def main():
-    url, user, password, step, port = sys.argv[1:]
+    url, user, password, step, port, *more = sys.argv[1:]
     c = conn(url, user, password)
     if step == "subscribe":
         result = step_subscribe(c, int(port))
     elif step == "restarted":
         result = step_restarted(c, int(port))
+    elif step == "https":
+        result = step_https(c, port, *more)
     elif step == "copy":
         result = step_copy(c, int(port))
     else:

@@ -4,7 +4,7 @@
 //! still receives what it missed while it was down briefly, and the subscriptions survive a
 //! restart of the daemon. `pywbemcli subscription` adds, lists and refuses filters and subscriptions.
 //! A copy into another pool reports its job from Running to Completed and its synchronization
-//! reaching Synchronized.
+//! reaching Synchronized. An https listener receives only when its certificate is in the trust list.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,11 +15,17 @@ use serde_json::Value;
 
 /// Runs one step of tests/py/indications.py with the listener on `port`.
 fn step(daemon: &Daemon, name: &str, port: u16) -> Value {
+    step_with(daemon, name, &port.to_string(), &[])
+}
+
+/// Runs one step of tests/py/indications.py with the listener ports `ports` and more arguments.
+fn step_with(daemon: &Daemon, name: &str, ports: &str, more: &[&str]) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/indications.py");
     let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
     let out = Command::new(python())
         .arg(script)
-        .args([url.as_str(), "admin", "secret", name, &port.to_string()])
+        .args([url.as_str(), "admin", "secret", name, ports])
+        .args(more)
         .output()
         .expect("run python");
     assert!(
@@ -65,10 +71,7 @@ fn subscribed_listeners_receive_volume_indications_across_outages_and_restarts()
         "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n\
          [indications]\nretry_attempts = 20\nretry_interval_secs = 1\n",
     );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
+    let port = free_port();
     let daemon = Daemon::start(&data, &config).unwrap();
     let first = step(&daemon, "subscribe", port);
     assert_eq!(first["received"], 7, "{first}");
@@ -134,6 +137,49 @@ fn subscribed_listeners_receive_volume_indications_across_outages_and_restarts()
     daemon.stop().unwrap();
 }
 
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// The daemon's own self-signed certificate and key (made at its first start).
+fn identity(data: &Path) -> (String, String) {
+    let file = |n: &str| data.join("tls").join(n).to_string_lossy().into_owned();
+    (file("cert.pem"), file("key.pem"))
+}
+
+#[test]
+fn https_listeners_are_trusted_only_with_a_listed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"64MiB\"\n";
+    // Another daemon's identity serves as the trusted listener's certificate.
+    let other = dir.path().join("other");
+    Daemon::start(&other, &test_config(pool))
+        .unwrap()
+        .stop()
+        .unwrap();
+    let (trusted_cert, trusted_key) = identity(&other);
+    let data = dir.path().join("data");
+    let config = test_config(&format!(
+        "{pool}[indications]\nretry_interval_secs = 1\ntrusted_certs = [\"{trusted_cert}\"]\n"
+    ));
+    let daemon = Daemon::start(&data, &config).unwrap();
+    // The daemon's own certificate is not in its trust list.
+    let (own_cert, own_key) = identity(&data);
+    let ports = format!("{},{}", free_port(), free_port());
+    let args = [
+        trusted_cert.as_str(),
+        trusted_key.as_str(),
+        own_cert.as_str(),
+        own_key.as_str(),
+    ];
+    let result = step_with(&daemon, "https", &ports, &args);
+    assert_eq!(result["ok"], true, "{result}");
+    daemon.stop().unwrap();
+}
+
 #[test]
 fn a_copy_into_another_pool_reports_its_job_and_synchronization() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,10 +188,7 @@ fn a_copy_into_another_pool_reports_its_job_and_synchronization() {
         "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n\
          [[pool]]\nname = \"pool1\"\npath = \"pool1.img\"\nsize = \"1GiB\"\n",
     );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
+    let port = free_port();
     let daemon = Daemon::start(&data, &config).unwrap();
     let result = step(&daemon, "copy", port);
     assert_eq!(result["ok"], true, "{result}");
