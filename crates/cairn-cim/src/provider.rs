@@ -72,6 +72,20 @@ pub trait Provider: Send + Sync {
         )))
     }
 
+    /// Creates an instance of `instance.class_name` (a class of the repository; the client's
+    /// properties as sent) and returns its path. The default refuses with CIM_ERR_NOT_SUPPORTED.
+    fn create_instance(
+        &self,
+        namespace: &str,
+        instance: &Instance,
+    ) -> Result<InstancePath, CimError> {
+        let _ = namespace;
+        Err(CimError::not_supported(format!(
+            "CreateInstance of {}",
+            instance.class_name
+        )))
+    }
+
     /// Sets properties of the instance at `path` (concrete class, as returned by this provider) to
     /// their values in `modified`: those named in `property_list`, or all of `modified`'s when it
     /// is `None`. The default refuses with CIM_ERR_NOT_SUPPORTED.

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     JobNotFound,
     /// The job is still running.
     JobRunning,
+    /// The indication subscriptions file cannot be read, parsed or written.
+    IndicationsFile,
 }
 
 impl fmt::Display for ErrorKind {
@@ -37,6 +39,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::JobsFile => "Jobs file unusable",
             ErrorKind::JobNotFound => "No such job",
             ErrorKind::JobRunning => "Job still running",
+            ErrorKind::IndicationsFile => "Indication subscriptions file unusable",
         })
     }
 }

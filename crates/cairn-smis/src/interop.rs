@@ -362,6 +362,22 @@ impl Provider for InteropProvider {
         self.storage.delete_instance(namespace, path)
     }
 
+    fn create_instance(
+        &self,
+        namespace: &str,
+        instance: &Instance,
+    ) -> Result<InstancePath, CimError> {
+        if self.is_own(namespace, &instance.class_name)
+            && !self.storage_has(namespace, &instance.class_name)
+        {
+            return Err(CimError::not_supported(format!(
+                "CreateInstance of {}",
+                instance.class_name
+            )));
+        }
+        self.storage.create_instance(namespace, instance)
+    }
+
     fn modify_instance(
         &self,
         namespace: &str,

@@ -82,7 +82,13 @@ pub struct Jobs {
     time_before_removal: Duration,
     table: Mutex<JobFile>,
     changed: Condvar,
+    /// Called after every change of the table (the indication producer's signal); it must not
+    /// call back into the table.
+    watcher: Mutex<Option<Watcher>>,
 }
+
+/// A callback told that the job table changed.
+pub type Watcher = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 pub fn now_unix_secs() -> u64 {
     SystemTime::now()
@@ -115,7 +121,8 @@ fn read_file(path: &Path) -> Result<JobFile> {
     serde_json::from_slice(&text).map_err(|e| file_error(path, e))
 }
 
-fn write_file(path: &Path, file: &JobFile) -> std::io::Result<()> {
+/// Writes `file` as JSON to `path` durably: a temporary file, fsync, rename, fsync of the directory.
+pub(crate) fn write_file(path: &Path, file: &impl Serialize) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
     {
@@ -150,6 +157,7 @@ impl Jobs {
             time_before_removal,
             table: Mutex::new(file),
             changed: Condvar::new(),
+            watcher: Mutex::new(None),
         };
         (jobs, error)
     }
@@ -158,7 +166,19 @@ impl Jobs {
         self.time_before_removal
     }
 
+    /// Sets the callback told of every change of the table (one; a second replaces it).
+    pub fn watch(&self, watcher: Watcher) {
+        *self.watcher.lock() = Some(watcher);
+    }
+
+    fn notify_watcher(&self) {
+        if let Some(w) = self.watcher.lock().as_ref() {
+            w();
+        }
+    }
+
     fn persist(&self, file: &JobFile) -> Result<()> {
+        self.notify_watcher();
         match &self.path {
             None => Ok(()),
             Some(p) => write_file(p, file).map_err(|e| file_error(p, e)),
@@ -196,6 +216,8 @@ impl Jobs {
         if let Some(j) = t.jobs.iter_mut().find(|j| j.id == id) {
             f(j);
         }
+        drop(t);
+        self.notify_watcher();
     }
 
     /// Updates a job with `f` and writes the file.

@@ -23,6 +23,7 @@ pub use http::{start, CredentialSource, Credentials, SmisServerConfig, SmisServe
 // wired (`ArrayOptions::host_access`), Group Masking and Mapping and iSCSI Target Ports.
 pub mod copy;
 pub mod index;
+pub mod indications;
 pub mod interop;
 pub mod jobs;
 mod masking;
@@ -31,5 +32,6 @@ pub mod model;
 pub mod provider;
 pub mod retcode;
 
+pub use indications::{IndicationOptions, Indications};
 pub use interop::{InteropProvider, ObjectManagerInfo};
 pub use provider::{ArrayOptions, ArrayProvider};

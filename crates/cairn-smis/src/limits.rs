@@ -93,3 +93,55 @@ const _: () = assert!(GENERATED_NAME_BASE_CHARS_MAX + 16 <= 64);
 pub const CHANGED_VOLUMES_MAX: usize = 65_536;
 
 const _: () = assert!(CHANGED_VOLUMES_MAX > 0);
+
+// ---- Indications (SNIA Indications profile, DSP1054) ----
+
+/// Largest number of CIM_IndicationFilter instances; a further CreateInstance answers
+/// CIM_ERR_SERVER_LIMITS_EXCEEDED.
+pub const INDICATION_FILTERS_MAX: usize = 128;
+
+/// Largest number of CIM_ListenerDestinationCIMXML instances.
+pub const INDICATION_DESTINATIONS_MAX: usize = 32;
+
+/// Largest number of CIM_IndicationSubscription instances.
+pub const INDICATION_SUBSCRIPTIONS_MAX: usize = 256;
+
+/// Longest filter query (bytes) and most tokens in one.
+pub const INDICATION_QUERY_BYTES_MAX: usize = 4096;
+pub const INDICATION_QUERY_TOKENS_MAX: usize = 512;
+
+/// Deepest nesting of parentheses and NOT in a filter query.
+pub const INDICATION_QUERY_DEPTH_MAX: usize = 16;
+
+/// Longest name, destination URL or other string property of a subscription instance (bytes).
+pub const INDICATION_STRING_BYTES_MAX: usize = 1024;
+
+/// Largest subscriptions state file read at start (bytes).
+pub const INDICATIONS_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// Change events waiting to be turned into indications; past it an event is dropped and counted
+/// (listeners see the gap in SequenceNumber).
+pub const INDICATION_EVENTS_QUEUED_MAX: usize = 4096;
+
+/// Indications waiting for one destination; past it the newest is dropped and counted.
+pub const INDICATION_DESTINATION_QUEUED_MAX: usize = 1024;
+
+/// How long one delivery attempt (connect, TLS, request, answer) may take.
+pub const INDICATION_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest listener answer read (bytes).
+pub const INDICATION_RESPONSE_BYTES_MAX: usize = 64 * 1024;
+
+/// Shortest time between two RemainingManagedSpace modifications of one pool.
+pub const INDICATION_POOL_SPACE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Defaults of the indication service (DSP1054): DeliveryRetryAttempts, DeliveryRetryInterval,
+/// SubscriptionRemovalTimeInterval.
+pub const INDICATION_RETRY_ATTEMPTS_DEFAULT: u16 = 3;
+pub const INDICATION_RETRY_INTERVAL_DEFAULT: Duration = Duration::from_secs(20);
+pub const INDICATION_REMOVAL_INTERVAL_DEFAULT: Duration = Duration::from_secs(2592000);
+
+const _: () = assert!(INDICATION_FILTERS_MAX > 0 && INDICATION_DESTINATIONS_MAX > 0);
+const _: () = assert!(INDICATION_SUBSCRIPTIONS_MAX >= INDICATION_DESTINATIONS_MAX);
+const _: () = assert!(INDICATION_QUERY_TOKENS_MAX <= INDICATION_QUERY_BYTES_MAX);
+const _: () = assert!(INDICATION_DESTINATION_QUEUED_MAX <= INDICATION_EVENTS_QUEUED_MAX);

@@ -45,6 +45,15 @@
 //! name = "db-hosts"
 //! initiators = ["iqn.1991-05.com.microsoft:db1"]
 //! luns = [{ volume = "db", lun = 0 }]
+//!
+//! [indications]
+//! retry_attempts = 3             # DeliveryRetryAttempts: further tries of a failed delivery
+//! retry_interval_secs = 20       # DeliveryRetryInterval
+//! removal_action = "remove"      # SubscriptionRemovalAction: "remove", "disable" or "ignore"
+//! removal_interval_secs = 2592000   # SubscriptionRemovalTimeInterval of continuous failure
+//! trusted_certs = ["listener.pem"]  # https listeners' certificates (PEM), trusted exactly
+//! accept_any_certificate = ["https://10.0.0.5:5990/*"]   # destinations whose certificate is not checked
+//! pool_free_alert_percent = 10   # alert when a pool's free space falls below this
 //! ```
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
@@ -89,6 +98,8 @@ struct RawConfig {
     nbd: RawNbd,
     #[serde(default)]
     iscsi: RawIscsi,
+    #[serde(default)]
+    indications: RawIndications,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -163,6 +174,61 @@ struct RawIscsi {
     views: Vec<cairn_iscsi::views::SeedView>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIndications {
+    retry_attempts: Option<u16>,
+    retry_interval_secs: Option<u64>,
+    removal_action: Option<String>,
+    removal_interval_secs: Option<u64>,
+    #[serde(default)]
+    trusted_certs: Vec<PathBuf>,
+    #[serde(default)]
+    accept_any_certificate: Vec<String>,
+    pool_free_alert_percent: Option<u8>,
+}
+
+/// How indications are delivered (the `[indications]` section, defaults filled in).
+#[derive(Debug, Clone)]
+pub struct IndicationSettings {
+    pub retry_attempts: u16,
+    pub retry_interval: Duration,
+    /// SubscriptionRemovalAction: 2 remove, 3 disable, 4 ignore.
+    pub removal_action: u16,
+    pub removal_interval: Duration,
+    /// PEM files, absolute.
+    pub trusted_certs: Vec<PathBuf>,
+    pub accept_any_certificate: Vec<String>,
+    pub pool_free_alert_percent: u8,
+}
+
+fn resolve_indications(data_dir: &Path, raw: RawIndications) -> Result<IndicationSettings> {
+    let defaults = cairn_smis::IndicationOptions::default();
+    let removal_action = match raw.removal_action.as_deref() {
+        None => defaults.removal_action,
+        Some("remove") => cairn_smis::indications::REMOVAL_ACTION_REMOVE,
+        Some("disable") => cairn_smis::indications::REMOVAL_ACTION_DISABLE,
+        Some("ignore") => cairn_smis::indications::REMOVAL_ACTION_IGNORE,
+        Some(other) => bail!("removal_action must be remove, disable or ignore, not {other:?}"),
+    };
+    let percent = raw
+        .pool_free_alert_percent
+        .unwrap_or(defaults.pool_free_alert_percent);
+    if percent > 100 {
+        bail!("pool_free_alert_percent must be at most 100");
+    }
+    let secs = |v: Option<u64>, d: Duration| v.map(Duration::from_secs).unwrap_or(d);
+    Ok(IndicationSettings {
+        retry_attempts: raw.retry_attempts.unwrap_or(defaults.retry_attempts),
+        retry_interval: secs(raw.retry_interval_secs, defaults.retry_interval),
+        removal_action,
+        removal_interval: secs(raw.removal_interval_secs, defaults.removal_interval),
+        trusted_certs: raw.trusted_certs.iter().map(|p| data_dir.join(p)).collect(),
+        accept_any_certificate: raw.accept_any_certificate,
+        pool_free_alert_percent: percent,
+    })
+}
+
 /// One pool the daemon opens (or creates on first start).
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -195,6 +261,7 @@ pub struct Config {
     pub iscsi_nop_interval: Duration,
     /// Masking views that make `iscsi-views.json` when it does not exist yet.
     pub iscsi_seed_views: Vec<cairn_iscsi::views::SeedView>,
+    pub indications: IndicationSettings,
 }
 
 impl Config {
@@ -249,6 +316,7 @@ impl Config {
                 raw.iscsi.nop_interval_secs.unwrap_or(30).max(1),
             ),
             iscsi_seed_views: raw.iscsi.views,
+            indications: resolve_indications(&data_dir, raw.indications)?,
             data_dir,
         })
     }

@@ -21,7 +21,10 @@ use tracing::{info, warn};
 
 use cairn_array::engine::EngineArray;
 use cairn_array::ArrayBackend;
-use cairn_smis::{ArrayOptions, ArrayProvider, Credentials, SmisServerConfig, SmisServerHandle};
+use cairn_smis::{
+    ArrayOptions, ArrayProvider, Credentials, IndicationOptions, Indications, SmisServerConfig,
+    SmisServerHandle,
+};
 
 use crate::config::{Config, PoolConfig};
 use crate::device::open_device;
@@ -165,7 +168,13 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     // SMI-S masking changes the iSCSI target's access model through the HostAccess trait.
     options.host_access = iscsi.as_ref().map(|h| h.host_access());
     let array = ArrayProvider::new(backend, options);
-    let smis = start_smis(config, credentials, tls, &array).await?;
+    let indications = Indications::start(
+        &array,
+        indication_options(config)?,
+        tokio::runtime::Handle::current(),
+    )
+    .context("Cannot start indications")?;
+    let smis = start_smis(config, credentials, tls, indications.cim_server(&array)).await?;
 
     let mut listen = serde_json::Map::new();
     listen.insert("pid".into(), json!(std::process::id()));
@@ -201,6 +210,7 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     if !array.shutdown(cairn_smis::limits::COPY_SHUTDOWN_WAIT) {
         warn!("copy jobs did not stop in time; the next start cleans up after them");
     }
+    indications.stop();
     Ok(())
 }
 
@@ -240,16 +250,41 @@ fn array_options(config: &Config) -> ArrayOptions {
     opts
 }
 
+/// The indication settings of the config, the trusted listener certificates read.
+fn indication_options(config: &Config) -> Result<IndicationOptions> {
+    let s = &config.indications;
+    let mut trusted_certs = Vec::new();
+    for path in &s.trusted_certs {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("Cannot read listener certificate {}", path.display()))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            trusted_certs.push(
+                cert.with_context(|| format!("Invalid listener certificate {}", path.display()))?,
+            );
+        }
+    }
+    Ok(IndicationOptions {
+        state_path: Some(config.data_dir.join("indications.json")),
+        retry_attempts: s.retry_attempts,
+        retry_interval: s.retry_interval,
+        removal_action: s.removal_action,
+        removal_interval: s.removal_interval,
+        trusted_certs,
+        accept_any_cert: s.accept_any_certificate.clone(),
+        pool_free_alert_percent: s.pool_free_alert_percent,
+    })
+}
+
 async fn start_smis(
     config: &Config,
     credentials: Credentials,
     tls: Option<Arc<rustls::ServerConfig>>,
-    array: &Arc<ArrayProvider>,
+    server: Arc<cairn_cim::CimServer>,
 ) -> Result<SmisServerHandle> {
     let mut cfg = SmisServerConfig::new(credentials, tls);
     cfg.http_addr = config.smis_http;
     cfg.https_addr = config.smis_https;
-    cairn_smis::start(cfg, array.cim_server())
+    cairn_smis::start(cfg, server)
         .await
         .context("Cannot start the SMI-S server")
 }

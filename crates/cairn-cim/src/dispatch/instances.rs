@@ -1,4 +1,4 @@
-//! GetInstance, EnumerateInstances, EnumerateInstanceNames, DeleteInstance, and the instance
+//! GetInstance, EnumerateInstances, EnumerateInstanceNames, CreateInstance, DeleteInstance, and the instance
 //! plumbing shared with associations and pulls: finding a provider's instances for a (super)class,
 //! completing their paths and shaping their properties for output.
 //!
@@ -242,6 +242,24 @@ impl Core {
         let real = inst.path.as_ref().unwrap_or(path);
         self.provider.delete_instance(ns, real)?;
         Ok(IReturn::Nothing)
+    }
+
+    /// CreateInstance: the class must be known; the provider decides whether it can make one.
+    pub(super) fn create_instance(&self, ns: &str, p: &Params<'_>) -> Result<IReturn, CimError> {
+        let inst = match p.get("NewInstance")? {
+            Some(RawValue::Instance(inst)) => inst,
+            Some(_) => {
+                return Err(CimError::invalid_parameter(
+                    "NewInstance must be an INSTANCE",
+                ))
+            }
+            None => return Err(CimError::invalid_parameter("NewInstance is required")),
+        };
+        self.known_class(&inst.class_name)?;
+        let mut path = self.provider.create_instance(ns, inst)?;
+        path.host = None;
+        path.namespace = Some(ns.to_owned());
+        Ok(IReturn::InstanceNames(vec![path]))
     }
 
     pub(super) fn modify_instance(&self, ns: &str, p: &Params<'_>) -> Result<IReturn, CimError> {

@@ -100,6 +100,8 @@ impl Core {
             plain(self.enumerate_instance_names(&ns, &p))
         } else if is("DeleteInstance") {
             plain(self.delete_instance(&ns, &p))
+        } else if is("CreateInstance") {
+            plain(self.create_instance(&ns, &p))
         } else if is("ModifyInstance") {
             plain(self.modify_instance(&ns, &p))
         } else if is("Associators")
@@ -121,7 +123,7 @@ impl Core {
         } else if is("CloseEnumeration") {
             plain(self.close_enumeration(&ns, &p))
         } else {
-            // CreateInstance (subscriptions included), Get/SetProperty, ExecQuery,
+            // Get/SetProperty, ExecQuery,
             // qualifier and class changes, OpenQueryInstances, PullInstances, EnumerationCount, ...
             Err(CimError::not_supported(format!("Operation {m}")))
         }

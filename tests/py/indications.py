@@ -1,0 +1,324 @@
+"""Indications from a running cairn daemon, received by pywbem's WBEMListener, subscribed with
+pywbem's WBEMSubscriptionManager. Usage: indications.py URL USER PASSWORD STEP LISTENER_PORT;
+prints one JSON line with the result, exits non-zero on a failed check.
+
+Steps:
+  subscribe   subscribes (permanent destination, a volume filter and a job filter), then checks
+              the lifecycle and modification indications of volume changes, exactly once and in
+              order, nothing on the job filter, and delivery after the listener was down
+  restarted   after a daemon restart: the subscriptions are still there and still deliver
+  https       LISTENER_PORT is "P1,P2" and four more arguments follow: certificate and key of a
+              listener the daemon trusts (on P1), certificate and key of one it does not (on P2);
+              only the trusted one receives
+  copy        (a daemon with pools pool0 and pool1) a snapshot into the other pool: the job's
+              creation, its modifications up to Completed, and the StorageSynchronized's
+              modification to Synchronized
+"""
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+import pywbem
+from pywbem import WBEMListener, WBEMServer, WBEMSubscriptionManager
+
+NS = "root/cairn"
+DEADLINE_SECS = 60
+SUBMGR = "cairntest"
+VOLUMES = ("SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA CIM_StorageVolume "
+           "AND NOT SourceInstance.CIM_StorageVolume::ElementName = 'ignored'")
+JOBS = "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA CIM_ConcreteJob"
+SYNCS = "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA CIM_StorageSynchronized"
+
+
+class Inbox:
+    """Indications as the listener receives them, and a wait for a count of them."""
+
+    def __init__(self):
+        self.items = []
+        self.cond = threading.Condition()
+
+    def receive(self, indication, host):
+        with self.cond:
+            self.items.append(indication)
+            self.cond.notify_all()
+
+    def wait_for(self, count):
+        end = time.monotonic() + DEADLINE_SECS
+        with self.cond:
+            while len(self.items) < count:
+                left = end - time.monotonic()
+                if left <= 0:
+                    fail(f"expected {count} indications, got {summary(self.items)}")
+                self.cond.wait(left)
+            return list(self.items)
+
+
+def fail(msg):
+    print(json.dumps({"ok": False, "error": msg}))
+    sys.stdout.flush()
+    os._exit(1)  # the listener's threads would keep the process alive
+
+
+def summary(items):
+    out = []
+    for i in items:
+        src = i["SourceInstance"]
+        name = src["ElementName"] if src is not None else None
+        out.append((i.classname, name, i["IndicationFilterName"], i["SequenceNumber"]))
+    return out
+
+
+def listener(port, cert=None, key=None):
+    inbox = Inbox()
+    if cert is None:
+        lis = WBEMListener("127.0.0.1", http_port=port, https_port=None)
+    else:
+        lis = WBEMListener("127.0.0.1", http_port=None, https_port=port, certfile=cert,
+                           keyfile=key)
+    lis.add_callback(inbox.receive)
+    lis.start()
+    return lis, inbox
+
+
+def conn(url, user, password):
+    return pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
+                                 no_verification=True, timeout=60)
+
+
+def one(c, classname):
+    names = c.EnumerateInstanceNames(classname)
+    if len(names) != 1:
+        fail(f"expected one {classname}, found {len(names)}")
+    return names[0]
+
+
+def pool_path(c, name=None):
+    for p in c.EnumerateInstances("CIM_StoragePool"):
+        if not p["Primordial"] and name in (None, p["ElementName"]):
+            return p.path
+    fail(f"no pool {name}")
+
+
+def create_volume(c, name):
+    rc, out = c.InvokeMethod("CreateOrModifyElementFromStoragePool",
+                             one(c, "CIM_StorageConfigurationService"),
+                             ElementName=name, ElementType=pywbem.Uint16(5),
+                             InPool=pool_path(c), Size=pywbem.Uint64(1 << 20))
+    if rc != 0:
+        fail(f"create {name}: {rc}")
+    return out["TheElement"]
+
+
+def delete_volume(c, path):
+    rc, _ = c.InvokeMethod("ReturnToStoragePool", one(c, "CIM_StorageConfigurationService"),
+                           TheElement=path)
+    if rc != 0:
+        fail(f"delete: {rc}")
+
+
+def rename(c, path, name):
+    inst = c.GetInstance(path)
+    inst["ElementName"] = name
+    c.ModifyInstance(inst, PropertyList=["ElementName"])
+
+
+def snapshot(c, source, name):
+    rc, out = c.InvokeMethod("CreateElementReplica", one(c, "CIM_ReplicationService"),
+                             ElementName=name, SyncType=pywbem.Uint16(7),
+                             SourceElement=source, WaitForCopyState=pywbem.Uint16(4))
+    if rc != 0:
+        fail(f"snapshot {name}: {rc}")
+
+
+def from_filter(items, name):
+    return [i for i in items if i["IndicationFilterName"] == f"{SUBMGR}:{name}"]
+
+
+def expect(items, wanted, syncs=0):
+    """items must be, from the volume filter, exactly `wanted` [(class, ElementName, previous
+    ElementName)] in order, `syncs` snapshot StorageSynchronized creations from the sync filter,
+    nothing else, with consecutive sequence numbers in one context."""
+    got = []
+    for i in from_filter(items, "vols"):
+        prev = i.get("PreviousInstance")
+        if not isinstance(i["SourceInstance"], pywbem.CIMInstance):
+            fail("SourceInstance is not an embedded instance")
+        got.append((i.classname, i["SourceInstance"]["ElementName"],
+                    prev["ElementName"] if prev is not None else None))
+    if got != wanted:
+        fail(f"expected {wanted}, got {got}")
+    sync = from_filter(items, "syncs")
+    if len(sync) != syncs or any(int(i["SourceInstance"]["SyncType"]) != 7 for i in sync):
+        fail(f"expected {syncs} snapshot synchronizations, got {summary(sync)}")
+    if len(got) + len(sync) != len(items):
+        fail(f"indications from other filters: {summary(items)}")
+    seqs = [int(i["SequenceNumber"]) for i in items]
+    contexts = {i["SequenceContext"] for i in items}
+    if len(contexts) != 1 or seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+        fail(f"sequence {contexts} {seqs}")
+
+
+def subscribe(c, port):
+    server = WBEMServer(c)
+    sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
+    sid = sm.add_server(server)
+    dest = sm.add_destination(sid, f"http://127.0.0.1:{port}", owned=False,
+                              name=f"{SUBMGR}:lis")
+    vols = sm.add_filter(sid, NS, VOLUMES, query_language="DMTF:CQL", owned=False,
+                         name=f"{SUBMGR}:vols")
+    jobs = sm.add_filter(sid, NS, JOBS, query_language="WQL", owned=False,
+                         name=f"{SUBMGR}:jobs")
+    sm.add_subscriptions(sid, vols.path, [dest.path], owned=False)
+    syncs = sm.add_filter(sid, NS, SYNCS, query_language="WQL", owned=False,
+                          name=f"{SUBMGR}:syncs")
+    sm.add_subscriptions(sid, jobs.path, [dest.path], owned=False)
+    sm.add_subscriptions(sid, syncs.path, [dest.path], owned=False)
+    return sm, sid
+
+
+def step_subscribe(c, port):
+    lis, inbox = listener(port)
+    subscribe(c, port)
+    a = create_volume(c, "ind-a")
+    b = create_volume(c, "ind-b")
+    create_volume(c, "ignored")
+    rename(c, a, "ind-a2")
+    delete_volume(c, b)
+    snapshot(c, a, "ind-snap")
+    wanted = [("CIM_InstCreation", "ind-a", None), ("CIM_InstCreation", "ind-b", None),
+              ("CIM_InstModification", "ind-a2", "ind-a"), ("CIM_InstDeletion", "ind-b", None),
+              ("CIM_InstCreation", "ind-snap", None)]
+    expect(inbox.wait_for(len(wanted) + 1), wanted, syncs=1)
+    # The listener goes away for less than the retry window: what it missed arrives after.
+    lis.stop()
+    create_volume(c, "ind-c")
+    time.sleep(0.5)  # the daemon's first attempt fails while nobody listens
+    lis2, inbox2 = listener(port)
+    got = inbox2.wait_for(1)
+    expect(got, [("CIM_InstCreation", "ind-c", None)])
+    seq_before = int(inbox.items[-1]["SequenceNumber"])
+    if int(got[0]["SequenceNumber"]) != seq_before + 1:
+        fail("sequence number gap after the listener came back")
+    # Quiet period: nothing else arrives (e.g. nothing from the job filter, no duplicates).
+    time.sleep(2)
+    if len(inbox2.items) != 1 or len(inbox.items) != len(wanted) + 1:
+        fail(f"extra indications: {summary(inbox.items)} {summary(inbox2.items)}")
+    lis2.stop()
+    return {"ok": True, "received": len(inbox.items) + len(inbox2.items)}
+
+
+def step_restarted(c, port):
+    filters = [f["Name"] for f in c.EnumerateInstances("CIM_IndicationFilter", namespace="interop")]
+    subs = c.EnumerateInstanceNames("CIM_IndicationSubscription", namespace="interop")
+    if len(subs) != 4 or not any(n.endswith(":vols") for n in filters):
+        fail(f"after restart: filters {filters}, {len(subs)} subscriptions")
+    lis, inbox = listener(port)
+    create_volume(c, "ind-d")
+    got = inbox.wait_for(1)
+    expect(got, [("CIM_InstCreation", "ind-d", None)])
+    lis.stop()
+    return {"ok": True, "filters": sorted(filters)}
+
+
+def step_https(c, ports, trusted_cert, trusted_key, other_cert, other_key):
+    p1, p2 = (int(p) for p in ports.split(","))
+    lis1, inbox1 = listener(p1, trusted_cert, trusted_key)
+    lis2, inbox2 = listener(p2, other_cert, other_key)
+    sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
+    sid = sm.add_server(WBEMServer(c))
+    vols = sm.add_filter(sid, NS, VOLUMES, query_language="DMTF:CQL", owned=True,
+                         filter_id="vols")
+    for i, port in enumerate((p1, p2)):
+        dest = sm.add_destination(sid, f"https://127.0.0.1:{port}", owned=True,
+                                  destination_id=f"tls{i}")
+        sm.add_subscriptions(sid, vols.path, [dest.path], owned=True)
+    create_volume(c, "tls-vol")
+    got = inbox1.wait_for(1)
+    if got[0]["SourceInstance"]["ElementName"] != "tls-vol":
+        fail(f"trusted listener got {summary(got)}")
+    time.sleep(2)  # quiet period: the untrusted listener must get nothing
+    if inbox2.items:
+        fail(f"a listener with an untrusted certificate received {summary(inbox2.items)}")
+    sm.remove_server(sid)
+    lis1.stop()
+    lis2.stop()
+    return {"ok": True}
+
+
+def step_copy(c, port):
+    lis, inbox = listener(port)
+    server = WBEMServer(c)
+    sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
+    sid = sm.add_server(server)
+    dest = sm.add_destination(sid, f"http://127.0.0.1:{port}", owned=True,
+                              destination_id="copylis")
+    jobs = sm.add_filter(sid, NS, "SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA "
+                         "CIM_ConcreteJob", query_language="WQL", owned=True,
+                         filter_id="jobs")
+    syncs = sm.add_filter(sid, NS, "SELECT * FROM CIM_InstModification WHERE SourceInstance ISA "
+                          "CIM_StorageSynchronized AND SourceInstance.CIM_StorageSynchronized::"
+                          "CopyState <> PreviousInstance.CIM_StorageSynchronized::CopyState",
+                          query_language="DMTF:CQL", owned=True, filter_id="syncs")
+    sm.add_subscriptions(sid, jobs.path, [dest.path], owned=True)
+    sm.add_subscriptions(sid, syncs.path, [dest.path], owned=True)
+    source = create_volume(c, "copy-src")
+    rc, out = c.InvokeMethod("CreateElementReplica", one(c, "CIM_ReplicationService"),
+                             ElementName="copy-dst", SyncType=pywbem.Uint16(7),
+                             SourceElement=source, TargetPool=pool_path(c, "pool1"),
+                             WaitForCopyState=pywbem.Uint16(4))
+    if rc != 4096:
+        fail(f"copy into another pool answered {rc}")
+    end = time.monotonic() + DEADLINE_SECS
+    while True:
+        items = inbox.wait_for(len(inbox.items) + 1)
+        last = items[-1]["SourceInstance"]
+        if last.classname.endswith("ConcreteJob") and int(last["JobState"]) == 7:
+            break
+        if time.monotonic() > end:
+            fail(f"no Completed job: {summary(items)}")
+    job = [i for i in items if i["SourceInstance"].classname.endswith("ConcreteJob")]
+    if job[0].classname != "CIM_InstCreation" or int(job[0]["SourceInstance"]["JobState"]) != 4:
+        fail(f"the job's first indication: {job[0]}")
+    states = [int(i["SourceInstance"]["JobState"]) for i in job]
+    percents = [int(i["SourceInstance"]["PercentComplete"]) for i in job]
+    if states[-1] != 7 or percents[-1] != 100 or percents != sorted(percents):
+        fail(f"job states {states}, percents {percents}")
+    if int(job[-1]["PreviousInstance"]["JobState"]) != 4:
+        fail("the Completed modification's PreviousInstance is not the running job")
+    # The synchronization reaches Synchronized (CopyState 4) with the job, or right after it.
+    sync = inbox.wait_for(len(job) + 1)
+    sync = [i for i in sync if i["SourceInstance"].classname.endswith("StorageSynchronized")]
+    if [int(i["SourceInstance"]["CopyState"]) for i in sync][-1:] != [4]:
+        fail(f"synchronization: {summary(sync)}")
+    sm.remove_server(sid)
+    lis.stop()
+    return {"ok": True, "job": len(job), "percents": percents}
+
+
+def main():
+    url, user, password, step, port, *more = sys.argv[1:]
+    c = conn(url, user, password)
+    if step == "subscribe":
+        result = step_subscribe(c, int(port))
+    elif step == "restarted":
+        result = step_restarted(c, int(port))
+    elif step == "https":
+        result = step_https(c, port, *more)
+    elif step == "copy":
+        result = step_copy(c, int(port))
+    else:
+        fail(f"unknown step {step}")
+    print(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:  # noqa: BLE001 - any failure ends the run with its traceback
+        traceback.print_exc()
+        fail("exception")
