@@ -12,7 +12,8 @@ pub fn check_bar(json: bool) -> Option<ProgressBar> {
     if json || !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    // Hidden until the first phase starts, so the first frame drawn is complete.
+    let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template("{msg:<22} [{bar:40}] {pos}/{len}")
             .expect("valid template")
@@ -26,9 +27,12 @@ pub fn feed(bar: &ProgressBar) -> ProgressFn {
     let bar = bar.clone();
     Box::new(move |p: CheckProgress| {
         if p.done == 0 {
-            bar.reset();
-            bar.set_length(p.total);
             bar.set_message(phase_message(p.phase));
+            bar.set_length(p.total);
+            bar.reset();
+            if bar.is_hidden() {
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
         }
         bar.set_position(p.done);
     })
