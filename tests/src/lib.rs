@@ -171,6 +171,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running daemon").id()
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> Result<ExitStatus> {
         let pid = self.child.as_ref().expect("running daemon").id();

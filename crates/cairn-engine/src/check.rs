@@ -37,8 +37,11 @@ use crate::node::{Node, Ptr, TreeKind, SPACE_VAL_GEN};
 use crate::refcount::rc_entry;
 
 mod merge;
+mod progress;
 mod runs;
 
+use progress::Meter;
+pub use progress::{CheckPhase, CheckProgress, ProgressFn};
 use runs::Runs;
 
 /// What a finding is about.
@@ -92,6 +95,21 @@ impl CheckReport {
 
 /// Checks the pool on `dev` (offline: nothing else may use the device meanwhile).
 pub fn check_device(dev: Arc<dyn BlockDevice>) -> Result<CheckReport> {
+    check_device_inner(dev, None)
+}
+
+/// [`check_device`], reporting its progress to `progress` as it goes.
+pub fn check_device_with_progress(
+    dev: Arc<dyn BlockDevice>,
+    progress: ProgressFn,
+) -> Result<CheckReport> {
+    check_device_inner(dev, Some(progress))
+}
+
+fn check_device_inner(
+    dev: Arc<dyn BlockDevice>,
+    progress: Option<ProgressFn>,
+) -> Result<CheckReport> {
     let sb = crate::format::read_superblock(dev.as_ref())?;
     if sb.device_blocks > dev.size_bytes() / BLOCK_SIZE_BYTES {
         return Err(crate::error::corrupt(format!(
@@ -100,16 +118,19 @@ pub fn check_device(dev: Arc<dyn BlockDevice>) -> Result<CheckReport> {
             dev.size_bytes() / BLOCK_SIZE_BYTES
         )));
     }
-    Checker::new(dev, sb, CHECK_EXTENTS_IN_MEMORY_MAX).run()
+    Checker::new(dev, sb, CHECK_EXTENTS_IN_MEMORY_MAX)
+        .with_progress(progress)
+        .run()
 }
 
 /// Checks the durable state of an open pool; the caller holds its lock and has committed.
-pub(crate) fn check_locked(meta: &mut Meta) -> Result<CheckReport> {
+pub(crate) fn check_locked(meta: &mut Meta, progress: Option<ProgressFn>) -> Result<CheckReport> {
     Checker::new(
         meta.dev.clone(),
         meta.durable.clone(),
         CHECK_EXTENTS_IN_MEMORY_MAX,
     )
+    .with_progress(progress)
     .run()
 }
 
@@ -197,6 +218,8 @@ struct Checker {
     prev_end: Option<u64>,
     /// Walking a tombstone: its partly dropped nodes may be under-full.
     tombstone: bool,
+    /// Reports the walk's claims and the comparison's pages to the caller.
+    meter: Meter,
 }
 
 impl Checker {
@@ -218,8 +241,14 @@ impl Checker {
             volumes: 0,
             prev_end: None,
             tombstone: false,
+            meter: Meter::new(None),
             sb,
         }
+    }
+
+    fn with_progress(mut self, progress: Option<ProgressFn>) -> Checker {
+        self.meter = Meter::new(progress);
+        self
     }
 
     fn find(&mut self, kind: FindingKind, block: u64, path: &str, detail: impl Into<String>) {
@@ -307,10 +336,12 @@ impl Checker {
             return false;
         }
         self.meta.insert(block, Claim { role, origin });
+        self.meter.step();
         true
     }
 
     fn run(mut self) -> Result<CheckReport> {
+        self.meter.start(CheckPhase::Walk, self.sb.meta_blocks);
         for a in SUPER_ADDRS {
             self.claim(a, Role::Super, Origin::Super);
         }
@@ -331,6 +362,7 @@ impl Checker {
         if let Some(e) = self.data_error.take() {
             return Err(e);
         }
+        self.meter.finish();
         let blocks_in_use = self.compare()?;
         Ok(CheckReport {
             findings: self.findings,

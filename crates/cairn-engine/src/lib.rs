@@ -38,7 +38,10 @@ mod types;
 mod undo;
 
 pub use cairn_io::{BlockDevice, IoError, IoErrorKind};
-pub use check::{check_device, CheckReport, Finding, FindingKind};
+pub use check::{
+    check_device, check_device_with_progress, CheckPhase, CheckProgress, CheckReport, Finding,
+    FindingKind, ProgressFn,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use pool::Pool;
 pub use storage::{Lease, Storage};

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cairn_io::BlockDevice;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::check::{check_locked, CheckReport};
+use crate::check::{check_locked, CheckReport, ProgressFn};
 use crate::error::{err, Error, ErrorKind, Result};
 use crate::format::{
     read_superblock, Root, Superblock, VolumeRecord, FORMAT_VERSION, SUPER_ADDRS,
@@ -372,10 +372,20 @@ impl Pool {
 
     /// Checks the last durable state (committing first, so it is the current state).
     pub fn check(&self) -> Result<CheckReport> {
+        self.check_inner(None)
+    }
+
+    /// [`Pool::check`], reporting its progress to `progress` (called under the pool's lock: it
+    /// must not call into the pool).
+    pub fn check_with_progress(&self, progress: ProgressFn) -> Result<CheckReport> {
+        self.check_inner(Some(progress))
+    }
+
+    fn check_inner(&self, progress: Option<ProgressFn>) -> Result<CheckReport> {
         let (_gate, mut st) = self.exclusive()?;
         st.commit()?;
         st.assert_tombstones_indexed();
-        check_locked(&mut st.meta)
+        check_locked(&mut st.meta, progress)
     }
 
     /// Test hook: bounded steps run so far (trim, write-zeroes, reclaim) and the most mapping

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use cairn_engine::{ErrorKind, Pool, VolumeInfo, VolumeOptions};
 
+use crate::check_bar::{check_bar, feed};
 use crate::device::{cli_pool_options, open_device};
 use crate::output::{
     check_json, print_check, print_json, report_deleted, report_pool, report_pools, report_volume,
@@ -120,7 +121,15 @@ fn pool(cmd: PoolCommand, pool: &OpenPool, path: &Path, json: bool) -> Result<()
             Ok(())
         }
         PoolCommand::Check => {
-            let report = pool.0.check().context("Check could not run")?;
+            let bar = check_bar(json);
+            let report = match &bar {
+                Some(bar) => pool.0.check_with_progress(feed(bar)),
+                None => pool.0.check(),
+            };
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            let report = report.context("Check could not run")?;
             if json {
                 print_json(&check_json(&report));
             } else {

@@ -8,6 +8,7 @@
 //! the message names the holder).
 #![forbid(unsafe_code)]
 
+mod check_bar;
 mod cli;
 mod client;
 mod config;

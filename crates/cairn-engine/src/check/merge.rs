@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::runs::{Runs, Sorted};
-use super::{Checker, DataRef, FindingKind, PageEntry, Role};
+use super::{CheckPhase, Checker, DataRef, FindingKind, PageEntry, Role};
 use crate::error::Result;
 use crate::limits::BLOCK_SIZE_BYTES;
 use crate::meta::{Page, PAGE_BITS, PAGE_WORDS};
@@ -132,6 +132,8 @@ impl Checker {
         let mut rc_sweep = Sweep::new(VecDeque::from(rc));
         let (mut mi, mut pi, mut from) = (0, 0, 0);
         let (mut tally, mut in_use) = (Tally::default(), 0);
+        let pages_total = self.sb.device_blocks.div_ceil(PAGE_BITS);
+        self.meter.start(CheckPhase::Compare, pages_total);
         loop {
             let next = [
                 metas.get(mi).map(|b| b / PAGE_BITS),
@@ -164,7 +166,9 @@ impl Checker {
             }
             in_use += self.compare_page(&st, &data_sweep.active, &mut tally);
             from = p + 1;
+            self.meter.advance_to(from);
         }
+        self.meter.finish();
         self.compare_counters(&tally);
         Ok(in_use)
     }
