@@ -7,7 +7,9 @@
 //! is never overwritten in place; a commit writes the new nodes, flushes, writes the alternate
 //! superblock and flushes again, so reopening after a crash reads the superblocks and the volume
 //! directory — nothing in proportion to the pool size or the mapped data. [`Storage`] groups the
-//! pools of one daemon.
+//! pools of one daemon and is the only public way to change their volumes; the [`Registry`] under
+//! it keeps volume names unique across every pool of the daemon, whatever its backend, and counts
+//! the leases hosts hold.
 //!
 //! The on-disk format is specified in `docs/format.md`; every limit is in [`limits`].
 
@@ -26,6 +28,7 @@ mod meta;
 mod node;
 mod pool;
 mod refcount;
+pub mod registry;
 mod storage;
 /// Field-level access to sealed metadata blocks for the structured fuzz target; not a stable API.
 #[doc(hidden)]
@@ -37,7 +40,8 @@ pub use cairn_io::{BlockDevice, IoError, IoErrorKind};
 pub use check::{check_device, CheckReport, Finding, FindingKind};
 pub use error::{Error, ErrorKind, Result};
 pub use pool::Pool;
-pub use storage::{Lease, Storage};
+pub use registry::{Lease, Registry};
+pub use storage::Storage;
 pub use types::{Extent, PoolInfo, PoolOptions, VolumeId, VolumeInfo, VolumeOptions};
 
 /// Size of a block: the unit of allocation and sharing.

@@ -4,9 +4,9 @@
 //! its registered profiles through `Provider::registered_profiles` (Array with the system as its
 //! central element, the component profiles referenced from it in the SNIA direction).
 //!
-//! Owns: the option set, the job table, the serialisation of management operations (one at a time,
-//! so a create-then-tag sequence is never seen half done by another method, nor by a request, which
-//! reads the backend under the model gate), and the routing of
+//! Owns: the option set, the job table, the serialisation of management operations (one at a time;
+//! the backend makes a replica with its record in one operation, so no request sees it half
+//! done), and the routing of
 //! intrinsic operations to [`crate::model`] and of extrinsic methods to [`crate::methods`].
 //!
 //! Invariant: the provider keeps no model state of its own beyond jobs; every answer is computed
@@ -26,7 +26,7 @@ use cairn_cim::{
     CimError, CimServer, Instance, InstancePath, MethodCall, MethodResult, ProfileRegistration,
     Provider,
 };
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::error::ErrorKind;
 use crate::jobs::Jobs;
@@ -70,11 +70,6 @@ pub struct ArrayProvider {
     pub(crate) jobs: Arc<Jobs>,
     /// Serialises management methods.
     pub(crate) ops: Mutex<()>,
-    /// Held for writing across the backend operations of a method that makes one model change in
-    /// several of them (a same-pool replica is created with its record), and for reading while a
-    /// request reads the array state: no answer shows such a change half done. Lock order: `ops`,
-    /// then this gate, then the backend's locks.
-    pub(crate) model_gate: RwLock<()>,
     /// Counter behind generated names.
     pub(crate) names: AtomicU64,
 }
@@ -115,7 +110,6 @@ impl ArrayProvider {
             identity,
             jobs,
             ops: Mutex::new(()),
-            model_gate: RwLock::new(()),
             names: AtomicU64::new(seed),
         })
     }
@@ -199,10 +193,7 @@ impl Provider for ArrayProvider {
         if is_interop(namespace) {
             return Ok(Vec::new());
         }
-        let snap = {
-            let _gate = self.model_gate.read();
-            Snapshot::take_for(self.array.as_ref(), model::needs(class_name))
-        };
+        let snap = Snapshot::take_for(self.array.as_ref(), model::needs(class_name));
         Ok(self.instances(&snap, class_name))
     }
 
@@ -218,14 +209,11 @@ impl Provider for ArrayProvider {
         // volumes is computed from those volumes and their pools alone.
         let ids = model::volumes_named(path);
         let volume_class = path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS);
-        let snap = {
-            let _gate = self.model_gate.read();
-            match model::needs(&path.class_name) {
-                Needs::Volumes if volume_class || !ids.is_empty() => {
-                    Snapshot::take_ids(self.array.as_ref(), &ids)
-                }
-                needs => Snapshot::take_for(self.array.as_ref(), needs),
+        let snap = match model::needs(&path.class_name) {
+            Needs::Volumes if volume_class || !ids.is_empty() => {
+                Snapshot::take_ids(self.array.as_ref(), &ids)
             }
+            needs => Snapshot::take_for(self.array.as_ref(), needs),
         };
         let same = |i: &Instance| i.path.as_ref().is_some_and(|p| p.same_keys(path));
         Ok(self
