@@ -7,7 +7,8 @@
 //! [`Registry::reserve`] claims the name (refused with `AlreadyExists` if any pool holds it or
 //! another change has it reserved), the pool commits, then [`NameClaim::settle`] records the new
 //! holder (and frees the volume's previous name on a rename); a claim dropped unsettled, because
-//! the commit failed, frees the name again. A delete is bracketed the same way:
+//! the commit failed, frees the name again ([`Registry::reserve_rename`] also keeps the volume
+//! from being deleted until then). A delete is bracketed the same way:
 //! [`Registry::begin_delete`] refuses a leased volume with `InUse` and refuses new leases until the
 //! returned [`Deletion`] is dropped; [`Registry::remove`] frees the name once the delete is durable.
 //!
@@ -39,6 +40,9 @@ struct State {
     by_id: HashMap<[u8; 16], String>,
     leases: HashMap<[u8; 16], usize>,
     deleting: HashSet<[u8; 16]>,
+    /// Volumes a rename is committing for: not deleted meanwhile, so the new name never ends up
+    /// held by a deleted volume.
+    renaming: HashSet<[u8; 16]>,
 }
 
 impl State {
@@ -54,6 +58,10 @@ impl State {
             self.deleting.iter().all(|id| !self.leases.contains_key(id)),
             "no volume being deleted is leased"
         );
+        debug_assert!(
+            self.deleting.is_disjoint(&self.renaming),
+            "no volume being deleted is renamed"
+        );
     }
 }
 
@@ -68,6 +76,8 @@ pub struct Registry {
 pub struct NameClaim {
     reg: Arc<Registry>,
     name: String,
+    /// The volume being renamed, if this claim is for a rename.
+    renaming: Option<[u8; 16]>,
     settled: bool,
 }
 
@@ -108,6 +118,31 @@ impl Registry {
         Ok(NameClaim {
             reg: self.clone(),
             name: name.to_string(),
+            renaming: None,
+            settled: false,
+        })
+    }
+
+    /// Reserves `name` for renaming volume `id`; until the claim is settled or dropped the
+    /// volume cannot be deleted (`InUse`), and a volume being deleted cannot be renamed.
+    pub fn reserve_rename(self: &Arc<Self>, name: &str, id: [u8; 16]) -> Result<NameClaim> {
+        let mut st = self.state.lock();
+        if st.deleting.contains(&id) || st.renaming.contains(&id) {
+            return Err(err(
+                ErrorKind::InUse,
+                format!("volume {} is being changed", hex(&id)),
+            ));
+        }
+        if st.names.contains_key(name) {
+            return Err(name_exists(name));
+        }
+        st.names.insert(name.to_string(), Claim::Reserved);
+        st.renaming.insert(id);
+        st.check();
+        Ok(NameClaim {
+            reg: self.clone(),
+            name: name.to_string(),
+            renaming: Some(id),
             settled: false,
         })
     }
@@ -174,10 +209,11 @@ impl Registry {
         self.state.lock().leases.get(&id).copied().unwrap_or(0)
     }
 
-    /// Starts deleting volume `id`: `InUse` while it has a lease or another delete is running.
+    /// Starts deleting volume `id`: `InUse` while it has a lease, is being renamed, or another
+    /// delete is running.
     pub fn begin_delete(self: &Arc<Self>, id: [u8; 16]) -> Result<Deletion> {
         let mut st = self.state.lock();
-        if st.leases.contains_key(&id) || st.deleting.contains(&id) {
+        if st.leases.contains_key(&id) || st.deleting.contains(&id) || st.renaming.contains(&id) {
             return Err(err(ErrorKind::InUse, format!("volume {}", hex(&id))));
         }
         st.deleting.insert(id);
@@ -205,6 +241,13 @@ impl NameClaim {
     /// held before (if renamed) is free.
     pub fn settle(mut self, id: [u8; 16], owner: &str) {
         let mut st = self.reg.state.lock();
+        debug_assert!(
+            self.renaming.is_none_or(|r| r == id),
+            "a rename settles its volume"
+        );
+        if let Some(r) = self.renaming {
+            st.renaming.remove(&r);
+        }
         if let Some(old) = st.by_id.insert(id, self.name.clone()) {
             st.names.remove(&old);
         }
@@ -226,6 +269,9 @@ impl Drop for NameClaim {
             return;
         }
         let mut st = self.reg.state.lock();
+        if let Some(r) = self.renaming {
+            st.renaming.remove(&r);
+        }
         let was = st.names.remove(&self.name);
         debug_assert_eq!(was, Some(Claim::Reserved), "an unsettled claim is reserved");
     }
@@ -291,6 +337,28 @@ mod tests {
         reg.remove([1; 16]);
         assert_eq!(reg.lookup("new"), None);
         reg.reserve("old").expect("free again");
+    }
+
+    #[test]
+    fn a_volume_is_not_deleted_while_renamed_nor_renamed_while_deleted() {
+        let reg = Registry::new();
+        reg.insert("a", [1; 16], "p").expect("insert");
+        let rename = reg.reserve_rename("b", [1; 16]).expect("free");
+        assert_eq!(
+            reg.begin_delete([1; 16]).expect_err("renaming").kind(),
+            ErrorKind::InUse
+        );
+        rename.settle([1; 16], "p");
+        let deleting = reg.begin_delete([1; 16]).expect("renamed");
+        let e = reg.reserve_rename("c", [1; 16]).expect_err("deleting");
+        assert_eq!(e.kind(), ErrorKind::InUse);
+        assert!(
+            reg.lookup("c").is_none(),
+            "a refused rename reserves nothing"
+        );
+        drop(deleting);
+        reg.remove([1; 16]);
+        assert!(reg.lookup("b").is_none());
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Storage {
         if cur.name == name {
             return p.rename_volume(id, name);
         }
-        let claim = self.registry.reserve(name)?;
+        let claim = self.registry.reserve_rename(name, id.0)?;
         let v = p.rename_volume(id, name)?;
         claim.settle(id.0, &p.name());
         Ok(v)
