@@ -4,23 +4,27 @@
 use std::sync::Arc;
 
 use cairn_benches::{PatternDevice, FILL_BYTE};
-use cairn_engine::{Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{Pool, PoolOptions, Storage, VolumeOptions};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 const POOL_BYTES: u64 = 64 << 30;
 
-/// A pool whose one volume has `extents` separate 4 KiB extents (every other block written).
-fn pool_with_extents(extents: u64) -> (Arc<Pool>, cairn_engine::VolumeId) {
+/// A pool (in a storage of its own) whose one volume has `extents` separate 4 KiB extents
+/// (every other block written).
+fn pool_with_extents(extents: u64) -> (Storage, Arc<Pool>, cairn_engine::VolumeId) {
     let dev = Arc::new(PatternDevice::new(POOL_BYTES));
     let opts = PoolOptions {
         commit_interval: None,
         ..PoolOptions::default()
     };
-    let pool = Pool::create(dev, "bench", opts).expect("create pool");
-    let vol = pool
-        .create_volume("vol", extents * 2 * 4096, VolumeOptions::default())
-        .expect("create volume")
-        .id;
+    let storage = Storage::new();
+    storage
+        .add_pool(Pool::create(dev, "bench", opts).expect("create pool"))
+        .expect("add pool");
+    let (pool, vol) = storage
+        .create_volume("bench", "vol", extents * 2 * 4096, VolumeOptions::default())
+        .expect("create volume");
+    let vol = vol.id;
     let block = vec![FILL_BYTE; 4096];
     for i in 0..extents {
         pool.write(vol, i * 2 * 4096, &block).expect("write");
@@ -29,14 +33,14 @@ fn pool_with_extents(extents: u64) -> (Arc<Pool>, cairn_engine::VolumeId) {
         }
     }
     pool.flush().expect("flush");
-    (pool, vol)
+    (storage, pool, vol)
 }
 
 fn snapshot_create(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot_create");
     group.sample_size(30);
     for extents in [1u64 << 14, 1 << 20] {
-        let (pool, vol) = pool_with_extents(extents);
+        let (storage, pool, vol) = pool_with_extents(extents);
         let mut n = 0u64;
         group.bench_with_input(
             BenchmarkId::new("mapped_extents", extents),
@@ -44,7 +48,8 @@ fn snapshot_create(c: &mut Criterion) {
             |b, _| {
                 b.iter(|| {
                     n += 1;
-                    pool.snapshot(vol, &format!("s{n}"), VolumeOptions::default())
+                    storage
+                        .snapshot(vol, &format!("s{n}"), VolumeOptions::default())
                         .expect("snapshot")
                 })
             },

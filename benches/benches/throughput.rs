@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_engine::{BlockDevice, Pool, PoolOptions, VolumeId, VolumeOptions};
+use cairn_engine::{BlockDevice, Pool, PoolOptions, Storage, VolumeId, VolumeOptions};
 use cairn_io::FileDevice;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -93,11 +93,14 @@ fn throughput(c: &mut Criterion) {
         run(c, "device", &raw);
     }
     let dev = device(&dir.path().join("pool.img"));
-    let pool = Pool::create(dev, "bench", PoolOptions::default()).expect("create pool");
-    let vol = pool
-        .create_volume("vol", SPAN_BYTES, VolumeOptions::default())
-        .expect("volume")
-        .id;
+    let storage = Storage::new();
+    storage
+        .add_pool(Pool::create(dev, "bench", PoolOptions::default()).expect("create pool"))
+        .expect("add pool");
+    let (pool, vol) = storage
+        .create_volume("bench", "vol", SPAN_BYTES, VolumeOptions::default())
+        .expect("volume");
+    let vol = vol.id;
     run(c, "engine", &Engine(pool.clone(), vol));
     pool.close().expect("close");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_benches::{PatternDevice, WriteCounts, FILL_BYTE};
-use cairn_engine::{Pool, PoolOptions, VolumeId, VolumeOptions};
+use cairn_engine::{Pool, PoolOptions, Storage, VolumeId, VolumeOptions};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const POOL_BYTES: u64 = 8 << 30;
@@ -16,6 +16,7 @@ const BLOCKS: u64 = 1 << 16;
 
 struct Rig {
     dev: Arc<PatternDevice>,
+    storage: Storage,
     pool: Arc<Pool>,
     vol: VolumeId,
     block: Vec<u8>,
@@ -29,10 +30,13 @@ impl Rig {
             commit_interval: None,
             ..PoolOptions::default()
         };
+        let storage = Storage::new();
         let pool = Pool::create(dev.clone(), "bench", opts).expect("create pool");
-        let vol = pool
-            .create_volume("vol", BLOCKS * 4096, VolumeOptions::default())
+        storage.add_pool(pool.clone()).expect("add pool");
+        let vol = storage
+            .create_volume("bench", "vol", BLOCKS * 4096, VolumeOptions::default())
             .expect("create volume")
+            .1
             .id;
         let chunk = vec![FILL_BYTE; 1 << 20];
         for off in (0..BLOCKS * 4096).step_by(chunk.len()) {
@@ -41,6 +45,7 @@ impl Rig {
         pool.flush().expect("flush");
         Rig {
             dev,
+            storage,
             pool,
             vol,
             block: vec![FILL_BYTE; 4096],
@@ -58,13 +63,13 @@ impl Rig {
     fn reshare(&mut self) {
         self.snapshots += 1;
         let name = format!("snap{}", self.snapshots);
-        self.pool
+        self.storage
             .snapshot(self.vol, &name, VolumeOptions::default())
             .expect("snapshot");
         if self.snapshots > 1 {
             let old = format!("snap{}", self.snapshots - 1);
             let id = self.pool.volume_by_name(&old).expect("old snapshot").id;
-            self.pool.delete_volume(id).expect("delete snapshot");
+            self.storage.delete_volume(id).expect("delete snapshot");
         }
         self.pool.flush().expect("flush");
     }

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use cairn_engine::{BlockDevice, Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{BlockDevice, Pool, PoolOptions, Storage, VolumeOptions};
 use cairn_io::MemDevice;
 use libfuzzer_sys::fuzz_target;
 
@@ -30,16 +30,19 @@ fn seed_image() -> &'static MemDevice {
     IMAGE.get_or_init(|| {
         let dev = Arc::new(MemDevice::new(POOL_BYTES));
         let pool = Pool::create(dev.clone(), "fuzz", options()).expect("create");
-        let a = pool.create_volume("a", 4 << 20, VolumeOptions::default()).expect("a").id;
-        let b = pool.create_volume("b", 1 << 20, VolumeOptions::default()).expect("b").id;
+        let storage = Storage::new();
+        storage.add_pool(pool.clone()).expect("add");
+        let vo = VolumeOptions::default;
+        let a = storage.create_volume("fuzz", "a", 4 << 20, vo()).expect("a").1.id;
+        let b = storage.create_volume("fuzz", "b", 1 << 20, vo()).expect("b").1.id;
         for i in 0..64u64 {
             pool.write(a, i * 8192, &[i as u8 + 1; 4096]).expect("write a");
         }
         pool.write(b, 0, &[7u8; 65536]).expect("write b");
-        let snap = pool.snapshot(a, "a@1", VolumeOptions::default()).expect("snap").id;
+        let snap = storage.snapshot(a, "a@1", vo()).expect("snap").1.id;
         pool.write(a, 0, &[0xeeu8; 16384]).expect("overwrite");
-        pool.snapshot(snap, "a@1@1", VolumeOptions::default()).expect("snap of snap");
-        pool.delete_volume(b).expect("delete");
+        storage.snapshot(snap, "a@1@1", vo()).expect("snap of snap");
+        storage.delete_volume(b).expect("delete");
         pool.close().expect("close");
         dev.snapshot()
     })

@@ -15,7 +15,7 @@
 use std::sync::{Arc, OnceLock};
 
 use cairn_engine::test_support::{fields, reseal, sealed_blocks};
-use cairn_engine::{BlockDevice, Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{BlockDevice, Pool, PoolOptions, Storage, VolumeOptions};
 use cairn_io::MemDevice;
 use libfuzzer_sys::fuzz_target;
 
@@ -53,30 +53,33 @@ fn seed() -> &'static Seed {
 }
 
 fn build(pool: Arc<Pool>) {
+    let storage = Storage::new();
+    storage.add_pool(pool.clone()).expect("add");
     let vo = VolumeOptions::default;
-    let a = pool.create_volume("a", 16 << 20, vo()).expect("a").id;
+    let a = storage.create_volume("fuzz", "a", 16 << 20, vo()).expect("a").1.id;
     for i in 0..400u64 {
         pool.write(a, i * 8192, &[i as u8 | 1; 4096])
             .expect("write a");
     }
-    let snap = pool.snapshot(a, "a@1", vo()).expect("snap").id;
+    let snap = storage.snapshot(a, "a@1", vo()).expect("snap").1.id;
     for i in (0..400u64).step_by(40) {
         pool.write(a, i * 8192, &[0xee; 4096]).expect("overwrite a");
     }
-    pool.snapshot(snap, "a@1@1", vo()).expect("snap of snap");
+    storage.snapshot(snap, "a@1@1", vo()).expect("snap of snap");
     for i in 0..7u8 {
-        let v = pool
-            .create_volume(&format!("v{i}"), 1 << 20, vo())
+        let v = storage
+            .create_volume("fuzz", &format!("v{i}"), 1 << 20, vo())
             .expect("v")
+            .1
             .id;
         pool.write(v, u64::from(i) * 4096, &[i; 8192])
             .expect("write v");
     }
-    let gone = pool.create_volume("gone", 1 << 20, vo()).expect("gone").id;
+    let gone = storage.create_volume("fuzz", "gone", 1 << 20, vo()).expect("gone").1.id;
     pool.write(gone, 0, &[9; 65536]).expect("write gone");
     pool.flush().expect("flush");
     pool.pause_reclaim(true);
-    pool.delete_volume(gone).expect("delete");
+    storage.delete_volume(gone).expect("delete");
     pool.close().expect("close");
 }
 
@@ -114,8 +117,9 @@ fn apply(dev: &MemDevice, seed: &Seed, data: &[u8]) {
     }
 }
 
-/// Runs one operation; errors are the expected outcome of corrupt metadata and are dropped.
-fn run(pool: &Pool, op: &[u8], buf: &mut [u8]) {
+/// Runs one operation (volume changes through `storage`, which holds `pool` unless its names
+/// clash); errors are the expected outcome of corrupt metadata and are dropped.
+fn run(storage: &Storage, pool: &Pool, op: &[u8], buf: &mut [u8]) {
     let vols = pool.volumes();
     if vols.is_empty() {
         return;
@@ -129,10 +133,10 @@ fn run(pool: &Pool, op: &[u8], buf: &mut [u8]) {
         1 => pool.write(v.id, offset, &buf[..len]),
         2 => pool.trim(v.id, offset, len as u64),
         3 => pool.write_zeroes(v.id, offset, len as u64),
-        4 => pool
+        4 => storage
             .snapshot(v.id, &format!("s{}", op[3]), VolumeOptions::default())
             .map(drop),
-        5 => pool.delete_volume(v.id),
+        5 => storage.delete_volume(v.id),
         6 => pool.reclaim_once().map(drop),
         7 => pool.check().map(drop),
         8 => pool.block_status(v.id, 0, v.size_bytes).map(drop),
@@ -152,14 +156,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     pool.pause_reclaim(true);
+    let storage = Storage::new();
+    let _ = storage.add_pool(pool.clone());
     let mut buf = vec![0x5au8; 16 * 4096];
     for op in ops.chunks_exact(OP_BYTES).take(OPS_MAX) {
-        run(&pool, op, &mut buf);
+        run(&storage, &pool, op, &mut buf);
     }
     let _ = pool.check();
     if pool.close().is_err() {
         return;
     }
+    drop(storage);
     drop(pool);
     if let Ok(pool) = Pool::open(dev, options()) {
         let _ = pool.check();

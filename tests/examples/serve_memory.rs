@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use cairn_engine::{BlockDevice, IoError, Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{BlockDevice, IoError, Pool, PoolOptions, Storage, VolumeOptions};
 use cairn_io::FileDevice;
 use cairn_tests::{cairn_bin, qemu_io, Daemon};
 
@@ -68,14 +68,16 @@ fn build(path: &Path, snapshots: u64) -> Result<()> {
         commit_interval: None,
         node_cache_bytes: (NODE_CACHE_MIB * MIB) as usize,
     };
-    let p = Pool::create(dev.clone(), "pool0", opts)?;
-    let v = p.create_volume("v", VOLUME_BYTES, VolumeOptions::default())?;
+    let storage = Storage::new();
+    storage.add_pool(Pool::create(dev.clone(), "pool0", opts)?)?;
+    let (p, v) = storage.create_volume("pool0", "v", VOLUME_BYTES, VolumeOptions::default())?;
     let block = vec![7u8; 4096];
     for i in 0..snapshots {
-        p.snapshot(v.id, &format!("s{i}"), VolumeOptions::default())?;
+        storage.snapshot(v.id, &format!("s{i}"), VolumeOptions::default())?;
         p.write(v.id, (i * 4096 * 97) % VOLUME_BYTES, &block)?;
     }
-    p.close()?;
+    drop(p);
+    storage.close()?;
     dev.0.flush()?;
     Ok(())
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_engine::{Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{Pool, PoolOptions, Storage, VolumeOptions};
 use cairn_io::MemDevice;
 
 const POOL_BYTES: u64 = 4 << 40;
@@ -26,14 +26,18 @@ fn main() {
         ..PoolOptions::default()
     };
     let dev = Arc::new(MemDevice::new(POOL_BYTES));
-    let p = Pool::create(dev.clone(), "scale", opts.clone()).expect("create");
-    let v = p
-        .create_volume("v", VOLUME_BYTES, VolumeOptions::default())
+    let storage = Storage::new();
+    storage
+        .add_pool(Pool::create(dev.clone(), "scale", opts.clone()).expect("create"))
+        .expect("add");
+    let (p, v) = storage
+        .create_volume("scale", "v", VOLUME_BYTES, VolumeOptions::default())
         .expect("volume");
     let block = vec![7u8; 4096];
     let built = Instant::now();
     for i in 0..snapshots {
-        p.snapshot(v.id, &format!("s{i}"), VolumeOptions::default())
+        storage
+            .snapshot(v.id, &format!("s{i}"), VolumeOptions::default())
             .expect("snapshot");
         let off = (i * 4096 * 97) % VOLUME_BYTES;
         p.write(v.id, off, &block).expect("write");

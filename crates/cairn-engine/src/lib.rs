@@ -7,7 +7,9 @@
 //! is never overwritten in place; a commit writes the new nodes, flushes, writes the alternate
 //! superblock and flushes again, so reopening after a crash reads the superblocks and the volume
 //! directory — nothing in proportion to the pool size or the mapped data. [`Storage`] groups the
-//! pools of one daemon.
+//! pools of one daemon and is the only public way to change their volumes; the [`Registry`] under
+//! it keeps volume names unique across every pool of the daemon, whatever its backend, and counts
+//! the leases hosts hold.
 //!
 //! Every metadata block names its pool (UUID) and every pointer to one the generation that wrote
 //! it, so a stale or foreign block with a valid checksum is refused as corrupt; a pool of the
@@ -30,6 +32,7 @@ mod meta;
 mod node;
 mod pool;
 mod refcount;
+pub mod registry;
 mod storage;
 /// Field-level access to sealed metadata blocks for the structured fuzz target; not a stable API.
 #[doc(hidden)]
@@ -44,7 +47,8 @@ pub use check::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use pool::Pool;
-pub use storage::{Lease, Storage};
+pub use registry::{Lease, Registry};
+pub use storage::Storage;
 pub use types::{Extent, PoolInfo, PoolOptions, VolumeId, VolumeInfo, VolumeOptions};
 
 /// Size of a block: the unit of allocation and sharing.

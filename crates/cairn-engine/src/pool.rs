@@ -70,7 +70,9 @@ use crate::meta::Meta;
 use crate::node::TreeKind;
 use crate::types::{PoolInfo, PoolOptions, VolumeId};
 
-/// An open pool. Send + Sync; every method takes `&self`.
+/// An open pool. Send + Sync; every method takes `&self`. Its volumes are read and written here;
+/// they are created, changed and deleted only through [`crate::Storage`], which keeps the daemon's
+/// name registry exact.
 pub struct Pool {
     inner: Arc<Inner>,
     worker: Mutex<Option<JoinHandle<()>>>,

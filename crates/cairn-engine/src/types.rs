@@ -63,6 +63,9 @@ pub struct VolumeOptions {
     pub read_only: bool,
     /// Internal volumes: not exported, not listed by default UIs.
     pub hidden: bool,
+    /// Opaque bytes (at most 256) for upper layers, stored with the new record in the commit
+    /// that creates it, so the volume is never seen without them.
+    pub tag: Vec<u8>,
 }
 
 impl Default for VolumeOptions {
@@ -71,6 +74,7 @@ impl Default for VolumeOptions {
             logical_block_size: 4096,
             read_only: false,
             hidden: false,
+            tag: Vec::new(),
         }
     }
 }

@@ -2,6 +2,9 @@
 //! failure states, zero-copy first write after a snapshot, growth, offline check and corruption
 //! reports, concurrency and snapshot consistency, and the multi-pool `Storage` registry.
 
+mod support;
+use support::OnePool;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -53,13 +56,13 @@ fn opts() -> PoolOptions {
     }
 }
 
-fn pool(size: u64) -> (Arc<MemDevice>, Arc<Pool>) {
+fn pool(size: u64) -> (Arc<MemDevice>, OnePool) {
     let dev = Arc::new(MemDevice::new(size));
-    let p = Pool::create(dev.clone(), "p0", opts()).unwrap();
+    let p = support::create(dev.clone(), "p0", opts()).unwrap();
     (dev, p)
 }
 
-fn vol(p: &Pool, name: &str, size: u64) -> VolumeId {
+fn vol(p: &OnePool, name: &str, size: u64) -> VolumeId {
     p.create_volume(name, size, VolumeOptions::default())
         .unwrap()
         .id
@@ -122,8 +125,8 @@ fn arguments_are_checked_with_the_right_kind() {
     p.set_read_only(id, false).unwrap();
     p.write(id, 0, &[1u8; 4096]).unwrap();
     assert_eq!(k(p.set_tag(id, &[0u8; 257])), ErrorKind::InvalidArgument);
-    assert!(Pool::create(Arc::new(MemDevice::new(64 * MIB)), "bad name!", opts()).is_err());
-    let e = Pool::open(Arc::new(MemDevice::new(MIB)), opts())
+    assert!(support::create(Arc::new(MemDevice::new(64 * MIB)), "bad name!", opts()).is_err());
+    let e = support::open(Arc::new(MemDevice::new(MIB)), opts())
         .err()
         .unwrap();
     assert_eq!(e.kind(), ErrorKind::NotAPool);
@@ -150,7 +153,7 @@ fn metadata_and_data_survive_reopen() {
         "closed pool"
     );
     drop(p);
-    let p = Pool::open(dev, opts()).unwrap();
+    let p = support::open(dev, opts()).unwrap();
     assert!(p.info().generation >= gen);
     let v = p.volume_by_name("b").unwrap();
     assert_eq!(
@@ -190,7 +193,7 @@ fn a_failed_flush_fails_the_pool_until_reopen() {
         "never a later success"
     );
     drop(p);
-    let p = Pool::open(dev, opts()).unwrap();
+    let p = support::open(dev, opts()).unwrap();
     p.read(id, 0, &mut buf).unwrap();
     assert!(buf == [1u8; 4096] || buf == [2u8; 4096]);
     assert!(p.check().unwrap().is_clean());
@@ -285,7 +288,7 @@ fn sub_block_volumes_read_modify_write() {
 #[test]
 fn grow_extends_the_pool() {
     let dev = Arc::new(MemDevice::new(8 * MIB));
-    let p = Pool::create(dev.clone(), "g", opts()).unwrap();
+    let p = support::create(dev.clone(), "g", opts()).unwrap();
     let id = vol(&p, "a", 64 * MIB);
     let big = vec![3u8; 16 * MIB as usize];
     assert_eq!(p.write(id, 0, &big).unwrap_err().kind(), ErrorKind::NoSpace);
@@ -295,7 +298,7 @@ fn grow_extends_the_pool() {
     p.write(id, 0, &big).unwrap();
     p.close().unwrap();
     drop(p);
-    let p = Pool::open(dev, opts()).unwrap();
+    let p = support::open(dev, opts()).unwrap();
     let mut buf = vec![0u8; 4096];
     p.read(id, 16 * MIB - 4096, &mut buf).unwrap();
     assert_eq!(buf, vec![3u8; 4096]);
@@ -389,7 +392,7 @@ fn storage_keeps_names_unique_and_counts_users() {
     let (_d1, p1) = pool(32 * MIB);
     let d2 = Arc::new(MemDevice::new(32 * MIB));
     let p2 = Pool::create(d2, "p1", opts()).unwrap();
-    s.add_pool(p1.clone()).unwrap();
+    s.add_pool(p1.pool.clone()).unwrap();
     s.add_pool(p2.clone()).unwrap();
     let dup = Pool::create(Arc::new(MemDevice::new(32 * MIB)), "p1", opts()).unwrap();
     assert_eq!(
@@ -511,7 +514,7 @@ fn deep_volume_trees_against_a_model() {
     }
     p.close().unwrap();
     drop(p);
-    let p = Pool::open(dev, opts()).unwrap();
+    let p = support::open(dev, opts()).unwrap();
     let mut buf = vec![0u8; 64 * 4096];
     for (vid, m) in [(id, &model), (snap.id, &frozen)] {
         for chunk in 0..blocks / 64 {
@@ -538,7 +541,7 @@ fn deep_volume_trees_against_a_model() {
 #[test]
 fn concurrent_reads_never_see_reused_blocks() {
     let dev = Arc::new(Yielding(MemDevice::new(4 * MIB)));
-    let p = Pool::create(dev, "p0", opts()).unwrap();
+    let p = support::create(dev, "p0", opts()).unwrap();
     let id = vol(&p, "hot", 256 * 4096);
     let stamp = |b: u64, v: u64| {
         let mut blk = vec![0u8; 4096];
@@ -656,7 +659,7 @@ fn interrupted_reclaim_resumes_after_reopen() {
     drop(p);
     let report = check_device(dev.clone()).unwrap();
     assert!(report.is_clean(), "{:?}", report.findings.first());
-    let p = Pool::open(dev, opts()).unwrap();
+    let p = support::open(dev, opts()).unwrap();
     assert!(p.check().unwrap().is_clean());
     p.wait_reclaim().unwrap();
     assert!(!p.info().reclaim_pending);
@@ -673,7 +676,7 @@ fn interrupted_reclaim_resumes_after_reopen() {
 #[test]
 fn concurrent_writers_keep_every_acknowledged_write() {
     let mem = Arc::new(Yielding(MemDevice::new(64 * MIB)));
-    let p = Pool::create(mem.clone(), "p0", opts()).unwrap();
+    let p = support::create(mem.clone(), "p0", opts()).unwrap();
     let shared = vol(&p, "shared", 256 * 4096);
     let stamp = |v: u64| vec![(v % 250) as u8 + 1; 4096];
     let writers: Vec<_> = (0..4u64)
@@ -711,7 +714,7 @@ fn concurrent_writers_keep_every_acknowledged_write() {
     churn.join().unwrap();
     p.close().unwrap();
     drop(p);
-    let p = Pool::open(mem, opts()).unwrap();
+    let p = support::open(mem, opts()).unwrap();
     let mut buf = vec![0u8; 4096];
     for (own, last) in results {
         for (b, v) in last {
@@ -734,7 +737,7 @@ fn concurrent_writers_keep_every_acknowledged_write() {
 #[test]
 fn concurrent_sector_writes_to_one_block_all_survive() {
     let mem = Arc::new(Yielding(MemDevice::new(32 * MIB)));
-    let p = Pool::create(mem, "p0", opts()).unwrap();
+    let p = support::create(mem, "p0", opts()).unwrap();
     let o = VolumeOptions {
         logical_block_size: 512,
         ..VolumeOptions::default()
@@ -803,7 +806,7 @@ fn data_write_errors_fail_the_request_metadata_write_errors_fail_the_pool() {
     );
     assert_eq!(p.flush().unwrap_err().kind(), ErrorKind::PoolFailed);
     drop(p);
-    let p = Pool::open(dev, opts()).unwrap();
+    let p = support::open(dev, opts()).unwrap();
     p.read(id, 0, &mut buf).unwrap();
     assert_eq!(buf, vec![1u8; 4096], "the trim was never committed");
     assert!(p.check().unwrap().is_clean());

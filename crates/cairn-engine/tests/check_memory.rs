@@ -7,10 +7,12 @@
 //! of the metadata reserve (3% of 4 TiB would not fit a test machine's file system); the check
 //! reads the file through a plain `FileDevice`.
 
+mod support;
+
 use std::process::Command;
 use std::sync::Arc;
 
-use cairn_engine::{check_device, BlockDevice, IoError, Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{check_device, BlockDevice, IoError, PoolOptions, VolumeOptions};
 use cairn_io::FileDevice;
 
 type IoResult<T> = std::result::Result<T, IoError>;
@@ -75,7 +77,7 @@ fn fill(dev: Arc<dyn BlockDevice>) {
         commit_interval: None,
         node_cache_bytes: 4 << 20,
     };
-    let p = Pool::create(dev, "big", opts).unwrap();
+    let p = support::create(dev, "big", opts).unwrap();
     let v = p
         .create_volume("v", 64 << 30, VolumeOptions::default())
         .unwrap();

@@ -6,10 +6,13 @@
 //! finish any interrupted reclaim with `check` still clean. A second replay runs threads and
 //! background commits over multi-level trees, with its own per-block oracle (see below).
 
+mod support;
+use support::OnePool;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cairn_engine::{BlockDevice, ErrorKind, Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{BlockDevice, ErrorKind, PoolOptions, VolumeOptions};
 use cairn_io::{CrashMode, CrashPoint, MemDevice, RecordingDevice};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -45,7 +48,7 @@ fn block_of(rng: &mut SmallRng) -> Vec<u8> {
 fn run_workload(seed: u64) -> Workload {
     let mut rng = SmallRng::seed_from_u64(seed);
     let dev = Arc::new(RecordingDevice::new(MemDevice::new(POOL_BYTES)));
-    let pool = Pool::create(dev.clone(), "crash", opts()).expect("create");
+    let pool = support::create(dev.clone(), "crash", opts()).expect("create");
     let mut live: State = BTreeMap::new();
     let mut ids = BTreeMap::new();
     let mut marks = vec![(dev.ops_len(), pool.info().generation, live.clone())];
@@ -146,7 +149,7 @@ fn run_workload(seed: u64) -> Workload {
 fn verify_image(w: &Workload, point: CrashPoint) {
     let ctx = format!("{point:?}");
     let image: Arc<dyn BlockDevice> = Arc::new(w.dev.image_at(point));
-    let pool = match Pool::open(image, opts()) {
+    let pool = match support::open(image, opts()) {
         Ok(p) => p,
         // A crash before the pool's first commit finished leaves no pool at all.
         Err(e) if point.op_index < w.marks[0].0 && e.kind() == ErrorKind::NotAPool => return,
@@ -239,7 +242,7 @@ fn crash_images_replay_to_a_committed_state() {
 #[test]
 fn crash_during_reclaim_resumes_cleanly() {
     let dev = Arc::new(RecordingDevice::new(MemDevice::new(64 << 20)));
-    let pool = Pool::create(dev.clone(), "reclaim", opts()).expect("create");
+    let pool = support::create(dev.clone(), "reclaim", opts()).expect("create");
     let big = pool
         .create_volume("big", 32 << 20, VolumeOptions::default())
         .expect("create")
@@ -292,7 +295,7 @@ fn crash_during_reclaim_resumes_cleanly() {
     for point in points {
         let ctx = format!("{point:?}");
         let image: Arc<dyn BlockDevice> = Arc::new(dev.image_at(point));
-        let p = Pool::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
+        let p = support::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
         let names: Vec<String> = p.volumes().into_iter().map(|v| v.name).collect();
         assert!(names.contains(&"keep".to_string()), "{ctx}: {names:?}");
         if point.op_index >= deleted {
@@ -412,7 +415,7 @@ fn storm_opts() -> PoolOptions {
 }
 
 /// Fills "a" and "c" in shuffled block order, snapshots "a" as "s", flushes.
-fn storm_setup(pool: &Pool, rng: &mut SmallRng) -> [Vec<Vec<Change>>; 2] {
+fn storm_setup(pool: &OnePool, rng: &mut SmallRng) -> [Vec<Vec<Change>>; 2] {
     let mut history: [Vec<Vec<Change>>; 2] = [Vec::new(), Vec::new()];
     for (k, (name, blocks, lbs)) in [("a", A_BLOCKS, 4096u32), ("c", C_BLOCKS, 512)]
         .into_iter()
@@ -458,7 +461,7 @@ struct ThreadLog {
 }
 
 fn storm_thread(
-    pool: &Pool,
+    pool: &OnePool,
     dev: &RecordingDevice,
     t: usize,
     seed: u64,
@@ -534,7 +537,7 @@ fn run_storm(seed: u64) -> Storm {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     let mut rng = SmallRng::seed_from_u64(seed);
     let dev = Arc::new(RecordingDevice::new(MemDevice::new(64 << 20)));
-    let pool = Pool::create(dev.clone(), "storm", storm_opts()).expect("create");
+    let pool = support::create(dev.clone(), "storm", storm_opts()).expect("create");
     let mut history = storm_setup(&pool, &mut rng);
     let snapshot: Vec<Sectors> = history[0].iter().map(|h| h[0].after).collect();
     let storm_start = dev.ops_len();
@@ -597,7 +600,7 @@ fn verify_storm_image(s: &Storm, point: CrashPoint) {
         .max()
         .unwrap_or(0);
     let image: Arc<dyn BlockDevice> = Arc::new(s.dev.image_at(point));
-    let pool = Pool::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
+    let pool = support::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
     for (k, name) in ["a", "c"].into_iter().enumerate() {
         let v = pool.volume_by_name(name).expect("volume");
         let mut buf = vec![0u8; s.history[k].len() * BS];
@@ -675,7 +678,7 @@ fn concurrent_crash_images_on_multi_level_trees() {
 #[test]
 fn crash_images_at_metadata_exhaustion() {
     let dev = Arc::new(RecordingDevice::new(MemDevice::new(12 << 20)));
-    let pool = Pool::create(dev.clone(), "full", opts()).expect("create");
+    let pool = support::create(dev.clone(), "full", opts()).expect("create");
     let blocks = (pool.info().data_bytes_free / BS as u64 - 32) as usize;
     let v = pool
         .create_volume("v", (blocks * BS) as u64, VolumeOptions::default())
@@ -770,7 +773,7 @@ fn crash_images_at_metadata_exhaustion() {
             .max()
             .unwrap_or(0);
         let image: Arc<dyn BlockDevice> = Arc::new(dev.image_at(point));
-        let p = Pool::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
+        let p = support::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
         let mut buf = vec![0u8; blocks * BS];
         p.read(v, 0, &mut buf).expect("read");
         for (b, changes) in history.iter().enumerate() {

@@ -2,10 +2,12 @@
 //! checksum but wrong in what it says. Each test builds a real pool, changes one decoded field
 //! through `cairn_engine::test_support`, re-seals the block and asserts a typed error.
 
+mod support;
+
 use std::sync::Arc;
 
 use cairn_engine::test_support::{fields, reseal};
-use cairn_engine::{BlockDevice, ErrorKind, Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{BlockDevice, ErrorKind, PoolOptions, VolumeOptions};
 use cairn_io::MemDevice;
 
 fn options() -> PoolOptions {
@@ -18,7 +20,7 @@ fn options() -> PoolOptions {
 /// A closed pool of three volumes.
 fn pool_image() -> Arc<MemDevice> {
     let dev = Arc::new(MemDevice::new(16 << 20));
-    let pool = Pool::create(dev.clone(), "regression", options()).expect("create");
+    let pool = support::create(dev.clone(), "regression", options()).expect("create");
     for name in ["a", "b", "c"] {
         let v = pool.create_volume(name, 1 << 20, VolumeOptions::default());
         pool.write(v.expect("volume").id, 0, &[1; 4096])
@@ -47,11 +49,11 @@ fn next_sequence_number_out_of_range_is_corruption() {
     for next_seq in [u64::MAX, 1 << 63, 3, 1, 0] {
         let dev = pool_image();
         set_super_field(&dev, "next_seq", next_seq);
-        let err = Pool::open(dev, options()).expect_err("open refuses");
+        let err = support::open(dev, options()).expect_err("open refuses");
         assert_eq!(err.kind(), ErrorKind::Corrupt, "next_seq {next_seq}: {err}");
     }
     // The untouched image opens and takes new volumes.
-    let pool = Pool::open(pool_image(), options()).expect("open");
+    let pool = support::open(pool_image(), options()).expect("open");
     let d = pool.create_volume("d", 1 << 20, VolumeOptions::default());
     assert!(d.is_ok());
     assert_eq!(pool.volumes().len(), 4);

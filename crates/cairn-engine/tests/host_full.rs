@@ -7,6 +7,8 @@
 //! past it, writes to unbacked blocks and preallocations fail with ENOSPC, as on a full file
 //! system.
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -123,7 +125,7 @@ fn block_of(stamp: u64) -> Vec<u8> {
 
 /// Grows the metadata past the reserve's room: one mapping entry per block, then
 /// snapshot-and-overwrite rounds that shadow every leaf and keep the old ones in the snapshots.
-fn grow_metadata_past_the_reserve(p: &Pool, v: VolumeId, blocks: u64) -> u64 {
+fn grow_metadata_past_the_reserve(p: &support::OnePool, v: VolumeId, blocks: u64) -> u64 {
     for b in (0..blocks).step_by(2) {
         p.write(v, b * BS, &block_of(b + 1)).unwrap();
     }
@@ -170,7 +172,7 @@ fn assert_volume(p: &Pool, v: VolumeId, blocks: u64, zeroed: &HashSet<u64>) {
 #[test]
 fn a_full_host_refuses_calls_and_never_fails_the_pool() {
     let dev = Arc::new(HostFile::new(32 * MIB));
-    let p = Pool::create(dev.clone(), "p0", opts()).unwrap();
+    let p = support::create(dev.clone(), "p0", opts()).unwrap();
     let blocks = 4096;
     let v = p
         .create_volume("v", blocks * BS, VolumeOptions::default())
@@ -224,7 +226,7 @@ fn a_full_host_refuses_calls_and_never_fails_the_pool() {
     assert!(p.check().unwrap().is_clean());
     p.close().unwrap();
     drop(p);
-    let p = Pool::open(dev.clone(), opts()).unwrap();
+    let p = support::open(dev.clone(), opts()).unwrap();
     assert_volume(&p, v, blocks, &zeroed);
     assert!(p.volume_by_name(&format!("s{}", rounds - 1)).is_some());
     assert!(p.check().unwrap().is_clean());
@@ -236,7 +238,7 @@ fn a_full_host_refuses_calls_and_never_fails_the_pool() {
 #[test]
 fn a_refused_commit_keeps_the_pool_and_close_reports_it() {
     let dev = Arc::new(HostFile::new(32 * MIB));
-    let p = Pool::create(dev.clone(), "p0", opts()).unwrap();
+    let p = support::create(dev.clone(), "p0", opts()).unwrap();
     let blocks = 4096;
     let v = p
         .create_volume("v", blocks * BS, VolumeOptions::default())
@@ -272,7 +274,7 @@ fn a_refused_commit_keeps_the_pool_and_close_reports_it() {
     assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
     drop(p);
     dev.fill_host(None);
-    let p = Pool::open(dev.clone(), opts()).unwrap();
+    let p = support::open(dev.clone(), opts()).unwrap();
     assert_volume(&p, v, blocks, &durable);
     assert!(p.check().unwrap().is_clean());
     p.close().unwrap();

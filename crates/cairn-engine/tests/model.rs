@@ -9,10 +9,13 @@
 //! contents it did not predict. Seeds are printed; a failing seed becomes a named regression
 //! test (`model_seed_N`).
 
+mod support;
+use support::OnePool;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cairn_engine::{BlockDevice, ErrorKind, Pool, PoolOptions, VolumeId, VolumeOptions};
+use cairn_engine::{BlockDevice, ErrorKind, PoolOptions, VolumeId, VolumeOptions};
 use cairn_io::MemDevice;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -193,7 +196,7 @@ struct Harness {
     params: Params,
     rng: SmallRng,
     dev: Arc<MemDevice>,
-    pool: Arc<Pool>,
+    pool: OnePool,
     vols: Vec<ModelVol>,
     name_counter: u64,
     nospace: u64,
@@ -230,7 +233,7 @@ fn pattern(rng: &mut SmallRng, len: usize) -> Vec<u8> {
 impl Harness {
     fn new(seed: u64, params: Params) -> Harness {
         let dev = Arc::new(MemDevice::new(params.pool_bytes));
-        let pool = Pool::create(dev.clone(), "model", opts(&params)).expect("create pool");
+        let pool = support::create(dev.clone(), "model", opts(&params)).expect("create pool");
         let mut h = Harness {
             seed,
             params,
@@ -397,7 +400,7 @@ impl Harness {
 
     fn reopen(&mut self) {
         self.pool.close().expect("close");
-        self.pool = Pool::open(self.dev.clone(), opts(&self.params)).expect("reopen");
+        self.pool = support::open(self.dev.clone(), opts(&self.params)).expect("reopen");
         self.committed();
         self.pool.wait_reclaim().expect("reclaim");
         self.check();
@@ -408,7 +411,7 @@ impl Harness {
     /// never committed) is opened while the pool is abandoned without closing.
     fn crash_reopen(&mut self) {
         let image = Arc::new(self.dev.snapshot());
-        let pool = Pool::open(image.clone(), opts(&self.params))
+        let pool = support::open(image.clone(), opts(&self.params))
             .unwrap_or_else(|e| panic!("{}: open after a crash: {e:?}", self.ctx()));
         drop(std::mem::replace(&mut self.pool, pool));
         self.dev = image;

@@ -2,6 +2,9 @@
 //! delete, restore and reopen (clean and after a crash): every live name is found, every freed
 //! name is free again, a taken name is refused in every pool of the daemon.
 
+mod support;
+use support::OnePool;
+
 use std::sync::Arc;
 
 use cairn_engine::{ErrorKind, Pool, PoolOptions, Storage, VolumeOptions};
@@ -15,7 +18,7 @@ fn opts() -> PoolOptions {
 }
 
 /// Every name in `live` resolves to a volume of that name; every name in `free` to none.
-fn assert_names(p: &Pool, live: &[&str], free: &[&str]) {
+fn assert_names(p: &OnePool, live: &[&str], free: &[&str]) {
     for n in live {
         let v = p.volume_by_name(n).unwrap_or_else(|| panic!("{n} is live"));
         assert_eq!(v.name, *n);
@@ -34,7 +37,7 @@ fn assert_names(p: &Pool, live: &[&str], free: &[&str]) {
 #[test]
 fn pool_name_index_follows_every_directory_change_and_reopen() {
     let dev = Arc::new(MemDevice::new(16 << 20));
-    let p = Pool::create(dev.clone(), "p", opts()).unwrap();
+    let p = support::create(dev.clone(), "p", opts()).unwrap();
     let o = VolumeOptions::default();
     let a = p.create_volume("a", 1 << 20, o.clone()).unwrap();
     let b = p.create_volume("b", 1 << 20, o.clone()).unwrap();
@@ -60,7 +63,7 @@ fn pool_name_index_follows_every_directory_change_and_reopen() {
     let crashed = Arc::new(dev.snapshot());
     p.close().unwrap();
     for d in [crashed, dev] {
-        let p = Pool::open(d, opts()).unwrap();
+        let p = support::open(d, opts()).unwrap();
         assert_names(&p, &["a", "b", "c", "s"], &["d"]);
         p.delete_volume(p.volume_by_name("c").unwrap().id).unwrap();
         p.create_volume("d", 1 << 20, o.clone()).unwrap();

@@ -2,11 +2,13 @@
 //! pool lock) fails the pool: no later call succeeds, nothing half-done is committed, `close`
 //! returns the failure, and a reopen finds the last durable state.
 
+mod support;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use cairn_engine::{BlockDevice, ErrorKind, Pool, PoolOptions, VolumeOptions};
+use cairn_engine::{BlockDevice, ErrorKind, PoolOptions, VolumeOptions};
 use cairn_io::{IoResult, MemDevice};
 
 /// A memory device whose flush panics while `armed`: a bug below the pool, met under its lock.
@@ -51,7 +53,7 @@ fn a_panic_under_the_pool_lock_fails_the_pool_and_close_reports_it() {
         commit_interval: None,
         node_cache_bytes: 1 << 20,
     };
-    let p = Pool::create(dev.clone(), "p", opts.clone()).unwrap();
+    let p = support::create(dev.clone(), "p", opts.clone()).unwrap();
     let v = p
         .create_volume("v", 1 << 20, VolumeOptions::default())
         .unwrap();
@@ -72,7 +74,7 @@ fn a_panic_under_the_pool_lock_fails_the_pool_and_close_reports_it() {
     assert_eq!(p.close().unwrap_err().kind(), ErrorKind::PoolFailed);
     assert_eq!(p.close().unwrap_err().kind(), ErrorKind::PoolFailed);
     drop(p);
-    let p = Pool::open(dev.clone(), opts).unwrap();
+    let p = support::open(dev.clone(), opts).unwrap();
     let v = p.volume_by_name("v").unwrap();
     p.read(v.id, 0, &mut buf).unwrap();
     assert!(

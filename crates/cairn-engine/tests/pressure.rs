@@ -3,9 +3,12 @@
 //! `NoSpace` and changes nothing; a full pool is always recoverable online by deleting a
 //! snapshot or a volume.
 
+mod support;
+use support::OnePool;
+
 use std::sync::Arc;
 
-use cairn_engine::{ErrorKind, Pool, PoolOptions, VolumeId, VolumeOptions, BLOCK_SIZE};
+use cairn_engine::{ErrorKind, PoolOptions, VolumeId, VolumeOptions, BLOCK_SIZE};
 use cairn_io::MemDevice;
 
 const MIB: u64 = 1 << 20;
@@ -28,21 +31,21 @@ fn block_of(stamp: u64) -> Vec<u8> {
 
 /// Writes `blocks` blocks as one mapping entry each (odd blocks first, then even ones, so no
 /// two neighbours are physically adjacent in the right order): many leaves to shadow.
-fn fill_fragmented(p: &Pool, v: VolumeId, blocks: u64) {
+fn fill_fragmented(p: &OnePool, v: VolumeId, blocks: u64) {
     for b in (1..blocks).step_by(2).chain((0..blocks).step_by(2)) {
         p.write(v, b * BS, &block_of(b + 1)).unwrap();
     }
     p.flush().unwrap();
 }
 
-fn is_mapped(p: &Pool, v: VolumeId, b: u64) -> bool {
+fn is_mapped(p: &OnePool, v: VolumeId, b: u64) -> bool {
     p.block_status(v, b * BS, BS).unwrap()[0].mapped
 }
 
 /// Snapshot-then-trim rounds on a full pool: every round shares every leaf again and trims one
 /// block per leaf, so each trim shadows a shared leaf and frees nothing. Returns the rounds run
 /// and the blocks the last round's trims left mapped (no commit since).
-fn exhaust_metadata(p: &Pool, v: VolumeId, blocks: u64) -> (usize, Vec<u64>) {
+fn exhaust_metadata(p: &OnePool, v: VolumeId, blocks: u64) -> (usize, Vec<u64>) {
     for round in 0..200 {
         match p.snapshot(v, &format!("s{round}"), VolumeOptions::default()) {
             Ok(_) => {}
@@ -71,7 +74,7 @@ fn exhaust_metadata(p: &Pool, v: VolumeId, blocks: u64) -> (usize, Vec<u64>) {
 #[test]
 fn a_pool_out_of_metadata_stays_healthy_and_recovers_by_deleting_a_snapshot() {
     let dev = Arc::new(MemDevice::new(32 * MIB));
-    let p = Pool::create(dev.clone(), "p0", opts()).unwrap();
+    let p = support::create(dev.clone(), "p0", opts()).unwrap();
     let free = p.info().data_bytes_free / BS;
     let blocks = free - 64;
     let v = p
@@ -112,7 +115,7 @@ fn a_pool_out_of_metadata_stays_healthy_and_recovers_by_deleting_a_snapshot() {
     p.close().unwrap();
     drop(p);
 
-    let p = Pool::open(dev.clone(), opts()).unwrap();
+    let p = support::open(dev.clone(), opts()).unwrap();
     let s0 = p.volume_by_name("s0").unwrap().id;
     p.delete_volume(s0).unwrap();
     p.wait_reclaim().unwrap();
@@ -139,9 +142,9 @@ fn a_pool_out_of_metadata_stays_healthy_and_recovers_by_deleting_a_snapshot() {
 
 /// A 512-byte volume on a pool whose data space is full and shared with a snapshot: every
 /// partial-block rewrite needs a fresh block.
-fn full_sector_volume() -> (Arc<Pool>, VolumeId, Vec<u8>) {
+fn full_sector_volume() -> (OnePool, VolumeId, Vec<u8>) {
     let dev = Arc::new(MemDevice::new(16 * MIB));
-    let p = Pool::create(dev, "p0", opts()).unwrap();
+    let p = support::create(dev, "p0", opts()).unwrap();
     let blocks = p.info().data_bytes_free / BS;
     let vopts = VolumeOptions {
         logical_block_size: 512,
@@ -172,7 +175,7 @@ fn full_sector_volume() -> (Arc<Pool>, VolumeId, Vec<u8>) {
     (p, v, image)
 }
 
-fn read_all(p: &Pool, v: VolumeId, len: usize) -> Vec<u8> {
+fn read_all(p: &OnePool, v: VolumeId, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     p.read(v, 0, &mut buf).unwrap();
     buf
@@ -227,7 +230,7 @@ fn a_file_pool_preallocates_its_metadata_reserve_at_create_and_grow() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pool.img");
     let dev = Arc::new(cairn_io::FileDevice::open(&path, Some(64 * MIB)).unwrap());
-    let p = Pool::create(dev, "p0", opts()).unwrap();
+    let p = support::create(dev, "p0", opts()).unwrap();
     let reserve = p.info().metadata_bytes_total;
     assert!(
         allocated_bytes(&path) >= reserve,
@@ -258,7 +261,7 @@ fn a_file_pool_preallocates_its_metadata_reserve_at_create_and_grow() {
 #[test]
 fn a_write_zeroes_of_many_steps_is_all_or_nothing() {
     let dev = Arc::new(MemDevice::new(32 * MIB));
-    let p = Pool::create(dev.clone(), "p0", opts()).unwrap();
+    let p = support::create(dev.clone(), "p0", opts()).unwrap();
     let blocks = p.info().data_bytes_free / BS - 64;
     let v = p
         .create_volume("v", blocks * BS, VolumeOptions::default())
@@ -313,7 +316,7 @@ fn a_write_zeroes_of_many_steps_is_all_or_nothing() {
     assert!(p.check().unwrap().is_clean());
     p.close().unwrap();
     drop(p);
-    let p = Pool::open(dev, opts()).unwrap();
+    let p = support::open(dev, opts()).unwrap();
     let mut buf = vec![1u8; (blocks * BS) as usize];
     p.read(v, 0, &mut buf).unwrap();
     assert!(buf.iter().all(|&x| x == 0), "the volume reads zeros");

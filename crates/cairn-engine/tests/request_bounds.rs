@@ -1,9 +1,11 @@
 //! Requests whose end lies past `u64::MAX` are out of range for every volume: each call answers
 //! `OutOfRange` (never an arithmetic overflow) and the pool keeps working.
 
+mod support;
+
 use std::sync::Arc;
 
-use cairn_engine::{ErrorKind, Pool, PoolOptions, VolumeOptions, BLOCK_SIZE};
+use cairn_engine::{ErrorKind, PoolOptions, VolumeOptions, BLOCK_SIZE};
 use cairn_io::MemDevice;
 
 const MIB: u64 = 1 << 20;
@@ -17,7 +19,7 @@ fn requests_ending_past_the_address_space_are_out_of_range() {
         commit_interval: None,
         ..PoolOptions::default()
     };
-    let p = Pool::create(dev, "p0", opts).unwrap();
+    let p = support::create(dev, "p0", opts).unwrap();
     let v = p
         .create_volume("v", 4 * MIB, VolumeOptions::default())
         .unwrap()

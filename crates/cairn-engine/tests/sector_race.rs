@@ -3,9 +3,12 @@
 //! gives it — the full block alone, or the full block with the sector patched in. Never the
 //! sector over the block's old contents. A partial trim racing the full-block write likewise.
 
+mod support;
+use support::OnePool;
+
 use std::sync::{Arc, Barrier};
 
-use cairn_engine::{BlockDevice, Pool, PoolOptions, VolumeId, VolumeOptions};
+use cairn_engine::{BlockDevice, PoolOptions, VolumeId, VolumeOptions};
 use cairn_io::MemDevice;
 
 const BS: usize = 4096;
@@ -46,13 +49,13 @@ impl BlockDevice for LateWrites {
     }
 }
 
-fn sector_pool() -> (Arc<Pool>, VolumeId) {
+fn sector_pool() -> (OnePool, VolumeId) {
     let dev = Arc::new(LateWrites(MemDevice::new(64 * MIB)));
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: 4 << 20,
     };
-    let p = Pool::create(dev, "p0", opts).unwrap();
+    let p = support::create(dev, "p0", opts).unwrap();
     let vopts = VolumeOptions {
         logical_block_size: 512,
         ..VolumeOptions::default()
@@ -63,7 +66,7 @@ fn sector_pool() -> (Arc<Pool>, VolumeId) {
 
 /// One round on block `b`: a full-block write of `full` and a write of `sector` at sector `s`
 /// (a trim of that sector when `sector` is 0).
-fn race(p: &Arc<Pool>, v: VolumeId, b: usize, s: usize, full: u8, sector: u8, go: &Barrier) {
+fn race(p: &OnePool, v: VolumeId, b: usize, s: usize, full: u8, sector: u8, go: &Barrier) {
     let at = (b * BS) as u64;
     std::thread::scope(|scope| {
         scope.spawn(|| {

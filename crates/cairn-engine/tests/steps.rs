@@ -2,10 +2,13 @@
 //! steps, so a request of another volume waits at most one step. Checked structurally: the
 //! number of steps and the most mapping entries one hold of the locks covered.
 
+mod support;
+use support::OnePool;
+
 use std::sync::Arc;
 
 use cairn_engine::limits::{RECLAIM_ENTRIES_PER_TXN, UNMAP_ENTRIES_PER_STEP};
-use cairn_engine::{Pool, PoolOptions, VolumeId, VolumeOptions, BLOCK_SIZE};
+use cairn_engine::{PoolOptions, VolumeId, VolumeOptions, BLOCK_SIZE};
 use cairn_io::MemDevice;
 
 const MIB: u64 = 1 << 20;
@@ -13,16 +16,16 @@ const BS: u64 = BLOCK_SIZE;
 /// Mapping entries of the fragmented volume: several steps' worth.
 const ENTRIES: u64 = 3 * UNMAP_ENTRIES_PER_STEP as u64 + 100;
 
-fn pool() -> Arc<Pool> {
+fn pool() -> OnePool {
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: 8 << 20,
     };
-    Pool::create(Arc::new(MemDevice::new(96 * MIB)), "p0", opts).unwrap()
+    support::create(Arc::new(MemDevice::new(96 * MIB)), "p0", opts).unwrap()
 }
 
 /// A volume of `ENTRIES` blocks mapped as one entry each (odd blocks first, then even ones).
-fn fragmented(p: &Pool, name: &str) -> VolumeId {
+fn fragmented(p: &OnePool, name: &str) -> VolumeId {
     let v = p
         .create_volume(name, ENTRIES * BS, VolumeOptions::default())
         .unwrap()
@@ -35,7 +38,7 @@ fn fragmented(p: &Pool, name: &str) -> VolumeId {
     v
 }
 
-fn all_unmapped(p: &Pool, v: VolumeId) -> bool {
+fn all_unmapped(p: &OnePool, v: VolumeId) -> bool {
     p.block_status(v, 0, ENTRIES * BS)
         .unwrap()
         .iter()
@@ -43,7 +46,7 @@ fn all_unmapped(p: &Pool, v: VolumeId) -> bool {
 }
 
 /// Runs `op` and returns the steps it took and the most entries one step covered.
-fn steps_of(p: &Pool, op: impl FnOnce()) -> (u64, usize) {
+fn steps_of(p: &OnePool, op: impl FnOnce()) -> (u64, usize) {
     let before = p.step_counts().0;
     op();
     let (steps, most) = p.step_counts();

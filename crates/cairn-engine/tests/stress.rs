@@ -7,12 +7,15 @@
 //! blocks between threads (whole-block writes, trims and 512-byte sector writes) while
 //! snapshots are taken and deleted, and checks every snapshot against an interval oracle.
 
+mod support;
+use support::OnePool;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_engine::{BlockDevice, Pool, PoolOptions, VolumeId, VolumeOptions};
+use cairn_engine::{BlockDevice, PoolOptions, VolumeId, VolumeOptions};
 use cairn_io::{FileDevice, MemDevice, OpenOptions};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
@@ -41,7 +44,7 @@ fn block_of(stamp: u64) -> Vec<u8> {
 /// blocks `b % THREADS == t`, so the order of acknowledgement on a block is that thread's order.
 type Model = Vec<u64>;
 
-fn fill(p: &Pool, v: VolumeId, blocks: u64, model: &mut Model, seed: u64) {
+fn fill(p: &OnePool, v: VolumeId, blocks: u64, model: &mut Model, seed: u64) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for b in 0..blocks {
         if rng.gen_bool(0.7) {
@@ -52,7 +55,7 @@ fn fill(p: &Pool, v: VolumeId, blocks: u64, model: &mut Model, seed: u64) {
     }
 }
 
-fn hammer(p: &Arc<Pool>, v: VolumeId, start: &Model, ops: u64, seed: u64) -> Model {
+fn hammer(p: &OnePool, v: VolumeId, start: &Model, ops: u64, seed: u64) -> Model {
     let blocks = start.len() as u64;
     let model = Arc::new(Mutex::new(start.clone()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -109,7 +112,7 @@ fn hammer(p: &Arc<Pool>, v: VolumeId, start: &Model, ops: u64, seed: u64) -> Mod
     Arc::try_unwrap(model).unwrap().into_inner()
 }
 
-fn verify(p: &Pool, v: VolumeId, model: &Model, what: &str) {
+fn verify(p: &OnePool, v: VolumeId, model: &Model, what: &str) {
     let mut buf = vec![0u8; BS as usize];
     for (b, &s) in model.iter().enumerate() {
         p.read(v, b as u64 * BS, &mut buf).unwrap();
@@ -128,7 +131,7 @@ fn verify(p: &Pool, v: VolumeId, model: &Model, what: &str) {
 
 /// Fill, reopen, snapshot, then the concurrent storm; every read checked against the model.
 fn run(open: impl Fn() -> Arc<dyn BlockDevice>, blocks: u64, ops: u64, seed: u64) {
-    let p = Pool::create(open(), "p0", opts()).unwrap();
+    let p = support::create(open(), "p0", opts()).unwrap();
     let v = p
         .create_volume("v", blocks * BS, VolumeOptions::default())
         .unwrap()
@@ -137,7 +140,7 @@ fn run(open: impl Fn() -> Arc<dyn BlockDevice>, blocks: u64, ops: u64, seed: u64
     fill(&p, v, blocks, &mut before, seed);
     p.close().unwrap();
     drop(p);
-    let p = Pool::open(open(), opts()).unwrap();
+    let p = support::open(open(), opts()).unwrap();
     let snap = p.snapshot(v, "s", VolumeOptions::default()).unwrap().id;
     let after = hammer(&p, v, &before, ops, seed);
     verify(&p, snap, &before, "snapshot");
@@ -145,7 +148,7 @@ fn run(open: impl Fn() -> Arc<dyn BlockDevice>, blocks: u64, ops: u64, seed: u64
     assert!(p.check().unwrap().is_clean());
     p.close().unwrap();
     drop(p);
-    let p = Pool::open(open(), opts()).unwrap();
+    let p = support::open(open(), opts()).unwrap();
     verify(&p, snap, &before, "snapshot after reopen");
     verify(&p, v, &after, "volume after reopen");
     p.delete_volume(snap).unwrap();
@@ -259,7 +262,7 @@ fn sector_stamps(b: &[u8]) -> [u64; SECTORS] {
     out
 }
 
-fn read_all(p: &Pool, v: VolumeId) -> Vec<u8> {
+fn read_all(p: &OnePool, v: VolumeId) -> Vec<u8> {
     let mut buf = vec![0u8; (SHARED_BLOCKS * BS) as usize];
     p.read(v, 0, &mut buf).unwrap();
     buf
@@ -267,7 +270,7 @@ fn read_all(p: &Pool, v: VolumeId) -> Vec<u8> {
 
 /// Runs until it made `STORM_OPS` operations and the snapshots are all taken.
 fn shared_writer(
-    p: &Pool,
+    p: &OnePool,
     v: VolumeId,
     t: u64,
     clock: &std::sync::atomic::AtomicU64,
@@ -345,7 +348,7 @@ fn shared_blocks_sector_writes_and_snapshots_keep_every_snapshot_exact() {
         commit_interval: None,
         ..opts()
     };
-    let p = Pool::create(mem.clone(), "p0", quiet.clone()).unwrap();
+    let p = support::create(mem.clone(), "p0", quiet.clone()).unwrap();
     let o = VolumeOptions {
         logical_block_size: 512,
         ..VolumeOptions::default()
@@ -404,7 +407,7 @@ fn shared_blocks_sector_writes_and_snapshots_keep_every_snapshot_exact() {
     for s in &taken {
         check_taken(&h, s, &read_all(&p, s.id), "after the storm");
     }
-    let check_volume = |p: &Pool, what: &str| {
+    let check_volume = |p: &OnePool, what: &str| {
         let now = read_all(p, v);
         for (b, block) in now.chunks(BS as usize).enumerate() {
             for (i, stamp) in sector_stamps(block).into_iter().enumerate() {
@@ -420,7 +423,7 @@ fn shared_blocks_sector_writes_and_snapshots_keep_every_snapshot_exact() {
     assert!(p.check().unwrap().is_clean());
     p.close().unwrap();
     drop(p);
-    let p = Pool::open(mem, quiet).unwrap();
+    let p = support::open(mem, quiet).unwrap();
     for s in &taken {
         check_taken(&h, s, &read_all(&p, s.id), "after reopen");
     }

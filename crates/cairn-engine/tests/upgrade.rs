@@ -14,6 +14,8 @@
 //! a zero-run-length encoding: `CRNFIX1\0`, device size (u64), then per block its number (u64) and
 //! pairs (zero run u16, literal length u16, literal bytes) covering 4096 bytes, ended by u64::MAX.
 
+mod support;
+
 use std::sync::Arc;
 
 use cairn_engine::{check_device, BlockDevice, ErrorKind, Pool, PoolOptions, VolumeOptions};
@@ -148,7 +150,7 @@ fn a_version_1_pool_is_checked_as_version_1() {
 fn a_version_1_pool_upgrades_at_open_and_reads_back_identical() {
     let dev: Arc<dyn BlockDevice> = Arc::new(v1_image());
     let gen_before = check_device(dev.clone()).expect("check").generation;
-    let p = Pool::open(dev.clone(), opts()).expect("open upgrades");
+    let p = support::open(dev.clone(), opts()).expect("open upgrades");
     assert_eq!(version_of(dev.as_ref()), 2);
     // One commit upgrades; the tombstone's reclaim may already have committed after it.
     assert!(p.info().generation > gen_before);
@@ -165,7 +167,7 @@ fn a_version_1_pool_upgrades_at_open_and_reads_back_identical() {
     p.close().expect("close");
     let report = check_device(dev.clone()).expect("check");
     assert!(report.is_clean(), "{:?}", report.findings);
-    let p = Pool::open(dev.clone(), opts()).expect("reopen");
+    let p = support::open(dev.clone(), opts()).expect("reopen");
     assert_eq!(read_block(&p, "after", 4), vec![7u8; BS]);
     assert_eq!(read_block(&p, "base-snap", 4), block(1, 4));
     assert_eq!(read_block(&p, "base", 6), block(2, 6));
@@ -177,7 +179,7 @@ fn a_version_1_pool_upgrades_at_open_and_reads_back_identical() {
 #[test]
 fn a_crash_during_the_upgrade_leaves_a_pool_that_opens() {
     let dev = Arc::new(RecordingDevice::new(v1_image()));
-    let p = Pool::open(dev.clone(), opts()).expect("open upgrades");
+    let p = support::open(dev.clone(), opts()).expect("open upgrades");
     p.close().expect("close");
     let seed: u64 = std::env::var("CAIRN_CRASH_SEED")
         .ok()
@@ -201,7 +203,7 @@ fn a_crash_during_the_upgrade_leaves_a_pool_that_opens() {
         let image: Arc<dyn BlockDevice> = Arc::new(dev.image_at(point));
         let before = version_of(image.as_ref());
         versions.push(before);
-        let p = Pool::open(image.clone(), opts()).unwrap_or_else(|e| panic!("{point:?}: {e}"));
+        let p = support::open(image.clone(), opts()).unwrap_or_else(|e| panic!("{point:?}: {e}"));
         assert_eq!(version_of(image.as_ref()), 2, "{point:?}");
         assert_fixture_contents(&p);
         let report = p.check().expect("check");
@@ -231,7 +233,7 @@ fn too_little_free_space_to_upgrade_refuses_the_open_and_changes_nothing() {
         image.write_at(a * BS as u64, &b).expect("write");
     }
     let dev: Arc<dyn BlockDevice> = Arc::new(image);
-    let e = Pool::open(dev.clone(), opts()).map(|_| ()).unwrap_err();
+    let e = support::open(dev.clone(), opts()).map(|_| ()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
     assert!(e.to_string().contains("upgrade"), "{e}");
     assert_eq!(version_of(dev.as_ref()), 1);

@@ -13,7 +13,12 @@
 //! - [`access`]: the host access model (masking views of initiator, target-port and device
 //!   groups) and the [`access::HostAccess`] trait through which management changes it;
 //! - [`naa_name`] / [`naa_designator`]: the volume's SCSI NAA identity, the same string SMI-S
-//!   reports as `StorageVolume.Name`, so a volume has one identity on every protocol.
+//!   reports as `StorageVolume.Name`, so a volume has one identity on every protocol;
+//! - [`Registry`]: the daemon's one registry of volume names (unique across every pool of every
+//!   backend) and leases. It is defined beside the engine's `Storage` (the lowest layer every
+//!   backend and both the management and the data path reach, which keeps it exact for engine
+//!   pools) and re-exported here, so a data protocol or another backend (Ceph RBD) uses it without
+//!   naming the engine.
 //!
 //! Invariants:
 //! - An opened [`Volume`] holds a lease on its volume until it is dropped: the volume cannot be
@@ -33,6 +38,7 @@ mod naa;
 mod suite;
 mod volume;
 
+pub use cairn_engine::registry::{Deletion, Lease, NameClaim, Registry};
 pub use error::{Error, ErrorKind, Result};
 pub use naa::{naa_designator, naa_name, NAA_DESIGNATOR_BYTES};
 pub use volume::{Exports, Run, Volume, VolumeInfo, Zeroing};

@@ -61,11 +61,17 @@ async fn main() -> AnyResult<()> {
     storage.add_pool(pool.clone())?;
     let info = match pool.volume_by_name(volume) {
         Some(info) => info,
-        None => pool.create_volume(volume, volume_size, VolumeOptions::default())?,
+        None => {
+            let pool_name = pool.name();
+            let opts = VolumeOptions::default();
+            storage
+                .create_volume(&pool_name, volume, volume_size, opts)?
+                .1
+        }
     };
     if let Some(snapshot) = args.get("snapshot") {
         let started = std::time::Instant::now();
-        pool.snapshot(info.id, snapshot, VolumeOptions::default())?;
+        storage.snapshot(info.id, snapshot, VolumeOptions::default())?;
         eprintln!(
             "snapshot {snapshot} of {volume} took {:?}",
             started.elapsed()

@@ -8,21 +8,24 @@
 //! the same in every daemon that opens the pool, and the NAA identity follows from it.
 //!
 //! Invariants:
-//! - An opened volume holds a lease (counted per image here) and the image's exclusive lock
-//!   until it is dropped: [`RbdExports::delete_volume`] refuses it with `InUse`, and librbd
-//!   refuses removal while any client anywhere has it open; no other client writes meanwhile.
+//! - Names and leases live in the daemon's [`Registry`], shared with every other pool: a name is
+//!   reserved there before the image is made (and freed if that fails), so no two pools of any
+//!   backend hold one name; an image whose name another pool holds is not exported. An image
+//!   another client made is registered when a lookup first finds it; one another client removed
+//!   keeps its name registered until this pool deletes it or the daemon restarts.
+//! - An opened volume holds a registry lease and the image's exclusive lock until it is
+//!   dropped: [`RbdExports::delete_volume`] refuses it with `InUse`, and librbd refuses removal
+//!   while any client anywhere has it open; no other client writes meanwhile.
 //! - FUA and FLUSH are an rbd flush; block status comes from diff iteration: a range reported
 //!   unmapped reads as zeros.
 //! - Ceph errors become [`cairn_export::ErrorKind`]s here, in [`translate`], and nowhere else.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cairn_export::{
-    Error as ExportError, ErrorKind as ExportKind, Exports, Result as ExportResult, Run, Volume,
-    VolumeInfo, Zeroing,
+    Error as ExportError, ErrorKind as ExportKind, Exports, Lease, Registry,
+    Result as ExportResult, Run, Volume, VolumeInfo, Zeroing,
 };
-use parking_lot::Mutex;
 
 use crate::cluster::{Cluster, ConnectOptions, Pool};
 use crate::error::{Error, ErrorKind, Result};
@@ -68,54 +71,54 @@ pub fn volume_id(fsid: &[u8; 16], pool_id: i64, image_id: &str) -> [u8; 16] {
     id
 }
 
-/// Open images of this pool, by RBD image id, with how many handles hold each.
-type Leases = Arc<Mutex<HashMap<String, usize>>>;
-
-/// One lease: the image stays counted until this is dropped.
-struct Lease {
-    leases: Leases,
-    image_id: String,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let mut map = self.leases.lock();
-        let n = map
-            .get_mut(&self.image_id)
-            .expect("a held lease is counted");
-        *n -= 1;
-        if *n == 0 {
-            map.remove(&self.image_id);
-        }
-    }
+/// A registry refusal (the name is taken, the volume is open or being deleted) as the export
+/// layer's `InUse`.
+fn refused(e: impl std::fmt::Display) -> ExportError {
+    ExportError::new(ExportKind::InUse, e.to_string())
 }
 
 /// The volumes of one RBD pool.
 pub struct RbdExports {
     pool: Pool,
     fsid: [u8; 16],
-    leases: Leases,
+    /// The name this pool's volumes are registered under.
+    owner: String,
+    registry: Arc<Registry>,
 }
 
 /// A Cairn volume found in the pool: its RADOS name and what a host sees.
 struct Found {
     rados_name: String,
-    image_id: String,
     info: VolumeInfo,
 }
 
 impl RbdExports {
     /// Connects to the cluster and opens `rados_pool` (fails within the connect timeout when
-    /// the cluster is down).
+    /// the cluster is down), with a registry of its own.
     pub fn connect(opts: &ConnectOptions, rados_pool: &str) -> Result<RbdExports> {
+        RbdExports::connect_in(opts, rados_pool, rados_pool, Registry::new())
+    }
+
+    /// Connects like [`RbdExports::connect`], keeping names and leases in the daemon's
+    /// `registry` under the pool name `owner`.
+    pub fn connect_in(
+        opts: &ConnectOptions,
+        rados_pool: &str,
+        owner: &str,
+        registry: Arc<Registry>,
+    ) -> Result<RbdExports> {
         let cluster = Cluster::connect(opts)?;
         let fsid = cluster.fsid()?;
         let pool = cluster.pool(rados_pool)?;
-        Ok(RbdExports {
+        let exports = RbdExports {
             pool,
             fsid,
-            leases: Arc::default(),
-        })
+            owner: owner.to_string(),
+            registry,
+        };
+        // Registers the names the pool holds now.
+        exports.scan()?;
+        Ok(exports)
     }
 
     /// The RADOS pool's name.
@@ -150,15 +153,32 @@ impl RbdExports {
             let Some(name) = image.metadata(NAME_KEY)? else {
                 continue;
             };
-            let (image_id, info) = self.describe(name, &image)?;
+            let (_, info) = self.describe(name, &image)?;
+            if !self.admitted(&info) {
+                continue;
+            }
             out.push(Found {
                 rados_name: spec.name,
-                image_id,
                 info,
             });
         }
         out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         Ok(out)
+    }
+
+    /// Does the registry give `info.name` to this volume? A name nobody holds is registered for it
+    /// now; one held by a volume of another pool (or reserved) is not.
+    fn admitted(&self, info: &VolumeInfo) -> bool {
+        match self.registry.lookup(&info.name) {
+            Some((id, owner)) => id == info.id && *owner == *self.owner,
+            None => match self.registry.insert(&info.name, info.id, &self.owner) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(pool = %self.owner, error = %e, "RBD volume not exported");
+                    false
+                }
+            },
+        }
     }
 
     fn find(&self, name: &str) -> ExportResult<Found> {
@@ -178,12 +198,7 @@ impl RbdExports {
                 format!("volume size {size_bytes} is not a positive multiple of 512"),
             ));
         }
-        if self.find(name).is_ok() {
-            return Err(ExportError::new(
-                ExportKind::InUse,
-                format!("volume {name:?} exists"),
-            ));
-        }
+        let claim = self.registry.reserve(name).map_err(refused)?;
         let rados_name = format!("{IMAGE_PREFIX}{:016x}", new_token());
         self.pool
             .create_image(&rados_name, size_bytes)
@@ -193,7 +208,10 @@ impl RbdExports {
             self.describe(name.to_string(), &image)
         });
         match made {
-            Ok((_, info)) => Ok(info),
+            Ok((_, info)) => {
+                claim.settle(info.id, &self.owner);
+                Ok(info)
+            }
             Err(e) => {
                 // Leave nothing half-made behind; the first error is the one reported.
                 let _ = self.pool.remove_image(&rados_name);
@@ -210,13 +228,15 @@ impl RbdExports {
     /// Deletes the volume `name`: `InUse` while a host has it open, here or anywhere.
     pub fn delete_volume(&self, name: &str) -> ExportResult<()> {
         let found = self.find(name)?;
-        if self.leases.lock().contains_key(&found.image_id) {
-            return Err(ExportError::new(
-                ExportKind::InUse,
-                format!("volume {name:?} is open"),
-            ));
-        }
-        self.pool.remove_image(&found.rados_name).map_err(translate)
+        let _deleting = self
+            .registry
+            .begin_delete(found.info.id)
+            .map_err(|_| ExportError::new(ExportKind::InUse, format!("volume {name:?} is open")))?;
+        self.pool
+            .remove_image(&found.rados_name)
+            .map_err(translate)?;
+        self.registry.remove(found.info.id);
+        Ok(())
     }
 }
 
@@ -245,17 +265,10 @@ impl Exports for RbdExports {
 
     fn open(&self, name: &str) -> ExportResult<Arc<dyn Volume>> {
         let found = self.find(name)?;
+        // Taken first, so a delete that has not begun is refused until the handle is dropped.
+        let lease = self.registry.lease(found.info.id).map_err(refused)?;
         let image = self.pool.open_image(&found.rados_name).map_err(translate)?;
         image.lock_exclusive().map_err(translate)?;
-        *self
-            .leases
-            .lock()
-            .entry(found.image_id.clone())
-            .or_insert(0) += 1;
-        let lease = Lease {
-            leases: self.leases.clone(),
-            image_id: found.image_id,
-        };
         Ok(Arc::new(RbdVolume {
             image,
             opened: found.info,

@@ -7,13 +7,14 @@
 //! why) and is tried again every [`limits::RECONNECT_INTERVAL_S`] until it connects.
 //!
 //! [`Combined`] answers for several backends side by side (Cairn's engine and RBD pools): a name
-//! is looked up in each in order and the first that has it answers. It is the small stand-in for
-//! the name registry above the backends; names are not kept unique across backends here.
+//! is looked up in each in order and the first that has it answers. Names are unique across the
+//! backends because they share the daemon's `cairn_export::Registry` (see [`BackgroundPool::start_in`]),
+//! so at most one backend has any name.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cairn_export::{Error, ErrorKind, Exports, Result, Volume, VolumeInfo};
+use cairn_export::{Error, ErrorKind, Exports, Registry, Result, Volume, VolumeInfo};
 use parking_lot::{Condvar, Mutex};
 
 use crate::cluster::ConnectOptions;
@@ -51,8 +52,14 @@ pub struct BackgroundPool {
 }
 
 impl BackgroundPool {
-    /// Starts connecting; returns at once.
+    /// Starts connecting, with a registry of its own; returns at once.
     pub fn start(config: RbdPoolConfig) -> Arc<BackgroundPool> {
+        BackgroundPool::start_in(config, Registry::new())
+    }
+
+    /// Starts connecting, keeping names and leases in the daemon's `registry` under the
+    /// configured pool name; returns at once.
+    pub fn start_in(config: RbdPoolConfig, registry: Arc<Registry>) -> Arc<BackgroundPool> {
         let shared = Arc::new(Shared {
             status: Mutex::new((PoolStatus::Connecting, None)),
             settled: Condvar::new(),
@@ -61,7 +68,7 @@ impl BackgroundPool {
         let cfg = config.clone();
         std::thread::Builder::new()
             .name(format!("rbd-connect-{}", config.name))
-            .spawn(move || connect_until_available(&cfg, weak))
+            .spawn(move || connect_until_available(&cfg, &registry, weak))
             .expect("a thread can be started");
         Arc::new(BackgroundPool { config, shared })
     }
@@ -101,9 +108,10 @@ impl BackgroundPool {
 }
 
 /// The background thread: tries until connected or until the pool is dropped.
-fn connect_until_available(cfg: &RbdPoolConfig, shared: Weak<Shared>) {
+fn connect_until_available(cfg: &RbdPoolConfig, registry: &Arc<Registry>, shared: Weak<Shared>) {
     loop {
-        let attempt = RbdExports::connect(&cfg.connect, &cfg.rados_pool);
+        let attempt =
+            RbdExports::connect_in(&cfg.connect, &cfg.rados_pool, &cfg.name, registry.clone());
         let Some(shared) = shared.upgrade() else {
             return;
         };

@@ -287,12 +287,8 @@ fn same_pool(p: &ArrayProvider, req: &ReplicaRequest<'_>, src: &Volume, name: &s
         replica: Some(tag),
         ..VolumeSpec::default()
     };
-    // A backend may store the record after it made the snapshot, which until then reads as a
-    // snapshot replica (SyncType 7) of its source: requests wait for the record.
-    let info = {
-        let _gate = p.model_gate.write();
-        p.array.snapshot(src.id, name, &spec)?
-    };
+    // The backend makes the replica with its record in one operation: no request sees it untagged.
+    let info = p.array.snapshot(src.id, name, &spec)?;
     let source = p.identity.volume_path(src.id);
     let target = p.identity.volume_path(info.id);
     let mut out = ok().with_out("TargetElement", Value::Reference(target.clone()));
@@ -921,8 +917,8 @@ mod tests {
         assert!(storage.find_volume("b").is_some());
     }
 
-    /// Same-pool clones are made by an engine snapshot and then tagged: a request running meanwhile
-    /// must never show the untagged snapshot, which reads as a SyncType 7 snapshot relationship.
+    /// Same-pool clones are made by one engine snapshot carrying the record: a request running
+    /// meanwhile never shows an untagged snapshot, which would read as a SyncType 7 relationship.
     #[test]
     fn a_same_pool_clone_is_never_seen_untagged() {
         let storage = Arc::new(Storage::new());

@@ -4,9 +4,9 @@
 //! its registered profiles through `Provider::registered_profiles` (Array with the system as its
 //! central element, the component profiles referenced from it in the SNIA direction).
 //!
-//! Owns: the option set, the job table, the serialisation of management operations (one at a time,
-//! so a create-then-tag sequence is never seen half done by another method, nor by a request, which
-//! reads the backend under the model gate), and the routing of
+//! Owns: the option set, the job table, the serialisation of management operations (one at a time;
+//! the backend makes a replica with its record in one operation, so no request sees it half
+//! done), and the routing of
 //! intrinsic operations to [`crate::model`] and of extrinsic methods to [`crate::methods`].
 //!
 //! Invariant: the provider keeps no model state of its own beyond jobs and the volume index
@@ -30,7 +30,7 @@ use cairn_cim::{
     CimError, CimServer, Instance, InstancePath, MethodCall, MethodName, MethodResult,
     ProfileRegistration, Provider,
 };
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::error::ErrorKind;
 use crate::index::{Scope, VolumeIndex};
@@ -79,11 +79,6 @@ pub struct ArrayProvider {
     pub(crate) jobs: Arc<Jobs>,
     /// Serialises management methods.
     pub(crate) ops: Mutex<()>,
-    /// Held for writing across the backend operations of a method that makes one model change in
-    /// several of them (a same-pool replica is created with its record), and for reading while a
-    /// request reads the array state: no answer shows such a change half done. Lock order: `ops`,
-    /// then this gate, then the backend's locks.
-    pub(crate) model_gate: RwLock<()>,
     /// The volumes, kept by the backend's change events.
     index: Arc<VolumeIndex>,
     /// Counter behind generated names.
@@ -127,7 +122,6 @@ impl ArrayProvider {
             identity,
             jobs,
             ops: Mutex::new(()),
-            model_gate: RwLock::new(()),
             index,
             names: AtomicU64::new(seed),
         })
@@ -169,9 +163,8 @@ impl ArrayProvider {
         self.opts.time_before_removal.as_secs()
     }
 
-    /// The array state `scope` covers, read under the model gate.
+    /// The array state `scope` covers.
     fn read(&self, scope: Scope<'_>) -> Snapshot {
-        let _gate = self.model_gate.read();
         self.index.snapshot(self.array.as_ref(), scope)
     }
 

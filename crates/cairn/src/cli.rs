@@ -1,5 +1,6 @@
 //! The CLI on a pool file or device that no daemon holds (`--pool-file`): each command opens the
-//! pool, performs one operation (which the engine commits before returning), and closes the pool.
+//! pool into a `Storage` of its own, performs one operation through it (which the engine commits
+//! before returning), and closes the pool.
 //!
 //! Invariant: what needs a daemon (jobs, a copy into another pool) is refused with a message
 //! saying so, before the pool is opened.
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use cairn_engine::{ErrorKind, Pool, VolumeInfo, VolumeOptions};
+use cairn_engine::{ErrorKind, Pool, Storage, VolumeInfo, VolumeOptions};
 
 use crate::check_bar::{check_bar, feed};
 use crate::device::{cli_pool_options, open_device};
@@ -40,29 +41,37 @@ pub fn run(cmd: Command, path: &Path, json: bool) -> Result<()> {
 fn with_pool(path: &Path, f: impl FnOnce(&OpenPool) -> Result<()>) -> Result<()> {
     let pool = OpenPool::open(path)?;
     let done = f(&pool);
-    let closed = pool.0.close().context("Cannot close the pool");
+    let closed = pool.pool.close().context("Cannot close the pool");
     done.and(closed)
 }
 
-/// An open pool that is closed (final commit) when the command is done.
-struct OpenPool(Arc<Pool>);
+/// An open pool that is closed (final commit) when the command is done; its volumes are changed
+/// through the storage that holds it.
+struct OpenPool {
+    pool: Arc<Pool>,
+    storage: Storage,
+}
 
 impl OpenPool {
     fn open(path: &Path) -> Result<OpenPool> {
         let dev = open_device(path, None)?;
         let pool = Pool::open(dev, cli_pool_options())
             .with_context(|| format!("Cannot open pool {}", path.display()))?;
-        Ok(OpenPool(pool))
+        let storage = Storage::new();
+        storage
+            .add_pool(pool.clone())
+            .with_context(|| format!("Cannot open pool {}", path.display()))?;
+        Ok(OpenPool { pool, storage })
     }
 
     fn volume(&self, name: &str) -> Result<VolumeInfo> {
-        self.0
+        self.pool
             .volume_by_name(name)
-            .with_context(|| format!("No volume named '{name}' in pool {}", self.0.name()))
+            .with_context(|| format!("No volume named '{name}' in pool {}", self.pool.name()))
     }
 
     fn row(&self, v: &VolumeInfo) -> VolumeRow {
-        VolumeRow::from_engine(v, &self.0.name())
+        VolumeRow::from_engine(v, &self.pool.name())
     }
 }
 
@@ -101,30 +110,30 @@ fn create_pool(path: &Path, name: &str, size: Option<String>, json: bool) -> Res
 fn pool(cmd: PoolCommand, pool: &OpenPool, path: &Path, json: bool) -> Result<()> {
     match cmd {
         PoolCommand::List => {
-            report_pools(&[PoolRow::from_engine(&pool.0.info())], json);
+            report_pools(&[PoolRow::from_engine(&pool.pool.info())], json);
             Ok(())
         }
         PoolCommand::Info { name } => {
-            if let Some(n) = name.filter(|n| *n != pool.0.name()) {
+            if let Some(n) = name.filter(|n| *n != pool.pool.name()) {
                 bail!(
                     "{} holds pool '{}', not '{n}'",
                     path.display(),
-                    pool.0.name()
+                    pool.pool.name()
                 );
             }
-            report_pool(&PoolRow::from_engine(&pool.0.info()), json);
+            report_pool(&PoolRow::from_engine(&pool.pool.info()), json);
             Ok(())
         }
         PoolCommand::Grow { .. } => {
-            let info = pool.0.grow().context("Cannot grow the pool")?;
+            let info = pool.pool.grow().context("Cannot grow the pool")?;
             report_pool(&PoolRow::from_engine(&info), json);
             Ok(())
         }
         PoolCommand::Check => {
             let bar = check_bar(json);
             let report = match &bar {
-                Some(bar) => pool.0.check_with_progress(feed(bar)),
-                None => pool.0.check(),
+                Some(bar) => pool.pool.check_with_progress(feed(bar)),
+                None => pool.pool.check(),
             };
             if let Some(bar) = bar {
                 bar.finish_and_clear();
@@ -147,9 +156,9 @@ fn pool(cmd: PoolCommand, pool: &OpenPool, path: &Path, json: bool) -> Result<()
 /// Refuses `--pool OTHER` on a pool file that holds another pool.
 fn check_pool_name(pool: &OpenPool, wanted: Option<&str>, what: &str) -> Result<()> {
     match wanted {
-        Some(n) if n != pool.0.name() => bail!(
+        Some(n) if n != pool.pool.name() => bail!(
             "This pool file holds pool '{}', not '{n}'; {what}",
-            pool.0.name()
+            pool.pool.name()
         ),
         _ => Ok(()),
     }
@@ -168,14 +177,17 @@ fn volume(cmd: VolumeCommand, pool: &OpenPool, json: bool) -> Result<()> {
             let opts = VolumeOptions {
                 logical_block_size: block_size.unwrap_or(4096),
                 read_only,
-                hidden: false,
+                ..VolumeOptions::default()
             };
-            pool.0
-                .create_volume(&name, parse_size_bytes(&size)?, opts)?
+            let size_bytes = parse_size_bytes(&size)?;
+            let in_pool = pool.pool.name();
+            pool.storage
+                .create_volume(&in_pool, &name, size_bytes, opts)?
+                .1
         }
         VolumeCommand::List { all } => {
             let rows: Vec<VolumeRow> = pool
-                .0
+                .pool
                 .volumes()
                 .iter()
                 .filter(|v| all || !v.hidden)
@@ -187,15 +199,15 @@ fn volume(cmd: VolumeCommand, pool: &OpenPool, json: bool) -> Result<()> {
         VolumeCommand::Delete { name } => return delete(pool, &name, json),
         VolumeCommand::Grow { name, size } => {
             let id = pool.volume(&name)?.id;
-            pool.0.resize_volume(id, parse_size_bytes(&size)?)?
+            pool.storage.resize_volume(id, parse_size_bytes(&size)?)?
         }
         VolumeCommand::Rename { name, new_name } => {
             let id = pool.volume(&name)?.id;
-            pool.0.rename_volume(id, &new_name)?
+            pool.storage.rename_volume(id, &new_name)?
         }
         VolumeCommand::Set { name, read_only } => {
             let id = pool.volume(&name)?.id;
-            pool.0.set_read_only(id, read_only)?
+            pool.storage.set_read_only(id, read_only)?
         }
     };
     report_volume(&pool.row(&info), json);
@@ -221,11 +233,11 @@ fn snapshot(cmd: SnapshotCommand, pool: &OpenPool, json: bool) -> Result<()> {
                 read_only,
                 ..VolumeOptions::default()
             };
-            pool.0.snapshot(id, &name, opts)?
+            pool.storage.snapshot(id, &name, opts)?.1
         }
         SnapshotCommand::List => {
             let rows: Vec<VolumeRow> = pool
-                .0
+                .pool
                 .volumes()
                 .iter()
                 .filter(|v| v.parent.is_some() && !v.hidden)
@@ -238,8 +250,8 @@ fn snapshot(cmd: SnapshotCommand, pool: &OpenPool, json: bool) -> Result<()> {
         SnapshotCommand::Restore { volume, snapshot } => {
             let vol = pool.volume(&volume)?.id;
             let snap = pool.volume(&snapshot)?.id;
-            pool.0.restore(vol, snap)?;
-            pool.0.volume(vol)?
+            pool.storage.restore(vol, snap)?;
+            pool.pool.volume(vol)?
         }
     };
     report_volume(&pool.row(&info), json);
@@ -248,8 +260,8 @@ fn snapshot(cmd: SnapshotCommand, pool: &OpenPool, json: bool) -> Result<()> {
 
 fn delete(pool: &OpenPool, name: &str, json: bool) -> Result<()> {
     let info = pool.volume(name)?;
-    pool.0.delete_volume(info.id)?;
-    pool.0
+    pool.storage.delete_volume(info.id)?;
+    pool.pool
         .wait_reclaim()
         .context("Reclaiming the deleted volume's space failed")?;
     report_deleted(&pool.row(&info), json);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use cairn_engine::{ErrorKind, Pool, PoolOptions, Storage};
+use cairn_engine::{ErrorKind, Pool, PoolOptions, Registry, Storage};
 use cairn_export::Exports;
 use cairn_rbd::served::{BackgroundPool, Combined};
 use serde_json::json;
@@ -67,8 +67,9 @@ fn engine_options(config: &Config) -> PoolOptions {
     }
 }
 
+/// The engine pools over a new registry, which the RBD pools share (see [`nbd_exports`]).
 fn open_storage(config: &Config) -> Result<Storage> {
-    let storage = Storage::new();
+    let storage = Storage::with_registry(Registry::new());
     for pool_config in &config.pools {
         let pool = open_or_create_pool(pool_config, engine_options(config))?;
         let info = pool.info();
@@ -214,9 +215,10 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     Ok(())
 }
 
-/// What NBD serves: the engine's volumes and, beside them, each RBD pool's. RBD pools connect in
-/// the background, so a Ceph outage never holds up the start: that pool is reported unavailable
-/// (logged, its volumes not found) and tried again until it connects.
+/// What NBD serves: the engine's volumes and, beside them, each RBD pool's, all in the storage's
+/// registry (one name space, one set of leases). RBD pools connect in the background, so a Ceph
+/// outage never holds up the start: that pool is reported unavailable (logged, its volumes not
+/// found) and tried again until it connects.
 fn nbd_exports(config: &Config, storage: &Arc<Storage>) -> Arc<dyn Exports> {
     if config.rbd_pools.is_empty() {
         return storage.clone();
@@ -229,7 +231,10 @@ fn nbd_exports(config: &Config, storage: &Arc<Storage>) -> Arc<dyn Exports> {
             ceph_conf = %pool.connect.conf_path.display(),
             "RBD pool connecting"
         );
-        backends.push(BackgroundPool::start(pool.clone()));
+        backends.push(BackgroundPool::start_in(
+            pool.clone(),
+            storage.registry().clone(),
+        ));
     }
     Arc::new(Combined::new(backends))
 }

@@ -4,9 +4,11 @@
 //! in the engine volume tag ([`tag`]), the mapped-extent copy between pools ([`copy`]), and the
 //! change events of the changes made through it.
 //!
-//! Invariants: a volume is created or snapshotted with its replica record, or not at all (if the
-//! tag cannot be written the new volume is deleted again); events are delivered after the engine
-//! operation returned (engine operations commit before they return).
+//! Invariants: a volume is created or snapshotted with its replica record in one engine operation
+//! and one commit (the record is the engine tag the new volume is created with), so no reader and
+//! no crash ever sees it without; every change goes through `Storage`, which keeps the daemon's
+//! names and leases; events are delivered after the engine operation returned (engine operations
+//! commit before they return).
 //!
 //! Engine gap: the engine reports no changes of its own, so changes made on the `Storage`
 //! directly (not through this backend) reach no listener; answers are always read from the
@@ -52,28 +54,11 @@ impl EngineArray {
             .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("Volume {id}")))
     }
 
-    /// Tags a new volume with `record`, or deletes it again if that fails.
-    fn with_record(
-        &self,
-        pool: &Pool,
-        v: VolumeInfo,
-        record: Option<ReplicaRecord>,
-    ) -> Result<Volume> {
-        let v = match record {
-            None => v,
-            Some(r) => match self.report_pool(pool).set_tag(v.id, &tag::encode(&r)) {
-                Ok(v) => v,
-                Err(e) => {
-                    if let Err(d) = self.storage.delete_volume(v.id) {
-                        tracing::warn!("cannot remove volume {} left untagged: {d}", v.id);
-                    }
-                    return Err(from_engine(e));
-                }
-            },
-        };
+    /// Reports a volume made through this backend.
+    fn created(&self, pool: &Pool, v: VolumeInfo) -> Volume {
         let v = volume_of(&pool.name(), v);
         self.changed(pool, ChangeEvent::VolumeCreated(v.clone()));
-        Ok(v)
+        v
     }
 
     /// Reports the new figures of `pool` after one engine change of its volumes: each engine
@@ -148,11 +133,14 @@ fn volume_of(pool: &str, v: VolumeInfo) -> Volume {
     }
 }
 
+/// The engine options of `spec`: its replica record becomes the tag the engine stores with the
+/// new volume in the commit that creates it.
 fn options_of(spec: &VolumeSpec) -> VolumeOptions {
     VolumeOptions {
         logical_block_size: spec.logical_block_size,
         read_only: spec.read_only,
         hidden: spec.hidden,
+        tag: spec.replica.as_ref().map(tag::encode).unwrap_or_default(),
     }
 }
 
@@ -208,7 +196,7 @@ impl ArrayBackend for EngineArray {
             .storage
             .create_volume(pool, name, size_bytes, options_of(spec))
             .map_err(from_engine)?;
-        self.with_record(&p, v, spec.replica)
+        Ok(self.created(&p, v))
     }
 
     fn snapshot(&self, source: VolumeId, name: &str, spec: &VolumeSpec) -> Result<Volume> {
@@ -216,7 +204,7 @@ impl ArrayBackend for EngineArray {
             .storage
             .snapshot(engine_id(source), name, options_of(spec))
             .map_err(from_engine)?;
-        self.with_record(&p, v, spec.replica)
+        Ok(self.created(&p, v))
     }
 
     fn delete_volume(&self, id: VolumeId) -> Result<()> {
@@ -230,7 +218,8 @@ impl ArrayBackend for EngineArray {
 
     fn grow_volume(&self, id: VolumeId, size_bytes: u64) -> Result<Volume> {
         let (p, _) = self.holder(id)?;
-        let v = p
+        let v = self
+            .storage
             .resize_volume(engine_id(id), size_bytes)
             .map_err(from_engine)?;
         Ok(self.changed_volume(&p, v))
@@ -247,7 +236,8 @@ impl ArrayBackend for EngineArray {
 
     fn set_replica(&self, id: VolumeId, record: ReplicaRecord) -> Result<Volume> {
         let (p, _) = self.holder(id)?;
-        let v = p
+        let v = self
+            .storage
             .set_tag(engine_id(id), &tag::encode(&record))
             .map_err(from_engine)?;
         Ok(self.changed_volume(&p, v))
@@ -255,13 +245,17 @@ impl ArrayBackend for EngineArray {
 
     fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<Volume> {
         let (p, _) = self.holder(id)?;
-        let v = p.set_hidden(engine_id(id), hidden).map_err(from_engine)?;
+        let v = self
+            .storage
+            .set_hidden(engine_id(id), hidden)
+            .map_err(from_engine)?;
         Ok(self.changed_volume(&p, v))
     }
 
     fn restore(&self, volume: VolumeId, from: VolumeId) -> Result<()> {
         let (p, _) = self.holder(volume)?;
-        p.restore(engine_id(volume), engine_id(from))
+        self.storage
+            .restore(engine_id(volume), engine_id(from))
             .map_err(from_engine)?;
         let v = p.volume(engine_id(volume)).map_err(from_engine)?;
         self.changed_volume(&p, v);

@@ -50,6 +50,16 @@ fn validate_size(size_bytes: u64) -> Result<()> {
     Ok(())
 }
 
+fn validate_tag(tag: &[u8]) -> Result<()> {
+    if tag.len() > TAG_BYTES_MAX {
+        return Err(err(
+            ErrorKind::InvalidArgument,
+            format!("tag of {} bytes", tag.len()),
+        ));
+    }
+    Ok(())
+}
+
 fn info_of(r: &VolumeRecord) -> VolumeInfo {
     VolumeInfo {
         id: VolumeId(r.id),
@@ -72,7 +82,8 @@ impl Pool {
         Ok((gate, st))
     }
 
-    pub fn create_volume(
+    /// A new thin volume with the flags and tag of `opts`, committed on return.
+    pub(crate) fn create_volume(
         &self,
         name: &str,
         size_bytes: u64,
@@ -80,6 +91,7 @@ impl Pool {
     ) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
         validate_size(size_bytes)?;
+        validate_tag(&opts.tag)?;
         if !LOGICAL_BLOCK_SIZES.contains(&opts.logical_block_size) {
             return Err(err(
                 ErrorKind::InvalidArgument,
@@ -89,7 +101,7 @@ impl Pool {
         let (_gate, mut st) = self.exclusive_with_room()?;
         st.ensure_name_free(name)?;
         let flags = record_flags(&opts);
-        let rec = st.new_record(
+        let mut rec = st.new_record(
             name,
             size_bytes,
             opts.logical_block_size,
@@ -97,6 +109,7 @@ impl Pool {
             None,
             Root::default(),
         );
+        rec.tag = opts.tag;
         let info = info_of(&rec);
         st.add_record(rec);
         st.commit()?;
@@ -104,7 +117,7 @@ impl Pool {
     }
 
     /// O(1) tombstone + commit; the space is reclaimed in the background.
-    pub fn delete_volume(&self, id: VolumeId) -> Result<()> {
+    pub(crate) fn delete_volume(&self, id: VolumeId) -> Result<()> {
         {
             let (_gate, mut st) = self.exclusive()?;
             let seq = st.seq_of(id)?;
@@ -125,7 +138,7 @@ impl Pool {
     }
 
     /// Grows a volume (shrinking is refused).
-    pub fn resize_volume(&self, id: VolumeId, size_bytes: u64) -> Result<VolumeInfo> {
+    pub(crate) fn resize_volume(&self, id: VolumeId, size_bytes: u64) -> Result<VolumeInfo> {
         validate_size(size_bytes)?;
         let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
@@ -138,7 +151,7 @@ impl Pool {
         st.update(seq, |r| r.size_bytes = size_bytes)
     }
 
-    pub fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
+    pub(crate) fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
         let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
@@ -152,7 +165,7 @@ impl Pool {
         st.update(seq, |r| r.name = name.to_string())
     }
 
-    pub fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
+    pub(crate) fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
         let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| {
@@ -164,7 +177,7 @@ impl Pool {
         })
     }
 
-    pub fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
+    pub(crate) fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
         let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| {
@@ -176,26 +189,23 @@ impl Pool {
         })
     }
 
-    pub fn set_tag(&self, id: VolumeId, tag: &[u8]) -> Result<VolumeInfo> {
-        if tag.len() > TAG_BYTES_MAX {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!("tag of {} bytes", tag.len()),
-            ));
-        }
+    pub(crate) fn set_tag(&self, id: VolumeId, tag: &[u8]) -> Result<VolumeInfo> {
+        validate_tag(tag)?;
         let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
         st.update(seq, |r| r.tag = tag.to_vec())
     }
 
-    /// O(1) snapshot of `source`, committed on return; inherits the logical block size.
-    pub fn snapshot(
+    /// O(1) snapshot of `source` with the tag `opts` carries, one commit before it returns;
+    /// inherits the logical block size.
+    pub(crate) fn snapshot(
         &self,
         source: VolumeId,
         name: &str,
         opts: VolumeOptions,
     ) -> Result<VolumeInfo> {
         validate_volume_name(name)?;
+        validate_tag(&opts.tag)?;
         let (_gate, mut st) = self.exclusive_with_room()?;
         let src_seq = st.seq_of(source)?;
         st.ensure_name_free(name)?;
@@ -204,7 +214,7 @@ impl Pool {
         if src.root.addr != 0 {
             st.meta_op(Tier::Ordinary, |meta| meta.rc_inc(src.root.addr, 1))?;
         }
-        let rec = st.new_record(
+        let mut rec = st.new_record(
             name,
             src.size_bytes,
             src.logical_block_size,
@@ -212,6 +222,7 @@ impl Pool {
             Some(src.id),
             src.root,
         );
+        rec.tag = opts.tag;
         let info = info_of(&rec);
         st.add_record(rec);
         st.commit()?;
@@ -219,7 +230,7 @@ impl Pool {
     }
 
     /// O(1): `volume` takes `snapshot`'s contents and size; committed on return.
-    pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
+    pub(crate) fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
         {
             // Every block of the volume: a trim or write-zeroes in steps finishes on the contents
             // it started on, never half on the old and half on the restored ones.
@@ -277,11 +288,6 @@ impl Pool {
         let st = self.lock();
         let seq = st.seq_of(id)?;
         Ok(info_of(&st.vols[&seq]))
-    }
-
-    /// Is `name` the name of a live volume of this pool? O(1).
-    pub(crate) fn has_volume_named(&self, name: &str) -> bool {
-        self.lock().by_name.contains_key(name)
     }
 
     pub fn volume_by_name(&self, name: &str) -> Option<VolumeInfo> {

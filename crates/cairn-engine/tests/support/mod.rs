@@ -1,0 +1,81 @@
+//! One engine pool behind its own `Storage`, for the engine's integration tests: volumes are
+//! changed through `Storage` (the engine's one public way to change them, which keeps the name
+//! registry exact), and read and written through the pool it dereferences to.
+// Each test crate compiles this module and uses a part of it.
+#![allow(dead_code)]
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use cairn_engine::{
+    BlockDevice, Pool, PoolOptions, Result, Storage, VolumeId, VolumeInfo, VolumeOptions,
+};
+
+/// A pool and the storage that changes its volumes.
+#[derive(Clone, Debug)]
+pub struct OnePool {
+    pub storage: Arc<Storage>,
+    pub pool: Arc<Pool>,
+}
+
+/// Formats a new pool on `dev`, behind a storage of its own.
+pub fn create(dev: Arc<dyn BlockDevice>, name: &str, opts: PoolOptions) -> Result<OnePool> {
+    OnePool::new(Pool::create(dev, name, opts)?)
+}
+
+/// Opens the pool on `dev`, behind a storage of its own.
+pub fn open(dev: Arc<dyn BlockDevice>, opts: PoolOptions) -> Result<OnePool> {
+    OnePool::new(Pool::open(dev, opts)?)
+}
+
+impl Deref for OnePool {
+    type Target = Arc<Pool>;
+    fn deref(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+}
+
+impl OnePool {
+    pub fn new(pool: Arc<Pool>) -> Result<OnePool> {
+        let storage = Arc::new(Storage::new());
+        storage.add_pool(pool.clone())?;
+        Ok(OnePool { storage, pool })
+    }
+
+    pub fn create_volume(&self, name: &str, size: u64, opts: VolumeOptions) -> Result<VolumeInfo> {
+        let pool = self.pool.name();
+        Ok(self.storage.create_volume(&pool, name, size, opts)?.1)
+    }
+
+    pub fn snapshot(&self, src: VolumeId, name: &str, opts: VolumeOptions) -> Result<VolumeInfo> {
+        Ok(self.storage.snapshot(src, name, opts)?.1)
+    }
+
+    pub fn delete_volume(&self, id: VolumeId) -> Result<()> {
+        self.storage.delete_volume(id)
+    }
+
+    pub fn rename_volume(&self, id: VolumeId, name: &str) -> Result<VolumeInfo> {
+        self.storage.rename_volume(id, name)
+    }
+
+    pub fn resize_volume(&self, id: VolumeId, size: u64) -> Result<VolumeInfo> {
+        self.storage.resize_volume(id, size)
+    }
+
+    pub fn set_read_only(&self, id: VolumeId, read_only: bool) -> Result<VolumeInfo> {
+        self.storage.set_read_only(id, read_only)
+    }
+
+    pub fn set_hidden(&self, id: VolumeId, hidden: bool) -> Result<VolumeInfo> {
+        self.storage.set_hidden(id, hidden)
+    }
+
+    pub fn set_tag(&self, id: VolumeId, tag: &[u8]) -> Result<VolumeInfo> {
+        self.storage.set_tag(id, tag)
+    }
+
+    pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
+        self.storage.restore(volume, snapshot)
+    }
+}
