@@ -374,12 +374,24 @@ impl Superblock {
         let name = std::str::from_utf8(&b[SB_NAME..SB_NAME + name_len])
             .map_err(|_| corrupt("superblock: pool name not UTF-8"))?
             .to_string();
+        let device_blocks = get_u64(b, SB_DEVICE_BLOCKS);
+        let counted =
+            [SB_ALLOCATED, SB_DATA_BLOCKS, SB_META_BLOCKS, SB_RESERVE].map(|f| get_u64(b, f));
+        if counted.iter().any(|&n| n > device_blocks)
+            || counted[1]
+                .checked_add(counted[2])
+                .is_none_or(|n| n > device_blocks)
+        {
+            return Err(corrupt(format!(
+                "superblock {addr}: block counts {counted:?} exceed the pool's {device_blocks} blocks"
+            )));
+        }
         Ok(Superblock {
             gen: hdr.gen,
             version,
             uuid,
             name,
-            device_blocks: get_u64(b, SB_DEVICE_BLOCKS),
+            device_blocks,
             dir: get_root(b, SB_DIR_ROOT, SB_DIR_GEN, version)?,
             rc: get_root(b, SB_RC_ROOT, SB_RC_GEN, version)?,
             space: get_root(b, SB_SPACE_ROOT, SB_SPACE_GEN, version)?,

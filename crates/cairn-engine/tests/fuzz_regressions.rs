@@ -58,3 +58,20 @@ fn next_sequence_number_out_of_range_is_corruption() {
     assert!(d.is_ok());
     assert_eq!(pool.volumes().len(), 4);
 }
+
+/// A data block count near the top of `u64` overflowed when the next data block was allocated;
+/// block counts past the pool's size (or whose sum is) are corruption at open.
+#[test]
+fn block_counts_past_the_pool_size_are_corruption() {
+    for (field, value) in [
+        ("data_blocks", u64::MAX - 1),
+        ("meta_blocks", u64::MAX),
+        ("allocated", 1 << 40),
+        ("reserve", u64::MAX / 2),
+    ] {
+        let dev = pool_image();
+        set_super_field(&dev, field, value);
+        let err = support::open(dev, options()).expect_err("open refuses");
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{field} {value}: {err}");
+    }
+}
