@@ -66,7 +66,7 @@ def summary(items):
     out = []
     for i in items:
         src = i["SourceInstance"]
-        name = src["ElementName"] if src is not None else None
+        name = src.get("ElementName") if src is not None else None
         out.append((i.classname, name, i["IndicationFilterName"], i["SequenceNumber"]))
     return out
 
@@ -262,8 +262,14 @@ def step_copy(c, port):
                           "CIM_StorageSynchronized AND SourceInstance.CIM_StorageSynchronized::"
                           "CopyState <> PreviousInstance.CIM_StorageSynchronized::CopyState",
                           query_language="DMTF:CQL", owned=True, filter_id="syncs")
+    # The synchronization's creation too: a copy that ends before the daemon first reads the new
+    # synchronization shows it created already Synchronized, with no modification after.
+    sync_created = sm.add_filter(sid, NS, "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA "
+                                 "CIM_StorageSynchronized", query_language="DMTF:CQL", owned=True,
+                                 filter_id="synccreated")
     sm.add_subscriptions(sid, jobs.path, [dest.path], owned=True)
     sm.add_subscriptions(sid, syncs.path, [dest.path], owned=True)
+    sm.add_subscriptions(sid, sync_created.path, [dest.path], owned=True)
     source = create_volume(c, "copy-src")
     rc, out = c.InvokeMethod("CreateElementReplica", one(c, "CIM_ReplicationService"),
                              ElementName="copy-dst", SyncType=pywbem.Uint16(7),
@@ -288,11 +294,18 @@ def step_copy(c, port):
         fail(f"job states {states}, percents {percents}")
     if int(job[-1]["PreviousInstance"]["JobState"]) != 4:
         fail("the Completed modification's PreviousInstance is not the running job")
-    # The synchronization reaches Synchronized (CopyState 4) with the job, or right after it.
-    sync = inbox.wait_for(len(job) + 1)
-    sync = [i for i in sync if i["SourceInstance"].classname.endswith("StorageSynchronized")]
-    if [int(i["SourceInstance"]["CopyState"]) for i in sync][-1:] != [4]:
-        fail(f"synchronization: {summary(sync)}")
+    # The synchronization reaches Synchronized (CopyState 4) with the job, or right after it:
+    # created so, or modified to it.
+    def syncs_seen():
+        return [i for i in inbox.items if i["SourceInstance"].classname.endswith("StorageSynchronized")]
+    while [int(i["SourceInstance"]["CopyState"]) for i in syncs_seen()][-1:] != [4]:
+        if time.monotonic() > end:
+            fail(f"synchronization: {summary(syncs_seen())}")
+        inbox.wait_for(len(inbox.items) + 1)
+    sync = syncs_seen()
+    if any(i.classname == "CIM_InstModification" and int(i["PreviousInstance"]["CopyState"]) == 4
+           for i in sync):
+        fail(f"a synchronization modified from Synchronized: {summary(sync)}")
     sm.remove_server(sid)
     lis.stop()
     return {"ok": True, "job": len(job), "percents": percents}

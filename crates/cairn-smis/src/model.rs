@@ -410,7 +410,7 @@ pub fn instances(
         "cairn_physicalpackage" => vec![package(id)],
         "cairn_softwareidentity" => vec![software(id)],
         "cairn_storagepool" => pools(snap),
-        "cairn_storagevolume" => snap.volumes().map(|(p, v)| volume(id, p, v)).collect(),
+        "cairn_storagevolume" => snap.volumes().map(|(_, v)| volume(id, v)).collect(),
         "cairn_storageconfigurationservice" => {
             vec![service(id, id.scs_path(), "Storage configuration service")]
         }
@@ -637,7 +637,13 @@ fn pool(p: &PoolView) -> Instance {
         .with_path(pool_path(&i.name))
 }
 
-fn volume(id: &Identity, _p: &PoolView, v: &Volume) -> Instance {
+/// The StorageVolume instance of `v` as the model shows it, `None` for a volume the model does
+/// not show (see [`in_model`]).
+pub(crate) fn volume_instance(id: &Identity, v: &Volume) -> Option<Instance> {
+    in_model(v).then(|| volume(id, v))
+}
+
+fn volume(id: &Identity, v: &Volume) -> Instance {
     let lbs = u64::from(v.logical_block_size.max(1));
     let blocks = v.size_bytes / lbs;
     let naa = naa_name(v.id);

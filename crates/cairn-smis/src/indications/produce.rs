@@ -32,7 +32,7 @@ use super::store::{Store, SUBSCRIPTION_ENABLED};
 use crate::error::{Error, ErrorKind};
 use crate::interop::CAIRN_NAMESPACE;
 use crate::limits::{INDICATION_EVENTS_QUEUED_MAX, INDICATION_POOL_SPACE_INTERVAL};
-use crate::model::{JOB_CLASS, POOL_CLASS, SYNC_CLASS, VOLUME_CLASS};
+use crate::model::{self, JOB_CLASS, POOL_CLASS, SYNC_CLASS, VOLUME_CLASS};
 use crate::provider::ArrayProvider;
 
 /// How often the producer looks at pending pool changes and the job table without a signal.
@@ -174,13 +174,16 @@ impl Worker {
     fn on_event(&mut self, e: ChangeEvent) {
         match e {
             ChangeEvent::VolumeCreated(v) | ChangeEvent::VolumeChanged(v) => {
-                self.refresh_volume(v.id);
+                // From the event's own volume, not a later read: two changes in quick succession
+                // give two indications, each with the state its change made.
+                let now = model::volume_instance(&self.array.identity, &v);
+                self.update_volume(v.id, now);
                 if v.replica.is_some() || self.has_syncs() {
                     self.scan(SYNC_CLASS, "S:", &SYNC_WATCHED, true);
                 }
             }
             ChangeEvent::VolumeDeleted(id) => {
-                self.refresh_volume(id);
+                self.update_volume(id, None);
                 if self.has_syncs() {
                     self.scan(SYNC_CLASS, "S:", &SYNC_WATCHED, true);
                 }
@@ -196,15 +199,8 @@ impl Worker {
         self.seen.keys().any(|k| k.starts_with("S:"))
     }
 
-    fn refresh_volume(&mut self, id: VolumeId) {
+    fn update_volume(&mut self, id: VolumeId, now: Option<Instance>) {
         let path = self.array.identity.volume_path(id);
-        let now = match self.array.get_instance(CAIRN_NAMESPACE, &path) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::debug!("volume {path} unreadable for indications: {e}");
-                return;
-            }
-        };
         let k = format!("V:{}", path.in_namespace(CAIRN_NAMESPACE));
         self.update(&k, now, &VOLUME_WATCHED, true);
     }
