@@ -70,13 +70,6 @@ pub fn names() -> Vec<MethodName> {
     METHODS.iter().map(|(n, _)| *n).collect()
 }
 
-/// The position of the method `call` names, for a call that did not come through the dispatcher.
-pub fn position(call: &MethodCall<'_>) -> Option<usize> {
-    METHODS.iter().position(|(n, _)| {
-        n.class.eq_ignore_ascii_case(call.class_name) && n.method.eq_ignore_ascii_case(call.method)
-    })
-}
-
 /// Runs method `METHODS[implementation]` (or refuses a method the array does not implement); a
 /// refusal becomes its return value (and a log line with the reason).
 pub fn invoke_resolved(

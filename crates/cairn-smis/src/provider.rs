@@ -364,8 +364,14 @@ impl Provider for ArrayProvider {
 
     /// A call that did not come through the dispatcher (which resolves the method once).
     fn invoke_method(&self, call: &MethodCall<'_>) -> Result<MethodResult, CimError> {
-        let implementation = crate::methods::position(call);
-        Ok(crate::methods::invoke_resolved(self, call, implementation))
+        let implementation = self.methods().iter().position(|n| {
+            n.class.eq_ignore_ascii_case(call.class_name)
+                && n.method.eq_ignore_ascii_case(call.method)
+        });
+        match implementation {
+            Some(i) => self.invoke_resolved(call, i),
+            None => Ok(crate::methods::invoke_resolved(self, call, None)),
+        }
     }
 
     /// The array's own methods, then the host-access methods when host access is wired.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
     CimDateTime, CimError, CimType, ClassRepository, Instance, InstancePath, KeyValue, MethodCall,
-    MethodResult, ProfileRegistration, Provider, Value,
+    MethodName, MethodResult, ProfileRegistration, Provider, Value,
 };
 
 use super::deliver::{Deliveries, Url};
@@ -536,5 +536,18 @@ impl Provider for IndicationProvider {
             ))),
             None => self.array.invoke_method(call),
         }
+    }
+
+    /// The array's methods, resolved once by the dispatcher (the indication classes have none).
+    fn methods(&self) -> Vec<MethodName> {
+        self.array.methods()
+    }
+
+    fn invoke_resolved(
+        &self,
+        call: &MethodCall<'_>,
+        implementation: usize,
+    ) -> Result<MethodResult, CimError> {
+        self.array.invoke_resolved(call, implementation)
     }
 }
