@@ -526,9 +526,14 @@ fn deleting_a_volume_removes_its_lun_from_live_sessions_unless_commands_are_in_f
         );
         assert_eq!(created["rc"], 0, "{created}");
     }
-    // The login reads the LUN table, so the new volumes have their numbers.
+    // The session reads the LUN table when it starts (after the login answer), so once its
+    // first command is answered the new volumes have their numbers.
     let mut ini = Initiator::connect(addr).unwrap();
     ini.login_ok(&iqn, "").unwrap();
+    let (_, status) = ini
+        .read_command(0, &[0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], 4096)
+        .unwrap();
+    assert_eq!(status, 0, "REPORT LUNS");
     let (doomed, busy) = (lun_of(&daemon, "doomed"), lun_of(&daemon, "busy"));
     assert_eq!(tur(&mut ini, doomed), (0, 0, 0, 0));
     // A live qemu session that wrote to the volume does not keep it from being deleted.
