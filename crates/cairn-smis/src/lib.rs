@@ -14,6 +14,7 @@
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod trust;
 
 pub use error::{Error, ErrorKind};
 pub use http::{start, CredentialSource, Credentials, SmisServerConfig, SmisServerHandle};

@@ -20,19 +20,17 @@ use cairn_cim::{Instance, Value};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::store::{Store, SUBSCRIPTION_DISABLED};
 use super::{IndicationOptions, REMOVAL_ACTION_DISABLE, REMOVAL_ACTION_REMOVE};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::limits::{
     INDICATION_DELIVERY_TIMEOUT, INDICATION_DESTINATION_QUEUED_MAX, INDICATION_RESPONSE_BYTES_MAX,
 };
+use crate::trust;
 
 /// A listener URL: `http[s]://host[:port][/path]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,8 +138,8 @@ impl Deliveries {
         opts: Arc<IndicationOptions>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Deliveries, Error> {
-        let checked = tls(opts.trusted_certs.clone(), false)?;
-        let unchecked = tls(Vec::new(), true)?;
+        let checked = trust::connector(opts.trusted_certs.clone(), false)?;
+        let unchecked = trust::connector(Vec::new(), true)?;
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -355,93 +353,6 @@ where
     .await;
     driver.abort();
     result
-}
-
-/// A rustls client that accepts the certificates in `trusted` byte for byte (or any, when
-/// `any`), checking the handshake signatures with the ring provider.
-fn tls(
-    trusted: Vec<CertificateDer<'static>>,
-    any: bool,
-) -> Result<tokio_rustls::TlsConnector, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(TrustList {
-        trusted,
-        any,
-        provider: provider.clone(),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::with_source(ErrorKind::Config, "TLS versions", e))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-/// Trusts the listed certificates exactly (listeners present self-signed ones), or any.
-#[derive(Debug)]
-struct TrustList {
-    trusted: Vec<CertificateDer<'static>>,
-    any: bool,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for TrustList {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.any
-            || self
-                .trusted
-                .iter()
-                .any(|c| c.as_ref() == end_entity.as_ref())
-        {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 #[cfg(test)]
