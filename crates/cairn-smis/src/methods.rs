@@ -70,6 +70,9 @@ pub fn names() -> Vec<MethodName> {
     METHODS.iter().map(|(n, _)| *n).collect()
 }
 
+/// How many methods [`names`] lists (the host-access methods are indexed after them).
+pub const COUNT: usize = METHODS.len();
+
 /// Runs method `METHODS[implementation]` (or refuses a method the array does not implement); a
 /// refusal becomes its return value (and a log line with the reason).
 pub fn invoke_resolved(

@@ -388,8 +388,7 @@ impl Provider for ArrayProvider {
         call: &MethodCall<'_>,
         implementation: usize,
     ) -> Result<MethodResult, CimError> {
-        let own = crate::methods::names().len();
-        if let Some(masking) = implementation.checked_sub(own) {
+        if let Some(masking) = implementation.checked_sub(crate::methods::COUNT) {
             if let Some(result) = crate::masking::invoke_resolved(self, call, masking) {
                 return Ok(result);
             }
