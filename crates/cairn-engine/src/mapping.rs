@@ -6,7 +6,7 @@
 //! has propagated its references by the time one is dropped.
 
 use crate::btree::{extent_of, extent_val, root_level, root_ptr};
-use crate::error::Result;
+use crate::error::{corrupt, Result};
 use crate::format::Root;
 use crate::limits::EXTENT_BLOCKS_MAX;
 use crate::meta::{Meta, Use};
@@ -31,14 +31,23 @@ impl Meta {
             let (p, n) = extent_of(&v);
             raw.push((k, p, n));
         }
-        Ok(raw
-            .into_iter()
-            .map(|(k, p, n)| {
-                let a = k.max(vs);
-                let b = (k + n).min(ve);
-                (a, p + (a - k), b - a)
-            })
-            .collect())
+        // Clipped, in order and apart, as the entries are in a sound tree; anything else (a
+        // checksum-valid leaf that says otherwise) is corruption, never an index past a buffer.
+        let mut pieces = Vec::with_capacity(raw.len());
+        let mut next = vs;
+        for (k, p, n) in raw {
+            let a = k.max(vs);
+            let sound = n > 0 && a >= next && a < ve && p.checked_add(n).is_some();
+            let Some(end) = k.checked_add(n).filter(|_| sound) else {
+                return Err(corrupt(format!(
+                    "volume tree: extent {k} -> ({p}, {n}) overlaps, is empty or wraps"
+                )));
+            };
+            let b = end.min(ve);
+            pieces.push((a, p + (a - k), b - a));
+            next = b;
+        }
+        Ok(pieces)
     }
 
     /// Unmaps `[vs, ve)`, dropping one reference from each physical block unmapped and freeing
