@@ -48,7 +48,15 @@ pub fn ensure_pool(pool: &str) {
     }
     tool(
         "ceph",
-        &["--connect-timeout", "10", "osd", "pool", "create", pool, "8"],
+        &[
+            "--connect-timeout",
+            "10",
+            "osd",
+            "pool",
+            "create",
+            pool,
+            "8",
+        ],
     );
     tool("rbd", &["pool", "init", pool]);
 }
@@ -64,7 +72,16 @@ pub fn image_of(pool: &str, name: &str) -> String {
             let meta = Command::new("rbd")
                 .arg("-c")
                 .arg(ceph_conf())
-                .args(["--id", "admin", "-p", pool, "image-meta", "get", *image, "cairn.name"])
+                .args([
+                    "--id",
+                    "admin",
+                    "-p",
+                    pool,
+                    "image-meta",
+                    "get",
+                    *image,
+                    "cairn.name",
+                ])
                 .output()
                 .expect("rbd");
             String::from_utf8_lossy(&meta.stdout).trim_end() == name

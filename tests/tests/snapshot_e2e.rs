@@ -27,9 +27,9 @@ impl Backend {
     /// The daemon config: pool `pool0` of this kind (beside a file pool for the RBD case).
     fn config(self) -> String {
         match self {
-            Backend::Cairn => test_config(
-                "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n",
-            ),
+            Backend::Cairn => {
+                test_config("[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n")
+            }
             Backend::Rbd => {
                 ceph::ensure_pool(ceph::SMIS_POOL);
                 test_config(&format!(
@@ -195,7 +195,10 @@ fn ceph_sees_point_in_time(vol: &str, snap: &str, scratch: &Path) {
     let mut want = vec![0u8; 64 * MIB];
     want[..MIB].fill(0xaa);
     want[32 * MIB..32 * MIB + 64 * 1024].fill(0xcc);
-    assert!(bytes == want, "rbd export of {snap:?} differs from its point in time");
+    assert!(
+        bytes == want,
+        "rbd export of {snap:?} differs from its point in time"
+    );
 
     let source = ceph::image_of(ceph::SMIS_POOL, vol);
     let diff: Value = serde_json::from_slice(&ceph::rbd(
@@ -208,6 +211,9 @@ fn ceph_sees_point_in_time(vol: &str, snap: &str, scratch: &Path) {
         let (offset, len) = (e["offset"].as_u64().unwrap(), e["length"].as_u64().unwrap());
         let in_first = offset + len <= objects;
         let in_second = offset >= 32 * MIB as u64 && offset + len <= 32 * MIB as u64 + objects;
-        assert!(in_first || in_second, "rbd diff lists {offset}+{len}: {diff}");
+        assert!(
+            in_first || in_second,
+            "rbd diff lists {offset}+{len}: {diff}"
+        );
     }
 }
