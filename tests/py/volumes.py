@@ -6,11 +6,14 @@ Steps:
   grow NAME SIZE_BYTES        CreateOrModifyElementFromStoragePool with TheElement and Size
   rename NAME NEW             ModifyInstance of the volume's ElementName
   restore SOURCE REPLICA      ModifyReplicaSynchronization Operation 15 on their relationship
+  copy SOURCE NAME POOL       CreateElementReplica SyncType 7 with TargetPool, then the job polled
+                              until it ends: rc, final JobState, every PercentComplete seen
   pools                       every non-primordial pool: name, OperationalStatus, HealthState, sizes
   volume NAME                 the volume's ElementName, NumberOfBlocks, BlockSize, pool
 """
 import json
 import sys
+import time
 
 import pywbem
 
@@ -76,6 +79,24 @@ def main():
                                Operation=pywbem.Uint16(15),
                                Synchronization=sync_between(c, source, replica))
         result = {"rc": int(rc)}
+    elif step == "copy":
+        source, name, pool = args
+        path = next(p.path for p in c.EnumerateInstances("CIM_StoragePool")
+                    if p["ElementName"] == pool and not p["Primordial"])
+        rc, out = c.InvokeMethod("CreateElementReplica", one(c, "CIM_ReplicationService"),
+                                 ElementName=name, SyncType=pywbem.Uint16(7),
+                                 SourceElement=volume(c, source).path, TargetPool=path,
+                                 WaitForCopyState=pywbem.Uint16(4))
+        result = {"rc": int(rc), "state": None, "percent": []}
+        deadline = time.monotonic() + 120
+        while out.get("Job") is not None and time.monotonic() < deadline:
+            job = c.GetInstance(out["Job"])
+            result["percent"].append(int(job["PercentComplete"]))
+            result["state"] = int(job["JobState"])
+            result["error"] = job["ErrorDescription"]
+            if result["state"] not in (2, 3, 4):
+                break
+            time.sleep(0.1)
     elif step == "pools":
         result = {p["ElementName"]: {"status": [int(s) for s in p["OperationalStatus"]],
                                      "health": int(p["HealthState"]),

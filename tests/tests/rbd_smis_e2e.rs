@@ -2,7 +2,8 @@
 //! `tests/py/volumes.py`), qemu-io over NBD and Ceph's own `rbd` tool: names unique across both
 //! kinds of pool, grow (and the shrink refusal), rename, Restore answered Not Supported, a volume a
 //! host holds refused as In Use, delete leaving nothing in Ceph; and a pool whose cluster cannot be
-//! reached reported Error / Lost Communication while the daemon serves the rest.
+//! reached reported Error / Lost Communication while the daemon serves the rest; a point-in-time
+//! copy from one RBD pool into another as a job, its data checked over NBD and with `rbd export`.
 //!
 //! Needs the test cluster: `CAIRN_TEST_CEPH_CONF` names its `ceph.conf` (`.ci/run` starts it with
 //! `tools/ceph-cluster.sh`); without it these tests fail.
@@ -170,6 +171,73 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
             !trash.contains(gone.as_str()),
             "{gone} left in the trash: {trash}"
         );
+    }
+    assert!(daemon.stop().expect("stop").success());
+}
+
+#[test]
+fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
+    const SECOND_POOL: &str = "rbdarray-e2e2";
+    ceph::ensure_pool(ceph::SMIS_POOL);
+    ceph::ensure_pool(SECOND_POOL);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pools =
+        ceph::pool_config("ceph", ceph::SMIS_POOL) + &ceph::pool_config("ceph2", SECOND_POOL);
+    let daemon = daemon(dir.path(), &pools);
+    let (vol, copy) = (ceph::unique("cv"), ceph::unique("cc"));
+    let created = step(
+        &daemon,
+        "volumes.py",
+        &["create", "ceph", &vol, &(16 * MIB).to_string()],
+    );
+    assert_eq!(created["rc"], 0, "{created}");
+    assert!(qemu_io(
+        &daemon,
+        &vol,
+        &["write -P 0x11 0 1M", "write -P 0x22 5M 64k"]
+    ));
+
+    let job = step(&daemon, "volumes.py", &["copy", &vol, &copy, "ceph2"]);
+    assert_eq!(
+        (job["rc"].as_u64(), job["state"].as_u64()),
+        (Some(4096), Some(7)),
+        "{job}"
+    );
+    assert_eq!(
+        job["percent"].as_array().and_then(|p| p.last()),
+        Some(&Value::from(100))
+    );
+    assert!(qemu_io(&daemon, &vol, &["write -P 0x33 0 1M"]));
+    assert!(qemu_io(
+        &daemon,
+        &copy,
+        &[
+            "read -P 0x11 0 1M",
+            "read -P 0x22 5M 64k",
+            "read -P 0 6M 1M"
+        ]
+    ));
+    assert_eq!(
+        step(&daemon, "volumes.py", &["volume", &copy])["pool"],
+        serde_json::json!(["ceph2"])
+    );
+
+    let image = ceph::image_of(SECOND_POOL, &copy);
+    let out = dir.path().join("copy.raw");
+    ceph::rbd(
+        SECOND_POOL,
+        &["export", &image, out.to_str().expect("UTF-8")],
+    );
+    let bytes = std::fs::read(&out).expect("export");
+    let mut want = vec![0u8; 16 * MIB as usize];
+    want[..MIB as usize].fill(0x11);
+    want[5 * MIB as usize..5 * MIB as usize + 65536].fill(0x22);
+    assert!(
+        bytes == want,
+        "rbd export of the copy differs from the point in time"
+    );
+    for name in [&copy, &vol] {
+        assert_eq!(step(&daemon, "array.py", &["delete", name])["rc"], 0);
     }
     assert!(daemon.stop().expect("stop").success());
 }
