@@ -147,3 +147,72 @@ impl ArrayBackend for Combined {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineArray;
+    use cairn_engine::{Pool, PoolOptions, Registry, Storage};
+    use cairn_io::MemDevice;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Two engine backends, one pool each, over one registry (as the daemon's backends share one).
+    fn two_backends() -> Combined {
+        let registry = Registry::new();
+        let backend = |pool: &str| -> Arc<dyn ArrayBackend> {
+            let storage = Storage::with_registry(registry.clone());
+            let dev = Arc::new(MemDevice::new(64 * MIB));
+            let opts = PoolOptions {
+                commit_interval: None,
+                node_cache_bytes: 4 << 20,
+            };
+            storage
+                .add_pool(Pool::create(dev, pool, opts).expect("pool"))
+                .expect("added");
+            Arc::new(EngineArray::new(Arc::new(storage)))
+        };
+        Combined::new(vec![backend("a"), backend("b")])
+    }
+
+    #[test]
+    fn calls_go_to_the_backend_of_the_pool_or_volume() {
+        let array = two_backends();
+        let names: Vec<String> = array.pools().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        let spec = VolumeSpec::default();
+        let va = array.create_volume("a", "va", MIB, &spec).expect("in a");
+        let vb = array.create_volume("b", "vb", MIB, &spec).expect("in b");
+        assert_eq!((va.pool.as_str(), vb.pool.as_str()), ("a", "b"));
+        let sb = array.snapshot(vb.id, "sb", &spec).expect("snapshot in b");
+        assert_eq!(sb.pool, "b");
+        assert_eq!(array.volume_by_name("sb").map(|v| v.id), Some(sb.id));
+        assert_eq!(array.volumes("b").len(), 2);
+        assert_eq!(
+            array.grow_volume(va.id, 2 * MIB).expect("grow").size_bytes,
+            2 * MIB
+        );
+        array.delete_volume(sb.id).expect("delete");
+        assert!(array.volume(sb.id).is_none());
+        let kind = |r: Result<Volume>| r.map(drop).unwrap_err().kind();
+        assert_eq!(
+            kind(array.create_volume("c", "x", MIB, &spec)),
+            ErrorKind::NotFound
+        );
+        assert_eq!(kind(array.snapshot(sb.id, "x", &spec)), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn names_are_unique_across_backends_and_copies_stay_within_one() {
+        let array = two_backends();
+        let spec = VolumeSpec::default();
+        let va = array.create_volume("a", "same", MIB, &spec).expect("in a");
+        let taken = array.create_volume("b", "same", MIB, &spec).unwrap_err();
+        assert_eq!(taken.kind(), ErrorKind::AlreadyExists);
+        let vb = array.create_volume("b", "other", MIB, &spec).expect("in b");
+        let refused = array
+            .copy_volume(va.id, vb.id, &mut |_| std::ops::ControlFlow::Continue(()))
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::NotSupported);
+    }
+}

@@ -22,6 +22,7 @@ mod error;
 pub mod events;
 pub mod limits;
 pub mod replica;
+pub mod suite;
 mod types;
 
 use std::ops::ControlFlow;
