@@ -248,12 +248,12 @@ impl ArrayBackend for RbdArray {
     }
 
     fn volume_by_name(&self, name: &str) -> Option<Volume> {
-        let at_least_one = self.pools.iter().find_map(|(p, _)| {
+        let id = self.pools.iter().find_map(|(p, _)| {
             let exports = p.available().ok()?;
             let (id, owner) = exports.registry().lookup(name)?;
             (*owner == *p.config().name).then_some(id)
         })?;
-        self.volume(VolumeId(at_least_one))
+        self.volume(VolumeId(id))
     }
 
     fn create_volume(
