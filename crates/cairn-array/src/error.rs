@@ -21,6 +21,8 @@ pub enum ErrorKind {
     InUse,
     /// The volume is read-only.
     ReadOnly,
+    /// The backend does not do this (restore of an RBD replica, a copy between backends).
+    NotSupported,
     /// Anything else: an I/O error, a failed or damaged pool.
     Failed,
 }
@@ -35,6 +37,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::NoSpace => "No space left in pool",
             ErrorKind::InUse => "Volume is in use",
             ErrorKind::ReadOnly => "Volume is read-only",
+            ErrorKind::NotSupported => "Not supported by this backend",
             ErrorKind::Failed => "Backend failure",
         })
     }

@@ -4,7 +4,8 @@
 //!
 //! [`ArrayBackend`] is the seam: the SMI-S model and methods (`cairn-smis`) are written against it
 //! alone, so a second backend (Ceph RBD) needs no change there. [`engine::EngineArray`] is the
-//! first implementation, over Cairn's own engine (`cairn_engine::Storage`).
+//! first implementation, over Cairn's own engine (`cairn_engine::Storage`); Ceph RBD pools have
+//! theirs in `cairn-rbd`, and [`combined::Combined`] serves several backends side by side.
 //!
 //! Invariants every backend keeps:
 //! - volume names are unique across the whole array, whatever pool holds them;
@@ -15,11 +16,13 @@
 //!   call returns.
 #![forbid(unsafe_code)]
 
+pub mod combined;
 pub mod engine;
 mod error;
 pub mod events;
 pub mod limits;
 pub mod replica;
+pub mod suite;
 mod types;
 
 use std::ops::ControlFlow;
@@ -28,7 +31,9 @@ use std::sync::Arc;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{ChangeEvent, Listener};
 pub use replica::{ReplicaKind, ReplicaRecord};
-pub use types::{CopyEnd, CopyProgress, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec};
+pub use types::{
+    CopyEnd, CopyProgress, PoolHealth, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec,
+};
 
 /// What the copy's caller decides at each step: go on or stop.
 pub type CopyControl<'a> = &'a mut dyn FnMut(CopyProgress) -> ControlFlow<()>;

@@ -52,6 +52,18 @@ pub struct PoolInfo {
     /// A count that changes whenever a volume of the pool is created, deleted or changed, by
     /// whatever means (through this backend or around it): equal counts mean the same volumes.
     pub volume_changes: u64,
+    /// Whether the backend reaches the pool now.
+    pub health: PoolHealth,
+}
+
+/// Whether a backend reaches a pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolHealth {
+    /// Reached: its figures and volumes are current.
+    Ok,
+    /// Not reached (a cluster down, a pool missing), with the reason: its figures are zero and
+    /// its volumes are not listed until it is reached again.
+    LostCommunication(String),
 }
 
 /// A volume or snapshot as the management layer sees it.

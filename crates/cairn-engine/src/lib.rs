@@ -46,7 +46,7 @@ pub use check::{
     FindingKind, ProgressFn,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use pool::Pool;
+pub use pool::{validate_volume_name, Pool};
 pub use registry::{Lease, Registry};
 pub use storage::Storage;
 pub use types::{Extent, PoolInfo, PoolOptions, VolumeId, VolumeInfo, VolumeOptions};

@@ -41,6 +41,7 @@
 
 mod data;
 mod directory;
+pub use directory::validate_volume_name;
 mod plan;
 mod ranges;
 mod reclaim;

@@ -177,6 +177,79 @@ fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// A pool's space, as [`Pool::usage`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub used_bytes: u64,
+    pub quota_bytes: Option<u64>,
+    pub cluster_free_bytes: u64,
+}
+
+/// `s` as a JSON string literal (pool names are plain, but quote what must be quoted).
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `quota_max_bytes` of an `osd pool get-quota` JSON answer.
+fn quota_max_bytes(answer: &str) -> Option<u64> {
+    let at = answer.find("\"quota_max_bytes\"")? + "\"quota_max_bytes\"".len();
+    let rest = answer[at..].trim_start().strip_prefix(':')?.trim_start();
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+impl Handle {
+    /// Runs one monitor command (JSON); its output.
+    fn mon_command(&self, cmd: &str) -> Result<String> {
+        let c_cmd = cstring(cmd, "monitor command")?;
+        let mut argv = [c_cmd.as_ptr()];
+        let (mut out, mut out_len) = (std::ptr::null_mut(), 0usize);
+        let (mut status, mut status_len) = (std::ptr::null_mut(), 0usize);
+        // SAFETY: `argv` holds one string that outlives the call; the four out-parameters are
+        // ours and written by it; the buffers it allocates are freed below, once each.
+        let rc = unsafe {
+            ffi::rados_mon_command(
+                self.raw,
+                argv.as_mut_ptr(),
+                1,
+                std::ptr::null(),
+                0,
+                &mut out,
+                &mut out_len,
+                &mut status,
+                &mut status_len,
+            )
+        };
+        let text = if out.is_null() {
+            String::new()
+        } else {
+            // SAFETY: librados gave `out_len` bytes at `out`, alive until freed just below.
+            let bytes = unsafe { std::slice::from_raw_parts(out.cast::<u8>(), out_len) };
+            String::from_utf8_lossy(bytes).into_owned()
+        };
+        for buf in [out, status] {
+            if !buf.is_null() {
+                // SAFETY: allocated by `rados_mon_command` for us, freed once.
+                unsafe { ffi::rados_buffer_free(buf) };
+            }
+        }
+        check(rc.into(), || format!("monitor command {cmd}"))?;
+        Ok(text)
+    }
+}
+
 /// An opened RADOS pool (a librados I/O context).
 pub struct Pool {
     pub(crate) raw: ffi::RadosIoctxT,
@@ -204,6 +277,30 @@ impl Pool {
         &self.name
     }
 
+    /// The pool's space: bytes used by its objects, its byte quota (if one is set) and what the
+    /// cluster has free (raw, before replication).
+    pub fn usage(&self) -> Result<Usage> {
+        let mut pool = ffi::RadosPoolStat::default();
+        // SAFETY: `raw` is a live I/O context; `pool` is ours and written by the call.
+        let rc = unsafe { ffi::rados_ioctx_pool_stat(self.raw, &mut pool) };
+        check(rc.into(), || {
+            format!("reading the usage of pool {:?}", self.name)
+        })?;
+        let mut cluster = ffi::RadosClusterStat::default();
+        // SAFETY: the handle is connected; `cluster` is ours and written by the call.
+        let rc = unsafe { ffi::rados_cluster_stat(self.cluster.raw, &mut cluster) };
+        check(rc.into(), || "reading the cluster's usage".into())?;
+        let quota = self.cluster.mon_command(&format!(
+            r#"{{"prefix":"osd pool get-quota","pool":{},"format":"json"}}"#,
+            json_string(&self.name)
+        ))?;
+        Ok(Usage {
+            used_bytes: pool.num_bytes,
+            quota_bytes: quota_max_bytes(&quota).filter(|&q| q > 0),
+            cluster_free_bytes: cluster.kb_avail.saturating_mul(1024),
+        })
+    }
+
     /// The pool's numeric id, unique in its cluster and never reused.
     pub fn id(&self) -> i64 {
         // SAFETY: `raw` is a live I/O context.
@@ -213,7 +310,17 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_uuid;
+    use super::{json_string, parse_uuid, quota_max_bytes};
+
+    #[test]
+    fn quota_answers_parse() {
+        let a =
+            r#"{"pool_name":"rbd","pool_id":1,"quota_max_objects":0,"quota_max_bytes":1048576}"#;
+        assert_eq!(quota_max_bytes(a), Some(1 << 20));
+        assert_eq!(quota_max_bytes(r#"{"quota_max_bytes" : 0}"#), Some(0));
+        assert_eq!(quota_max_bytes("{}"), None);
+        assert_eq!(json_string("a\"b"), r#""a\"b""#);
+    }
 
     #[test]
     fn uuids_parse_with_or_without_dashes_and_nothing_else_does() {

@@ -30,13 +30,16 @@ use cairn_export::{
 use crate::cluster::{Cluster, ConnectOptions, Pool};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::Image;
+use crate::meta::Meta;
 
-/// Image metadata key holding the volume's Cairn name.
-pub const NAME_KEY: &str = "cairn.name";
+pub use crate::meta::NAME_KEY;
 /// Logical block size of every RBD volume.
 pub const LOGICAL_BLOCK_BYTES: u32 = 512;
 /// Prefix of the RADOS names of images Cairn creates.
 pub const IMAGE_PREFIX: &str = "cairn-";
+/// Prefix of an image Cairn is still making (its metadata not yet all written); removed at the
+/// next connection if a crash leaves one.
+pub const STAGING_PREFIX: &str = "cairn.new-";
 
 /// The one translation of a Ceph error into the export layer's terms.
 pub fn translate(e: Error) -> ExportError {
@@ -79,17 +82,20 @@ fn refused(e: impl std::fmt::Display) -> ExportError {
 
 /// The volumes of one RBD pool.
 pub struct RbdExports {
-    pool: Pool,
+    pub(crate) pool: Pool,
     fsid: [u8; 16],
     /// The name this pool's volumes are registered under.
-    owner: String,
-    registry: Arc<Registry>,
+    pub(crate) owner: String,
+    pub(crate) registry: Arc<Registry>,
 }
 
-/// A Cairn volume found in the pool: its RADOS name and what a host sees.
-struct Found {
-    rados_name: String,
-    info: VolumeInfo,
+/// A Cairn volume found in the pool: its RADOS name, RBD id, what a host sees and Cairn's
+/// metadata.
+pub(crate) struct Found {
+    pub(crate) rados_name: String,
+    pub(crate) image_id: String,
+    pub(crate) info: VolumeInfo,
+    pub(crate) meta: Meta,
 }
 
 impl RbdExports {
@@ -116,14 +122,20 @@ impl RbdExports {
             owner: owner.to_string(),
             registry,
         };
+        exports.remove_staged()?;
         // Registers the names the pool holds now.
-        exports.scan()?;
+        exports.scan_all()?;
         Ok(exports)
     }
 
     /// The RADOS pool's name.
     pub fn pool_name(&self) -> &str {
         self.pool.name()
+    }
+
+    /// Does volume id `id` belong to this pool (same cluster, same RADOS pool)?
+    pub(crate) fn owns(&self, id: &[u8; 16]) -> bool {
+        id[..8] == volume_id(&self.fsid, self.pool.id(), "0")[..8]
     }
 
     fn describe(&self, name: String, image: &Image) -> Result<(String, VolumeInfo)> {
@@ -138,9 +150,30 @@ impl RbdExports {
         Ok((image_id, info))
     }
 
-    /// Every Cairn volume of the pool (images without a Cairn name are skipped, as are images
-    /// removed while being listed).
-    fn scan(&self) -> Result<Vec<Found>> {
+    /// The Cairn volume behind the open `image` called `rados_name`, if it is one this pool
+    /// exports (named, not waiting in the trash, its name registered to it).
+    pub(crate) fn found(&self, rados_name: String, image: &Image) -> Result<Option<Found>> {
+        let Some(meta) = Meta::read(image)? else {
+            return Ok(None);
+        };
+        if meta.deleted || !rados_name.starts_with(IMAGE_PREFIX) {
+            return Ok(None);
+        }
+        let (image_id, info) = self.describe(meta.name.clone(), image)?;
+        if !self.admitted(&info) {
+            return Ok(None);
+        }
+        Ok(Some(Found {
+            rados_name,
+            image_id,
+            info,
+            meta,
+        }))
+    }
+
+    /// Every Cairn volume of the pool, hidden ones included (images without a Cairn name are
+    /// skipped, as are images removed while being listed).
+    pub(crate) fn scan_all(&self) -> Result<Vec<Found>> {
         let mut out = Vec::new();
         for spec in self.pool.list_images()? {
             if !spec.name.starts_with(IMAGE_PREFIX) {
@@ -150,20 +183,66 @@ impl RbdExports {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 other => other?,
             };
-            let Some(name) = image.metadata(NAME_KEY)? else {
-                continue;
-            };
-            let (_, info) = self.describe(name, &image)?;
-            if !self.admitted(&info) {
-                continue;
-            }
-            out.push(Found {
-                rados_name: spec.name,
-                info,
-            });
+            out.extend(self.found(spec.name, &image)?);
         }
         out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         Ok(out)
+    }
+
+    /// The volumes hosts see: every Cairn volume but the hidden ones.
+    fn scan(&self) -> Result<Vec<Found>> {
+        let mut all = self.scan_all()?;
+        all.retain(|f| !f.meta.hidden);
+        Ok(all)
+    }
+
+    /// The volume `id` of this pool and its open image; `None` if the pool has no such volume.
+    pub(crate) fn find_id(&self, id: &[u8; 16]) -> Result<Option<(Found, Image)>> {
+        if !self.owns(id) {
+            return Ok(None);
+        }
+        let image_id = format!(
+            "{:x}",
+            u64::from_be_bytes(id[8..].try_into().expect("8 bytes"))
+        );
+        let image = match self.pool.open_image_by_id(&image_id) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return self.find_id_by_scan(id),
+            other => other?,
+        };
+        let found = self.found(image.rados_name()?, &image)?;
+        Ok(found.filter(|f| f.info.id == *id).map(|f| (f, image)))
+    }
+
+    /// [`RbdExports::find_id`] for an image id too long to be read back from the volume id.
+    fn find_id_by_scan(&self, id: &[u8; 16]) -> Result<Option<(Found, Image)>> {
+        let Some(found) = self.scan_all()?.into_iter().find(|f| f.info.id == *id) else {
+            return Ok(None);
+        };
+        let image = self.pool.open_image(&found.rados_name)?;
+        Ok(Some((found, image)))
+    }
+
+    /// Removes images a crash left half-made (staged under [`STAGING_PREFIX`]), with the RBD
+    /// snapshot a staged clone was made from.
+    fn remove_staged(&self) -> Result<()> {
+        for spec in self.pool.list_images()? {
+            if !spec.name.starts_with(STAGING_PREFIX) {
+                continue;
+            }
+            let origin = self
+                .pool
+                .open_image(&spec.name)
+                .and_then(|i| Meta::read(&i))
+                .ok()
+                .flatten()
+                .and_then(|m| m.origin);
+            tracing::info!(pool = %self.owner, image = %spec.name, "removing a half-made image");
+            self.pool.remove_image(&spec.name)?;
+            if let Some((parent, snap)) = origin {
+                self.release_origin(&parent, &snap);
+            }
+        }
+        Ok(())
     }
 
     /// Does the registry give `info.name` to this volume? A name nobody holds is registered for it
@@ -199,49 +278,79 @@ impl RbdExports {
             ));
         }
         let claim = self.registry.reserve(name).map_err(refused)?;
-        let rados_name = format!("{IMAGE_PREFIX}{:016x}", new_token());
-        self.pool
-            .create_image(&rados_name, size_bytes)
+        let meta = Meta {
+            name: name.to_string(),
+            created_unix_secs: now_unix_secs(),
+            ..Meta::default()
+        };
+        let found = self
+            .make(&meta, |staged| self.pool.create_image(staged, size_bytes))
             .map_err(translate)?;
-        let made = self.pool.open_image(&rados_name).and_then(|image| {
-            image.set_metadata(NAME_KEY, name)?;
-            self.describe(name.to_string(), &image)
+        claim.settle(found.info.id, &self.owner);
+        Ok(found.info)
+    }
+
+    /// Makes an image with `make` under a staging name, writes `meta` to it and gives it its
+    /// final RADOS name, so no reader ever sees it without its metadata; on failure nothing is
+    /// left (the first error is the one reported).
+    pub(crate) fn make(&self, meta: &Meta, make: impl FnOnce(&str) -> Result<()>) -> Result<Found> {
+        let token = new_token();
+        let staged = format!("{STAGING_PREFIX}{token:016x}");
+        let rados_name = format!("{IMAGE_PREFIX}{token:016x}");
+        make(&staged)?;
+        let described = self.pool.open_image(&staged).and_then(|image| {
+            meta.write(&image)?;
+            self.describe(meta.name.clone(), &image)
         });
-        match made {
-            Ok((_, info)) => {
-                claim.settle(info.id, &self.owner);
-                Ok(info)
-            }
+        let renamed = described.and_then(|d| {
+            self.pool.rename_image(&staged, &rados_name)?;
+            Ok(d)
+        });
+        match renamed {
+            Ok((image_id, info)) => Ok(Found {
+                rados_name,
+                image_id,
+                info,
+                meta: meta.clone(),
+            }),
             Err(e) => {
-                // Leave nothing half-made behind; the first error is the one reported.
-                let _ = self.pool.remove_image(&rados_name);
-                Err(translate(e))
+                let _ = self.pool.remove_image(&staged);
+                Err(e)
             }
         }
     }
 
     /// The RADOS name of the image behind the volume `name` (for Ceph's own tools).
     pub fn image_name(&self, name: &str) -> ExportResult<String> {
-        self.find(name).map(|f| f.rados_name)
+        self.scan_all()
+            .map_err(translate)?
+            .into_iter()
+            .find(|f| f.info.name == name)
+            .map(|f| f.rados_name)
+            .ok_or_else(|| ExportError::new(ExportKind::NotFound, format!("volume {name:?}")))
     }
 
     /// Deletes the volume `name`: `InUse` while a host has it open, here or anywhere.
     pub fn delete_volume(&self, name: &str) -> ExportResult<()> {
         let found = self.find(name)?;
-        let _deleting = self
-            .registry
-            .begin_delete(found.info.id)
-            .map_err(|_| ExportError::new(ExportKind::InUse, format!("volume {name:?} is open")))?;
-        self.pool
-            .remove_image(&found.rados_name)
-            .map_err(translate)?;
-        self.registry.remove(found.info.id);
-        Ok(())
+        self.delete_found(found).map_err(|e| match e.kind() {
+            ErrorKind::InUse => {
+                ExportError::new(ExportKind::InUse, format!("volume {name:?} is open"))
+            }
+            _ => translate(e),
+        })
     }
 }
 
+/// Seconds since the Unix epoch.
+pub(crate) fn now_unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// 64 bits from the kernel's random source, for image names that are never reused.
-fn new_token() -> u64 {
+pub(crate) fn new_token() -> u64 {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))

@@ -32,6 +32,25 @@ pub const RBD_FEATURE_DEEP_FLATTEN: u64 = 1 << 5;
 pub const RBD_WRITE_ZEROES_FLAG_THICK_PROVISION: c_int = 1 << 0;
 pub const RBD_LOCK_MODE_EXCLUSIVE: c_int = 0;
 
+/// `struct rados_pool_stat_t` of librados 16.2: sixteen `uint64_t`, of which the first is the
+/// pool's used bytes.
+#[repr(C)]
+#[derive(Default)]
+pub struct RadosPoolStat {
+    pub num_bytes: u64,
+    pub rest: [u64; 15],
+}
+
+/// `struct rados_cluster_stat_t`: total, used and available KiB, and the object count.
+#[repr(C)]
+#[derive(Default)]
+pub struct RadosClusterStat {
+    pub kb: u64,
+    pub kb_used: u64,
+    pub kb_avail: u64,
+    pub num_objects: u64,
+}
+
 #[link(name = "rados")]
 extern "C" {
     pub fn rados_create2(
@@ -48,6 +67,20 @@ extern "C" {
     pub fn rados_ioctx_create(cluster: RadosT, pool: *const c_char, io: *mut RadosIoctxT) -> c_int;
     pub fn rados_ioctx_destroy(io: RadosIoctxT);
     pub fn rados_ioctx_get_id(io: RadosIoctxT) -> i64;
+    pub fn rados_ioctx_pool_stat(io: RadosIoctxT, stats: *mut RadosPoolStat) -> c_int;
+    pub fn rados_cluster_stat(cluster: RadosT, result: *mut RadosClusterStat) -> c_int;
+    pub fn rados_mon_command(
+        cluster: RadosT,
+        cmd: *mut *const c_char,
+        cmdlen: size_t,
+        inbuf: *const c_char,
+        inbuflen: size_t,
+        outbuf: *mut *mut c_char,
+        outbuflen: *mut size_t,
+        outs: *mut *mut c_char,
+        outslen: *mut size_t,
+    ) -> c_int;
+    pub fn rados_buffer_free(buf: *mut c_char);
 }
 
 #[link(name = "rbd")]
@@ -70,6 +103,15 @@ extern "C" {
         c_opts: RbdImageOptionsT,
     ) -> c_int;
     pub fn rbd_remove(io: RadosIoctxT, name: *const c_char) -> c_int;
+    pub fn rbd_rename(io: RadosIoctxT, src: *const c_char, dst: *const c_char) -> c_int;
+    pub fn rbd_trash_move(io: RadosIoctxT, name: *const c_char, delay: u64) -> c_int;
+    pub fn rbd_trash_remove(io: RadosIoctxT, id: *const c_char, force: bool) -> c_int;
+    pub fn rbd_open_by_id(
+        io: RadosIoctxT,
+        id: *const c_char,
+        image: *mut RbdImageT,
+        snap: *const c_char,
+    ) -> c_int;
     pub fn rbd_list2(io: RadosIoctxT, images: *mut RbdImageSpec, max: *mut size_t) -> c_int;
     pub fn rbd_image_spec_list_cleanup(images: *mut RbdImageSpec, num: size_t);
     pub fn rbd_open(
@@ -82,6 +124,7 @@ extern "C" {
     pub fn rbd_resize(image: RbdImageT, size: u64) -> c_int;
     pub fn rbd_get_size(image: RbdImageT, size: *mut u64) -> c_int;
     pub fn rbd_get_features(image: RbdImageT, features: *mut u64) -> c_int;
+    pub fn rbd_get_name(image: RbdImageT, name: *mut c_char, len: *mut size_t) -> c_int;
     pub fn rbd_get_id(image: RbdImageT, id: *mut c_char, len: size_t) -> c_int;
     pub fn rbd_lock_acquire(image: RbdImageT, mode: c_int) -> c_int;
     pub fn rbd_metadata_get(
@@ -89,6 +132,15 @@ extern "C" {
         key: *const c_char,
         value: *mut c_char,
         len: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_metadata_list(
+        image: RbdImageT,
+        start: *const c_char,
+        max: u64,
+        keys: *mut c_char,
+        key_len: *mut size_t,
+        values: *mut c_char,
+        vals_len: *mut size_t,
     ) -> c_int;
     pub fn rbd_metadata_set(image: RbdImageT, key: *const c_char, value: *const c_char) -> c_int;
     pub fn rbd_snap_create(image: RbdImageT, name: *const c_char) -> c_int;

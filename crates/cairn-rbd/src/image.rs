@@ -89,6 +89,47 @@ impl Pool {
         check(rc.into(), || format!("removing image {name:?}")).map(drop)
     }
 
+    /// Renames the image `from` to `to` (its id stays).
+    pub fn rename_image(&self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (cstring(from, "image name")?, cstring(to, "image name")?);
+        // SAFETY: the I/O context is live; both strings outlive the call.
+        let rc = unsafe { ffi::rbd_rename(self.raw, f.as_ptr(), t.as_ptr()) };
+        check(rc.into(), || format!("renaming image {from:?} to {to:?}")).map(drop)
+    }
+
+    /// Moves the image `name` to the pool's trash (deferred removal): it leaves the pool's
+    /// directory at once, while clones of its snapshots keep reading from it.
+    pub fn trash_image(&self, name: &str) -> Result<()> {
+        let c_name = cstring(name, "image name")?;
+        // SAFETY: the I/O context is live; `c_name` outlives the call.
+        let rc = unsafe { ffi::rbd_trash_move(self.raw, c_name.as_ptr(), 0) };
+        check(rc.into(), || format!("moving image {name:?} to the trash")).map(drop)
+    }
+
+    /// Removes the trashed image with RBD id `id` for good; [`ErrorKind::NotFound`] if it is
+    /// not in the trash, [`ErrorKind::InUse`] while it still has snapshots.
+    pub fn purge_trashed(&self, id: &str) -> Result<()> {
+        let c_id = cstring(id, "image id")?;
+        // SAFETY: the I/O context is live; `c_id` outlives the call.
+        let rc = unsafe { ffi::rbd_trash_remove(self.raw, c_id.as_ptr(), false) };
+        check(rc.into(), || format!("removing trashed image {id:?}")).map(drop)
+    }
+
+    /// Opens the image with RBD id `id` (its head, writable), in the directory or the trash.
+    pub fn open_image_by_id(&self, id: &str) -> Result<Image> {
+        let c_id = cstring(id, "image id")?;
+        let mut raw: ffi::RbdImageT = std::ptr::null_mut();
+        // SAFETY: the I/O context is live; `raw` is written by the call; no snapshot name.
+        let rc =
+            unsafe { ffi::rbd_open_by_id(self.raw, c_id.as_ptr(), &mut raw, std::ptr::null()) };
+        check(rc.into(), || format!("opening image id {id:?}"))?;
+        Ok(Image {
+            raw,
+            name: id.to_string(),
+            _cluster: self.cluster.clone(),
+        })
+    }
+
     /// Clones `parent@snap` into this pool as `name`, a copy-on-write child (clone format 2).
     pub fn clone_image(
         &self,
@@ -258,6 +299,18 @@ impl Image {
         Ok(id.to_string_lossy().into_owned())
     }
 
+    /// The image's RADOS name as of now (an image opened by id learns it here).
+    pub fn rados_name(&self) -> Result<String> {
+        let mut buf = [0u8; limits::IMAGE_NAME_BYTES_MAX];
+        let mut len: size_t = buf.len();
+        // SAFETY: `buf` is ours; the call writes at most `len` bytes, NUL included.
+        let rc = unsafe { ffi::rbd_get_name(self.raw, buf.as_mut_ptr().cast(), &mut len) };
+        check(rc.into(), || format!("reading the name of {:?}", self.name))?;
+        let name = CStr::from_bytes_until_nul(&buf)
+            .map_err(|_| Error::new(ErrorKind::Io, "image name is not NUL-terminated"))?;
+        Ok(name.to_string_lossy().into_owned())
+    }
+
     /// Takes the image's exclusive lock and keeps it until the image is closed, breaking (and
     /// blocklisting) a dead owner's, so no other client's write (a stale one included) lands
     /// while this handle serves the image; [`ErrorKind::InUse`] if a live client holds it.
@@ -290,6 +343,50 @@ impl Image {
             let value = CStr::from_bytes_until_nul(&buf)
                 .map_err(|_| Error::new(ErrorKind::Io, "metadata value is not NUL-terminated"))?;
             return Ok(Some(value.to_string_lossy().into_owned()));
+        }
+    }
+
+    /// Every metadata key and value of the image, in one request.
+    pub fn metadata_all(&self) -> Result<Vec<(String, String)>> {
+        let (mut keys_len, mut vals_len): (size_t, size_t) = (1024, 4096);
+        loop {
+            let mut keys = vec![0u8; keys_len];
+            let mut vals = vec![0u8; vals_len];
+            // SAFETY: both buffers have the lengths passed; the call writes at most that, or sets
+            // the lengths it needs and fails with ERANGE. No start key, no count limit.
+            let rc = unsafe {
+                ffi::rbd_metadata_list(
+                    self.raw,
+                    c"".as_ptr(),
+                    0,
+                    keys.as_mut_ptr().cast(),
+                    &mut keys_len,
+                    vals.as_mut_ptr().cast(),
+                    &mut vals_len,
+                )
+            };
+            let fits = keys_len <= limits::METADATA_VALUE_BYTES_MAX
+                && vals_len <= limits::METADATA_VALUE_BYTES_MAX;
+            if rc == -libc::ERANGE && fits && (keys_len > keys.len() || vals_len > vals.len()) {
+                continue;
+            }
+            check(rc.into(), || {
+                format!("listing the metadata of {:?}", self.name)
+            })?;
+            keys.truncate(keys_len.min(keys.len()));
+            vals.truncate(vals_len.min(vals.len()));
+            let split = |b: &[u8]| -> Vec<String> {
+                b.split(|&c| c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            };
+            let (k, v) = (
+                split(&keys),
+                vals.split(|&c| c == 0)
+                    .map(|s| String::from_utf8_lossy(s).into_owned()),
+            );
+            return Ok(k.into_iter().zip(v).collect());
         }
     }
 

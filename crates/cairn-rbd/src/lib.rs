@@ -8,6 +8,8 @@
 //! - [`Image`]: an opened RBD image (size, resize, id, metadata, snapshots, flatten with progress,
 //!   allocated extents by diff iteration) and its asynchronous data path (read, write, discard,
 //!   write-zeroes, flush; one request per call or many in flight as [`Pending`]);
+//! - [`array`]: the array backend (`cairn_array::ArrayBackend`) over RBD pools, for SMI-S: pools
+//!   with capacity, volumes with their metadata, snapshots as RBD snapshot + clone;
 //! - [`exports`]: the export layer's [`cairn_export::Exports`] over an RBD pool, and [`served`]:
 //!   such a pool connecting in the background, beside other backends, for the daemon;
 //! - [`Error`]: the one error type.
@@ -24,6 +26,7 @@
 
 #[allow(unsafe_code)]
 mod aio;
+pub mod array;
 #[allow(unsafe_code)]
 mod cluster;
 mod error;
@@ -33,9 +36,11 @@ mod ffi;
 #[allow(unsafe_code)]
 mod image;
 pub mod limits;
+mod manage;
+mod meta;
 pub mod served;
 
 pub use aio::Pending;
-pub use cluster::{Cluster, ConnectOptions, Pool};
+pub use cluster::{Cluster, ConnectOptions, Pool, Usage};
 pub use error::{Error, ErrorKind, Result};
 pub use image::{Extent, Image, ImageSpec, IMAGE_FEATURES};

@@ -19,7 +19,9 @@ use cairn_array::replica::{
     COPY_STATE_SYNCHRONIZED, COPY_TYPE_UNSYNC_ASSOC, MODE_ASYNC, PROGRESS_COMPLETED,
     REPLICA_TYPE_BEFORE_DELTA, SYNC_TYPE_SNAPSHOT,
 };
-use cairn_array::{ArrayBackend, PoolInfo, ReplicaKind, ReplicaRecord, Volume, VolumeId};
+use cairn_array::{
+    ArrayBackend, PoolHealth, PoolInfo, ReplicaKind, ReplicaRecord, Volume, VolumeId,
+};
 use cairn_cim::{
     CimDateTime, CimType, Instance, InstancePath, KeyValue, ProfileRegistration, Value,
 };
@@ -615,6 +617,11 @@ fn pools(snap: &Snapshot) -> Vec<Instance> {
 
 fn pool(p: &PoolView) -> Instance {
     let i = &p.info;
+    // A pool the backend cannot reach: Error, Lost Communication; Major failure.
+    let (op, health): (&[u16], u16) = match i.health {
+        PoolHealth::Ok => (&[2], 5),
+        PoolHealth::LostCommunication(_) => (&[6, 13], 20),
+    };
     Instance::new(POOL_CLASS)
         .with(
             "InstanceID",
@@ -632,8 +639,8 @@ fn pool(p: &PoolView) -> Instance {
         )
         .with("ElementsShareSpace", Value::Boolean(true))
         .with("Usage", Value::Uint16(2))
-        .with("OperationalStatus", u16s(&[2]))
-        .with("HealthState", Value::Uint16(5))
+        .with("OperationalStatus", u16s(op))
+        .with("HealthState", Value::Uint16(health))
         .with_path(pool_path(&i.name))
 }
 

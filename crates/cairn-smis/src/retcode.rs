@@ -60,6 +60,7 @@ pub fn code_of(kind: ErrorKind) -> u32 {
         ErrorKind::NoSpace => FAILED,
         ErrorKind::NotFound => INVALID_PARAMETER,
         ErrorKind::InUse => IN_USE,
+        ErrorKind::NotSupported => NOT_SUPPORTED,
         ErrorKind::AlreadyExists | ErrorKind::InvalidArgument | ErrorKind::OutOfRange => {
             INVALID_PARAMETER
         }
@@ -105,5 +106,6 @@ mod tests {
         assert_eq!(code_of(ErrorKind::OutOfRange), 5);
         assert_eq!(code_of(ErrorKind::ReadOnly), 4);
         assert_eq!(code_of(ErrorKind::Failed), 4);
+        assert_eq!(code_of(ErrorKind::NotSupported), 1);
     }
 }

@@ -1,6 +1,6 @@
 //! `cairn serve`: the daemon. Opens (or on first start creates) the configured pools, serves their
-//! volumes (and those of RBD pools, which connect in the background) over NBD and the array over
-//! SMI-S, writes the bound addresses to `DATA_DIR/listen.json`,
+//! volumes (and those of RBD pools, which connect in the background) over NBD and the array (both
+//! kinds of pool side by side) over SMI-S, writes the bound addresses to `DATA_DIR/listen.json`,
 //! and on SIGINT/SIGTERM stops accepting, lets requests in flight finish, commits and closes every
 //! pool, then exits 0.
 //!
@@ -19,8 +19,10 @@ use cairn_rbd::served::{BackgroundPool, Combined};
 use serde_json::json;
 use tracing::{info, warn};
 
+use cairn_array::combined::Combined as CombinedArray;
 use cairn_array::engine::EngineArray;
 use cairn_array::ArrayBackend;
+use cairn_rbd::array::RbdArray;
 use cairn_smis::{
     ArrayOptions, ArrayProvider, Credentials, IndicationOptions, Indications, SmisServerConfig,
     SmisServerHandle,
@@ -155,7 +157,8 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         );
     }
     let tls = daemon_tls(config)?;
-    let exports = nbd_exports(config, &storage);
+    let rbd_pools = start_rbd_pools(config, &storage);
+    let exports = nbd_exports(&storage, &rbd_pools);
     let nbd = match config.nbd {
         Some(addr) => Some(start_nbd(config, addr, tls.clone(), exports).await?),
         None => None,
@@ -164,7 +167,7 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         Some(addr) => Some(start_iscsi(config, addr, storage.clone()).await?),
         None => None,
     };
-    let backend: Arc<dyn ArrayBackend> = Arc::new(EngineArray::new(storage));
+    let backend = array_backend(storage, rbd_pools);
     let mut options = array_options(config);
     // SMI-S masking changes the iSCSI target's access model through the HostAccess trait.
     options.host_access = iscsi.as_ref().map(|h| h.host_access());
@@ -215,28 +218,44 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     Ok(())
 }
 
-/// What NBD serves: the engine's volumes and, beside them, each RBD pool's, all in the storage's
-/// registry (one name space, one set of leases). RBD pools connect in the background, so a Ceph
-/// outage never holds up the start: that pool is reported unavailable (logged, its volumes not
-/// found) and tried again until it connects.
-fn nbd_exports(config: &Config, storage: &Arc<Storage>) -> Arc<dyn Exports> {
-    if config.rbd_pools.is_empty() {
-        return storage.clone();
-    }
-    let mut backends: Vec<Arc<dyn Exports>> = vec![storage.clone()];
-    for pool in &config.rbd_pools {
+/// The RBD pools of the config, connecting in the background in the storage's registry (one name
+/// space, one set of leases), so a Ceph outage never holds up the start: that pool is reported
+/// unavailable (logged, its volumes not found, Lost Communication over SMI-S) and tried again
+/// until it connects.
+fn start_rbd_pools(config: &Config, storage: &Arc<Storage>) -> Vec<Arc<BackgroundPool>> {
+    let start = |pool: &cairn_rbd::served::RbdPoolConfig| {
         info!(
             pool = %pool.name,
             rados_pool = %pool.rados_pool,
             ceph_conf = %pool.connect.conf_path.display(),
             "RBD pool connecting"
         );
-        backends.push(BackgroundPool::start_in(
-            pool.clone(),
-            storage.registry().clone(),
-        ));
+        BackgroundPool::start_in(pool.clone(), storage.registry().clone())
+    };
+    config.rbd_pools.iter().map(start).collect()
+}
+
+/// What NBD serves: the engine's volumes and, beside them, each RBD pool's.
+fn nbd_exports(storage: &Arc<Storage>, rbd_pools: &[Arc<BackgroundPool>]) -> Arc<dyn Exports> {
+    if rbd_pools.is_empty() {
+        return storage.clone();
     }
+    let mut backends: Vec<Arc<dyn Exports>> = vec![storage.clone()];
+    backends.extend(rbd_pools.iter().map(|p| p.clone() as Arc<dyn Exports>));
     Arc::new(Combined::new(backends))
+}
+
+/// What SMI-S serves: the engine's pools and, beside them, the RBD pools.
+fn array_backend(
+    storage: Arc<Storage>,
+    rbd_pools: Vec<Arc<BackgroundPool>>,
+) -> Arc<dyn ArrayBackend> {
+    let engine: Arc<dyn ArrayBackend> = Arc::new(EngineArray::new(storage));
+    if rbd_pools.is_empty() {
+        return engine;
+    }
+    let rbd: Arc<dyn ArrayBackend> = Arc::new(RbdArray::new(rbd_pools));
+    Arc::new(CombinedArray::new(vec![engine, rbd]))
 }
 
 fn system_name() -> String {

@@ -115,6 +115,7 @@ fn pool_of(i: cairn_engine::PoolInfo) -> PoolInfo {
         data_bytes_free: i.data_bytes_free,
         metadata_bytes_total: i.metadata_bytes_total,
         volume_changes: i.volume_changes,
+        health: crate::types::PoolHealth::Ok,
     }
 }
 

@@ -23,7 +23,7 @@ use super::{now_unix_secs, Pool, State, StateGuard, Tier};
 
 /// Checks a volume name: 1–64 printable characters, no control characters, no '/', no leading
 /// or trailing space.
-pub(crate) fn validate_volume_name(name: &str) -> Result<()> {
+pub fn validate_volume_name(name: &str) -> Result<()> {
     let chars = name.chars().count();
     let ok = (1..=VOLUME_NAME_CHARS_MAX).contains(&chars)
         && name.len() <= VOLUME_NAME_BYTES_MAX
