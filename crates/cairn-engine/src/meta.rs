@@ -833,6 +833,13 @@ impl Meta {
         }
     }
 
+    /// Drops the clean nodes and bitmap pages held in memory (they are read again when needed;
+    /// a test hook).
+    pub fn drop_clean(&mut self) {
+        self.cache.clear();
+        self.clean_pages.clear();
+    }
+
     /// Drops everything not durable (used when a pool fails; the pool is not used again).
     pub fn forget_dirty(&mut self) {
         self.undo = None;
