@@ -6,6 +6,9 @@
 //! `plan` write plans, `ranges` the per-block exclusion of writes, `reclaim` the reclaim of
 //! deleted volumes.
 //!
+//! `check` runs online: it holds the gate for one commit, then reads that durable state from
+//! the device while blocks freed after it stay reserved (`Meta::frees_held`).
+//!
 //! Concurrency: one mutex over the metadata state, and an I/O gate (a read-write lock taken
 //! before the mutex). Reads and writes hold the gate shared: they look up (and for writes,
 //! allocate) under the mutex, do their device I/O without it, and writes map their new blocks
@@ -55,7 +58,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cairn_io::BlockDevice;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::check::{check_locked, CheckReport, ProgressFn};
+use crate::check::{check_durable, CheckReport, ProgressFn};
 use crate::error::{err, Error, ErrorKind, Result};
 use crate::format::{
     read_superblock, Root, Superblock, VolumeRecord, FORMAT_VERSION, SUPER_ADDRS,
@@ -383,22 +386,31 @@ impl Pool {
         st.commit()
     }
 
-    /// Checks the last durable state (committing first, so it is the current state).
+    /// Checks the last durable state (committing first, so it is the current state) online:
+    /// the gate is held for that commit only, then I/O, commits and volume changes go on while
+    /// the check reads the frozen commit's blocks straight from the device. None of them is
+    /// reused meanwhile: blocks freed after it stay reserved until the check ends (the first
+    /// commit after it makes them reusable), so a long check on a busy pool holds that space.
     pub fn check(&self) -> Result<CheckReport> {
         self.check_inner(None)
     }
 
-    /// [`Pool::check`], reporting its progress to `progress` (called under the pool's lock: it
-    /// must not call into the pool).
+    /// [`Pool::check`], reporting its progress to `progress` (called on the checking thread,
+    /// no pool lock held).
     pub fn check_with_progress(&self, progress: ProgressFn) -> Result<CheckReport> {
         self.check_inner(Some(progress))
     }
 
     fn check_inner(&self, progress: Option<ProgressFn>) -> Result<CheckReport> {
-        let (_gate, mut st) = self.exclusive()?;
-        st.commit()?;
-        st.assert_tombstones_indexed();
-        check_locked(&mut st.meta, progress)
+        let (dev, durable) = {
+            let (_gate, mut st) = self.exclusive()?;
+            st.commit()?;
+            st.assert_tombstones_indexed();
+            st.meta.frees_held += 1;
+            (st.meta.dev.clone(), st.meta.durable.clone())
+        };
+        let _held = FreesHeld(self);
+        check_durable(dev, durable, progress)
     }
 
     /// Test hook: bounded steps run so far (trim, write-zeroes, reclaim) and the most mapping
@@ -418,6 +430,17 @@ impl Pool {
     #[doc(hidden)]
     pub fn allocated_blocks(&self) -> u64 {
         self.lock().meta.allocated_blocks
+    }
+}
+
+/// An online check running: blocks freed stay reserved until it is dropped.
+struct FreesHeld<'a>(&'a Pool);
+
+impl Drop for FreesHeld<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        assert!(st.meta.frees_held > 0, "a check holds frees");
+        st.meta.frees_held -= 1;
     }
 }
 
