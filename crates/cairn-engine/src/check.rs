@@ -1,5 +1,6 @@
-//! Consistency check of a pool's durable state, online (under the pool lock) or offline (on a
-//! device no pool holds) — the same code.
+//! Consistency check of a pool's durable state, online (a commit of an open pool, whose blocks
+//! the pool does not reuse until the check ends, while I/O goes on) or offline (on a device no
+//! pool holds) — the same code.
 //!
 //! It reads every metadata block straight from the device and verifies its checksum, type, own
 //! address and generation, and in a version-2 pool its pool UUID and that it carries the
@@ -32,7 +33,7 @@ use crate::btree::extent_of;
 use crate::error::Result;
 use crate::format::{get_u64, Root, Superblock, VolumeRecord, SUPER_ADDRS};
 use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX, CHECK_EXTENTS_IN_MEMORY_MAX};
-use crate::meta::{read_node, Meta, PAGE_BITS};
+use crate::meta::{read_node, PAGE_BITS};
 use crate::node::{Node, Ptr, TreeKind, SPACE_VAL_GEN};
 use crate::refcount::rc_entry;
 
@@ -123,15 +124,17 @@ fn check_device_inner(
         .run()
 }
 
-/// Checks the durable state of an open pool; the caller holds its lock and has committed.
-pub(crate) fn check_locked(meta: &mut Meta, progress: Option<ProgressFn>) -> Result<CheckReport> {
-    Checker::new(
-        meta.dev.clone(),
-        meta.durable.clone(),
-        CHECK_EXTENTS_IN_MEMORY_MAX,
-    )
-    .with_progress(progress)
-    .run()
+/// Checks the durable state `durable` of an open pool on `dev`, with no pool lock held: the
+/// caller keeps every block of that state from being reused until this returns (see
+/// `Pool::check`).
+pub(crate) fn check_durable(
+    dev: Arc<dyn BlockDevice>,
+    durable: Superblock,
+    progress: Option<ProgressFn>,
+) -> Result<CheckReport> {
+    Checker::new(dev, durable, CHECK_EXTENTS_IN_MEMORY_MAX)
+        .with_progress(progress)
+        .run()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -719,6 +722,7 @@ fn stale_detail(found: u64, expected: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::Meta;
     use crate::types::{PoolOptions, VolumeOptions};
     use cairn_io::MemDevice;
 

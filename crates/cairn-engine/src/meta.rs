@@ -224,6 +224,9 @@ pub struct Meta {
     pub unfloored_allocs: u64,
     /// Blocks outside the reserve's room last preallocated for metadata (none discarded since).
     backed: Range<u64>,
+    /// Online checks reading a durable state: while any runs, blocks freed stay reserved past
+    /// their commit (their pages stay pinned), so no block of the state it reads is reused.
+    pub frees_held: u32,
 }
 
 impl Meta {
@@ -256,6 +259,7 @@ impl Meta {
             io_gate: Arc::new(RwLock::new(())),
             undo: None,
             unfloored_allocs: 0,
+            frees_held: 0,
             backed: 0..0,
         }
     }
@@ -810,15 +814,21 @@ impl Meta {
             self.cache.insert(addr, node);
         }
         let done: Vec<u64> = self.pages.keys().copied().collect();
+        let mut held = 0;
         for p in done {
             let pg = self.pages.get_mut(&p).expect("dirty page");
             pg.loc_fresh = false;
-            pg.reserved = Vec::new();
             pg.fresh = Vec::new();
+            if self.frees_held > 0 && pg.reserved_count > 0 {
+                // An online check may still read them: reusable after a commit without one.
+                held += u64::from(pg.reserved_count);
+                continue;
+            }
+            pg.reserved = Vec::new();
             pg.reserved_count = 0;
             self.undirty_page(p);
         }
-        self.pending_blocks = 0;
+        self.pending_blocks = held;
         for (s, l) in coalesce(std::mem::take(&mut self.freed_data)) {
             if l < DISCARD_BLOCKS_MIN {
                 continue;
@@ -831,6 +841,13 @@ impl Meta {
                 tracing::warn!("discard of freed blocks {s}+{l} failed: {e}");
             }
         }
+    }
+
+    /// Drops the clean nodes and bitmap pages held in memory (they are read again when needed;
+    /// a test hook).
+    pub fn drop_clean(&mut self) {
+        self.cache.clear();
+        self.clean_pages.clear();
     }
 
     /// Drops everything not durable (used when a pool fails; the pool is not used again).

@@ -6,6 +6,9 @@
 //! `plan` write plans, `ranges` the per-block exclusion of writes, `reclaim` the reclaim of
 //! deleted volumes.
 //!
+//! `check` runs online: it holds the gate for one commit, then reads that durable state from
+//! the device while blocks freed after it stay reserved (`Meta::frees_held`).
+//!
 //! Concurrency: one mutex over the metadata state, and an I/O gate (a read-write lock taken
 //! before the mutex). Reads and writes hold the gate shared: they look up (and for writes,
 //! allocate) under the mutex, do their device I/O without it, and writes map their new blocks
@@ -56,7 +59,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cairn_io::BlockDevice;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::check::{check_locked, CheckReport, ProgressFn};
+use crate::check::{check_durable, CheckReport, ProgressFn};
 use crate::error::{err, Error, ErrorKind, Result};
 use crate::format::{
     read_superblock, Root, Superblock, VolumeRecord, FORMAT_VERSION, SUPER_ADDRS,
@@ -70,6 +73,7 @@ use crate::limits::{
 use crate::meta::Meta;
 use crate::node::TreeKind;
 use crate::types::{PoolInfo, PoolOptions, VolumeId};
+use crate::undo::Undo;
 
 /// An open pool. Send + Sync; every method takes `&self`. Its volumes are read and written here;
 /// they are created, changed and deleted only through [`crate::Storage`], which keeps the daemon's
@@ -172,6 +176,16 @@ fn preallocate_reserve(dev: &dyn BlockDevice, reserve_blocks: u64) -> Result<()>
 /// The part of a metadata reserve of `reserve_blocks` that only delete and reclaim may use.
 fn floor_for(reserve_blocks: u64) -> u64 {
     reserve_blocks * META_FLOOR_PER_MILLE / 1000
+}
+
+/// Errors a metadata change (or a commit's preparation) is undone for, failing that call
+/// alone: no block within its floor (`NoSpace`), or a bad metadata block met on the way
+/// (`Corrupt`, or `Io` reading it).
+fn undoable(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::NoSpace | ErrorKind::Corrupt | ErrorKind::Io
+    )
 }
 
 /// Who may draw on the metadata floor.
@@ -373,22 +387,31 @@ impl Pool {
         st.commit()
     }
 
-    /// Checks the last durable state (committing first, so it is the current state).
+    /// Checks the last durable state (committing first, so it is the current state) online:
+    /// the gate is held for that commit only, then I/O, commits and volume changes go on while
+    /// the check reads the frozen commit's blocks straight from the device. None of them is
+    /// reused meanwhile: blocks freed after it stay reserved until the check ends (the first
+    /// commit after it makes them reusable), so a long check on a busy pool holds that space.
     pub fn check(&self) -> Result<CheckReport> {
         self.check_inner(None)
     }
 
-    /// [`Pool::check`], reporting its progress to `progress` (called under the pool's lock: it
-    /// must not call into the pool).
+    /// [`Pool::check`], reporting its progress to `progress` (called on the checking thread,
+    /// no pool lock held).
     pub fn check_with_progress(&self, progress: ProgressFn) -> Result<CheckReport> {
         self.check_inner(Some(progress))
     }
 
     fn check_inner(&self, progress: Option<ProgressFn>) -> Result<CheckReport> {
-        let (_gate, mut st) = self.exclusive()?;
-        st.commit()?;
-        st.assert_tombstones_indexed();
-        check_locked(&mut st.meta, progress)
+        let (dev, durable) = {
+            let (_gate, mut st) = self.exclusive()?;
+            st.commit()?;
+            st.assert_tombstones_indexed();
+            st.meta.frees_held += 1;
+            (st.meta.dev.clone(), st.meta.durable.clone())
+        };
+        let _held = FreesHeld(self);
+        check_durable(dev, durable, progress)
     }
 
     /// Test hook: bounded steps run so far (trim, write-zeroes, reclaim) and the most mapping
@@ -398,10 +421,27 @@ impl Pool {
         self.lock().steps
     }
 
+    /// Test hook: forgets the clean metadata held in memory, so the next calls read it again.
+    #[doc(hidden)]
+    pub fn drop_clean_caches(&self) {
+        self.lock().meta.drop_clean();
+    }
+
     /// Test and benchmark hook: blocks currently allocated in the space map.
     #[doc(hidden)]
     pub fn allocated_blocks(&self) -> u64 {
         self.lock().meta.allocated_blocks
+    }
+}
+
+/// An online check running: blocks freed stay reserved until it is dropped.
+struct FreesHeld<'a>(&'a Pool);
+
+impl Drop for FreesHeld<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        assert!(st.meta.frees_held > 0, "a check holds frees");
+        st.meta.frees_held -= 1;
     }
 }
 
@@ -488,8 +528,9 @@ fn background(inner: Arc<Inner>) {
         }
         if st.healthy() && st.reclaim_due() {
             if let Err(e) = st.reclaim_step() {
-                tracing::warn!("pool {}: reclaim waits for space: {e}", st.name);
-                st.reclaim_stalled = e.kind() == ErrorKind::NoSpace;
+                tracing::warn!("pool {}: reclaim waits for a commit: {e}", st.name);
+                // Out of space, or its commit refused (undone, the transaction open).
+                st.reclaim_stalled = undoable(&e);
             }
             // Paced: the locks are free between steps, so foreground requests get in.
             drop((st, _gate));
@@ -497,8 +538,12 @@ fn background(inner: Arc<Inner>) {
             if !st.stop {
                 inner.wake.wait_for(&mut st.0, RECLAIM_STEP_PAUSE);
             }
-        } else if st.background_work(interval) {
-            let _ = st.commit();
+        } else if st.background_work(interval) && st.commit().is_err() && st.healthy() {
+            // Refused (and undone): tried again after another interval, not at once.
+            drop(_gate);
+            inner
+                .wake
+                .wait_for(&mut st.0, interval.unwrap_or(RECLAIM_STEP_PAUSE));
         }
     }
 }
@@ -608,20 +653,21 @@ impl State {
         tier: Tier,
         f: impl FnOnce(&mut Meta) -> Result<T>,
     ) -> Result<T> {
+        self.meta_op_kept(tier, f).map(|(v, _)| v)
+    }
+
+    /// [`State::meta_op`], handing back the log of what it changed (see `Meta::undo_kept`).
+    pub(crate) fn meta_op_kept<T>(
+        &mut self,
+        tier: Tier,
+        f: impl FnOnce(&mut Meta) -> Result<T>,
+    ) -> Result<(T, Box<Undo>)> {
         self.meta.begin_op(self.floor_blocks(tier));
         // What it changed may have grown what the commit needs past what is left.
         let r = f(&mut self.meta).and_then(|v| self.ensure_room(tier).map(|()| v));
         match r {
-            Ok(v) => {
-                self.meta.end_op();
-                Ok(v)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::NoSpace | ErrorKind::Corrupt | ErrorKind::Io
-                ) =>
-            {
+            Ok(v) => Ok((v, self.meta.end_op_kept())),
+            Err(e) if undoable(&e) => {
                 self.meta.abort_op();
                 Err(e)
             }
@@ -673,7 +719,7 @@ impl State {
         let allocs_before = self.meta.unfloored_allocs;
         match self.prepare_commit() {
             // Refused before anything was written, and undone: the transaction stays open.
-            Err(e) if e.kind() == ErrorKind::NoSpace && self.meta.undo.is_none() => {
+            Err(e) if undoable(&e) && self.meta.undo.is_none() => {
                 debug_assert!(self.is_dirty(), "a refused commit keeps its transaction");
                 tracing::warn!("pool {}: commit refused: {e}", self.name);
                 return Err(e);
@@ -693,8 +739,9 @@ impl State {
 
     /// Makes every metadata change of the commit (directory records, bitmap page locations,
     /// the space tree), each allocation preallocated where it must be, as one operation: when
-    /// a block is refused (`NoSpace`) all of it is undone. Any other error leaves the operation
-    /// open (the caller fails the pool).
+    /// a block is refused (`NoSpace`) or a metadata block it reads is bad (`Corrupt`, `Io`),
+    /// all of it is undone (nothing is written yet). Any other error leaves the operation open
+    /// (the caller fails the pool).
     fn prepare_commit(&mut self) -> Result<()> {
         let removed = std::mem::take(&mut self.removed_vols);
         let dirty = std::mem::take(&mut self.dirty_vols);
@@ -704,7 +751,7 @@ impl State {
                 self.meta.end_op();
                 Ok(())
             }
-            Err(e) if e.kind() == ErrorKind::NoSpace => {
+            Err(e) if undoable(&e) => {
                 self.meta.abort_op();
                 (self.removed_vols, self.dirty_vols) = (removed, dirty);
                 Err(e)

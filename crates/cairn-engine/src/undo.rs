@@ -12,6 +12,11 @@
 //! written ([`Meta::begin_commit_op`]): a commit the host refuses backing storage for changes
 //! nothing either.
 //!
+//! A directory change (a record created, changed or deleted) keeps the log of its metadata
+//! operation past [`Meta::end_op`] until its own commit ([`Meta::end_op_kept`]): a commit that
+//! is refused is undone first, so the state is again the one the operation left, and
+//! [`Meta::undo_kept`] puts the operation back too — the change made nothing durable.
+//!
 //! Invariants:
 //! - At most one operation is open; commits happen only between operations (their own
 //!   preparation aside).
@@ -81,6 +86,22 @@ impl Meta {
     /// Keeps what the open operation did.
     pub fn end_op(&mut self) {
         assert!(self.undo.take().is_some(), "no operation open");
+    }
+
+    /// Ends the open operation like [`Meta::end_op`], handing its log back: valid for
+    /// [`Meta::undo_kept`] as long as nothing else changes the state (an undone commit
+    /// preparation aside).
+    pub fn end_op_kept(&mut self) -> Box<Undo> {
+        self.undo.take().expect("no operation open")
+    }
+
+    /// Puts back everything an operation ended with [`Meta::end_op_kept`] changed. Nothing may
+    /// have changed the state since, except a commit preparation that was undone.
+    pub fn undo_kept(&mut self, undo: Box<Undo>) {
+        assert!(self.undo.is_none(), "an operation is open");
+        assert!(!undo.commit, "a commit's preparation is never kept");
+        self.undo = Some(undo);
+        self.abort_op();
     }
 
     /// Puts back everything the open operation changed.
@@ -291,6 +312,30 @@ mod tests {
         m.converge_space().unwrap();
         assert_ne!(image(&m), before, "pages moved to fresh blocks");
         m.abort_op();
+        assert_eq!(image(&m), before);
+        m.commit(m.durable.clone()).unwrap();
+        assert!(!m.is_dirty());
+    }
+
+    #[test]
+    fn a_kept_operation_is_undone_after_an_undone_commit_preparation() {
+        let mut m = test_meta(8192);
+        let root = tree(&mut m, 300);
+        m.commit(m.durable.clone()).unwrap();
+        m.map_remove(root, 0, 20).unwrap();
+        let before = image(&m);
+        m.begin_op(0);
+        m.rc_inc(root.addr, 1).unwrap();
+        let kept = m.end_op_kept();
+        let after_op = image(&m);
+        assert_ne!(after_op, before);
+        // The commit that would make it durable is refused and undone...
+        m.begin_commit_op();
+        m.converge_space().unwrap();
+        m.abort_op();
+        assert_eq!(image(&m), after_op);
+        // ...and so is the operation: the transaction holds what it held before.
+        m.undo_kept(kept);
         assert_eq!(image(&m), before);
         m.commit(m.durable.clone()).unwrap();
         assert!(!m.is_dirty());

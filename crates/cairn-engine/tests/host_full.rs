@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use cairn_engine::{
-    BlockDevice, ErrorKind, Pool, PoolOptions, VolumeId, VolumeOptions, BLOCK_SIZE,
+    BlockDevice, ErrorKind, Pool, PoolOptions, VolumeId, VolumeInfo, VolumeOptions, BLOCK_SIZE,
 };
 use cairn_io::{IoError, IoErrorKind, IoResult, MemDevice};
 use parking_lot::Mutex;
@@ -276,6 +276,116 @@ fn a_refused_commit_keeps_the_pool_and_close_reports_it() {
     dev.fill_host(None);
     let p = support::open(dev.clone(), opts()).unwrap();
     assert_volume(&p, v, blocks, &durable);
+    assert!(p.check().unwrap().is_clean());
+    p.close().unwrap();
+}
+
+/// One change of the volume directory, of kind `kind` (0..10), on `v` (whose data stays) or on
+/// `small` (and its snapshot `small-snap`).
+fn directory_change(
+    p: &support::OnePool,
+    (v, small): (VolumeId, VolumeId),
+    kind: u64,
+    round: u64,
+) -> cairn_engine::Result<()> {
+    let tagged = VolumeOptions {
+        tag: format!("replica {round}").into_bytes(),
+        read_only: true,
+        ..VolumeOptions::default()
+    };
+    let odd = round % 2 == 1;
+    match kind {
+        0 => p
+            .create_volume(&format!("c{round}"), 64 * BS, tagged)
+            .map(drop),
+        1 => {
+            let kept = |s: &VolumeInfo| s.id == v || s.id == small || s.name == "small-snap";
+            let mut others = p.volumes().into_iter().filter(|s| !kept(s));
+            p.delete_volume(others.next_back().expect("a volume to delete").id)
+        }
+        2 => p.snapshot(v, &format!("t{round}"), tagged).map(drop),
+        3 => p
+            .snapshot(v, &format!("k{round}"), VolumeOptions::default())
+            .map(drop),
+        4 => p.rename_volume(small, &format!("small{round}")).map(drop),
+        5 => p.resize_volume(small, (64 + round) * BS).map(drop),
+        6 => p.set_tag(small, &round.to_le_bytes()).map(drop),
+        7 => p.set_hidden(small, odd).map(drop),
+        8 => p.set_read_only(small, odd).map(drop),
+        _ => {
+            let snap = p.volume_by_name("small-snap").unwrap().id;
+            p.set_read_only(small, false)?;
+            p.restore(small, snap)
+        }
+    }
+}
+
+/// A directory change whose commit the full host refuses changes nothing: the call answers
+/// `NoSpace`, and neither at once, nor after the next commit that succeeds, nor after a reopen
+/// does the pool show any of it (records, names, sizes, flags, tags, the restored tree).
+#[test]
+fn a_directory_change_the_full_host_refuses_changes_nothing() {
+    let dev = Arc::new(HostFile::new(32 * MIB));
+    let p = support::create(dev.clone(), "p0", opts()).unwrap();
+    let blocks = 4096;
+    let v = p
+        .create_volume("v", blocks * BS, VolumeOptions::default())
+        .unwrap()
+        .id;
+    grow_metadata_past_the_reserve(&p, v, blocks);
+    let small = p
+        .create_volume("small", 16 * BS, VolumeOptions::default())
+        .unwrap()
+        .id;
+    p.write(small, 0, &block_of(7)).unwrap();
+    p.snapshot(small, "small-snap", VolumeOptions::default())
+        .unwrap();
+    p.write(small, 0, &block_of(8)).unwrap();
+    p.flush().unwrap();
+    dev.fill_host(Some(0));
+    let (mut refused, mut zeroed) = ([0u32; 10], HashSet::new());
+    for round in 0..400u64 {
+        // Snapshots, write-zeroes and trims that grow the metadata (they shadow shared leaves),
+        // so commits need new blocks.
+        let b = (round * 2 * 37) % blocks;
+        if let Err(e) = p.snapshot(v, &format!("g{round}"), VolumeOptions::default()) {
+            assert_eq!(e.kind(), ErrorKind::NoSpace, "round {round}: {e}");
+        }
+        if p.write_zeroes(v, b * BS, 8 * BS).is_ok() {
+            zeroed.extend((b..b + 8).filter(|x| x % 2 == 0));
+        }
+        zeroed.extend(spread_trims(&p, v, blocks, round).unwrap());
+        let kind = round % 10;
+        let before = p.volumes();
+        if let Err(e) = directory_change(&p, (v, small), kind, round) {
+            assert_eq!(e.kind(), ErrorKind::NoSpace, "round {round}: {e}");
+            assert!(format!("{e:#}").contains("backing storage"), "{e}");
+            assert_eq!(p.volumes(), before, "round {round}: refused, yet changed");
+            refused[kind as usize] += 1;
+        }
+        if refused.iter().all(|&n| n > 0) {
+            break;
+        }
+    }
+    eprintln!("refused by kind: {refused:?}");
+    assert!(refused.iter().all(|&n| n > 0), "refused {refused:?}");
+    let want = p.volumes();
+    let mut small_data = vec![0u8; BS as usize];
+    p.read(small, 0, &mut small_data).unwrap();
+
+    // Space comes back: the next commit makes durable what was acknowledged, nothing else.
+    dev.fill_host(None);
+    p.flush().unwrap();
+    assert_eq!(p.volumes(), want);
+    assert!(p.check().unwrap().is_clean());
+    p.close().unwrap();
+    drop(p);
+    let p = support::open(dev.clone(), opts()).unwrap();
+    assert_eq!(p.volumes(), want);
+    let mut buf = vec![0u8; BS as usize];
+    p.read(small, 0, &mut buf).unwrap();
+    assert_eq!(buf, small_data);
+    assert_volume(&p, v, blocks, &zeroed);
     assert!(p.check().unwrap().is_clean());
     p.close().unwrap();
 }

@@ -42,6 +42,9 @@ struct Params {
     /// Starts by filling the pool's free data space with one-block extents (a volume whose
     /// leaves snapshots then share and trims shadow), so metadata runs short.
     prefill: bool,
+    /// Directory changes on a device whose reads fail partway (added later, off for the same
+    /// reason as `renames`).
+    refusals: bool,
 }
 
 /// The shape of the first runs (seed 1 found the discard-after-reuse bug with it).
@@ -54,6 +57,7 @@ const FIRST: Params = Params {
     renames: false,
     crashes: false,
     prefill: false,
+    refusals: false,
 };
 
 /// Larger writes and volumes than the pool holds, so `NoSpace` happens.
@@ -66,12 +70,14 @@ const TIGHT: Params = Params {
     renames: false,
     crashes: false,
     prefill: false,
+    refusals: false,
 };
 
 /// `TIGHT` with every operation.
 const TIGHT_ALL: Params = Params {
     renames: true,
     crashes: true,
+    refusals: true,
     ..TIGHT
 };
 
@@ -200,6 +206,8 @@ struct Harness {
     vols: Vec<ModelVol>,
     name_counter: u64,
     nospace: u64,
+    /// Directory changes refused by a failing read (they changed nothing).
+    refused: u64,
     /// Calls that met the metadata floor: `NoSpace` from a snapshot or a restore, or a trim
     /// that left blocks mapped.
     exhausted: u64,
@@ -243,6 +251,7 @@ impl Harness {
             vols: Vec::new(),
             name_counter: 0,
             nospace: 0,
+            refused: 0,
             exhausted: 0,
             ops: 0,
             big: None,
@@ -533,6 +542,7 @@ impl Harness {
                 let i = self.pick();
                 self.op_block_status(i);
             }
+            910..=924 if self.params.refusals => self.op_refused_directory_change(),
             _ => self.op_write(),
         }
     }
@@ -776,6 +786,69 @@ impl Harness {
         }
     }
 
+    /// A snapshot, rename, tag or delete while the device fails every read after the first
+    /// few (clean metadata dropped from memory first, so the change and its commit read): it
+    /// succeeds, or answers `Io` and changes nothing — the model stays as it is.
+    fn op_refused_directory_change(&mut self) {
+        let i = self.pick();
+        let id = self.vols[i].id;
+        let name = self.new_name();
+        let kind = match self.rng.gen_range(0..4) {
+            0 if self.vols.len() >= VOLUMES_MAX => 1,
+            3 if self.vols.len() <= 2 => 2,
+            k => k,
+        };
+        let reads_ok = self.rng.gen_range(0..8);
+        self.pool.pause_reclaim(true);
+        self.pool.drop_clean_caches();
+        self.dev.fail_reads_after(reads_ok);
+        let r = match kind {
+            0 => self
+                .pool
+                .snapshot(id, &name, VolumeOptions::default())
+                .map(Some),
+            1 => self.pool.rename_volume(id, &name).map(Some),
+            2 => self.pool.set_tag(id, name.as_bytes()).map(Some),
+            _ => self.pool.delete_volume(id).map(|()| None),
+        };
+        self.dev.clear_faults();
+        self.pool.pause_reclaim(false);
+        match r {
+            Ok(info) => {
+                self.committed();
+                match (kind, info) {
+                    (0, Some(info)) => {
+                        let mut m = self.vols[i].clone();
+                        (m.id, m.name, m.read_only) = (info.id, name, false);
+                        self.vols.push(m);
+                    }
+                    (1, _) => self.vols[i].name = name,
+                    (2, Some(info)) => assert_eq!(info.tag, name.as_bytes(), "{}", self.ctx()),
+                    _ => drop(self.vols.remove(i)),
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Io => self.refused += 1,
+            Err(e) if e.kind() == ErrorKind::NoSpace && kind == 0 => self.exhausted += 1,
+            Err(e) => panic!("{}: directory change {kind}: {e:?}", self.ctx()),
+        }
+        let mut listed: Vec<(VolumeId, String)> = self
+            .pool
+            .volumes()
+            .into_iter()
+            .map(|v| (v.id, v.name))
+            .collect();
+        let mut want: Vec<(VolumeId, String)> =
+            self.vols.iter().map(|v| (v.id, v.name.clone())).collect();
+        listed.sort();
+        want.sort();
+        assert_eq!(
+            listed,
+            want,
+            "{}: directory after change {kind}",
+            self.ctx()
+        );
+    }
+
     fn op_block_status(&mut self, i: usize) {
         let v = self.vols[i].clone();
         let ext = self
@@ -839,8 +912,9 @@ fn run(seed: u64, steps: u64, params: Params) -> u64 {
     );
     assert_eq!(info.volume_count, 0);
     eprintln!(
-        "model seed {seed}: done, {} NoSpace, {} at the metadata floor, generation {}, device {} bytes",
+        "model seed {seed}: done, {} NoSpace, {} refused directory changes, {} at the metadata floor, generation {}, device {} bytes",
         h.nospace,
+        h.refused,
         h.exhausted,
         info.generation,
         h.dev.size_bytes()
@@ -917,6 +991,7 @@ fn model_seed_10() {
             renames: false,
             crashes: false,
             prefill: false,
+            refusals: false,
         },
     );
 }

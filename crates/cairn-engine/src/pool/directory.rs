@@ -1,8 +1,14 @@
 //! The volume directory of a pool: volume records, their names, create, delete, resize,
 //! rename, flags and tags, snapshot and restore.
 //!
+//! Every change runs as one directory change ([`Change`]): when its commit is refused (no
+//! backing storage for a metadata block, a bad metadata block read on the way) the records it
+//! touched, the sequence numbers it took, their indexes and its metadata operation (a
+//! snapshot's or restore's reference) are put back, so the call changed nothing, the open
+//! transaction holds what it held before and no later commit makes the change durable.
+//!
 //! Invariants:
-//! - Every record change is committed before the call returns.
+//! - Every record change is committed before the call returns, or undone.
 //! - A live record is indexed by its id in `by_id` and by its name in `by_name` (kept exact
 //!   on create, snapshot, rename, delete and open); a tombstone (flag `deleting`) is not, has
 //!   no name, and stays in the directory until reclaim has dropped its tree.
@@ -16,10 +22,31 @@ use crate::limits::{
     BLOCK_SIZE_BYTES, LOGICAL_BLOCK_SIZES, TAG_BYTES_MAX, VOLUME_NAME_BYTES_MAX,
     VOLUME_NAME_CHARS_MAX, VOLUME_SEQ_MAX, VOLUME_SIZE_BYTES_MAX,
 };
+use crate::meta::Meta;
 use crate::node::TreeKind;
 use crate::types::{VolumeId, VolumeInfo, VolumeOptions};
+use crate::undo::Undo;
 
 use super::{now_unix_secs, Pool, State, StateGuard, Tier};
+
+/// What one directory change altered, to put back when its commit is refused.
+pub(super) struct Change {
+    /// The first sequence number the change may take: records from it on are its own.
+    next_seq: u64,
+    volume_changes: u64,
+    /// Records it changes, as they were before.
+    saved: Vec<Saved>,
+    /// The log of its metadata operation, kept until the commit.
+    meta: Option<Box<Undo>>,
+}
+
+/// A record as it was before a change, with its dirty mark and write hint.
+struct Saved {
+    seq: u64,
+    rec: VolumeRecord,
+    dirty: bool,
+    hint: Option<u64>,
+}
 
 /// Checks a volume name: 1–64 printable characters, no control characters, no '/', no leading
 /// or trailing space.
@@ -100,6 +127,7 @@ impl Pool {
         }
         let (_gate, mut st) = self.exclusive_with_room()?;
         st.ensure_name_free(name)?;
+        let change = st.begin_change(&[]);
         let flags = record_flags(&opts);
         let mut rec = st.new_record(
             name,
@@ -112,7 +140,7 @@ impl Pool {
         rec.tag = opts.tag;
         let info = info_of(&rec);
         st.add_record(rec);
-        st.commit()?;
+        st.commit_change(change)?;
         Ok(info)
     }
 
@@ -121,17 +149,16 @@ impl Pool {
         {
             let (_gate, mut st) = self.exclusive()?;
             let seq = st.seq_of(id)?;
-            st.by_id.remove(&id);
+            let change = st.begin_change(&[seq]);
+            st.unindex_record(seq);
             let rec = st.vols.get_mut(&seq).expect("indexed");
             rec.flags |= VF_DELETING | VF_HIDDEN;
-            let name = std::mem::take(&mut rec.name);
-            let unindexed = st.by_name.remove(&name);
-            assert_eq!(unindexed, Some(seq), "live volume {name:?} indexed by name");
-            st.index_tombstone(seq);
+            rec.name.clear();
+            st.index_record(seq);
             st.dirty_vols.insert(seq);
             st.hints.remove(&seq);
             st.volume_changes += 1;
-            st.commit()?;
+            st.commit_change(change)?;
         }
         self.inner.wake.notify_all();
         Ok(())
@@ -155,12 +182,8 @@ impl Pool {
         validate_volume_name(name)?;
         let (_gate, mut st) = self.exclusive_with_room()?;
         let seq = st.seq_of(id)?;
-        let old = st.vols[&seq].name.clone();
-        if old != name {
+        if st.vols[&seq].name != name {
             st.ensure_name_free(name)?;
-            let unindexed = st.by_name.remove(&old);
-            assert_eq!(unindexed, Some(seq), "live volume {old:?} indexed by name");
-            st.by_name.insert(name.to_string(), seq);
         }
         st.update(seq, |r| r.name = name.to_string())
     }
@@ -211,8 +234,9 @@ impl Pool {
         st.ensure_name_free(name)?;
         let src = st.vols[&src_seq].clone();
         let flags = record_flags(&opts);
+        let mut change = st.begin_change(&[]);
         if src.root.addr != 0 {
-            st.meta_op(Tier::Ordinary, |meta| meta.rc_inc(src.root.addr, 1))?;
+            st.meta_in_change(&mut change, |meta| meta.rc_inc(src.root.addr, 1))?;
         }
         let mut rec = st.new_record(
             name,
@@ -225,7 +249,7 @@ impl Pool {
         rec.tag = opts.tag;
         let info = info_of(&rec);
         st.add_record(rec);
-        st.commit()?;
+        st.commit_change(change)?;
         Ok(info)
     }
 
@@ -252,8 +276,9 @@ impl Pool {
             }
             let snap = st.vols[&sseq].clone();
             let old_root = st.vols[&vseq].root;
+            let mut change = st.begin_change(&[vseq]);
             if snap.root.addr != 0 {
-                st.meta_op(Tier::Ordinary, |meta| meta.rc_inc(snap.root.addr, 1))?;
+                st.meta_in_change(&mut change, |meta| meta.rc_inc(snap.root.addr, 1))?;
             }
             if old_root.addr != 0 {
                 let tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
@@ -268,7 +293,7 @@ impl Pool {
             st.dirty_vols.insert(vseq);
             st.hints.remove(&vseq);
             st.volume_changes += 1;
-            st.commit()?;
+            st.commit_change(change)?;
         }
         self.inner.wake.notify_all();
         Ok(())
@@ -382,30 +407,141 @@ impl State {
     pub(super) fn add_record(&mut self, rec: VolumeRecord) {
         let seq = u64::from_be_bytes(rec.id[8..].try_into().expect("8 bytes"));
         debug_assert!(!rec.deleting(), "a new record is live");
-        self.by_id.insert(VolumeId(rec.id), seq);
+        let before = self.vols.insert(seq, rec);
+        assert!(before.is_none(), "record {seq} is new");
+        self.index_record(seq);
+        self.dirty_vols.insert(seq);
+        self.volume_changes += 1;
+    }
+
+    /// Changes live record `seq` with `f` (its indexes follow) and commits, as one change.
+    pub(super) fn update(
+        &mut self,
+        seq: u64,
+        f: impl FnOnce(&mut VolumeRecord),
+    ) -> Result<VolumeInfo> {
+        let change = self.begin_change(&[seq]);
+        self.unindex_record(seq);
+        let rec = self.vols.get_mut(&seq).expect("indexed");
+        f(rec);
+        assert!(!rec.deleting(), "an update keeps a volume live");
+        let info = info_of(rec);
+        self.index_record(seq);
+        self.dirty_vols.insert(seq);
+        self.volume_changes += 1;
+        self.commit_change(change)?;
+        Ok(info)
+    }
+
+    /// Starts a directory change that may alter the records `touched` and add new ones.
+    pub(super) fn begin_change(&self, touched: &[u64]) -> Change {
+        let saved = touched
+            .iter()
+            .map(|&seq| Saved {
+                seq,
+                rec: self.vols[&seq].clone(),
+                dirty: self.dirty_vols.contains(&seq),
+                hint: self.hints.get(&seq).copied(),
+            })
+            .collect();
+        Change {
+            next_seq: self.next_seq,
+            volume_changes: self.volume_changes,
+            saved,
+            meta: None,
+        }
+    }
+
+    /// Runs the metadata operation of `change` (at most one): undone at once if it fails,
+    /// with the change if its commit is refused.
+    pub(super) fn meta_in_change<T>(
+        &mut self,
+        change: &mut Change,
+        f: impl FnOnce(&mut Meta) -> Result<T>,
+    ) -> Result<T> {
+        assert!(change.meta.is_none(), "one metadata operation per change");
+        let (v, undo) = self.meta_op_kept(Tier::Ordinary, f)?;
+        change.meta = Some(undo);
+        Ok(v)
+    }
+
+    /// Commits `change`; when the commit is refused, or fails the pool, the change is put
+    /// back and the error answered.
+    pub(super) fn commit_change(&mut self, change: Change) -> Result<()> {
+        let r = self.commit();
+        if r.is_err() {
+            self.undo_change(change);
+        }
+        r
+    }
+
+    /// Puts back what `change` altered. The commit that refused it was undone, so the state is
+    /// the one the change left; a failed pool has dropped its metadata changes already.
+    fn undo_change(&mut self, change: Change) {
+        if let Some(undo) = change.meta {
+            if self.failed.is_none() {
+                self.meta.undo_kept(undo);
+            }
+        }
+        for seq in change.next_seq..self.next_seq {
+            self.unindex_record(seq);
+            self.vols.remove(&seq);
+            self.dirty_vols.remove(&seq);
+            self.hints.remove(&seq);
+        }
+        for s in change.saved {
+            self.unindex_record(s.seq);
+            self.vols.insert(s.seq, s.rec);
+            self.index_record(s.seq);
+            if !s.dirty {
+                self.dirty_vols.remove(&s.seq);
+            }
+            match s.hint {
+                Some(h) => self.hints.insert(s.seq, h),
+                None => self.hints.remove(&s.seq),
+            };
+        }
+        self.next_seq = change.next_seq;
+        self.volume_changes = change.volume_changes;
+        #[cfg(debug_assertions)]
+        self.assert_tombstones_indexed();
+    }
+
+    /// Takes record `seq` out of the index it is in: by id and name, or the reclaim queue.
+    fn unindex_record(&mut self, seq: u64) {
+        let rec = &self.vols[&seq];
+        if !rec.deleting() {
+            let by_id = self.by_id.remove(&VolumeId(rec.id));
+            assert_eq!(by_id, Some(seq), "live volume {seq} indexed by id");
+            let by_name = self.by_name.remove(&rec.name);
+            assert_eq!(
+                by_name,
+                Some(seq),
+                "live volume {:?} indexed by name",
+                rec.name
+            );
+        } else if rec.quarantined() {
+            self.quarantined_count -= 1;
+        } else {
+            let queued = self.tombstones.remove(&seq);
+            assert!(queued, "tombstone {seq} queued for reclaim");
+        }
+    }
+
+    /// Indexes record `seq`: a live one by id and name, a tombstone for reclaim.
+    fn index_record(&mut self, seq: u64) {
+        let rec = &self.vols[&seq];
+        if rec.deleting() {
+            return self.index_tombstone(seq);
+        }
+        let id = VolumeId(rec.id);
         let named = self.by_name.insert(rec.name.clone(), seq);
         assert!(
             named.is_none(),
             "volume name {:?} checked free first",
             rec.name
         );
-        self.vols.insert(seq, rec);
-        self.dirty_vols.insert(seq);
-        self.volume_changes += 1;
-    }
-
-    pub(super) fn update(
-        &mut self,
-        seq: u64,
-        f: impl FnOnce(&mut VolumeRecord),
-    ) -> Result<VolumeInfo> {
-        let rec = self.vols.get_mut(&seq).expect("indexed");
-        f(rec);
-        let info = info_of(rec);
-        self.dirty_vols.insert(seq);
-        self.volume_changes += 1;
-        self.commit()?;
-        Ok(info)
+        self.by_id.insert(id, seq);
     }
 
     pub(super) fn set_root(&mut self, seq: u64, root: Root) {
