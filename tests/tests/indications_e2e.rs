@@ -126,6 +126,12 @@ fn subscribed_listeners_receive_volume_indications_across_outages_and_restarts()
         .unwrap_or_default()
         .to_owned();
     assert!(subscriptions.contains(" 4 "), "four subscriptions: {text}");
+    // The subscription's Filter and Handler references come back as the paths the client
+    // enumerated (LOCALINSTANCEPATH, no host made up), so pywbemcli finds and removes it.
+    let (ok, text) = pywbemcli(&daemon, &home, &["remove-subscription", "cli", "clif"]);
+    assert!(ok && text.contains("Removed 1 subscription"), "{text}");
+    let (ok, listed) = pywbemcli(&daemon, &home, &["list-subscriptions"]);
+    assert!(ok && !listed.contains("clif"), "{listed}");
     daemon.stop().unwrap();
 
     let daemon = Daemon::start(&data, &config).unwrap();
@@ -133,7 +139,10 @@ fn subscribed_listeners_receive_volume_indications_across_outages_and_restarts()
     let names = second["filters"].as_array().unwrap();
     assert_eq!(names.len(), 4, "{second}");
     let (ok, listed) = pywbemcli(&daemon, &home, &["list-subscriptions"]);
-    assert!(ok && listed.contains("cairntest:lis"), "{listed}");
+    assert!(
+        ok && listed.contains("cairntest:lis") && !listed.contains("clif"),
+        "{listed}"
+    );
     daemon.stop().unwrap();
 }
 

@@ -77,10 +77,10 @@ fn golden_instance_properties() {
             "<PROPERTY NAME=\"S\" TYPE=\"string\"><VALUE>x &amp; y</VALUE></PROPERTY>",
             "<PROPERTY NAME=\"U\" TYPE=\"uint16\" CLASSORIGIN=\"CIM_Y\"><VALUE>11</VALUE></PROPERTY>",
             "<PROPERTY.ARRAY NAME=\"A\" TYPE=\"uint16\"><VALUE.ARRAY><VALUE>6</VALUE><VALUE>7</VALUE></VALUE.ARRAY></PROPERTY.ARRAY>",
-            "<PROPERTY.REFERENCE NAME=\"R\" REFERENCECLASS=\"CIM_StoragePool\"><VALUE.REFERENCE><INSTANCEPATH><NAMESPACEPATH><HOST>localhost</HOST>",
-            "<LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"cairn\"/></LOCALNAMESPACEPATH></NAMESPACEPATH>",
+            "<PROPERTY.REFERENCE NAME=\"R\" REFERENCECLASS=\"CIM_StoragePool\"><VALUE.REFERENCE><LOCALINSTANCEPATH>",
+            "<LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"cairn\"/></LOCALNAMESPACEPATH>",
             "<INSTANCENAME CLASSNAME=\"Cairn_StoragePool\"><KEYBINDING NAME=\"InstanceID\"><KEYVALUE VALUETYPE=\"string\" TYPE=\"string\">P&lt;1&gt;</KEYVALUE></KEYBINDING></INSTANCENAME>",
-            "</INSTANCEPATH></VALUE.REFERENCE></PROPERTY.REFERENCE>",
+            "</LOCALINSTANCEPATH></VALUE.REFERENCE></PROPERTY.REFERENCE>",
             "<PROPERTY NAME=\"E\" TYPE=\"string\" EmbeddedObject=\"instance\"><VALUE>&lt;INSTANCE CLASSNAME=&quot;CIM_Error&quot;&gt;&lt;PROPERTY NAME=&quot;Message&quot; TYPE=&quot;string&quot;&gt;&lt;VALUE&gt;a&amp;lt;b&lt;/VALUE&gt;&lt;/PROPERTY&gt;&lt;/INSTANCE&gt;</VALUE></PROPERTY>",
             "<PROPERTY NAME=\"D\" TYPE=\"datetime\"><VALUE>00000000000101.000000:000</VALUE></PROPERTY>",
             "<PROPERTY NAME=\"N\" TYPE=\"boolean\"></PROPERTY>",
@@ -115,6 +115,15 @@ fn golden_paths_and_key_types() {
     hosted.host = Some("array.example.com".into());
     assert!(reference_xml(&hosted)
         .starts_with("<INSTANCEPATH><NAMESPACEPATH><HOST>array.example.com</HOST>"));
+    // A namespace without a host is a LOCALINSTANCEPATH: no host is made up for it.
+    assert_eq!(
+        reference_xml(&pool()),
+        concat!(
+            "<LOCALINSTANCEPATH><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"cairn\"/></LOCALNAMESPACEPATH>",
+            "<INSTANCENAME CLASSNAME=\"Cairn_StoragePool\"><KEYBINDING NAME=\"InstanceID\"><KEYVALUE VALUETYPE=\"string\" TYPE=\"string\">P&lt;1&gt;</KEYVALUE></KEYBINDING></INSTANCENAME>",
+            "</LOCALINSTANCEPATH>"
+        )
+    );
 }
 
 #[test]

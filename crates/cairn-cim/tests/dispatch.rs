@@ -575,7 +575,7 @@ fn references_to_storage_synchronized_are_empty_not_errors() {
     };
     let r = refs("LUN-0001", false);
     assert_eq!(count(&r, "<VALUE.OBJECTWITHPATH>"), 1, "{r}");
-    assert!(r.contains("<PROPERTY.REFERENCE NAME=\"SystemElement\" REFERENCECLASS=\"CIM_ManagedElement\"><VALUE.REFERENCE><INSTANCEPATH>"), "{r}");
+    assert!(r.contains("<PROPERTY.REFERENCE NAME=\"SystemElement\" REFERENCECLASS=\"CIM_ManagedElement\"><VALUE.REFERENCE><LOCALINSTANCEPATH>"), "{r}");
     assert!(r.contains("<PROPERTY NAME=\"SyncState\" TYPE=\"uint16\"></PROPERTY>"));
     let r = refs("LUN-0003", true);
     assert_eq!(count(&r, "<OBJECTPATH>"), 1);
@@ -708,7 +708,7 @@ fn create_element_replica_untyped_params_are_typed_from_the_class() {
     );
     common::assert_well_formed(&r);
     assert!(r.contains("<METHODRESPONSE NAME=\"CreateElementReplica\"><RETURNVALUE PARAMTYPE=\"uint32\"><VALUE>0</VALUE></RETURNVALUE>"), "{r}");
-    assert!(r.contains("<PARAMVALUE NAME=\"TargetElement\" PARAMTYPE=\"reference\"><VALUE.REFERENCE><INSTANCEPATH>"), "{r}");
+    assert!(r.contains("<PARAMVALUE NAME=\"TargetElement\" PARAMTYPE=\"reference\"><VALUE.REFERENCE><LOCALINSTANCEPATH>"), "{r}");
     let r = imethod(
         &s,
         "root/cairn",

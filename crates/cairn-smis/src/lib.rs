@@ -20,7 +20,7 @@ pub use error::{Error, ErrorKind};
 pub use http::{start, CredentialSource, Credentials, SmisServerConfig, SmisServerHandle};
 
 // The SMI-S array model over an array backend (`cairn_array`): `ArrayProvider` (Array, Block Services, Replication
-// Services and Job Control profiles), its methods, jobs and cross-pool copies; with host access
+// Services, Copy Services, Thin Provisioning and Job Control profiles), its methods, jobs and cross-pool copies; with host access
 // wired (`ArrayOptions::host_access`), Group Masking and Mapping and iSCSI Target Ports.
 pub mod copy;
 pub mod index;
@@ -30,6 +30,7 @@ pub mod jobs;
 mod masking;
 mod methods;
 pub mod model;
+pub mod profiles;
 pub mod provider;
 pub mod retcode;
 

@@ -199,11 +199,19 @@ pub fn volume_id_of(path: &InstancePath) -> Option<VolumeId> {
         .ok()
 }
 
-/// The volumes a path names: its own DeviceID for a volume, the volumes its references name for
-/// an association.
+/// The volumes a path names: its own DeviceID for a volume, the volume of a volume's storage
+/// setting, the volumes its references name for an association.
 pub fn volumes_named(path: &InstancePath) -> Vec<VolumeId> {
     if path.class_name.eq_ignore_ascii_case(VOLUME_CLASS) {
         return volume_id_of(path).into_iter().collect();
+    }
+    if path
+        .class_name
+        .eq_ignore_ascii_case(crate::profiles::SETTING_CLASS)
+    {
+        return crate::profiles::setting_volume_id(path)
+            .into_iter()
+            .collect();
     }
     path.keys
         .iter()
@@ -286,7 +294,9 @@ pub fn needs(class: &str) -> Needs {
         | "cairn_systemdevice"
         | "cairn_allocatedfromstoragepool"
         | "cairn_storagesynchronized"
-        | "cairn_affectedjobelement" => Needs::Volumes,
+        | "cairn_affectedjobelement"
+        | "cairn_storagesetting"
+        | "cairn_elementsettingdata" => Needs::Volumes,
         _ => Needs::Nothing,
     }
 }
@@ -351,7 +361,7 @@ impl Snapshot {
         Some((p, &p.volumes[j]))
     }
 
-    fn volumes(&self) -> impl Iterator<Item = (&PoolView, &Volume)> {
+    pub(crate) fn volumes(&self) -> impl Iterator<Item = (&PoolView, &Volume)> {
         self.pools
             .iter()
             .flat_map(|p| p.volumes.iter().map(move |v| (p, v)))
@@ -638,6 +648,9 @@ fn pool(p: &PoolView) -> Instance {
             Value::Uint64(i.metadata_bytes_total),
         )
         .with("ElementsShareSpace", Value::Boolean(true))
+        // Thin Provisioning: the pool's space is its own (allocated when the pool was made).
+        .with("SpaceLimitDetermination", Value::Uint16(2))
+        .with("SpaceLimit", Value::Uint64(i.data_bytes_total))
         .with("Usage", Value::Uint16(2))
         .with("OperationalStatus", u16s(op))
         .with("HealthState", Value::Uint16(health))

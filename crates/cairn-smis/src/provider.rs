@@ -37,6 +37,7 @@ use crate::index::{Scope, VolumeIndex};
 use crate::jobs::Jobs;
 use crate::limits::JOB_TIME_BEFORE_REMOVAL_DEFAULT;
 use crate::model::{self, Identity, Needs, Snapshot};
+use crate::profiles::{self, SystemLocation};
 
 /// What a daemon tells its array model.
 #[derive(Debug, Clone)]
@@ -54,14 +55,18 @@ pub struct ArrayOptions {
     /// The block protocol's access model: with it, Group Masking and Mapping and iSCSI Target
     /// Ports are served (`crate::masking`) and a mapped volume is In Use.
     pub host_access: Option<Arc<dyn cairn_export::access::HostAccess>>,
+    /// The system's CIM_Location.
+    pub location: SystemLocation,
 }
 
 impl ArrayOptions {
     /// Defaults for array `system_name`: this crate's version, jobs in memory, TimeBeforeRemoval
     /// [`JOB_TIME_BEFORE_REMOVAL_DEFAULT`], no copy bandwidth limit.
     pub fn new(system_name: impl Into<String>) -> ArrayOptions {
+        let system_name = system_name.into();
         ArrayOptions {
-            system_name: system_name.into(),
+            location: SystemLocation::unset(&system_name),
+            system_name,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             jobs_path: None,
             time_before_removal: JOB_TIME_BEFORE_REMOVAL_DEFAULT,
@@ -189,6 +194,12 @@ impl ArrayProvider {
             .filter(|j| j.target.is_some())
             .collect();
         let mut out = model::instances(&self.identity, snap, &jobs, self.tbr_secs(), class_name);
+        out.extend(profiles::instances(
+            &self.identity,
+            &self.opts.location,
+            snap,
+            class_name,
+        ));
         if let Some(access) = &self.opts.host_access {
             out.extend(crate::masking::instances(
                 &self.identity,
@@ -217,6 +228,7 @@ impl Provider for ArrayProvider {
         }
         let mut names: Vec<String> = model::CAIRN_CLASSES
             .iter()
+            .chain(profiles::CLASSES.iter())
             .map(|s| (*s).to_owned())
             .collect();
         if self.opts.host_access.is_some() {
@@ -351,6 +363,10 @@ impl Provider for ArrayProvider {
 
     fn registered_profiles(&self) -> Vec<ProfileRegistration> {
         let mut out = model::registrations(&self.identity);
+        out.extend(profiles::registrations(
+            &self.identity,
+            model::ARRAY_PROFILE.0,
+        ));
         if let Some(access) = &self.opts.host_access {
             let array_id = model::ARRAY_PROFILE.0;
             out.extend(crate::masking::registrations(

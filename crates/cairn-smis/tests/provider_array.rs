@@ -30,6 +30,8 @@ async fn wbemserver_finds_the_array_profile_and_its_storage_system() {
         ("Replication Services", "1.6.1"),
         ("Job Control", "1.5.0"),
         ("Server", "1.6.1"),
+        ("Copy Services", "1.5.0"),
+        ("Thin Provisioning", "1.6.0"),
     ] {
         assert!(
             profiles.contains(&json!(["11", name, version])),
@@ -46,10 +48,12 @@ async fn wbemserver_finds_the_array_profile_and_its_storage_system() {
         d["components"],
         json!([
             "Block Services",
+            "Copy Services",
             "Job Control",
             "Physical Package",
             "Replication Services",
-            "Software"
+            "Software",
+            "Thin Provisioning"
         ]),
         "{d}"
     );
@@ -531,7 +535,14 @@ async fn every_class_enumerates_completely() {
     assert_eq!(n("CIM_StorageVolume"), 3, "{d}");
     assert_eq!(n("CIM_StorageSynchronized"), 2, "{d}");
     assert_eq!(n("CIM_AllocatedFromStoragePool"), 2 + 3, "{d}");
-    assert_eq!(n("CIM_ElementCapabilities"), 2 + 2, "{d}");
+    // Services and pools to their capabilities, the configuration service to the two
+    // StorageReplicationCapabilities.
+    assert_eq!(n("CIM_ElementCapabilities"), 2 + 2 + 2, "{d}");
+    assert_eq!(n("CIM_StorageReplicationCapabilities"), 2, "{d}");
+    assert_eq!(n("CIM_StorageSetting"), 3, "{d}");
+    assert_eq!(n("CIM_ElementSettingData"), 3, "{d}");
+    assert_eq!(n("CIM_Location"), 1, "{d}");
+    assert_eq!(n("CIM_PhysicalElementLocation"), 1, "{d}");
     assert_eq!(n("CIM_SystemDevice"), 3, "{d}");
     assert_eq!(n("CIM_HostedStoragePool"), 3, "{d}");
     assert_eq!(n("CIM_HostedService"), 2, "{d}");
@@ -543,8 +554,8 @@ async fn every_class_enumerates_completely() {
             .as_u64()
             .unwrap_or(0)
     };
-    assert_eq!(i("CIM_RegisteredProfile"), 7, "{d}");
-    assert_eq!(i("CIM_ReferencedProfile"), 5, "{d}");
+    assert_eq!(i("CIM_RegisteredProfile"), 9, "{d}");
+    assert_eq!(i("CIM_ReferencedProfile"), 7, "{d}");
     assert_eq!(i("CIM_ObjectManager"), 1, "{d}");
     array.handle.shutdown().await;
 }

@@ -54,6 +54,10 @@
 //! trusted_certs = ["listener.pem"]  # https listeners' certificates (PEM), trusted exactly
 //! accept_any_certificate = ["https://10.0.0.5:5990/*"]   # destinations whose certificate is not checked
 //! pool_free_alert_percent = 10   # alert when a pool's free space falls below this
+//!
+//! [location]                     # the array's CIM_Location (SMI-S)
+//! name = "Lab 2"                 # Name and ElementName (default "<system name> location")
+//! physical_position = "rack 4, slot 12"   # PhysicalPosition (default empty)
 //! ```
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
@@ -100,6 +104,16 @@ struct RawConfig {
     iscsi: RawIscsi,
     #[serde(default)]
     indications: RawIndications,
+    #[serde(default)]
+    location: RawLocation,
+}
+
+/// `[location]`: the array's CIM_Location.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct RawLocation {
+    name: Option<String>,
+    physical_position: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -262,6 +276,9 @@ pub struct Config {
     /// Masking views that make `iscsi-views.json` when it does not exist yet.
     pub iscsi_seed_views: Vec<cairn_iscsi::views::SeedView>,
     pub indications: IndicationSettings,
+    /// `[location]` name (None: the default), physical position.
+    pub location_name: Option<String>,
+    pub location_position: Option<String>,
 }
 
 impl Config {
@@ -317,6 +334,8 @@ impl Config {
             ),
             iscsi_seed_views: raw.iscsi.views,
             indications: resolve_indications(&data_dir, raw.indications)?,
+            location_name: raw.location.name,
+            location_position: raw.location.physical_position,
             data_dir,
         })
     }

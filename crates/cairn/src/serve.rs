@@ -271,6 +271,12 @@ fn system_name() -> String {
 fn array_options(config: &Config) -> ArrayOptions {
     let mut opts = ArrayOptions::new(system_name());
     opts.jobs_path = Some(config.data_dir.join("jobs.json"));
+    if let Some(name) = &config.location_name {
+        opts.location.name.clone_from(name);
+    }
+    if let Some(position) = &config.location_position {
+        opts.location.physical_position.clone_from(position);
+    }
     opts
 }
 

@@ -12,7 +12,9 @@ use crate::instance::{Instance, Property};
 use crate::path::{InstancePath, KeyValue};
 use crate::types::{CimType, Value};
 
-/// Host name put into INSTANCEPATHs whose path has a namespace but no host.
+/// Host name written where DSP0201 requires an INSTANCEPATH (OBJECTPATH, VALUE.OBJECTWITHPATH,
+/// pulled instances and paths) and the path has none; a reference without a host is written as
+/// LOCALINSTANCEPATH instead.
 pub const DEFAULT_HOST: &str = "localhost";
 
 /// What an intrinsic operation returns inside IRETURNVALUE (plus pull parameters).
@@ -183,7 +185,8 @@ pub fn value_xml(v: &Value) -> String {
     w.s
 }
 
-/// Writes an INSTANCEPATH (or INSTANCENAME when the path has no namespace) as text.
+/// Writes a reference's path as text: INSTANCEPATH with a host, LOCALINSTANCEPATH with a
+/// namespace alone, INSTANCENAME with neither.
 pub fn reference_xml(path: &InstancePath) -> String {
     let mut w = Writer::new();
     w.reference_target(path);
@@ -402,11 +405,19 @@ impl Writer {
         }
     }
 
+    /// The path inside a VALUE.REFERENCE: INSTANCEPATH with a host, LOCALINSTANCEPATH with a
+    /// namespace alone (DSP0201; a client then reads the reference without a host, as
+    /// the paths of its own enumerations), INSTANCENAME with neither.
     fn reference_target(&mut self, p: &InstancePath) {
-        if p.namespace.is_some() {
-            self.instance_path(p);
-        } else {
-            self.instance_name(p);
+        match (&p.host, &p.namespace) {
+            (Some(_), _) => self.instance_path(p),
+            (None, Some(ns)) => {
+                self.s.push_str("<LOCALINSTANCEPATH>");
+                self.local_namespace(ns);
+                self.instance_name(p);
+                self.s.push_str("</LOCALINSTANCEPATH>");
+            }
+            (None, None) => self.instance_name(p),
         }
     }
 

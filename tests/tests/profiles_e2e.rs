@@ -1,0 +1,40 @@
+//! Copy Services, Thin Provisioning and the array's location end to end: pywbem's WBEMServer finds
+//! both profiles registered and referenced from Array, their central instance, the replication
+//! capabilities, a storage setting per volume (and none left for a deleted one), the pools' space
+//! limits, the snapshot's CopyState and the CIM_Location the config names (tests/py/profiles.py).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use cairn_tests::{python, test_config, Daemon};
+use serde_json::Value;
+
+#[test]
+fn copy_services_thin_provisioning_and_location_are_discoverable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(
+        "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"256MiB\"\n\
+         [[pool]]\nname = \"pool1\"\npath = \"pool1.img\"\nsize = \"128MiB\"\n\
+         [location]\nname = \"Lab 2\"\nphysical_position = \"rack 4, slot 12\"\n",
+    );
+    let daemon = Daemon::start(&dir.path().join("data"), &config).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/profiles.py");
+    let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
+    let out = Command::new(python())
+        .arg(script)
+        .args([url.as_str(), "admin", "secret", "Lab 2", "rack 4, slot 12"])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "profiles.py failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(result["settings"], 2, "{result}");
+    assert_eq!(result["settings_after_delete"], 1, "{result}");
+    assert_eq!(result["replication_capabilities"], 2, "{result}");
+    assert_eq!(result["pools"], 2, "{result}");
+    daemon.stop().unwrap();
+}
