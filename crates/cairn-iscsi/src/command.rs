@@ -1,6 +1,6 @@
 //! SCSI commands in the full feature phase: LUN lookup, unit attentions, Data-Out collection
-//! with R2T, execution (small reads and writes on the connection's own task, the rest on the
-//! blocking pool), Data-In with status in the last PDU, and task management.
+//! with R2T, execution on the blocking pool, Data-In with status in the last PDU, and task
+//! management.
 //!
 //! Invariants:
 //! - A command's data-out is gathered in offset order within FirstBurstLength (unsolicited) and
@@ -13,10 +13,6 @@
 //!   arrival until its execution ends; between commands a session holds none of its LUNs.
 //! - Data-In segments never exceed the initiator's MaxRecvDataSegmentLength; residuals follow
 //!   RFC 7143 §11.4.5 (overflow when the command had more data than expected, underflow when less).
-//! - Only a READ, or a WRITE without FUA, of at most [`INLINE_BYTES_MAX`] runs on the
-//!   connection's task (one engine call over cached metadata and at most one device I/O: the
-//!   thread hop and wake-up pair of the blocking pool would cost more); anything that may wait
-//!   long (flushes, FUA, COMPARE AND WRITE, reservations, large transfers) goes to the pool.
 //! - An aborted task sends no response; LOGICAL UNIT RESET aborts the tasks of its LUN and leaves a
 //!   unit attention for every other session.
 
@@ -27,7 +23,7 @@ use bytes::Bytes;
 use cairn_export::{Volume, VolumeInfo};
 
 use crate::connection::{Conn, ConnResult};
-use crate::limits::{COMMAND_CHARGE_BYTES, DISCARDING_MAX, INLINE_BYTES_MAX, TRANSFER_BYTES_MAX};
+use crate::limits::{COMMAND_CHARGE_BYTES, DISCARDING_MAX, TRANSFER_BYTES_MAX};
 use crate::lu;
 use crate::pdu::{op, reject, Pdu, RESERVED_TAG};
 use crate::pr::{LuReservation, Nexus};
@@ -330,18 +326,6 @@ fn execute(target: &Target, c: &Collect) -> Answer {
     }
 }
 
-/// True for the small commands run on the connection's task (see the module's invariants).
-fn runs_inline(c: &Collect) -> bool {
-    let blocks = match c.cdb {
-        Cdb::Read { blocks, .. }
-        | Cdb::Write {
-            blocks, fua: false, ..
-        } => blocks,
-        _ => return false,
-    };
-    blocks as u64 * c.unit.block_bytes as u64 <= INLINE_BYTES_MAX
-}
-
 fn alloc_len(cdb: &Cdb) -> u32 {
     match *cdb {
         Cdb::RequestSense { alloc }
@@ -582,11 +566,6 @@ impl Conn {
             unreachable!("matched above")
         };
         c.whole_blocks();
-        if runs_inline(&c) {
-            let outcome = execute(&self.target, &c);
-            drop(c);
-            return self.complete(Done { itt, outcome }).await;
-        }
         let done = self.done_tx.clone();
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {

@@ -35,8 +35,6 @@ pub const VALUE_BYTES_MAX: usize = 8192;
 pub const LOGIN_PDUS_MAX: u32 = 64;
 /// Commands the target admits into its CmdSN window at once (MaxCmdSN - ExpCmdSN + 1).
 pub const COMMAND_WINDOW: u32 = 32;
-/// Largest READ or WRITE (without FUA) run on the connection's task instead of the blocking pool.
-pub const INLINE_BYTES_MAX: u64 = 64 << 10;
 /// Data bytes one connection may hold for commands in flight (reads and writes).
 pub const CONNECTION_IN_FLIGHT_BYTES_MAX: u64 = 96 << 20;
 /// Data bytes the whole server may hold for commands in flight.
@@ -90,7 +88,6 @@ const _: () = assert!(FIRST_BURST_BYTES_MAX >= DATA_SEGMENT_BYTES_FLOOR);
 const _: () = assert!(LOGIN_DATA_SEGMENT_BYTES_MAX <= RECV_DATA_SEGMENT_BYTES);
 const _: () =
     assert!(TRANSFER_BYTES_MAX as u64 + COMMAND_CHARGE_BYTES <= CONNECTION_IN_FLIGHT_BYTES_MAX);
-const _: () = assert!(INLINE_BYTES_MAX <= TRANSFER_BYTES_MAX as u64);
 const _: () = assert!(PR_ATTENTION_NEXUSES_MAX >= REGISTRATIONS_MAX);
 const _: () = assert!(CONNECTION_IN_FLIGHT_BYTES_MAX <= SERVER_IN_FLIGHT_BYTES_MAX);
 const _: () = assert!(SERVER_IN_FLIGHT_BYTES_MAX <= u32::MAX as u64);
