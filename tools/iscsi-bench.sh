@@ -141,6 +141,9 @@ EOF
 CAIRN_PID=$!
 PIDS+=("$CAIRN_PID")
 wait_for "$CAIRN_PID" nbdinfo --size "nbd://127.0.0.1:$NBD_CAIRN/vol"
+# The iSCSI target answers a discovery only once its name and LUN map are written: that answer
+# is the signal that both are there (the NBD export may be ready first).
+wait_for "$CAIRN_PID" iscsi-ls "iscsi://127.0.0.1:$ISCSI_CAIRN"
 IQN=$(cat "$DATA/iscsi-target-name")
 LUN=$(python3 -c 'import json,sys; print(min(json.load(open(sys.argv[1]))["luns"].values()))' "$DATA/iscsi-luns.json")
 through_qemu cairn-iscsi "iscsi://127.0.0.1:$ISCSI_CAIRN/$IQN/$LUN"

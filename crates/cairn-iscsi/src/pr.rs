@@ -629,6 +629,21 @@ impl Reservations {
         lock(&self.units).entry(id.to_string()).or_default().clone()
     }
 
+    /// Forgets every unit whose volume is not in `live` (hex ids): a deleted volume's
+    /// registrations, reservation and unit attentions go, from memory and from the store, so
+    /// nothing of them reaches a unit made later under the same id or LUN.
+    pub fn retain(&self, live: &[String]) -> std::io::Result<()> {
+        lock(&self.units).retain(|id, _| live.contains(id));
+        let mut saved = lock(&self.saved);
+        let before = saved.units.len();
+        saved.units.retain(|id, _| live.contains(id));
+        if saved.units.len() == before {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(&*saved).map_err(std::io::Error::other)?;
+        write_atomic(&self.path, &bytes)
+    }
+
     /// Releases the SPC-2 reservations `n` holds, on every unit (its I_T nexus is lost).
     pub fn nexus_lost(&self, n: &Nexus) {
         for unit in lock(&self.units).values() {
@@ -909,5 +924,35 @@ mod tests {
             Reservations::load(&path).is_err(),
             "a holder must be registered"
         );
+    }
+
+    #[test]
+    fn a_deleted_unit_leaves_no_reservation_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pr.json");
+        let r = Reservations::load(&path).unwrap();
+        let a = nexus("a");
+        out(&r, &a, action::REGISTER, 0, &list(0, 7, true)).unwrap();
+        out(
+            &r,
+            &a,
+            action::RESERVE,
+            kind::WRITE_EXCLUSIVE,
+            &list(7, 0, true),
+        )
+        .unwrap();
+        let other = r.of("w");
+        lock(&other).reserve6(&a).unwrap();
+        // Unit "w" is still there: it keeps its state; "v" is gone.
+        r.retain(&["w".to_string()]).unwrap();
+        assert!(
+            keys(&r).is_empty(),
+            "a new unit under the old id starts clean"
+        );
+        assert!(!lock(&r.of("v")).conflicts(&nexus("b"), Access::Write));
+        assert!(lock(&r.of("w")).conflicts(&nexus("b"), Access::Write));
+        let again = Reservations::load(&path).unwrap();
+        assert!(keys(&again).is_empty(), "the APTPL entry left the file");
+        assert!(!lock(&again.of("v")).conflicts(&nexus("b"), Access::Write));
     }
 }
