@@ -496,11 +496,21 @@ pub fn extent_of(v: &[u8]) -> (u64, u64) {
     (get_u64(v, 0), get_u64(v, 8) & 0xffff_ffff)
 }
 
-/// Encodes a volume-tree value.
-pub fn extent_val(phys: u64, len: u64) -> [u8; 16] {
+/// The share epoch a volume-tree value was written in (zero before format version 3).
+pub fn extent_epoch(v: &[u8]) -> u64 {
+    get_u64(v, 8) >> 32
+}
+
+/// Encodes a volume-tree value: physical block, length, and the share epoch it was written in.
+pub fn extent_val(phys: u64, len: u64, epoch: u64) -> [u8; 16] {
+    assert!(
+        len <= u64::from(u32::MAX) && epoch <= crate::format::SHARE_EPOCH_MAX,
+        "extent length and epoch fit their fields"
+    );
     let mut v = [0u8; 16];
     v[..8].copy_from_slice(&phys.to_le_bytes());
     v[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    v[12..16].copy_from_slice(&(epoch as u32).to_le_bytes());
     v
 }
 
@@ -533,6 +543,7 @@ pub(crate) mod tests {
             meta_blocks: 0,
             reserve_blocks: 64,
             created_unix_secs: 0,
+            share_epoch: 0,
         };
         let mut m = Meta::new(dev, sb, 64);
         m.mark_superblocks().unwrap();
@@ -710,13 +721,15 @@ pub(crate) mod tests {
         let kind = TreeKind::Volume;
         let mut a = Root::default();
         for k in 0..500u64 {
-            a = m.insert(kind, a, k * 10, &extent_val(1000 + k, 1)).unwrap();
+            a = m
+                .insert(kind, a, k * 10, &extent_val(1000 + k, 1, 0))
+                .unwrap();
         }
         m.commit(m.durable.clone()).unwrap();
         // Share the tree (a snapshot), then change one copy.
         m.rc_inc(a.addr, 1).unwrap();
         let b = a;
-        let a2 = m.insert(kind, a, 5, &extent_val(3000, 1)).unwrap();
+        let a2 = m.insert(kind, a, 5, &extent_val(3000, 1, 0)).unwrap();
         assert_ne!(a2.addr, a.addr);
         assert_eq!(
             m.rc_get(a.addr).unwrap(),

@@ -846,7 +846,7 @@ mod tests {
         let (data_block, len) = extent_of(leaf.val(0));
         // Remap the volume's first extent onto the directory root (and the block after it).
         let vs = leaf.vals.len() / leaf.len();
-        leaf.vals[..vs].copy_from_slice(&crate::btree::extent_val(sb.dir.addr, len));
+        leaf.vals[..vs].copy_from_slice(&crate::btree::extent_val(sb.dir.addr, len, 0));
         let at = crate::format::Seal {
             addr: root.addr,
             gen: leaf.gen,

@@ -345,6 +345,9 @@ fn a_stale_node_copied_back_over_its_address_is_refused() {
     let mut found = None;
     for round in 0..1000u64 {
         let vb = 2 * (round % 64);
+        // Unmapped first, so the write maps a fresh block (an exclusive block would be
+        // overwritten in place, leaving the tree alone).
+        p.trim(v.id, vb * BLOCK_SIZE_BYTES, 4096).unwrap();
         p.write(v.id, vb * BLOCK_SIZE_BYTES, &[round as u8; 4096])
             .unwrap();
         p.flush().unwrap();
@@ -446,4 +449,53 @@ fn a_stale_bitmap_page_is_refused_and_reported() {
     let e = m.alloc_data(1, 0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     assert!(e.context().contains("bitmap page 0"), "{e}");
+}
+
+/// A pool whose share epoch is at its maximum refuses the operations that would advance it
+/// (snapshot, clone, restore) with `ShareEpochExhausted` and changes nothing; writes, in place
+/// or not, and reopening still work.
+#[test]
+fn a_pool_at_its_last_share_epoch_refuses_shares_and_keeps_working() {
+    let dev = pool_with_deep_volume();
+    forge_superblock(&dev, |sb| sb.share_epoch = crate::format::SHARE_EPOCH_MAX);
+    let p = Pool::open(dev.clone(), opts()).unwrap();
+    let v = p.volume_by_name("v").unwrap();
+    let w = p.volume_by_name("w").unwrap();
+    let e = p.snapshot(v.id, "s", VolumeOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ShareEpochExhausted, "{e}");
+    let e = p.restore(v.id, w.id).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ShareEpochExhausted, "{e}");
+    assert!(p.volume_by_name("s").is_none());
+    for round in 0..3u8 {
+        p.write(v.id, 0, &[round + 1; 4096]).unwrap();
+        p.flush().unwrap();
+    }
+    p.close().unwrap();
+    let p = Pool::open(dev.clone(), opts()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    p.read(v.id, 0, &mut buf).unwrap();
+    assert_eq!(buf, vec![3u8; 4096]);
+    p.read(w.id, 0, &mut buf).unwrap();
+    assert_eq!(buf, vec![9u8; 4096], "the refused restore changed nothing");
+    assert!(p.check().unwrap().is_clean());
+}
+
+/// A volume record (or mapping) of a share epoch past the pool's would pass shared blocks for
+/// exclusive ones: it is corruption at open.
+#[test]
+fn a_share_epoch_past_the_pools_is_corrupt() {
+    let dev = pool_with_deep_volume();
+    let p = Pool::open(dev.clone(), opts()).unwrap();
+    let v = p.volume_by_name("v").unwrap();
+    p.snapshot(v.id, "s", VolumeOptions::default()).unwrap();
+    p.close().unwrap();
+    assert_eq!(
+        durable(&dev).share_epoch,
+        1,
+        "a snapshot advances the epoch"
+    );
+    forge_superblock(&dev, |sb| sb.share_epoch = 0);
+    let e = Pool::open(dev.clone(), opts()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("share epoch"), "{e}");
 }

@@ -23,6 +23,9 @@ pub enum ErrorKind {
     PoolFailed,
     NotAPool,
     UnsupportedVersion,
+    /// The pool's share epoch is at its maximum (`format::SHARE_EPOCH_MAX`): no further
+    /// snapshot, clone or restore; everything else works.
+    ShareEpochExhausted,
 }
 
 impl ErrorKind {
@@ -40,6 +43,7 @@ impl ErrorKind {
             ErrorKind::PoolFailed => "Pool has failed",
             ErrorKind::NotAPool => "Not a Cairn pool",
             ErrorKind::UnsupportedVersion => "Unsupported pool format version",
+            ErrorKind::ShareEpochExhausted => "Pool has no share epoch left for a snapshot",
         }
     }
 }

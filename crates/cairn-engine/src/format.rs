@@ -21,12 +21,17 @@ use crate::limits::{
 /// Magic at offset 0 of every metadata block: "CRNM" little-endian.
 pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"CRNM");
 /// On-disk format version this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest format version this build reads (and upgrades when it opens a pool writable).
 pub const FORMAT_VERSION_MIN: u32 = 1;
 /// The first version whose blocks carry the pool UUID and whose pointers carry generations.
 pub const VERSION_STAMPED: u32 = 2;
 const _: () = assert!(FORMAT_VERSION_MIN <= VERSION_STAMPED && VERSION_STAMPED <= FORMAT_VERSION);
+/// The first version with share epochs (superblock, volume records, mappings): the test that
+/// lets a write overwrite a data block in place.
+pub const VERSION_SHARE_EPOCH: u32 = 3;
+const _: () =
+    assert!(VERSION_STAMPED < VERSION_SHARE_EPOCH && VERSION_SHARE_EPOCH <= FORMAT_VERSION);
 
 // ---- block header ---------------------------------------------------------------------------
 pub const HDR_MAGIC: usize = 0; // u32
@@ -228,7 +233,8 @@ pub const SB_CREATED: usize = SB_RESERVE + 8; // u64 unix seconds
 pub const SB_DIR_GEN: usize = SB_CREATED + 8; // u64 generation of the directory root (v2)
 pub const SB_RC_GEN: usize = SB_DIR_GEN + 8; // u64 generation of the refcount root (v2)
 pub const SB_SPACE_GEN: usize = SB_RC_GEN + 8; // u64 generation of the space-index root (v2)
-pub const SB_END: usize = SB_SPACE_GEN + 8;
+pub const SB_SHARE_EPOCH: usize = SB_SPACE_GEN + 8; // u64 pool share epoch (v3)
+pub const SB_END: usize = SB_SHARE_EPOCH + 8;
 const _: () = assert!(SB_END <= BLOCK_SIZE_USIZE);
 const _: () = assert!(SB_DEVICE_BLOCKS % 8 == 0);
 
@@ -262,6 +268,9 @@ pub struct Superblock {
     pub meta_blocks: u64,
     pub reserve_blocks: u64,
     pub created_unix_secs: u64,
+    /// The pool's share epoch: advanced by every operation that adds an owner to blocks
+    /// (snapshot, clone, restore); at most [`SHARE_EPOCH_MAX`]. Zero before version 3.
+    pub share_epoch: u64,
 }
 
 fn put_root(b: &mut [u8], off: usize, gen_off: usize, r: Root) {
@@ -312,6 +321,8 @@ impl Superblock {
         put_u64(&mut b, SB_META_BLOCKS, self.meta_blocks);
         put_u64(&mut b, SB_RESERVE, self.reserve_blocks);
         put_u64(&mut b, SB_CREATED, self.created_unix_secs);
+        assert!(self.share_epoch <= SHARE_EPOCH_MAX, "share epoch bounded");
+        put_u64(&mut b, SB_SHARE_EPOCH, self.share_epoch);
         let at = Seal {
             addr: SUPER_ADDRS[(self.gen % 2) as usize],
             gen: self.gen,
@@ -386,8 +397,19 @@ impl Superblock {
                 "superblock {addr}: block counts {counted:?} exceed the pool's {device_blocks} blocks"
             )));
         }
+        let share_epoch = if version >= VERSION_SHARE_EPOCH {
+            get_u64(b, SB_SHARE_EPOCH)
+        } else {
+            0
+        };
+        if share_epoch > SHARE_EPOCH_MAX {
+            return Err(corrupt(format!(
+                "superblock {addr}: share epoch {share_epoch} past {SHARE_EPOCH_MAX}"
+            )));
+        }
         Ok(Superblock {
             gen: hdr.gen,
+            share_epoch,
             version,
             uuid,
             name,
@@ -419,11 +441,18 @@ pub const VR_CREATED: usize = VR_TAG_LEN + 2; // u64 unix seconds
 pub const VR_NAME: usize = VR_CREATED + 8; // [u8; VOLUME_NAME_BYTES_MAX]
 pub const VR_TAG: usize = VR_NAME + VOLUME_NAME_BYTES_MAX; // [u8; TAG_BYTES_MAX]
 pub const VR_ROOT_GEN: usize = VR_TAG + TAG_BYTES_MAX; // u64 generation of the root (v2)
-pub const VR_END: usize = VR_ROOT_GEN + 8;
+pub const VR_SHARE_EPOCH: usize = VR_ROOT_GEN + 8; // u64 epoch of the volume's last share (v3)
+pub const VR_END: usize = VR_SHARE_EPOCH + 8;
 /// Fixed size of a volume record (room to grow).
 pub const VOLUME_RECORD_BYTES: usize = 640;
 const _: () = assert!(VR_END <= VOLUME_RECORD_BYTES);
-const _: () = assert!(VR_SIZE % 8 == 0 && VR_CREATED % 8 == 0 && VR_ROOT_GEN % 8 == 0);
+const _: () = assert!(
+    VR_SIZE % 8 == 0 && VR_CREATED % 8 == 0 && VR_ROOT_GEN % 8 == 0 && VR_SHARE_EPOCH % 8 == 0
+);
+/// The largest share epoch: a mapping records its epoch in the `u32` of its value, so the
+/// pool epoch never passes what that field holds (no wrap, no ambiguity); a share that would
+/// pass it is refused (`ShareEpochExhausted`).
+pub const SHARE_EPOCH_MAX: u64 = u32::MAX as u64;
 
 pub const VF_READ_ONLY: u32 = 1;
 pub const VF_HIDDEN: u32 = 2;
@@ -446,6 +475,10 @@ pub struct VolumeRecord {
     pub created_unix_secs: u64,
     pub name: String,
     pub tag: Vec<u8>,
+    /// The share epoch of the volume's last share (snapshot or clone of it, restore into or
+    /// from it); a mapping of the volume written in this epoch or later is exclusively the
+    /// volume's. Zero before version 3.
+    pub share_epoch: u64,
 }
 
 impl VolumeRecord {
@@ -472,6 +505,7 @@ impl VolumeRecord {
         put_u64(b, VR_ROOT, self.root.addr);
         put_u32(b, VR_HEIGHT, self.root.height);
         put_u64(b, VR_ROOT_GEN, self.root.gen);
+        put_u64(b, VR_SHARE_EPOCH, self.share_epoch);
         put_u32(b, VR_LBS, self.logical_block_size);
         put_u32(b, VR_FLAGS, flags);
         put_u16(b, VR_NAME_LEN, self.name.len() as u16);
@@ -518,6 +552,8 @@ impl VolumeRecord {
             logical_block_size: lbs,
             flags: flags & !VF_HAS_PARENT,
             created_unix_secs: get_u64(b, VR_CREATED),
+            // Zero in older records (the field was reserved).
+            share_epoch: get_u64(b, VR_SHARE_EPOCH),
             name,
             tag: b[VR_TAG..VR_TAG + tag_len].to_vec(),
         })
@@ -587,6 +623,7 @@ mod tests {
             meta_blocks: 18,
             reserve_blocks: 256,
             created_unix_secs: 1,
+            share_epoch: 9,
         };
         let b = sb.encode();
         assert_eq!(Superblock::decode(&b, 1).unwrap(), sb);
@@ -672,6 +709,7 @@ mod tests {
             meta_blocks: 2,
             reserve_blocks: 0,
             created_unix_secs: 0,
+            share_epoch: 0,
         };
         dev.write_at(0, &sb.encode()).unwrap();
         sb.gen = 5;
@@ -708,6 +746,7 @@ mod tests {
             created_unix_secs: 99,
             name: "vol é".into(),
             tag: vec![1, 2, 3],
+            share_epoch: 7,
         };
         let mut b = vec![0u8; VOLUME_RECORD_BYTES];
         r.encode(&mut b);

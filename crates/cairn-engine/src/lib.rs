@@ -3,7 +3,9 @@
 //! A [`Pool`] lives on one [`BlockDevice`] and holds thin volumes. Each volume maps virtual
 //! blocks to physical extents through a copy-on-write B+tree; snapshots share the tree and
 //! count references on shared blocks (Rodeh 2008), so a snapshot is O(1) and the first write to
-//! a shared 4 KiB block allocates a fresh block and remaps it without copying old data. Metadata
+//! a shared 4 KiB block allocates a fresh block and remaps it without copying old data, while a
+//! block its volume owns exclusively (written since the volume's last share epoch) is overwritten
+//! in place with no metadata change. Metadata
 //! is never overwritten in place; a commit writes the new nodes, flushes, writes the alternate
 //! superblock and flushes again, so reopening after a crash reads the superblocks and the volume
 //! directory — nothing in proportion to the pool size or the mapped data. [`Storage`] groups the
@@ -12,8 +14,8 @@
 //! the leases hosts hold.
 //!
 //! Every metadata block names its pool (UUID) and every pointer to one the generation that wrote
-//! it, so a stale or foreign block with a valid checksum is refused as corrupt; a pool of the
-//! previous format version is upgraded when it is opened.
+//! it, so a stale or foreign block with a valid checksum is refused as corrupt; a pool of an
+//! older format version is upgraded when it is opened.
 //!
 //! The on-disk format is specified in `docs/format.md`; every limit is in [`limits`].
 

@@ -4,8 +4,13 @@
 //! `[p, p + n)`. Every mapped physical block holds one reference per distinct leaf mapping it
 //! (see `refcount.rs`). Tree changes happen before reference drops, so shadowing a shared leaf
 //! has propagated its references by the time one is dropped.
+//!
+//! Each entry also records the pool share epoch it was written in (`format::SHARE_EPOCH_MAX`
+//! bounds it): pieces split off an entry keep its epoch, and an entry is extended only by a
+//! mapping of the same epoch, so an extent never passes older, possibly shared blocks for newer,
+//! exclusive ones. An epoch past the pool's is corruption.
 
-use crate::btree::{extent_of, extent_val, root_level, root_ptr};
+use crate::btree::{extent_epoch, extent_of, extent_val, root_level, root_ptr};
 use crate::error::{corrupt, Result};
 use crate::format::Root;
 use crate::limits::EXTENT_BLOCKS_MAX;
@@ -20,22 +25,23 @@ pub type Piece = (u64, u64, u64);
 impl Meta {
     /// Mapped pieces within `[vs, ve)`, clipped to it, in order.
     pub fn map_lookup(&mut self, root: Root, vs: u64, ve: u64) -> Result<Vec<Piece>> {
-        let mut raw: Vec<Piece> = Vec::new();
-        if let Some((k, v)) = self.get_le(K, root, vs)? {
-            let (p, n) = extent_of(&v);
-            if k < vs && k + n > vs {
-                raw.push((k, p, n));
-            }
-        }
-        for (k, v) in self.range(K, root, vs, ve, usize::MAX)? {
-            let (p, n) = extent_of(&v);
-            raw.push((k, p, n));
-        }
+        Ok(self
+            .map_lookup_epochs(root, vs, ve)?
+            .into_iter()
+            .map(|(piece, _)| piece)
+            .collect())
+    }
+
+    /// Mapped pieces within `[vs, ve)`, clipped to it, in order, each with the share epoch its
+    /// mapping was written in.
+    pub fn map_lookup_epochs(&mut self, root: Root, vs: u64, ve: u64) -> Result<Vec<(Piece, u64)>> {
+        let raw = self.map_entries(root, vs, ve)?;
         // Clipped, in order and apart, as the entries are in a sound tree; anything else (a
         // checksum-valid leaf that says otherwise) is corruption, never an index past a buffer.
+        // So is an epoch past the pool's: it would pass a shared block for an exclusive one.
         let mut pieces = Vec::with_capacity(raw.len());
         let mut next = vs;
-        for (k, p, n) in raw {
+        for (k, p, n, epoch) in raw {
             let a = k.max(vs);
             let sound = n > 0 && a >= next && a < ve && p.checked_add(n).is_some();
             let Some(end) = k.checked_add(n).filter(|_| sound) else {
@@ -43,36 +49,48 @@ impl Meta {
                     "volume tree: extent {k} -> ({p}, {n}) overlaps, is empty or wraps"
                 )));
             };
+            if epoch > self.share_epoch {
+                return Err(corrupt(format!(
+                    "volume tree: extent {k} -> ({p}, {n}) of share epoch {epoch}, the pool's is {}",
+                    self.share_epoch
+                )));
+            }
             let b = end.min(ve);
-            pieces.push((a, p + (a - k), b - a));
+            pieces.push(((a, p + (a - k), b - a), epoch));
             next = b;
         }
         Ok(pieces)
+    }
+
+    /// The entries reaching into `[vs, ve)`, unclipped: key, physical block, length, epoch.
+    fn map_entries(&mut self, root: Root, vs: u64, ve: u64) -> Result<Vec<(u64, u64, u64, u64)>> {
+        let mut entries = Vec::new();
+        if let Some((k, v)) = self.get_le(K, root, vs)? {
+            let (p, n) = extent_of(&v);
+            if k < vs && k.saturating_add(n) > vs {
+                entries.push((k, p, n, extent_epoch(&v)));
+            }
+        }
+        for (k, v) in self.range(K, root, vs, ve, usize::MAX)? {
+            let (p, n) = extent_of(&v);
+            entries.push((k, p, n, extent_epoch(&v)));
+        }
+        Ok(entries)
     }
 
     /// Unmaps `[vs, ve)`, dropping one reference from each physical block unmapped and freeing
     /// the ones no longer referenced. Returns the new root.
     pub fn map_remove(&mut self, root: Root, vs: u64, ve: u64) -> Result<Root> {
         let mut root = root;
-        let mut entries: Vec<Piece> = Vec::new();
-        if let Some((k, v)) = self.get_le(K, root, vs)? {
-            let (p, n) = extent_of(&v);
-            if k < vs && k + n > vs {
-                entries.push((k, p, n));
-            }
-        }
-        for (k, v) in self.range(K, root, vs, ve, usize::MAX)? {
-            let (p, n) = extent_of(&v);
-            entries.push((k, p, n));
-        }
-        for (k, p, n) in entries {
+        // The pieces left of and right of the range keep the epoch they were written in.
+        for (k, p, n, epoch) in self.map_entries(root, vs, ve)? {
             root = if k < vs {
-                self.insert(K, root, k, &extent_val(p, vs - k))?
+                self.insert(K, root, k, &extent_val(p, vs - k, epoch))?
             } else {
                 self.remove(K, root, k)?.0
             };
             if k + n > ve {
-                root = self.insert(K, root, ve, &extent_val(p + (ve - k), k + n - ve))?;
+                root = self.insert(K, root, ve, &extent_val(p + (ve - k), k + n - ve, epoch))?;
             }
             let a = k.max(vs);
             let b = (k + n).min(ve);
@@ -109,18 +127,23 @@ impl Meta {
         Ok(())
     }
 
-    /// Maps `[vs, vs + len)` (currently unmapped) to `[phys, phys + len)`, extending the
-    /// preceding entry when it ends exactly there on both sides. Returns the new root.
+    /// Maps `[vs, vs + len)` (currently unmapped) to `[phys, phys + len)`, written in the
+    /// pool's current share epoch, extending the preceding entry when it ends exactly there on
+    /// both sides and was written in the same epoch (an extent has one epoch: merging an older
+    /// mapping into a newer one would pass its shared blocks for exclusive ones). Returns the
+    /// new root.
     pub fn map_insert(&mut self, root: Root, vs: u64, phys: u64, len: u64) -> Result<Root> {
+        let epoch = self.share_epoch;
         if vs > 0 {
             if let Some((k, v)) = self.get_le(K, root, vs - 1)? {
                 let (p, n) = extent_of(&v);
-                if k + n == vs && p + n == phys && n + len <= EXTENT_BLOCKS_MAX {
-                    return self.insert(K, root, k, &extent_val(p, n + len));
+                let same_epoch = extent_epoch(&v) == epoch;
+                if k + n == vs && p + n == phys && n + len <= EXTENT_BLOCKS_MAX && same_epoch {
+                    return self.insert(K, root, k, &extent_val(p, n + len, epoch));
                 }
             }
         }
-        self.insert(K, root, vs, &extent_val(phys, len))
+        self.insert(K, root, vs, &extent_val(phys, len, epoch))
     }
 
     /// Drops part of a deleted volume's tree, at most about `budget` entries; returns what is

@@ -203,6 +203,9 @@ pub struct Meta {
     pub allocated_blocks: u64,
     pub data_blocks: u64,
     pub meta_blocks: u64,
+    /// The pool's share epoch (see `format::Superblock::share_epoch`): mappings made now are
+    /// written in it.
+    pub share_epoch: u64,
     /// Blocks freed in this transaction (not yet reusable).
     pub pending_blocks: u64,
     pub cache: NodeCache,
@@ -247,6 +250,7 @@ impl Meta {
             allocated_blocks: sb.allocated_blocks,
             data_blocks: sb.data_blocks,
             meta_blocks: sb.meta_blocks,
+            share_epoch: sb.share_epoch,
             pending_blocks: 0,
             id: sb.identity(),
             durable: sb,
@@ -757,6 +761,7 @@ impl Meta {
         sb.data_blocks = self.data_blocks;
         sb.meta_blocks = self.meta_blocks;
         sb.reserve_blocks = self.reserve_blocks;
+        sb.share_epoch = self.share_epoch;
         let mut blocks: Vec<(u64, Vec<u8>)> = Vec::with_capacity(self.dirty.len() + 8);
         let id = Identity::current(sb.uuid);
         let uuid = id.uuid;

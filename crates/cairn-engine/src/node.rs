@@ -341,7 +341,7 @@ mod tests {
         for i in 0..10u64 {
             n.keys.push(i * 3);
             n.vals
-                .extend_from_slice(&crate::btree::extent_val(100 + i, 1 + i));
+                .extend_from_slice(&crate::btree::extent_val(100 + i, 1 + i, 0));
         }
         n.gen = 5;
         let b = n.encode(at(42, 5));

@@ -23,9 +23,13 @@
 //!
 //! Invariants:
 //! - Every volume and snapshot operation commits before it returns.
-//! - A data block is overwritten in place only if it was allocated in the current transaction
-//!   (then it is exclusively owned now and unknown to the durable state); any other write is
-//!   redirected to fresh blocks and remapped, old data is never read or copied.
+//! - A data block is overwritten in place only if its mapping was written in its volume's last
+//!   share epoch or later (see `plan` and `directory::State::share`): then the volume owns it
+//!   exclusively now and in every durable commit since; any other write is redirected to fresh
+//!   blocks and remapped, old data is never read or copied. Shares hold the I/O gate
+//!   exclusively, so they wait for in-place writes in flight, and commit before they return.
+//! - A flush flushes the device even when nothing is left to commit, if data was written in
+//!   place since the device was last flushed.
 //! - A failed metadata write or flush, or an error in the middle of a metadata change other
 //!   than `NoSpace` or a bad metadata block met on the way (`Corrupt`, `Io`: undone, that call
 //!   fails alone), puts the pool in a failed state; every later call returns `PoolFailed` until
@@ -134,6 +138,9 @@ pub(crate) struct State {
     /// covered: what one hold of the locks may cost a waiting request.
     steps: (u64, usize),
     last_commit: Instant,
+    /// Data was written in place since the device was last flushed: a flush with no metadata
+    /// to commit still flushes the device.
+    data_unflushed: bool,
 }
 
 fn now_unix_secs() -> u64 {
@@ -233,6 +240,7 @@ impl Pool {
             meta_blocks: 0,
             reserve_blocks: reserve_for(blocks),
             created_unix_secs: now_unix_secs(),
+            share_epoch: 0,
         };
         let mut st = State::new(dev, sb, &opts);
         st.meta.mark_superblocks()?;
@@ -575,6 +583,7 @@ impl State {
             reclaim_stalled: false,
             steps: (0, 0),
             last_commit: Instant::now(),
+            data_unflushed: false,
         }
     }
 
@@ -712,7 +721,7 @@ impl State {
         );
         self.live()?;
         if !self.is_dirty() {
-            return Ok(());
+            return self.flush_data();
         }
         // Every operation left this much usable; the commit must not take more.
         let need = self.commit_need_blocks();
@@ -793,8 +802,10 @@ impl State {
             meta_blocks: 0,
             reserve_blocks: 0,
             created_unix_secs: self.created_unix_secs,
+            share_epoch: 0,
         };
         self.meta.commit(sb)?;
+        self.data_unflushed = false;
         let took = self.meta.unfloored_allocs - allocs_before;
         // A bound that is too low is a bug, but not one of this commit, which found its blocks.
         debug_assert!(
@@ -809,6 +820,22 @@ impl State {
         }
         self.last_commit = Instant::now();
         self.reclaim_stalled = false;
+        Ok(())
+    }
+
+    /// Flushes the device when data was written in place since its last flush (nothing to
+    /// commit: the mappings of those blocks are durable). A failed flush fails the pool: which
+    /// writes it lost cannot be told, so no later flush may pretend they are durable.
+    fn flush_data(&mut self) -> Result<()> {
+        if !self.data_unflushed {
+            return Ok(());
+        }
+        if let Err(e) = self.meta.dev.flush() {
+            let e = Error::io("flush data written in place", e);
+            self.fail(&e);
+            return Err(e);
+        }
+        self.data_unflushed = false;
         Ok(())
     }
 

@@ -12,7 +12,7 @@
 mod support;
 use support::OnePool;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cairn_engine::{BlockDevice, ErrorKind, PoolOptions, VolumeId, VolumeOptions};
@@ -98,6 +98,10 @@ struct ModelVol {
     /// Blocks changed since the last operation known to commit: their contents then, followed
     /// by every contents given since (`None`: zeros).
     since_commit: HashMap<u64, Vec<Option<Arc<Vec<u8>>>>>,
+    /// Blocks the engine overwrites in place: written since the volume's last share (snapshot
+    /// of it, restore into or from it) and not unmapped since (a subset: trims that keep data
+    /// and write-zeroes that remap are left out).
+    exclusive: HashSet<u64>,
 }
 
 impl ModelVol {
@@ -186,6 +190,7 @@ impl ModelVol {
             let in_b = pos % BS;
             let take = (BS - in_b).min(end - pos);
             self.before_change(b);
+            self.exclusive.remove(&b);
             if take == BS {
                 self.blocks.remove(&b);
             } else if let Some(block) = self.blocks.get_mut(&b) {
@@ -281,6 +286,7 @@ impl Harness {
             read_only: false,
             blocks: HashMap::new(),
             since_commit: HashMap::new(),
+            exclusive: HashSet::new(),
         });
         let i = self.vols.len() - 1;
         for b in (1..blocks).step_by(2).chain((0..blocks).step_by(2)) {
@@ -326,6 +332,7 @@ impl Harness {
             read_only: false,
             blocks: HashMap::new(),
             since_commit: HashMap::new(),
+            exclusive: HashSet::new(),
         });
         self.committed();
     }
@@ -426,6 +433,8 @@ impl Harness {
         self.dev = image;
         for i in 0..self.vols.len() {
             self.settle_after_crash(i);
+            // A block first mapped in the lost transaction is back to its older mapping.
+            self.vols[i].exclusive.clear();
         }
         self.committed();
         self.check();
@@ -560,6 +569,9 @@ impl Harness {
         let (o, l) = self.range(i, max);
         let data = pattern(&mut self.rng, l as usize);
         let id = self.vols[i].id;
+        let blocks = o / BS..(o + l).div_ceil(BS);
+        let in_place = blocks.clone().all(|b| self.vols[i].exclusive.contains(&b));
+        let before = (self.pool.info().generation, self.pool.allocated_blocks());
         match self.pool.write(id, o, &data) {
             Ok(()) => {
                 assert!(
@@ -568,8 +580,23 @@ impl Harness {
                     self.ctx()
                 );
                 self.vols[i].write(o, &data);
+                let after = (self.pool.info().generation, self.pool.allocated_blocks());
+                // No commit in between (they take the pool's lock whole): an overwrite in
+                // place allocates nothing.
+                assert!(
+                    !in_place || after.0 != before.0 || after.1 == before.1,
+                    "{}: an overwrite of exclusive blocks allocated {} blocks",
+                    self.ctx(),
+                    after.1 - before.1
+                );
+                self.vols[i].exclusive.extend(blocks);
             }
             Err(e) if e.kind() == ErrorKind::NoSpace => {
+                assert!(
+                    !in_place,
+                    "{}: an overwrite of exclusive blocks found no space",
+                    self.ctx()
+                );
                 if std::env::var("CAIRN_MODEL_TRACE").is_ok() {
                     eprintln!("write NoSpace {o}+{l} on {}", self.vols[i].name);
                 }
@@ -664,6 +691,8 @@ impl Harness {
         self.committed();
         assert_eq!(info.parent, Some(self.vols[i].id));
         assert_eq!(u64::from(info.logical_block_size), self.vols[i].lbs);
+        // Both share every block from here.
+        self.vols[i].exclusive.clear();
         let mut m = self.vols[i].clone();
         m.id = info.id;
         m.name = name;
@@ -733,6 +762,8 @@ impl Harness {
                 assert!(!self.vols[i].read_only);
                 self.vols[i].blocks = self.vols[j].blocks.clone();
                 self.vols[i].size = self.vols[j].size;
+                self.vols[i].exclusive.clear();
+                self.vols[j].exclusive.clear();
                 self.committed();
             }
             Err(e) if e.kind() == ErrorKind::ReadOnly && self.vols[i].read_only => {}

@@ -3,8 +3,8 @@
 //!
 //! Invariants: an opened volume holds a `Lease` on its engine volume (so `Storage::delete_volume`
 //! refuses it with `InUse`) for as long as the handle lives; engine errors are translated into
-//! [`ErrorKind`] here, in [`translate`], and nowhere else. The engine has no FUA write of its
-//! own, so a FUA write is a write followed by the pool's flush (a commit).
+//! [`ErrorKind`] here, in [`translate`], and nowhere else. A FUA write is the engine's FUA write
+//! (a FUA device write when it lands in place over durable mappings, else a write and a commit).
 
 use std::sync::Arc;
 
@@ -120,11 +120,12 @@ impl Volume for EngineVolume {
 
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
         check_transfer(data.len())?;
-        self.pool.write(self.id, offset, data).map_err(translate)?;
         if fua {
-            self.flush()?;
+            self.pool.write_fua(self.id, offset, data)
+        } else {
+            self.pool.write(self.id, offset, data)
         }
-        Ok(())
+        .map_err(translate)
     }
 
     fn flush(&self) -> Result<()> {

@@ -8,7 +8,8 @@
 //!
 //! Invariants every backend keeps:
 //! - A `write_at` that returned `Ok` is visible to every later `read_at` on the same device.
-//! - Data written before a `flush` that returned `Ok` survives a crash; nothing else is promised.
+//! - Data written before a `flush` that returned `Ok` survives a crash, and so does data written
+//!   by a `write_batch_fua` that returned `Ok`; nothing else is promised.
 //! - Offsets and lengths are multiples of [`BlockDevice::alignment`]; a request that is not, or that
 //!   reaches past [`BlockDevice::size_bytes`], fails with [`IoErrorKind::InvalidRange`] and touches
 //!   nothing.
@@ -187,6 +188,14 @@ pub trait BlockDevice: Send + Sync + fmt::Debug {
         writes
             .iter()
             .try_for_each(|(off, data)| self.write_at(*off, data))
+    }
+    /// Several writes submitted together, each durable when this returns (FUA: forced unit
+    /// access) — these writes, not necessarily others still pending. The default writes them
+    /// and flushes the device, which is more than FUA asks. Like [`BlockDevice::write_batch`],
+    /// all succeed or the first failure is returned, and a failed batch promises nothing.
+    fn write_batch_fua(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
+        self.write_batch(writes)?;
+        self.flush()
     }
     /// Several reads submitted together; the default issues them one by one.
     fn read_batch(&self, reads: &mut [(u64, &mut [u8])]) -> IoResult<()> {

@@ -383,6 +383,11 @@ impl BlockDevice for MemDevice {
         Ok(())
     }
 
+    /// The memory is the media: a completed write is as durable as it gets.
+    fn write_batch_fua(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
+        self.write_batch(writes)
+    }
+
     fn flush(&self) -> IoResult<()> {
         if self.faults.lock().fail_flushes {
             return Err(IoError::new(IoErrorKind::Media, "flush", 0, 0));

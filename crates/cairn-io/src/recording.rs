@@ -5,8 +5,10 @@
 //! `op_index` recorded operations, every write and discard recorded before the last flush among
 //! them is on the media, in order. The writes and discards recorded after that flush (the *pending*
 //! ones) reached the media as the [`CrashMode`] says: none, all, each torn to a prefix of its
-//! 4 KiB sectors, or any subset of their 4 KiB sectors in any order. The choice is drawn from a
-//! seeded RNG, so a crash image is reproducible from its [`CrashPoint`].
+//! 4 KiB sectors, or any subset of their 4 KiB sectors in any order. A FUA write
+//! ([`BlockDevice::write_batch_fua`]) is on the media in full once it completed, whatever the
+//! mode: a pending write before it to the same sector never lands over it. The choice is drawn
+//! from a seeded RNG, so a crash image is reproducible from its [`CrashPoint`].
 //!
 //! Invariants:
 //! - The log order is the order in which the operations took effect on the live image: each write
@@ -36,6 +38,8 @@ use crate::{BlockDevice, IoResult};
 pub enum RecordedOp {
     /// `data` written at `offset`.
     Write { offset: u64, data: Arc<[u8]> },
+    /// `data` written at `offset` with FUA: on the media once it completed, flush or not.
+    WriteFua { offset: u64, data: Arc<[u8]> },
     /// `offset..offset + len` discarded (it reads as zeros on the in-memory image).
     Discard { offset: u64, len: u64 },
     /// A successful flush: everything before it is durable.
@@ -119,7 +123,9 @@ impl SectorPiece {
 /// Splits a write or discard into its pieces at absolute 4 KiB boundaries, in address order.
 fn sector_pieces(op: &RecordedOp) -> Vec<SectorPiece> {
     let (offset, len) = match op {
-        RecordedOp::Write { offset, data } => (*offset, data.len() as u64),
+        RecordedOp::Write { offset, data } | RecordedOp::WriteFua { offset, data } => {
+            (*offset, data.len() as u64)
+        }
         RecordedOp::Discard { offset, len } => (*offset, *len),
         RecordedOp::Flush | RecordedOp::Resize { .. } => return Vec::new(),
     };
@@ -130,12 +136,14 @@ fn sector_pieces(op: &RecordedOp) -> Vec<SectorPiece> {
         let next = ((at / SECTOR_BYTES) + 1) * SECTOR_BYTES;
         let n = next.min(end) - at;
         pieces.push(match op {
-            RecordedOp::Write { data, .. } => SectorPiece::Write {
-                offset: at,
-                data: Arc::clone(data),
-                from: (at - offset) as usize,
-                len: n as usize,
-            },
+            RecordedOp::Write { data, .. } | RecordedOp::WriteFua { data, .. } => {
+                SectorPiece::Write {
+                    offset: at,
+                    data: Arc::clone(data),
+                    from: (at - offset) as usize,
+                    len: n as usize,
+                }
+            }
             _ => SectorPiece::Zero { offset: at, len: n },
         });
         at += n;
@@ -146,7 +154,9 @@ fn sector_pieces(op: &RecordedOp) -> Vec<SectorPiece> {
 /// Applies one operation to an image being rebuilt, in full.
 fn apply_op(image: &MemDevice, op: &RecordedOp) {
     match op {
-        RecordedOp::Write { offset, data } => image.store(*offset, data),
+        RecordedOp::Write { offset, data } | RecordedOp::WriteFua { offset, data } => {
+            image.store(*offset, data)
+        }
         RecordedOp::Discard { offset, len } => image.zero(*offset, *len),
         RecordedOp::Flush => {}
         RecordedOp::Resize { size_bytes } => {
@@ -285,7 +295,8 @@ fn durable_image(
     cache.1.snapshot()
 }
 
-/// Applies the pending operations (after the last flush) as `mode` says.
+/// Applies the pending operations (after the last flush) as `mode` says; FUA writes always
+/// land, and nothing pending before one lands over it.
 fn apply_pending(image: &MemDevice, pending: &[RecordedOp], mode: CrashMode, rng: &mut StdRng) {
     // Resizes are the host's business and always happen.
     pending
@@ -298,22 +309,58 @@ fn apply_pending(image: &MemDevice, pending: &[RecordedOp], mode: CrashMode, rng
         .iter()
         .filter(|op| !matches!(op, RecordedOp::Resize { .. }));
     match mode {
-        CrashMode::Drop => {}
+        CrashMode::Drop => data_ops
+            .filter(|op| is_fua(op))
+            .for_each(|op| apply_op(image, op)),
         CrashMode::Keep => data_ops.for_each(|op| apply_op(image, op)),
         CrashMode::Torn => {
             for op in data_ops {
                 let pieces = sector_pieces(op);
-                let kept = rng.gen_range(0..=pieces.len());
+                let kept = if is_fua(op) {
+                    pieces.len()
+                } else {
+                    rng.gen_range(0..=pieces.len())
+                };
                 pieces[..kept].iter().for_each(|p| p.apply(image));
             }
         }
         CrashMode::Reorder => {
-            let mut pieces: Vec<SectorPiece> = data_ops.flat_map(sector_pieces).collect();
+            let ops: Vec<&RecordedOp> = data_ops.collect();
+            // The FUA writes first, in order; then a random subset of the other pieces in a
+            // random order, less those a later FUA write overlaps (it landed over them).
+            ops.iter()
+                .filter(|op| is_fua(op))
+                .for_each(|op| apply_op(image, op));
+            let mut pieces: Vec<SectorPiece> = Vec::new();
+            for (i, op) in ops.iter().enumerate().filter(|(_, op)| !is_fua(op)) {
+                let later_fua = &ops[i + 1..];
+                pieces.extend(
+                    sector_pieces(op)
+                        .into_iter()
+                        .filter(|p| !later_fua.iter().any(|f| is_fua(f) && overlaps(f, p))),
+                );
+            }
             pieces.retain(|_| rng.gen_bool(0.5));
             pieces.shuffle(rng);
             pieces.iter().for_each(|p| p.apply(image));
         }
     }
+}
+
+fn is_fua(op: &RecordedOp) -> bool {
+    matches!(op, RecordedOp::WriteFua { .. })
+}
+
+/// Whether the FUA write `fua` covers any byte of `piece`.
+fn overlaps(fua: &RecordedOp, piece: &SectorPiece) -> bool {
+    let RecordedOp::WriteFua { offset, data } = fua else {
+        return false;
+    };
+    let (at, len) = match piece {
+        SectorPiece::Write { offset, len, .. } => (*offset, *len as u64),
+        SectorPiece::Zero { offset, len } => (*offset, *len),
+    };
+    at < offset + data.len() as u64 && *offset < at + len
 }
 
 impl BlockDevice for RecordingDevice {
@@ -340,6 +387,18 @@ impl BlockDevice for RecordingDevice {
             offset,
             data: Arc::from(data),
         });
+        Ok(())
+    }
+
+    fn write_batch_fua(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
+        for &(offset, data) in writes {
+            let mut state = self.state.lock();
+            self.live.write_at(offset, data)?;
+            state.log.push(RecordedOp::WriteFua {
+                offset,
+                data: Arc::from(data),
+            });
+        }
         Ok(())
     }
 

@@ -1,5 +1,11 @@
 //! Upgrade of an older-format pool to the current format, at a writable open.
 //!
+//! Format version 3 adds share epochs (superblock, volume records, mapping values; all zero
+//! before): the upgrade sets the pool's epoch and every record's last share to 1, so no mapping
+//! written before it is overwritten in place. Version-2 blocks are otherwise laid out as
+//! version-3 ones, so a version-2 pool rewrites only its directory; a version-1 pool is first
+//! rewritten whole, as below. Either way it is one transaction and its superblock the switch.
+//!
 //! Format version 2 stamps every metadata block with the pool UUID and every pointer to a
 //! metadata block with the generation that wrote it, and its internal nodes hold 168 children
 //! instead of 252. Since the engine never overwrites durable metadata, the upgrade rewrites
@@ -26,7 +32,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::Meta;
 use crate::btree::{root_level, root_ptr};
 use crate::error::{corrupt, err, ErrorKind, Result};
-use crate::format::{Root, VolumeRecord, FORMAT_VERSION};
+use crate::format::{Root, VolumeRecord, FORMAT_VERSION, VERSION_STAMPED};
 use crate::limits::BTREE_HEIGHT_MAX;
 use crate::node::{Node, Ptr, TreeKind, INTERNAL_CAPACITY};
 use crate::refcount::{rc_entry, rc_val};
@@ -64,7 +70,8 @@ impl Meta {
         );
         let from = self.id.version;
         let r = self
-            .rewrite_all()
+            .rewrite_older(from)
+            .and_then(|()| self.share_everything())
             .and_then(|()| self.commit(self.durable.clone()));
         r.map_err(|e| match e.kind() {
             ErrorKind::NoSpace => err(
@@ -78,6 +85,33 @@ impl Meta {
             _ => e,
         })?;
         debug_assert_eq!(self.id.version, FORMAT_VERSION);
+        Ok(())
+    }
+
+    /// Rewrites every metadata block when the layout changed (before version 2); version 2
+    /// blocks are laid out as version 3 ones.
+    fn rewrite_older(&mut self, from: u32) -> Result<()> {
+        if from < VERSION_STAMPED {
+            self.rewrite_all()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the share epochs (version 3): the pool's epoch becomes 1 and so does every
+    /// record's last share, so every mapping written before (epoch 0) counts as shared —
+    /// an older pool does not say which blocks are exclusive — and is redirected when next
+    /// written; what is written from now on is overwritten in place.
+    fn share_everything(&mut self) -> Result<()> {
+        debug_assert_eq!(self.share_epoch, 0, "an older pool has no share epoch");
+        self.share_epoch = 1;
+        let entries = self.range(TreeKind::Directory, self.dir_root, 0, u64::MAX, usize::MAX)?;
+        let mut buf = vec![0u8; TreeKind::Directory.value_bytes()];
+        for (seq, v) in entries {
+            let mut rec = VolumeRecord::decode(&v)?;
+            rec.share_epoch = 1;
+            rec.encode(&mut buf);
+            self.dir_root = self.insert(TreeKind::Directory, self.dir_root, seq, &buf)?;
+        }
         Ok(())
     }
 

@@ -49,23 +49,46 @@ impl Pool {
     /// Writes data. The write is planned (and its fresh blocks allocated) under the pool lock,
     /// the device writes run after it is released, and the new blocks are mapped under the lock
     /// again; the shared I/O gate is held throughout, so no commit (or snapshot) sees a write
-    /// half done.
+    /// half done. Blocks the volume owns exclusively are overwritten in place (see `plan`).
     pub fn write(&self, id: VolumeId, offset: u64, data: &[u8]) -> Result<()> {
+        self.write_inner(id, offset, data, false).map(|_| ())
+    }
+
+    /// Writes data durably (FUA): on return it survives a crash. A write that lands in place
+    /// over blocks whose mappings are durable is written with FUA and needs no commit; any
+    /// other commits.
+    pub fn write_fua(&self, id: VolumeId, offset: u64, data: &[u8]) -> Result<()> {
+        if self.write_inner(id, offset, data, true)? {
+            return Ok(());
+        }
+        let (_gate, mut state) = self.exclusive()?;
+        state.commit()
+    }
+
+    /// A write in chunks; returns whether it is durable already (only with `fua`).
+    fn write_inner(&self, id: VolumeId, offset: u64, data: &[u8], fua: bool) -> Result<bool> {
         if data.is_empty() {
             let state = self.live()?;
             state.io_target(id, offset, 0, true)?;
-            return Ok(());
+            return Ok(fua);
         }
         // Every chunk's offset below is then in range (the volume check comes per chunk).
         request_end(id, offset, data.len() as u64)?;
         let mut too_dirty = false;
+        let mut durable = fua;
         for (i, chunk) in data.chunks(IO_BYTES_MAX).enumerate() {
             let at = offset + (i * IO_BYTES_MAX) as u64;
             let mut committed = false;
             loop {
-                match self.write_chunk(id, offset, data.len() as u64, at, chunk) {
-                    Ok(dirty) => {
-                        too_dirty = dirty;
+                let target = Target {
+                    id,
+                    offset,
+                    len: data.len() as u64,
+                };
+                match self.write_chunk(target, at, chunk, fua) {
+                    Ok(done) => {
+                        too_dirty = done.too_dirty;
+                        durable &= done.durable;
                         break;
                     }
                     // Space freed in this transaction becomes reusable once it is durable:
@@ -81,28 +104,30 @@ impl Pool {
                 }
             }
         }
-        self.commit_if_too_dirty(too_dirty)
+        self.commit_if_too_dirty(too_dirty)?;
+        Ok(durable)
     }
 
-    /// One chunk of a write; returns whether the transaction grew past its bound, or the error
-    /// and whether blocks freed in this transaction are waiting for a commit.
-    pub(super) fn write_chunk(
+    /// One chunk of a write; returns what became of it, or the error and whether blocks freed
+    /// in this transaction are waiting for a commit. With `fua`, a chunk written in place over
+    /// durable mappings is written with FUA (durable on completion).
+    fn write_chunk(
         &self,
-        id: VolumeId,
-        offset: u64,
-        len: u64,
+        target: Target,
         at: u64,
         chunk: &[u8],
-    ) -> std::result::Result<bool, (Error, bool)> {
+        fua: bool,
+    ) -> std::result::Result<Chunk, (Error, bool)> {
+        let Target { id, offset, len } = target;
         let (first_block, end_block) = block_span(at, chunk.len() as u64);
         // Held until the mapping update: a read-modify-write of a partial block and any other
-        // write to that block run one after the other.
+        // write to that block (in place or not) run one after the other.
         let _blocks = self.inner.blocks.lock(id, first_block, end_block);
         let (_gate, mut state) = self.shared().map_err(|e| (e, false))?;
         let planned = state
             .io_target(id, offset, len, true)
             .and_then(|seq| state.plan_write(seq, at, chunk, true));
-        let plan = match planned {
+        let mut plan = match planned {
             Ok(plan) => plan,
             Err(e) => {
                 let pending = state.meta.pending_blocks > 0;
@@ -111,12 +136,16 @@ impl Pool {
         };
         let dev = state.meta.dev.clone();
         drop(state);
-        let res = plan.execute(dev.as_ref());
+        let durable = fua && plan.is_durable_in_place();
+        let res = plan.execute(dev.as_ref(), durable);
         let mut state = self.lock();
         state
             .finish_write(plan, res)
             .map_err(|e| (e, state.meta.pending_blocks > 0))?;
-        Ok(state.too_dirty())
+        Ok(Chunk {
+            too_dirty: state.too_dirty(),
+            durable,
+        })
     }
 
     /// Mapped and unmapped runs of `[offset, offset + len)`.
@@ -126,6 +155,22 @@ impl Pool {
         state.block_status(seq, offset, len)
     }
 }
+/// The volume and the whole request a chunk belongs to (checked against the volume per chunk).
+#[derive(Clone, Copy)]
+struct Target {
+    id: VolumeId,
+    offset: u64,
+    len: u64,
+}
+
+/// What became of one chunk of a write.
+struct Chunk {
+    /// The transaction grew past its bound.
+    too_dirty: bool,
+    /// Written in place with FUA over durable mappings: durable already.
+    durable: bool,
+}
+
 impl State {
     /// Validates an I/O request and returns the volume's sequence number.
     pub(super) fn io_target(

@@ -17,7 +17,7 @@
 use parking_lot::RwLockWriteGuard;
 
 use crate::error::{corrupt, err, ErrorKind, Result};
-use crate::format::{Root, VolumeRecord, VF_DELETING, VF_HIDDEN, VF_READ_ONLY};
+use crate::format::{Root, VolumeRecord, SHARE_EPOCH_MAX, VF_DELETING, VF_HIDDEN, VF_READ_ONLY};
 use crate::limits::{
     BLOCK_SIZE_BYTES, LOGICAL_BLOCK_SIZES, TAG_BYTES_MAX, VOLUME_NAME_BYTES_MAX,
     VOLUME_NAME_CHARS_MAX, VOLUME_SEQ_MAX, VOLUME_SIZE_BYTES_MAX,
@@ -232,6 +232,8 @@ impl Pool {
         let (_gate, mut st) = self.exclusive_with_room()?;
         let src_seq = st.seq_of(source)?;
         st.ensure_name_free(name)?;
+        // Source and snapshot share every block from here: their mappings so far are shared.
+        st.share(&[src_seq])?;
         let src = st.vols[&src_seq].clone();
         let flags = record_flags(&opts);
         let mut change = st.begin_change(&[]);
@@ -274,6 +276,8 @@ impl Pool {
                     format!("restore into volume {volume}"),
                 ));
             }
+            // The volume takes the snapshot's blocks: both hold them shared from here.
+            st.share(&[vseq, sseq])?;
             let snap = st.vols[&sseq].clone();
             let old_root = st.vols[&vseq].root;
             let mut change = st.begin_change(&[vseq]);
@@ -334,6 +338,12 @@ impl State {
         )?;
         for (seq, v) in entries {
             let rec = VolumeRecord::decode(&v)?;
+            if rec.share_epoch > self.meta.share_epoch {
+                return Err(corrupt(format!(
+                    "pool {}: volume record {seq} of share epoch {}, the pool's is {}",
+                    self.name, rec.share_epoch, self.meta.share_epoch
+                )));
+            }
             if !rec.deleting() {
                 self.by_id.insert(VolumeId(rec.id), seq);
                 if let Some(first) = self.by_name.insert(rec.name.clone(), seq) {
@@ -401,6 +411,8 @@ impl State {
             created_unix_secs: now_unix_secs(),
             name: name.to_string(),
             tag: Vec::new(),
+            // No mapping the volume holds is older than it.
+            share_epoch: self.meta.share_epoch,
         }
     }
 
@@ -542,6 +554,38 @@ impl State {
             rec.name
         );
         self.by_id.insert(id, seq);
+    }
+
+    /// Advances the pool's share epoch for an operation that adds an owner to the blocks of the
+    /// volumes `seqs`, and makes it their last share: every mapping they hold now was written
+    /// before it, so none is overwritten in place again. `ShareEpochExhausted`, changing
+    /// nothing, when the epoch is at its maximum (a mapping's field could not tell it apart).
+    /// Called under the exclusive I/O gate: no in-place write to them is in flight.
+    pub(super) fn share(&mut self, seqs: &[u64]) -> Result<()> {
+        debug_assert!(
+            self.meta.io_gate.is_locked_exclusive(),
+            "a share with writes in flight"
+        );
+        let epoch = self
+            .meta
+            .share_epoch
+            .checked_add(1)
+            .filter(|&e| e <= SHARE_EPOCH_MAX)
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::ShareEpochExhausted,
+                    format!(
+                        "pool {}: share epoch {} is the last",
+                        self.name, self.meta.share_epoch
+                    ),
+                )
+            })?;
+        self.meta.share_epoch = epoch;
+        for &seq in seqs {
+            self.vols.get_mut(&seq).expect("indexed").share_epoch = epoch;
+            self.dirty_vols.insert(seq);
+        }
+        Ok(())
     }
 
     pub(super) fn set_root(&mut self, seq: u64, root: Root) {

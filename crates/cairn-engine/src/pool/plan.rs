@@ -1,10 +1,14 @@
 //! Write plans: how a write lands on the device. A plan patches partial blocks at either end,
-//! writes blocks allocated in the open transaction in place and places everything else on
-//! fresh blocks that are mapped only after the device write succeeded.
+//! writes the blocks its volume owns exclusively in place and places everything else on fresh
+//! blocks that are mapped only after the device write succeeded.
 //!
 //! Invariants:
-//! - A block is written in place only if it was allocated in the current transaction (then it
-//!   is exclusively owned now and unknown to the durable state).
+//! - A block is written in place only if its mapping was written in its volume's last share
+//!   epoch or later (`State::share`): then no snapshot, clone or restore has shared it since
+//!   it was written, so the volume owns it exclusively now and in every durable commit since
+//!   (or it was allocated in the open transaction, unknown to the durable state). A crash
+//!   before the next flush leaves each of its sectors old or new; a redirected write is old
+//!   or new as a whole (its mapping commits after its data is flushed).
 //! - All fresh blocks of a plan are allocated before any device write, so `NoSpace` leaves the
 //!   volume untouched; a failed device write gives them back and maps nothing.
 
@@ -22,7 +26,7 @@ use super::{State, Tier};
 
 impl State {
     /// Plans a write at a logical-block-aligned offset. Partial 4 KiB blocks at either end are
-    /// read and patched so the write covers whole blocks; blocks allocated in this transaction
+    /// read and patched so the write covers whole blocks; blocks the volume owns exclusively
     /// are written in place when `in_place` allows it, everything else goes to fresh blocks
     /// allocated here in one go, so `NoSpace` leaves the volume untouched.
     pub(super) fn plan_write<'d>(
@@ -58,27 +62,11 @@ impl State {
             Cow::Owned(buf)
         };
         let n = end_block - first_block;
-        let root = self.vols[&seq].root;
-        let mut in_place_pieces: Vec<Piece> = Vec::new();
-        let mapped = if in_place {
-            self.meta.map_lookup(root, first_block, first_block + n)?
+        let in_place_pieces = if in_place {
+            self.exclusive_pieces(seq, first_block, first_block + n)?
         } else {
             Vec::new()
         };
-        for (v, p, len) in mapped {
-            let mut i = 0;
-            while i < len {
-                if self.meta.is_fresh(p + i)? {
-                    let s = i;
-                    while i < len && self.meta.is_fresh(p + i)? {
-                        i += 1;
-                    }
-                    in_place_pieces.push((v + s, p + s, i - s));
-                } else {
-                    i += 1;
-                }
-            }
-        }
         // Virtual runs that need fresh blocks: the complement of `in_place` in [first_block, first_block + n).
         let mut need: Vec<(u64, u64)> = Vec::new();
         let mut cursor = first_block;
@@ -102,6 +90,7 @@ impl State {
             self.hints.insert(seq, last.0 + last.1);
         }
         let placed = assign_runs(&need, &runs);
+        let durable = placed.is_empty() && self.all_durable(&in_place_pieces)?;
         Ok(WritePlan {
             seq,
             first_block,
@@ -109,7 +98,39 @@ impl State {
             in_place: in_place_pieces,
             placed,
             runs,
+            durable,
+            fua: false,
         })
+    }
+
+    /// The mapped pieces of `[vs, ve)` volume `seq` owns exclusively: written in its last
+    /// share's epoch or later, so no snapshot, clone or restore has shared them since, in memory
+    /// or in any durable commit. (A reference count of one would not say that: a sharer may
+    /// have dropped its reference in the open transaction while the durable state still
+    /// shares the block.)
+    fn exclusive_pieces(&mut self, seq: u64, vs: u64, ve: u64) -> Result<Vec<Piece>> {
+        let rec = &self.vols[&seq];
+        let (root, since) = (rec.root, rec.share_epoch);
+        let mapped = self.meta.map_lookup_epochs(root, vs, ve)?;
+        Ok(mapped
+            .into_iter()
+            .filter(|&(_, epoch)| epoch >= since)
+            .map(|(piece, _)| piece)
+            .collect())
+    }
+
+    /// Whether every block of `pieces` is mapped in the last durable commit: none was allocated
+    /// in the open transaction (a block mapped now and allocated before it was mapped at that
+    /// commit, to the same virtual block: remapping always takes a fresh block).
+    fn all_durable(&mut self, pieces: &[Piece]) -> Result<bool> {
+        for &(_, p, len) in pieces {
+            for b in p..p + len {
+                if self.meta.is_fresh(b)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Maps a written plan's fresh blocks, or gives them back if the device write failed.
@@ -118,6 +139,13 @@ impl State {
         if let Err(e) = res {
             self.meta.unalloc_data(&plan.runs);
             return Err(e);
+        }
+        if plan.writes_in_place() && !plan.fua {
+            self.data_unflushed = true;
+        }
+        if plan.placed.is_empty() {
+            // Written in place only: no mapping changes, no metadata space needed.
+            return Ok(());
         }
         let seq = plan.seq;
         let root = self.vols[&seq].root;
@@ -151,6 +179,11 @@ pub(super) struct WritePlan<'d> {
     in_place: Vec<Piece>,
     placed: Vec<Piece>,
     runs: Vec<(u64, u64)>,
+    /// Everything is written in place over blocks whose mappings are durable: once the data
+    /// is, the write is (a FUA write needs no commit).
+    durable: bool,
+    /// The device writes were FUA (set by `execute`): durable when they completed.
+    fua: bool,
 }
 
 impl WritePlan<'_> {
@@ -164,8 +197,20 @@ impl WritePlan<'_> {
         Ok(root)
     }
 
-    /// The device writes of the plan (no pool state involved).
-    pub(super) fn execute(&self, dev: &dyn BlockDevice) -> Result<()> {
+    /// Whether the plan writes in place over durable mappings only (see `durable`).
+    pub(super) fn is_durable_in_place(&self) -> bool {
+        self.durable
+    }
+
+    /// Whether the plan writes any block in place.
+    pub(super) fn writes_in_place(&self) -> bool {
+        !self.in_place.is_empty()
+    }
+
+    /// The device writes of the plan (no pool state involved); with `fua` each is durable
+    /// when this returns.
+    pub(super) fn execute(&mut self, dev: &dyn BlockDevice, fua: bool) -> Result<()> {
+        self.fua = fua;
         let mut writes: Vec<(u64, &[u8])> = Vec::new();
         for &(v, p, len) in self.in_place.iter().chain(self.placed.iter()) {
             let from = ((v - self.first_block) * BLOCK_SIZE_BYTES) as usize;
@@ -174,7 +219,12 @@ impl WritePlan<'_> {
                 &self.buf[from..from + (len * BLOCK_SIZE_BYTES) as usize],
             ));
         }
-        dev.write_batch(&writes).map_err(|e| {
+        let res = if fua {
+            dev.write_batch_fua(&writes)
+        } else {
+            dev.write_batch(&writes)
+        };
+        res.map_err(|e| {
             Error::io(
                 format!("write data at volume block {}", self.first_block),
                 e,

@@ -190,11 +190,11 @@ impl State {
     /// Rewrites `[from, to)` of one block with zeros if there is room; trim is advisory.
     fn trim_partial(&mut self, seq: u64, from: u64, to: u64) -> Result<()> {
         let zeros = vec![0u8; (to - from) as usize];
-        let plan = match self.plan_write(seq, from, &zeros, true) {
+        let mut plan = match self.plan_write(seq, from, &zeros, true) {
             Err(e) if e.kind() == ErrorKind::NoSpace => return Ok(()),
             r => r?,
         };
-        let res = plan.execute(self.meta.dev.as_ref());
+        let res = plan.execute(self.meta.dev.as_ref(), false);
         match self.finish_write(plan, res) {
             Err(e) if e.kind() == ErrorKind::NoSpace => Ok(()),
             r => r,
@@ -271,8 +271,8 @@ impl State {
             }
         }
         // At most two blocks, written under the lock: no other request waits on them long.
-        for plan in &plans {
-            if let Err(e) = plan.execute(self.meta.dev.as_ref()) {
+        for plan in &mut plans {
+            if let Err(e) = plan.execute(self.meta.dev.as_ref(), false) {
                 return Err(self.give_back_all(&plans, e));
             }
         }

@@ -88,8 +88,16 @@ impl From<Option<u64>> for OpenOptions {
 
 /// One transfer handed to an engine: caller (or bounce) memory and the device offset.
 pub(crate) enum Transfer<'a> {
-    Read { offset: u64, buf: &'a mut [u8] },
-    Write { offset: u64, data: &'a [u8] },
+    Read {
+        offset: u64,
+        buf: &'a mut [u8],
+    },
+    /// With `fua`, durable on completion (`RWF_DSYNC`).
+    Write {
+        offset: u64,
+        data: &'a [u8],
+        fua: bool,
+    },
 }
 
 impl Transfer<'_> {
@@ -369,6 +377,23 @@ impl FileDevice {
         Ok(size / self.alignment * self.alignment)
     }
 
+    fn write_batch_with(&self, writes: &[(u64, &[u8])], fua: bool) -> IoResult<()> {
+        let size = self.size_bytes();
+        for (offset, data) in writes {
+            check_range("write", *offset, data.len() as u64, self.alignment, size)?;
+        }
+        self.transfer(
+            writes
+                .iter()
+                .map(|(offset, data)| Transfer::Write {
+                    offset: *offset,
+                    data,
+                    fua,
+                })
+                .collect(),
+        )
+    }
+
     /// Performs transfers already range-checked, splitting large ones and bouncing unaligned
     /// memory in bounded rounds.
     fn transfer(&self, transfers: Vec<Transfer<'_>>) -> IoResult<()> {
@@ -418,17 +443,19 @@ impl FileDevice {
                     offset: *offset,
                     buf: b,
                 },
-                (Transfer::Write { offset, .. }, Some(b)) => Transfer::Write {
+                (Transfer::Write { offset, fua, .. }, Some(b)) => Transfer::Write {
                     offset: *offset,
                     data: b,
+                    fua: *fua,
                 },
                 (Transfer::Read { offset, buf }, None) => Transfer::Read {
                     offset: *offset,
                     buf,
                 },
-                (Transfer::Write { offset, data }, None) => Transfer::Write {
+                (Transfer::Write { offset, data, fua }, None) => Transfer::Write {
                     offset: *offset,
                     data,
+                    fua: *fua,
                 },
             })
             .collect();
@@ -450,9 +477,19 @@ impl FileDevice {
                     .file
                     .read_exact_at(buf, *offset)
                     .map_err(|e| IoError::from_os("read", *offset, buf.len() as u64, e)),
-                Transfer::Write { offset, data } => self
+                Transfer::Write {
+                    offset,
+                    data,
+                    fua: false,
+                } => self
                     .file
                     .write_all_at(data, *offset)
+                    .map_err(|e| IoError::from_os("write", *offset, data.len() as u64, e)),
+                Transfer::Write {
+                    offset,
+                    data,
+                    fua: true,
+                } => sys::write_all_dsync(self.file.as_fd(), data, *offset)
                     .map_err(|e| IoError::from_os("write", *offset, data.len() as u64, e)),
             }),
         }
@@ -471,12 +508,13 @@ fn split(t: Transfer<'_>) -> Vec<Transfer<'_>> {
                 buf,
             })
             .collect(),
-        Transfer::Write { offset, data } => data
+        Transfer::Write { offset, data, fua } => data
             .chunks(step)
             .enumerate()
             .map(|(i, data)| Transfer::Write {
                 offset: offset + (i * step) as u64,
                 data,
+                fua,
             })
             .collect(),
     }
@@ -524,23 +562,20 @@ impl BlockDevice for FileDevice {
             self.alignment,
             self.size_bytes(),
         )?;
-        self.transfer(vec![Transfer::Write { offset, data }])
+        self.transfer(vec![Transfer::Write {
+            offset,
+            data,
+            fua: false,
+        }])
     }
 
     fn write_batch(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
-        let size = self.size_bytes();
-        for (offset, data) in writes {
-            check_range("write", *offset, data.len() as u64, self.alignment, size)?;
-        }
-        self.transfer(
-            writes
-                .iter()
-                .map(|(offset, data)| Transfer::Write {
-                    offset: *offset,
-                    data,
-                })
-                .collect(),
-        )
+        self.write_batch_with(writes, false)
+    }
+
+    /// Each write with `RWF_DSYNC`: durable when it completes, with no flush of the device.
+    fn write_batch_fua(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
+        self.write_batch_with(writes, true)
     }
 
     fn read_batch(&self, reads: &mut [(u64, &mut [u8])]) -> IoResult<()> {

@@ -1,6 +1,6 @@
 //! Thin, safe wrappers over the Linux calls the file backends need that `std` does not offer:
-//! `flock`, the block-device ioctls (`BLKGETSIZE64`, `BLKSSZGET`, `BLKDISCARD`) and
-//! `fallocate(PUNCH_HOLE)`.
+//! `flock`, the block-device ioctls (`BLKGETSIZE64`, `BLKSSZGET`, `BLKDISCARD`),
+//! `fallocate(PUNCH_HOLE)` and `pwritev2(RWF_DSYNC)`.
 //!
 //! Invariant: each wrapper takes a borrowed open descriptor and passes the kernel only memory it
 //! owns for the duration of the call; none keeps a pointer after returning.
@@ -90,4 +90,37 @@ pub fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
     let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
     // SAFETY: `fd` is an open descriptor borrowed for the call; fallocate takes no memory.
     check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) })
+}
+
+/// Writes all of `data` at `offset` with `RWF_DSYNC` (each call durable on return, as if the
+/// file were opened `O_DSYNC`), resuming after short writes and `EINTR`.
+pub fn write_all_dsync(fd: BorrowedFd<'_>, data: &[u8], offset: u64) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < data.len() {
+        let rest = &data[done..];
+        let iov = libc::iovec {
+            iov_base: rest.as_ptr().cast_mut().cast(),
+            iov_len: rest.len(),
+        };
+        let at = libc::off_t::try_from(offset + done as u64)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: `iov` points into `data`, borrowed for this whole call; the kernel only reads
+        // it during the call and keeps no pointer after it returns.
+        let n = unsafe { libc::pwritev2(fd.as_raw_fd(), &iov, 1, at, libc::RWF_DSYNC) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write made no progress",
+            ));
+        }
+        done += n as usize;
+    }
+    Ok(())
 }

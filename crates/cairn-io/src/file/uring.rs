@@ -35,6 +35,8 @@ struct Entry {
     len: usize,
     done: usize,
     write: bool,
+    /// A write durable on completion (`RWF_DSYNC`).
+    fua: bool,
 }
 
 impl UringEngine {
@@ -76,13 +78,15 @@ impl UringEngine {
                     len: buf.len(),
                     done: 0,
                     write: false,
+                    fua: false,
                 },
-                Transfer::Write { offset, data } => Entry {
+                Transfer::Write { offset, data, fua } => Entry {
                     offset: *offset,
                     ptr: data.as_ptr().cast_mut(),
                     len: data.len(),
                     done: 0,
                     write: true,
+                    fua: *fua,
                 },
             })
             .collect();
@@ -168,7 +172,11 @@ impl Flight<'_> {
             let len = (e.len - e.done) as u32;
             let offset = e.offset + e.done as u64;
             let sqe = if e.write {
-                opcode::Write::new(fd, ptr, len).offset(offset).build()
+                let flags = if e.fua { libc::RWF_DSYNC } else { 0 };
+                opcode::Write::new(fd, ptr, len)
+                    .offset(offset)
+                    .rw_flags(flags)
+                    .build()
             } else {
                 opcode::Read::new(fd, ptr, len).offset(offset).build()
             };

@@ -183,6 +183,32 @@ pub fn batch(dev: &dyn BlockDevice) {
     assert_eq!(err.kind, IoErrorKind::InvalidRange);
 }
 
+/// FUA batches round-trip like plain ones, over earlier writes too; a bad range fails with
+/// InvalidRange.
+pub fn fua_batch(dev: &dyn BlockDevice) {
+    let a = dev.alignment() as usize;
+    let first = pattern(7, 4 * a);
+    dev.write_at(0, &first).expect("plain write");
+    let over = pattern(8, a);
+    let far = pattern(9, 2 * a);
+    let far_at = (dev.size_bytes() / 2) / a as u64 * a as u64;
+    dev.write_batch_fua(&[(a as u64, &over), (far_at, &far)])
+        .expect("fua batch");
+    let mut want = first;
+    want[a..2 * a].copy_from_slice(&over);
+    assert_eq!(
+        read(dev, 0, 4 * a as u64),
+        want,
+        "fua write over a plain one"
+    );
+    assert_eq!(read(dev, far_at, 2 * a as u64), far, "fua write read back");
+    let block = vec![1u8; a];
+    let err = dev
+        .write_batch_fua(&[(dev.size_bytes(), block.as_slice())])
+        .expect_err("fua write past the end accepted");
+    assert_eq!(err.kind, IoErrorKind::InvalidRange);
+}
+
 /// Threads writing disjoint regions at once all see their own data afterwards.
 pub fn concurrent_writers(dev: Arc<dyn BlockDevice>) {
     const THREADS: u64 = 4;
@@ -233,6 +259,13 @@ macro_rules! device_suite {
             fn make() -> Option<Arc<dyn BlockDevice>> {
                 let make: &dyn Fn() -> Option<Arc<dyn BlockDevice>> = &$make;
                 make()
+            }
+
+            #[test]
+            fn fua_batch() {
+                if let Some(dev) = make() {
+                    $crate::suite::fua_batch(dev.as_ref());
+                }
             }
 
             #[test]
