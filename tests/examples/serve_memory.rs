@@ -1,8 +1,10 @@
 //! Measures the resident memory of `cairn serve` on a 4 TiB pool file holding one volume and N
 //! snapshots of it (each snapshot followed by a one-block write, so the trees diverge): the
 //! daemon's resident size and peak (`VmRSS`, `VmHWM` from /proc) once it is ready, and again
-//! after the CLI has listed every volume and snapshot through it (SMI-S pull operations) and a
-//! client has read and written the volume over NBD. The target is 128 MiB plus the node cache.
+//! after a client has read and written the volume over NBD, after the CLI has listed every
+//! volume and snapshot through it (SMI-S pull operations, 500 a batch), and after pywbem has
+//! enumerated every volume (`tests/py/enumerate.py`: pulls of 1,000, then one
+//! EnumerateInstances). The target is 128 MiB plus the node cache.
 //!
 //! The pool file is sparse: it is written through a file device that leaves out the
 //! preallocation of the metadata reserve (3% of 4 TiB would not fit most test file systems) and
@@ -19,7 +21,7 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use cairn_engine::{BlockDevice, IoError, Pool, PoolOptions, Storage, VolumeOptions};
 use cairn_io::FileDevice;
-use cairn_tests::{cairn_bin, qemu_io, Daemon};
+use cairn_tests::{cairn_bin, python, qemu_io, Daemon};
 
 const MIB: u64 = 1 << 20;
 const POOL_BYTES: u64 = 4 << 40;
@@ -114,6 +116,31 @@ fn list(data: &Path, what: &str) -> Result<usize> {
     v.as_array().map(Vec::len).context("a JSON array")
 }
 
+/// Enumerates every volume of `daemon` with pywbem (`mode` `pull` or `whole`); returns the
+/// number of volumes and the seconds the client took.
+fn enumerate(daemon: &Daemon, mode: &str) -> Result<(u64, f64)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/enumerate.py");
+    let url = format!("http://{}", daemon.listen.smis_http.context("SMI-S HTTP")?);
+    let credentials = std::fs::read_to_string(daemon.data_dir.join("credentials"))?;
+    let password = credentials.lines().next().context("a password")?;
+    let out = Command::new(python())
+        .arg(script)
+        .args([url.as_str(), USER, password, mode])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "enumerate.py {mode}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let count = v["count"].as_u64().context("count")?;
+    ensure!(v["distinct"].as_u64() == Some(count), "duplicates: {v}");
+    Ok((count, v["seconds"].as_f64().unwrap_or_default()))
+}
+
+/// The user the daemon makes when its config names none (its password is in `credentials`).
+const USER: &str = "admin";
+
 fn main() -> Result<()> {
     let snapshots: u64 = match std::env::args().nth(1) {
         Some(a) => a.parse().context("snapshot count")?,
@@ -155,6 +182,16 @@ fn main() -> Result<()> {
     show(&format!("after listing {snaps} snapshots"))?;
     list(&data, "volume")?;
     show("after listing the volumes again")?;
+    for mode in ["pull", "whole"] {
+        let (count, secs) = enumerate(&daemon, mode)?;
+        ensure!(
+            count == snapshots + 1,
+            "{count} volumes enumerated ({mode})"
+        );
+        show(&format!(
+            "after pywbem enumerated {count} volumes ({mode}, {secs:.2} s)"
+        ))?;
+    }
     println!(
         "target: {} MiB (128 plus the {NODE_CACHE_MIB} MiB node cache)",
         128 + NODE_CACHE_MIB

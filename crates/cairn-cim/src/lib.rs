@@ -72,7 +72,7 @@ pub use error::{CimError, CimStatus, DecodeError, DecodeErrorKind};
 pub use instance::{association, Instance, Property};
 pub use path::{InstancePath, KeyBinding, KeyValue};
 pub use provider::{
-    MethodCall, MethodName, MethodResult, ProfileRegistration, Provider, ORGANIZATION_SNIA,
+    MethodCall, MethodName, MethodResult, Page, ProfileRegistration, Provider, ORGANIZATION_SNIA,
 };
 pub use repository::ClassRepository;
 pub use server::{CimHttpOutcome, CimServer, HttpCimRequest};

@@ -24,9 +24,18 @@ pub const OPERATION_TIMEOUT_SECONDS_MAX: u32 = 600;
 pub const OPERATION_TIMEOUT_SECONDS_DEFAULT: u32 = 60;
 /// Most objects returned by one Open*/Pull* response, whatever MaxObjectCount asks for.
 pub const PULL_OBJECT_COUNT_MAX: u32 = 10_000;
-/// Most objects one enumeration context may hold.
+/// Most provider pages one Open*/Pull* batch is computed from (pages may come back empty, e.g.
+/// a page of volumes none of which is a replica); past it the batch is answered as it is, short
+/// but not the last, and the next pull goes on.
+pub const PULL_PAGES_PER_BATCH_MAX: usize = 64;
+/// Most objects one association query's enumeration context may hold (an enumeration of a
+/// class holds a cursor, never objects).
 pub const ENUMERATION_CONTEXT_OBJECT_COUNT_MAX: usize = 1_000_000;
 
+const _: () = assert!(
+    PULL_PAGES_PER_BATCH_MAX >= 1,
+    "a batch reads at least one page"
+);
 const _: () = assert!(XML_DEPTH_MAX >= 16, "CIM-XML requests nest about 12 deep");
 const _: () = assert!(OPERATION_TIMEOUT_SECONDS_DEFAULT <= OPERATION_TIMEOUT_SECONDS_MAX);
 const _: () = assert!(RESPONSE_BODY_BYTES_MAX >= REQUEST_BODY_BYTES_MAX);

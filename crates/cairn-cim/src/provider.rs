@@ -34,6 +34,26 @@ pub trait Provider: Send + Sync {
         class_name: &str,
     ) -> Result<Vec<Instance>, CimError>;
 
+    /// One page of the instances of concrete class `class_name` in `namespace`, for an
+    /// enumeration that produces its answer batch by batch (the pull operations): at most `max`
+    /// instances after `cursor` (`None`: from the start), in an order of the provider's choosing
+    /// that stays fixed while the enumeration runs, and the cursor to continue from, `None` when
+    /// there is no more. `cursor` is one this provider returned for the same class. A page is
+    /// computed from the state at the time it is asked for: an instance deleted before its page
+    /// is not returned, one created behind the cursor is not, and no instance is returned twice.
+    /// Return `Ok(None)` to let the dispatcher page through `enumerate_instances` in path order
+    /// (the default does; fine for classes with few instances).
+    fn enumerate_page(
+        &self,
+        namespace: &str,
+        class_name: &str,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<Page>, CimError> {
+        let _ = (namespace, class_name, cursor, max);
+        Ok(None)
+    }
+
     /// Fast path for one instance by path. `path.class_name` is a concrete class listed by
     /// `class_names` (the dispatcher has resolved superclass names); `path.namespace` is set. Return
     /// `Ok(None)` to let the dispatcher search `enumerate_instances` (the default does), or
@@ -133,6 +153,15 @@ pub trait Provider: Send + Sync {
         let _ = implementation;
         self.invoke_method(call)
     }
+}
+
+/// One page of an enumeration ([`Provider::enumerate_page`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    /// The instances, each with its `path` set as for `enumerate_instances`.
+    pub instances: Vec<Instance>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<String>,
 }
 
 /// An extrinsic method a provider implements: the concrete class and the method, spelled as in

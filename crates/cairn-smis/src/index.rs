@@ -16,8 +16,12 @@
 //! - `by_source[s]` holds every indexed volume whose replica record or snapshot parent names `s`.
 //! - Noted volumes are bounded by [`CHANGED_VOLUMES_MAX`]; past it the index forgets them and
 //!   reads every pool again.
+//! - A volume keeps its position in the creation order (`Entry::order`, unique, never reused)
+//!   for as long as the index holds it, even when its pool is read again, so an enumeration
+//!   paging by position ([`VolumeIndex::page`]) never returns a volume twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -55,6 +59,8 @@ struct State {
     /// The backend's pools in its order, as last read.
     pools: Vec<PoolEntry>,
     volumes: HashMap<VolumeId, Entry>,
+    /// Every indexed volume by its position in the creation order.
+    by_order: BTreeMap<u64, VolumeId>,
     by_source: HashMap<VolumeId, BTreeSet<VolumeId>>,
     /// Volumes named by events since the last request.
     changed: HashSet<VolumeId>,
@@ -78,6 +84,16 @@ struct PoolEntry {
 struct Entry {
     volume: Volume,
     order: u64,
+}
+
+/// One page of the model's volumes in creation order ([`VolumeIndex::page`]).
+pub struct VolumePage {
+    /// The page's volumes (and, if asked for, their replica sources) with their pools.
+    pub snapshot: Snapshot,
+    /// The page's volumes, in order.
+    pub ids: Vec<VolumeId>,
+    /// The position to continue after; `None` after the last page.
+    pub next: Option<u64>,
 }
 
 /// The volume `v`'s relationship may name as its source (a superset of the model's).
@@ -152,6 +168,48 @@ impl VolumeIndex {
     }
 }
 
+impl VolumeIndex {
+    /// Up to `max` of the model's volumes after position `after` (`None`: from the first), in
+    /// creation order, as the backend holds them now; with `sources`, the snapshot also holds
+    /// the volumes they are replicas of.
+    pub fn page(
+        &self,
+        array: &dyn ArrayBackend,
+        after: Option<u64>,
+        max: usize,
+        sources: bool,
+    ) -> VolumePage {
+        let mut st = self.state.lock();
+        if !self.followed.load(Ordering::Acquire) {
+            st.reread_all = true;
+        }
+        st.sync(array);
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut ids = Vec::new();
+        let mut last = None;
+        for (order, id) in st.by_order.range((start, Bound::Unbounded)) {
+            if ids.len() == max {
+                break;
+            }
+            last = Some(*order);
+            if st.volumes.get(id).is_some_and(|e| in_model(&e.volume)) {
+                ids.push(*id);
+            }
+        }
+        let more = last.is_some_and(|l| st.by_order.range(l + 1..).next().is_some());
+        let mut wanted = ids.clone();
+        if sources {
+            let of = |id: &VolumeId| st.volumes.get(id).and_then(|e| source_of(&e.volume));
+            wanted.extend(ids.iter().filter_map(of));
+        }
+        VolumePage {
+            snapshot: st.only(wanted.into_iter()),
+            ids,
+            next: last.filter(|_| more),
+        }
+    }
+}
+
 fn view(p: &PoolEntry, volumes: Vec<Volume>) -> PoolView {
     PoolView {
         info: p.info.clone(),
@@ -193,14 +251,16 @@ impl State {
     }
 
     /// Reads pool `info` whole; its previous entries are dropped.
+    /// Volumes already indexed keep their position in the creation order.
     fn read_pool(&mut self, array: &dyn ArrayBackend, info: PoolInfo) -> PoolEntry {
-        let stale: Vec<VolumeId> = self
+        let stale: Vec<(VolumeId, u64)> = self
             .volumes
             .iter()
             .filter(|(_, e)| e.volume.pool == info.name)
-            .map(|(id, _)| *id)
+            .map(|(id, e)| (*id, e.order))
             .collect();
-        for id in stale {
+        let known: HashMap<VolumeId, u64> = stale.iter().copied().collect();
+        for (id, _) in stale {
             self.remove(id);
         }
         let mut entry = PoolEntry {
@@ -210,9 +270,12 @@ impl State {
             info,
         };
         for v in array.volumes(&entry.info.name) {
-            let order = self.next_order;
-            self.next_order += 1;
+            let order = match known.get(&v.id) {
+                Some(order) => *order,
+                None => self.take_order(),
+            };
             entry.order.insert(order, v.id);
+            self.by_order.insert(order, v.id);
             self.link(&v);
             self.volumes.insert(v.id, Entry { volume: v, order });
         }
@@ -249,24 +312,29 @@ impl State {
     fn upsert(&mut self, v: Volume) {
         let order = match self.volumes.get(&v.id).map(|e| e.order) {
             Some(order) => order,
-            None => {
-                self.next_order += 1;
-                self.next_order - 1
-            }
+            None => self.take_order(),
         };
         self.remove(v.id);
         let Some(pool) = self.pool_mut(&v.pool) else {
             return;
         };
         pool.order.insert(order, v.id);
+        self.by_order.insert(order, v.id);
         self.link(&v);
         self.volumes.insert(v.id, Entry { volume: v, order });
+    }
+
+    /// The next unused position in the creation order.
+    fn take_order(&mut self) -> u64 {
+        self.next_order += 1;
+        self.next_order - 1
     }
 
     fn remove(&mut self, id: VolumeId) {
         let Some(e) = self.volumes.remove(&id) else {
             return;
         };
+        self.by_order.remove(&e.order);
         self.unlink(&e.volume);
         if let Some(pool) = self.pool_mut(&e.volume.pool) {
             pool.order.remove(&e.order);

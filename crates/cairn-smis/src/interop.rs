@@ -21,7 +21,7 @@ pub use cairn_cim::association;
 use cairn_cim::path::namespace_eq;
 pub use cairn_cim::provider::ORGANIZATION_SNIA;
 use cairn_cim::{
-    CimError, CimType, Instance, InstancePath, MethodCall, MethodName, MethodResult,
+    CimError, CimType, Instance, InstancePath, MethodCall, MethodName, MethodResult, Page,
     ProfileRegistration, Provider, Value,
 };
 
@@ -312,6 +312,22 @@ impl Provider for InteropProvider {
             out.extend(self.storage.enumerate_instances(namespace, class_name)?);
         }
         Ok(out)
+    }
+
+    /// The storage provider's pages for its classes; the interop model's own are few and paged
+    /// by the dispatcher.
+    fn enumerate_page(
+        &self,
+        namespace: &str,
+        class_name: &str,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<Page>, CimError> {
+        if self.is_own(namespace, class_name) || !self.storage_has(namespace, class_name) {
+            return Ok(None);
+        }
+        self.storage
+            .enumerate_page(namespace, class_name, cursor, max)
     }
 
     fn get_instance(

@@ -457,16 +457,7 @@ fn associations(id: &Identity, snap: &Snapshot, jobs: &[JobRecord], c: &str) -> 
                 )
             })
             .collect(),
-        "cairn_systemdevice" => snap
-            .volumes()
-            .map(|(_, v)| {
-                association(
-                    "Cairn_SystemDevice",
-                    ("GroupComponent", sys.clone()),
-                    ("PartComponent", id.volume_path(v.id)),
-                )
-            })
-            .collect(),
+        "cairn_systemdevice" => snap.volumes().map(|(_, v)| system_device(id, v)).collect(),
         "cairn_allocatedfromstoragepool" => allocated(id, snap),
         "cairn_elementcapabilities" => element_capabilities(id, snap),
         "cairn_storagesynchronized" => snap
@@ -789,14 +780,57 @@ fn allocated(id: &Identity, snap: &Snapshot) -> Vec<Instance> {
             .with("SpaceConsumed", Value::Uint64(p.info.size_bytes))
         })
         .collect();
-    out.extend(snap.volumes().map(|(p, v)| {
-        association(
-            "Cairn_AllocatedFromStoragePool",
-            ("Antecedent", pool_path(&p.info.name)),
-            ("Dependent", id.volume_path(v.id)),
-        )
-    }));
+    out.extend(snap.volumes().map(|(p, v)| allocated_volume(id, p, v)));
     out
+}
+
+fn allocated_volume(id: &Identity, p: &PoolView, v: &Volume) -> Instance {
+    association(
+        "Cairn_AllocatedFromStoragePool",
+        ("Antecedent", pool_path(&p.info.name)),
+        ("Dependent", id.volume_path(v.id)),
+    )
+}
+
+fn system_device(id: &Identity, v: &Volume) -> Instance {
+    association(
+        "Cairn_SystemDevice",
+        ("GroupComponent", id.system_path()),
+        ("PartComponent", id.volume_path(v.id)),
+    )
+}
+
+/// The classes with one instance per model volume (and, for AllocatedFromStoragePool, one per
+/// pool besides): those an enumeration pages through by volume ([`page_instances`]).
+pub const PAGED_CLASSES: [&str; 4] = [
+    VOLUME_CLASS,
+    "Cairn_SystemDevice",
+    "Cairn_AllocatedFromStoragePool",
+    SYNC_CLASS,
+];
+
+/// The instances of paged class `class` (see [`PAGED_CLASSES`]) that belong to the volumes
+/// `ids` of `snap`, in that order: a volume, its SystemDevice, its AllocatedFromStoragePool, the
+/// StorageSynchronized it is the replica side of (`snap` must hold its source). `None` for
+/// another class.
+pub fn page_instances(
+    id: &Identity,
+    snap: &Snapshot,
+    ids: &[VolumeId],
+    class: &str,
+) -> Option<Vec<Instance>> {
+    let class = PAGED_CLASSES
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case(class))?;
+    let volumes = ids.iter().filter_map(|v| snap.volume(*v));
+    Some(match class {
+        0 => volumes.map(|(_, v)| volume(id, v)).collect(),
+        1 => volumes.map(|(_, v)| system_device(id, v)).collect(),
+        2 => volumes.map(|(p, v)| allocated_volume(id, p, v)).collect(),
+        _ => volumes
+            .filter_map(|(_, v)| relationship(snap, v).map(|rel| synchronized(id, v, rel)))
+            .collect(),
+    })
 }
 
 fn element_capabilities(id: &Identity, snap: &Snapshot) -> Vec<Instance> {

@@ -27,7 +27,7 @@ use crate::interop::{InteropProvider, ObjectManagerInfo, CAIRN_NAMESPACE, INTERO
 use cairn_array::{ArrayBackend, IntoBackend};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
-    CimError, CimServer, Instance, InstancePath, MethodCall, MethodName, MethodResult,
+    CimError, CimServer, Instance, InstancePath, MethodCall, MethodName, MethodResult, Page,
     ProfileRegistration, Provider,
 };
 use parking_lot::Mutex;
@@ -212,6 +212,68 @@ impl ArrayProvider {
     }
 }
 
+/// Where an enumeration of a paged class stands (the cursor text `P<n>` or `V[<position>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PagePosition {
+    /// The first `n` pool-level instances (AllocatedFromStoragePool of each pool) are returned.
+    Pools(usize),
+    /// The volumes up to this position in the index's creation order are (`None`: none yet).
+    Volumes(Option<u64>),
+}
+
+impl PagePosition {
+    fn parse(text: &str) -> Option<PagePosition> {
+        let (kind, n) = text.split_at_checked(1)?;
+        match kind {
+            "P" => n.parse().ok().map(PagePosition::Pools),
+            "V" if n.is_empty() => Some(PagePosition::Volumes(None)),
+            "V" => n.parse().ok().map(|n| PagePosition::Volumes(Some(n))),
+            _ => None,
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            PagePosition::Pools(n) => format!("P{n}"),
+            PagePosition::Volumes(None) => "V".to_owned(),
+            PagePosition::Volumes(Some(n)) => format!("V{n}"),
+        }
+    }
+}
+
+impl ArrayProvider {
+    /// A page of the pool-level AllocatedFromStoragePool instances (primordial → each pool),
+    /// after the first `done`; then the volumes' come.
+    fn pool_page(&self, done: usize, max: usize) -> Page {
+        let snap = self.read(Scope::Pools);
+        let all = model::instances(&self.identity, &snap, &[], 0, ALLOCATED_CLASS);
+        let total = all.len();
+        let instances: Vec<Instance> = all.into_iter().skip(done).take(max).collect();
+        let next = match done + instances.len() {
+            n if n < total => PagePosition::Pools(n),
+            _ => PagePosition::Volumes(None),
+        };
+        Page {
+            instances,
+            next: Some(next.text()),
+        }
+    }
+
+    /// A page of the per-volume instances of paged class `class`, after position `after`.
+    fn volume_page(&self, class: &str, after: Option<u64>, max: usize) -> Page {
+        let sources = class.eq_ignore_ascii_case(model::SYNC_CLASS);
+        let page = self.index.page(self.array.as_ref(), after, max, sources);
+        let instances = model::page_instances(&self.identity, &page.snapshot, &page.ids, class)
+            .unwrap_or_default();
+        Page {
+            instances,
+            next: page.next.map(|n| PagePosition::Volumes(Some(n)).text()),
+        }
+    }
+}
+
+const ALLOCATED_CLASS: &str = "Cairn_AllocatedFromStoragePool";
+
 fn is_interop(ns: &str) -> bool {
     namespace_eq(ns, INTEROP_NAMESPACE)
 }
@@ -250,6 +312,34 @@ impl Provider for ArrayProvider {
             return Ok(Vec::new());
         }
         Ok(self.instances(&self.state_for(class_name), class_name))
+    }
+
+    /// The classes with an instance per volume are paged by volume, in the index's creation
+    /// order (see [`crate::index::VolumeIndex::page`]); the others by the dispatcher.
+    fn enumerate_page(
+        &self,
+        namespace: &str,
+        class_name: &str,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<Page>, CimError> {
+        let paged = model::PAGED_CLASSES
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(class_name));
+        if is_interop(namespace) || !paged {
+            return Ok(None);
+        }
+        let position = match cursor {
+            Some(text) => PagePosition::parse(text)
+                .ok_or_else(|| CimError::failed(format!("Bad enumeration position {text:?}")))?,
+            None if class_name.eq_ignore_ascii_case(ALLOCATED_CLASS) => PagePosition::Pools(0),
+            None => PagePosition::Volumes(None),
+        };
+        let max = max.max(1);
+        Ok(Some(match position {
+            PagePosition::Pools(done) => self.pool_page(done, max),
+            PagePosition::Volumes(after) => self.volume_page(class_name, after, max),
+        }))
     }
 
     fn get_instance(

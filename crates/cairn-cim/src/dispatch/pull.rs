@@ -1,11 +1,17 @@
-//! Pull operations (DSP0200 §5.3.2): Open* compute the whole result, return the first
-//! MaxObjectCount objects and park the rest in an enumeration context; Pull* page through it;
-//! CloseEnumeration drops it.
+//! Pull operations (DSP0200 §5.3.2). An enumeration of instances or paths (Open*Enumerate*)
+//! keeps a cursor, not its result: the concrete classes still to go and the provider's position
+//! in the current one ([`crate::Provider::enumerate_page`]), and each Open*/Pull* computes its
+//! batch from the state of that moment; an association query (Open*Associator*/Reference*, whose
+//! result is the neighbours of one object) keeps its remaining objects. CloseEnumeration drops
+//! the context.
 //!
-//! Invariants: at most `ENUMERATION_CONTEXTS_OPEN_MAX` contexts exist; a context expires
-//! OperationTimeout after its last use and is then gone (CIM_ERR_INVALID_ENUMERATION_CONTEXT); a
-//! context is only usable from the namespace that opened it and for its own kind (instances or
-//! paths); a finished context is removed at once. Time is passed in, so expiry is testable.
+//! Invariants: at most `ENUMERATION_CONTEXTS_OPEN_MAX` contexts exist, so what they hold is
+//! bounded by a cursor each (or `ENUMERATION_CONTEXT_OBJECT_COUNT_MAX` objects for an
+//! association query); a context expires OperationTimeout after its last use and is then gone
+//! (CIM_ERR_INVALID_ENUMERATION_CONTEXT); a context is only usable from the namespace that opened
+//! it and for its own kind (instances or paths), by one pull at a time; a finished context, or
+//! one whose pull failed, is removed at once. A batch never repeats an object of an earlier one;
+//! an object deleted before its batch is skipped. Time is passed in, so expiry is testable.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -19,11 +25,13 @@ use crate::instance::Instance;
 use crate::limits::{
     ENUMERATION_CONTEXTS_OPEN_MAX, ENUMERATION_CONTEXT_OBJECT_COUNT_MAX,
     OPERATION_TIMEOUT_SECONDS_DEFAULT, OPERATION_TIMEOUT_SECONDS_MAX, PULL_OBJECT_COUNT_MAX,
+    PULL_PAGES_PER_BATCH_MAX,
 };
 use crate::path::{namespace_eq, InstancePath};
+use crate::provider::Page;
 use crate::xml::encode::IReturn;
 
-/// The remaining objects of one enumeration.
+/// Objects of one batch, or the remaining objects of an association query.
 #[derive(Debug)]
 pub(crate) enum PullItems {
     Instances(VecDeque<Instance>),
@@ -38,12 +46,14 @@ impl PullItems {
         }
     }
 
-    /// Takes up to `n` objects off the front.
-    fn take(&mut self, n: usize) -> PullItems {
-        match self {
+    /// The first `n` objects, and the rest if any remain.
+    fn split(mut self, n: usize) -> (PullItems, Option<PullItems>) {
+        let first = match &mut self {
             PullItems::Instances(v) => PullItems::Instances(v.drain(..n.min(v.len())).collect()),
             PullItems::Paths(v) => PullItems::Paths(v.drain(..n.min(v.len())).collect()),
-        }
+        };
+        let rest = (self.len() > 0).then_some(self);
+        (first, rest)
     }
 
     fn into_return(self, end_of_sequence: bool, context: Option<String>) -> IReturn {
@@ -62,10 +72,33 @@ impl PullItems {
     }
 }
 
+/// Where an enumeration of a class and its subclasses stands, and how its client sees instances.
+#[derive(Debug)]
+pub(crate) struct EnumCursor {
+    /// The concrete classes still to enumerate, the current one first.
+    classes: VecDeque<String>,
+    /// The provider's position in the current class (`None`: its start).
+    position: Option<String>,
+    paths: bool,
+    /// DeepInheritance=FALSE: only the properties this class declares.
+    only_class: Option<String>,
+    property_list: Option<Vec<String>>,
+    include_class_origin: bool,
+}
+
+/// What a context holds between pulls.
+#[derive(Debug)]
+pub(crate) enum Source {
+    Cursor(EnumCursor),
+    Items(PullItems),
+}
+
 #[derive(Debug)]
 struct Context {
     namespace: String,
-    items: PullItems,
+    paths: bool,
+    /// `None` while a pull computes its batch.
+    source: Option<Source>,
     timeout: Duration,
     expires: Instant,
 }
@@ -88,25 +121,15 @@ impl PullContexts {
         self.open.retain(|_, c| c.expires > now);
     }
 
-    /// Answers an Open*: the first `max` objects, and a context for the rest if any remain.
-    pub fn open(
+    /// Opens a context for what remains of an enumeration after its first batch; its id.
+    fn insert(
         &mut self,
         ns: &str,
-        mut items: PullItems,
-        max: u32,
+        source: Source,
+        paths: bool,
         timeout: Duration,
         now: Instant,
-    ) -> Result<IReturn, CimError> {
-        if items.len() > ENUMERATION_CONTEXT_OBJECT_COUNT_MAX {
-            return Err(CimError::new(
-                CimStatus::ServerLimitsExceeded,
-                "Result too large for one enumeration",
-            ));
-        }
-        let first = items.take(max as usize);
-        if items.len() == 0 {
-            return Ok(first.into_return(true, None));
-        }
+    ) -> Result<String, CimError> {
         self.purge(now);
         if self.open.len() >= ENUMERATION_CONTEXTS_OPEN_MAX {
             return Err(CimError::new(
@@ -115,16 +138,15 @@ impl PullContexts {
             ));
         }
         let id = format!("urn:cairn:enum:{:032x}", rand::random::<u128>());
-        self.open.insert(
-            id.clone(),
-            Context {
-                namespace: ns.to_owned(),
-                items,
-                timeout,
-                expires: now + timeout,
-            },
-        );
-        Ok(first.into_return(false, Some(id)))
+        let context = Context {
+            namespace: ns.to_owned(),
+            paths,
+            source: Some(source),
+            timeout,
+            expires: now + timeout,
+        };
+        self.open.insert(id.clone(), context);
+        Ok(id)
     }
 
     fn context(&mut self, id: &str, ns: &str, now: Instant) -> Result<&mut Context, CimError> {
@@ -138,28 +160,43 @@ impl PullContexts {
         }
     }
 
-    /// Answers a Pull*: the next `max` objects; removes the context when it is exhausted.
-    pub fn pull(
+    /// Takes what context `id` holds for a Pull* of kind `paths`; the context stays open (and
+    /// counted) but busy until [`PullContexts::checkin`].
+    fn checkout(
         &mut self,
         id: &str,
         ns: &str,
         paths: bool,
-        max: u32,
         now: Instant,
-    ) -> Result<IReturn, CimError> {
+    ) -> Result<Source, CimError> {
         let ctx = self.context(id, ns, now)?;
-        if paths != matches!(ctx.items, PullItems::Paths(_)) {
+        if paths != ctx.paths {
             return Err(CimError::invalid_parameter(
                 "Enumeration context was opened for another kind of pull",
             ));
         }
-        let batch = ctx.items.take(max as usize);
+        let source = ctx.source.take().ok_or_else(|| {
+            CimError::new(
+                CimStatus::InvalidEnumerationContext,
+                "Enumeration context is in use by another pull",
+            )
+        })?;
         ctx.expires = now + ctx.timeout;
-        if ctx.items.len() == 0 {
-            self.open.remove(id);
-            return Ok(batch.into_return(true, None));
+        Ok(source)
+    }
+
+    /// Gives context `id` back what remains after a pull, or removes it (finished or failed).
+    /// A context closed meanwhile stays closed.
+    fn checkin(&mut self, id: &str, rest: Option<Source>, now: Instant) {
+        match (rest, self.open.get_mut(id)) {
+            (Some(rest), Some(ctx)) => {
+                ctx.source = Some(rest);
+                ctx.expires = now + ctx.timeout;
+            }
+            _ => {
+                self.open.remove(id);
+            }
         }
-        Ok(batch.into_return(false, Some(id.to_owned())))
     }
 
     /// Answers CloseEnumeration.
@@ -212,6 +249,153 @@ fn open_options(p: &Params<'_>) -> Result<OpenOptions, CimError> {
 }
 
 impl Core {
+    /// The next batch of at most `max` objects of `source`, and what remains after it.
+    fn next_batch(
+        &self,
+        ns: &str,
+        source: Source,
+        max: u32,
+    ) -> Result<(PullItems, Option<Source>), CimError> {
+        match source {
+            Source::Items(items) => {
+                let (batch, rest) = items.split(max as usize);
+                Ok((batch, rest.map(Source::Items)))
+            }
+            Source::Cursor(mut c) => {
+                let batch = self.cursor_batch(ns, &mut c, max as usize)?;
+                Ok((batch, (!c.classes.is_empty()).then_some(Source::Cursor(c))))
+            }
+        }
+    }
+
+    /// Up to `max` objects from where `c` stands, computed now; moves `c` past them.
+    fn cursor_batch(
+        &self,
+        ns: &str,
+        c: &mut EnumCursor,
+        max: usize,
+    ) -> Result<PullItems, CimError> {
+        let mut found = Vec::new();
+        for _ in 0..PULL_PAGES_PER_BATCH_MAX {
+            let Some(class) = c.classes.front() else {
+                break;
+            };
+            if found.len() == max {
+                break;
+            }
+            let page = self.page(ns, class, c.position.as_deref(), max - found.len())?;
+            found.extend(page.instances.into_iter().map(|i| self.complete(ns, i)));
+            match page.next {
+                Some(next) => c.position = Some(next),
+                None => {
+                    c.classes.pop_front();
+                    c.position = None;
+                }
+            }
+        }
+        if c.paths {
+            return Ok(PullItems::Paths(
+                found.into_iter().filter_map(|i| i.path).collect(),
+            ));
+        }
+        let only_class = match &c.only_class {
+            Some(name) => Some(self.known_class(name)?),
+            None => None,
+        };
+        let view = View {
+            only_class,
+            property_list: c.property_list.as_deref(),
+            include_class_origin: c.include_class_origin,
+        };
+        Ok(PullItems::Instances(
+            found.into_iter().map(|i| self.shape(i, view)).collect(),
+        ))
+    }
+
+    /// One page of concrete class `class`: the provider's, or, if it has no pages of its own,
+    /// its instances in the order of their paths' text, those after `cursor`.
+    fn page(
+        &self,
+        ns: &str,
+        class: &str,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Page, CimError> {
+        if let Some(page) = self.provider.enumerate_page(ns, class, cursor, max)? {
+            return Ok(page);
+        }
+        let mut keyed: Vec<(String, Instance)> = self
+            .provider
+            .enumerate_instances(ns, class)?
+            .into_iter()
+            .map(|i| self.complete(ns, i))
+            .map(|i| {
+                (
+                    i.path.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                    i,
+                )
+            })
+            .filter(|(k, _)| cursor.is_none_or(|c| k.as_str() > c))
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        keyed.dedup_by(|a, b| a.0 == b.0);
+        let more = keyed.len() > max;
+        keyed.truncate(max);
+        let next = if more {
+            keyed.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok(Page {
+            instances: keyed.into_iter().map(|(_, i)| i).collect(),
+            next,
+        })
+    }
+
+    /// The first batch of `source` and, if more remains, a context for it.
+    fn open_source(
+        &self,
+        ns: &str,
+        source: Source,
+        paths: bool,
+        opts: &OpenOptions,
+    ) -> Result<IReturn, CimError> {
+        let (first, rest) = self.next_batch(ns, source, opts.max)?;
+        let Some(rest) = rest else {
+            return Ok(first.into_return(true, None));
+        };
+        let id = self
+            .pulls
+            .lock()
+            .insert(ns, rest, paths, opts.timeout, Instant::now())?;
+        Ok(first.into_return(false, Some(id)))
+    }
+
+    /// The cursor of an enumeration of the instances (or paths) of a class and its subclasses.
+    fn enum_cursor(&self, ns: &str, paths: bool, p: &Params<'_>) -> Result<EnumCursor, CimError> {
+        let name = p
+            .class_name("ClassName")?
+            .ok_or_else(|| CimError::invalid_parameter("ClassName is required"))?;
+        let class = self.known_class(name)?;
+        let deep = p.bool("DeepInheritance", true)?;
+        p.bool("LocalOnly", false)?;
+        p.bool("IncludeQualifiers", false)?;
+        let classes = self
+            .provider
+            .class_names(ns)
+            .into_iter()
+            .filter(|cn| self.repo.is_subclass_of(cn, name))
+            .collect();
+        Ok(EnumCursor {
+            classes,
+            position: None,
+            paths,
+            only_class: (!deep && !paths).then(|| class.name.clone()),
+            property_list: if paths { None } else { p.property_list()? },
+            include_class_origin: !paths && p.bool("IncludeClassOrigin", false)?,
+        })
+    }
+
     pub(super) fn open_enumerate(
         &self,
         ns: &str,
@@ -219,14 +403,8 @@ impl Core {
         p: &Params<'_>,
     ) -> Result<IReturn, CimError> {
         let opts = open_options(p)?;
-        let items = if paths {
-            PullItems::Paths(self.enumerate_paths(ns, p)?.into())
-        } else {
-            PullItems::Instances(self.enumerate_shaped(ns, p)?.into())
-        };
-        self.pulls
-            .lock()
-            .open(ns, items, opts.max, opts.timeout, Instant::now())
+        let cursor = self.enum_cursor(ns, paths, p)?;
+        self.open_source(ns, Source::Cursor(cursor), paths, &opts)
     }
 
     pub(super) fn open_association(
@@ -260,25 +438,37 @@ impl Core {
             AssocResult::Instances(v) => PullItems::Instances(v.into()),
             AssocResult::Paths(v) => PullItems::Paths(v.into()),
         };
-        self.pulls
-            .lock()
-            .open(ns, items, opts.max, opts.timeout, Instant::now())
+        if items.len() > ENUMERATION_CONTEXT_OBJECT_COUNT_MAX {
+            return Err(CimError::new(
+                CimStatus::ServerLimitsExceeded,
+                "Result too large for one enumeration",
+            ));
+        }
+        self.open_source(ns, Source::Items(items), names, &opts)
     }
 
     pub(super) fn pull(&self, ns: &str, paths: bool, p: &Params<'_>) -> Result<IReturn, CimError> {
         let id = p
             .string("EnumerationContext")?
             .ok_or_else(|| CimError::invalid_parameter("EnumerationContext is required"))?;
+        let id = id.trim();
         let max = p
             .u32("MaxObjectCount")?
-            .ok_or_else(|| CimError::invalid_parameter("MaxObjectCount is required"))?;
-        self.pulls.lock().pull(
-            id.trim(),
-            ns,
-            paths,
-            max.min(PULL_OBJECT_COUNT_MAX),
-            Instant::now(),
-        )
+            .ok_or_else(|| CimError::invalid_parameter("MaxObjectCount is required"))?
+            .min(PULL_OBJECT_COUNT_MAX);
+        let source = self.pulls.lock().checkout(id, ns, paths, Instant::now())?;
+        // The batch is computed without the contexts locked: other enumerations go on meanwhile.
+        let result = self.next_batch(ns, source, max);
+        let (batch, rest) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.pulls.lock().checkin(id, None, Instant::now());
+                return Err(e);
+            }
+        };
+        let end = rest.is_none();
+        self.pulls.lock().checkin(id, rest, Instant::now());
+        Ok(batch.into_return(end, (!end).then(|| id.to_owned())))
     }
 
     pub(super) fn close_enumeration(&self, ns: &str, p: &Params<'_>) -> Result<IReturn, CimError> {
@@ -294,6 +484,8 @@ impl Core {
 mod tests {
     use super::*;
 
+    type Batch = (usize, bool, Option<String>);
+
     fn paths(n: usize) -> PullItems {
         PullItems::Paths(
             (0..n)
@@ -302,20 +494,41 @@ mod tests {
         )
     }
 
-    fn count(r: &IReturn) -> (usize, bool, Option<String>) {
-        match r {
-            IReturn::PulledPaths {
-                paths,
-                end_of_sequence,
-                context,
-            } => (paths.len(), *end_of_sequence, context.clone()),
-            IReturn::PulledInstances {
-                instances,
-                end_of_sequence,
-                context,
-            } => (instances.len(), *end_of_sequence, context.clone()),
-            _ => panic!("not a pull result"),
-        }
+    /// What an Open* over `n` objects answers: the first `max`, a context for the rest.
+    fn open(
+        c: &mut PullContexts,
+        ns: &str,
+        n: usize,
+        max: usize,
+        t: Duration,
+        now: Instant,
+    ) -> Result<Batch, CimError> {
+        let (first, rest) = paths(n).split(max);
+        Ok(match rest {
+            None => (first.len(), true, None),
+            Some(rest) => {
+                let id = c.insert(ns, Source::Items(rest), true, t, now)?;
+                (first.len(), false, Some(id))
+            }
+        })
+    }
+
+    /// What a Pull* answers.
+    fn pull(
+        c: &mut PullContexts,
+        id: &str,
+        ns: &str,
+        paths: bool,
+        max: usize,
+        now: Instant,
+    ) -> Result<Batch, CimError> {
+        let Source::Items(items) = c.checkout(id, ns, paths, now)? else {
+            panic!("not an association context");
+        };
+        let (batch, rest) = items.split(max);
+        let end = rest.is_none();
+        c.checkin(id, rest.map(Source::Items), now);
+        Ok((batch.len(), end, (!end).then(|| id.to_owned())))
     }
 
     #[test]
@@ -323,15 +536,15 @@ mod tests {
         let mut c = PullContexts::default();
         let now = Instant::now();
         let t = Duration::from_secs(30);
-        let (n, eos, ctx) = count(&c.open("root/cairn", paths(5), 2, t, now).expect("open"));
+        let (n, eos, ctx) = open(&mut c, "root/cairn", 5, 2, t, now).expect("open");
         assert_eq!((n, eos), (2, false));
         let id = ctx.expect("context");
-        let (n, eos, _) = count(&c.pull(&id, "root/cairn", true, 2, now).expect("pull"));
+        let (n, eos, _) = pull(&mut c, &id, "root/cairn", true, 2, now).expect("pull");
         assert_eq!((n, eos), (2, false));
-        let (n, eos, ctx) = count(&c.pull(&id, "ROOT/cairn", true, 2, now).expect("pull"));
+        let (n, eos, ctx) = pull(&mut c, &id, "ROOT/cairn", true, 2, now).expect("pull");
         assert_eq!((n, eos, ctx), (1, true, None));
         assert_eq!(c.open_count(now), 0);
-        let e = c.pull(&id, "root/cairn", true, 2, now).expect_err("gone");
+        let e = pull(&mut c, &id, "root/cairn", true, 2, now).expect_err("gone");
         assert_eq!(e.status, CimStatus::InvalidEnumerationContext);
     }
 
@@ -339,16 +552,15 @@ mod tests {
     fn small_results_need_no_context() {
         let mut c = PullContexts::default();
         let now = Instant::now();
-        let (n, eos, ctx) = count(
-            &c.open("ns", paths(3), 3, Duration::from_secs(1), now)
-                .expect("open"),
+        let t = Duration::from_secs(1);
+        assert_eq!(
+            open(&mut c, "ns", 3, 3, t, now).expect("open"),
+            (3, true, None)
         );
-        assert_eq!((n, eos, ctx), (3, true, None));
-        let (n, eos, ctx) = count(
-            &c.open("ns", paths(0), 0, Duration::from_secs(1), now)
-                .expect("open"),
+        assert_eq!(
+            open(&mut c, "ns", 0, 0, t, now).expect("open"),
+            (0, true, None)
         );
-        assert_eq!((n, eos, ctx), (0, true, None));
         assert_eq!(c.open_count(now), 0);
     }
 
@@ -357,17 +569,15 @@ mod tests {
         let mut c = PullContexts::default();
         let now = Instant::now();
         let t = Duration::from_secs(10);
-        let id = count(&c.open("ns", paths(10), 1, t, now).expect("open"))
+        let id = open(&mut c, "ns", 10, 1, t, now)
+            .expect("open")
             .2
             .expect("ctx");
         // A pull at 9 s extends the deadline to 19 s.
-        c.pull(&id, "ns", true, 1, now + Duration::from_secs(9))
-            .expect("alive");
-        c.pull(&id, "ns", true, 1, now + Duration::from_secs(18))
-            .expect("still alive");
-        let e = c
-            .pull(&id, "ns", true, 1, now + Duration::from_secs(29))
-            .expect_err("expired");
+        pull(&mut c, &id, "ns", true, 1, now + Duration::from_secs(9)).expect("alive");
+        pull(&mut c, &id, "ns", true, 1, now + Duration::from_secs(18)).expect("still alive");
+        let e =
+            pull(&mut c, &id, "ns", true, 1, now + Duration::from_secs(29)).expect_err("expired");
         assert_eq!(e.status, CimStatus::InvalidEnumerationContext);
     }
 
@@ -376,15 +586,20 @@ mod tests {
         let mut c = PullContexts::default();
         let now = Instant::now();
         let t = Duration::from_secs(10);
-        let id = count(&c.open("ns", paths(10), 1, t, now).expect("open"))
+        let id = open(&mut c, "ns", 10, 1, t, now)
+            .expect("open")
             .2
             .expect("ctx");
         assert_eq!(
-            c.pull(&id, "other", true, 1, now).expect_err("ns").status,
+            pull(&mut c, &id, "other", true, 1, now)
+                .expect_err("ns")
+                .status,
             CimStatus::InvalidEnumerationContext
         );
         assert_eq!(
-            c.pull(&id, "ns", false, 1, now).expect_err("kind").status,
+            pull(&mut c, &id, "ns", false, 1, now)
+                .expect_err("kind")
+                .status,
             CimStatus::InvalidParameter
         );
         c.close(&id, "ns", now).expect("close");
@@ -395,17 +610,34 @@ mod tests {
     }
 
     #[test]
+    fn a_context_serves_one_pull_at_a_time_and_close_wins() {
+        let mut c = PullContexts::default();
+        let now = Instant::now();
+        let t = Duration::from_secs(10);
+        let id = open(&mut c, "ns", 10, 1, t, now)
+            .expect("open")
+            .2
+            .expect("ctx");
+        let held = c.checkout(&id, "ns", true, now).expect("checkout");
+        let e = c.checkout(&id, "ns", true, now).expect_err("busy");
+        assert_eq!(e.status, CimStatus::InvalidEnumerationContext);
+        assert_eq!(c.open_count(now), 1, "a busy context still counts");
+        c.close(&id, "ns", now).expect("close while busy");
+        c.checkin(&id, Some(held), now);
+        assert_eq!(c.open_count(now), 0, "a closed context stays closed");
+    }
+
+    #[test]
     fn open_contexts_are_bounded() {
         let mut c = PullContexts::default();
         let now = Instant::now();
         let t = Duration::from_secs(10);
         for _ in 0..ENUMERATION_CONTEXTS_OPEN_MAX {
-            c.open("ns", paths(2), 1, t, now).expect("open");
+            open(&mut c, "ns", 2, 1, t, now).expect("open");
         }
-        let e = c.open("ns", paths(2), 1, t, now).expect_err("limit");
+        let e = open(&mut c, "ns", 2, 1, t, now).expect_err("limit");
         assert_eq!(e.status, CimStatus::ServerLimitsExceeded);
         // Once the others expire there is room again.
-        c.open("ns", paths(2), 1, t, now + Duration::from_secs(11))
-            .expect("room after expiry");
+        open(&mut c, "ns", 2, 1, t, now + Duration::from_secs(11)).expect("room after expiry");
     }
 }

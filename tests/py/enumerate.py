@@ -1,0 +1,22 @@
+"""Every volume of a running cairn daemon, as pywbem enumerates it. Usage: enumerate.py URL USER
+PASSWORD MODE, MODE `pull` (OpenEnumerateInstances + PullInstancesWithPath, 1,000 a batch) or
+`whole` (one EnumerateInstances); prints one JSON line: the volumes seen, the distinct ones and
+the seconds the client took.
+"""
+import json
+import sys
+import time
+
+import pywbem
+
+url, user, password, mode = sys.argv[1:5]
+conn = pywbem.WBEMConnection(url, (user, password), default_namespace="root/cairn",
+                             no_verification=True, timeout=600)
+started = time.monotonic()
+if mode == "pull":
+    found = conn.IterEnumerateInstances("CIM_StorageVolume", MaxObjectCount=1000)
+else:
+    found = conn.EnumerateInstances("CIM_StorageVolume")
+ids = [i["DeviceID"] for i in found]
+print(json.dumps({"count": len(ids), "distinct": len(set(ids)),
+                  "seconds": round(time.monotonic() - started, 2)}))
