@@ -1305,7 +1305,4 @@ fn windows_masking_sets_expose_and_hide_paths_over_smis() {
                            "remove_masking_set": 0, "sets": 0, "groups": 0,
                            "privileges": {"grants": [], "rights": [], "consistent": true}})
     );
-    for initiator in [host, host2] {
-        assert!(luns_seen_by(&daemon, initiator).is_empty(), "{initiator}");
-    }
 }
