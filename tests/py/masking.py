@@ -16,6 +16,10 @@ Steps:
                                and the ExposePaths/HidePaths refusals (Masking and Mapping)
   windows-hide IQN2 VOL2       Hide-VirtualDisk, Remove-InitiatorIdFromMaskingSet,
                                Remove-MaskingSet
+  privileges                   the privilege model (Masking and Mapping): each
+                               CIM_AuthorizedPrivilege with its subject and target
+
+Steps that change who sees what also report the privileges of that moment.
 
 The Windows sequences follow Microsoft's SMI-S provider requirements for Storage Management
 (masking sets are CIM_SCSIProtocolControllers changed through the controller configuration
@@ -181,7 +185,43 @@ def show(c, group, volume):
     luns = [u["DeviceNumber"] for u in c.References(
         volume_path(c, volume), ResultClass="CIM_ProtocolControllerForUnit")]
     return {"volumes": volumes, "groups": groups, "initiators": members, "luns": luns,
-            "ports": target_ports(c)}
+            "ports": target_ports(c), "privileges": privileges(c)}
+
+
+def view_pairs(c):
+    """[initiator, view] for each initiator of each masking view, walked through the groups."""
+    pairs = []
+    for spc in masking_sets(c):
+        for g in c.AssociatorNames(spc.path, AssocClass="CIM_AssociatedInitiatorMaskingGroup"):
+            pairs += [[h["StorageID"], spc["ElementName"]] for h in c.Associators(
+                g, AssocClass="CIM_MemberOfCollection", ResultClass="CIM_StorageHardwareID")]
+    return sorted(pairs)
+
+
+def privileges(c):
+    """Each privilege as [initiator, view] through CIM_AuthorizedSubject / CIM_AuthorizedTarget,
+    its distinct rights, and whether walking from every StorageHardwareID through its
+    privileges to their controllers, and walking the views' groups, give the same pairs."""
+    grants, rights = [], set()
+    for p in c.EnumerateInstances("CIM_AuthorizedPrivilege"):
+        (hw,) = c.Associators(p.path, AssocClass="CIM_AuthorizedSubject",
+                              ResultClass="CIM_StorageHardwareID")
+        (spc,) = c.Associators(p.path, AssocClass="CIM_AuthorizedTarget",
+                               ResultClass="CIM_SCSIProtocolController")
+        grants.append([hw["StorageID"], spc["ElementName"]])
+        rights.add(json.dumps([p["PrivilegeGranted"], list(p["Activities"]),
+                               list(p["ActivityQualifiers"]), list(p["QualifierFormats"])]))
+        if c.GetInstance(p.path)["InstanceID"] != p["InstanceID"]:
+            raise SystemExit(f"GetInstance of {p.path} differs")
+    back = []
+    for hw in c.EnumerateInstances("CIM_StorageHardwareID"):
+        for p in c.AssociatorNames(hw.path, AssocClass="CIM_AuthorizedSubject",
+                                   ResultClass="CIM_AuthorizedPrivilege"):
+            back += [[hw["StorageID"], spc["ElementName"]] for spc in c.Associators(
+                p, AssocClass="CIM_AuthorizedTarget", ResultClass="CIM_SCSIProtocolController")]
+    grants.sort()
+    return {"grants": grants, "rights": sorted(json.loads(r) for r in rights),
+            "consistent": sorted(back) == grants == view_pairs(c)}
 
 
 def initiators(c, group, iqn):
@@ -194,8 +234,10 @@ def initiators(c, group, iqn):
     added = sorted(h["StorageID"] for h in c.Associators(
         out["MaskingGroup"], AssocClass="CIM_MemberOfCollection",
         ResultClass="CIM_StorageHardwareID"))
+    granted = privileges(c)
     rc2, _ = c.InvokeMethod("RemoveMembers", gmms, MaskingGroup=img, Members=[hwid])
-    return {"add": int(rc), "added": added, "delete": int(rc2)}
+    return {"add": int(rc), "added": added, "delete": int(rc2), "granted": granted,
+            "privileges": privileges(c)}
 
 
 def errors(c, group, volume, other):
@@ -305,6 +347,7 @@ def windows_expose(c, iqn, iqn2, vol, vol2, vol3):
     out["hide_not_exposed"] = int(c.InvokeMethod("HidePaths", ccs, ProtocolControllers=[spc],
                                                  LUNames=[naa(c, vol3)])[0])
     out["after"] = windows_discovery(c)
+    out["privileges"] = privileges(c)
     # The same view through Group Masking and Mapping.
     out["group_views"] = len(c.AssociatorNames(spc, AssocClass="CIM_AssociatedDeviceMaskingGroup"))
     return out
@@ -320,10 +363,12 @@ def windows_hide(c, iqn2, vol2):
                                                   InitiatorPortIDs=[iqn2])[0])}
     out["luns"] = sorted(u["DeviceNumber"] for u in c.References(
         spc, ResultClass="CIM_ProtocolControllerForUnit"))
+    out["privileges_hidden"] = privileges(c)["grants"]
     out["remove_masking_set"] = int(c.InvokeMethod("DeleteProtocolController", ccs,
                                                    ProtocolController=spc)[0])
     out["sets"] = len(masking_sets(c))
     out["groups"] = len(c.EnumerateInstanceNames("CIM_DeviceMaskingGroup"))
+    out["privileges"] = privileges(c)
     return out
 
 
@@ -332,7 +377,8 @@ def main():
     c = conn(url, user, password)
     steps = {"capabilities": capabilities, "map": map_volume, "show": show,
              "initiators": initiators, "errors": errors, "unmap": unmap,
-             "windows-expose": windows_expose, "windows-hide": windows_hide}
+             "windows-expose": windows_expose, "windows-hide": windows_hide,
+             "privileges": privileges}
     print(json.dumps(steps[step](c, *args)))
 
 

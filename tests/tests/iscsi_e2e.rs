@@ -1194,6 +1194,19 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
         "address": daemon.listen.iscsi.unwrap().to_string()
     }]);
     assert_eq!(shown["ports"], port, "{shown}");
+    // Masking and Mapping's privilege model: the group's initiator, Read and Write on the view.
+    let privileges = |grants: serde_json::Value| {
+        serde_json::json!({
+            "grants": grants,
+            "rights": [[true, [5, 6], ["CDB=*", "CDB=*"], [10, 10]]],
+            "consistent": true
+        })
+    };
+    assert_eq!(
+        shown["privileges"],
+        privileges(serde_json::json!([[host, "hosts"]])),
+        "{shown}"
+    );
     let other = "iqn.2026-01.org.cairn.test:other";
     assert_eq!(luns_seen_by(&daemon, host).len(), 1);
     assert!(luns_seen_by(&daemon, other).is_empty(), "not in the group");
@@ -1215,6 +1228,10 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
     let inits = python(&daemon, "masking.py", &["initiators", "hosts", other]);
     assert_eq!((&inits["add"], &inits["delete"]), (&0.into(), &0.into()));
     assert_eq!(inits["added"], serde_json::json!([other, host]), "{inits}");
+    let both = serde_json::json!([[other, "hosts"], [host, "hosts"]]);
+    assert_eq!(inits["granted"], privileges(both), "{inits}");
+    let one = serde_json::json!([[host, "hosts"]]);
+    assert_eq!(inits["privileges"], privileges(one), "{inits}");
 
     // The mapping is in the data directory: a restart keeps it.
     drop(live);
@@ -1272,10 +1289,20 @@ fn windows_masking_sets_expose_and_hide_paths_over_smis() {
         assert!(seen.iter().any(|l| l.starts_with("Lun:5 ")), "{seen:?}");
     }
     assert!(luns_seen_by(&daemon, "iqn.1991-05.com.microsoft:other").is_empty());
+    // One privilege for each initiator that sees the set's LUNs, and none for any other.
+    let rights = serde_json::json!([[true, [5, 6], ["CDB=*", "CDB=*"], [10, 10]]]);
+    assert_eq!(
+        exposed["privileges"],
+        serde_json::json!({"grants": [[host, "masking-1"], [host2, "masking-1"]],
+                           "rights": rights, "consistent": true}),
+        "{exposed}"
+    );
     let hidden = python(&daemon, "masking.py", &["windows-hide", host2, "rw-snap"]);
     assert_eq!(
         hidden,
         serde_json::json!({"hide_virtual_disk": 0, "remove_initiator": 0, "luns": ["0"],
-                           "remove_masking_set": 0, "sets": 0, "groups": 0})
+                           "privileges_hidden": [[host, "masking-1"]],
+                           "remove_masking_set": 0, "sets": 0, "groups": 0,
+                           "privileges": {"grants": [], "rights": [], "consistent": true}})
     );
 }

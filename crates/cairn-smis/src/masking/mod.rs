@@ -7,7 +7,8 @@
 //! members through `Cairn_MemberOfCollection`, volumes through `Cairn_OrderedMemberOfCollection`),
 //! each view as a `Cairn_SCSIProtocolController` (NameFormat 1) with its three groups and its
 //! volumes (`Cairn_ProtocolControllerForUnit`, DeviceNumber the LUN), and the target's ports (see
-//! [`ports`]). [`methods`] changes the model through `HostAccess::apply` and nothing else.
+//! [`ports`]), and each initiator's right to a view's volumes as a privilege (see [`privilege`]).
+//! [`methods`] changes the model through `HostAccess::apply` and nothing else.
 //!
 //! Invariants: no state is kept here, so the model and the target stay one truth; paths name
 //! groups and views by their names (unique per kind), initiators by their lower-case names.
@@ -15,6 +16,7 @@
 mod expose;
 mod methods;
 mod ports;
+mod privilege;
 
 use cairn_array::{ArrayBackend, VolumeId};
 use cairn_cim::{Instance, InstancePath, ProfileRegistration, Value};
@@ -59,7 +61,7 @@ pub const PROFILES: [(&str, &str, &str); 3] = [
 ];
 
 /// The concrete classes with instances once host access is wired.
-pub const CLASSES: [&str; 26] = [
+pub const CLASSES: [&str; 29] = [
     CCS_CLASS,
     PCMC_CLASS,
     GMMS_CLASS,
@@ -84,6 +86,9 @@ pub const CLASSES: [&str; 26] = [
     "Cairn_BindsTo",
     "Cairn_HostedAccessPoint",
     "Cairn_SAPAvailableForElement",
+    privilege::CLASSES[0],
+    privilege::CLASSES[1],
+    privilege::CLASSES[2],
     // Classes the array model also has instances of; host access adds its own.
     "Cairn_HostedService",
     "Cairn_ElementCapabilities",
@@ -182,6 +187,9 @@ pub fn instances(
         return found;
     }
     let m = access.model();
+    if let Some(found) = privilege::instances(id, &m, &c) {
+        return found;
+    }
     match c.as_str() {
         "cairn_groupmaskingmappingservice" => {
             vec![model::service(
