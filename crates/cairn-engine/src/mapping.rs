@@ -20,16 +20,13 @@ pub type Piece = (u64, u64, u64);
 impl Meta {
     /// Mapped pieces within `[vs, ve)`, clipped to it, in order.
     pub fn map_lookup(&mut self, root: Root, vs: u64, ve: u64) -> Result<Vec<Piece>> {
+        // One descent: the entry reaching in from the left (if any), then those starting inside.
         let mut raw: Vec<Piece> = Vec::new();
-        if let Some((k, v)) = self.get_le(K, root, vs)? {
+        for (k, v) in self.range_le(K, root, vs, ve)? {
             let (p, n) = extent_of(&v);
-            if k < vs && k + n > vs {
+            if k >= vs || k.saturating_add(n) > vs {
                 raw.push((k, p, n));
             }
-        }
-        for (k, v) in self.range(K, root, vs, ve, usize::MAX)? {
-            let (p, n) = extent_of(&v);
-            raw.push((k, p, n));
         }
         // Clipped, in order and apart, as the entries are in a sound tree; anything else (a
         // checksum-valid leaf that says otherwise) is corruption, never an index past a buffer.
