@@ -168,6 +168,65 @@ impl Meta {
         Ok(())
     }
 
+    /// The entry with the largest key not above `lo` (when there is one), then the entries with
+    /// keys in `(lo, hi)`, in key order: what a lookup of `[lo, hi)` in an extent tree needs, in
+    /// one descent. The entry left of `lo` lies in another subtree only when `lo` precedes every
+    /// key of its leaf; then the nearest left subtree is walked down its right edge as well.
+    pub fn range_le(&mut self, kind: TreeKind, root: Root, lo: u64, hi: u64) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        if root.addr != 0 && lo < hi {
+            let level = root_level(kind, root)?;
+            self.range_le_rec(kind, (root_ptr(root), level), None, lo, hi, &mut out)?;
+        }
+        debug_assert!(
+            out.windows(2).all(|w| w[0].0 < w[1].0),
+            "range out of order"
+        );
+        Ok(out)
+    }
+
+    /// [`Meta::range_le`] below `at`; `left` is the nearest subtree left of `at` (pointer, level).
+    fn range_le_rec(
+        &mut self,
+        kind: TreeKind,
+        at: (Ptr, u32),
+        left: Option<(Ptr, u32)>,
+        lo: u64,
+        hi: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<()> {
+        let (ptr, level) = at;
+        let addr = ptr.addr;
+        let n = self.node_at(kind, ptr, level)?;
+        if n.is_leaf() {
+            let from = n.keys.partition_point(|k| *k <= lo);
+            if from > 0 {
+                out.push((n.keys[from - 1], n.val(from - 1).to_vec()));
+            } else if let Some((l, l_level)) = left {
+                out.extend(self.last_rec(kind, l, l_level)?);
+            }
+            let upto = n.keys.partition_point(|k| *k < hi).max(from);
+            out.extend((from..upto).map(|i| (n.keys[i], n.val(i).to_vec())));
+            return Ok(());
+        }
+        let c = n.child_index(lo);
+        let left = if c > 0 {
+            Some((n.children[c - 1], level - 1))
+        } else {
+            left
+        };
+        self.range_le_rec(kind, (n.children[c], level - 1), left, lo, hi, out)
+            .map_err(|e| e.via_node(addr))?;
+        for i in c + 1..n.len() {
+            if n.keys[i] >= hi {
+                break;
+            }
+            self.range_rec(kind, (n.children[i], level - 1), lo, hi, usize::MAX, out)
+                .map_err(|e| e.via_node(addr))?;
+        }
+        Ok(())
+    }
+
     /// Makes the node at `addr` writable in this transaction; returns its (possibly new) address.
     pub fn cow(&mut self, kind: TreeKind, addr: u64) -> Result<u64> {
         if self.dirty.contains_key(&addr) {

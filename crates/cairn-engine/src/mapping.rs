@@ -64,16 +64,13 @@ impl Meta {
 
     /// The entries reaching into `[vs, ve)`, unclipped: key, physical block, length, epoch.
     fn map_entries(&mut self, root: Root, vs: u64, ve: u64) -> Result<Vec<(u64, u64, u64, u64)>> {
+        // One descent: the entry reaching in from the left (if any), then those starting inside.
         let mut entries = Vec::new();
-        if let Some((k, v)) = self.get_le(K, root, vs)? {
+        for (k, v) in self.range_le(K, root, vs, ve)? {
             let (p, n) = extent_of(&v);
-            if k < vs && k.saturating_add(n) > vs {
+            if k >= vs || k.saturating_add(n) > vs {
                 entries.push((k, p, n, extent_epoch(&v)));
             }
-        }
-        for (k, v) in self.range(K, root, vs, ve, usize::MAX)? {
-            let (p, n) = extent_of(&v);
-            entries.push((k, p, n, extent_epoch(&v)));
         }
         Ok(entries)
     }

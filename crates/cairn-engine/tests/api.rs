@@ -920,3 +920,68 @@ fn volume_changes_count_directory_changes_only() {
     let p = Pool::open(dev, opts()).unwrap();
     assert_ne!(p.info().volume_changes, last, "a new opening counts anew");
 }
+
+#[test]
+fn fragmented_reads_are_exact_merged_and_one_batch() {
+    const BLOCKS: u64 = 256;
+    let (dev, p) = pool(64 * MIB);
+    let id = vol(&p, "a", 4 * MIB);
+    let block =
+        |tag: u64| -> Vec<u8> { (0..BLOCK_SIZE).map(|i| (i * 7 + tag * 13) as u8).collect() };
+    let mut model = vec![0u8; (BLOCKS * BLOCK_SIZE) as usize];
+    for b in 0..BLOCKS {
+        let data = block(b);
+        p.write(id, b * BLOCK_SIZE, &data).unwrap();
+        model[(b * BLOCK_SIZE) as usize..((b + 1) * BLOCK_SIZE) as usize].copy_from_slice(&data);
+    }
+    p.flush().unwrap();
+    p.snapshot(id, "a@1", VolumeOptions::default()).unwrap();
+    // Every third block redirected (the snapshot shares the rest), every seventh trimmed to a
+    // hole: the volume's 1 MiB is a patchwork of extents far apart on the device.
+    for b in (0..BLOCKS).step_by(3) {
+        let data = block(1000 + b);
+        p.write(id, b * BLOCK_SIZE, &data).unwrap();
+        model[(b * BLOCK_SIZE) as usize..((b + 1) * BLOCK_SIZE) as usize].copy_from_slice(&data);
+    }
+    for b in (0..BLOCKS).step_by(7) {
+        p.trim(id, b * BLOCK_SIZE, BLOCK_SIZE).unwrap();
+        model[(b * BLOCK_SIZE) as usize..((b + 1) * BLOCK_SIZE) as usize].fill(0);
+    }
+    let mapped = p.block_status(id, 0, BLOCKS * BLOCK_SIZE).unwrap();
+    let mapped_runs = mapped.iter().filter(|e| e.mapped).count() as u64;
+    let before = dev.stats();
+    let mut buf = vec![0xEEu8; (BLOCKS * BLOCK_SIZE) as usize];
+    p.read(id, 0, &mut buf).unwrap();
+    let after = dev.stats();
+    assert!(buf == model, "a fragmented read returns exactly the data");
+    assert_eq!(after.read_batches - before.read_batches, 1, "one batch");
+    let reads = after.reads - before.reads;
+    assert!(reads > 1 && reads < BLOCKS, "{reads} device reads");
+    assert!(
+        after.read_bytes - before.read_bytes
+            <= mapped.iter().filter(|e| e.mapped).map(|e| e.len).sum(),
+        "holes are not read from the device"
+    );
+    assert!(
+        mapped_runs >= BLOCKS / 7,
+        "the volume has holes: {mapped_runs} mapped runs"
+    );
+    // Reads starting inside an extent, at every offset, agree with the model too.
+    for start in [1u64, 2, 5, 100, 250] {
+        let len = ((BLOCKS - start) * BLOCK_SIZE) as usize;
+        let mut part = vec![0xEEu8; len];
+        p.read(id, start * BLOCK_SIZE, &mut part).unwrap();
+        let at = (start * BLOCK_SIZE) as usize;
+        assert!(part[..] == model[at..at + len], "read from block {start}");
+    }
+    // A hole alone reads as zeros without touching the device.
+    let before = dev.stats();
+    let mut hole = vec![0xEEu8; BLOCK_SIZE as usize];
+    p.read(id, 7 * BLOCK_SIZE, &mut hole).unwrap();
+    assert!(hole.iter().all(|&b| b == 0));
+    assert_eq!(
+        dev.stats().reads,
+        before.reads,
+        "a hole costs no device read"
+    );
+}

@@ -10,11 +10,15 @@ pub const ALIGNMENT_BYTES_MAX: u64 = 4096;
 pub const SECTOR_BYTES: u64 = 4096;
 /// Alignment of [`crate::AlignedBuf`] memory: enough for O_DIRECT on every device Cairn supports.
 pub const BUFFER_ALIGN_BYTES: usize = 4096;
-/// Entries in the io_uring submission queue of one ring (requests in flight per ring).
-pub const URING_QUEUE_DEPTH: u32 = 64;
-/// Rings of one io_uring file device; a request picks a free ring, so this many threads can
-/// submit at the same time without waiting for each other.
-pub const URING_RINGS: usize = 4;
+/// Entries in the io_uring submission queue of one ring: the requests one batch keeps in flight at
+/// once (its completion queue holds twice as many, so no completion can overflow it).
+pub const URING_QUEUE_DEPTH: u32 = 128;
+/// Rings one io_uring file device sets up at most, one per request running at the same time; a
+/// request finding all of them busy waits for one. With [`URING_QUEUE_DEPTH`] this bounds the
+/// entries a device has in flight.
+pub const URING_RINGS_MAX: usize = 64;
+/// The most entries one io_uring file device has in flight at once.
+pub const URING_IN_FLIGHT_MAX: usize = URING_RINGS_MAX * URING_QUEUE_DEPTH as usize;
 /// The largest single read or write request handed to the kernel; longer requests are split.
 pub const REQUEST_BYTES_MAX: u64 = 8 << 20;
 /// Bounce-buffer bytes one batch may hold at once when O_DIRECT needs copies of unaligned
@@ -27,6 +31,12 @@ const _: () = assert!(ALIGNMENT_BYTES_MIN <= ALIGNMENT_BYTES_MAX);
 const _: () = assert!(SECTOR_BYTES % ALIGNMENT_BYTES_MAX == 0);
 const _: () = assert!(BUFFER_ALIGN_BYTES as u64 >= ALIGNMENT_BYTES_MAX);
 const _: () = assert!(URING_QUEUE_DEPTH.is_power_of_two());
+// One batch alone keeps a deep queue; the completion queue (twice the depth) stays a power of two
+// within the kernel's bound.
+const _: () = assert!(URING_QUEUE_DEPTH >= 128 && URING_QUEUE_DEPTH * 2 <= 4096);
+// Sixteen threads each with a full queue fit without waiting for a ring.
+const _: () = assert!(URING_RINGS_MAX >= 16);
+const _: () = assert!(URING_IN_FLIGHT_MAX <= 1 << 16);
 const _: () = assert!(REQUEST_BYTES_MAX % ALIGNMENT_BYTES_MAX == 0);
 const _: () = assert!(REQUEST_BYTES_MAX <= i32::MAX as u64);
 const _: () = assert!(BATCH_BOUNCE_BYTES_MAX >= REQUEST_BYTES_MAX);

@@ -380,6 +380,12 @@ impl BlockDevice for RecordingDevice {
         self.live.read_at(offset, buf)
     }
 
+    /// Reads are not recorded (they change nothing a crash image holds): the live device
+    /// serves the batch whole.
+    fn read_batch(&self, reads: &mut [(u64, &mut [u8])]) -> IoResult<()> {
+        self.live.read_batch(reads)
+    }
+
     fn write_at(&self, offset: u64, data: &[u8]) -> IoResult<()> {
         let mut state = self.state.lock();
         self.live.write_at(offset, data)?;

@@ -267,23 +267,47 @@ pub(super) fn block_span(offset: u64, len: u64) -> (u64, u64) {
 }
 
 /// Fills `out` (virtual blocks from `first_block`) from the mapped pieces, zeros elsewhere.
+/// Pieces adjacent both virtually and physically are read as one, and every read goes to the
+/// device in one batch; holes are zero-filled without touching the device.
 fn read_pieces(
     dev: &dyn BlockDevice,
     first_block: u64,
     pieces: &[Piece],
     out: &mut [u8],
 ) -> Result<()> {
+    let runs = merge_runs(pieces);
+    let mut reads: Vec<(u64, &mut [u8])> = Vec::with_capacity(runs.len());
+    let mut rest = out;
     let mut cursor = first_block;
-    for &(v, p, n) in pieces {
-        let at = ((cursor - first_block) * BLOCK_SIZE_BYTES) as usize;
-        let to = ((v - first_block) * BLOCK_SIZE_BYTES) as usize;
-        out[at..to].fill(0);
-        let end = to + (n * BLOCK_SIZE_BYTES) as usize;
-        dev.read_at(p * BLOCK_SIZE_BYTES, &mut out[to..end])
-            .map_err(|e| Error::io(format!("read data block {p}"), e))?;
+    for &(v, p, n) in &runs {
+        let (gap, tail) = rest.split_at_mut(((v - cursor) * BLOCK_SIZE_BYTES) as usize);
+        gap.fill(0);
+        let (piece, tail) = tail.split_at_mut((n * BLOCK_SIZE_BYTES) as usize);
+        reads.push((p * BLOCK_SIZE_BYTES, piece));
+        rest = tail;
         cursor = v + n;
     }
-    let at = ((cursor - first_block) * BLOCK_SIZE_BYTES) as usize;
-    out[at..].fill(0);
-    Ok(())
+    rest.fill(0);
+    match reads.as_mut_slice() {
+        [] => Ok(()),
+        [(at, buf)] => dev.read_at(*at, buf),
+        batch => dev.read_batch(batch),
+    }
+    .map_err(|e| {
+        let block = e.offset / BLOCK_SIZE_BYTES;
+        Error::io(format!("read data block {block}"), e)
+    })
+}
+
+/// Pieces (in virtual order, apart) with every run that continues the one before it both
+/// virtually and physically joined to it.
+fn merge_runs(pieces: &[Piece]) -> Vec<Piece> {
+    let mut runs: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for &(v, p, n) in pieces {
+        match runs.last_mut() {
+            Some((lv, lp, ln)) if *lv + *ln == v && *lp + *ln == p => *ln += n,
+            _ => runs.push((v, p, n)),
+        }
+    }
+    runs
 }

@@ -1,31 +1,44 @@
-//! The io_uring engine: a small pool of rings, each used by one thread at a time, onto which a
-//! request list is pushed as a batch and driven until every entry has completed.
+//! The io_uring engine: a bounded pool of rings per device, one ring per concurrent request, so
+//! requests never queue behind each other's I/O and each waits for its own completions only.
+//!
+//! A request (one [`UringEngine::run`], a whole batch) takes a free ring, or sets up a new one
+//! while fewer than [`URING_RINGS_MAX`] exist, or waits for one to be returned; it pushes up to
+//! [`URING_QUEUE_DEPTH`] entries at once, submits them with one system call and reaps its own
+//! completions on the same ring (so the kernel's completion work runs in the waiting thread, with
+//! no hop to another thread), refilling the queue as entries complete.
 //!
 //! Invariants:
 //! - Buffer ownership: while an entry is in flight the kernel owns the memory it points to. That
 //!   memory is borrowed from the caller's [`Transfer`] list for the whole of [`UringEngine::run`],
 //!   and `run` does not return (nor unwind past [`Flight`]) while any entry is in flight: a
-//!   failure stops new submissions and the remaining completions are drained first.
+//!   failure stops new submissions and the remaining completions are drained first. A ring goes
+//!   back to the pool only with nothing in flight, and the pool (the device) cannot be dropped
+//!   while a `run` borrows it, so dropping a device never leaves memory with the kernel.
+//! - At most [`URING_QUEUE_DEPTH`] entries are in flight on a ring, the size of its submission
+//!   queue and half its completion queue, so no completion is ever dropped.
 //! - A short transfer is resubmitted for its remainder; `EINTR`/`EAGAIN` completions are retried.
-//! - A ring is only touched with its mutex held, so its submission and completion queues see one
-//!   thread at a time.
+//! - A ring is used by one request at a time: it is moved out of the pool while in use.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use io_uring::{opcode, types, IoUring};
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 
 use super::Transfer;
-use crate::limits::{URING_QUEUE_DEPTH, URING_RINGS};
+use crate::limits::{URING_QUEUE_DEPTH, URING_RINGS_MAX};
 use crate::{IoError, IoErrorKind, IoResult};
 
-/// A pool of io_uring instances shared by the threads using one device.
+/// The rings of one device: the idle ones, and how many exist in all.
 pub(super) struct UringEngine {
-    rings: Vec<Mutex<IoUring>>,
-    next: AtomicUsize,
+    pool: Mutex<RingPool>,
+    returned: Condvar,
+}
+
+struct RingPool {
+    idle: Vec<IoUring>,
+    created: usize,
 }
 
 /// One kernel request: a piece of a transfer (the whole of it, or what a short transfer left).
@@ -40,63 +53,93 @@ struct Entry {
 }
 
 impl UringEngine {
-    /// Sets up the rings and checks that the kernel runs a request on them (a no-op), so that a
-    /// kernel or sandbox that forbids io_uring is found here, not on the first write.
+    /// Sets up the first ring and checks that the kernel runs a request on it (a no-op), so that
+    /// a kernel or sandbox that forbids io_uring is found here, not on the first write.
     pub(super) fn new() -> io::Result<UringEngine> {
-        let mut rings = Vec::with_capacity(URING_RINGS);
-        for _ in 0..URING_RINGS {
-            let mut ring = IoUring::new(URING_QUEUE_DEPTH)?;
-            probe(&mut ring)?;
-            rings.push(Mutex::new(ring));
-        }
+        let ring = new_ring()?;
         Ok(UringEngine {
-            rings,
-            next: AtomicUsize::new(0),
+            pool: Mutex::new(RingPool {
+                idle: vec![ring],
+                created: 1,
+            }),
+            returned: Condvar::new(),
         })
     }
 
-    /// A free ring if there is one, else waits for one (spread round-robin over the pool).
-    fn ring(&self) -> MutexGuard<'_, IoUring> {
-        for ring in &self.rings {
-            if let Some(guard) = ring.try_lock() {
-                return guard;
+    /// An idle ring; a new one while fewer than [`URING_RINGS_MAX`] exist; else waits for one.
+    fn take(&self) -> IoResult<IoUring> {
+        let mut pool = self.pool.lock();
+        loop {
+            if let Some(ring) = pool.idle.pop() {
+                return Ok(ring);
             }
+            if pool.created < URING_RINGS_MAX {
+                pool.created += 1;
+                drop(pool);
+                return new_ring().map_err(|e| {
+                    self.pool.lock().created -= 1;
+                    self.returned.notify_one();
+                    IoError::from_os("io_uring setup", 0, 0, e)
+                });
+            }
+            self.returned.wait(&mut pool);
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.rings.len();
-        self.rings[i].lock()
     }
 
-    /// Performs every transfer, as many at once as the ring holds. Returns the first failure
-    /// (the others still ran to completion, or were not submitted once it was seen).
+    /// Returns a ring with nothing in flight to the pool.
+    fn give_back(&self, ring: IoUring) {
+        self.pool.lock().idle.push(ring);
+        self.returned.notify_one();
+    }
+
+    /// Performs every transfer, up to [`URING_QUEUE_DEPTH`] at once on a ring of its own.
+    /// Returns the first failure (the others still ran to completion, or were not submitted once
+    /// it was seen).
     pub(super) fn run(&self, fd: BorrowedFd<'_>, transfers: &mut [Transfer<'_>]) -> IoResult<()> {
-        let mut entries: Vec<Entry> = transfers
-            .iter_mut()
-            .map(|t| match t {
-                Transfer::Read { offset, buf } => Entry {
-                    offset: *offset,
-                    ptr: buf.as_mut_ptr(),
-                    len: buf.len(),
-                    done: 0,
-                    write: false,
-                    fua: false,
-                },
-                Transfer::Write { offset, data, fua } => Entry {
-                    offset: *offset,
-                    ptr: data.as_ptr().cast_mut(),
-                    len: data.len(),
-                    done: 0,
-                    write: true,
-                    fua: *fua,
-                },
-            })
-            .collect();
-        let mut ring = self.ring();
-        let mut flight = Flight {
+        let mut entries: Vec<Entry> = transfers.iter_mut().map(Entry::of).collect();
+        let mut ring = self.take()?;
+        let done = Flight {
             ring: &mut ring,
             in_flight: 0,
-        };
-        flight.drive(fd, &mut entries)
+        }
+        .drive(fd, &mut entries);
+        // `Flight` has reaped every completion (also when `drive` unwinds, in its drop, and
+        // then the ring is dropped with nothing in flight), so the ring is idle again.
+        self.give_back(ring);
+        done
     }
+}
+
+impl Entry {
+    fn of(t: &mut Transfer<'_>) -> Entry {
+        match t {
+            Transfer::Read { offset, buf } => Entry {
+                offset: *offset,
+                ptr: buf.as_mut_ptr(),
+                len: buf.len(),
+                done: 0,
+                write: false,
+                fua: false,
+            },
+            Transfer::Write { offset, data, fua } => Entry {
+                offset: *offset,
+                ptr: data.as_ptr().cast_mut(),
+                len: data.len(),
+                done: 0,
+                write: true,
+                fua: *fua,
+            },
+        }
+    }
+}
+
+/// A fresh ring, checked with a no-op.
+fn new_ring() -> io::Result<IoUring> {
+    let mut ring = IoUring::builder()
+        .setup_cqsize(URING_QUEUE_DEPTH * 2)
+        .build(URING_QUEUE_DEPTH)?;
+    probe(&mut ring)?;
+    Ok(ring)
 }
 
 /// Runs one no-op through a fresh ring.
