@@ -849,6 +849,8 @@ impl Harness {
                 self.committed();
                 match (kind, info) {
                     (0, Some(info)) => {
+                        // Both share every block from here.
+                        self.vols[i].exclusive.clear();
                         let mut m = self.vols[i].clone();
                         (m.id, m.name, m.read_only) = (info.id, name, false);
                         self.vols.push(m);
