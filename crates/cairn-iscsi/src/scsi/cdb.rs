@@ -178,14 +178,7 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
         }
         INQUIRY => inquiry(cdb)?,
         READ_6 | WRITE_6 => rw6(cdb),
-        MODE_SENSE_6 => Cdb::ModeSense {
-            long: false,
-            dbd: cdb[1] & 0x08 != 0,
-            pc: cdb[2] >> 6,
-            page: cdb[2] & 0x3f,
-            subpage: cdb[3],
-            alloc: cdb[4] as u32,
-        },
+        MODE_SENSE_6 => mode_sense(cdb, false, cdb[4] as u32),
         MODE_SELECT_6 => mode_select(cdb, false)?,
         RESERVE_6 | RELEASE_6 => reserve_release(cdb)?,
         _ => return decode_long(cdb),
@@ -207,17 +200,7 @@ fn decode_long(cdb: &[u8]) -> Result<Cdb, Sense> {
         READ_10 | WRITE_10 | VERIFY_10 => rw10(cdb),
         READ_12 | WRITE_12 | VERIFY_12 => rw12(cdb),
         READ_16 | WRITE_16 | VERIFY_16 => rw16(cdb),
-        COMPARE_AND_WRITE => {
-            no_protect(cdb)?;
-            if cdb[13] > crate::limits::COMPARE_AND_WRITE_BLOCKS_MAX {
-                return Err(Sense::invalid_cdb(13, None));
-            }
-            Ok(Cdb::CompareAndWrite {
-                lba: be64(cdb, 2),
-                blocks: cdb[13] as u32,
-                fua: fua(cdb),
-            })
-        }
+        COMPARE_AND_WRITE => compare_and_write(cdb),
         SYNCHRONIZE_CACHE_10 => Ok(Cdb::SynchronizeCache {
             lba: be32(cdb, 2) as u64,
             blocks: be16(cdb, 7) as u32,
@@ -228,62 +211,89 @@ fn decode_long(cdb: &[u8]) -> Result<Cdb, Sense> {
         }),
         WRITE_SAME_10 => write_same(cdb, be32(cdb, 2) as u64, be16(cdb, 7) as u64),
         WRITE_SAME_16 => write_same(cdb, be64(cdb, 2), be32(cdb, 10) as u64),
-        UNMAP => {
-            if cdb[1] & 0x01 != 0 {
-                // ANCHOR: anchored blocks are not served.
-                return Err(Sense::invalid_cdb(1, Some(0)));
-            }
-            Ok(Cdb::Unmap {
-                param_len: be16(cdb, 7) as u32,
-            })
-        }
-        MODE_SENSE_10 => Ok(Cdb::ModeSense {
-            long: true,
-            dbd: cdb[1] & 0x08 != 0,
-            pc: cdb[2] >> 6,
-            page: cdb[2] & 0x3f,
-            subpage: cdb[3],
-            alloc: be16(cdb, 7) as u32,
-        }),
+        UNMAP => unmap(cdb),
+        MODE_SENSE_10 => Ok(mode_sense(cdb, true, be16(cdb, 7) as u32)),
         MODE_SELECT_10 => mode_select(cdb, true),
-        PERSISTENT_RESERVE_IN => {
-            if cdb[1] & 0x1f > crate::pr::read::READ_FULL_STATUS {
-                return Err(Sense::invalid_cdb(1, Some(4)));
-            }
-            Ok(Cdb::PersistentReserveIn {
-                sa: cdb[1] & 0x1f,
-                alloc: be16(cdb, 7) as u32,
-            })
-        }
-        PERSISTENT_RESERVE_OUT => {
-            if cdb[1] & 0x1f > crate::pr::action::REGISTER_AND_IGNORE {
-                // REGISTER AND MOVE is not served.
-                return Err(Sense::invalid_cdb(1, Some(4)));
-            }
-            Ok(Cdb::PersistentReserveOut {
-                prout: crate::pr::Prout {
-                    sa: cdb[1] & 0x1f,
-                    scope: cdb[2] >> 4,
-                    kind: cdb[2] & 0x0f,
-                },
-                param_len: be32(cdb, 5),
-            })
-        }
+        PERSISTENT_RESERVE_IN => persistent_reserve_in(cdb),
+        PERSISTENT_RESERVE_OUT => persistent_reserve_out(cdb),
         SERVICE_ACTION_IN_16 => service_action_in(cdb),
-        REPORT_LUNS => {
-            if cdb[2] > 2 {
-                return Err(Sense::invalid_cdb(2, None));
-            }
-            Ok(Cdb::ReportLuns {
-                alloc: be32(cdb, 6),
-            })
-        }
+        REPORT_LUNS => report_luns(cdb),
         MAINTENANCE_IN if (be16(cdb, 0) & 0x1f) == SA_REPORT_SUPPORTED_OPCODES => {
             report_opcodes(cdb)
         }
         MAINTENANCE_IN => Err(Sense::invalid_cdb(1, Some(4))),
         _ => Err(sense::INVALID_OPCODE),
     }
+}
+
+/// MODE SENSE(6) and (10): the same fields, the allocation length where each puts it.
+fn mode_sense(cdb: &[u8], long: bool, alloc: u32) -> Cdb {
+    Cdb::ModeSense {
+        long,
+        dbd: cdb[1] & 0x08 != 0,
+        pc: cdb[2] >> 6,
+        page: cdb[2] & 0x3f,
+        subpage: cdb[3],
+        alloc,
+    }
+}
+
+/// COMPARE AND WRITE: at most `COMPARE_AND_WRITE_BLOCKS_MAX` blocks, no protection information.
+fn compare_and_write(cdb: &[u8]) -> Result<Cdb, Sense> {
+    no_protect(cdb)?;
+    if cdb[13] > crate::limits::COMPARE_AND_WRITE_BLOCKS_MAX {
+        return Err(Sense::invalid_cdb(13, None));
+    }
+    Ok(Cdb::CompareAndWrite {
+        lba: be64(cdb, 2),
+        blocks: cdb[13] as u32,
+        fua: fua(cdb),
+    })
+}
+
+fn unmap(cdb: &[u8]) -> Result<Cdb, Sense> {
+    if cdb[1] & 0x01 != 0 {
+        // ANCHOR: anchored blocks are not served.
+        return Err(Sense::invalid_cdb(1, Some(0)));
+    }
+    Ok(Cdb::Unmap {
+        param_len: be16(cdb, 7) as u32,
+    })
+}
+
+fn persistent_reserve_in(cdb: &[u8]) -> Result<Cdb, Sense> {
+    if cdb[1] & 0x1f > crate::pr::read::READ_FULL_STATUS {
+        return Err(Sense::invalid_cdb(1, Some(4)));
+    }
+    Ok(Cdb::PersistentReserveIn {
+        sa: cdb[1] & 0x1f,
+        alloc: be16(cdb, 7) as u32,
+    })
+}
+
+fn persistent_reserve_out(cdb: &[u8]) -> Result<Cdb, Sense> {
+    if cdb[1] & 0x1f > crate::pr::action::REGISTER_AND_IGNORE {
+        // REGISTER AND MOVE is not served.
+        return Err(Sense::invalid_cdb(1, Some(4)));
+    }
+    Ok(Cdb::PersistentReserveOut {
+        prout: crate::pr::Prout {
+            sa: cdb[1] & 0x1f,
+            scope: cdb[2] >> 4,
+            kind: cdb[2] & 0x0f,
+        },
+        param_len: be32(cdb, 5),
+    })
+}
+
+/// REPORT LUNS: select reports 0–2 are served.
+fn report_luns(cdb: &[u8]) -> Result<Cdb, Sense> {
+    if cdb[2] > 2 {
+        return Err(Sense::invalid_cdb(2, None));
+    }
+    Ok(Cdb::ReportLuns {
+        alloc: be32(cdb, 6),
+    })
 }
 
 /// RESERVE(6) and RELEASE(6): third-party (bit 4) and extent (bit 0) forms are refused.
