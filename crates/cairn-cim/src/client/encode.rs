@@ -178,6 +178,12 @@ fn text_value(text: &str) -> String {
 fn imethod_call(s: &mut String, ns: &str, op: &Operation) {
     let _ = write!(s, "<IMETHODCALL NAME=\"{}\">", op.method());
     local_namespace(s, ns);
+    iparams(s, op);
+    s.push_str("</IMETHODCALL>");
+}
+
+/// The IPARAMVALUEs of one intrinsic operation, in the order DSP0200 lists them.
+fn iparams(s: &mut String, op: &Operation) {
     match op {
         Operation::GetInstance { path } => iparam(s, "InstanceName", &instance_name(path)),
         Operation::EnumerateInstances { class_name: c }
@@ -229,25 +235,32 @@ fn imethod_call(s: &mut String, ns: &str, op: &Operation) {
             instance,
             path,
             property_list,
-        } => {
-            let named = format!(
-                "<VALUE.NAMEDINSTANCE>{}{}</VALUE.NAMEDINSTANCE>",
-                instance_name(path),
-                instance_xml(instance)
-            );
-            iparam(s, "ModifiedInstance", &named);
-            let list: String = property_list.iter().map(|p| text_value(p)).collect();
-            iparam(
-                s,
-                "PropertyList",
-                &format!("<VALUE.ARRAY>{list}</VALUE.ARRAY>"),
-            );
-        }
+        } => modified_instance(s, instance, path, property_list),
         Operation::InvokeMethod { .. } => {
             unreachable!("extrinsic calls are written by method_call")
         }
     }
-    s.push_str("</IMETHODCALL>");
+}
+
+/// ModifyInstance's parameters: the named instance and the properties to change.
+fn modified_instance(
+    s: &mut String,
+    instance: &Instance,
+    path: &InstancePath,
+    property_list: &[String],
+) {
+    let named = format!(
+        "<VALUE.NAMEDINSTANCE>{}{}</VALUE.NAMEDINSTANCE>",
+        instance_name(path),
+        instance_xml(instance)
+    );
+    iparam(s, "ModifiedInstance", &named);
+    let list: String = property_list.iter().map(|p| text_value(p)).collect();
+    iparam(
+        s,
+        "PropertyList",
+        &format!("<VALUE.ARRAY>{list}</VALUE.ARRAY>"),
+    );
 }
 
 fn optional_class(s: &mut String, name: &str, class: Option<&str>) {

@@ -7,9 +7,10 @@
 
 use super::coerce::coerce_param;
 use super::Core;
+use crate::class::Method;
 use crate::error::CimError;
 use crate::provider::{MethodCall, MethodName};
-use crate::request::{ExtrinsicCall, MethodTarget};
+use crate::request::{ExtrinsicCall, MethodTarget, ParamValue};
 use crate::types::CimType;
 use crate::xml::encode::{MethodReturn, OutParam};
 
@@ -31,25 +32,7 @@ impl Core {
                 format!("No method {} in {}", call.method, class.name),
             )
         })?;
-        let mut params: Vec<(String, Option<crate::Value>)> = Vec::with_capacity(call.params.len());
-        for pv in &call.params {
-            let decl = method
-                .parameter(&pv.name)
-                .filter(|d| d.is_in())
-                .ok_or_else(|| {
-                    CimError::invalid_parameter(format!(
-                        "Method {} has no input parameter {}",
-                        method.name, pv.name
-                    ))
-                })?;
-            if params.iter().any(|(n, _)| n == &decl.name) {
-                return Err(CimError::invalid_parameter(format!(
-                    "Parameter {} given twice",
-                    decl.name
-                )));
-            }
-            params.push((decl.name.clone(), coerce_param(pv, decl)?));
-        }
+        let params = typed_inputs(method, &call.params)?;
         let mc = MethodCall {
             namespace: &ns,
             target: target.as_ref(),
@@ -64,28 +47,59 @@ impl Core {
             Some(i) => self.provider.invoke_resolved(&mc, *i)?,
             None => self.provider.invoke_method(&mc)?,
         };
-        let out_params = result
-            .out_params
-            .into_iter()
-            .map(|(name, value)| {
-                let (vty, varr) = value.cim_type();
-                let (name, ty, is_array) = match method.parameter(&name) {
-                    Some(d) if vty != CimType::Instance => (d.name.clone(), d.ty, d.is_array),
-                    Some(d) => (d.name.clone(), CimType::Instance, d.is_array),
-                    None => (name, vty, varr),
-                };
-                OutParam {
-                    name,
-                    ty,
-                    is_array,
-                    value: Some(value),
-                }
-            })
-            .collect();
         Ok(MethodReturn {
             return_value: Some(result.return_value),
             return_type: method.return_type,
-            out_params,
+            out_params: typed_outputs(method, result.out_params),
         })
     }
+}
+
+/// The call's parameters typed by the method's declaration: each must be a declared input,
+/// given once.
+fn typed_inputs(
+    method: &Method,
+    given: &[ParamValue],
+) -> Result<Vec<(String, Option<crate::Value>)>, CimError> {
+    let mut params: Vec<(String, Option<crate::Value>)> = Vec::with_capacity(given.len());
+    for pv in given {
+        let decl = method
+            .parameter(&pv.name)
+            .filter(|d| d.is_in())
+            .ok_or_else(|| {
+                CimError::invalid_parameter(format!(
+                    "Method {} has no input parameter {}",
+                    method.name, pv.name
+                ))
+            })?;
+        if params.iter().any(|(n, _)| n == &decl.name) {
+            return Err(CimError::invalid_parameter(format!(
+                "Parameter {} given twice",
+                decl.name
+            )));
+        }
+        params.push((decl.name.clone(), coerce_param(pv, decl)?));
+    }
+    Ok(params)
+}
+
+/// The provider's output parameters typed by the method's declaration where it declares them
+/// (embedded instances keep their instance type), by their value otherwise.
+fn typed_outputs(method: &Method, out: Vec<(String, crate::Value)>) -> Vec<OutParam> {
+    out.into_iter()
+        .map(|(name, value)| {
+            let (vty, varr) = value.cim_type();
+            let (name, ty, is_array) = match method.parameter(&name) {
+                Some(d) if vty != CimType::Instance => (d.name.clone(), d.ty, d.is_array),
+                Some(d) => (d.name.clone(), CimType::Instance, d.is_array),
+                None => (name, vty, varr),
+            };
+            OutParam {
+                name,
+                ty,
+                is_array,
+                value: Some(value),
+            }
+        })
+        .collect()
 }
