@@ -9,7 +9,11 @@
 //! fill, root height); recounts references to volume-tree nodes and data blocks from every
 //! volume tree, tombstones pending reclaim included (a shared node's children are counted once,
 //! as the reference counts are); compares them with the refcount tree and the space map; and
-//! reports leaked, doubly-owned and dangling blocks with their tree path.
+//! reports leaked, doubly-owned and dangling blocks with their tree path. In a version-3 pool it
+//! also checks the rule in-place overwrite rests on: a mapping written in or after its volume's
+//! last share epoch (which the engine overwrites in place) has no second owner — neither its data
+//! blocks nor any node on its tree path has a durable reference count above one — and no
+//! mapping carries an epoch past the pool's.
 //!
 //! Memory is proportional to the metadata walked, not to the pool: the walk records the metadata
 //! blocks it claims (with the parent that led to each, so a path is built only for a finding),
@@ -29,9 +33,9 @@ use std::sync::Arc;
 
 use cairn_io::BlockDevice;
 
-use crate::btree::extent_of;
+use crate::btree::{extent_epoch, extent_of};
 use crate::error::Result;
-use crate::format::{get_u64, Root, Superblock, VolumeRecord, SUPER_ADDRS};
+use crate::format::{get_u64, Root, Superblock, VolumeRecord, SUPER_ADDRS, VERSION_SHARE_EPOCH};
 use crate::limits::{BLOCK_SIZE_BYTES, BTREE_HEIGHT_MAX, CHECK_EXTENTS_IN_MEMORY_MAX};
 use crate::meta::{read_node, PAGE_BITS};
 use crate::node::{Node, Ptr, TreeKind, SPACE_VAL_GEN};
@@ -65,6 +69,10 @@ pub enum FindingKind {
     Accounting,
     /// A deleted volume whose reclaim failed on a bad block: its space is lost.
     Quarantined,
+    /// A mapping written in or after its volume's last share epoch (so the engine overwrites it
+    /// in place) whose data block or tree node has a second owner: an in-place write to it
+    /// would change another volume.
+    NotExclusive,
 }
 
 /// One problem found, with the block and the tree path leading to it.
@@ -221,6 +229,9 @@ struct Checker {
     prev_end: Option<u64>,
     /// Walking a tombstone: its partly dropped nodes may be under-full.
     tombstone: bool,
+    /// The last share epoch of the live volume being walked, in a pool that records epochs:
+    /// its mappings of this epoch or later must be exclusively owned.
+    exclusive_since: Option<u64>,
     /// Reports the walk's claims and the comparison's pages to the caller.
     meter: Meter,
 }
@@ -244,6 +255,7 @@ impl Checker {
             volumes: 0,
             prev_end: None,
             tombstone: false,
+            exclusive_since: None,
             meter: Meter::new(None),
             sb,
         }
@@ -433,6 +445,8 @@ impl Checker {
         };
         let root = rec.root;
         self.tombstone = rec.deleting();
+        self.exclusive_since =
+            (self.sb.version >= VERSION_SHARE_EPOCH && !rec.deleting()).then_some(rec.share_epoch);
         self.trees.push(path.clone());
         if rec.quarantined() {
             let detail = "reclaim failed on its tree; its space is lost";
@@ -676,6 +690,7 @@ impl Checker {
                 self.find(FindingKind::Dangling, phys, &here, detail);
                 continue;
             }
+            self.epoch_ok(extent_epoch(node.val(i)), k, phys, len, leaf);
             if len > 0 && self.data_error.is_none() {
                 let d = DataRef {
                     phys,
@@ -686,6 +701,75 @@ impl Checker {
                 self.data_error = self.data.push(d).err();
             }
         }
+    }
+}
+
+impl Checker {
+    /// Checks the share epoch of extent `key -> (phys, len)` in `leaf`: not past the pool's, and
+    /// exclusively owned when the engine would overwrite it in place.
+    fn epoch_ok(&mut self, epoch: u64, key: u64, phys: u64, len: u64, leaf: u64) {
+        let Some(since) = self.exclusive_since else {
+            return;
+        };
+        if epoch > self.sb.share_epoch {
+            let here = self.path_of(leaf);
+            let detail = format!(
+                "extent {key}+{len} of share epoch {epoch}, the pool's is {}",
+                self.sb.share_epoch
+            );
+            self.find(FindingKind::TreeInvariant, phys, &here, detail);
+            return;
+        }
+        if epoch < since {
+            return;
+        }
+        if let Some((b, count)) = self.shared_in(phys, len) {
+            let here = self.path_of(leaf);
+            let detail = format!(
+                "extent {key}+{len} of share epoch {epoch} (overwritten in place since the \
+                 volume's last share {since}) maps block {b} of {count} references"
+            );
+            self.find(FindingKind::NotExclusive, b, &here, detail);
+        }
+        if let Some((node, count)) = self.shared_ancestor(leaf) {
+            let here = self.path_of(leaf);
+            let detail = format!(
+                "extent {key}+{len} of share epoch {epoch} (overwritten in place since the \
+                 volume's last share {since}) lies under node {node} of {count} references"
+            );
+            self.find(FindingKind::NotExclusive, node, &here, detail);
+        }
+    }
+
+    /// The first block of `[first, first + len)` whose durable reference count is above one,
+    /// with that count (the refcount tree holds only counts of two or more).
+    fn shared_in(&self, first: u64, len: u64) -> Option<(u64, u32)> {
+        let end = first.saturating_add(len);
+        let i = self
+            .rc
+            .partition_point(|&(k, n, _)| k.saturating_add(n) <= first);
+        self.rc
+            .get(i)
+            .filter(|&&(k, _, _)| k < end)
+            .map(|&(k, _, count)| (k.max(first), count))
+    }
+
+    /// The first node from `leaf` up to its tree's root whose durable reference count is above
+    /// one, with that count.
+    fn shared_ancestor(&self, leaf: u64) -> Option<(u64, u32)> {
+        let mut at = leaf;
+        // Parents are claimed before their children, so the chain ends at a root; the bound
+        // only guards the loop.
+        for _ in 0..=BTREE_HEIGHT_MAX {
+            if let Some(shared) = self.shared_in(at, 1) {
+                return Some(shared);
+            }
+            match self.meta.get(&at).map(|c| c.origin) {
+                Some(Origin::Node { parent, .. }) if parent != 0 => at = parent,
+                _ => return None,
+            }
+        }
+        None
     }
 }
 
@@ -812,13 +896,7 @@ mod tests {
     fn reports_a_wrong_refcount_with_its_path() {
         let dev = pool_with_data();
         let mut m = meta_of(&dev);
-        let data_block = (2..m.device_blocks)
-            .find(|b| {
-                let mut buf = vec![0u8; 4096];
-                dev.read_at(b * 4096, &mut buf).unwrap();
-                buf == vec![1u8; 4096]
-            })
-            .unwrap();
+        let data_block = block_filled_with(&dev, m.device_blocks, 1);
         m.rc_inc(data_block, 1).unwrap();
         m.commit(m.durable.clone()).unwrap();
         let report = check_device(dev).unwrap();
@@ -829,6 +907,72 @@ mod tests {
             .expect("mismatch reported");
         assert_eq!(f.block, data_block);
         assert!(f.path.starts_with("volume \"v\""), "{f:?}");
+    }
+
+    /// The first data block holding `byte` in every position.
+    fn block_filled_with(dev: &Arc<MemDevice>, blocks: u64, byte: u8) -> u64 {
+        (2..blocks)
+            .find(|b| {
+                let mut buf = vec![0u8; 4096];
+                dev.read_at(b * 4096, &mut buf).unwrap();
+                buf == vec![byte; 4096]
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_and_writes_after_it_are_clean() {
+        let dev = Arc::new(MemDevice::new(16 << 20));
+        let p = crate::Pool::create(dev.clone(), "c", PoolOptions::default()).unwrap();
+        let v = p
+            .create_volume("v", 1 << 20, VolumeOptions::default())
+            .unwrap();
+        p.write(v.id, 0, &[1u8; 65536]).unwrap();
+        p.snapshot(v.id, "s", VolumeOptions::default()).unwrap();
+        p.write(v.id, 4096, &[2u8; 4096]).unwrap();
+        p.write(v.id, 4096, &[3u8; 4096]).unwrap();
+        p.close().unwrap();
+        let report = check_device(dev).unwrap();
+        assert!(report.is_clean(), "{:?}", report.findings);
+    }
+
+    #[test]
+    fn a_second_owner_of_an_in_place_block_is_not_exclusive() {
+        let dev = pool_with_data();
+        let mut m = meta_of(&dev);
+        let data_block = block_filled_with(&dev, m.device_blocks, 1);
+        m.rc_inc(data_block, 1).unwrap();
+        m.commit(m.durable.clone()).unwrap();
+        let report = check_device(dev).unwrap();
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::NotExclusive)
+            .expect("not exclusive reported");
+        assert_eq!(f.block, data_block);
+        assert!(f.path.starts_with("volume \"v\""), "{f:?}");
+    }
+
+    #[test]
+    fn a_second_owner_of_an_in_place_leaf_is_not_exclusive() {
+        let dev = pool_with_data();
+        let sb = crate::format::read_superblock(dev.as_ref()).unwrap();
+        let mut m = meta_of(&dev);
+        let dir = m
+            .range(TreeKind::Directory, sb.dir, 0, u64::MAX, usize::MAX)
+            .unwrap();
+        let root = VolumeRecord::decode(&dir[0].1).unwrap().root;
+        m.rc_inc(root.addr, 1).unwrap();
+        m.commit(m.durable.clone()).unwrap();
+        let report = check_device(dev).unwrap();
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.kind == FindingKind::NotExclusive && f.block == root.addr),
+            "{:?}",
+            report.findings
+        );
     }
 
     #[test]
