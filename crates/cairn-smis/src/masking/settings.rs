@@ -1,13 +1,13 @@
 //! iSCSI Target Ports 1.1's negotiation settings, from what each target port tells of its logins
-//! ([`LoginOffer`]): a `Cairn_iSCSISessionSettings` per iSCSI endpoint (the session-wide keys),
+//! ([`cairn_export::access::LoginOffer`]): a `Cairn_iSCSISessionSettings` per iSCSI endpoint (the session-wide keys),
 //! a `Cairn_iSCSIConnectionSettings` per TCP endpoint (the portal's per-connection keys and its
 //! authentication), each tied to its endpoint by `Cairn_ElementSettingData`, and one
 //! `Cairn_iSCSICapabilities` for the system (the iSCSI versions and authentication methods of
 //! all its ports), tied to it by `Cairn_ElementCapabilities`.
 //!
 //! Invariants: every value is the target's side of the key as the target negotiates it (its
-//! result functions never go beyond it), read from the port at the request, never a literal of
-//! this crate; a settings instance exists exactly while its endpoint does.
+//! result functions never go beyond it), read from the port at the request: only the CIM value
+//! map codes are this crate's; a settings instance exists exactly while its endpoint does.
 
 use cairn_cim::{Instance, InstancePath, Value};
 use cairn_export::access::{AuthMethod, Digest, TargetPort};
@@ -135,18 +135,21 @@ fn capabilities(ports: &[TargetPort]) -> Instance {
         .collect();
     methods.sort_unstable();
     methods.dedup();
-    let version = |f: fn(&TargetPort) -> u8, pick: fn(u8, u8) -> u8| {
-        let v = ports.iter().map(f).reduce(pick);
-        v.map(Value::Uint8)
-    };
+    let min = ports.iter().map(|p| p.login.version_min).min();
+    let max = ports.iter().map(|p| p.login.version_max).max();
     let mut inst = keyed(capabilities_path(), "iSCSI capabilities".to_owned())
         .with("AuthenticationMethodsSupported", u16s(&methods))
         // 2: iSCSI sessions.
         .with("SupportedFeatures", u16s(&[2]));
-    let min = version(|p| p.login.version_min, u8::min);
-    let max = version(|p| p.login.version_max, u8::max);
-    inst.set("MinimumSpecificationVersionSupported", min);
-    inst.set("MaximumSpecificationVersionSupported", max);
+    // NULL with no port: no version is served then.
+    inst.set(
+        "MinimumSpecificationVersionSupported",
+        min.map(Value::Uint8),
+    );
+    inst.set(
+        "MaximumSpecificationVersionSupported",
+        max.map(Value::Uint8),
+    );
     inst
 }
 
