@@ -18,6 +18,8 @@ Steps:
                                Remove-MaskingSet
   privileges                   the privilege model (Masking and Mapping): each
                                CIM_AuthorizedPrivilege with its subject and target
+  settings                     iSCSI Target Ports' session and connection settings and iSCSI
+                               capabilities, reached from the endpoints and the system
 
 Steps that change who sees what also report the privileges of that moment.
 
@@ -372,13 +374,67 @@ def windows_hide(c, iqn2, vol2):
     return out
 
 
+SESSION_SETTINGS = [
+    "MaxConnectionsPerSession", "InitialR2TPreference", "ImmediateDataPreference",
+    "MaxOutstandingR2T", "MaxUnsolicitedFirstDataBurstLength", "MaxDataBurstLength",
+    "DataSequenceInOrderPreference", "DataPDUInOrderPreference", "DefaultTimeToWaitPreference",
+    "DefaultTimeToRetainPreference", "ErrorRecoveryLevelPreference"]
+CONNECTION_SETTINGS = [
+    "MaxReceiveDataSegmentLength", "PrimaryHeaderDigestMethod", "SecondaryHeaderDigestMethod",
+    "PrimaryDataDigestMethod", "SecondaryDataDigestMethod", "RequestingMarkersOnReceive",
+    "PrimaryAuthenticationMethod", "SecondaryAuthenticationMethod"]
+ISCSI_CAPABILITIES = [
+    "MinimumSpecificationVersionSupported", "MaximumSpecificationVersionSupported",
+    "AuthenticationMethodsSupported", "SupportedFeatures"]
+
+
+def typed(inst, names):
+    """{property: [value, CIM type]} of `inst`."""
+    return {n: [inst[n], inst.properties[n].type] for n in names}
+
+
+def one_setting(c, element, result_class, names):
+    """The one setting of `element` (ElementSettingData), checked against its GetInstance, its
+    References and the way back to `element`."""
+    (s,) = c.Associators(element, AssocClass="CIM_ElementSettingData", ResultClass=result_class)
+    (ref,) = c.References(element, ResultClass="CIM_ElementSettingData")
+    back = c.AssociatorNames(s.path, AssocClass="CIM_ElementSettingData")
+    return {"values": typed(s, names),
+            "same_as_get": typed(c.GetInstance(s.path), names) == typed(s, names),
+            "current_default": [ref["IsCurrent"], ref["IsDefault"]],
+            "back": [p.keybindings.get("Name") for p in back]}
+
+
+def settings(c):
+    """Each endpoint's session settings (ElementSettingData from the iSCSI endpoint), its
+    portal's connection settings (BindsTo to the TCP endpoint, then ElementSettingData) and the
+    system's iSCSI capabilities (ElementCapabilities), as a client walks them."""
+    sys_path = system(c)
+    out = {"ports": []}
+    for pe in iscsi_endpoints(c, sys_path):
+        (tcp,) = c.AssociatorNames(pe.path, AssocClass="CIM_BindsTo",
+                                   ResultClass="CIM_TCPProtocolEndpoint")
+        out["ports"].append({
+            "endpoint": pe.path["Name"],
+            "session": one_setting(c, pe.path, "CIM_iSCSISessionSettings", SESSION_SETTINGS),
+            "connection": one_setting(c, tcp, "CIM_iSCSIConnectionSettings",
+                                      CONNECTION_SETTINGS)})
+    (cap,) = c.Associators(sys_path, AssocClass="CIM_ElementCapabilities",
+                           ResultClass="CIM_iSCSICapabilities")
+    out["capabilities"] = typed(cap, ISCSI_CAPABILITIES)
+    out["counts"] = [len(c.EnumerateInstanceNames(k)) for k in
+                     ("CIM_iSCSISessionSettings", "CIM_iSCSIConnectionSettings",
+                      "CIM_iSCSICapabilities")]
+    return out
+
+
 def main():
     url, user, password, step, *args = sys.argv[1:]
     c = conn(url, user, password)
     steps = {"capabilities": capabilities, "map": map_volume, "show": show,
              "initiators": initiators, "errors": errors, "unmap": unmap,
              "windows-expose": windows_expose, "windows-hide": windows_hide,
-             "privileges": privileges}
+             "privileges": privileges, "settings": settings}
     print(json.dumps(steps[step](c, *args)))
 
 

@@ -681,6 +681,12 @@ fn chap_one_way_and_mutual_and_the_insecure_portal_refusal() {
         !ls("host1%host1secret0", &wrong_target),
         "a target with the wrong secret is refused by the initiator"
     );
+    // iSCSI Target Ports shows the portal's CHAP (5), the capabilities' CHAP (4).
+    let settings = python(&daemon, "masking.py", &["settings"]);
+    let auth = &settings["ports"][0]["connection"]["values"]["PrimaryAuthenticationMethod"];
+    assert_eq!(auth, &serde_json::json!([5, "uint16"]), "{settings}");
+    let methods = &settings["capabilities"]["AuthenticationMethodsSupported"];
+    assert_eq!(methods, &serde_json::json!([[4], "uint16"]), "{settings}");
     drop(daemon);
 
     let other = tempfile::tempdir().unwrap();
@@ -1110,8 +1116,17 @@ fn compare_and_write_is_atomic_across_sessions_and_resets_reach_every_session() 
 
 /// qemu-io on LUN `lun` logged in as `initiator`.
 fn qemu_io_as(daemon: &Daemon, initiator: &str, lun: u16, commands: &[&str]) -> bool {
+    qemu_io_with(
+        daemon,
+        &format!("lun={lun},initiator-name={initiator}"),
+        commands,
+    )
+}
+
+/// qemu-io through qemu's iSCSI driver with `options` (lun=…, initiator-name=…, header-digest=…).
+fn qemu_io_with(daemon: &Daemon, options: &str, commands: &[&str]) -> bool {
     let opts = format!(
-        "driver=iscsi,transport=tcp,portal={},target={},lun={lun},initiator-name={initiator}",
+        "driver=iscsi,transport=tcp,portal={},target={},{options}",
         daemon.listen.iscsi.unwrap(),
         target_name(daemon)
     );
@@ -1305,4 +1320,140 @@ fn windows_masking_sets_expose_and_hide_paths_over_smis() {
                            "remove_masking_set": 0, "sets": 0, "groups": 0,
                            "privileges": {"grants": [], "rights": [], "consistent": true}})
     );
+}
+
+/// The keys of a login response's text, with their values.
+fn answers(text: &[u8]) -> std::collections::HashMap<String, String> {
+    String::from_utf8_lossy(text)
+        .split('\0')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// iSCSI Target Ports' settings over pywbem, each against what a login negotiates: a raw
+/// initiator offering the far end of every key gets the target's side of it (a minimum key
+/// offered at its maximum, a maximum key at 0, an OR key No, an AND key Yes), and qemu's iSCSI
+/// driver reads with either digest.
+#[test]
+fn target_port_settings_are_what_a_login_through_the_port_negotiates() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let portal = daemon.listen.iscsi.unwrap();
+    let got = python(&daemon, "masking.py", &["settings"]);
+    assert_eq!(got["counts"], serde_json::json!([1, 1, 1]), "{got}");
+    let port = &got["ports"][0];
+    assert_eq!(got["ports"].as_array().unwrap().len(), 1, "{got}");
+    let endpoint = format!("{},t,0x0001", target_name(&daemon));
+    assert_eq!(port["endpoint"], endpoint.as_str());
+
+    let offered = [
+        ("MaxConnections", "65535"),
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxOutstandingR2T", "65535"),
+        ("MaxBurstLength", "16777215"),
+        ("FirstBurstLength", "16777215"),
+        ("DataPDUInOrder", "No"),
+        ("DataSequenceInOrder", "No"),
+        ("DefaultTime2Wait", "0"),
+        ("DefaultTime2Retain", "3600"),
+        ("ErrorRecoveryLevel", "2"),
+        ("IFMarker", "Yes"),
+        ("HeaderDigest", "CRC32C,None"),
+        ("DataDigest", "None,CRC32C"),
+    ];
+    let text: String = offered.iter().map(|(k, v)| format!("{k}={v}\0")).collect();
+    let mut ini = Initiator::connect(portal).unwrap();
+    let r = ini.login_ok(&target_name(&daemon), &text).unwrap();
+    let a = answers(&r.data);
+    let num = |k: &str| Value::from(a[k].parse::<u64>().unwrap());
+    let yes = |k: &str| Value::Bool(a[k] == "Yes");
+    let typed = |v: Value, ty: &str| serde_json::json!([v, ty]);
+    let session = [
+        ("MaxConnectionsPerSession", num("MaxConnections")),
+        ("InitialR2TPreference", yes("InitialR2T")),
+        ("ImmediateDataPreference", yes("ImmediateData")),
+        ("MaxOutstandingR2T", num("MaxOutstandingR2T")),
+        (
+            "MaxUnsolicitedFirstDataBurstLength",
+            num("FirstBurstLength"),
+        ),
+        ("MaxDataBurstLength", num("MaxBurstLength")),
+        ("DataSequenceInOrderPreference", yes("DataSequenceInOrder")),
+        ("DataPDUInOrderPreference", yes("DataPDUInOrder")),
+        ("DefaultTimeToWaitPreference", num("DefaultTime2Wait")),
+        ("DefaultTimeToRetainPreference", num("DefaultTime2Retain")),
+        ("ErrorRecoveryLevelPreference", num("ErrorRecoveryLevel")),
+    ];
+    let values = &port["session"]["values"];
+    for (prop, want) in session {
+        let ty = if want.is_boolean() {
+            "boolean"
+        } else {
+            "uint32"
+        };
+        assert_eq!(values[prop], typed(want, ty), "{prop}: {a:?} {got}");
+    }
+    // Both digests are accepted, the initiator's first choice taken: None (RFC 7143's
+    // default) first, CRC32C second.
+    assert_eq!(
+        (a["HeaderDigest"].as_str(), a["DataDigest"].as_str()),
+        ("CRC32C", "None")
+    );
+    let connection = [
+        (
+            "MaxReceiveDataSegmentLength",
+            typed(num("MaxRecvDataSegmentLength"), "uint32"),
+        ),
+        (
+            "RequestingMarkersOnReceive",
+            typed(yes("IFMarker"), "boolean"),
+        ),
+        ("PrimaryHeaderDigestMethod", typed(2.into(), "uint16")),
+        ("SecondaryHeaderDigestMethod", typed(3.into(), "uint16")),
+        ("PrimaryDataDigestMethod", typed(2.into(), "uint16")),
+        ("SecondaryDataDigestMethod", typed(3.into(), "uint16")),
+        // No Authentication: this login skipped the security stage; no second method.
+        ("PrimaryAuthenticationMethod", typed(3.into(), "uint16")),
+        ("SecondaryAuthenticationMethod", typed(2.into(), "uint16")),
+    ];
+    let values = &port["connection"]["values"];
+    for (prop, want) in connection {
+        assert_eq!(values[prop], want, "{prop}: {a:?} {got}");
+    }
+    // Version-max and Version-active of the login response.
+    let versions = [("Maximum", r.bhs[2]), ("Minimum", r.bhs[3])];
+    for (which, v) in versions {
+        let prop = format!("{which}SpecificationVersionSupported");
+        assert_eq!(
+            got["capabilities"][&prop],
+            typed(v.into(), "uint8"),
+            "{got}"
+        );
+    }
+    let u16s = |v: &[u16]| typed(v.into(), "uint16");
+    assert_eq!(
+        got["capabilities"]["AuthenticationMethodsSupported"],
+        u16s(&[2])
+    );
+    assert_eq!(got["capabilities"]["SupportedFeatures"], u16s(&[2]));
+    // Each setting found the same by GetInstance, and back from it its one element.
+    let tcp = format!("CAIRN:TCP:{portal}");
+    for (setting, element) in [("session", endpoint.as_str()), ("connection", tcp.as_str())] {
+        let s = &port[setting];
+        assert_eq!(s["same_as_get"], true, "{setting}: {got}");
+        assert_eq!(
+            s["current_default"],
+            serde_json::json!([1, 1]),
+            "{setting}: {got}"
+        );
+        assert_eq!(s["back"], serde_json::json!([element]), "{setting}: {got}");
+    }
+    // A real initiator with either digest.
+    let lun = lun_of(&daemon, "rw");
+    for digest in ["crc32c", "none"] {
+        let opts = format!("lun={lun},header-digest={digest}");
+        assert!(qemu_io_with(&daemon, &opts, &["read 0 64k"]), "{digest}");
+    }
 }

@@ -5,7 +5,8 @@
 //! names (hardware IDs), initiator groups (of those names), target-port groups (of the ports
 //! [`HostAccess::target_ports`] lists), device groups (volumes, each with its LUN number) and
 //! masking views, each naming one group of each kind. An initiator sees the volumes of every view
-//! whose initiator group holds its name, through the ports of that view's target group.
+//! whose initiator group holds its name, through the ports of that view's target group. Each
+//! port tells what a login through it starts from ([`LoginOffer`]), as the protocol negotiates it.
 //!
 //! Invariants (kept by every [`HostAccess`] implementation, which refuses a change that would
 //! break one and then changes nothing): names are unique per kind; a group names only known
@@ -130,6 +131,63 @@ pub struct TargetPort {
     pub target_name: String,
     /// The listening address.
     pub addr: SocketAddr,
+    /// What a login through this port starts from.
+    pub login: LoginOffer,
+}
+
+/// A data digest or header digest (RFC 7143 §13.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Digest {
+    None,
+    Crc32c,
+}
+
+/// An authentication method of the security stage (RFC 7143 §12.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    None,
+    Chap,
+}
+
+/// The target's side of a login through one port (RFC 7143 §13): for each key, the value the
+/// target's result function combines with the initiator's offer, so a negotiated value never
+/// lies beyond it (a minimum never above it, a maximum never below it, a Boolean OR or AND with
+/// it). Management shows it as iSCSI session and connection settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginOffer {
+    /// iSCSI versions served (VersionMin ..= VersionMax).
+    pub version_min: u8,
+    pub version_max: u8,
+    /// MaxConnections (minimum).
+    pub max_connections: u32,
+    /// InitialR2T (OR): false when the target takes unsolicited data unless the initiator refuses.
+    pub initial_r2t: bool,
+    /// ImmediateData (AND).
+    pub immediate_data: bool,
+    /// MaxOutstandingR2T (minimum).
+    pub max_outstanding_r2t: u32,
+    /// FirstBurstLength (minimum, and never above MaxBurstLength).
+    pub first_burst_bytes: u32,
+    /// MaxBurstLength (minimum).
+    pub max_burst_bytes: u32,
+    /// DataSequenceInOrder and DataPDUInOrder (OR).
+    pub data_sequence_in_order: bool,
+    pub data_pdu_in_order: bool,
+    /// DefaultTime2Wait (maximum).
+    pub default_time2wait_secs: u32,
+    /// DefaultTime2Retain (minimum).
+    pub default_time2retain_secs: u32,
+    /// ErrorRecoveryLevel (minimum).
+    pub error_recovery_level: u8,
+    /// The MaxRecvDataSegmentLength the target declares: the longest data segment it reads.
+    pub recv_data_segment_bytes: u32,
+    /// IFMarker/OFMarker (AND): markers are never used when false.
+    pub markers: bool,
+    /// Header and data digests accepted, the first being RFC 7143's default; the target takes
+    /// the first of the initiator's list it accepts.
+    pub digests: Vec<Digest>,
+    /// The authentication method a login through the port uses (the only one it accepts).
+    pub auth: AuthMethod,
 }
 
 /// The access model of a block protocol, as management changes it.

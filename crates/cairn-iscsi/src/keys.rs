@@ -4,10 +4,36 @@
 //! limit; FirstBurstLength never exceeds MaxBurstLength; the target answers every key it was
 //! offered (NotUnderstood for unknown ones) and declares its MaxRecvDataSegmentLength.
 
+use cairn_export::access::Digest;
+
 use crate::limits::{
     BURST_BYTES_MAX, DATA_SEGMENT_BYTES_CEILING, DATA_SEGMENT_BYTES_FLOOR, FIRST_BURST_BYTES_MAX,
     RECV_DATA_SEGMENT_BYTES,
 };
+
+// The target's side of each key its result function combines with the initiator's offer
+// (RFC 7143 §13); with the burst and segment limits of [`crate::limits`] they are what
+// `LoginConfig::offer` tells management.
+/// MaxConnections (minimum): one connection per session.
+pub const MAX_CONNECTIONS: u32 = 1;
+/// MaxOutstandingR2T (minimum): one R2T at a time per task.
+pub const MAX_OUTSTANDING_R2T: u32 = 1;
+/// ErrorRecoveryLevel (minimum): level 0, a failed connection ends its session.
+pub const ERROR_RECOVERY_LEVEL: u8 = 0;
+/// DefaultTime2Wait (maximum): 0, the initiator's wait stands.
+pub const DEFAULT_TIME2WAIT_SECS: u32 = 0;
+/// DefaultTime2Retain (minimum): 0, no task outlives its connection at level 0.
+pub const DEFAULT_TIME2RETAIN_SECS: u32 = 0;
+/// InitialR2T (OR): No, unsolicited data is taken unless the initiator asks for R2T first.
+pub const INITIAL_R2T: bool = false;
+/// ImmediateData (AND): Yes.
+pub const IMMEDIATE_DATA: bool = true;
+/// DataPDUInOrder and DataSequenceInOrder (OR): Yes, the only mode served.
+pub const DATA_IN_ORDER: bool = true;
+/// IFMarker and OFMarker (AND): No, markers are never used.
+pub const MARKERS: bool = false;
+/// The digests accepted (HeaderDigest, DataDigest), RFC 7143's default first.
+pub const DIGESTS: [(&str, Digest); 2] = [("None", Digest::None), ("CRC32C", Digest::Crc32c)];
 
 /// What a session runs with once login is done.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,14 +107,13 @@ fn ranged(v: &str, min: u64, max: u64) -> Option<u32> {
         .map(|n| n as u32)
 }
 
+/// The first digest of the initiator's list the target accepts.
 fn digest(v: &str, slot: &mut bool) -> Option<Answer> {
-    let crc = v.split(',').find_map(|d| match d {
-        "None" => Some(false),
-        "CRC32C" => Some(true),
-        _ => None,
-    })?;
-    *slot = crc;
-    Some(Answer::Value(if crc { "CRC32C" } else { "None" }.into()))
+    let (name, kind) = v
+        .split(',')
+        .find_map(|offered| DIGESTS.iter().find(|(name, _)| *name == offered))?;
+    *slot = *kind == Digest::Crc32c;
+    Some(Answer::Value((*name).into()))
 }
 
 fn segment(v: &str) -> Option<u32> {
@@ -116,19 +141,28 @@ fn burst(p: &mut Params, key: &str, v: &str) -> Option<Answer> {
     }
 }
 
-/// Keys whose answer is fixed by what the target serves, whatever was offered (in range).
-fn fixed(key: &str, v: &str) -> Option<Option<Answer>> {
+/// RFC 7143's Minimum result function over the initiator's offer and the target's side.
+fn minimum(offered: u32, target: u32) -> u32 {
+    offered.min(target)
+}
+
+/// RFC 7143's Maximum result function.
+fn maximum(offered: u32, target: u32) -> u32 {
+    offered.max(target)
+}
+
+/// Keys the session keeps nothing of: answered from the target's side alone.
+fn stateless(key: &str, v: &str) -> Option<Option<Answer>> {
     let answer = match key {
-        // MaxOutstandingR2T, ErrorRecoveryLevel, MaxConnections: minimum with 1, 0 and 1.
-        "MaxOutstandingR2T" => ranged(v, 1, 65535).map(|_| value(1)),
-        "ErrorRecoveryLevel" => ranged(v, 0, 2).map(|_| value(0)),
-        "MaxConnections" => ranged(v, 1, 65535).map(|_| value(1)),
-        // OR with the target's Yes: data in order is the only mode served.
-        "DataPDUInOrder" | "DataSequenceInOrder" => parse_bool(v).map(|_| yes_no(true)),
-        "IFMarker" | "OFMarker" => parse_bool(v).map(|_| yes_no(false)),
+        "ErrorRecoveryLevel" => {
+            ranged(v, 0, 2).map(|n| value(minimum(n, u32::from(ERROR_RECOVERY_LEVEL))))
+        }
+        "MaxConnections" => ranged(v, 1, 65535).map(|n| value(minimum(n, MAX_CONNECTIONS))),
+        "DataPDUInOrder" | "DataSequenceInOrder" => {
+            parse_bool(v).map(|b| yes_no(b || DATA_IN_ORDER))
+        }
+        "IFMarker" | "OFMarker" => parse_bool(v).map(|b| yes_no(b && MARKERS)),
         "IFMarkInt" | "OFMarkInt" => Some(Answer::Value("Irrelevant".into())),
-        // Minimum with the target's 0: no task outlives its connection at level 0.
-        "DefaultTime2Retain" => ranged(v, 0, 3600).map(|_| value(0)),
         _ => return None,
     };
     Some(answer)
@@ -136,14 +170,6 @@ fn fixed(key: &str, v: &str) -> Option<Option<Answer>> {
 
 /// Applies one offered operational key to `p`; `None` if the key is not operational.
 pub fn negotiate(p: &mut Params, key: &str, v: &str) -> Option<Answer> {
-    if let Some(answer) = fixed(key, v) {
-        match key {
-            "MaxOutstandingR2T" if answer.is_some() => p.max_outstanding_r2t = 1,
-            "DefaultTime2Retain" if answer.is_some() => p.default_time2retain_secs = 0,
-            _ => {}
-        }
-        return Some(answer.unwrap_or(Answer::Reject));
-    }
     let answer = match key {
         "HeaderDigest" => digest(v, &mut p.header_digest),
         "DataDigest" => digest(v, &mut p.data_digest),
@@ -152,21 +178,27 @@ pub fn negotiate(p: &mut Params, key: &str, v: &str) -> Option<Answer> {
             Answer::Silent
         }),
         "MaxBurstLength" | "FirstBurstLength" => burst(p, key, v),
-        // InitialR2T (OR) and ImmediateData (AND): the target is content with either.
         "InitialR2T" => parse_bool(v).map(|b| {
-            p.initial_r2t = b;
-            yes_no(b)
+            p.initial_r2t = b || INITIAL_R2T;
+            yes_no(p.initial_r2t)
         }),
         "ImmediateData" => parse_bool(v).map(|b| {
-            p.immediate_data = b;
-            yes_no(b)
+            p.immediate_data = b && IMMEDIATE_DATA;
+            yes_no(p.immediate_data)
         }),
-        // Maximum with the target's 0: the initiator's wait stands.
         "DefaultTime2Wait" => ranged(v, 0, 3600).map(|n| {
-            p.default_time2wait_secs = n;
-            value(n)
+            p.default_time2wait_secs = maximum(n, DEFAULT_TIME2WAIT_SECS);
+            value(p.default_time2wait_secs)
         }),
-        _ => return None,
+        "DefaultTime2Retain" => ranged(v, 0, 3600).map(|n| {
+            p.default_time2retain_secs = minimum(n, DEFAULT_TIME2RETAIN_SECS);
+            value(p.default_time2retain_secs)
+        }),
+        "MaxOutstandingR2T" => ranged(v, 1, 65535).map(|n| {
+            p.max_outstanding_r2t = minimum(n, MAX_OUTSTANDING_R2T);
+            value(p.max_outstanding_r2t)
+        }),
+        _ => return stateless(key, v).map(|a| a.unwrap_or(Answer::Reject)),
     };
     Some(answer.unwrap_or(Answer::Reject))
 }

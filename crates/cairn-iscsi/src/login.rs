@@ -8,9 +8,14 @@
 
 use std::sync::Arc;
 
+use cairn_export::access::{AuthMethod, LoginOffer};
+
 use crate::chap::{self, ChapCredential};
 use crate::keys::{self, Answer, Params};
-use crate::limits::{CHAP_CHALLENGE_BYTES, LOGIN_PDUS_MAX, TEXT_BYTES_MAX};
+use crate::limits::{
+    BURST_BYTES_MAX, CHAP_CHALLENGE_BYTES, FIRST_BURST_BYTES_MAX, LOGIN_PDUS_MAX,
+    RECV_DATA_SEGMENT_BYTES, TEXT_BYTES_MAX,
+};
 use crate::pdu::Pdu;
 use crate::text::{self, Pairs};
 
@@ -28,6 +33,9 @@ pub mod status {
     pub const TARGET_ERROR: u16 = 0x0300;
 }
 
+/// The only iSCSI version there is (RFC 7143 §11.12.4: Version-max and Version-active 0x00).
+pub const VERSION: u8 = 0;
+
 /// Login stages.
 pub const STAGE_SECURITY: u8 = 0;
 pub const STAGE_OPERATIONAL: u8 = 1;
@@ -42,11 +50,48 @@ pub struct Auth {
     pub target: Option<ChapCredential>,
 }
 
+impl Auth {
+    /// True when every login must pass CHAP.
+    pub fn chap_required(&self) -> bool {
+        !self.initiators.is_empty()
+    }
+}
+
 /// The target as login sees it.
 #[derive(Clone, Debug)]
 pub struct LoginConfig {
     pub target_name: String,
     pub auth: Auth,
+}
+
+impl LoginConfig {
+    /// What a login through a portal of this target starts from: the target's side of every
+    /// key ([`keys`], [`crate::limits`]) and the authentication method its security stage takes.
+    pub fn offer(&self) -> LoginOffer {
+        LoginOffer {
+            version_min: VERSION,
+            version_max: VERSION,
+            max_connections: keys::MAX_CONNECTIONS,
+            initial_r2t: keys::INITIAL_R2T,
+            immediate_data: keys::IMMEDIATE_DATA,
+            max_outstanding_r2t: keys::MAX_OUTSTANDING_R2T,
+            first_burst_bytes: FIRST_BURST_BYTES_MAX,
+            max_burst_bytes: BURST_BYTES_MAX,
+            data_sequence_in_order: keys::DATA_IN_ORDER,
+            data_pdu_in_order: keys::DATA_IN_ORDER,
+            default_time2wait_secs: keys::DEFAULT_TIME2WAIT_SECS,
+            default_time2retain_secs: keys::DEFAULT_TIME2RETAIN_SECS,
+            error_recovery_level: keys::ERROR_RECOVERY_LEVEL,
+            recv_data_segment_bytes: RECV_DATA_SEGMENT_BYTES,
+            markers: keys::MARKERS,
+            digests: keys::DIGESTS.iter().map(|(_, d)| *d).collect(),
+            auth: if self.auth.chap_required() {
+                AuthMethod::Chap
+            } else {
+                AuthMethod::None
+            },
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +178,7 @@ impl Login {
     }
 
     fn chap_required(&self) -> bool {
-        !self.cfg.auth.initiators.is_empty()
+        self.cfg.auth.chap_required()
     }
 
     fn fail(&self, status: u16) -> Step {
@@ -155,7 +200,7 @@ impl Login {
         if self.pdus > LOGIN_PDUS_MAX || (transit && cont) {
             return self.fail(status::INVALID_DURING_LOGIN);
         }
-        if req.bhs[3] > 0 {
+        if req.bhs[3] > VERSION {
             // Version-min above the only version there is.
             return self.fail(status::UNSUPPORTED_VERSION);
         }
@@ -380,6 +425,7 @@ impl Login {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_export::access::Digest;
 
     const TARGET: &str = "iqn.2026-01.org.cairn:array";
 
@@ -541,6 +587,78 @@ mod tests {
             login.step(&request(0x83, &format!("{FIRST}AuthMethod=None;"))),
             Step::Done(..)
         ));
+    }
+
+    /// An initiator offering the far end of every key gets the target's side of it: the offer
+    /// management shows is what the result functions give.
+    #[test]
+    fn an_initiator_offering_the_extremes_gets_the_offer() {
+        let cfg = config(false, false);
+        let offer = cfg.offer();
+        assert_eq!(offer.auth, AuthMethod::None);
+        assert_eq!(config(true, false).offer().auth, AuthMethod::Chap);
+        assert_eq!(offer.digests, [Digest::None, Digest::Crc32c]);
+        let yes_no = |b: bool| if b { "Yes" } else { "No" }.to_string();
+        let table = [
+            ("MaxConnections", "65535", offer.max_connections.to_string()),
+            ("InitialR2T", "No", yes_no(offer.initial_r2t)),
+            ("ImmediateData", "Yes", yes_no(offer.immediate_data)),
+            (
+                "MaxOutstandingR2T",
+                "65535",
+                offer.max_outstanding_r2t.to_string(),
+            ),
+            (
+                "MaxBurstLength",
+                "16777215",
+                offer.max_burst_bytes.to_string(),
+            ),
+            (
+                "FirstBurstLength",
+                "16777215",
+                offer.first_burst_bytes.to_string(),
+            ),
+            ("DataPDUInOrder", "No", yes_no(offer.data_pdu_in_order)),
+            (
+                "DataSequenceInOrder",
+                "No",
+                yes_no(offer.data_sequence_in_order),
+            ),
+            (
+                "DefaultTime2Wait",
+                "0",
+                offer.default_time2wait_secs.to_string(),
+            ),
+            (
+                "DefaultTime2Retain",
+                "3600",
+                offer.default_time2retain_secs.to_string(),
+            ),
+            (
+                "ErrorRecoveryLevel",
+                "2",
+                offer.error_recovery_level.to_string(),
+            ),
+            ("IFMarker", "Yes", yes_no(offer.markers)),
+            ("OFMarker", "Yes", yes_no(offer.markers)),
+            // Each accepted digest is taken when the initiator asks for it first.
+            ("HeaderDigest", "CRC32C,None", "CRC32C".to_string()),
+            ("DataDigest", "None,CRC32C", "None".to_string()),
+        ];
+        let keys: String = table.iter().map(|(k, v, _)| format!("{k}={v};")).collect();
+        let mut login = Login::new(cfg);
+        let step = login.step(&request(0x81, &format!("{FIRST}AuthMethod=None;")));
+        assert!(matches!(step, Step::Continue(r) if r.transit));
+        let Step::Done(r, _) = login.step(&request(0x87, &keys)) else {
+            panic!("login did not complete")
+        };
+        for (key, _, want) in &table {
+            assert_eq!(value(&r, key).as_ref(), Some(want), "{key}");
+        }
+        assert_eq!(
+            value(&r, "MaxRecvDataSegmentLength"),
+            Some(offer.recv_data_segment_bytes.to_string())
+        );
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl IscsiServerHandle {
 
 /// Serves `exports` as the LUNs of one target node.
 pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<IscsiServerHandle> {
-    let chap_required = !cfg.auth.initiators.is_empty();
+    let chap_required = cfg.auth.chap_required();
     if !cfg.addr.ip().is_loopback() && !chap_required && !cfg.allow_insecure_non_loopback {
         return Err(Error::new(
             ErrorKind::InsecureBind,
@@ -128,6 +128,7 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
         name: format!("{},t,0x0001", cfg.target_name),
         target_name: cfg.target_name.clone(),
         addr: local_addr,
+        login: login.offer(),
     };
     let access = Access::open(
         cfg.views_path.clone(),

@@ -5,9 +5,11 @@
 //! Invariants: one live session per (initiator name, ISID) — a login with the ISID of a live
 //! session closes the old one first; a session that ends (or is replaced) releases the SPC-2
 //! reservations of its nexus; TSIHs are never 0; the LUN table changes only through
-//! [`Target::luns`], which persists it before any session sees the change.
+//! [`Target::luns`], which persists it before any session sees the change and drops the
+//! reservation state and write locks of volumes no longer exported (a lock a session still
+//! holds stays until it lets it go), so that state is bounded by the live volumes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -179,6 +181,7 @@ impl Target {
         let volumes = self.exports.list().map_err(std::io::Error::other)?;
         let ids: Vec<String> = volumes.iter().map(|v| hex(&v.id)).collect();
         self.reservations.retain(&ids)?;
+        self.retain_write_locks(&ids);
         if map.update(&ids) {
             map.save(&self.lun_map_path)?;
             self.lun_generation.fetch_add(1, Ordering::SeqCst);
@@ -207,6 +210,15 @@ impl Target {
                     .map(|(_, v)| (lun, v.clone()))
             })
             .collect())
+    }
+
+    /// Drops the write locks of volumes no longer exported, but never one a session still
+    /// holds: every command on a volume takes the same lock, so a volume that is listed again
+    /// (its pool back) still has one lock.
+    fn retain_write_locks(&self, live: &[String]) {
+        let live: HashSet<&str> = live.iter().map(String::as_str).collect();
+        lock(&self.write_locks)
+            .retain(|id, l| live.contains(id.as_str()) || Arc::strong_count(l) > 1);
     }
 
     /// The write lock of volume `id` (hex), one for every session.
@@ -288,5 +300,75 @@ impl Target {
         for e in lock(&self.sessions).values() {
             let _ = e.close.send(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cairn_engine::{Pool, PoolOptions, Storage, VolumeOptions};
+
+    use super::*;
+    use crate::login::Auth;
+
+    fn target(dir: &std::path::Path, storage: Arc<Storage>) -> Target {
+        let login = LoginConfig {
+            target_name: "iqn.2026-01.org.cairn:t".into(),
+            auth: Auth::default(),
+        };
+        let access = Access::open(dir.join("views.json"), &[], Vec::new(), storage.clone());
+        let reservations = Reservations::load(&dir.join("reservations.json")).unwrap();
+        let access = (Arc::new(access.unwrap()), String::new(), reservations);
+        Target::new(
+            login,
+            storage,
+            dir.join("luns.json"),
+            access,
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    }
+
+    fn locked(t: &Target) -> Vec<String> {
+        let mut ids: Vec<String> = lock(&t.write_locks).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_deleted_volume_loses_its_write_lock_once_no_session_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::new());
+        let dev = Arc::new(cairn_io::MemDevice::new(64 << 20));
+        storage
+            .add_pool(Pool::create(dev, "p", PoolOptions::default()).unwrap())
+            .unwrap();
+        let volumes: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|name| {
+                let opts = VolumeOptions::default();
+                storage
+                    .create_volume("p", name, 1 << 20, opts)
+                    .unwrap()
+                    .1
+                    .id
+            })
+            .collect();
+        let ids: Vec<String> = volumes.iter().map(|v| v.to_string()).collect();
+        let t = target(dir.path(), storage.clone());
+        let held = t.write_lock(&ids[1]);
+        drop(t.write_lock(&ids[0]));
+        drop(t.write_lock(&ids[2]));
+        for v in &volumes[..2] {
+            storage.delete_volume(*v).unwrap();
+        }
+        t.luns().unwrap();
+        assert_eq!(locked(&t), [ids[1].clone(), ids[2].clone()], "b is held");
+        let again = t.write_lock(&ids[1]);
+        assert!(Arc::ptr_eq(&held, &again), "one lock while it is held");
+        drop((held, again));
+        t.luns().unwrap();
+        assert_eq!(locked(&t), [ids[2].clone()]);
     }
 }

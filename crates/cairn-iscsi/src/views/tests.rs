@@ -40,10 +40,15 @@ fn fixture() -> Fixture {
 }
 
 fn ports() -> Vec<TargetPort> {
+    let login = crate::login::LoginConfig {
+        target_name: "iqn.2026-01.org.cairn:t".into(),
+        auth: Default::default(),
+    };
     vec![TargetPort {
         name: PORT.into(),
-        target_name: "iqn.2026-01.org.cairn:t".into(),
         addr: "127.0.0.1:3260".parse().unwrap(),
+        login: login.offer(),
+        target_name: login.target_name,
     }]
 }
 

@@ -7,7 +7,8 @@
 //! members through `Cairn_MemberOfCollection`, volumes through `Cairn_OrderedMemberOfCollection`),
 //! each view as a `Cairn_SCSIProtocolController` (NameFormat 1) with its three groups and its
 //! volumes (`Cairn_ProtocolControllerForUnit`, DeviceNumber the LUN), and the target's ports (see
-//! [`ports`]), and each initiator's right to a view's volumes as a privilege (see [`privilege`]).
+//! [`ports`]) with their negotiation settings (see [`settings`]), and each initiator's right to a
+//! view's volumes as a privilege (see [`privilege`]).
 //! [`methods`] changes the model through `HostAccess::apply` and nothing else.
 //!
 //! Invariants: no state is kept here, so the model and the target stay one truth; paths name
@@ -17,6 +18,7 @@ mod expose;
 mod methods;
 mod ports;
 mod privilege;
+mod settings;
 
 use cairn_array::{ArrayBackend, VolumeId};
 use cairn_cim::{Instance, InstancePath, ProfileRegistration, Value};
@@ -61,7 +63,7 @@ pub const PROFILES: [(&str, &str, &str); 3] = [
 ];
 
 /// The concrete classes with instances once host access is wired.
-pub const CLASSES: [&str; 29] = [
+pub const CLASSES: [&str; 33] = [
     CCS_CLASS,
     PCMC_CLASS,
     GMMS_CLASS,
@@ -86,12 +88,16 @@ pub const CLASSES: [&str; 29] = [
     "Cairn_BindsTo",
     "Cairn_HostedAccessPoint",
     "Cairn_SAPAvailableForElement",
+    "Cairn_iSCSISessionSettings",
+    "Cairn_iSCSIConnectionSettings",
+    "Cairn_iSCSICapabilities",
     privilege::CLASSES[0],
     privilege::CLASSES[1],
     privilege::CLASSES[2],
     // Classes the array model also has instances of; host access adds its own.
     "Cairn_HostedService",
     "Cairn_ElementCapabilities",
+    "Cairn_ElementSettingData",
 ];
 
 fn group_class(kind: GroupKind) -> (&'static str, &'static str) {
@@ -183,7 +189,11 @@ pub fn instances(
     class: &str,
 ) -> Vec<Instance> {
     let c = class.to_ascii_lowercase();
-    if let Some(found) = ports::instances(id, &access.target_ports(), &c) {
+    let target_ports = access.target_ports();
+    if let Some(found) = ports::instances(id, &target_ports, &c) {
+        return found;
+    }
+    if let Some(found) = settings::instances(id, &target_ports, &c) {
         return found;
     }
     let m = access.model();
@@ -219,7 +229,7 @@ pub fn instances(
             groups(&m, &c)
         }
         "cairn_scsiprotocolcontroller" => {
-            let mut out = ports::node(id, &access.target_ports());
+            let mut out = ports::node(id, &target_ports);
             out.extend(m.views.iter().map(|v| view(id, &v.name)));
             out
         }
@@ -421,16 +431,20 @@ fn associations(
                 )
             })
             .collect(),
-        "cairn_elementcapabilities" => [id_path(GMMC_CLASS, GMMC_ID), id_path(PCMC_CLASS, PCMC_ID)]
-            .into_iter()
-            .map(|c| {
-                association(
-                    "Cairn_ElementCapabilities",
-                    ("ManagedElement", id.system_path()),
-                    ("Capabilities", c),
-                )
-            })
-            .collect(),
+        "cairn_elementcapabilities" => [
+            id_path(GMMC_CLASS, GMMC_ID),
+            id_path(PCMC_CLASS, PCMC_ID),
+            settings::capabilities_path(),
+        ]
+        .into_iter()
+        .map(|c| {
+            association(
+                "Cairn_ElementCapabilities",
+                ("ManagedElement", id.system_path()),
+                ("Capabilities", c),
+            )
+        })
+        .collect(),
         _ => view_groups(id, m, c),
     }
 }

@@ -36,7 +36,8 @@ pub fn endpoint_paths(id: &Identity, ports: &[TargetPort]) -> Vec<InstancePath> 
     ports.iter().map(|p| endpoint_path(id, &p.name)).collect()
 }
 
-fn tcp_path(id: &Identity, addr: SocketAddr) -> InstancePath {
+/// Path of the TCP endpoint of the portal listening on `addr`.
+pub fn tcp_path(id: &Identity, addr: SocketAddr) -> InstancePath {
     id.hosted(TCP_CLASS, "Name", &format!("CAIRN:TCP:{addr}"))
 }
 
