@@ -6,7 +6,9 @@
 //! WRITE SAME with UNMAP zeroes through the engine's write-zeroes (never trim), only UNMAP trims;
 //! an engine failure fails the command with a medium error and nothing else.
 
+use bytes::Bytes;
 use cairn_export::{ErrorKind, Volume, Zeroing};
+use cairn_io::AlignedBuf;
 
 use crate::limits::{
     COMPARE_AND_WRITE_BLOCKS_MAX, LBA_STATUS_DESCRIPTORS_MAX, TRANSFER_BYTES_MAX,
@@ -19,7 +21,17 @@ use crate::scsi::pages::{self, Unit};
 use crate::scsi::sense::{self, Sense};
 
 /// What a command produced: GOOD with data-in, or CHECK CONDITION with sense.
-pub(crate) type Outcome = Result<Vec<u8>, Sense>;
+pub(crate) type Outcome = Result<Bytes, Sense>;
+
+/// Read data in memory aligned for direct I/O: the device reads straight into it (no bounce
+/// buffer, no copy back) and Data-In sends it as it is.
+struct Aligned(AlignedBuf);
+
+impl AsRef<[u8]> for Aligned {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// The bytes of data-out a command takes, from its CDB (SPDTL of the write direction).
 pub(crate) fn data_out_bytes(cdb: &Cdb, block_bytes: u32) -> u64 {
@@ -119,12 +131,12 @@ fn writable(u: &Unit) -> Result<(), Sense> {
 /// Executes `cdb` on `vol` (described by `u`) with the data-out buffer `data`.
 pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Outcome {
     match *cdb {
-        Cdb::TestUnitReady => Ok(Vec::new()),
-        Cdb::RequestSense { .. } => Ok(sense::NO_SENSE.to_bytes().to_vec()),
-        Cdb::Inquiry { evpd: false, .. } => Ok(pages::standard_inquiry(true)),
-        Cdb::Inquiry { page, .. } => pages::vpd_page(u, page),
-        Cdb::ReadCapacity10 => Ok(pages::read_capacity_10(u)),
-        Cdb::ReadCapacity16 { .. } => Ok(pages::read_capacity_16(u)),
+        Cdb::TestUnitReady => Ok(Bytes::new()),
+        Cdb::RequestSense { .. } => Ok(Bytes::copy_from_slice(&sense::NO_SENSE.to_bytes())),
+        Cdb::Inquiry { evpd: false, .. } => Ok(pages::standard_inquiry(true).into()),
+        Cdb::Inquiry { page, .. } => pages::vpd_page(u, page).map(Bytes::from),
+        Cdb::ReadCapacity10 => Ok(pages::read_capacity_10(u).into()),
+        Cdb::ReadCapacity16 { .. } => Ok(pages::read_capacity_16(u).into()),
         Cdb::GetLbaStatus { lba, alloc } => lba_status(vol, u, lba, alloc),
         Cdb::Read { lba, blocks, .. } => read(vol, u, lba, blocks),
         Cdb::Write { lba, blocks, fua } => write(vol, u, lba, blocks, fua, data),
@@ -143,7 +155,7 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
         Cdb::SynchronizeCache { lba, blocks } => {
             range(u, lba, blocks as u64, false)?;
             vol.flush().map_err(|e| volume_sense(&e, true))?;
-            Ok(Vec::new())
+            Ok(Bytes::new())
         }
         Cdb::ModeSense {
             long,
@@ -154,16 +166,16 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
             ..
         } => {
             let p = pages::mode_pages(pc, page, subpage)?;
-            Ok(pages::mode_sense(u, long, dbd, &p))
+            Ok(pages::mode_sense(u, long, dbd, &p).into())
         }
-        Cdb::ModeSelect { long, .. } => pages::mode_select(u, long, data).map(|()| Vec::new()),
+        Cdb::ModeSelect { long, .. } => pages::mode_select(u, long, data).map(|()| Bytes::new()),
         Cdb::ReportOpcodes {
             options,
             rctd,
             opcode,
             sa,
             ..
-        } => pages::report_opcodes(options, rctd, opcode, sa),
+        } => pages::report_opcodes(options, rctd, opcode, sa).map(Bytes::from),
         // Answered by the session, which knows the initiator's LUNs and its I_T nexus.
         Cdb::ReportLuns { .. }
         | Cdb::PersistentReserveIn { .. }
@@ -175,10 +187,10 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
 
 fn read(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32) -> Outcome {
     let (offset, len) = range(u, lba, blocks as u64, true)?;
-    let mut buf = vec![0u8; len as usize];
+    let mut buf = AlignedBuf::zeroed(len as usize);
     vol.read(offset, &mut buf)
         .map_err(|e| volume_sense(&e, false))?;
-    Ok(buf)
+    Ok(Bytes::from_owner(Aligned(buf)))
 }
 
 fn write(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, fua: bool, data: &[u8]) -> Outcome {
@@ -189,7 +201,7 @@ fn write(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, fua: bool, data: &[u
         vol.write(offset, data, fua)
             .map_err(|e| volume_sense(&e, true))?;
     }
-    Ok(Vec::new())
+    Ok(Bytes::new())
 }
 
 fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data: &[u8]) -> Outcome {
@@ -201,7 +213,7 @@ fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data:
             return Err(s);
         }
     }
-    Ok(Vec::new())
+    Ok(Bytes::new())
 }
 
 /// COMPARE AND WRITE; the caller holds the unit's write lock across it. A mismatch is
@@ -257,7 +269,7 @@ fn write_same(
             Zeroing::Allocate
         };
         vol.write_zeroes(offset, len, how).map_err(fail)?;
-        return Ok(Vec::new());
+        return Ok(Bytes::new());
     }
     let chunk = data.repeat((1 << 20) / data.len().max(1));
     let mut at = offset;
@@ -266,12 +278,12 @@ fn write_same(
         vol.write(at, &chunk[..n], false).map_err(fail)?;
         at += n as u64;
     }
-    Ok(Vec::new())
+    Ok(Bytes::new())
 }
 
 fn unmap(vol: &dyn Volume, u: &Unit, list: &[u8]) -> Outcome {
     if list.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Bytes::new());
     }
     if list.len() < 8 {
         return Err(sense::PARAMETER_LIST_LENGTH);
@@ -294,7 +306,7 @@ fn unmap(vol: &dyn Volume, u: &Unit, list: &[u8]) -> Outcome {
             vol.trim(offset, len).map_err(|e| volume_sense(&e, true))?;
         }
     }
-    Ok(Vec::new())
+    Ok(Bytes::new())
 }
 
 fn lba_status(vol: &dyn Volume, u: &Unit, lba: u64, alloc: u32) -> Outcome {
@@ -318,7 +330,7 @@ fn lba_status(vol: &dyn Volume, u: &Unit, lba: u64, alloc: u32) -> Outcome {
     }
     let param_len = (b.len() - 4) as u32;
     b[0..4].copy_from_slice(&param_len.to_be_bytes());
-    Ok(b)
+    Ok(b.into())
 }
 
 #[cfg(test)]
@@ -367,8 +379,8 @@ mod tests {
         (vol, unit, dev)
     }
 
-    fn run(v: &dyn Volume, u: &Unit, cdb: Cdb, data: &[u8]) -> Outcome {
-        execute(v, u, &cdb, data)
+    fn run(v: &dyn Volume, u: &Unit, cdb: Cdb, data: &[u8]) -> Result<Vec<u8>, Sense> {
+        execute(v, u, &cdb, data).map(Vec::from)
     }
 
     fn read(v: &dyn Volume, u: &Unit, lba: u64, blocks: u32) -> Vec<u8> {
