@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use bytes::Bytes;
 use cairn_export::{Volume, VolumeInfo};
-use cairn_io::AlignedBuf;
 
+use crate::buffers::{Buffer, Buffers};
 use crate::connection::{Conn, ConnResult};
 use crate::limits::{COMMAND_CHARGE_BYTES, DISCARDING_MAX, TRANSFER_BYTES_MAX};
 use crate::lu;
@@ -181,17 +181,17 @@ impl SessionState {
     }
 }
 
-/// The data-out a command keeps (at most the bytes it wants), in memory aligned for direct I/O
-/// so that the device writes it without a bounce copy.
+/// The data-out a command keeps (at most the bytes it wants), in a buffer aligned for direct
+/// I/O so that the device writes it without a bounce copy.
 struct DataOut {
-    buf: Option<AlignedBuf>,
+    buf: Option<Buffer>,
     len: usize,
 }
 
 impl DataOut {
-    fn new(want: usize) -> DataOut {
+    fn new(want: usize, buffers: &Arc<Buffers>) -> DataOut {
         DataOut {
-            buf: (want > 0).then(|| AlignedBuf::zeroed(want)),
+            buf: (want > 0).then(|| buffers.take(want)),
             len: 0,
         }
     }
@@ -364,7 +364,8 @@ fn execute(target: &Target, c: &Collect) -> Answer {
                 .then(|| unit.writes.read().unwrap_or_else(PoisonError::into_inner));
             let _exclusive = matches!(cdb, Cdb::CompareAndWrite { .. })
                 .then(|| unit.writes.write().unwrap_or_else(PoisonError::into_inner));
-            lu::execute(&*c.volume, &c.unit, cdb, c.buf.kept()).map_err(Failure::Check)
+            lu::execute(&*c.volume, &c.unit, cdb, c.buf.kept(), &target.buffers)
+                .map_err(Failure::Check)
         }
     }
 }
@@ -510,7 +511,7 @@ impl Conn {
             want: want as u32,
             unsolicited_max: meta.edtl.min(self.params.first_burst_bytes),
             received: 0,
-            buf: DataOut::new(want as usize),
+            buf: DataOut::new(want as usize, &self.target.buffers),
             unsolicited: false,
             ttt: RESERVED_TAG,
             r2t_sn: 0,

@@ -8,7 +8,9 @@
 
 use bytes::Bytes;
 use cairn_export::{ErrorKind, Volume, Zeroing};
-use cairn_io::AlignedBuf;
+use std::sync::Arc;
+
+use crate::buffers::Buffers;
 
 use crate::limits::{
     COMPARE_AND_WRITE_BLOCKS_MAX, LBA_STATUS_DESCRIPTORS_MAX, TRANSFER_BYTES_MAX,
@@ -22,16 +24,6 @@ use crate::scsi::sense::{self, Sense};
 
 /// What a command produced: GOOD with data-in, or CHECK CONDITION with sense.
 pub(crate) type Outcome = Result<Bytes, Sense>;
-
-/// Read data in memory aligned for direct I/O: the device reads straight into it (no bounce
-/// buffer, no copy back) and Data-In sends it as it is.
-struct Aligned(AlignedBuf);
-
-impl AsRef<[u8]> for Aligned {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
 
 /// The bytes of data-out a command takes, from its CDB (SPDTL of the write direction).
 pub(crate) fn data_out_bytes(cdb: &Cdb, block_bytes: u32) -> u64 {
@@ -128,8 +120,16 @@ fn writable(u: &Unit) -> Result<(), Sense> {
     Ok(())
 }
 
-/// Executes `cdb` on `vol` (described by `u`) with the data-out buffer `data`.
-pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Outcome {
+/// Executes `cdb` on `vol` (described by `u`) with the data-out buffer `data`; read data goes
+/// into a buffer of `buffers`, aligned for direct I/O (the device reads straight into it), and
+/// Data-In sends it as it is.
+pub(crate) fn execute(
+    vol: &dyn Volume,
+    u: &Unit,
+    cdb: &Cdb,
+    data: &[u8],
+    buffers: &Arc<Buffers>,
+) -> Outcome {
     match *cdb {
         Cdb::TestUnitReady => Ok(Bytes::new()),
         Cdb::RequestSense { .. } => Ok(Bytes::copy_from_slice(&sense::NO_SENSE.to_bytes())),
@@ -138,15 +138,15 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
         Cdb::ReadCapacity10 => Ok(pages::read_capacity_10(u).into()),
         Cdb::ReadCapacity16 { .. } => Ok(pages::read_capacity_16(u).into()),
         Cdb::GetLbaStatus { lba, alloc } => lba_status(vol, u, lba, alloc),
-        Cdb::Read { lba, blocks, .. } => read(vol, u, lba, blocks),
+        Cdb::Read { lba, blocks, .. } => read(vol, u, lba, blocks, buffers),
         Cdb::Write { lba, blocks, fua } => write(vol, u, lba, blocks, fua, data),
         Cdb::Verify {
             lba,
             blocks,
             bytchk,
-        } => verify(vol, u, lba, blocks, bytchk, data),
+        } => verify(vol, u, (lba, blocks), bytchk, data, buffers),
         Cdb::CompareAndWrite { lba, blocks, fua } => {
-            compare_and_write(vol, u, lba, blocks, fua, data)
+            compare_and_write(vol, u, (lba, blocks), fua, data, buffers)
         }
         Cdb::WriteSame {
             lba, blocks, unmap, ..
@@ -185,12 +185,12 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
     }
 }
 
-fn read(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32) -> Outcome {
+fn read(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, buffers: &Arc<Buffers>) -> Outcome {
     let (offset, len) = range(u, lba, blocks as u64, true)?;
-    let mut buf = AlignedBuf::zeroed(len as usize);
+    let mut buf = buffers.take(len as usize);
     vol.read(offset, &mut buf)
         .map_err(|e| volume_sense(&e, false))?;
-    Ok(Bytes::from_owner(Aligned(buf)))
+    Ok(Bytes::from_owner(buf))
 }
 
 fn write(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, fua: bool, data: &[u8]) -> Outcome {
@@ -204,8 +204,15 @@ fn write(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, fua: bool, data: &[u
     Ok(Bytes::new())
 }
 
-fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data: &[u8]) -> Outcome {
-    let medium = read(vol, u, lba, blocks)?;
+fn verify(
+    vol: &dyn Volume,
+    u: &Unit,
+    (lba, blocks): (u64, u32),
+    bytchk: bool,
+    data: &[u8],
+    buffers: &Arc<Buffers>,
+) -> Outcome {
+    let medium = read(vol, u, lba, blocks, buffers)?;
     if bytchk {
         if let Some(at) = medium.iter().zip(data).position(|(a, b)| a != b) {
             let mut s = sense::MISCOMPARE_DURING_VERIFY;
@@ -221,17 +228,17 @@ fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data:
 fn compare_and_write(
     vol: &dyn Volume,
     u: &Unit,
-    lba: u64,
-    blocks: u32,
+    (lba, blocks): (u64, u32),
     fua: bool,
     data: &[u8],
+    buffers: &Arc<Buffers>,
 ) -> Outcome {
     debug_assert!(
         blocks <= COMPARE_AND_WRITE_BLOCKS_MAX as u32,
         "checked by the decoder"
     );
     writable(u)?;
-    let medium = read(vol, u, lba, blocks)?;
+    let medium = read(vol, u, lba, blocks, buffers)?;
     debug_assert_eq!(data.len(), 2 * medium.len());
     let (compare, new) = data.split_at(medium.len());
     if let Some(at) = medium.iter().zip(compare).position(|(a, b)| a != b) {
@@ -380,7 +387,7 @@ mod tests {
     }
 
     fn run(v: &dyn Volume, u: &Unit, cdb: Cdb, data: &[u8]) -> Result<Vec<u8>, Sense> {
-        execute(v, u, &cdb, data).map(Vec::from)
+        execute(v, u, &cdb, data, &Arc::new(Buffers::new())).map(Vec::from)
     }
 
     fn read(v: &dyn Volume, u: &Unit, lba: u64, blocks: u32) -> Vec<u8> {
