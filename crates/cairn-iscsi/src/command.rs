@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use bytes::Bytes;
 use cairn_export::{Volume, VolumeInfo};
 
+use crate::buffers::{Buffer, Buffers};
 use crate::connection::{Conn, ConnResult};
 use crate::limits::{COMMAND_CHARGE_BYTES, DISCARDING_MAX, TRANSFER_BYTES_MAX};
 use crate::lu;
@@ -180,6 +181,44 @@ impl SessionState {
     }
 }
 
+/// The data-out a command keeps (at most the bytes it wants), in a buffer aligned for direct
+/// I/O so that the device writes it without a bounce copy.
+struct DataOut {
+    buf: Option<Buffer>,
+    len: usize,
+}
+
+impl DataOut {
+    fn new(want: usize, buffers: &Arc<Buffers>) -> DataOut {
+        DataOut {
+            buf: (want > 0).then(|| buffers.take(want)),
+            len: 0,
+        }
+    }
+
+    /// Appends what of `data` still fits.
+    fn keep(&mut self, data: &[u8]) {
+        let Some(buf) = &mut self.buf else {
+            return;
+        };
+        let n = data.len().min(buf.len() - self.len);
+        buf[self.len..self.len + n].copy_from_slice(&data[..n]);
+        self.len += n;
+    }
+
+    fn kept(&self) -> &[u8] {
+        self.buf.as_deref().map_or(&[], |b| &b[..self.len])
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
 /// Data-out still to come for a command.
 pub(crate) struct Collect {
     cdb: Cdb,
@@ -193,7 +232,7 @@ pub(crate) struct Collect {
     unsolicited_max: u32,
     /// Bytes received so far, kept or not.
     received: u32,
-    buf: Vec<u8>,
+    buf: DataOut,
     unsolicited: bool,
     ttt: u32,
     r2t_sn: u32,
@@ -205,8 +244,7 @@ impl Collect {
     /// Counts received data and keeps what the command takes.
     fn keep(&mut self, data: &[u8]) {
         self.received += data.len() as u32;
-        let room = (self.want as usize).saturating_sub(self.buf.len());
-        self.buf.extend_from_slice(&data[..data.len().min(room)]);
+        self.buf.keep(data);
     }
 
     /// Cuts a write or compare to the whole blocks received (expected length below the CDB's).
@@ -286,7 +324,7 @@ type Early = (Option<Failure>, Vec<u8>, Meta);
 type Routed = (Cdb, Arc<dyn Volume>, Arc<Opened>, Unit);
 
 /// What a command produced, as the response reports it.
-type Answer = Result<Vec<u8>, Failure>;
+type Answer = Result<Bytes, Failure>;
 
 /// A finished execution, sent back from the blocking pool.
 pub(crate) struct Done {
@@ -300,17 +338,22 @@ pub(crate) struct Done {
 fn execute(target: &Target, c: &Collect) -> Answer {
     let unit = &c.opened;
     match &c.cdb {
-        Cdb::Reserve6 => lock(&unit.pr).reserve6(&c.nexus),
-        Cdb::Release6 => lock(&unit.pr).release6(&c.nexus),
-        Cdb::PersistentReserveIn { sa, .. } => lock(&unit.pr).read(*sa),
+        Cdb::Reserve6 => lock(&unit.pr).reserve6(&c.nexus).map(Bytes::from),
+        Cdb::Release6 => lock(&unit.pr).release6(&c.nexus).map(Bytes::from),
+        Cdb::PersistentReserveIn { sa, .. } => lock(&unit.pr).read(*sa).map(Bytes::from),
         Cdb::PersistentReserveOut { prout, param_len } => {
-            let aborted = target
-                .reservations
-                .out(&unit.id, &unit.pr, &c.nexus, prout, &c.buf, *param_len)?;
+            let aborted = target.reservations.out(
+                &unit.id,
+                &unit.pr,
+                &c.nexus,
+                prout,
+                c.buf.kept(),
+                *param_len,
+            )?;
             for n in aborted {
                 target.reset_nexus(&n, Reset::Preempted(unit.id.clone()));
             }
-            Ok(Vec::new())
+            Ok(Bytes::new())
         }
         cdb => {
             // Checked again here: a reservation may have been taken while data-out came in.
@@ -321,7 +364,8 @@ fn execute(target: &Target, c: &Collect) -> Answer {
                 .then(|| unit.writes.read().unwrap_or_else(PoisonError::into_inner));
             let _exclusive = matches!(cdb, Cdb::CompareAndWrite { .. })
                 .then(|| unit.writes.write().unwrap_or_else(PoisonError::into_inner));
-            lu::execute(&*c.volume, &c.unit, cdb, &c.buf).map_err(Failure::Check)
+            lu::execute(&*c.volume, &c.unit, cdb, c.buf.kept(), &target.buffers)
+                .map_err(Failure::Check)
         }
     }
 }
@@ -370,7 +414,7 @@ impl Conn {
                 if more_data {
                     self.discard(itt);
                 }
-                self.finish(meta, sense.map_or(Ok(data), Err), Held::new())
+                self.finish(meta, sense.map_or(Ok(data.into()), Err), Held::new())
                     .await
             }
         }
@@ -467,7 +511,7 @@ impl Conn {
             want: want as u32,
             unsolicited_max: meta.edtl.min(self.params.first_burst_bytes),
             received: 0,
-            buf: Vec::new(),
+            buf: DataOut::new(want as usize, &self.target.buffers),
             unsolicited: false,
             ttt: RESERVED_TAG,
             r2t_sn: 0,
@@ -518,7 +562,6 @@ impl Conn {
             self.reject(&pdu.bhs, reject::PROTOCOL_ERROR).await?;
             return Err("unsolicited data with InitialR2T=Yes".into());
         }
-        c.buf.reserve_exact(c.want as usize);
         c.keep(&pdu.data);
         c.unsolicited = more_data;
         let task = Task {
@@ -678,7 +721,7 @@ impl Conn {
                 if data.is_empty() {
                     return self.status_only(meta, status::GOOD, None, r, held).await;
                 }
-                self.data_in(meta, Bytes::from(data), r, held).await
+                self.data_in(meta, data, r, held).await
             }
         }
     }

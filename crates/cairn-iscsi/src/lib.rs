@@ -11,12 +11,14 @@
 //!   [`lunmap`] and the mapping of volume errors to sense data, done once at the edge.
 //!
 //! Invariants: the target never panics on network input (every decoder returns a typed error);
-//! memory per connection is bounded by the command window times the largest transfer; a volume is
+//! memory per connection is bounded by the command window times the largest transfer, and idle
+//! data buffers kept for reuse by a fixed amount for the whole server; a volume is
 //! reachable only through the LUN the table gives it.
 //!
 //! Limits live in [`limits`].
 #![forbid(unsafe_code)]
 
+mod buffers;
 pub mod chap;
 mod command;
 mod connection;

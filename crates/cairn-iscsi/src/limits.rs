@@ -63,6 +63,12 @@ pub const RESPONSE_QUEUE_DEPTH: usize = 64;
 pub const WRITE_GATHER_BYTES: usize = 1 << 20;
 /// Slices in one vectored write (below the kernel's IOV_MAX of 1024).
 pub const WRITE_SLICES_MAX: usize = 64;
+/// Smallest class of the command data buffers (see `buffers`).
+pub const BUFFER_CLASS_BYTES_MIN: usize = 4096;
+/// Idle command data buffers kept for reuse, in bytes, for the whole server.
+pub const IDLE_BUFFER_BYTES_MAX: usize = 32 << 20;
+/// Idle command data buffers kept for reuse per size class.
+pub const IDLE_BUFFERS_PER_CLASS_MAX: usize = 2 * COMMAND_WINDOW as usize;
 /// Unit attentions queued per I_T nexus and LUN; older ones beyond are dropped (SAM-5 allows
 /// reporting the most important one).
 pub const UNIT_ATTENTIONS_MAX: usize = 8;
@@ -95,4 +101,5 @@ const _: () = assert!(AHS_BYTES_MAX % 4 == 0 && AHS_BYTES_MAX <= 255 * 4);
 const _: () = assert!(COMMAND_WINDOW >= 1 && COMMAND_WINDOW < (1 << 31));
 const _: () = assert!(TEXT_KEYS_MAX * (KEY_BYTES_MAX + 2) <= TEXT_BYTES_MAX);
 const _: () = assert!(LUNS_MAX <= 255);
+const _: () = assert!(IDLE_BUFFER_BYTES_MAX >= (1 << 20) * 8);
 const _: () = assert!(WRITE_SLICES_MAX >= 3 && WRITE_SLICES_MAX <= 1024);

@@ -6,7 +6,11 @@
 //! WRITE SAME with UNMAP zeroes through the engine's write-zeroes (never trim), only UNMAP trims;
 //! an engine failure fails the command with a medium error and nothing else.
 
+use bytes::Bytes;
 use cairn_export::{ErrorKind, Volume, Zeroing};
+use std::sync::Arc;
+
+use crate::buffers::Buffers;
 
 use crate::limits::{
     COMPARE_AND_WRITE_BLOCKS_MAX, LBA_STATUS_DESCRIPTORS_MAX, TRANSFER_BYTES_MAX,
@@ -19,7 +23,7 @@ use crate::scsi::pages::{self, Unit};
 use crate::scsi::sense::{self, Sense};
 
 /// What a command produced: GOOD with data-in, or CHECK CONDITION with sense.
-pub(crate) type Outcome = Result<Vec<u8>, Sense>;
+pub(crate) type Outcome = Result<Bytes, Sense>;
 
 /// The bytes of data-out a command takes, from its CDB (SPDTL of the write direction).
 pub(crate) fn data_out_bytes(cdb: &Cdb, block_bytes: u32) -> u64 {
@@ -116,25 +120,33 @@ fn writable(u: &Unit) -> Result<(), Sense> {
     Ok(())
 }
 
-/// Executes `cdb` on `vol` (described by `u`) with the data-out buffer `data`.
-pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Outcome {
+/// Executes `cdb` on `vol` (described by `u`) with the data-out buffer `data`; read data goes
+/// into a buffer of `buffers`, aligned for direct I/O (the device reads straight into it), and
+/// Data-In sends it as it is.
+pub(crate) fn execute(
+    vol: &dyn Volume,
+    u: &Unit,
+    cdb: &Cdb,
+    data: &[u8],
+    buffers: &Arc<Buffers>,
+) -> Outcome {
     match *cdb {
-        Cdb::TestUnitReady => Ok(Vec::new()),
-        Cdb::RequestSense { .. } => Ok(sense::NO_SENSE.to_bytes().to_vec()),
-        Cdb::Inquiry { evpd: false, .. } => Ok(pages::standard_inquiry(true)),
-        Cdb::Inquiry { page, .. } => pages::vpd_page(u, page),
-        Cdb::ReadCapacity10 => Ok(pages::read_capacity_10(u)),
-        Cdb::ReadCapacity16 { .. } => Ok(pages::read_capacity_16(u)),
+        Cdb::TestUnitReady => Ok(Bytes::new()),
+        Cdb::RequestSense { .. } => Ok(Bytes::copy_from_slice(&sense::NO_SENSE.to_bytes())),
+        Cdb::Inquiry { evpd: false, .. } => Ok(pages::standard_inquiry(true).into()),
+        Cdb::Inquiry { page, .. } => pages::vpd_page(u, page).map(Bytes::from),
+        Cdb::ReadCapacity10 => Ok(pages::read_capacity_10(u).into()),
+        Cdb::ReadCapacity16 { .. } => Ok(pages::read_capacity_16(u).into()),
         Cdb::GetLbaStatus { lba, alloc } => lba_status(vol, u, lba, alloc),
-        Cdb::Read { lba, blocks, .. } => read(vol, u, lba, blocks),
+        Cdb::Read { lba, blocks, .. } => read(vol, u, lba, blocks, buffers),
         Cdb::Write { lba, blocks, fua } => write(vol, u, lba, blocks, fua, data),
         Cdb::Verify {
             lba,
             blocks,
             bytchk,
-        } => verify(vol, u, lba, blocks, bytchk, data),
+        } => verify(vol, u, (lba, blocks), bytchk, data, buffers),
         Cdb::CompareAndWrite { lba, blocks, fua } => {
-            compare_and_write(vol, u, lba, blocks, fua, data)
+            compare_and_write(vol, u, (lba, blocks), fua, data, buffers)
         }
         Cdb::WriteSame {
             lba, blocks, unmap, ..
@@ -143,7 +155,7 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
         Cdb::SynchronizeCache { lba, blocks } => {
             range(u, lba, blocks as u64, false)?;
             vol.flush().map_err(|e| volume_sense(&e, true))?;
-            Ok(Vec::new())
+            Ok(Bytes::new())
         }
         Cdb::ModeSense {
             long,
@@ -154,16 +166,16 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
             ..
         } => {
             let p = pages::mode_pages(pc, page, subpage)?;
-            Ok(pages::mode_sense(u, long, dbd, &p))
+            Ok(pages::mode_sense(u, long, dbd, &p).into())
         }
-        Cdb::ModeSelect { long, .. } => pages::mode_select(u, long, data).map(|()| Vec::new()),
+        Cdb::ModeSelect { long, .. } => pages::mode_select(u, long, data).map(|()| Bytes::new()),
         Cdb::ReportOpcodes {
             options,
             rctd,
             opcode,
             sa,
             ..
-        } => pages::report_opcodes(options, rctd, opcode, sa),
+        } => pages::report_opcodes(options, rctd, opcode, sa).map(Bytes::from),
         // Answered by the session, which knows the initiator's LUNs and its I_T nexus.
         Cdb::ReportLuns { .. }
         | Cdb::PersistentReserveIn { .. }
@@ -173,12 +185,12 @@ pub(crate) fn execute(vol: &dyn Volume, u: &Unit, cdb: &Cdb, data: &[u8]) -> Out
     }
 }
 
-fn read(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32) -> Outcome {
+fn read(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, buffers: &Arc<Buffers>) -> Outcome {
     let (offset, len) = range(u, lba, blocks as u64, true)?;
-    let mut buf = vec![0u8; len as usize];
+    let mut buf = buffers.take(len as usize);
     vol.read(offset, &mut buf)
         .map_err(|e| volume_sense(&e, false))?;
-    Ok(buf)
+    Ok(Bytes::from_owner(buf))
 }
 
 fn write(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, fua: bool, data: &[u8]) -> Outcome {
@@ -189,11 +201,18 @@ fn write(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, fua: bool, data: &[u
         vol.write(offset, data, fua)
             .map_err(|e| volume_sense(&e, true))?;
     }
-    Ok(Vec::new())
+    Ok(Bytes::new())
 }
 
-fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data: &[u8]) -> Outcome {
-    let medium = read(vol, u, lba, blocks)?;
+fn verify(
+    vol: &dyn Volume,
+    u: &Unit,
+    (lba, blocks): (u64, u32),
+    bytchk: bool,
+    data: &[u8],
+    buffers: &Arc<Buffers>,
+) -> Outcome {
+    let medium = read(vol, u, lba, blocks, buffers)?;
     if bytchk {
         if let Some(at) = medium.iter().zip(data).position(|(a, b)| a != b) {
             let mut s = sense::MISCOMPARE_DURING_VERIFY;
@@ -201,7 +220,7 @@ fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data:
             return Err(s);
         }
     }
-    Ok(Vec::new())
+    Ok(Bytes::new())
 }
 
 /// COMPARE AND WRITE; the caller holds the unit's write lock across it. A mismatch is
@@ -209,17 +228,17 @@ fn verify(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, bytchk: bool, data:
 fn compare_and_write(
     vol: &dyn Volume,
     u: &Unit,
-    lba: u64,
-    blocks: u32,
+    (lba, blocks): (u64, u32),
     fua: bool,
     data: &[u8],
+    buffers: &Arc<Buffers>,
 ) -> Outcome {
     debug_assert!(
         blocks <= COMPARE_AND_WRITE_BLOCKS_MAX as u32,
         "checked by the decoder"
     );
     writable(u)?;
-    let medium = read(vol, u, lba, blocks)?;
+    let medium = read(vol, u, lba, blocks, buffers)?;
     debug_assert_eq!(data.len(), 2 * medium.len());
     let (compare, new) = data.split_at(medium.len());
     if let Some(at) = medium.iter().zip(compare).position(|(a, b)| a != b) {
@@ -257,7 +276,7 @@ fn write_same(
             Zeroing::Allocate
         };
         vol.write_zeroes(offset, len, how).map_err(fail)?;
-        return Ok(Vec::new());
+        return Ok(Bytes::new());
     }
     let chunk = data.repeat((1 << 20) / data.len().max(1));
     let mut at = offset;
@@ -266,12 +285,12 @@ fn write_same(
         vol.write(at, &chunk[..n], false).map_err(fail)?;
         at += n as u64;
     }
-    Ok(Vec::new())
+    Ok(Bytes::new())
 }
 
 fn unmap(vol: &dyn Volume, u: &Unit, list: &[u8]) -> Outcome {
     if list.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Bytes::new());
     }
     if list.len() < 8 {
         return Err(sense::PARAMETER_LIST_LENGTH);
@@ -294,7 +313,7 @@ fn unmap(vol: &dyn Volume, u: &Unit, list: &[u8]) -> Outcome {
             vol.trim(offset, len).map_err(|e| volume_sense(&e, true))?;
         }
     }
-    Ok(Vec::new())
+    Ok(Bytes::new())
 }
 
 fn lba_status(vol: &dyn Volume, u: &Unit, lba: u64, alloc: u32) -> Outcome {
@@ -318,7 +337,7 @@ fn lba_status(vol: &dyn Volume, u: &Unit, lba: u64, alloc: u32) -> Outcome {
     }
     let param_len = (b.len() - 4) as u32;
     b[0..4].copy_from_slice(&param_len.to_be_bytes());
-    Ok(b)
+    Ok(b.into())
 }
 
 #[cfg(test)]
@@ -367,8 +386,8 @@ mod tests {
         (vol, unit, dev)
     }
 
-    fn run(v: &dyn Volume, u: &Unit, cdb: Cdb, data: &[u8]) -> Outcome {
-        execute(v, u, &cdb, data)
+    fn run(v: &dyn Volume, u: &Unit, cdb: Cdb, data: &[u8]) -> Result<Vec<u8>, Sense> {
+        execute(v, u, &cdb, data, &Arc::new(Buffers::new())).map(Vec::from)
     }
 
     fn read(v: &dyn Volume, u: &Unit, lba: u64, blocks: u32) -> Vec<u8> {

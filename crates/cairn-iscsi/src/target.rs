@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use cairn_export::{Exports, VolumeInfo};
 use tokio::sync::{watch, Notify, Semaphore};
 
+use crate::buffers::Buffers;
 use crate::limits::{RESETS_MAX, SERVER_IN_FLIGHT_BYTES_MAX, UNIT_ATTENTIONS_MAX};
 use crate::login::LoginConfig;
 use crate::lunmap::LunMap;
@@ -108,6 +109,8 @@ pub(crate) struct Target {
     pub login: Arc<LoginConfig>,
     pub exports: Arc<dyn Exports>,
     pub bytes: Arc<Semaphore>,
+    /// Command data buffers, reused.
+    pub buffers: Arc<Buffers>,
     /// Idle time after which the target pings an initiator with a NOP-In.
     pub nop_interval: std::time::Duration,
     /// Persistent reservations of every logical unit, shared by all sessions.
@@ -152,6 +155,7 @@ impl Target {
             login: Arc::new(login),
             exports,
             bytes: Arc::new(Semaphore::new(SERVER_IN_FLIGHT_BYTES_MAX as usize)),
+            buffers: Arc::new(Buffers::new()),
             nop_interval,
             reservations,
             lun_map_path,
