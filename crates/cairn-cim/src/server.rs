@@ -49,6 +49,19 @@ pub enum CimHttpOutcome {
     NotImplemented { cim_error: &'static str },
 }
 
+/// Outcomes compare by what they send; a stream, not yet read, equals nothing.
+impl PartialEq for CimHttpOutcome {
+    fn eq(&self, other: &CimHttpOutcome) -> bool {
+        use CimHttpOutcome::{BadRequest, NotImplemented, Response};
+        match (self, other) {
+            (Response(a), Response(b)) => a == b,
+            (BadRequest { cim_error: a }, BadRequest { cim_error: b })
+            | (NotImplemented { cim_error: a }, NotImplemented { cim_error: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
 /// Decoding, dispatch, encoding: one per daemon, shared by all connections (Send + Sync).
 pub struct CimServer {
     /// Shared with the streamed answers still being sent.

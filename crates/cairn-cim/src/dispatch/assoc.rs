@@ -37,6 +37,7 @@ pub(super) struct AssocQuery {
 }
 
 /// What an association operation returns before encoding.
+#[derive(Debug)]
 pub(super) enum AssocResult {
     Instances(Vec<Instance>),
     Paths(Vec<InstancePath>),
@@ -47,6 +48,25 @@ impl AssocResult {
         match self {
             AssocResult::Instances(v) => v.len(),
             AssocResult::Paths(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn empty_like(&self) -> AssocResult {
+        match self {
+            AssocResult::Instances(_) => AssocResult::Instances(Vec::new()),
+            AssocResult::Paths(_) => AssocResult::Paths(Vec::new()),
+        }
+    }
+
+    /// Keeps the first `n` objects; the rest.
+    fn split_off(&mut self, n: usize) -> AssocResult {
+        match self {
+            AssocResult::Instances(v) => AssocResult::Instances(v.split_off(n.min(v.len()))),
+            AssocResult::Paths(v) => AssocResult::Paths(v.split_off(n.min(v.len()))),
         }
     }
 
@@ -69,7 +89,6 @@ pub(crate) struct AssocCursor {
     query: AssocQuery,
     /// References / ReferenceNames (else Associators / AssociatorNames).
     references: bool,
-    paths: bool,
     property_list: Option<Vec<String>>,
     include_class_origin: bool,
     /// The association classes still to read, the current one first.
@@ -78,12 +97,15 @@ pub(crate) struct AssocCursor {
     /// The objects at the other end of the classes read whole so far (Associators only): they
     /// are few, and an object reached twice is returned once.
     seen: Vec<InstancePath>,
+    /// Objects computed past the last batch's `max` (at most one page's or one whole class's),
+    /// returned first by the next batch.
+    pending: AssocResult,
 }
 
 impl AssocCursor {
-    /// True once every association class is read.
+    /// True once every association class is read and returned.
     pub(super) fn is_done(&self) -> bool {
-        self.classes.is_empty()
+        self.classes.is_empty() && self.pending.is_empty()
     }
 }
 
@@ -167,12 +189,16 @@ impl Core {
         AssocCursor {
             query: q,
             references,
-            paths,
             property_list: view.property_list.map(<[String]>::to_vec),
             include_class_origin: view.include_class_origin,
             classes,
             position: None,
             seen: Vec::new(),
+            pending: if paths {
+                AssocResult::Paths(Vec::new())
+            } else {
+                AssocResult::Instances(Vec::new())
+            },
         }
     }
 
@@ -240,7 +266,7 @@ impl Core {
         out
     }
 
-    /// The next batch of query `c`: at least `max` objects unless the query ends (or
+    /// The next batch of query `c`: `max` objects unless the query ends (or
     /// `PULL_PAGES_PER_BATCH_MAX` pages were read), computed now; moves `c` past them.
     pub(super) fn assoc_batch(
         &self,
@@ -248,11 +274,8 @@ impl Core {
         c: &mut AssocCursor,
         max: usize,
     ) -> Result<AssocResult, CimError> {
-        let mut out = if c.paths {
-            AssocResult::Paths(Vec::new())
-        } else {
-            AssocResult::Instances(Vec::new())
-        };
+        let empty = c.pending.empty_like();
+        let mut out = std::mem::replace(&mut c.pending, empty);
         for _ in 0..PULL_PAGES_PER_BATCH_MAX {
             let Some(class) = c.classes.front().cloned() else {
                 break;
@@ -275,6 +298,7 @@ impl Core {
                 self.add_associators(ns, &mut out, referring, c, found.whole)?;
             }
         }
+        c.pending = out.split_off(max);
         Ok(out)
     }
 
