@@ -119,7 +119,7 @@ pub(crate) enum Source {
     /// The instances (or paths) of a class and its subclasses.
     Cursor(EnumCursor),
     /// An association query about one object.
-    Assoc(AssocCursor),
+    Assoc(Box<AssocCursor>),
 }
 
 #[derive(Debug)]
@@ -287,7 +287,7 @@ impl Core {
     ) -> Result<(PullItems, Option<Source>), CimError> {
         match source {
             Source::Assoc(mut c) => {
-                let batch = self.assoc_batch(ns, &mut c, max as usize)?;
+                let batch = self.assoc_batch(ns, c.as_mut(), max as usize)?;
                 Ok((batch.into(), (!c.is_done()).then_some(Source::Assoc(c))))
             }
             Source::Cursor(mut c) => {
@@ -473,7 +473,7 @@ impl Core {
             include_class_origin: p.bool("IncludeClassOrigin", false)?,
         };
         let cursor = self.assoc_cursor(ns, q, refs, names, view);
-        self.open_source(ns, Source::Assoc(cursor), names, &opts)
+        self.open_source(ns, Source::Assoc(Box::new(cursor)), names, &opts)
     }
 
     pub(super) fn pull(&self, ns: &str, paths: bool, p: &Params<'_>) -> Result<IReturn, CimError> {
