@@ -182,6 +182,9 @@ fn handle(server: &CimServer, method: &str, object: &str, body: &[u8]) -> String
     };
     match server.handle(&request) {
         CimHttpOutcome::Response(xml) => String::from_utf8(xml).expect("UTF-8"),
+        CimHttpOutcome::Stream(parts) => {
+            String::from_utf8(parts.collect_body().expect("whole answer")).expect("UTF-8")
+        }
         other => panic!("{method}: {other:?}"),
     }
 }

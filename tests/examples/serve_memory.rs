@@ -6,21 +6,19 @@
 //! enumerated every volume (`tests/py/enumerate.py`: pulls of 1,000, then one
 //! EnumerateInstances). The target is 128 MiB plus the node cache.
 //!
-//! The pool file is sparse: it is written through a file device that leaves out the
-//! preallocation of the metadata reserve (3% of 4 TiB would not fit most test file systems) and
-//! syncs once at the end instead of at every commit.
+//! The pool file is sparse, built by `cairn_tests::fixture::build_pool` (no preallocated
+//! metadata reserve, one sync at the end).
 //!
 //! Usage: `cargo build -p cairn && cargo run -p cairn-tests --example serve_memory --
 //! [snapshots]` (default 10000; the same profile for both, so the example finds the binary).
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use cairn_engine::{BlockDevice, IoError, Pool, PoolOptions, Storage, VolumeOptions};
-use cairn_io::FileDevice;
+use cairn_engine::{PoolOptions, VolumeOptions};
+use cairn_tests::fixture::build_pool;
 use cairn_tests::{cairn_bin, python, qemu_io, Daemon};
 
 const MIB: u64 = 1 << 20;
@@ -28,60 +26,21 @@ const POOL_BYTES: u64 = 4 << 40;
 const VOLUME_BYTES: u64 = 1 << 30;
 const NODE_CACHE_MIB: u64 = 64;
 
-/// A pool file whose blocks are allocated when written, synced only when the pool is built.
-#[derive(Debug)]
-struct SparseFile(FileDevice);
-
-type IoResult<T> = std::result::Result<T, IoError>;
-
-impl BlockDevice for SparseFile {
-    fn size_bytes(&self) -> u64 {
-        self.0.size_bytes()
-    }
-    fn alignment(&self) -> u64 {
-        self.0.alignment()
-    }
-    fn refresh_size(&self) -> IoResult<u64> {
-        self.0.refresh_size()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> IoResult<()> {
-        self.0.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, data: &[u8]) -> IoResult<()> {
-        self.0.write_at(offset, data)
-    }
-    fn write_batch(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
-        self.0.write_batch(writes)
-    }
-    fn flush(&self) -> IoResult<()> {
-        // A fixture, not a pool in service: one sync after the build (see `build`).
-        Ok(())
-    }
-    fn discard(&self, offset: u64, len: u64) -> IoResult<()> {
-        self.0.discard(offset, len)
-    }
-}
-
 /// Writes the pool: a volume "v" and `snapshots` snapshots of it.
 fn build(path: &Path, snapshots: u64) -> Result<()> {
-    let file = FileDevice::open(path, Some(POOL_BYTES))?;
-    let dev = Arc::new(SparseFile(file));
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: (NODE_CACHE_MIB * MIB) as usize,
     };
-    let storage = Storage::new();
-    storage.add_pool(Pool::create(dev.clone(), "pool0", opts)?)?;
-    let (p, v) = storage.create_volume("pool0", "v", VOLUME_BYTES, VolumeOptions::default())?;
-    let block = vec![7u8; 4096];
-    for i in 0..snapshots {
-        storage.snapshot(v.id, &format!("s{i}"), VolumeOptions::default())?;
-        p.write(v.id, (i * 4096 * 97) % VOLUME_BYTES, &block)?;
-    }
-    drop(p);
-    storage.close()?;
-    dev.0.flush()?;
-    Ok(())
+    build_pool(path, "pool0", POOL_BYTES, opts, |storage| {
+        let (p, v) = storage.create_volume("pool0", "v", VOLUME_BYTES, VolumeOptions::default())?;
+        let block = vec![7u8; 4096];
+        for i in 0..snapshots {
+            storage.snapshot(v.id, &format!("s{i}"), VolumeOptions::default())?;
+            p.write(v.id, (i * 4096 * 97) % VOLUME_BYTES, &block)?;
+        }
+        Ok(())
+    })
 }
 
 /// `VmRSS` and `VmHWM` of process `pid`, in MiB.

@@ -1,7 +1,7 @@
 """Every volume of a running cairn daemon, as pywbem enumerates it. Usage: enumerate.py URL USER
-PASSWORD MODE, MODE `pull` (OpenEnumerateInstances + PullInstancesWithPath, 1,000 a batch) or
-`whole` (one EnumerateInstances); prints one JSON line: the volumes seen, the distinct ones and
-the seconds the client took.
+PASSWORD MODE, MODE `pull` (OpenEnumerateInstances + PullInstancesWithPath, 1,000 a batch),
+`whole` (one EnumerateInstances) or `names` (one EnumerateInstanceNames); prints one JSON line:
+the volumes seen, the distinct ones and the seconds the client took.
 """
 import json
 import sys
@@ -15,8 +15,11 @@ conn = pywbem.WBEMConnection(url, (user, password), default_namespace="root/cair
 started = time.monotonic()
 if mode == "pull":
     found = conn.IterEnumerateInstances("CIM_StorageVolume", MaxObjectCount=1000)
+elif mode == "names":
+    found = conn.EnumerateInstanceNames("CIM_StorageVolume")
 else:
     found = conn.EnumerateInstances("CIM_StorageVolume")
+# An instance and an instance path both give their keys by name.
 ids = [i["DeviceID"] for i in found]
 print(json.dumps({"count": len(ids), "distinct": len(set(ids)),
                   "seconds": round(time.monotonic() - started, 2)}))

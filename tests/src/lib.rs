@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 pub mod ceph;
+pub mod fixture;
 pub mod iscsi;
 
 /// Longest time a daemon may take to open its pools and bind its listeners.

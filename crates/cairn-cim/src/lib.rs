@@ -68,6 +68,7 @@ pub mod types;
 pub mod xml;
 
 pub use class::{Class, ClassProperty, Method, Parameter, Qualifier};
+pub use dispatch::CimStream;
 pub use error::{CimError, CimStatus, DecodeError, DecodeErrorKind};
 pub use instance::{association, Instance, Property};
 pub use path::{InstancePath, KeyBinding, KeyValue};

@@ -28,18 +28,18 @@ pub const PULL_OBJECT_COUNT_MAX: u32 = 10_000;
 /// a page of volumes none of which is a replica); past it the batch is answered as it is, short
 /// but not the last, and the next pull goes on.
 pub const PULL_PAGES_PER_BATCH_MAX: usize = 64;
-/// Most objects one association query's enumeration context may hold (an enumeration of a
-/// class holds a cursor, never objects).
-pub const ENUMERATION_CONTEXT_OBJECT_COUNT_MAX: usize = 1_000_000;
+/// Most objects one batch of a plain EnumerateInstances or EnumerateInstanceNames answer holds:
+/// an answer longer than this is streamed (HTTP chunked transfer), a batch at a time.
+pub const STREAM_BATCH_OBJECT_COUNT: usize = 500;
 
 const _: () = assert!(
     PULL_PAGES_PER_BATCH_MAX >= 1,
     "a batch reads at least one page"
 );
+const _: () = assert!(STREAM_BATCH_OBJECT_COUNT >= 1, "a batch holds an object");
 const _: () = assert!(XML_DEPTH_MAX >= 16, "CIM-XML requests nest about 12 deep");
 const _: () = assert!(OPERATION_TIMEOUT_SECONDS_DEFAULT <= OPERATION_TIMEOUT_SECONDS_MAX);
 const _: () = assert!(RESPONSE_BODY_BYTES_MAX >= REQUEST_BODY_BYTES_MAX);
-const _: () = assert!(PULL_OBJECT_COUNT_MAX as usize <= ENUMERATION_CONTEXT_OBJECT_COUNT_MAX);
 const _: () = assert!(
     XML_ELEMENT_COUNT_MAX <= REQUEST_BODY_BYTES_MAX / 4,
     "an element takes at least 4 bytes"

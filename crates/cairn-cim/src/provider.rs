@@ -82,6 +82,28 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
+    /// One page of the instances of association class `assoc_class` that may refer to `object`
+    /// (as for [`Provider::associations_referring_to`]), for an association query that produces
+    /// its answer batch by batch: about `max` of them after `cursor` (`None`: from the start), and
+    /// the cursor to continue from, `None` after the last page. `cursor` is one this provider
+    /// returned for the same class and object. A page is computed from the state at the time it
+    /// is asked for; no instance that refers to `object` is returned on two pages, and an object
+    /// at the other end of such an instance on one page is at the other end of none on another
+    /// (the dispatcher de-duplicates within a page only). Return `Ok(None)` to let the dispatcher
+    /// take the class whole from `associations_referring_to` (the default does; fine where an
+    /// object has few associations of the class).
+    fn associations_page(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<Page>, CimError> {
+        let _ = (namespace, assoc_class, object, cursor, max);
+        Ok(None)
+    }
+
     /// Deletes the instance at `path` (concrete class, as returned by this provider). The default
     /// refuses with CIM_ERR_NOT_SUPPORTED.
     fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {

@@ -8,14 +8,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::dispatch::Core;
+use crate::dispatch::{streamed, CimStream, Core, Enumerated};
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::path::{namespace_eq, percent_decode, CimObjectHeader};
 use crate::provider::Provider;
 use crate::repository::ClassRepository;
 use crate::request::{Call, MethodTarget, Request};
 use crate::xml::decode::decode_request;
-use crate::xml::encode::{imethod_response, method_response};
+use crate::xml::encode::{imethod_response, method_response, NO_CLASS_OPTIONS};
 
 /// The CIM-relevant parts of one HTTP request, already extracted by the HTTP server.
 /// Header values are passed raw (cairn-cim percent-decodes CIMObject/CIMMethod itself).
@@ -33,20 +33,39 @@ pub struct HttpCimRequest<'a> {
 }
 
 /// What the HTTP server must send back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum CimHttpOutcome {
     /// HTTP 200 with `Content-Type: application/xml; charset="utf-8"`, header
     /// `CIMOperation: MethodResponse`, this body.
     Response(Vec<u8>),
+    /// As `Response`, the body sent as the stream yields it (HTTP chunked transfer coding). An
+    /// error the stream ends with comes after part of the body was sent: the answer must not
+    /// look complete (DSP0200: the `CIMStatusCode` trailer to a client that accepts trailers;
+    /// otherwise the connection is broken off before the last chunk).
+    Stream(CimStream),
     /// HTTP 400 with header `CIMError: <cim_error>`.
     BadRequest { cim_error: &'static str },
     /// HTTP 501 with header `CIMError: <cim_error>`.
     NotImplemented { cim_error: &'static str },
 }
 
+/// Outcomes compare by what they send; a stream, not yet read, equals nothing.
+impl PartialEq for CimHttpOutcome {
+    fn eq(&self, other: &CimHttpOutcome) -> bool {
+        use CimHttpOutcome::{BadRequest, NotImplemented, Response};
+        match (self, other) {
+            (Response(a), Response(b)) => a == b,
+            (BadRequest { cim_error: a }, BadRequest { cim_error: b })
+            | (NotImplemented { cim_error: a }, NotImplemented { cim_error: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
 /// Decoding, dispatch, encoding: one per daemon, shared by all connections (Send + Sync).
 pub struct CimServer {
-    core: Core,
+    /// Shared with the streamed answers still being sent.
+    core: Arc<Core>,
 }
 
 impl std::fmt::Debug for CimServer {
@@ -66,7 +85,7 @@ impl CimServer {
     /// A server over `provider` with an explicit class repository.
     pub fn with_repository(provider: Arc<dyn Provider>, repo: ClassRepository) -> CimServer {
         CimServer {
-            core: Core::new(repo, provider),
+            core: Arc::new(Core::new(repo, provider)),
         }
     }
 
@@ -112,15 +131,45 @@ impl CimServer {
                 cim_error: "header-mismatch",
             };
         }
-        let body = self.respond(&request);
+        let outcome = self.outcome(&request);
+        let response_bytes = match &outcome {
+            CimHttpOutcome::Response(body) => body.len(),
+            _ => 0,
+        };
         tracing::debug!(
             method = request.call.method(),
             namespace = request.call.namespace(),
-            response_bytes = body.len(),
+            response_bytes,
+            streamed = matches!(outcome, CimHttpOutcome::Stream(_)),
             elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "CIM request handled"
         );
-        CimHttpOutcome::Response(body)
+        outcome
+    }
+
+    /// The answer to a decoded request: streamed for a plain enumeration longer than a batch,
+    /// whole otherwise.
+    fn outcome(&self, request: &Request) -> CimHttpOutcome {
+        let Call::Intrinsic(c) = &request.call else {
+            return CimHttpOutcome::Response(self.respond(request));
+        };
+        let Some(names) = streamed(&c.method) else {
+            return CimHttpOutcome::Response(self.respond(request));
+        };
+        let result = match self.core.enumerate_streamed(c, names, &request.message_id) {
+            Ok(Enumerated::Stream(stream)) => return CimHttpOutcome::Stream(stream),
+            Ok(Enumerated::Whole(ret)) => Ok(ret),
+            Err(e) => {
+                tracing::debug!(method = %c.method, namespace = %c.namespace, error = %e, "intrinsic call failed");
+                Err(e)
+            }
+        };
+        CimHttpOutcome::Response(imethod_response(
+            &request.message_id,
+            &c.method,
+            &result,
+            NO_CLASS_OPTIONS,
+        ))
     }
 
     /// Dispatches a decoded request and encodes the response body.
@@ -134,15 +183,7 @@ impl CimServer {
                 }
                 match r {
                     Ok((ret, opts)) => imethod_response(id, &c.method, &Ok(ret), opts),
-                    Err(e) => imethod_response(
-                        id,
-                        &c.method,
-                        &Err(e),
-                        crate::xml::encode::ClassOptions {
-                            include_qualifiers: false,
-                            include_class_origin: false,
-                        },
-                    ),
+                    Err(e) => imethod_response(id, &c.method, &Err(e), NO_CLASS_OPTIONS),
                 }
             }
             Call::Extrinsic(c) => {

@@ -96,6 +96,16 @@ pub struct VolumePage {
     pub next: Option<u64>,
 }
 
+/// One page of the replicas of a volume ([`VolumeIndex::replicas_page`]).
+pub struct ReplicaPage {
+    /// The volume, its page of replicas and, on the first page, its source, with their pools.
+    pub snapshot: Snapshot,
+    /// The page's replicas, in id order.
+    pub replicas: Vec<VolumeId>,
+    /// The replica to continue after; `None` after the last page.
+    pub next: Option<VolumeId>,
+}
+
 /// The volume `v`'s relationship may name as its source (a superset of the model's).
 fn source_of(v: &Volume) -> Option<VolumeId> {
     match v.replica {
@@ -206,6 +216,43 @@ impl VolumeIndex {
             snapshot: st.only(wanted.into_iter()),
             ids,
             next: last.filter(|_| more),
+        }
+    }
+}
+
+impl VolumeIndex {
+    /// Up to `max` of the volumes whose replica record or snapshot parent names `of`, in id
+    /// order, after replica `after` (`None`: from the first, and then the snapshot also holds
+    /// the volume `of` is a replica of), as the backend holds them now.
+    pub fn replicas_page(
+        &self,
+        array: &dyn ArrayBackend,
+        of: VolumeId,
+        after: Option<VolumeId>,
+        max: usize,
+    ) -> ReplicaPage {
+        let mut st = self.state.lock();
+        if !self.followed.load(Ordering::Acquire) {
+            st.reread_all = true;
+        }
+        st.sync(array);
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut replicas = Vec::new();
+        let mut more = false;
+        if let Some(set) = st.by_source.get(&of) {
+            let mut range = set.range((start, Bound::Unbounded));
+            replicas.extend(range.by_ref().take(max.max(1)).copied());
+            more = range.next().is_some();
+        }
+        let mut wanted = vec![of];
+        if after.is_none() {
+            wanted.extend(st.volumes.get(&of).and_then(|e| source_of(&e.volume)));
+        }
+        wanted.extend(replicas.iter().copied());
+        ReplicaPage {
+            snapshot: st.only(wanted.into_iter()),
+            next: replicas.last().copied().filter(|_| more),
+            replicas,
         }
     }
 }

@@ -44,7 +44,12 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time a graceful shutdown waits for requests in flight before it drops their connections.
 pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Computed parts of a streamed answer (a batch of objects each) that may wait for a slow
+/// client; past them the computation waits.
+pub const HTTP_STREAM_PARTS_IN_FLIGHT: usize = 1;
+
 const _: () = assert!(HTTP_AUTHORIZATION_BYTES_MAX < HTTP_HEADER_BUFFER_BYTES_MAX);
+const _: () = assert!(HTTP_STREAM_PARTS_IN_FLIGHT >= 1, "a channel holds a part");
 const _: () = assert!(2 * CREDENTIAL_BYTES_MAX * 4 / 3 + 16 <= HTTP_AUTHORIZATION_BYTES_MAX);
 const _: () = assert!(GENERATED_PASSWORD_CHARS <= CREDENTIAL_BYTES_MAX);
 const _: () = assert!(HTTP_HEADER_BUFFER_BYTES_MAX < HTTP_BODY_BYTES_MAX);

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::interop::{InteropProvider, ObjectManagerInfo, CAIRN_NAMESPACE, INTEROP_NAMESPACE};
-use cairn_array::{ArrayBackend, IntoBackend};
+use cairn_array::{ArrayBackend, IntoBackend, VolumeId};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
     CimError, CimServer, Instance, InstancePath, MethodCall, MethodName, MethodResult, Page,
@@ -274,6 +274,26 @@ impl ArrayProvider {
 
 const ALLOCATED_CLASS: &str = "Cairn_AllocatedFromStoragePool";
 
+impl ArrayProvider {
+    /// The volume `object` names, when `assoc_class` is an association that names volumes and
+    /// `object` is a volume of this array.
+    fn volume_object(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+    ) -> Option<VolumeId> {
+        let volume_association = model::needs(assoc_class) == Needs::Volumes
+            && !assoc_class.eq_ignore_ascii_case(model::VOLUME_CLASS);
+        if !volume_association || is_interop(namespace) {
+            return None;
+        }
+        model::volume_id_of(object).filter(|_| {
+            model::key_text(object, "SystemName").is_none_or(|s| s == self.identity.system_name)
+        })
+    }
+}
+
 fn is_interop(ns: &str) -> bool {
     namespace_eq(ns, INTEROP_NAMESPACE)
 }
@@ -367,25 +387,67 @@ impl Provider for ArrayProvider {
     }
 
     /// For the associations that name volumes, when `object` is a volume: those computed from
-    /// that volume and its replica relatives alone.
+    /// that volume alone, or, for StorageSynchronized, from it and its replica relatives.
     fn associations_referring_to(
         &self,
         namespace: &str,
         assoc_class: &str,
         object: &InstancePath,
     ) -> Result<Option<Vec<Instance>>, CimError> {
-        let volume_association = model::needs(assoc_class) == Needs::Volumes
-            && !assoc_class.eq_ignore_ascii_case(model::VOLUME_CLASS);
-        let id = model::volume_id_of(object).filter(|_| {
-            model::key_text(object, "SystemName").is_none_or(|s| s == self.identity.system_name)
-        });
-        match id {
-            Some(id) if volume_association && !is_interop(namespace) => {
-                let snap = self.read(Scope::Around(id));
-                Ok(Some(self.instances(&snap, assoc_class)))
-            }
-            _ => Ok(None),
+        let Some(id) = self.volume_object(namespace, assoc_class, object) else {
+            return Ok(None);
+        };
+        let snap = if assoc_class.eq_ignore_ascii_case(model::SYNC_CLASS) {
+            self.read(Scope::Around(id))
+        } else {
+            self.read(Scope::Ids(&[id]))
+        };
+        Ok(Some(self.instances(&snap, assoc_class)))
+    }
+
+    /// The StorageSynchronized of a volume, paged by its replicas (a volume may have thousands
+    /// of snapshots): the first page is computed from the volume, its source and its first
+    /// replicas, each later one from the volume and its next replicas, keeping only what names
+    /// one of those replicas, so no association (and no replica) is on two pages.
+    fn associations_page(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<Page>, CimError> {
+        if !assoc_class.eq_ignore_ascii_case(model::SYNC_CLASS) {
+            return Ok(None);
         }
+        let Some(id) = self.volume_object(namespace, assoc_class, object) else {
+            return Ok(None);
+        };
+        let after = match cursor {
+            None => None,
+            Some(text) => Some(
+                text.strip_prefix('R')
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| {
+                        CimError::failed(format!("Bad association position {text:?}"))
+                    })?,
+            ),
+        };
+        let page = self
+            .index
+            .replicas_page(self.array.as_ref(), id, after, max);
+        let mut instances = self.instances(&page.snapshot, assoc_class);
+        if after.is_some() {
+            instances.retain(|i| {
+                model::volumes_named(i.path.as_ref().unwrap_or(&InstancePath::new(&i.class_name)))
+                    .iter()
+                    .any(|v| page.replicas.contains(v))
+            });
+        }
+        Ok(Some(Page {
+            instances,
+            next: page.next.map(|n| format!("R{n}")),
+        }))
     }
 
     fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {

@@ -1,8 +1,8 @@
-//! GetInstance, EnumerateInstances, EnumerateInstanceNames, CreateInstance, DeleteInstance, and the instance
-//! plumbing shared with associations and pulls: finding a provider's instances for a (super)class,
-//! completing their paths and shaping their properties for output.
+//! GetInstance, CreateInstance, ModifyInstance, DeleteInstance, and the instance plumbing shared
+//! with enumerations (plain ones in [`super::stream`], pulls in [`super::pull`]) and associations:
+//! finding the instance a client's path names, completing paths and shaping properties for output.
 //!
-//! Invariants: EnumerateInstances always includes subclass instances; DeepInheritance=FALSE only
+//! Invariants: an enumeration always includes subclass instances; DeepInheritance=FALSE only
 //! drops properties the requested class does not declare; PropertyList filters properties but never
 //! the path; a provider instance with no path gets one built from its class's key properties.
 
@@ -31,23 +31,6 @@ impl Core {
         self.repo
             .class(name)
             .ok_or_else(|| CimError::invalid_class(name))
-    }
-
-    /// All instances of `class_name` and its subclasses in `ns`, paths completed.
-    pub(super) fn instances_of(
-        &self,
-        ns: &str,
-        class_name: &str,
-    ) -> Result<Vec<Instance>, CimError> {
-        let mut out = Vec::new();
-        for cn in self.provider.class_names(ns) {
-            if self.repo.is_subclass_of(&cn, class_name) {
-                for inst in self.provider.enumerate_instances(ns, &cn)? {
-                    out.push(self.complete(ns, inst));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Finds the instance a client's path names (its class may be a superclass of the real one).
@@ -173,65 +156,6 @@ impl Core {
         p.bool("IncludeQualifiers", false)?;
         let inst = self.find_instance(ns, path)?;
         Ok(IReturn::Instance(self.shape(inst, view)))
-    }
-
-    /// The instances EnumerateInstances (and OpenEnumerateInstances) returns, shaped.
-    pub(super) fn enumerate_shaped(
-        &self,
-        ns: &str,
-        p: &Params<'_>,
-    ) -> Result<Vec<Instance>, CimError> {
-        let name = p
-            .class_name("ClassName")?
-            .ok_or_else(|| CimError::invalid_parameter("ClassName is required"))?;
-        let class = self.known_class(name)?;
-        let deep = p.bool("DeepInheritance", true)?;
-        p.bool("LocalOnly", false)?;
-        p.bool("IncludeQualifiers", false)?;
-        let plist = p.property_list()?;
-        let view = View {
-            only_class: (!deep).then_some(class),
-            property_list: plist.as_deref(),
-            include_class_origin: p.bool("IncludeClassOrigin", false)?,
-        };
-        Ok(self
-            .instances_of(ns, name)?
-            .into_iter()
-            .map(|i| self.shape(i, view))
-            .collect())
-    }
-
-    pub(super) fn enumerate_instances(
-        &self,
-        ns: &str,
-        p: &Params<'_>,
-    ) -> Result<IReturn, CimError> {
-        Ok(IReturn::NamedInstances(self.enumerate_shaped(ns, p)?))
-    }
-
-    /// The paths EnumerateInstanceNames (and OpenEnumerateInstancePaths) returns.
-    pub(super) fn enumerate_paths(
-        &self,
-        ns: &str,
-        p: &Params<'_>,
-    ) -> Result<Vec<InstancePath>, CimError> {
-        let name = p
-            .class_name("ClassName")?
-            .ok_or_else(|| CimError::invalid_parameter("ClassName is required"))?;
-        self.known_class(name)?;
-        Ok(self
-            .instances_of(ns, name)?
-            .into_iter()
-            .filter_map(|i| i.path)
-            .collect())
-    }
-
-    pub(super) fn enumerate_instance_names(
-        &self,
-        ns: &str,
-        p: &Params<'_>,
-    ) -> Result<IReturn, CimError> {
-        Ok(IReturn::InstanceNames(self.enumerate_paths(ns, p)?))
     }
 
     pub(super) fn delete_instance(&self, ns: &str, p: &Params<'_>) -> Result<IReturn, CimError> {

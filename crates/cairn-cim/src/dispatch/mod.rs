@@ -13,8 +13,11 @@ mod instances;
 mod method;
 mod params;
 mod pull;
+mod stream;
 
 pub(crate) use pull::PullContexts;
+pub use stream::CimStream;
+pub(crate) use stream::{streamed, Enumerated};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use crate::path::namespace_eq;
 use crate::provider::{MethodName, Provider};
 use crate::repository::ClassRepository;
 use crate::request::IntrinsicCall;
-use crate::xml::encode::{ClassOptions, IReturn};
+use crate::xml::encode::{ClassOptions, IReturn, NO_CLASS_OPTIONS};
 
 use params::Params;
 
@@ -39,12 +42,6 @@ pub(crate) struct Core {
     pub methods: HashMap<(String, String), usize>,
     pub pulls: Mutex<PullContexts>,
 }
-
-/// Class output options for operations that do not return classes.
-const NO_CLASS_OPTIONS: ClassOptions = ClassOptions {
-    include_qualifiers: false,
-    include_class_origin: false,
-};
 
 impl Core {
     /// The dispatcher of `provider` over `repo`. Each method the provider lists must be declared by
@@ -94,10 +91,8 @@ impl Core {
             plain(self.enumerate_class_names(&p))
         } else if is("GetInstance") {
             plain(self.get_instance(&ns, &p))
-        } else if is("EnumerateInstances") {
-            plain(self.enumerate_instances(&ns, &p))
-        } else if is("EnumerateInstanceNames") {
-            plain(self.enumerate_instance_names(&ns, &p))
+        } else if let Some(names) = streamed(m) {
+            plain(self.enumerate_all(&ns, names, &p))
         } else if is("DeleteInstance") {
             plain(self.delete_instance(&ns, &p))
         } else if is("CreateInstance") {

@@ -2,12 +2,13 @@
 //! keeps a cursor, not its result: the concrete classes still to go and the provider's position
 //! in the current one ([`crate::Provider::enumerate_page`]), and each Open*/Pull* computes its
 //! batch from the state of that moment; an association query (Open*Associator*/Reference*, whose
-//! result is the neighbours of one object) keeps its remaining objects. CloseEnumeration drops
-//! the context.
+//! result is the neighbours of one object) keeps a cursor too: the association classes still to
+//! go and the provider's position in the current one
+//! ([`crate::Provider::associations_page`]). CloseEnumeration drops the context.
 //!
 //! Invariants: at most `ENUMERATION_CONTEXTS_OPEN_MAX` contexts exist, so what they hold is
-//! bounded by a cursor each (or `ENUMERATION_CONTEXT_OBJECT_COUNT_MAX` objects for an
-//! association query); a context expires OperationTimeout after its last use and is then gone
+//! bounded by a cursor each (an association query's also remembers the few objects reached
+//! through association classes read whole, see `AssocCursor`); a context expires OperationTimeout after its last use and is then gone
 //! (CIM_ERR_INVALID_ENUMERATION_CONTEXT); a context is only usable from the namespace that opened
 //! it and for its own kind (instances or paths), by one pull at a time; a finished context, or
 //! one whose pull failed, is removed at once. A batch never repeats an object of an earlier one;
@@ -16,44 +17,52 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::assoc::AssocResult;
+use super::assoc::{AssocCursor, AssocResult};
 use super::instances::View;
 use super::params::Params;
 use super::Core;
 use crate::error::{CimError, CimStatus};
 use crate::instance::Instance;
 use crate::limits::{
-    ENUMERATION_CONTEXTS_OPEN_MAX, ENUMERATION_CONTEXT_OBJECT_COUNT_MAX,
-    OPERATION_TIMEOUT_SECONDS_DEFAULT, OPERATION_TIMEOUT_SECONDS_MAX, PULL_OBJECT_COUNT_MAX,
-    PULL_PAGES_PER_BATCH_MAX,
+    ENUMERATION_CONTEXTS_OPEN_MAX, OPERATION_TIMEOUT_SECONDS_DEFAULT,
+    OPERATION_TIMEOUT_SECONDS_MAX, PULL_OBJECT_COUNT_MAX, PULL_PAGES_PER_BATCH_MAX,
 };
 use crate::path::{namespace_eq, InstancePath};
 use crate::provider::Page;
 use crate::xml::encode::IReturn;
 
-/// Objects of one batch, or the remaining objects of an association query.
+/// Objects of one batch.
 #[derive(Debug)]
 pub(crate) enum PullItems {
     Instances(VecDeque<Instance>),
     Paths(VecDeque<InstancePath>),
 }
 
+impl From<AssocResult> for PullItems {
+    fn from(r: AssocResult) -> PullItems {
+        match r {
+            AssocResult::Instances(v) => PullItems::Instances(v.into()),
+            AssocResult::Paths(v) => PullItems::Paths(v.into()),
+        }
+    }
+}
+
 impl PullItems {
-    fn len(&self) -> usize {
-        match self {
-            PullItems::Instances(v) => v.len(),
-            PullItems::Paths(v) => v.len(),
+    /// Adds `more` (of the same kind) after these objects.
+    pub(super) fn extend(&mut self, more: PullItems) {
+        match (self, more) {
+            (PullItems::Instances(v), PullItems::Instances(m)) => v.extend(m),
+            (PullItems::Paths(v), PullItems::Paths(m)) => v.extend(m),
+            _ => unreachable!("one enumeration yields one kind of object"),
         }
     }
 
-    /// The first `n` objects, and the rest if any remain.
-    fn split(mut self, n: usize) -> (PullItems, Option<PullItems>) {
-        let first = match &mut self {
-            PullItems::Instances(v) => PullItems::Instances(v.drain(..n.min(v.len())).collect()),
-            PullItems::Paths(v) => PullItems::Paths(v.drain(..n.min(v.len())).collect()),
-        };
-        let rest = (self.len() > 0).then_some(self);
-        (first, rest)
+    /// The objects as a plain enumeration returns them: VALUE.NAMEDINSTANCE or INSTANCENAME.
+    pub(super) fn into_plain(self) -> IReturn {
+        match self {
+            PullItems::Instances(v) => IReturn::NamedInstances(v.into()),
+            PullItems::Paths(v) => IReturn::InstanceNames(v.into()),
+        }
     }
 
     fn into_return(self, end_of_sequence: bool, context: Option<String>) -> IReturn {
@@ -86,11 +95,31 @@ pub(crate) struct EnumCursor {
     include_class_origin: bool,
 }
 
-/// What a context holds between pulls.
+impl EnumCursor {
+    /// True once every class is enumerated.
+    pub(super) fn is_done(&self) -> bool {
+        self.classes.is_empty()
+    }
+}
+
+/// How a batch reads a concrete class the provider does not page itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unpaged {
+    /// In the order of its paths' text, those after the cursor: a pull, which later requests
+    /// continue from the cursor.
+    Sorted,
+    /// Whole, in the provider's order, as one page: an answer streamed in one response, which
+    /// nothing continues (such classes hold few instances; the paged ones hold the volumes).
+    Whole,
+}
+
+/// What a context holds between pulls: where its enumeration stands, never its objects.
 #[derive(Debug)]
 pub(crate) enum Source {
+    /// The instances (or paths) of a class and its subclasses.
     Cursor(EnumCursor),
-    Items(PullItems),
+    /// An association query about one object.
+    Assoc(Box<AssocCursor>),
 }
 
 #[derive(Debug)]
@@ -257,33 +286,35 @@ impl Core {
         max: u32,
     ) -> Result<(PullItems, Option<Source>), CimError> {
         match source {
-            Source::Items(items) => {
-                let (batch, rest) = items.split(max as usize);
-                Ok((batch, rest.map(Source::Items)))
+            Source::Assoc(mut c) => {
+                let batch = self.assoc_batch(ns, c.as_mut(), max as usize)?;
+                Ok((batch.into(), (!c.is_done()).then_some(Source::Assoc(c))))
             }
             Source::Cursor(mut c) => {
-                let batch = self.cursor_batch(ns, &mut c, max as usize)?;
+                let batch = self.cursor_batch(ns, &mut c, max as usize, Unpaged::Sorted)?;
                 Ok((batch, (!c.classes.is_empty()).then_some(Source::Cursor(c))))
             }
         }
     }
 
-    /// Up to `max` objects from where `c` stands, computed now; moves `c` past them.
-    fn cursor_batch(
+    /// Up to `max` objects from where `c` stands, computed now (more only for a class read
+    /// whole, see [`Unpaged`]); moves `c` past them.
+    pub(super) fn cursor_batch(
         &self,
         ns: &str,
         c: &mut EnumCursor,
         max: usize,
+        unpaged: Unpaged,
     ) -> Result<PullItems, CimError> {
         let mut found = Vec::new();
         for _ in 0..PULL_PAGES_PER_BATCH_MAX {
             let Some(class) = c.classes.front() else {
                 break;
             };
-            if found.len() == max {
+            if found.len() >= max {
                 break;
             }
-            let page = self.page(ns, class, c.position.as_deref(), max - found.len())?;
+            let page = self.page(ns, class, c.position.as_deref(), max - found.len(), unpaged)?;
             found.extend(page.instances.into_iter().map(|i| self.complete(ns, i)));
             match page.next {
                 Some(next) => c.position = Some(next),
@@ -313,16 +344,23 @@ impl Core {
     }
 
     /// One page of concrete class `class`: the provider's, or, if it has no pages of its own,
-    /// its instances in the order of their paths' text, those after `cursor`.
+    /// its instances as `unpaged` says.
     fn page(
         &self,
         ns: &str,
         class: &str,
         cursor: Option<&str>,
         max: usize,
+        unpaged: Unpaged,
     ) -> Result<Page, CimError> {
         if let Some(page) = self.provider.enumerate_page(ns, class, cursor, max)? {
             return Ok(page);
+        }
+        if unpaged == Unpaged::Whole {
+            return Ok(Page {
+                instances: self.provider.enumerate_instances(ns, class)?,
+                next: None,
+            });
         }
         let mut keyed: Vec<(String, Instance)> = self
             .provider
@@ -372,7 +410,12 @@ impl Core {
     }
 
     /// The cursor of an enumeration of the instances (or paths) of a class and its subclasses.
-    fn enum_cursor(&self, ns: &str, paths: bool, p: &Params<'_>) -> Result<EnumCursor, CimError> {
+    pub(super) fn enum_cursor(
+        &self,
+        ns: &str,
+        paths: bool,
+        p: &Params<'_>,
+    ) -> Result<EnumCursor, CimError> {
         let name = p
             .class_name("ClassName")?
             .ok_or_else(|| CimError::invalid_parameter("ClassName is required"))?;
@@ -429,22 +472,8 @@ impl Core {
             property_list: plist.as_deref(),
             include_class_origin: p.bool("IncludeClassOrigin", false)?,
         };
-        let r = if refs {
-            self.references(ns, &q, names, view)?
-        } else {
-            self.associators(ns, &q, names, view)?
-        };
-        let items = match r {
-            AssocResult::Instances(v) => PullItems::Instances(v.into()),
-            AssocResult::Paths(v) => PullItems::Paths(v.into()),
-        };
-        if items.len() > ENUMERATION_CONTEXT_OBJECT_COUNT_MAX {
-            return Err(CimError::new(
-                CimStatus::ServerLimitsExceeded,
-                "Result too large for one enumeration",
-            ));
-        }
-        self.open_source(ns, Source::Items(items), names, &opts)
+        let cursor = self.assoc_cursor(ns, q, refs, names, view);
+        self.open_source(ns, Source::Assoc(Box::new(cursor)), names, &opts)
     }
 
     pub(super) fn pull(&self, ns: &str, paths: bool, p: &Params<'_>) -> Result<IReturn, CimError> {
@@ -486,12 +515,24 @@ mod tests {
 
     type Batch = (usize, bool, Option<String>);
 
-    fn paths(n: usize) -> PullItems {
-        PullItems::Paths(
-            (0..n)
-                .map(|i| InstancePath::new("C").with_key("K", i.to_string()))
-                .collect(),
-        )
+    /// A cursor over `n` classes; the tests take whole classes as their objects, so what they
+    /// check is the context table (open, pull, expiry, close), not what a batch holds.
+    fn cursor(n: usize) -> EnumCursor {
+        EnumCursor {
+            classes: (0..n).map(|i| format!("C{i}")).collect(),
+            position: None,
+            paths: true,
+            only_class: None,
+            property_list: None,
+            include_class_origin: false,
+        }
+    }
+
+    /// The first `max` classes of `c` as a batch, and the cursor past them if any remain.
+    fn take(mut c: EnumCursor, max: usize) -> (usize, Option<EnumCursor>) {
+        let k = max.min(c.classes.len());
+        c.classes.drain(..k);
+        (k, (!c.is_done()).then_some(c))
     }
 
     /// What an Open* over `n` objects answers: the first `max`, a context for the rest.
@@ -503,12 +544,12 @@ mod tests {
         t: Duration,
         now: Instant,
     ) -> Result<Batch, CimError> {
-        let (first, rest) = paths(n).split(max);
+        let (first, rest) = take(cursor(n), max);
         Ok(match rest {
-            None => (first.len(), true, None),
+            None => (first, true, None),
             Some(rest) => {
-                let id = c.insert(ns, Source::Items(rest), true, t, now)?;
-                (first.len(), false, Some(id))
+                let id = c.insert(ns, Source::Cursor(rest), true, t, now)?;
+                (first, false, Some(id))
             }
         })
     }
@@ -522,13 +563,13 @@ mod tests {
         max: usize,
         now: Instant,
     ) -> Result<Batch, CimError> {
-        let Source::Items(items) = c.checkout(id, ns, paths, now)? else {
-            panic!("not an association context");
+        let Source::Cursor(cur) = c.checkout(id, ns, paths, now)? else {
+            panic!("not a class enumeration");
         };
-        let (batch, rest) = items.split(max);
+        let (batch, rest) = take(cur, max);
         let end = rest.is_none();
-        c.checkin(id, rest.map(Source::Items), now);
-        Ok((batch.len(), end, (!end).then(|| id.to_owned())))
+        c.checkin(id, rest.map(Source::Cursor), now);
+        Ok((batch, end, (!end).then(|| id.to_owned())))
     }
 
     #[test]

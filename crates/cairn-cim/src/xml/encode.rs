@@ -92,17 +92,48 @@ pub fn imethod_response(
     opts: ClassOptions,
 ) -> Vec<u8> {
     let mut w = Writer::new();
-    w.open_message(message_id);
-    w.s.push_str("<IMETHODRESPONSE NAME=\"");
-    w.attr_text(method);
-    w.s.push_str("\">");
+    w.open_imethod(message_id, method);
     match result {
         Err(e) => w.error(e),
         Ok(r) => w.ireturn(r, opts),
     }
-    w.s.push_str("</IMETHODRESPONSE>");
+    w.s.push_str(IMETHOD_RESPONSE_END);
     w.close_message()
 }
+
+/// The start of an IMETHODRESPONSE message whose IRETURNVALUE is sent in parts: everything up
+/// to and including `<IRETURNVALUE>`. The parts follow ([`ireturn_part`]), then
+/// [`imethod_response_tail`]; together they are the bytes [`imethod_response`] writes for the
+/// whole result.
+pub fn imethod_response_head(message_id: &str, method: &str) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.open_imethod(message_id, method);
+    w.s.push_str("<IRETURNVALUE>");
+    w.s.into_bytes()
+}
+
+/// The objects of `r` as they appear inside its IRETURNVALUE (a part of a streamed answer).
+pub fn ireturn_part(r: &IReturn) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.ireturn_content(r, NO_CLASS_OPTIONS);
+    w.s.into_bytes()
+}
+
+/// The end of an IMETHODRESPONSE message begun by [`imethod_response_head`].
+pub fn imethod_response_tail() -> Vec<u8> {
+    let mut w = Writer::new();
+    w.s.push_str("</IRETURNVALUE>");
+    w.s.push_str(IMETHOD_RESPONSE_END);
+    w.close_message()
+}
+
+const IMETHOD_RESPONSE_END: &str = "</IMETHODRESPONSE>";
+
+/// Class output options for answers that hold no classes.
+pub const NO_CLASS_OPTIONS: ClassOptions = ClassOptions {
+    include_qualifiers: false,
+    include_class_origin: false,
+};
 
 /// Encodes a METHODRESPONSE message.
 pub fn method_response(
@@ -226,6 +257,13 @@ impl Writer {
         self.s.push_str(" PROTOCOLVERSION=\"1.0\"><SIMPLERSP>");
     }
 
+    fn open_imethod(&mut self, id: &str, method: &str) {
+        self.open_message(id);
+        self.s.push_str("<IMETHODRESPONSE NAME=\"");
+        self.attr_text(method);
+        self.s.push_str("\">");
+    }
+
     fn close_message(mut self) -> Vec<u8> {
         self.s.push_str("</SIMPLERSP></MESSAGE></CIM>\n");
         self.s.into_bytes()
@@ -240,54 +278,55 @@ impl Writer {
     fn ireturn(&mut self, r: &IReturn, opts: ClassOptions) {
         match r {
             IReturn::Nothing => {}
-            IReturn::Instance(i) => self.wrapped(|w| w.instance(i)),
-            IReturn::NamedInstances(v) => self.wrapped(|w| {
-                w.instances_with_paths("VALUE.NAMEDINSTANCE", v, Writer::instance_name)
-            }),
-            IReturn::InstanceNames(v) => {
-                self.wrapped(|w| v.iter().for_each(|p| w.instance_name(p)))
-            }
-            IReturn::ObjectsWithPath(v) => self.wrapped(|w| {
-                w.instances_with_paths("VALUE.OBJECTWITHPATH", v, Writer::instance_path)
-            }),
-            IReturn::ObjectPaths(v) => self.wrapped(|w| {
-                for p in v {
-                    w.s.push_str("<OBJECTPATH>");
-                    w.instance_path(p);
-                    w.s.push_str("</OBJECTPATH>");
-                }
-            }),
-            IReturn::Class(c) => self.wrapped(|w| w.class(c, opts)),
-            IReturn::Classes(v) => self.wrapped(|w| v.iter().for_each(|c| w.class(c, opts))),
-            IReturn::ClassPaths { namespace, names } => {
-                self.wrapped(|w| w.class_paths(namespace, names))
-            }
-            IReturn::ClassesWithPath { namespace, classes } => {
-                self.wrapped(|w| w.classes_with_paths(namespace, classes, opts))
-            }
-            IReturn::ClassNames(v) => self.wrapped(|w| w.class_names(v)),
             IReturn::PulledInstances {
+                end_of_sequence,
+                context,
+                ..
+            }
+            | IReturn::PulledPaths {
+                end_of_sequence,
+                context,
+                ..
+            } => {
+                self.wrapped(|w| w.ireturn_content(r, opts));
+                self.pull_params(*end_of_sequence, context.as_deref());
+            }
+            _ => self.wrapped(|w| w.ireturn_content(r, opts)),
+        }
+    }
+
+    /// What goes inside the IRETURNVALUE of `r` (nothing for `Nothing`).
+    fn ireturn_content(&mut self, r: &IReturn, opts: ClassOptions) {
+        match r {
+            IReturn::Nothing => {}
+            IReturn::Instance(i) => self.instance(i),
+            IReturn::NamedInstances(v) => {
+                self.instances_with_paths("VALUE.NAMEDINSTANCE", v, Writer::instance_name)
+            }
+            IReturn::InstanceNames(v) => v.iter().for_each(|p| self.instance_name(p)),
+            IReturn::ObjectsWithPath(v) => {
+                self.instances_with_paths("VALUE.OBJECTWITHPATH", v, Writer::instance_path)
+            }
+            IReturn::ObjectPaths(v) => {
+                for p in v {
+                    self.s.push_str("<OBJECTPATH>");
+                    self.instance_path(p);
+                    self.s.push_str("</OBJECTPATH>");
+                }
+            }
+            IReturn::Class(c) => self.class(c, opts),
+            IReturn::Classes(v) => v.iter().for_each(|c| self.class(c, opts)),
+            IReturn::ClassPaths { namespace, names } => self.class_paths(namespace, names),
+            IReturn::ClassesWithPath { namespace, classes } => {
+                self.classes_with_paths(namespace, classes, opts)
+            }
+            IReturn::ClassNames(v) => self.class_names(v),
+            IReturn::PulledInstances { instances, .. } => self.instances_with_paths(
+                "VALUE.INSTANCEWITHPATH",
                 instances,
-                end_of_sequence,
-                context,
-            } => {
-                self.wrapped(|w| {
-                    w.instances_with_paths(
-                        "VALUE.INSTANCEWITHPATH",
-                        instances,
-                        Writer::instance_path,
-                    )
-                });
-                self.pull_params(*end_of_sequence, context.as_deref());
-            }
-            IReturn::PulledPaths {
-                paths,
-                end_of_sequence,
-                context,
-            } => {
-                self.wrapped(|w| paths.iter().for_each(|p| w.instance_path(p)));
-                self.pull_params(*end_of_sequence, context.as_deref());
-            }
+                Writer::instance_path,
+            ),
+            IReturn::PulledPaths { paths, .. } => paths.iter().for_each(|p| self.instance_path(p)),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod cim_headers;
 pub mod credentials;
 pub mod server;
 pub mod service;
+mod stream;
 
 pub use cim::start;
 pub use cim_headers::CimHeaderValues;

@@ -4,7 +4,8 @@
 //! Order, each step before any later one can run: Basic authentication on the headers (401),
 //! method and path (501, 510, 404), declared body size (413, without reading the body), bounded
 //! body read (413 once the limit is passed, whatever the framing; 408 on a stalled client), then the
-//! CIM handler on a blocking thread, and its outcome as 200/400/501 with the DSP0200 headers.
+//! CIM handler on a blocking thread, and its outcome as 200/400/501 with the DSP0200 headers; a
+//! streamed outcome is sent chunked as it is computed ([`crate::http::stream`]).
 //!
 //! Invariants: at most `body_bytes_max` body bytes are ever buffered per request; the body is not
 //! read (so `Expect: 100-continue` gets no `100`) for a request refused on its headers; an answer
@@ -15,14 +16,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use cairn_cim::CimStream;
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, TE, TRAILER, WWW_AUTHENTICATE,
+};
 use hyper::{Request, Response, StatusCode};
 
 use crate::http::auth::{is_authorized, WWW_AUTHENTICATE_VALUE};
 use crate::http::cim_headers::{classify, CimHeaderValues, HeaderScheme, Refusal, CIM_MAPPING_URI};
 use crate::http::credentials::Credentials;
+use crate::http::stream::{StreamedBody, TRAILER_FIELDS};
 use crate::http::{CimHandler, CimHttpOutcome, HttpCimRequest};
 
 /// `Content-Type` of every CIM-XML answer.
@@ -36,11 +41,16 @@ pub(crate) struct ServiceState<H: ?Sized> {
     pub cim: Arc<H>,
 }
 
+/// The body of every answer: whole, or streamed as it is computed.
+pub(crate) type ResponseBody = Either<Full<Bytes>, StreamedBody>;
+
 /// How a response must be framed beyond its status.
 struct Answer {
     status: StatusCode,
     cim_error: Option<&'static str>,
     body: Vec<u8>,
+    /// The body is this stream instead of `body`.
+    stream: Option<CimStream>,
     close: bool,
 }
 
@@ -50,6 +60,7 @@ impl Answer {
             status,
             cim_error: None,
             body: Vec::new(),
+            stream: None,
             close: false,
         }
     }
@@ -71,7 +82,7 @@ impl Answer {
 pub(crate) async fn serve<H, B>(
     state: Arc<ServiceState<H>>,
     req: Request<B>,
-) -> Result<Response<Full<Bytes>>, Infallible>
+) -> Result<Response<ResponseBody>, Infallible>
 where
     H: CimHandler + ?Sized,
     B: Body<Data = Bytes> + Send + 'static,
@@ -80,7 +91,7 @@ where
     Ok(respond(&state, req).await)
 }
 
-async fn respond<H, B>(state: &ServiceState<H>, req: Request<B>) -> Response<Full<Bytes>>
+async fn respond<H, B>(state: &ServiceState<H>, req: Request<B>) -> Response<ResponseBody>
 where
     H: CimHandler + ?Sized,
     B: Body<Data = Bytes> + Send + 'static,
@@ -92,13 +103,24 @@ where
     }
     let scheme = match classify(req.method(), req.uri().path(), req.headers()) {
         Ok(scheme) => scheme,
-        Err(refusal) => return build(refused(refusal), &HeaderScheme::Plain),
+        Err(refusal) => return build(refused(refusal), &HeaderScheme::Plain, false),
     };
+    let trailers = accepts_trailers(req.headers());
     let answer = match read_body(state, req, &scheme).await {
         Ok((headers, body)) => call(state, headers, body).await,
         Err(answer) => answer,
     };
-    build(answer, &scheme)
+    build(answer, &scheme, trailers)
+}
+
+/// Whether the client accepts trailer fields in a chunked answer (`TE: trailers`).
+fn accepts_trailers(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 fn refused(refusal: Refusal) -> Answer {
@@ -165,6 +187,10 @@ where
             body,
             ..Answer::status(StatusCode::OK)
         },
+        Ok(CimHttpOutcome::Stream(stream)) => Answer {
+            stream: Some(stream),
+            ..Answer::status(StatusCode::OK)
+        },
         Ok(CimHttpOutcome::BadRequest { cim_error }) => {
             Answer::cim_error(StatusCode::BAD_REQUEST, cim_error)
         }
@@ -178,8 +204,8 @@ where
     }
 }
 
-fn unauthorized() -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::new()));
+fn unauthorized() -> Response<ResponseBody> {
+    let mut resp = Response::new(Either::Left(Full::new(Bytes::new())));
     *resp.status_mut() = StatusCode::UNAUTHORIZED;
     resp.headers_mut().insert(
         WWW_AUTHENTICATE,
@@ -188,16 +214,35 @@ fn unauthorized() -> Response<Full<Bytes>> {
     resp
 }
 
-/// Frames an answer; for `M-POST` the CIM headers carry the request's prefix, declared by `Opt`.
-fn build(answer: Answer, scheme: &HeaderScheme) -> Response<Full<Bytes>> {
+/// Frames an answer; for `M-POST` the CIM headers (and trailer fields) carry the request's
+/// prefix, declared by `Opt`. A streamed answer to a client that accepts trailers (`trailers`)
+/// declares the trailer fields an error would be reported in.
+fn build(answer: Answer, scheme: &HeaderScheme, trailers: bool) -> Response<ResponseBody> {
     let ok = answer.status == StatusCode::OK;
-    let mut resp = Response::new(Full::new(Bytes::from(answer.body)));
-    *resp.status_mut() = answer.status;
-    let headers = resp.headers_mut();
     let name = |base: &str| match scheme {
         HeaderScheme::Plain => base.to_owned(),
         HeaderScheme::Prefixed(ns) => format!("{ns}-{base}"),
     };
+    let trailer_names: Option<Vec<HeaderName>> = (trailers && answer.stream.is_some()).then(|| {
+        TRAILER_FIELDS
+            .iter()
+            .filter_map(|f| HeaderName::from_bytes(name(f).as_bytes()).ok())
+            .collect()
+    });
+    let declared = trailer_names.as_ref().map(|_| {
+        let list: Vec<String> = TRAILER_FIELDS.iter().map(|f| name(f)).collect();
+        list.join(", ")
+    });
+    let body = match answer.stream {
+        Some(stream) => Either::Right(crate::http::stream::start(stream, trailer_names)),
+        None => Either::Left(Full::new(Bytes::from(answer.body))),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = answer.status;
+    let headers = resp.headers_mut();
+    if let Some(value) = declared.and_then(|d| HeaderValue::from_str(&d).ok()) {
+        headers.insert(TRAILER, value);
+    }
     if let HeaderScheme::Prefixed(ns) = scheme {
         headers.insert("ext", HeaderValue::from_static(""));
         if let Ok(opt) = HeaderValue::from_str(&format!("{CIM_MAPPING_URI} ; ns={ns}")) {

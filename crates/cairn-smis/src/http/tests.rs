@@ -102,8 +102,8 @@ fn test_identity() -> &'static (
     })
 }
 
-async fn start_tuned(
-    handler: Arc<Recorder>,
+async fn start_tuned<H: CimHandler>(
+    handler: Arc<H>,
     https: bool,
     tune: impl FnOnce(&mut SmisServerConfig),
 ) -> SmisServerHandle {
@@ -544,4 +544,199 @@ async fn dropping_the_handle_stops_the_server() {
         refused.await.is_ok(),
         "still accepting after the handle was dropped"
     );
+}
+
+/// A provider of `total` instances of one paged class whose pages from position `fail_from` on
+/// fail, as a backend failing midway would.
+struct Pages {
+    total: usize,
+    fail_from: usize,
+}
+
+const PAGED: &str = "Cairn_StorageVolume";
+
+impl cairn_cim::Provider for Pages {
+    fn namespaces(&self) -> Vec<String> {
+        vec!["root/cairn".to_owned()]
+    }
+    fn class_names(&self, _ns: &str) -> Vec<String> {
+        vec![PAGED.to_owned()]
+    }
+    fn enumerate_instances(
+        &self,
+        _ns: &str,
+        _class: &str,
+    ) -> Result<Vec<cairn_cim::Instance>, cairn_cim::CimError> {
+        Ok((0..self.total).map(volume).collect())
+    }
+    fn enumerate_page(
+        &self,
+        _ns: &str,
+        _class: &str,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<cairn_cim::Page>, cairn_cim::CimError> {
+        let from: usize = cursor.map_or(0, |c| c.parse().expect("own cursor"));
+        if from >= self.fail_from {
+            return Err(cairn_cim::CimError::failed("Pool \"p\" failed"));
+        }
+        let to = (from + max).min(self.total);
+        Ok(Some(cairn_cim::Page {
+            instances: (from..to).map(volume).collect(),
+            next: (to < self.total).then(|| to.to_string()),
+        }))
+    }
+    fn invoke_method(
+        &self,
+        call: &cairn_cim::MethodCall<'_>,
+    ) -> Result<cairn_cim::MethodResult, cairn_cim::CimError> {
+        Err(cairn_cim::CimError::not_supported(call.method))
+    }
+}
+
+fn volume(i: usize) -> cairn_cim::Instance {
+    let id = format!("v{i:05}");
+    let mut inst =
+        cairn_cim::Instance::new(PAGED).with("DeviceID", cairn_cim::Value::string(id.clone()));
+    inst.path = Some(cairn_cim::InstancePath::new(PAGED).with_key("DeviceID", id));
+    inst
+}
+
+const ENUMERATE: &str = "<?xml version=\"1.0\"?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\">\
+    <MESSAGE ID=\"7\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><IMETHODCALL NAME=\"EnumerateInstances\">\
+    <LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"cairn\"/></LOCALNAMESPACEPATH>\
+    <IPARAMVALUE NAME=\"ClassName\"><CLASSNAME NAME=\"CIM_StorageVolume\"/></IPARAMVALUE>\
+    </IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>";
+
+const ENUMERATE_HEADERS: &str =
+    "CIMOperation: MethodCall\r\nCIMMethod: EnumerateInstances\r\nCIMObject: root%2Fcairn\r\n";
+
+/// A chunked answer as read: its body, its trailer fields, and whether it ended with the last
+/// chunk (`false`: the connection was broken off before it).
+struct Chunked {
+    reply: Reply,
+    trailers: Vec<(String, String)>,
+    complete: bool,
+}
+
+async fn read_chunked<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> Chunked {
+    let reply = read_reply(r).await;
+    assert_eq!(reply.header("transfer-encoding"), Some("chunked"));
+    let mut out = Chunked {
+        reply,
+        trailers: Vec::new(),
+        complete: false,
+    };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return out;
+        }
+        let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+        if size == 0 {
+            break;
+        }
+        let mut chunk = vec![0; size + 2];
+        if r.read_exact(&mut chunk).await.is_err() {
+            return out;
+        }
+        out.reply.body.extend_from_slice(&chunk[..size]);
+    }
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            out.complete = true;
+            return out;
+        }
+        let (n, v) = l.split_once(':').unwrap();
+        out.trailers
+            .push((n.trim().to_owned(), v.trim().to_owned()));
+    }
+}
+
+async fn enumerate_chunked(pages: Pages, te: &str) -> Chunked {
+    let cim = Arc::new(cairn_cim::CimServer::new(Arc::new(pages)));
+    let server = start_tuned(cim, false, |_| {}).await;
+    let mut c = connect(server.http_addr().unwrap()).await;
+    let req = post(&format!("{AUTH}{ENUMERATE_HEADERS}{te}"), ENUMERATE);
+    c.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let answer = read_chunked(&mut c).await;
+    server.shutdown().await;
+    answer
+}
+
+#[tokio::test]
+async fn a_long_enumeration_is_sent_chunked_batch_by_batch_and_whole() {
+    let total = 2 * cairn_cim::limits::STREAM_BATCH_OBJECT_COUNT + 7;
+    for te in ["", "TE: trailers\r\n"] {
+        let pages = Pages {
+            total,
+            fail_from: usize::MAX,
+        };
+        let answer = enumerate_chunked(pages, te).await;
+        assert!(answer.complete, "{te:?}");
+        assert!(answer.trailers.is_empty());
+        assert_eq!(answer.reply.status, 200);
+        let body = String::from_utf8(answer.reply.body).unwrap();
+        assert_eq!(body.matches("<VALUE.NAMEDINSTANCE>").count(), total);
+        assert!(body.ends_with("</IRETURNVALUE></IMETHODRESPONSE></SIMPLERSP></MESSAGE></CIM>\n"));
+        // The parts are exactly the answer computed whole.
+        let whole = cairn_cim::CimServer::new(Arc::new(Pages {
+            total,
+            fail_from: usize::MAX,
+        }));
+        let request = cairn_cim::xml::decode::decode_request(ENUMERATE.as_bytes()).unwrap();
+        assert_eq!(body.as_bytes(), whole.respond(&request).as_slice());
+    }
+}
+
+#[tokio::test]
+async fn an_error_midway_ends_the_answer_in_the_trailer() {
+    let batch = cairn_cim::limits::STREAM_BATCH_OBJECT_COUNT;
+    let pages = Pages {
+        total: 3 * batch,
+        fail_from: 2 * batch,
+    };
+    let answer = enumerate_chunked(pages, "TE: trailers\r\n").await;
+    assert_eq!(
+        answer.reply.header("trailer"),
+        Some("CIMStatusCode, CIMStatusCodeDescription, CIMError")
+    );
+    assert!(answer.complete);
+    let body = String::from_utf8(answer.reply.body).unwrap();
+    assert_eq!(body.matches("<VALUE.NAMEDINSTANCE>").count(), 2 * batch);
+    assert!(!body.contains("</CIM>"), "the answer must not look whole");
+    let field = |name: &str| {
+        answer
+            .trailers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field("CIMStatusCode").as_deref(), Some("1"));
+    assert_eq!(
+        field("CIMStatusCodeDescription").as_deref(),
+        Some("Pool \"p\" failed")
+    );
+    assert!(field("CIMError").is_some_and(|e| e.contains("CIM_Error")));
+}
+
+#[tokio::test]
+async fn an_error_midway_breaks_off_the_answer_to_a_client_without_trailers() {
+    let batch = cairn_cim::limits::STREAM_BATCH_OBJECT_COUNT;
+    let pages = Pages {
+        total: 3 * batch,
+        fail_from: batch,
+    };
+    let answer = enumerate_chunked(pages, "").await;
+    assert_eq!(answer.reply.header("trailer"), None);
+    assert!(
+        !answer.complete,
+        "the connection ends before the last chunk"
+    );
+    let body = String::from_utf8(answer.reply.body).unwrap();
+    assert!(!body.contains("</CIM>"));
 }
