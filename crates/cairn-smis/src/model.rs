@@ -618,10 +618,12 @@ fn pools(snap: &Snapshot) -> Vec<Instance> {
 
 fn pool(p: &PoolView) -> Instance {
     let i = &p.info;
-    // A pool the backend cannot reach: Error, Lost Communication; Major failure.
+    // A pool the backend cannot reach: Error, Lost Communication; Major failure. A failed
+    // pool: Error; Critical failure.
     let (op, health): (&[u16], u16) = match i.health {
         PoolHealth::Ok => (&[2], 5),
         PoolHealth::LostCommunication(_) => (&[6, 13], 20),
+        PoolHealth::Failed(_) => (&[6], 25),
     };
     Instance::new(POOL_CLASS)
         .with(
