@@ -374,9 +374,6 @@ def step_alerts(c, port, nbd):
     except pywbem.CIMError as e:
         if e.status_code != pywbem.CIM_ERR_ACCESS_DENIED:
             fail(f"deleting a predefined filter: {e}")
-    marker = sm.add_filter(sid, NS, THRESHOLD_CHANGED, query_language="DMTF:CQL", owned=True,
-                           filter_id="threshold")
-    sm.add_subscriptions(sid, marker.path, [dest.path], owned=True)
     pool = c.GetInstance(pool_path(c))
     total, free = int(pool["TotalManagedSpace"]), int(pool["RemainingManagedSpace"])
     # Just under the free space now; writing 30% of the pool crosses it.
@@ -392,7 +389,7 @@ def step_alerts(c, port, nbd):
     subprocess.run(["qemu-io", "-f", "raw", "-c", f"write -P 0x5a 0 {fill}",
                     f"nbd://{nbd}/fill"], check=True, capture_output=True)
     low = inbox.wait_for(1)[0]
-    system = one(c, "CIM_StorageSystem").keybindings["Name"]
+    system = one(c, "Cairn_StorageSystem").keybindings["Name"]
     check_alert(low, "DRM28", 4, pool, system)
     if low["IndicationFilterName"] != PREDEFINED[0]:
         fail(f"DRM28 through {low['IndicationFilterName']}")
@@ -401,6 +398,9 @@ def step_alerts(c, port, nbd):
     check_alert(cleared, "DRM30", 2, pool, system)
     # A threshold far below, set once the alert is in: its modification comes after anything
     # queued before it, so two alerts then mean two alerts in all.
+    marker = sm.add_filter(sid, NS, THRESHOLD_CHANGED, query_language="DMTF:CQL", owned=True,
+                           filter_id="threshold")
+    sm.add_subscriptions(sid, marker.path, [dest.path], owned=True)
     set_threshold(c, pool.path, 1)
     got = inbox.wait_for(3)
     if [i.classname for i in got] != ["CIM_AlertIndication"] * 2 + ["CIM_InstModification"]:
@@ -436,7 +436,7 @@ def step_masking(c, port):
         sm.add_subscriptions(sid, filters[name], [dest.path], owned=True)
     vol = create_volume(c, "mask-vol")
     lu = c.GetInstance(vol, PropertyList=["Name"])["Name"]
-    ccs = one(c, "CIM_ControllerConfigurationService")
+    ccs = one(c, "Cairn_ControllerConfigurationService")
     port_name = c.EnumerateInstances("CIM_iSCSIProtocolEndpoint")[0]["Name"]
     rc, out = c.InvokeMethod("ExposePaths", ccs, InitiatorPortIDs=["iqn.2026-01.test:host1"],
                              TargetPortIDs=[port_name], LUNames=[lu],
