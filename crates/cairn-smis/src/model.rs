@@ -134,7 +134,7 @@ pub fn pool_path(name: &str) -> InstancePath {
     id_path(POOL_CLASS, &format!("{POOL_ID_PREFIX}{name}"))
 }
 
-fn primordial_path() -> InstancePath {
+pub(crate) fn primordial_path() -> InstancePath {
     id_path(POOL_CLASS, PRIMORDIAL_POOL_ID)
 }
 
