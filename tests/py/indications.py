@@ -13,9 +13,17 @@ Steps:
   copy        (a daemon with pools pool0 and pool1) a snapshot into the other pool: the job's
               creation, its modifications up to Completed, and the StorageSynchronized's
               modification to Synchronized
+  alerts      one more argument follows: the daemon's NBD address (host:port). Subscribes to
+              predefined filters (which cannot be deleted), sets pool0's LowSpaceWarningThreshold
+              just under its free space, fills a volume over NBD (qemu-io) past it and deletes the
+              volume again: one low-space alert (SNIA DRM28) and one clearing alert (DRM30)
+  masking     (a daemon with iSCSI) the predefined Masking and Mapping filters: a masking set
+              made with ExposePaths (its controller, unit and groups created), a volume hidden
+              (its unit deleted) and the set removed (controller and groups deleted)
 """
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -202,16 +210,21 @@ def step_subscribe(c, port):
     seq_before = int(inbox.items[-1]["SequenceNumber"])
     if int(got[0]["SequenceNumber"]) != seq_before + 1:
         fail("sequence number gap after the listener came back")
-    # Quiet period: nothing else arrives (e.g. nothing from the job filter, no duplicates).
-    time.sleep(2)
-    if len(inbox2.items) != 1 or len(inbox.items) != len(wanted) + 1:
+    # Nothing else arrives (nothing from the job filter, no duplicates): a marker made after
+    # everything else is delivered after anything queued before it, so once it is in, whatever
+    # else came is in too.
+    create_volume(c, "ind-marker")
+    got = inbox2.wait_for(2)
+    expect(got, [("CIM_InstCreation", "ind-c", None), ("CIM_InstCreation", "ind-marker", None)])
+    if len(inbox.items) != len(wanted) + 1:
         fail(f"extra indications: {summary(inbox.items)} {summary(inbox2.items)}")
     lis2.stop()
     return {"ok": True, "received": len(inbox.items) + len(inbox2.items)}
 
 
 def step_restarted(c, port):
-    filters = [f["Name"] for f in c.EnumerateInstances("CIM_IndicationFilter", namespace="interop")]
+    filters = [f["Name"] for f in c.EnumerateInstances("CIM_IndicationFilter", namespace="interop")
+               if not f["Name"].startswith(("SNIA:", "CAIRN:"))]
     subs = c.EnumerateInstanceNames("CIM_IndicationSubscription", namespace="interop")
     # Three of the four: the CLI's subscription was removed (pywbemcli remove-subscription)
     # before the restart; its filter and destination stay.
@@ -313,6 +326,160 @@ def step_copy(c, port):
     return {"ok": True, "job": len(job), "percents": percents}
 
 
+PREDEFINED = ("SNIA:Thin Provisioning:StoragePoolLowSpaceWarning",
+              "SNIA:Thin Provisioning:StoragePoolLowSpaceCleared")
+THRESHOLD_CHANGED = ("SELECT * FROM CIM_InstModification WHERE SourceInstance ISA CIM_StoragePool "
+                     "AND SourceInstance.CIM_StoragePool::LowSpaceWarningThreshold <> "
+                     "PreviousInstance.CIM_StoragePool::LowSpaceWarningThreshold")
+
+
+def set_threshold(c, pool, percent):
+    inst = c.GetInstance(pool)
+    inst["LowSpaceWarningThreshold"] = pywbem.Uint16(percent)
+    c.ModifyInstance(inst, PropertyList=["LowSpaceWarningThreshold"])
+    if int(c.GetInstance(pool)["LowSpaceWarningThreshold"]) != percent:
+        fail("LowSpaceWarningThreshold not set")
+
+
+def check_alert(alert, message_id, severity, pool, system):
+    want = {"OwningEntity": "SNIA", "MessageID": message_id, "AlertType": 5,
+            "PerceivedSeverity": severity, "ProbableCause": 52, "AlertingElementFormat": 2,
+            "SystemName": system}
+    for k, v in want.items():
+        if alert[k] != v:
+            fail(f"{message_id}: {k} is {alert[k]!r}, not {v!r}")
+    if list(alert["MessageArguments"]) != ["Pool", pool["PoolID"]]:
+        fail(f"{message_id}: MessageArguments {alert['MessageArguments']}")
+    if pool["InstanceID"] not in alert["AlertingManagedElement"]:
+        fail(f"{message_id}: AlertingManagedElement {alert['AlertingManagedElement']}")
+    if not alert["Message"] or not alert["IndicationTime"]:
+        fail(f"{message_id}: no Message or IndicationTime")
+
+
+def step_alerts(c, port, nbd):
+    lis, inbox = listener(port)
+    sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
+    sid = sm.add_server(WBEMServer(c))
+    dest = sm.add_destination(sid, f"http://127.0.0.1:{port}", owned=True,
+                              destination_id="alertlis")
+    filters = {f["Name"]: f.path
+               for f in c.EnumerateInstances("CIM_IndicationFilter", namespace="interop")}
+    for name in PREDEFINED:
+        if name not in filters:
+            fail(f"no predefined filter {name}: {sorted(filters)}")
+        sm.add_subscriptions(sid, filters[name], [dest.path], owned=True)
+    try:
+        c.DeleteInstance(filters[PREDEFINED[0]])
+        fail("a predefined filter was deleted")
+    except pywbem.CIMError as e:
+        if e.status_code != pywbem.CIM_ERR_ACCESS_DENIED:
+            fail(f"deleting a predefined filter: {e}")
+    pool = c.GetInstance(pool_path(c))
+    total, free = int(pool["TotalManagedSpace"]), int(pool["RemainingManagedSpace"])
+    # Just under the free space now; writing 30% of the pool crosses it.
+    percent = free * 100 // total - 20
+    fill = total * 3 // 10 // 65536 * 65536
+    rc, out = c.InvokeMethod("CreateOrModifyElementFromStoragePool",
+                             one(c, "CIM_StorageConfigurationService"),
+                             ElementName="fill", ElementType=pywbem.Uint16(5),
+                             InPool=pool.path, Size=pywbem.Uint64(fill * 2))
+    if rc != 0:
+        fail(f"create fill: {rc}")
+    set_threshold(c, pool.path, percent)
+    subprocess.run(["qemu-io", "-f", "raw", "-c", f"write -P 0x5a 0 {fill}",
+                    f"nbd://{nbd}/fill"], check=True, capture_output=True)
+    low = inbox.wait_for(1)[0]
+    system = one(c, "Cairn_StorageSystem").keybindings["Name"]
+    check_alert(low, "DRM28", 4, pool, system)
+    if low["IndicationFilterName"] != PREDEFINED[0]:
+        fail(f"DRM28 through {low['IndicationFilterName']}")
+    delete_volume(c, out["TheElement"])
+    cleared = inbox.wait_for(2)[1]
+    check_alert(cleared, "DRM30", 2, pool, system)
+    # A threshold far below, set once the alert is in: its modification comes after anything
+    # queued before it, so two alerts then mean two alerts in all.
+    marker = sm.add_filter(sid, NS, THRESHOLD_CHANGED, query_language="DMTF:CQL", owned=True,
+                           filter_id="threshold")
+    sm.add_subscriptions(sid, marker.path, [dest.path], owned=True)
+    set_threshold(c, pool.path, 1)
+    got = inbox.wait_for(3)
+    if [i.classname for i in got] != ["CIM_AlertIndication"] * 2 + ["CIM_InstModification"]:
+        fail(f"alerts: {[(i.classname, i.get('MessageID')) for i in got]}")
+    sm.remove_server(sid)
+    lis.stop()
+    return {"ok": True, "threshold": percent, "filled": fill}
+
+
+MASKING_FILTERS = ("ProtocolControllerCreation", "ProtocolControllerDeletion",
+                   "ProtocolControllerForUnitCreation", "ProtocolControllerForUnitDeletion")
+GROUP_FILTERS = ("MaskingGroupCreation", "MaskingGroupDeletion")
+
+
+def kinds(items):
+    """(indication, class of the source without its prefix) of each item, sorted."""
+    return sorted((i.classname, i["SourceInstance"].classname.split("_", 1)[1]) for i in items)
+
+
+def step_masking(c, port):
+    lis, inbox = listener(port)
+    sm = WBEMSubscriptionManager(subscription_manager_id=SUBMGR)
+    sid = sm.add_server(WBEMServer(c))
+    dest = sm.add_destination(sid, f"http://127.0.0.1:{port}", owned=True,
+                              destination_id="masklis")
+    filters = {f["Name"]: f.path
+               for f in c.EnumerateInstances("CIM_IndicationFilter", namespace="interop")}
+    names = [f"SNIA:Masking and Mapping:{n}" for n in MASKING_FILTERS] + \
+        [f"SNIA:Group Masking and Mapping:{n}" for n in GROUP_FILTERS]
+    for name in names:
+        if name not in filters:
+            fail(f"no predefined filter {name}")
+        sm.add_subscriptions(sid, filters[name], [dest.path], owned=True)
+    vol = create_volume(c, "mask-vol")
+    lu = c.GetInstance(vol, PropertyList=["Name"])["Name"]
+    ccs = one(c, "Cairn_ControllerConfigurationService")
+    port_name = c.EnumerateInstances("CIM_iSCSIProtocolEndpoint")[0]["Name"]
+    rc, out = c.InvokeMethod("ExposePaths", ccs, InitiatorPortIDs=["iqn.2026-01.test:host1"],
+                             TargetPortIDs=[port_name], LUNames=[lu],
+                             DeviceAccesses=[pywbem.Uint16(2)])
+    if rc != 0:
+        fail(f"ExposePaths: {rc}")
+    (spc,) = out["ProtocolControllers"]
+    created = [("CIM_InstCreation", k) for k in ("DeviceMaskingGroup", "InitiatorMaskingGroup",
+               "ProtocolControllerForUnit", "SCSIProtocolController", "TargetMaskingGroup")]
+    got = inbox.wait_for(len(created))
+    if kinds(got) != created:
+        fail(f"after ExposePaths: {kinds(got)}")
+    unit = [i for i in got if i["SourceInstance"].classname.endswith("ForUnit")][0]
+    if unit["SourceInstance"]["DeviceNumber"] != "0":
+        fail(f"unit: {unit['SourceInstance']}")
+    rc, _ = c.InvokeMethod("HidePaths", ccs, ProtocolControllers=[spc], LUNames=[lu])
+    if rc != 0:
+        fail(f"HidePaths: {rc}")
+    got = inbox.wait_for(len(created) + 1)[len(created):]
+    if kinds(got) != [("CIM_InstDeletion", "ProtocolControllerForUnit")]:
+        fail(f"after HidePaths: {kinds(got)}")
+    rc, _ = c.InvokeMethod("DeleteProtocolController", ccs, ProtocolController=spc)
+    if rc != 0:
+        fail(f"DeleteProtocolController: {rc}")
+    deleted = [("CIM_InstDeletion", k) for k in ("DeviceMaskingGroup", "InitiatorMaskingGroup",
+               "SCSIProtocolController", "TargetMaskingGroup")]
+    # A volume created last is a marker: its creation comes after every indication the removal
+    # made, so nothing more is on its way when it is in.
+    vols = sm.add_filter(sid, NS, "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA "
+                         "CIM_StorageVolume", query_language="WQL", owned=True, filter_id="mvols")
+    sm.add_subscriptions(sid, vols.path, [dest.path], owned=True)
+    create_volume(c, "mask-marker")
+    total = len(created) + 1 + len(deleted) + 1
+    got = inbox.wait_for(total)
+    if kinds(got[len(created) + 1:-1]) != deleted or len(inbox.items) != total:
+        fail(f"after DeleteProtocolController: {kinds(inbox.items[len(created) + 1:])}")
+    if got[-1]["SourceInstance"]["ElementName"] != "mask-marker":
+        fail(f"last: {summary(got[-1:])}")
+    sm.remove_server(sid)
+    lis.stop()
+    return {"ok": True, "received": len(inbox.items)}
+
+
 def main():
     url, user, password, step, port, *more = sys.argv[1:]
     c = conn(url, user, password)
@@ -324,6 +491,10 @@ def main():
         result = step_https(c, port, *more)
     elif step == "copy":
         result = step_copy(c, int(port))
+    elif step == "masking":
+        result = step_masking(c, int(port))
+    elif step == "alerts":
+        result = step_alerts(c, int(port), *more)
     else:
         fail(f"unknown step {step}")
     print(json.dumps(result))

@@ -5,6 +5,9 @@
 //! restart of the daemon. `pywbemcli subscription` adds, lists and refuses filters and subscriptions.
 //! A copy into another pool reports its job from Running to Completed and its synchronization
 //! reaching Synchronized. An https listener receives only when its certificate is in the trust list.
+//! A pool filled over NBD past the LowSpaceWarningThreshold a client set raises one low-space
+//! alert and, once the space is back, one clearing alert, through the predefined filters. A
+//! masking set made, narrowed and removed over SMI-S reports its controller, unit and groups.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -74,7 +77,7 @@ fn subscribed_listeners_receive_volume_indications_across_outages_and_restarts()
     let port = free_port();
     let daemon = Daemon::start(&data, &config).unwrap();
     let first = step(&daemon, "subscribe", port);
-    assert_eq!(first["received"], 7, "{first}");
+    assert_eq!(first["received"], 8, "{first}");
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let (ok, filters) = pywbemcli(&daemon, &home, &["list-filters"]);
@@ -206,5 +209,36 @@ fn a_copy_into_another_pool_reports_its_job_and_synchronization() {
         100,
         "{result}"
     );
+    daemon.stop().unwrap();
+}
+
+#[test]
+fn a_pool_filled_past_its_threshold_alerts_once_and_clears_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config =
+        test_config("[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"64MiB\"\n");
+    let port = free_port();
+    let daemon = Daemon::start(&data, &config).unwrap();
+    let nbd = daemon.listen.nbd.expect("NBD").to_string();
+    let result = step_with(&daemon, "alerts", &port.to_string(), &[nbd.as_str()]);
+    assert_eq!(result["ok"], true, "{result}");
+    // The threshold the client set last is in the pool settings file.
+    daemon.stop().unwrap();
+    let settings = std::fs::read_to_string(data.join("pool-settings.json")).unwrap();
+    assert!(settings.contains("\"pool0\": 1"), "{settings}");
+}
+
+#[test]
+fn masking_sets_report_their_controllers_units_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config =
+        test_config("[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"64MiB\"\n");
+    let port = free_port();
+    let daemon = Daemon::start(&data, &config).unwrap();
+    let result = step(&daemon, "masking", port);
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["received"], 11, "{result}");
     daemon.stop().unwrap();
 }

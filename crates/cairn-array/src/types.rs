@@ -64,6 +64,9 @@ pub enum PoolHealth {
     /// Not reached (a cluster down, a pool missing), with the reason: its figures are zero and
     /// its volumes are not listed until it is reached again.
     LostCommunication(String),
+    /// Reached but failed (Cairn's engine after a failed metadata write or flush), with the
+    /// reason: every change is refused until the pool is reopened.
+    Failed(String),
 }
 
 /// A volume or snapshot as the management layer sees it.

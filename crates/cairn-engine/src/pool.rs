@@ -870,6 +870,7 @@ impl State {
             generation: m.gen(),
             reclaim_pending: self.reclaim_pending(),
             quarantined_volumes: self.quarantined_count,
+            failed: self.failed.clone(),
         }
     }
 }

@@ -119,6 +119,9 @@ pub struct PoolInfo {
     /// Deleted volumes whose reclaim failed on a bad metadata block: their space stays
     /// allocated and is lost until the pool is repaired; `check` lists them.
     pub quarantined_volumes: usize,
+    /// Why the pool has failed (a failed metadata write or flush): every later call answers
+    /// `PoolFailed` until it is reopened. `None` while it is healthy.
+    pub failed: Option<String>,
 }
 
 /// One run of a volume's address space: `mapped == false` reads as zeros.

@@ -101,10 +101,12 @@ fn file_error(path: &Path, e: impl std::error::Error + Send + Sync + 'static) ->
     Error::with_source(ErrorKind::JobsFile, path.display().to_string(), e)
 }
 
-fn read_file(path: &Path) -> Result<JobFile> {
+/// Reads the JSON state file at `path` (a missing file is the default state), at most
+/// [`JOBS_FILE_BYTES_MAX`] bytes.
+pub(crate) fn read_file<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(JobFile::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
         Err(e) => return Err(file_error(path, e)),
     };
     if meta.len() > JOBS_FILE_BYTES_MAX {

@@ -30,6 +30,7 @@ pub mod jobs;
 mod masking;
 mod methods;
 pub mod model;
+pub mod pool_settings;
 pub mod profiles;
 pub mod provider;
 pub mod retcode;

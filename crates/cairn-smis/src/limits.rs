@@ -140,6 +140,16 @@ pub const INDICATION_RESPONSE_BYTES_MAX: usize = 64 * 1024;
 /// Shortest time between two RemainingManagedSpace modifications of one pool.
 pub const INDICATION_POOL_SPACE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the indication producer reads the pools with no change event (data written by
+/// hosts, a pool failing or losing its cluster change no volume, so send none).
+pub const INDICATION_POOL_POLL_INTERVAL: Duration = Duration::from_secs(2);
+const _: () = assert!(
+    INDICATION_POOL_POLL_INTERVAL.as_millis() >= INDICATION_POOL_SPACE_INTERVAL.as_millis()
+);
+
+/// LowSpaceWarningThreshold of a pool no client has set it on (percent).
+pub const LOW_SPACE_WARNING_PERCENT_DEFAULT: u16 = 10;
+
 /// Defaults of the indication service (DSP1054): DeliveryRetryAttempts, DeliveryRetryInterval,
 /// SubscriptionRemovalTimeInterval.
 pub const INDICATION_RETRY_ATTEMPTS_DEFAULT: u16 = 3;

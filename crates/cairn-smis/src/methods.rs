@@ -904,6 +904,26 @@ mod tests {
             )),
             CimStatus::NotSupported
         );
+        // A pool's LowSpaceWarningThreshold, 0 to 100, and nothing of the primordial pool.
+        let pool = model::pool_path("pool0");
+        let threshold = |v: u16| [("LowSpaceWarningThreshold", Value::Uint16(v))];
+        assert_eq!(modify(&pool, &threshold(30)), Ok(()));
+        let now = p
+            .get_instance(CAIRN_NAMESPACE, &pool)
+            .expect("get")
+            .expect("pool");
+        assert_eq!(
+            now.get("LowSpaceWarningThreshold"),
+            Some(&Value::Uint16(30))
+        );
+        assert_eq!(
+            status(modify(&pool, &threshold(101))),
+            CimStatus::InvalidParameter
+        );
+        assert_eq!(
+            status(modify(&model::primordial_path(), &threshold(5))),
+            CimStatus::NotSupported
+        );
         let gone = p.identity.volume_path(VolumeId([9; 16]));
         assert_eq!(
             status(modify(&gone, &[("ElementName", Value::string("z"))])),

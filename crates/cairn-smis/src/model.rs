@@ -134,7 +134,7 @@ pub fn pool_path(name: &str) -> InstancePath {
     id_path(POOL_CLASS, &format!("{POOL_ID_PREFIX}{name}"))
 }
 
-fn primordial_path() -> InstancePath {
+pub(crate) fn primordial_path() -> InstancePath {
     id_path(POOL_CLASS, PRIMORDIAL_POOL_ID)
 }
 
@@ -618,10 +618,12 @@ fn pools(snap: &Snapshot) -> Vec<Instance> {
 
 fn pool(p: &PoolView) -> Instance {
     let i = &p.info;
-    // A pool the backend cannot reach: Error, Lost Communication; Major failure.
+    // A pool the backend cannot reach: Error, Lost Communication; Major failure. A failed
+    // pool: Error; Critical failure.
     let (op, health): (&[u16], u16) = match i.health {
         PoolHealth::Ok => (&[2], 5),
         PoolHealth::LostCommunication(_) => (&[6, 13], 20),
+        PoolHealth::Failed(_) => (&[6], 25),
     };
     Instance::new(POOL_CLASS)
         .with(

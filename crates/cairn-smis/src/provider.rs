@@ -28,15 +28,16 @@ use cairn_array::{ArrayBackend, IntoBackend, VolumeId};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
     CimError, CimServer, Instance, InstancePath, MethodCall, MethodName, MethodResult, Page,
-    ProfileRegistration, Provider,
+    ProfileRegistration, Provider, Value,
 };
 use parking_lot::Mutex;
 
 use crate::error::ErrorKind;
 use crate::index::{Scope, VolumeIndex};
 use crate::jobs::Jobs;
-use crate::limits::JOB_TIME_BEFORE_REMOVAL_DEFAULT;
+use crate::limits::{JOB_TIME_BEFORE_REMOVAL_DEFAULT, LOW_SPACE_WARNING_PERCENT_DEFAULT};
 use crate::model::{self, Identity, Needs, Snapshot};
+use crate::pool_settings::{PoolSettings, LOW_SPACE_WARNING_PERCENT_MAX};
 use crate::profiles::{self, SystemLocation};
 
 /// What a daemon tells its array model.
@@ -57,6 +58,11 @@ pub struct ArrayOptions {
     pub host_access: Option<Arc<dyn cairn_export::access::HostAccess>>,
     /// The system's CIM_Location.
     pub location: SystemLocation,
+    /// The pools' settings file (e.g. `<data dir>/pool-settings.json`, see
+    /// [`crate::pool_settings`]); `None` keeps them in memory only.
+    pub pool_settings_path: Option<PathBuf>,
+    /// LowSpaceWarningThreshold of a pool no client has set it on (percent, 0 = no alert).
+    pub low_space_warning_percent: u16,
 }
 
 impl ArrayOptions {
@@ -72,6 +78,8 @@ impl ArrayOptions {
             time_before_removal: JOB_TIME_BEFORE_REMOVAL_DEFAULT,
             copy_rate_bytes_per_sec: None,
             host_access: None,
+            pool_settings_path: None,
+            low_space_warning_percent: LOW_SPACE_WARNING_PERCENT_DEFAULT,
         }
     }
 }
@@ -88,6 +96,10 @@ pub struct ArrayProvider {
     index: Arc<VolumeIndex>,
     /// Counter behind generated names.
     pub(crate) names: AtomicU64,
+    /// The pools' LowSpaceWarningThreshold.
+    pub(crate) pool_settings: PoolSettings,
+    /// Told after every host-access method (see [`ArrayProvider::watch_host_access`]).
+    host_access_watcher: Mutex<Option<crate::jobs::Watcher>>,
 }
 
 impl std::fmt::Debug for ArrayProvider {
@@ -113,6 +125,13 @@ impl ArrayProvider {
             );
         }
         let jobs = Arc::new(jobs);
+        let (pool_settings, error) = PoolSettings::load(
+            opts.pool_settings_path.clone(),
+            opts.low_space_warning_percent,
+        );
+        if let Some(e) = error {
+            tracing::warn!("pool settings file unusable, moved aside: {}", e.report());
+        }
         let index = VolumeIndex::following(array.as_ref());
         crate::copy::recover(array.as_ref(), &jobs);
         jobs.save();
@@ -129,6 +148,8 @@ impl ArrayProvider {
             ops: Mutex::new(()),
             index,
             names: AtomicU64::new(seed),
+            pool_settings,
+            host_access_watcher: Mutex::new(None),
         })
     }
 
@@ -157,6 +178,19 @@ impl ArrayProvider {
     /// pools close fail on their own, and the next start removes what they leave.
     pub fn shutdown(&self, wait: Duration) -> bool {
         self.jobs.stop_all(crate::jobs::JOB_STATE_EXCEPTION, wait)
+    }
+
+    /// Sets the callback told after every host-access method has run (whether it changed the
+    /// access model or was refused), while the management lock is still held, so it must not
+    /// call back into the provider. One; a second replaces it.
+    pub fn watch_host_access(&self, watcher: crate::jobs::Watcher) {
+        *self.host_access_watcher.lock() = Some(watcher);
+    }
+
+    pub(crate) fn host_access_ran(&self) {
+        if let Some(w) = self.host_access_watcher.lock().as_ref() {
+            w();
+        }
     }
 
     /// The job table (e.g. to wait for a job in tests or at shutdown).
@@ -194,6 +228,16 @@ impl ArrayProvider {
             .filter(|j| j.target.is_some())
             .collect();
         let mut out = model::instances(&self.identity, snap, &jobs, self.tbr_secs(), class_name);
+        for pool in out
+            .iter_mut()
+            .filter(|i| i.class_name.eq_ignore_ascii_case(model::POOL_CLASS))
+        {
+            let name = pool.path.as_ref().and_then(model::pool_name_of);
+            if let Some(name) = name.map(str::to_owned) {
+                let percent = self.pool_settings.low_space_warning_percent(&name);
+                pool.set("LowSpaceWarningThreshold", Some(Value::Uint16(percent)));
+            }
+        }
         out.extend(profiles::instances(
             &self.identity,
             &self.opts.location,
@@ -209,6 +253,62 @@ impl ArrayProvider {
             ));
         }
         out
+    }
+}
+
+/// The properties of `modified` ModifyInstance changes (those in `property_list`, when given).
+fn changed_properties<'a>(
+    modified: &'a Instance,
+    property_list: Option<&'a [String]>,
+) -> impl Iterator<Item = &'a cairn_cim::Property> {
+    modified.properties.iter().filter(move |p| {
+        property_list.is_none_or(|l| l.iter().any(|n| n.eq_ignore_ascii_case(&p.name)))
+    })
+}
+
+impl ArrayProvider {
+    /// ModifyInstance of a pool: LowSpaceWarningThreshold (0..=100) only, not of the primordial
+    /// pool; any other property changed is CIM_ERR_NOT_SUPPORTED and changes nothing.
+    fn modify_pool(
+        &self,
+        namespace: &str,
+        path: &InstancePath,
+        modified: &Instance,
+        property_list: Option<&[String]>,
+    ) -> Result<(), CimError> {
+        let current = self
+            .get_instance(namespace, path)?
+            .ok_or_else(|| CimError::not_found(path))?;
+        let name = model::pool_name_of(path)
+            .ok_or_else(|| CimError::not_supported("The primordial pool has no settings"))?;
+        let mut percent = None;
+        for prop in changed_properties(modified, property_list) {
+            if prop.name.eq_ignore_ascii_case("LowSpaceWarningThreshold") {
+                let value = prop.value.as_ref().and_then(Value::as_u64);
+                percent = Some(
+                    value
+                        .filter(|v| *v <= u64::from(LOW_SPACE_WARNING_PERCENT_MAX))
+                        .and_then(|v| u16::try_from(v).ok())
+                        .ok_or_else(|| {
+                            CimError::invalid_parameter(
+                                "LowSpaceWarningThreshold must be a percentage from 0 to 100",
+                            )
+                        })?,
+                );
+            } else if current.get(&prop.name) != prop.value.as_ref() {
+                return Err(CimError::not_supported(format!(
+                    "Property {} of a pool cannot be modified",
+                    prop.name
+                )));
+            }
+        }
+        let Some(percent) = percent else {
+            return Ok(());
+        };
+        let _op = self.ops.lock();
+        self.pool_settings
+            .set_low_space_warning_percent(name, percent)
+            .map_err(|e| CimError::failed(e.report()))
     }
 }
 
@@ -476,21 +576,23 @@ impl Provider for ArrayProvider {
         modified: &Instance,
         property_list: Option<&[String]>,
     ) -> Result<(), CimError> {
-        if is_interop(namespace) || !path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS) {
+        let pool = path.class_name.eq_ignore_ascii_case(model::POOL_CLASS);
+        if is_interop(namespace)
+            || !(pool || path.class_name.eq_ignore_ascii_case(model::VOLUME_CLASS))
+        {
             return Err(CimError::not_supported(format!(
                 "ModifyInstance of {}",
                 path.class_name
             )));
         }
+        if pool {
+            return self.modify_pool(namespace, path, modified, property_list);
+        }
         let current = self
             .get_instance(namespace, path)?
             .ok_or_else(|| CimError::not_found(path))?;
         let mut name = None;
-        for prop in &modified.properties {
-            if property_list.is_some_and(|l| !l.iter().any(|n| n.eq_ignore_ascii_case(&prop.name)))
-            {
-                continue;
-            }
+        for prop in changed_properties(modified, property_list) {
             if prop.name.eq_ignore_ascii_case("ElementName") {
                 name = Some(
                     prop.value

@@ -1,7 +1,8 @@
 //! The indication classes through the real CIM server, the real array model over a file-backed
 //! engine pool and the real delivery tasks: CreateInstance refuses queries outside the subset,
-//! bad destinations and creations past the limits with the right CIM errors; and a listener that
-//! accepts connections but never answers does not hold up another listener's indications.
+//! bad destinations and creations past the limits with the right CIM errors; a listener that
+//! accepts connections but never answers does not hold up another listener's indications; and a
+//! copy job ending in Exception and a pool failing on its device raise their alerts.
 
 mod provider_common;
 
@@ -203,5 +204,136 @@ async fn a_listener_that_never_answers_holds_up_no_other() {
             "{body}"
         );
     }
+    ind.stop();
+}
+
+/// The bodies `rx` receives within 30 s until `done` holds for them all.
+async fn receive_until(
+    rx: &mut mpsc::UnboundedReceiver<String>,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut got = Vec::new();
+    while !done(&got) {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv()).await;
+        match next {
+            Ok(Some(body)) => got.push(body),
+            _ => panic!("no more indications; received {got:#?}"),
+        }
+    }
+    got
+}
+
+fn message_id(body: &str) -> Option<&str> {
+    let tag = "<PROPERTY NAME=\"MessageID\" TYPE=\"string\"><VALUE>";
+    let at = body.find(tag)? + tag.len();
+    body[at..].split('<').next()
+}
+
+/// A copy into a pool whose device starts failing every write: the copy ends in Exception and
+/// its cleanup's metadata write fails the pool; each raises its alert (CRN3, CRN1) to a listener
+/// subscribed to every CIM_AlertIndication, and the pool shows OperationalStatus Error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_copy_and_a_failing_pool_raise_their_alerts() {
+    use cairn_cim::{MethodCall, Provider, Value};
+    use cairn_engine::{Pool, PoolOptions};
+    use cairn_io::MemDevice;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = open_storage(dir.path(), &[("pool0", 64 * MIB)]);
+    let dev = Arc::new(MemDevice::new(64 * MIB));
+    let pool1 = Pool::create(dev.clone(), "pool1", PoolOptions::default()).expect("pool1");
+    storage.add_pool(pool1).expect("add pool1");
+    let mut opts = ArrayOptions::new(SYSTEM);
+    opts.copy_rate_bytes_per_sec = Some(2 * MIB);
+    let array = ArrayProvider::new(storage.clone(), opts);
+    let ind_opts = IndicationOptions {
+        retry_attempts: 0,
+        ..IndicationOptions::default()
+    };
+    let ind =
+        Indications::start(&array, ind_opts, tokio::runtime::Handle::current()).expect("start");
+    let server = ind.cim_server(&array);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let url = listener(tx).await;
+    for r in [
+        create(
+            &server,
+            &filter("alerts", "SELECT * FROM CIM_AlertIndication", "WQL"),
+        ),
+        create(&server, &destination("lis", &url)),
+        create(&server, &subscription("alerts", "lis")),
+    ] {
+        assert_eq!(error_code(&r), None, "{r}");
+    }
+    array
+        .array()
+        .create_volume("pool0", "src", 8 * MIB, &VolumeSpec::default())
+        .expect("src");
+    let engine_id = storage.find_volume("src").expect("engine volume").1.id;
+    let pool0 = storage.pool("pool0").expect("pool0");
+    pool0
+        .write(
+            engine_id,
+            0,
+            &provider_common::pattern(7, (8 * MIB) as usize),
+        )
+        .expect("write");
+    let path_of = |class: &str, key: &str, value: &str| {
+        array
+            .enumerate_instances("root/cairn", class)
+            .expect("enumerate")
+            .into_iter()
+            .find(|i| value.is_empty() || i.get(key) == Some(&Value::string(value)))
+            .and_then(|i| i.path)
+            .expect("instance")
+    };
+    let service = path_of("Cairn_ReplicationService", "", "");
+    let source = path_of("Cairn_StorageVolume", "ElementName", "src");
+    let target_pool = path_of("Cairn_StoragePool", "PoolID", "pool1");
+    let a = array.clone();
+    let rc = tokio::task::spawn_blocking(move || {
+        let params = [
+            ("ElementName".to_owned(), Some(Value::string("dst"))),
+            ("SyncType".to_owned(), Some(Value::Uint16(7))),
+            ("SourceElement".to_owned(), Some(Value::Reference(source))),
+            ("TargetPool".to_owned(), Some(Value::Reference(target_pool))),
+        ];
+        a.invoke_method(&MethodCall {
+            namespace: "root/cairn",
+            target: Some(&service),
+            class_name: "Cairn_ReplicationService",
+            method: "CreateElementReplica",
+            params: &params,
+        })
+    })
+    .await
+    .expect("join");
+    assert_eq!(rc.expect("method").return_value, Value::Uint32(4096));
+    // The copy is under way (2 MiB/s of 8 MiB): from now on every write to pool1 fails.
+    dev.fail_writes_after(0);
+    let got = receive_until(&mut rx, |got| got.len() >= 2).await;
+    let mut ids: Vec<_> = got.iter().filter_map(|b| message_id(b)).collect();
+    ids.sort();
+    assert_eq!(ids, ["CRN1", "CRN3"], "{got:#?}");
+    let pool = got
+        .iter()
+        .find(|b| message_id(b) == Some("CRN1"))
+        .expect("CRN1");
+    for prop in [
+        "<PROPERTY NAME=\"AlertType\" TYPE=\"uint16\"><VALUE>5</VALUE>",
+        "<PROPERTY NAME=\"PerceivedSeverity\" TYPE=\"uint16\"><VALUE>6</VALUE>",
+        "<PROPERTY NAME=\"ProbableCause\" TYPE=\"uint16\"><VALUE>16</VALUE>",
+        "CAIRN:POOL:pool1",
+    ] {
+        assert!(pool.contains(prop), "{prop}: {pool}");
+    }
+    let pools = array
+        .enumerate_instances("root/cairn", "Cairn_StoragePool")
+        .expect("pools");
+    let failed = pools
+        .iter()
+        .find(|p| p.get("PoolID") == Some(&Value::string("pool1")))
+        .expect("pool1");
+    let error = Value::Array(cairn_cim::CimType::Uint16, vec![Value::Uint16(6)]);
+    assert_eq!(failed.get("OperationalStatus"), Some(&error));
     ind.stop();
 }

@@ -53,7 +53,7 @@
 //! removal_interval_secs = 2592000   # SubscriptionRemovalTimeInterval of continuous failure
 //! trusted_certs = ["listener.pem"]  # https listeners' certificates (PEM), trusted exactly
 //! accept_any_certificate = ["https://10.0.0.5:5990/*"]   # destinations whose certificate is not checked
-//! pool_free_alert_percent = 10   # alert when a pool's free space falls below this
+//! pool_free_alert_percent = 10   # LowSpaceWarningThreshold of pools no client set it on (0: none)
 //!
 //! [location]                     # the array's CIM_Location (SMI-S)
 //! name = "Lab 2"                 # Name and ElementName (default "<system name> location")
@@ -199,7 +199,7 @@ struct RawIndications {
     trusted_certs: Vec<PathBuf>,
     #[serde(default)]
     accept_any_certificate: Vec<String>,
-    pool_free_alert_percent: Option<u8>,
+    pool_free_alert_percent: Option<u16>,
 }
 
 /// How indications are delivered (the `[indications]` section, defaults filled in).
@@ -213,7 +213,8 @@ pub struct IndicationSettings {
     /// PEM files, absolute.
     pub trusted_certs: Vec<PathBuf>,
     pub accept_any_certificate: Vec<String>,
-    pub pool_free_alert_percent: u8,
+    /// LowSpaceWarningThreshold of a pool no client has set it on.
+    pub pool_free_alert_percent: u16,
 }
 
 fn resolve_indications(data_dir: &Path, raw: RawIndications) -> Result<IndicationSettings> {
@@ -227,7 +228,7 @@ fn resolve_indications(data_dir: &Path, raw: RawIndications) -> Result<Indicatio
     };
     let percent = raw
         .pool_free_alert_percent
-        .unwrap_or(defaults.pool_free_alert_percent);
+        .unwrap_or(cairn_smis::limits::LOW_SPACE_WARNING_PERCENT_DEFAULT);
     if percent > 100 {
         bail!("pool_free_alert_percent must be at most 100");
     }

@@ -271,6 +271,8 @@ fn system_name() -> String {
 fn array_options(config: &Config) -> ArrayOptions {
     let mut opts = ArrayOptions::new(system_name());
     opts.jobs_path = Some(config.data_dir.join("jobs.json"));
+    opts.pool_settings_path = Some(config.data_dir.join("pool-settings.json"));
+    opts.low_space_warning_percent = config.indications.pool_free_alert_percent;
     if let Some(name) = &config.location_name {
         opts.location.name.clone_from(name);
     }
@@ -301,7 +303,6 @@ fn indication_options(config: &Config) -> Result<IndicationOptions> {
         removal_interval: s.removal_interval,
         trusted_certs,
         accept_any_cert: s.accept_any_certificate.clone(),
-        pool_free_alert_percent: s.pool_free_alert_percent,
     })
 }
 

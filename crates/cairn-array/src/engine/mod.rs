@@ -115,7 +115,10 @@ fn pool_of(i: cairn_engine::PoolInfo) -> PoolInfo {
         data_bytes_free: i.data_bytes_free,
         metadata_bytes_total: i.metadata_bytes_total,
         volume_changes: i.volume_changes,
-        health: crate::types::PoolHealth::Ok,
+        health: match i.failed {
+            None => crate::types::PoolHealth::Ok,
+            Some(why) => crate::types::PoolHealth::Failed(why),
+        },
     }
 }
 

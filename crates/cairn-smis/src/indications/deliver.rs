@@ -158,10 +158,6 @@ impl Deliveries {
         })
     }
 
-    pub(crate) fn opts(&self) -> &IndicationOptions {
-        &self.shared.opts
-    }
-
     /// Indications dropped so far (full queue or retries exhausted).
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)

@@ -3,9 +3,11 @@
 //! the array's changes, and their delivery to listeners as CIM-XML `ExportIndication` requests.
 //!
 //! - [`store`]: the durable subscription state (`indications.json`) and its limits.
+//! - [`predefined`]: the filters the array serves from its start.
 //! - [`query`]: the WQL / DMTF:CQL subset filters are written in.
 //! - [`provider`]: [`IndicationProvider`], the CIM side (CreateInstance, DeleteInstance,
 //!   ModifyInstance, enumeration), around the array model.
+//! - [`alerts`]: which alerts a change of state raises, and what they carry.
 //! - [`produce`]: a thread turning the backend's change events and the job table's changes into
 //!   lifecycle, modification and alert indications, matched against the filters.
 //! - [`deliver`]: one bounded queue and one task per destination, retries, removal of failing
@@ -16,7 +18,9 @@
 //! order they were made, each with the next SequenceNumber of that destination; no listener,
 //! slow or dead, holds up another one.
 
+pub mod alerts;
 pub mod deliver;
+pub mod predefined;
 pub mod produce;
 pub mod provider;
 pub mod query;
@@ -66,8 +70,6 @@ pub struct IndicationOptions {
     pub trusted_certs: Vec<CertificateDer<'static>>,
     /// Destination URLs (exact, or prefixes ending in `*`) whose certificate is accepted unchecked.
     pub accept_any_cert: Vec<String>,
-    /// A pool whose free data space falls below this percentage of its total raises an alert.
-    pub pool_free_alert_percent: u8,
 }
 
 impl Default for IndicationOptions {
@@ -80,7 +82,6 @@ impl Default for IndicationOptions {
             removal_interval: INDICATION_REMOVAL_INTERVAL_DEFAULT,
             trusted_certs: Vec::new(),
             accept_any_cert: Vec::new(),
-            pool_free_alert_percent: 10,
         }
     }
 }
@@ -106,7 +107,9 @@ impl Indications {
         opts: IndicationOptions,
         runtime: tokio::runtime::Handle,
     ) -> Result<Indications, crate::Error> {
-        let (store, error) = Store::load(opts.state_path.clone());
+        let predefined =
+            predefined::filters(&array.opts.system_name, array.opts.host_access.is_some());
+        let (store, error) = Store::load(opts.state_path.clone(), predefined);
         if let Some(e) = error {
             tracing::warn!(
                 "indication subscriptions file unusable, moved aside: {}",

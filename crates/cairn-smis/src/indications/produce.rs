@@ -4,18 +4,23 @@
 //! change) and the job table's changes only queue a signal; the thread then reads the changed
 //! objects through the array model, compares them with the last state it saw and makes
 //! `CIM_InstCreation`, `CIM_InstModification` (SourceInstance and PreviousInstance) and
-//! `CIM_InstDeletion` for volumes, pools, jobs and StorageSynchronized, and `CIM_AlertIndication`
-//! when a pool's free space falls below the threshold or a job ends in Exception. Each
-//! indication is matched against every enabled subscription's filter and queued for its
-//! destination.
+//! `CIM_InstDeletion` for volumes, pools, jobs and StorageSynchronized, for the host-access
+//! classes (hardware IDs, masking groups, views' SCSIProtocolControllers and their
+//! ProtocolControllerForUnits) after each host-access method, and `CIM_AlertIndication`
+//! (see [`crate::indications::alerts`]) when a pool fails or comes back, when its remaining space
+//! crosses its LowSpaceWarningThreshold (either way) and when a job ends in Exception. The pools
+//! are read after their change events and every [`INDICATION_POOL_POLL_INTERVAL`] besides (host
+//! writes and failures come with no event). Each indication is matched against every enabled
+//! subscription's filter and queued for its destination.
 //!
 //! Invariants: the backend's thread never waits for the producer (a full signal queue drops the
-//! event and counts it); a modification is sent only when a watched property changed; a pool's
-//! modifications are at most one per [`INDICATION_POOL_SPACE_INTERVAL`]; the last state seen is
-//! kept per object, so a deletion carries the object as it was.
+//! event and counts it); a modification is sent only when a watched property changed; the pools
+//! are read at most once per [`INDICATION_POOL_SPACE_INTERVAL`], so a pool's modifications are at
+//! most one per interval; the last state seen is kept per object, so a deletion carries the
+//! object as it was and an alert is sent once per crossing, never again for the same state.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,6 +29,8 @@ use std::time::{Duration, Instant};
 use cairn_array::{ChangeEvent, VolumeId};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{CimDateTime, ClassRepository, Instance, Provider, Value};
+
+use super::alerts;
 use parking_lot::Mutex;
 
 use super::deliver::Deliveries;
@@ -31,7 +38,9 @@ use super::query::Query;
 use super::store::{Store, SUBSCRIPTION_ENABLED};
 use crate::error::{Error, ErrorKind};
 use crate::interop::CAIRN_NAMESPACE;
-use crate::limits::{INDICATION_EVENTS_QUEUED_MAX, INDICATION_POOL_SPACE_INTERVAL};
+use crate::limits::{
+    INDICATION_EVENTS_QUEUED_MAX, INDICATION_POOL_POLL_INTERVAL, INDICATION_POOL_SPACE_INTERVAL,
+};
 use crate::model::{self, JOB_CLASS, POOL_CLASS, SYNC_CLASS, VOLUME_CLASS};
 use crate::provider::ArrayProvider;
 
@@ -45,17 +54,37 @@ const VOLUME_WATCHED: [&str; 5] = [
     "BlockSize",
     "OperationalStatus",
 ];
-const POOL_WATCHED: [&str; 3] = [
+const POOL_WATCHED: [&str; 4] = [
     "RemainingManagedSpace",
     "TotalManagedSpace",
     "OperationalStatus",
+    "LowSpaceWarningThreshold",
 ];
 const JOB_WATCHED: [&str; 3] = ["JobState", "PercentComplete", "OperationalStatus"];
 const SYNC_WATCHED: [&str; 3] = ["CopyState", "ProgressStatus", "SyncState"];
 
+/// The host-access classes with lifecycle indications (Masking and Mapping, Group Masking and
+/// Mapping), in the order they are compared, and what their modifications watch.
+const MASKING: [(&str, &[&str]); 6] = [
+    ("Cairn_StorageHardwareID", &["StorageID"]),
+    ("Cairn_InitiatorMaskingGroup", &["ElementName"]),
+    ("Cairn_TargetMaskingGroup", &["ElementName"]),
+    ("Cairn_DeviceMaskingGroup", &["ElementName"]),
+    (
+        "Cairn_SCSIProtocolController",
+        &["ElementName", "OperationalStatus"],
+    ),
+    (
+        "Cairn_ProtocolControllerForUnit",
+        &["DeviceNumber", "DeviceAccess"],
+    ),
+];
+
 enum Signal {
     Array(ChangeEvent),
     Jobs,
+    /// A host-access method ran (see `Worker::host_access_changed`).
+    HostAccess,
     Stop,
 }
 
@@ -88,6 +117,13 @@ impl Producer {
             // A full queue already holds work; the producer reads the whole job table.
             let _ = jobs.try_send(Signal::Jobs);
         }));
+        let (access, access_changed) = (tx.clone(), Arc::new(AtomicBool::new(false)));
+        let changed_flag = access_changed.clone();
+        array.watch_host_access(Arc::new(move || {
+            // The flag is never lost; the signal only wakes the producer (a full queue will).
+            changed_flag.store(true, Ordering::Release);
+            let _ = access.try_send(Signal::HostAccess);
+        }));
         let mut worker = Worker {
             array,
             store,
@@ -95,8 +131,9 @@ impl Producer {
             repo: ClassRepository::embedded(),
             seen: HashMap::new(),
             queries: HashMap::new(),
-            pools_pending: HashSet::new(),
-            pools_sent: HashMap::new(),
+            pools_changed: false,
+            host_access_changed: access_changed,
+            pools_read: Instant::now(),
             next_id: 0,
         };
         let thread = std::thread::Builder::new()
@@ -127,12 +164,17 @@ struct Worker {
     store: Arc<Store>,
     deliveries: Arc<Deliveries>,
     repo: ClassRepository,
-    /// The last state seen of each volume (`V:`), pool (`P:`), job (`J:`) and synchronization (`S:`).
+    /// The last state seen of each volume (`V:`), pool (`P:`), job (`J:`), synchronization (`S:`)
+    /// and host-access instance (`M:<class>:`).
     seen: HashMap<String, Instance>,
     /// Parsed filter queries by filter name, with the text they were parsed from.
     queries: HashMap<String, (String, Option<Query>)>,
-    pools_pending: HashSet<String>,
-    pools_sent: HashMap<String, Instant>,
+    /// A pool change event came since the pools were last read.
+    pools_changed: bool,
+    /// When the pools were last read.
+    pools_read: Instant,
+    /// Set after a host-access method ran: the masking classes must be compared again.
+    host_access_changed: Arc<AtomicBool>,
     next_id: u64,
 }
 
@@ -151,6 +193,7 @@ impl Worker {
         self.scan(VOLUME_CLASS, "V:", &VOLUME_WATCHED, false);
         self.scan(JOB_CLASS, "J:", &JOB_WATCHED, false);
         self.scan(SYNC_CLASS, "S:", &SYNC_WATCHED, false);
+        self.scan_host_access(false);
         let mut last_jobs = Instant::now();
         loop {
             match rx.recv_timeout(TICK) {
@@ -160,7 +203,10 @@ impl Worker {
                     self.scan(JOB_CLASS, "J:", &JOB_WATCHED, true);
                     last_jobs = Instant::now();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Signal::HostAccess) | Err(RecvTimeoutError::Timeout) => {}
+            }
+            if self.host_access_changed.swap(false, Ordering::AcqRel) {
+                self.scan_host_access(true);
             }
             self.flush_pools();
             if last_jobs.elapsed() >= TICK {
@@ -188,10 +234,18 @@ impl Worker {
                     self.scan(SYNC_CLASS, "S:", &SYNC_WATCHED, true);
                 }
             }
-            ChangeEvent::PoolChanged(p) => {
-                self.pools_pending.insert(p.name);
-            }
+            ChangeEvent::PoolChanged(_) => self.pools_changed = true,
             ChangeEvent::CopyProgress { .. } => self.scan(JOB_CLASS, "J:", &JOB_WATCHED, true),
+        }
+    }
+
+    /// Compares the host-access classes (views, their units, groups, hardware IDs).
+    fn scan_host_access(&mut self, emit: bool) {
+        if self.array.opts.host_access.is_none() {
+            return;
+        }
+        for (class, watched) in MASKING {
+            self.scan(class, &format!("M:{class}:"), watched, emit);
         }
     }
 
@@ -234,29 +288,18 @@ impl Worker {
         }
     }
 
-    /// Pool changes, at most one per pool per interval.
+    /// Reads the pools after a change event, at most once per [`INDICATION_POOL_SPACE_INTERVAL`],
+    /// and every [`INDICATION_POOL_POLL_INTERVAL`] without one.
     fn flush_pools(&mut self) {
-        if self.pools_pending.is_empty() {
+        let since = self.pools_read.elapsed();
+        let due = (self.pools_changed && since >= INDICATION_POOL_SPACE_INTERVAL)
+            || since >= INDICATION_POOL_POLL_INTERVAL;
+        if !due {
             return;
         }
-        let due: Vec<String> = self
-            .pools_pending
-            .iter()
-            .filter(|p| {
-                self.pools_sent
-                    .get(*p)
-                    .is_none_or(|t| t.elapsed() >= INDICATION_POOL_SPACE_INTERVAL)
-            })
-            .cloned()
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        for p in &due {
-            self.pools_pending.remove(p);
-            self.pools_sent.insert(p.clone(), Instant::now());
-        }
+        self.pools_changed = false;
         self.scan(POOL_CLASS, "P:", &POOL_WATCHED, true);
+        self.pools_read = Instant::now();
     }
 
     fn update(&mut self, k: &str, now: Option<Instance>, watched: &[&str], emit: bool) {
@@ -281,73 +324,12 @@ impl Worker {
         }
     }
 
-    /// Alerts for a new state `now` of an object (its previous state `before`).
+    /// The alerts a new state `now` of an object (its previous state `before`) raises.
     fn alerts(&mut self, before: Option<&Instance>, now: &Instance) {
-        let class = now.class_name.as_str();
-        if class.eq_ignore_ascii_case(JOB_CLASS) {
-            let state = |i: &Instance| i.get("JobState").and_then(Value::as_u64);
-            if state(now) == Some(10) && before.and_then(state) != Some(10) {
-                let msg = now
-                    .get("ErrorDescription")
-                    .and_then(Value::as_str)
-                    .unwrap_or("The job ended in Exception")
-                    .to_owned();
-                self.alert(now, 4, 5, msg);
-            }
-        } else if class.eq_ignore_ascii_case(POOL_CLASS) {
-            let limit = u64::from(self.array_free_alert_percent());
-            let low = |i: &Instance| {
-                let total = i
-                    .get("TotalManagedSpace")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                let free = i
-                    .get("RemainingManagedSpace")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                total > 0 && u128::from(free) * 100 < u128::from(total) * u128::from(limit)
-            };
-            if low(now) && before.is_some_and(|b| !low(b)) {
-                let msg = format!("Pool free space below {limit}% of its capacity");
-                self.alert(now, 3, 3, msg);
-            }
+        for alert in alerts::raised(before, now) {
+            let ind = alert.indication(now, &self.array.opts.system_name);
+            self.dispatch_new(ind);
         }
-    }
-
-    fn array_free_alert_percent(&self) -> u8 {
-        self.deliveries.opts().pool_free_alert_percent
-    }
-
-    fn alert(&mut self, element: &Instance, alert_type: u16, severity: u16, message: String) {
-        let now = Value::DateTime(CimDateTime::from_unix_seconds(crate::jobs::now_unix_secs()));
-        let element_path = element
-            .path
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        self.next_id += 1;
-        let ind = Instance::new("CIM_AlertIndication")
-            .with(
-                "IndicationIdentifier",
-                Value::string(format!("CAIRN:{}", self.next_id)),
-            )
-            .with("IndicationTime", now.clone())
-            .with("EventTime", now)
-            .with("AlertingManagedElement", Value::string(element_path))
-            .with("AlertingElementFormat", Value::Uint16(2))
-            .with("AlertType", Value::Uint16(alert_type))
-            .with("PerceivedSeverity", Value::Uint16(severity))
-            .with("ProbableCause", Value::Uint16(1))
-            .with("Description", Value::string(&message))
-            .with("Message", Value::string(message))
-            .with(
-                "SystemCreationClassName",
-                Value::string(crate::model::SYSTEM_CLASS),
-            )
-            .with("SystemName", Value::string(&self.array.opts.system_name))
-            .with("ProviderName", Value::string("Cairn"))
-            .with("OwningEntity", Value::string("Cairn"));
-        self.dispatch(ind);
     }
 
     fn emit(&mut self, class: &str, source: Instance, previous: Option<Instance>) {
@@ -357,12 +339,7 @@ impl Worker {
             .as_ref()
             .map(|p| p.to_string())
             .unwrap_or_default();
-        self.next_id += 1;
         let mut ind = Instance::new(class)
-            .with(
-                "IndicationIdentifier",
-                Value::string(format!("CAIRN:{}", self.next_id)),
-            )
             .with("IndicationTime", Value::DateTime(now))
             .with("SourceInstanceModelPath", Value::string(model_path))
             .with("PerceivedSeverity", Value::Uint16(2))
@@ -370,6 +347,14 @@ impl Worker {
         if let Some(p) = previous {
             ind.set("PreviousInstance", Some(Value::Instance(Box::new(p))));
         }
+        self.dispatch_new(ind);
+    }
+
+    /// Gives `ind` the next IndicationIdentifier and dispatches it.
+    fn dispatch_new(&mut self, mut ind: Instance) {
+        self.next_id += 1;
+        let id = Value::string(format!("CAIRN:{}", self.next_id));
+        ind.set("IndicationIdentifier", Some(id));
         self.dispatch(ind);
     }
 

@@ -277,6 +277,7 @@ impl IndicationProvider {
             query_language: language,
             source_namespaces,
             element_name: text(inst, "ElementName")?,
+            predefined: false,
         })?;
         Ok(path)
     }

@@ -4,8 +4,9 @@
 //! Invariants: every change is written (temporary file, fsync, rename, fsync of the directory)
 //! before it is acknowledged, and undone in memory if it cannot be; the counts never pass
 //! [`INDICATION_FILTERS_MAX`], [`INDICATION_DESTINATIONS_MAX`] and
-//! [`INDICATION_SUBSCRIPTIONS_MAX`]; a subscription names an existing filter and destination,
-//! and neither can be deleted while one does; names are unique per class.
+//! [`INDICATION_SUBSCRIPTIONS_MAX`] (the predefined filters not counted); a subscription names an
+//! existing filter and destination, and neither can be deleted while one does; names are unique
+//! per class; the predefined filters are always there, first, and never written to the file.
 
 use std::path::{Path, PathBuf};
 
@@ -41,9 +42,14 @@ pub struct FilterRec {
     pub query_language: String,
     pub source_namespaces: Vec<String>,
     pub element_name: Option<String>,
+    /// One of the array's predefined filters ([`super::predefined`]): never written to the file,
+    /// never deleted.
+    #[serde(skip)]
+    pub predefined: bool,
 }
 
 /// One CIM_ListenerDestinationCIMXML.
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestinationRec {
     pub keys: Keys,
@@ -98,7 +104,7 @@ fn read(path: &Path) -> Result<State, Error> {
         Ok(_) => std::fs::read(path).map_err(|e| file_error(path, e))?,
     };
     let state: State = serde_json::from_slice(&bytes).map_err(|e| file_error(path, e))?;
-    let too_many = state.filters.len() > INDICATION_FILTERS_MAX
+    let too_many = client_filters(&state) > INDICATION_FILTERS_MAX
         || state.destinations.len() > INDICATION_DESTINATIONS_MAX
         || state.subscriptions.len() > INDICATION_SUBSCRIPTIONS_MAX;
     if too_many {
@@ -110,6 +116,11 @@ fn read(path: &Path) -> Result<State, Error> {
     Ok(state)
 }
 
+/// The filters clients made.
+fn client_filters(state: &State) -> usize {
+    state.filters.iter().filter(|f| !f.predefined).count()
+}
+
 fn limit(what: &str, max: usize) -> CimError {
     CimError::new(
         CimStatus::ServerLimitsExceeded,
@@ -118,10 +129,11 @@ fn limit(what: &str, max: usize) -> CimError {
 }
 
 impl Store {
-    /// Loads the state from `path` (missing = empty). A damaged file is moved aside to
+    /// Loads the state from `path` (missing = empty), with the `predefined` filters first (a
+    /// client filter of the same name is dropped). A damaged file is moved aside to
     /// `<path>.damaged` and the state starts empty; the error is returned for the log.
-    pub fn load(path: Option<PathBuf>) -> (Store, Option<Error>) {
-        let (state, error) = match path.as_deref().map(read) {
+    pub fn load(path: Option<PathBuf>, predefined: Vec<FilterRec>) -> (Store, Option<Error>) {
+        let (mut state, error) = match path.as_deref().map(read) {
             None => (State::default(), None),
             Some(Ok(s)) => (s, None),
             Some(Err(e)) => {
@@ -131,6 +143,11 @@ impl Store {
                 (State::default(), Some(e))
             }
         };
+        let mut filters = predefined;
+        let taken = |f: &FilterRec| filters.iter().any(|p| p.keys.name == f.keys.name);
+        let clients: Vec<FilterRec> = state.filters.drain(..).filter(|f| !taken(f)).collect();
+        filters.extend(clients);
+        state.filters = filters;
         let store = Store {
             path,
             state: Mutex::new(state),
@@ -153,7 +170,9 @@ impl Store {
         let mut next = st.clone();
         change(&mut next)?;
         if let Some(p) = &self.path {
-            crate::jobs::write_file(p, &next)
+            let mut saved = next.clone();
+            saved.filters.retain(|f| !f.predefined);
+            crate::jobs::write_file(p, &saved)
                 .map_err(|e| CimError::failed(format!("Cannot write {}: {e}", p.display())))?;
         }
         *st = next;
@@ -168,7 +187,7 @@ impl Store {
                     format!("Filter {}", f.keys.name),
                 ));
             }
-            if s.filters.len() >= INDICATION_FILTERS_MAX {
+            if client_filters(s) >= INDICATION_FILTERS_MAX {
                 return Err(limit("indication filters", INDICATION_FILTERS_MAX));
             }
             s.filters.push(f);
@@ -223,9 +242,19 @@ impl Store {
         })
     }
 
-    /// Removes filter `name`; refused while a subscription uses it.
+    /// Removes filter `name`; refused while a subscription uses it, and for a predefined filter
+    /// (CIM_ERR_ACCESS_DENIED).
     pub fn remove_filter(&self, name: &str) -> Result<(), CimError> {
         self.change(|s| {
+            if s.filters
+                .iter()
+                .any(|f| f.predefined && f.keys.name == name)
+            {
+                return Err(CimError::new(
+                    CimStatus::AccessDenied,
+                    format!("Filter {name} is predefined"),
+                ));
+            }
             if s.subscriptions.iter().any(|x| x.filter == name) {
                 return Err(CimError::failed(format!(
                     "Filter {name} is used by a subscription"
@@ -314,6 +343,7 @@ mod tests {
             query_language: "WQL".into(),
             source_namespaces: vec!["root/cairn".into()],
             element_name: None,
+            predefined: false,
         }
     }
 
@@ -331,7 +361,7 @@ mod tests {
     fn the_state_survives_a_reload_and_references_are_kept_whole() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("indications.json");
-        let (store, err) = Store::load(Some(path.clone()));
+        let (store, err) = Store::load(Some(path.clone()), Vec::new());
         assert!(err.is_none());
         store.add_filter(filter("f")).expect("filter");
         store
@@ -357,7 +387,7 @@ mod tests {
         );
         let saved = store.state();
         drop(store);
-        let (store, err) = Store::load(Some(path));
+        let (store, err) = Store::load(Some(path), Vec::new());
         assert!(err.is_none());
         assert_eq!(store.state(), saved);
         store.remove_subscriptions(Some("f"), "d").expect("remove");
@@ -369,8 +399,40 @@ mod tests {
     }
 
     #[test]
+    fn predefined_filters_stay_out_of_the_file_the_count_and_deletion() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("indications.json");
+        let fixed = || {
+            let mut f = filter("SNIA:Array:x");
+            f.predefined = true;
+            vec![f]
+        };
+        let (store, _) = Store::load(Some(path.clone()), fixed());
+        for i in 0..INDICATION_FILTERS_MAX {
+            store.add_filter(filter(&format!("f{i}"))).expect("filter");
+        }
+        assert_eq!(
+            store
+                .remove_filter("SNIA:Array:x")
+                .expect_err("fixed")
+                .status,
+            CimStatus::AccessDenied
+        );
+        let clash = store.add_filter(filter("SNIA:Array:x")).expect_err("taken");
+        assert_eq!(clash.status, CimStatus::AlreadyExists);
+        let text = std::fs::read_to_string(&path).expect("file");
+        assert!(!text.contains("SNIA:Array:x"), "{text}");
+        drop(store);
+        let (store, err) = Store::load(Some(path), fixed());
+        assert!(err.is_none());
+        let st = store.state();
+        assert_eq!(st.filters.len(), INDICATION_FILTERS_MAX + 1);
+        assert!(st.filters[0].predefined);
+    }
+
+    #[test]
     fn past_the_limit_creation_is_refused() {
-        let (store, _) = Store::load(None);
+        let (store, _) = Store::load(None, Vec::new());
         for i in 0..INDICATION_FILTERS_MAX {
             store.add_filter(filter(&format!("f{i}"))).expect("filter");
         }

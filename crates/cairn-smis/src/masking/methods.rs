@@ -84,10 +84,12 @@ pub fn invoke_resolved(
     let access = p.opts.host_access.as_deref()?;
     let (_, handler) = METHODS.get(implementation)?;
     let _ops = p.ops.lock();
-    Some(handler(p, access, call).unwrap_or_else(|r| {
+    let result = handler(p, access, call).unwrap_or_else(|r| {
         tracing::info!(method = call.method, code = r.code, reason = %r.reason, "refused");
         r.into_result()
-    }))
+    });
+    p.host_access_ran();
+    Some(result)
 }
 
 /// The return value of a refused change: unknown element, taken name or bad argument → 5
