@@ -271,6 +271,7 @@ fn system_name() -> String {
 fn array_options(config: &Config) -> ArrayOptions {
     let mut opts = ArrayOptions::new(system_name());
     opts.jobs_path = Some(config.data_dir.join("jobs.json"));
+    opts.copy_rate_bytes_per_sec = config.copy_rate_bytes_per_sec;
     if let Some(name) = &config.location_name {
         opts.location.name.clone_from(name);
     }
