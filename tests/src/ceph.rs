@@ -63,6 +63,11 @@ pub fn ensure_pool(pool: &str) {
 
 /// The RADOS name of the image of `pool` whose Cairn name is `name`.
 pub fn image_of(pool: &str, name: &str) -> String {
+    find_image(pool, name).unwrap_or_else(|| panic!("no image of {pool} is called {name:?}"))
+}
+
+/// The RADOS name of the image of `pool` whose Cairn name is `name`, if there is one.
+pub fn find_image(pool: &str, name: &str) -> Option<String> {
     let list: serde_json::Value =
         serde_json::from_slice(&rbd(pool, &["ls", "--format", "json"])).expect("JSON");
     let images = list.as_array().expect("a list").iter();
@@ -86,8 +91,7 @@ pub fn image_of(pool: &str, name: &str) -> String {
                 .expect("rbd");
             String::from_utf8_lossy(&meta.stdout).trim_end() == name
         })
-        .unwrap_or_else(|| panic!("no image of {pool} is called {name:?}"))
-        .to_string()
+        .map(str::to_string)
 }
 
 /// The `[[pool]]` of a daemon config serving RADOS pool `rados_pool` as Cairn pool `name`.

@@ -8,13 +8,18 @@
 //! Invariants: pool names are unique across the backends (the daemon's configuration refuses
 //! duplicates) and so are volume names (every backend keeps them in the daemon's one
 //! registry); volume ids are unique because each backend derives them from its own identity
-//! (the engine's random ids, RBD's cluster fsid, pool id and image id). A copy between two
-//! backends is not supported (`NotSupported`), within one it is that backend's.
+//! (the engine's random ids, RBD's cluster fsid, pool id and image id).
+//!
+//! Copies: within one backend, that backend's; between two (an RBD pool into a Cairn pool or
+//! back), the array layer's one mapped-extent copy ([`crate::copy`]) from the source backend's
+//! [`VolumeData`] into the target's, reported to this array's listeners. Neither backend knows
+//! the other.
 
 use std::sync::Arc;
 
+use crate::copy::{copy_reported, VolumeData};
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::Listener;
+use crate::events::{Listener, Listeners};
 use crate::replica::ReplicaRecord;
 use crate::types::{CopyEnd, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec};
 use crate::{ArrayBackend, CopyControl};
@@ -22,13 +27,18 @@ use crate::{ArrayBackend, CopyControl};
 /// Several backends as one array.
 pub struct Combined {
     backends: Vec<Arc<dyn ArrayBackend>>,
+    /// The subscribers of this array: every backend's events, and those of copies between two.
+    listeners: Listeners,
 }
 
 impl Combined {
     /// The union of `backends` (at least one); earlier ones are asked first.
     pub fn new(backends: Vec<Arc<dyn ArrayBackend>>) -> Combined {
         assert!(!backends.is_empty(), "a combined array has a backend");
-        Combined { backends }
+        Combined {
+            backends,
+            listeners: Listeners::default(),
+        }
     }
 
     fn by_pool(&self, pool: &str) -> Result<&dyn ArrayBackend> {
@@ -119,8 +129,8 @@ impl ArrayBackend for Combined {
         self.by_volume(volume)?.restore(volume, from)
     }
 
-    fn mapped_bytes(&self, id: VolumeId) -> Result<u64> {
-        self.by_volume(id)?.mapped_bytes(id)
+    fn volume_data(&self, id: VolumeId) -> Result<Box<dyn VolumeData>> {
+        self.by_volume(id)?.volume_data(id)
     }
 
     fn copy_volume(
@@ -131,20 +141,23 @@ impl ArrayBackend for Combined {
     ) -> Result<CopyEnd> {
         let source = self.by_volume(from)?;
         let target = self.by_volume(to)?;
-        if !std::ptr::addr_eq(source, target) {
-            return Err(Error::new(
-                ErrorKind::NotSupported,
-                format!("Copy of {from} into {to}: the pools are of different kinds"),
-            ));
+        if std::ptr::addr_eq(source, target) {
+            return source.copy_volume(from, to, control);
         }
-        source.copy_volume(from, to, control)
+        let (from_data, to_data) = (source.volume_data(from)?, target.volume_data(to)?);
+        copy_reported(
+            (from, from_data.as_ref()),
+            (to, to_data.as_ref()),
+            &self.listeners,
+            control,
+        )
     }
 
     fn subscribe(&self, listener: Listener) -> Result<()> {
         for b in &self.backends {
             b.subscribe(listener.clone())?;
         }
-        Ok(())
+        self.listeners.subscribe(listener)
     }
 }
 
@@ -203,16 +216,74 @@ mod tests {
     }
 
     #[test]
-    fn names_are_unique_across_backends_and_copies_stay_within_one() {
+    fn names_are_unique_across_backends() {
         let array = two_backends();
         let spec = VolumeSpec::default();
-        let va = array.create_volume("a", "same", MIB, &spec).expect("in a");
+        array.create_volume("a", "same", MIB, &spec).expect("in a");
         let taken = array.create_volume("b", "same", MIB, &spec).unwrap_err();
         assert_eq!(taken.kind(), ErrorKind::AlreadyExists);
-        let vb = array.create_volume("b", "other", MIB, &spec).expect("in b");
+    }
+
+    #[test]
+    fn a_copy_between_backends_moves_the_mapped_data_and_reports_progress() {
+        use std::ops::ControlFlow;
+        let array = two_backends();
+        let events = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen = events.clone();
+        array
+            .subscribe(Arc::new(move |e: &crate::ChangeEvent| {
+                if let crate::ChangeEvent::CopyProgress { copied_bytes, .. } = e {
+                    seen.lock().push(*copied_bytes);
+                }
+            }))
+            .expect("subscribed");
+        let spec = VolumeSpec::default();
+        let size = 4 * MIB;
+        let va = array.create_volume("a", "src", size, &spec).expect("in a");
+        let source = array.volume_data(va.id).expect("data");
+        source
+            .write_at(MIB, &vec![0x5a; 1536 << 10])
+            .expect("write");
+        source.write_at(3 * MIB, &[0x6b; 4096]).expect("write");
+        assert_eq!(
+            array.mapped_bytes(va.id).expect("mapped"),
+            (1536 << 10) + 4096
+        );
+
+        let vb = array.create_volume("b", "dst", size, &spec).expect("in b");
+        let end = array
+            .copy_volume(va.id, vb.id, &mut |_| ControlFlow::Continue(()))
+            .expect("copied");
+        assert_eq!(end, CopyEnd::Completed);
+        let (mut want, mut got) = (vec![0u8; size as usize], vec![1u8; size as usize]);
+        source.read_at(0, &mut want).expect("read");
+        let target = array.volume_data(vb.id).expect("data");
+        target.read_at(0, &mut got).expect("read");
+        assert!(got == want, "the target holds the source's data");
+        assert_eq!(
+            array.mapped_bytes(vb.id).expect("mapped"),
+            (1536 << 10) + 4096
+        );
+        assert_eq!(*events.lock(), [MIB, 1536 << 10, (1536 << 10) + 4096]);
+
+        // Stopped after the first chunk: nothing more is written.
+        let vc = array.create_volume("b", "part", size, &spec).expect("in b");
+        let end = array
+            .copy_volume(va.id, vc.id, &mut |p| {
+                if p.copied_bytes >= MIB {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .expect("stopped");
+        assert_eq!(end, CopyEnd::Stopped);
+        assert_eq!(array.mapped_bytes(vc.id).expect("mapped"), MIB);
+
+        let small = array.create_volume("b", "small", MIB, &spec).expect("in b");
         let refused = array
-            .copy_volume(va.id, vb.id, &mut |_| std::ops::ControlFlow::Continue(()))
+            .copy_volume(va.id, small.id, &mut |_| ControlFlow::Continue(()))
             .unwrap_err();
-        assert_eq!(refused.kind(), ErrorKind::NotSupported);
+        assert_eq!(refused.kind(), ErrorKind::InvalidArgument);
     }
 }

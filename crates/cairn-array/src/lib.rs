@@ -1,6 +1,7 @@
 //! cairn-array: the array as the management plane sees it — pools with their capacity, volumes
 //! and snapshots with their replica records, the operations SMI-S methods perform on them, a copy
-//! into another pool, and the change events an index above it follows.
+//! into another pool (one mapped-extent loop, [`copy`], for every pair of backends), and the
+//! change events an index above it follows.
 //!
 //! [`ArrayBackend`] is the seam: the SMI-S model and methods (`cairn-smis`) are written against it
 //! alone, so a second backend (Ceph RBD) needs no change there. [`engine::EngineArray`] is the
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod combined;
+pub mod copy;
 pub mod engine;
 mod error;
 pub mod events;
@@ -28,6 +30,7 @@ mod types;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+pub use copy::VolumeData;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{ChangeEvent, Listener};
 pub use replica::{ReplicaKind, ReplicaRecord};
@@ -90,12 +93,17 @@ pub trait ArrayBackend: Send + Sync {
     /// Gives `volume` the contents of `from`, a snapshot of it in the same pool.
     fn restore(&self, volume: VolumeId, from: VolumeId) -> Result<()>;
 
+    /// The data of volume `id`, for a copy to read or write.
+    fn volume_data(&self, id: VolumeId) -> Result<Box<dyn VolumeData>>;
+
     /// Bytes of `id` that hold data (what a copy of it transfers).
-    fn mapped_bytes(&self, id: VolumeId) -> Result<u64>;
+    fn mapped_bytes(&self, id: VolumeId) -> Result<u64> {
+        copy::mapped_bytes(self.volume_data(id)?.as_ref())
+    }
 
     /// Copies the data of `from` into `to` (same size, usually in another pool), only the mapped
     /// ranges, asking `control` before the first step and after every step. On `Completed` the
-    /// target is durable.
+    /// target is durable. Every backend runs [`copy::copy_reported`] over its [`VolumeData`].
     fn copy_volume(
         &self,
         from: VolumeId,

@@ -17,22 +17,21 @@
 //! - Restore is not supported (the replica is a clone that may have been written to; RBD's
 //!   rollback brings back the snapshot, not the clone).
 
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use cairn_array::copy::copy_reported;
 use cairn_array::engine::tag;
 use cairn_array::events::Listeners;
 use cairn_array::{
-    ArrayBackend, ChangeEvent, CopyControl, CopyEnd, CopyProgress, Error as ArrayError,
-    ErrorKind as ArrayKind, Listener, PoolHealth, PoolInfo, ReplicaRecord, Result as ArrayResult,
-    SizeRules, Volume, VolumeId, VolumeSpec,
+    ArrayBackend, ChangeEvent, CopyControl, CopyEnd, Error as ArrayError, ErrorKind as ArrayKind,
+    Listener, PoolHealth, PoolInfo, ReplicaRecord, Result as ArrayResult, SizeRules, Volume,
+    VolumeData, VolumeId, VolumeSpec,
 };
 
 use crate::error::{Error, ErrorKind};
 use crate::exports::{now_unix_secs, Found, RbdExports};
 use crate::image::Image;
-use crate::limits::{COPY_CHUNK_BYTES, COPY_WINDOW_BYTES};
 use crate::manage::{check_name, from_registry};
 use crate::meta::Meta;
 use crate::served::{BackgroundPool, PoolStatus};
@@ -362,17 +361,12 @@ impl ArrayBackend for RbdArray {
         ))
     }
 
-    fn mapped_bytes(&self, id: VolumeId) -> ArrayResult<u64> {
+    fn volume_data(&self, id: VolumeId) -> ArrayResult<Box<dyn VolumeData>> {
         let held = self.held(id)?;
-        let mut total = 0;
-        let _never_stopped = each_window(held.found.info.size_bytes, |at, len| {
-            for e in held.image.allocated(at, len)? {
-                total += clip(e.offset, e.len, at, len).1;
-            }
-            Ok(ControlFlow::Continue(()))
-        })
-        .map_err(to_array)?;
-        Ok(total)
+        Ok(Box::new(RbdData {
+            size_bytes: held.found.info.size_bytes,
+            image: held.image,
+        }))
     }
 
     fn copy_volume(
@@ -381,27 +375,13 @@ impl ArrayBackend for RbdArray {
         to: VolumeId,
         control: CopyControl<'_>,
     ) -> ArrayResult<CopyEnd> {
-        let (source, target) = (self.held(from)?, self.held(to)?);
-        let size_bytes = source.found.info.size_bytes;
-        if size_bytes != target.found.info.size_bytes {
-            return Err(ArrayError::new(
-                ArrayKind::InvalidArgument,
-                format!("Copy of {from} into {to}: the sizes differ"),
-            ));
-        }
-        let mut step = |copied_bytes: u64| {
-            if copied_bytes > 0 {
-                self.listeners.notify(&ChangeEvent::CopyProgress {
-                    from,
-                    to,
-                    copied_bytes,
-                });
-            }
-            control(CopyProgress { copied_bytes })
-        };
-        let end =
-            copy_mapped(&source.image, &target.image, size_bytes, &mut step).map_err(to_array)?;
-        Ok(end)
+        let (source, target) = (self.volume_data(from)?, self.volume_data(to)?);
+        copy_reported(
+            (from, source.as_ref()),
+            (to, target.as_ref()),
+            &self.listeners,
+            control,
+        )
     }
 
     fn subscribe(&self, listener: Listener) -> ArrayResult<()> {
@@ -409,64 +389,34 @@ impl ArrayBackend for RbdArray {
     }
 }
 
-/// Calls `f(at, len)` for each [`COPY_WINDOW_BYTES`] window of `[0, size_bytes)`, until it breaks.
-fn each_window(
+/// One image's data, as the array layer's copy reads and writes it: mapped ranges from RBD's
+/// diff iteration (a clone's parent data included), reads and writes through librbd.
+struct RbdData {
+    image: Image,
     size_bytes: u64,
-    mut f: impl FnMut(u64, u64) -> crate::Result<ControlFlow<()>>,
-) -> crate::Result<ControlFlow<()>> {
-    let mut at = 0;
-    while at < size_bytes {
-        let len = COPY_WINDOW_BYTES.min(size_bytes - at);
-        if f(at, len)?.is_break() {
-            return Ok(ControlFlow::Break(()));
-        }
-        at += len;
-    }
-    Ok(ControlFlow::Continue(()))
 }
 
-/// `[offset, offset + len)` cut to the window `[at, at + window)`: (start, length).
-fn clip(offset: u64, len: u64, at: u64, window: u64) -> (u64, u64) {
-    let start = offset.max(at);
-    let end = offset.saturating_add(len).min(at + window);
-    (start, end.saturating_sub(start))
-}
+impl VolumeData for RbdData {
+    fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
 
-/// Copies the allocated extents of `from` into `to` in [`COPY_CHUNK_BYTES`] steps, asking `step`
-/// before the first and after each; `to` is flushed before the copy reports completion.
-fn copy_mapped(
-    from: &Image,
-    to: &Image,
-    size_bytes: u64,
-    step: &mut dyn FnMut(u64) -> ControlFlow<()>,
-) -> crate::Result<CopyEnd> {
-    let mut buf = vec![0u8; COPY_CHUNK_BYTES as usize];
-    let mut copied = 0u64;
-    if step(0).is_break() {
-        return Ok(CopyEnd::Stopped);
+    fn mapped(&self, at: u64, len: u64) -> ArrayResult<Vec<(u64, u64)>> {
+        let all = self.image.allocated(at, len).map_err(to_array)?;
+        Ok(all.into_iter().map(|e| (e.offset, e.len)).collect())
     }
-    let flow = each_window(size_bytes, |at, window| {
-        for e in from.allocated(at, window)? {
-            let (mut off, len) = clip(e.offset, e.len, at, window);
-            let end = off + len;
-            while off < end {
-                let n = COPY_CHUNK_BYTES.min(end - off);
-                let chunk = &mut buf[..n as usize];
-                from.read_at(off, chunk)?;
-                to.write_at(off, chunk)?;
-                (copied, off) = (copied + n, off + n);
-                if step(copied).is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
-            }
-        }
-        Ok(ControlFlow::Continue(()))
-    })?;
-    if flow.is_break() {
-        return Ok(CopyEnd::Stopped);
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> ArrayResult<()> {
+        self.image.read_at(offset, buf).map_err(to_array)
     }
-    to.flush()?;
-    Ok(CopyEnd::Completed)
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> ArrayResult<()> {
+        self.image.write_at(offset, data).map_err(to_array)
+    }
+
+    fn flush(&self) -> ArrayResult<()> {
+        self.image.flush().map_err(to_array)
+    }
 }
 
 #[cfg(test)]
@@ -480,11 +430,5 @@ mod tests {
         assert_eq!(decode_record(&encode_record(&r)), Some(r));
         assert_eq!(decode_record("zz"), None);
         assert_eq!(decode_record(""), None);
-    }
-
-    #[test]
-    fn clip_cuts_to_the_window() {
-        assert_eq!(clip(0, 100, 10, 50), (10, 50));
-        assert_eq!(clip(70, 10, 10, 50), (70, 0));
     }
 }

@@ -9,7 +9,8 @@
 //!   allocated extents by diff iteration) and its asynchronous data path (read, write, discard,
 //!   write-zeroes, flush; one request per call or many in flight as [`Pending`]);
 //! - [`array`]: the array backend (`cairn_array::ArrayBackend`) over RBD pools, for SMI-S: pools
-//!   with capacity, volumes with their metadata, snapshots as RBD snapshot + clone;
+//!   with capacity, volumes with their metadata, snapshots as RBD snapshot + clone, and an
+//!   image's data for the array layer's mapped-extent copy (`cairn_array::VolumeData`);
 //! - [`exports`]: the export layer's [`cairn_export::Exports`] over an RBD pool, and [`served`]:
 //!   such a pool connecting in the background, beside other backends, for the daemon;
 //! - [`Error`]: the one error type.

@@ -18,14 +18,9 @@ pub const IMAGES_PER_POOL_MAX: usize = 1 << 20;
 pub const IMAGE_ID_BYTES_MAX: usize = 64;
 /// Length of the buffer that receives an image's RADOS name (Cairn's are 22 bytes).
 pub const IMAGE_NAME_BYTES_MAX: usize = 256;
-/// Bytes copied per step of a copy between RBD images; progress and cancellation are looked at
-/// between steps.
-pub const COPY_CHUNK_BYTES: u64 = 1 << 20;
-/// Bytes of an image asked about in one allocation query while measuring or copying it.
-pub const COPY_WINDOW_BYTES: u64 = 1 << 30;
 
-const _: () = assert!(COPY_CHUNK_BYTES > 0 && COPY_CHUNK_BYTES as usize <= IO_BYTES_MAX);
-const _: () = assert!(COPY_WINDOW_BYTES % COPY_CHUNK_BYTES == 0);
+// A copy's step (the array layer's) is one read and one write to librbd.
+const _: () = assert!(cairn_array::limits::COPY_CHUNK_BYTES as usize <= IO_BYTES_MAX);
 
 const _: () = assert!(MOUNT_TIMEOUT_S > 0 && MOUNT_TIMEOUT_S < 300);
 const _: () = assert!(OP_TIMEOUT_S >= MOUNT_TIMEOUT_S && OP_TIMEOUT_S < 300);

@@ -55,6 +55,9 @@
 //! accept_any_certificate = ["https://10.0.0.5:5990/*"]   # destinations whose certificate is not checked
 //! pool_free_alert_percent = 10   # LowSpaceWarningThreshold of pools no client set it on (0: none)
 //!
+//! [replication]
+//! copy_rate = "200MiB"           # per second, for each copy into another pool (default: no limit)
+//!
 //! [location]                     # the array's CIM_Location (SMI-S)
 //! name = "Lab 2"                 # Name and ElementName (default "<system name> location")
 //! physical_position = "rack 4, slot 12"   # PhysicalPosition (default empty)
@@ -106,6 +109,15 @@ struct RawConfig {
     indications: RawIndications,
     #[serde(default)]
     location: RawLocation,
+    #[serde(default)]
+    replication: RawReplication,
+}
+
+/// `[replication]`: copies into another pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplication {
+    copy_rate: Option<String>,
 }
 
 /// `[location]`: the array's CIM_Location.
@@ -280,6 +292,8 @@ pub struct Config {
     /// `[location]` name (None: the default), physical position.
     pub location_name: Option<String>,
     pub location_position: Option<String>,
+    /// Bandwidth limit of each copy into another pool (bytes per second), if any.
+    pub copy_rate_bytes_per_sec: Option<u64>,
 }
 
 impl Config {
@@ -337,6 +351,13 @@ impl Config {
             indications: resolve_indications(&data_dir, raw.indications)?,
             location_name: raw.location.name,
             location_position: raw.location.physical_position,
+            copy_rate_bytes_per_sec: raw
+                .replication
+                .copy_rate
+                .as_deref()
+                .map(parse_size_bytes)
+                .transpose()
+                .context("replication.copy_rate")?,
             data_dir,
         })
     }
@@ -445,6 +466,14 @@ mod tests {
         assert_eq!(cfg.nbd, Some("127.0.0.1:10809".parse().unwrap()));
         assert_eq!(cfg.iscsi, Some("127.0.0.1:3260".parse().unwrap()));
         assert_eq!(cfg.commit_interval, Some(Duration::from_secs(1)));
+        assert_eq!(cfg.copy_rate_bytes_per_sec, None);
+    }
+
+    #[test]
+    fn a_copy_rate_is_a_size_per_second() {
+        let cfg = parse("[replication]\ncopy_rate = \"8MiB\"\n").unwrap();
+        assert_eq!(cfg.copy_rate_bytes_per_sec, Some(8 << 20));
+        assert!(parse("[replication]\ncopy_rate = \"fast\"\n").is_err());
     }
 
     #[test]

@@ -273,6 +273,7 @@ fn array_options(config: &Config) -> ArrayOptions {
     opts.jobs_path = Some(config.data_dir.join("jobs.json"));
     opts.pool_settings_path = Some(config.data_dir.join("pool-settings.json"));
     opts.low_space_warning_percent = config.indications.pool_free_alert_percent;
+    opts.copy_rate_bytes_per_sec = config.copy_rate_bytes_per_sec;
     if let Some(name) = &config.location_name {
         opts.location.name.clone_from(name);
     }

@@ -1,7 +1,7 @@
 //! [`EngineArray`]: the array backend over Cairn's engine (`cairn_engine::Storage`).
 //!
 //! Owns: the translation between engine and backend values and errors, the replica record kept
-//! in the engine volume tag ([`tag`]), the mapped-extent copy between pools ([`copy`]), and the
+//! in the engine volume tag ([`tag`]), a volume's data for the array layer's copy ([`data`]), and the
 //! change events of the changes made through it.
 //!
 //! Invariants: a volume is created or snapshotted with its replica record in one engine operation
@@ -14,7 +14,7 @@
 //! directly (not through this backend) reach no listener; answers are always read from the
 //! engine and never depend on events.
 
-mod copy;
+mod data;
 pub mod tag;
 
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use cairn_engine::limits::VOLUME_SIZE_BYTES_MAX;
 use cairn_engine::{Pool, Storage, VolumeInfo, VolumeOptions, BLOCK_SIZE};
 
+use crate::copy::{copy_reported, VolumeData};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{ChangeEvent, Listener, Listeners};
 use crate::replica::ReplicaRecord;
@@ -266,9 +267,13 @@ impl ArrayBackend for EngineArray {
         Ok(())
     }
 
-    fn mapped_bytes(&self, id: VolumeId) -> Result<u64> {
-        let (p, v) = self.holder(id)?;
-        copy::mapped_bytes(&p, v.id, v.size_bytes).map_err(from_engine)
+    fn volume_data(&self, id: VolumeId) -> Result<Box<dyn VolumeData>> {
+        let (pool, v) = self.holder(id)?;
+        Ok(Box::new(data::EngineData {
+            pool,
+            id: v.id,
+            size_bytes: v.size_bytes,
+        }))
     }
 
     fn copy_volume(
@@ -277,32 +282,13 @@ impl ArrayBackend for EngineArray {
         to: VolumeId,
         control: CopyControl<'_>,
     ) -> Result<CopyEnd> {
-        let (from_pool, source) = self.holder(from)?;
-        let (to_pool, target) = self.holder(to)?;
-        if source.size_bytes != target.size_bytes {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("Copy of {from} into {to}: the sizes differ"),
-            ));
-        }
-        let copy = copy::Copy {
-            from_pool: &from_pool,
-            from: source.id,
-            to_pool: &to_pool,
-            to: target.id,
-            size_bytes: source.size_bytes,
-        };
-        copy.run(&mut |progress| {
-            if progress.copied_bytes > 0 {
-                self.listeners.notify(&ChangeEvent::CopyProgress {
-                    from,
-                    to,
-                    copied_bytes: progress.copied_bytes,
-                });
-            }
-            control(progress)
-        })
-        .map_err(from_engine)
+        let (source, target) = (self.volume_data(from)?, self.volume_data(to)?);
+        copy_reported(
+            (from, source.as_ref()),
+            (to, target.as_ref()),
+            &self.listeners,
+            control,
+        )
     }
 
     fn subscribe(&self, listener: Listener) -> Result<()> {
