@@ -10,8 +10,10 @@
 //!   write-zeroes, flush; one request per call or many in flight as [`Pending`]);
 //! - [`array`]: the array backend (`cairn_array::ArrayBackend`) over RBD pools, for SMI-S: pools
 //!   with capacity, volumes with their metadata, snapshots as RBD snapshot + clone;
-//! - [`exports`]: the export layer's [`cairn_export::Exports`] over an RBD pool, and [`served`]:
-//!   such a pool connecting in the background, beside other backends, for the daemon;
+//! - [`exports`]: the export layer's [`cairn_export::Exports`] over an RBD pool, its images
+//!   opened for hosts once each and served again through a new connection after an outage
+//!   (`opened`), and [`served`]: such a pool connecting (and reconnecting) in the background,
+//!   beside other backends, for the daemon;
 //! - [`Error`]: the one error type.
 //!
 //! Invariants:
@@ -38,6 +40,7 @@ mod image;
 pub mod limits;
 mod manage;
 mod meta;
+mod opened;
 pub mod served;
 
 pub use aio::Pending;
