@@ -202,7 +202,7 @@ stop_osd() {
 }
 
 # Starts the stopped OSD and waits for HEALTH_OK (its placement groups active again).
-start_osd() {
+restart_osd() {
     local since
     since=$(date +%s)
     [ -f "$DIR/ceph.conf" ] || die "no cluster in $DIR"
@@ -217,6 +217,6 @@ case $1 in
     start) start ;;
     stop) DIR=$(cd "$DIR" 2>/dev/null && pwd) || exit 0; stop ;;
     stop-osd) DIR=$(cd "$DIR" && pwd); stop_osd ;;
-    start-osd) DIR=$(cd "$DIR" && pwd); start_osd ;;
+    start-osd) DIR=$(cd "$DIR" && pwd); restart_osd ;;
     *) usage ;;
 esac
