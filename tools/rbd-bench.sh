@@ -16,10 +16,11 @@
 # (tools/ceph-cluster.sh makes such a cluster). Environment: BENCH_POOL (RADOS pool, default rbd),
 # BENCH_SIZE (image bytes, default 1 GiB), BENCH_RUNTIME (seconds per job, default 10),
 # BENCH_PORT (NBD port, default 10910), BENCH_DIR (scratch directory, default a new one under
-# /var/tmp). The image is removed at the end.
+# /var/tmp), CAIRN_BIN (a built cairn to measure instead of building this tree's, release).
+# The image is removed at the end.
 set -euo pipefail
 
-for tool in fio rbd cargo python3 nbdinfo; do
+for tool in fio rbd python3 nbdinfo; do
     command -v "$tool" >/dev/null || { echo "rbd-bench: $tool is required" >&2; exit 2; }
 done
 if ! fio --enghelp 2>&1 | grep -qw rbd; then
@@ -78,7 +79,7 @@ ceph_conf = "$CONF"
 client = "admin"
 rados_pool = "$POOL"
 EOF
-    CAIRN_LOG=warn "$ROOT/target/release/cairn" serve --data-dir "$DIR/data" \
+    CAIRN_LOG=warn "$CAIRN" serve --data-dir "$DIR/data" \
         --config "$DIR/cairn.toml" 2>>"$DIR/cairn.log" &
     SERVER_PID=$!
     for _ in $(seq 1 400); do
@@ -114,8 +115,11 @@ print(f"{sys.argv[2]}\t{sys.argv[3]}\t{side['iops']:.0f}\t{side['bw'] / 1024:.1f
 PY
 }
 
-echo "building cairn (release)..." >&2
-(cd "$ROOT" && cargo build --release -q -p cairn)
+CAIRN=${CAIRN_BIN:-$ROOT/target/release/cairn}
+if [ -z "${CAIRN_BIN:-}" ]; then
+    echo "building cairn (release)..." >&2
+    (cd "$ROOT" && cargo build --release -q -p cairn)
+fi
 
 echo "making image $POOL/$IMAGE ($SIZE bytes) and filling it..." >&2
 rbdc create --size "${SIZE}B" \
