@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # A one-node Ceph cluster for tests, from Debian's packages (ceph-mon, ceph-mgr, ceph-osd; Ceph 16.2).
 #
-#   tools/ceph-cluster.sh start DIR   bring it up in DIR (made if missing, must be empty or absent)
-#   tools/ceph-cluster.sh stop DIR    stop its daemons (DIR is left for inspection; remove it yourself)
+#   tools/ceph-cluster.sh start DIR      bring it up in DIR (made if missing, must be empty or absent)
+#   tools/ceph-cluster.sh stop DIR       stop its daemons (DIR is left for inspection; remove it yourself)
+#   tools/ceph-cluster.sh stop-osd DIR   stop its OSD only (an outage: the monitor and manager stay up)
+#   tools/ceph-cluster.sh start-osd DIR  start the OSD again and wait until its placement groups are
+#                                        active again (at most CEPH_START_TIMEOUT_S seconds)
 #
 # One monitor on 127.0.0.1 (msgr2 and msgr1), one manager, one bluestore OSD on a sparse file,
 # cephx, pool size 1, clone v2, snap-trim and recovery sleeps 0. Every path is under DIR: nothing
@@ -24,7 +27,7 @@ OSD_BYTES=${CEPH_OSD_BYTES:-$((8 << 30))}
 
 die() { echo "ceph-cluster: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|stop DIR"; }
+usage() { die "usage: $0 start|stop|stop-osd|start-osd DIR"; }
 
 # Every ceph CLI call goes through here: never without a connect timeout (it hangs forever with
 # the monitor down).
@@ -169,22 +172,43 @@ start() {
     echo "ceph-cluster: HEALTH_OK in $(($(date +%s) - since))s; conf $DIR/ceph.conf"
 }
 
-# Stops the daemons through their pid files and waits (bounded) for each to exit.
+# Stops the daemon of one pid file and waits (bounded) for it to exit.
+stop_daemon() {
+    local pidfile=$1 pid n
+    [ -f "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    if kill "$pid" 2>/dev/null; then
+        for n in $(seq 1 200); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+# Stops the daemons through their pid files.
 stop() {
-    local pidfile pid n
+    local pidfile
     [ -d "$DIR/run" ] || return 0
     for pidfile in "$DIR"/run/osd.*.pid "$DIR"/run/mgr.*.pid "$DIR"/run/mon.*.pid; do
-        [ -f "$pidfile" ] || continue
-        pid=$(cat "$pidfile")
-        if kill "$pid" 2>/dev/null; then
-            for n in $(seq 1 200); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.05
-            done
-            kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-        fi
-        rm -f "$pidfile"
+        stop_daemon "$pidfile"
     done
+}
+
+stop_osd() {
+    [ -f "$DIR/run/osd.0.pid" ] || die "no OSD runs in $DIR"
+    stop_daemon "$DIR/run/osd.0.pid"
+}
+
+# Starts the stopped OSD and waits for HEALTH_OK (its placement groups active again).
+restart_osd() {
+    local since
+    since=$(date +%s)
+    [ -f "$DIR/ceph.conf" ] || die "no cluster in $DIR"
+    [ -f "$DIR/run/osd.0.pid" ] && die "the OSD of $DIR runs already"
+    ceph-osd -c "$DIR/ceph.conf" -i 0 2>>"$DIR/log/osd-start.log"
+    wait_health_ok "$since"
 }
 
 [ $# -eq 2 ] || usage
@@ -192,5 +216,7 @@ DIR=$2
 case $1 in
     start) start ;;
     stop) DIR=$(cd "$DIR" 2>/dev/null && pwd) || exit 0; stop ;;
+    stop-osd) DIR=$(cd "$DIR" && pwd); stop_osd ;;
+    start-osd) DIR=$(cd "$DIR" && pwd); restart_osd ;;
     *) usage ;;
 esac

@@ -1,13 +1,15 @@
 //! The iSCSI target end to end, with real initiators against the real daemon: libiscsi's
 //! conformance suite (`iscsi-test-cu`, one process per family), `iscsi-ls`, `iscsi-inq`,
 //! `iscsi-readcapacity16`, qemu's iSCSI driver (`qemu-io iscsi://`), the same volume over NBD and
-//! iSCSI, a crash with `kill -9` and restart, CHAP, and a table of malformed PDUs on a raw socket.
+//! iSCSI, a crash with `kill -9` and restart, CHAP, a table of malformed PDUs on a raw socket, and
+//! an RBD volume served like a Cairn one (its data checked with Ceph's own `rbd`; needs the test
+//! cluster, `CAIRN_TEST_CEPH_CONF`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cairn_tests::iscsi::{self, bhs, put32, Initiator};
-use cairn_tests::{cairn, test_config, Daemon};
+use cairn_tests::{cairn, ceph, test_config, Daemon};
 use serde_json::Value;
 
 const POOL: &str = "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n";
@@ -1456,4 +1458,119 @@ fn target_port_settings_are_what_a_login_through_the_port_negotiates() {
         let opts = format!("lun={lun},header-digest={digest}");
         assert!(qemu_io_with(&daemon, &opts, &["read 0 64k"]), "{digest}");
     }
+}
+
+/// `qemu-img map` of LUN `lun` as `initiator` (qemu asks GET LBA STATUS): (start, length, data).
+fn lba_map_as(daemon: &Daemon, initiator: &str, lun: u16) -> Vec<(u64, u64, bool)> {
+    let opts = format!(
+        "driver=iscsi,transport=tcp,portal={},target={},lun={lun},initiator-name={initiator}",
+        daemon.listen.iscsi.unwrap(),
+        target_name(daemon)
+    );
+    let out = run(Command::new("qemu-img").args(["map", "--output=json", "--image-opts", &opts]));
+    assert!(out.status.success(), "qemu-img map");
+    let map: Value = serde_json::from_slice(&out.stdout).unwrap();
+    map.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let n = |k: &str| e[k].as_u64().unwrap();
+            (n("start"), n("length"), e["data"].as_bool().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn an_rbd_volume_made_and_masked_over_smis_is_served_over_iscsi_as_ceph_sees_it() {
+    ceph::ensure_pool(ceph::SMIS_POOL);
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let pools = format!("{POOL}{}", ceph::pool_config("ceph", ceph::SMIS_POOL));
+    let daemon = Daemon::start(&data, &test_config(&pools)).unwrap();
+    let vol = ceph::unique("iscsi");
+    const MIB: usize = 1 << 20;
+    let made = python(
+        &daemon,
+        "array.py",
+        &["create-volume", "ceph", &vol, &(64 * MIB).to_string()],
+    );
+    assert_eq!(made["rc"], 0, "{made}");
+    // Masked over SMI-S: exactly the group's initiator sees it, at LUN 0.
+    let (host, other) = (
+        "iqn.2026-01.org.cairn.test:rbd-host",
+        "iqn.2026-01.org.cairn.test:rbd-other",
+    );
+    let mapped = python(&daemon, "masking.py", &["map", host, "rbd-hosts", &vol]);
+    assert_eq!(mapped["create_masking_view"], 0, "{mapped}");
+    assert_eq!(luns_seen_by(&daemon, host).len(), 1);
+    assert!(luns_seen_by(&daemon, other).is_empty(), "not in the group");
+
+    // WRITE (one with FUA), WRITE SAME of zeroes, UNMAP and SYNCHRONIZE CACHE.
+    assert!(qemu_io_as(
+        &daemon,
+        host,
+        0,
+        &[
+            "write -P 0x5a 0 2M",
+            "write -f -P 0x33 4M 64k",
+            "write -z 512k 64k",
+            "discard 1M 1M",
+            "flush",
+        ]
+    ));
+    let mut want = vec![0u8; 64 * MIB];
+    want[..2 * MIB].fill(0x5a);
+    want[4 * MIB..4 * MIB + 65536].fill(0x33);
+    want[512 << 10..576 << 10].fill(0);
+    want[MIB..2 * MIB].fill(0);
+    assert!(qemu_io_as(
+        &daemon,
+        host,
+        0,
+        &[
+            "read -P 0x5a 0 512k",
+            "read -P 0 512k 64k",
+            "read -P 0x5a 576k 448k",
+            "read -P 0 1M 1M",
+            "read -P 0x33 4M 64k",
+        ]
+    ));
+
+    // Ceph's side: the bytes, and what GET LBA STATUS reports against `rbd diff`.
+    let image = ceph::image_of(ceph::SMIS_POOL, &vol);
+    let exported = dir.path().join("exported.raw");
+    ceph::rbd(
+        ceph::SMIS_POOL,
+        &["export", &image, exported.to_str().unwrap()],
+    );
+    assert!(
+        std::fs::read(&exported).unwrap() == want,
+        "rbd export differs from what was written over iSCSI"
+    );
+    let diff: Value = serde_json::from_slice(&ceph::rbd(
+        ceph::SMIS_POOL,
+        &["diff", "--format", "json", &image],
+    ))
+    .unwrap();
+    let map = lba_map_as(&daemon, host, 0);
+    let mapped_at = |at: u64| {
+        map.iter()
+            .any(|&(start, len, data)| data && start <= at && at < start + len)
+    };
+    for e in diff.as_array().unwrap() {
+        let (offset, len) = (e["offset"].as_u64().unwrap(), e["length"].as_u64().unwrap());
+        assert!(
+            mapped_at(offset) && mapped_at(offset + len - 1),
+            "Ceph has data at {offset}+{len}: {map:?}"
+        );
+    }
+    assert!(
+        !mapped_at(32 * MIB as u64) && !mapped_at(64 * MIB as u64 - 1),
+        "never written, reported unmapped: {map:?}"
+    );
+
+    let unmapped = python(&daemon, "masking.py", &["unmap", "rbd-hosts", &vol]);
+    assert_eq!(unmapped["unmask"], 0, "{unmapped}");
+    assert_eq!(python(&daemon, "array.py", &["delete", &vol])["rc"], 0);
+    assert!(daemon.stop().unwrap().success());
 }

@@ -36,6 +36,7 @@ fn exports() -> RbdExports {
         conf_path: ceph_conf(),
         client_name: "cairn".into(),
         keyring_path: None,
+        op_timeout_s: cairn_rbd::limits::OP_TIMEOUT_S,
     };
     RbdExports::connect(&opts, "rbd").expect("connect to the test cluster")
 }

@@ -9,34 +9,18 @@
 //! `tools/ceph-cluster.sh`); without it these tests fail.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use cairn_tests::ceph;
-use cairn_tests::{python, qemu_io, test_config, Daemon};
+use cairn_tests::{qemu_io, test_config, Daemon};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 
 /// Runs one step of `tests/py/SCRIPT` against the daemon; its JSON result.
 fn step(daemon: &Daemon, script: &str, args: &[&str]) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("py")
-        .join(script);
-    let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
-    let out = Command::new(python())
-        .arg(path)
-        .args([url.as_str(), "admin", "secret"])
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
+    cairn_tests::smis_step(daemon, script, args)
 }
 
 fn daemon(dir: &Path, rbd_pool: &str) -> Daemon {

@@ -4,7 +4,7 @@
 //! their implementation over Cairn's engine (`impl Exports for cairn_engine::Storage`: every
 //! non-hidden volume and snapshot, named after the volume):
 //! - [`Exports`]: the set of volumes a host may open, listed and looked up by name, and opened
-//!   into a [`Volume`];
+//!   into a [`Volume`]; a [`Listing`] says whether a backend could not be reached;
 //! - [`Volume`]: an opened volume serving read, write (with FUA), flush, trim, write-zeroes and
 //!   block status, and telling its size, read-only state, logical block size, 128-bit id and
 //!   NAA identity;
@@ -41,4 +41,4 @@ mod volume;
 pub use cairn_engine::registry::{Deletion, Lease, NameClaim, Registry};
 pub use error::{Error, ErrorKind, Result};
 pub use naa::{naa_designator, naa_name, NAA_DESIGNATOR_BYTES};
-pub use volume::{Exports, Run, Volume, VolumeInfo, Zeroing};
+pub use volume::{Exports, Listing, Run, Volume, VolumeInfo, Zeroing};

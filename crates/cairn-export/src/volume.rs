@@ -112,10 +112,30 @@ pub trait Volume: Send + Sync {
     }
 }
 
+/// What [`Exports::listing`] found: the exports it could list, and whether that is all of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// The exports found, sorted by name.
+    pub volumes: Vec<VolumeInfo>,
+    /// False when a backend could not be reached (an RBD pool during a Ceph outage): exports
+    /// missing from `volumes` may still exist, so a protocol must not forget state it keeps
+    /// for them (LUN numbers, reservations) on the strength of this listing.
+    pub complete: bool,
+}
+
 /// The set of volumes a server offers to hosts.
 pub trait Exports: Send + Sync {
     /// Every export, sorted by name.
     fn list(&self) -> Result<Vec<VolumeInfo>>;
+
+    /// The exports that can be listed now, saying whether some backend could not be asked
+    /// (see [`Listing::complete`]); by default exactly [`Exports::list`], complete.
+    fn listing(&self) -> Result<Listing> {
+        Ok(Listing {
+            volumes: self.list()?,
+            complete: true,
+        })
+    }
 
     /// One export by name; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if there is none.
     fn info(&self, name: &str) -> Result<VolumeInfo>;

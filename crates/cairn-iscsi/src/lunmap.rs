@@ -1,6 +1,7 @@
 //! The LUN numbers of the no-view default, kept in a file so they stay the same across restarts.
 //!
-//! Invariants: a volume keeps its LUN for as long as it exists; a new volume gets the smallest
+//! Invariants: a volume keeps its LUN for as long as it exists (a backend that cannot be listed
+//! for a while, an RBD pool during a Ceph outage, loses none of its numbers); a new volume gets the smallest
 //! free number; the file is replaced whole (write, fsync, rename, fsync of the directory), so a
 //! crash leaves the old map or the new one; at most [`LUNS_MAX`] LUNs are mapped.
 
@@ -37,11 +38,14 @@ impl LunMap {
         )
     }
 
-    /// Keeps the numbers of the `ids` still present, drops the others and numbers new ids in
-    /// order; returns true if anything changed. Ids beyond [`LUNS_MAX`] are left unmapped.
-    pub fn update(&mut self, ids: &[String]) -> bool {
+    /// Keeps the numbers of the `ids` still present, drops the others (only when the listing
+    /// was `complete`: a volume a backend could not list keeps its number) and numbers new ids
+    /// in order; returns true if anything changed. Ids beyond [`LUNS_MAX`] are left unmapped.
+    pub fn update(&mut self, ids: &[String], complete: bool) -> bool {
         let before = self.luns.clone();
-        self.luns.retain(|id, _| ids.contains(id));
+        if complete {
+            self.luns.retain(|id, _| ids.contains(id));
+        }
         for id in ids {
             if self.luns.len() >= LUNS_MAX || self.luns.contains_key(id) {
                 continue;
@@ -79,11 +83,22 @@ mod tests {
     #[test]
     fn numbers_are_kept_and_reused_smallest_first() {
         let mut m = LunMap::default();
-        assert!(m.update(&ids(&["a", "b", "c"])));
+        assert!(m.update(&ids(&["a", "b", "c"]), true));
         assert_eq!(m.luns["c"], 2);
-        assert!(!m.update(&ids(&["a", "b", "c"])));
-        assert!(m.update(&ids(&["a", "c", "d"])));
+        assert!(!m.update(&ids(&["a", "b", "c"]), true));
+        assert!(m.update(&ids(&["a", "c", "d"]), true));
         assert_eq!((m.luns["a"], m.luns["c"], m.luns["d"]), (0, 2, 1));
+    }
+
+    #[test]
+    fn an_incomplete_listing_adds_numbers_and_drops_none() {
+        let mut m = LunMap::default();
+        m.update(&ids(&["a", "b"]), true);
+        assert!(m.update(&ids(&["c"]), false));
+        assert_eq!((m.luns["a"], m.luns["b"], m.luns["c"]), (0, 1, 2));
+        assert!(!m.update(&ids(&["a"]), false));
+        assert!(m.update(&ids(&["a"]), true));
+        assert_eq!(m.luns.len(), 1);
     }
 
     #[test]
@@ -92,7 +107,7 @@ mod tests {
         let path = dir.path().join("luns.json");
         assert_eq!(LunMap::load(&path).unwrap(), LunMap::default());
         let mut m = LunMap::default();
-        m.update(&ids(&["x", "y"]));
+        m.update(&ids(&["x", "y"]), true);
         m.save(&path).unwrap();
         assert_eq!(LunMap::load(&path).unwrap(), m);
         std::fs::write(&path, b"{").unwrap();
@@ -103,7 +118,7 @@ mod tests {
     fn at_most_luns_max_are_mapped() {
         let many: Vec<String> = (0..LUNS_MAX + 5).map(|i| format!("{i:04}")).collect();
         let mut m = LunMap::default();
-        m.update(&many);
+        m.update(&many, true);
         assert_eq!(m.luns.len(), LUNS_MAX);
     }
 }

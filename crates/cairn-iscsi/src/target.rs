@@ -177,16 +177,21 @@ impl Target {
     }
 
     /// The current LUN table, sorted by LUN, after bringing the map up to date with the exports;
-    /// the reservation state of volumes no longer exported is dropped. The listing is taken
+    /// the reservation state of volumes no longer exported is dropped (only after a complete
+    /// listing: see [`cairn_export::Listing`]). The listing is taken
     /// under the map's lock, so listings are applied in the order they were made (a state
     /// made on a volume one listing shows is never dropped by an older listing).
     pub fn luns(&self) -> std::io::Result<Vec<(u16, VolumeInfo)>> {
         let mut map = lock(&self.lun_map);
-        let volumes = self.exports.list().map_err(std::io::Error::other)?;
+        let listing = self.exports.listing().map_err(std::io::Error::other)?;
+        let volumes = listing.volumes;
         let ids: Vec<String> = volumes.iter().map(|v| hex(&v.id)).collect();
-        self.reservations.retain(&ids)?;
-        self.retain_write_locks(&ids);
-        if map.update(&ids) {
+        // A backend that could not be listed keeps its volumes' reservations, locks and LUNs.
+        if listing.complete {
+            self.reservations.retain(&ids)?;
+            self.retain_write_locks(&ids);
+        }
+        if map.update(&ids, listing.complete) {
             map.save(&self.lun_map_path)?;
             self.lun_generation.fetch_add(1, Ordering::SeqCst);
         }

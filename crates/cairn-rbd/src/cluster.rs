@@ -1,7 +1,7 @@
 //! A connection to a Ceph cluster and the pools opened through it.
 //!
 //! Invariants: a [`Cluster`] connects with `client_mount_timeout` and the RADOS operation timeouts
-//! of [`crate::limits`] set, so a missing cluster fails within seconds instead of librados's 300 s;
+//! set (bounded by [`crate::limits`]), so a missing cluster fails within seconds instead of librados's 300 s;
 //! the librados handle lives until the last [`Cluster`], [`Pool`] or [`crate::Image`] made from it
 //! is dropped, and is shut down exactly once, after all of them.
 
@@ -22,6 +22,10 @@ pub struct ConnectOptions {
     pub client_name: String,
     /// The user's keyring; `None` keeps what the configuration file names.
     pub keyring_path: Option<PathBuf>,
+    /// `rados_osd_op_timeout` and `rados_mon_op_timeout`: how long one operation waits before
+    /// it fails (and the connection is given up), in seconds; [`limits::OP_TIMEOUT_S`] by
+    /// default, at most [`limits::OP_TIMEOUT_S_MAX`].
+    pub op_timeout_s: u32,
 }
 
 /// The librados handle, shut down when the last owner drops it.
@@ -91,8 +95,9 @@ impl Handle {
             self.set("keyring", keyring)?;
         }
         self.set("client_mount_timeout", &limits::MOUNT_TIMEOUT_S.to_string())?;
-        self.set("rados_osd_op_timeout", &limits::OP_TIMEOUT_S.to_string())?;
-        self.set("rados_mon_op_timeout", &limits::OP_TIMEOUT_S.to_string())?;
+        let op_timeout_s = opts.op_timeout_s.clamp(1, limits::OP_TIMEOUT_S_MAX);
+        self.set("rados_osd_op_timeout", &op_timeout_s.to_string())?;
+        self.set("rados_mon_op_timeout", &op_timeout_s.to_string())?;
         // A discard must leave its whole range reading as zeros, also its unaligned edges.
         self.set("rbd_skip_partial_discard", "false")
     }

@@ -13,9 +13,13 @@
 //!   backend hold one name; an image whose name another pool holds is not exported. An image
 //!   another client made is registered when a lookup first finds it; one another client removed
 //!   keeps its name registered until this pool deletes it or the daemon restarts.
-//! - An opened volume holds a registry lease and the image's exclusive lock until it is
-//!   dropped: [`RbdExports::delete_volume`] refuses it with `InUse`, and librbd refuses removal
-//!   while any client anywhere has it open; no other client writes meanwhile.
+//! - An opened volume holds a registry lease until it is dropped, and the image's exclusive lock
+//!   is held by the one handle every host handle on the image shares ([`crate::opened`]), kept
+//!   a little after the last is dropped: [`RbdExports::delete_volume`] refuses a leased volume
+//!   with `InUse` (and closes an idle handle first), and librbd refuses removal while any client
+//!   anywhere has it open; no other client writes meanwhile.
+//! - After a request timed out, the handle serves nothing until the pool has connected anew and
+//!   the image's lock was taken over through the new connection (see [`crate::opened`]).
 //! - FUA and FLUSH are an rbd flush; block status comes from diff iteration: a range reported
 //!   unmapped reads as zeros.
 //! - Ceph errors become [`cairn_export::ErrorKind`]s here, in [`translate`], and nowhere else.
@@ -31,6 +35,7 @@ use crate::cluster::{Cluster, ConnectOptions, Pool};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::Image;
 use crate::meta::Meta;
+use crate::opened::{Conn, Link, Served, Slot};
 
 pub use crate::meta::NAME_KEY;
 /// Logical block size of every RBD volume.
@@ -80,13 +85,17 @@ fn refused(e: impl std::fmt::Display) -> ExportError {
     ExportError::new(ExportKind::InUse, e.to_string())
 }
 
-/// The volumes of one RBD pool.
+/// The volumes of one RBD pool, through one connection.
 pub struct RbdExports {
     pub(crate) pool: Pool,
     fsid: [u8; 16],
     /// The name this pool's volumes are registered under.
     pub(crate) owner: String,
     pub(crate) registry: Arc<Registry>,
+    /// The pool's served images and connections, shared with the connections made after this
+    /// one (see [`crate::opened`]).
+    link: Arc<Link>,
+    conn: Arc<Conn>,
 }
 
 /// A Cairn volume found in the pool: its RADOS name, RBD id, what a host sees and Cairn's
@@ -113,6 +122,19 @@ impl RbdExports {
         owner: &str,
         registry: Arc<Registry>,
     ) -> Result<RbdExports> {
+        let link = Arc::new(Link::default());
+        RbdExports::connect_linked(opts, rados_pool, owner, registry, link)
+    }
+
+    /// Connects like [`RbdExports::connect_in`], as a new connection of `link` (which
+    /// [`Link::install`] then makes current).
+    pub(crate) fn connect_linked(
+        opts: &ConnectOptions,
+        rados_pool: &str,
+        owner: &str,
+        registry: Arc<Registry>,
+        link: Arc<Link>,
+    ) -> Result<RbdExports> {
         let cluster = Cluster::connect(opts)?;
         let fsid = cluster.fsid()?;
         let pool = cluster.pool(rados_pool)?;
@@ -121,6 +143,8 @@ impl RbdExports {
             fsid,
             owner: owner.to_string(),
             registry,
+            conn: link.new_conn(),
+            link,
         };
         exports.remove_staged()?;
         // Registers the names the pool holds now.
@@ -131,6 +155,16 @@ impl RbdExports {
     /// The RADOS pool's name.
     pub fn pool_name(&self) -> &str {
         self.pool.name()
+    }
+
+    /// This connection's standing (lost after a timeout?).
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    /// The served images and connections of the pool.
+    pub(crate) fn link(&self) -> &Arc<Link> {
+        &self.link
     }
 
     /// Does volume id `id` belong to this pool (same cluster, same RADOS pool)?
@@ -201,6 +235,8 @@ impl RbdExports {
         if !self.owns(id) {
             return Ok(None);
         }
+        // Management opens its own handle: one no host holds gives its lock up first.
+        self.link.close_idle(id);
         let image_id = format!(
             "{:x}",
             u64::from_be_bytes(id[8..].try_into().expect("8 bytes"))
@@ -373,30 +409,85 @@ impl Exports for RbdExports {
     }
 
     fn open(&self, name: &str) -> ExportResult<Arc<dyn Volume>> {
+        self.link.close_expired();
+        // An image already served (iSCSI opens its volume for each command) is found through
+        // the registry, without listing the pool.
+        if let Some((id, owner)) = self.registry.lookup(name) {
+            if *owner == *self.owner {
+                if let Some(served) = self.link.get(&id) {
+                    let lease = self.registry.lease(id).map_err(refused)?;
+                    let size_bytes = served.fresh(&self.link)?.image.size_bytes();
+                    let info = VolumeInfo {
+                        name: name.to_string(),
+                        id,
+                        size_bytes: size_bytes.map_err(translate)?,
+                        logical_block_size: LOGICAL_BLOCK_BYTES,
+                        read_only: false,
+                    };
+                    return Ok(self.volume(served, info, lease));
+                }
+            }
+        }
         let found = self.find(name)?;
         // Taken first, so a delete that has not begun is refused until the handle is dropped.
         let lease = self.registry.lease(found.info.id).map_err(refused)?;
-        let image = self.pool.open_image(&found.rados_name).map_err(translate)?;
-        image.lock_exclusive().map_err(translate)?;
-        Ok(Arc::new(RbdVolume {
-            image,
-            opened: found.info,
-            _lease: lease,
-        }))
+        let served = self
+            .link
+            .serve(found.info.id, &found.rados_name, &self.conn, || {
+                self.pool.open_image(&found.rados_name)
+            })
+            .map_err(translate)?;
+        Ok(self.volume(served, found.info, lease))
     }
 }
 
-/// An image opened by a host.
+impl RbdExports {
+    fn volume(&self, served: Arc<Served>, opened: VolumeInfo, lease: Lease) -> Arc<dyn Volume> {
+        Arc::new(RbdVolume {
+            served,
+            link: self.link.clone(),
+            opened,
+            _lease: lease,
+        })
+    }
+}
+
+/// A host's handle on a served image.
 struct RbdVolume {
-    image: Image,
+    served: Arc<Served>,
+    link: Arc<Link>,
     /// What it was when opened; the size is asked again on every [`Volume::info`].
     opened: VolumeInfo,
     _lease: Lease,
 }
 
+impl Drop for RbdVolume {
+    fn drop(&mut self) {
+        self.served.released();
+    }
+}
+
 impl RbdVolume {
-    /// Refuses a misaligned range, one past the end, or a transfer over the export limit.
-    fn check(&self, offset: u64, len: u64, transfer: bool) -> ExportResult<()> {
+    /// Runs `f` on the image's current handle after checking the range (misaligned, past the
+    /// end, or a transfer over the export limit is refused); a failure that says the cluster
+    /// did not answer marks the handle's connection lost.
+    fn with<T>(
+        &self,
+        offset: u64,
+        len: u64,
+        transfer: bool,
+        f: impl FnOnce(&Image) -> Result<T>,
+    ) -> ExportResult<T> {
+        let slot = self.served.fresh(&self.link)?;
+        self.check(&slot, offset, len, transfer)?;
+        let done = f(&slot.image);
+        if let Err(e) = &done {
+            slot.conn.note(e);
+        }
+        done.map_err(translate)
+    }
+
+    fn check(&self, slot: &Slot, offset: u64, len: u64, transfer: bool) -> ExportResult<()> {
         let block = u64::from(LOGICAL_BLOCK_BYTES);
         let what = || format!("{len} bytes at {offset} on {:?}", self.opened.name);
         if offset % block != 0 || len % block != 0 {
@@ -405,7 +496,7 @@ impl RbdVolume {
         if transfer && len > u64::from(cairn_export::limits::REQUEST_BYTES_MAX) {
             return Err(ExportError::new(ExportKind::InvalidArgument, what()));
         }
-        let size = self.image.size_bytes().map_err(translate)?;
+        let size = slot.image.size_bytes().map_err(translate)?;
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(ExportError::new(ExportKind::OutOfRange, what()));
         }
@@ -449,46 +540,48 @@ fn runs(offset: u64, end: u64, extents: &[crate::Extent]) -> Vec<Run> {
 impl Volume for RbdVolume {
     fn info(&self) -> VolumeInfo {
         let mut info = self.opened.clone();
-        if let Ok(size) = self.image.size_bytes() {
+        let size = self
+            .served
+            .fresh(&self.link)
+            .ok()
+            .map(|s| s.image.size_bytes());
+        if let Some(Ok(size)) = size {
             info.size_bytes = size;
         }
         info
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> ExportResult<()> {
-        self.check(offset, buf.len() as u64, true)?;
-        self.image.read_at(offset, buf).map_err(translate)
+        self.with(offset, buf.len() as u64, true, |i| i.read_at(offset, buf))
     }
 
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> ExportResult<()> {
-        self.check(offset, data.len() as u64, true)?;
-        self.image.write_at(offset, data).map_err(translate)?;
-        if fua {
-            self.flush()?;
-        }
-        Ok(())
+        self.with(offset, data.len() as u64, true, |i| {
+            i.write_at(offset, data)?;
+            if fua {
+                i.flush()?;
+            }
+            Ok(())
+        })
     }
 
     fn flush(&self) -> ExportResult<()> {
-        self.image.flush().map_err(translate)
+        self.with(0, 0, false, Image::flush)
     }
 
     fn trim(&self, offset: u64, len: u64) -> ExportResult<()> {
-        self.check(offset, len, false)?;
-        self.image.discard(offset, len).map_err(translate)
+        self.with(offset, len, false, |i| i.discard(offset, len))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, how: Zeroing) -> ExportResult<()> {
-        self.check(offset, len, false)?;
         let allocate = how == Zeroing::Allocate;
-        self.image
-            .write_zeroes(offset, len, allocate)
-            .map_err(translate)
+        self.with(offset, len, false, |i| {
+            i.write_zeroes(offset, len, allocate)
+        })
     }
 
     fn block_status(&self, offset: u64, len: u64) -> ExportResult<Vec<Run>> {
-        self.check(offset, len, false)?;
-        let mut extents = self.image.allocated(offset, len).map_err(translate)?;
+        let mut extents = self.with(offset, len, false, |i| i.allocated(offset, len))?;
         extents.sort_by_key(|e| e.offset);
         Ok(runs(offset, offset + len, &extents))
     }

@@ -127,6 +127,14 @@ extern "C" {
     pub fn rbd_get_name(image: RbdImageT, name: *mut c_char, len: *mut size_t) -> c_int;
     pub fn rbd_get_id(image: RbdImageT, id: *mut c_char, len: size_t) -> c_int;
     pub fn rbd_lock_acquire(image: RbdImageT, mode: c_int) -> c_int;
+    pub fn rbd_lock_get_owners(
+        image: RbdImageT,
+        mode: *mut c_int,
+        owners: *mut *mut c_char,
+        max_owners: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_lock_get_owners_cleanup(owners: *mut *mut c_char, count: size_t);
+    pub fn rbd_lock_break(image: RbdImageT, mode: c_int, owner: *const c_char) -> c_int;
     pub fn rbd_metadata_get(
         image: RbdImageT,
         key: *const c_char,

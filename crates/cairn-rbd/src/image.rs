@@ -320,6 +320,57 @@ impl Image {
         check(rc.into(), || format!("locking {:?}", self.name)).map(drop)
     }
 
+    /// The clients holding the image's exclusive lock (their RADOS addresses); empty if none.
+    pub fn lock_owners(&self) -> Result<Vec<String>> {
+        let mut owners: [*mut libc::c_char; limits::LOCK_OWNERS_MAX] =
+            [std::ptr::null_mut(); limits::LOCK_OWNERS_MAX];
+        let mut n: size_t = owners.len();
+        let mut mode: c_int = 0;
+        // SAFETY: the image is open; `owners` has room for `n` pointers, which the call fills
+        // with strings it allocates (freed below, once) and sets `n` to their count.
+        let rc =
+            unsafe { ffi::rbd_lock_get_owners(self.raw, &mut mode, owners.as_mut_ptr(), &mut n) };
+        if rc == -libc::ENOENT {
+            return Ok(Vec::new());
+        }
+        check(rc.into(), || {
+            format!("reading the lock owners of {:?}", self.name)
+        })?;
+        let n = n.min(owners.len());
+        let out = owners[..n]
+            .iter()
+            .filter(|p| !p.is_null())
+            // SAFETY: each of the first `n` entries is a NUL-terminated string from librbd.
+            .map(|&p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            .collect();
+        // SAFETY: frees the `n` strings librbd allocated above, once.
+        unsafe { ffi::rbd_lock_get_owners_cleanup(owners.as_mut_ptr(), n) };
+        Ok(out)
+    }
+
+    /// Takes the exclusive lock after breaking whoever holds it: librbd blocklists the old
+    /// owner, so no write of that client (one that timed out here but is still on its way
+    /// included) lands afterwards. For an image this daemon served through a connection it has
+    /// given up after a timeout; [`Image::lock_exclusive`] otherwise.
+    pub fn take_over(&self) -> Result<()> {
+        for owner in self.lock_owners()? {
+            let c_owner = cstring(&owner, "lock owner")?;
+            // SAFETY: the image is open; `c_owner` outlives the call.
+            let rc = unsafe {
+                ffi::rbd_lock_break(self.raw, ffi::RBD_LOCK_MODE_EXCLUSIVE, c_owner.as_ptr())
+            };
+            match check(rc.into(), || {
+                format!("breaking the lock of {owner} on {:?}", self.name)
+            }) {
+                // Released meanwhile: nothing left to break.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                other => other.map(drop)?,
+            }
+            tracing::info!(image = %self.name, %owner, "exclusive lock broken");
+        }
+        self.lock_exclusive()
+    }
+
     /// The metadata value of `key`, `None` if unset.
     pub fn metadata(&self, key: &str) -> Result<Option<String>> {
         let c_key = cstring(key, "metadata key")?;

@@ -11,8 +11,10 @@
 //! - [`array`]: the array backend (`cairn_array::ArrayBackend`) over RBD pools, for SMI-S: pools
 //!   with capacity, volumes with their metadata, snapshots as RBD snapshot + clone, and an
 //!   image's data for the array layer's mapped-extent copy (`cairn_array::VolumeData`);
-//! - [`exports`]: the export layer's [`cairn_export::Exports`] over an RBD pool, and [`served`]:
-//!   such a pool connecting in the background, beside other backends, for the daemon;
+//! - [`exports`]: the export layer's [`cairn_export::Exports`] over an RBD pool, its images
+//!   opened for hosts once each and served again through a new connection after an outage
+//!   (`opened`), and [`served`]: such a pool connecting (and reconnecting) in the background,
+//!   beside other backends, for the daemon;
 //! - [`Error`]: the one error type.
 //!
 //! Invariants:
@@ -39,6 +41,7 @@ mod image;
 pub mod limits;
 mod manage;
 mod meta;
+mod opened;
 pub mod served;
 
 pub use aio::Pending;

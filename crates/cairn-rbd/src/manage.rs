@@ -68,6 +68,8 @@ impl RbdExports {
             .registry
             .begin_delete(found.info.id)
             .map_err(from_registry)?;
+        // No host holds it (no lease): the handle kept open for hosts is closed.
+        self.link().close_idle(&found.info.id);
         match self.pool.remove_image(&found.rados_name) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::InUse => self.defer_removal(&found)?,

@@ -2,9 +2,13 @@
 //! union of several backends' exports.
 //!
 //! [`BackgroundPool`] connects on its own thread, so a daemon never waits for Ceph to start: while
-//! the first attempt runs, a lookup waits for it (at most about [`limits::MOUNT_TIMEOUT_S`]); when
-//! it fails the pool is unavailable (its volumes are not found, [`BackgroundPool::status`] says
-//! why) and is tried again every [`limits::RECONNECT_INTERVAL_S`] until it connects.
+//! the first attempt runs, a lookup waits for it (at most about [`limits::MOUNT_TIMEOUT_S`]; a
+//! [`Exports::listing`] never waits); when it fails the pool is unavailable (its volumes are not
+//! found, [`BackgroundPool::status`] says why) and is tried again every
+//! [`limits::RECONNECT_INTERVAL_S`] until it connects. Once connected, a request that times out
+//! makes the pool unavailable at once (Lost Communication over SMI-S, EIO to hosts) and the
+//! thread connects anew, with a new RADOS client, onto which served images move with their
+//! exclusive locks taken over (`crate::opened`): the pool recovers with no restart.
 //!
 //! [`Combined`] answers for several backends side by side (Cairn's engine and RBD pools): a name
 //! is looked up in each in order and the first that has it answers. Names are unique across the
@@ -14,12 +18,13 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cairn_export::{Error, ErrorKind, Exports, Registry, Result, Volume, VolumeInfo};
+use cairn_export::{Error, ErrorKind, Exports, Listing, Registry, Result, Volume, VolumeInfo};
 use parking_lot::{Condvar, Mutex};
 
 use crate::cluster::ConnectOptions;
 use crate::exports::RbdExports;
 use crate::limits;
+use crate::opened::Link;
 
 /// An RBD pool as configured: a Cairn pool name over a RADOS pool of a cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +73,7 @@ impl BackgroundPool {
         let cfg = config.clone();
         std::thread::Builder::new()
             .name(format!("rbd-connect-{}", config.name))
-            .spawn(move || connect_until_available(&cfg, &registry, weak))
+            .spawn(move || keep_connected(&cfg, &registry, weak))
             .expect("a thread can be started");
         Arc::new(BackgroundPool { config, shared })
     }
@@ -78,9 +83,17 @@ impl BackgroundPool {
         &self.config
     }
 
-    /// Where it stands now.
+    /// Where it stands now: a connection that has timed out is unavailable at once, before the
+    /// background thread connects anew.
     pub fn status(&self) -> PoolStatus {
-        self.shared.status.lock().0.clone()
+        let status = self.shared.status.lock();
+        match &status.1 {
+            Some(exports) => match exports.conn().lost() {
+                Some(why) => PoolStatus::Unavailable(lost(&why)),
+                None => status.0.clone(),
+            },
+            None => status.0.clone(),
+        }
     }
 
     /// The connected pool, after waiting for the first attempt; `None` while unavailable.
@@ -89,7 +102,15 @@ impl BackgroundPool {
         while status.0 == PoolStatus::Connecting {
             self.shared.settled.wait(&mut status);
         }
-        status.1.clone()
+        status.1.clone().filter(|e| e.conn().lost().is_none())
+    }
+
+    /// Closes the images kept open for hosts (each as soon as no host holds it), so their
+    /// exclusive locks are released before the daemon exits.
+    pub fn close(&self) {
+        if let Some(exports) = self.shared.status.lock().1.clone() {
+            exports.link().close_all();
+        }
     }
 
     /// The connected pool, or the error a request for one of its volumes gets meanwhile.
@@ -107,37 +128,100 @@ impl BackgroundPool {
     }
 }
 
-/// The background thread: tries until connected or until the pool is dropped.
-fn connect_until_available(cfg: &RbdPoolConfig, registry: &Arc<Registry>, shared: Weak<Shared>) {
+fn lost(why: &str) -> String {
+    format!("lost communication with the cluster: {why}")
+}
+
+/// The background thread, until the pool is dropped: connects (trying again every
+/// [`limits::RECONNECT_INTERVAL_S`]), then watches the connection, closing idle images, until
+/// a request finds it lost, and connects anew — a new RADOS client, onto which the served
+/// images move (see [`crate::opened`]).
+fn keep_connected(cfg: &RbdPoolConfig, registry: &Arc<Registry>, shared: Weak<Shared>) {
+    let link = Arc::new(Link::default());
     loop {
-        let attempt =
-            RbdExports::connect_in(&cfg.connect, &cfg.rados_pool, &cfg.name, registry.clone());
-        let Some(shared) = shared.upgrade() else {
+        let attempt = RbdExports::connect_linked(
+            &cfg.connect,
+            &cfg.rados_pool,
+            &cfg.name,
+            registry.clone(),
+            link.clone(),
+        );
+        let Some(pool) = shared.upgrade() else {
             return;
         };
-        let mut status = shared.status.lock();
         match attempt {
             Ok(exports) => {
+                let exports = Arc::new(exports);
+                link.install(&exports);
+                let mut status = pool.status.lock();
+                *status = (PoolStatus::Available, Some(exports.clone()));
+                pool.settled.notify_all();
+                drop(status);
+                drop(pool);
                 tracing::info!(pool = %cfg.name, rados_pool = %cfg.rados_pool, "RBD pool available");
-                *status = (PoolStatus::Available, Some(Arc::new(exports)));
-                shared.settled.notify_all();
-                return;
+                let Some(why) = watch(&exports, &shared) else {
+                    return;
+                };
+                tracing::warn!(pool = %cfg.name, error = %why, "RBD pool lost; connecting anew");
+                let Some(pool) = shared.upgrade() else {
+                    return;
+                };
+                *pool.status.lock() = (PoolStatus::Unavailable(lost(&why)), None);
+                // Connects again at once: the cluster may already be back.
+                continue;
             }
             Err(e) => {
                 tracing::warn!(pool = %cfg.name, error = %e, "RBD pool unavailable");
-                status.0 = PoolStatus::Unavailable(e.to_string());
-                shared.settled.notify_all();
+                let mut status = pool.status.lock();
+                *status = (PoolStatus::Unavailable(e.to_string()), None);
+                pool.settled.notify_all();
             }
         }
-        drop(status);
-        drop(shared);
+        drop(pool);
         std::thread::sleep(Duration::from_secs(limits::RECONNECT_INTERVAL_S));
+    }
+}
+
+/// Watches a connected pool: closes its idle images until the connection is found lost (why)
+/// or the pool is dropped (`None`).
+fn watch(exports: &Arc<RbdExports>, shared: &Weak<Shared>) -> Option<String> {
+    loop {
+        std::thread::sleep(Duration::from_millis(limits::WATCH_INTERVAL_MS));
+        shared.upgrade()?;
+        if let Some(why) = exports.conn().lost() {
+            return Some(why);
+        }
+        exports.link().close_expired();
     }
 }
 
 impl Exports for BackgroundPool {
     fn list(&self) -> Result<Vec<VolumeInfo>> {
         self.exports().map_or(Ok(Vec::new()), |e| e.list())
+    }
+
+    /// Never waits: while connecting or unavailable the listing is empty and incomplete.
+    fn listing(&self) -> Result<Listing> {
+        let current = self.shared.status.lock().1.clone();
+        match current.filter(|e| e.conn().lost().is_none()) {
+            Some(exports) => match exports.list() {
+                Ok(volumes) => Ok(Listing {
+                    volumes,
+                    complete: true,
+                }),
+                Err(e) => {
+                    tracing::warn!(pool = %self.config.name, error = %e, "RBD pool not listed");
+                    Ok(Listing {
+                        volumes: Vec::new(),
+                        complete: false,
+                    })
+                }
+            },
+            None => Ok(Listing {
+                volumes: Vec::new(),
+                complete: false,
+            }),
+        }
     }
 
     fn info(&self, name: &str) -> Result<VolumeInfo> {
@@ -183,6 +267,32 @@ impl Exports for Combined {
             }
         }
         all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    /// Every backend's listing; one that fails makes the whole incomplete, not an error, so
+    /// the other backends' volumes stay listed.
+    fn listing(&self) -> Result<Listing> {
+        let mut all = Listing {
+            volumes: Vec::new(),
+            complete: true,
+        };
+        for backend in &self.backends {
+            let part = backend.listing().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "exports not listed");
+                Listing {
+                    volumes: Vec::new(),
+                    complete: false,
+                }
+            });
+            all.complete &= part.complete;
+            for info in part.volumes {
+                if !all.volumes.iter().any(|a| a.name == info.name) {
+                    all.volumes.push(info);
+                }
+            }
+        }
+        all.volumes.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
     }
 

@@ -71,6 +71,7 @@ impl Pools {
                         conf_path: conf(),
                         client_name: "admin".into(),
                         keyring_path: None,
+                        op_timeout_s: cairn_rbd::limits::OP_TIMEOUT_S,
                     },
                     rados_pool: rados_pool.clone(),
                 };

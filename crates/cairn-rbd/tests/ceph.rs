@@ -18,6 +18,7 @@ fn options() -> ConnectOptions {
         conf_path: PathBuf::from(conf),
         client_name: "cairn".into(),
         keyring_path: None,
+        op_timeout_s: cairn_rbd::limits::OP_TIMEOUT_S,
     }
 }
 
@@ -52,6 +53,7 @@ fn missing_cluster(dir: &std::path::Path) -> ConnectOptions {
         conf_path: conf,
         client_name: "client.admin".into(),
         keyring_path: Some(dir.join("missing.keyring")),
+        op_timeout_s: cairn_rbd::limits::OP_TIMEOUT_S,
     }
 }
 

@@ -13,6 +13,8 @@
 //! client = "cairn"           # the cephx user (client.cairn); default "admin"
 //! keyring = "/etc/ceph/ceph.client.cairn.keyring"   # default: what ceph_conf names
 //! rados_pool = "rbd"
+//! op_timeout_secs = 30       # a Ceph operation failing after this long (EIO to the host) gives
+//!                            # up the connection until the cluster answers again (1-120)
 //!
 //! [listen]
 //! smis_http = "127.0.0.1:5988"   # "" disables a listener; port 0 picks a free one
@@ -65,7 +67,7 @@
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
 //! are unique across both kinds. A file pool takes `path` and `size` only, an RBD pool `ceph_conf`,
-//! `client`, `keyring` and `rados_pool` only (`ceph_conf` and `rados_pool` required); the default
+//! `client`, `keyring`, `rados_pool` and `op_timeout_secs` only (`ceph_conf` and `rados_pool` required); the default
 //! pool is made only when no pool of either kind is configured.
 
 use std::net::SocketAddr;
@@ -148,6 +150,7 @@ struct RawPool {
     client: Option<String>,
     keyring: Option<PathBuf>,
     rados_pool: Option<String>,
+    op_timeout_secs: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -383,6 +386,7 @@ fn resolve_pools(data_dir: &Path, raw: Vec<RawPool>, no_pool: bool) -> Result<Ve
             || pool.client.is_some()
             || pool.keyring.is_some()
             || pool.rados_pool.is_some()
+            || pool.op_timeout_secs.is_some()
         {
             bail!(
                 "Pool '{}' is a file pool: Ceph keys need kind = \"rbd\"",
@@ -414,12 +418,23 @@ fn resolve_rbd_pools(data_dir: &Path, raw: Vec<RawPool>) -> Result<Vec<RbdPoolCo
         let (Some(conf), Some(rados_pool)) = (pool.ceph_conf, pool.rados_pool) else {
             bail!("RBD pool '{}' needs ceph_conf and rados_pool", pool.name);
         };
+        let op_timeout_s = pool
+            .op_timeout_secs
+            .unwrap_or(cairn_rbd::limits::OP_TIMEOUT_S);
+        if !(1..=cairn_rbd::limits::OP_TIMEOUT_S_MAX).contains(&op_timeout_s) {
+            bail!(
+                "RBD pool '{}': op_timeout_secs must be 1 to {}",
+                pool.name,
+                cairn_rbd::limits::OP_TIMEOUT_S_MAX
+            );
+        }
         pools.push(RbdPoolConfig {
             name: pool.name,
             connect: ConnectOptions {
                 conf_path: data_dir.join(conf),
                 client_name: pool.client.unwrap_or_else(|| "admin".into()),
                 keyring_path: pool.keyring.map(|k| data_dir.join(k)),
+                op_timeout_s,
             },
             rados_pool,
         });
@@ -538,6 +553,12 @@ mod tests {
         );
         assert_eq!(only.rbd_pools[0].connect.client_name, "admin");
         assert_eq!(only.rbd_pools[0].connect.keyring_path, None);
+        let timeout = cairn_rbd::limits::OP_TIMEOUT_S;
+        assert_eq!(only.rbd_pools[0].connect.op_timeout_s, timeout);
+        let short = parse(
+            "[[pool]]\nname='r'\nkind='rbd'\nceph_conf='c'\nrados_pool='p'\nop_timeout_secs=3",
+        );
+        assert_eq!(short.unwrap().rbd_pools[0].connect.op_timeout_s, 3);
     }
 
     #[test]
@@ -552,6 +573,9 @@ mod tests {
         assert!(parse(&format!("[[pool]]\nname='a'\n{rbd}\npath='x'")).is_err());
         assert!(parse("[[pool]]\nname='a'\nkind='rbd'\nceph_conf='c'").is_err());
         assert!(parse("[[pool]]\nname='a'\npath='x'\nrados_pool='rbd'").is_err());
+        assert!(parse("[[pool]]\nname='a'\npath='x'\nop_timeout_secs=3").is_err());
+        assert!(parse(&format!("[[pool]]\nname='a'\n{rbd}\nop_timeout_secs=0")).is_err());
+        assert!(parse(&format!("[[pool]]\nname='a'\n{rbd}\nop_timeout_secs=121")).is_err());
         assert!(parse("[[pool]]\nname='a'\nkind='nfs'\npath='x'").is_err());
         assert!(parse("[[pool]]\nname='a'").is_err());
         assert!(parse("[listen]\nnbd = 'nowhere'").is_err());

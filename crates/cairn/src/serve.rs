@@ -1,6 +1,6 @@
 //! `cairn serve`: the daemon. Opens (or on first start creates) the configured pools, serves their
-//! volumes (and those of RBD pools, which connect in the background) over NBD and the array (both
-//! kinds of pool side by side) over SMI-S, writes the bound addresses to `DATA_DIR/listen.json`,
+//! volumes (and those of RBD pools, which connect in the background) over NBD and iSCSI and the
+//! array (both kinds of pool side by side) over SMI-S, writes the bound addresses to `DATA_DIR/listen.json`,
 //! and on SIGINT/SIGTERM stops accepting, lets requests in flight finish, commits and closes every
 //! pool, then exits 0.
 //!
@@ -69,7 +69,7 @@ fn engine_options(config: &Config) -> PoolOptions {
     }
 }
 
-/// The engine pools over a new registry, which the RBD pools share (see [`nbd_exports`]).
+/// The engine pools over a new registry, which the RBD pools share (see [`host_exports`]).
 fn open_storage(config: &Config) -> Result<Storage> {
     let storage = Storage::with_registry(Registry::new());
     for pool_config in &config.pools {
@@ -158,16 +158,16 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     }
     let tls = daemon_tls(config)?;
     let rbd_pools = start_rbd_pools(config, &storage);
-    let exports = nbd_exports(&storage, &rbd_pools);
+    let exports = host_exports(&storage, &rbd_pools);
     let nbd = match config.nbd {
-        Some(addr) => Some(start_nbd(config, addr, tls.clone(), exports).await?),
+        Some(addr) => Some(start_nbd(config, addr, tls.clone(), exports.clone()).await?),
         None => None,
     };
     let iscsi = match config.iscsi {
-        Some(addr) => Some(start_iscsi(config, addr, storage.clone()).await?),
+        Some(addr) => Some(start_iscsi(config, addr, exports).await?),
         None => None,
     };
-    let backend = array_backend(storage, rbd_pools);
+    let backend = array_backend(storage, rbd_pools.clone());
     let mut options = array_options(config);
     // SMI-S masking changes the iSCSI target's access model through the HostAccess trait.
     options.host_access = iscsi.as_ref().map(|h| h.host_access());
@@ -215,6 +215,10 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         warn!("copy jobs did not stop in time; the next start cleans up after them");
     }
     indications.stop();
+    // Hosts are gone: the RBD images kept open for them release their exclusive locks now.
+    for pool in &rbd_pools {
+        pool.close();
+    }
     Ok(())
 }
 
@@ -235,8 +239,8 @@ fn start_rbd_pools(config: &Config, storage: &Arc<Storage>) -> Vec<Arc<Backgroun
     config.rbd_pools.iter().map(start).collect()
 }
 
-/// What NBD serves: the engine's volumes and, beside them, each RBD pool's.
-fn nbd_exports(storage: &Arc<Storage>, rbd_pools: &[Arc<BackgroundPool>]) -> Arc<dyn Exports> {
+/// What NBD and iSCSI serve: the engine's volumes and, beside them, each RBD pool's.
+fn host_exports(storage: &Arc<Storage>, rbd_pools: &[Arc<BackgroundPool>]) -> Arc<dyn Exports> {
     if rbd_pools.is_empty() {
         return storage.clone();
     }
@@ -366,7 +370,7 @@ async fn start_nbd(
 async fn start_iscsi(
     config: &Config,
     addr: std::net::SocketAddr,
-    storage: Arc<Storage>,
+    exports: Arc<dyn Exports>,
 ) -> Result<cairn_iscsi::IscsiServerHandle> {
     let dir = &config.data_dir;
     let target_name = cairn_iscsi::node::load_or_create_target_name(
@@ -388,7 +392,7 @@ async fn start_iscsi(
         allow_insecure_non_loopback: config.iscsi_allow_insecure,
         nop_interval: config.iscsi_nop_interval,
     };
-    cairn_iscsi::start(cfg, storage)
+    cairn_iscsi::start(cfg, exports)
         .await
         .with_context(|| format!("Cannot serve iSCSI on {addr}"))
 }
