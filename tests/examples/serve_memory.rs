@@ -69,6 +69,7 @@ fn build(path: &Path, snapshots: u64) -> Result<()> {
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: (NODE_CACHE_MIB * MIB) as usize,
+        preallocate: false,
     };
     let storage = Storage::new();
     storage.add_pool(Pool::create(dev.clone(), "pool0", opts)?)?;
