@@ -106,7 +106,7 @@ if has_peer cairn; then
 name = "bench"
 path = "bench.img"
 [listen]
-smis_http = ""
+smis_http = "127.0.0.1:0"
 smis_https = ""
 iscsi = ""
 nbd = "127.0.0.1:$PORT"
