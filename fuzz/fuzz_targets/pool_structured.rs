@@ -30,6 +30,7 @@ fn options() -> PoolOptions {
     PoolOptions {
         commit_interval: None,
         node_cache_bytes: 1 << 20,
+        preallocate: false,
     }
 }
 

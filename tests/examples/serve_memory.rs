@@ -31,6 +31,7 @@ fn build(path: &Path, snapshots: u64) -> Result<()> {
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: (NODE_CACHE_MIB * MIB) as usize,
+        preallocate: false,
     };
     build_pool(path, "pool0", POOL_BYTES, opts, |storage| {
         let (p, v) = storage.create_volume("pool0", "v", VOLUME_BYTES, VolumeOptions::default())?;

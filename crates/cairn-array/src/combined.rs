@@ -179,6 +179,7 @@ mod tests {
             let opts = PoolOptions {
                 commit_interval: None,
                 node_cache_bytes: 4 << 20,
+                preallocate: false,
             };
             storage
                 .add_pool(Pool::create(dev, pool, opts).expect("pool"))

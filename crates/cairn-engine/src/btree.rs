@@ -590,7 +590,12 @@ pub(crate) mod tests {
     use crate::format::Superblock;
 
     pub(crate) fn test_meta(blocks: u64) -> Meta {
-        let dev = Arc::new(MemDevice::new(blocks * 4096));
+        test_meta_on(Arc::new(MemDevice::new(blocks * 4096)))
+    }
+
+    /// [`test_meta`] on a given device (its whole size).
+    pub(crate) fn test_meta_on(dev: Arc<MemDevice>) -> Meta {
+        let blocks = cairn_io::BlockDevice::size_bytes(dev.as_ref()) / 4096;
         let sb = Superblock {
             gen: 0,
             version: crate::format::FORMAT_VERSION,
@@ -608,7 +613,7 @@ pub(crate) mod tests {
             created_unix_secs: 0,
             share_epoch: 0,
         };
-        let mut m = Meta::new(dev, sb, 64);
+        let mut m = Meta::new(dev, sb, 64, false);
         m.mark_superblocks().unwrap();
         m
     }
@@ -771,7 +776,7 @@ pub(crate) mod tests {
         m.dir_root = root;
         m.commit(m.durable.clone()).unwrap();
         let durable = m.durable.clone();
-        let mut fresh = Meta::new(m.dev.clone(), durable, 64);
+        let mut fresh = Meta::new(m.dev.clone(), durable, 64, false);
         let r = fresh.dir_root;
         let got = validate(&mut fresh, kind, r);
         assert_eq!(got.len() as u64, n);

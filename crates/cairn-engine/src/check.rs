@@ -815,6 +815,7 @@ mod tests {
         let opts = PoolOptions {
             commit_interval: None,
             node_cache_bytes: 1 << 20,
+            preallocate: false,
         };
         let p = crate::Pool::create(dev.clone(), "c", opts).unwrap();
         let v = p
@@ -827,7 +828,7 @@ mod tests {
 
     fn meta_of(dev: &Arc<MemDevice>) -> Meta {
         let sb = crate::format::read_superblock(dev.as_ref()).unwrap();
-        Meta::new(dev.clone(), sb, 64)
+        Meta::new(dev.clone(), sb, 64, false)
     }
 
     fn kinds(dev: Arc<MemDevice>) -> Vec<FindingKind> {

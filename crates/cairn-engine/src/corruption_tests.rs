@@ -21,6 +21,7 @@ fn opts() -> PoolOptions {
     PoolOptions {
         commit_interval: None,
         node_cache_bytes: 1 << 20,
+        preallocate: false,
     }
 }
 
@@ -54,7 +55,7 @@ fn durable(dev: &Arc<MemDevice>) -> Superblock {
 /// The mapping root of the volume named `name`.
 fn volume_root(dev: &Arc<MemDevice>, name: &str) -> Root {
     let sb = durable(dev);
-    let mut m = Meta::new(dev.clone(), sb.clone(), 64);
+    let mut m = Meta::new(dev.clone(), sb.clone(), 64, false);
     let dir = m
         .range(TreeKind::Directory, sb.dir, 0, u64::MAX, usize::MAX)
         .unwrap();
@@ -424,7 +425,7 @@ fn a_stale_bitmap_page_is_refused_and_reported() {
     use crate::format::{get_u64, put_u32, put_u64, HDR_CRC, HDR_GEN};
     let dev = pool_with_deep_volume();
     let sb = durable(&dev);
-    let mut m = Meta::new(dev.clone(), sb.clone(), 64);
+    let mut m = Meta::new(dev.clone(), sb.clone(), 64, false);
     let entry = m.get(TreeKind::Space, sb.space, 0).unwrap().unwrap();
     let (loc, gen) = (get_u64(&entry, 0), get_u64(&entry, SPACE_VAL_GEN));
     let mut b = vec![0u8; BLOCK_SIZE_BYTES as usize];
@@ -445,7 +446,7 @@ fn a_stale_bitmap_page_is_refused_and_reported() {
         "{:?}",
         report.findings
     );
-    let mut m = Meta::new(dev.clone(), sb, 64);
+    let mut m = Meta::new(dev.clone(), sb, 64, false);
     let e = m.alloc_data(1, 0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     assert!(e.context().contains("bitmap page 0"), "{e}");

@@ -35,9 +35,25 @@ pub const DATA_ALLOC_HEADROOM_BLOCKS: u64 = 16;
 /// The part of the metadata reserve (per mille) that only delete and reclaim may use: ordinary
 /// operations (writes, trims, write-zeroes, snapshots) stop above it.
 pub const META_FLOOR_PER_MILLE: u64 = 250;
-/// Blocks preallocated at once (fallocate in a pool file) when a metadata allocation leaves the
-/// preallocated reserve room, so later metadata blocks near it are backed already.
-pub const META_PREALLOC_BLOCKS: u64 = 256;
+/// Largest layout chunk (64 MiB): a pool file is preallocated (fallocate) a chunk at a time,
+/// before the allocator places anything in the chunk, and punched out a wholly free chunk at a
+/// time (see `meta::layout`).
+pub const CHUNK_BLOCKS_MAX: u64 = 16384;
+/// Smallest layout chunk (1 MiB).
+pub const CHUNK_BLOCKS_MIN: u64 = 256;
+/// Chunks a pool has at least while its chunks are larger than the minimum, so a small pool
+/// file is not backed whole by its first write.
+pub const POOL_CHUNKS_MIN: u64 = 64;
+/// Writes needing at most this many fresh blocks are placed after their virtual neighbour's
+/// physical block when a run of their length is free within `NEAR_WINDOW_BLOCKS` of it.
+pub const SMALL_REDIRECT_BLOCKS_MAX: u64 = 16;
+/// How far after its neighbour's block a small write's run may start.
+pub const NEAR_WINDOW_BLOCKS: u64 = 256;
+/// Writes needing at least this many fresh blocks take free runs of at least
+/// `LARGE_RUN_BLOCKS_MAX` blocks (or their whole length) first.
+pub const LARGE_WRITE_BLOCKS_MIN: u64 = 64;
+/// The run length a large write asks for at most before it takes shorter pieces (8 MiB).
+pub const LARGE_RUN_BLOCKS_MAX: u64 = 2048;
 /// Blocks added to the bound of what a commit allocates (superblock-independent slack).
 pub const COMMIT_SLACK_BLOCKS: u64 = 16;
 
@@ -56,11 +72,6 @@ pub const RECLAIM_STEP_PAUSE: std::time::Duration = std::time::Duration::from_mi
 pub const UNMAP_ENTRIES_PER_STEP: usize = 1024;
 /// Dirty metadata blocks that force a commit from the write path (bounds pinned memory).
 pub const DIRTY_BLOCKS_MAX: usize = 8192;
-/// Shortest run of freed data blocks (after coalescing a transaction's frees) that is discarded
-/// (punched out of a pool file) after the commit. Shorter runs stay allocated in the file: they
-/// are free in the space map and soon reused, and punching them costs a file-system call inside
-/// the commit plus a file-system allocation when the block is written again.
-pub const DISCARD_BLOCKS_MIN: u64 = 256;
 /// Smallest node cache accepted (smaller requests are raised to this).
 pub const NODE_CACHE_BYTES_MIN: usize = 256 * BLOCK_SIZE_USIZE;
 /// The clean bitmap pages kept get this fraction (1/N) of the cache's blocks; the nodes the rest.
@@ -93,7 +104,12 @@ const _: () = assert!(DATA_ALLOC_HEADROOM_BLOCKS < META_RESERVE_BLOCKS_MIN);
 const _: () = assert!(META_FLOOR_PER_MILLE > 0 && META_FLOOR_PER_MILLE < 1000);
 const _: () =
     assert!(META_RESERVE_BLOCKS_MIN * META_FLOOR_PER_MILLE / 1000 >= 4 * COMMIT_SLACK_BLOCKS);
-const _: () = assert!(META_PREALLOC_BLOCKS > 0 && META_PREALLOC_BLOCKS <= META_RESERVE_BLOCKS_MIN);
+const _: () = assert!(CHUNK_BLOCKS_MIN.is_power_of_two() && CHUNK_BLOCKS_MAX.is_power_of_two());
+const _: () = assert!(CHUNK_BLOCKS_MIN <= CHUNK_BLOCKS_MAX && POOL_CHUNKS_MIN > 0);
+const _: () = assert!(SMALL_REDIRECT_BLOCKS_MAX <= NEAR_WINDOW_BLOCKS);
+const _: () = assert!(LARGE_WRITE_BLOCKS_MIN > SMALL_REDIRECT_BLOCKS_MAX);
+const _: () = assert!(LARGE_RUN_BLOCKS_MAX >= LARGE_WRITE_BLOCKS_MIN);
+const _: () = assert!(LARGE_RUN_BLOCKS_MAX < crate::meta::PAGE_BITS);
 const _: () = assert!(RECLAIM_PAGES_PER_TXN > 0 && UNMAP_ENTRIES_PER_STEP > 0);
 const _: () = assert!(LOGICAL_BLOCK_SIZES[1] as u64 == BLOCK_SIZE_BYTES);
 const _: () = assert!(BLOCK_SIZE_BYTES % LOGICAL_BLOCK_SIZES[0] as u64 == 0);

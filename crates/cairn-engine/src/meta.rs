@@ -10,12 +10,12 @@
 //!   block allocated and freed inside the same transaction: no durable state references it.
 //! - The on-disk bitmap of commit N already has N's frees applied (they are free once N is
 //!   durable); a page missing from the space tree is all free.
-//! - Freed data runs of at least `DISCARD_BLOCKS_MIN` blocks (after coalescing) are discarded
-//!   once the transaction that freed them is durable, before anything can reuse them.
+//! - Chunks that freed data runs leave wholly free are discarded once the transaction that
+//!   freed them is durable, before anything can reuse them (the rule is in `layout`).
 //! - Metadata is written only to backed storage: the reserve's room after the superblocks is
 //!   preallocated at create and grow, and a metadata block outside it is preallocated (with its
-//!   neighbours, `META_PREALLOC_BLOCKS`) before it is allocated; when the host refuses, that
-//!   allocation answers `NoSpace` and allocates nothing.
+//!   chunk, see `layout`) before it is allocated; when the host refuses, that allocation
+//!   answers `NoSpace` and allocates nothing.
 //! - Bitmap pages are written copy-on-write at commit; the commit loops until the allocations it
 //!   makes for its own pages and space-tree nodes converge.
 //! - Bounded pages: a changed (dirty) page is pinned in `pages` until its commit, with its
@@ -41,13 +41,16 @@ use crate::format::{
     FORMAT_VERSION, HDR_AUX, HEADER_BYTES, SUPER_ADDRS,
 };
 use crate::limits::{
-    BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, DISCARD_BLOCKS_MIN,
-    META_PREALLOC_BLOCKS, NODE_CACHE_NODES_MIN, PAGE_CACHE_PAGES_MIN, PAGE_CACHE_SHARE_DIVISOR,
+    BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, DATA_ALLOC_HEADROOM_BLOCKS, NODE_CACHE_NODES_MIN,
+    PAGE_CACHE_PAGES_MIN, PAGE_CACHE_SHARE_DIVISOR,
 };
 use crate::node::{Node, TreeKind, SPACE_VAL_GEN};
 use crate::undo::{BitChange, Undo};
 
+mod layout;
 mod upgrade;
+
+use layout::Backing;
 
 /// Words of one bitmap page.
 pub const PAGE_WORDS: usize = (BLOCK_SIZE_USIZE - HEADER_BYTES) / 8;
@@ -106,6 +109,11 @@ impl Page {
 
     pub(crate) fn set_reserved(&mut self, i: u64, v: bool) {
         set_bit(words_of(&mut self.reserved), i, v);
+    }
+
+    /// Whether no block of `[a, b)` (indexes in the page) is allocated.
+    fn range_free(&self, a: u64, b: u64) -> bool {
+        (a..b).all(|i| !bit(&self.bits, i))
     }
 
     /// Encodes page `page_no` for its location, written by generation `gen` of pool `uuid`.
@@ -225,8 +233,11 @@ pub struct Meta {
     /// Metadata blocks allocated by commits, counted to check the bound operations leave for
     /// them.
     pub unfloored_allocs: u64,
-    /// Blocks outside the reserve's room last preallocated for metadata (none discarded since).
-    backed: Range<u64>,
+    /// Which chunks of the device have backing storage, and where metadata past the reserve
+    /// room goes (see `layout`).
+    backing: Backing,
+    /// The end of the last data allocation: the chunk the allocator fills now.
+    data_cursor: u64,
     /// Online checks reading a durable state: while any runs, blocks freed stay reserved past
     /// their commit (their pages stay pinned), so no block of the state it reads is reused.
     pub frees_held: u32,
@@ -235,8 +246,15 @@ pub struct Meta {
 impl Meta {
     /// `cache_blocks` bounds the clean nodes and pages kept (one block of memory each); a
     /// `PAGE_CACHE_SHARE_DIVISOR`th of it goes to bitmap pages.
-    pub fn new(dev: Arc<dyn BlockDevice>, sb: Superblock, cache_blocks: usize) -> Meta {
+    /// With `preallocated`, the whole device has backing storage (nothing is punched out).
+    pub fn new(
+        dev: Arc<dyn BlockDevice>,
+        sb: Superblock,
+        cache_blocks: usize,
+        preallocated: bool,
+    ) -> Meta {
         let pages_max = (cache_blocks / PAGE_CACHE_SHARE_DIVISOR).max(PAGE_CACHE_PAGES_MIN);
+        let backing = Backing::new(sb.device_blocks, preallocated);
         let nodes_max = cache_blocks
             .saturating_sub(pages_max)
             .max(NODE_CACHE_NODES_MIN);
@@ -264,7 +282,8 @@ impl Meta {
             undo: None,
             unfloored_allocs: 0,
             frees_held: 0,
-            backed: 0..0,
+            backing,
+            data_cursor: 0,
         }
     }
 
@@ -483,29 +502,36 @@ impl Meta {
     }
 
     /// Finds up to `want` contiguous free blocks in `[lo, hi)`, searching from `hint` (inside the
-    /// range, else from `lo`) to `hi` and then from `lo` to `hint`.
-    fn find_run(&mut self, want: u64, hint: u64, lo: u64, hi: u64) -> Result<Option<(u64, u64)>> {
+    /// range, else from `lo`) to `hi` and then from `lo` to `hint`; a run shorter than `min` is
+    /// taken only where it reaches the end of its bitmap page (it may go on in the next).
+    fn find_run(
+        &mut self,
+        want: u64,
+        hint: u64,
+        (lo, hi): (u64, u64),
+        min: u64,
+    ) -> Result<Option<(u64, u64)>> {
         let hi = hi.min(self.device_blocks);
         if lo >= hi {
             return Ok(None);
         }
         let hint = if (lo..hi).contains(&hint) { hint } else { lo };
         for (a, b) in [(hint, hi), (lo, hint)] {
-            if let Some(run) = self.find_run_in(want, a, b)? {
+            if let Some(run) = self.find_run_in(want, a, b, min)? {
                 return Ok(Some(run));
             }
         }
         Ok(None)
     }
 
-    fn find_run_in(&mut self, want: u64, a: u64, b: u64) -> Result<Option<(u64, u64)>> {
+    fn find_run_in(&mut self, want: u64, a: u64, b: u64, min: u64) -> Result<Option<(u64, u64)>> {
         let mut p = a / PAGE_BITS;
         while p * PAGE_BITS < b {
             if self.page_avail(p)? > 0 {
                 self.load_page(p)?;
                 let from = a.max(p * PAGE_BITS) - p * PAGE_BITS;
                 let limit = (b - p * PAGE_BITS).min(PAGE_BITS);
-                if let Some(r) = scan_page(self.page(p), from, limit, want) {
+                if let Some(r) = scan_page(self.page(p), from..limit, want, min) {
                     return Ok(Some((p * PAGE_BITS + r.0, r.1)));
                 }
             }
@@ -546,11 +572,11 @@ impl Meta {
         self.check_meta_floor()?;
         // The reserve's room first, then anywhere.
         let (hint, region_end) = (self.meta_cursor, self.reserve_region_end());
-        let found = match self.find_run(1, hint, 0, region_end)? {
-            Some(run) => Some(run),
-            None => self.find_run(1, hint, region_end, self.device_blocks)?,
+        let found = match self.find_run(1, hint, (0, region_end), 1)? {
+            Some(run) => Some(run.0),
+            None => self.find_meta_overflow()?,
         };
-        let Some((b, _)) = found else {
+        let Some(b) = found else {
             return Err(err(ErrorKind::NoSpace, "no block left for metadata"));
         };
         if b >= region_end {
@@ -564,57 +590,55 @@ impl Meta {
         Ok(b)
     }
 
-    /// Makes sure block `b`, outside the preallocated reserve room, has backing storage before
-    /// metadata is written to it (a full host file system must not fail a metadata write): it
-    /// preallocates `b` and the blocks after it once (`b` alone when the host has less room),
-    /// and answers `NoSpace` when the host refuses (nothing is allocated then).
-    fn back_meta_block(&mut self, b: u64) -> Result<()> {
-        assert!(
-            b < self.device_blocks,
-            "metadata block {b} inside the device"
-        );
-        if self.backed.contains(&b) {
-            return Ok(());
-        }
-        let ahead = (b + META_PREALLOC_BLOCKS).min(self.device_blocks);
-        let end = match self
-            .dev
-            .preallocate(b * BLOCK_SIZE_BYTES, (ahead - b) * BLOCK_SIZE_BYTES)
-        {
-            Ok(()) => ahead,
-            // Less room on the host than the blocks ahead take: `b` alone. Whatever the reason
-            // for a refusal, the block cannot be relied on: refused for this call only.
-            Err(_) => {
-                self.dev
-                    .preallocate(b * BLOCK_SIZE_BYTES, BLOCK_SIZE_BYTES)
-                    .map_err(|e| {
-                        err(
-                            ErrorKind::NoSpace,
-                            format!("backing storage for metadata block {b}"),
-                        )
-                        .with_source(e)
-                    })?;
-                b + 1
-            }
-        };
-        self.backed = b..end;
-        Ok(())
-    }
-
-    /// `want` data blocks as one or more extents, preferring one contiguous run after `hint`.
-    /// Fails with `NoSpace` (allocating nothing) when the data space cannot hold them.
-    pub fn alloc_data(&mut self, want: u64, hint: u64) -> Result<Vec<(u64, u64)>> {
+    /// `want` data blocks as one or more extents: right after `near` (the physical block after
+    /// the write's virtual neighbour) when the write is small and a run fits there, else
+    /// preferring one contiguous run after `hint` (see `layout`). Their chunks are backed
+    /// before this returns. Fails with `NoSpace` (allocating nothing) when the data space
+    /// cannot hold them.
+    pub fn alloc_data_near(
+        &mut self,
+        want: u64,
+        near: Option<u64>,
+        hint: u64,
+    ) -> Result<Vec<(u64, u64)>> {
         let needed = want + self.reserve_blocks + DATA_ALLOC_HEADROOM_BLOCKS;
         if self.usable_blocks() < needed {
             return Err(err(ErrorKind::NoSpace, format!("{want} data blocks")));
         }
+        let got = match near.map(|n| self.find_near(want, n)).transpose()?.flatten() {
+            Some(run) => {
+                self.mark_allocated(run.0, run.1, Use::Data);
+                vec![run]
+            }
+            None => self.alloc_runs(want, hint)?,
+        };
+        let last = got.last().expect("a data allocation takes blocks");
+        self.data_cursor = last.0 + last.1;
+        self.back_data_runs(&got);
+        Ok(got)
+    }
+
+    /// [`Meta::alloc_data_near`] with no neighbour.
+    #[cfg(test)]
+    pub fn alloc_data(&mut self, want: u64, hint: u64) -> Result<Vec<(u64, u64)>> {
+        self.alloc_data_near(want, None, hint)
+    }
+
+    /// `want` blocks in runs from `hint`, long runs first for a large write (see `layout`).
+    fn alloc_runs(&mut self, want: u64, hint: u64) -> Result<Vec<(u64, u64)>> {
         let mut got = Vec::new();
         let mut hint = hint;
         let mut left = want;
+        let mut min = Meta::run_min_for(want);
+        let range = (self.reserve_region_end(), self.device_blocks);
         while left > 0 {
-            let (lo, hi) = (self.reserve_region_end(), self.device_blocks);
-            let run = match self.find_run(left, hint, lo, hi) {
+            let run = match self.find_run(left, hint, range, min.min(left)) {
                 Ok(Some(r)) => r,
+                // No long run left: shorter pieces.
+                Ok(None) if min > 1 => {
+                    min = 1;
+                    continue;
+                }
                 Ok(None) => {
                     self.unalloc_data(&got);
                     return Err(err(ErrorKind::NoSpace, format!("{want} data blocks")));
@@ -815,6 +839,9 @@ impl Meta {
         // freed here is still running when the block becomes reusable below.
         self.id = sb.identity();
         self.durable = sb;
+        // Decided while the transaction's pages are still pinned in memory.
+        let freed = coalesce(std::mem::take(&mut self.freed_data));
+        let punch = self.chunks_to_punch(&freed);
         for (addr, node) in self.dirty.drain() {
             self.cache.insert(addr, node);
         }
@@ -834,14 +861,8 @@ impl Meta {
             self.undirty_page(p);
         }
         self.pending_blocks = held;
-        for (s, l) in coalesce(std::mem::take(&mut self.freed_data)) {
-            if l < DISCARD_BLOCKS_MIN {
-                continue;
-            }
-            if s < self.backed.end && self.backed.start < s + l {
-                // Punched out below: no longer known to be backed.
-                self.backed = 0..0;
-            }
+        self.punched(&punch);
+        for (s, l) in punch {
             if let Err(e) = self.dev.discard(s * BLOCK_SIZE_BYTES, l * BLOCK_SIZE_BYTES) {
                 tracing::warn!("discard of freed blocks {s}+{l} failed: {e}");
             }
@@ -879,25 +900,29 @@ fn coalesce(mut runs: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     out
 }
 
-/// Scans one page for a run of up to `want` available blocks at or after `from`, below `limit`.
-fn scan_page(pg: &Page, from: u64, limit: u64, want: u64) -> Option<(u64, u64)> {
-    let mut i = from;
+/// Scans one page for a run of up to `want` available blocks in `range`; a run shorter than
+/// `min` is taken only where it reaches the end of the page.
+fn scan_page(pg: &Page, range: Range<u64>, want: u64, min: u64) -> Option<(u64, u64)> {
+    let (mut i, limit) = (range.start, range.end);
+    let used = |i: u64| bit(&pg.bits, i) || bit_or_zero(&pg.reserved, i);
     while i < limit {
         let w = (i / 64) as usize;
-        let used = pg.bits[w] | pg.reserved.get(w).copied().unwrap_or(0);
-        if used == u64::MAX {
+        let word = pg.bits[w] | pg.reserved.get(w).copied().unwrap_or(0);
+        if word == u64::MAX {
             i = (w as u64 + 1) * 64;
             continue;
         }
-        if used >> (i % 64) & 1 == 1 {
+        if word >> (i % 64) & 1 == 1 {
             i += 1;
             continue;
         }
         let start = i;
-        while i < limit && i - start < want && !bit(&pg.bits, i) && !bit_or_zero(&pg.reserved, i) {
+        while i < limit && i - start < want && !used(i) {
             i += 1;
         }
-        return Some((start, i - start));
+        if i - start >= min || i == PAGE_BITS {
+            return Some((start, i - start));
+        }
     }
     None
 }

@@ -180,6 +180,15 @@ fn preallocate_reserve(dev: &dyn BlockDevice, reserve_blocks: u64) -> Result<()>
         .map_err(|e| Error::io("preallocate the metadata reserve", e))
 }
 
+/// Preallocates the whole device when the pool is configured so (`PoolOptions::preallocate`).
+fn preallocate_whole(dev: &dyn BlockDevice, opts: &PoolOptions) -> Result<()> {
+    if !opts.preallocate {
+        return Ok(());
+    }
+    dev.preallocate(0, dev.size_bytes())
+        .map_err(|e| Error::io("preallocate the pool file", e))
+}
+
 /// The part of a metadata reserve of `reserve_blocks` that only delete and reclaim may use.
 fn floor_for(reserve_blocks: u64) -> u64 {
     reserve_blocks * META_FLOOR_PER_MILLE / 1000
@@ -218,6 +227,7 @@ impl Pool {
             ));
         }
         preallocate_reserve(dev.as_ref(), reserve_for(blocks))?;
+        preallocate_whole(dev.as_ref(), &opts)?;
         let zero = vec![0u8; BLOCK_SIZE_USIZE];
         for a in SUPER_ADDRS {
             dev.write_at(a * BLOCK_SIZE_BYTES, &zero)
@@ -267,6 +277,7 @@ impl Pool {
                 ),
             ));
         }
+        preallocate_whole(dev.as_ref(), &opts)?;
         let mut st = State::new(dev, sb, &opts);
         if st.meta.id.version < FORMAT_VERSION {
             st.meta.upgrade()?;
@@ -351,8 +362,10 @@ impl Pool {
             ));
         }
         preallocate_reserve(st.meta.dev.as_ref(), reserve_for(blocks))?;
+        preallocate_whole(st.meta.dev.as_ref(), &self.inner.opts)?;
         st.meta.device_blocks = blocks;
         st.meta.reserve_blocks = reserve_for(blocks);
+        st.meta.reset_backing(self.inner.opts.preallocate);
         st.meta.touch()?;
         st.commit()?;
         Ok(st.info())
@@ -564,7 +577,7 @@ impl State {
             uuid: sb.uuid,
             created_unix_secs: sb.created_unix_secs,
             next_seq: sb.next_seq,
-            meta: Meta::new(dev, sb, cache_nodes),
+            meta: Meta::new(dev, sb, cache_nodes, opts.preallocate),
             vols: BTreeMap::new(),
             by_id: HashMap::new(),
             by_name: HashMap::new(),

@@ -44,6 +44,11 @@ pub struct PoolOptions {
     pub commit_interval: Option<Duration>,
     /// Bytes of clean metadata nodes kept in memory.
     pub node_cache_bytes: usize,
+    /// Preallocate the whole device (a pool file) at create, open and grow, and never punch
+    /// freed space out of it. Without it (the default) a pool file stays sparse: it is
+    /// preallocated a chunk at a time ahead of the allocator, and wholly free chunks are given
+    /// back to the host.
+    pub preallocate: bool,
 }
 
 impl Default for PoolOptions {
@@ -51,6 +56,7 @@ impl Default for PoolOptions {
         PoolOptions {
             commit_interval: Some(Duration::from_secs(1)),
             node_cache_bytes: 64 << 20,
+            preallocate: false,
         }
     }
 }

@@ -53,6 +53,7 @@ fn opts() -> PoolOptions {
     PoolOptions {
         commit_interval: None,
         node_cache_bytes: 4 << 20,
+        preallocate: false,
     }
 }
 
@@ -812,20 +813,25 @@ fn data_write_errors_fail_the_request_metadata_write_errors_fail_the_pool() {
     assert!(p.check().unwrap().is_clean());
 }
 
-/// Freed data is punched out of the device only in runs of at least `DISCARD_BLOCKS_MIN` blocks
-/// (after sorting and merging a transaction's frees): a scattered overwrite discards nothing,
-/// deleting a volume discards its space.
+/// Freed data is punched out of the device a wholly free layout chunk at a time: scattered
+/// overwrites (redirected after a snapshot, the snapshot then deleted) discard nothing, deleting
+/// a volume discards its space but the chunk the allocator is filling.
 #[test]
-fn only_long_freed_runs_are_discarded() {
+fn only_wholly_free_chunks_are_discarded() {
     let (dev, p) = pool(64 * MIB);
     let v = vol(&p, "v", 8 * MIB);
     p.write(v, 0, &vec![1u8; 4 * MIB as usize]).unwrap();
     p.flush().unwrap();
     let before = dev.stats().discard_bytes;
-    for b in (0..256u64).step_by(7) {
+    let snap = p.snapshot(v, "s", VolumeOptions::default()).unwrap().id;
+    for b in (0..1024u64).step_by(7) {
         p.write(v, b * 4096, &[2u8; 4096]).unwrap();
     }
     p.flush().unwrap();
+    p.delete_volume(snap).unwrap();
+    p.wait_reclaim().unwrap();
+    p.flush().unwrap();
+    assert!(p.allocated_blocks() < 1100 + p.info().metadata_bytes_used / 4096);
     assert_eq!(
         dev.stats().discard_bytes,
         before,

@@ -76,6 +76,7 @@ fn fill(dev: Arc<dyn BlockDevice>) {
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: 4 << 20,
+        preallocate: false,
     };
     let p = support::create(dev, "big", opts).unwrap();
     let v = p

@@ -28,6 +28,7 @@ fn opts() -> PoolOptions {
     PoolOptions {
         commit_interval: None,
         node_cache_bytes: 1 << 20,
+        preallocate: false,
     }
 }
 
@@ -513,6 +514,7 @@ fn storm_opts() -> PoolOptions {
     PoolOptions {
         commit_interval: Some(std::time::Duration::from_millis(1)),
         node_cache_bytes: 1 << 20,
+        preallocate: false,
     }
 }
 

@@ -227,6 +227,7 @@ fn opts(params: &Params) -> PoolOptions {
             .commit_interval_ms
             .map(std::time::Duration::from_millis),
         node_cache_bytes: 2 << 20,
+        preallocate: false,
     }
 }
 

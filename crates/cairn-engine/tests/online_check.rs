@@ -38,6 +38,7 @@ fn opts() -> PoolOptions {
     PoolOptions {
         commit_interval: Some(Duration::from_millis(1)),
         node_cache_bytes: 1 << 20,
+        preallocate: false,
     }
 }
 

@@ -52,6 +52,7 @@ fn a_panic_under_the_pool_lock_fails_the_pool_and_close_reports_it() {
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: 1 << 20,
+        preallocate: false,
     };
     let p = support::create(dev.clone(), "p", opts.clone()).unwrap();
     let v = p

@@ -18,6 +18,7 @@ fn opts() -> PoolOptions {
     PoolOptions {
         commit_interval: None,
         node_cache_bytes: 4 << 20,
+        preallocate: false,
     }
 }
 
@@ -250,6 +251,71 @@ fn a_file_pool_preallocates_its_metadata_reserve_at_create_and_grow() {
         allocated_bytes(&path) < 64 * MIB,
         "the data space stays sparse"
     );
+    p.close().unwrap();
+}
+
+/// A sparse file pool (the default) is backed a chunk ahead of its data and gives a deleted
+/// volume's chunks back to the host; one configured with `preallocate` is allocated whole at
+/// create and stays so.
+#[test]
+fn a_file_pool_is_backed_ahead_of_its_data_and_preallocated_whole_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool.img");
+    let dev = Arc::new(cairn_io::FileDevice::open(&path, Some(256 * MIB)).unwrap());
+    let p = support::create(dev, "p0", opts()).unwrap();
+    // A 256 MiB pool has 4 MiB chunks; the superblocks and the reserve room end inside the
+    // second one.
+    let chunk = 4 * MIB;
+    let room_end = 2 * BS + p.info().metadata_bytes_total;
+    let first_chunk_end = room_end.next_multiple_of(chunk);
+    let v = p
+        .create_volume("v", 64 * MIB, VolumeOptions::default())
+        .unwrap()
+        .id;
+    // One block written: the rest of its chunk is backed already, and nothing past it.
+    p.write(v, 0, &block_of(1)).unwrap();
+    p.flush().unwrap();
+    let after_one = allocated_bytes(&path);
+    assert!(
+        after_one >= first_chunk_end && after_one <= first_chunk_end + MIB,
+        "{after_one} bytes allocated, the first data chunk ends at {first_chunk_end}"
+    );
+    p.write(v, 0, &vec![2u8; 32 * MIB as usize]).unwrap();
+    p.flush().unwrap();
+    let full = allocated_bytes(&path);
+    assert!(
+        full >= room_end + 32 * MIB && full <= first_chunk_end + 32 * MIB + chunk + MIB,
+        "{full} bytes for 32 MiB of data"
+    );
+    p.delete_volume(v).unwrap();
+    p.wait_reclaim().unwrap();
+    p.flush().unwrap();
+    // Given back but the reserve's chunk and the one the allocator was filling.
+    let back = allocated_bytes(&path);
+    assert!(
+        back <= first_chunk_end + chunk + MIB,
+        "{back} bytes left after the delete"
+    );
+    p.close().unwrap();
+    drop(p);
+
+    let whole = dir.path().join("whole.img");
+    let dev = Arc::new(cairn_io::FileDevice::open(&whole, Some(64 * MIB)).unwrap());
+    let preallocated = PoolOptions {
+        preallocate: true,
+        ..opts()
+    };
+    let p = support::create(dev, "p1", preallocated.clone()).unwrap();
+    assert!(allocated_bytes(&whole) >= 64 * MIB, "allocated whole");
+    let v = p
+        .create_volume("v", 16 * MIB, VolumeOptions::default())
+        .unwrap()
+        .id;
+    p.write(v, 0, &vec![3u8; 16 * MIB as usize]).unwrap();
+    p.delete_volume(v).unwrap();
+    p.wait_reclaim().unwrap();
+    p.flush().unwrap();
+    assert!(allocated_bytes(&whole) >= 64 * MIB, "nothing punched");
     p.close().unwrap();
 }
 

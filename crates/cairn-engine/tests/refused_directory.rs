@@ -26,6 +26,7 @@ fn opts() -> PoolOptions {
     PoolOptions {
         commit_interval: None,
         node_cache_bytes: 0,
+        preallocate: false,
     }
 }
 

@@ -54,6 +54,7 @@ fn sector_pool() -> (OnePool, VolumeId) {
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: 4 << 20,
+        preallocate: false,
     };
     let p = support::create(dev, "p0", opts).unwrap();
     let vopts = VolumeOptions {

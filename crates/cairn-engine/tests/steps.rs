@@ -20,6 +20,7 @@ fn pool() -> OnePool {
     let opts = PoolOptions {
         commit_interval: None,
         node_cache_bytes: 8 << 20,
+        preallocate: false,
     };
     support::create(Arc::new(MemDevice::new(96 * MIB)), "p0", opts).unwrap()
 }

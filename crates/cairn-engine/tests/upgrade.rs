@@ -41,6 +41,7 @@ fn opts() -> PoolOptions {
     PoolOptions {
         commit_interval: None,
         node_cache_bytes: 1 << 20,
+        preallocate: false,
     }
 }
 

@@ -5,6 +5,8 @@
 //! name = "pool0"
 //! path = "pool0.img"        # relative paths are inside the data directory; a block device works too
 //! size = "16GiB"            # only used when the file does not exist yet
+//! preallocate = false        # true: the whole file is allocated on the host (default: sparse,
+//!                            # allocated 64 MiB ahead of use, wholly free chunks given back)
 //!
 //! [[pool]]                   # a Ceph RBD pool: its volumes are RBD images, served beside the rest
 //! name = "ceph-rbd"
@@ -66,8 +68,9 @@
 //! ```
 //!
 //! Invariant: after [`Config::load`] every pool has a valid name and an absolute path, and pool names
-//! are unique across both kinds. A file pool takes `path` and `size` only, an RBD pool `ceph_conf`,
-//! `client`, `keyring`, `rados_pool` and `op_timeout_secs` only (`ceph_conf` and `rados_pool` required); the default
+//! are unique across both kinds. A file pool takes `path`, `size` and `preallocate` only, an
+//! RBD pool `ceph_conf`, `client`, `keyring`, `rados_pool` and `op_timeout_secs` only
+//! (`ceph_conf` and `rados_pool` required); the default
 //! pool is made only when no pool of either kind is configured.
 
 use std::net::SocketAddr;
@@ -146,6 +149,8 @@ struct RawPool {
     kind: PoolKind,
     path: Option<PathBuf>,
     size: Option<String>,
+    #[serde(default)]
+    preallocate: bool,
     ceph_conf: Option<PathBuf>,
     client: Option<String>,
     keyring: Option<PathBuf>,
@@ -265,6 +270,8 @@ pub struct PoolConfig {
     pub name: String,
     pub path: PathBuf,
     pub create_size_bytes: u64,
+    /// Allocate the whole file on the host (`PoolOptions::preallocate`).
+    pub preallocate: bool,
 }
 
 /// The resolved configuration.
@@ -372,6 +379,7 @@ fn resolve_pools(data_dir: &Path, raw: Vec<RawPool>, no_pool: bool) -> Result<Ve
             name: DEFAULT_POOL_NAME.to_string(),
             path: data_dir.join(format!("{DEFAULT_POOL_NAME}.img")),
             create_size_bytes: DEFAULT_POOL_SIZE_BYTES,
+            preallocate: false,
         }]);
     }
     let mut pools: Vec<PoolConfig> = Vec::with_capacity(raw.len());
@@ -401,6 +409,7 @@ fn resolve_pools(data_dir: &Path, raw: Vec<RawPool>, no_pool: bool) -> Result<Ve
             path: data_dir.join(path),
             name: pool.name,
             create_size_bytes,
+            preallocate: pool.preallocate,
         });
     }
     Ok(pools)
@@ -412,8 +421,11 @@ fn resolve_rbd_pools(data_dir: &Path, raw: Vec<RawPool>) -> Result<Vec<RbdPoolCo
         if pools.iter().any(|p| p.name == pool.name) {
             bail!("Pool name '{}' appears twice in the config", pool.name);
         }
-        if pool.path.is_some() || pool.size.is_some() {
-            bail!("RBD pool '{}' takes no path or size", pool.name);
+        if pool.path.is_some() || pool.size.is_some() || pool.preallocate {
+            bail!(
+                "RBD pool '{}' takes no path, size or preallocate",
+                pool.name
+            );
         }
         let (Some(conf), Some(rados_pool)) = (pool.ceph_conf, pool.rados_pool) else {
             bail!("RBD pool '{}' needs ceph_conf and rados_pool", pool.name);
@@ -476,6 +488,7 @@ mod tests {
         assert_eq!(cfg.pools.len(), 1);
         assert_eq!(cfg.pools[0].path, Path::new("/data/pool0.img"));
         assert_eq!(cfg.pools[0].create_size_bytes, 16 << 30);
+        assert!(!cfg.pools[0].preallocate, "the default pool stays sparse");
         assert_eq!(cfg.smis_http, Some("127.0.0.1:5988".parse().unwrap()));
         assert_eq!(cfg.smis_https, Some("127.0.0.1:5989".parse().unwrap()));
         assert_eq!(cfg.nbd, Some("127.0.0.1:10809".parse().unwrap()));
@@ -502,6 +515,7 @@ mod tests {
             name = "slow"
             path = "slow.img"
             size = "1GiB"
+            preallocate = true
             [listen]
             smis_https = ""
             nbd = "127.0.0.1:0"
@@ -513,6 +527,7 @@ mod tests {
         assert_eq!(cfg.pools[0].path, Path::new("/dev/loop7"));
         assert_eq!(cfg.pools[1].path, Path::new("/data/slow.img"));
         assert_eq!(cfg.pools[1].create_size_bytes, 1 << 30);
+        assert!(!cfg.pools[0].preallocate && cfg.pools[1].preallocate);
         assert_eq!(cfg.smis_https, None);
         assert_eq!(cfg.nbd, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(cfg.commit_interval, None);

@@ -62,10 +62,11 @@ fn init_logging() {
         .init();
 }
 
-fn engine_options(config: &Config) -> PoolOptions {
+fn engine_options(config: &Config, pool: &PoolConfig) -> PoolOptions {
     PoolOptions {
         commit_interval: config.commit_interval,
         node_cache_bytes: config.node_cache_bytes,
+        preallocate: pool.preallocate,
     }
 }
 
@@ -73,7 +74,7 @@ fn engine_options(config: &Config) -> PoolOptions {
 fn open_storage(config: &Config) -> Result<Storage> {
     let storage = Storage::with_registry(Registry::new());
     for pool_config in &config.pools {
-        let pool = open_or_create_pool(pool_config, engine_options(config))?;
+        let pool = open_or_create_pool(pool_config, engine_options(config, pool_config))?;
         let info = pool.info();
         info!(
             pool = %info.name,

@@ -98,6 +98,7 @@ mod tests {
         let opts = PoolOptions {
             commit_interval: None,
             node_cache_bytes: 1 << 20,
+            preallocate: false,
         };
         let p = Pool::create(dev, "progress", opts).unwrap();
         for n in 0..3u64 {

@@ -9,6 +9,8 @@
 //!   (or it was allocated in the open transaction, unknown to the durable state). A crash
 //!   before the next flush leaves each of its sectors old or new; a redirected write is old
 //!   or new as a whole (its mapping commits after its data is flushed).
+//! - Fresh blocks are placed as `meta::layout` says: a small write next to its virtual
+//!   neighbour's block when there is room, else on its volume's stream (`State::hints`).
 //! - All fresh blocks of a plan are allocated before any device write, so `NoSpace` leaves the
 //!   volume untouched; a failed device write gives them back and maps nothing.
 
@@ -18,7 +20,7 @@ use cairn_io::BlockDevice;
 
 use crate::error::{Error, Result};
 use crate::format::Root;
-use crate::limits::{BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE};
+use crate::limits::{BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, SMALL_REDIRECT_BLOCKS_MAX};
 use crate::mapping::Piece;
 use crate::meta::Meta;
 
@@ -82,7 +84,8 @@ impl State {
         let total: u64 = need.iter().map(|x| x.1).sum();
         let hint = self.hints.get(&seq).copied().unwrap_or(0);
         let runs = if total > 0 {
-            self.meta.alloc_data(total, hint)?
+            let near = self.after_neighbour(seq, need[0].0, total)?;
+            self.meta.alloc_data_near(total, near, hint)?
         } else {
             Vec::new()
         };
@@ -101,6 +104,17 @@ impl State {
             durable,
             fua: false,
         })
+    }
+
+    /// For a small write needing `total` fresh blocks from virtual block `v`: the physical
+    /// block right after the one its virtual neighbour `v - 1` is mapped to, if it is mapped.
+    fn after_neighbour(&mut self, seq: u64, v: u64, total: u64) -> Result<Option<u64>> {
+        if total > SMALL_REDIRECT_BLOCKS_MAX || v == 0 {
+            return Ok(None);
+        }
+        let root = self.vols[&seq].root;
+        let before = self.meta.map_lookup(root, v - 1, v)?;
+        Ok(before.first().map(|&(_, p, _)| p + 1))
     }
 
     /// The mapped pieces of `[vs, ve)` volume `seq` owns exclusively: written in its last
