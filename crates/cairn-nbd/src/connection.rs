@@ -10,7 +10,8 @@
 //!   go out in completion order, each whole; the writer sends every reply queued at the time in
 //!   one vectored write.
 //! - Write payloads are read into, and read replies produced in, [`AlignedBuf`]s, which the
-//!   export layer passes down to an O_DIRECT device without a bounce copy.
+//!   export layer passes down to an O_DIRECT device without a bounce copy; the connection reuses
+//!   them ([`Buffers`]).
 //! - On NBD_CMD_DISC, end of stream or server shutdown, the connection stops reading, completes
 //!   every request it already accepted, then closes. A bad request magic closes at once.
 //! - Export-layer errors are mapped to errno values here, once ([`errno_for`]).
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use cairn_export::{AlignedBuf, Exports, Run, Volume, VolumeInfo, Zeroing};
 
+use crate::buffers::Buffers;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshake::{Catalog, ExportInfo, Handshake, Negotiated, Step, TlsMode};
 use crate::proto::{EINVAL, EIO, ENOSPC, EPERM};
@@ -282,6 +284,7 @@ struct Request {
 async fn read_request<R: AsyncRead + Unpin>(
     reader: &mut R,
     budget: &Budget,
+    buffers: &Buffers,
 ) -> Result<Option<Request>> {
     let mut head = [0u8; REQUEST_HEADER_BYTES];
     match reader.read_exact(&mut head).await {
@@ -305,7 +308,7 @@ async fn read_request<R: AsyncRead + Unpin>(
             None
         }
         len => {
-            let mut buf = AlignedBuf::zeroed(len as usize);
+            let mut buf = buffers.take(len as usize);
             reader.read_exact(&mut buf).await.map_err(lost("Read"))?;
             Some(buf)
         }
@@ -334,7 +337,8 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         Cursor::new(leftover).chain(read_half),
     );
     let (tx, rx) = mpsc::channel::<Reply>(limits::REPLY_QUEUE_DEPTH);
-    let writer = tokio::spawn(write_replies(write_half, rx));
+    let buffers = Arc::new(Buffers::default());
+    let writer = tokio::spawn(write_replies(write_half, rx, buffers.clone()));
     let budget = Budget {
         requests: Arc::new(Semaphore::new(limits::CONNECTION_REQUESTS_MAX as usize)),
         connection_bytes: Arc::new(Semaphore::new(
@@ -346,10 +350,11 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         volume,
         negotiated,
         tx,
+        buffers,
     });
     let result = loop {
         let next = tokio::select! {
-            r = read_request(&mut reader, &budget) => r,
+            r = read_request(&mut reader, &budget, &ctx.buffers) => r,
             _ = shutdown.changed() => break Ok(()),
             _ = ctx.tx.closed() => break Ok(()),
         };
@@ -411,6 +416,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::Receiver<Reply>,
+    buffers: Arc<Buffers>,
 ) -> Result<()> {
     let stall = Duration::from_secs(limits::WRITE_STALL_TIMEOUT_SECS);
     let mut batch = Vec::with_capacity(limits::REPLY_BATCH_MAX);
@@ -418,7 +424,11 @@ async fn write_replies<W: AsyncWrite + Unpin>(
         let io = write_batch(&mut writer, &batch);
         let written = tokio::time::timeout(stall, io).await;
         // The written replies release their in-flight charges here.
-        batch.clear();
+        for reply in batch.drain(..) {
+            if let Some(data) = reply.data {
+                buffers.give(data);
+            }
+        }
         let failure = match written {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => lost("Write")(e),
@@ -439,6 +449,7 @@ struct RequestCtx {
     volume: Arc<dyn Volume>,
     negotiated: Negotiated,
     tx: mpsc::Sender<Reply>,
+    buffers: Arc<Buffers>,
 }
 
 /// The outcome of one request on the volume.
@@ -459,7 +470,10 @@ impl RequestCtx {
             payload,
             charge,
         } = request;
-        let outcome = self.run(&header, payload);
+        let outcome = self.run(&header, payload.as_deref());
+        if let Some(payload) = payload {
+            self.buffers.give(payload);
+        }
         let mut head = BytesMut::with_capacity(limits::REPLY_HEADER_BYTES);
         let data = self.encode(&mut head, &header, outcome);
         // A send error means the writer is gone (client disconnected): nothing left to do.
@@ -475,7 +489,7 @@ impl RequestCtx {
     fn run(
         &self,
         header: &RequestHeader,
-        payload: Option<AlignedBuf>,
+        payload: Option<&[u8]>,
     ) -> std::result::Result<(Action, Done), Failure> {
         let action = match (check(header, &self.negotiated), &payload) {
             (Ok(Action::Write { .. }), None) => Err(EINVAL),
@@ -489,7 +503,7 @@ impl RequestCtx {
         );
         let volume = self.volume.as_ref();
         let job = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            perform(volume, geometry, action, payload)
+            perform(volume, &self.buffers, geometry, action, payload)
         }));
         match job {
             Ok(r) => r
@@ -556,18 +570,24 @@ impl RequestCtx {
 /// write; on a trim or zeroing it is a flush after it.
 fn perform(
     volume: &dyn Volume,
+    buffers: &Buffers,
     (block, size): (u64, u64),
     action: Action,
-    payload: Option<AlignedBuf>,
+    payload: Option<&[u8]>,
 ) -> cairn_export::Result<Done> {
     match action {
         Action::Read { offset, len } => {
-            let mut buf = AlignedBuf::zeroed(len as usize);
-            volume.read(offset, &mut buf)?;
-            Ok(Done::Data(buf))
+            let mut buf = buffers.take(len as usize);
+            match volume.read(offset, &mut buf) {
+                Ok(()) => Ok(Done::Data(buf)),
+                Err(e) => {
+                    buffers.give(buf);
+                    Err(e)
+                }
+            }
         }
         Action::Write { offset, fua, .. } => {
-            let data = payload.as_deref().unwrap_or_default();
+            let data = payload.unwrap_or_default();
             volume.write(offset, data, fua)?;
             Ok(Done::Empty)
         }

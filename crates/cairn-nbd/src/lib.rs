@@ -15,6 +15,7 @@
 //! Limits live in [`limits`].
 #![forbid(unsafe_code)]
 
+mod buffers;
 mod connection;
 mod error;
 pub mod handshake;

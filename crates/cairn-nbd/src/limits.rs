@@ -42,6 +42,9 @@ pub const WRITE_STALL_TIMEOUT_SECS: u64 = 60;
 pub const HANDSHAKE_INPUT_BYTES: usize = 8 << 10;
 /// Read buffer of a connection in transmission.
 pub const READ_BUFFER_BYTES: usize = 256 << 10;
+/// Bytes of free aligned buffers one connection keeps for reuse (eight 1 MiB or 4096 4 KiB ones
+/// before any is freed).
+pub const BUFFERS_KEPT_BYTES_MAX: usize = 16 << 20;
 /// Most replies the writer sends in one vectored write (two slices each: head and data, well
 /// within the kernel's 1024 per call).
 pub const REPLY_BATCH_MAX: usize = 64;
