@@ -15,7 +15,9 @@
 # Environment: CEILING_DIR (scratch directory on disk, default a new one under /var/tmp),
 # CEILING_SHM (tmpfs directory, default /dev/shm), CEILING_SIZE (volume bytes, default 1 GiB),
 # CEILING_RUNTIME (seconds per job, default 10), CEILING_PORT (default 10950), CAIRN_NBD_SERVER
-# (an nbd-serve-file binary to measure instead of building the one of this tree).
+# (an nbd-serve-file binary to measure instead of building the one of this tree), CEILING_BASELINE
+# (another nbd-serve-file binary, say of an earlier commit, measured in the same run as base-tmpfs
+# and base-disk, for before/after ratios from one run).
 set -euo pipefail
 
 for tool in fio qemu-nbd nbdkit nbdinfo python3 cargo; do
@@ -96,8 +98,8 @@ else
     CAIRN="$TARGET_DIR/release/examples/nbd-serve-file"
 fi
 
-cairn_on() { # POOL_FILE IO_BACKEND
-    CAIRN_IO_BACKEND=$2 "$CAIRN" --pool "$1" --pool-size $((SIZE * 2 + (256 << 20))) --volume vol \
+cairn_on() { # BINARY POOL_FILE IO_BACKEND
+    CAIRN_IO_BACKEND=$3 "$1" --pool "$2" --pool-size $((SIZE * 2 + (256 << 20))) --volume vol \
         --volume-size "$SIZE" --addr "127.0.0.1:$PORT" >"$DIR/cairn.log" 2>&1 &
     SERVER_PID=$!
     wait_ready vol
@@ -109,10 +111,20 @@ wait_ready ""
 measure nbdkit-mem ""
 stop_server
 
-cairn_on "$SHM/cairn.pool" "${CEILING_TMPFS_BACKEND:-pread}"
-measure cairn-tmpfs vol
-stop_server
-rm -f "$SHM/cairn.pool"
+# measure_cairn PEER BINARY POOL_FILE IO_BACKEND: a fresh pool, measured, removed.
+measure_cairn() {
+    rm -f "$3"
+    cairn_on "$2" "$3" "$4"
+    measure "$1" vol
+    stop_server
+    rm -f "$3"
+}
+
+TMPFS_BACKEND=${CEILING_TMPFS_BACKEND:-pread}
+measure_cairn cairn-tmpfs "$CAIRN" "$SHM/cairn.pool" "$TMPFS_BACKEND"
+if [ -n "${CEILING_BASELINE:-}" ]; then
+    measure_cairn base-tmpfs "$CEILING_BASELINE" "$SHM/cairn.pool" "$TMPFS_BACKEND"
+fi
 
 rm -f "$DIR/qemu.raw"
 truncate -s "$SIZE" "$DIR/qemu.raw"
@@ -123,18 +135,19 @@ measure qemu-raw vol
 stop_server
 rm -f "$DIR/qemu.raw"
 
-rm -f "$DIR/cairn.pool"
-cairn_on "$DIR/cairn.pool" uring
-measure cairn-disk vol
-stop_server
-rm -f "$DIR/cairn.pool"
+measure_cairn cairn-disk "$CAIRN" "$DIR/cairn.pool" uring
+if [ -n "${CEILING_BASELINE:-}" ]; then
+    measure_cairn base-disk "$CEILING_BASELINE" "$DIR/cairn.pool" uring
+fi
 
 python3 - "$RESULTS" <<'PY'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 val = {(p, w): float(iops) for p, w, iops, _ in rows}
 work = list(dict.fromkeys(r[1] for r in rows))
-pairs = [("cairn-tmpfs", "nbdkit-mem"), ("cairn-disk", "qemu-raw")]
+pairs = [("cairn-tmpfs", "nbdkit-mem"), ("base-tmpfs", "nbdkit-mem"),
+         ("cairn-disk", "qemu-raw"), ("base-disk", "qemu-raw")]
+pairs = [(p, o) for p, o in pairs if any(k[0] == p for k in val)]
 head = f"{'workload':<18}" + "".join(f"{p:>13}{o:>13}{'ratio':>7}" for p, o in pairs)
 print("IOPS")
 print(head)
