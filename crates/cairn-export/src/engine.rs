@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use cairn_engine::{Lease, Pool, Storage, VolumeId};
+use cairn_io::AlignedBuf;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
@@ -183,7 +184,7 @@ impl EngineVolume {
                     format!("zeroing {len} bytes at {offset}, past the end"),
                 )
             })?;
-        let zeroes = vec![0u8; limits::ZERO_BUFFER_BYTES.min(len as usize)];
+        let zeroes = AlignedBuf::zeroed(limits::ZERO_BUFFER_BYTES.min(len as usize));
         let mut at = offset;
         while at < end {
             let n = (end - at).min(zeroes.len() as u64) as usize;

@@ -14,6 +14,9 @@
 //!   groups) and the [`access::HostAccess`] trait through which management changes it;
 //! - [`naa_name`] / [`naa_designator`]: the volume's SCSI NAA identity, the same string SMI-S
 //!   reports as `StorageVolume.Name`, so a volume has one identity on every protocol;
+//! - [`AlignedBuf`]: memory aligned for O_DIRECT (re-exported from the I/O layer), which a
+//!   protocol reads write payloads and read replies into, so that the engine hands it to the
+//!   device as it is, without a bounce copy;
 //! - [`Registry`]: the daemon's one registry of volume names (unique across every pool of every
 //!   backend) and leases. It is defined beside the engine's `Storage` (the lowest layer every
 //!   backend and both the management and the data path reach, which keeps it exact for engine
@@ -39,6 +42,7 @@ mod suite;
 mod volume;
 
 pub use cairn_engine::registry::{Deletion, Lease, NameClaim, Registry};
+pub use cairn_io::AlignedBuf;
 pub use error::{Error, ErrorKind, Result};
 pub use naa::{naa_designator, naa_name, NAA_DESIGNATOR_BYTES};
 pub use volume::{Exports, Listing, Run, Volume, VolumeInfo, Zeroing};

@@ -7,6 +7,10 @@
 //! most [`REQUEST_BYTES_MAX`](crate::limits::REQUEST_BYTES_MAX) bytes of data (trim, zeroing and
 //! block status move none, so their ranges are not bounded by it).
 //!
+//! Data buffers go down to the device as they are: a whole-block read or write whose buffer is an
+//! [`AlignedBuf`](crate::AlignedBuf) (or any memory aligned to 4096) reaches an O_DIRECT pool
+//! without a bounce copy, so a protocol server allocates its payload and reply buffers that way.
+//!
 //! Invariants every implementation keeps:
 //! - An opened [`Volume`] holds a lease on its volume until the last reference is dropped, so
 //!   the volume cannot be deleted while a host has it open.

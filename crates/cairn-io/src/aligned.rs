@@ -42,6 +42,21 @@ impl AlignedBuf {
         AlignedBuf { ptr, len, layout }
     }
 
+    /// Bytes the allocation holds: `len` rounded up to a multiple of 4096 (at least 4096).
+    pub fn capacity(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Makes the buffer `len` bytes long within its allocation, for reuse at another length.
+    /// The bytes keep what they held (every byte of the allocation is initialised).
+    ///
+    /// # Panics
+    /// If `len` exceeds [`AlignedBuf::capacity`].
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.capacity(), "length {len} beyond the allocation");
+        self.len = len;
+    }
+
     /// A buffer holding a copy of `data`.
     pub fn copy_of(data: &[u8]) -> AlignedBuf {
         let mut buf = AlignedBuf::zeroed(data.len());
@@ -97,5 +112,11 @@ mod tests {
             assert!(buf.iter().all(|&b| b == 0xA5));
         }
         assert_eq!(&*AlignedBuf::copy_of(b"cairn"), b"cairn");
+        let mut buf = AlignedBuf::copy_of(&[7; 5000]);
+        assert_eq!(buf.capacity(), 8192);
+        buf.set_len(8192);
+        assert!(buf[..5000].iter().all(|&b| b == 7) && buf[5000..].iter().all(|&b| b == 0));
+        buf.set_len(0);
+        assert!(buf.is_empty());
     }
 }

@@ -17,7 +17,8 @@
 //!
 //! Modules: [`file`](mod@file) ([`FileDevice`]: io_uring or pread/pwrite on a file or block device),
 //! [`aligned`] ([`AlignedBuf`]), [`limits`] (every bound of this crate), [`mem`] ([`MemDevice`] with fault injection),
-//! [`recording`] ([`RecordingDevice`] and crash images).
+//! [`recording`] ([`RecordingDevice`] and crash images), [`stats`] ([`IoStats`], the counts both the
+//! file and the in-memory device keep, bounce copies included).
 
 // `unsafe` is denied workspace-wide; this crate is the one place allowed to use it, because the
 // io_uring and O_DIRECT backends hand raw buffers and file descriptors to the kernel. Every block
@@ -30,11 +31,13 @@ pub mod file;
 pub mod limits;
 pub mod mem;
 pub mod recording;
+pub mod stats;
 
 pub use aligned::AlignedBuf;
 pub use file::{uring_available, Backend, FileDevice, OpenOptions, BACKEND_ENV};
-pub use mem::{FaultPlan, IoStats, MemDevice};
+pub use mem::{FaultPlan, MemDevice};
 pub use recording::{CrashMode, CrashPoint, RecordedOp, RecordingDevice};
+pub use stats::IoStats;
 
 use std::fmt;
 

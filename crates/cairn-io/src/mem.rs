@@ -20,6 +20,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::limits::{ALIGNMENT_BYTES_MAX, ALIGNMENT_BYTES_MIN, SECTOR_BYTES};
+use crate::stats::{Counters, IoStats};
 use crate::{check_range, BlockDevice, IoError, IoErrorKind, IoResult};
 
 const PAGE_BYTES: usize = SECTOR_BYTES as usize;
@@ -85,53 +86,6 @@ impl FaultPlan {
                 *n -= 1;
                 Ok(())
             }
-        }
-    }
-}
-
-/// Counts of the requests a device completed successfully.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoStats {
-    /// Reads completed, each entry of a batch counted as one.
-    pub reads: u64,
-    /// Calls of `read_batch` that completed (their entries are counted in `reads` too).
-    pub read_batches: u64,
-    pub read_bytes: u64,
-    pub writes: u64,
-    pub write_bytes: u64,
-    pub flushes: u64,
-    pub discards: u64,
-    pub discard_bytes: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    reads: AtomicU64,
-    read_batches: AtomicU64,
-    read_bytes: AtomicU64,
-    writes: AtomicU64,
-    write_bytes: AtomicU64,
-    flushes: AtomicU64,
-    discards: AtomicU64,
-    discard_bytes: AtomicU64,
-}
-
-impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> IoStats {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        IoStats {
-            reads: g(&self.reads),
-            read_batches: g(&self.read_batches),
-            read_bytes: g(&self.read_bytes),
-            writes: g(&self.writes),
-            write_bytes: g(&self.write_bytes),
-            flushes: g(&self.flushes),
-            discards: g(&self.discards),
-            discard_bytes: g(&self.discard_bytes),
         }
     }
 }

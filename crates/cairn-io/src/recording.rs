@@ -30,7 +30,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::limits::SECTOR_BYTES;
-use crate::mem::{IoStats, MemDevice};
+use crate::mem::MemDevice;
+use crate::stats::IoStats;
 use crate::{BlockDevice, IoResult};
 
 /// One operation the recording device saw, in the order it took effect.

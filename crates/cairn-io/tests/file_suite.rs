@@ -11,7 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_io::{uring_available, Backend, BlockDevice, FileDevice, IoErrorKind, OpenOptions};
+use cairn_io::{
+    uring_available, AlignedBuf, Backend, BlockDevice, FileDevice, IoErrorKind, OpenOptions,
+};
 use suite::{pattern, SUITE_SIZE_BYTES};
 
 fn options(backend: Backend, direct: bool, size: u64) -> OpenOptions {
@@ -160,6 +162,47 @@ fn large_and_unaligned_transfers() {
             out[1..] == data[1..],
             "{backend:?}: batched unaligned read back"
         );
+    }
+}
+
+/// Under O_DIRECT, aligned caller memory goes to the kernel as it is and unaligned memory is
+/// bounced, each bounce counted; a buffered device never bounces.
+#[test]
+fn bounce_copies_are_counted() {
+    for backend in [Backend::Pread, Backend::Uring] {
+        if backend == Backend::Uring && uring_available().is_err() {
+            println!("skipped io_uring: not available here");
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dev =
+            FileDevice::open(dir.path().join("p.img"), options(backend, true, 1 << 20)).unwrap();
+        assert!(dev.is_direct(), "the temp dir takes O_DIRECT");
+        let mut aligned = AlignedBuf::copy_of(&pattern(3, 8192));
+        dev.write_at(0, &aligned).unwrap();
+        dev.read_at(0, &mut aligned).unwrap();
+        let (a, b) = aligned.split_at_mut(4096);
+        dev.read_batch(&mut [(0, a), (4096, b)]).unwrap();
+        let stats = dev.stats();
+        assert_eq!((stats.bounces, stats.bounce_bytes), (0, 0), "{backend:?}");
+        assert_eq!((stats.reads, stats.read_batches, stats.writes), (3, 1, 1));
+
+        let mut unaligned = vec![0u8; 8192 + 1];
+        dev.write_at(8192, &aligned[..]).unwrap();
+        dev.read_at(8192, &mut unaligned[1..]).unwrap();
+        assert!(unaligned[1..] == aligned[..], "{backend:?}: bounced read");
+        dev.write_at(16384, &unaligned[1..]).unwrap();
+        let stats = dev.stats();
+        assert_eq!(
+            (stats.bounces, stats.bounce_bytes),
+            (2, 16384),
+            "{backend:?}"
+        );
+
+        let buffered =
+            FileDevice::open(dir.path().join("b.img"), options(backend, false, 1 << 20)).unwrap();
+        buffered.write_at(0, &unaligned[1..]).unwrap();
+        assert_eq!(buffered.stats().bounces, 0);
     }
 }
 

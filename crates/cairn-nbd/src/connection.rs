@@ -5,8 +5,13 @@
 //!   in-flight byte budgets (and the connection's request count) *before* its payload is read, and
 //!   the charge is returned only once its reply has been written, so memory stays bounded however
 //!   fast a client sends.
-//! - Requests run concurrently on tokio's blocking pool; replies go out in completion order, each
-//!   written whole by the single writer task.
+//! - Each request runs on tokio's blocking pool, where its reply is also encoded and handed to the
+//!   connection's single writer task: one thread hop per request and no task of its own. Replies
+//!   go out in completion order, each whole; the writer sends every reply queued at the time in
+//!   one vectored write.
+//! - Write payloads are read into, and read replies produced in, [`AlignedBuf`]s, which the
+//!   export layer passes down to an O_DIRECT device without a bounce copy; the connection reuses
+//!   them ([`Buffers`]).
 //! - On NBD_CMD_DISC, end of stream or server shutdown, the connection stops reading, completes
 //!   every request it already accepted, then closes. A bad request magic closes at once.
 //! - Export-layer errors are mapped to errno values here, once ([`errno_for`]).
@@ -16,14 +21,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use std::io::IoSlice;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 
-use cairn_export::{Exports, Run, Volume, VolumeInfo, Zeroing};
+use cairn_export::{AlignedBuf, Exports, Run, Volume, VolumeInfo, Zeroing};
 
+use crate::buffers::Buffers;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshake::{Catalog, ExportInfo, Handshake, Negotiated, Step, TlsMode};
 use crate::proto::{EINVAL, EIO, ENOSPC, EPERM};
@@ -218,7 +225,7 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
 /// A reply ready for the writer, with the in-flight charge it releases once written.
 struct Reply {
     head: BytesMut,
-    data: Option<Vec<u8>>,
+    data: Option<AlignedBuf>,
     _charge: Charge,
 }
 
@@ -270,13 +277,14 @@ fn charge_bytes(h: &RequestHeader) -> u64 {
 
 struct Request {
     header: RequestHeader,
-    payload: Option<Bytes>,
+    payload: Option<AlignedBuf>,
     charge: Charge,
 }
 
 async fn read_request<R: AsyncRead + Unpin>(
     reader: &mut R,
     budget: &Budget,
+    buffers: &Buffers,
 ) -> Result<Option<Request>> {
     let mut head = [0u8; REQUEST_HEADER_BYTES];
     match reader.read_exact(&mut head).await {
@@ -300,9 +308,9 @@ async fn read_request<R: AsyncRead + Unpin>(
             None
         }
         len => {
-            let mut buf = vec![0u8; len as usize];
+            let mut buf = buffers.take(len as usize);
             reader.read_exact(&mut buf).await.map_err(lost("Read"))?;
-            Some(Bytes::from(buf))
+            Some(buf)
         }
     };
     Ok(Some(Request {
@@ -329,7 +337,8 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         Cursor::new(leftover).chain(read_half),
     );
     let (tx, rx) = mpsc::channel::<Reply>(limits::REPLY_QUEUE_DEPTH);
-    let writer = tokio::spawn(write_replies(write_half, rx));
+    let buffers = Arc::new(Buffers::default());
+    let writer = tokio::spawn(write_replies(write_half, rx, buffers.clone()));
     let budget = Budget {
         requests: Arc::new(Semaphore::new(limits::CONNECTION_REQUESTS_MAX as usize)),
         connection_bytes: Arc::new(Semaphore::new(
@@ -341,11 +350,11 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         volume,
         negotiated,
         tx,
+        buffers,
     });
-    let mut running = JoinSet::new();
     let result = loop {
         let next = tokio::select! {
-            r = read_request(&mut reader, &budget) => r,
+            r = read_request(&mut reader, &budget, &ctx.buffers) => r,
             _ = shutdown.changed() => break Ok(()),
             _ = ctx.tx.closed() => break Ok(()),
         };
@@ -357,16 +366,15 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         if request.header.command == Command::Disc {
             break Ok(());
         }
-        running.spawn(ctx.clone().execute(request));
-        while running.try_join_next().is_some() {}
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || ctx.execute(request));
     };
-    // Finish what was accepted; a client that stops reading replies cannot hold this up forever.
+    // Finish what was accepted: the writer ends once every running request (each holds the
+    // context, with its reply sender) has sent its reply. A client that stops reading replies
+    // cannot hold this up forever.
+    drop(ctx);
     let writer_abort = writer.abort_handle();
-    let drain = async {
-        while running.join_next().await.is_some() {}
-        drop(ctx);
-        writer.await
-    };
+    let drain = writer;
     let deadline = Duration::from_secs(limits::DRAIN_TIMEOUT_SECS);
     match tokio::time::timeout(deadline, drain).await {
         Ok(Ok(Ok(()))) => result,
@@ -381,24 +389,47 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
+/// Writes every reply of `batch` (heads and data, in order) with as few vectored writes as the
+/// socket takes, then flushes (a TLS stream holds what it encrypted until then).
+async fn write_batch<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    batch: &[Reply],
+) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() * 2);
+    for reply in batch {
+        slices.push(IoSlice::new(&reply.head));
+        if let Some(data) = &reply.data {
+            slices.push(IoSlice::new(data));
+        }
+    }
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = writer.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    writer.flush().await
+}
+
 async fn write_replies<W: AsyncWrite + Unpin>(
-    writer: W,
+    mut writer: W,
     mut rx: mpsc::Receiver<Reply>,
+    buffers: Arc<Buffers>,
 ) -> Result<()> {
-    let mut writer = BufWriter::with_capacity(limits::WRITE_BUFFER_BYTES, writer);
     let stall = Duration::from_secs(limits::WRITE_STALL_TIMEOUT_SECS);
-    while let Some(reply) = rx.recv().await {
-        let io = async {
-            writer.write_all(&reply.head).await?;
-            if let Some(data) = &reply.data {
-                writer.write_all(data).await?;
+    let mut batch = Vec::with_capacity(limits::REPLY_BATCH_MAX);
+    while rx.recv_many(&mut batch, limits::REPLY_BATCH_MAX).await > 0 {
+        let io = write_batch(&mut writer, &batch);
+        let written = tokio::time::timeout(stall, io).await;
+        // The written replies release their in-flight charges here.
+        for reply in batch.drain(..) {
+            if let Some(data) = reply.data {
+                buffers.give(data);
             }
-            if rx.is_empty() {
-                writer.flush().await?;
-            }
-            std::io::Result::Ok(())
-        };
-        let failure = match tokio::time::timeout(stall, io).await {
+        }
+        let failure = match written {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => lost("Write")(e),
             Err(_) => ended("Client stopped reading replies"),
@@ -418,12 +449,13 @@ struct RequestCtx {
     volume: Arc<dyn Volume>,
     negotiated: Negotiated,
     tx: mpsc::Sender<Reply>,
+    buffers: Arc<Buffers>,
 }
 
 /// The outcome of one request on the volume.
 enum Done {
     Empty,
-    Data(Vec<u8>),
+    Data(AlignedBuf),
     Status(Vec<Run>),
 }
 
@@ -431,51 +463,53 @@ enum Done {
 type Failure = (u32, String);
 
 impl RequestCtx {
-    async fn execute(self: Arc<Self>, request: Request) {
+    /// Runs one request (on a blocking thread), encodes its reply and queues it for the writer.
+    fn execute(&self, request: Request) {
         let Request {
             header,
             payload,
             charge,
         } = request;
-        let outcome = self.run(&header, payload).await;
+        let outcome = self.run(&header, payload.as_deref());
+        if let Some(payload) = payload {
+            self.buffers.give(payload);
+        }
         let mut head = BytesMut::with_capacity(limits::REPLY_HEADER_BYTES);
         let data = self.encode(&mut head, &header, outcome);
         // A send error means the writer is gone (client disconnected): nothing left to do.
-        let _ = self
-            .tx
-            .send(Reply {
-                head,
-                data,
-                _charge: charge,
-            })
-            .await;
+        let _ = self.tx.blocking_send(Reply {
+            head,
+            data,
+            _charge: charge,
+        });
     }
 
-    /// Validates the request and runs it on tokio's blocking pool.
-    async fn run(
+    /// Validates the request and runs it on the volume. A panic in the layers below (a broken
+    /// invariant) fails this request with EIO rather than leaving it unanswered.
+    fn run(
         &self,
         header: &RequestHeader,
-        payload: Option<Bytes>,
+        payload: Option<&[u8]>,
     ) -> std::result::Result<(Action, Done), Failure> {
         let action = match (check(header, &self.negotiated), &payload) {
             (Ok(Action::Write { .. }), None) => Err(EINVAL),
             (result, _) => result,
         };
         let action = action.map_err(|errno| (errno, "request rejected".to_string()))?;
-        let volume = self.volume.clone();
         let export = &self.negotiated.export;
         let geometry = (
             u64::from(export.block_size_min_bytes.max(1)),
             export.size_bytes,
         );
-        let job = tokio::task::spawn_blocking(move || {
-            perform(volume.as_ref(), geometry, action, payload)
-        });
-        match job.await {
+        let volume = self.volume.as_ref();
+        let job = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            perform(volume, &self.buffers, geometry, action, payload)
+        }));
+        match job {
             Ok(r) => r
                 .map(|done| (action, done))
                 .map_err(|e| (errno_for(action, &e), e.to_string())),
-            Err(e) => Err((EIO, format!("request task failed: {e}"))),
+            Err(_) => Err((EIO, "request failed: internal error".to_string())),
         }
     }
 
@@ -485,7 +519,7 @@ impl RequestCtx {
         head: &mut BytesMut,
         header: &RequestHeader,
         outcome: std::result::Result<(Action, Done), Failure>,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<AlignedBuf> {
         let cookie = header.cookie;
         let structured = self.negotiated.structured_replies;
         let structured_chunk =
@@ -536,19 +570,25 @@ impl RequestCtx {
 /// write; on a trim or zeroing it is a flush after it.
 fn perform(
     volume: &dyn Volume,
+    buffers: &Buffers,
     (block, size): (u64, u64),
     action: Action,
-    payload: Option<Bytes>,
+    payload: Option<&[u8]>,
 ) -> cairn_export::Result<Done> {
     match action {
         Action::Read { offset, len } => {
-            let mut buf = vec![0u8; len as usize];
-            volume.read(offset, &mut buf)?;
-            Ok(Done::Data(buf))
+            let mut buf = buffers.take(len as usize);
+            match volume.read(offset, &mut buf) {
+                Ok(()) => Ok(Done::Data(buf)),
+                Err(e) => {
+                    buffers.give(buf);
+                    Err(e)
+                }
+            }
         }
         Action::Write { offset, fua, .. } => {
             let data = payload.unwrap_or_default();
-            volume.write(offset, &data, fua)?;
+            volume.write(offset, data, fua)?;
             Ok(Done::Empty)
         }
         Action::Flush => flush_if(volume, true),

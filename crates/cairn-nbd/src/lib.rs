@@ -5,8 +5,10 @@
 //!   handshake, option haggling, request framing and reply encoding as pure state machines over
 //!   byte buffers — no sockets, no engine — so they can be fuzzed and replayed from captures;
 //! - the **server** ([`start`], [`NbdServerConfig`]): tokio, optional TLS (NBD_OPT_STARTTLS with
-//!   the rustls configuration the caller hands in), bounded bytes in flight, and the mapping of
-//!   export errors to NBD errno values, done once at the edge.
+//!   the rustls configuration the caller hands in), bounded bytes in flight, each request run,
+//!   answered and queued from one blocking thread, replies sent in vectored batches, payloads
+//!   and read data in reused aligned buffers (no bounce copy on an O_DIRECT pool), and the
+//!   mapping of export errors to NBD errno values, done once at the edge.
 //!
 //! The server serves any `cairn_export::Exports` (the export layer: one implementation over
 //! Cairn's engine, more to come) and depends on nothing else of Cairn's: not on the engine, not
@@ -15,6 +17,7 @@
 //! Limits live in [`limits`].
 #![forbid(unsafe_code)]
 
+mod buffers;
 mod connection;
 mod error;
 pub mod handshake;

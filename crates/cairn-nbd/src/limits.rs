@@ -42,8 +42,12 @@ pub const WRITE_STALL_TIMEOUT_SECS: u64 = 60;
 pub const HANDSHAKE_INPUT_BYTES: usize = 8 << 10;
 /// Read buffer of a connection in transmission.
 pub const READ_BUFFER_BYTES: usize = 256 << 10;
-/// Write buffer of a connection's reply writer.
-pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
+/// Bytes of free aligned buffers one connection keeps for reuse (eight 1 MiB or 4096 4 KiB ones
+/// before any is freed).
+pub const BUFFERS_KEPT_BYTES_MAX: usize = 16 << 20;
+/// Most replies the writer sends in one vectored write (two slices each: head and data, well
+/// within the kernel's 1024 per call).
+pub const REPLY_BATCH_MAX: usize = 64;
 /// Initial capacity of a reply's head buffer: a structured read chunk header with its offset is
 /// 28 bytes; an error message or block-status descriptors grow it.
 pub const REPLY_HEADER_BYTES: usize = 32;
@@ -69,3 +73,5 @@ const _: () = assert!(PAYLOAD_BYTES_MAX <= cairn_export::limits::REQUEST_BYTES_M
 const _: () = assert!(HANDSHAKE_INPUT_BYTES <= OPTION_DATA_BYTES_MAX as usize);
 const _: () = assert!(READ_BUFFER_BYTES as u64 <= CONNECTION_IN_FLIGHT_BYTES_MAX);
 const _: () = assert!(REPLY_HEADER_BYTES >= 28);
+const _: () = assert!(REPLY_BATCH_MAX * 2 <= 1024);
+const _: () = assert!(REPLY_BATCH_MAX <= REPLY_QUEUE_DEPTH);

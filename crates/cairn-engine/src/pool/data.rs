@@ -14,7 +14,7 @@ use crate::format::VF_READ_ONLY;
 use crate::limits::{BLOCK_SIZE_BYTES, IO_BYTES_MAX};
 use crate::mapping::Piece;
 use crate::types::{Extent, VolumeId};
-use cairn_io::BlockDevice;
+use cairn_io::{AlignedBuf, BlockDevice};
 
 use super::{Pool, State};
 
@@ -38,7 +38,7 @@ impl Pool {
         if offset % BLOCK_SIZE_BYTES == 0 && buf.len() as u64 % BLOCK_SIZE_BYTES == 0 {
             return read_pieces(dev.as_ref(), first_block, &pieces, buf);
         }
-        let mut tmp = vec![0u8; ((end_block - first_block) * BLOCK_SIZE_BYTES) as usize];
+        let mut tmp = AlignedBuf::zeroed(((end_block - first_block) * BLOCK_SIZE_BYTES) as usize);
         read_pieces(dev.as_ref(), first_block, &pieces, &mut tmp)?;
         let skip = (offset - first_block * BLOCK_SIZE_BYTES) as usize;
         let n = buf.len();

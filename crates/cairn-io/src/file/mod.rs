@@ -14,7 +14,8 @@
 //! - Every request is range-checked against the cached size before anything is submitted; a batch
 //!   with one bad entry submits nothing.
 //! - With O_DIRECT, caller memory that is not aligned goes through an [`AlignedBuf`] bounce
-//!   buffer; bounce memory per submitted round is bounded by [`BATCH_BOUNCE_BYTES_MAX`] and
+//!   buffer, counted in [`FileDevice::stats`] (`bounces`); caller memory from an [`AlignedBuf`]
+//!   never does. Bounce memory per submitted round is bounded by [`BATCH_BOUNCE_BYTES_MAX`] and
 //!   requests are split at [`REQUEST_BYTES_MAX`].
 //! - `flush` is `fdatasync`, also with O_DIRECT (it flushes the device cache and file metadata).
 //! - `discard` is a hint: where the file system or device does not support it, it succeeds and
@@ -34,6 +35,7 @@ use crate::aligned::AlignedBuf;
 use crate::limits::{
     ALIGNMENT_BYTES_MAX, ALIGNMENT_BYTES_MIN, BATCH_BOUNCE_BYTES_MAX, REQUEST_BYTES_MAX,
 };
+use crate::stats::{Counters, IoStats};
 use crate::{check_range, BlockDevice, IoError, IoResult};
 use uring::UringEngine;
 
@@ -130,6 +132,7 @@ pub struct FileDevice {
     alignment: u64,
     size_bytes: AtomicU64,
     engine: Engine,
+    counters: Counters,
 }
 
 impl std::fmt::Debug for FileDevice {
@@ -303,6 +306,7 @@ impl FileDevice {
             alignment: ALIGNMENT_BYTES_MIN,
             size_bytes: AtomicU64::new(0),
             engine,
+            counters: Counters::default(),
         };
         dev.settle_alignment()?;
         dev.refresh_size()?;
@@ -364,6 +368,11 @@ impl FileDevice {
         self.block_device
     }
 
+    /// Counts of the requests completed so far and of the bounce copies made.
+    pub fn stats(&self) -> IoStats {
+        self.counters.get()
+    }
+
     fn read_size(&self) -> IoResult<u64> {
         let fd = self.file.as_fd();
         let size = if self.block_device {
@@ -391,7 +400,11 @@ impl FileDevice {
                     fua,
                 })
                 .collect(),
-        )
+        )?;
+        let bytes = writes.iter().map(|(_, data)| data.len() as u64).sum();
+        Counters::add(&self.counters.writes, writes.len() as u64);
+        Counters::add(&self.counters.write_bytes, bytes);
+        Ok(())
     }
 
     /// Performs transfers already range-checked, splitting large ones and bouncing unaligned
@@ -429,9 +442,13 @@ impl FileDevice {
         let mut bounces: Vec<Option<AlignedBuf>> = round
             .iter()
             .map(|t| {
-                self.needs_bounce(t).then(|| match t {
-                    Transfer::Read { buf, .. } => AlignedBuf::zeroed(buf.len()),
-                    Transfer::Write { data, .. } => AlignedBuf::copy_of(data),
+                self.needs_bounce(t).then(|| {
+                    Counters::add(&self.counters.bounces, 1);
+                    Counters::add(&self.counters.bounce_bytes, t.len() as u64);
+                    match t {
+                        Transfer::Read { buf, .. } => AlignedBuf::zeroed(buf.len()),
+                        Transfer::Write { data, .. } => AlignedBuf::copy_of(data),
+                    }
                 })
             })
             .collect();
@@ -551,7 +568,11 @@ impl BlockDevice for FileDevice {
             self.alignment,
             self.size_bytes(),
         )?;
-        self.transfer(vec![Transfer::Read { offset, buf }])
+        let len = buf.len() as u64;
+        self.transfer(vec![Transfer::Read { offset, buf }])?;
+        Counters::add(&self.counters.reads, 1);
+        Counters::add(&self.counters.read_bytes, len);
+        Ok(())
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> IoResult<()> {
@@ -566,7 +587,10 @@ impl BlockDevice for FileDevice {
             offset,
             data,
             fua: false,
-        }])
+        }])?;
+        Counters::add(&self.counters.writes, 1);
+        Counters::add(&self.counters.write_bytes, data.len() as u64);
+        Ok(())
     }
 
     fn write_batch(&self, writes: &[(u64, &[u8])]) -> IoResult<()> {
@@ -591,13 +615,20 @@ impl BlockDevice for FileDevice {
                     buf,
                 })
                 .collect(),
-        )
+        )?;
+        let bytes = reads.iter().map(|(_, buf)| buf.len() as u64).sum();
+        Counters::add(&self.counters.reads, reads.len() as u64);
+        Counters::add(&self.counters.read_batches, 1);
+        Counters::add(&self.counters.read_bytes, bytes);
+        Ok(())
     }
 
     fn flush(&self) -> IoResult<()> {
         self.file
             .sync_data()
-            .map_err(|e| IoError::from_os("flush", 0, 0, e))
+            .map_err(|e| IoError::from_os("flush", 0, 0, e))?;
+        Counters::add(&self.counters.flushes, 1);
+        Ok(())
     }
 
     fn discard(&self, offset: u64, len: u64) -> IoResult<()> {
@@ -613,7 +644,11 @@ impl BlockDevice for FileDevice {
         };
         match done {
             Err(e) if !discard_unsupported(&e) => Err(IoError::from_os("discard", offset, len, e)),
-            _ => Ok(()),
+            _ => {
+                Counters::add(&self.counters.discards, 1);
+                Counters::add(&self.counters.discard_bytes, len);
+                Ok(())
+            }
         }
     }
 
