@@ -123,7 +123,11 @@ impl RbdExports {
         registry: Arc<Registry>,
     ) -> Result<RbdExports> {
         let link = Arc::new(Link::default());
-        RbdExports::connect_linked(opts, rados_pool, owner, registry, link)
+        let exports = RbdExports::connect_linked(opts, rados_pool, owner, registry, link)?;
+        // A connection of its own: its images are served through it until it is lost, and
+        // nothing connects anew after that.
+        exports.link.standalone(&exports.conn);
+        Ok(exports)
     }
 
     /// Connects like [`RbdExports::connect_in`], as a new connection of `link` (which

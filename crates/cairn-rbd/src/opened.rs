@@ -176,6 +176,14 @@ impl Link {
         }
     }
 
+    /// Makes `conn` the link's connection without a current [`RbdExports`] to reconnect
+    /// through: a connection made on its own, whose images serve until it is lost and then
+    /// fail (nothing moves them to a new connection).
+    pub(crate) fn standalone(&self, conn: &Conn) {
+        debug_assert_eq!(self.generation(), 0, "a standalone link has one connection");
+        self.generation.store(conn.generation, Ordering::Release);
+    }
+
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
