@@ -365,6 +365,21 @@ impl Provider for InteropProvider {
             .associations_referring_to(namespace, assoc_class, object)
     }
 
+    fn associations_page(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<Page>, CimError> {
+        if self.is_own(namespace, assoc_class) {
+            return Ok(None);
+        }
+        self.storage
+            .associations_page(namespace, assoc_class, object, cursor, max)
+    }
+
     fn delete_instance(&self, namespace: &str, path: &InstancePath) -> Result<(), CimError> {
         if self.is_own(namespace, &path.class_name)
             && self.get_instance(namespace, path)?.is_some()

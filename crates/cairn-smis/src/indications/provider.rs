@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{
     CimDateTime, CimError, CimType, ClassRepository, Instance, InstancePath, KeyValue, MethodCall,
-    MethodName, MethodResult, ProfileRegistration, Provider, Value,
+    MethodName, MethodResult, Page, ProfileRegistration, Provider, Value,
 };
 
 use super::deliver::{Deliveries, Url};
@@ -438,6 +438,39 @@ impl Provider for IndicationProvider {
         match self.ours(namespace, class_name) {
             Some(c) => Ok(self.instances(c)),
             None => self.array.enumerate_instances(namespace, class_name),
+        }
+    }
+
+    /// The array's pages for its classes; the indication classes are few and paged by the
+    /// dispatcher.
+    fn enumerate_page(
+        &self,
+        namespace: &str,
+        class_name: &str,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<Page>, CimError> {
+        match self.ours(namespace, class_name) {
+            Some(_) => Ok(None),
+            None => self
+                .array
+                .enumerate_page(namespace, class_name, cursor, max),
+        }
+    }
+
+    fn associations_page(
+        &self,
+        namespace: &str,
+        assoc_class: &str,
+        object: &InstancePath,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<Option<Page>, CimError> {
+        match self.ours(namespace, assoc_class) {
+            Some(_) => Ok(None),
+            None => self
+                .array
+                .associations_page(namespace, assoc_class, object, cursor, max),
         }
     }
 
