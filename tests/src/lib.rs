@@ -248,25 +248,3 @@ fn read_listen(data_dir: &Path) -> Result<Listen> {
         iscsi: addr("iscsi")?,
     })
 }
-
-/// Runs one step of the pywbem script `tests/py/SCRIPT` against the daemon's SMI-S HTTP listener
-/// (as admin/secret); its one JSON line.
-pub fn py_step(daemon: &Daemon, script: &str, args: &[&str]) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("py")
-        .join(script);
-    let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
-    let out = Command::new(python())
-        .arg(path)
-        .args([url.as_str(), "admin", "secret"])
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
-}

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cairn_tests::ceph;
-use cairn_tests::{cairn, py_step, qemu_io, test_config, Daemon};
+use cairn_tests::{cairn, qemu_io, smis_step, test_config, Daemon};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -47,7 +47,7 @@ fn config(rados_pool: &str) -> String {
 
 /// One step of `tests/py/copyjob.py`.
 fn job(daemon: &Daemon, args: &[&str]) -> Value {
-    py_step(daemon, "copyjob.py", args)
+    smis_step(daemon, "copyjob.py", args)
 }
 
 fn write_commands(writes: &[(u8, u64, u64)]) -> Vec<String> {
@@ -172,7 +172,7 @@ fn completes(daemon: &Daemon, id: &str) {
 }
 
 fn create(daemon: &Daemon, pool: &str, name: &str) {
-    let made = py_step(
+    let made = smis_step(
         daemon,
         "volumes.py",
         &["create", pool, name, &SIZE.to_string()],
@@ -181,7 +181,7 @@ fn create(daemon: &Daemon, pool: &str, name: &str) {
 }
 
 fn delete(daemon: &Daemon, name: &str) {
-    assert_eq!(py_step(daemon, "array.py", &["delete", name])["rc"], 0);
+    assert_eq!(smis_step(daemon, "array.py", &["delete", name])["rc"], 0);
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn an_rbd_volume_copied_into_a_cairn_pool_holds_its_point_in_time() {
     let mut now = BEFORE.to_vec();
     now.extend_from_slice(&DURING);
     assert!(read_over_nbd(&daemon, &vol, dir.path()) == contents(&now));
-    let listed = py_step(&daemon, "volumes.py", &["volume", &copy]);
+    let listed = smis_step(&daemon, "volumes.py", &["volume", &copy]);
     assert_eq!(listed["pool"], serde_json::json!(["local"]), "{listed}");
 
     ceph::rbd(POOL, &["snap", "rm", &point]);
@@ -250,7 +250,7 @@ fn a_cairn_volume_copied_into_an_rbd_pool_holds_its_point_in_time() {
         "rbd export of the copy is the data written before the copy"
     );
     assert!(read_over_nbd(&daemon, &copy, dir.path()) == contents(&before));
-    let listed = py_step(&daemon, "volumes.py", &["volume", &copy]);
+    let listed = smis_step(&daemon, "volumes.py", &["volume", &copy]);
     assert_eq!(listed["pool"], serde_json::json!(["ceph"]), "{listed}");
 
     delete(&daemon, &copy);
