@@ -895,12 +895,7 @@ mod tests {
 
     #[test]
     fn reports_a_wrong_refcount_with_its_path() {
-        let dev = pool_with_data();
-        let mut m = meta_of(&dev);
-        let data_block = block_filled_with(&dev, m.device_blocks, 1);
-        m.rc_inc(data_block, 1).unwrap();
-        m.commit(m.durable.clone()).unwrap();
-        let report = check_device(dev).unwrap();
+        let (report, data_block) = second_reference_on_a_data_block();
         let f = report
             .findings
             .iter()
@@ -921,6 +916,17 @@ mod tests {
             .unwrap()
     }
 
+    /// The check of a pool whose one volume's first data block got a second reference in the
+    /// refcount tree, and that block.
+    fn second_reference_on_a_data_block() -> (CheckReport, u64) {
+        let dev = pool_with_data();
+        let mut m = meta_of(&dev);
+        let data_block = block_filled_with(&dev, m.device_blocks, 1);
+        m.rc_inc(data_block, 1).unwrap();
+        m.commit(m.durable.clone()).unwrap();
+        (check_device(dev).unwrap(), data_block)
+    }
+
     #[test]
     fn a_snapshot_and_writes_after_it_are_clean() {
         let dev = Arc::new(MemDevice::new(16 << 20));
@@ -939,12 +945,7 @@ mod tests {
 
     #[test]
     fn a_second_owner_of_an_in_place_block_is_not_exclusive() {
-        let dev = pool_with_data();
-        let mut m = meta_of(&dev);
-        let data_block = block_filled_with(&dev, m.device_blocks, 1);
-        m.rc_inc(data_block, 1).unwrap();
-        m.commit(m.durable.clone()).unwrap();
-        let report = check_device(dev).unwrap();
+        let (report, data_block) = second_reference_on_a_data_block();
         let f = report
             .findings
             .iter()
