@@ -6,6 +6,8 @@
 #   cairn-iscsi : `cairn serve` (release build), a volume of a file-backed pool
 #   tgt         : tgtd (Debian `tgt`), a raw file with bsoflags=direct
 #   cairn-nbd   : the same Cairn volume over Cairn's own NBD export, fio straight at it
+#   cairn-nbd-qemu : that NBD export through qemu-nbd (qemu's nbd driver), so the NBD path takes
+#                 the same extra hop as the iSCSI ones: the like-for-like protocol comparison
 # Workloads: 4 KiB random read and write at queue depth 32, 1 MiB sequential read and write at
 # depth 8. Also `iscsi-perf` (libiscsi, sequential reads of 128 blocks: 512 KiB on a 4 KiB-block
 # volume, 64 KiB on tgt's 512-byte blocks) as a second opinion for both targets.
@@ -149,6 +151,7 @@ LUN=$(python3 -c 'import json,sys; print(min(json.load(open(sys.argv[1]))["luns"
 through_qemu cairn-iscsi "iscsi://127.0.0.1:$ISCSI_CAIRN/$IQN/$LUN"
 perf cairn-iscsi "iscsi://127.0.0.1:$ISCSI_CAIRN/$IQN/$LUN"
 run_jobs cairn-nbd "nbd://127.0.0.1:$NBD_CAIRN/vol"
+through_qemu cairn-nbd-qemu "nbd://127.0.0.1:$NBD_CAIRN/vol"
 stop "$CAIRN_PID"
 
 # --- tgt on a raw file, O_DIRECT ---
@@ -174,18 +177,20 @@ import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 val = {(p, w): (float(iops), float(mib)) for p, w, iops, mib in rows}
 work = list(dict.fromkeys(r[1] for r in rows))
-print(f"{'workload':<18}{'target':<13}{'IOPS':>10}{'MiB/s':>10}")
+print(f"{'workload':<18}{'target':<16}{'IOPS':>10}{'MiB/s':>10}")
 for (p, w), (iops, mib) in sorted(val.items(), key=lambda kv: (work.index(kv[0][1]), kv[0][0])):
-    print(f"{w:<18}{p:<13}{iops:>10.0f}{mib:>10.1f}")
+    print(f"{w:<18}{p:<16}{iops:>10.0f}{mib:>10.1f}")
 print()
 print("ratios (IOPS):")
 for w in work:
-    c, t, n = (val.get((p, w)) for p in ("cairn-iscsi", "tgt", "cairn-nbd"))
+    c, t, n, q = (val.get((p, w)) for p in ("cairn-iscsi", "tgt", "cairn-nbd", "cairn-nbd-qemu"))
     parts = []
     if c and t and t[0] > 0:
         parts.append(f"cairn-iscsi/tgt {c[0] / t[0]:.2f}")
     if c and n and n[0] > 0:
         parts.append(f"cairn-iscsi/cairn-nbd {c[0] / n[0]:.2f}")
+    if c and q and q[0] > 0:
+        parts.append(f"cairn-iscsi/cairn-nbd-qemu {c[0] / q[0]:.2f}")
     print(f"  {w:<18}" + "  ".join(parts))
 PY
 cat "$DIR/perf.txt"
