@@ -32,12 +32,7 @@ import sys
 
 import pywbem
 
-NS = "root/cairn"
-
-
-def conn(url, user, password):
-    return pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
-                                 no_verification=True, timeout=60)
+from cairnwbem import NS, conn, volume_path
 
 
 def system(c):
@@ -51,13 +46,6 @@ def service(c, classname, sys_path):
         if s["SystemName"] == sys_path["Name"]:
             return s.path
     raise SystemExit(f"no {classname}")
-
-
-def volume_path(c, name):
-    for v in c.EnumerateInstances("CIM_StorageVolume"):
-        if v["ElementName"] == name:
-            return v.path
-    raise SystemExit(f"no volume {name}")
 
 
 def profiles(c):

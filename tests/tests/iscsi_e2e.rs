@@ -368,7 +368,7 @@ fn a_snapshot_made_over_smis_reads_its_point_in_time_over_iscsi() {
     let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
     let url = iscsi_url(&daemon, lun_of(&daemon, "rw"));
     assert!(qemu_io(&url, &["write -P 0xaa 0 4M", "flush"]));
-    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    let snap = python(&daemon, "array_steps.py", &["snapshot", "rw", "rw-snap"]);
     assert_eq!(snap["rc"], 0, "{snap}");
     assert!(qemu_io(&url, &["write -P 0xbb 0 2M"]));
     // A new session sees the snapshot as one more LUN.
@@ -411,7 +411,7 @@ fn lun_table_changes_are_unit_attentions_and_a_same_isid_login_reinstates() {
     assert_eq!(ini.read_command(rw, &tur, 0).unwrap().1, 0);
     let created = python(
         &daemon,
-        "array.py",
+        "array_steps.py",
         &["create-volume", "pool0", "added", "4194304"],
     );
     assert_eq!(created["rc"], 0, "{created}");
@@ -519,11 +519,11 @@ fn deleting_a_volume_removes_its_lun_from_live_sessions_unless_commands_are_in_f
         target_name(&daemon),
         lun_of(&daemon, "rw"),
     );
-    let delete = |name: &str| python(&daemon, "array.py", &["delete", name])["rc"].clone();
+    let delete = |name: &str| python(&daemon, "array_steps.py", &["delete", name])["rc"].clone();
     for name in ["doomed", "busy"] {
         let created = python(
             &daemon,
-            "array.py",
+            "array_steps.py",
             &["create-volume", "pool0", name, "4194304"],
         );
         assert_eq!(created["rc"], 0, "{created}");
@@ -1178,7 +1178,7 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
     );
     let url = iscsi_url(&daemon, lun_of(&daemon, "rw"));
     assert!(qemu_io(&url, &["write -P 0xaa 0 1M", "flush"]));
-    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    let snap = python(&daemon, "array_steps.py", &["snapshot", "rw", "rw-snap"]);
     assert_eq!(snap["rc"], 0, "{snap}");
     assert!(qemu_io(&url, &["write -P 0xbb 0 1M", "flush"]));
     // The raw initiator's name is the host's: its live session sees the mapping change.
@@ -1263,7 +1263,7 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
         unmapped,
         serde_json::json!({"unmask": 0, "left": 0, "delete": 0, "views": 0})
     );
-    let deleted = python(&daemon, "array.py", &["delete", "rw-snap"]);
+    let deleted = python(&daemon, "array_steps.py", &["delete", "rw-snap"]);
     assert_eq!(deleted["rc"], 0, "unmapped, it can be deleted: {deleted}");
 }
 
@@ -1272,7 +1272,7 @@ fn windows_masking_sets_expose_and_hide_paths_over_smis() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());
     let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
-    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    let snap = python(&daemon, "array_steps.py", &["snapshot", "rw", "rw-snap"]);
     assert_eq!(snap["rc"], 0, "{snap}");
     let (host, host2) = (
         "iqn.1991-05.com.microsoft:host1",
@@ -1491,7 +1491,7 @@ fn an_rbd_volume_made_and_masked_over_smis_is_served_over_iscsi_as_ceph_sees_it(
     const MIB: usize = 1 << 20;
     let made = python(
         &daemon,
-        "array.py",
+        "array_steps.py",
         &["create-volume", "ceph", &vol, &(64 * MIB).to_string()],
     );
     assert_eq!(made["rc"], 0, "{made}");
@@ -1571,6 +1571,9 @@ fn an_rbd_volume_made_and_masked_over_smis_is_served_over_iscsi_as_ceph_sees_it(
 
     let unmapped = python(&daemon, "masking.py", &["unmap", "rbd-hosts", &vol]);
     assert_eq!(unmapped["unmask"], 0, "{unmapped}");
-    assert_eq!(python(&daemon, "array.py", &["delete", &vol])["rc"], 0);
+    assert_eq!(
+        python(&daemon, "array_steps.py", &["delete", &vol])["rc"],
+        0
+    );
     assert!(daemon.stop().unwrap().success());
 }

@@ -1,4 +1,4 @@
-//! SMI-S over an RBD pool beside a Cairn pool in one daemon, with pywbem (`tests/py/array.py`,
+//! SMI-S over an RBD pool beside a Cairn pool in one daemon, with pywbem (`tests/py/array_steps.py`,
 //! `tests/py/volumes.py`), qemu-io over NBD and Ceph's own `rbd` tool: names unique across both
 //! kinds of pool, grow (and the shrink refusal), rename, Restore answered Not Supported, a volume a
 //! host holds refused as In Use, delete leaving nothing in Ceph; and a pool whose cluster cannot be
@@ -77,7 +77,7 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     ceph::ensure_pool(ceph::SMIS_POOL);
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = daemon(dir.path(), &ceph::pool_config("ceph", ceph::SMIS_POOL));
-    let array = |args: &[&str]| step(&daemon, "array.py", args);
+    let array = |args: &[&str]| step(&daemon, "array_steps.py", args);
     let volumes = |args: &[&str]| step(&daemon, "volumes.py", args);
     let (vol, snap, local) = (ceph::unique("rv"), ceph::unique("rs"), ceph::unique("lv"));
     let size = (64 * MIB).to_string();
@@ -221,7 +221,7 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         "rbd export of the copy differs from the point in time"
     );
     for name in [&copy, &vol] {
-        assert_eq!(step(&daemon, "array.py", &["delete", name])["rc"], 0);
+        assert_eq!(step(&daemon, "array_steps.py", &["delete", name])["rc"], 0);
     }
     assert!(daemon.stop().expect("stop").success());
 }
@@ -250,7 +250,11 @@ fn an_unreachable_rbd_pool_is_reported_lost_and_the_rest_is_served() {
     assert_eq!(pools["local"]["status"], serde_json::json!([2]), "{pools}");
     let v = ceph::unique("served");
     assert_eq!(
-        step(&daemon, "array.py", &["create-volume", "local", &v, "4096"])["rc"],
+        step(
+            &daemon,
+            "array_steps.py",
+            &["create-volume", "local", &v, "4096"]
+        )["rc"],
         0
     );
     assert_eq!(

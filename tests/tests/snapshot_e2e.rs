@@ -41,9 +41,9 @@ impl Backend {
     }
 }
 
-/// Runs one step of tests/py/array.py against the daemon and returns its JSON result.
+/// Runs one step of tests/py/array_steps.py against the daemon and returns its JSON result.
 fn array(daemon: &Daemon, step: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/array.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/array_steps.py");
     let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
     let out = Command::new(python())
         .arg(script)
@@ -53,7 +53,7 @@ fn array(daemon: &Daemon, step: &[&str]) -> Value {
         .expect("run python");
     assert!(
         out.status.success(),
-        "array.py {step:?} failed: {}{}",
+        "array_steps.py {step:?} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
