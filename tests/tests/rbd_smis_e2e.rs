@@ -13,15 +13,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use cairn_tests::ceph;
-use cairn_tests::{qemu_io, test_config, Daemon};
+use cairn_tests::{qemu_io, smis_step, test_config, Daemon};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
-
-/// Runs one step of `tests/py/SCRIPT` against the daemon; its JSON result.
-fn step(daemon: &Daemon, script: &str, args: &[&str]) -> Value {
-    cairn_tests::smis_step(daemon, script, args)
-}
 
 fn daemon(dir: &Path, rbd_pool: &str) -> Daemon {
     let pools =
@@ -77,8 +72,8 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     ceph::ensure_pool(ceph::SMIS_POOL);
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = daemon(dir.path(), &ceph::pool_config("ceph", ceph::SMIS_POOL));
-    let array = |args: &[&str]| step(&daemon, "array_steps.py", args);
-    let volumes = |args: &[&str]| step(&daemon, "volumes.py", args);
+    let array = |args: &[&str]| smis_step(&daemon, "array_steps.py", args);
+    let volumes = |args: &[&str]| smis_step(&daemon, "volumes.py", args);
     let (vol, snap, local) = (ceph::unique("rv"), ceph::unique("rs"), ceph::unique("lv"));
     let size = (64 * MIB).to_string();
 
@@ -169,7 +164,7 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         ceph::pool_config("ceph", ceph::SMIS_POOL) + &ceph::pool_config("ceph2", SECOND_POOL);
     let daemon = daemon(dir.path(), &pools);
     let (vol, copy) = (ceph::unique("cv"), ceph::unique("cc"));
-    let created = step(
+    let created = smis_step(
         &daemon,
         "volumes.py",
         &["create", "ceph", &vol, &(16 * MIB).to_string()],
@@ -181,7 +176,7 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         &["write -P 0x11 0 1M", "write -P 0x22 5M 64k"]
     ));
 
-    let job = step(&daemon, "volumes.py", &["copy", &vol, &copy, "ceph2"]);
+    let job = smis_step(&daemon, "volumes.py", &["copy", &vol, &copy, "ceph2"]);
     assert_eq!(
         (job["rc"].as_u64(), job["state"].as_u64()),
         (Some(4096), Some(7)),
@@ -202,7 +197,7 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         ]
     ));
     assert_eq!(
-        step(&daemon, "volumes.py", &["volume", &copy])["pool"],
+        smis_step(&daemon, "volumes.py", &["volume", &copy])["pool"],
         serde_json::json!(["ceph2"])
     );
 
@@ -221,7 +216,10 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         "rbd export of the copy differs from the point in time"
     );
     for name in [&copy, &vol] {
-        assert_eq!(step(&daemon, "array_steps.py", &["delete", name])["rc"], 0);
+        assert_eq!(
+            smis_step(&daemon, "array_steps.py", &["delete", name])["rc"],
+            0
+        );
     }
     assert!(daemon.stop().expect("stop").success());
 }
@@ -240,7 +238,7 @@ fn an_unreachable_rbd_pool_is_reported_lost_and_the_rest_is_served() {
         dir.path().join("missing.keyring").display()
     );
     let daemon = daemon(dir.path(), &pool);
-    let pools = step(&daemon, "volumes.py", &["pools"]);
+    let pools = smis_step(&daemon, "volumes.py", &["pools"]);
     assert_eq!(
         pools["gone"]["status"],
         serde_json::json!([6, 13]),
@@ -250,7 +248,7 @@ fn an_unreachable_rbd_pool_is_reported_lost_and_the_rest_is_served() {
     assert_eq!(pools["local"]["status"], serde_json::json!([2]), "{pools}");
     let v = ceph::unique("served");
     assert_eq!(
-        step(
+        smis_step(
             &daemon,
             "array_steps.py",
             &["create-volume", "local", &v, "4096"]
@@ -258,7 +256,7 @@ fn an_unreachable_rbd_pool_is_reported_lost_and_the_rest_is_served() {
         0
     );
     assert_eq!(
-        step(&daemon, "volumes.py", &["create", "gone", "x", "4096"])["rc"],
+        smis_step(&daemon, "volumes.py", &["create", "gone", "x", "4096"])["rc"],
         4
     );
     assert!(daemon.stop().expect("stop").success());

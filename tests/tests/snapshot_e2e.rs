@@ -7,11 +7,10 @@
 //! `CAIRN_TEST_CEPH_CONF`; without it that test fails), where Ceph's own `rbd export` and
 //! `rbd diff` check the data from the other side.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use cairn_tests::ceph;
-use cairn_tests::{cairn, python, qemu_io, test_config, Daemon};
+use cairn_tests::{cairn, qemu_io, smis_step, test_config, Daemon};
 use serde_json::Value;
 
 /// The kind of pool a test body runs against.
@@ -41,25 +40,6 @@ impl Backend {
     }
 }
 
-/// Runs one step of tests/py/array_steps.py against the daemon and returns its JSON result.
-fn array(daemon: &Daemon, step: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/array_steps.py");
-    let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
-    let out = Command::new(python())
-        .arg(script)
-        .args([url.as_str(), "admin", "secret"])
-        .args(step)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "array_steps.py {step:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
-}
-
 #[test]
 fn smis_snapshot_keeps_point_in_time_data_over_nbd() {
     snapshot_keeps_point_in_time_data(Backend::Cairn);
@@ -84,7 +64,7 @@ fn snapshot_keeps_point_in_time_data(backend: Backend) {
     };
     let (vol1, snap1) = (vol1.as_str(), snap1.as_str());
 
-    let profiles = array(&daemon, &["profiles"]);
+    let profiles = smis_step(&daemon, "array_steps.py", &["profiles"]);
     assert_eq!(profiles["interop"], "interop", "{profiles}");
     assert!(
         profiles["systems"]
@@ -95,7 +75,11 @@ fn snapshot_keeps_point_in_time_data(backend: Backend) {
         "{profiles}"
     );
 
-    let created = array(&daemon, &["create-volume", "pool0", vol1, "67108000"]);
+    let created = smis_step(
+        &daemon,
+        "array_steps.py",
+        &["create-volume", "pool0", vol1, "67108000"],
+    );
     assert_eq!(created["rc"], 0, "{created}");
     assert_eq!(
         created["size"], 67108864,
@@ -107,7 +91,7 @@ fn snapshot_keeps_point_in_time_data(backend: Backend) {
         vol1,
         &["write -P 0xaa 0 1M", "write -P 0xcc 32M 64k"]
     ));
-    let snap = array(&daemon, &["snapshot", vol1, snap1]);
+    let snap = smis_step(&daemon, "array_steps.py", &["snapshot", vol1, snap1]);
     assert_eq!(snap["rc"], 0, "{snap}");
     assert_eq!(snap["target"], snap1);
     let sync = &snap["sync"][0];
@@ -158,10 +142,16 @@ fn snapshot_keeps_point_in_time_data(backend: Backend) {
     assert!(qemu_io(&daemon, vol1, &["read -P 0xbb 0 1M"]));
 
     // Deleting the source leaves the snapshot's data intact.
-    assert_eq!(array(&daemon, &["delete", vol1])["rc"], 0);
+    assert_eq!(
+        smis_step(&daemon, "array_steps.py", &["delete", vol1])["rc"],
+        0
+    );
     assert!(qemu_io(&daemon, snap1, &["read -P 0xaa 0 1M"]));
     if backend == Backend::Rbd {
-        assert_eq!(array(&daemon, &["delete", snap1])["rc"], 0);
+        assert_eq!(
+            smis_step(&daemon, "array_steps.py", &["delete", snap1])["rc"],
+            0
+        );
         assert!(daemon.stop().unwrap().success());
         return;
     }
