@@ -529,7 +529,10 @@ impl Conn {
                             "TargetName".to_string(),
                             self.target.login.target_name.clone(),
                         ));
-                        answer.push(("TargetAddress".to_string(), format!("{addr},1")));
+                        answer.push((
+                            "TargetAddress".to_string(),
+                            format!("{addr},{}", crate::node::PORTAL_GROUP_TAG),
+                        ));
                     } else if k != "SendTargets" {
                         answer.push((k, "NotUnderstood".to_string()));
                     }

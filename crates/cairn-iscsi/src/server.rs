@@ -97,7 +97,7 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
     let reservations = load_reservations(&cfg)?;
     let (listener, local_addr) = bind(cfg.addr).await?;
     let port = TargetPort {
-        name: format!("{},t,0x0001", cfg.target_name),
+        name: crate::node::target_port_name(&cfg.target_name),
         target_name: cfg.target_name.clone(),
         addr: local_addr,
         login: login.offer(),
