@@ -132,6 +132,9 @@ pub(crate) struct State {
     stop: bool,
     /// Test hook: the background thread leaves reclaim alone.
     reclaim_paused: bool,
+    /// Dirty metadata blocks past which a data request commits: `DIRTY_BLOCKS_MAX`, lowered by
+    /// the engine's own tests (the bound is out of reach of a test-sized pool).
+    dirty_blocks_max: usize,
     /// Background reclaim met `NoSpace`; it waits for the next commit before trying again.
     reclaim_stalled: bool,
     /// Bounded steps run (trim, write-zeroes, reclaim) and the most mapping entries one of them
@@ -593,6 +596,7 @@ impl State {
             closed: false,
             stop: false,
             reclaim_paused: false,
+            dirty_blocks_max: DIRTY_BLOCKS_MAX,
             reclaim_stalled: false,
             steps: (0, 0),
             last_commit: Instant::now(),
@@ -859,7 +863,7 @@ impl State {
 
     /// Dirty nodes and pinned (dirty) bitmap pages, one block of memory each, past the bound.
     fn too_dirty(&self) -> bool {
-        self.meta.dirty.len() + self.meta.dirty_pages() > DIRTY_BLOCKS_MAX
+        self.meta.dirty.len() + self.meta.dirty_pages() > self.dirty_blocks_max
     }
 
     fn info(&self) -> PoolInfo {
