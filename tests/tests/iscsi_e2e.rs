@@ -1269,6 +1269,16 @@ fn windows_masking_sets_expose_and_hide_paths_over_smis() {
     assert_eq!(exposed["refused"], refused, "{exposed}");
     assert_eq!(exposed["hide_not_exposed"], 4100, "{exposed}");
     assert_eq!(exposed["before"]["sets"], serde_json::json!({}));
+    // The group masking service is a CIM_ControllerConfigurationService too (a subclass in the
+    // DMTF schema); the one of Masking and Mapping comes first, for clients that take the first.
+    assert_eq!(
+        exposed["controller_services"],
+        serde_json::json!({
+            "classes": ["Cairn_ControllerConfigurationService", "Cairn_GroupMaskingMappingService"],
+            "masking_and_mapping": ["Cairn_ControllerConfigurationService"],
+        }),
+        "{exposed}"
+    );
     assert_eq!(
         exposed["after"]["sets"],
         serde_json::json!({"masking-1": [host, host2]}),

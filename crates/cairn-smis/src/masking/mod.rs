@@ -62,7 +62,9 @@ pub const PROFILES: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// The concrete classes with instances once host access is wired.
+/// The concrete classes with instances once host access is wired, in enumeration order. The
+/// group masking service is a `CIM_ControllerConfigurationService` too (a subclass): the
+/// Masking and Mapping service comes before it, for clients that take the first of that class.
 pub const CLASSES: [&str; 33] = [
     CCS_CLASS,
     PCMC_CLASS,
