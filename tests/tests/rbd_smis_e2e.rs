@@ -67,6 +67,64 @@ impl Host {
     }
 }
 
+/// Grows `vol` (of `size` bytes, 0x5a in its first MiB) to 128 MiB, seen by Ceph and by a
+/// host; a shrink back is refused with the current size. Returns the volume's image.
+fn grown_and_shrink_refused(daemon: &Daemon, vol: &str, size: &str) -> String {
+    let volumes = |args: &[&str]| smis_step(daemon, "volumes.py", args);
+    let grown = volumes(&["grow", vol, &(128 * MIB).to_string()]);
+    assert_eq!(
+        (grown["rc"].as_u64(), grown["size"].as_u64()),
+        (Some(0), Some(128 * MIB))
+    );
+    let image = ceph::image_of(ceph::SMIS_POOL, vol);
+    assert_eq!(rbd_size(&image), 128 * MIB);
+    assert!(qemu_io(
+        daemon,
+        vol,
+        &["read -P 0x5a 0 1M", "read -P 0 100M 1M"]
+    ));
+    let shrink = volumes(&["grow", vol, size]);
+    assert_eq!(
+        (shrink["rc"].as_u64(), shrink["size"].as_u64()),
+        (Some(4097), Some(128 * MIB))
+    );
+    image
+}
+
+/// Renames `vol` to a name with spaces (kept in the image's metadata), then to one an NBD URL
+/// carries as is; a rename to `local`, a name the Cairn pool holds, is refused. Returns the
+/// last name.
+fn renamed_twice(daemon: &Daemon, vol: &str, local: &str) -> String {
+    let volumes = |args: &[&str]| smis_step(daemon, "volumes.py", args);
+    let spaced = format!("{vol} renamed");
+    assert!(volumes(&["rename", vol, &spaced])["error"].is_null());
+    assert_eq!(volumes(&["volume", &spaced])["name"], spaced.as_str());
+    let renamed = format!("{vol}-renamed");
+    assert!(volumes(&["rename", &spaced, &renamed])["error"].is_null());
+    assert_eq!(volumes(&["rename", &renamed, local])["error"], 11);
+    assert_eq!(
+        volumes(&["volume", &renamed])["pool"],
+        serde_json::json!(["ceph"])
+    );
+    renamed
+}
+
+/// Neither `images` nor their trash entries are left in the SMI-S test pool.
+fn nothing_left_in_ceph(images: &[&String]) {
+    let left = String::from_utf8(ceph::rbd(ceph::SMIS_POOL, &["ls"])).expect("UTF-8");
+    let trash = String::from_utf8(ceph::rbd(ceph::SMIS_POOL, &["trash", "ls"])).expect("UTF-8");
+    for gone in images {
+        assert!(
+            !left.contains(gone.as_str()),
+            "{gone} left in the pool: {left}"
+        );
+        assert!(
+            !trash.contains(gone.as_str()),
+            "{gone} left in the trash: {trash}"
+        );
+    }
+}
+
 #[test]
 fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     ceph::ensure_pool(ceph::SMIS_POOL);
@@ -92,24 +150,7 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     assert!(pools["ceph"]["total"].as_u64() > Some(0), "{pools}");
     assert!(qemu_io(&daemon, &vol, &["write -P 0x5a 0 1M"]));
 
-    // Grow, seen by Ceph and by a host; a shrink is refused with the current size.
-    let grown = volumes(&["grow", &vol, &(128 * MIB).to_string()]);
-    assert_eq!(
-        (grown["rc"].as_u64(), grown["size"].as_u64()),
-        (Some(0), Some(128 * MIB))
-    );
-    let image = ceph::image_of(ceph::SMIS_POOL, &vol);
-    assert_eq!(rbd_size(&image), 128 * MIB);
-    assert!(qemu_io(
-        &daemon,
-        &vol,
-        &["read -P 0x5a 0 1M", "read -P 0 100M 1M"]
-    ));
-    let shrink = volumes(&["grow", &vol, &size]);
-    assert_eq!(
-        (shrink["rc"].as_u64(), shrink["size"].as_u64()),
-        (Some(4097), Some(128 * MIB))
-    );
+    let image = grown_and_shrink_refused(&daemon, &vol, &size);
 
     // A snapshot answers 0; Restore is not supported over RBD.
     let made = array(&["snapshot", &vol, &snap]);
@@ -117,18 +158,7 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     assert_eq!(array(&["snapshot", &vol, &snap])["rc"], 5, "a taken name");
     assert_eq!(volumes(&["restore", &vol, &snap])["rc"], 1);
 
-    // Rename: to a free name, and refused for a name the Cairn pool holds.
-    // A name with spaces (kept in the image's metadata), then one an NBD URL carries as is.
-    let spaced = format!("{vol} renamed");
-    assert!(volumes(&["rename", &vol, &spaced])["error"].is_null());
-    assert_eq!(volumes(&["volume", &spaced])["name"], spaced.as_str());
-    let renamed = format!("{vol}-renamed");
-    assert!(volumes(&["rename", &spaced, &renamed])["error"].is_null());
-    assert_eq!(volumes(&["rename", &renamed, &local])["error"], 11);
-    assert_eq!(
-        volumes(&["volume", &renamed])["pool"],
-        serde_json::json!(["ceph"])
-    );
+    let renamed = renamed_twice(&daemon, &vol, &local);
 
     // In use while a host holds it; then deleted, the source first (its snapshot's clone keeps
     // reading it from the trash), and nothing is left in Ceph.
@@ -139,18 +169,7 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     assert!(qemu_io(&daemon, &snap, &["read -P 0x5a 0 1M"]));
     let snap_image = ceph::image_of(ceph::SMIS_POOL, &snap);
     assert_eq!(array(&["delete", &snap])["rc"], 0);
-    let left = String::from_utf8(ceph::rbd(ceph::SMIS_POOL, &["ls"])).expect("UTF-8");
-    let trash = String::from_utf8(ceph::rbd(ceph::SMIS_POOL, &["trash", "ls"])).expect("UTF-8");
-    for gone in [&image, &snap_image] {
-        assert!(
-            !left.contains(gone.as_str()),
-            "{gone} left in the pool: {left}"
-        );
-        assert!(
-            !trash.contains(gone.as_str()),
-            "{gone} left in the trash: {trash}"
-        );
-    }
+    nothing_left_in_ceph(&[&image, &snap_image]);
     assert!(daemon.stop().expect("stop").success());
 }
 
