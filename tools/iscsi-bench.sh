@@ -24,6 +24,8 @@ for tool in fio qemu-nbd nbdinfo iscsi-ls iscsi-perf tgtd tgtadm python3 cargo; 
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/fio.sh
+. "$ROOT/tools/lib/fio.sh"
 SIZE=${BENCH_SIZE:-$((1 << 30))}
 RUNTIME=${BENCH_RUNTIME:-10}
 PORT=${BENCH_PORT:-10930}
@@ -64,39 +66,17 @@ stop() {
 
 # run_jobs PEER NBD_URI
 run_jobs() {
-    local peer=$1 uri=$2 spec
-    for spec in "randread:4k:32" "randwrite:4k:32" "read:1m:8" "write:1m:8"; do
-        IFS=: read -r rw bs depth <<<"$spec"
-        local out="$DIR/$peer-$rw.json"
-        if ! fio --name=j --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$depth" \
-            --size="$SIZE" --runtime="$RUNTIME" --time_based --group_reporting \
-            --output-format=json --output="$out" >/dev/null 2>"$out.err"; then
-            echo "iscsi-bench: $peer $rw failed: $(grep -m1 -i error "$out.err")" >&2
-            printf '%s\t%s\tnan\tnan\n' "$peer" "$rw-$bs-qd$depth" >>"$RESULTS"
-            continue
-        fi
-        python3 - "$out" "$peer" "$rw-$bs-qd$depth" >>"$RESULTS" <<'PY'
-import json, sys
-job = json.load(open(sys.argv[1]))["jobs"][0]
-side = job["read"] if job["read"]["io_bytes"] else job["write"]
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{side['iops']:.0f}\t{side['bw'] / 1024:.1f}")
-PY
-    done
+    fio_workloads iscsi-bench "$1" --ioengine=nbd --uri="$2"
 }
 
-prefill() {
-    fio --name=fill --ioengine=nbd --uri="$1" --rw=write --bs=1m --iodepth=8 --size="$SIZE" \
-        >/dev/null
-}
-
-# through_qemu PEER ISCSI_URL: qemu-nbd serves the iSCSI LUN, fio runs through it.
+# through_qemu PEER URL: qemu-nbd serves the iscsi:// LUN (or nbd:// export), fio runs through it.
 through_qemu() {
     local peer=$1 url=$2
     qemu-nbd -f raw -x vol -p "$NBD_QEMU" -b 127.0.0.1 -e 8 -t "$url" 2>"$DIR/qemu-$peer.log" &
     local pid=$!
     PIDS+=("$pid")
     wait_for "$pid" nbdinfo --size "nbd://127.0.0.1:$NBD_QEMU/vol"
-    prefill "nbd://127.0.0.1:$NBD_QEMU/vol"
+    fio_prefill --ioengine=nbd --uri="nbd://127.0.0.1:$NBD_QEMU/vol"
     run_jobs "$peer" "nbd://127.0.0.1:$NBD_QEMU/vol"
     stop "$pid"
 }
@@ -172,26 +152,6 @@ tgtadm --lld iscsi --op delete --mode target --tid 1 --force
 tgtadm --op delete --mode system
 wait "$TGT_PID" 2>/dev/null || true
 
-python3 - "$RESULTS" <<'PY'
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-val = {(p, w): (float(iops), float(mib)) for p, w, iops, mib in rows}
-work = list(dict.fromkeys(r[1] for r in rows))
-print(f"{'workload':<18}{'target':<16}{'IOPS':>10}{'MiB/s':>10}")
-for (p, w), (iops, mib) in sorted(val.items(), key=lambda kv: (work.index(kv[0][1]), kv[0][0])):
-    print(f"{w:<18}{p:<16}{iops:>10.0f}{mib:>10.1f}")
-print()
-print("ratios (IOPS):")
-for w in work:
-    c, t, n, q = (val.get((p, w)) for p in ("cairn-iscsi", "tgt", "cairn-nbd", "cairn-nbd-qemu"))
-    parts = []
-    if c and t and t[0] > 0:
-        parts.append(f"cairn-iscsi/tgt {c[0] / t[0]:.2f}")
-    if c and n and n[0] > 0:
-        parts.append(f"cairn-iscsi/cairn-nbd {c[0] / n[0]:.2f}")
-    if c and q and q[0] > 0:
-        parts.append(f"cairn-iscsi/cairn-nbd-qemu {c[0] / q[0]:.2f}")
-    print(f"  {w:<18}" + "  ".join(parts))
-PY
+fio_table cairn-iscsi/tgt cairn-iscsi/cairn-nbd cairn-iscsi/cairn-nbd-qemu
 cat "$DIR/perf.txt"
 echo "raw results: $DIR" >&2

@@ -24,6 +24,8 @@ for tool in fio qemu-nbd qemu-img nbdkit nbdinfo python3 cargo; do
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/fio.sh
+. "$ROOT/tools/lib/fio.sh"
 SIZE=${BENCH_SIZE:-$((1 << 30))}
 RUNTIME=${BENCH_RUNTIME:-10}
 PORT=${BENCH_PORT:-10900}
@@ -58,20 +60,10 @@ wait_port() {
 # job PEER PHASE EXPORT NAME RW BS DEPTH: one fio job, one result row.
 job() {
     local peer=$1 phase=$2 export=$3 name=$4 rw=$5 bs=$6 depth=$7
-    local out="$DIR/$peer-$phase-$name.json"
-    if ! fio --name=j --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$export" --rw="$rw" --bs="$bs" \
+    fio_result nbd-bench "$DIR/$peer-$phase-$name.json" "$peer" "$phase" "$name" -- \
+        --name=j --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$export" --rw="$rw" --bs="$bs" \
         --iodepth="$depth" --size="$SIZE" --runtime="$RUNTIME" --time_based --group_reporting \
-        --randrepeat=0 --output-format=json --output="$out" >/dev/null 2>"$out.err"; then
-        echo "nbd-bench: $peer $phase $name failed: $(grep -m1 -i error "$out.err")" >&2
-        printf '%s\t%s\t%s\tnan\tnan\n' "$peer" "$phase" "$name" >>"$RESULTS"
-        return
-    fi
-    python3 - "$out" "$peer" "$phase" "$name" >>"$RESULTS" <<'PY'
-import json, sys
-job = json.load(open(sys.argv[1]))["jobs"][0]
-side = job["read"] if job["read"]["io_bytes"] else job["write"]
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{sys.argv[4]}\t{side['iops']:.0f}\t{side['bw'] / 1024:.1f}")
-PY
+        --randrepeat=0
 }
 
 # run_jobs PEER PHASE EXPORT
@@ -84,8 +76,7 @@ run_jobs() {
 }
 
 prefill() {
-    fio --name=fill --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$1" --rw=write --bs=1m \
-        --iodepth=8 --size="$SIZE" >/dev/null
+    fio_prefill --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$1"
 }
 
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }

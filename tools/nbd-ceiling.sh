@@ -25,6 +25,8 @@ for tool in fio qemu-nbd nbdkit nbdinfo python3 cargo; do
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/fio.sh
+. "$ROOT/tools/lib/fio.sh"
 SIZE=${CEILING_SIZE:-$((1 << 30))}
 RUNTIME=${CEILING_RUNTIME:-10}
 PORT=${CEILING_PORT:-10950}
@@ -59,33 +61,11 @@ wait_ready() {
     exit 1
 }
 
-fio_job() { # URI RW BS DEPTH [fio options...]
-    local uri=$1 rw=$2 bs=$3 depth=$4
-    shift 4
-    fio --name=j --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$depth" \
-        --size="$SIZE" --group_reporting "$@"
-}
-
 # measure PEER EXPORT: prefill, then the four workloads, one line each in $RESULTS.
 measure() {
-    local peer=$1 uri="nbd://127.0.0.1:$PORT/$2" spec
-    fio_job "$uri" write 1m 8 >/dev/null
-    for spec in "randread:4k:32" "randwrite:4k:32" "read:1m:8" "write:1m:8"; do
-        IFS=: read -r rw bs depth <<<"$spec"
-        local out="$DIR/$peer-$rw.json"
-        if ! fio_job "$uri" "$rw" "$bs" "$depth" --runtime="$RUNTIME" --time_based \
-            --output-format=json --output="$out" >/dev/null 2>"$out.err"; then
-            echo "nbd-ceiling: $peer $rw failed: $(grep -m1 -i error "$out.err")" >&2
-            printf '%s\t%s\tnan\tnan\n' "$peer" "$rw-$bs-qd$depth" >>"$RESULTS"
-            continue
-        fi
-        python3 - "$out" "$peer" "$rw-$bs-qd$depth" >>"$RESULTS" <<'PY'
-import json, sys
-job = json.load(open(sys.argv[1]))["jobs"][0]
-side = job["read"] if job["read"]["io_bytes"] else job["write"]
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{side['iops']:.0f}\t{side['bw'] / 1024:.1f}")
-PY
-    done
+    local peer=$1 uri="nbd://127.0.0.1:$PORT/$2"
+    fio_prefill --ioengine=nbd --uri="$uri"
+    fio_workloads nbd-ceiling "$peer" --ioengine=nbd --uri="$uri"
 }
 
 if [ -n "${CAIRN_NBD_SERVER:-}" ]; then
@@ -140,23 +120,5 @@ if [ -n "${CEILING_BASELINE:-}" ]; then
     measure_cairn base-disk "$CEILING_BASELINE" "$DIR/cairn.pool" uring
 fi
 
-python3 - "$RESULTS" <<'PY'
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-val = {(p, w): float(iops) for p, w, iops, _ in rows}
-work = list(dict.fromkeys(r[1] for r in rows))
-pairs = [("cairn-tmpfs", "nbdkit-mem"), ("base-tmpfs", "nbdkit-mem"),
-         ("cairn-disk", "qemu-raw"), ("base-disk", "qemu-raw")]
-pairs = [(p, o) for p, o in pairs if any(k[0] == p for k in val)]
-head = f"{'workload':<18}" + "".join(f"{p:>13}{o:>13}{'ratio':>7}" for p, o in pairs)
-print("IOPS")
-print(head)
-for w in work:
-    line = f"{w:<18}"
-    for p, o in pairs:
-        c, r = val.get((p, w), float("nan")), val.get((o, w), float("nan"))
-        ratio = c / r if r == r and r > 0 else float("nan")
-        line += f"{c:>13.0f}{r:>13.0f}{ratio:>7.2f}"
-    print(line)
-PY
+fio_table cairn-tmpfs/nbdkit-mem base-tmpfs/nbdkit-mem cairn-disk/qemu-raw base-disk/qemu-raw
 echo "raw results: $RESULTS" >&2

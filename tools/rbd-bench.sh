@@ -30,6 +30,8 @@ if ! fio --enghelp 2>&1 | grep -qw rbd; then
 fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/fio.sh
+. "$ROOT/tools/lib/fio.sh"
 CONF=${BENCH_CEPH_CONF:-${CAIRN_TEST_CEPH_CONF:-}}
 [ -n "$CONF" ] && [ -f "$CONF" ] || { echo "rbd-bench: set BENCH_CEPH_CONF to a ceph.conf" >&2; exit 2; }
 POOL=${BENCH_POOL:-rbd}
@@ -93,26 +95,14 @@ EOF
 
 # job SIDE RW BS DEPTH: one fio run, its IOPS and MiB/s appended to the results.
 job() {
-    local side=$1 rw=$2 bs=$3 depth=$4 out="$DIR/$1-$2-$3.json"
+    local side=$1
     local engine
     if [ "$side" = rbd ]; then
         engine=(--ioengine=rbd --clientname=admin --pool="$POOL" --rbdname="$IMAGE")
     else
         engine=(--ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$NAME")
     fi
-    if ! fio --name=j "${engine[@]}" --rw="$rw" --bs="$bs" --iodepth="$depth" --size="$SIZE" \
-        --runtime="$RUNTIME" --time_based --group_reporting --output-format=json \
-        --output="$out" >/dev/null 2>"$out.err"; then
-        echo "rbd-bench: $side $rw failed: $(head -c 300 "$out.err")" >&2
-        printf '%s\t%s\tnan\tnan\n' "$side" "$rw-$bs-qd$depth" >>"$RESULTS"
-        return
-    fi
-    python3 - "$out" "$side" "$rw-$bs-qd$depth" >>"$RESULTS" <<'PY'
-import json, sys
-job = json.load(open(sys.argv[1]))["jobs"][0]
-side = job["read"] if job["read"]["io_bytes"] else job["write"]
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{side['iops']:.0f}\t{side['bw'] / 1024:.1f}")
-PY
+    fio_workload rbd-bench "$@" "${engine[@]}"
 }
 
 CAIRN=${CAIRN_BIN:-$ROOT/target/release/cairn}
@@ -128,7 +118,7 @@ rbdc image-meta set "$IMAGE" cairn.name "$NAME" >/dev/null
 fio --name=fill --ioengine=rbd --clientname=admin --pool="$POOL" --rbdname="$IMAGE" \
     --rw=write --bs=4m --iodepth=8 --size="$SIZE" >/dev/null
 
-for spec in "randread:4k:32" "randwrite:4k:32" "read:1m:8" "write:1m:8"; do
+for spec in "${FIO_WORKLOADS[@]}"; do
     IFS=: read -r rw bs depth <<<"$spec"
     echo "$rw $bs QD$depth: rbd engine..." >&2
     job rbd "$rw" "$bs" "$depth"
@@ -138,15 +128,5 @@ for spec in "randread:4k:32" "randwrite:4k:32" "read:1m:8" "write:1m:8"; do
     stop_server
 done
 
-python3 - "$RESULTS" <<'PY'
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-by = {(side, work): (float(iops), float(mib)) for side, work, iops, mib in rows}
-works = [w for s, w, *_ in rows if s == "rbd"]
-print(f"{'workload':<22}{'rbd IOPS':>10}{'rbd MiB/s':>11}{'cairn IOPS':>12}{'cairn MiB/s':>13}{'ratio':>7}")
-for w in works:
-    (ri, rm), (ci, cm) = by[("rbd", w)], by.get(("cairn", w), (float("nan"),) * 2)
-    ratio = ci / ri if ri else float("nan")
-    print(f"{w:<22}{ri:>10.0f}{rm:>11.1f}{ci:>12.0f}{cm:>13.1f}{ratio:>7.2f}")
-PY
+fio_table cairn/rbd
 echo "raw results: $RESULTS" >&2

@@ -15,27 +15,9 @@ import time
 
 import pywbem
 
-NS = "root/cairn"
+from cairnwbem import NS, conn, one, volume
+
 RUNNING = (2, 3, 4)
-
-
-def conn(url, user, password):
-    return pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
-                                 no_verification=True, timeout=60)
-
-
-def one(c, classname):
-    names = c.EnumerateInstanceNames(classname)
-    if len(names) != 1:
-        raise SystemExit(f"expected one {classname}, found {len(names)}")
-    return names[0]
-
-
-def volume(c, name):
-    for v in c.EnumerateInstances("CIM_StorageVolume"):
-        if v["ElementName"] == name:
-            return v
-    raise SystemExit(f"no volume {name}")
 
 
 def job_path(iid):

@@ -7,18 +7,17 @@ import json
 import sys
 import time
 
-import pywbem
+from cairnwbem import conn
 
 url, user, password, mode = sys.argv[1:5]
-conn = pywbem.WBEMConnection(url, (user, password), default_namespace="root/cairn",
-                             no_verification=True, timeout=600)
+c = conn(url, user, password, timeout=600)
 started = time.monotonic()
 if mode == "pull":
-    found = conn.IterEnumerateInstances("CIM_StorageVolume", MaxObjectCount=1000)
+    found = c.IterEnumerateInstances("CIM_StorageVolume", MaxObjectCount=1000)
 elif mode == "names":
-    found = conn.EnumerateInstanceNames("CIM_StorageVolume")
+    found = c.EnumerateInstanceNames("CIM_StorageVolume")
 else:
-    found = conn.EnumerateInstances("CIM_StorageVolume")
+    found = c.EnumerateInstances("CIM_StorageVolume")
 # An instance and an instance path both give their keys by name.
 ids = [i["DeviceID"] for i in found]
 print(json.dumps({"count": len(ids), "distinct": len(set(ids)),

@@ -32,7 +32,8 @@ import traceback
 import pywbem
 from pywbem import WBEMListener, WBEMServer, WBEMSubscriptionManager
 
-NS = "root/cairn"
+from cairnwbem import NS, conn, fail, one, pool_path
+
 DEADLINE_SECS = 60
 SUBMGR = "cairntest"
 VOLUMES = ("SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA CIM_StorageVolume "
@@ -64,12 +65,6 @@ class Inbox:
             return list(self.items)
 
 
-def fail(msg):
-    print(json.dumps({"ok": False, "error": msg}))
-    sys.stdout.flush()
-    os._exit(1)  # the listener's threads would keep the process alive
-
-
 def summary(items):
     out = []
     for i in items:
@@ -89,25 +84,6 @@ def listener(port, cert=None, key=None):
     lis.add_callback(inbox.receive)
     lis.start()
     return lis, inbox
-
-
-def conn(url, user, password):
-    return pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
-                                 no_verification=True, timeout=60)
-
-
-def one(c, classname):
-    names = c.EnumerateInstanceNames(classname)
-    if len(names) != 1:
-        fail(f"expected one {classname}, found {len(names)}")
-    return names[0]
-
-
-def pool_path(c, name=None):
-    for p in c.EnumerateInstances("CIM_StoragePool"):
-        if not p["Primordial"] and name in (None, p["ElementName"]):
-            return p.path
-    fail(f"no pool {name}")
 
 
 def create_volume(c, name):

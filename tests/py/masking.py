@@ -32,12 +32,7 @@ import sys
 
 import pywbem
 
-NS = "root/cairn"
-
-
-def conn(url, user, password):
-    return pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
-                                 no_verification=True, timeout=60)
+from cairnwbem import NS, conn, volume_path
 
 
 def system(c):
@@ -51,13 +46,6 @@ def service(c, classname, sys_path):
         if s["SystemName"] == sys_path["Name"]:
             return s.path
     raise SystemExit(f"no {classname}")
-
-
-def volume_path(c, name):
-    for v in c.EnumerateInstances("CIM_StorageVolume"):
-        if v["ElementName"] == name:
-            return v.path
-    raise SystemExit(f"no volume {name}")
 
 
 def profiles(c):
@@ -317,12 +305,24 @@ def windows_discovery(c):
                                    c.EnumerateInstances("CIM_StorageHardwareID"))}
 
 
+def controller_services(c):
+    """Every CIM_ControllerConfigurationService in enumeration order (the group masking service
+    is one: a subclass), and the classes of the elements conforming to Masking and Mapping."""
+    (mm,) = [p.path for p in c.EnumerateInstances("CIM_RegisteredProfile", namespace="interop")
+             if p["RegisteredName"] == "Masking and Mapping"]
+    central = c.AssociatorNames(mm, AssocClass="CIM_ElementConformsToProfile",
+                                ResultRole="ManagedElement")
+    return {"classes": [s.classname for s in
+                        c.EnumerateInstanceNames("CIM_ControllerConfigurationService")],
+            "masking_and_mapping": sorted(p.classname for p in central)}
+
+
 def windows_expose(c, iqn, iqn2, vol, vol2, vol3):
     sys_path = system(c)
     ccs = service(c, "CIM_ControllerConfigurationService", sys_path)
     port = c.EnumerateInstances("CIM_iSCSIProtocolEndpoint")[0]["Name"]
     rw = [pywbem.Uint16(2)]
-    out = {"before": windows_discovery(c)}
+    out = {"before": windows_discovery(c), "controller_services": controller_services(c)}
     rc, o = c.InvokeMethod("ExposePaths", ccs, InitiatorPortIDs=[iqn], TargetPortIDs=[port],
                            LUNames=[naa(c, vol)], DeviceAccesses=rw)
     out["new_masking_set"] = int(rc)

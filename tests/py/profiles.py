@@ -19,21 +19,9 @@ import traceback
 import pywbem
 from pywbem import WBEMServer
 
-NS = "root/cairn"
+from cairnwbem import NS, conn, fail, one
+
 INTEROP = "interop"
-
-
-def fail(msg):
-    print(json.dumps({"ok": False, "error": msg}))
-    sys.stdout.flush()
-    os._exit(1)
-
-
-def one(c, cls):
-    names = c.EnumerateInstanceNames(cls, namespace=NS)
-    if len(names) != 1:
-        fail(f"{len(names)} instances of {cls}")
-    return names[0]
 
 
 def same(a, b):
@@ -154,8 +142,7 @@ def check_location(c, name, position):
 
 def main():
     url, user, password, loc_name, loc_position = sys.argv[1:]
-    c = pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
-                              no_verification=True, timeout=30)
+    c = conn(url, user, password)
     server = WBEMServer(c)
     scs = check_profiles(c, server)
     replication_caps = check_replication_capabilities(c, scs)

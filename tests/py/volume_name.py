@@ -3,11 +3,10 @@ volume_name.py URL USER PASSWORD ELEMENT_NAME -> {"name": "..."}"""
 import json
 import sys
 
-import pywbem
+from cairnwbem import conn
 
 url, user, password, element = sys.argv[1:]
-c = pywbem.WBEMConnection(url, (user, password), default_namespace="root/cairn",
-                          no_verification=True, timeout=60)
+c = conn(url, user, password)
 names = [v["Name"] for v in c.EnumerateInstances("CIM_StorageVolume") if v["ElementName"] == element]
 if len(names) != 1:
     raise SystemExit(f"expected one volume {element}, found {len(names)}")

@@ -1,4 +1,4 @@
-"""Volume and pool management steps over SMI-S with pywbem, beside array.py's. Usage:
+"""Volume and pool management steps over SMI-S with pywbem, beside array_steps.py's. Usage:
 volumes.py URL USER PASSWORD STEP [ARGS...]; prints one JSON line with the result.
 
 Steps:
@@ -17,26 +17,7 @@ import time
 
 import pywbem
 
-NS = "root/cairn"
-
-
-def conn(url, user, password):
-    return pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
-                                 no_verification=True, timeout=60)
-
-
-def one(c, classname):
-    names = c.EnumerateInstanceNames(classname)
-    if len(names) != 1:
-        raise SystemExit(f"expected one {classname}, found {len(names)}")
-    return names[0]
-
-
-def volume(c, name):
-    for v in c.EnumerateInstances("CIM_StorageVolume"):
-        if v["ElementName"] == name:
-            return v
-    raise SystemExit(f"no volume {name}")
+from cairnwbem import conn, one, pool_path, volume
 
 
 def sync_between(c, source, replica):
@@ -51,12 +32,10 @@ def main():
     c = conn(url, user, password)
     if step == "create":
         pool, name, size = args
-        path = next(p.path for p in c.EnumerateInstances("CIM_StoragePool")
-                    if p["ElementName"] == pool and not p["Primordial"])
         rc, out = c.InvokeMethod("CreateOrModifyElementFromStoragePool",
                                  one(c, "CIM_StorageConfigurationService"),
                                  ElementName=name, ElementType=pywbem.Uint16(5),
-                                 InPool=path, Size=pywbem.Uint64(int(size)))
+                                 InPool=pool_path(c, pool), Size=pywbem.Uint64(int(size)))
         result = {"rc": int(rc), "size": int(out["Size"]) if out.get("Size") is not None else None}
     elif step == "grow":
         name, size = args

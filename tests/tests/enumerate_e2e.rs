@@ -8,7 +8,7 @@ use std::process::Command;
 
 use cairn_engine::{PoolOptions, VolumeOptions};
 use cairn_tests::fixture::build_pool;
-use cairn_tests::{python, test_config, Daemon};
+use cairn_tests::{smis_step, test_config, Daemon};
 
 const VOLUMES: usize = 3_000;
 
@@ -41,28 +41,12 @@ fn daemon(dir: &Path) -> Daemon {
     Daemon::start(&data, &test_config(pool)).unwrap()
 }
 
-fn pywbem(daemon: &Daemon, mode: &str) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/enumerate.py");
-    let url = format!("http://{}", daemon.listen.smis_http.unwrap());
-    let out = Command::new(python())
-        .arg(script)
-        .args([url.as_str(), "admin", "secret", mode])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "enumerate.py {mode}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn thousands_of_volumes_enumerate_streamed_to_pywbem_and_curl() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon(dir.path());
     for mode in ["whole", "names"] {
-        let seen = pywbem(&daemon, mode);
+        let seen = smis_step(&daemon, "enumerate.py", &[mode]);
         assert_eq!(seen["count"], VOLUMES, "{mode}: {seen}");
         assert_eq!(seen["distinct"], VOLUMES, "{mode}: {seen}");
     }

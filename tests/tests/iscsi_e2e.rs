@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cairn_tests::iscsi::{self, bhs, put32, Initiator};
-use cairn_tests::{cairn, ceph, test_config, Daemon};
+use cairn_tests::{cairn, ceph, smis_step, test_config, Daemon};
 use serde_json::Value;
 
 const POOL: &str = "[[pool]]\nname = \"pool0\"\npath = \"pool0.img\"\nsize = \"1GiB\"\n";
@@ -81,7 +81,7 @@ fn lun_of(daemon: &Daemon, name: &str) -> u16 {
 /// The volume's id as the LUN map keys it, found through its SMI-S Name (the NAA type 6 text:
 /// the id with its first digit replaced by 6).
 fn volume_id(daemon: &Daemon, name: &str) -> String {
-    let out = python(daemon, "volume_name.py", &[name]);
+    let out = smis_step(daemon, "volume_name.py", &[name]);
     let naa = out["name"].as_str().unwrap().to_lowercase();
     let map: Value =
         serde_json::from_slice(&std::fs::read(daemon.data_dir.join("iscsi-luns.json")).unwrap())
@@ -93,28 +93,6 @@ fn volume_id(daemon: &Daemon, name: &str) -> String {
         .find(|id| id[1..] == naa[1..])
         .cloned()
         .unwrap_or_else(|| panic!("no LUN for {name} ({naa})"))
-}
-
-fn python(daemon: &Daemon, script: &str, args: &[&str]) -> Value {
-    let python = std::env::var_os("CAIRN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/work/venv/bin/python".into());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("py")
-        .join(script);
-    let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
-    let out = Command::new(python)
-        .arg(&script)
-        .args([url.as_str(), "admin", "secret"])
-        .args(args)
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{script:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn iscsi_url(daemon: &Daemon, lun: u16) -> String {
@@ -267,7 +245,7 @@ fn initiator_tools_see_the_luns_identity_and_capacity() {
     assert!(cap.contains("LOGICAL BLOCK LENGTH IN BYTES:512"), "{cap}");
     assert!(cap.contains("LBPME:1 LBPRZ:1"), "{cap}");
 
-    let name = python(&daemon, "volume_name.py", &["rw"])["name"]
+    let name = smis_step(&daemon, "volume_name.py", &["rw"])["name"]
         .as_str()
         .unwrap()
         .to_string();
@@ -368,7 +346,7 @@ fn a_snapshot_made_over_smis_reads_its_point_in_time_over_iscsi() {
     let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
     let url = iscsi_url(&daemon, lun_of(&daemon, "rw"));
     assert!(qemu_io(&url, &["write -P 0xaa 0 4M", "flush"]));
-    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    let snap = smis_step(&daemon, "array_steps.py", &["snapshot", "rw", "rw-snap"]);
     assert_eq!(snap["rc"], 0, "{snap}");
     assert!(qemu_io(&url, &["write -P 0xbb 0 2M"]));
     // A new session sees the snapshot as one more LUN.
@@ -380,7 +358,7 @@ fn a_snapshot_made_over_smis_reads_its_point_in_time_over_iscsi() {
     let snap_url = iscsi_url(&daemon, snap_lun);
     assert!(qemu_io(&snap_url, &["read -P 0xaa 0 4M"]));
     assert!(qemu_io(&url, &["read -P 0xbb 0 2M", "read -P 0xaa 2M 2M"]));
-    let name = python(&daemon, "volume_name.py", &["rw-snap"])["name"]
+    let name = smis_step(&daemon, "volume_name.py", &["rw-snap"])["name"]
         .as_str()
         .unwrap()
         .to_string();
@@ -409,9 +387,9 @@ fn lun_table_changes_are_unit_attentions_and_a_same_isid_login_reinstates() {
     ini.login_ok(&iqn, "").unwrap();
     let tur = [0u8; 6];
     assert_eq!(ini.read_command(rw, &tur, 0).unwrap().1, 0);
-    let created = python(
+    let created = smis_step(
         &daemon,
-        "array.py",
+        "array_steps.py",
         &["create-volume", "pool0", "added", "4194304"],
     );
     assert_eq!(created["rc"], 0, "{created}");
@@ -519,11 +497,11 @@ fn deleting_a_volume_removes_its_lun_from_live_sessions_unless_commands_are_in_f
         target_name(&daemon),
         lun_of(&daemon, "rw"),
     );
-    let delete = |name: &str| python(&daemon, "array.py", &["delete", name])["rc"].clone();
+    let delete = |name: &str| smis_step(&daemon, "array_steps.py", &["delete", name])["rc"].clone();
     for name in ["doomed", "busy"] {
-        let created = python(
+        let created = smis_step(
             &daemon,
-            "array.py",
+            "array_steps.py",
             &["create-volume", "pool0", name, "4194304"],
         );
         assert_eq!(created["rc"], 0, "{created}");
@@ -684,7 +662,7 @@ fn chap_one_way_and_mutual_and_the_insecure_portal_refusal() {
         "a target with the wrong secret is refused by the initiator"
     );
     // iSCSI Target Ports shows the portal's CHAP (5), the capabilities' CHAP (4).
-    let settings = python(&daemon, "masking.py", &["settings"]);
+    let settings = smis_step(&daemon, "masking.py", &["settings"]);
     let auth = &settings["ports"][0]["connection"]["values"]["PrimaryAuthenticationMethod"];
     assert_eq!(auth, &serde_json::json!([5, "uint16"]), "{settings}");
     let methods = &settings["capabilities"]["AuthenticationMethodsSupported"];
@@ -1159,7 +1137,7 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());
     let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
-    let caps = python(&daemon, "masking.py", &["capabilities"]);
+    let caps = smis_step(&daemon, "masking.py", &["capabilities"]);
     assert_eq!(
         caps["caps"],
         serde_json::json!([
@@ -1178,14 +1156,14 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
     );
     let url = iscsi_url(&daemon, lun_of(&daemon, "rw"));
     assert!(qemu_io(&url, &["write -P 0xaa 0 1M", "flush"]));
-    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    let snap = smis_step(&daemon, "array_steps.py", &["snapshot", "rw", "rw-snap"]);
     assert_eq!(snap["rc"], 0, "{snap}");
     assert!(qemu_io(&url, &["write -P 0xbb 0 1M", "flush"]));
     // The raw initiator's name is the host's: its live session sees the mapping change.
     let host = "iqn.2026-01.org.cairn.test:raw";
     let mut live = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
     live.login_ok(&target_name(&daemon), "").unwrap();
-    let mapped = python(&daemon, "masking.py", &["map", host, "hosts", "rw-snap"]);
+    let mapped = smis_step(&daemon, "masking.py", &["map", host, "hosts", "rw-snap"]);
     for step in [
         "create_initiator_group",
         "create_target_group",
@@ -1201,7 +1179,7 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
         (2, 6, 0x3f, 0x0e),
         "REPORTED LUNS DATA HAS CHANGED"
     );
-    let shown = python(&daemon, "masking.py", &["show", "hosts", "rw-snap"]);
+    let shown = smis_step(&daemon, "masking.py", &["show", "hosts", "rw-snap"]);
     assert_eq!(shown["volumes"], serde_json::json!(["rw-snap"]), "{shown}");
     assert_eq!(shown["groups"], serde_json::json!(["hosts"]), "{shown}");
     assert_eq!(shown["initiators"], serde_json::json!([host]), "{shown}");
@@ -1228,7 +1206,7 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
     assert_eq!(luns_seen_by(&daemon, host).len(), 1);
     assert!(luns_seen_by(&daemon, other).is_empty(), "not in the group");
     assert!(qemu_io_as(&daemon, host, 0, &["read -P 0xaa 0 1M"]));
-    let refused = python(&daemon, "masking.py", &["errors", "hosts", "rw-snap", "ro"]);
+    let refused = smis_step(&daemon, "masking.py", &["errors", "hosts", "rw-snap", "ro"]);
     let table = [
         ("unknown_initiator", 5),
         ("unknown_volume", 5),
@@ -1242,7 +1220,7 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
         assert_eq!(refused[what], code, "{what}: {refused}");
     }
     assert_eq!(refused["unchanged"], true, "{refused}");
-    let inits = python(&daemon, "masking.py", &["initiators", "hosts", other]);
+    let inits = smis_step(&daemon, "masking.py", &["initiators", "hosts", other]);
     assert_eq!((&inits["add"], &inits["delete"]), (&0.into(), &0.into()));
     assert_eq!(inits["added"], serde_json::json!([other, host]), "{inits}");
     let both = serde_json::json!([[other, "hosts"], [host, "hosts"]]);
@@ -1258,12 +1236,12 @@ fn a_snapshot_masked_over_smis_reaches_exactly_its_initiator_across_a_restart() 
     assert!(luns_seen_by(&daemon, other).is_empty());
     assert!(qemu_io_as(&daemon, host, 0, &["read -P 0xaa 0 1M"]));
 
-    let unmapped = python(&daemon, "masking.py", &["unmap", "hosts", "rw-snap"]);
+    let unmapped = smis_step(&daemon, "masking.py", &["unmap", "hosts", "rw-snap"]);
     assert_eq!(
         unmapped,
         serde_json::json!({"unmask": 0, "left": 0, "delete": 0, "views": 0})
     );
-    let deleted = python(&daemon, "array.py", &["delete", "rw-snap"]);
+    let deleted = smis_step(&daemon, "array_steps.py", &["delete", "rw-snap"]);
     assert_eq!(deleted["rc"], 0, "unmapped, it can be deleted: {deleted}");
 }
 
@@ -1272,14 +1250,14 @@ fn windows_masking_sets_expose_and_hide_paths_over_smis() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());
     let daemon = Daemon::start(&data, &test_config(POOL)).unwrap();
-    let snap = python(&daemon, "array.py", &["snapshot", "rw", "rw-snap"]);
+    let snap = smis_step(&daemon, "array_steps.py", &["snapshot", "rw", "rw-snap"]);
     assert_eq!(snap["rc"], 0, "{snap}");
     let (host, host2) = (
         "iqn.1991-05.com.microsoft:host1",
         "iqn.1991-05.com.microsoft:host2",
     );
     let args = ["windows-expose", host, host2, "rw", "rw-snap", "ro"];
-    let exposed = python(&daemon, "masking.py", &args);
+    let exposed = smis_step(&daemon, "masking.py", &args);
     for step in ["new_masking_set", "add_initiator", "add_virtual_disk"] {
         assert_eq!(exposed[step], 0, "{step}: {exposed}");
     }
@@ -1291,6 +1269,16 @@ fn windows_masking_sets_expose_and_hide_paths_over_smis() {
     assert_eq!(exposed["refused"], refused, "{exposed}");
     assert_eq!(exposed["hide_not_exposed"], 4100, "{exposed}");
     assert_eq!(exposed["before"]["sets"], serde_json::json!({}));
+    // The group masking service is a CIM_ControllerConfigurationService too (a subclass in the
+    // DMTF schema); the one of Masking and Mapping comes first, for clients that take the first.
+    assert_eq!(
+        exposed["controller_services"],
+        serde_json::json!({
+            "classes": ["Cairn_ControllerConfigurationService", "Cairn_GroupMaskingMappingService"],
+            "masking_and_mapping": ["Cairn_ControllerConfigurationService"],
+        }),
+        "{exposed}"
+    );
     assert_eq!(
         exposed["after"]["sets"],
         serde_json::json!({"masking-1": [host, host2]}),
@@ -1314,7 +1302,7 @@ fn windows_masking_sets_expose_and_hide_paths_over_smis() {
                            "rights": rights, "consistent": true}),
         "{exposed}"
     );
-    let hidden = python(&daemon, "masking.py", &["windows-hide", host2, "rw-snap"]);
+    let hidden = smis_step(&daemon, "masking.py", &["windows-hide", host2, "rw-snap"]);
     assert_eq!(
         hidden,
         serde_json::json!({"hide_virtual_disk": 0, "remove_initiator": 0, "luns": ["0"],
@@ -1342,7 +1330,7 @@ fn target_port_settings_are_what_a_login_through_the_port_negotiates() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
     let portal = daemon.listen.iscsi.unwrap();
-    let got = python(&daemon, "masking.py", &["settings"]);
+    let got = smis_step(&daemon, "masking.py", &["settings"]);
     assert_eq!(got["counts"], serde_json::json!([1, 1, 1]), "{got}");
     let port = &got["ports"][0];
     assert_eq!(got["ports"].as_array().unwrap().len(), 1, "{got}");
@@ -1489,9 +1477,9 @@ fn an_rbd_volume_made_and_masked_over_smis_is_served_over_iscsi_as_ceph_sees_it(
     let daemon = Daemon::start(&data, &test_config(&pools)).unwrap();
     let vol = ceph::unique("iscsi");
     const MIB: usize = 1 << 20;
-    let made = python(
+    let made = smis_step(
         &daemon,
-        "array.py",
+        "array_steps.py",
         &["create-volume", "ceph", &vol, &(64 * MIB).to_string()],
     );
     assert_eq!(made["rc"], 0, "{made}");
@@ -1500,7 +1488,7 @@ fn an_rbd_volume_made_and_masked_over_smis_is_served_over_iscsi_as_ceph_sees_it(
         "iqn.2026-01.org.cairn.test:rbd-host",
         "iqn.2026-01.org.cairn.test:rbd-other",
     );
-    let mapped = python(&daemon, "masking.py", &["map", host, "rbd-hosts", &vol]);
+    let mapped = smis_step(&daemon, "masking.py", &["map", host, "rbd-hosts", &vol]);
     assert_eq!(mapped["create_masking_view"], 0, "{mapped}");
     assert_eq!(luns_seen_by(&daemon, host).len(), 1);
     assert!(luns_seen_by(&daemon, other).is_empty(), "not in the group");
@@ -1569,8 +1557,11 @@ fn an_rbd_volume_made_and_masked_over_smis_is_served_over_iscsi_as_ceph_sees_it(
         "never written, reported unmapped: {map:?}"
     );
 
-    let unmapped = python(&daemon, "masking.py", &["unmap", "rbd-hosts", &vol]);
+    let unmapped = smis_step(&daemon, "masking.py", &["unmap", "rbd-hosts", &vol]);
     assert_eq!(unmapped["unmask"], 0, "{unmapped}");
-    assert_eq!(python(&daemon, "array.py", &["delete", &vol])["rc"], 0);
+    assert_eq!(
+        smis_step(&daemon, "array_steps.py", &["delete", &vol])["rc"],
+        0
+    );
     assert!(daemon.stop().unwrap().success());
 }

@@ -3,11 +3,7 @@
 //! capabilities, a storage setting per volume (and none left for a deleted one), the pools' space
 //! limits, the snapshot's CopyState and the CIM_Location the config names (tests/py/profiles.py).
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use cairn_tests::{python, test_config, Daemon};
-use serde_json::Value;
+use cairn_tests::{smis_step, test_config, Daemon};
 
 #[test]
 fn copy_services_thin_provisioning_and_location_are_discoverable() {
@@ -18,20 +14,7 @@ fn copy_services_thin_provisioning_and_location_are_discoverable() {
          [location]\nname = \"Lab 2\"\nphysical_position = \"rack 4, slot 12\"\n",
     );
     let daemon = Daemon::start(&dir.path().join("data"), &config).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/profiles.py");
-    let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
-    let out = Command::new(python())
-        .arg(script)
-        .args([url.as_str(), "admin", "secret", "Lab 2", "rack 4, slot 12"])
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "profiles.py failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let result = smis_step(&daemon, "profiles.py", &["Lab 2", "rack 4, slot 12"]);
     assert_eq!(result["settings"], 2, "{result}");
     assert_eq!(result["settings_after_delete"], 1, "{result}");
     assert_eq!(result["replication_capabilities"], 2, "{result}");

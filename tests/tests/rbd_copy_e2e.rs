@@ -181,7 +181,10 @@ fn create(daemon: &Daemon, pool: &str, name: &str) {
 }
 
 fn delete(daemon: &Daemon, name: &str) {
-    assert_eq!(smis_step(daemon, "array.py", &["delete", name])["rc"], 0);
+    assert_eq!(
+        smis_step(daemon, "array_steps.py", &["delete", name])["rc"],
+        0
+    );
 }
 
 #[test]

@@ -198,7 +198,7 @@ fn an_osd_outage_fails_requests_cleanly_and_the_daemon_recovers_by_itself() {
         Daemon::start(&dir.path().join("data"), &test_config(&pools)).expect("cairn serve starts");
     let made = smis_step(
         &daemon,
-        "array.py",
+        "array_steps.py",
         &["create-volume", "ceph", "vol", &(16 * MIB).to_string()],
     );
     assert_eq!(made["rc"], 0, "{made}");
@@ -225,7 +225,7 @@ fn an_osd_outage_fails_requests_cleanly_and_the_daemon_recovers_by_itself() {
     assert!(start.elapsed() < FAIL_WITHIN, "{:?}", start.elapsed());
     let local = smis_step(
         &daemon,
-        "array.py",
+        "array_steps.py",
         &["create-volume", "local", "l", "4096"],
     );
     assert_eq!(local["rc"], 0, "the file pool is served meanwhile: {local}");

@@ -1,4 +1,4 @@
-//! SMI-S over an RBD pool beside a Cairn pool in one daemon, with pywbem (`tests/py/array.py`,
+//! SMI-S over an RBD pool beside a Cairn pool in one daemon, with pywbem (`tests/py/array_steps.py`,
 //! `tests/py/volumes.py`), qemu-io over NBD and Ceph's own `rbd` tool: names unique across both
 //! kinds of pool, grow (and the shrink refusal), rename, Restore answered Not Supported, a volume a
 //! host holds refused as In Use, delete leaving nothing in Ceph; and a pool whose cluster cannot be
@@ -13,15 +13,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use cairn_tests::ceph;
-use cairn_tests::{qemu_io, test_config, Daemon};
+use cairn_tests::{qemu_io, smis_step, test_config, Daemon};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
-
-/// Runs one step of `tests/py/SCRIPT` against the daemon; its JSON result.
-fn step(daemon: &Daemon, script: &str, args: &[&str]) -> Value {
-    cairn_tests::smis_step(daemon, script, args)
-}
 
 fn daemon(dir: &Path, rbd_pool: &str) -> Daemon {
     let pools =
@@ -72,13 +67,71 @@ impl Host {
     }
 }
 
+/// Grows `vol` (of `size` bytes, 0x5a in its first MiB) to 128 MiB, seen by Ceph and by a
+/// host; a shrink back is refused with the current size. Returns the volume's image.
+fn grown_and_shrink_refused(daemon: &Daemon, vol: &str, size: &str) -> String {
+    let volumes = |args: &[&str]| smis_step(daemon, "volumes.py", args);
+    let grown = volumes(&["grow", vol, &(128 * MIB).to_string()]);
+    assert_eq!(
+        (grown["rc"].as_u64(), grown["size"].as_u64()),
+        (Some(0), Some(128 * MIB))
+    );
+    let image = ceph::image_of(ceph::SMIS_POOL, vol);
+    assert_eq!(rbd_size(&image), 128 * MIB);
+    assert!(qemu_io(
+        daemon,
+        vol,
+        &["read -P 0x5a 0 1M", "read -P 0 100M 1M"]
+    ));
+    let shrink = volumes(&["grow", vol, size]);
+    assert_eq!(
+        (shrink["rc"].as_u64(), shrink["size"].as_u64()),
+        (Some(4097), Some(128 * MIB))
+    );
+    image
+}
+
+/// Renames `vol` to a name with spaces (kept in the image's metadata), then to one an NBD URL
+/// carries as is; a rename to `local`, a name the Cairn pool holds, is refused. Returns the
+/// last name.
+fn renamed_twice(daemon: &Daemon, vol: &str, local: &str) -> String {
+    let volumes = |args: &[&str]| smis_step(daemon, "volumes.py", args);
+    let spaced = format!("{vol} renamed");
+    assert!(volumes(&["rename", vol, &spaced])["error"].is_null());
+    assert_eq!(volumes(&["volume", &spaced])["name"], spaced.as_str());
+    let renamed = format!("{vol}-renamed");
+    assert!(volumes(&["rename", &spaced, &renamed])["error"].is_null());
+    assert_eq!(volumes(&["rename", &renamed, local])["error"], 11);
+    assert_eq!(
+        volumes(&["volume", &renamed])["pool"],
+        serde_json::json!(["ceph"])
+    );
+    renamed
+}
+
+/// Neither `images` nor their trash entries are left in the SMI-S test pool.
+fn nothing_left_in_ceph(images: &[&String]) {
+    let left = String::from_utf8(ceph::rbd(ceph::SMIS_POOL, &["ls"])).expect("UTF-8");
+    let trash = String::from_utf8(ceph::rbd(ceph::SMIS_POOL, &["trash", "ls"])).expect("UTF-8");
+    for gone in images {
+        assert!(
+            !left.contains(gone.as_str()),
+            "{gone} left in the pool: {left}"
+        );
+        assert!(
+            !trash.contains(gone.as_str()),
+            "{gone} left in the trash: {trash}"
+        );
+    }
+}
+
 #[test]
 fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     ceph::ensure_pool(ceph::SMIS_POOL);
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = daemon(dir.path(), &ceph::pool_config("ceph", ceph::SMIS_POOL));
-    let array = |args: &[&str]| step(&daemon, "array.py", args);
-    let volumes = |args: &[&str]| step(&daemon, "volumes.py", args);
+    let array = |args: &[&str]| smis_step(&daemon, "array_steps.py", args);
+    let volumes = |args: &[&str]| smis_step(&daemon, "volumes.py", args);
     let (vol, snap, local) = (ceph::unique("rv"), ceph::unique("rs"), ceph::unique("lv"));
     let size = (64 * MIB).to_string();
 
@@ -97,24 +150,7 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     assert!(pools["ceph"]["total"].as_u64() > Some(0), "{pools}");
     assert!(qemu_io(&daemon, &vol, &["write -P 0x5a 0 1M"]));
 
-    // Grow, seen by Ceph and by a host; a shrink is refused with the current size.
-    let grown = volumes(&["grow", &vol, &(128 * MIB).to_string()]);
-    assert_eq!(
-        (grown["rc"].as_u64(), grown["size"].as_u64()),
-        (Some(0), Some(128 * MIB))
-    );
-    let image = ceph::image_of(ceph::SMIS_POOL, &vol);
-    assert_eq!(rbd_size(&image), 128 * MIB);
-    assert!(qemu_io(
-        &daemon,
-        &vol,
-        &["read -P 0x5a 0 1M", "read -P 0 100M 1M"]
-    ));
-    let shrink = volumes(&["grow", &vol, &size]);
-    assert_eq!(
-        (shrink["rc"].as_u64(), shrink["size"].as_u64()),
-        (Some(4097), Some(128 * MIB))
-    );
+    let image = grown_and_shrink_refused(&daemon, &vol, &size);
 
     // A snapshot answers 0; Restore is not supported over RBD.
     let made = array(&["snapshot", &vol, &snap]);
@@ -122,18 +158,7 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     assert_eq!(array(&["snapshot", &vol, &snap])["rc"], 5, "a taken name");
     assert_eq!(volumes(&["restore", &vol, &snap])["rc"], 1);
 
-    // Rename: to a free name, and refused for a name the Cairn pool holds.
-    // A name with spaces (kept in the image's metadata), then one an NBD URL carries as is.
-    let spaced = format!("{vol} renamed");
-    assert!(volumes(&["rename", &vol, &spaced])["error"].is_null());
-    assert_eq!(volumes(&["volume", &spaced])["name"], spaced.as_str());
-    let renamed = format!("{vol}-renamed");
-    assert!(volumes(&["rename", &spaced, &renamed])["error"].is_null());
-    assert_eq!(volumes(&["rename", &renamed, &local])["error"], 11);
-    assert_eq!(
-        volumes(&["volume", &renamed])["pool"],
-        serde_json::json!(["ceph"])
-    );
+    let renamed = renamed_twice(&daemon, &vol, &local);
 
     // In use while a host holds it; then deleted, the source first (its snapshot's clone keeps
     // reading it from the trash), and nothing is left in Ceph.
@@ -144,18 +169,7 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     assert!(qemu_io(&daemon, &snap, &["read -P 0x5a 0 1M"]));
     let snap_image = ceph::image_of(ceph::SMIS_POOL, &snap);
     assert_eq!(array(&["delete", &snap])["rc"], 0);
-    let left = String::from_utf8(ceph::rbd(ceph::SMIS_POOL, &["ls"])).expect("UTF-8");
-    let trash = String::from_utf8(ceph::rbd(ceph::SMIS_POOL, &["trash", "ls"])).expect("UTF-8");
-    for gone in [&image, &snap_image] {
-        assert!(
-            !left.contains(gone.as_str()),
-            "{gone} left in the pool: {left}"
-        );
-        assert!(
-            !trash.contains(gone.as_str()),
-            "{gone} left in the trash: {trash}"
-        );
-    }
+    nothing_left_in_ceph(&[&image, &snap_image]);
     assert!(daemon.stop().expect("stop").success());
 }
 
@@ -169,7 +183,7 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         ceph::pool_config("ceph", ceph::SMIS_POOL) + &ceph::pool_config("ceph2", SECOND_POOL);
     let daemon = daemon(dir.path(), &pools);
     let (vol, copy) = (ceph::unique("cv"), ceph::unique("cc"));
-    let created = step(
+    let created = smis_step(
         &daemon,
         "volumes.py",
         &["create", "ceph", &vol, &(16 * MIB).to_string()],
@@ -181,7 +195,7 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         &["write -P 0x11 0 1M", "write -P 0x22 5M 64k"]
     ));
 
-    let job = step(&daemon, "volumes.py", &["copy", &vol, &copy, "ceph2"]);
+    let job = smis_step(&daemon, "volumes.py", &["copy", &vol, &copy, "ceph2"]);
     assert_eq!(
         (job["rc"].as_u64(), job["state"].as_u64()),
         (Some(4096), Some(7)),
@@ -202,7 +216,7 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         ]
     ));
     assert_eq!(
-        step(&daemon, "volumes.py", &["volume", &copy])["pool"],
+        smis_step(&daemon, "volumes.py", &["volume", &copy])["pool"],
         serde_json::json!(["ceph2"])
     );
 
@@ -221,7 +235,10 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
         "rbd export of the copy differs from the point in time"
     );
     for name in [&copy, &vol] {
-        assert_eq!(step(&daemon, "array.py", &["delete", name])["rc"], 0);
+        assert_eq!(
+            smis_step(&daemon, "array_steps.py", &["delete", name])["rc"],
+            0
+        );
     }
     assert!(daemon.stop().expect("stop").success());
 }
@@ -240,7 +257,7 @@ fn an_unreachable_rbd_pool_is_reported_lost_and_the_rest_is_served() {
         dir.path().join("missing.keyring").display()
     );
     let daemon = daemon(dir.path(), &pool);
-    let pools = step(&daemon, "volumes.py", &["pools"]);
+    let pools = smis_step(&daemon, "volumes.py", &["pools"]);
     assert_eq!(
         pools["gone"]["status"],
         serde_json::json!([6, 13]),
@@ -250,11 +267,15 @@ fn an_unreachable_rbd_pool_is_reported_lost_and_the_rest_is_served() {
     assert_eq!(pools["local"]["status"], serde_json::json!([2]), "{pools}");
     let v = ceph::unique("served");
     assert_eq!(
-        step(&daemon, "array.py", &["create-volume", "local", &v, "4096"])["rc"],
+        smis_step(
+            &daemon,
+            "array_steps.py",
+            &["create-volume", "local", &v, "4096"]
+        )["rc"],
         0
     );
     assert_eq!(
-        step(&daemon, "volumes.py", &["create", "gone", "x", "4096"])["rc"],
+        smis_step(&daemon, "volumes.py", &["create", "gone", "x", "4096"])["rc"],
         4
     );
     assert!(daemon.stop().expect("stop").success());

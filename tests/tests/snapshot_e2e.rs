@@ -7,11 +7,10 @@
 //! `CAIRN_TEST_CEPH_CONF`; without it that test fails), where Ceph's own `rbd export` and
 //! `rbd diff` check the data from the other side.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use cairn_tests::ceph;
-use cairn_tests::{cairn, python, qemu_io, test_config, Daemon};
+use cairn_tests::{cairn, qemu_io, smis_step, test_config, Daemon};
 use serde_json::Value;
 
 /// The kind of pool a test body runs against.
@@ -41,25 +40,6 @@ impl Backend {
     }
 }
 
-/// Runs one step of tests/py/array.py against the daemon and returns its JSON result.
-fn array(daemon: &Daemon, step: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/array.py");
-    let url = format!("http://{}", daemon.listen.smis_http.expect("SMI-S HTTP"));
-    let out = Command::new(python())
-        .arg(script)
-        .args([url.as_str(), "admin", "secret"])
-        .args(step)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "array.py {step:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
-}
-
 #[test]
 fn smis_snapshot_keeps_point_in_time_data_over_nbd() {
     snapshot_keeps_point_in_time_data(Backend::Cairn);
@@ -84,64 +64,9 @@ fn snapshot_keeps_point_in_time_data(backend: Backend) {
     };
     let (vol1, snap1) = (vol1.as_str(), snap1.as_str());
 
-    let profiles = array(&daemon, &["profiles"]);
-    assert_eq!(profiles["interop"], "interop", "{profiles}");
-    assert!(
-        profiles["systems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s == "Cairn_StorageSystem"),
-        "{profiles}"
-    );
-
-    let created = array(&daemon, &["create-volume", "pool0", vol1, "67108000"]);
-    assert_eq!(created["rc"], 0, "{created}");
-    assert_eq!(
-        created["size"], 67108864,
-        "Size is rounded up to 4096 and returned"
-    );
-
-    assert!(qemu_io(
-        &daemon,
-        vol1,
-        &["write -P 0xaa 0 1M", "write -P 0xcc 32M 64k"]
-    ));
-    let snap = array(&daemon, &["snapshot", vol1, snap1]);
-    assert_eq!(snap["rc"], 0, "{snap}");
-    assert_eq!(snap["target"], snap1);
-    let sync = &snap["sync"][0];
-    assert_eq!(
-        (sync["SyncType"].as_u64(), sync["CopyType"].as_u64()),
-        (Some(7), Some(4)),
-        "{snap}"
-    );
-    assert_eq!(sync["CopyState"], 4);
-    assert!(sync["SyncState"].is_null());
-
-    assert!(qemu_io(
-        &daemon,
-        vol1,
-        &["write -P 0xbb 0 1M", "write -z 32M 64k"]
-    ));
-    assert!(qemu_io(
-        &daemon,
-        snap1,
-        &[
-            "read -P 0xaa 0 1M",
-            "read -P 0xcc 32M 64k",
-            "read -P 0 1M 1M"
-        ]
-    ));
-    assert!(qemu_io(
-        &daemon,
-        vol1,
-        &["read -P 0xbb 0 1M", "read -P 0 32M 64k"]
-    ));
-    assert!(
-        !qemu_io(&daemon, snap1, &["read -P 0xbb 0 4k"]),
-        "qemu-io must report a mismatch"
-    );
+    discovered_as_an_array(&daemon);
+    create_written_and_snapshotted(&daemon, vol1, snap1);
+    overwritten_while_the_snapshot_keeps_its_data(&daemon, vol1, snap1);
 
     if backend == Backend::Rbd {
         ceph_sees_point_in_time(vol1, snap1, dir.path());
@@ -158,10 +83,16 @@ fn snapshot_keeps_point_in_time_data(backend: Backend) {
     assert!(qemu_io(&daemon, vol1, &["read -P 0xbb 0 1M"]));
 
     // Deleting the source leaves the snapshot's data intact.
-    assert_eq!(array(&daemon, &["delete", vol1])["rc"], 0);
+    assert_eq!(
+        smis_step(&daemon, "array_steps.py", &["delete", vol1])["rc"],
+        0
+    );
     assert!(qemu_io(&daemon, snap1, &["read -P 0xaa 0 1M"]));
     if backend == Backend::Rbd {
-        assert_eq!(array(&daemon, &["delete", snap1])["rc"], 0);
+        assert_eq!(
+            smis_step(&daemon, "array_steps.py", &["delete", snap1])["rc"],
+            0
+        );
         assert!(daemon.stop().unwrap().success());
         return;
     }
@@ -177,6 +108,79 @@ fn snapshot_keeps_point_in_time_data(backend: Backend) {
     ])
     .unwrap();
     assert!(status.success(), "check: {out}{err}");
+}
+/// pywbem finds the interop namespace and the array's system.
+fn discovered_as_an_array(daemon: &Daemon) {
+    let profiles = smis_step(daemon, "array_steps.py", &["profiles"]);
+    assert_eq!(profiles["interop"], "interop", "{profiles}");
+    assert!(
+        profiles["systems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "Cairn_StorageSystem"),
+        "{profiles}"
+    );
+}
+
+/// `vol1` made over SMI-S (its size rounded up), written over NBD, then snapshotted as `snap1`
+/// (CreateElementReplica SyncType 7) with the synchronization of BRIEF §6's replica table.
+fn create_written_and_snapshotted(daemon: &Daemon, vol1: &str, snap1: &str) {
+    let created = smis_step(
+        daemon,
+        "array_steps.py",
+        &["create-volume", "pool0", vol1, "67108000"],
+    );
+    assert_eq!(created["rc"], 0, "{created}");
+    assert_eq!(
+        created["size"], 67108864,
+        "Size is rounded up to 4096 and returned"
+    );
+
+    assert!(qemu_io(
+        daemon,
+        vol1,
+        &["write -P 0xaa 0 1M", "write -P 0xcc 32M 64k"]
+    ));
+    let snap = smis_step(daemon, "array_steps.py", &["snapshot", vol1, snap1]);
+    assert_eq!(snap["rc"], 0, "{snap}");
+    assert_eq!(snap["target"], snap1);
+    let sync = &snap["sync"][0];
+    assert_eq!(
+        (sync["SyncType"].as_u64(), sync["CopyType"].as_u64()),
+        (Some(7), Some(4)),
+        "{snap}"
+    );
+    assert_eq!(sync["CopyState"], 4);
+    assert!(sync["SyncState"].is_null());
+}
+
+/// The source overwritten over NBD: the snapshot reads the point-in-time data, the source the
+/// new data.
+fn overwritten_while_the_snapshot_keeps_its_data(daemon: &Daemon, vol1: &str, snap1: &str) {
+    assert!(qemu_io(
+        daemon,
+        vol1,
+        &["write -P 0xbb 0 1M", "write -z 32M 64k"]
+    ));
+    assert!(qemu_io(
+        daemon,
+        snap1,
+        &[
+            "read -P 0xaa 0 1M",
+            "read -P 0xcc 32M 64k",
+            "read -P 0 1M 1M"
+        ]
+    ));
+    assert!(qemu_io(
+        daemon,
+        vol1,
+        &["read -P 0xbb 0 1M", "read -P 0 32M 64k"]
+    ));
+    assert!(
+        !qemu_io(daemon, snap1, &["read -P 0xbb 0 4k"]),
+        "qemu-io must report a mismatch"
+    );
 }
 
 /// From Ceph's side: `rbd export` of the snapshot's image holds the point-in-time data and zeros

@@ -343,14 +343,40 @@ impl Superblock {
     /// Decodes a superblock read from `addr`. `NotAPool` when the magic is absent,
     /// `UnsupportedVersion` for a version this build does not read, `Corrupt` for a bad checksum.
     pub fn decode(b: &[u8], addr: u64) -> Result<Superblock> {
+        let (hdr, version, uuid) = Self::decode_header(b, addr)?;
+        let name = Self::decode_name(b)?;
+        let device_blocks = get_u64(b, SB_DEVICE_BLOCKS);
+        Self::check_counts(b, addr, device_blocks)?;
+        let share_epoch = Self::decode_share_epoch(b, addr, version)?;
+        Ok(Superblock {
+            gen: hdr.gen,
+            share_epoch,
+            version,
+            uuid,
+            name,
+            device_blocks,
+            dir: get_root(b, SB_DIR_ROOT, SB_DIR_GEN, version)?,
+            rc: get_root(b, SB_RC_ROOT, SB_RC_GEN, version)?,
+            space: get_root(b, SB_SPACE_ROOT, SB_SPACE_GEN, version)?,
+            next_seq: get_u64(b, SB_NEXT_SEQ),
+            allocated_blocks: get_u64(b, SB_ALLOCATED),
+            data_blocks: get_u64(b, SB_DATA_BLOCKS),
+            meta_blocks: get_u64(b, SB_META_BLOCKS),
+            reserve_blocks: get_u64(b, SB_RESERVE),
+            created_unix_secs: get_u64(b, SB_CREATED),
+        })
+    }
+
+    /// The parts every version shares, in the order that lets a newer layout be told apart:
+    /// magic, then checksum, type and address, then the version, then the header's pool UUID
+    /// and the slot the generation belongs in. Returns the header, the version and the UUID.
+    fn decode_header(b: &[u8], addr: u64) -> Result<(Header, u32, [u8; 16])> {
         if b.len() != BLOCK_SIZE_USIZE || get_u32(b, HDR_MAGIC) != BLOCK_MAGIC {
             return Err(err(
                 ErrorKind::NotAPool,
                 format!("no superblock at block {addr}"),
             ));
         }
-        // Checksum, type and address first (the same in every version), then the version
-        // (a newer one may lay out the rest differently), then the header's pool UUID.
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&b[SB_UUID..SB_UUID + 16]);
         let unstamped = Identity {
@@ -378,14 +404,22 @@ impl Superblock {
                 "superblock {addr}: generation in wrong slot"
             )));
         }
+        Ok((hdr, version, uuid))
+    }
+
+    /// The pool name: at most `POOL_NAME_BYTES_MAX` bytes of UTF-8.
+    fn decode_name(b: &[u8]) -> Result<String> {
         let name_len = usize::from(get_u16(b, SB_NAME_LEN));
         if name_len > POOL_NAME_BYTES_MAX {
             return Err(corrupt("superblock: pool name too long"));
         }
-        let name = std::str::from_utf8(&b[SB_NAME..SB_NAME + name_len])
+        Ok(std::str::from_utf8(&b[SB_NAME..SB_NAME + name_len])
             .map_err(|_| corrupt("superblock: pool name not UTF-8"))?
-            .to_string();
-        let device_blocks = get_u64(b, SB_DEVICE_BLOCKS);
+            .to_string())
+    }
+
+    /// Every block count fits the device, and data plus metadata blocks together do too.
+    fn check_counts(b: &[u8], addr: u64, device_blocks: u64) -> Result<()> {
         let counted =
             [SB_ALLOCATED, SB_DATA_BLOCKS, SB_META_BLOCKS, SB_RESERVE].map(|f| get_u64(b, f));
         if counted.iter().any(|&n| n > device_blocks)
@@ -397,6 +431,11 @@ impl Superblock {
                 "superblock {addr}: block counts {counted:?} exceed the pool's {device_blocks} blocks"
             )));
         }
+        Ok(())
+    }
+
+    /// The share epoch (0 before the version that added it), bounded by `SHARE_EPOCH_MAX`.
+    fn decode_share_epoch(b: &[u8], addr: u64, version: u32) -> Result<u64> {
         let share_epoch = if version >= VERSION_SHARE_EPOCH {
             get_u64(b, SB_SHARE_EPOCH)
         } else {
@@ -407,23 +446,7 @@ impl Superblock {
                 "superblock {addr}: share epoch {share_epoch} past {SHARE_EPOCH_MAX}"
             )));
         }
-        Ok(Superblock {
-            gen: hdr.gen,
-            share_epoch,
-            version,
-            uuid,
-            name,
-            device_blocks,
-            dir: get_root(b, SB_DIR_ROOT, SB_DIR_GEN, version)?,
-            rc: get_root(b, SB_RC_ROOT, SB_RC_GEN, version)?,
-            space: get_root(b, SB_SPACE_ROOT, SB_SPACE_GEN, version)?,
-            next_seq: get_u64(b, SB_NEXT_SEQ),
-            allocated_blocks: get_u64(b, SB_ALLOCATED),
-            data_blocks: get_u64(b, SB_DATA_BLOCKS),
-            meta_blocks: get_u64(b, SB_META_BLOCKS),
-            reserve_blocks: get_u64(b, SB_RESERVE),
-            created_unix_secs: get_u64(b, SB_CREATED),
-        })
+        Ok(share_epoch)
     }
 }
 

@@ -43,12 +43,19 @@
 //!   took no more than that bound.
 //! - A write that finds no data space while blocks freed in the open transaction wait for its
 //!   commit (reclamation rule) commits once and retries; `NoSpace` means the pool is really full.
+//! - The commit a data request (write, trim, write-zeroes) calls for when it leaves too much
+//!   dirty metadata bounds memory; it is not part of the request, whose change already stands
+//!   in the open transaction. When that commit is refused and undone (the pool stays healthy,
+//!   the transaction open), the next commit makes the change durable, and the request goes on
+//!   as if the commit had not been due. A commit that failed the pool fails the request.
 //! - Deleted volumes are tombstones (flag `deleting`, name freed) until the reclaimer has dropped
 //!   their tree; tombstones are durable, so reclaim resumes after a crash.
 
 mod data;
 mod directory;
 pub use directory::validate_volume_name;
+#[cfg(test)]
+mod dirty_bound_tests;
 mod plan;
 mod ranges;
 mod reclaim;
@@ -132,6 +139,9 @@ pub(crate) struct State {
     stop: bool,
     /// Test hook: the background thread leaves reclaim alone.
     reclaim_paused: bool,
+    /// Dirty metadata blocks past which a data request commits: `DIRTY_BLOCKS_MAX`, lowered by
+    /// the engine's own tests (the bound is out of reach of a test-sized pool).
+    dirty_blocks_max: usize,
     /// Background reclaim met `NoSpace`; it waits for the next commit before trying again.
     reclaim_stalled: bool,
     /// Bounded steps run (trim, write-zeroes, reclaim) and the most mapping entries one of them
@@ -329,13 +339,21 @@ impl Pool {
         Ok((gate, st))
     }
 
-    /// Commits when the dirty metadata grew past its bound (called with no guard held).
+    /// Commits when the dirty metadata grew past its bound (called with no guard held, after
+    /// the request's change was made). A refusal that left the pool healthy is not the
+    /// request's (see the invariants); one that failed the pool is.
     fn commit_if_too_dirty(&self, too_dirty: bool) -> Result<()> {
-        if too_dirty {
-            let (_gate, mut st) = self.exclusive()?;
-            st.commit()?;
+        if !too_dirty {
+            return Ok(());
         }
-        Ok(())
+        let (_gate, mut st) = self.exclusive()?;
+        match st.commit() {
+            Err(e) if st.failed.is_none() => {
+                tracing::debug!("pool {}: the dirty bound's commit refused: {e}", st.name);
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     pub fn name(&self) -> String {
@@ -593,6 +611,7 @@ impl State {
             closed: false,
             stop: false,
             reclaim_paused: false,
+            dirty_blocks_max: DIRTY_BLOCKS_MAX,
             reclaim_stalled: false,
             steps: (0, 0),
             last_commit: Instant::now(),
@@ -859,7 +878,7 @@ impl State {
 
     /// Dirty nodes and pinned (dirty) bitmap pages, one block of memory each, past the bound.
     fn too_dirty(&self) -> bool {
-        self.meta.dirty.len() + self.meta.dirty_pages() > DIRTY_BLOCKS_MAX
+        self.meta.dirty.len() + self.meta.dirty_pages() > self.dirty_blocks_max
     }
 
     fn info(&self) -> PoolInfo {

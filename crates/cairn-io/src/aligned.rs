@@ -1,5 +1,5 @@
-//! [`AlignedBuf`]: a zero-initialised heap buffer aligned to [`BUFFER_ALIGN_BYTES`] (4096), the
-//! memory O_DIRECT requires.
+//! [`AlignedBuf`]: an initialised heap buffer aligned to [`BUFFER_ALIGN_BYTES`] (4096), the
+//! memory O_DIRECT requires: zero-filled, or a copy of a slice followed by zeros.
 //!
 //! Callers that pass such buffers to a direct-I/O [`crate::FileDevice`] avoid a bounce copy; the
 //! device also uses them itself as bounce buffers for unaligned caller memory.
@@ -8,13 +8,14 @@
 //! zero-sized), its address is a multiple of [`BUFFER_ALIGN_BYTES`], every byte is initialised, and
 //! `len` never exceeds the allocation.
 
-use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use crate::limits::BUFFER_ALIGN_BYTES;
 
-/// A heap buffer of `len` bytes, zero-filled, whose address is a multiple of 4096.
+/// A heap buffer of `len` bytes, every byte of its allocation initialised, whose address is a
+/// multiple of 4096.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
@@ -33,13 +34,48 @@ impl AlignedBuf {
     /// # Panics
     /// If `len` rounded up to 4096 overflows `isize` (no such allocation can exist).
     pub fn zeroed(len: usize) -> AlignedBuf {
-        let size = len.max(1).next_multiple_of(BUFFER_ALIGN_BYTES);
-        let layout = Layout::from_size_align(size, BUFFER_ALIGN_BYTES).expect("buffer too large");
+        let layout = Self::layout_for(len);
         // SAFETY: `layout` has a non-zero size (at least one alignment unit). The memory is owned by
         // the new `AlignedBuf` until its `Drop` frees it with the same layout.
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(layout));
         AlignedBuf { ptr, len, layout }
+    }
+
+    /// A buffer holding a copy of `data`, the rest of its allocation zero. The allocation is not
+    /// zeroed first: `data` is copied into it and only the tail past `data` (under 4096 bytes) is
+    /// zero-filled.
+    ///
+    /// # Panics
+    /// As [`AlignedBuf::zeroed`].
+    pub fn copy_of(data: &[u8]) -> AlignedBuf {
+        let layout = Self::layout_for(data.len());
+        // SAFETY: `layout` has a non-zero size (at least one alignment unit). The memory is owned
+        // by the `AlignedBuf` made below until its `Drop` frees it with the same layout.
+        let raw = unsafe { alloc(layout) };
+        let ptr = NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(layout));
+        let tail = layout.size() - data.len();
+        // SAFETY: `raw` is a fresh allocation of `layout.size()` bytes that nothing else can
+        // reach yet (so it cannot overlap `data`), and `data.len() + tail == layout.size()`: the
+        // copy writes `[0, data.len())` and the fill `[data.len(), layout.size())`, both inside
+        // it. Together they initialise every byte before the buffer is handed out, which is what
+        // `deref` and `set_len` rely on.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), raw, data.len());
+            std::ptr::write_bytes(raw.add(data.len()), 0, tail);
+        }
+        AlignedBuf {
+            ptr,
+            len: data.len(),
+            layout,
+        }
+    }
+
+    /// The allocation for `len` bytes: rounded up to a whole number of alignment units, at least
+    /// one.
+    fn layout_for(len: usize) -> Layout {
+        let size = len.max(1).next_multiple_of(BUFFER_ALIGN_BYTES);
+        Layout::from_size_align(size, BUFFER_ALIGN_BYTES).expect("buffer too large")
     }
 
     /// Bytes the allocation holds: `len` rounded up to a multiple of 4096 (at least 4096).
@@ -55,13 +91,6 @@ impl AlignedBuf {
     pub fn set_len(&mut self, len: usize) {
         assert!(len <= self.capacity(), "length {len} beyond the allocation");
         self.len = len;
-    }
-
-    /// A buffer holding a copy of `data`.
-    pub fn copy_of(data: &[u8]) -> AlignedBuf {
-        let mut buf = AlignedBuf::zeroed(data.len());
-        buf.copy_from_slice(data);
-        buf
     }
 }
 
@@ -84,7 +113,8 @@ impl DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was returned by `alloc_zeroed(self.layout)` and is freed exactly once, here.
+        // SAFETY: `ptr` was returned by `alloc_zeroed(self.layout)` or `alloc(self.layout)` and is
+        // freed exactly once, here.
         unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
     }
 }
@@ -111,12 +141,24 @@ mod tests {
             buf.fill(0xA5);
             assert!(buf.iter().all(|&b| b == 0xA5));
         }
-        assert_eq!(&*AlignedBuf::copy_of(b"cairn"), b"cairn");
-        let mut buf = AlignedBuf::copy_of(&[7; 5000]);
-        assert_eq!(buf.capacity(), 8192);
-        buf.set_len(8192);
-        assert!(buf[..5000].iter().all(|&b| b == 7) && buf[5000..].iter().all(|&b| b == 0));
-        buf.set_len(0);
-        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_copy_is_aligned_and_zero_past_the_data() {
+        for len in [0usize, 1, 4095, 4096, 5000, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+            let mut buf = AlignedBuf::copy_of(&data);
+            assert_eq!(&*buf, &data[..]);
+            assert_eq!(buf.as_ptr() as usize % BUFFER_ALIGN_BYTES, 0);
+            assert_eq!(
+                buf.capacity(),
+                len.max(1).next_multiple_of(BUFFER_ALIGN_BYTES)
+            );
+            let capacity = buf.capacity();
+            buf.set_len(capacity);
+            assert!(buf[len..].iter().all(|&b| b == 0), "tail of {len}");
+            buf.set_len(0);
+            assert!(buf.is_empty());
+        }
     }
 }

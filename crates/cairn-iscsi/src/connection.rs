@@ -37,6 +37,23 @@ use crate::writer::{Held, Outbox};
 
 pub(crate) type ConnResult<T> = std::result::Result<T, String>;
 
+/// What woke the full feature phase.
+enum Event {
+    Stop(Stop),
+    Reset,
+    Done(Done),
+    Ping,
+    Pdu(ConnResult<Option<Result<Pdu, FrameError>>>),
+}
+
+/// When the initiator was last heard, and when the NOP-In ping still unanswered was sent (no
+/// PDU heard since).
+struct Liveness {
+    heard: tokio::time::Instant,
+    pinged: Option<tokio::time::Instant>,
+    interval: Duration,
+}
+
 /// Serial number arithmetic (RFC 1982): `a < b`.
 pub(crate) fn sn_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 1 << 31
@@ -288,18 +305,13 @@ impl Conn {
                 isid: n.isid,
             },
         ));
-        enum Event {
-            Stop(Stop),
-            Reset,
-            Done(Done),
-            Ping,
-            Pdu(ConnResult<Option<Result<Pdu, FrameError>>>),
-        }
         let interval = self.target.nop_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        let mut heard = tokio::time::Instant::now();
-        // When the NOP-In ping still unanswered was sent (no PDU heard since).
-        let mut pinged: Option<tokio::time::Instant> = None;
+        let mut live = Liveness {
+            heard: tokio::time::Instant::now(),
+            pinged: None,
+            interval,
+        };
         loop {
             let event = tokio::select! {
                 biased;
@@ -310,34 +322,7 @@ impl Conn {
                 _ = ping.tick() => Event::Ping,
                 pdu = self.next_pdu() => Event::Pdu(pdu),
             };
-            let stop = match event {
-                Event::Stop(stop) => Some(stop),
-                Event::Reset => {
-                    self.apply_resets();
-                    None
-                }
-                Event::Done(done) => {
-                    self.complete(done).await?;
-                    // Completions already waiting go out in the same write.
-                    while let Ok(done) = done_rx.try_recv() {
-                        self.complete(done).await?;
-                    }
-                    None
-                }
-                Event::Ping => {
-                    pinged = self.keep_alive(heard, pinged, interval).await?;
-                    None
-                }
-                Event::Pdu(pdu) => match pdu? {
-                    None => Some(Stop::Closed),
-                    Some(Err(e)) => self.frame_error(e).await?,
-                    Some(Ok(pdu)) => {
-                        heard = tokio::time::Instant::now();
-                        pinged = None;
-                        self.dispatch(pdu).await?
-                    }
-                },
-            };
+            let stop = self.handle(event, done_rx, &mut live).await?;
             self.flush().await?;
             if stop.is_some() {
                 break;
@@ -349,6 +334,45 @@ impl Conn {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Handles one event of the full feature phase; `Some` when the connection is to stop.
+    async fn handle(
+        &mut self,
+        event: Event,
+        done_rx: &mut mpsc::UnboundedReceiver<Done>,
+        live: &mut Liveness,
+    ) -> ConnResult<Option<Stop>> {
+        match event {
+            Event::Stop(stop) => Ok(Some(stop)),
+            Event::Reset => {
+                self.apply_resets();
+                Ok(None)
+            }
+            Event::Done(done) => {
+                self.complete(done).await?;
+                // Completions already waiting go out in the same write.
+                while let Ok(done) = done_rx.try_recv() {
+                    self.complete(done).await?;
+                }
+                Ok(None)
+            }
+            Event::Ping => {
+                live.pinged = self
+                    .keep_alive(live.heard, live.pinged, live.interval)
+                    .await?;
+                Ok(None)
+            }
+            Event::Pdu(pdu) => match pdu? {
+                None => Ok(Some(Stop::Closed)),
+                Some(Err(e)) => self.frame_error(e).await,
+                Some(Ok(pdu)) => {
+                    live.heard = tokio::time::Instant::now();
+                    live.pinged = None;
+                    self.dispatch(pdu).await
+                }
+            },
+        }
     }
 
     /// Pings an initiator silent for an interval with a NOP-In it must answer; one that has not
@@ -505,7 +529,10 @@ impl Conn {
                             "TargetName".to_string(),
                             self.target.login.target_name.clone(),
                         ));
-                        answer.push(("TargetAddress".to_string(), format!("{addr},1")));
+                        answer.push((
+                            "TargetAddress".to_string(),
+                            format!("{addr},{}", crate::node::PORTAL_GROUP_TAG),
+                        ));
                     } else if k != "SendTargets" {
                         answer.push((k, "NotUnderstood".to_string()));
                     }

@@ -259,7 +259,10 @@ impl Login {
         }
         if !self.tpgt_sent && self.session_type == Some(SessionType::Normal) {
             self.tpgt_sent = true;
-            out.push(("TargetPortalGroupTag".into(), "1".into()));
+            out.push((
+                "TargetPortalGroupTag".into(),
+                crate::node::PORTAL_GROUP_TAG.to_string(),
+            ));
         }
         let may_transit = transit && self.auth_done();
         if may_transit

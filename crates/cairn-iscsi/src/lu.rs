@@ -528,7 +528,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_carry_the_right_sense() {
+    fn a_read_only_volume_refuses_writes_and_reports_write_protect() {
         let (v, u) = opened(true);
         let write = Cdb::Write {
             lba: 0,
@@ -538,62 +538,6 @@ mod tests {
         assert_eq!(
             run(&*v, &u, write, &[0; BS as usize]).unwrap_err().key,
             key::DATA_PROTECT
-        );
-        assert_eq!(
-            run(
-                &*v,
-                &u,
-                Cdb::Read {
-                    lba: u.blocks(),
-                    blocks: 1,
-                    fua: false
-                },
-                &[]
-            ),
-            Err(sense::LBA_OUT_OF_RANGE)
-        );
-        assert_eq!(
-            run(
-                &*v,
-                &u,
-                Cdb::Read {
-                    lba: u64::MAX,
-                    blocks: 2,
-                    fua: false
-                },
-                &[]
-            ),
-            Err(sense::LBA_OUT_OF_RANGE)
-        );
-        let mut other = vec![0u8; 2 * BS as usize];
-        other[700] = 9;
-        let miscompare = run(
-            &*v,
-            &u,
-            Cdb::Verify {
-                lba: 0,
-                blocks: 2,
-                bytchk: true,
-            },
-            &other,
-        )
-        .unwrap_err();
-        assert_eq!(
-            (miscompare.key, miscompare.information),
-            (key::MISCOMPARE, Some(700))
-        );
-        assert_eq!(
-            run(
-                &*v,
-                &u,
-                Cdb::Verify {
-                    lba: 0,
-                    blocks: 2,
-                    bytchk: true
-                },
-                &[0; 1024]
-            ),
-            Ok(Vec::new())
         );
         let page = run(
             &*v,
@@ -610,5 +554,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!(page[2] & 0x80, 0x80, "WP set for a read-only volume");
+    }
+
+    #[test]
+    fn reads_past_the_end_are_out_of_range() {
+        let (v, u) = opened(true);
+        for (lba, blocks) in [(u.blocks(), 1), (u64::MAX, 2)] {
+            let read = Cdb::Read {
+                lba,
+                blocks,
+                fua: false,
+            };
+            assert_eq!(
+                run(&*v, &u, read, &[]),
+                Err(sense::LBA_OUT_OF_RANGE),
+                "{lba} + {blocks}"
+            );
+        }
+    }
+
+    #[test]
+    fn verify_reports_the_first_miscompare_and_passes_equal_data() {
+        let (v, u) = opened(true);
+        let verify = Cdb::Verify {
+            lba: 0,
+            blocks: 2,
+            bytchk: true,
+        };
+        let mut other = vec![0u8; 2 * BS as usize];
+        other[700] = 9;
+        let miscompare = run(&*v, &u, verify.clone(), &other).unwrap_err();
+        assert_eq!(
+            (miscompare.key, miscompare.information),
+            (key::MISCOMPARE, Some(700))
+        );
+        assert_eq!(run(&*v, &u, verify, &[0; 1024]), Ok(Vec::new()));
     }
 }

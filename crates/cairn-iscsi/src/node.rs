@@ -17,6 +17,17 @@ use crate::lunmap::write_atomic;
 /// Naming authority and date of generated IQNs.
 pub const IQN_PREFIX: &str = "iqn.2026-01.org.cairn";
 
+/// The target portal group tag of the one portal group every portal belongs to: sent as
+/// TargetPortalGroupTag at login, after the address in SendTargets, and part of the target
+/// port's name.
+pub const PORTAL_GROUP_TAG: u16 = 1;
+
+/// The SCSI target port name of `target_name` (RFC 7143 §13.3: `<iSCSI name>,t,0x<TPGT>`, the
+/// tag as four hex digits).
+pub fn target_port_name(target_name: &str) -> String {
+    format!("{target_name},t,0x{PORTAL_GROUP_TAG:04x}")
+}
+
 /// An IQN for `system_name`: the prefix, a colon and the name lower-cased, with characters
 /// outside `a-z0-9.-` replaced by `-`.
 pub fn iqn_for(system_name: &str) -> String {
@@ -127,6 +138,14 @@ pub fn load_auth(path: &Path) -> std::io::Result<Auth> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_port_name_carries_the_portal_group_tag_in_four_hex_digits() {
+        assert_eq!(
+            target_port_name("iqn.2026-01.org.cairn:t"),
+            "iqn.2026-01.org.cairn:t,t,0x0001"
+        );
+    }
 
     #[test]
     fn iqn_is_made_once_and_kept() {

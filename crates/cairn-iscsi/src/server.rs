@@ -89,61 +89,20 @@ impl IscsiServerHandle {
 
 /// Serves `exports` as the LUNs of one target node.
 pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<IscsiServerHandle> {
-    let chap_required = cfg.auth.chap_required();
-    if !cfg.addr.ip().is_loopback() && !chap_required && !cfg.allow_insecure_non_loopback {
-        return Err(Error::new(
-            ErrorKind::InsecureBind,
-            format!(
-                "Refusing an iSCSI portal on non-loopback address {} without CHAP",
-                cfg.addr
-            ),
-            None,
-        ));
-    }
+    check_portal_policy(&cfg)?;
     let login = LoginConfig {
         target_name: cfg.target_name.clone(),
-        auth: cfg.auth,
+        auth: cfg.auth.clone(),
     };
-    let reservations = Reservations::load(&cfg.reservations_path).map_err(|e| {
-        Error::new(
-            ErrorKind::Bind,
-            format!(
-                "Cannot read the reservations {}",
-                cfg.reservations_path.display()
-            ),
-            Some(e),
-        )
-    })?;
-    let listener = TcpListener::bind(cfg.addr).await.map_err(|e| {
-        Error::new(
-            ErrorKind::Bind,
-            format!("Cannot listen on {}", cfg.addr),
-            Some(e),
-        )
-    })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|e| Error::new(ErrorKind::Bind, "Cannot read the bound address", Some(e)))?;
+    let reservations = load_reservations(&cfg)?;
+    let (listener, local_addr) = bind(cfg.addr).await?;
     let port = TargetPort {
-        name: format!("{},t,0x0001", cfg.target_name),
+        name: crate::node::target_port_name(&cfg.target_name),
         target_name: cfg.target_name.clone(),
         addr: local_addr,
         login: login.offer(),
     };
-    let access = Access::open(
-        cfg.views_path.clone(),
-        &cfg.seed_views,
-        vec![port.clone()],
-        exports.clone(),
-    )
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Bind,
-            format!("Cannot set up the masking views: {e}"),
-            None,
-        )
-    })?;
-    let access = Arc::new(access);
+    let access = Arc::new(open_access(&cfg, port.clone(), exports.clone())?);
     let target = Target::new(
         login,
         exports,
@@ -166,6 +125,61 @@ pub async fn start(cfg: IscsiServerConfig, exports: Arc<dyn Exports>) -> Result<
         shutdown,
         task,
         access,
+    })
+}
+
+/// A portal on a non-loopback address needs CHAP unless the configuration allows it without.
+fn check_portal_policy(cfg: &IscsiServerConfig) -> Result<()> {
+    if cfg.addr.ip().is_loopback() || cfg.auth.chap_required() || cfg.allow_insecure_non_loopback {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InsecureBind,
+        format!(
+            "Refusing an iSCSI portal on non-loopback address {} without CHAP",
+            cfg.addr
+        ),
+        None,
+    ))
+}
+
+/// The persistent reservations kept with APTPL 1 by an earlier run.
+fn load_reservations(cfg: &IscsiServerConfig) -> Result<Reservations> {
+    Reservations::load(&cfg.reservations_path).map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!(
+                "Cannot read the reservations {}",
+                cfg.reservations_path.display()
+            ),
+            Some(e),
+        )
+    })
+}
+
+/// Binds the portal; returns the listener and the address actually bound.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Bind, format!("Cannot listen on {addr}"), Some(e)))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| Error::new(ErrorKind::Bind, "Cannot read the bound address", Some(e)))?;
+    Ok((listener, local_addr))
+}
+
+/// The masking views of the one target port (made from the seed views when there are none).
+fn open_access(
+    cfg: &IscsiServerConfig,
+    port: TargetPort,
+    exports: Arc<dyn Exports>,
+) -> Result<Access> {
+    Access::open(cfg.views_path.clone(), &cfg.seed_views, vec![port], exports).map_err(|e| {
+        Error::new(
+            ErrorKind::Bind,
+            format!("Cannot set up the masking views: {e}"),
+            None,
+        )
     })
 }
 

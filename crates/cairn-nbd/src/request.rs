@@ -290,42 +290,40 @@ mod tests {
     }
 
     #[test]
-    fn errors_follow_the_protocol() {
+    fn refusals_follow_the_protocol() {
         let n = negotiated(false);
         let size = 1u64 << 20;
-        assert_eq!(check(&header(CMD_WRITE, 0, size, 4096), &n), Err(ENOSPC));
-        assert_eq!(
-            check(&header(CMD_WRITE_ZEROES, 0, size - 4096, 8192), &n),
-            Err(ENOSPC)
-        );
-        assert_eq!(check(&header(CMD_READ, 0, size, 4096), &n), Err(EINVAL));
-        assert_eq!(
-            check(&header(CMD_TRIM, 0, size - 4096, 8192), &n),
-            Err(EINVAL)
-        );
-        assert_eq!(check(&header(CMD_READ, 0, 512, 4096), &n), Err(EINVAL));
-        assert_eq!(check(&header(CMD_WRITE, 0, 0, 100), &n), Err(EINVAL));
-        assert_eq!(
-            check(&header(CMD_READ, 0, u64::MAX - 10, 4096), &n),
-            Err(EINVAL)
-        );
-        assert_eq!(
-            check(&header(CMD_WRITE, 0, u64::MAX - 10, 4096), &n),
-            Err(ENOSPC)
-        );
-        assert_eq!(
-            check(&header(CMD_READ, 0, 0, limits::PAYLOAD_BYTES_MAX * 2), &n),
-            Err(EINVAL)
-        );
-        assert_eq!(
-            check(&header(CMD_WRITE, CMD_FLAG_NO_HOLE, 0, 4096), &n),
-            Err(EINVAL)
-        );
-        assert_eq!(
-            check(&header(CMD_WRITE_ZEROES, CMD_FLAG_FAST_ZERO, 0, 4096), &n),
-            Err(EINVAL)
-        );
-        assert_eq!(check(&header(5, 0, 0, 4096), &n), Err(EINVAL));
+        // (command, flags, offset, length, errno): writes past the end are out of space, other
+        // requests past the end, misaligned, empty, oversized or with a flag that does not fit
+        // their command are invalid.
+        let refused = [
+            (CMD_WRITE, 0, size, 4096, ENOSPC),
+            (CMD_WRITE_ZEROES, 0, size - 4096, 8192, ENOSPC),
+            (CMD_READ, 0, size, 4096, EINVAL),
+            (CMD_TRIM, 0, size - 4096, 8192, EINVAL),
+            (CMD_READ, 0, 512, 4096, EINVAL),
+            (CMD_WRITE, 0, 0, 100, EINVAL),
+            (CMD_READ, 0, u64::MAX - 10, 4096, EINVAL),
+            (CMD_WRITE, 0, u64::MAX - 10, 4096, ENOSPC),
+            (CMD_READ, 0, 0, limits::PAYLOAD_BYTES_MAX * 2, EINVAL),
+            (CMD_WRITE, CMD_FLAG_NO_HOLE, 0, 4096, EINVAL),
+            (CMD_WRITE_ZEROES, CMD_FLAG_FAST_ZERO, 0, 4096, EINVAL),
+            (5, 0, 0, 4096, EINVAL),
+            // Past the end of a 1 MiB export.
+            (CMD_BLOCK_STATUS, 0, 0, u32::MAX, EINVAL),
+        ];
+        for (cmd, flags, offset, len, errno) in refused {
+            assert_eq!(
+                check(&header(cmd, flags, offset, len), &n),
+                Err(errno),
+                "command {cmd} flags {flags:#x} at {offset} for {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepted_requests_become_their_actions() {
+        let n = negotiated(false);
         assert_eq!(
             check(&header(CMD_WRITE, CMD_FLAG_FUA, 4096, 4096), &n),
             Ok(Action::Write {
@@ -333,11 +331,6 @@ mod tests {
                 len: 4096,
                 fua: true
             })
-        );
-        assert_eq!(
-            check(&header(CMD_BLOCK_STATUS, 0, 0, u32::MAX), &n),
-            Err(EINVAL),
-            "past the end of a 1 MiB export"
         );
         assert_eq!(
             check(&header(CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, 0, 1 << 20), &n),
@@ -348,6 +341,10 @@ mod tests {
                 context_id: 1
             })
         );
+    }
+
+    #[test]
+    fn a_read_only_export_refuses_changes_and_serves_reads() {
         let ro = negotiated(true);
         assert_eq!(check(&header(CMD_WRITE, 0, 0, 4096), &ro), Err(EPERM));
         assert_eq!(check(&header(CMD_TRIM, 0, 0, 4096), &ro), Err(EPERM));
@@ -358,6 +355,10 @@ mod tests {
                 len: 4096
             })
         );
+    }
+
+    #[test]
+    fn block_status_needs_a_negotiated_context() {
         let mut plain = negotiated(false);
         plain.base_allocation = None;
         assert_eq!(

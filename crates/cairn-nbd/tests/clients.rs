@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use cairn_engine::{ErrorKind, Pool, PoolOptions, Storage, VolumeInfo, VolumeOptions};
+use cairn_engine::{ErrorKind, Pool, PoolOptions, Storage, VolumeId, VolumeInfo, VolumeOptions};
 use cairn_io::{BlockDevice, CrashMode, CrashPoint, MemDevice, RecordingDevice};
 use cairn_nbd::{start, NbdServerConfig, NbdServerHandle};
 
@@ -143,9 +143,9 @@ fn pattern(len: usize, byte: u8) -> Vec<u8> {
     vec![byte; len]
 }
 
-#[test]
-fn nbdinfo_lists_exports_sizes_block_sizes_and_allocation() {
-    let d = Daemon::new();
+/// Exports `alpha` (64 MiB), `beta` (32 MiB, 512-byte blocks, read-only) and hidden `gamma`;
+/// returns alpha's id.
+fn three_volumes(d: &Daemon) -> VolumeId {
     let alpha = d.volume("alpha", 64 * MIB, VolumeOptions::default());
     let ro = VolumeOptions {
         logical_block_size: 512,
@@ -161,7 +161,13 @@ fn nbdinfo_lists_exports_sizes_block_sizes_and_allocation() {
             ..Default::default()
         },
     );
+    alpha.id
+}
 
+#[test]
+fn nbdinfo_lists_the_exports_but_hidden_ones() {
+    let d = Daemon::new();
+    three_volumes(&d);
     let list = run(client("nbdinfo").args(["--list", &d.uri("")]));
     assert!(list.contains("export=\"alpha\""), "{list}");
     assert!(list.contains("export=\"beta\""), "{list}");
@@ -169,7 +175,17 @@ fn nbdinfo_lists_exports_sizes_block_sizes_and_allocation() {
         !list.contains("gamma"),
         "hidden volumes are not exported:\n{list}"
     );
+    let missing = client("nbdinfo").arg(d.uri("gamma")).output().unwrap();
+    assert!(
+        !missing.status.success(),
+        "a hidden volume cannot be opened"
+    );
+}
 
+#[test]
+fn nbdinfo_reports_sizes_block_sizes_and_flags() {
+    let d = Daemon::new();
+    three_volumes(&d);
     let info = run(client("nbdinfo").arg(d.uri("alpha")));
     for needle in [
         "export-size: 67108864",
@@ -192,15 +208,13 @@ fn nbdinfo_lists_exports_sizes_block_sizes_and_allocation() {
         "{info}"
     );
     assert!(info.contains("block_size_minimum: 512"), "{info}");
-    let missing = client("nbdinfo").arg(d.uri("gamma")).output().unwrap();
-    assert!(
-        !missing.status.success(),
-        "a hidden volume cannot be opened"
-    );
+}
 
-    d.pool
-        .write(alpha.id, MIB, &pattern(64 << 10, 0x5a))
-        .unwrap();
+#[test]
+fn nbdinfo_maps_allocation() {
+    let d = Daemon::new();
+    let alpha = three_volumes(&d);
+    d.pool.write(alpha, MIB, &pattern(64 << 10, 0x5a)).unwrap();
     let map = run(client("nbdinfo").args(["--map", &d.uri("alpha")]));
     let runs: Vec<(u64, u64, u32)> = map
         .lines()
@@ -441,13 +455,13 @@ fn plain_nbd_on_a_non_loopback_address_needs_tls() {
     assert_eq!(err.kind(), cairn_nbd::ErrorKind::InsecureBind);
 }
 
-#[test]
-fn starttls_with_rustls_serves_nbds_clients_only() {
+/// A server configuration with a certificate for localhost and 127.0.0.1 signed by a test CA
+/// made with openssl in `dir` (its certificate left there as `ca-cert.pem`).
+fn server_config_signed_by_a_test_ca(dir: &std::path::Path) -> rustls::ServerConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-    let dir = tempfile::tempdir().unwrap();
-    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     let ext = "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n";
     std::fs::write(p("leaf.ext"), ext).unwrap();
     run(client("openssl")
@@ -500,12 +514,18 @@ fn starttls_with_rustls_serves_nbds_clients_only() {
         .unwrap();
     let key = PrivateKeyDer::from_pem_file(p("server-key.pem")).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn starttls_with_rustls_serves_nbds_clients_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = server_config_signed_by_a_test_ca(dir.path());
     let cfg = NbdServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         tls: Some(Arc::new(tls)),
@@ -520,7 +540,11 @@ fn starttls_with_rustls_serves_nbds_clients_only() {
 
     // libnbd wants ca-cert.pem in the certificates directory.
     let certs_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(p("ca-cert.pem"), certs_dir.path().join("ca-cert.pem")).unwrap();
+    std::fs::copy(
+        dir.path().join("ca-cert.pem"),
+        certs_dir.path().join("ca-cert.pem"),
+    )
+    .unwrap();
     let uri = format!(
         "nbds://localhost:{}/secret?tls-certificates={}",
         d.port,

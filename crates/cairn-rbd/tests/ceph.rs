@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cairn_rbd::{limits, Cluster, ConnectOptions, ErrorKind, Extent, Pool, IMAGE_FEATURES};
+use cairn_rbd::{limits, Cluster, ConnectOptions, ErrorKind, Extent, Image, Pool, IMAGE_FEATURES};
 
 const POOL: &str = "rbd";
 
@@ -140,75 +140,86 @@ fn images_are_created_listed_resized_described_and_removed() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 }
 
-#[test]
-fn many_requests_in_flight_round_trip_and_zeroing_reads_zeros() {
-    let pool = pool();
-    let name = unique("aio");
-    let chunk = 64 << 10;
-    let count = 64;
-    pool.create_image(&name, (chunk * count * 2) as u64)
+const CHUNK: usize = 64 << 10;
+const CHUNKS: usize = 64;
+
+/// A new image of `2 * CHUNKS` chunks with chunk `2i` holding `pattern(CHUNK, i)`, written by
+/// requests all in flight at once, then flushed.
+fn every_other_chunk_written(pool: &Pool, name: &str) -> Image {
+    pool.create_image(name, (CHUNK * CHUNKS * 2) as u64)
         .expect("create");
-    let image = pool.open_image(&name).expect("open");
-    let writes: Vec<_> = (0..count)
+    let image = pool.open_image(name).expect("open");
+    let writes: Vec<_> = (0..CHUNKS)
         .map(|i| {
-            let data = pattern(chunk, i as u8);
+            let data = pattern(CHUNK, i as u8);
             image
-                .submit_write((i * chunk * 2) as u64, data)
+                .submit_write((i * CHUNK * 2) as u64, data)
                 .expect("submit write")
         })
         .collect();
     for (i, w) in writes.into_iter().enumerate() {
-        assert_eq!(w.wait().expect("write"), pattern(chunk, i as u8));
+        assert_eq!(w.wait().expect("write"), pattern(CHUNK, i as u8));
     }
     image.flush().expect("flush");
-    let reads: Vec<_> = (0..count)
+    image
+}
+
+#[test]
+fn many_requests_in_flight_round_trip() {
+    let pool = pool();
+    let name = unique("aio");
+    let image = every_other_chunk_written(&pool, &name);
+    let reads: Vec<_> = (0..CHUNKS)
         .map(|i| {
             image
-                .submit_read((i * chunk * 2) as u64, chunk)
+                .submit_read((i * CHUNK * 2) as u64, CHUNK)
                 .expect("submit read")
         })
         .collect();
     for (i, r) in reads.into_iter().enumerate() {
         assert_eq!(
             r.wait().expect("read"),
-            pattern(chunk, i as u8),
+            pattern(CHUNK, i as u8),
             "chunk {i}"
         );
     }
-    let mut gap = vec![0xffu8; chunk];
-    image.read_at(chunk as u64, &mut gap).expect("read gap");
-    assert_eq!(gap, vec![0u8; chunk], "never written");
+    let mut gap = vec![0xffu8; CHUNK];
+    image.read_at(CHUNK as u64, &mut gap).expect("read gap");
+    assert_eq!(gap, vec![0u8; CHUNK], "never written");
+    let e = image
+        .read_at(image.size_bytes().expect("size"), &mut gap)
+        .expect_err("past end");
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    drop(image);
+    pool.remove_image(&name).expect("remove");
+}
 
+#[test]
+fn discarded_and_zeroed_ranges_read_zeros() {
+    let pool = pool();
+    let name = unique("zero");
+    let image = every_other_chunk_written(&pool, &name);
     // Discard and both zeroings, unaligned to objects and to the discard granularity.
     image.discard(4096, 8192).expect("discard");
     image
-        .write_zeroes(2 * chunk as u64 + 4096, 4096, false)
+        .write_zeroes(2 * CHUNK as u64 + 4096, 4096, false)
         .expect("zero");
     image
-        .write_zeroes(4 * chunk as u64 + 8192, 4096, true)
+        .write_zeroes(4 * CHUNK as u64 + 8192, 4096, true)
         .expect("zero thick");
     let mut buf = vec![0u8; 3 * 4096];
     image.read_at(0, &mut buf).expect("read");
-    assert_eq!(&buf[..4096], &pattern(chunk, 0)[..4096]);
+    assert_eq!(&buf[..4096], &pattern(CHUNK, 0)[..4096]);
     assert_eq!(
         &buf[4096..],
         &vec![0u8; 8192][..],
         "discarded range reads zeros"
     );
-    let mut one = vec![0xffu8; 4096];
-    image
-        .read_at(2 * chunk as u64 + 4096, &mut one)
-        .expect("read");
-    assert_eq!(one, vec![0u8; 4096]);
-    image
-        .read_at(4 * chunk as u64 + 8192, &mut one)
-        .expect("read");
-    assert_eq!(one, vec![0u8; 4096]);
-
-    let e = image
-        .read_at(image.size_bytes().expect("size"), &mut one)
-        .expect_err("past end");
-    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    for at in [2 * CHUNK as u64 + 4096, 4 * CHUNK as u64 + 8192] {
+        let mut one = vec![0xffu8; 4096];
+        image.read_at(at, &mut one).expect("read");
+        assert_eq!(one, vec![0u8; 4096], "zeroed at {at}");
+    }
     drop(image);
     pool.remove_image(&name).expect("remove");
 }

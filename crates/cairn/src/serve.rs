@@ -143,20 +143,7 @@ fn write_listen_file(data_dir: &Path, value: &serde_json::Value) -> Result<()> {
 async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     // Installed before anything is announced, so a signal sent right after "ready" is handled.
     let signals = Signals::install()?;
-    let credentials = Credentials::resolve(
-        config.auth_user.clone(),
-        config.auth_password.clone(),
-        &config.data_dir,
-    )
-    .context("Cannot set up SMI-S credentials")?;
-    if let Some(password) = credentials.generated_password() {
-        // Printed once, at the start that generated it; kept (mode 0600) in DATA_DIR/credentials.
-        println!(
-            "SMI-S credentials: user {} password {password} (saved in {})",
-            credentials.user(),
-            config.data_dir.join("credentials").display()
-        );
-    }
+    let credentials = resolve_credentials(config)?;
     let tls = daemon_tls(config)?;
     let rbd_pools = start_rbd_pools(config, &storage);
     let exports = host_exports(&storage, &rbd_pools);
@@ -180,37 +167,11 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
     )
     .context("Cannot start indications")?;
     let smis = start_smis(config, credentials, tls, indications.cim_server(&array)).await?;
-
-    let mut listen = serde_json::Map::new();
-    listen.insert("pid".into(), json!(std::process::id()));
-    let addrs = [
-        ("nbd", nbd.as_ref().map(|h| h.local_addr())),
-        ("iscsi", iscsi.as_ref().map(|h| h.local_addr())),
-        ("smis_http", smis.http_addr()),
-        ("smis_https", smis.https_addr()),
-    ];
-    for (key, addr) in addrs {
-        if let Some(addr) = addr {
-            listen.insert(key.into(), json!(addr.to_string()));
-        }
-    }
-    let listen = serde_json::Value::Object(listen);
-    write_listen_file(&config.data_dir, &listen)?;
-    info!(listen = %listen, "ready");
+    let servers = Servers { nbd, iscsi, smis };
+    servers.announce(&config.data_dir)?;
     signals.wait().await;
     info!("shutting down");
-    smis.shutdown().await;
-    if let Some(nbd) = nbd {
-        nbd.shutdown()
-            .await
-            .context("NBD server did not stop cleanly")?;
-    }
-    if let Some(iscsi) = iscsi {
-        iscsi
-            .shutdown()
-            .await
-            .context("iSCSI server did not stop cleanly")?;
-    }
+    servers.shutdown().await?;
     // Copies still running end as failed jobs with their targets removed, before the pools close.
     if !array.shutdown(cairn_smis::limits::COPY_SHUTDOWN_WAIT) {
         warn!("copy jobs did not stop in time; the next start cleans up after them");
@@ -221,6 +182,72 @@ async fn serve(config: &Config, storage: Arc<Storage>) -> Result<()> {
         pool.close();
     }
     Ok(())
+}
+
+/// The SMI-S credentials; a password generated at this start is printed once (it is kept, mode
+/// 0600, in DATA_DIR/credentials).
+fn resolve_credentials(config: &Config) -> Result<Credentials> {
+    let credentials = Credentials::resolve(
+        config.auth_user.clone(),
+        config.auth_password.clone(),
+        &config.data_dir,
+    )
+    .context("Cannot set up SMI-S credentials")?;
+    if let Some(password) = credentials.generated_password() {
+        println!(
+            "SMI-S credentials: user {} password {password} (saved in {})",
+            credentials.user(),
+            config.data_dir.join("credentials").display()
+        );
+    }
+    Ok(credentials)
+}
+
+/// The listeners hosts and management stations reach the daemon on.
+struct Servers {
+    nbd: Option<cairn_nbd::NbdServerHandle>,
+    iscsi: Option<cairn_iscsi::IscsiServerHandle>,
+    smis: SmisServerHandle,
+}
+
+impl Servers {
+    /// Publishes the bound addresses in `listen.json` and logs them: the daemon is ready.
+    fn announce(&self, data_dir: &Path) -> Result<()> {
+        let mut listen = serde_json::Map::new();
+        listen.insert("pid".into(), json!(std::process::id()));
+        let addrs = [
+            ("nbd", self.nbd.as_ref().map(|h| h.local_addr())),
+            ("iscsi", self.iscsi.as_ref().map(|h| h.local_addr())),
+            ("smis_http", self.smis.http_addr()),
+            ("smis_https", self.smis.https_addr()),
+        ];
+        for (key, addr) in addrs {
+            if let Some(addr) = addr {
+                listen.insert(key.into(), json!(addr.to_string()));
+            }
+        }
+        let listen = serde_json::Value::Object(listen);
+        write_listen_file(data_dir, &listen)?;
+        info!(listen = %listen, "ready");
+        Ok(())
+    }
+
+    /// Stops accepting on every listener and finishes the requests in flight.
+    async fn shutdown(self) -> Result<()> {
+        self.smis.shutdown().await;
+        if let Some(nbd) = self.nbd {
+            nbd.shutdown()
+                .await
+                .context("NBD server did not stop cleanly")?;
+        }
+        if let Some(iscsi) = self.iscsi {
+            iscsi
+                .shutdown()
+                .await
+                .context("iSCSI server did not stop cleanly")?;
+        }
+        Ok(())
+    }
 }
 
 /// The RBD pools of the config, connecting in the background in the storage's registry (one name

@@ -463,7 +463,6 @@ impl Core {
     /// at the object class (References), or the classes at their other ends (Associators).
     fn associated_classes(&self, q: &AssocQuery, refs: bool) -> Vec<&Class> {
         let mut out: Vec<&Class> = Vec::new();
-        let is_ref = |p: &&ClassProperty| p.ty == CimType::Reference && !p.is_array;
         for assoc in self
             .repo
             .classes()
@@ -476,58 +475,23 @@ impl Core {
             {
                 continue;
             }
-            let ends: Vec<&ClassProperty> = assoc
-                .properties
-                .iter()
-                .filter(is_ref)
-                .filter(|p| {
-                    q.role
-                        .as_deref()
-                        .is_none_or(|r| p.name.eq_ignore_ascii_case(r))
-                })
-                .filter(|p| {
-                    p.reference_class
-                        .as_deref()
-                        .is_some_and(|rc| self.repo.related(rc, &q.object.class_name))
-                })
-                .collect();
+            let ends = self.object_ends(assoc, q);
             if ends.is_empty() {
                 continue;
             }
-            let mut found: Vec<&Class> = Vec::new();
-            if refs {
-                if q.result_class
+            let found = if refs {
+                let wanted = q
+                    .result_class
                     .as_deref()
-                    .is_none_or(|rc| self.repo.is_subclass_of(&assoc.name, rc))
-                {
-                    found.push(assoc);
+                    .is_none_or(|rc| self.repo.is_subclass_of(&assoc.name, rc));
+                if wanted {
+                    vec![assoc]
+                } else {
+                    Vec::new()
                 }
             } else {
-                for end in &ends {
-                    let others = assoc
-                        .properties
-                        .iter()
-                        .filter(is_ref)
-                        .filter(|o| !o.name.eq_ignore_ascii_case(&end.name));
-                    for other in others.filter(|o| {
-                        q.result_role
-                            .as_deref()
-                            .is_none_or(|rr| o.name.eq_ignore_ascii_case(rr))
-                    }) {
-                        let target = other
-                            .reference_class
-                            .as_deref()
-                            .and_then(|rc| self.repo.class(rc));
-                        if let Some(t) = target.filter(|t| {
-                            q.result_class
-                                .as_deref()
-                                .is_none_or(|rc| self.repo.is_subclass_of(&t.name, rc))
-                        }) {
-                            found.push(t);
-                        }
-                    }
-                }
-            }
+                self.far_classes(assoc, &ends, q)
+            };
             for c in found {
                 if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&c.name)) {
                     out.push(c);
@@ -536,4 +500,59 @@ impl Core {
         }
         out
     }
+
+    /// The references of `assoc` that can point at the object's class and match `Role`.
+    fn object_ends<'a>(&self, assoc: &'a Class, q: &AssocQuery) -> Vec<&'a ClassProperty> {
+        assoc
+            .properties
+            .iter()
+            .filter(|p| is_single_ref(p))
+            .filter(|p| {
+                q.role
+                    .as_deref()
+                    .is_none_or(|r| p.name.eq_ignore_ascii_case(r))
+            })
+            .filter(|p| {
+                p.reference_class
+                    .as_deref()
+                    .is_some_and(|rc| self.repo.related(rc, &q.object.class_name))
+            })
+            .collect()
+    }
+
+    /// The classes the other references of `assoc` point at, seen from each of the object's
+    /// `ends`, that match `ResultRole` and `ResultClass`.
+    fn far_classes(&self, assoc: &Class, ends: &[&ClassProperty], q: &AssocQuery) -> Vec<&Class> {
+        let mut found = Vec::new();
+        for end in ends {
+            let others = assoc
+                .properties
+                .iter()
+                .filter(|o| is_single_ref(o) && !o.name.eq_ignore_ascii_case(&end.name))
+                .filter(|o| {
+                    q.result_role
+                        .as_deref()
+                        .is_none_or(|rr| o.name.eq_ignore_ascii_case(rr))
+                });
+            for other in others {
+                let target = other
+                    .reference_class
+                    .as_deref()
+                    .and_then(|rc| self.repo.class(rc));
+                if let Some(t) = target.filter(|t| {
+                    q.result_class
+                        .as_deref()
+                        .is_none_or(|rc| self.repo.is_subclass_of(&t.name, rc))
+                }) {
+                    found.push(t);
+                }
+            }
+        }
+        found
+    }
+}
+
+/// A reference property that is not an array: an end of an association.
+fn is_single_ref(p: &ClassProperty) -> bool {
+    p.ty == CimType::Reference && !p.is_array
 }

@@ -38,60 +38,16 @@ impl State {
         data: &'d [u8],
         in_place: bool,
     ) -> Result<WritePlan<'d>> {
-        let end = offset + data.len() as u64;
         let first_block = offset / BLOCK_SIZE_BYTES;
-        let end_block = end.div_ceil(BLOCK_SIZE_BYTES);
-        let buf: Cow<'d, [u8]> = if offset % BLOCK_SIZE_BYTES == 0 && end % BLOCK_SIZE_BYTES == 0 {
-            Cow::Borrowed(data)
-        } else {
-            let mut buf = vec![0u8; ((end_block - first_block) * BLOCK_SIZE_BYTES) as usize];
-            let last = buf.len() - BLOCK_SIZE_USIZE;
-            if offset % BLOCK_SIZE_BYTES != 0 {
-                self.read_blocks(
-                    seq,
-                    first_block,
-                    first_block + 1,
-                    &mut buf[..BLOCK_SIZE_USIZE],
-                )?;
-            }
-            if end % BLOCK_SIZE_BYTES != 0
-                && (end_block - 1 > first_block || offset % BLOCK_SIZE_BYTES == 0)
-            {
-                self.read_blocks(seq, end_block - 1, end_block, &mut buf[last..])?;
-            }
-            let at = (offset - first_block * BLOCK_SIZE_BYTES) as usize;
-            buf[at..at + data.len()].copy_from_slice(data);
-            Cow::Owned(buf)
-        };
-        let n = end_block - first_block;
+        let end_block = (offset + data.len() as u64).div_ceil(BLOCK_SIZE_BYTES);
+        let buf = self.whole_blocks(seq, offset, data)?;
         let in_place_pieces = if in_place {
-            self.exclusive_pieces(seq, first_block, first_block + n)?
+            self.exclusive_pieces(seq, first_block, end_block)?
         } else {
             Vec::new()
         };
-        // Virtual runs that need fresh blocks: the complement of `in_place` in [first_block, first_block + n).
-        let mut need: Vec<(u64, u64)> = Vec::new();
-        let mut cursor = first_block;
-        for &(v, _, len) in &in_place_pieces {
-            if cursor < v {
-                need.push((cursor, v - cursor));
-            }
-            cursor = v + len;
-        }
-        if cursor < first_block + n {
-            need.push((cursor, first_block + n - cursor));
-        }
-        let total: u64 = need.iter().map(|x| x.1).sum();
-        let hint = self.hints.get(&seq).copied().unwrap_or(0);
-        let runs = if total > 0 {
-            let near = self.after_neighbour(seq, need[0].0, total)?;
-            self.meta.alloc_data_near(total, near, hint)?
-        } else {
-            Vec::new()
-        };
-        if let Some(last) = runs.last() {
-            self.hints.insert(seq, last.0 + last.1);
-        }
+        let need = complement(&in_place_pieces, first_block, end_block);
+        let runs = self.alloc_fresh(seq, &need)?;
         let placed = assign_runs(&need, &runs);
         let durable = placed.is_empty() && self.all_durable(&in_place_pieces)?;
         Ok(WritePlan {
@@ -104,6 +60,52 @@ impl State {
             durable,
             fua: false,
         })
+    }
+
+    /// `data` at `offset` widened to whole 4 KiB blocks: borrowed when already aligned, else
+    /// the partial blocks at either end are read and patched.
+    fn whole_blocks<'d>(&mut self, seq: u64, offset: u64, data: &'d [u8]) -> Result<Cow<'d, [u8]>> {
+        let end = offset + data.len() as u64;
+        if offset % BLOCK_SIZE_BYTES == 0 && end % BLOCK_SIZE_BYTES == 0 {
+            return Ok(Cow::Borrowed(data));
+        }
+        let first_block = offset / BLOCK_SIZE_BYTES;
+        let end_block = end.div_ceil(BLOCK_SIZE_BYTES);
+        let mut buf = vec![0u8; ((end_block - first_block) * BLOCK_SIZE_BYTES) as usize];
+        let last = buf.len() - BLOCK_SIZE_USIZE;
+        if offset % BLOCK_SIZE_BYTES != 0 {
+            self.read_blocks(
+                seq,
+                first_block,
+                first_block + 1,
+                &mut buf[..BLOCK_SIZE_USIZE],
+            )?;
+        }
+        if end % BLOCK_SIZE_BYTES != 0
+            && (end_block - 1 > first_block || offset % BLOCK_SIZE_BYTES == 0)
+        {
+            self.read_blocks(seq, end_block - 1, end_block, &mut buf[last..])?;
+        }
+        let at = (offset - first_block * BLOCK_SIZE_BYTES) as usize;
+        buf[at..at + data.len()].copy_from_slice(data);
+        Ok(Cow::Owned(buf))
+    }
+
+    /// Allocates the fresh blocks for the virtual runs `need` of volume `seq` in one go (next to
+    /// the virtual neighbour for a small write, else on the volume's stream) and moves the
+    /// stream's hint past them.
+    fn alloc_fresh(&mut self, seq: u64, need: &[(u64, u64)]) -> Result<Vec<(u64, u64)>> {
+        let total: u64 = need.iter().map(|x| x.1).sum();
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let hint = self.hints.get(&seq).copied().unwrap_or(0);
+        let near = self.after_neighbour(seq, need[0].0, total)?;
+        let runs = self.meta.alloc_data_near(total, near, hint)?;
+        if let Some(last) = runs.last() {
+            self.hints.insert(seq, last.0 + last.1);
+        }
+        Ok(runs)
     }
 
     /// For a small write needing `total` fresh blocks from virtual block `v`: the physical
@@ -245,6 +247,27 @@ impl WritePlan<'_> {
             )
         })
     }
+}
+
+/// The virtual runs of `[first_block, end_block)` that the in-place pieces (sorted, disjoint,
+/// inside the range) leave uncovered: the ones that need fresh blocks.
+fn complement(in_place: &[Piece], first_block: u64, end_block: u64) -> Vec<(u64, u64)> {
+    let mut need = Vec::new();
+    let mut cursor = first_block;
+    for &(v, _, len) in in_place {
+        debug_assert!(
+            v >= cursor && v + len <= end_block,
+            "pieces sorted, disjoint, inside"
+        );
+        if cursor < v {
+            need.push((cursor, v - cursor));
+        }
+        cursor = v + len;
+    }
+    if cursor < end_block {
+        need.push((cursor, end_block - cursor));
+    }
+    need
 }
 
 /// Lays the allocated runs over the virtual runs that need blocks, in order.

@@ -21,6 +21,8 @@
 //!   tree back (no other write went into the volume meanwhile) and the partly zeroed tree
 //!   becomes the tombstone; either way the keeper is queued for reclaim when the request ends.
 //!   After a crash in the middle the keeper is an ordinary durable tombstone, reclaimed on open.
+//! - A step whose commit for the dirty bound is refused with the pool healthy stands, and the
+//!   request goes on (the rule of every data request, see `pool`).
 
 use crate::error::{ErrorKind, Result};
 use crate::format::{VF_DELETING, VF_HIDDEN};

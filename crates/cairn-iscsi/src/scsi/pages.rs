@@ -94,7 +94,7 @@ pub fn vpd_page(u: &Unit, page: u8) -> Result<Vec<u8>, Sense> {
         0x83 => {
             // iSCSI protocol identifier 5; code sets 1 binary, 3 UTF-8.
             let mut b = designator(0x01, 0x03, &u.naa);
-            let port = format!("{},t,0x0001", u.target_name);
+            let port = crate::node::target_port_name(&u.target_name);
             b.extend(designator(0x53, 0x98, &name_string(&port)));
             b.extend(designator(0x51, 0x94, &[0, 0, 0, 1]));
             b.extend(designator(0x53, 0xa8, &name_string(&u.target_name)));

@@ -62,7 +62,9 @@ pub const PROFILES: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// The concrete classes with instances once host access is wired.
+/// The concrete classes with instances once host access is wired, in enumeration order. The
+/// group masking service is a `CIM_ControllerConfigurationService` too (a subclass): the
+/// Masking and Mapping service comes before it, for clients that take the first of that class.
 pub const CLASSES: [&str; 33] = [
     CCS_CLASS,
     PCMC_CLASS,
@@ -384,43 +386,9 @@ fn associations(
     match c {
         "cairn_memberofcollection" => members(id, m),
         "cairn_orderedmemberofcollection" => ordered_members(id, m, array),
-        "cairn_serviceaffectselement" => {
-            let all = [
-                (GroupKind::Initiator, &m.initiator_groups),
-                (GroupKind::Target, &m.target_groups),
-            ];
-            let names = all
-                .into_iter()
-                .flat_map(|(k, gs)| gs.iter().map(move |g| group_path(k, &g.name)))
-                .chain(
-                    m.device_groups
-                        .iter()
-                        .map(|g| group_path(GroupKind::Device, &g.name)),
-                );
-            names
-                .map(|g| {
-                    association(
-                        "Cairn_ServiceAffectsElement",
-                        ("AffectingElement", gmms_path(id)),
-                        ("AffectedElement", g),
-                    )
-                })
-                .collect()
-        }
+        "cairn_serviceaffectselement" => service_affects_groups(id, m),
         "cairn_protocolcontrollerforunit" => units(id, m, array),
-        "cairn_concretedependency" => m
-            .views
-            .iter()
-            .flat_map(|v| {
-                [gmms_path(id), ccs_path(id)].map(|s| {
-                    association(
-                        "Cairn_ConcreteDependency",
-                        ("Antecedent", s),
-                        ("Dependent", view_path(id, &v.name)),
-                    )
-                })
-            })
-            .collect(),
+        "cairn_concretedependency" => view_dependencies(id, m),
         "cairn_hostedservice" => [gmms_path(id), ccs_path(id), hwms_path(id)]
             .into_iter()
             .map(|s| {
@@ -447,6 +415,47 @@ fn associations(
         .collect(),
         _ => view_groups(id, m, c),
     }
+}
+
+/// The group masking service affects every masking group.
+fn service_affects_groups(id: &Identity, m: &AccessModel) -> Vec<Instance> {
+    let all = [
+        (GroupKind::Initiator, &m.initiator_groups),
+        (GroupKind::Target, &m.target_groups),
+    ];
+    let names = all
+        .into_iter()
+        .flat_map(|(k, gs)| gs.iter().map(move |g| group_path(k, &g.name)))
+        .chain(
+            m.device_groups
+                .iter()
+                .map(|g| group_path(GroupKind::Device, &g.name)),
+        );
+    names
+        .map(|g| {
+            association(
+                "Cairn_ServiceAffectsElement",
+                ("AffectingElement", gmms_path(id)),
+                ("AffectedElement", g),
+            )
+        })
+        .collect()
+}
+
+/// Every masking view depends on both services that can change it.
+fn view_dependencies(id: &Identity, m: &AccessModel) -> Vec<Instance> {
+    m.views
+        .iter()
+        .flat_map(|v| {
+            [gmms_path(id), ccs_path(id)].map(|s| {
+                association(
+                    "Cairn_ConcreteDependency",
+                    ("Antecedent", s),
+                    ("Dependent", view_path(id, &v.name)),
+                )
+            })
+        })
+        .collect()
 }
 
 fn members(id: &Identity, m: &AccessModel) -> Vec<Instance> {

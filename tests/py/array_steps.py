@@ -1,5 +1,6 @@
 """Management steps against a running cairn daemon over SMI-S with pywbem, as a client would
-call them. Usage: array.py URL USER PASSWORD STEP [ARGS...]; prints one JSON line with the result.
+call them. Usage: array_steps.py URL USER PASSWORD STEP [ARGS...]; prints one JSON line with the
+result.
 
 Steps:
   create-volume POOL NAME SIZE_BYTES   CreateOrModifyElementFromStoragePool (ElementType 5)
@@ -12,33 +13,7 @@ import sys
 
 import pywbem
 
-NS = "root/cairn"
-
-
-def conn(url, user, password):
-    return pywbem.WBEMConnection(url, (user, password), default_namespace=NS,
-                                 no_verification=True, timeout=60)
-
-
-def one(c, classname):
-    names = c.EnumerateInstanceNames(classname)
-    if len(names) != 1:
-        raise SystemExit(f"expected one {classname}, found {len(names)}")
-    return names[0]
-
-
-def pool_path(c, name):
-    for p in c.EnumerateInstances("CIM_StoragePool"):
-        if p["ElementName"] == name and not p["Primordial"]:
-            return p.path
-    raise SystemExit(f"no pool {name}")
-
-
-def volume_path(c, name):
-    for v in c.EnumerateInstances("CIM_StorageVolume"):
-        if v["ElementName"] == name:
-            return v.path
-    raise SystemExit(f"no volume {name}")
+from cairnwbem import conn, one, pool_path, volume_path
 
 
 def main():

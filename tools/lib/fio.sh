@@ -1,0 +1,92 @@
+# shellcheck shell=bash
+# fio runs and result tables shared by the peer benchmarks in tools/ (sourced, not run).
+#
+# The sourcing script sets DIR (scratch directory for fio's JSON), RESULTS (the TSV the rows go
+# to), SIZE (bytes a job covers) and RUNTIME (seconds per timed job). A row is the labels a job
+# was given, then IOPS and MiB/s of the side it exercised (read or write); a job that fails gives
+# "nan" for both, and its first error line goes to stderr.
+
+# The workloads every peer runs: RW:BS:DEPTH. 4 KiB random read and write at queue depth 32, 1 MiB
+# sequential read and write at depth 8.
+# shellcheck disable=SC2034 # used by the sourcing scripts
+FIO_WORKLOADS=("randread:4k:32" "randwrite:4k:32" "read:1m:8" "write:1m:8")
+
+# fio_result TOOL OUT LABEL... -- FIO_OPTION...: one fio job, its JSON in OUT, one row in $RESULTS.
+fio_result() {
+    local tool=$1 out=$2
+    shift 2
+    local labels=()
+    while [ "$1" != "--" ]; do
+        labels+=("$1")
+        shift
+    done
+    shift
+    if ! fio "$@" --output-format=json --output="$out" >/dev/null 2>"$out.err"; then
+        local why
+        why=$(grep -m1 -i error "$out.err" || head -c 300 "$out.err")
+        echo "$tool: ${labels[*]} failed: $why" >&2
+        printf '%s\t' "${labels[@]}" >>"$RESULTS"
+        printf 'nan\tnan\n' >>"$RESULTS"
+        return 0
+    fi
+    python3 - "$out" "${labels[@]}" >>"$RESULTS" <<'PY'
+import json, sys
+job = json.load(open(sys.argv[1]))["jobs"][0]
+side = job["read"] if job["read"]["io_bytes"] else job["write"]
+print("\t".join(sys.argv[2:] + [f"{side['iops']:.0f}", f"{side['bw'] / 1024:.1f}"]))
+PY
+}
+
+# fio_prefill ENGINE_OPTION...: writes all $SIZE bytes once (1 MiB writes, 8 in flight), so
+# reads measured later return written data.
+fio_prefill() {
+    fio --name=fill "$@" --rw=write --bs=1m --iodepth=8 --size="$SIZE" >/dev/null
+}
+
+# fio_workload TOOL PEER RW BS DEPTH ENGINE_OPTION...: one timed job of $RUNTIME seconds over
+# $SIZE bytes; its row is "PEER  RW-BS-qdDEPTH  IOPS  MiB/s".
+fio_workload() {
+    local tool=$1 peer=$2 rw=$3 bs=$4 depth=$5
+    shift 5
+    fio_result "$tool" "$DIR/$peer-$rw-$bs.json" "$peer" "$rw-$bs-qd$depth" -- \
+        --name=j "$@" --rw="$rw" --bs="$bs" --iodepth="$depth" --size="$SIZE" \
+        --runtime="$RUNTIME" --time_based --group_reporting
+}
+
+# fio_workloads TOOL PEER ENGINE_OPTION...: every workload of FIO_WORKLOADS on one peer.
+fio_workloads() {
+    local tool=$1 peer=$2 spec rw bs depth
+    shift 2
+    for spec in "${FIO_WORKLOADS[@]}"; do
+        IFS=: read -r rw bs depth <<<"$spec"
+        fio_workload "$tool" "$peer" "$rw" "$bs" "$depth" "$@"
+    done
+}
+
+# fio_table PEER/BASE...: the table of $RESULTS rows "PEER WORKLOAD IOPS MiB/s": per workload,
+# IOPS and MiB/s of every peer named, then the IOPS ratio PEER/BASE of each pair. Peers without
+# rows, and pairs with such a peer, are left out.
+fio_table() {
+    python3 - "$RESULTS" "$@" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+val = {(p, w): (float(iops), float(mib)) for p, w, iops, mib in rows}
+present = {p for p, _ in val}
+pairs = [tuple(a.split("/")) for a in sys.argv[2:]]
+pairs = [(p, b) for p, b in pairs if p in present and b in present]
+peers = list(dict.fromkeys(x for pair in pairs for x in pair)) or sorted(present)
+work = list(dict.fromkeys(r[1] for r in rows))
+nan = (float("nan"), float("nan"))
+print(f"{'':<18}" + "".join(f"{p:>23}" for p in peers))
+print(f"{'workload':<18}" + "".join(f"{'IOPS':>12}{'MiB/s':>11}" for _ in peers)
+      + "".join(f"  {p}/{b}" for p, b in pairs))
+for w in work:
+    line = f"{w:<18}" + "".join(f"{val.get((p, w), nan)[0]:>12.0f}{val.get((p, w), nan)[1]:>11.1f}"
+                                for p in peers)
+    for p, b in pairs:
+        c, r = val.get((p, w), nan)[0], val.get((b, w), nan)[0]
+        ratio = c / r if r == r and r > 0 else float("nan")
+        line += f"{ratio:>{len(p) + len(b) + 3}.2f}"
+    print(line)
+PY
+}
