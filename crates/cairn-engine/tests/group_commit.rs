@@ -1,7 +1,7 @@
 //! Group commit: flushes that ask while a commit runs join it and share its outcome — all
 //! succeed with one commit, or all fail with its error when the device refuses it — and many
-//! threads writing and flushing at once run far fewer commits than they flush, every write they
-//! flushed kept across a reopen. (Crash images of concurrent flushers: `crash.rs`.)
+//! threads writing and flushing at once run far fewer commits than they flush, and read back
+//! every write after a reopen. (That flushed writes survive a crash: `crash.rs`.)
 
 mod support;
 
