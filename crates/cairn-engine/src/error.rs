@@ -93,6 +93,19 @@ impl Error {
         &self.context
     }
 
+    /// The same error again, for another caller of the operation that failed (a commit that
+    /// several flushes joined): kind and context as they are, the source as its message.
+    pub(crate) fn duplicate(&self) -> Error {
+        Error {
+            kind: self.kind,
+            context: self.context.clone(),
+            source: self
+                .source
+                .as_ref()
+                .map(|s| Box::new(Cause(s.to_string())) as Box<_>),
+        }
+    }
+
     /// A corruption found below node `addr` of a tree: `addr` is put in front of the tree path
     /// the context starts with (`tree path 5/9/12: ...`, root first). Other kinds pass as they are.
     pub(crate) fn via_node(mut self, addr: u64) -> Error {
@@ -105,6 +118,18 @@ impl Error {
         self
     }
 }
+
+/// The message of an error's source, kept by a [`Error::duplicate`].
+#[derive(Debug)]
+struct Cause(String);
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cause {}
 
 /// How the context of a corruption error found in a tree walk starts.
 const TREE_PATH: &str = "tree path ";

@@ -4,7 +4,7 @@
 //! commit and the background thread; `directory` the volume records (names, snapshot, restore,
 //! tags), `data` the data path (read, write, block status), `zero` trim and write-zeroes,
 //! `plan` write plans, `ranges` the per-block exclusion of writes, `reclaim` the reclaim of
-//! deleted volumes.
+//! deleted volumes, `group` the group commit of flushes.
 //!
 //! `check` runs online: it holds the gate for one commit, then reads that durable state from
 //! the device while blocks freed after it stay reserved (`Meta::frees_held`).
@@ -19,7 +19,9 @@
 //! write-zeroes first hold the virtual blocks they touch in a range lock (`ranges`, taken
 //! before the gate), so a read-modify-write of a partial block never races another write to it.
 //! A background thread commits while dirty every `commit_interval` and reclaims deleted volumes
-//! in bounded transactions, pausing between them with the locks released.
+//! in bounded transactions, pausing between them with the locks released. Flushes (and FUA
+//! writes that need a commit) share commits: each waits for the commit running when it asked,
+//! or the next one, which one of them runs for all (`group`).
 //!
 //! Invariants:
 //! - Every volume and snapshot operation commits before it returns.
@@ -28,6 +30,10 @@
 //!   exclusively now and in every durable commit since; any other write is redirected to fresh
 //!   blocks and remapped, old data is never read or copied. Shares hold the I/O gate
 //!   exclusively, so they wait for in-place writes in flight, and commit before they return.
+//! - A flush returns `Ok` only once a commit that began after every write acknowledged before
+//!   the flush is durable; it fails with the error of that commit if it is refused. A flush
+//!   with nothing changed and nothing written in place since the last commit takes no lock
+//!   but the state's and commits nothing.
 //! - A flush flushes the device even when nothing is left to commit, if data was written in
 //!   place since the device was last flushed.
 //! - A failed metadata write or flush, or an error in the middle of a metadata change other
@@ -56,6 +62,7 @@ mod directory;
 pub use directory::validate_volume_name;
 #[cfg(test)]
 mod dirty_bound_tests;
+mod group;
 mod plan;
 mod ranges;
 mod reclaim;
@@ -85,6 +92,7 @@ use crate::meta::Meta;
 use crate::node::TreeKind;
 use crate::types::{PoolInfo, PoolOptions, VolumeId};
 use crate::undo::Undo;
+use group::{Commits, Turn};
 
 /// An open pool. Send + Sync; every method takes `&self`. Its volumes are read and written here;
 /// they are created, changed and deleted only through [`crate::Storage`], which keeps the daemon's
@@ -99,6 +107,9 @@ struct Inner {
     /// commit holds it exclusively. Lock order: gate, then state.
     gate: Arc<RwLock<()>>,
     state: Mutex<State>,
+    /// The numbered commits and the flushes waiting for them (also in `State`; taken after the
+    /// state lock, see `group`).
+    commits: Arc<Commits>,
     /// Blocks held by writes in flight (taken before the gate).
     blocks: ranges::BlockLocks,
     wake: Condvar,
@@ -113,6 +124,8 @@ const VOLUME_CHANGES_OPENING_SHIFT: u32 = 40;
 
 pub(crate) struct State {
     pub meta: Meta,
+    /// Numbers every commit as it begins and records how it ended (see `group`).
+    commits: Arc<Commits>,
     name: String,
     uuid: [u8; 16],
     created_unix_secs: u64,
@@ -299,6 +312,7 @@ impl Pool {
     fn start(st: State, opts: PoolOptions) -> Result<Arc<Pool>> {
         let inner = Arc::new(Inner {
             gate: st.meta.io_gate.clone(),
+            commits: st.commits.clone(),
             state: Mutex::new(st),
             blocks: ranges::BlockLocks::default(),
             wake: Condvar::new(),
@@ -420,9 +434,30 @@ impl Pool {
         res
     }
 
-    /// Commits: everything acknowledged before is durable on return.
+    /// Makes everything acknowledged before the call durable (group commit, see `group`):
+    /// nothing to do if nothing changed since the last commit; else it joins the commit running,
+    /// or the next one, which one of the flushes waiting for it runs for all of them.
     pub fn flush(&self) -> Result<()> {
+        let (target, running) = self.inner.commits.target();
+        if !running && self.lock().nothing_to_flush()? {
+            return Ok(());
+        }
+        loop {
+            match self.inner.commits.wait(target) {
+                Turn::Settled(r) => return r,
+                Turn::Lead(_leading) => self.lead_commit(target)?,
+            }
+        }
+    }
+
+    /// Runs the commit flushes up to `target` wait for, unless one that began while this one
+    /// waited for the gate covered it. Its outcome reaches every flush waiting (see `group`).
+    fn lead_commit(&self, target: u64) -> Result<()> {
         let (_gate, mut st) = self.exclusive()?;
+        if self.inner.commits.settled_for_leader(target) {
+            // The waiting loop returns its outcome.
+            return Ok(());
+        }
         st.commit()
     }
 
@@ -451,6 +486,12 @@ impl Pool {
         };
         let _held = FreesHeld(self);
         check_durable(dev, durable, progress)
+    }
+
+    /// Test hook: flushes waiting for a commit that another flush (or the pool) runs.
+    #[doc(hidden)]
+    pub fn flush_waiters(&self) -> usize {
+        self.inner.commits.waiting()
     }
 
     /// Test hook: bounded steps run so far (trim, write-zeroes, reclaim) and the most mapping
@@ -596,6 +637,7 @@ impl State {
             created_unix_secs: sb.created_unix_secs,
             next_seq: sb.next_seq,
             meta: Meta::new(dev, sb, cache_nodes, opts.preallocate),
+            commits: Arc::default(),
             vols: BTreeMap::new(),
             by_id: HashMap::new(),
             by_name: HashMap::new(),
@@ -744,14 +786,30 @@ impl State {
         self.meta.is_dirty() || !self.dirty_vols.is_empty() || !self.removed_vols.is_empty()
     }
 
+    /// Nothing to flush: no metadata changed and no data written in place since the last
+    /// commit (or the error of a pool that failed or closed).
+    fn nothing_to_flush(&self) -> Result<bool> {
+        self.live()?;
+        Ok(!self.is_dirty() && !self.data_unflushed)
+    }
+
     /// Commits the transaction. The caller holds the I/O gate exclusively: no data I/O is in
-    /// flight, so no write is half done and no read still uses a block freed here.
+    /// flight, so no write is half done and no read still uses a block freed here. The commit is
+    /// numbered for the flushes that wait for it (see `group`), with its outcome.
     pub(crate) fn commit(&mut self) -> Result<()> {
         debug_assert!(
             self.meta.io_gate.is_locked_exclusive(),
             "commit without the I/O gate"
         );
         self.live()?;
+        let commits = self.commits.clone();
+        let ticket = commits.begin();
+        let r = self.commit_numbered();
+        ticket.end(&r);
+        r
+    }
+
+    fn commit_numbered(&mut self) -> Result<()> {
         if !self.is_dirty() {
             return self.flush_data();
         }

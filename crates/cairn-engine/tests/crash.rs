@@ -4,7 +4,9 @@
 //! exactly as the state of some commit not older than the last completed flush or volume
 //! operation (so every flushed write and every snapshot is there as taken), pass `check`, and
 //! finish any interrupted reclaim with `check` still clean. A second replay runs threads and
-//! background commits over multi-level trees, with its own per-block oracle (see below).
+//! background commits over multi-level trees, with its own per-block oracle (see below); a
+//! third, threads that write several volumes and flush at once (group commits) under the same
+//! oracle.
 
 mod support;
 use support::OnePool;
@@ -468,22 +470,41 @@ fn parse_block(b: &[u8]) -> Option<Sectors> {
 }
 
 /// One change of a block: its contents after it, the log length before the call and after its
-/// return, and whether it may have been written in place.
+/// return, whether it may have been written in place, and whether it was durable on return
+/// (a FUA write).
 #[derive(Clone)]
 struct Change {
     after: Sectors,
     start: usize,
     end: usize,
     in_place: bool,
+    fua: bool,
+}
+
+impl Change {
+    /// The state of a block before the workload: durable whatever the crash.
+    fn before(after: Sectors) -> Change {
+        Change {
+            after,
+            start: 0,
+            end: 0,
+            in_place: false,
+            fua: false,
+        }
+    }
 }
 
 /// Does `got` fit the block's `changes` for a crash at `crash`, when a commit that began at log
 /// length `durable` completed before it? A change whose log length at return is below `durable`
 /// returned before that commit began (the log only grows), so it is durable; one that returned
-/// at the same length may have run after an empty commit, so it is not counted as durable. The
-/// first change (the state before the storm, made durable by its final flush) always is.
+/// at the same length may have run after an empty commit, so it is not counted as durable. A
+/// FUA change that returned before the crash is durable too. The first change (the state before
+/// the storm, made durable by its final flush) always is.
 fn acceptable(changes: &[Change], durable: usize, crash: usize, got: &Sectors) -> bool {
-    let lo = changes.iter().rposition(|c| c.end < durable).unwrap_or(0);
+    let lo = changes
+        .iter()
+        .rposition(|c| c.end < durable || (c.fua && c.end <= crash))
+        .unwrap_or(0);
     let hi = changes
         .iter()
         .rposition(|c| c.start < crash)
@@ -542,12 +563,7 @@ fn storm_setup(pool: &OnePool, rng: &mut SmallRng) -> [Vec<Vec<Change>>; 2] {
             let s = [((k as u64 + 1) << 56) | (b as u64 + 1); SECTORS];
             pool.write(id, (b * BS) as u64, &sectors_bytes(&s))
                 .expect("fill");
-            history[k][b].push(Change {
-                after: s,
-                start: 0,
-                end: 0,
-                in_place: false,
-            });
+            history[k][b].push(Change::before(s));
         }
     }
     let a = pool.volume_by_name("a").unwrap().id;
@@ -622,6 +638,7 @@ fn storm_thread(
             start,
             end,
             in_place: mapped && unshared,
+            fua: false,
         };
         if k == 0 {
             own.insert(b);
@@ -693,30 +710,48 @@ fn run_storm(seed: u64) -> Storm {
     }
 }
 
-fn verify_storm_image(s: &Storm, point: CrashPoint) {
-    let ctx = format!("{point:?}");
-    let crash = point.op_index;
-    let durable = s
-        .commits
+/// The log length at which the last commit that completed before a crash at `crash` began:
+/// `commits` are the commits waited for, (log length before the call, after its return).
+fn durable_at(commits: &[(usize, usize)], crash: usize) -> usize {
+    commits
         .iter()
         .filter(|c| c.1 <= crash)
         .map(|c| c.0)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Reads volume `name` of a crash image and checks every block against its `history` by
+/// [`acceptable`].
+fn check_blocks(
+    pool: &OnePool,
+    ctx: &str,
+    name: &str,
+    history: &[Vec<Change>],
+    crash: usize,
+    durable: usize,
+) {
+    let v = pool.volume_by_name(name).expect("volume");
+    let mut buf = vec![0u8; history.len() * BS];
+    pool.read(v.id, 0, &mut buf).expect("read");
+    for (b, changes) in history.iter().enumerate() {
+        let got = parse_block(&buf[b * BS..(b + 1) * BS])
+            .unwrap_or_else(|| panic!("{ctx}: {name} block {b}: a sector holds mixed data"));
+        assert!(
+            acceptable(changes, durable, crash, &got),
+            "{ctx}: {name} block {b} holds {got:x?}, durable before {durable}"
+        );
+    }
+}
+
+fn verify_storm_image(s: &Storm, point: CrashPoint) {
+    let ctx = format!("{point:?}");
+    let crash = point.op_index;
+    let durable = durable_at(&s.commits, crash);
     let image: Arc<dyn BlockDevice> = Arc::new(s.dev.image_at(point));
     let pool = support::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
     for (k, name) in ["a", "c"].into_iter().enumerate() {
-        let v = pool.volume_by_name(name).expect("volume");
-        let mut buf = vec![0u8; s.history[k].len() * BS];
-        pool.read(v.id, 0, &mut buf).expect("read");
-        for (b, changes) in s.history[k].iter().enumerate() {
-            let got = parse_block(&buf[b * BS..(b + 1) * BS])
-                .unwrap_or_else(|| panic!("{ctx}: {name} block {b}: a sector holds mixed data"));
-            assert!(
-                acceptable(changes, durable, crash, &got),
-                "{ctx}: {name} block {b} holds {got:x?}, durable before {durable}"
-            );
-        }
+        check_blocks(&pool, &ctx, name, &s.history[k], crash, durable);
     }
     match pool.volume_by_name("s") {
         Some(v) => {
@@ -772,6 +807,127 @@ fn concurrent_crash_images_on_multi_level_trees() {
     }
 }
 
+// ---- crash replay of group commits ------------------------------------------------------------
+//
+// Threads write whole blocks of several volumes, one write in four with FUA, and flush often
+// while background commits run, so flushes keep meeting a commit in progress and joining it.
+// Thread `t` owns the blocks `b % GROUP_THREADS == t` of every volume; the per-block oracle
+// above judges every image, a FUA write durable from its return.
+
+const GROUP_THREADS: usize = 8;
+const GROUP_VOLUMES: usize = 4;
+const GROUP_BLOCKS: usize = 128;
+const GROUP_OPS: usize = 120;
+
+/// One thread's writes (volume, block, change) and the flushes it waited for.
+type GroupLog = (Vec<(usize, usize, Change)>, Vec<(usize, usize)>);
+
+fn group_thread(pool: &OnePool, dev: &RecordingDevice, t: usize, seed: u64) -> GroupLog {
+    let mut rng = SmallRng::seed_from_u64(seed ^ ((t as u64 + 1) * 0x51_7cc1_b727));
+    let ids: Vec<_> = (0..GROUP_VOLUMES)
+        .map(|k| pool.volume_by_name(&format!("g{k}")).unwrap().id)
+        .collect();
+    let mut mapped = std::collections::HashSet::new();
+    let (mut changes, mut commits) = (Vec::new(), Vec::new());
+    for i in 0..GROUP_OPS {
+        let k = rng.gen_range(0..GROUP_VOLUMES);
+        let b = rng.gen_range(0..GROUP_BLOCKS / GROUP_THREADS) * GROUP_THREADS + t;
+        let s = [((t as u64 + 1) << 40) | (i as u64 + 1); SECTORS];
+        let (at, fua) = ((b * BS) as u64, rng.gen_range(0..4) == 0);
+        let start = dev.ops_len();
+        if fua {
+            pool.write_fua(ids[k], at, &sectors_bytes(&s))
+                .expect("fua write");
+        } else {
+            pool.write(ids[k], at, &sectors_bytes(&s)).expect("write");
+        }
+        let change = Change {
+            after: s,
+            start,
+            end: dev.ops_len(),
+            in_place: !mapped.insert((k, b)),
+            fua,
+        };
+        changes.push((k, b, change));
+        if rng.gen_range(0..3) == 0 {
+            let start = dev.ops_len();
+            pool.flush().expect("flush");
+            commits.push((start, dev.ops_len()));
+        }
+    }
+    (changes, commits)
+}
+
+#[test]
+fn crash_images_of_concurrent_flushers_keep_every_flushed_write() {
+    let seed: u64 = std::env::var("CAIRN_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("group commit crash seed {seed}");
+    let dev = Arc::new(RecordingDevice::new(MemDevice::new(32 << 20)));
+    let pool = support::create(dev.clone(), "group", storm_opts()).expect("create");
+    let mut history = vec![vec![vec![Change::before([0; SECTORS])]; GROUP_BLOCKS]; GROUP_VOLUMES];
+    for k in 0..GROUP_VOLUMES {
+        pool.create_volume(
+            &format!("g{k}"),
+            (GROUP_BLOCKS * BS) as u64,
+            VolumeOptions::default(),
+        )
+        .expect("create volume");
+    }
+    let start = dev.ops_len();
+    let mut commits = Vec::new();
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..GROUP_THREADS)
+            .map(|t| {
+                let (pool, dev) = (&pool, &dev);
+                scope.spawn(move || group_thread(pool, dev, t, seed))
+            })
+            .collect();
+        for t in threads {
+            let (changes, flushes) = t.join().expect("writer thread");
+            for (k, b, c) in changes {
+                history[k][b].push(c);
+            }
+            commits.extend(flushes);
+        }
+    });
+    let at = dev.ops_len();
+    pool.close().expect("close");
+    commits.push((at, dev.ops_len()));
+    drop(pool);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let flushes: Vec<usize> = dev
+        .flush_points()
+        .into_iter()
+        .filter(|p| *p >= start)
+        .collect();
+    let mut points: Vec<CrashPoint> = (0..12)
+        .map(|_| CrashPoint::new(flushes[rng.gen_range(0..flushes.len())], 0, CrashMode::Drop))
+        .collect();
+    for _ in 0..36 {
+        let mode = CrashMode::ALL[rng.gen_range(0..4)];
+        points.push(CrashPoint::new(
+            rng.gen_range(start..=dev.ops_len()),
+            rng.gen(),
+            mode,
+        ));
+    }
+    for point in points {
+        let ctx = format!("{point:?}");
+        let crash = point.op_index;
+        let image: Arc<dyn BlockDevice> = Arc::new(dev.image_at(point));
+        let p = support::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
+        let durable = durable_at(&commits, crash);
+        for (k, h) in history.iter().enumerate() {
+            check_blocks(&p, &ctx, &format!("g{k}"), h, crash, durable);
+        }
+        let report = p.check().expect("check");
+        assert!(report.is_clean(), "{ctx}: {:?}", report.findings.first());
+    }
+}
+
 // ---- crash replay at metadata exhaustion -----------------------------------------------------
 
 /// A full pool whose metadata runs out: a volume of one-block extents over the free space,
@@ -793,12 +949,7 @@ fn crash_images_at_metadata_exhaustion() {
         let s = [b as u64 + 1; SECTORS];
         pool.write(v, (b * BS) as u64, &sectors_bytes(&s))
             .expect("fill");
-        history[b].push(Change {
-            after: s,
-            start: 0,
-            end: 0,
-            in_place: false,
-        });
+        history[b].push(Change::before(s));
     }
     pool.flush().expect("flush");
     let start = dev.ops_len();
@@ -830,6 +981,7 @@ fn crash_images_at_metadata_exhaustion() {
                 start: at,
                 end,
                 in_place: false,
+                fua: false,
             });
         }
         for _ in 0..4 {
@@ -842,6 +994,7 @@ fn crash_images_at_metadata_exhaustion() {
                     start: at,
                     end: dev.ops_len(),
                     in_place: true,
+                    fua: false,
                 }),
                 Err(e) if e.kind() == ErrorKind::NoSpace => {}
                 Err(e) => panic!("round {round}: write: {e:?}"),
@@ -870,24 +1023,10 @@ fn crash_images_at_metadata_exhaustion() {
     for point in points {
         let ctx = format!("{point:?}");
         let crash = point.op_index;
-        let durable = commits
-            .iter()
-            .filter(|c| c.1 <= crash)
-            .map(|c| c.0)
-            .max()
-            .unwrap_or(0);
+        let durable = durable_at(&commits, crash);
         let image: Arc<dyn BlockDevice> = Arc::new(dev.image_at(point));
         let p = support::open(image, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e:?}"));
-        let mut buf = vec![0u8; blocks * BS];
-        p.read(v, 0, &mut buf).expect("read");
-        for (b, changes) in history.iter().enumerate() {
-            let got = parse_block(&buf[b * BS..(b + 1) * BS])
-                .unwrap_or_else(|| panic!("{ctx}: block {b}: a sector holds mixed data"));
-            assert!(
-                acceptable(changes, durable, crash, &got),
-                "{ctx}: block {b} holds {got:x?}"
-            );
-        }
+        check_blocks(&p, &ctx, "v", &history, crash, durable);
         let report = p.check().expect("check");
         assert!(report.is_clean(), "{ctx}: {:?}", report.findings.first());
         p.wait_reclaim().expect("reclaim");

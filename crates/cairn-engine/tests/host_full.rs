@@ -271,7 +271,16 @@ fn a_refused_commit_keeps_the_pool_and_close_reports_it() {
         }
     }
     assert!(refused_flush, "the full host never refused a commit");
+    // Flushes at once share the refused commit, or each runs its own: all are refused alike.
+    std::thread::scope(|s| {
+        let flushes: Vec<_> = (0..8).map(|_| s.spawn(|| p.flush())).collect();
+        for f in flushes {
+            let e = f.join().unwrap().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+        }
+    });
     // Healthy: reads answer, and show the writes of the open transaction.
+    assert!(p.info().failed.is_none());
     assert_volume(&p, v, blocks, &open);
     let e = p.close().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");

@@ -56,13 +56,12 @@ impl Pool {
 
     /// Writes data durably (FUA): on return it survives a crash. A write that lands in place
     /// over blocks whose mappings are durable is written with FUA and needs no commit; any
-    /// other commits.
+    /// other flushes, sharing the commit with concurrent flushes (see `group`).
     pub fn write_fua(&self, id: VolumeId, offset: u64, data: &[u8]) -> Result<()> {
         if self.write_inner(id, offset, data, true)? {
             return Ok(());
         }
-        let (_gate, mut state) = self.exclusive()?;
-        state.commit()
+        self.flush()
     }
 
     /// A write in chunks; returns whether it is durable already (only with `fua`).
