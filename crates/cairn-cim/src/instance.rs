@@ -65,6 +65,16 @@ impl Instance {
         }
     }
 
+    /// An instance with room for `properties` properties (a provider building many instances of
+    /// one class knows how many it sets).
+    pub fn with_capacity(class_name: impl Into<String>, properties: usize) -> Instance {
+        Instance {
+            class_name: class_name.into(),
+            properties: Vec::with_capacity(properties),
+            path: None,
+        }
+    }
+
     /// Builder: sets property `name` to `value`.
     pub fn with(mut self, name: &str, value: Value) -> Instance {
         self.set(name, Some(value));

@@ -1,8 +1,9 @@
 //! The class repository: the DMTF and Cairn class definitions compiled into `repository/classes.json`
 //! (see its README for attribution and format), embedded in the binary and indexed at start-up.
 //!
-//! Invariants: every class's superclass is in the repository (checked at load); lookups are
-//! case-insensitive; the repository is immutable after load, so it is shared without locks.
+//! Invariants: every class's superclass is in the repository and every property has a name
+//! (checked at load); lookups are case-insensitive; the repository is immutable after load, so
+//! it is shared without locks.
 
 use std::collections::HashMap;
 
@@ -53,6 +54,13 @@ impl ClassRepository {
             .collect();
         if by_name.len() != classes.len() {
             return Err("Duplicate class name".into());
+        }
+        // Shaping an instance marks the properties it has taken with an empty name.
+        if let Some(c) = classes
+            .iter()
+            .find(|c| c.properties.iter().any(|p| p.name.is_empty()))
+        {
+            return Err(format!("{}: a property without a name", c.name));
         }
         let mut children = vec![Vec::new(); classes.len()];
         for (i, c) in classes.iter().enumerate() {

@@ -265,23 +265,34 @@ impl Value {
     /// The text of a scalar's `<VALUE>` (`None` for references, embedded instances and arrays,
     /// which have their own elements).
     pub fn to_cim_text(&self) -> Option<String> {
-        Some(match self {
-            Value::Boolean(b) => if *b { "TRUE" } else { "FALSE" }.to_owned(),
-            Value::Uint8(v) => v.to_string(),
-            Value::Sint8(v) => v.to_string(),
-            Value::Uint16(v) => v.to_string(),
-            Value::Sint16(v) => v.to_string(),
-            Value::Uint32(v) => v.to_string(),
-            Value::Sint32(v) => v.to_string(),
-            Value::Uint64(v) => v.to_string(),
-            Value::Sint64(v) => v.to_string(),
-            Value::Real32(v) => real_text(f64::from(*v), true),
-            Value::Real64(v) => real_text(*v, false),
-            Value::Char16(c) => c.to_string(),
-            Value::String(s) => s.clone(),
-            Value::DateTime(d) => d.as_str().to_owned(),
-            Value::Reference(_) | Value::Instance(_) | Value::Array(..) => return None,
-        })
+        let mut text = String::new();
+        self.write_cim_text(&mut text).then_some(text)
+    }
+
+    /// Appends the text of a scalar's `<VALUE>` (unescaped) to `out`, without an allocation of
+    /// its own for any but a real; false, appending nothing, for references, embedded instances
+    /// and arrays, which have their own elements.
+    pub fn write_cim_text(&self, out: &mut String) -> bool {
+        use fmt::Write as _;
+        // Writing into a String cannot fail.
+        let _ = match self {
+            Value::Boolean(b) => out.write_str(if *b { "TRUE" } else { "FALSE" }),
+            Value::Uint8(v) => write!(out, "{v}"),
+            Value::Sint8(v) => write!(out, "{v}"),
+            Value::Uint16(v) => write!(out, "{v}"),
+            Value::Sint16(v) => write!(out, "{v}"),
+            Value::Uint32(v) => write!(out, "{v}"),
+            Value::Sint32(v) => write!(out, "{v}"),
+            Value::Uint64(v) => write!(out, "{v}"),
+            Value::Sint64(v) => write!(out, "{v}"),
+            Value::Real32(v) => out.write_str(&real_text(f64::from(*v), true)),
+            Value::Real64(v) => out.write_str(&real_text(*v, false)),
+            Value::Char16(c) => out.write_char(*c),
+            Value::String(s) => out.write_str(s),
+            Value::DateTime(d) => out.write_str(d.as_str()),
+            Value::Reference(_) | Value::Instance(_) | Value::Array(..) => return false,
+        };
+        true
     }
 
     /// The value as an unsigned integer, if it is an integer that fits.
@@ -375,6 +386,23 @@ fn real_text(v: f64, single: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cim_text_is_appended_for_scalars_only() {
+        let mut out = String::from("x");
+        assert!(Value::Uint64(u64::MAX).write_cim_text(&mut out));
+        assert!(Value::Sint8(-128).write_cim_text(&mut out));
+        assert!(Value::Boolean(false).write_cim_text(&mut out));
+        assert!(Value::Real32(0.5).write_cim_text(&mut out));
+        assert!(Value::Char16('<').write_cim_text(&mut out));
+        assert!(Value::string("a&b").write_cim_text(&mut out));
+        assert_eq!(out, "x18446744073709551615-128FALSE0.5<a&b");
+        let array = Value::Array(CimType::Uint8, vec![Value::Uint8(1)]);
+        assert!(!array.write_cim_text(&mut out));
+        assert_eq!(array.to_cim_text(), None);
+        assert_eq!(out.len(), 37, "nothing appended for an array");
+        assert_eq!(Value::Uint16(7).to_cim_text().as_deref(), Some("7"));
+    }
 
     #[test]
     fn integers_parse_within_range_only() {

@@ -284,6 +284,8 @@ fn golden_class_with_qualifiers() {
     assert!(
         ClassRepository::from_json(r#"{"classes":[{"n":"A","sc":"Missing","ps":[]}]}"#).is_err()
     );
+    let nameless = r#"{"classes":[{"n":"A","ps":[{"n":"","t":"string","co":"A"}]}]}"#;
+    assert!(ClassRepository::from_json(nameless).is_err());
 }
 
 #[test]

@@ -21,10 +21,13 @@ pub fn naa_designator(id: &[u8; 16]) -> [u8; NAA_DESIGNATOR_BYTES] {
 
 /// The NAA type 6 identity of a volume id as text: 32 upper-case hex digits starting with 6.
 pub fn naa_name(id: &[u8; 16]) -> String {
-    naa_designator(id)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect()
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(2 * NAA_DESIGNATOR_BYTES);
+    for b in naa_designator(id) {
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{b:02X}");
+    }
+    text
 }
 
 #[cfg(test)]

@@ -656,12 +656,15 @@ pub(crate) fn volume_instance(id: &Identity, v: &Volume) -> Option<Instance> {
     in_model(v).then(|| volume(id, v))
 }
 
+/// The number of properties [`volume`] sets.
+const VOLUME_PROPERTIES: usize = 29;
+
 fn volume(id: &Identity, v: &Volume) -> Instance {
     let lbs = u64::from(v.logical_block_size.max(1));
     let blocks = v.size_bytes / lbs;
     let naa = naa_name(v.id);
     let copying = is_copying(v);
-    Instance::new(VOLUME_CLASS)
+    let inst = Instance::with_capacity(VOLUME_CLASS, VOLUME_PROPERTIES)
         .with("SystemCreationClassName", Value::string(SYSTEM_CLASS))
         .with("SystemName", Value::string(&id.system_name))
         .with("CreationClassName", Value::string(VOLUME_CLASS))
@@ -694,7 +697,9 @@ fn volume(id: &Identity, v: &Volume) -> Instance {
             "InstallDate",
             Value::DateTime(CimDateTime::from_unix_seconds(v.created_unix_secs)),
         )
-        .with_path(id.volume_path(v.id))
+        .with_path(id.volume_path(v.id));
+    debug_assert_eq!(inst.properties.len(), VOLUME_PROPERTIES);
+    inst
 }
 
 pub(crate) fn service(id: &Identity, path: InstancePath, what: &str) -> Instance {

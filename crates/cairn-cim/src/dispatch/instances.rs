@@ -8,7 +8,7 @@
 
 use super::params::{listed, Params};
 use super::Core;
-use crate::class::Class;
+use crate::class::{Class, ClassProperty};
 use crate::error::CimError;
 use crate::instance::{Instance, Property};
 use crate::path::{namespace_eq, InstancePath, KeyBinding, KeyValue};
@@ -103,7 +103,8 @@ impl Core {
     }
 
     /// The instance as the client asked to see it: class order, declared types, NULLs for unset
-    /// properties, filtered by `view`. Takes the instance's values over (no copy).
+    /// properties, filtered by `view`. Takes the instance's properties over (no copy of a value,
+    /// nor of a name the instance spells as the class does).
     pub(super) fn shape(&self, mut inst: Instance, view: View<'_>) -> Instance {
         let keep = |name: &str| {
             listed(view.property_list, name)
@@ -113,31 +114,22 @@ impl Core {
             inst.properties.retain(|p| keep(&p.name));
             return inst;
         };
-        let mut out = Instance {
-            class_name: class.name.clone(),
-            properties: Vec::with_capacity(class.properties.len()),
-            path: inst.path.take(),
-        };
+        let mut given = inst.properties;
+        let mut properties = Vec::with_capacity(class.properties.len());
         for cp in class.properties.iter().filter(|cp| keep(&cp.name)) {
-            let value = inst
-                .properties
+            // A property taken over is left with an empty name (no class property has one), so
+            // it is taken once; nothing but its name and value moves.
+            let found = given
                 .iter_mut()
                 .find(|p| p.name.eq_ignore_ascii_case(&cp.name))
-                .and_then(|p| p.value.take());
-            let (ty, is_array, value) = match value {
-                Some(v) => conform(v, cp.ty, cp.is_array),
-                None => (cp.ty, cp.is_array, None),
-            };
-            out.properties.push(Property {
-                name: cp.name.clone(),
-                ty,
-                is_array,
-                value,
-                class_origin: view.include_class_origin.then(|| cp.class_origin.clone()),
-                reference_class: cp.reference_class.clone(),
-            });
+                .map(|p| (std::mem::take(&mut p.name), p.value.take()));
+            properties.push(declared(found, cp, view.include_class_origin));
         }
-        out
+        Instance {
+            class_name: class.name.clone(),
+            properties,
+            path: inst.path.take(),
+        }
     }
 
     pub(super) fn get_instance(&self, ns: &str, p: &Params<'_>) -> Result<IReturn, CimError> {
@@ -203,6 +195,33 @@ impl Core {
         self.provider
             .modify_instance(ns, real, modified, list.as_deref())?;
         Ok(IReturn::Nothing)
+    }
+}
+
+/// Class property `cp` as an instance shows it: the value of `found` (the name and value of the
+/// instance's property of that name, if any) as the class declares it, the name as the class
+/// spells it, the class origin if asked for.
+fn declared(
+    found: Option<(String, Option<Value>)>,
+    cp: &ClassProperty,
+    class_origin: bool,
+) -> Property {
+    let (name, value) = match found {
+        Some((name, value)) if name == cp.name => (name, value),
+        Some((_, value)) => (cp.name.clone(), value),
+        None => (cp.name.clone(), None),
+    };
+    let (ty, is_array, value) = match value {
+        Some(v) => conform(v, cp.ty, cp.is_array),
+        None => (cp.ty, cp.is_array, None),
+    };
+    Property {
+        name,
+        ty,
+        is_array,
+        value,
+        class_origin: class_origin.then(|| cp.class_origin.clone()),
+        reference_class: cp.reference_class.clone(),
     }
 }
 

@@ -338,14 +338,21 @@ impl Writer {
         instances: &[Instance],
         path: fn(&mut Writer, &InstancePath),
     ) {
-        for i in instances {
+        let start = self.s.len();
+        for (n, i) in instances.iter().enumerate() {
             let _ = write!(self.s, "<{tag}>");
-            path(
-                self,
-                i.path.as_ref().unwrap_or(&InstancePath::new(&i.class_name)),
-            );
+            match &i.path {
+                Some(p) => path(self, p),
+                None => path(self, &InstancePath::new(&i.class_name)),
+            }
             self.instance(i);
             let _ = write!(self.s, "</{tag}>");
+            if n == 0 {
+                // The others are about the size of the first (a batch is of one class): room
+                // for them at once rather than by doubling and copying the text again and again.
+                let first = self.s.len() - start;
+                self.s.reserve(first.saturating_mul(instances.len() - 1));
+            }
         }
     }
 
@@ -436,10 +443,27 @@ impl Writer {
             }
             scalar => {
                 self.s.push_str("<VALUE>");
-                if let Some(t) = scalar.to_cim_text() {
-                    self.text(&t);
-                }
+                self.scalar_text(scalar);
                 self.s.push_str("</VALUE>");
+            }
+        }
+    }
+
+    /// The escaped text of scalar `v`, written straight into the output.
+    fn scalar_text(&mut self, v: &Value) {
+        match v {
+            Value::String(s) => self.text(s),
+            Value::DateTime(d) => self.text(d.as_str()),
+            Value::Char16(c) => self.text(c.encode_utf8(&mut [0; 4])),
+            // Booleans and numbers are digits, letters, '.', '+' and '-': nothing to escape.
+            other => {
+                let start = self.s.len();
+                other.write_cim_text(&mut self.s);
+                debug_assert!(
+                    !self.s[start..].contains(['&', '<', '>', '"', '\'']),
+                    "unescaped text {:?}",
+                    &self.s[start..]
+                );
             }
         }
     }
@@ -509,19 +533,18 @@ impl Writer {
                     self.s.push_str("<KEYVALUE");
                     self.attr("VALUETYPE", other.value_type().unwrap_or("string"));
                     let (ty, text) = match other {
-                        KeyValue::String(s) => (Some(CimType::String), s.clone()),
-                        KeyValue::Boolean(b) => (
-                            Some(CimType::Boolean),
-                            if *b { "TRUE" } else { "FALSE" }.to_owned(),
-                        ),
-                        KeyValue::Numeric(n, t) => (*t, n.clone()),
-                        KeyValue::Reference(_) => (None, String::new()),
+                        KeyValue::String(s) => (Some(CimType::String), s.as_str()),
+                        KeyValue::Boolean(b) => {
+                            (Some(CimType::Boolean), if *b { "TRUE" } else { "FALSE" })
+                        }
+                        KeyValue::Numeric(n, t) => (*t, n.as_str()),
+                        KeyValue::Reference(_) => (None, ""),
                     };
                     if let Some(t) = ty {
                         self.attr("TYPE", t.xml_name());
                     }
                     self.s.push('>');
-                    self.text(&text);
+                    self.text(text);
                     self.s.push_str("</KEYVALUE>");
                 }
             }
