@@ -74,11 +74,14 @@ fn low_on_space(i: &Instance) -> bool {
 }
 
 /// How short of space pool `i` is: 0 enough, 1 at or below its LowSpaceWarningThreshold, 2 out
-/// of space (RemainingManagedSpace 0 of a non-zero TotalManagedSpace).
+/// of space (RemainingManagedSpace 0 of a non-zero TotalManagedSpace). A primordial pool is
+/// never short: its space is all given to the concrete pools (RemainingManagedSpace 0 always).
 fn space_level(i: &Instance) -> u8 {
     let total = u64_of(i, "TotalManagedSpace").unwrap_or(0);
     let free = u64_of(i, "RemainingManagedSpace").unwrap_or(0);
-    if total > 0 && free == 0 {
+    if i.get("Primordial") == Some(&Value::Boolean(true)) {
+        0
+    } else if total > 0 && free == 0 {
         2
     } else {
         u8::from(low_on_space(i))
@@ -323,6 +326,11 @@ mod tests {
         );
         let lost = pool_state(&[6, 13], 0, 0, 10);
         assert!(ids(&full, &lost).iter().all(|m| *m == "CRN1"));
+        let primordial = full.clone().with("Primordial", Value::Boolean(true));
+        assert!(
+            raised(None, &primordial).is_empty(),
+            "a primordial pool has no space of its own"
+        );
     }
 
     #[test]
