@@ -24,8 +24,6 @@ Steps:
 """
 import json
 import os
-import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -34,6 +32,11 @@ import traceback
 
 import pywbem
 from pywbem import WBEMListener, WBEMServer, WBEMSubscriptionManager
+
+# After pywbem: socket imports the standard `array`, which this directory's array.py shadows
+# (it imports pywbem, which then finds socket half made).
+import socket  # noqa: E402
+import ssl  # noqa: E402
 
 NS = "root/cairn"
 DEADLINE_SECS = 60
