@@ -133,6 +133,10 @@ impl ArrayBackend for Combined {
         self.by_volume(id)?.volume_data(id)
     }
 
+    fn space_consumed(&self, id: VolumeId) -> Result<Option<u64>> {
+        self.by_volume(id)?.space_consumed(id)
+    }
+
     fn copy_volume(
         &self,
         from: VolumeId,

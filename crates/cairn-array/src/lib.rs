@@ -101,6 +101,13 @@ pub trait ArrayBackend: Send + Sync {
         copy::mapped_bytes(self.volume_data(id)?.as_ref())
     }
 
+    /// The data bytes volume `id` is charged for (Thin Provisioning's SpaceConsumed), or `None`
+    /// when the backend does not tell. A backend that tells charges every data byte its pool
+    /// holds for volumes to exactly one of them: what one volume holds alone is its own, what
+    /// volumes share is charged once (Cairn's engine: to the oldest live volume of the family
+    /// sharing it), so a pool's charges add up to the data its volumes take.
+    fn space_consumed(&self, id: VolumeId) -> Result<Option<u64>>;
+
     /// Copies the data of `from` into `to` (same size, usually in another pool), only the mapped
     /// ranges, asking `control` before the first step and after every step. On `Completed` the
     /// target is durable. Every backend runs [`copy::copy_reported`] over its [`VolumeData`].

@@ -465,7 +465,8 @@ pub const VR_NAME: usize = VR_CREATED + 8; // [u8; VOLUME_NAME_BYTES_MAX]
 pub const VR_TAG: usize = VR_NAME + VOLUME_NAME_BYTES_MAX; // [u8; TAG_BYTES_MAX]
 pub const VR_ROOT_GEN: usize = VR_TAG + TAG_BYTES_MAX; // u64 generation of the root (v2)
 pub const VR_SHARE_EPOCH: usize = VR_ROOT_GEN + 8; // u64 epoch of the volume's last share (v3)
-pub const VR_END: usize = VR_SHARE_EPOCH + 8;
+pub const VR_FAMILY: usize = VR_SHARE_EPOCH + 8; // [u8; 16] id of the family's first volume
+pub const VR_END: usize = VR_FAMILY + 16;
 /// Fixed size of a volume record (room to grow).
 pub const VOLUME_RECORD_BYTES: usize = 640;
 const _: () = assert!(VR_END <= VOLUME_RECORD_BYTES);
@@ -502,6 +503,11 @@ pub struct VolumeRecord {
     /// from it); a mapping of the volume written in this epoch or later is exclusively the
     /// volume's. Zero before version 3.
     pub share_epoch: u64,
+    /// The volume family: the id of the volume the record's lineage began with (a plain
+    /// volume's own id; a snapshot, clone, restore or keeper tree takes its source's). Blocks
+    /// are shared only within a family. Zero in records written before the field existed (or
+    /// by a build that does not know it): those volumes make up one family, the legacy one.
+    pub family: [u8; 16],
 }
 
 impl VolumeRecord {
@@ -529,6 +535,7 @@ impl VolumeRecord {
         put_u32(b, VR_HEIGHT, self.root.height);
         put_u64(b, VR_ROOT_GEN, self.root.gen);
         put_u64(b, VR_SHARE_EPOCH, self.share_epoch);
+        b[VR_FAMILY..VR_FAMILY + 16].copy_from_slice(&self.family);
         put_u32(b, VR_LBS, self.logical_block_size);
         put_u32(b, VR_FLAGS, flags);
         put_u16(b, VR_NAME_LEN, self.name.len() as u16);
@@ -577,6 +584,8 @@ impl VolumeRecord {
             created_unix_secs: get_u64(b, VR_CREATED),
             // Zero in older records (the field was reserved).
             share_epoch: get_u64(b, VR_SHARE_EPOCH),
+            // Zero in older records (the field was reserved).
+            family: b[VR_FAMILY..VR_FAMILY + 16].try_into().expect("16 bytes"),
             name,
             tag: b[VR_TAG..VR_TAG + tag_len].to_vec(),
         })
@@ -770,6 +779,7 @@ mod tests {
             name: "vol é".into(),
             tag: vec![1, 2, 3],
             share_epoch: 7,
+            family: [3; 16],
         };
         let mut b = vec![0u8; VOLUME_RECORD_BYTES];
         r.encode(&mut b);

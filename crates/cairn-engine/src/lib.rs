@@ -35,6 +35,7 @@ mod node;
 mod pool;
 mod refcount;
 pub mod registry;
+mod space;
 mod storage;
 /// Field-level access to sealed metadata blocks for the structured fuzz target; not a stable API.
 #[doc(hidden)]
@@ -48,7 +49,7 @@ pub use check::{
     FindingKind, ProgressFn,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use pool::{validate_volume_name, Pool};
+pub use pool::{validate_volume_name, Pool, SpaceReport};
 pub use registry::{Lease, Registry};
 pub use storage::Storage;
 pub use types::{Extent, PoolInfo, PoolOptions, VolumeId, VolumeInfo, VolumeOptions};

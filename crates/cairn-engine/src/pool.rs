@@ -66,6 +66,8 @@ mod group;
 mod plan;
 mod ranges;
 mod reclaim;
+mod space;
+pub use space::SpaceReport;
 mod zero;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -144,6 +146,8 @@ pub(crate) struct State {
     /// Tombstones keeping the tree a volume had when a write-zeroes of more than one step began
     /// on it, by volume; queued for reclaim when that request ends (see `zero`).
     keepers: HashMap<VolumeId, u64>,
+    /// Every record by volume family, with the family's space figures (see `space`).
+    families: HashMap<[u8; 16], space::Family>,
     hints: HashMap<u64, u64>,
     /// See `PoolInfo::volume_changes`.
     volume_changes: u64,
@@ -481,6 +485,7 @@ impl Pool {
             let (_gate, mut st) = self.exclusive()?;
             st.commit()?;
             st.assert_tombstones_indexed();
+            st.assert_families_indexed();
             st.meta.frees_held += 1;
             (st.meta.dev.clone(), st.meta.durable.clone())
         };
@@ -646,6 +651,7 @@ impl State {
             tombstones: BTreeSet::new(),
             quarantined_count: 0,
             keepers: HashMap::new(),
+            families: HashMap::new(),
             hints: HashMap::new(),
             volume_changes: OPENINGS.fetch_add(1, Ordering::Relaxed)
                 << VOLUME_CHANGES_OPENING_SHIFT,
@@ -942,6 +948,8 @@ impl State {
     fn info(&self) -> PoolInfo {
         #[cfg(debug_assertions)]
         self.assert_tombstones_indexed();
+        #[cfg(debug_assertions)]
+        self.assert_families_indexed();
         let m = &self.meta;
         let usable = m.usable_blocks();
         PoolInfo {

@@ -137,6 +137,31 @@ impl Meta {
         Ok(freed)
     }
 
+    /// The reference counts of the allocated run `[s, s + len)`: (count, blocks) pieces that
+    /// add up to `len`, in block order.
+    pub fn rc_counts(&mut self, s: u64, len: u64) -> Result<Vec<(u32, u64)>> {
+        let e = s + len;
+        let mut out = Vec::new();
+        let mut cursor = s;
+        for (k, l, c) in self.rc_overlapping(s, e)? {
+            let (a, b) = (k.max(s), (k + l).min(e));
+            if cursor < a {
+                out.push((1, a - cursor));
+            }
+            out.push((c, b - a));
+            cursor = b;
+        }
+        if cursor < e {
+            out.push((1, e - cursor));
+        }
+        debug_assert_eq!(
+            out.iter().map(|p| p.1).sum::<u64>(),
+            len,
+            "pieces cover the run"
+        );
+        Ok(out)
+    }
+
     /// Adds one reference to each block of `[s, s + len)`.
     pub fn rc_inc(&mut self, s: u64, len: u64) -> Result<()> {
         assert!(len > 0, "incrementing an empty run at {s}");

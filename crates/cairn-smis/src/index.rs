@@ -162,7 +162,7 @@ impl VolumeIndex {
             st.reread_all = true;
         }
         st.sync(array);
-        match scope {
+        let snap = match scope {
             Scope::Pools => Snapshot::new(st.pools.iter().map(|p| view(p, Vec::new())).collect()),
             Scope::All => st.all(),
             Scope::Ids(ids) => st.only(ids.iter().copied()),
@@ -174,7 +174,8 @@ impl VolumeIndex {
                 ids.extend(st.by_source.get(&id).into_iter().flatten().copied());
                 st.only(ids.into_iter())
             }
-        }
+        };
+        snap.with_space(array)
     }
 }
 
@@ -213,7 +214,7 @@ impl VolumeIndex {
             wanted.extend(ids.iter().filter_map(of));
         }
         VolumePage {
-            snapshot: st.only(wanted.into_iter()),
+            snapshot: st.only(wanted.into_iter()).with_space(array),
             ids,
             next: last.filter(|_| more),
         }

@@ -252,6 +252,9 @@ pub struct Snapshot {
     pub pools: Vec<PoolView>,
     /// Where each volume is in `pools` (pool, volume).
     at: HashMap<VolumeId, (usize, usize)>,
+    /// The data bytes each volume is charged for, where its backend tells
+    /// ([`Snapshot::with_space`]): SpaceConsumed of its AllocatedFromStoragePool.
+    space: HashMap<VolumeId, u64>,
 }
 
 /// True for the array volumes the model shows: every visible volume, and the hidden volumes of a
@@ -310,7 +313,26 @@ impl Snapshot {
                 at.insert(v.id, (i, j));
             }
         }
-        Snapshot { pools, at }
+        Snapshot {
+            pools,
+            at,
+            space: HashMap::new(),
+        }
+    }
+
+    /// This state with the space each of its volumes consumes, as `array` tells it now (a
+    /// volume its backend reports none for, or fails to, has none).
+    pub fn with_space(mut self, array: &dyn ArrayBackend) -> Snapshot {
+        for id in self.at.keys() {
+            match array.space_consumed(*id) {
+                Ok(Some(bytes)) => {
+                    self.space.insert(*id, bytes);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!("no SpaceConsumed for volume {id}: {e}"),
+            }
+        }
+        self
     }
 
     /// No pool, no volume: what the singletons need.
@@ -335,7 +357,7 @@ impl Snapshot {
                 });
             }
         }
-        Snapshot::new(pools)
+        Snapshot::new(pools).with_space(array)
     }
 
     /// Every pool and every volume in the model, read from the backend now.
@@ -352,7 +374,7 @@ impl Snapshot {
                 PoolView { info, volumes }
             })
             .collect();
-        Snapshot::new(pools)
+        Snapshot::new(pools).with_space(array)
     }
 
     pub fn volume(&self, id: VolumeId) -> Option<(&PoolView, &Volume)> {
@@ -787,16 +809,25 @@ fn allocated(id: &Identity, snap: &Snapshot) -> Vec<Instance> {
             .with("SpaceConsumed", Value::Uint64(p.info.size_bytes))
         })
         .collect();
-    out.extend(snap.volumes().map(|(p, v)| allocated_volume(id, p, v)));
+    out.extend(
+        snap.volumes()
+            .map(|(p, v)| allocated_volume(id, snap, p, v)),
+    );
     out
 }
 
-fn allocated_volume(id: &Identity, p: &PoolView, v: &Volume) -> Instance {
-    association(
+/// A volume's AllocatedFromStoragePool: SpaceConsumed is what its pool charges it for (see
+/// `docs/smis.md`, Thin Provisioning), NULL where the backend does not tell.
+fn allocated_volume(id: &Identity, snap: &Snapshot, p: &PoolView, v: &Volume) -> Instance {
+    let a = association(
         "Cairn_AllocatedFromStoragePool",
         ("Antecedent", pool_path(&p.info.name)),
         ("Dependent", id.volume_path(v.id)),
-    )
+    );
+    match snap.space.get(&v.id) {
+        Some(&bytes) => a.with("SpaceConsumed", Value::Uint64(bytes)),
+        None => a,
+    }
 }
 
 fn system_device(id: &Identity, v: &Volume) -> Instance {
@@ -833,7 +864,9 @@ pub fn page_instances(
     Some(match class {
         0 => volumes.map(|(_, v)| volume(id, v)).collect(),
         1 => volumes.map(|(_, v)| system_device(id, v)).collect(),
-        2 => volumes.map(|(p, v)| allocated_volume(id, p, v)).collect(),
+        2 => volumes
+            .map(|(p, v)| allocated_volume(id, snap, p, v))
+            .collect(),
         _ => volumes
             .filter_map(|(_, v)| relationship(snap, v).map(|rel| synchronized(id, v, rel)))
             .collect(),

@@ -75,7 +75,14 @@ fn error_code(response: &str) -> Option<u32> {
 }
 
 fn start(dir: &std::path::Path) -> (Arc<ArrayProvider>, Indications) {
-    let storage = open_storage(dir, &[("pool0", 256 * MIB)]);
+    start_on(dir, open_storage(dir, &[("pool0", 256 * MIB)]))
+}
+
+/// The array over `storage` and its indications, kept in `dir`.
+fn start_on(
+    dir: &std::path::Path,
+    storage: Arc<cairn_engine::Storage>,
+) -> (Arc<ArrayProvider>, Indications) {
     let array = ArrayProvider::new(storage, ArrayOptions::new(SYSTEM));
     let opts = IndicationOptions {
         state_path: Some(dir.join("indications.json")),
@@ -335,5 +342,67 @@ async fn a_failing_copy_and_a_failing_pool_raise_their_alerts() {
         .expect("pool1");
     let error = Value::Array(cairn_cim::CimType::Uint16, vec![Value::Uint16(6)]);
     assert_eq!(failed.get("OperationalStatus"), Some(&error));
+    ind.stop();
+}
+
+/// A pool out of space when the daemon starts: its alert (SNIA DRM29) reaches the subscription
+/// kept across the restart once, before a volume made after start-up is reported, and no other
+/// alert comes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_out_of_space_at_start_up_raises_drm29_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let url = listener(tx).await;
+    let pools = [("pool0", 64 * MIB)];
+    {
+        let storage = open_storage(dir.path(), &pools);
+        let (array, ind) = start_on(dir.path(), storage.clone());
+        let server = ind.cim_server(&array);
+        let vols = "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA CIM_StorageVolume";
+        for r in [
+            create(
+                &server,
+                &filter("alerts", "SELECT * FROM CIM_AlertIndication", "WQL"),
+            ),
+            create(&server, &filter("vols", vols, "WQL")),
+            create(&server, &destination("lis", &url)),
+            create(&server, &subscription("alerts", "lis")),
+            create(&server, &subscription("vols", "lis")),
+        ] {
+            assert_eq!(error_code(&r), None, "{r}");
+        }
+        ind.stop();
+        let v = array
+            .array()
+            .create_volume("pool0", "filler", 512 * MIB, &VolumeSpec::default())
+            .expect("filler");
+        let (pool, _) = storage
+            .find_volume_by_id(cairn_engine::VolumeId(v.id.0))
+            .expect("engine volume");
+        // Mebibytes, then blocks, until a write finds no room (a commit frees nothing: there
+        // is no overwrite).
+        let id = cairn_engine::VolumeId(v.id.0);
+        let mut at = 0;
+        for chunk in [MIB, cairn_engine::BLOCK_SIZE] {
+            let data = provider_common::pattern(3, chunk as usize);
+            while pool.write(id, at, &data).is_ok() {
+                at += chunk;
+            }
+        }
+        pool.flush().expect("flush");
+        assert_eq!(pool.info().data_bytes_free, 0, "the pool is full");
+        storage.close().expect("close");
+    }
+    let (array, ind) = start_on(dir.path(), open_storage(dir.path(), &pools));
+    let mut got = receive_until(&mut rx, |got| !got.is_empty()).await;
+    // Made once the start-up alerts are out: its creation comes after anything queued before.
+    array
+        .array()
+        .create_volume("pool0", "marker", MIB, &VolumeSpec::default())
+        .expect("a volume needs metadata only");
+    got.extend(receive_until(&mut rx, |got| got.iter().any(|b| b.contains("marker"))).await);
+    let alerts: Vec<_> = got.iter().filter_map(|b| message_id(b)).collect();
+    assert_eq!(alerts, ["DRM29"], "{got:#?}");
+    assert!(got[0].contains("CAIRN:POOL:pool0"), "{}", got[0]);
     ind.stop();
 }

@@ -276,6 +276,13 @@ impl ArrayBackend for EngineArray {
         }))
     }
 
+    fn space_consumed(&self, id: VolumeId) -> Result<Option<u64>> {
+        let (pool, _) = self.holder(id)?;
+        pool.space_consumed(engine_id(id))
+            .map(Some)
+            .map_err(from_engine)
+    }
+
     fn copy_volume(
         &self,
         from: VolumeId,

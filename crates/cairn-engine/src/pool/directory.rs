@@ -154,6 +154,7 @@ impl Pool {
             let rec = st.vols.get_mut(&seq).expect("indexed");
             rec.flags |= VF_DELETING | VF_HIDDEN;
             rec.name.clear();
+            st.family_touch(seq);
             st.index_record(seq);
             st.dirty_vols.insert(seq);
             st.hints.remove(&seq);
@@ -249,6 +250,7 @@ impl Pool {
             src.root,
         );
         rec.tag = opts.tag;
+        rec.family = src.family;
         let info = info_of(&rec);
         st.add_record(rec);
         st.commit_change(change)?;
@@ -285,15 +287,22 @@ impl Pool {
                 st.meta_in_change(&mut change, |meta| meta.rc_inc(snap.root.addr, 1))?;
             }
             if old_root.addr != 0 {
-                let tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
+                let mut tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
+                tomb.family = st.vols[&vseq].family;
                 let seq = st.next_seq - 1;
                 st.vols.insert(seq, tomb);
+                st.family_join(seq);
                 st.index_tombstone(seq);
                 st.dirty_vols.insert(seq);
             }
+            // The volume shares the snapshot's blocks from here, and no longer its old tree's
+            // (its tombstone keeps the old family): it joins the snapshot's family.
+            st.family_leave(vseq);
             let rec = st.vols.get_mut(&vseq).expect("indexed");
             rec.root = snap.root;
             rec.size_bytes = snap.size_bytes;
+            rec.family = snap.family;
+            st.family_join(vseq);
             st.dirty_vols.insert(vseq);
             st.hints.remove(&vseq);
             st.volume_changes += 1;
@@ -354,6 +363,7 @@ impl State {
             }
             let tombstone = rec.deleting();
             self.vols.insert(seq, rec);
+            self.family_join(seq);
             if tombstone {
                 self.index_tombstone(seq);
             }
@@ -413,6 +423,8 @@ impl State {
             tag: Vec::new(),
             // No mapping the volume holds is older than it.
             share_epoch: self.meta.share_epoch,
+            // A family of its own; a record made from another volume's tree takes that one's.
+            family: id,
         }
     }
 
@@ -421,6 +433,7 @@ impl State {
         debug_assert!(!rec.deleting(), "a new record is live");
         let before = self.vols.insert(seq, rec);
         assert!(before.is_none(), "record {seq} is new");
+        self.family_join(seq);
         self.index_record(seq);
         self.dirty_vols.insert(seq);
         self.volume_changes += 1;
@@ -497,13 +510,17 @@ impl State {
         }
         for seq in change.next_seq..self.next_seq {
             self.unindex_record(seq);
+            self.family_leave(seq);
             self.vols.remove(&seq);
             self.dirty_vols.remove(&seq);
             self.hints.remove(&seq);
         }
         for s in change.saved {
             self.unindex_record(s.seq);
+            // Its family too may have changed (a restore).
+            self.family_leave(s.seq);
             self.vols.insert(s.seq, s.rec);
+            self.family_join(s.seq);
             self.index_record(s.seq);
             if !s.dirty {
                 self.dirty_vols.remove(&s.seq);
@@ -583,12 +600,16 @@ impl State {
         self.meta.share_epoch = epoch;
         for &seq in seqs {
             self.vols.get_mut(&seq).expect("indexed").share_epoch = epoch;
+            self.family_touch(seq);
             self.dirty_vols.insert(seq);
         }
         Ok(())
     }
 
+    /// Sets the root of record `seq`, after any change of its tree (a root changed in place in
+    /// the open transaction keeps its address).
     pub(super) fn set_root(&mut self, seq: u64, root: Root) {
+        self.family_touch(seq);
         let rec = self.vols.get_mut(&seq).expect("indexed");
         if rec.root != root {
             rec.root = root;

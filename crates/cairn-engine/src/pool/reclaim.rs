@@ -128,6 +128,7 @@ impl State {
         );
         if left.addr == 0 {
             self.tombstones.remove(&seq);
+            self.family_leave(seq);
             self.vols.remove(&seq);
             self.dirty_vols.remove(&seq);
             self.removed_vols.insert(seq);
@@ -157,6 +158,7 @@ impl State {
             "a quarantined tombstone is never reclaimed again"
         );
         rec.flags |= VF_QUARANTINED;
+        self.family_touch(seq);
         let queued = self.tombstones.remove(&seq);
         assert!(queued, "a quarantined tombstone was queued for reclaim");
         self.quarantined_count += 1;

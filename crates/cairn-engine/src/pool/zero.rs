@@ -307,14 +307,16 @@ impl State {
     /// Keeps volume `seq`'s tree in a new tombstone, not queued for reclaim yet.
     fn add_keeper(&mut self, seq: u64) {
         let rec = &self.vols[&seq];
-        let (id, root) = (VolumeId(rec.id), rec.root);
+        let (id, root, family) = (VolumeId(rec.id), rec.root, rec.family);
         assert!(
             root.addr != 0,
             "a write-zeroes of many steps has a tree to keep"
         );
-        let keeper = self.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, root);
+        let mut keeper = self.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, root);
+        keeper.family = family;
         let k = self.next_seq - 1;
         self.vols.insert(k, keeper);
+        self.family_join(k);
         self.dirty_vols.insert(k);
         let before = self.keepers.insert(id, k);
         assert!(
@@ -327,6 +329,7 @@ impl State {
     fn drop_keeper(&mut self, seq: u64) {
         let id = VolumeId(self.vols[&seq].id);
         let k = self.keepers.remove(&id).expect("the keeper just added");
+        self.family_leave(k);
         self.vols.remove(&k);
         self.dirty_vols.remove(&k);
     }

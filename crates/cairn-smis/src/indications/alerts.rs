@@ -3,20 +3,26 @@
 //! | condition (state seen before → now) | OwningEntity, MessageID | AlertType | PerceivedSeverity | ProbableCause |
 //! |---|---|---|---|---|
 //! | a pool's RemainingManagedSpace falls to or below TotalManagedSpace × LowSpaceWarningThreshold / 100 | SNIA, DRM28 | 5 Device Alert | 4 Minor | 52 Threshold Crossed |
-//! | it goes back above (or the threshold is lowered past it) | SNIA, DRM30 | 5 Device Alert | 2 Information | 52 Threshold Crossed |
+//! | a pool's RemainingManagedSpace falls to 0 (out of space: writes fail) | SNIA, DRM29 | 5 Device Alert | 5 Major | 33 Out of Memory |
+//! | it goes back above the threshold (or the threshold is lowered past it) | SNIA, DRM30 | 5 Device Alert | 2 Information | 52 Threshold Crossed |
 //! | a pool's OperationalStatus gains 6 Error: Lost Communication (13) | CAIRN, CRN1 | 2 Communications Alert | 6 Critical | 7 Communications Subsystem Failure |
 //! | … or a failure of the pool itself (engine) | CAIRN, CRN1 | 5 Device Alert | 6 Critical | 16 Equipment Malfunction |
 //! | the pool is OK again | CAIRN, CRN2 | as its failure | 2 Information | as its failure |
 //! | a job reaches JobState 10 Exception | CAIRN, CRN3 | 4 Processing Error | 5 Major | 1 Other (ProbableCauseDescription = ErrorDescription) |
 //!
-//! DRM28 and DRM30 are the SNIA messages "capacity in use nearing available limit" and
-//! "capacity condition cleared" of thin provisioned pools (MessageArguments "Pool", the PoolID);
-//! the CRN messages are Cairn's own (MessageArguments: the PoolID, or the job's InstanceID).
+//! DRM28, DRM29 and DRM30 are the SNIA messages "capacity in use nearing available limit",
+//! "capacity in use exceeded available limit" and "capacity condition cleared" of thin
+//! provisioned pools (MessageArguments "Pool", the PoolID); the CRN messages are Cairn's own
+//! (MessageArguments: the PoolID, or the job's InstanceID).
 //!
 //! Invariants: an alert is raised by a transition only, never by a state seen again, so each
-//! crossing raises one alert; the space threshold is not judged while either state is failed (a
-//! pool out of reach reports no space, which is not "space available again"); a threshold of 0
-//! raises no space alert.
+//! crossing raises one alert: space goes by level (enough, low, out), a rise raises the new
+//! level's alert (DRM28 or DRM29, even when the low level was skipped between two readings), a
+//! return to enough raises DRM30, a fall from out to low raises none; the space levels are not
+//! judged while either state is failed (a pool out of reach reports no space, which is not
+//! "space available again"); a threshold of 0 raises no low-space alert (out of space still
+//! raises DRM29). A pool first seen (at start-up, or a pool that appears) is judged against a
+//! reached pool with its space free, so a condition already true then raises its alert once.
 
 use cairn_cim::{CimDateTime, CimType, Instance, Value};
 
@@ -67,13 +73,38 @@ fn low_on_space(i: &Instance) -> bool {
         && u128::from(free) * 100 <= u128::from(total) * u128::from(threshold)
 }
 
+/// How short of space pool `i` is: 0 enough, 1 at or below its LowSpaceWarningThreshold, 2 out
+/// of space (RemainingManagedSpace 0 of a non-zero TotalManagedSpace). A primordial pool is
+/// never short: its space is all given to the concrete pools (RemainingManagedSpace 0 always).
+fn space_level(i: &Instance) -> u8 {
+    let total = u64_of(i, "TotalManagedSpace").unwrap_or(0);
+    let free = u64_of(i, "RemainingManagedSpace").unwrap_or(0);
+    if i.get("Primordial") == Some(&Value::Boolean(true)) {
+        0
+    } else if total > 0 && free == 0 {
+        2
+    } else {
+        u8::from(low_on_space(i))
+    }
+}
+
+/// The state a pool first seen is judged from: reached, with no space figure (so enough space).
+fn fresh_pool(now: &Instance) -> Instance {
+    Instance::new(POOL_CLASS)
+        .with("PoolID", Value::string(text_of(now, "PoolID")))
+        .with("OperationalStatus", crate::model::u16s(&[2]))
+}
+
 /// The alerts the change of an object from `before` (`None`: first seen) to `now` raises.
 pub(crate) fn raised(before: Option<&Instance>, now: &Instance) -> Vec<Alert> {
     let class = now.class_name.as_str();
     if class.eq_ignore_ascii_case(JOB_CLASS) {
         job(before, now).into_iter().collect()
     } else if class.eq_ignore_ascii_case(POOL_CLASS) {
-        before.map(|b| pool(b, now)).unwrap_or_default()
+        match before {
+            Some(b) => pool(b, now),
+            None => pool(&fresh_pool(now), now),
+        }
     } else {
         Vec::new()
     }
@@ -118,19 +149,18 @@ fn pool(before: &Instance, now: &Instance) -> Vec<Alert> {
         arguments: vec![id.clone()],
         cause_description: None,
     };
-    let space = |severity, message_id, message: String| Alert {
+    let space = |severity, message_id, message: String, cause: u16, description: &str| Alert {
         owning_entity: "SNIA",
         message_id,
         alert_type: 5,
         severity,
-        probable_cause: 52,
+        probable_cause: cause,
         message,
         arguments: vec!["Pool".to_owned(), id.clone()],
-        cause_description: Some(
-            "Pool at low space warning threshold: RemainingManagedSpace/TotalManagedSpace"
-                .to_owned(),
-        ),
+        cause_description: Some(description.to_owned()),
     };
+    const LOW: &str =
+        "Pool at low space warning threshold: RemainingManagedSpace/TotalManagedSpace";
     match (failed(before), failed(now)) {
         (false, true) => {
             let what = if lost(now) {
@@ -147,16 +177,27 @@ fn pool(before: &Instance, now: &Instance) -> Vec<Alert> {
             kind(before),
         )],
         (true, true) => Vec::new(),
-        (false, false) => match (low_on_space(before), low_on_space(now)) {
-            (false, true) => vec![space(
+        (false, false) => match (space_level(before), space_level(now)) {
+            (0, 1) => vec![space(
                 4,
                 "DRM28",
                 format!("Thin provisioned Pool with identifier {id} capacity in use nearing available limit"),
+                52,
+                LOW,
             )],
-            (true, false) => vec![space(
+            (0 | 1, 2) => vec![space(
+                5,
+                "DRM29",
+                format!("Thin provisioned Pool with identifier {id} capacity in use exceeded available limit"),
+                33,
+                "No remaining space in storage pool",
+            )],
+            (1 | 2, 0) => vec![space(
                 2,
                 "DRM30",
                 format!("Thin provisioned Pool with identifier {id} capacity condition cleared"),
+                52,
+                LOW,
             )],
             _ => Vec::new(),
         },
@@ -245,7 +286,51 @@ mod tests {
             ),
             (5, 6, 16)
         );
-        assert!(raised(None, &low).is_empty());
+        let first = |i: &Instance| -> Vec<&'static str> {
+            raised(None, i).iter().map(|a| a.message_id).collect()
+        };
+        assert_eq!(first(&low), ["DRM28"], "low when first seen");
+        assert!(first(&ok).is_empty());
+        assert_eq!(first(&lost), ["CRN1"], "out of reach when first seen");
+    }
+
+    #[test]
+    fn out_of_space_raises_drm29_once_per_crossing() {
+        let ok = pool_state(&[2], 100, 50, 10);
+        let low = pool_state(&[2], 100, 10, 10);
+        let full = pool_state(&[2], 100, 0, 10);
+        assert_eq!(ids(&low, &full), ["DRM29"]);
+        assert_eq!(
+            ids(&ok, &full),
+            ["DRM29"],
+            "the low level skipped between readings"
+        );
+        assert!(ids(&full, &full).is_empty());
+        assert!(ids(&full, &low).is_empty(), "still low: nothing cleared");
+        assert_eq!(ids(&full, &ok), ["DRM30"]);
+        let no_threshold = pool_state(&[2], 100, 0, 0);
+        assert_eq!(ids(&pool_state(&[2], 100, 50, 0), &no_threshold), ["DRM29"]);
+        let alert = &raised(Some(&low), &full)[0];
+        assert_eq!(
+            (alert.alert_type, alert.severity, alert.probable_cause),
+            (5, 5, 33)
+        );
+        assert_eq!(alert.arguments, ["Pool", "p"]);
+        assert_eq!(
+            raised(None, &full)
+                .iter()
+                .map(|a| a.message_id)
+                .collect::<Vec<_>>(),
+            ["DRM29"],
+            "out of space when first seen"
+        );
+        let lost = pool_state(&[6, 13], 0, 0, 10);
+        assert!(ids(&full, &lost).iter().all(|m| *m == "CRN1"));
+        let primordial = full.clone().with("Primordial", Value::Boolean(true));
+        assert!(
+            raised(None, &primordial).is_empty(),
+            "a primordial pool has no space of its own"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! classes (hardware IDs, masking groups, views' SCSIProtocolControllers and their
 //! ProtocolControllerForUnits) after each host-access method, and `CIM_AlertIndication`
 //! (see [`crate::indications::alerts`]) when a pool fails or comes back, when its remaining space
-//! crosses its LowSpaceWarningThreshold (either way) and when a job ends in Exception. The pools
+//! crosses its LowSpaceWarningThreshold (either way) or runs out, and when a job ends in
+//! Exception; a pool condition already true at start-up raises its alert once then. The pools
 //! are read after their change events and every [`INDICATION_POOL_POLL_INTERVAL`] besides (host
 //! writes and failures come with no event). Each indication is matched against every enabled
 //! subscription's filter and queued for its destination.
@@ -190,6 +191,7 @@ fn changed(a: &Instance, b: &Instance, watched: &[&str]) -> bool {
 impl Worker {
     fn run(&mut self, rx: Receiver<Signal>) {
         self.scan(POOL_CLASS, "P:", &POOL_WATCHED, false);
+        self.startup_alerts();
         self.scan(VOLUME_CLASS, "V:", &VOLUME_WATCHED, false);
         self.scan(JOB_CLASS, "J:", &JOB_WATCHED, false);
         self.scan(SYNC_CLASS, "S:", &SYNC_WATCHED, false);
@@ -321,6 +323,20 @@ impl Worker {
             }
             (Some(b), None) => self.emit("CIM_InstDeletion", b, None),
             _ => {}
+        }
+    }
+
+    /// Raises the alerts of the pool conditions already true at start-up (a pool failed, out of
+    /// reach, low on or out of space), once each: the pools are judged as first seen.
+    fn startup_alerts(&mut self) {
+        let pools: Vec<Instance> = self
+            .seen
+            .iter()
+            .filter(|(k, _)| k.starts_with("P:"))
+            .map(|(_, i)| i.clone())
+            .collect();
+        for pool in pools {
+            self.alerts(None, &pool);
         }
     }
 
