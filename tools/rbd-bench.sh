@@ -65,7 +65,7 @@ trap cleanup EXIT
 start_server() {
     cat >"$DIR/cairn.toml" <<EOF
 [listen]
-smis_http = ""
+smis_http = "127.0.0.1:0"
 smis_https = ""
 iscsi = ""
 nbd = "127.0.0.1:$PORT"

@@ -26,8 +26,8 @@
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::AlignedBuf;
 use crate::naa::{naa_designator, naa_name, NAA_DESIGNATOR_BYTES};
+use crate::AlignedBuf;
 
 /// An export as a host sees it, before or after it is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +88,9 @@ impl Io {
             Io::Read { offset, buf } => (*offset, buf.len() as u64, true),
             Io::Write { offset, data } => (*offset, data.len() as u64, true),
             Io::Flush => (0, 0, false),
-            Io::Trim { offset, len } | Io::WriteZeroes { offset, len, .. } => (*offset, *len, false),
+            Io::Trim { offset, len } | Io::WriteZeroes { offset, len, .. } => {
+                (*offset, *len, false)
+            }
         }
     }
 

@@ -329,7 +329,13 @@ impl Image {
             Io::Trim { offset, len } => (Op::Discard, *offset, *len),
             Io::WriteZeroes { offset, len, .. } => (Op::WriteZeroes, *offset, *len),
         };
-        let thick = matches!(io, Io::WriteZeroes { how: Zeroing::Allocate, .. });
+        let thick = matches!(
+            io,
+            Io::WriteZeroes {
+                how: Zeroing::Allocate,
+                ..
+            }
+        );
         let mut flight = Box::new(Flight {
             op,
             offset,
@@ -344,7 +350,10 @@ impl Image {
             }
         }
         // The heap bytes of the buffer stay put while the box (and the buffer in it) moves.
-        let data = flight.buf.as_mut().map_or(std::ptr::null_mut(), |b| b.as_mut_ptr());
+        let data = flight
+            .buf
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |b| b.as_mut_ptr());
         let arg = Box::into_raw(flight).cast::<c_void>();
         let mut c: ffi::RbdCompletionT = std::ptr::null_mut();
         // SAFETY: `arg` is a leaked `Box<Flight>` that `on_complete` takes back; `c` is written.
