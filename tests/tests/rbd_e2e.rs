@@ -11,7 +11,7 @@ use std::process::Command;
 
 use cairn_rbd::exports::RbdExports;
 use cairn_rbd::ConnectOptions;
-use cairn_tests::{test_config, Daemon};
+use cairn_tests::{ceph, test_config, Daemon};
 
 const MIB: usize = 1 << 20;
 const SIZE_BYTES: usize = 16 * MIB;
@@ -280,17 +280,29 @@ fn nbd_exchange(s: &mut std::net::TcpStream, wire: &[u8], n: u64, data_len: usiz
     }
 }
 
+/// The RADOS pool of the test below: its own, so that no other test's daemon, starting meanwhile,
+/// takes the image it is making for a half-made one.
+const AIO_POOL: &str = "rbd-aio-e2e";
+
 #[test]
 fn many_nbd_requests_in_flight_land_right_and_dropped_connections_harm_nothing() {
     const N: u64 = 200;
     let dir = tempfile::tempdir().expect("tempdir");
-    let exports = exports();
+    ceph::ensure_pool(AIO_POOL);
+    let opts = ConnectOptions {
+        conf_path: ceph_conf(),
+        client_name: "admin".into(),
+        keyring_path: None,
+        op_timeout_s: cairn_rbd::limits::OP_TIMEOUT_S,
+    };
+    let exports = RbdExports::connect(&opts, AIO_POOL).expect("connect to the test cluster");
     let name = unique("aio");
     exports
         .create_volume(&name, SIZE_BYTES as u64)
         .expect("create through the safe layer");
     let image = exports.image_name(&name).expect("image name");
-    let daemon = daemon(dir.path());
+    let config = test_config(&ceph::pool_config("ceph-rbd", AIO_POOL));
+    let daemon = Daemon::start(&dir.path().join("data"), &config).expect("cairn serve starts");
     let nbd = daemon.listen.nbd.expect("NBD listener");
 
     let (writes, reads) = scattered_round_trip(N);
@@ -316,7 +328,10 @@ fn many_nbd_requests_in_flight_land_right_and_dropped_connections_harm_nothing()
 
     // What Ceph sees is what was written.
     let exported = dir.path().join("exported.raw");
-    rbd(&["export", &image, exported.to_str().expect("utf-8 path")]);
+    ceph::rbd(
+        AIO_POOL,
+        &["export", &image, exported.to_str().expect("utf-8 path")],
+    );
     let got = std::fs::read(&exported).expect("read export");
     for i in 0..N {
         let at = scattered(i) as usize;
