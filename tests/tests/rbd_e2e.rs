@@ -11,7 +11,7 @@ use std::process::Command;
 
 use cairn_rbd::exports::RbdExports;
 use cairn_rbd::ConnectOptions;
-use cairn_tests::{test_config, Daemon};
+use cairn_tests::{ceph, test_config, Daemon};
 
 const MIB: usize = 1 << 20;
 const SIZE_BYTES: usize = 16 * MIB;
@@ -188,4 +188,160 @@ fn rbd_volume_over_nbd_matches_what_ceph_sees_both_ways() {
     daemon.stop().expect("daemon stops");
     exports.delete_volume(&name).expect("delete");
     exports.delete_volume(&rev).expect("delete reverse");
+}
+
+/// NBD commands and magics of the raw client below (the NBD protocol specification).
+const NBD_CMD_READ: u16 = 0;
+const NBD_CMD_WRITE: u16 = 1;
+const NBD_CMD_FLUSH: u16 = 3;
+const NBD_REQUEST_MAGIC: u32 = 0x2560_9513;
+const NBD_SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+
+/// A raw NBD connection to `export`, negotiated with NBD_OPT_EXPORT_NAME (simple replies).
+fn nbd_connect(addr: std::net::SocketAddr, export: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let mut greeting = [0u8; 18];
+    s.read_exact(&mut greeting).expect("greeting");
+    assert_eq!(&greeting[..8], b"NBDMAGIC");
+    // Fixed newstyle, no zeroes.
+    s.write_all(&3u32.to_be_bytes()).expect("flags");
+    let mut opt = b"IHAVEOPT".to_vec();
+    opt.extend_from_slice(&1u32.to_be_bytes());
+    opt.extend_from_slice(&(export.len() as u32).to_be_bytes());
+    opt.extend_from_slice(export.as_bytes());
+    s.write_all(&opt).expect("export name");
+    let mut info = [0u8; 10];
+    s.read_exact(&mut info).expect("export info");
+    s
+}
+
+/// Appends one request (and its payload) to `wire`.
+fn nbd_request(
+    wire: &mut Vec<u8>,
+    command: u16,
+    cookie: u64,
+    offset: u64,
+    payload: &[u8],
+    len: u32,
+) {
+    wire.extend_from_slice(&NBD_REQUEST_MAGIC.to_be_bytes());
+    wire.extend_from_slice(&0u16.to_be_bytes());
+    wire.extend_from_slice(&command.to_be_bytes());
+    wire.extend_from_slice(&cookie.to_be_bytes());
+    wire.extend_from_slice(&offset.to_be_bytes());
+    wire.extend_from_slice(&len.to_be_bytes());
+    wire.extend_from_slice(payload);
+}
+
+/// Reads one simple reply: its cookie, and `data_len` bytes of data if it succeeded.
+fn nbd_reply(s: &mut std::net::TcpStream, data_len: usize) -> (u64, Vec<u8>) {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    s.read_exact(&mut head).expect("reply");
+    let be32 = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes"));
+    assert_eq!(be32(&head[..4]), NBD_SIMPLE_REPLY_MAGIC);
+    let cookie = u64::from_be_bytes(head[8..].try_into().expect("8 bytes"));
+    assert_eq!(be32(&head[4..8]), 0, "request {cookie} failed");
+    let mut data = vec![0u8; data_len];
+    s.read_exact(&mut data).expect("read data");
+    (cookie, data)
+}
+
+/// Distinct 4 KiB blocks scattered over the first 16 MiB (37 is prime to 4096).
+fn scattered(i: u64) -> u64 {
+    (i * 37 % 4096) * 4096
+}
+
+/// `n` writes of `pattern(4096, i)` to `scattered(i)`, then `n` reads of the same blocks.
+fn scattered_round_trip(n: u64) -> (Vec<u8>, Vec<u8>) {
+    let (mut writes, mut reads) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let data = pattern(4096, i as u8);
+        nbd_request(&mut writes, NBD_CMD_WRITE, i, scattered(i), &data, 4096);
+        nbd_request(&mut reads, NBD_CMD_READ, i, scattered(i), &[], 4096);
+    }
+    (writes, reads)
+}
+
+/// Sends `wire` whole, then checks its `n` replies (each cookie once, read data the pattern).
+fn nbd_exchange(s: &mut std::net::TcpStream, wire: &[u8], n: u64, data_len: usize) {
+    std::io::Write::write_all(s, wire).expect("requests");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..n {
+        let (cookie, data) = nbd_reply(s, data_len);
+        assert!(seen.insert(cookie), "cookie {cookie} answered twice");
+        if data_len > 0 {
+            assert!(
+                data == pattern(4096, cookie as u8),
+                "block {cookie} read back wrong"
+            );
+        }
+    }
+}
+
+/// The RADOS pool of the test below: its own, so that no other test's daemon, starting meanwhile,
+/// takes the image it is making for a half-made one.
+const AIO_POOL: &str = "rbd-aio-e2e";
+
+#[test]
+fn many_nbd_requests_in_flight_land_right_and_dropped_connections_harm_nothing() {
+    const N: u64 = 200;
+    let dir = tempfile::tempdir().expect("tempdir");
+    ceph::ensure_pool(AIO_POOL);
+    let opts = ConnectOptions {
+        conf_path: ceph_conf(),
+        client_name: "admin".into(),
+        keyring_path: None,
+        op_timeout_s: cairn_rbd::limits::OP_TIMEOUT_S,
+    };
+    let exports = RbdExports::connect(&opts, AIO_POOL).expect("connect to the test cluster");
+    let name = unique("aio");
+    exports
+        .create_volume(&name, SIZE_BYTES as u64)
+        .expect("create through the safe layer");
+    let image = exports.image_name(&name).expect("image name");
+    let config = test_config(&ceph::pool_config("ceph-rbd", AIO_POOL));
+    let daemon = Daemon::start(&dir.path().join("data"), &config).expect("cairn serve starts");
+    let nbd = daemon.listen.nbd.expect("NBD listener");
+
+    let (writes, reads) = scattered_round_trip(N);
+    let mut c = nbd_connect(nbd, &name);
+    nbd_exchange(&mut c, &writes, N, 0);
+    let mut flush = Vec::new();
+    nbd_request(&mut flush, NBD_CMD_FLUSH, 0, 0, &[], 0);
+    nbd_exchange(&mut c, &flush, 1, 0);
+    nbd_exchange(&mut c, &reads, N, 4096);
+
+    // Connections dropped with their requests in flight: the replies land after them.
+    for _ in 0..4 {
+        let mut d = nbd_connect(nbd, &name);
+        std::io::Write::write_all(&mut d, &writes).expect("writes");
+        std::io::Write::write_all(&mut d, &reads).expect("reads");
+        drop(d);
+    }
+    nbd_exchange(&mut c, &reads, N, 4096);
+    drop(c);
+    let mut e = nbd_connect(nbd, &name);
+    nbd_exchange(&mut e, &reads, N, 4096);
+    drop(e);
+
+    // What Ceph sees is what was written.
+    let exported = dir.path().join("exported.raw");
+    ceph::rbd(
+        AIO_POOL,
+        &["export", &image, exported.to_str().expect("utf-8 path")],
+    );
+    let got = std::fs::read(&exported).expect("read export");
+    for i in 0..N {
+        let at = scattered(i) as usize;
+        assert!(
+            got[at..at + 4096] == pattern(4096, i as u8)[..],
+            "block {i} in Ceph"
+        );
+    }
+    // Every request called back: the images close and the daemon exits cleanly.
+    let status = daemon.stop().expect("stop");
+    assert!(status.success(), "{status:?}");
+    exports.delete_volume(&name).expect("delete");
 }

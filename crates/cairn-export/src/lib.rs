@@ -7,7 +7,8 @@
 //!   into a [`Volume`]; a [`Listing`] says whether a backend could not be reached;
 //! - [`Volume`]: an opened volume serving read, write (with FUA), flush, trim, write-zeroes and
 //!   block status, and telling its size, read-only state, logical block size, 128-bit id and
-//!   NAA identity;
+//!   NAA identity; optionally an [`AsyncVolume`] side that completes [`Io`] requests by
+//!   calling back, for backends that complete by themselves (Ceph RBD);
 //! - [`Error`]: the one error type, whose [`ErrorKind`] a protocol maps to its own codes (errno,
 //!   SCSI sense) once, at its edge;
 //! - [`access`]: the host access model (masking views of initiator, target-port and device
@@ -45,4 +46,6 @@ pub use cairn_engine::registry::{Deletion, Lease, NameClaim, Registry};
 pub use cairn_io::AlignedBuf;
 pub use error::{Error, ErrorKind, Result};
 pub use naa::{naa_designator, naa_name, NAA_DESIGNATOR_BYTES};
-pub use volume::{Exports, Listing, Run, Volume, VolumeInfo, Zeroing};
+pub use volume::{
+    AsyncVolume, Declined, Exports, Io, IoDone, Listing, OnDone, Run, Volume, VolumeInfo, Zeroing,
+};

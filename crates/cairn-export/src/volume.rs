@@ -1,6 +1,10 @@
 //! The export traits: the set of volumes a host may open, and an opened volume.
 //!
-//! Methods are synchronous (the engine is); an async server calls them on a blocking pool.
+//! Methods are synchronous (the engine is); an async server calls them on a blocking pool. A
+//! volume whose backend completes requests by itself (Ceph RBD) may also offer an
+//! [`AsyncVolume`] ([`Volume::asynchronous`]): the server then puts reads, writes, flushes, trims
+//! and zeroings in flight from its own task and is called back when each completes, with no
+//! blocking thread per request.
 //! Offsets and lengths are in bytes. A request must be a whole number of logical blocks
 //! ([`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) otherwise), stay inside
 //! the volume ([`ErrorKind::OutOfRange`](crate::ErrorKind::OutOfRange) otherwise) and move at
@@ -21,8 +25,9 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::naa::{naa_designator, naa_name, NAA_DESIGNATOR_BYTES};
+use crate::AlignedBuf;
 
 /// An export as a host sees it, before or after it is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +67,104 @@ pub enum Zeroing {
     Allocate,
 }
 
+/// One request for an [`AsyncVolume`]; the buffer it carries comes back in its [`IoDone`].
+pub enum Io {
+    /// Fills `buf` whole from `offset`.
+    Read { offset: u64, buf: AlignedBuf },
+    /// Writes `data` at `offset`, without FUA (a FUA write goes through [`Volume::write`]).
+    Write { offset: u64, data: AlignedBuf },
+    /// [`Volume::flush`].
+    Flush,
+    /// [`Volume::trim`].
+    Trim { offset: u64, len: u64 },
+    /// [`Volume::write_zeroes`].
+    WriteZeroes { offset: u64, len: u64, how: Zeroing },
+}
+
+impl Io {
+    /// The byte range the request covers and whether it moves data: `(offset, len, transfer)`.
+    pub fn span(&self) -> (u64, u64, bool) {
+        match self {
+            Io::Read { offset, buf } => (*offset, buf.len() as u64, true),
+            Io::Write { offset, data } => (*offset, data.len() as u64, true),
+            Io::Flush => (0, 0, false),
+            Io::Trim { offset, len } | Io::WriteZeroes { offset, len, .. } => {
+                (*offset, *len, false)
+            }
+        }
+    }
+
+    /// Runs the request through the blocking methods of `volume` (for a request an
+    /// [`AsyncVolume`] could not start at once, run on a blocking thread).
+    pub fn run(self, volume: &dyn Volume) -> IoDone {
+        match self {
+            Io::Read { offset, mut buf } => {
+                let result = volume.read(offset, &mut buf);
+                IoDone::new(Some(buf), result)
+            }
+            Io::Write { offset, data } => {
+                let result = volume.write(offset, &data, false);
+                IoDone::new(Some(data), result)
+            }
+            Io::Flush => IoDone::new(None, volume.flush()),
+            Io::Trim { offset, len } => IoDone::new(None, volume.trim(offset, len)),
+            Io::WriteZeroes { offset, len, how } => {
+                IoDone::new(None, volume.write_zeroes(offset, len, how))
+            }
+        }
+    }
+
+    /// The buffer the request carries, if any.
+    pub fn into_buf(self) -> Option<AlignedBuf> {
+        match self {
+            Io::Read { buf, .. } => Some(buf),
+            Io::Write { data, .. } => Some(data),
+            Io::Flush | Io::Trim { .. } | Io::WriteZeroes { .. } => None,
+        }
+    }
+}
+
+/// How an [`Io`] ended: its buffer back (the data read, or the payload written) and its result.
+/// A read's buffer holds data only if `result` is `Ok`.
+pub struct IoDone {
+    pub buf: Option<AlignedBuf>,
+    pub result: Result<()>,
+}
+
+impl IoDone {
+    pub fn new(buf: Option<AlignedBuf>, result: Result<()>) -> IoDone {
+        IoDone { buf, result }
+    }
+
+    /// A request that panicked below: an I/O error (its buffer is lost).
+    pub fn internal_error() -> IoDone {
+        IoDone::new(None, Err(Error::new(ErrorKind::Io, "internal error")))
+    }
+}
+
+/// What runs when an [`Io`] completes: exactly once, on whichever thread completed it.
+pub type OnDone = Box<dyn FnOnce(IoDone) + Send + 'static>;
+
+/// An [`Io`] an [`AsyncVolume`] could not start without blocking, handed back untouched.
+pub struct Declined {
+    pub io: Io,
+    pub done: OnDone,
+}
+
+/// The asynchronous side of a volume whose backend completes requests by itself.
+///
+/// Contract: `done` runs exactly once per accepted request, on a thread of the backend (or on
+/// the caller's, before `submit` returns, if the request fails to start). It must not block or
+/// panic: it runs on the backend's completion thread. The request's buffer, and everything
+/// `done` holds, stay alive until then, even if every handle on the volume is dropped
+/// meanwhile. The same checks and errors apply as for the blocking methods.
+pub trait AsyncVolume: Send + Sync {
+    /// Puts `io` in flight, or hands it back if it cannot be started now without blocking
+    /// (the backend is reconnecting, say): the caller then runs it with [`Io::run`] on a
+    /// blocking thread.
+    fn submit(&self, io: Io, done: OnDone) -> std::result::Result<(), Declined>;
+}
+
 /// An opened volume. Dropping the last reference releases its lease.
 pub trait Volume: Send + Sync {
     /// What the volume is, as of now (its size may have grown since it was opened).
@@ -84,6 +187,12 @@ pub trait Volume: Send + Sync {
 
     /// Allocation of `[offset, offset + len)`: runs sorted by offset, covering the range.
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Run>>;
+
+    /// The volume's asynchronous side, if its backend completes requests by itself; by default
+    /// none (every request goes through the blocking methods).
+    fn asynchronous(&self) -> Option<&dyn AsyncVolume> {
+        None
+    }
 
     /// Size in bytes, as of now.
     fn size_bytes(&self) -> u64 {

@@ -5,10 +5,17 @@
 //!   in-flight byte budgets (and the connection's request count) *before* its payload is read, and
 //!   the charge is returned only once its reply has been written, so memory stays bounded however
 //!   fast a client sends.
-//! - Each request runs on tokio's blocking pool, where its reply is also encoded and handed to the
-//!   connection's single writer task: one thread hop per request and no task of its own. Replies
-//!   go out in completion order, each whole; the writer sends every reply queued at the time in
-//!   one vectored write.
+//! - A READ, WRITE without FUA, FLUSH, and TRIM or WRITE_ZEROES without FUA on a volume that
+//!   completes asynchronously ([`Volume::asynchronous`], Ceph RBD) is checked and put in flight
+//!   from the reader task itself; the volume's completion (on its backend's thread) encodes the
+//!   reply and hands it to the writer, with no blocking thread in between. Every other request,
+//!   and one the volume declines, runs on tokio's blocking pool, where its reply is also encoded
+//!   and handed to the writer: one thread hop per request and no task of its own. Replies go out
+//!   in completion order, each whole; the writer sends every reply queued at the time in one
+//!   vectored write.
+//! - Handing a reply to the writer never blocks (a backend's completion thread must not wait):
+//!   the queue is as deep as the connection's request budget, and every reply holds its
+//!   request's budget until written, so the queue is never full.
 //! - Write payloads are read into, and read replies produced in, [`AlignedBuf`]s, which the
 //!   export layer passes down to an O_DIRECT device without a bounce copy; the connection reuses
 //!   them ([`Buffers`]).
@@ -26,9 +33,10 @@ use std::io::IoSlice;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use cairn_export::{AlignedBuf, Exports, Run, Volume, VolumeInfo, Zeroing};
+use cairn_export::{AlignedBuf, Declined, Exports, Io, IoDone, Run, Volume, VolumeInfo, Zeroing};
 
 use crate::buffers::Buffers;
 use crate::error::{Error, ErrorKind, Result};
@@ -346,17 +354,21 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         )),
         daemon_bytes: shared.daemon_bytes.clone(),
     };
+    let replies = Arc::new(Replies {
+        tx,
+        buffers,
+        structured: negotiated.structured_replies,
+    });
     let ctx = Arc::new(RequestCtx {
         volume,
         negotiated,
-        tx,
-        buffers,
+        replies,
     });
     let result = loop {
         let next = tokio::select! {
-            r = read_request(&mut reader, &budget, &ctx.buffers) => r,
+            r = read_request(&mut reader, &budget, &ctx.replies.buffers) => r,
             _ = shutdown.changed() => break Ok(()),
-            _ = ctx.tx.closed() => break Ok(()),
+            _ = ctx.replies.tx.closed() => break Ok(()),
         };
         let request = match next {
             Ok(Some(r)) => r,
@@ -366,11 +378,13 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         if request.header.command == Command::Disc {
             break Ok(());
         }
-        let ctx = ctx.clone();
-        tokio::task::spawn_blocking(move || ctx.execute(request));
+        if let Err(request) = ctx.submit(request) {
+            let ctx = ctx.clone();
+            tokio::task::spawn_blocking(move || ctx.execute(request));
+        }
     };
     // Finish what was accepted: the writer ends once every running request (each holds the
-    // context, with its reply sender) has sent its reply. A client that stops reading replies
+    // reply sender, through the context or its completion) has sent its reply. A client that stops reading replies
     // cannot hold this up forever.
     drop(ctx);
     let writer_abort = writer.abort_handle();
@@ -448,8 +462,16 @@ async fn write_replies<W: AsyncWrite + Unpin>(
 struct RequestCtx {
     volume: Arc<dyn Volume>,
     negotiated: Negotiated,
+    replies: Arc<Replies>,
+}
+
+/// The way to the connection's writer, shared by the requests in flight. It holds no volume: a
+/// completion that outlives the connection drops nothing but replies and buffers.
+struct Replies {
     tx: mpsc::Sender<Reply>,
     buffers: Arc<Buffers>,
+    /// Structured replies were negotiated.
+    structured: bool,
 }
 
 /// The outcome of one request on the volume.
@@ -472,16 +494,62 @@ impl RequestCtx {
         } = request;
         let outcome = self.run(&header, payload.as_deref());
         if let Some(payload) = payload {
-            self.buffers.give(payload);
+            self.replies.buffers.give(payload);
         }
-        let mut head = BytesMut::with_capacity(limits::REPLY_HEADER_BYTES);
-        let data = self.encode(&mut head, &header, outcome);
-        // A send error means the writer is gone (client disconnected): nothing left to do.
-        let _ = self.tx.blocking_send(Reply {
-            head,
-            data,
-            _charge: charge,
-        });
+        self.replies.answer(&header, outcome, charge);
+    }
+
+    /// Puts `request` in flight on the volume's asynchronous side if it has one and the request
+    /// is one it takes (see the module doc); hands it back otherwise, for [`RequestCtx::execute`].
+    /// A request the volume declines runs on a blocking thread, completing the same way.
+    fn submit(self: &Arc<Self>, mut request: Request) -> std::result::Result<(), Request> {
+        let Some(target) = self.volume.asynchronous() else {
+            return Err(request);
+        };
+        let action = match (check(&request.header, &self.negotiated), &request.payload) {
+            (Ok(action @ Action::Write { fua: false, .. }), Some(_)) => action,
+            (Ok(action @ (Action::Read { .. } | Action::Flush)), _) => action,
+            (Ok(action @ Action::Trim { fua: false, .. }), _) => action,
+            (Ok(action @ Action::WriteZeroes { fua: false, .. }), _) => action,
+            _ => return Err(request),
+        };
+        let io = match action {
+            Action::Read { offset, len } => Io::Read {
+                offset,
+                buf: self.replies.buffers.take(len as usize),
+            },
+            Action::Write { offset, .. } => Io::Write {
+                offset,
+                data: request.payload.take().expect("a write has its payload"),
+            },
+            Action::Trim { offset, len, .. } => Io::Trim {
+                offset,
+                len: u64::from(len),
+            },
+            Action::WriteZeroes {
+                offset,
+                len,
+                no_hole,
+                ..
+            } => Io::WriteZeroes {
+                offset,
+                len: u64::from(len),
+                how: zeroing(no_hole),
+            },
+            _ => Io::Flush,
+        };
+        let Request { header, charge, .. } = request;
+        let replies = self.replies.clone();
+        let done = Box::new(move |d: IoDone| replies.complete(&header, action, d, charge));
+        if let Err(Declined { io, done }) = target.submit(io, done) {
+            let ctx = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let volume = ctx.volume.as_ref();
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| io.run(volume)));
+                done(run.unwrap_or_else(|_| IoDone::internal_error()));
+            });
+        }
+        Ok(())
     }
 
     /// Validates the request and runs it on the volume. A panic in the layers below (a broken
@@ -503,13 +571,62 @@ impl RequestCtx {
         );
         let volume = self.volume.as_ref();
         let job = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            perform(volume, &self.buffers, geometry, action, payload)
+            perform(volume, &self.replies.buffers, geometry, action, payload)
         }));
         match job {
             Ok(r) => r
                 .map(|done| (action, done))
                 .map_err(|e| (errno_for(action, &e), e.to_string())),
             Err(_) => Err((EIO, "request failed: internal error".to_string())),
+        }
+    }
+}
+
+impl Replies {
+    /// Encodes the reply for `outcome` and hands it to the writer.
+    fn answer(
+        &self,
+        header: &RequestHeader,
+        outcome: std::result::Result<(Action, Done), Failure>,
+        charge: Charge,
+    ) {
+        let mut head = BytesMut::with_capacity(limits::REPLY_HEADER_BYTES);
+        let data = self.encode(&mut head, header, outcome);
+        self.send(Reply {
+            head,
+            data,
+            _charge: charge,
+        });
+    }
+
+    /// Answers a request the volume completed asynchronously (on whichever thread completed
+    /// it): its read data, or its error mapped like a blocking request's.
+    fn complete(&self, header: &RequestHeader, action: Action, done: IoDone, charge: Charge) {
+        let outcome = match (done.result, done.buf) {
+            (Ok(()), Some(buf)) if matches!(action, Action::Read { .. }) => {
+                Ok((action, Done::Data(buf)))
+            }
+            (result, buf) => {
+                if let Some(buf) = buf {
+                    self.buffers.give(buf);
+                }
+                match result {
+                    Ok(()) => Ok((action, Done::Empty)),
+                    Err(e) => Err((errno_for(action, &e), e.to_string())),
+                }
+            }
+        };
+        self.answer(header, outcome, charge);
+    }
+
+    /// Queues `reply` for the writer without waiting (see the module doc); a closed queue means
+    /// the writer is gone (the client disconnected) and the reply is dropped.
+    fn send(&self, reply: Reply) {
+        match self.tx.try_send(reply) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                unreachable!("the reply queue holds every request the budget admits")
+            }
         }
     }
 
@@ -521,7 +638,7 @@ impl RequestCtx {
         outcome: std::result::Result<(Action, Done), Failure>,
     ) -> Option<AlignedBuf> {
         let cookie = header.cookie;
-        let structured = self.negotiated.structured_replies;
+        let structured = self.structured;
         let structured_chunk =
             structured && matches!(header.command, Command::Read | Command::BlockStatus);
         match outcome {
@@ -602,12 +719,7 @@ fn perform(
             fua,
             no_hole,
         } => {
-            let how = if no_hole {
-                Zeroing::Allocate
-            } else {
-                Zeroing::Unmap
-            };
-            volume.write_zeroes(offset, u64::from(len), how)?;
+            volume.write_zeroes(offset, u64::from(len), zeroing(no_hole))?;
             flush_if(volume, fua)
         }
         Action::BlockStatus { offset, len, .. } => {
@@ -617,6 +729,15 @@ fn perform(
             Ok(Done::Status(volume.block_status(start, end - start)?))
         }
         Action::Disconnect => Ok(Done::Empty),
+    }
+}
+
+/// How NBD_CMD_WRITE_ZEROES stores its zeroes: allocated with `NO_HOLE`, unmapped otherwise.
+fn zeroing(no_hole: bool) -> Zeroing {
+    if no_hole {
+        Zeroing::Allocate
+    } else {
+        Zeroing::Unmap
     }
 }
 

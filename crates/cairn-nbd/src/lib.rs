@@ -6,7 +6,9 @@
 //!   byte buffers — no sockets, no engine — so they can be fuzzed and replayed from captures;
 //! - the **server** ([`start`], [`NbdServerConfig`]): tokio, optional TLS (NBD_OPT_STARTTLS with
 //!   the rustls configuration the caller hands in), bounded bytes in flight, each request run,
-//!   answered and queued from one blocking thread, replies sent in vectored batches, payloads
+//!   answered and queued from one blocking thread — or, on a volume that completes
+//!   asynchronously (`cairn_export::AsyncVolume`, Ceph RBD), put in flight from the reader task
+//!   and answered from the backend's completion — replies sent in vectored batches, payloads
 //!   and read data in reused aligned buffers (no bounce copy on an O_DIRECT pool), and the
 //!   mapping of export errors to NBD errno values, done once at the edge.
 //!

@@ -51,8 +51,10 @@ pub const REPLY_BATCH_MAX: usize = 64;
 /// Initial capacity of a reply's head buffer: a structured read chunk header with its offset is
 /// 28 bytes; an error message or block-status descriptors grow it.
 pub const REPLY_HEADER_BYTES: usize = 32;
-/// Depth of the queue of replies waiting for the connection's writer.
-pub const REPLY_QUEUE_DEPTH: usize = 64;
+/// Depth of the queue of replies waiting for the connection's writer: every request the
+/// connection admits, so that handing a reply over never waits (a backend's completion thread
+/// must not block).
+pub const REPLY_QUEUE_DEPTH: usize = CONNECTION_REQUESTS_MAX as usize;
 
 const _: () = assert!(BLOCK_SIZE_MIN_BYTES.is_power_of_two());
 const _: () = assert!(BLOCK_SIZE_PREFERRED_BYTES.is_power_of_two());
@@ -75,3 +77,4 @@ const _: () = assert!(READ_BUFFER_BYTES as u64 <= CONNECTION_IN_FLIGHT_BYTES_MAX
 const _: () = assert!(REPLY_HEADER_BYTES >= 28);
 const _: () = assert!(REPLY_BATCH_MAX * 2 <= 1024);
 const _: () = assert!(REPLY_BATCH_MAX <= REPLY_QUEUE_DEPTH);
+const _: () = assert!(REPLY_QUEUE_DEPTH >= CONNECTION_REQUESTS_MAX as usize);

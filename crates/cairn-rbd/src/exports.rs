@@ -20,6 +20,10 @@
 //!   anywhere has it open; no other client writes meanwhile.
 //! - After a request timed out, the handle serves nothing until the pool has connected anew and
 //!   the image's lock was taken over through the new connection (see [`crate::opened`]).
+//! - A host handle is also an [`AsyncVolume`]: requests start from the caller's thread and
+//!   complete on librbd's (see [`crate::aio`]), with the same range checks and error mapping;
+//!   one that would have to wait for the handle (being replaced after an outage) is declined
+//!   and goes the blocking way, which fails it at once while the pool has lost its cluster.
 //! - FUA and FLUSH are an rbd flush; block status comes from diff iteration: a range reported
 //!   unmapped reads as zeros.
 //! - Ceph errors become [`cairn_export::ErrorKind`]s here, in [`translate`], and nowhere else.
@@ -27,8 +31,8 @@
 use std::sync::Arc;
 
 use cairn_export::{
-    Error as ExportError, ErrorKind as ExportKind, Exports, Lease, Registry,
-    Result as ExportResult, Run, Volume, VolumeInfo, Zeroing,
+    AsyncVolume, Declined, Error as ExportError, ErrorKind as ExportKind, Exports, Io, IoDone,
+    Lease, OnDone, Registry, Result as ExportResult, Run, Volume, VolumeInfo, Zeroing,
 };
 
 use crate::cluster::{Cluster, ConnectOptions, Pool};
@@ -541,7 +545,33 @@ fn runs(offset: u64, end: u64, extents: &[crate::Extent]) -> Vec<Run> {
     out
 }
 
+impl AsyncVolume for RbdVolume {
+    fn submit(&self, io: Io, done: OnDone) -> std::result::Result<(), Declined> {
+        let Some(slot) = self.served.ready(&self.link) else {
+            return Err(Declined { io, done });
+        };
+        let (offset, len, transfer) = io.span();
+        if let Err(e) = self.check(&slot, offset, len, transfer) {
+            done(IoDone::new(io.into_buf(), Err(e)));
+            return Ok(());
+        }
+        let conn = slot.conn.clone();
+        let landed = move |buf, result: Result<()>| {
+            if let Err(e) = &result {
+                conn.note(e);
+            }
+            done(IoDone::new(buf, result.map_err(translate)));
+        };
+        slot.image.start(io, Box::new(landed));
+        Ok(())
+    }
+}
+
 impl Volume for RbdVolume {
+    fn asynchronous(&self) -> Option<&dyn AsyncVolume> {
+        Some(self)
+    }
+
     fn info(&self) -> VolumeInfo {
         let mut info = self.opened.clone();
         let size = self

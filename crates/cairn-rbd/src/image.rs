@@ -10,6 +10,7 @@ use std::ffi::{c_int, c_void, CStr};
 use std::sync::Arc;
 
 use libc::size_t;
+use parking_lot::{Condvar, Mutex};
 
 use crate::cluster::{cstring, Handle, Pool};
 use crate::error::{check, Error, ErrorKind, Result};
@@ -123,11 +124,7 @@ impl Pool {
         let rc =
             unsafe { ffi::rbd_open_by_id(self.raw, c_id.as_ptr(), &mut raw, std::ptr::null()) };
         check(rc.into(), || format!("opening image id {id:?}"))?;
-        Ok(Image {
-            raw,
-            name: id.to_string(),
-            _cluster: self.cluster.clone(),
-        })
+        Ok(Image::opened(raw, id, self.cluster.clone()))
     }
 
     /// Clones `parent@snap` into this pool as `name`, a copy-on-write child (clone format 2).
@@ -202,11 +199,7 @@ impl Pool {
         // SAFETY: the I/O context is live; `raw` is written by the call; no snapshot name.
         let rc = unsafe { ffi::rbd_open(self.raw, c_name.as_ptr(), &mut raw, std::ptr::null()) };
         check(rc.into(), || format!("opening image {name:?}"))?;
-        Ok(Image {
-            raw,
-            name: name.to_string(),
-            _cluster: self.cluster.clone(),
-        })
+        Ok(Image::opened(raw, name, self.cluster.clone()))
     }
 }
 
@@ -214,7 +207,68 @@ impl Pool {
 pub struct Image {
     pub(crate) raw: ffi::RbdImageT,
     name: String,
+    /// Requests started with a completion callback and not yet called back.
+    pub(crate) flights: Arc<Flights>,
     _cluster: Arc<Handle>,
+}
+
+impl Image {
+    fn opened(raw: ffi::RbdImageT, name: &str, cluster: Arc<Handle>) -> Image {
+        Image {
+            raw,
+            name: name.to_string(),
+            flights: Arc::new(Flights {
+                image: name.to_string(),
+                count: Mutex::new(0),
+                landed: Condvar::new(),
+            }),
+            _cluster: cluster,
+        }
+    }
+}
+
+/// The count of an image's requests in flight with a callback ([`crate::Image::start`]);
+/// closing the image waits for it to fall to zero.
+pub(crate) struct Flights {
+    /// The image's name, for the errors of its requests.
+    image: String,
+    count: Mutex<usize>,
+    landed: Condvar,
+}
+
+/// One request in flight, counted in its image's [`Flights`] until dropped.
+pub(crate) struct Ticket(pub(crate) Arc<Flights>);
+
+impl Flights {
+    /// Counts one more request in flight until the ticket is dropped.
+    pub(crate) fn ticket(self: &Arc<Flights>) -> Ticket {
+        *self.count.lock() += 1;
+        Ticket(self.clone())
+    }
+
+    /// The name of the image the requests go to.
+    pub(crate) fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// Waits until no request is in flight.
+    fn wait_landed(&self) {
+        let mut count = self.count.lock();
+        while *count > 0 {
+            self.landed.wait(&mut count);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock();
+        assert!(*count > 0, "a ticket is counted until it is dropped");
+        *count -= 1;
+        if *count == 0 {
+            self.0.landed.notify_all();
+        }
+    }
 }
 
 // SAFETY: librbd image handles are thread-safe: every call this crate makes on one takes the
@@ -225,8 +279,12 @@ unsafe impl Sync for Image {}
 
 impl Drop for Image {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from `rbd_open`; no request is in flight (each `Pending` borrows the
-        // image until its completion), so closing cannot race one.
+        // A request started with a callback holds no reference on the image: wait for the last
+        // callback (each `Pending` borrows the image until its completion instead). Never
+        // reached on a callback thread: a callback holds no `Image`.
+        self.flights.wait_landed();
+        // SAFETY: `raw` came from `rbd_open`; no request is in flight (see above), so closing
+        // cannot race one.
         unsafe { ffi::rbd_close(self.raw) };
     }
 }

@@ -102,6 +102,13 @@ impl Served {
         Ok(RwLockWriteGuard::downgrade(slot))
     }
 
+    /// The image's handle if it serves now and can be had without waiting: `None` while it is
+    /// being replaced or must be (the caller then goes through [`Served::fresh`] on a thread
+    /// that may block).
+    pub(crate) fn ready(&self, link: &Link) -> Option<RwLockReadGuard<'_, Slot>> {
+        self.slot.try_read().filter(|slot| !slot.stale(link))
+    }
+
     fn reopen(&self, link: &Link) -> ExportResult<Slot> {
         let exports = link
             .current()

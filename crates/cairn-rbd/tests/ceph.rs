@@ -409,3 +409,132 @@ fn an_unavailable_pool_is_reported_and_the_others_still_serve() {
         .delete_volume(&name)
         .expect("delete");
 }
+
+/// A completion of [`submit`]: the request's tag and how it ended.
+type Completed = (u64, cairn_export::IoDone);
+
+/// Puts `io` in flight on the asynchronous side of `volume`, its completion sent to `tx`.
+fn submit(
+    volume: &dyn cairn_export::Volume,
+    io: cairn_export::Io,
+    tag: u64,
+    tx: &std::sync::mpsc::Sender<Completed>,
+) {
+    let tx = tx.clone();
+    let target = volume
+        .asynchronous()
+        .expect("an RBD volume completes by itself");
+    let done = Box::new(move |done| tx.send((tag, done)).expect("the test waits"));
+    assert!(target.submit(io, done).is_ok(), "a served image takes it");
+}
+
+/// The next `n` completions, each tag once, sorted by tag.
+fn landed(rx: &std::sync::mpsc::Receiver<Completed>, n: usize) -> Vec<Completed> {
+    let mut got: Vec<Completed> = (0..n)
+        .map(|_| {
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("called back")
+        })
+        .collect();
+    got.sort_by_key(|(tag, _)| *tag);
+    let tags: Vec<u64> = got.iter().map(|(tag, _)| *tag).collect();
+    assert_eq!(
+        tags,
+        (0..n as u64).collect::<Vec<_>>(),
+        "each called back once"
+    );
+    got
+}
+
+/// Reads of the first `n` 64 KiB strides (4 KiB each), tagged by stride.
+fn submit_reads(
+    volume: &dyn cairn_export::Volume,
+    n: u64,
+    tx: &std::sync::mpsc::Sender<Completed>,
+) {
+    for i in 0..n {
+        let buf = cairn_export::AlignedBuf::zeroed(4096);
+        submit(
+            volume,
+            cairn_export::Io::Read {
+                offset: i << 16,
+                buf,
+            },
+            i,
+            tx,
+        );
+    }
+}
+
+fn assert_patterns(got: Vec<Completed>) {
+    for (i, done) in got {
+        assert!(done.result.is_ok(), "{i}: {:?}", done.result.err());
+        let buf = done.buf.expect("the read buffer comes back");
+        assert!(buf[..] == pattern(4096, i as u8)[..], "stride {i}");
+    }
+}
+
+#[test]
+fn asynchronous_requests_land_right_even_after_every_handle_is_gone() {
+    use cairn_export::{AlignedBuf, ErrorKind as K, Exports, Io};
+    const N: u64 = 64;
+    let exports = exports();
+    let name = unique("async");
+    exports.create_volume(&name, 8 << 20).expect("create");
+    let volume = exports.open(&name).expect("open");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..N {
+        let data = AlignedBuf::copy_of(&pattern(4096, i as u8));
+        submit(
+            &*volume,
+            Io::Write {
+                offset: i << 16,
+                data,
+            },
+            i,
+            &tx,
+        );
+    }
+    for (i, done) in landed(&rx, N as usize) {
+        assert!(done.result.is_ok(), "write {i}: {:?}", done.result.err());
+        assert_eq!(
+            done.buf.map(|b| b.len()),
+            Some(4096),
+            "the payload comes back"
+        );
+    }
+    submit(&*volume, Io::Flush, 0, &tx);
+    assert!(landed(&rx, 1).pop().expect("one").1.result.is_ok());
+    submit_reads(&*volume, N, &tx);
+    assert_patterns(landed(&rx, N as usize));
+
+    // The checks and errors of the blocking path.
+    let buf = AlignedBuf::zeroed(4096);
+    submit(
+        &*volume,
+        Io::Read {
+            offset: 8 << 20,
+            buf,
+        },
+        0,
+        &tx,
+    );
+    let e = landed(&rx, 1)
+        .pop()
+        .expect("one")
+        .1
+        .result
+        .expect_err("past the end");
+    assert_eq!(e.kind(), K::OutOfRange, "{e}");
+
+    // Requests still in flight when every handle is dropped (the image closes only after
+    // their callbacks, which still bring the data).
+    submit_reads(&*volume, N, &tx);
+    drop(volume);
+    drop(exports);
+    assert_patterns(landed(&rx, N as usize));
+    let exports = self::exports();
+    exports
+        .delete_volume(&name)
+        .expect("no handle is left open");
+}
