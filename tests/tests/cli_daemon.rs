@@ -402,8 +402,8 @@ fn a_daemon_that_died_is_named_not_guessed() {
 /// physical block of a 1 GiB pool, so the leaf is the one metadata block that holds this number.
 const VICTIM_KEY: u64 = 3_000_001;
 
-/// A host writing 64 KiB blocks over NBD until it is told to stop: one qemu-io reading commands
-/// from its stdin, each write acknowledged before the next is sent.
+/// A host writing 64 KiB blocks over NBD until it is told to stop: qemu-io runs, one after the
+/// other, of [`WRITER_BATCH`] writes each.
 struct Writer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     acknowledged: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -412,54 +412,47 @@ struct Writer {
 
 /// Slots of 64 KiB the writer cycles through.
 const WRITER_SLOTS: u64 = 256;
+/// Writes of one qemu-io run.
+const WRITER_BATCH: u64 = 16;
 
 impl Writer {
-    /// Starts writing to `export` and returns once the first write is acknowledged.
+    /// Starts writing to `export` and returns once the first writes are acknowledged.
     fn start(daemon: &Daemon, export: &str) -> Writer {
-        use std::io::{BufRead, BufReader, Write};
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         use std::sync::Arc;
         let url = format!("nbd://{}/{export}", daemon.listen.nbd.expect("NBD"));
-        let mut child = Command::new("qemu-io")
-            .args(["-f", "raw", &url])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("qemu-io (apt: qemu-utils)");
         let (stop, acknowledged) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicU64::new(0)),
         );
         let (stop_t, ack_t) = (stop.clone(), acknowledged.clone());
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut stdin = child.stdin.take().expect("stdin");
-            let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
             // The pattern last written to each slot.
             let mut last = vec![0u8; WRITER_SLOTS as usize];
-            for i in 0u64.. {
-                if stop_t.load(Ordering::Acquire) {
-                    break;
+            let mut i = 0u64;
+            while !stop_t.load(Ordering::Acquire) {
+                let mut cmd = Command::new("qemu-io");
+                cmd.args(["-f", "raw"]);
+                let mut batch = Vec::new();
+                for _ in 0..WRITER_BATCH {
+                    let (slot, pattern) = (i % WRITER_SLOTS, (i % 250 + 1) as u8);
+                    cmd.args(["-c", &format!("write -P {pattern} {} 64k", slot << 16)]);
+                    batch.push((slot, pattern));
+                    i += 1;
                 }
-                let (slot, pattern) = (i % WRITER_SLOTS, (i % 250 + 1) as u8);
-                writeln!(stdin, "write -P {pattern} {} 64k", slot << 16).expect("command");
-                let wrote = lines
-                    .by_ref()
-                    .map_while(|l| l.ok())
-                    .find(|l| l.starts_with("wrote") || l.contains("failed"))
-                    .expect("qemu-io answers");
-                assert!(wrote.starts_with("wrote 65536/65536"), "{wrote}");
-                last[slot as usize] = pattern;
-                ack_t.fetch_add(1, Ordering::AcqRel);
+                let out = cmd.arg(&url).output().expect("qemu-io (apt: qemu-utils)");
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(out.status.success() && !text.contains("failed"), "{text}");
+                for (slot, pattern) in batch {
+                    last[slot as usize] = pattern;
+                }
+                ack_t.fetch_add(WRITER_BATCH, Ordering::AcqRel);
+                let _ = first_tx.send(());
             }
-            writeln!(stdin, "quit").expect("quit");
-            drop(stdin);
-            assert!(child.wait().expect("qemu-io exits").success());
             last
         });
-        while acknowledged.load(Ordering::Acquire) == 0 {
-            assert!(!thread.is_finished(), "the writer stopped before writing");
-            std::thread::yield_now();
-        }
+        first_rx.recv().expect("the writer's first writes");
         Writer {
             stop,
             acknowledged,
