@@ -6,18 +6,26 @@
 //! enumerated every volume (`tests/py/enumerate.py`: pulls of 1,000, then one
 //! EnumerateInstances). The target is 128 MiB plus the node cache.
 //!
+//! With `--open-only` it starts no daemon and reports instead what opening that pool costs the
+//! daemon before it is ready: `Pool::open` on the pool file, then `Storage::add_pool`, which
+//! lists every volume into the daemon's name registry — the wall time and device reads of each
+//! (the file was just written, so its blocks are in the page cache: warm-cache times).
+//!
 //! The pool file is sparse, built by `cairn_tests::fixture::build_pool` (no preallocated
 //! metadata reserve, one sync at the end).
 //!
 //! Usage: `cargo build -p cairn && cargo run -p cairn-tests --example serve_memory --
-//! [snapshots]` (default 10000; the same profile for both, so the example finds the binary).
+//! [snapshots] [--open-only]` (default 10000; the same profile for both, so the example finds
+//! the binary).
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use cairn_engine::{PoolOptions, VolumeOptions};
+use cairn_engine::{Pool, PoolOptions, Storage, VolumeOptions};
+use cairn_io::{FileDevice, IoStats};
 use cairn_tests::fixture::build_pool;
 use cairn_tests::{cairn_bin, python, qemu_io, Daemon};
 
@@ -42,6 +50,41 @@ fn build(path: &Path, snapshots: u64) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// One step of the open: its wall time and the device reads it issued.
+fn report_step(what: &str, started: Instant, before: IoStats, after: IoStats) {
+    println!(
+        "{what}: {:.1} ms, {} device reads ({} KiB)",
+        started.elapsed().as_secs_f64() * 1e3,
+        after.reads - before.reads,
+        (after.read_bytes - before.read_bytes) / 1024
+    );
+}
+
+/// `--open-only`: opens the pool file as `cairn serve` does (its node cache, the daemon's
+/// `Storage`), reporting each step.
+fn open_only(path: &Path) -> Result<()> {
+    let dev = Arc::new(FileDevice::open(path, None)?);
+    let opts = PoolOptions {
+        node_cache_bytes: (NODE_CACHE_MIB * MIB) as usize,
+        ..PoolOptions::default()
+    };
+    let (started, before) = (Instant::now(), dev.stats());
+    let pool = Pool::open(dev.clone(), opts)?;
+    let opened = dev.stats();
+    report_step("Pool::open", started, before, opened);
+    let (started, storage) = (Instant::now(), Storage::new());
+    storage.add_pool(pool.clone())?;
+    let volumes = pool.volumes().len();
+    report_step(
+        &format!("Storage::add_pool ({volumes} volumes named)"),
+        started,
+        opened,
+        dev.stats(),
+    );
+    storage.close()?;
+    Ok(())
 }
 
 /// `VmRSS` and `VmHWM` of process `pid`, in MiB.
@@ -102,7 +145,9 @@ fn enumerate(daemon: &Daemon, mode: &str) -> Result<(u64, f64)> {
 const USER: &str = "admin";
 
 fn main() -> Result<()> {
-    let snapshots: u64 = match std::env::args().nth(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let open_only_mode = args.iter().any(|a| a == "--open-only");
+    let snapshots: u64 = match args.iter().find(|a| !a.starts_with("--")) {
         Some(a) => a.parse().context("snapshot count")?,
         None => 10_000,
     };
@@ -115,6 +160,9 @@ fn main() -> Result<()> {
         "{snapshots} snapshots on a 4 TiB pool file, built in {:.1} s",
         built.elapsed().as_secs_f64()
     );
+    if open_only_mode {
+        return open_only(&data.join("pool0.img"));
+    }
     let config = format!(
         "[listen]\nsmis_http = \"127.0.0.1:0\"\nsmis_https = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\n\
          iscsi = \"127.0.0.1:0\"\n[engine]\nnode_cache_mib = {NODE_CACHE_MIB}\n\

@@ -21,7 +21,7 @@ use crate::copy::{copy_reported, VolumeData};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Listener, Listeners};
 use crate::replica::ReplicaRecord;
-use crate::types::{CopyEnd, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec};
+use crate::types::{CopyEnd, PoolCheck, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec};
 use crate::{ArrayBackend, CopyControl};
 
 /// Several backends as one array.
@@ -163,6 +163,10 @@ impl ArrayBackend for Combined {
         }
         self.listeners.subscribe(listener)
     }
+
+    fn check_pool(&self, pool: &str) -> Result<PoolCheck> {
+        self.by_pool(pool)?.check_pool(pool)
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +222,13 @@ mod tests {
             ErrorKind::NotFound
         );
         assert_eq!(kind(array.snapshot(sb.id, "x", &spec)), ErrorKind::NotFound);
+        let checked = array.check_pool("b").expect("checked");
+        assert!(checked.findings.is_empty(), "{checked:?}");
+        assert!(checked.volumes >= 1, "vb is in b: {checked:?}");
+        assert_eq!(
+            array.check_pool("c").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]

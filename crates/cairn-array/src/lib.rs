@@ -35,7 +35,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use events::{ChangeEvent, Listener};
 pub use replica::{ReplicaKind, ReplicaRecord};
 pub use types::{
-    CopyEnd, CopyProgress, PoolHealth, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec,
+    CopyEnd, CopyProgress, PoolCheck, PoolHealth, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec,
 };
 
 /// What the copy's caller decides at each step: go on or stop.
@@ -120,6 +120,16 @@ pub trait ArrayBackend: Send + Sync {
 
     /// Subscribes `listener` to the change events of this backend.
     fn subscribe(&self, listener: Listener) -> Result<()>;
+
+    /// Checks the consistency of pool `pool` online (while its volumes stay in use) and returns
+    /// what the check found; `Failed` when the check could not run. Default: `NotSupported`, for
+    /// a backend whose store keeps its own consistency (Ceph RBD: RADOS scrubs its objects).
+    fn check_pool(&self, pool: &str) -> Result<PoolCheck> {
+        Err(Error::new(
+            ErrorKind::NotSupported,
+            format!("Pool {pool:?} has no consistency check of Cairn's"),
+        ))
+    }
 }
 
 /// Something that can serve as an array backend: a backend itself, or Cairn's engine storage

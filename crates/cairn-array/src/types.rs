@@ -119,6 +119,19 @@ pub struct SizeRules {
     pub max_bytes: u64,
 }
 
+/// What a consistency check of one pool found ([`crate::ArrayBackend::check_pool`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolCheck {
+    /// The generation (commit) checked.
+    pub generation: u64,
+    /// Volumes, snapshots and deleted volumes pending reclaim walked.
+    pub volumes: u64,
+    /// Blocks referenced by metadata or data.
+    pub blocks_in_use: u64,
+    /// One line per finding (kind, block, tree path, detail); empty for a clean pool.
+    pub findings: Vec<String>,
+}
+
 /// How far a copy has come: asked before the first step and after every step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CopyProgress {

@@ -84,6 +84,18 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// The one-line form every report of a finding uses (the CLI, SMI-S):
+/// `<kind> block <block> at <path>: <detail>`.
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} block {} at {}: {}",
+            self.kind, self.block, self.path, self.detail
+        )
+    }
+}
+
 /// The result of a check. `is_clean()` when there is no finding.
 #[derive(Clone, Debug)]
 pub struct CheckReport {

@@ -75,6 +75,20 @@ pub const JOBS_FINISHED_MAX: usize = 256;
 /// Default TimeBeforeRemoval of a finished job.
 pub const JOB_TIME_BEFORE_REMOVAL_DEFAULT: Duration = Duration::from_secs(300);
 
+/// Most finding lines a CheckConsistency answer carries (its FindingCount counts them all).
+pub const CHECK_FINDING_LINES_MAX: usize = 4096;
+
+/// Longest finding line in a CheckConsistency answer (bytes; a longer one is clipped). An
+/// engine line is far shorter: its tree path is bounded by the tree height and the name length.
+pub const CHECK_FINDING_LINE_BYTES_MAX: usize = 1024;
+
+// However damaged the pool, the answer fits what a client reads, XML escaping (at most 6 bytes
+// for one) included.
+const _: () = assert!(
+    CHECK_FINDING_LINES_MAX * CHECK_FINDING_LINE_BYTES_MAX * 6
+        <= cairn_cim::limits::RESPONSE_BODY_BYTES_MAX
+);
+
 /// Largest jobs state file read at start (bytes).
 pub const JOBS_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 

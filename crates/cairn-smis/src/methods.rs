@@ -1,11 +1,13 @@
 //! The extrinsic methods of the array: replica creation (CreateElementReplica, CreateReplica),
 //! ModifyReplicaSynchronization, ReturnToStoragePool, CreateOrModifyElementFromStoragePool,
-//! GetSupportedSizeRange, the job methods (GetError, GetErrors, RequestStateChange), and the
-//! rename behind ModifyInstance of a volume's ElementName.
+//! GetSupportedSizeRange, the job methods (GetError, GetErrors, RequestStateChange), the rename
+//! behind ModifyInstance of a volume's ElementName, and Cairn's vendor method
+//! `Cairn_StoragePool.CheckConsistency` (the online check of one pool).
 //!
 //! Invariants: a method either does what it answers 0 (or 4096) for, or leaves nothing behind —
 //! every volume it created before a refusal is deleted again; management methods run one at a time
-//! (the provider's `ops` lock); return values come from [`crate::retcode`] only.
+//! (the provider's `ops` lock) — but for CheckConsistency, which changes nothing and may take
+//! long, so it holds no lock while it reads; return values come from [`crate::retcode`] only.
 
 use std::sync::atomic::Ordering;
 
@@ -19,8 +21,8 @@ use crate::jobs::{
     JOB_STATE_TERMINATED,
 };
 use crate::limits::{
-    COPY_JOBS_RUNNING_MAX, GENERATED_NAME_ATTEMPTS_MAX, GENERATED_NAME_BASE_CHARS_MAX,
-    JOB_STOP_WAIT,
+    CHECK_FINDING_LINES_MAX, CHECK_FINDING_LINE_BYTES_MAX, COPY_JOBS_RUNNING_MAX,
+    GENERATED_NAME_ATTEMPTS_MAX, GENERATED_NAME_BASE_CHARS_MAX, JOB_STOP_WAIT,
 };
 use crate::model::{self, Snapshot};
 use crate::provider::ArrayProvider;
@@ -37,7 +39,7 @@ const fn name(class: &'static str, method: &'static str) -> MethodName {
 
 /// Every method the array implements, with its implementation: what
 /// `Provider::methods` lists, and what a resolved call's position indexes.
-const METHODS: [(MethodName, Handler); 10] = [
+const METHODS: [(MethodName, Handler); 11] = [
     (
         name(model::RS_CLASS, "CreateElementReplica"),
         create_element_replica,
@@ -57,6 +59,10 @@ const METHODS: [(MethodName, Handler); 10] = [
     ),
     (name(model::POOL_CLASS, "GetSupportedSizeRange"), size_range),
     (name(model::POOL_CLASS, "GetSupportedSizes"), sizes),
+    (
+        name(model::POOL_CLASS, "CheckConsistency"),
+        check_consistency,
+    ),
     (name(model::JOB_CLASS, "GetError"), get_error),
     (name(model::JOB_CLASS, "GetErrors"), get_errors),
     (
@@ -654,6 +660,38 @@ fn size_range(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
         .with_out("VolumeSizeDivisor", Value::Uint64(rules.granularity_bytes)))
 }
 
+/// Cairn_StoragePool.CheckConsistency: the backend's online check of the pool's last commit.
+/// FindingCount counts every finding; Findings holds the first `CHECK_FINDING_LINES_MAX`, each
+/// clipped to `CHECK_FINDING_LINE_BYTES_MAX` (the answer stays bounded however damaged the pool).
+fn check_consistency(p: &ArrayProvider, call: &MethodCall<'_>) -> Outcome {
+    let target = call
+        .target
+        .ok_or_else(|| Refusal::invalid("CheckConsistency is invoked on a pool"))?;
+    let pool = resolve_pool(p, target)?;
+    let report = p.array.check_pool(&pool.name)?;
+    let lines = report
+        .findings
+        .iter()
+        .take(CHECK_FINDING_LINES_MAX)
+        .map(|line| Value::string(clipped(line, CHECK_FINDING_LINE_BYTES_MAX)))
+        .collect();
+    Ok(ok()
+        .with_out("FindingCount", Value::Uint64(report.findings.len() as u64))
+        .with_out("Findings", Value::Array(CimType::String, lines))
+        .with_out("Generation", Value::Uint64(report.generation))
+        .with_out("VolumesChecked", Value::Uint64(report.volumes))
+        .with_out("BlocksInUse", Value::Uint64(report.blocks_in_use)))
+}
+
+/// The longest prefix of `line` of at most `bytes_max` bytes that ends on a character boundary.
+fn clipped(line: &str, bytes_max: usize) -> &str {
+    let end = (0..=line.len().min(bytes_max))
+        .rev()
+        .find(|&i| line.is_char_boundary(i))
+        .expect("0 is a boundary");
+    &line[..end]
+}
+
 // ---- jobs -----------------------------------------------------------------------------------
 
 fn job_of(p: &ArrayProvider, call: &MethodCall<'_>) -> Result<JobRecord, Refusal> {
@@ -931,6 +969,53 @@ mod tests {
         );
         assert_eq!(storage.find_volume("a2").map(|(_, v)| v.id.0), Some(a.id.0));
         assert!(storage.find_volume("b").is_some());
+    }
+
+    /// CheckConsistency on a pool answers the engine's check of it; on the primordial pool 5.
+    #[test]
+    fn check_consistency_answers_the_check_of_a_concrete_pool_only() {
+        let storage = Arc::new(Storage::new());
+        mem_pool(&storage, "pool0");
+        let p = ArrayProvider::new(storage, ArrayOptions::new("S"));
+        p.array
+            .create_volume("pool0", "a", 1 << 20, &VolumeSpec::default())
+            .expect("a");
+        let call = |target: &InstancePath| {
+            check_consistency(
+                &p,
+                &MethodCall {
+                    namespace: CAIRN_NAMESPACE,
+                    target: Some(target),
+                    class_name: model::POOL_CLASS,
+                    method: "CheckConsistency",
+                    params: &[],
+                },
+            )
+        };
+        let done = call(&model::pool_path("pool0")).expect("checked");
+        assert_eq!(done.return_value, Value::Uint32(retcode::COMPLETED));
+        let out = |name: &str| {
+            done.out_params
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{name} missing: {done:?}"))
+        };
+        assert_eq!(out("FindingCount"), Value::Uint64(0));
+        assert_eq!(out("Findings"), Value::Array(CimType::String, Vec::new()));
+        assert_eq!(out("VolumesChecked"), Value::Uint64(1));
+        assert!(out("BlocksInUse").as_u64().expect("a number") > 0);
+        assert!(out("Generation").as_u64().expect("a number") > 0);
+        let refused = call(&model::primordial_path()).expect_err("refused");
+        assert_eq!(refused.code, retcode::INVALID_PARAMETER);
+    }
+
+    #[test]
+    fn a_clipped_finding_line_ends_on_a_character_boundary() {
+        assert_eq!(clipped("abc", 5), "abc");
+        assert_eq!(clipped("abc", 2), "ab");
+        assert_eq!(clipped("a\u{e9}", 2), "a");
+        assert_eq!(clipped("a\u{e9}", 3), "a\u{e9}");
     }
 
     /// Same-pool clones are made by one engine snapshot carrying the record: a request running

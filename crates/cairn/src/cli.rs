@@ -14,8 +14,8 @@ use cairn_engine::{ErrorKind, Pool, Storage, VolumeInfo, VolumeOptions};
 use crate::check_bar::{check_bar, feed};
 use crate::device::{cli_pool_options, open_device};
 use crate::output::{
-    check_json, print_check, print_json, report_deleted, report_pool, report_pools, report_volume,
-    report_volumes, PoolRow, VolumeRow,
+    report_check, report_deleted, report_pool, report_pools, report_volume, report_volumes,
+    CheckRow, PoolRow, VolumeRow,
 };
 use crate::size::parse_size_bytes;
 use crate::{Command, PoolCommand, SnapshotCommand, VolumeCommand};
@@ -114,13 +114,7 @@ fn pool(cmd: PoolCommand, pool: &OpenPool, path: &Path, json: bool) -> Result<()
             Ok(())
         }
         PoolCommand::Info { name } => {
-            if let Some(n) = name.filter(|n| *n != pool.pool.name()) {
-                bail!(
-                    "{} holds pool '{}', not '{n}'",
-                    path.display(),
-                    pool.pool.name()
-                );
-            }
+            holds(pool, name.as_deref(), path)?;
             report_pool(&PoolRow::from_engine(&pool.pool.info()), json);
             Ok(())
         }
@@ -129,7 +123,8 @@ fn pool(cmd: PoolCommand, pool: &OpenPool, path: &Path, json: bool) -> Result<()
             report_pool(&PoolRow::from_engine(&info), json);
             Ok(())
         }
-        PoolCommand::Check => {
+        PoolCommand::Check { name } => {
+            holds(pool, name.as_deref(), path)?;
             let bar = check_bar(json);
             let report = match &bar {
                 Some(bar) => pool.pool.check_with_progress(feed(bar)),
@@ -139,17 +134,21 @@ fn pool(cmd: PoolCommand, pool: &OpenPool, path: &Path, json: bool) -> Result<()
                 bar.finish_and_clear();
             }
             let report = report.context("Check could not run")?;
-            if json {
-                print_json(&check_json(&report));
-            } else {
-                print_check(&report);
-            }
-            if !report.is_clean() {
-                bail!("{} finding(s) in {}", report.findings.len(), path.display());
-            }
-            Ok(())
+            report_check(&CheckRow::from_engine(&report, &pool.pool.name()), json)
         }
         PoolCommand::Create { .. } => unreachable!("pool create is dispatched by run"),
+    }
+}
+
+/// Refuses a pool name other than the one the pool file at `path` holds.
+fn holds(pool: &OpenPool, name: Option<&str>, path: &Path) -> Result<()> {
+    match name {
+        Some(n) if n != pool.pool.name() => bail!(
+            "{} holds pool '{}', not '{n}'",
+            path.display(),
+            pool.pool.name()
+        ),
+        _ => Ok(()),
     }
 }
 

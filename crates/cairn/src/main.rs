@@ -103,8 +103,10 @@ pub enum PoolCommand {
         #[arg(long)]
         size: Option<String>,
     },
-    /// Verify checksums, tree invariants and reference counts; non-zero exit on any finding.
-    Check,
+    /// Verify checksums, tree invariants and reference counts of a pool (the only one when no
+    /// name is given); non-zero exit on any finding. Through the daemon it checks the pool's last
+    /// commit online, while hosts keep using its volumes.
+    Check { name: Option<String> },
 }
 
 #[derive(Debug, Subcommand)]

@@ -127,16 +127,79 @@ impl JobRow {
     }
 }
 
-pub fn check_json(report: &CheckReport) -> Value {
-    json!({
-        "clean": report.is_clean(),
-        "findings": report.findings.iter().map(|f| json!({
-            "kind": format!("{:?}", f.kind),
-            "block": f.block,
-            "path": f.path,
-            "detail": f.detail,
-        })).collect::<Vec<_>>(),
-    })
+/// What `pool check` found, from the engine (`--pool-file`) or the daemon's CheckConsistency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRow {
+    pub pool: String,
+    /// The generation (commit) checked.
+    pub generation: u64,
+    /// Volumes, snapshots and deleted volumes pending reclaim walked.
+    pub volumes: u64,
+    pub blocks_in_use: u64,
+    /// Every finding, also those not shown.
+    pub finding_count: u64,
+    /// The findings shown, each `{"text"}` with `"kind", "block", "path", "detail"` offline
+    /// (the daemon sends the line only, and at most its first few thousand).
+    pub findings: Vec<Value>,
+}
+
+impl CheckRow {
+    pub fn from_engine(report: &CheckReport, pool: &str) -> CheckRow {
+        CheckRow {
+            pool: pool.to_owned(),
+            generation: report.generation,
+            volumes: report.volumes as u64,
+            blocks_in_use: report.blocks_in_use,
+            finding_count: report.findings.len() as u64,
+            findings: report
+                .findings
+                .iter()
+                .map(|f| {
+                    json!({
+                        "text": f.to_string(),
+                        "kind": format!("{:?}", f.kind),
+                        "block": f.block,
+                        "path": f.path,
+                        "detail": f.detail,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "pool": self.pool,
+            "clean": self.finding_count == 0,
+            "finding_count": self.finding_count,
+            "generation": self.generation,
+            "volumes": self.volumes,
+            "blocks_in_use": self.blocks_in_use,
+            "findings": self.findings,
+        })
+    }
+}
+
+/// Prints what `pool check` found; a finding makes the command fail (exit 1).
+pub fn report_check(row: &CheckRow, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(&row.json());
+    } else if row.finding_count == 0 {
+        println!("clean");
+    } else {
+        for f in &row.findings {
+            println!("{}", f["text"].as_str().unwrap_or_default());
+        }
+        let hidden = row.finding_count - row.findings.len() as u64;
+        if hidden > 0 {
+            println!("... and {hidden} more");
+        }
+        println!("{} finding(s)", row.finding_count);
+    }
+    if row.finding_count > 0 {
+        anyhow::bail!("{} finding(s) in pool '{}'", row.finding_count, row.pool);
+    }
+    Ok(())
 }
 
 pub fn print_json(value: &Value) {
@@ -284,15 +347,4 @@ fn print_volumes(volumes: &[VolumeRow], with_parent: bool) {
             );
         }
     }
-}
-
-pub fn print_check(report: &CheckReport) {
-    if report.is_clean() {
-        println!("clean");
-        return;
-    }
-    for f in &report.findings {
-        println!("{:?} block {} at {}: {}", f.kind, f.block, f.path, f.detail);
-    }
-    println!("{} finding(s)", report.findings.len());
 }

@@ -26,7 +26,7 @@ use crate::copy::{copy_reported, VolumeData};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{ChangeEvent, Listener, Listeners};
 use crate::replica::ReplicaRecord;
-use crate::types::{CopyEnd, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec};
+use crate::types::{CopyEnd, PoolCheck, PoolInfo, SizeRules, Volume, VolumeId, VolumeSpec};
 use crate::{ArrayBackend, CopyControl};
 
 /// The array backend over Cairn's engine.
@@ -300,5 +300,20 @@ impl ArrayBackend for EngineArray {
 
     fn subscribe(&self, listener: Listener) -> Result<()> {
         self.listeners.subscribe(listener)
+    }
+
+    /// The engine's online check of the pool's last commit (`Pool::check`).
+    fn check_pool(&self, pool: &str) -> Result<PoolCheck> {
+        let p = self
+            .storage
+            .pool(pool)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("Pool {pool:?}")))?;
+        let report = p.check().map_err(from_engine)?;
+        Ok(PoolCheck {
+            generation: report.generation,
+            volumes: report.volumes as u64,
+            blocks_in_use: report.blocks_in_use,
+            findings: report.findings.iter().map(ToString::to_string).collect(),
+        })
     }
 }

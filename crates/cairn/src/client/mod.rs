@@ -4,7 +4,7 @@
 //! CLI").
 //!
 //! Invariant: what SMI-S has no method for (a 512-byte block size, read-only flags, hidden
-//! volumes, pool creation and checks) is refused before anything is sent, naming `--pool-file`.
+//! volumes, pool creation and growth) is refused before anything is sent, naming `--pool-file`.
 
 mod array;
 mod connect;

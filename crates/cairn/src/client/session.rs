@@ -7,6 +7,7 @@
 //! until EndOfSequence, at most `PULL_ROUNDS_MAX` rounds.
 
 use std::cell::Cell;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use cairn_cim::client::{
@@ -14,7 +15,7 @@ use cairn_cim::client::{
 };
 use cairn_cim::{Instance, InstancePath, Value};
 
-use super::transport::Transport;
+use super::transport::{Transport, REQUEST_TIMEOUT};
 
 /// The implementation namespace of the array.
 pub const NAMESPACE: &str = "root/cairn";
@@ -36,11 +37,11 @@ impl Session {
         }
     }
 
-    fn call(&self, op: &Operation) -> Result<Reply> {
+    fn call(&self, op: &Operation, timeout: Duration) -> Result<Reply> {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let req = encode_request(&id.to_string(), NAMESPACE, op);
-        let body = self.transport.post(&req)?;
+        let body = self.transport.post(&req, timeout)?;
         let response = decode_response(&body)
             .with_context(|| format!("The daemon's answer to {} is not CIM-XML", op.method()))?;
         if response.message_id != id.to_string()
@@ -60,7 +61,7 @@ impl Session {
     }
 
     fn intrinsic(&self, op: &Operation) -> Result<IntrinsicReply> {
-        match self.call(op)? {
+        match self.call(op, REQUEST_TIMEOUT)? {
             Reply::Intrinsic(r) => Ok(r),
             Reply::Method(_) => bail!("{} answered as a method", op.method()),
         }
@@ -130,11 +131,24 @@ impl Session {
         params: Vec<(String, Value)>,
         accepted: &[u32],
     ) -> Result<(u32, MethodReply)> {
-        let reply = match self.call(&Operation::InvokeMethod {
+        self.invoke_within(REQUEST_TIMEOUT, target, method, params, accepted)
+    }
+
+    /// [`Session::invoke`] for a method that may run longer than a request usually takes.
+    pub fn invoke_within(
+        &self,
+        timeout: Duration,
+        target: &InstancePath,
+        method: &str,
+        params: Vec<(String, Value)>,
+        accepted: &[u32],
+    ) -> Result<(u32, MethodReply)> {
+        let op = Operation::InvokeMethod {
             target: target.clone(),
             method: method.to_owned(),
             params,
-        })? {
+        };
+        let reply = match self.call(&op, timeout)? {
             Reply::Method(m) => m,
             Reply::Intrinsic(_) => bail!("{method} answered as an intrinsic operation"),
         };

@@ -22,8 +22,9 @@ use tokio::net::TcpStream;
 
 /// How long a TCP connect and TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one request may take (a job stop waits up to 30 s inside the daemon).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one request may take unless its caller says otherwise (a job stop waits up to 30 s
+/// inside the daemon).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where the daemon listens and how to trust it.
 #[derive(Debug, Clone)]
@@ -99,14 +100,14 @@ impl Transport {
         }
     }
 
-    /// Sends one request and returns the response body of a 200 answer.
-    pub fn post(&self, req: &EncodedRequest) -> Result<Vec<u8>> {
+    /// Sends one request and returns the response body of a 200 answer within `timeout`.
+    pub fn post(&self, req: &EncodedRequest, timeout: Duration) -> Result<Vec<u8>> {
         let work = self.post_async(req);
         self.runtime
-            .block_on(async { tokio::time::timeout(REQUEST_TIMEOUT, work).await })
+            .block_on(async { tokio::time::timeout(timeout, work).await })
             .map_err(|_| {
                 anyhow!(
-                    "The daemon at {} did not answer {} within {REQUEST_TIMEOUT:?}",
+                    "The daemon at {} did not answer {} within {timeout:?}",
                     self.endpoint.describe(),
                     req.cim_method
                 )

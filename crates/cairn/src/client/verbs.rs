@@ -2,24 +2,31 @@
 //! create and grow → CreateOrModifyElementFromStoragePool, delete → ReturnToStoragePool, rename →
 //! ModifyInstance of ElementName, snapshot → CreateElementReplica (SyncType 7), restore →
 //! ModifyReplicaSynchronization (Operation 15), lists → the pull operations, job cancel →
-//! RequestStateChange (Terminate).
+//! RequestStateChange (Terminate), pool check → Cairn_StoragePool.CheckConsistency (Cairn's
+//! vendor method).
 //!
 //! Invariant: a name is resolved to its volume's path before any method is invoked, so an
 //! unknown name is refused without changing anything.
 
+use std::time::Duration;
+
 use anyhow::{anyhow, bail, Result};
 use cairn_cim::{InstancePath, Value};
+use serde_json::json;
 
-use super::array::{ArrayView, Services, Volume};
+use super::array::{ArrayView, Pool, Services, Volume};
 use super::jobs;
 use super::session::Session;
 use crate::output::{
-    print_json, report_deleted, report_jobs, report_pool, report_pools, report_volume,
-    report_volumes, VolumeRow,
+    print_json, report_check, report_deleted, report_jobs, report_pool, report_pools,
+    report_volume, report_volumes, CheckRow, VolumeRow,
 };
 use crate::size::parse_size_bytes;
 use crate::{Command, JobCommand, PoolCommand, SnapshotCommand, VolumeCommand};
 
+/// How long the daemon's check of one pool may take (it reads every metadata block of the pool's
+/// last commit).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3600);
 /// SyncType 7: Snapshot.
 const SYNC_TYPE_SNAPSHOT: u16 = 7;
 /// CIM_StorageConfigurationService element type 5: Thin Provisioned Volume.
@@ -35,7 +42,6 @@ pub fn check_supported(cmd: &Command) -> Result<()> {
     match cmd {
         Command::Pool(PoolCommand::Create { .. }) => offline_only("pool create"),
         Command::Pool(PoolCommand::Grow { .. }) => offline_only("pool grow"),
-        Command::Pool(PoolCommand::Check) => offline_only("pool check"),
         Command::Volume(VolumeCommand::Create {
             block_size: Some(b),
             ..
@@ -72,9 +78,44 @@ fn pool(cmd: PoolCommand, s: &Session, json: bool) -> Result<()> {
             report_pools(&rows, json);
         }
         PoolCommand::Info { name } => report_pool(&view.pool(name.as_deref())?.row, json),
+        PoolCommand::Check { name } => return check(s, view.pool(name.as_deref())?, json),
         _ => unreachable!("refused by check_supported"),
     }
     Ok(())
+}
+
+/// `pool check` through the daemon: Cairn's vendor method Cairn_StoragePool.CheckConsistency,
+/// the engine's online check of the pool's last commit (hosts keep writing meanwhile).
+fn check(s: &Session, pool: &Pool, json: bool) -> Result<()> {
+    let (_, reply) = s.invoke_within(
+        CHECK_TIMEOUT,
+        &pool.path,
+        "CheckConsistency",
+        Vec::new(),
+        &[0],
+    )?;
+    let number = |name: &str| {
+        reply
+            .out(name)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("CheckConsistency returned no {name}"))
+    };
+    let findings = match reply.out("Findings") {
+        Some(Value::Array(_, lines)) => lines
+            .iter()
+            .map(|l| json!({ "text": l.as_str().unwrap_or_default() }))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let row = CheckRow {
+        pool: pool.row.name.clone(),
+        generation: number("Generation")?,
+        volumes: number("VolumesChecked")?,
+        blocks_in_use: number("BlocksInUse")?,
+        finding_count: number("FindingCount")?,
+        findings,
+    };
+    report_check(&row, json)
 }
 
 /// The volume `id` as the daemon shows it now.
