@@ -9,7 +9,8 @@
 //! shared blocks of a family with no live volume left, are charged to no volume: they are
 //! being reclaimed.
 //! Hence, for a pool with no write in flight,
-//! `sum of SpaceReport::volumes + SpaceReport::reclaiming_bytes = PoolInfo::data_bytes_used`.
+//! `sum of SpaceReport::volumes + SpaceReport::reclaiming_bytes = SpaceReport::data_bytes_used`
+//! (the pool's data bytes, taken with the charges under one lock).
 //!
 //! Cost: the figures of a family are computed by one walk of its trees ([`Meta::family_blocks`])
 //! when first asked for, and kept until the family changes (a mapping changed, a share, a
@@ -55,6 +56,9 @@ pub struct SpaceReport {
     pub volumes: Vec<(VolumeId, u64)>,
     /// Data bytes held by deleted volumes alone, awaiting reclaim.
     pub reclaiming_bytes: u64,
+    /// The pool's data bytes in use at the same moment (`PoolInfo::data_bytes_used`): with no
+    /// write in flight, `volumes` and `reclaiming_bytes` add up to it.
+    pub data_bytes_used: u64,
 }
 
 impl Pool {
@@ -67,33 +71,44 @@ impl Pool {
         Ok(charges.by_seq[&seq] * BLOCK_SIZE_BYTES)
     }
 
-    /// The charges of every volume of the pool, and what is being reclaimed.
+    /// The charges of every volume of the pool, what is being reclaimed and the pool's data
+    /// bytes, all taken at one moment.
     pub fn space_report(&self) -> Result<SpaceReport> {
+        self.live()?.space_report()
+    }
+
+    /// Test hook: the report from the figures kept, then the report every family's walk gives
+    /// afresh, both at one moment (background reclaim cannot run between them).
+    #[doc(hidden)]
+    pub fn space_report_kept_and_walked(&self) -> Result<(SpaceReport, SpaceReport)> {
         let mut st = self.live()?;
-        let keys: Vec<FamilyKey> = st.families.keys().copied().collect();
-        let mut report = SpaceReport::default();
+        let kept = st.space_report()?;
+        for f in st.families.values_mut() {
+            f.cached = None;
+        }
+        let walked = st.space_report()?;
+        Ok((kept, walked))
+    }
+}
+
+impl State {
+    fn space_report(&mut self) -> Result<SpaceReport> {
+        let keys: Vec<FamilyKey> = self.families.keys().copied().collect();
+        let mut report = SpaceReport {
+            data_bytes_used: self.meta.data_blocks * BLOCK_SIZE_BYTES,
+            ..SpaceReport::default()
+        };
         for key in keys {
-            let charges = st.charges(key)?;
+            let charges = self.charges(key)?;
             report.reclaiming_bytes += charges.reclaiming * BLOCK_SIZE_BYTES;
             for (&seq, &blocks) in &charges.by_seq {
-                let id = VolumeId(st.vols[&seq].id);
+                let id = VolumeId(self.vols[&seq].id);
                 report.volumes.push((id, blocks * BLOCK_SIZE_BYTES));
             }
         }
         report.volumes.sort();
         Ok(report)
     }
-
-    /// Test hook: forgets every family's figures, so the next query walks again.
-    #[doc(hidden)]
-    pub fn forget_space(&self) {
-        for f in self.lock().families.values_mut() {
-            f.cached = None;
-        }
-    }
-}
-
-impl State {
     /// The charges of family `key`, walked again if it changed since they were computed.
     fn charges(&mut self, key: FamilyKey) -> Result<Arc<Charges>> {
         let family = &self.families[&key];
