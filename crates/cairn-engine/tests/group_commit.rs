@@ -4,6 +4,7 @@
 //! every write after a reopen. (That flushed writes survive a crash: `crash.rs`.)
 
 mod support;
+use support::block_of;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -109,14 +110,6 @@ fn opts() -> PoolOptions {
         node_cache_bytes: 1 << 20,
         preallocate: false,
     }
-}
-
-fn block_of(stamp: u64) -> Vec<u8> {
-    let mut b = vec![0u8; BS as usize];
-    for w in b.chunks_mut(8) {
-        w.copy_from_slice(&stamp.to_le_bytes());
-    }
-    b
 }
 
 const JOINERS: usize = 7;

@@ -8,6 +8,7 @@
 //! system.
 
 mod support;
+use support::block_of;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -114,14 +115,6 @@ fn opts() -> PoolOptions {
         node_cache_bytes: 4 << 20,
         preallocate: false,
     }
-}
-
-fn block_of(stamp: u64) -> Vec<u8> {
-    let mut b = vec![0u8; BS as usize];
-    for w in b.chunks_mut(8) {
-        w.copy_from_slice(&stamp.to_le_bytes());
-    }
-    b
 }
 
 /// Grows the metadata past the reserve's room: one mapping entry per block, then

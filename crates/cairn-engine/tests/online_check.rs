@@ -6,6 +6,7 @@
 //! reports a clean pool clean, and a bad block of a corrupted pool as a finding.
 
 mod support;
+use support::block_of;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,14 +41,6 @@ fn opts() -> PoolOptions {
         node_cache_bytes: 1 << 20,
         preallocate: false,
     }
-}
-
-fn block_of(stamp: u64) -> Vec<u8> {
-    let mut b = vec![0u8; BS as usize];
-    for w in b.chunks_mut(8) {
-        w.copy_from_slice(&stamp.to_le_bytes());
-    }
-    b
 }
 
 /// Work done by the I/O threads, with a signal for every step.

@@ -4,6 +4,7 @@
 //! snapshot or a volume.
 
 mod support;
+use support::block_of;
 use support::OnePool;
 
 use std::sync::Arc;
@@ -20,14 +21,6 @@ fn opts() -> PoolOptions {
         node_cache_bytes: 4 << 20,
         preallocate: false,
     }
-}
-
-fn block_of(stamp: u64) -> Vec<u8> {
-    let mut b = vec![0u8; BS as usize];
-    for w in b.chunks_mut(8) {
-        w.copy_from_slice(&stamp.to_le_bytes());
-    }
-    b
 }
 
 /// Writes `blocks` blocks as one mapping entry each (odd blocks first, then even ones, so no

@@ -9,6 +9,7 @@
 //! again and succeeds (its name was freed in the pool and in the registry alike).
 
 mod support;
+use support::block_of;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,14 +29,6 @@ fn opts() -> PoolOptions {
         node_cache_bytes: 0,
         preallocate: false,
     }
-}
-
-fn block_of(stamp: u64) -> Vec<u8> {
-    let mut b = vec![0u8; BS as usize];
-    for w in b.chunks_mut(8) {
-        w.copy_from_slice(&stamp.to_le_bytes());
-    }
-    b
 }
 
 /// The pool every case starts from, closed: `big` with every other block written, a snapshot

@@ -8,6 +8,7 @@
 //! snapshots are taken and deleted, and checks every snapshot against an interval oracle.
 
 mod support;
+use support::block_of;
 use support::OnePool;
 
 use std::collections::HashMap;
@@ -30,15 +31,6 @@ fn opts() -> PoolOptions {
         node_cache_bytes: 1 << 20,
         preallocate: false,
     }
-}
-
-/// The contents one stamp writes: the stamp in every 8-byte word (0 = never written, zeros).
-fn block_of(stamp: u64) -> Vec<u8> {
-    let mut b = vec![0u8; BS as usize];
-    for w in b.chunks_mut(8) {
-        w.copy_from_slice(&stamp.to_le_bytes());
-    }
-    b
 }
 
 /// Per block: the stamp of the last acknowledged operation (0 = zeros). Each thread owns the

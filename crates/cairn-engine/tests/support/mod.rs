@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use cairn_engine::{
     BlockDevice, Pool, PoolOptions, Result, Storage, VolumeId, VolumeInfo, VolumeOptions,
+    BLOCK_SIZE,
 };
 
 /// A pool and the storage that changes its volumes.
@@ -78,4 +79,14 @@ impl OnePool {
     pub fn restore(&self, volume: VolumeId, snapshot: VolumeId) -> Result<()> {
         self.storage.restore(volume, snapshot)
     }
+}
+
+/// One block of the contents a stamp writes: the stamp in every 8-byte word (stamp 0: zeros, as
+/// a block never written reads).
+pub fn block_of(stamp: u64) -> Vec<u8> {
+    let mut b = vec![0u8; BLOCK_SIZE as usize];
+    for w in b.chunks_mut(8) {
+        w.copy_from_slice(&stamp.to_le_bytes());
+    }
+    b
 }
