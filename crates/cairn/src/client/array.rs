@@ -161,7 +161,7 @@ impl ArrayView {
             None => match self.pools.as_slice() {
                 [only] => Ok(only),
                 _ => bail!(
-                    "The daemon has several pools ({}): give --pool",
+                    "The daemon has several pools ({}): name one of them",
                     self.pool_names()
                 ),
             },
