@@ -149,8 +149,9 @@ impl ArrayView {
             .ok_or_else(|| anyhow!("No volume named '{name}' on the daemon"))
     }
 
-    /// The pool called `name`, or the only pool when `name` is `None`.
-    pub fn pool(&self, name: Option<&str>) -> Result<&Pool> {
+    /// The pool called `name`, or the only pool when `name` is `None`; `how` tells the user how
+    /// to name one when there are several.
+    pub fn pool(&self, name: Option<&str>, how: &str) -> Result<&Pool> {
         match name {
             Some(n) => self.pools.iter().find(|p| p.row.name == n).ok_or_else(|| {
                 anyhow!(
@@ -161,7 +162,7 @@ impl ArrayView {
             None => match self.pools.as_slice() {
                 [only] => Ok(only),
                 _ => bail!(
-                    "The daemon has several pools ({}): name one of them",
+                    "The daemon has several pools ({}): {how}",
                     self.pool_names()
                 ),
             },

@@ -33,6 +33,8 @@ const SYNC_TYPE_SNAPSHOT: u16 = 7;
 const ELEMENT_TYPE_THIN_VOLUME: u16 = 5;
 /// ModifyReplicaSynchronization Operation 15: Restore.
 const OPERATION_RESTORE: u16 = 15;
+/// How `pool info` and `pool check` take a pool when the daemon has several.
+const POOL_BY_NAME: &str = "name one of them";
 
 /// Refuses, before connecting, what SMI-S cannot do.
 pub fn check_supported(cmd: &Command) -> Result<()> {
@@ -77,8 +79,12 @@ fn pool(cmd: PoolCommand, s: &Session, json: bool) -> Result<()> {
             let rows: Vec<_> = view.pools.iter().map(|p| p.row.clone()).collect();
             report_pools(&rows, json);
         }
-        PoolCommand::Info { name } => report_pool(&view.pool(name.as_deref())?.row, json),
-        PoolCommand::Check { name } => return check(s, view.pool(name.as_deref())?, json),
+        PoolCommand::Info { name } => {
+            report_pool(&view.pool(name.as_deref(), POOL_BY_NAME)?.row, json)
+        }
+        PoolCommand::Check { name } => {
+            return check(s, view.pool(name.as_deref(), POOL_BY_NAME)?, json)
+        }
         _ => unreachable!("refused by check_supported"),
     }
     Ok(())
@@ -170,7 +176,7 @@ fn volume(cmd: VolumeCommand, s: &Session, json: bool) -> Result<()> {
             name, size, pool, ..
         } => {
             let size = parse_size_bytes(&size)?;
-            let pool = view.pool(pool.as_deref())?;
+            let pool = view.pool(pool.as_deref(), "give --pool")?;
             create_or_modify(
                 s,
                 vec![
@@ -274,7 +280,7 @@ fn create_snapshot(
     if let Some(p) = pool {
         params.push((
             "TargetPool".into(),
-            Value::Reference(view.pool(Some(p))?.path.clone()),
+            Value::Reference(view.pool(Some(p), POOL_BY_NAME)?.path.clone()),
         ));
     }
     let services = Services::find(s)?;
