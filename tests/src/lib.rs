@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 pub mod ceph;
 pub mod fixture;
 pub mod iscsi;
+pub mod nbd;
 
 /// Longest time a daemon may take to open its pools and bind its listeners.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);

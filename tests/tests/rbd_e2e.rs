@@ -11,7 +11,7 @@ use std::process::Command;
 
 use cairn_rbd::exports::RbdExports;
 use cairn_rbd::ConnectOptions;
-use cairn_tests::{ceph, test_config, Daemon};
+use cairn_tests::{ceph, nbd, test_config, Daemon};
 
 const MIB: usize = 1 << 20;
 const SIZE_BYTES: usize = 16 * MIB;
@@ -190,64 +190,6 @@ fn rbd_volume_over_nbd_matches_what_ceph_sees_both_ways() {
     exports.delete_volume(&rev).expect("delete reverse");
 }
 
-/// NBD commands and magics of the raw client below (the NBD protocol specification).
-const NBD_CMD_READ: u16 = 0;
-const NBD_CMD_WRITE: u16 = 1;
-const NBD_CMD_FLUSH: u16 = 3;
-const NBD_REQUEST_MAGIC: u32 = 0x2560_9513;
-const NBD_SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
-
-/// A raw NBD connection to `export`, negotiated with NBD_OPT_EXPORT_NAME (simple replies).
-fn nbd_connect(addr: std::net::SocketAddr, export: &str) -> std::net::TcpStream {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let mut greeting = [0u8; 18];
-    s.read_exact(&mut greeting).expect("greeting");
-    assert_eq!(&greeting[..8], b"NBDMAGIC");
-    // Fixed newstyle, no zeroes.
-    s.write_all(&3u32.to_be_bytes()).expect("flags");
-    let mut opt = b"IHAVEOPT".to_vec();
-    opt.extend_from_slice(&1u32.to_be_bytes());
-    opt.extend_from_slice(&(export.len() as u32).to_be_bytes());
-    opt.extend_from_slice(export.as_bytes());
-    s.write_all(&opt).expect("export name");
-    let mut info = [0u8; 10];
-    s.read_exact(&mut info).expect("export info");
-    s
-}
-
-/// Appends one request (and its payload) to `wire`.
-fn nbd_request(
-    wire: &mut Vec<u8>,
-    command: u16,
-    cookie: u64,
-    offset: u64,
-    payload: &[u8],
-    len: u32,
-) {
-    wire.extend_from_slice(&NBD_REQUEST_MAGIC.to_be_bytes());
-    wire.extend_from_slice(&0u16.to_be_bytes());
-    wire.extend_from_slice(&command.to_be_bytes());
-    wire.extend_from_slice(&cookie.to_be_bytes());
-    wire.extend_from_slice(&offset.to_be_bytes());
-    wire.extend_from_slice(&len.to_be_bytes());
-    wire.extend_from_slice(payload);
-}
-
-/// Reads one simple reply: its cookie, and `data_len` bytes of data if it succeeded.
-fn nbd_reply(s: &mut std::net::TcpStream, data_len: usize) -> (u64, Vec<u8>) {
-    use std::io::Read;
-    let mut head = [0u8; 16];
-    s.read_exact(&mut head).expect("reply");
-    let be32 = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes"));
-    assert_eq!(be32(&head[..4]), NBD_SIMPLE_REPLY_MAGIC);
-    let cookie = u64::from_be_bytes(head[8..].try_into().expect("8 bytes"));
-    assert_eq!(be32(&head[4..8]), 0, "request {cookie} failed");
-    let mut data = vec![0u8; data_len];
-    s.read_exact(&mut data).expect("read data");
-    (cookie, data)
-}
-
 /// Distinct 4 KiB blocks scattered over the first 16 MiB (37 is prime to 4096).
 fn scattered(i: u64) -> u64 {
     (i * 37 % 4096) * 4096
@@ -258,8 +200,8 @@ fn scattered_round_trip(n: u64) -> (Vec<u8>, Vec<u8>) {
     let (mut writes, mut reads) = (Vec::new(), Vec::new());
     for i in 0..n {
         let data = pattern(4096, i as u8);
-        nbd_request(&mut writes, NBD_CMD_WRITE, i, scattered(i), &data, 4096);
-        nbd_request(&mut reads, NBD_CMD_READ, i, scattered(i), &[], 4096);
+        nbd::request(&mut writes, nbd::CMD_WRITE, i, scattered(i), &data, 4096);
+        nbd::request(&mut reads, nbd::CMD_READ, i, scattered(i), &[], 4096);
     }
     (writes, reads)
 }
@@ -269,7 +211,8 @@ fn nbd_exchange(s: &mut std::net::TcpStream, wire: &[u8], n: u64, data_len: usiz
     std::io::Write::write_all(s, wire).expect("requests");
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..n {
-        let (cookie, data) = nbd_reply(s, data_len);
+        let (cookie, error, data) = nbd::reply(s, data_len);
+        assert_eq!(error, 0, "request {cookie} failed");
         assert!(seen.insert(cookie), "cookie {cookie} answered twice");
         if data_len > 0 {
             assert!(
@@ -306,23 +249,23 @@ fn many_nbd_requests_in_flight_land_right_and_dropped_connections_harm_nothing()
     let nbd = daemon.listen.nbd.expect("NBD listener");
 
     let (writes, reads) = scattered_round_trip(N);
-    let mut c = nbd_connect(nbd, &name);
+    let mut c = nbd::connect(nbd, &name);
     nbd_exchange(&mut c, &writes, N, 0);
     let mut flush = Vec::new();
-    nbd_request(&mut flush, NBD_CMD_FLUSH, 0, 0, &[], 0);
+    nbd::request(&mut flush, nbd::CMD_FLUSH, 0, 0, &[], 0);
     nbd_exchange(&mut c, &flush, 1, 0);
     nbd_exchange(&mut c, &reads, N, 4096);
 
     // Connections dropped with their requests in flight: the replies land after them.
     for _ in 0..4 {
-        let mut d = nbd_connect(nbd, &name);
+        let mut d = nbd::connect(nbd, &name);
         std::io::Write::write_all(&mut d, &writes).expect("writes");
         std::io::Write::write_all(&mut d, &reads).expect("reads");
         drop(d);
     }
     nbd_exchange(&mut c, &reads, N, 4096);
     drop(c);
-    let mut e = nbd_connect(nbd, &name);
+    let mut e = nbd::connect(nbd, &name);
     nbd_exchange(&mut e, &reads, N, 4096);
     drop(e);
 

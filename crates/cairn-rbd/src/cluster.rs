@@ -99,7 +99,12 @@ impl Handle {
         self.set("rados_osd_op_timeout", &op_timeout_s.to_string())?;
         self.set("rados_mon_op_timeout", &op_timeout_s.to_string())?;
         // A discard must leave its whole range reading as zeros, also its unaligned edges.
-        self.set("rbd_skip_partial_discard", "false")
+        self.set("rbd_skip_partial_discard", "false")?;
+        // librbd's cache stays writethrough until a client's first flush unless told otherwise,
+        // and a host that never flushes (fio, a page cache that writes back slowly) would pay a
+        // round trip per write. Writes without FUA need not be durable until a flush, which
+        // NBD and iSCSI (write cache enabled) both say; every FUA and FLUSH is an rbd flush.
+        self.set("rbd_cache_writethrough_until_flush", "false")
     }
 }
 

@@ -28,6 +28,7 @@
 //!   unmapped reads as zeros.
 //! - Ceph errors become [`cairn_export::ErrorKind`]s here, in [`translate`], and nowhere else.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cairn_export::{
@@ -452,6 +453,7 @@ impl Exports for RbdExports {
 impl RbdExports {
     fn volume(&self, served: Arc<Served>, opened: VolumeInfo, lease: Lease) -> Arc<dyn Volume> {
         Arc::new(RbdVolume {
+            seen_losses: AtomicU64::new(served.losses()),
             served,
             link: self.link.clone(),
             opened,
@@ -466,6 +468,8 @@ struct RbdVolume {
     link: Arc<Link>,
     /// What it was when opened; the size is asked again on every [`Volume::info`].
     opened: VolumeInfo,
+    /// The image's [`Served::losses`] this handle has reported (or that predate it).
+    seen_losses: AtomicU64,
     _lease: Lease,
 }
 
@@ -484,15 +488,32 @@ impl RbdVolume {
         offset: u64,
         len: u64,
         transfer: bool,
-        f: impl FnOnce(&Image) -> Result<T>,
+        f: impl FnOnce(&Slot) -> Result<T>,
     ) -> ExportResult<T> {
         let slot = self.served.fresh(&self.link)?;
         self.check(&slot, offset, len, transfer)?;
-        let done = f(&slot.image);
+        let done = f(&slot);
         if let Err(e) = &done {
             slot.conn.note(e);
         }
         done.map_err(translate)
+    }
+
+    /// Fails a flush once for each handle of the image replaced, since this host handle last
+    /// heard, while it held changes no flush covered: they may never reach the cluster.
+    fn owed(&self) -> ExportResult<()> {
+        let losses = self.served.losses();
+        if self.seen_losses.swap(losses, Ordering::AcqRel) >= losses {
+            return Ok(());
+        }
+        Err(ExportError::new(
+            ExportKind::Io,
+            format!(
+                "{:?}: changes acknowledged before the pool lost its cluster were never flushed \
+                 and may be lost",
+                self.opened.name
+            ),
+        ))
     }
 
     fn check(&self, slot: &Slot, offset: u64, len: u64, transfer: bool) -> ExportResult<()> {
@@ -555,10 +576,23 @@ impl AsyncVolume for RbdVolume {
             done(IoDone::new(io.into_buf(), Err(e)));
             return Ok(());
         }
-        let conn = slot.conn.clone();
+        let flush_mark = match io {
+            Io::Flush => {
+                if let Err(e) = self.owed() {
+                    done(IoDone::new(io.into_buf(), Err(e)));
+                    return Ok(());
+                }
+                Some(slot.unflushed.mark())
+            }
+            _ => None,
+        };
+        let changes = !matches!(io, Io::Read { .. } | Io::Flush);
+        let (conn, unflushed) = (slot.conn.clone(), slot.unflushed.clone());
         let landed = move |buf, result: Result<()>| {
-            if let Err(e) = &result {
-                conn.note(e);
+            match &result {
+                Err(e) => conn.note(e),
+                Ok(()) if changes => unflushed.changed(),
+                Ok(()) => flush_mark.into_iter().for_each(|m| unflushed.flushed(m)),
             }
             done(IoDone::new(buf, result.map_err(translate)));
         };
@@ -586,36 +620,46 @@ impl Volume for RbdVolume {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> ExportResult<()> {
-        self.with(offset, buf.len() as u64, true, |i| i.read_at(offset, buf))
+        self.with(offset, buf.len() as u64, true, |s| {
+            s.image.read_at(offset, buf)
+        })
     }
 
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> ExportResult<()> {
-        self.with(offset, data.len() as u64, true, |i| {
-            i.write_at(offset, data)?;
+        self.with(offset, data.len() as u64, true, |s| {
+            s.image.write_at(offset, data)?;
+            s.unflushed.changed();
             if fua {
-                i.flush()?;
+                s.flush()?;
             }
             Ok(())
         })
     }
 
     fn flush(&self) -> ExportResult<()> {
-        self.with(0, 0, false, Image::flush)
+        self.owed()?;
+        self.with(0, 0, false, Slot::flush)
     }
 
     fn trim(&self, offset: u64, len: u64) -> ExportResult<()> {
-        self.with(offset, len, false, |i| i.discard(offset, len))
+        self.with(offset, len, false, |s| {
+            s.image.discard(offset, len)?;
+            s.unflushed.changed();
+            Ok(())
+        })
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, how: Zeroing) -> ExportResult<()> {
         let allocate = how == Zeroing::Allocate;
-        self.with(offset, len, false, |i| {
-            i.write_zeroes(offset, len, allocate)
+        self.with(offset, len, false, |s| {
+            s.image.write_zeroes(offset, len, allocate)?;
+            s.unflushed.changed();
+            Ok(())
         })
     }
 
     fn block_status(&self, offset: u64, len: u64) -> ExportResult<Vec<Run>> {
-        let mut extents = self.with(offset, len, false, |i| i.allocated(offset, len))?;
+        let mut extents = self.with(offset, len, false, |s| s.image.allocated(offset, len))?;
         extents.sort_by_key(|e| e.offset);
         Ok(runs(offset, offset + len, &extents))
     }

@@ -14,6 +14,12 @@
 //! client ([`crate::Image::take_over`]): a write that timed out here but is still on its way
 //! cannot land over newer data. Until then requests fail at once with an I/O error.
 //!
+//! librbd's cache is writeback (see [`crate::cluster`]): a change acknowledged to a host lives
+//! only in this process until a flush sends it. Each handle counts the changes it acknowledged
+//! and how many of them a flush has covered ([`Unflushed`]); a handle replaced while some are not
+//! covered has lost them (its client is blocklisted by then), and every host handle's next flush
+//! says so once ([`Served::losses`]) instead of succeeding on the new handle.
+//!
 //! Invariants: an image is served through at most one handle at a time; a handle whose
 //! connection is lost or superseded serves no request (it is replaced first); an image whose
 //! connection is lost is never closed by the idle sweep (closing would leave its lock held by a
@@ -57,10 +63,42 @@ impl Conn {
     }
 }
 
+/// Changes (writes, discards, zeroings) one handle acknowledged, and how many of them a
+/// successful flush has covered.
+#[derive(Default)]
+pub(crate) struct Unflushed {
+    changed: AtomicU64,
+    covered: AtomicU64,
+}
+
+impl Unflushed {
+    /// A change was acknowledged.
+    pub(crate) fn changed(&self) {
+        self.changed.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Taken before a flush starts: what it covers once it has succeeded.
+    pub(crate) fn mark(&self) -> u64 {
+        self.changed.load(Ordering::Acquire)
+    }
+
+    /// A flush started at `mark` succeeded.
+    pub(crate) fn flushed(&self, mark: u64) {
+        self.covered.fetch_max(mark, Ordering::AcqRel);
+    }
+
+    /// True if some acknowledged change is not covered by a flush.
+    fn any(&self) -> bool {
+        self.changed.load(Ordering::Acquire) > self.covered.load(Ordering::Acquire)
+    }
+}
+
 /// An image served to hosts: its handle, replaced after an outage.
 pub(crate) struct Served {
     rados_name: String,
     slot: RwLock<Slot>,
+    /// How many handles were replaced holding unflushed changes.
+    losses: AtomicU64,
     /// When the last host handle was dropped; `None` while one is held.
     idle_since: Mutex<Option<Instant>>,
 }
@@ -69,9 +107,26 @@ pub(crate) struct Served {
 pub(crate) struct Slot {
     pub(crate) image: Image,
     pub(crate) conn: Arc<Conn>,
+    pub(crate) unflushed: Arc<Unflushed>,
 }
 
 impl Slot {
+    fn new(image: Image, conn: Arc<Conn>) -> Slot {
+        Slot {
+            image,
+            conn,
+            unflushed: Arc::default(),
+        }
+    }
+
+    /// Flushes the image, covering every change acknowledged before.
+    pub(crate) fn flush(&self) -> crate::Result<()> {
+        let mark = self.unflushed.mark();
+        self.image.flush()?;
+        self.unflushed.flushed(mark);
+        Ok(())
+    }
+
     fn stale(&self, link: &Link) -> bool {
         self.conn.lost.load(Ordering::Acquire) || self.conn.generation != link.generation()
     }
@@ -96,8 +151,13 @@ impl Served {
         }
         let mut slot = self.slot.write();
         if slot.stale(link) {
+            let lost = slot.unflushed.any();
             // The old handle is closed here, after the new one took the lock over.
             *slot = self.reopen(link)?;
+            if lost {
+                self.losses.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(image = %self.rados_name, "RBD image served again; changes acknowledged before the outage and never flushed are lost");
+            }
         }
         Ok(RwLockWriteGuard::downgrade(slot))
     }
@@ -124,13 +184,19 @@ impl Served {
         match opened {
             Ok(image) => {
                 tracing::info!(image = %self.rados_name, "RBD image served again, lock taken over");
-                Ok(Slot { image, conn })
+                Ok(Slot::new(image, conn))
             }
             Err(e) => {
                 conn.note(&e);
                 Err(translate(e))
             }
         }
+    }
+
+    /// How many of its handles were replaced holding changes no flush covered; a host handle
+    /// that saw fewer reports the difference at its next flush.
+    pub(crate) fn losses(&self) -> u64 {
+        self.losses.load(Ordering::Acquire)
     }
 
     /// A host handle on it was dropped.
@@ -222,10 +288,8 @@ impl Link {
         image.lock_exclusive()?;
         let served = Arc::new(Served {
             rados_name: rados_name.to_string(),
-            slot: RwLock::new(Slot {
-                image,
-                conn: conn.clone(),
-            }),
+            slot: RwLock::new(Slot::new(image, conn.clone())),
+            losses: AtomicU64::new(0),
             idle_since: Mutex::new(None),
         });
         // A handle opened meanwhile by another host wins; ours is closed on return.

@@ -538,3 +538,82 @@ fn asynchronous_requests_land_right_even_after_every_handle_is_gone() {
         .delete_volume(&name)
         .expect("no handle is left open");
 }
+
+/// Reads `len` bytes at 0 of `name` through a handle of its own (a cache of its own, empty).
+fn read_fresh(pool: &Pool, name: &str, len: usize) -> Vec<u8> {
+    let mut got = vec![0u8; len];
+    let image = pool.open_image(name).expect("open");
+    image.read_at(0, &mut got).expect("read");
+    got
+}
+
+#[test]
+fn writes_wait_in_the_writeback_cache_until_a_flush_sends_them() {
+    let (writer, other) = (pool(), pool());
+    let name = unique("writeback");
+    writer.create_image(&name, 4 << 20).expect("create");
+    let data = pattern(64 << 10, 5);
+    let image = writer.open_image(&name).expect("open");
+    // librbd writes dirty data back after about a second on its own: an attempt whose read came
+    // later than half of that says nothing, and is made again.
+    let mut conclusive = false;
+    for seed in 0..5u8 {
+        let data = pattern(64 << 10, seed);
+        let reader = other
+            .open_image(&name)
+            .expect("open a second client's handle");
+        let mut seen = vec![0u8; data.len()];
+        let start = Instant::now();
+        image.write_at(0, &data).expect("write");
+        reader.read_at(0, &mut seen).expect("read");
+        if start.elapsed() < Duration::from_millis(500) {
+            assert_ne!(
+                seen, data,
+                "a write without flush reached the cluster at once"
+            );
+            conclusive = true;
+        }
+        image.flush().expect("flush");
+        assert_eq!(
+            read_fresh(&other, &name, data.len()),
+            data,
+            "a flushed write"
+        );
+        if conclusive {
+            break;
+        }
+    }
+    assert!(conclusive, "no attempt read within 500 ms of its write");
+    image.write_at(0, &data).expect("write");
+    drop(image);
+    assert_eq!(
+        read_fresh(&other, &name, data.len()),
+        data,
+        "closing flushes"
+    );
+    writer.remove_image(&name).expect("remove");
+}
+
+#[test]
+fn a_snapshot_another_client_takes_holds_the_lock_owners_unflushed_writes() {
+    let (owner_pool, other) = (pool(), pool());
+    let (src, child) = (unique("owner"), unique("owner-child"));
+    owner_pool.create_image(&src, 4 << 20).expect("create");
+    let owner = owner_pool.open_image(&src).expect("open");
+    owner.lock_exclusive().expect("lock");
+    let data = pattern(64 << 10, 3);
+    owner.write_at(0, &data).expect("write, no flush");
+    let manager = other.open_image(&src).expect("a second client's handle");
+    manager
+        .snap_create("s1")
+        .expect("snap, done by the lock owner");
+    other
+        .clone_image(&other, &src, "s1", &child)
+        .expect("clone");
+    assert_eq!(read_fresh(&other, &child, data.len()), data);
+    drop(manager);
+    other.remove_image(&child).expect("remove clone");
+    owner.snap_remove("s1").expect("snap remove");
+    drop(owner);
+    owner_pool.remove_image(&src).expect("remove");
+}
