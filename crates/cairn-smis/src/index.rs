@@ -10,9 +10,15 @@
 //!   a pool whose change count (`PoolInfo::volume_changes`, one step per change) is not the one the
 //!   index accounts for is read again whole. The index accounts for a step only when the backend
 //!   reports it: a `PoolChanged` whose count is exactly one past the one accounted for (the
-//!   backend sends one per change). A change without its event (a pool added, a change made
-//!   around the backend, the cleanup of a failed operation) leaves a gap that no later event
-//!   closes, so it is never missed: the index is just not used for it.
+//!   backend sends one per change, after the change's volume events), or one at or below a count
+//!   the pool was read at (that read saw the change). A change without its event (a pool added, a
+//!   change made around the backend, the cleanup of a failed operation) leaves a gap that no
+//!   later event closes, so it is never missed: the index is just not used for it.
+//! - A pool exactly one step ahead while volume events of it were noted since its last
+//!   `PoolChanged` is not read again: that step is the change whose events were noted (it has
+//!   not sent its `PoolChanged` yet), and the volumes they name are read again. So a listener
+//!   that reads the model while a change is being reported (the indication producer) costs one
+//!   volume read, not a read of the whole pool.
 //! - `by_source[s]` holds every indexed volume whose replica record or snapshot parent names `s`.
 //! - Noted volumes are bounded by [`CHANGED_VOLUMES_MAX`]; past it the index forgets them and
 //!   reads every pool again.
@@ -56,6 +62,9 @@ pub struct VolumeIndex {
 
 #[derive(Debug, Default)]
 struct State {
+    /// How many times a pool was read whole.
+    #[cfg(test)]
+    pool_reads: u64,
     /// The backend's pools in its order, as last read.
     pools: Vec<PoolEntry>,
     volumes: HashMap<VolumeId, Entry>,
@@ -76,6 +85,8 @@ struct PoolEntry {
     seen_changes: u64,
     /// A `PoolChanged` skipped a step: the pool must be read again.
     gap: bool,
+    /// Volume events of this pool noted since its last `PoolChanged`.
+    pending: u32,
     /// The pool's volumes by creation order.
     order: BTreeMap<u64, VolumeId>,
 }
@@ -133,21 +144,23 @@ impl VolumeIndex {
     /// Notes one change event (what a backend listener calls; never calls the backend).
     pub fn note(&self, event: &ChangeEvent) {
         let mut st = self.state.lock();
-        let id = match event {
-            ChangeEvent::VolumeCreated(v) | ChangeEvent::VolumeChanged(v) => v.id,
-            ChangeEvent::VolumeDeleted(id) => *id,
+        let (id, pool) = match event {
+            ChangeEvent::VolumeCreated(v) | ChangeEvent::VolumeChanged(v) => (v.id, v.pool.clone()),
+            ChangeEvent::VolumeDeleted(id) => match st.volumes.get(id) {
+                Some(e) => (*id, e.volume.pool.clone()),
+                None => (*id, String::new()),
+            },
             ChangeEvent::PoolChanged(info) => {
                 if let Some(p) = st.pool_mut(&info.name) {
-                    if p.seen_changes.checked_add(1) == Some(info.volume_changes) {
-                        p.seen_changes = info.volume_changes;
-                    } else {
-                        p.gap = true;
-                    }
+                    p.account(info.volume_changes);
                 }
                 return;
             }
             _ => return,
         };
+        if let Some(p) = st.pool_mut(&pool) {
+            p.pending = p.pending.saturating_add(1);
+        }
         if st.changed.len() >= CHANGED_VOLUMES_MAX {
             st.changed.clear();
             st.reread_all = true;
@@ -258,6 +271,26 @@ impl VolumeIndex {
     }
 }
 
+impl PoolEntry {
+    /// A `PoolChanged` at change count `changes` was delivered.
+    fn account(&mut self, changes: u64) {
+        if self.seen_changes.checked_add(1) == Some(changes) {
+            self.seen_changes = changes;
+        } else if changes > self.seen_changes {
+            self.gap = true;
+        }
+        self.pending = 0;
+    }
+
+    /// True if the index holds this pool as the backend reports it at change count `changes`
+    /// (the pool itself need not be read again; noted volumes still are).
+    fn current(&self, changes: u64) -> bool {
+        !self.gap
+            && (self.seen_changes == changes
+                || (self.pending > 0 && self.seen_changes.checked_add(1) == Some(changes)))
+    }
+}
+
 fn view(p: &PoolEntry, volumes: Vec<Volume>) -> PoolView {
     PoolView {
         info: p.info.clone(),
@@ -277,7 +310,7 @@ impl State {
         for info in array.pools() {
             let known = old
                 .remove(&info.name)
-                .filter(|p| !reread_all && !p.gap && p.seen_changes == info.volume_changes);
+                .filter(|p| !reread_all && p.current(info.volume_changes));
             let entry = match known {
                 Some(mut p) => {
                     p.info = info;
@@ -301,6 +334,10 @@ impl State {
     /// Reads pool `info` whole; its previous entries are dropped.
     /// Volumes already indexed keep their position in the creation order.
     fn read_pool(&mut self, array: &dyn ArrayBackend, info: PoolInfo) -> PoolEntry {
+        #[cfg(test)]
+        {
+            self.pool_reads += 1;
+        }
         let stale: Vec<(VolumeId, u64)> = self
             .volumes
             .iter()
@@ -314,6 +351,7 @@ impl State {
         let mut entry = PoolEntry {
             seen_changes: info.volume_changes,
             gap: false,
+            pending: 0,
             order: BTreeMap::new(),
             info,
         };
@@ -500,6 +538,35 @@ mod tests {
         let pools = index.snapshot(array, Scope::Pools).pools;
         assert_eq!(pools.len(), 2);
         assert!(pools.iter().all(|p| p.volumes.is_empty()));
+    }
+
+    #[test]
+    fn a_listener_reading_while_a_change_is_reported_reads_no_pool_again() {
+        let (_storage, array) = array();
+        let index = VolumeIndex::following(array.as_ref());
+        let a = create(array.as_ref(), "a");
+        assert_eq!(names(&index, array.as_ref(), Scope::All), ["a"]);
+        let reads = || index.state.lock().pool_reads;
+        assert_eq!(reads(), 1);
+        // Subscribed after the index, as the indication producer is: it reads the model
+        // between a change's volume event and its PoolChanged.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (listener_index, listener_array, listener_seen) =
+            (index.clone(), array.clone(), seen.clone());
+        array
+            .subscribe(Arc::new(move |e: &ChangeEvent| {
+                if matches!(e, ChangeEvent::VolumeCreated(_)) {
+                    let now = names(&listener_index, listener_array.as_ref(), Scope::All);
+                    listener_seen.lock().push(now);
+                }
+            }))
+            .expect("subscribe");
+        let spec = VolumeSpec::default();
+        array.snapshot(a.id, "s", &spec).expect("snapshot");
+        create(array.as_ref(), "b");
+        assert_eq!(*seen.lock(), [vec!["a", "s"], vec!["a", "s", "b"]]);
+        assert_eq!(names(&index, array.as_ref(), Scope::All), ["a", "s", "b"]);
+        assert_eq!(reads(), 1, "no pool was read again");
     }
 
     #[test]
