@@ -10,12 +10,19 @@
 # the image's exclusive lock; then cairn), and the table gives IOPS, MiB/s and the ratio
 # cairn/rbd from this one run. The image is filled first, so reads return real data.
 #
+# Then snapshots: BENCH_SNAPSHOTS (default 10) rounds of one same-pool snapshot of the image
+# through Cairn's SMI-S (CreateElementReplica SyncType 7, timed from request to answer by a pywbem
+# client that resolved its paths first: tools/lib/snapshot_time.py) and one `rbd snap create`
+# plus `rbd clone` pair run by the CLI (timed whole, the tools' start-up included); the medians
+# and their ratio. The Python that runs the client is BENCH_PYTHON (default python3) and
+# needs pywbem.
+#
 # Needs fio with the rbd engine (`fio --enghelp` lists "rbd"; Debian's fio 3.33 has it), Ceph's
 # `rbd` tool, cargo, python3, nbdinfo, and a cluster: BENCH_CEPH_CONF (default
 # $CAIRN_TEST_CEPH_CONF) names its ceph.conf, whose client.admin keyring is found through it
 # (tools/ceph-cluster.sh makes such a cluster). Environment: BENCH_POOL (RADOS pool, default rbd),
 # BENCH_SIZE (image bytes, default 1 GiB), BENCH_RUNTIME (seconds per job, default 10),
-# BENCH_PORT (NBD port, default 10910), BENCH_DIR (scratch directory, default a new one under
+# BENCH_PORT (NBD port, default 10910; SMI-S listens on the next), BENCH_DIR (scratch directory, default a new one under
 # /var/tmp), CAIRN_BIN (a built cairn to measure instead of building this tree's, release).
 # The image is removed at the end.
 set -euo pipefail
@@ -38,6 +45,9 @@ POOL=${BENCH_POOL:-rbd}
 SIZE=${BENCH_SIZE:-$((1 << 30))}
 RUNTIME=${BENCH_RUNTIME:-10}
 PORT=${BENCH_PORT:-10910}
+SMIS_PORT=$((PORT + 1))
+SNAPSHOTS=${BENCH_SNAPSHOTS:-10}
+PYTHON=${BENCH_PYTHON:-python3}
 DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/rbd-bench.XXXXXX)}
 mkdir -p "$DIR"
 RESULTS="$DIR/results.tsv"
@@ -59,6 +69,10 @@ stop_server() {
 
 cleanup() {
     stop_server
+    for i in $(seq 0 $((SNAPSHOTS - 1))); do
+        rbdc rm --no-progress "bench-clone-$$-$i" >/dev/null 2>&1 || true
+    done
+    rbdc snap purge --no-progress "$IMAGE" >/dev/null 2>&1 || true
     rbdc rm --no-progress "$IMAGE" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -67,7 +81,7 @@ trap cleanup EXIT
 start_server() {
     cat >"$DIR/cairn.toml" <<EOF
 [listen]
-smis_http = "127.0.0.1:0"
+smis_http = "127.0.0.1:$SMIS_PORT"
 smis_https = ""
 iscsi = ""
 nbd = "127.0.0.1:$PORT"
@@ -129,4 +143,32 @@ for spec in "${FIO_WORKLOADS[@]}"; do
 done
 
 fio_table cairn/rbd
+
+# median: the median of the numbers on stdin.
+median() { python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.stdin.read().split())):.3f}")'; }
+
+# The two kinds alternate, one of each per round: a snapshot allocates its id through the
+# monitor (an osdmap change, which the monitor batches: up to `paxos_propose_interval`, 1 s), so
+# each kind meets the monitor in the same state.
+echo "snapshots: $SNAPSHOTS through SMI-S and $SNAPSHOTS by the rbd CLI, alternating..." >&2
+start_server
+: >"$DIR/smis-snapshots.txt"
+: >"$DIR/cli-snapshots.txt"
+for i in $(seq 0 $((SNAPSHOTS - 1))); do
+    "$PYTHON" "$ROOT/tools/lib/snapshot_time.py" "http://127.0.0.1:$SMIS_PORT" admin bench \
+        "$NAME" "$i" >>"$DIR/smis-snapshots.txt"
+    t0=$(date +%s.%N)
+    rbdc snap create --no-progress "$IMAGE@bench-$i"
+    rbdc clone "$POOL/$IMAGE@bench-$i" "$POOL/bench-clone-$$-$i"
+    t1=$(date +%s.%N)
+    python3 -c "print($t1 - $t0)" >>"$DIR/cli-snapshots.txt"
+done
+"$PYTHON" "$ROOT/tools/lib/snapshot_time.py" "http://127.0.0.1:$SMIS_PORT" admin bench \
+    "$NAME" --delete "$SNAPSHOTS"
+stop_server
+SMIS_MEDIAN=$(median <"$DIR/smis-snapshots.txt")
+CLI_MEDIAN=$(median <"$DIR/cli-snapshots.txt")
+printf '\nsame-pool snapshot, median of %s: SMI-S %s s, rbd snap create + rbd clone %s s, SMI-S/CLI %s\n' \
+    "$SNAPSHOTS" "$SMIS_MEDIAN" "$CLI_MEDIAN" \
+    "$(python3 -c "print(f'{$SMIS_MEDIAN / $CLI_MEDIAN:.2f}')")"
 echo "raw results: $RESULTS" >&2
