@@ -132,7 +132,7 @@ impl Producer {
             array,
             store,
             deliveries,
-            repo: ClassRepository::embedded(),
+            repo: ClassRepository::shared(),
             seen: HashMap::new(),
             volumes: HashMap::new(),
             syncs: HashMap::new(),
@@ -169,7 +169,7 @@ struct Worker {
     array: Arc<ArrayProvider>,
     store: Arc<Store>,
     deliveries: Arc<Deliveries>,
-    repo: ClassRepository,
+    repo: Arc<ClassRepository>,
     /// The last state seen of each pool (`P:`), job (`J:`) and host-access instance
     /// (`M:<class>:`).
     seen: HashMap<String, Instance>,
