@@ -6,6 +6,7 @@
 //! it is shared without locks.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 
@@ -36,6 +37,15 @@ impl ClassRepository {
     /// crate's tests rule out.
     pub fn embedded() -> ClassRepository {
         ClassRepository::from_json(CLASSES_JSON).expect("embedded class repository is valid")
+    }
+
+    /// The embedded repository, loaded once per process and shared by every user (it is
+    /// immutable, and each copy costs about 9 MiB of heap).
+    pub fn shared() -> Arc<ClassRepository> {
+        static SHARED: OnceLock<Arc<ClassRepository>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Arc::new(ClassRepository::embedded()))
+            .clone()
     }
 
     /// Loads a repository from its JSON text.

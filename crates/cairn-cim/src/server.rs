@@ -77,13 +77,18 @@ impl std::fmt::Debug for CimServer {
 }
 
 impl CimServer {
-    /// A server over `provider`, with the embedded class repository.
+    /// A server over `provider`, with the embedded class repository (shared, see
+    /// [`ClassRepository::shared`]).
     pub fn new(provider: Arc<dyn Provider>) -> CimServer {
-        CimServer::with_repository(provider, ClassRepository::embedded())
+        CimServer::over(provider, ClassRepository::shared())
     }
 
     /// A server over `provider` with an explicit class repository.
     pub fn with_repository(provider: Arc<dyn Provider>, repo: ClassRepository) -> CimServer {
+        CimServer::over(provider, Arc::new(repo))
+    }
+
+    fn over(provider: Arc<dyn Provider>, repo: Arc<ClassRepository>) -> CimServer {
         CimServer {
             core: Arc::new(Core::new(repo, provider)),
         }

@@ -362,6 +362,11 @@ impl Snapshot {
 
     /// Every pool and every volume in the model, read from the backend now.
     pub fn take(array: &dyn ArrayBackend) -> Snapshot {
+        Snapshot::take_without_space(array).with_space(array)
+    }
+
+    /// As [`Snapshot::take`], without the space the volumes consume (no space walk).
+    pub fn take_without_space(array: &dyn ArrayBackend) -> Snapshot {
         let pools = array
             .pools()
             .into_iter()
@@ -374,7 +379,7 @@ impl Snapshot {
                 PoolView { info, volumes }
             })
             .collect();
-        Snapshot::new(pools).with_space(array)
+        Snapshot::new(pools)
     }
 
     pub fn volume(&self, id: VolumeId) -> Option<(&PoolView, &Volume)> {
@@ -894,7 +899,7 @@ fn element_capabilities(id: &Identity, snap: &Snapshot) -> Vec<Instance> {
     out
 }
 
-fn synchronized(id: &Identity, v: &Volume, rel: Relationship) -> Instance {
+pub(crate) fn synchronized(id: &Identity, v: &Volume, rel: Relationship) -> Instance {
     let t = rel.tag;
     let mut inst = association(
         SYNC_CLASS,

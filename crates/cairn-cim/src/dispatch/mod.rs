@@ -36,7 +36,7 @@ use params::Params;
 /// Everything the operations need: repository, provider, the provider's methods, open enumeration
 /// contexts.
 pub(crate) struct Core {
-    pub repo: ClassRepository,
+    pub repo: Arc<ClassRepository>,
     pub provider: Arc<dyn Provider>,
     /// Position in `provider.methods()` by (class, method) in lowercase.
     pub methods: HashMap<(String, String), usize>,
@@ -46,7 +46,7 @@ pub(crate) struct Core {
 impl Core {
     /// The dispatcher of `provider` over `repo`. Each method the provider lists must be declared by
     /// its class in the repository.
-    pub fn new(repo: ClassRepository, provider: Arc<dyn Provider>) -> Core {
+    pub fn new(repo: Arc<ClassRepository>, provider: Arc<dyn Provider>) -> Core {
         let mut methods = HashMap::new();
         for (i, m) in provider.methods().into_iter().enumerate() {
             let declared = repo

@@ -24,6 +24,7 @@ pub mod predefined;
 pub mod produce;
 pub mod provider;
 pub mod query;
+mod records;
 pub mod store;
 
 use std::path::PathBuf;

@@ -18,7 +18,9 @@
 //! event and counts it); a modification is sent only when a watched property changed; the pools
 //! are read at most once per [`INDICATION_POOL_SPACE_INTERVAL`], so a pool's modifications are at
 //! most one per interval; the last state seen is kept per object, so a deletion carries the
-//! object as it was and an alert is sent once per crossing, never again for the same state.
+//! object as it was and an alert is sent once per crossing, never again for the same state (for
+//! volumes and synchronizations, one per volume, as the backend's records: see
+//! [`super::records`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,11 +29,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cairn_array::{ChangeEvent, VolumeId};
+use cairn_array::{ChangeEvent, Volume, VolumeId};
 use cairn_cim::path::namespace_eq;
 use cairn_cim::{CimDateTime, ClassRepository, Instance, Provider, Value};
 
 use super::alerts;
+use super::records::{self, SyncKey, Synced};
 use parking_lot::Mutex;
 
 use super::deliver::Deliveries;
@@ -42,7 +45,7 @@ use crate::interop::CAIRN_NAMESPACE;
 use crate::limits::{
     INDICATION_EVENTS_QUEUED_MAX, INDICATION_POOL_POLL_INTERVAL, INDICATION_POOL_SPACE_INTERVAL,
 };
-use crate::model::{self, JOB_CLASS, POOL_CLASS, SYNC_CLASS, VOLUME_CLASS};
+use crate::model::{self, JOB_CLASS, POOL_CLASS};
 use crate::provider::ArrayProvider;
 
 /// How often the producer looks at pending pool changes and the job table without a signal.
@@ -129,8 +132,10 @@ impl Producer {
             array,
             store,
             deliveries,
-            repo: ClassRepository::embedded(),
+            repo: ClassRepository::shared(),
             seen: HashMap::new(),
+            volumes: HashMap::new(),
+            syncs: HashMap::new(),
             queries: HashMap::new(),
             pools_changed: false,
             host_access_changed: access_changed,
@@ -164,10 +169,14 @@ struct Worker {
     array: Arc<ArrayProvider>,
     store: Arc<Store>,
     deliveries: Arc<Deliveries>,
-    repo: ClassRepository,
-    /// The last state seen of each volume (`V:`), pool (`P:`), job (`J:`), synchronization (`S:`)
-    /// and host-access instance (`M:<class>:`).
+    repo: Arc<ClassRepository>,
+    /// The last state seen of each pool (`P:`), job (`J:`) and host-access instance
+    /// (`M:<class>:`).
     seen: HashMap<String, Instance>,
+    /// The last state seen of each volume in the model.
+    volumes: HashMap<VolumeId, Volume>,
+    /// The last state seen of each synchronization.
+    syncs: HashMap<SyncKey, Synced>,
     /// Parsed filter queries by filter name, with the text they were parsed from.
     queries: HashMap<String, (String, Option<Query>)>,
     /// A pool change event came since the pools were last read.
@@ -192,9 +201,10 @@ impl Worker {
     fn run(&mut self, rx: Receiver<Signal>) {
         self.scan(POOL_CLASS, "P:", &POOL_WATCHED, false);
         self.startup_alerts();
-        self.scan(VOLUME_CLASS, "V:", &VOLUME_WATCHED, false);
+        let snap = records::volumes(self.array.array.as_ref());
+        self.volumes = snap.volumes().map(|(_, v)| (v.id, v.clone())).collect();
+        self.syncs = records::syncs(&snap).into_iter().collect();
         self.scan(JOB_CLASS, "J:", &JOB_WATCHED, false);
-        self.scan(SYNC_CLASS, "S:", &SYNC_WATCHED, false);
         self.scan_host_access(false);
         let mut last_jobs = Instant::now();
         loop {
@@ -224,16 +234,16 @@ impl Worker {
             ChangeEvent::VolumeCreated(v) | ChangeEvent::VolumeChanged(v) => {
                 // From the event's own volume, not a later read: two changes in quick succession
                 // give two indications, each with the state its change made.
-                let now = model::volume_instance(&self.array.identity, &v);
-                self.update_volume(v.id, now);
-                if v.replica.is_some() || self.has_syncs() {
-                    self.scan(SYNC_CLASS, "S:", &SYNC_WATCHED, true);
+                let replica = v.replica.is_some();
+                self.update_volume(v.id, model::in_model(&v).then_some(v));
+                if replica || !self.syncs.is_empty() {
+                    self.scan_syncs();
                 }
             }
             ChangeEvent::VolumeDeleted(id) => {
                 self.update_volume(id, None);
-                if self.has_syncs() {
-                    self.scan(SYNC_CLASS, "S:", &SYNC_WATCHED, true);
+                if !self.syncs.is_empty() {
+                    self.scan_syncs();
                 }
             }
             ChangeEvent::PoolChanged(_) => self.pools_changed = true,
@@ -251,14 +261,39 @@ impl Worker {
         }
     }
 
-    fn has_syncs(&self) -> bool {
-        self.seen.keys().any(|k| k.starts_with("S:"))
+    /// Compares volume `id` as it is `now` (`None`: gone from the model) with its last state.
+    fn update_volume(&mut self, id: VolumeId, now: Option<Volume>) {
+        let before = match &now {
+            Some(v) => self.volumes.insert(id, v.clone()),
+            None => self.volumes.remove(&id),
+        };
+        let ident = &self.array.identity;
+        let before = before.and_then(|v| records::volume_instance(ident, &v));
+        let now = now.and_then(|v| records::volume_instance(ident, &v));
+        self.report(before, now, &VOLUME_WATCHED);
     }
 
-    fn update_volume(&mut self, id: VolumeId, now: Option<Instance>) {
-        let path = self.array.identity.volume_path(id);
-        let k = format!("V:{}", path.in_namespace(CAIRN_NAMESPACE));
-        self.update(&k, now, &VOLUME_WATCHED, true);
+    /// Compares every synchronization with its last state; instances are made only for those
+    /// that changed.
+    fn scan_syncs(&mut self) {
+        let now = records::syncs(&records::volumes(self.array.array.as_ref()));
+        let mut gone = std::mem::take(&mut self.syncs);
+        let ident = &self.array.identity;
+        let mut changes = Vec::new();
+        for (k, synced) in now {
+            match gone.remove(&k) {
+                None => changes.push((None, Some(synced.instance(ident)))),
+                Some(b) if b != synced => {
+                    changes.push((Some(b.instance(ident)), Some(synced.instance(ident))));
+                }
+                Some(_) => {}
+            }
+            self.syncs.insert(k, synced);
+        }
+        changes.extend(gone.values().map(|b| (Some(b.instance(ident)), None)));
+        for (before, now) in changes {
+            self.report(before, now, &SYNC_WATCHED);
+        }
     }
 
     /// Compares every instance of `class` with the last state seen; `emit` false only records.
@@ -309,9 +344,13 @@ impl Worker {
             Some(i) => self.seen.insert(k.to_owned(), i.clone()),
             None => self.seen.remove(k),
         };
-        if !emit {
-            return;
+        if emit {
+            self.report(before, now, watched);
         }
+    }
+
+    /// The indications (and alerts) an object's change from `before` to `now` makes.
+    fn report(&mut self, before: Option<Instance>, now: Option<Instance>, watched: &[&str]) {
         match (before, now) {
             (None, Some(i)) => {
                 self.alerts(None, &i);

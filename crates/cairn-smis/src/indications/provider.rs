@@ -51,7 +51,7 @@ pub struct IndicationProvider {
     store: Arc<Store>,
     pub(crate) deliveries: Arc<Deliveries>,
     opts: Arc<IndicationOptions>,
-    repo: ClassRepository,
+    repo: Arc<ClassRepository>,
 }
 
 fn is(a: &str, b: &str) -> bool {
@@ -144,7 +144,7 @@ impl IndicationProvider {
             store,
             deliveries,
             opts,
-            repo: ClassRepository::embedded(),
+            repo: ClassRepository::shared(),
         }
     }
 
