@@ -170,12 +170,18 @@ impl VolumeIndex {
 
     /// The array state `scope` covers, as the backend holds it now.
     pub fn snapshot(&self, array: &dyn ArrayBackend, scope: Scope<'_>) -> Snapshot {
+        self.snapshot_without_space(array, scope).with_space(array)
+    }
+
+    /// As [`VolumeIndex::snapshot`], without the space the volumes consume (no volume's tree is
+    /// walked).
+    pub fn snapshot_without_space(&self, array: &dyn ArrayBackend, scope: Scope<'_>) -> Snapshot {
         let mut st = self.state.lock();
         if !self.followed.load(Ordering::Acquire) {
             st.reread_all = true;
         }
         st.sync(array);
-        let snap = match scope {
+        match scope {
             Scope::Pools => Snapshot::new(st.pools.iter().map(|p| view(p, Vec::new())).collect()),
             Scope::All => st.all(),
             Scope::Ids(ids) => st.only(ids.iter().copied()),
@@ -187,8 +193,7 @@ impl VolumeIndex {
                 ids.extend(st.by_source.get(&id).into_iter().flatten().copied());
                 st.only(ids.into_iter())
             }
-        };
-        snap.with_space(array)
+        }
     }
 }
 

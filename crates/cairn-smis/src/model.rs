@@ -362,11 +362,6 @@ impl Snapshot {
 
     /// Every pool and every volume in the model, read from the backend now.
     pub fn take(array: &dyn ArrayBackend) -> Snapshot {
-        Snapshot::take_without_space(array).with_space(array)
-    }
-
-    /// As [`Snapshot::take`], without the space the volumes consume (no space walk).
-    pub fn take_without_space(array: &dyn ArrayBackend) -> Snapshot {
         let pools = array
             .pools()
             .into_iter()
@@ -379,7 +374,7 @@ impl Snapshot {
                 PoolView { info, volumes }
             })
             .collect();
-        Snapshot::new(pools)
+        Snapshot::new(pools).with_space(array)
     }
 
     pub fn volume(&self, id: VolumeId) -> Option<(&PoolView, &Volume)> {

@@ -207,6 +207,12 @@ impl ArrayProvider {
         self.index.snapshot(self.array.as_ref(), scope)
     }
 
+    /// Every pool and volume in the model, from the index, without the space volumes consume.
+    pub(crate) fn records(&self) -> Snapshot {
+        self.index
+            .snapshot_without_space(self.array.as_ref(), Scope::All)
+    }
+
     /// The state the instances of class `class_name` are computed from.
     fn state_for(&self, class_name: &str) -> Snapshot {
         match model::needs(class_name) {

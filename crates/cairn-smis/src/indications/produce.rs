@@ -201,7 +201,7 @@ impl Worker {
     fn run(&mut self, rx: Receiver<Signal>) {
         self.scan(POOL_CLASS, "P:", &POOL_WATCHED, false);
         self.startup_alerts();
-        let snap = records::volumes(self.array.array.as_ref());
+        let snap = self.array.records();
         self.volumes = snap.volumes().map(|(_, v)| (v.id, v.clone())).collect();
         self.syncs = records::syncs(&snap).into_iter().collect();
         self.scan(JOB_CLASS, "J:", &JOB_WATCHED, false);
@@ -276,7 +276,7 @@ impl Worker {
     /// Compares every synchronization with its last state; instances are made only for those
     /// that changed.
     fn scan_syncs(&mut self) {
-        let now = records::syncs(&records::volumes(self.array.array.as_ref()));
+        let now = records::syncs(&self.array.records());
         let mut gone = std::mem::take(&mut self.syncs);
         let ident = &self.array.identity;
         let mut changes = Vec::new();

@@ -2,14 +2,15 @@
 //! StorageSynchronized each replica is the target side of), kept as the backend's records
 //! rather than as CIM instances: an array holds one of each per volume and snapshot, and a
 //! record costs about a tenth of the instance made from it. An instance is made again from its
-//! record only when an indication carries it.
+//! record only when an indication carries it. They are read from the volume index (see
+//! [`crate::index`]), so a change costs the volumes it names, not a read of the pools.
 //!
 //! Invariants: an instance made from a record is the one the array model enumerates for that
 //! record (the same model functions), with its path in the array's namespace; records are read
 //! without the space the volumes consume (no watched property depends on it), so reading them
 //! walks no volume tree.
 
-use cairn_array::{ArrayBackend, Volume, VolumeId};
+use cairn_array::{Volume, VolumeId};
 use cairn_cim::Instance;
 
 use crate::interop::CAIRN_NAMESPACE;
@@ -35,11 +36,6 @@ impl Synced {
 /// The StorageVolume instance of `v` (a volume in the model).
 pub(super) fn volume_instance(id: &Identity, v: &Volume) -> Option<Instance> {
     model::volume_instance(id, v).map(namespaced)
-}
-
-/// The model's volumes, read from the backend now.
-pub(super) fn volumes(array: &dyn ArrayBackend) -> Snapshot {
-    Snapshot::take_without_space(array)
 }
 
 /// The synchronizations of `snap`, in its order.
