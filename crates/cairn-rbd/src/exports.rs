@@ -592,7 +592,11 @@ impl AsyncVolume for RbdVolume {
             match &result {
                 Err(e) => conn.note(e),
                 Ok(()) if changes => unflushed.changed(),
-                Ok(()) => flush_mark.into_iter().for_each(|m| unflushed.flushed(m)),
+                Ok(()) => {
+                    if let Some(mark) = flush_mark {
+                        unflushed.flushed(mark);
+                    }
+                }
             }
             done(IoDone::new(buf, result.map_err(translate)));
         };
@@ -627,8 +631,7 @@ impl Volume for RbdVolume {
 
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> ExportResult<()> {
         self.with(offset, data.len() as u64, true, |s| {
-            s.image.write_at(offset, data)?;
-            s.unflushed.changed();
+            s.change(|i| i.write_at(offset, data))?;
             if fua {
                 s.flush()?;
             }
@@ -642,19 +645,13 @@ impl Volume for RbdVolume {
     }
 
     fn trim(&self, offset: u64, len: u64) -> ExportResult<()> {
-        self.with(offset, len, false, |s| {
-            s.image.discard(offset, len)?;
-            s.unflushed.changed();
-            Ok(())
-        })
+        self.with(offset, len, false, |s| s.change(|i| i.discard(offset, len)))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, how: Zeroing) -> ExportResult<()> {
         let allocate = how == Zeroing::Allocate;
         self.with(offset, len, false, |s| {
-            s.image.write_zeroes(offset, len, allocate)?;
-            s.unflushed.changed();
-            Ok(())
+            s.change(|i| i.write_zeroes(offset, len, allocate))
         })
     }
 

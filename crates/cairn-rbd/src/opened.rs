@@ -119,6 +119,16 @@ impl Slot {
         }
     }
 
+    /// Runs `change` (a write, discard or zeroing) on the image and counts it if it succeeded.
+    pub(crate) fn change(
+        &self,
+        change: impl FnOnce(&Image) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        change(&self.image)?;
+        self.unflushed.changed();
+        Ok(())
+    }
+
     /// Flushes the image, covering every change acknowledged before.
     pub(crate) fn flush(&self) -> crate::Result<()> {
         let mark = self.unflushed.mark();
