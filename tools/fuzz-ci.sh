@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in fuzz/fuzz_targets for an equal share of a fixed budget
-# (CAIRN_FUZZ_SECONDS, default 240 seconds for all targets together), each starting from its
+# (CAIRN_FUZZ_SECONDS, default 120 seconds for all targets together), each starting from its
 # committed corpus in fuzz/corpus/<target>/ (and fuzz/seeds/<target>/ where present). New
 # inputs go to a temporary directory, so the checkout is left as it was. Every target runs; a
 # crash, a timeout or a memory blow-up in any fails the script, leaves the input in
@@ -12,11 +12,12 @@
 # cargo-fuzz's default (optimised, debug assertions, AddressSanitizer): a clean build of the fuzz
 # crate took about 400 s of CPU on this project's 2-core machines, so it fits CI's budget with
 # the sanitizer kept. CAIRN_FUZZ_BUILD_FLAGS adds `cargo fuzz build` flags (e.g.
-# `--codegen-units 16`, `--sanitizer none`) to both steps.
+# `--codegen-units 16`, `--sanitizer none`) to both steps. `fuzz-ci.sh build` only builds, so
+# that the build can run beside other work (`.ci/run` runs it beside the package installs).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-budget_secs=${CAIRN_FUZZ_SECONDS:-240}
+budget_secs=${CAIRN_FUZZ_SECONDS:-120}
 # libFuzzer's random seed, fixed so that a landing's verdict does not depend on chance: every run
 # explores the same mutations from the same corpus (further on a faster machine). Set
 # CAIRN_FUZZ_SEED to another number to explore elsewhere; a crash found so is fixed and its input
@@ -27,6 +28,9 @@ unset CARGO_TARGET_DIR
 
 read -r -a BUILD_FLAGS <<<"${CAIRN_FUZZ_BUILD_FLAGS:-}"
 cargo +nightly fuzz build "${BUILD_FLAGS[@]}"
+if [ "${1:-}" = build ]; then
+    exit 0
+fi
 mapfile -t targets < <(cargo +nightly fuzz list)
 per_target_secs=$((budget_secs / ${#targets[@]}))
 if [ "$per_target_secs" -lt 1 ]; then
