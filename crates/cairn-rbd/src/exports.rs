@@ -344,7 +344,7 @@ impl RbdExports {
         let rados_name = format!("{IMAGE_PREFIX}{token:016x}");
         make(&staged)?;
         let described = self.pool.open_image(&staged).and_then(|image| {
-            meta.write(&image)?;
+            meta.write(&self.pool, &image)?;
             self.describe(meta.name.clone(), &image)
         });
         let renamed = described.and_then(|d| {

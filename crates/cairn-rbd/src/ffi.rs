@@ -68,6 +68,16 @@ extern "C" {
     pub fn rados_ioctx_destroy(io: RadosIoctxT);
     pub fn rados_ioctx_get_id(io: RadosIoctxT) -> i64;
     pub fn rados_ioctx_pool_stat(io: RadosIoctxT, stats: *mut RadosPoolStat) -> c_int;
+    pub fn rados_exec(
+        io: RadosIoctxT,
+        oid: *const c_char,
+        cls: *const c_char,
+        method: *const c_char,
+        in_buf: *const c_char,
+        in_len: size_t,
+        buf: *mut c_char,
+        out_len: size_t,
+    ) -> c_int;
     pub fn rados_cluster_stat(cluster: RadosT, result: *mut RadosClusterStat) -> c_int;
     pub fn rados_mon_command(
         cluster: RadosT,

@@ -1,5 +1,6 @@
 //! What Cairn keeps in an RBD image's metadata: the volume's name and the rest of its management
-//! state, read in one request ([`crate::Image::metadata_all`]) and written key by key.
+//! state, read in one request ([`crate::Image::metadata_all`]) and written whole in one request
+//! when an image is made ([`Pool::set_image_metadata`]), key by key after that.
 //!
 //! Keys (all under `cairn.`): `name` (the Cairn name; an image without it is not Cairn's),
 //! `hidden` (`1` for internal volumes no host sees), `parent` (the 32-hex volume id the image was
@@ -9,8 +10,10 @@
 //! clones to go).
 //!
 //! Invariant: every key is written on every image Cairn makes before the image gets its final
-//! RADOS name, so a clone never keeps a value it copied from its parent.
+//! RADOS name, so a clone never keeps a value it copied from its parent; that write is one
+//! request, so a staged image has all of Cairn's keys or none of the new values.
 
+use crate::cluster::Pool;
 use crate::error::Result;
 use crate::image::Image;
 
@@ -69,8 +72,9 @@ impl Meta {
         Ok(named.then_some(meta))
     }
 
-    /// Writes every key of `self` to `image`.
-    pub fn write(&self, image: &Image) -> Result<()> {
+    /// Writes every key of `self` to `image`, an image of `pool` no other client uses yet, in
+    /// one request: all keys or none.
+    pub fn write(&self, pool: &Pool, image: &Image) -> Result<()> {
         let flag = |b: bool| if b { "1" } else { "0" };
         let origin = self.origin.as_ref().map(|(i, s)| format!("{i}@{s}"));
         let pairs = [
@@ -88,9 +92,7 @@ impl Meta {
             (DELETED_KEY, flag(self.deleted).to_string()),
             (NAME_KEY, self.name.clone()),
         ];
-        for (k, v) in pairs {
-            image.set_metadata(k, &v)?;
-        }
-        Ok(())
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        pool.set_image_metadata(&image.id()?, &pairs)
     }
 }
