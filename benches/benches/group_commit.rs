@@ -189,9 +189,7 @@ fn report_fua_interference(dir: &Path) {
 }
 
 fn group_commit(c: &mut Criterion) {
-    let dir =
-        tempfile::tempdir_in(std::env::var_os("CAIRN_BENCH_DIR").unwrap_or_else(|| ".".into()))
-            .expect("temp dir");
+    let dir = cairn_benches::scratch_dir();
     report_fua_interference(dir.path());
     write_flush_threads(c, dir.path());
 }

@@ -158,9 +158,7 @@ fn device(path: &Path, size_bytes: u64) -> Arc<FileDevice> {
 }
 
 fn overwrite(c: &mut Criterion) {
-    let dir =
-        tempfile::tempdir_in(std::env::var_os("CAIRN_BENCH_DIR").unwrap_or_else(|| ".".into()))
-            .expect("temp dir");
+    let dir = cairn_benches::scratch_dir();
     let file = run(
         c,
         "file",

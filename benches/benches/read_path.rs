@@ -99,9 +99,7 @@ fn fragmented_engine_read(c: &mut Criterion, dir: &Path) {
 }
 
 fn read_path(c: &mut Criterion) {
-    let dir =
-        tempfile::tempdir_in(std::env::var_os("CAIRN_BENCH_DIR").unwrap_or_else(|| ".".into()))
-            .expect("temp dir");
+    let dir = cairn_benches::scratch_dir();
     device_reads(c, dir.path());
     fragmented_engine_read(c, dir.path());
 }

@@ -199,9 +199,7 @@ fn report_many_snapshots_io(dir: &Path) {
 }
 
 fn snapshots(c: &mut Criterion) {
-    let dir =
-        tempfile::tempdir_in(std::env::var_os("CAIRN_BENCH_DIR").unwrap_or_else(|| ".".into()))
-            .expect("temp dir");
+    let dir = cairn_benches::scratch_dir();
     report_many_snapshots_io(dir.path());
     snapshot_create(c, dir.path());
 }

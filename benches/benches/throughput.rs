@@ -85,9 +85,7 @@ fn device(path: &Path) -> Arc<FileDevice> {
 }
 
 fn throughput(c: &mut Criterion) {
-    let dir =
-        tempfile::tempdir_in(std::env::var_os("CAIRN_BENCH_DIR").unwrap_or_else(|| ".".into()))
-            .expect("temp dir");
+    let dir = cairn_benches::scratch_dir();
     {
         let raw = Raw(device(&dir.path().join("raw.img")));
         run(c, "device", &raw);

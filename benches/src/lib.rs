@@ -15,6 +15,13 @@ use cairn_engine::{BlockDevice, IoError};
 use cairn_io::check_range;
 use parking_lot::RwLock;
 
+/// A new scratch directory for a benchmark's pool and backing files, removed when dropped: under
+/// `CAIRN_BENCH_DIR` (the disk to measure) or else the working directory.
+pub fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(std::env::var_os("CAIRN_BENCH_DIR").unwrap_or_else(|| ".".into()))
+        .expect("bench scratch directory")
+}
+
 /// The byte every benchmark data block is filled with.
 pub const FILL_BYTE: u8 = 0xa5;
 const BLOCK_BYTES: usize = 4096;
