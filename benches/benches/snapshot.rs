@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_benches::{PatternDevice, FILL_BYTE};
+use cairn_benches::{alternated, PatternDevice, Ratio, FILL_BYTE};
 use cairn_engine::{BlockDevice, Pool, PoolOptions, Storage, VolumeId, VolumeOptions};
 use cairn_io::{AlignedBuf, FileDevice, OpenOptions};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -168,7 +168,7 @@ impl IoRig {
 }
 
 /// Prints the mean 4 KiB random read and write times of a volume with `MANY` snapshots and of
-/// the same volume with one, measured in alternation, round by round, and their ratio.
+/// the same volume with one, measured in alternation, round by round, and their ratios.
 fn report_many_snapshots_io(dir: &Path) {
     let one = IoRig::new(dir, 1);
     let start = Instant::now();
@@ -179,20 +179,14 @@ fn report_many_snapshots_io(dir: &Path) {
         start.elapsed().as_secs_f64()
     );
     for (label, write) in [("read ", false), ("write", true)] {
-        let mut ratios = Vec::new();
-        for round in 0..IO_ROUNDS {
-            let a = one.requests(round, write);
-            let b = many.requests(round, write);
-            let ratio = b.as_secs_f64() / a.as_secs_f64();
-            ratios.push(ratio);
-            println!(
-                "  {label} round {round}: 1 snapshot {:7.1} us  {MANY} snapshots {:7.1} us  ratio {ratio:5.2}",
-                a.as_secs_f64() * 1e6,
-                b.as_secs_f64() * 1e6
-            );
-        }
-        ratios.sort_by(f64::total_cmp);
-        println!("  {label} median ratio {:5.2}", ratios[ratios.len() / 2]);
+        alternated(
+            label,
+            ("1 snapshot", &format!("{MANY} snapshots")),
+            IO_ROUNDS,
+            Ratio::Time,
+            |round| one.requests(round, write),
+            |round| many.requests(round, write),
+        );
     }
     one.pool.close().expect("close");
     many.pool.close().expect("close");

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use cairn_engine::{BlockDevice, IoError};
 use cairn_io::check_range;
@@ -20,6 +21,60 @@ use parking_lot::RwLock;
 pub fn scratch_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(std::env::var_os("CAIRN_BENCH_DIR").unwrap_or_else(|| ".".into()))
         .expect("bench scratch directory")
+}
+
+/// How [`alternated`] states each round's ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ratio {
+    /// Subject time over base time: above 1 the subject is slower.
+    Time,
+    /// Base time over subject time (for the same work): above 1 the subject is faster.
+    Throughput,
+}
+
+/// A comparison measured in alternation on this noisy machine: `rounds` rounds, each timing
+/// `base(round)` and `subject(round)` (the subject first in every other round, so a drift of the
+/// disk falls on both alike). Prints each round's two times (whatever unit the closures' work
+/// is, e.g. the mean per request) and ratio under `label`, then the median, which it returns.
+pub fn alternated(
+    label: &str,
+    names: (&str, &str),
+    rounds: u64,
+    ratio: Ratio,
+    mut base: impl FnMut(u64) -> Duration,
+    mut subject: impl FnMut(u64) -> Duration,
+) -> f64 {
+    assert!(rounds > 0, "at least one round");
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = base(round);
+            (a, subject(round))
+        } else {
+            let b = subject(round);
+            (base(round), b)
+        };
+        let r = match ratio {
+            Ratio::Time => b.as_secs_f64() / a.as_secs_f64(),
+            Ratio::Throughput => a.as_secs_f64() / b.as_secs_f64(),
+        };
+        ratios.push(r);
+        println!(
+            "  {label} round {round}: {} {:9.1} us  {} {:9.1} us  ratio {r:5.2}",
+            names.0,
+            a.as_secs_f64() * 1e6,
+            names.1,
+            b.as_secs_f64() * 1e6
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!(
+        "  {label} median ratio {median:5.2} (range {:.2}-{:.2})",
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+    median
 }
 
 /// The byte every benchmark data block is filled with.
