@@ -9,14 +9,18 @@
 #   cairn-nbd-qemu : that NBD export through qemu-nbd (qemu's nbd driver), so the NBD path takes
 #                 the same extra hop as the iSCSI ones: the like-for-like protocol comparison
 # Workloads: 4 KiB random read and write at queue depth 32, 1 MiB sequential read and write at
-# depth 8. Also `iscsi-perf` (libiscsi, sequential reads of 128 blocks: 512 KiB on a 4 KiB-block
-# volume, 64 KiB on tgt's 512-byte blocks) as a second opinion for both targets.
-# Prints one table and the ratios from this one run.
+# depth 8. All four peers serve at once, and the workloads run in BENCH_ROUNDS alternated rounds
+# (each workload on every peer back to back, the order reversed every other round), so a slow
+# spell of this machine's disk falls on all of them alike. Also `iscsi-perf` (libiscsi,
+# sequential reads of 128 blocks: 512 KiB on a 4 KiB-block volume, 64 KiB on tgt's 512-byte
+# blocks) as a second opinion for both targets. Prints one table: the medians of the rounds and
+# of their ratios, all from this one run.
 #
 # Environment: BENCH_DIR (scratch dir, default a new one under /var/tmp), BENCH_SIZE (volume
-# bytes, default 1 GiB), BENCH_RUNTIME (seconds per job, default 10), BENCH_PORT (first of the
-# ports used, default 10930), CAIRN_BIN (a built `cairn` to measure instead of building this
-# tree's release binary: two builds compared in one sitting). tgtd needs root.
+# bytes, default 1 GiB), BENCH_RUNTIME (seconds per job, default 10), BENCH_ROUNDS (default 3),
+# BENCH_PORT (first of the six ports used, default 10930), CAIRN_BIN (a built `cairn` to
+# measure instead of building this tree's release binary: two builds compared in one sitting).
+# tgtd needs root.
 set -euo pipefail
 
 for tool in fio qemu-nbd nbdinfo iscsi-ls iscsi-perf tgtd tgtadm python3 cargo; do
@@ -28,8 +32,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/tools/lib/fio.sh"
 SIZE=${BENCH_SIZE:-$((1 << 30))}
 RUNTIME=${BENCH_RUNTIME:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
 PORT=${BENCH_PORT:-10930}
-ISCSI_CAIRN=$PORT NBD_CAIRN=$((PORT + 1)) ISCSI_TGT=$((PORT + 2)) NBD_QEMU=$((PORT + 3))
+ISCSI_CAIRN=$PORT NBD_CAIRN=$((PORT + 1)) ISCSI_TGT=$((PORT + 2))
+# qemu-nbd in front of Cairn's iSCSI, of tgt, and of Cairn's NBD.
+QEMU_CAIRN_ISCSI=$((PORT + 3)) QEMU_TGT=$((PORT + 4)) QEMU_CAIRN_NBD=$((PORT + 5))
 DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/iscsi-bench.XXXXXX)}
 mkdir -p "$DIR"
 RESULTS="$DIR/results.tsv"
@@ -64,21 +71,14 @@ stop() {
     wait "$1" 2>/dev/null || true
 }
 
-# run_jobs PEER NBD_URI
-run_jobs() {
-    fio_workloads iscsi-bench "$1" --ioengine=nbd --uri="$2"
-}
-
-# through_qemu PEER URL: qemu-nbd serves the iscsi:// LUN (or nbd:// export), fio runs through it.
+# through_qemu PEER PORT URL: qemu-nbd serves the iscsi:// LUN (or nbd:// export) as
+# nbd://127.0.0.1:PORT/vol, in the background until the end.
 through_qemu() {
-    local peer=$1 url=$2
-    qemu-nbd -f raw -x vol -p "$NBD_QEMU" -b 127.0.0.1 -e 8 -t "$url" 2>"$DIR/qemu-$peer.log" &
+    local peer=$1 port=$2 url=$3
+    qemu-nbd -f raw -x vol -p "$port" -b 127.0.0.1 -e 8 -t "$url" 2>"$DIR/qemu-$peer.log" &
     local pid=$!
     PIDS+=("$pid")
-    wait_for "$pid" nbdinfo --size "nbd://127.0.0.1:$NBD_QEMU/vol"
-    fio_prefill --ioengine=nbd --uri="nbd://127.0.0.1:$NBD_QEMU/vol"
-    run_jobs "$peer" "nbd://127.0.0.1:$NBD_QEMU/vol"
-    stop "$pid"
+    wait_for "$pid" nbdinfo --size "nbd://127.0.0.1:$port/vol"
 }
 
 # perf PEER ISCSI_URL: iscsi-perf's sequential read rate (32 requests of 128 blocks in flight).
@@ -98,7 +98,7 @@ else
     CAIRN="$TARGET_DIR/release/cairn"
 fi
 
-# --- Cairn: iSCSI through qemu-nbd, then its own NBD ---
+# --- Cairn: a volume of a file-backed pool, exported over iSCSI and NBD ---
 DATA="$DIR/cairn-data"
 rm -rf "$DATA"
 mkdir -p "$DATA"
@@ -128,11 +128,6 @@ wait_for "$CAIRN_PID" nbdinfo --size "nbd://127.0.0.1:$NBD_CAIRN/vol"
 wait_for "$CAIRN_PID" iscsi-ls "iscsi://127.0.0.1:$ISCSI_CAIRN"
 IQN=$(cat "$DATA/iscsi-target-name")
 LUN=$(python3 -c 'import json,sys; print(min(json.load(open(sys.argv[1]))["luns"].values()))' "$DATA/iscsi-luns.json")
-through_qemu cairn-iscsi "iscsi://127.0.0.1:$ISCSI_CAIRN/$IQN/$LUN"
-perf cairn-iscsi "iscsi://127.0.0.1:$ISCSI_CAIRN/$IQN/$LUN"
-run_jobs cairn-nbd "nbd://127.0.0.1:$NBD_CAIRN/vol"
-through_qemu cairn-nbd-qemu "nbd://127.0.0.1:$NBD_CAIRN/vol"
-stop "$CAIRN_PID"
 
 # --- tgt on a raw file, O_DIRECT ---
 rm -f "$DIR/tgt.raw"
@@ -145,8 +140,27 @@ TGT_IQN=iqn.2026-01.org.cairn.bench:tgt
 tgtadm --lld iscsi --op new --mode target --tid 1 -T "$TGT_IQN"
 tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$DIR/tgt.raw" --bsoflags=direct
 tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL
-through_qemu tgt "iscsi://127.0.0.1:$ISCSI_TGT/$TGT_IQN/1"
-perf tgt "iscsi://127.0.0.1:$ISCSI_TGT/$TGT_IQN/1"
+
+CAIRN_ISCSI="iscsi://127.0.0.1:$ISCSI_CAIRN/$IQN/$LUN"
+TGT_ISCSI="iscsi://127.0.0.1:$ISCSI_TGT/$TGT_IQN/1"
+through_qemu cairn-iscsi "$QEMU_CAIRN_ISCSI" "$CAIRN_ISCSI"
+through_qemu tgt "$QEMU_TGT" "$TGT_ISCSI"
+through_qemu cairn-nbd-qemu "$QEMU_CAIRN_NBD" "nbd://127.0.0.1:$NBD_CAIRN/vol"
+# Both volumes written whole once (Cairn's through its own NBD), so reads return real data.
+fio_prefill --ioengine=nbd --uri="nbd://127.0.0.1:$NBD_CAIRN/vol"
+fio_prefill --ioengine=nbd --uri="nbd://127.0.0.1:$QEMU_TGT/vol"
+fio_alternated iscsi-bench "$ROUNDS" \
+    "cairn-iscsi=nbd://127.0.0.1:$QEMU_CAIRN_ISCSI/vol" \
+    "tgt=nbd://127.0.0.1:$QEMU_TGT/vol" \
+    "cairn-nbd=nbd://127.0.0.1:$NBD_CAIRN/vol" \
+    "cairn-nbd-qemu=nbd://127.0.0.1:$QEMU_CAIRN_NBD/vol"
+perf cairn-iscsi "$CAIRN_ISCSI"
+perf tgt "$TGT_ISCSI"
+
+for pid in "${PIDS[@]}"; do
+    [ "$pid" = "$CAIRN_PID" ] || [ "$pid" = "$TGT_PID" ] || stop "$pid"
+done
+stop "$CAIRN_PID"
 # tgtd ignores SIGTERM while it serves targets; this is its own shutdown request.
 tgtadm --lld iscsi --op delete --mode target --tid 1 --force
 tgtadm --op delete --mode system

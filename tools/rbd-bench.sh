@@ -6,9 +6,10 @@
 #   cairn : `cairn serve` with the image's RADOS pool as an RBD pool, fio --ioengine=nbd on its
 #           NBD export of the same image
 # Workloads: 4 KiB random read and write at queue depth 32, 1 MiB sequential read and write at
-# queue depth 8. Each workload runs on both sides back to back (rbd first, while no daemon holds
-# the image's exclusive lock; then cairn), and the table gives IOPS, MiB/s and the ratio
-# cairn/rbd from this one run. The image is filled first, so reads return real data.
+# queue depth 8. Each workload runs on both sides back to back (the daemon up only for its own
+# run, as it holds the image's exclusive lock), in BENCH_ROUNDS rounds with the order reversed
+# every other round; the table gives the medians of IOPS, MiB/s and of the rounds' ratios
+# cairn/rbd, all from this one run. The image is filled first, so reads return real data.
 #
 # Then snapshots: BENCH_SNAPSHOTS (default 10) rounds of one same-pool snapshot of the image
 # through Cairn's SMI-S (CreateElementReplica SyncType 7, timed from request to answer by a pywbem
@@ -22,8 +23,8 @@
 # $CAIRN_TEST_CEPH_CONF) names its ceph.conf, whose client.admin keyring is found through it
 # (tools/ceph-cluster.sh makes such a cluster). Environment: BENCH_POOL (RADOS pool, default rbd),
 # BENCH_SIZE (image bytes, default 1 GiB), BENCH_RUNTIME (seconds per job, default 10),
-# BENCH_PORT (NBD port, default 10910; SMI-S listens on the next), BENCH_DIR (scratch directory, default a new one under
-# /var/tmp), CAIRN_BIN (a built cairn to measure instead of building this tree's, release).
+# BENCH_ROUNDS (default 3), BENCH_PORT (NBD port, default 10910; SMI-S listens on the next),
+# BENCH_DIR (scratch directory, default a new one under /var/tmp), CAIRN_BIN (a built cairn to measure instead of building this tree's, release).
 # The image is removed at the end.
 set -euo pipefail
 
@@ -44,6 +45,7 @@ CONF=${BENCH_CEPH_CONF:-${CAIRN_TEST_CEPH_CONF:-}}
 POOL=${BENCH_POOL:-rbd}
 SIZE=${BENCH_SIZE:-$((1 << 30))}
 RUNTIME=${BENCH_RUNTIME:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
 PORT=${BENCH_PORT:-10910}
 SMIS_PORT=$((PORT + 1))
 SNAPSHOTS=${BENCH_SNAPSHOTS:-10}
@@ -132,14 +134,26 @@ rbdc image-meta set "$IMAGE" cairn.name "$NAME" >/dev/null
 fio --name=fill --ioengine=rbd --clientname=admin --pool="$POOL" --rbdname="$IMAGE" \
     --rw=write --bs=4m --iodepth=8 --size="$SIZE" >/dev/null
 
-for spec in "${FIO_WORKLOADS[@]}"; do
-    IFS=: read -r rw bs depth <<<"$spec"
-    echo "$rw $bs QD$depth: rbd engine..." >&2
-    job rbd "$rw" "$bs" "$depth"
-    echo "$rw $bs QD$depth: cairn NBD..." >&2
+# job_cairn RW BS DEPTH: one fio run on Cairn's export, the daemon up only for it (it holds the
+# image's exclusive lock while it serves).
+job_cairn() {
     start_server
-    job cairn "$rw" "$bs" "$depth"
+    job cairn "$@"
     stop_server
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    for spec in "${FIO_WORKLOADS[@]}"; do
+        IFS=: read -r rw bs depth <<<"$spec"
+        echo "round $round, $rw $bs QD$depth: rbd engine and cairn NBD..." >&2
+        if [ $((round % 2)) -eq 1 ]; then
+            job rbd "$rw" "$bs" "$depth"
+            job_cairn "$rw" "$bs" "$depth"
+        else
+            job_cairn "$rw" "$bs" "$depth"
+            job rbd "$rw" "$bs" "$depth"
+        fi
+    done
 done
 
 fio_table cairn/rbd

@@ -63,29 +63,69 @@ fio_workloads() {
     done
 }
 
+# fio_alternated TOOL ROUNDS PEER=NBD_URI...: ROUNDS rounds of every workload of FIO_WORKLOADS
+# on every peer (fio's nbd engine at NBD_URI, every peer serving at once). A workload runs on all
+# peers back to back, in reverse order every other round, so a slow spell of the disk falls on
+# them alike; one row per job, for fio_table's medians.
+fio_alternated() {
+    local tool=$1 rounds=$2 round spec rw bs depth i
+    shift 2
+    local peers=("$@") order=()
+    for round in $(seq 1 "$rounds"); do
+        order=()
+        for i in "${!peers[@]}"; do
+            if [ $((round % 2)) -eq 1 ]; then
+                order+=("${peers[$i]}")
+            else
+                order=("${peers[$i]}" "${order[@]}")
+            fi
+        done
+        for spec in "${FIO_WORKLOADS[@]}"; do
+            IFS=: read -r rw bs depth <<<"$spec"
+            for i in "${order[@]}"; do
+                fio_workload "$tool" "${i%%=*}" "$rw" "$bs" "$depth" --ioengine=nbd --uri="${i#*=}"
+            done
+        done
+    done
+}
+
 # fio_table PEER/BASE...: the table of $RESULTS rows "PEER WORKLOAD IOPS MiB/s": per workload,
-# IOPS and MiB/s of every peer named, then the IOPS ratio PEER/BASE of each pair. Peers without
-# rows, and pairs with such a peer, are left out.
+# IOPS and MiB/s of every peer named, then the IOPS ratio PEER/BASE of each pair. A workload run
+# in several rounds (fio_alternated) gives the medians: of each peer's figures, and of the
+# ratios of the rounds (the n-th run of PEER against the n-th of BASE). Peers without rows, and
+# pairs with such a peer, are left out.
 fio_table() {
     python3 - "$RESULTS" "$@" <<'PY'
-import sys
+import math, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-val = {(p, w): (float(iops), float(mib)) for p, w, iops, mib in rows}
-present = {p for p, _ in val}
+runs = {}
+for p, w, iops, mib in rows:
+    runs.setdefault((p, w), []).append((float(iops), float(mib)))
+present = {p for p, _ in runs}
 pairs = [tuple(a.split("/")) for a in sys.argv[2:]]
 pairs = [(p, b) for p, b in pairs if p in present and b in present]
 peers = list(dict.fromkeys(x for pair in pairs for x in pair)) or sorted(present)
 work = list(dict.fromkeys(r[1] for r in rows))
-nan = (float("nan"), float("nan"))
+nan = float("nan")
+
+def median(xs):
+    xs = [x for x in xs if not math.isnan(x)]
+    return statistics.median(xs) if xs else nan
+
+def figure(p, w, k):
+    return median([r[k] for r in runs.get((p, w), [])])
+
+rounds = max(len(v) for v in runs.values())
+if rounds > 1:
+    print(f"medians of {rounds} alternated rounds")
 print(f"{'':<18}" + "".join(f"{p:>23}" for p in peers))
 print(f"{'workload':<18}" + "".join(f"{'IOPS':>12}{'MiB/s':>11}" for _ in peers)
       + "".join(f"  {p}/{b}" for p, b in pairs))
 for w in work:
-    line = f"{w:<18}" + "".join(f"{val.get((p, w), nan)[0]:>12.0f}{val.get((p, w), nan)[1]:>11.1f}"
-                                for p in peers)
+    line = f"{w:<18}" + "".join(f"{figure(p, w, 0):>12.0f}{figure(p, w, 1):>11.1f}" for p in peers)
     for p, b in pairs:
-        c, r = val.get((p, w), nan)[0], val.get((b, w), nan)[0]
-        ratio = c / r if r == r and r > 0 else float("nan")
+        each = zip(runs.get((p, w), []), runs.get((b, w), []))
+        ratio = median([c[0] / r[0] if r[0] > 0 else nan for c, r in each])
         line += f"{ratio:>{len(p) + len(b) + 3}.2f}"
     print(line)
 PY
