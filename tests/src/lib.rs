@@ -203,7 +203,11 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> Result<ExitStatus> {
-        let pid = self.child.as_ref().expect("running daemon").id();
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<ExitStatus> {
+        let pid = self.pid();
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(pid.to_string())
@@ -211,6 +215,20 @@ impl Daemon {
         assert!(status.success(), "kill -TERM failed");
         let mut child = self.child.take().expect("running daemon");
         Ok(child.wait()?)
+    }
+
+    /// Sends SIGTERM and asserts the daemon shut down cleanly (exit status 0); otherwise panics
+    /// with the status and every log line the daemon wrote since the last one waited for.
+    pub fn stop_cleanly(mut self) {
+        let status = self.terminate().expect("stop the daemon");
+        if !status.success() {
+            // The log channel closes when the daemon's stderr ends, so this takes every line.
+            let tail: Vec<String> = self.log.iter().collect();
+            panic!(
+                "daemon exited with {status} after SIGTERM; its log since the last wait:\n{}",
+                tail.join("\n")
+            );
+        }
     }
 
     /// Kills the daemon without letting it shut down (a crash).

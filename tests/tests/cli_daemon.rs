@@ -368,7 +368,7 @@ fn every_verb_over_smis() {
             .all(|n| *n == "vol1" || *n == "vol1-copy3"),
         "{left}"
     );
-    assert!(daemon.stop().unwrap().success());
+    daemon.stop_cleanly();
     refused(
         None,
         &["--data-dir", d, "volume", "list"],
@@ -632,7 +632,7 @@ fn pool_check_runs_online_in_the_daemon_while_a_host_writes_and_finds_a_bad_bloc
     );
 
     // Offline, once the daemon stopped, the same finding, with its fields.
-    assert!(daemon.stop().unwrap().success());
+    daemon.stop_cleanly();
     let image = data.join("pool0.img");
     let (offline, offline_line) = bad_leaf_reported(
         &["--pool-file", image.to_str().unwrap(), "pool", "check"],

@@ -79,7 +79,7 @@ fn configured_pools_are_created_and_reopened() {
     }
     // Reopen (not re-create) on the next start.
     let daemon = Daemon::start(&data, &config).unwrap();
-    assert!(daemon.stop().unwrap().success());
+    daemon.stop_cleanly();
 }
 
 #[test]
@@ -168,12 +168,12 @@ fn https_and_nbd_starttls_present_the_one_daemon_certificate() {
         !unverified.status.success(),
         "a self-signed certificate: the system roots refuse it"
     );
-    assert!(daemon.stop().unwrap().success());
+    daemon.stop_cleanly();
 
     // The next start presents the same certificate: it is made once, then loaded.
     let daemon = Daemon::start(&data, config).unwrap();
     assert_eq!(std::fs::read(&cert_path).unwrap(), cert);
     let port = daemon.listen.nbd.expect("NBD").port();
     assert!(nbdinfo_list(port, Some(&ca_dir)));
-    assert!(daemon.stop().unwrap().success());
+    daemon.stop_cleanly();
 }

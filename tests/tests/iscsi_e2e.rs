@@ -1563,5 +1563,5 @@ fn an_rbd_volume_made_and_masked_over_smis_is_served_over_iscsi_as_ceph_sees_it(
         smis_step(&daemon, "array_steps.py", &["delete", &vol])["rc"],
         0
     );
-    assert!(daemon.stop().unwrap().success());
+    daemon.stop_cleanly();
 }

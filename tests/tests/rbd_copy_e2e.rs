@@ -131,7 +131,7 @@ fn cairn_volumes(data: &Path) -> Vec<String> {
 /// Stops the daemon and checks the Cairn pool offline: it holds exactly `names` and checks clean.
 fn stop_and_check_cairn_pool(daemon: Daemon, names: &[&str]) {
     let data = daemon.data_dir.clone();
-    assert!(daemon.stop().expect("stop").success());
+    daemon.stop_cleanly();
     let mut left = cairn_volumes(&data);
     left.sort();
     assert_eq!(left, names, "volumes of the Cairn pool");

@@ -297,5 +297,5 @@ fn an_osd_outage_fails_requests_cleanly_and_the_daemon_recovers_by_itself() {
     assert!(unflushed.iter().all(|&b| b == 0) || unflushed.iter().all(|&b| b == 0x44));
     unflushed.fill(0);
     assert!(got == want);
-    assert!(daemon.stop().expect("stop").success());
+    daemon.stop_cleanly();
 }

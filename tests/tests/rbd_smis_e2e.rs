@@ -170,7 +170,7 @@ fn rbd_volumes_over_smis_grow_rename_refuse_and_delete_like_cairn_ones() {
     let snap_image = ceph::image_of(ceph::SMIS_POOL, &snap);
     assert_eq!(array(&["delete", &snap])["rc"], 0);
     nothing_left_in_ceph(&[&image, &snap_image]);
-    assert!(daemon.stop().expect("stop").success());
+    daemon.stop_cleanly();
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn a_copy_between_rbd_pools_is_a_job_holding_the_point_in_time() {
             0
         );
     }
-    assert!(daemon.stop().expect("stop").success());
+    daemon.stop_cleanly();
 }
 
 #[test]
@@ -278,5 +278,5 @@ fn an_unreachable_rbd_pool_is_reported_lost_and_the_rest_is_served() {
         smis_step(&daemon, "volumes.py", &["create", "gone", "x", "4096"])["rc"],
         4
     );
-    assert!(daemon.stop().expect("stop").success());
+    daemon.stop_cleanly();
 }

@@ -93,10 +93,10 @@ fn snapshot_keeps_point_in_time_data(backend: Backend) {
             smis_step(&daemon, "array_steps.py", &["delete", snap1])["rc"],
             0
         );
-        assert!(daemon.stop().unwrap().success());
+        daemon.stop_cleanly();
         return;
     }
-    assert!(daemon.stop().unwrap().success());
+    daemon.stop_cleanly();
 
     let pool = data.join("pool0.img");
     let (status, out, err) = cairn(&[
