@@ -247,3 +247,78 @@ fn a_fua_overwrite_in_place_needs_no_commit() {
         "a redirected FUA write commits"
     );
 }
+
+/// A volume of `blocks` 4 KiB blocks of 1s with a snapshot, and every other block then
+/// rewritten with 2s (so it owns those blocks and shares the rest with the snapshot).
+fn scattered(
+    pool: &support::OnePool,
+    blocks: u64,
+) -> (cairn_engine::VolumeId, cairn_engine::VolumeId) {
+    let v = pool
+        .create_volume("v", blocks * BS as u64, VolumeOptions::default())
+        .expect("volume")
+        .id;
+    pool.write(v, 0, &vec![1u8; blocks as usize * BS])
+        .expect("fill");
+    let s = pool
+        .snapshot(v, "s", VolumeOptions::default())
+        .expect("snapshot")
+        .id;
+    for b in (0..blocks).step_by(2) {
+        pool.write(v, b * BS as u64, &[2u8; BS])
+            .expect("small write");
+    }
+    (v, s)
+}
+
+/// A large write over a range that small writes after a snapshot left scattered, some blocks the
+/// volume's own and some shared, goes to fresh blocks whole: one device write, not one per
+/// fragment. The snapshot keeps its contents and the pool checks clean.
+#[test]
+fn a_large_write_over_scattered_blocks_lands_in_one_piece() {
+    let dev = Arc::new(MemDevice::new(16 << 20));
+    let pool = support::create(dev.clone(), "p", opts()).expect("create");
+    let (v, s) = scattered(&pool, 64);
+    let writes = dev.stats().writes;
+    pool.write(v, 0, &[3u8; 64 * BS]).expect("large write");
+    assert_eq!(dev.stats().writes - writes, 1, "one device write");
+    assert_eq!(read(&pool, v, 0, 64 * BS), vec![3u8; 64 * BS]);
+    assert_eq!(read(&pool, s, 0, 64 * BS), vec![1u8; 64 * BS]);
+    pool.close().expect("close");
+    let reopened = support::open(dev, opts()).expect("reopen");
+    assert_eq!(read(&reopened, v, 0, 64 * BS), vec![3u8; 64 * BS]);
+    assert_eq!(read(&reopened, s, 0, 64 * BS), vec![1u8; 64 * BS]);
+    assert!(reopened.check().expect("check").is_clean());
+}
+
+/// Without room for the whole write on fresh blocks, the same write overwrites the blocks the
+/// volume owns in place and takes fresh blocks only for the shared ones.
+#[test]
+fn a_large_scattered_write_without_room_for_all_of_it_lands_in_place_where_it_can() {
+    let dev = Arc::new(MemDevice::new(8 << 20));
+    let pool = support::create(dev, "p", opts()).expect("create");
+    let (v, s) = scattered(&pool, 64);
+    // Fill the pool, then free 40 blocks: room for the 32 fresh blocks the shared half of the
+    // write needs (and a commit's metadata), not for all 64.
+    let filler = pool
+        .create_volume("filler", 64 << 20, VolumeOptions::default())
+        .expect("filler")
+        .id;
+    let mut at = 0u64;
+    while pool.write(filler, at, &[9u8; BS]).is_ok() {
+        at += BS as u64;
+    }
+    pool.flush().expect("flush");
+    assert_eq!(pool.info().data_bytes_free, 0, "the pool is full");
+    for _ in 0..40 {
+        at -= BS as u64;
+        pool.trim(filler, at, BS as u64).expect("trim");
+    }
+    pool.flush()
+        .expect("flush: the trimmed blocks are free again");
+    pool.write(v, 0, &[3u8; 64 * BS])
+        .expect("the write fits with its own blocks overwritten in place");
+    assert_eq!(read(&pool, v, 0, 64 * BS), vec![3u8; 64 * BS]);
+    assert_eq!(read(&pool, s, 0, 64 * BS), vec![1u8; 64 * BS]);
+    assert!(pool.check().expect("check").is_clean());
+}

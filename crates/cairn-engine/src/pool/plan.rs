@@ -9,6 +9,11 @@
 //!   (or it was allocated in the open transaction, unknown to the durable state). A crash
 //!   before the next flush leaves each of its sectors old or new; a redirected write is old
 //!   or new as a whole (its mapping commits after its data is flushed).
+//! - A write larger than `SMALL_REDIRECT_BLOCKS_MAX` blocks that would land in more than two
+//!   pieces, some in place and some on fresh blocks (a sequential write over a range that small
+//!   writes after a snapshot left scattered), goes to fresh blocks whole when the pool has room
+//!   for that: one device write and one extent instead of a piece per fragment, and the blocks
+//!   it owned are freed by the remap like any other. Without room it is planned as above.
 //! - Fresh blocks are placed as `meta::layout` says: a small write next to its virtual
 //!   neighbour's block when there is room, else on its volume's stream (`State::hints`).
 //! - All fresh blocks of a plan are allocated before any device write, so `NoSpace` leaves the
@@ -18,7 +23,7 @@ use std::borrow::Cow;
 
 use cairn_io::BlockDevice;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::Root;
 use crate::limits::{BLOCK_SIZE_BYTES, BLOCK_SIZE_USIZE, SMALL_REDIRECT_BLOCKS_MAX};
 use crate::mapping::Piece;
@@ -41,13 +46,27 @@ impl State {
         let first_block = offset / BLOCK_SIZE_BYTES;
         let end_block = (offset + data.len() as u64).div_ceil(BLOCK_SIZE_BYTES);
         let buf = self.whole_blocks(seq, offset, data)?;
-        let in_place_pieces = if in_place {
+        let mut in_place_pieces = if in_place {
             self.exclusive_pieces(seq, first_block, end_block)?
         } else {
             Vec::new()
         };
-        let need = complement(&in_place_pieces, first_block, end_block);
-        let runs = self.alloc_fresh(seq, &need)?;
+        let mut need = complement(&in_place_pieces, first_block, end_block);
+        let runs = if scattered(&in_place_pieces, &need) {
+            let whole = [(first_block, end_block - first_block)];
+            match self.alloc_fresh(seq, &whole) {
+                Ok(runs) => {
+                    in_place_pieces.clear();
+                    need = whole.to_vec();
+                    runs
+                }
+                // No room for all of it: the blocks it owns are overwritten in place after all.
+                Err(e) if e.kind() == ErrorKind::NoSpace => self.alloc_fresh(seq, &need)?,
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.alloc_fresh(seq, &need)?
+        };
         let placed = assign_runs(&need, &runs);
         let durable = placed.is_empty() && self.all_durable(&in_place_pieces)?;
         Ok(WritePlan {
@@ -247,6 +266,17 @@ impl WritePlan<'_> {
             )
         })
     }
+}
+
+/// Whether a write would land in more than two pieces, some in place and some on fresh blocks,
+/// and is larger than a small write: then it goes to fresh blocks whole (see the module doc).
+fn scattered(in_place: &[Piece], need: &[(u64, u64)]) -> bool {
+    let total: u64 =
+        in_place.iter().map(|p| p.2).sum::<u64>() + need.iter().map(|n| n.1).sum::<u64>();
+    !in_place.is_empty()
+        && !need.is_empty()
+        && in_place.len() + need.len() > 2
+        && total > SMALL_REDIRECT_BLOCKS_MAX
 }
 
 /// The virtual runs of `[first_block, end_block)` that the in-place pieces (sorted, disjoint,
