@@ -52,8 +52,9 @@ impl State {
             Vec::new()
         };
         let mut need = complement(&in_place_pieces, first_block, end_block);
-        let runs = if scattered(&in_place_pieces, &need) {
-            let whole = [(first_block, end_block - first_block)];
+        let blocks = end_block - first_block;
+        let runs = if scattered(&in_place_pieces, &need, blocks) {
+            let whole = [(first_block, blocks)];
             match self.alloc_fresh(seq, &whole) {
                 Ok(runs) => {
                     in_place_pieces.clear();
@@ -268,15 +269,14 @@ impl WritePlan<'_> {
     }
 }
 
-/// Whether a write would land in more than two pieces, some in place and some on fresh blocks,
-/// and is larger than a small write: then it goes to fresh blocks whole (see the module doc).
-fn scattered(in_place: &[Piece], need: &[(u64, u64)]) -> bool {
-    let total: u64 =
-        in_place.iter().map(|p| p.2).sum::<u64>() + need.iter().map(|n| n.1).sum::<u64>();
-    !in_place.is_empty()
+/// Whether a write of `blocks` blocks, larger than a small write, would land in more than two
+/// pieces, some in place and some on fresh blocks: then it goes to fresh blocks whole (see the
+/// module doc).
+fn scattered(in_place: &[Piece], need: &[(u64, u64)], blocks: u64) -> bool {
+    blocks > SMALL_REDIRECT_BLOCKS_MAX
+        && !in_place.is_empty()
         && !need.is_empty()
         && in_place.len() + need.len() > 2
-        && total > SMALL_REDIRECT_BLOCKS_MAX
 }
 
 /// The virtual runs of `[first_block, end_block)` that the in-place pieces (sorted, disjoint,
