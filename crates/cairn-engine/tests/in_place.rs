@@ -322,3 +322,39 @@ fn a_large_scattered_write_without_room_for_all_of_it_lands_in_place_where_it_ca
     assert_eq!(read(&pool, s, 0, 64 * BS), vec![1u8; 64 * BS]);
     assert!(pool.check().expect("check").is_clean());
 }
+
+/// A snapshot refused (its reads fail, at every point of it in turn) leaves the source's blocks
+/// its own: with no free block left, the source still takes overwrites of them in place.
+#[test]
+fn a_refused_snapshot_leaves_the_source_overwritable_in_place() {
+    let dev = Arc::new(MemDevice::new(8 << 20));
+    let pool = support::create(dev.clone(), "full", opts()).expect("create");
+    let v = pool
+        .create_volume("v", 64 << 20, VolumeOptions::default())
+        .expect("volume")
+        .id;
+    let mut written = 0u64;
+    while pool.write(v, written * BS as u64, &[7u8; BS]).is_ok() {
+        written += 1;
+    }
+    pool.flush().expect("flush");
+    let mut refused = 0;
+    for reads_ok in 0..64 {
+        pool.drop_clean_caches();
+        dev.fail_reads_after(reads_ok);
+        let r = pool.snapshot(v, "s", VolumeOptions::default());
+        dev.clear_faults();
+        match r {
+            Err(e) if matches!(e.kind(), ErrorKind::Io | ErrorKind::NoSpace) => refused += 1,
+            Err(e) => panic!("snapshot: {e:?}"),
+            Ok(_) => break,
+        }
+        for b in [0, written / 2, written - 1] {
+            pool.write(v, b * BS as u64, &[reads_ok as u8; BS])
+                .unwrap_or_else(|e| panic!("overwrite after refusal {reads_ok}: {e:?}"));
+            assert_eq!(read(&pool, v, b * BS as u64, BS), vec![reads_ok as u8; BS]);
+        }
+    }
+    assert!(refused > 0, "no snapshot was refused");
+    assert!(pool.check().expect("check").is_clean());
+}

@@ -233,14 +233,16 @@ impl Pool {
         let (_gate, mut st) = self.exclusive_with_room()?;
         let src_seq = st.seq_of(source)?;
         st.ensure_name_free(name)?;
-        // Source and snapshot share every block from here: their mappings so far are shared.
-        st.share(&[src_seq])?;
-        let src = st.vols[&src_seq].clone();
+        let epoch = st.next_share_epoch()?;
         let flags = record_flags(&opts);
-        let mut change = st.begin_change(&[]);
-        if src.root.addr != 0 {
-            st.meta_in_change(&mut change, |meta| meta.rc_inc(src.root.addr, 1))?;
+        let mut change = st.begin_change(&[src_seq]);
+        let src_root = st.vols[&src_seq].root;
+        if src_root.addr != 0 {
+            st.meta_in_change(&mut change, |meta| meta.rc_inc(src_root.addr, 1))?;
         }
+        // Source and snapshot share every block from here: their mappings so far are shared.
+        st.share(epoch, &[src_seq]);
+        let src = st.vols[&src_seq].clone();
         let mut rec = st.new_record(
             name,
             src.size_bytes,
@@ -278,14 +280,16 @@ impl Pool {
                     format!("restore into volume {volume}"),
                 ));
             }
-            // The volume takes the snapshot's blocks: both hold them shared from here.
-            st.share(&[vseq, sseq])?;
-            let snap = st.vols[&sseq].clone();
+            let epoch = st.next_share_epoch()?;
             let old_root = st.vols[&vseq].root;
-            let mut change = st.begin_change(&[vseq]);
-            if snap.root.addr != 0 {
-                st.meta_in_change(&mut change, |meta| meta.rc_inc(snap.root.addr, 1))?;
+            let mut change = st.begin_change(&[vseq, sseq]);
+            let snap_root = st.vols[&sseq].root;
+            if snap_root.addr != 0 {
+                st.meta_in_change(&mut change, |meta| meta.rc_inc(snap_root.addr, 1))?;
             }
+            // The volume takes the snapshot's blocks: both hold them shared from here.
+            st.share(epoch, &[vseq, sseq]);
+            let snap = st.vols[&sseq].clone();
             if old_root.addr != 0 {
                 let mut tomb = st.new_record("", 0, 4096, VF_DELETING | VF_HIDDEN, None, old_root);
                 tomb.family = st.vols[&vseq].family;
@@ -573,18 +577,12 @@ impl State {
         self.by_id.insert(id, seq);
     }
 
-    /// Advances the pool's share epoch for an operation that adds an owner to the blocks of the
-    /// volumes `seqs`, and makes it their last share: every mapping they hold now was written
-    /// before it, so none is overwritten in place again. `ShareEpochExhausted`, changing
-    /// nothing, when the epoch is at its maximum (a mapping's field could not tell it apart).
-    /// Called under the exclusive I/O gate: no in-place write to them is in flight.
-    pub(super) fn share(&mut self, seqs: &[u64]) -> Result<()> {
-        debug_assert!(
-            self.meta.io_gate.is_locked_exclusive(),
-            "a share with writes in flight"
-        );
-        let epoch = self
-            .meta
+    /// The share epoch the next operation that adds an owner to blocks takes;
+    /// `ShareEpochExhausted` when the epoch is at its maximum (a mapping's field could not tell
+    /// it apart). Changes nothing: a share is taken as the last step of its change that may
+    /// fail on its own, so a refused share leaves every volume's blocks as exclusive as before.
+    pub(super) fn next_share_epoch(&self) -> Result<u64> {
+        self.meta
             .share_epoch
             .checked_add(1)
             .filter(|&e| e <= SHARE_EPOCH_MAX)
@@ -596,14 +594,32 @@ impl State {
                         self.name, self.meta.share_epoch
                     ),
                 )
-            })?;
+            })
+    }
+
+    /// Advances the pool's share epoch to `epoch` (from [`State::next_share_epoch`]) for an
+    /// operation that adds an owner to the blocks of the volumes `seqs`, and makes it their last
+    /// share: every mapping they hold now was written before it, so none is overwritten in place
+    /// again. Their records must be saved in the operation's change, so a refused commit puts
+    /// their last share back (the pool's epoch may stay advanced: it only has to be at least
+    /// every record's and mapping's). Called under the exclusive I/O gate: no in-place write to
+    /// them is in flight.
+    pub(super) fn share(&mut self, epoch: u64, seqs: &[u64]) {
+        debug_assert!(
+            self.meta.io_gate.is_locked_exclusive(),
+            "a share with writes in flight"
+        );
+        assert_eq!(
+            epoch,
+            self.meta.share_epoch + 1,
+            "share epoch taken in order"
+        );
         self.meta.share_epoch = epoch;
         for &seq in seqs {
             self.vols.get_mut(&seq).expect("indexed").share_epoch = epoch;
             self.family_touch(seq);
             self.dirty_vols.insert(seq);
         }
-        Ok(())
     }
 
     /// Sets the root of record `seq`, after any change of its tree (a root changed in place in
