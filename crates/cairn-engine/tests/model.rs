@@ -359,26 +359,43 @@ impl Harness {
         (start * v.lbs, len_units * v.lbs)
     }
 
-    /// Compares a range; a long one is compared at both ends and at one random window inside.
+    /// Compares a range; a long one is compared at both ends and at one random window inside,
+    /// the three read together (`Pool::read_many`).
     fn verify_range(&mut self, i: usize, offset: u64, len: u64) {
         const WINDOW: u64 = 64 << 10;
         if len > 4 * WINDOW {
             let lbs = self.vols[i].lbs;
             let mid = offset + self.rng.gen_range(0..(len - WINDOW) / lbs) * lbs;
-            self.verify_exact(i, offset, WINDOW);
-            self.verify_exact(i, mid, WINDOW);
-            self.verify_exact(i, offset + len - WINDOW, WINDOW);
+            let windows = [offset, mid, offset + len - WINDOW];
+            let mut bufs = vec![vec![0u8; WINDOW as usize]; windows.len()];
+            let mut reads: Vec<(u64, &mut [u8])> = windows
+                .iter()
+                .zip(&mut bufs)
+                .map(|(&o, b)| (o, &mut b[..]))
+                .collect();
+            let results = self.pool.read_many(self.vols[i].id, &mut reads);
+            assert_eq!(results.len(), windows.len(), "{}", self.ctx());
+            for ((&o, buf), result) in windows.iter().zip(&bufs).zip(results) {
+                result.unwrap_or_else(|e| panic!("{}: read_many: {e:?}", self.ctx()));
+                self.compare(i, o, buf);
+            }
         } else {
             self.verify_exact(i, offset, len);
         }
     }
 
     fn verify_exact(&mut self, i: usize, offset: u64, len: u64) {
-        let v = &self.vols[i];
         let mut buf = vec![0u8; len as usize];
         self.pool
-            .read(v.id, offset, &mut buf)
+            .read(self.vols[i].id, offset, &mut buf)
             .unwrap_or_else(|e| panic!("{}: read: {e:?}", self.ctx()));
+        self.compare(i, offset, &buf);
+    }
+
+    /// Compares what was read at `offset` with the model.
+    fn compare(&self, i: usize, offset: u64, buf: &[u8]) {
+        let v = &self.vols[i];
+        let len = buf.len() as u64;
         let want = v.read(offset, len);
         if buf != want {
             let first = buf.iter().zip(&want).position(|(a, b)| a != b).unwrap();

@@ -45,6 +45,9 @@ pub struct FaultPlan {
     /// Reads that still succeed before reads start failing with [`IoErrorKind::Media`]; `None`:
     /// reads never fail.
     pub reads_ok: Option<u64>,
+    /// When set, only reads overlapping this byte range count down and fail (a bad spot on
+    /// the medium); others always succeed.
+    pub read_range: Option<Range<u64>>,
 }
 
 impl Default for FaultPlan {
@@ -55,6 +58,7 @@ impl Default for FaultPlan {
             write_range: None,
             fail_flushes: false,
             reads_ok: None,
+            read_range: None,
         }
     }
 }
@@ -62,10 +66,8 @@ impl Default for FaultPlan {
 impl FaultPlan {
     /// Counts one write down; returns the error to report if this write must fail.
     fn on_write(&mut self, offset: u64, len: u64) -> IoResult<()> {
-        if let Some(range) = &self.write_range {
-            if offset >= range.end || offset + len <= range.start {
-                return Ok(());
-            }
+        if !overlaps(&self.write_range, offset, len) {
+            return Ok(());
         }
         match &mut self.writes_ok {
             None => Ok(()),
@@ -79,6 +81,9 @@ impl FaultPlan {
 
     /// Counts one read down; returns the error to report if this read must fail.
     fn on_read(&mut self, offset: u64, len: u64) -> IoResult<()> {
+        if !overlaps(&self.read_range, offset, len) {
+            return Ok(());
+        }
         match &mut self.reads_ok {
             None => Ok(()),
             Some(0) => Err(IoError::new(IoErrorKind::Media, "read", offset, len)),
@@ -88,6 +93,13 @@ impl FaultPlan {
             }
         }
     }
+}
+
+/// Whether `offset..offset + len` meets the fault range (every request does when none is set).
+fn overlaps(range: &Option<Range<u64>>, offset: u64, len: u64) -> bool {
+    range
+        .as_ref()
+        .is_none_or(|r| offset < r.end && offset + len > r.start)
 }
 
 /// One piece of a request that falls inside one page.

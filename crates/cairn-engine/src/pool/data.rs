@@ -46,6 +46,73 @@ impl Pool {
         Ok(())
     }
 
+    /// Reads several ranges of one volume, each into its own buffer: the mappings of all of
+    /// them are looked up under one hold of the pool lock and their device reads go out as one
+    /// batch. Each range gets the result it would get read alone with [`Pool::read`] (a failed
+    /// batch is read again range by range to tell which failed); an empty range, or one not
+    /// aligned to the block size, is read alone.
+    pub fn read_many(&self, id: VolumeId, reads: &mut [(u64, &mut [u8])]) -> Vec<Result<()>> {
+        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(reads.len());
+        // Per read: its first virtual block and its pieces, if the batch takes it.
+        let mut plans: Vec<Option<(u64, Vec<Piece>)>> = Vec::with_capacity(reads.len());
+        let Ok((gate, mut state)) = self.shared() else {
+            // The pool refuses I/O: each read alone reports why.
+            return reads
+                .iter_mut()
+                .map(|(offset, buf)| self.read(id, *offset, buf))
+                .collect();
+        };
+        for (offset, buf) in reads.iter() {
+            let (offset, len) = (*offset, buf.len() as u64);
+            if len == 0 || offset % BLOCK_SIZE_BYTES != 0 || len % BLOCK_SIZE_BYTES != 0 {
+                results.push(None);
+                plans.push(None);
+                continue;
+            }
+            let first_block = offset / BLOCK_SIZE_BYTES;
+            let planned = request_end(id, offset, len).and_then(|end| {
+                let seq = state.io_target(id, offset, len, false)?;
+                let root = state.vols[&seq].root;
+                state
+                    .meta
+                    .map_lookup(root, first_block, end / BLOCK_SIZE_BYTES)
+            });
+            match planned {
+                Ok(pieces) => {
+                    results.push(Some(Ok(())));
+                    plans.push(Some((first_block, pieces)));
+                }
+                Err(e) => {
+                    results.push(Some(Err(e)));
+                    plans.push(None);
+                }
+            }
+        }
+        let dev = state.meta.dev.clone();
+        drop(state);
+        // The gate stays held: no block the pieces name can be reused until the reads are done.
+        let mut batch: Vec<(u64, &mut [u8])> = Vec::new();
+        for ((_, buf), plan) in reads.iter_mut().zip(&plans) {
+            if let Some((first_block, pieces)) = plan {
+                batch.extend(lay_out(*first_block, pieces, buf));
+            }
+        }
+        if submit(dev.as_ref(), &mut batch).is_err() {
+            drop(batch);
+            for (((_, buf), plan), result) in reads.iter_mut().zip(&plans).zip(&mut results) {
+                if let Some((first_block, pieces)) = plan {
+                    *result = Some(read_pieces(dev.as_ref(), *first_block, pieces, buf));
+                }
+            }
+        }
+        drop(gate);
+        reads
+            .iter_mut()
+            .zip(results)
+            .map(|((offset, buf), result)| result.unwrap_or_else(|| self.read(id, *offset, buf)))
+            .collect()
+    }
+
     /// Writes data. The write is planned (and its fresh blocks allocated) under the pool lock,
     /// the device writes run after it is released, and the new blocks are mapped under the lock
     /// again; the shared I/O gate is held throughout, so no commit (or snapshot) sees a write
@@ -266,14 +333,19 @@ pub(super) fn block_span(offset: u64, len: u64) -> (u64, u64) {
 }
 
 /// Fills `out` (virtual blocks from `first_block`) from the mapped pieces, zeros elsewhere.
-/// Pieces adjacent both virtually and physically are read as one, and every read goes to the
-/// device in one batch; holes are zero-filled without touching the device.
 fn read_pieces(
     dev: &dyn BlockDevice,
     first_block: u64,
     pieces: &[Piece],
     out: &mut [u8],
 ) -> Result<()> {
+    submit(dev, &mut lay_out(first_block, pieces, out))
+}
+
+/// The device reads that fill `out` (virtual blocks from `first_block`) from the mapped pieces,
+/// with the holes between them zero-filled here. Pieces adjacent both virtually and physically
+/// are read as one.
+fn lay_out<'a>(first_block: u64, pieces: &[Piece], out: &'a mut [u8]) -> Vec<(u64, &'a mut [u8])> {
     let runs = merge_runs(pieces);
     let mut reads: Vec<(u64, &mut [u8])> = Vec::with_capacity(runs.len());
     let mut rest = out;
@@ -287,7 +359,12 @@ fn read_pieces(
         cursor = v + n;
     }
     rest.fill(0);
-    match reads.as_mut_slice() {
+    reads
+}
+
+/// Runs device reads in one batch (none for an all-hole request).
+fn submit(dev: &dyn BlockDevice, reads: &mut [(u64, &mut [u8])]) -> Result<()> {
+    match reads {
         [] => Ok(()),
         [(at, buf)] => dev.read_at(*at, buf),
         batch => dev.read_batch(batch),
