@@ -119,6 +119,28 @@ impl Volume for EngineVolume {
         self.pool.read(self.id, offset, buf).map_err(translate)
     }
 
+    fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Vec<Result<()>> {
+        // A read over the transfer limit is refused alone; the rest go to the pool together.
+        let refused: Vec<Result<()>> = reads.iter().map(|(_, b)| check_transfer(b.len())).collect();
+        let mut taken: Vec<(u64, &mut [u8])> = reads
+            .iter_mut()
+            .zip(&refused)
+            .filter(|(_, r)| r.is_ok())
+            .map(|((offset, buf), _)| (*offset, &mut **buf))
+            .collect();
+        let mut read = self.pool.read_many(self.id, &mut taken).into_iter();
+        refused
+            .into_iter()
+            .map(|r| {
+                r.and_then(|()| {
+                    read.next()
+                        .expect("one result per read taken")
+                        .map_err(translate)
+                })
+            })
+            .collect()
+    }
+
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
         check_transfer(data.len())?;
         if fua {

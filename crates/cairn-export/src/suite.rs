@@ -51,6 +51,7 @@ pub(crate) fn exercise(h: &dyn Harness) {
     identity(a.as_ref());
     data(a.as_ref(), 4096);
     data(b.as_ref(), 512);
+    read_many(a.as_ref());
     zeroing(a.as_ref());
     refusals(a.as_ref(), b.as_ref());
     read_only(h.exports());
@@ -109,6 +110,45 @@ fn data(v: &dyn Volume, block: usize) {
     let big = pattern(REQUEST_BYTES_MAX as usize / 16, 3);
     v.write(0, &big, false).expect("large write");
     assert_eq!(read(v, 0, big.len()), big);
+}
+
+/// Reads handed over together: each range its data, or its own error while the rest succeed.
+fn read_many(v: &dyn Volume) {
+    let block = v.logical_block_size() as usize;
+    let data = pattern(8 * block, 41);
+    v.write(0, &data, false).expect("write");
+    let ranges: [(u64, usize); 5] = [
+        (block as u64, 2 * block),
+        (SIZE_BYTES - block as u64, 2 * block), // past the end
+        (16 * block as u64, block),             // never written since the data test
+        (0, REQUEST_BYTES_MAX as usize + block), // over the transfer limit
+        (5 * block as u64, 3 * block),
+    ];
+    let mut bufs: Vec<Vec<u8>> = ranges.iter().map(|&(_, len)| vec![0xee; len]).collect();
+    let mut reads: Vec<(u64, &mut [u8])> = ranges
+        .iter()
+        .zip(&mut bufs)
+        .map(|(&(offset, _), b)| (offset, &mut b[..]))
+        .collect();
+    let results = v.read_many(&mut reads);
+    assert_eq!(results.len(), ranges.len());
+    let kinds: Vec<Option<ErrorKind>> = results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            None,
+            Some(ErrorKind::OutOfRange),
+            None,
+            Some(ErrorKind::InvalidArgument),
+            None
+        ]
+    );
+    assert_eq!(bufs[0], data[block..3 * block]);
+    assert_eq!(bufs[2], read(v, 16 * block as u64, block));
+    assert_eq!(bufs[4], data[5 * block..]);
 }
 
 fn covers(runs: &[Run], offset: u64, len: u64) {

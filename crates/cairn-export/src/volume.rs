@@ -173,6 +173,12 @@ pub trait Volume: Send + Sync {
     /// Reads `buf.len()` bytes at `offset`; unmapped ranges read as zeros.
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 
+    /// Reads several ranges, each into its own buffer, each with the result [`Volume::read`]
+    /// would give it (one result per range, in order). The reads run side by side, never one
+    /// after the other: a caller hands over reads that arrived together to save the hand-offs
+    /// of one blocking call per read, not to queue them.
+    fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Vec<Result<()>>;
+
     /// Writes `data` at `offset`; with `fua` the data is durable when this returns.
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()>;
 

@@ -629,6 +629,36 @@ impl Volume for RbdVolume {
         })
     }
 
+    fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Vec<ExportResult<()>> {
+        let Ok(slot) = self.served.fresh(&self.link) else {
+            // The image cannot be served now: each read alone reports why.
+            return reads
+                .iter_mut()
+                .map(|(offset, buf)| self.read(*offset, buf))
+                .collect();
+        };
+        let failed = |e: Error| {
+            slot.conn.note(&e);
+            translate(e)
+        };
+        // Every read is in flight before the first is waited for: librbd runs them together.
+        let pending: Vec<ExportResult<_>> = reads
+            .iter()
+            .map(|(offset, buf)| {
+                self.check(&slot, *offset, buf.len() as u64, true)?;
+                slot.image.submit_read(*offset, buf.len()).map_err(failed)
+            })
+            .collect();
+        pending
+            .into_iter()
+            .zip(reads.iter_mut())
+            .map(|(p, (_, buf))| {
+                buf.copy_from_slice(&p?.wait().map_err(failed)?);
+                Ok(())
+            })
+            .collect()
+    }
+
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> ExportResult<()> {
         self.with(offset, data.len() as u64, true, |s| {
             s.change(|i| i.write_at(offset, data))?;

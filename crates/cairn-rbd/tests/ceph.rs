@@ -356,6 +356,22 @@ fn rbd_volumes_are_exported_by_their_cairn_name() {
         a.read(100, &mut buf).expect_err("misaligned").kind(),
         K::InvalidArgument
     );
+    // Reads handed over together: each its own data or error.
+    let (mut one, mut two, mut three) = (vec![0xffu8; 8192], vec![0xffu8; 4096], vec![0u8; 4096]);
+    let mut reads: Vec<(u64, &mut [u8])> = vec![
+        ((4 << 20) + 4096, &mut one[..]),
+        (8 << 20, &mut two[..]),
+        (0, &mut three[..]),
+    ];
+    let results = a.read_many(&mut reads);
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert_eq!(
+        results[1].as_ref().expect_err("past end").kind(),
+        K::OutOfRange
+    );
+    assert_eq!(one, want[4096..12288]);
+    assert_eq!(three, vec![0u8; 4096]);
 
     let e = exports.delete_volume(&a_name).expect_err("leased");
     assert_eq!(e.kind(), K::InUse, "{e}");
