@@ -356,10 +356,7 @@ fn execute(target: &Target, c: &Collect) -> Answer {
             Ok(Bytes::new())
         }
         cdb => {
-            // Checked again here: a reservation may have been taken while data-out came in.
-            if lock(&unit.pr).conflicts(&c.nexus, lu::access(cdb)) {
-                return Err(Failure::Conflict);
-            }
+            reservation_allows(c)?;
             let _shared = lu::changes_medium(cdb)
                 .then(|| unit.writes.read().unwrap_or_else(PoisonError::into_inner));
             let _exclusive = matches!(cdb, Cdb::CompareAndWrite { .. })
@@ -368,6 +365,76 @@ fn execute(target: &Target, c: &Collect) -> Answer {
                 .map_err(Failure::Check)
         }
     }
+}
+
+/// Fails a command a reservation forbids. Checked again at execution: a reservation may have
+/// been taken while the command's data-out came in (or since it was admitted).
+fn reservation_allows(c: &Collect) -> Result<(), Failure> {
+    if lock(&c.opened.pr).conflicts(&c.nexus, lu::access(&c.cdb)) {
+        return Err(Failure::Conflict);
+    }
+    Ok(())
+}
+
+/// A READ ready to run, held back until the PDUs already received are handled, so that the
+/// reads which arrived together go to their volume together.
+pub(crate) struct ReadyRead {
+    itt: u32,
+    lba: u64,
+    blocks: u32,
+    c: Box<Collect>,
+}
+
+/// Executes READs that became ready together, each as [`execute`] would: the reservation and
+/// range checks per command, then one [`Volume::read_many`] per volume for those that passed
+/// (one lookup pass and one device batch on a Cairn pool), each with its own answer.
+fn execute_reads(target: &Target, batch: &[ReadyRead]) -> Vec<Answer> {
+    let mut answers: Vec<Option<Answer>> = Vec::with_capacity(batch.len());
+    let mut started: Vec<Option<(u64, Buffer)>> = Vec::with_capacity(batch.len());
+    for r in batch {
+        let start = reservation_allows(&r.c).and_then(|()| {
+            lu::read_start(&r.c.unit, r.lba, r.blocks, &target.buffers).map_err(Failure::Check)
+        });
+        match start {
+            Ok(s) => {
+                answers.push(None);
+                started.push(Some(s));
+            }
+            Err(f) => {
+                answers.push(Some(Err(f)));
+                started.push(None);
+            }
+        }
+    }
+    // One volume at a time (a session's commands mostly go to one LUN).
+    let mut left: Vec<usize> = (0..batch.len()).filter(|&i| started[i].is_some()).collect();
+    while let Some(&first) = left.first() {
+        let volume = &batch[first].c.volume;
+        let (these, rest): (Vec<usize>, Vec<usize>) = left
+            .iter()
+            .partition(|&&i| Arc::ptr_eq(&batch[i].c.volume, volume));
+        left = rest;
+        let mut bufs: Vec<(u64, Buffer)> = these
+            .iter()
+            .map(|&i| {
+                started[i]
+                    .take()
+                    .expect("partitioned from the started ones")
+            })
+            .collect();
+        let results = {
+            let mut reads: Vec<(u64, &mut [u8])> =
+                bufs.iter_mut().map(|(o, b)| (*o, &mut b[..])).collect();
+            volume.read_many(&mut reads)
+        };
+        for ((i, (_, buf)), result) in these.into_iter().zip(bufs).zip(results) {
+            answers[i] = Some(lu::read_end(buf, result).map_err(Failure::Check));
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.expect("every read answered"))
+        .collect()
 }
 
 fn alloc_len(cdb: &Cdb) -> u32 {
@@ -609,6 +676,15 @@ impl Conn {
             unreachable!("matched above")
         };
         c.whole_blocks();
+        if let Cdb::Read { lba, blocks, .. } = c.cdb {
+            self.ready_reads.push(ReadyRead {
+                itt,
+                lba,
+                blocks,
+                c,
+            });
+            return Ok(());
+        }
         let done = self.done_tx.clone();
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
@@ -619,6 +695,25 @@ impl Conn {
             let _ = done.send(Done { itt, outcome });
         });
         Ok(())
+    }
+
+    /// Sends the READs held back ([`ReadyRead`]) to the blocking pool, as one job.
+    pub(crate) fn launch_reads(&mut self) {
+        if self.ready_reads.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.ready_reads);
+        let done = self.done_tx.clone();
+        let target = self.target.clone();
+        tokio::task::spawn_blocking(move || {
+            let answers = execute_reads(&target, &batch);
+            let itts: Vec<u32> = batch.iter().map(|r| r.itt).collect();
+            // The volume handles go before the answers (as in `advance`).
+            drop(batch);
+            for (itt, outcome) in itts.into_iter().zip(answers) {
+                let _ = done.send(Done { itt, outcome });
+            }
+        });
     }
 
     pub(crate) async fn data_out(&mut self, pdu: Pdu) -> ConnResult<()> {

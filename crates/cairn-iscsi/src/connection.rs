@@ -87,6 +87,9 @@ pub(crate) struct Conn {
     /// This connection's in-flight byte budget.
     pub bytes: Arc<Semaphore>,
     pub session: Option<crate::command::SessionState>,
+    /// READs ready to run, sent to the blocking pool together once the PDUs already received
+    /// are handled.
+    pub ready_reads: Vec<crate::command::ReadyRead>,
     logout_reply: Option<Pdu>,
 }
 
@@ -135,6 +138,7 @@ async fn run(
             limits::CONNECTION_IN_FLIGHT_BYTES_MAX as usize,
         )),
         session: None,
+        ready_reads: Vec::new(),
         logout_reply: None,
     };
     let deadline = Duration::from_secs(limits::LOGIN_TIMEOUT_SECS);
@@ -322,7 +326,9 @@ impl Conn {
                 _ = ping.tick() => Event::Ping,
                 pdu = self.next_pdu() => Event::Pdu(pdu),
             };
-            let stop = self.handle(event, done_rx, &mut live).await?;
+            let stop = self.handle(event, done_rx, &mut live).await;
+            self.launch_reads();
+            let stop = stop?;
             self.flush().await?;
             if stop.is_some() {
                 break;
@@ -369,7 +375,17 @@ impl Conn {
                 Some(Ok(pdu)) => {
                     live.heard = tokio::time::Instant::now();
                     live.pinged = None;
-                    self.dispatch(pdu).await
+                    let mut stop = self.dispatch(pdu).await?;
+                    // The PDUs already received are handled before the READs they start go to
+                    // the blocking pool, so that those go together (`launch_reads`).
+                    while stop.is_none() {
+                        stop = match self.decoder.decode(&mut self.input) {
+                            Ok(Some(pdu)) => self.dispatch(pdu).await?,
+                            Ok(None) => break,
+                            Err(e) => self.frame_error(e).await?,
+                        };
+                    }
+                    Ok(stop)
                 }
             },
         }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use cairn_export::{ErrorKind, Volume, Zeroing};
 use std::sync::Arc;
 
-use crate::buffers::Buffers;
+use crate::buffers::{Buffer, Buffers};
 
 use crate::limits::{
     COMPARE_AND_WRITE_BLOCKS_MAX, LBA_STATUS_DESCRIPTORS_MAX, TRANSFER_BYTES_MAX,
@@ -186,10 +186,25 @@ pub(crate) fn execute(
 }
 
 fn read(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, buffers: &Arc<Buffers>) -> Outcome {
+    let (offset, mut buf) = read_start(u, lba, blocks, buffers)?;
+    let result = vol.read(offset, &mut buf);
+    read_end(buf, result)
+}
+
+/// A READ up to the volume: its byte offset, checked with its length, and a buffer for it.
+pub(crate) fn read_start(
+    u: &Unit,
+    lba: u64,
+    blocks: u32,
+    buffers: &Arc<Buffers>,
+) -> Result<(u64, Buffer), Sense> {
     let (offset, len) = range(u, lba, blocks as u64, true)?;
-    let mut buf = buffers.take(len as usize);
-    vol.read(offset, &mut buf)
-        .map_err(|e| volume_sense(&e, false))?;
+    Ok((offset, buffers.take(len as usize)))
+}
+
+/// A READ's answer once the volume has filled its buffer (or failed to).
+pub(crate) fn read_end(buf: Buffer, result: cairn_export::Result<()>) -> Outcome {
+    result.map_err(|e| volume_sense(&e, false))?;
     Ok(Bytes::from_owner(buf))
 }
 
