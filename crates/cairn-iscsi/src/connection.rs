@@ -12,6 +12,9 @@
 //!   deemed gone and its connection closed.
 //! - PDUs are queued in the [`Outbox`] as they are made and written once the event that made
 //!   them, and the command completions already waiting behind it, have been handled.
+//! - The PDUs already received are handled together: the READs among them are held back until
+//!   the last is handled and then go to the blocking pool as one job (one lookup pass and one
+//!   device batch on a Cairn pool); nothing is held back while the connection waits.
 //! - On logout, end of stream, reinstatement or server shutdown the connection stops reading,
 //!   completes the commands it accepted (within [`limits::DRAIN_TIMEOUT_SECS`]), then closes.
 
@@ -317,6 +320,10 @@ impl Conn {
             interval,
         };
         loop {
+            debug_assert!(
+                self.ready_reads.is_empty(),
+                "no READ is held back while the connection waits"
+            );
             let event = tokio::select! {
                 biased;
                 _ = shutdown.changed() => Event::Stop(Stop::Closed),

@@ -13,6 +13,11 @@
 //!   and handed to the writer: one thread hop per request and no task of its own. Replies go out
 //!   in completion order, each whole; the writer sends every reply queued at the time in one
 //!   vectored write.
+//! - A READ on a volume without an asynchronous side is held back while the next request can be
+//!   read without waiting (already received, its budget free); the READs held go to the
+//!   blocking pool as one job, one [`Volume::read_many`] (one lookup pass and one device batch on
+//!   a Cairn pool), before the reader waits for anything: for the socket, for budget, or at the
+//!   end of transmission.
 //! - Handing a reply to the writer never blocks (a backend's completion thread must not wait):
 //!   the queue is as deep as the connection's request budget, and every reply holds its
 //!   request's budget until written, so the queue is never full.
@@ -23,9 +28,11 @@
 //!   every request it already accepted, then closes. A bad request magic closes at once.
 //! - Export-layer errors are mapped to errno values here, once ([`errno_for`]).
 
+use std::future::Future;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use std::io::IoSlice;
@@ -364,11 +371,27 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         negotiated,
         replies,
     });
+    // READs held back while the next request is already there (see the module doc).
+    let mut held: Vec<HeldRead> = Vec::new();
     let result = loop {
-        let next = tokio::select! {
-            r = read_request(&mut reader, &budget, &ctx.replies.buffers) => r,
-            _ = shutdown.changed() => break Ok(()),
-            _ = ctx.replies.tx.closed() => break Ok(()),
+        let mut read = std::pin::pin!(read_request(&mut reader, &budget, &ctx.replies.buffers));
+        let at_once = match held.is_empty() {
+            true => None,
+            false => match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+                Poll::Ready(next) => Some(next),
+                Poll::Pending => {
+                    ctx.launch_reads(&mut held);
+                    None
+                }
+            },
+        };
+        let next = match at_once {
+            Some(next) => next,
+            None => tokio::select! {
+                r = &mut read => r,
+                _ = shutdown.changed() => break Ok(()),
+                _ = ctx.replies.tx.closed() => break Ok(()),
+            },
         };
         let request = match next {
             Ok(Some(r)) => r,
@@ -378,11 +401,19 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         if request.header.command == Command::Disc {
             break Ok(());
         }
+        let request = match ctx.hold_read(request) {
+            Ok(read) => {
+                held.push(read);
+                continue;
+            }
+            Err(request) => request,
+        };
         if let Err(request) = ctx.submit(request) {
             let ctx = ctx.clone();
             tokio::task::spawn_blocking(move || ctx.execute(request));
         }
     };
+    ctx.launch_reads(&mut held);
     // Finish what was accepted: the writer ends once every running request (each holds the
     // reply sender, through the context or its completion) has sent its reply. A client that stops reading replies
     // cannot hold this up forever.
@@ -484,7 +515,77 @@ enum Done {
 /// A failed request: the errno for its reply and a message.
 type Failure = (u32, String);
 
+/// A valid READ for a volume without an asynchronous side, held back so that the READs already
+/// received go to the volume together ([`Volume::read_many`]).
+struct HeldRead {
+    header: RequestHeader,
+    offset: u64,
+    len: u32,
+    charge: Charge,
+}
+
 impl RequestCtx {
+    /// Takes `request` as a [`HeldRead`] if it is a valid READ for a volume that completes on
+    /// blocking threads; hands it back otherwise.
+    fn hold_read(&self, request: Request) -> std::result::Result<HeldRead, Request> {
+        if self.volume.asynchronous().is_some() {
+            return Err(request);
+        }
+        match check(&request.header, &self.negotiated) {
+            Ok(Action::Read { offset, len }) => Ok(HeldRead {
+                header: request.header,
+                offset,
+                len,
+                charge: request.charge,
+            }),
+            _ => Err(request),
+        }
+    }
+
+    /// Sends the READs held back to the blocking pool, as one job.
+    fn launch_reads(self: &Arc<Self>, held: &mut Vec<HeldRead>) {
+        if held.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(held);
+        let ctx = self.clone();
+        tokio::task::spawn_blocking(move || ctx.execute_reads(batch));
+    }
+
+    /// Runs READs handed over together (on a blocking thread) as one [`Volume::read_many`] and
+    /// answers each with its own data or error. A panic below fails them all with EIO.
+    fn execute_reads(&self, batch: Vec<HeldRead>) {
+        let buffers = &self.replies.buffers;
+        let mut bufs: Vec<AlignedBuf> =
+            batch.iter().map(|r| buffers.take(r.len as usize)).collect();
+        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut reads: Vec<(u64, &mut [u8])> = batch
+                .iter()
+                .zip(&mut bufs)
+                .map(|(r, b)| (r.offset, &mut b[..]))
+                .collect();
+            self.volume.read_many(&mut reads)
+        }));
+        let results = results.unwrap_or_else(|_| {
+            let failed = || cairn_export::Error::new(cairn_export::ErrorKind::Io, "internal error");
+            batch.iter().map(|_| Err(failed())).collect()
+        });
+        for ((r, buf), result) in batch.into_iter().zip(bufs).zip(results) {
+            let action = Action::Read {
+                offset: r.offset,
+                len: r.len,
+            };
+            let outcome = match result {
+                Ok(()) => Ok((action, Done::Data(buf))),
+                Err(e) => {
+                    buffers.give(buf);
+                    Err((errno_for(action, &e), e.to_string()))
+                }
+            };
+            self.replies.answer(&r.header, outcome, r.charge);
+        }
+    }
+
     /// Runs one request (on a blocking thread), encodes its reply and queues it for the writer.
     fn execute(&self, request: Request) {
         let Request {

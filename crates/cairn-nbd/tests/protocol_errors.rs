@@ -202,3 +202,59 @@ fn pipelined_requests_beyond_the_in_flight_bounds_all_complete() {
     }
     assert!(seen.iter().all(|s| *s));
 }
+
+#[test]
+fn reads_sent_back_to_back_each_get_their_own_data_or_error() {
+    let server = Server::start();
+    let mut c = Client::connect(server.port(), "rw", false);
+    const BLOCK: u64 = 4096;
+    for b in 0..64u64 {
+        c.send(
+            CMD_WRITE,
+            0,
+            b,
+            b * BLOCK,
+            BLOCK as u32,
+            &[b as u8 + 1; BLOCK as usize],
+        );
+    }
+    for _ in 0..64 {
+        assert_eq!(c.reply().1, 0, "write");
+    }
+    // Sent before any reply is read, so the server finds them waiting together; a read past
+    // the end and a write among them.
+    let reads: Vec<u64> = (0..48).map(|i| (i * 7) % 64).collect();
+    for (i, &b) in reads.iter().enumerate() {
+        c.send(CMD_READ, 0, i as u64, b * BLOCK, BLOCK as u32, &[]);
+        if i == 20 {
+            c.send(CMD_READ, 0, 1000, SIZE_BYTES, BLOCK as u32, &[]);
+            c.send(
+                CMD_WRITE,
+                0,
+                1001,
+                100 * BLOCK,
+                BLOCK as u32,
+                &[0xee; BLOCK as usize],
+            );
+        }
+    }
+    let mut seen = vec![false; reads.len()];
+    for _ in 0..reads.len() + 2 {
+        let (cookie, errno, data, _) = c.reply();
+        match cookie {
+            1000 => assert_eq!(errno, EINVAL, "read past the end"),
+            1001 => assert_eq!(errno, 0, "write"),
+            i => {
+                let b = reads[i as usize];
+                assert_eq!(errno, 0, "read of block {b}");
+                assert_eq!(&data[..8], &(b * BLOCK).to_be_bytes(), "offset chunk");
+                assert_eq!(&data[8..], &[b as u8 + 1; BLOCK as usize][..], "block {b}");
+                assert!(
+                    !std::mem::replace(&mut seen[i as usize], true),
+                    "answered twice"
+                );
+            }
+        }
+    }
+    assert!(seen.iter().all(|s| *s));
+}
