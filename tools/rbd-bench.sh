@@ -109,7 +109,8 @@ EOF
     exit 1
 }
 
-# job SIDE RW BS DEPTH: one fio run, its IOPS and MiB/s appended to the results.
+# job SIDE SPEC: one fio run (SPEC as in FIO_WORKLOADS), its IOPS and MiB/s appended to the
+# results.
 job() {
     local side=$1
     local engine
@@ -134,7 +135,7 @@ rbdc image-meta set "$IMAGE" cairn.name "$NAME" >/dev/null
 fio --name=fill --ioengine=rbd --clientname=admin --pool="$POOL" --rbdname="$IMAGE" \
     --rw=write --bs=4m --iodepth=8 --size="$SIZE" >/dev/null
 
-# job_cairn RW BS DEPTH: one fio run on Cairn's export, the daemon up only for it (it holds the
+# job_cairn SPEC: one fio run on Cairn's export, the daemon up only for it (it holds the
 # image's exclusive lock while it serves).
 job_cairn() {
     start_server
@@ -144,14 +145,13 @@ job_cairn() {
 
 for round in $(seq 1 "$ROUNDS"); do
     for spec in "${FIO_WORKLOADS[@]}"; do
-        IFS=: read -r rw bs depth <<<"$spec"
-        echo "round $round, $rw $bs QD$depth: rbd engine and cairn NBD..." >&2
+        echo "round $round, $spec: rbd engine and cairn NBD..." >&2
         if [ $((round % 2)) -eq 1 ]; then
-            job rbd "$rw" "$bs" "$depth"
-            job_cairn "$rw" "$bs" "$depth"
+            job rbd "$spec"
+            job_cairn "$spec"
         else
-            job_cairn "$rw" "$bs" "$depth"
-            job rbd "$rw" "$bs" "$depth"
+            job_cairn "$spec"
+            job rbd "$spec"
         fi
     done
 done

@@ -6,8 +6,10 @@
 # was given, then IOPS and MiB/s of the side it exercised (read or write); a job that fails gives
 # "nan" for both, and its first error line goes to stderr.
 
-# The workloads every peer runs: RW:BS:DEPTH. 4 KiB random read and write at queue depth 32, 1 MiB
-# sequential read and write at depth 8.
+# The workloads every peer runs: RW:BS:DEPTH[:NAME]. 4 KiB random read and write at queue depth
+# 32, 1 MiB sequential read and write at depth 8. NAME, when given, names the workload in the
+# results (default RW-BS-qdDEPTH), so one workload can run twice under two names; a sourcing
+# script may set its own list.
 # shellcheck disable=SC2034 # used by the sourcing scripts
 FIO_WORKLOADS=("randread:4k:32" "randwrite:4k:32" "read:1m:8" "write:1m:8")
 
@@ -43,23 +45,24 @@ fio_prefill() {
     fio --name=fill "$@" --rw=write --bs=1m --iodepth=8 --size="$SIZE" >/dev/null
 }
 
-# fio_workload TOOL PEER RW BS DEPTH ENGINE_OPTION...: one timed job of $RUNTIME seconds over
-# $SIZE bytes; its row is "PEER  RW-BS-qdDEPTH  IOPS  MiB/s".
+# fio_workload TOOL PEER SPEC ENGINE_OPTION...: one timed job of $RUNTIME seconds over $SIZE
+# bytes, SPEC as in FIO_WORKLOADS; its row is "PEER  NAME  IOPS  MiB/s".
 fio_workload() {
-    local tool=$1 peer=$2 rw=$3 bs=$4 depth=$5
-    shift 5
-    fio_result "$tool" "$DIR/$peer-$rw-$bs.json" "$peer" "$rw-$bs-qd$depth" -- \
+    local tool=$1 peer=$2 rw bs depth name
+    IFS=: read -r rw bs depth name <<<"$3"
+    name=${name:-$rw-$bs-qd$depth}
+    shift 3
+    fio_result "$tool" "$DIR/$peer-$name.json" "$peer" "$name" -- \
         --name=j "$@" --rw="$rw" --bs="$bs" --iodepth="$depth" --size="$SIZE" \
-        --runtime="$RUNTIME" --time_based --group_reporting
+        --runtime="$RUNTIME" --time_based --group_reporting --randrepeat=0
 }
 
 # fio_workloads TOOL PEER ENGINE_OPTION...: every workload of FIO_WORKLOADS on one peer.
 fio_workloads() {
-    local tool=$1 peer=$2 spec rw bs depth
+    local tool=$1 peer=$2 spec
     shift 2
     for spec in "${FIO_WORKLOADS[@]}"; do
-        IFS=: read -r rw bs depth <<<"$spec"
-        fio_workload "$tool" "$peer" "$rw" "$bs" "$depth" "$@"
+        fio_workload "$tool" "$peer" "$spec" "$@"
     done
 }
 
@@ -68,7 +71,7 @@ fio_workloads() {
 # peers back to back, in reverse order every other round, so a slow spell of the disk falls on
 # them alike; one row per job, for fio_table's medians.
 fio_alternated() {
-    local tool=$1 rounds=$2 round spec rw bs depth i
+    local tool=$1 rounds=$2 round spec i
     shift 2
     local peers=("$@") order=()
     for round in $(seq 1 "$rounds"); do
@@ -81,9 +84,8 @@ fio_alternated() {
             fi
         done
         for spec in "${FIO_WORKLOADS[@]}"; do
-            IFS=: read -r rw bs depth <<<"$spec"
             for i in "${order[@]}"; do
-                fio_workload "$tool" "${i%%=*}" "$rw" "$bs" "$depth" --ioengine=nbd --uri="${i#*=}"
+                fio_workload "$tool" "${i%%=*}" "$spec" --ioengine=nbd --uri="${i#*=}"
             done
         done
     done
