@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use bytes::Bytes;
+use cairn_export::limits::READ_MANY_MAX;
 use cairn_export::{Volume, VolumeInfo};
 
 use crate::buffers::{Buffer, Buffers};
@@ -697,23 +698,24 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends the READs held back ([`ReadyRead`]) to the blocking pool, as one job.
+    /// Sends the READs held back ([`ReadyRead`]) to the blocking pool, in jobs of
+    /// [`READ_MANY_MAX`].
     pub(crate) fn launch_reads(&mut self) {
-        if self.ready_reads.is_empty() {
-            return;
+        while !self.ready_reads.is_empty() {
+            let n = self.ready_reads.len().min(READ_MANY_MAX);
+            let batch: Vec<ReadyRead> = self.ready_reads.drain(..n).collect();
+            let done = self.done_tx.clone();
+            let target = self.target.clone();
+            tokio::task::spawn_blocking(move || {
+                let answers = execute_reads(&target, &batch);
+                let itts: Vec<u32> = batch.iter().map(|r| r.itt).collect();
+                // The volume handles go before the answers (as in `advance`).
+                drop(batch);
+                for (itt, outcome) in itts.into_iter().zip(answers) {
+                    let _ = done.send(Done { itt, outcome });
+                }
+            });
         }
-        let batch = std::mem::take(&mut self.ready_reads);
-        let done = self.done_tx.clone();
-        let target = self.target.clone();
-        tokio::task::spawn_blocking(move || {
-            let answers = execute_reads(&target, &batch);
-            let itts: Vec<u32> = batch.iter().map(|r| r.itt).collect();
-            // The volume handles go before the answers (as in `advance`).
-            drop(batch);
-            for (itt, outcome) in itts.into_iter().zip(answers) {
-                let _ = done.send(Done { itt, outcome });
-            }
-        });
     }
 
     pub(crate) async fn data_out(&mut self, pdu: Pdu) -> ConnResult<()> {

@@ -13,8 +13,9 @@
 //! - PDUs are queued in the [`Outbox`] as they are made and written once the event that made
 //!   them, and the command completions already waiting behind it, have been handled.
 //! - The PDUs already received are handled together: the READs among them are held back until
-//!   the last is handled and then go to the blocking pool as one job (one lookup pass and one
-//!   device batch on a Cairn pool); nothing is held back while the connection waits.
+//!   the last is handled and then go to the blocking pool in jobs of
+//!   [`cairn_export::limits::READ_MANY_MAX`] (one lookup pass and one device batch each on a
+//!   Cairn pool); nothing is held back while the connection waits.
 //! - On logout, end of stream, reinstatement or server shutdown the connection stops reading,
 //!   completes the commands it accepted (within [`limits::DRAIN_TIMEOUT_SECS`]), then closes.
 

@@ -15,9 +15,9 @@
 //!   vectored write.
 //! - A READ on a volume without an asynchronous side is held back while the next request can be
 //!   read without waiting (already received, its budget free); the READs held go to the
-//!   blocking pool as one job, one [`Volume::read_many`] (one lookup pass and one device batch on
-//!   a Cairn pool), before the reader waits for anything: for the socket, for budget, or at the
-//!   end of transmission.
+//!   blocking pool in jobs of [`READ_MANY_MAX`], one [`Volume::read_many`] each (one lookup
+//!   pass and one device batch on a Cairn pool), before the reader waits for anything: for the
+//!   socket, for budget, or at the end of transmission.
 //! - Handing a reply to the writer never blocks (a backend's completion thread must not wait):
 //!   the queue is as deep as the connection's request budget, and every reply holds its
 //!   request's budget until written, so the queue is never full.
@@ -43,6 +43,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
+use cairn_export::limits::READ_MANY_MAX;
 use cairn_export::{AlignedBuf, Declined, Exports, Io, IoDone, Run, Volume, VolumeInfo, Zeroing};
 
 use crate::buffers::Buffers;
@@ -542,14 +543,17 @@ impl RequestCtx {
         }
     }
 
-    /// Sends the READs held back to the blocking pool, as one job.
+    /// Sends the READs held back to the blocking pool, in jobs of [`READ_MANY_MAX`].
     fn launch_reads(self: &Arc<Self>, held: &mut Vec<HeldRead>) {
         if held.is_empty() {
             return;
         }
-        let batch = std::mem::take(held);
-        let ctx = self.clone();
-        tokio::task::spawn_blocking(move || ctx.execute_reads(batch));
+        while !held.is_empty() {
+            let n = held.len().min(READ_MANY_MAX);
+            let batch: Vec<HeldRead> = held.drain(..n).collect();
+            let ctx = self.clone();
+            tokio::task::spawn_blocking(move || ctx.execute_reads(batch));
+        }
     }
 
     /// Runs READs handed over together (on a blocking thread) as one [`Volume::read_many`] and
