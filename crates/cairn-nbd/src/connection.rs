@@ -376,16 +376,14 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut held: Vec<HeldRead> = Vec::new();
     let result = loop {
         let mut read = std::pin::pin!(read_request(&mut reader, &budget, &ctx.replies.buffers));
-        let at_once = match held.is_empty() {
-            true => None,
-            false => match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
-                Poll::Ready(next) => Some(next),
-                Poll::Pending => {
-                    ctx.launch_reads(&mut held);
-                    None
-                }
-            },
-        };
+        // With READs held, the next request is polled once: if it is not there at once, they go.
+        let mut at_once = None;
+        if !held.is_empty() {
+            match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+                Poll::Ready(next) => at_once = Some(next),
+                Poll::Pending => ctx.launch_reads(&mut held),
+            }
+        }
         let next = match at_once {
             Some(next) => next,
             None => tokio::select! {

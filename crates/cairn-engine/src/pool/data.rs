@@ -30,9 +30,7 @@ impl Pool {
         let first_block = offset / BLOCK_SIZE_BYTES;
         let end_block = request_end(id, offset, buf.len() as u64)?.div_ceil(BLOCK_SIZE_BYTES);
         let (_gate, mut state) = self.shared()?;
-        let seq = state.io_target(id, offset, buf.len() as u64, false)?;
-        let root = state.vols[&seq].root;
-        let pieces = state.meta.map_lookup(root, first_block, end_block)?;
+        let pieces = state.read_lookup(id, offset, buf.len() as u64)?;
         let dev = state.meta.dev.clone();
         drop(state);
         if offset % BLOCK_SIZE_BYTES == 0 && buf.len() as u64 % BLOCK_SIZE_BYTES == 0 {
@@ -69,18 +67,12 @@ impl Pool {
                 plans.push(None);
                 continue;
             }
-            let first_block = offset / BLOCK_SIZE_BYTES;
-            let planned = request_end(id, offset, len).and_then(|end| {
-                let seq = state.io_target(id, offset, len, false)?;
-                let root = state.vols[&seq].root;
-                state
-                    .meta
-                    .map_lookup(root, first_block, end / BLOCK_SIZE_BYTES)
-            });
+            let planned =
+                request_end(id, offset, len).and_then(|_| state.read_lookup(id, offset, len));
             match planned {
                 Ok(pieces) => {
                     results.push(Some(Ok(())));
-                    plans.push(Some((first_block, pieces)));
+                    plans.push(Some((offset / BLOCK_SIZE_BYTES, pieces)));
                 }
                 Err(e) => {
                     results.push(Some(Err(e)));
@@ -266,6 +258,15 @@ impl State {
         }
         Ok(seq)
     }
+    /// The mapped pieces of the blocks a read of `len` bytes at `offset` of volume `id` covers,
+    /// the request validated first.
+    fn read_lookup(&mut self, id: VolumeId, offset: u64, len: u64) -> Result<Vec<Piece>> {
+        let seq = self.io_target(id, offset, len, false)?;
+        let root = self.vols[&seq].root;
+        let (first_block, end_block) = block_span(offset, len);
+        self.meta.map_lookup(root, first_block, end_block)
+    }
+
     pub(super) fn read_blocks(
         &mut self,
         seq: u64,
