@@ -547,7 +547,7 @@ impl Harness {
                 self.verify_range(i, o, l);
             }
             470..=529 => self.op_zero(true),
-            530..=569 => self.op_write(),
+            530..=569 => self.op_write_many(),
             570..=619 => self.op_zero(false),
             620..=689 => self.op_snapshot(),
             690..=739 => self.op_delete(),
@@ -587,26 +587,90 @@ impl Harness {
         let (o, l) = self.range(i, max);
         let data = pattern(&mut self.rng, l as usize);
         let id = self.vols[i].id;
-        let blocks = o / BS..(o + l).div_ceil(BS);
-        let in_place = blocks.clone().all(|b| self.vols[i].exclusive.contains(&b));
+        let in_place = self.in_place(i, o, l);
         let before = (self.pool.info().generation, self.pool.allocated_blocks());
-        match self.pool.write(id, o, &data) {
+        let result = self.pool.write(id, o, &data);
+        self.allocated_nothing_in_place(in_place && result.is_ok(), before);
+        self.written(i, o, &data, result, in_place);
+        self.verify_range(i, o, l);
+    }
+
+    /// Two to four small writes to one volume, apart block-wise, through `Pool::write_many`;
+    /// each lands or fails as it would alone.
+    fn op_write_many(&mut self) {
+        let i = self.pick();
+        let n = self.rng.gen_range(2..=4);
+        let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
+        for _ in 0..n {
+            let (o, l) = self.range(i, 24);
+            let blocks = (o / BS, (o + l).div_ceil(BS));
+            let apart = writes.iter().all(|(wo, wd)| {
+                let (s, e) = (wo / BS, (wo + wd.len() as u64).div_ceil(BS));
+                blocks.1 <= s || e <= blocks.0
+            });
+            if apart {
+                writes.push((o, pattern(&mut self.rng, l as usize)));
+            }
+        }
+        let in_place: Vec<bool> = writes
+            .iter()
+            .map(|(o, d)| self.in_place(i, *o, d.len() as u64))
+            .collect();
+        let before = (self.pool.info().generation, self.pool.allocated_blocks());
+        let batch: Vec<(u64, &[u8])> = writes.iter().map(|(o, d)| (*o, &d[..])).collect();
+        let results = self.pool.write_many(self.vols[i].id, &batch);
+        assert_eq!(
+            results.len(),
+            writes.len(),
+            "{}: one result per write",
+            self.ctx()
+        );
+        let all_in_place = in_place.iter().all(|&p| p) && results.iter().all(|r| r.is_ok());
+        self.allocated_nothing_in_place(all_in_place, before);
+        for (((o, data), result), in_place) in writes.iter().zip(results).zip(in_place) {
+            self.written(i, *o, data, result, in_place);
+        }
+        for (o, data) in &writes {
+            self.verify_range(i, *o, data.len() as u64);
+        }
+    }
+
+    /// Whether a write of `[offset, offset + len)` of volume `i` lands in place: every block it
+    /// touches is the volume's alone.
+    fn in_place(&self, i: usize, offset: u64, len: u64) -> bool {
+        (offset / BS..(offset + len).div_ceil(BS)).all(|b| self.vols[i].exclusive.contains(&b))
+    }
+
+    /// With no commit in between (they take the pool's lock whole), overwrites in place that
+    /// all succeeded allocated nothing since `before` (generation, allocated blocks).
+    fn allocated_nothing_in_place(&self, in_place: bool, before: (u64, u64)) {
+        let after = (self.pool.info().generation, self.pool.allocated_blocks());
+        assert!(
+            !in_place || after.0 != before.0 || after.1 == before.1,
+            "{}: an overwrite of exclusive blocks allocated {} blocks",
+            self.ctx(),
+            after.1 - before.1
+        );
+    }
+
+    /// Applies the outcome of a write of `data` at `offset` to the model of volume `i`.
+    fn written(
+        &mut self,
+        i: usize,
+        offset: u64,
+        data: &[u8],
+        result: cairn_engine::Result<()>,
+        in_place: bool,
+    ) {
+        match result {
             Ok(()) => {
                 assert!(
                     !self.vols[i].read_only,
                     "{}: write to read-only volume",
                     self.ctx()
                 );
-                self.vols[i].write(o, &data);
-                let after = (self.pool.info().generation, self.pool.allocated_blocks());
-                // No commit in between (they take the pool's lock whole): an overwrite in
-                // place allocates nothing.
-                assert!(
-                    !in_place || after.0 != before.0 || after.1 == before.1,
-                    "{}: an overwrite of exclusive blocks allocated {} blocks",
-                    self.ctx(),
-                    after.1 - before.1
-                );
+                self.vols[i].write(offset, data);
+                let blocks = offset / BS..(offset + data.len() as u64).div_ceil(BS);
                 self.vols[i].exclusive.extend(blocks);
             }
             Err(e) if e.kind() == ErrorKind::NoSpace => {
@@ -616,14 +680,17 @@ impl Harness {
                     self.ctx()
                 );
                 if std::env::var("CAIRN_MODEL_TRACE").is_ok() {
-                    eprintln!("write NoSpace {o}+{l} on {}", self.vols[i].name);
+                    eprintln!(
+                        "write NoSpace {offset}+{} on {}",
+                        data.len(),
+                        self.vols[i].name
+                    );
                 }
                 self.nospace += 1
             }
             Err(e) if e.kind() == ErrorKind::ReadOnly && self.vols[i].read_only => {}
             Err(e) => panic!("{}: write: {e:?}", self.ctx()),
         }
-        self.verify_range(i, o, l);
     }
 
     fn op_zero(&mut self, trim: bool) {

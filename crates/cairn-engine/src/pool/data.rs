@@ -113,6 +113,110 @@ impl Pool {
         self.write_inner(id, offset, data, false).map(|_| ())
     }
 
+    /// Writes several ranges of one volume, none durable until a flush (as with
+    /// [`Pool::write`]): their blocks are held together, all are planned under one hold of the
+    /// pool lock, their device writes go out as one batch and their new blocks are mapped under
+    /// one more hold. Each range gets the result it would get written alone (a failed batch is
+    /// written again plan by plan to tell which failed). A range the batch does not take is
+    /// written alone after it: an empty one, one larger than one chunk (`IO_BYTES_MAX`), one
+    /// sharing a block with an earlier range, or one refused for want of space that a commit
+    /// could free (written alone, it commits and tries again).
+    pub fn write_many(&self, id: VolumeId, writes: &[(u64, &[u8])]) -> Vec<Result<()>> {
+        let mut results: Vec<Option<Result<()>>> = writes.iter().map(|_| None).collect();
+        let mut together: Vec<(usize, (u64, u64))> = Vec::with_capacity(writes.len());
+        for (i, &(offset, data)) in writes.iter().enumerate() {
+            let len = data.len() as u64;
+            if len == 0 || data.len() > IO_BYTES_MAX || request_end(id, offset, len).is_err() {
+                continue;
+            }
+            let span = block_span(offset, len);
+            if together
+                .iter()
+                .all(|&(_, (s, e))| span.1 <= s || e <= span.0)
+            {
+                together.push((i, span));
+            }
+        }
+        if !together.is_empty() {
+            self.write_together(id, writes, &together, &mut results);
+        }
+        writes
+            .iter()
+            .zip(results)
+            .map(|(&(offset, data), result)| result.unwrap_or_else(|| self.write(id, offset, data)))
+            .collect()
+    }
+
+    /// The batch of [`Pool::write_many`]: the writes `together` names (by index, with their
+    /// block spans, pairwise apart), each result set unless that write is to go alone.
+    fn write_together(
+        &self,
+        id: VolumeId,
+        writes: &[(u64, &[u8])],
+        together: &[(usize, (u64, u64))],
+        results: &mut [Option<Result<()>>],
+    ) {
+        let spans: Vec<(u64, u64)> = together.iter().map(|&(_, span)| span).collect();
+        // Held until every mapping update is applied, as for one write (see `write_chunk`).
+        let blocks = self.inner.blocks.lock_many(id, &spans);
+        // A pool that refuses I/O: each write alone reports why.
+        let Ok((gate, mut state)) = self.shared() else {
+            return;
+        };
+        // Space a commit could free is no reason to fail: that write goes alone.
+        let retry_alone = |e: &Error, state: &State| {
+            e.kind() == ErrorKind::NoSpace && state.meta.pending_blocks > 0
+        };
+        let mut plans = Vec::with_capacity(together.len());
+        for &(i, _) in together {
+            let (offset, data) = writes[i];
+            let planned = state
+                .io_target(id, offset, data.len() as u64, true)
+                .and_then(|seq| state.plan_write(seq, offset, data, true));
+            match planned {
+                Ok(plan) => plans.push((i, plan)),
+                Err(e) if retry_alone(&e, &state) => {}
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let dev = state.meta.dev.clone();
+        drop(state);
+        let mut device = Vec::new();
+        for (_, plan) in &plans {
+            plan.device_writes(&mut device);
+        }
+        let batch = match device.as_slice() {
+            [] => Ok(()),
+            all => dev.write_batch(all),
+        };
+        drop(device);
+        let outcomes: Vec<Result<()>> = match batch {
+            Ok(()) => plans.iter().map(|_| Ok(())).collect(),
+            Err(_) => plans
+                .iter_mut()
+                .map(|(_, plan)| plan.execute(dev.as_ref(), false))
+                .collect(),
+        };
+        let mut state = self.lock();
+        for ((i, plan), res) in plans.into_iter().zip(outcomes) {
+            match state.finish_write(plan, res) {
+                Err(e) if retry_alone(&e, &state) => {}
+                r => results[i] = Some(r),
+            }
+        }
+        let too_dirty = state.too_dirty();
+        drop(state);
+        drop(gate);
+        drop(blocks);
+        if let Err(e) = self.commit_if_too_dirty(too_dirty) {
+            for result in results.iter_mut() {
+                if matches!(result, Some(Ok(()))) {
+                    *result = Some(Err(e.duplicate()));
+                }
+            }
+        }
+    }
+
     /// Writes data durably (FUA): on return it survives a crash. A write that lands in place
     /// over blocks whose mappings are durable is written with FUA and needs no commit; any
     /// other flushes, sharing the commit with concurrent flushes (see `group`).

@@ -247,14 +247,8 @@ impl WritePlan<'_> {
     /// when this returns.
     pub(super) fn execute(&mut self, dev: &dyn BlockDevice, fua: bool) -> Result<()> {
         self.fua = fua;
-        let mut writes: Vec<(u64, &[u8])> = Vec::new();
-        for &(v, p, len) in self.in_place.iter().chain(self.placed.iter()) {
-            let from = ((v - self.first_block) * BLOCK_SIZE_BYTES) as usize;
-            writes.push((
-                p * BLOCK_SIZE_BYTES,
-                &self.buf[from..from + (len * BLOCK_SIZE_BYTES) as usize],
-            ));
-        }
+        let mut writes = Vec::new();
+        self.device_writes(&mut writes);
         let res = if fua {
             dev.write_batch_fua(&writes)
         } else {
@@ -266,6 +260,17 @@ impl WritePlan<'_> {
                 e,
             )
         })
+    }
+
+    /// Appends the device writes of the plan (device byte offset, whole blocks) to `out`.
+    pub(super) fn device_writes<'a>(&'a self, out: &mut Vec<(u64, &'a [u8])>) {
+        for &(v, p, len) in self.in_place.iter().chain(self.placed.iter()) {
+            let from = ((v - self.first_block) * BLOCK_SIZE_BYTES) as usize;
+            out.push((
+                p * BLOCK_SIZE_BYTES,
+                &self.buf[from..from + (len * BLOCK_SIZE_BYTES) as usize],
+            ));
+        }
     }
 }
 

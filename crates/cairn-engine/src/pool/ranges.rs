@@ -12,7 +12,10 @@
 //! - Lock order: a block range first, then the I/O gate, then the pool state. A range is never
 //!   requested while holding the gate or the state, so a commit waiting for the gate cannot
 //!   deadlock with a write waiting for a range.
-//! - The table holds one entry per caller in flight, so it is bounded by the callers.
+//! - A caller holding several ranges takes them all at once (`lock_many`), never one while
+//!   holding another, so two such callers cannot each wait for the other.
+//! - The table holds one entry per range of a caller in flight, so it is bounded by the callers
+//!   and the ranges each takes.
 
 use parking_lot::{Condvar, Mutex};
 
@@ -39,34 +42,56 @@ pub(super) struct BlockLocks {
     released: Condvar,
 }
 
-/// Holds a range until dropped.
+/// Holds its ranges until dropped.
 pub(super) struct BlockGuard<'a> {
     locks: &'a BlockLocks,
-    range: Held,
+    ranges: Vec<Held>,
 }
 
 impl BlockLocks {
     /// Waits until no other caller holds a block of `[start, end)` of `volume`, then holds it.
     pub(super) fn lock(&self, volume: VolumeId, start: u64, end: u64) -> BlockGuard<'_> {
-        assert!(start < end, "empty block range {start}..{end}");
-        let range = Held { volume, start, end };
+        self.lock_many(volume, &[(start, end)])
+    }
+
+    /// Waits until no other caller holds a block of any of the block ranges `[start, end)` of
+    /// `volume` (non-empty, pairwise disjoint), then holds them all at once.
+    pub(super) fn lock_many(&self, volume: VolumeId, spans: &[(u64, u64)]) -> BlockGuard<'_> {
+        let ranges: Vec<Held> = spans
+            .iter()
+            .map(|&(start, end)| {
+                assert!(start < end, "empty block range {start}..{end}");
+                Held { volume, start, end }
+            })
+            .collect();
+        for (i, a) in ranges.iter().enumerate() {
+            assert!(
+                ranges[..i].iter().all(|b| !a.overlaps(b)),
+                "ranges taken together are disjoint: {ranges:?}"
+            );
+        }
         let mut held = self.held.lock();
-        while held.iter().any(|h| h.overlaps(&range)) {
+        while held.iter().any(|h| ranges.iter().any(|r| h.overlaps(r))) {
             self.released.wait(&mut held);
         }
-        held.push(range);
-        BlockGuard { locks: self, range }
+        held.extend_from_slice(&ranges);
+        BlockGuard {
+            locks: self,
+            ranges,
+        }
     }
 }
 
 impl Drop for BlockGuard<'_> {
     fn drop(&mut self) {
         let mut held = self.locks.held.lock();
-        let at = held
-            .iter()
-            .position(|h| *h == self.range)
-            .expect("a held range is in the table");
-        held.swap_remove(at);
+        for range in &self.ranges {
+            let at = held
+                .iter()
+                .position(|h| h == range)
+                .expect("a held range is in the table");
+            held.swap_remove(at);
+        }
         drop(held);
         self.locks.released.notify_all();
     }
@@ -117,6 +142,25 @@ mod tests {
             // A disjoint range and another volume do not wait.
             drop(locks.lock(V, 4, 9));
             drop(locks.lock(W, 0, 4));
+            order.lock().push("first");
+            drop(first);
+        });
+        assert_eq!(*order.lock(), ["first", "second"]);
+        assert!(locks.held.lock().is_empty());
+    }
+
+    #[test]
+    fn ranges_taken_together_wait_for_any_of_them_and_go_together() {
+        let locks = BlockLocks::default();
+        let order = Mutex::new(Vec::new());
+        let first = locks.lock(V, 10, 12);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _g = locks.lock_many(V, &[(0, 2), (11, 13)]);
+                order.lock().push("second");
+            });
+            // The one not overlapping is not taken while the caller waits for the other.
+            drop(locks.lock(V, 0, 2));
             order.lock().push("first");
             drop(first);
         });
