@@ -106,6 +106,22 @@ fn check_transfer(len: usize) -> Result<()> {
     Ok(())
 }
 
+/// The results of a batch in order: each refusal as it is, each request the pool took with
+/// the pool's result for it (`done` holds one per `Ok` in `refused`, in order).
+fn merge_refused(refused: Vec<Result<()>>, done: Vec<cairn_engine::Result<()>>) -> Vec<Result<()>> {
+    let mut done = done.into_iter();
+    refused
+        .into_iter()
+        .map(|r| {
+            r.and_then(|()| {
+                done.next()
+                    .expect("one result per request taken")
+                    .map_err(translate)
+            })
+        })
+        .collect()
+}
+
 impl Volume for EngineVolume {
     fn info(&self) -> VolumeInfo {
         match self.pool.volume(self.id) {
@@ -128,17 +144,7 @@ impl Volume for EngineVolume {
             .filter(|(_, r)| r.is_ok())
             .map(|((offset, buf), _)| (*offset, &mut **buf))
             .collect();
-        let mut read = self.pool.read_many(self.id, &mut taken).into_iter();
-        refused
-            .into_iter()
-            .map(|r| {
-                r.and_then(|()| {
-                    read.next()
-                        .expect("one result per read taken")
-                        .map_err(translate)
-                })
-            })
-            .collect()
+        merge_refused(refused, self.pool.read_many(self.id, &mut taken))
     }
 
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
@@ -149,6 +155,21 @@ impl Volume for EngineVolume {
             self.pool.write(self.id, offset, data)
         }
         .map_err(translate)
+    }
+
+    fn write_many(&self, writes: &[(u64, &[u8])]) -> Vec<Result<()>> {
+        // As for reads: one over the transfer limit is refused alone.
+        let refused: Vec<Result<()>> = writes
+            .iter()
+            .map(|(_, d)| check_transfer(d.len()))
+            .collect();
+        let taken: Vec<(u64, &[u8])> = writes
+            .iter()
+            .zip(&refused)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(&w, _)| w)
+            .collect();
+        merge_refused(refused, self.pool.write_many(self.id, &taken))
     }
 
     fn flush(&self) -> Result<()> {

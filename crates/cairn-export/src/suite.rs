@@ -52,6 +52,7 @@ pub(crate) fn exercise(h: &dyn Harness) {
     data(a.as_ref(), 4096);
     data(b.as_ref(), 512);
     read_many(a.as_ref());
+    write_many(b.as_ref());
     zeroing(a.as_ref());
     refusals(a.as_ref(), b.as_ref());
     read_only(h.exports());
@@ -151,6 +152,47 @@ fn read_many(v: &dyn Volume) {
     assert_eq!(bufs[4], data[5 * block..]);
 }
 
+/// Writes handed over together: each lands, or fails with its own error while the rest land;
+/// two into one 4 KiB block both land.
+fn write_many(v: &dyn Volume) {
+    let block = v.logical_block_size() as usize;
+    let base = 64 * block as u64;
+    let writes: Vec<(u64, Vec<u8>)> = vec![
+        (base, pattern(2 * block, 51)),
+        (SIZE_BYTES - block as u64, pattern(2 * block, 52)), // past the end
+        (base + 4096 + block as u64, pattern(block, 53)),
+        (
+            base + 65536,
+            pattern(REQUEST_BYTES_MAX as usize + block, 54),
+        ), // over the limit
+        (base + 3 * block as u64, pattern(3 * block, 55)),
+        (base + 4096 + 3 * block as u64, pattern(block, 56)),
+    ];
+    let writes: Vec<(u64, &[u8])> = writes.iter().map(|(o, d)| (*o, &d[..])).collect();
+    let results = v.write_many(&writes);
+    assert_eq!(results.len(), writes.len());
+    let kinds: Vec<Option<ErrorKind>> = results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            None,
+            Some(ErrorKind::OutOfRange),
+            None,
+            Some(ErrorKind::InvalidArgument),
+            None,
+            None
+        ]
+    );
+    for (i, &(offset, data)) in writes.iter().enumerate() {
+        if results[i].is_ok() {
+            assert_eq!(read(v, offset, data.len()), data, "write {i} at {offset}");
+        }
+    }
+}
+
 fn covers(runs: &[Run], offset: u64, len: u64) {
     let mut at = offset;
     for r in runs {
@@ -238,6 +280,13 @@ fn read_only(exports: &dyn Exports) {
     let data = pattern(4096, 1);
     assert_eq!(kind(ro.write(0, &data, false)), ErrorKind::ReadOnly);
     assert_eq!(kind(ro.write(0, &data, true)), ErrorKind::ReadOnly);
+    let refused = ro.write_many(&[(0, &data[..]), (8192, &data[..])]);
+    assert!(
+        refused
+            .into_iter()
+            .all(|r| r.is_err_and(|e| e.kind() == ErrorKind::ReadOnly)),
+        "each write to a read-only volume is refused"
+    );
     assert_eq!(kind(ro.trim(0, 4096)), ErrorKind::ReadOnly);
     for how in [Zeroing::Unmap, Zeroing::Allocate] {
         assert_eq!(kind(ro.write_zeroes(0, 4096, how)), ErrorKind::ReadOnly);

@@ -182,6 +182,13 @@ pub trait Volume: Send + Sync {
     /// Writes `data` at `offset`; with `fua` the data is durable when this returns.
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()>;
 
+    /// Writes several ranges (none with FUA), each with the result [`Volume::write`] would give
+    /// it (one result per range, in order). The writes run side by side, as writes in flight
+    /// together do: a caller hands over writes that arrived together to save the hand-offs of
+    /// one blocking call per write, not to order them. Two of them that overlap land in either
+    /// order, as they would sent side by side.
+    fn write_many(&self, writes: &[(u64, &[u8])]) -> Vec<Result<()>>;
+
     /// Makes every write acknowledged so far durable (see the module invariants).
     fn flush(&self) -> Result<()>;
 

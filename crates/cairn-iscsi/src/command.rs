@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use bytes::Bytes;
-use cairn_export::limits::READ_MANY_MAX;
+use cairn_export::limits::BATCH_REQUESTS_MAX;
 use cairn_export::{Volume, VolumeInfo};
 
 use crate::buffers::{Buffer, Buffers};
@@ -377,29 +377,77 @@ fn reservation_allows(c: &Collect) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A READ ready to run, held back until the PDUs already received are handled, so that the
-/// reads which arrived together go to their volume together.
-pub(crate) struct ReadyRead {
+/// A READ, or a WRITE without FUA, ready to run, held back until the PDUs already received are
+/// handled, so that the ones which arrived together go to their volume together.
+pub(crate) struct Ready {
     itt: u32,
-    lba: u64,
-    blocks: u32,
+    io: ReadyIo,
     c: Box<Collect>,
 }
 
-/// Executes READs that became ready together, each as [`execute`] would: the reservation and
-/// range checks per command, then one [`Volume::read_many`] per volume for those that passed
-/// (one lookup pass and one device batch on a Cairn pool), each with its own answer.
-fn execute_reads(target: &Target, batch: &[ReadyRead]) -> Vec<Answer> {
+#[derive(Clone, Copy)]
+enum ReadyIo {
+    Read { lba: u64, blocks: u32 },
+    Write { lba: u64, blocks: u32 },
+}
+
+impl Ready {
+    /// The command as [`Ready`] if it is one that goes to its volume together with others.
+    fn of(itt: u32, c: Box<Collect>) -> Result<Ready, Box<Collect>> {
+        let io = match c.cdb {
+            Cdb::Read { lba, blocks, .. } => ReadyIo::Read { lba, blocks },
+            Cdb::Write {
+                lba,
+                blocks,
+                fua: false,
+            } => ReadyIo::Write { lba, blocks },
+            _ => return Err(c),
+        };
+        Ok(Ready { itt, io, c })
+    }
+
+    fn reads(&self) -> bool {
+        matches!(self.io, ReadyIo::Read { .. })
+    }
+}
+
+/// What a [`Ready`] command hands its volume: a read's offset and buffer, a write's offset.
+enum Started {
+    Read(u64, Buffer),
+    Write(u64),
+}
+
+/// Executes commands that became ready together (all READs or all WRITEs), each as [`execute`]
+/// would: the reservation, range and protection checks per command, then one
+/// [`Volume::read_many`] or [`Volume::write_many`] per volume for those that passed (one lookup
+/// or planning pass and one device batch on a Cairn pool), each with its own answer. Writes
+/// hold their unit's medium lock shared, as one at a time do.
+fn execute_ready(target: &Target, batch: &[Ready]) -> Vec<Answer> {
     let mut answers: Vec<Option<Answer>> = Vec::with_capacity(batch.len());
-    let mut started: Vec<Option<(u64, Buffer)>> = Vec::with_capacity(batch.len());
+    let mut started: Vec<Option<Started>> = Vec::with_capacity(batch.len());
     for r in batch {
         let start = reservation_allows(&r.c).and_then(|()| {
-            lu::read_start(&r.c.unit, r.lba, r.blocks, &target.buffers).map_err(Failure::Check)
+            match r.io {
+                ReadyIo::Read { lba, blocks } => {
+                    lu::read_start(&r.c.unit, lba, blocks, &target.buffers)
+                        .map(|(offset, buf)| Some(Started::Read(offset, buf)))
+                }
+                ReadyIo::Write { lba, blocks } => {
+                    lu::write_start(&r.c.unit, lba, blocks, r.c.buf.kept())
+                        .map(|offset| offset.map(Started::Write))
+                }
+            }
+            .map_err(Failure::Check)
         });
         match start {
-            Ok(s) => {
+            Ok(Some(s)) => {
                 answers.push(None);
                 started.push(Some(s));
+            }
+            // A write of no blocks: nothing to do.
+            Ok(None) => {
+                answers.push(Some(Ok(Bytes::new())));
+                started.push(None);
             }
             Err(f) => {
                 answers.push(Some(Err(f)));
@@ -410,12 +458,12 @@ fn execute_reads(target: &Target, batch: &[ReadyRead]) -> Vec<Answer> {
     // One volume at a time (a session's commands mostly go to one LUN).
     let mut left: Vec<usize> = (0..batch.len()).filter(|&i| started[i].is_some()).collect();
     while let Some(&first) = left.first() {
-        let volume = &batch[first].c.volume;
-        let (these, rest): (Vec<usize>, Vec<usize>) = left
-            .iter()
-            .partition(|&&i| Arc::ptr_eq(&batch[i].c.volume, volume));
+        let (volume, opened) = (&batch[first].c.volume, &batch[first].c.opened);
+        let (these, rest): (Vec<usize>, Vec<usize>) = left.iter().partition(|&&i| {
+            Arc::ptr_eq(&batch[i].c.volume, volume) && Arc::ptr_eq(&batch[i].c.opened, opened)
+        });
         left = rest;
-        let mut bufs: Vec<(u64, Buffer)> = these
+        let mut taken: Vec<Started> = these
             .iter()
             .map(|&i| {
                 started[i]
@@ -423,18 +471,45 @@ fn execute_reads(target: &Target, batch: &[ReadyRead]) -> Vec<Answer> {
                     .expect("partitioned from the started ones")
             })
             .collect();
-        let results = {
-            let mut reads: Vec<(u64, &mut [u8])> =
-                bufs.iter_mut().map(|(o, b)| (*o, &mut b[..])).collect();
-            volume.read_many(&mut reads)
-        };
-        for ((i, (_, buf)), result) in these.into_iter().zip(bufs).zip(results) {
-            answers[i] = Some(lu::read_end(buf, result).map_err(Failure::Check));
+        if batch[first].reads() {
+            let results = {
+                let mut reads: Vec<(u64, &mut [u8])> = taken
+                    .iter_mut()
+                    .filter_map(|s| match s {
+                        Started::Read(offset, buf) => Some((*offset, &mut buf[..])),
+                        Started::Write(_) => None,
+                    })
+                    .collect();
+                volume.read_many(&mut reads)
+            };
+            let bufs = taken.into_iter().filter_map(|s| match s {
+                Started::Read(_, buf) => Some(buf),
+                Started::Write(_) => None,
+            });
+            for ((i, buf), result) in these.into_iter().zip(bufs).zip(results) {
+                answers[i] = Some(lu::read_end(buf, result).map_err(Failure::Check));
+            }
+        } else {
+            let writes: Vec<(u64, &[u8])> = these
+                .iter()
+                .zip(&taken)
+                .filter_map(|(&i, s)| match s {
+                    Started::Write(offset) => Some((*offset, batch[i].c.buf.kept())),
+                    Started::Read(..) => None,
+                })
+                .collect();
+            let results = {
+                let _shared = opened.writes.read().unwrap_or_else(PoisonError::into_inner);
+                volume.write_many(&writes)
+            };
+            for (i, result) in these.into_iter().zip(results) {
+                answers[i] = Some(lu::write_end(result).map_err(Failure::Check));
+            }
         }
     }
     answers
         .into_iter()
-        .map(|a| a.expect("every read answered"))
+        .map(|a| a.expect("every command answered"))
         .collect()
 }
 
@@ -677,15 +752,13 @@ impl Conn {
             unreachable!("matched above")
         };
         c.whole_blocks();
-        if let Cdb::Read { lba, blocks, .. } = c.cdb {
-            self.ready_reads.push(ReadyRead {
-                itt,
-                lba,
-                blocks,
-                c,
-            });
-            return Ok(());
-        }
+        let c = match Ready::of(itt, c) {
+            Ok(ready) => {
+                self.ready.push(ready);
+                return Ok(());
+            }
+            Err(c) => c,
+        };
         let done = self.done_tx.clone();
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
@@ -698,23 +771,30 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends the READs held back ([`ReadyRead`]) to the blocking pool, in jobs of
-    /// [`READ_MANY_MAX`].
-    pub(crate) fn launch_reads(&mut self) {
-        while !self.ready_reads.is_empty() {
-            let n = self.ready_reads.len().min(READ_MANY_MAX);
-            let batch: Vec<ReadyRead> = self.ready_reads.drain(..n).collect();
-            let done = self.done_tx.clone();
-            let target = self.target.clone();
-            tokio::task::spawn_blocking(move || {
-                let answers = execute_reads(&target, &batch);
-                let itts: Vec<u32> = batch.iter().map(|r| r.itt).collect();
-                // The volume handles go before the answers (as in `advance`).
-                drop(batch);
-                for (itt, outcome) in itts.into_iter().zip(answers) {
-                    let _ = done.send(Done { itt, outcome });
-                }
-            });
+    /// Sends the commands held back ([`Ready`]) to the blocking pool: READs and WRITEs apart,
+    /// in jobs of [`BATCH_REQUESTS_MAX`].
+    pub(crate) fn launch_ready(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let (reads, writes): (Vec<Ready>, Vec<Ready>) =
+            self.ready.drain(..).partition(Ready::reads);
+        for mut kind in [reads, writes] {
+            while !kind.is_empty() {
+                let n = kind.len().min(BATCH_REQUESTS_MAX);
+                let batch: Vec<Ready> = kind.drain(..n).collect();
+                let done = self.done_tx.clone();
+                let target = self.target.clone();
+                tokio::task::spawn_blocking(move || {
+                    let answers = execute_ready(&target, &batch);
+                    let itts: Vec<u32> = batch.iter().map(|r| r.itt).collect();
+                    // The volume handles go before the answers (as in `advance`).
+                    drop(batch);
+                    for (itt, outcome) in itts.into_iter().zip(answers) {
+                        let _ = done.send(Done { itt, outcome });
+                    }
+                });
+            }
         }
     }
 

@@ -12,10 +12,11 @@
 //!   deemed gone and its connection closed.
 //! - PDUs are queued in the [`Outbox`] as they are made and written once the event that made
 //!   them, and the command completions already waiting behind it, have been handled.
-//! - The PDUs already received are handled together: the READs among them are held back until
-//!   the last is handled and then go to the blocking pool in jobs of
-//!   [`cairn_export::limits::READ_MANY_MAX`] (one lookup pass and one device batch each on a
-//!   Cairn pool); nothing is held back while the connection waits.
+//! - The PDUs already received are handled together: the READs, and WRITEs without FUA, that
+//!   they make ready are held back until the last is handled and then go to the blocking pool,
+//!   reads and writes apart, in jobs of [`cairn_export::limits::BATCH_REQUESTS_MAX`] (one
+//!   lookup or planning pass and one device batch each on a Cairn pool); nothing is held back
+//!   while the connection waits.
 //! - On logout, end of stream, reinstatement or server shutdown the connection stops reading,
 //!   completes the commands it accepted (within [`limits::DRAIN_TIMEOUT_SECS`]), then closes.
 
@@ -91,9 +92,9 @@ pub(crate) struct Conn {
     /// This connection's in-flight byte budget.
     pub bytes: Arc<Semaphore>,
     pub session: Option<crate::command::SessionState>,
-    /// READs ready to run, sent to the blocking pool together once the PDUs already received
-    /// are handled.
-    pub ready_reads: Vec<crate::command::ReadyRead>,
+    /// READs and WRITEs ready to run, sent to the blocking pool together once the PDUs
+    /// already received are handled.
+    pub ready: Vec<crate::command::Ready>,
     logout_reply: Option<Pdu>,
 }
 
@@ -142,7 +143,7 @@ async fn run(
             limits::CONNECTION_IN_FLIGHT_BYTES_MAX as usize,
         )),
         session: None,
-        ready_reads: Vec::new(),
+        ready: Vec::new(),
         logout_reply: None,
     };
     let deadline = Duration::from_secs(limits::LOGIN_TIMEOUT_SECS);
@@ -322,8 +323,8 @@ impl Conn {
         };
         loop {
             debug_assert!(
-                self.ready_reads.is_empty(),
-                "no READ is held back while the connection waits"
+                self.ready.is_empty(),
+                "no command is held back while the connection waits"
             );
             let event = tokio::select! {
                 biased;
@@ -335,7 +336,7 @@ impl Conn {
                 pdu = self.next_pdu() => Event::Pdu(pdu),
             };
             let stop = self.handle(event, done_rx, &mut live).await;
-            self.launch_reads();
+            self.launch_ready();
             let stop = stop?;
             self.flush().await?;
             if stop.is_some() {
@@ -384,8 +385,8 @@ impl Conn {
                     live.heard = tokio::time::Instant::now();
                     live.pinged = None;
                     let mut stop = self.dispatch(pdu).await?;
-                    // The PDUs already received are handled before the READs they start go to
-                    // the blocking pool, so that those go together (`launch_reads`).
+                    // The PDUs already received are handled before the READs and WRITEs they
+                    // start go to the blocking pool, so that those go together (`launch_ready`).
                     while stop.is_none() {
                         stop = match self.decoder.decode(&mut self.input) {
                             Ok(Some(pdu)) => self.dispatch(pdu).await?,

@@ -209,13 +209,29 @@ pub(crate) fn read_end(buf: Buffer, result: cairn_export::Result<()>) -> Outcome
 }
 
 fn write(vol: &dyn Volume, u: &Unit, lba: u64, blocks: u32, fua: bool, data: &[u8]) -> Outcome {
+    if let Some(offset) = write_start(u, lba, blocks, data)? {
+        write_end(vol.write(offset, data, fua))?;
+    }
+    Ok(Bytes::new())
+}
+
+/// A WRITE up to the volume: its byte offset, checked with its length (`data`, whole blocks)
+/// and the unit's write protection; `None` for a write of no blocks (nothing to write).
+pub(crate) fn write_start(
+    u: &Unit,
+    lba: u64,
+    blocks: u32,
+    data: &[u8],
+) -> Result<Option<u64>, Sense> {
     let (offset, len) = range(u, lba, blocks as u64, true)?;
     writable(u)?;
     debug_assert_eq!(len as usize, data.len());
-    if len > 0 {
-        vol.write(offset, data, fua)
-            .map_err(|e| volume_sense(&e, true))?;
-    }
+    Ok((len > 0).then_some(offset))
+}
+
+/// A WRITE's answer once the volume has taken its data (or failed to).
+pub(crate) fn write_end(result: cairn_export::Result<()>) -> Outcome {
+    result.map_err(|e| volume_sense(&e, true))?;
     Ok(Bytes::new())
 }
 

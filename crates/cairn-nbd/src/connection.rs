@@ -13,11 +13,13 @@
 //!   and handed to the writer: one thread hop per request and no task of its own. Replies go out
 //!   in completion order, each whole; the writer sends every reply queued at the time in one
 //!   vectored write.
-//! - A READ on a volume without an asynchronous side is held back while the next request can be
-//!   read without waiting (already received, its budget free); the READs held go to the
-//!   blocking pool in jobs of [`READ_MANY_MAX`], one [`Volume::read_many`] each (one lookup
-//!   pass and one device batch on a Cairn pool), before the reader waits for anything: for the
-//!   socket, for budget, or at the end of transmission.
+//! - A READ, or a WRITE without FUA, on a volume without an asynchronous side is held back
+//!   while the next request can be read without waiting (already received, its budget free);
+//!   the requests held go to the blocking pool, reads and writes apart, in jobs of
+//!   [`BATCH_REQUESTS_MAX`], one [`Volume::read_many`] or [`Volume::write_many`] each (on a
+//!   Cairn pool one lookup or planning pass and one device batch), before the reader waits for
+//!   anything: for the socket, for budget, or at the end of transmission. A held request has
+//!   no reply yet, so nothing after it (a FLUSH included) is owed its effect.
 //! - Handing a reply to the writer never blocks (a backend's completion thread must not wait):
 //!   the queue is as deep as the connection's request budget, and every reply holds its
 //!   request's budget until written, so the queue is never full.
@@ -43,7 +45,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use cairn_export::limits::READ_MANY_MAX;
+use cairn_export::limits::BATCH_REQUESTS_MAX;
 use cairn_export::{AlignedBuf, Declined, Exports, Io, IoDone, Run, Volume, VolumeInfo, Zeroing};
 
 use crate::buffers::Buffers;
@@ -372,16 +374,16 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         negotiated,
         replies,
     });
-    // READs held back while the next request is already there (see the module doc).
-    let mut held: Vec<HeldRead> = Vec::new();
+    // READs and WRITEs held back while the next request is already there (see the module doc).
+    let mut held: Vec<Held> = Vec::new();
     let result = loop {
         let mut read = std::pin::pin!(read_request(&mut reader, &budget, &ctx.replies.buffers));
-        // With READs held, the next request is polled once: if it is not there at once, they go.
+        // With requests held, the next one is polled once: if it is not there at once, they go.
         let mut at_once = None;
         if !held.is_empty() {
             match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
                 Poll::Ready(next) => at_once = Some(next),
-                Poll::Pending => ctx.launch_reads(&mut held),
+                Poll::Pending => ctx.launch(&mut held),
             }
         }
         let next = match at_once {
@@ -400,9 +402,9 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         if request.header.command == Command::Disc {
             break Ok(());
         }
-        let request = match ctx.hold_read(request) {
-            Ok(read) => {
-                held.push(read);
+        let request = match ctx.hold(request) {
+            Ok(h) => {
+                held.push(h);
                 continue;
             }
             Err(request) => request,
@@ -412,7 +414,7 @@ async fn transmit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             tokio::task::spawn_blocking(move || ctx.execute(request));
         }
     };
-    ctx.launch_reads(&mut held);
+    ctx.launch(&mut held);
     // Finish what was accepted: the writer ends once every running request (each holds the
     // reply sender, through the context or its completion) has sent its reply. A client that stops reading replies
     // cannot hold this up forever.
@@ -514,77 +516,113 @@ enum Done {
 /// A failed request: the errno for its reply and a message.
 type Failure = (u32, String);
 
-/// A valid READ for a volume without an asynchronous side, held back so that the READs already
-/// received go to the volume together ([`Volume::read_many`]).
-struct HeldRead {
+/// A valid READ, or WRITE without FUA, for a volume without an asynchronous side, held back so
+/// that the ones already received go to the volume together ([`Volume::read_many`],
+/// [`Volume::write_many`]).
+struct Held {
     header: RequestHeader,
+    action: Action,
     offset: u64,
-    len: u32,
+    /// A write's data.
+    payload: Option<AlignedBuf>,
     charge: Charge,
 }
 
 impl RequestCtx {
-    /// Takes `request` as a [`HeldRead`] if it is a valid READ for a volume that completes on
-    /// blocking threads; hands it back otherwise.
-    fn hold_read(&self, request: Request) -> std::result::Result<HeldRead, Request> {
+    /// Takes `request` as [`Held`] if it is a valid READ, or WRITE without FUA, for a volume
+    /// that completes on blocking threads; hands it back otherwise.
+    fn hold(&self, request: Request) -> std::result::Result<Held, Request> {
         if self.volume.asynchronous().is_some() {
             return Err(request);
         }
-        match check(&request.header, &self.negotiated) {
-            Ok(Action::Read { offset, len }) => Ok(HeldRead {
+        match (check(&request.header, &self.negotiated), &request.payload) {
+            (Ok(action @ Action::Read { offset, .. }), _)
+            | (
+                Ok(
+                    action @ Action::Write {
+                        offset, fua: false, ..
+                    },
+                ),
+                Some(_),
+            ) => Ok(Held {
                 header: request.header,
+                action,
                 offset,
-                len,
+                payload: request.payload,
                 charge: request.charge,
             }),
             _ => Err(request),
         }
     }
 
-    /// Sends the READs held back to the blocking pool, in jobs of [`READ_MANY_MAX`].
-    fn launch_reads(self: &Arc<Self>, held: &mut Vec<HeldRead>) {
+    /// Sends the requests held back to the blocking pool: reads and writes apart, in jobs of
+    /// [`BATCH_REQUESTS_MAX`].
+    fn launch(self: &Arc<Self>, held: &mut Vec<Held>) {
         if held.is_empty() {
             return;
         }
-        while !held.is_empty() {
-            let n = held.len().min(READ_MANY_MAX);
-            let batch: Vec<HeldRead> = held.drain(..n).collect();
-            let ctx = self.clone();
-            tokio::task::spawn_blocking(move || ctx.execute_reads(batch));
+        let (reads, writes): (Vec<Held>, Vec<Held>) = held
+            .drain(..)
+            .partition(|h| matches!(h.action, Action::Read { .. }));
+        for mut kind in [reads, writes] {
+            while !kind.is_empty() {
+                let n = kind.len().min(BATCH_REQUESTS_MAX);
+                let batch: Vec<Held> = kind.drain(..n).collect();
+                let ctx = self.clone();
+                tokio::task::spawn_blocking(move || ctx.execute_held(batch));
+            }
         }
     }
 
-    /// Runs READs handed over together (on a blocking thread) as one [`Volume::read_many`] and
-    /// answers each with its own data or error. A panic below fails them all with EIO.
-    fn execute_reads(&self, batch: Vec<HeldRead>) {
+    /// Runs requests handed over together (on a blocking thread, all reads or all writes) as
+    /// one [`Volume::read_many`] or [`Volume::write_many`] and answers each with its own data
+    /// or error. A panic below fails them all with EIO.
+    fn execute_held(&self, batch: Vec<Held>) {
         let buffers = &self.replies.buffers;
-        let mut bufs: Vec<AlignedBuf> =
-            batch.iter().map(|r| buffers.take(r.len as usize)).collect();
+        let reading = matches!(batch.first().map(|h| h.action), Some(Action::Read { .. }));
+        // A read's buffer for its data.
+        let mut bufs: Vec<Option<AlignedBuf>> = batch
+            .iter()
+            .map(|h| match h.action {
+                Action::Read { len, .. } => Some(buffers.take(len as usize)),
+                _ => None,
+            })
+            .collect();
         let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut reads: Vec<(u64, &mut [u8])> = batch
-                .iter()
-                .zip(&mut bufs)
-                .map(|(r, b)| (r.offset, &mut b[..]))
-                .collect();
-            self.volume.read_many(&mut reads)
+            if reading {
+                let mut reads: Vec<(u64, &mut [u8])> = batch
+                    .iter()
+                    .zip(&mut bufs)
+                    .filter_map(|(h, b)| Some((h.offset, &mut b.as_mut()?[..])))
+                    .collect();
+                self.volume.read_many(&mut reads)
+            } else {
+                let writes: Vec<(u64, &[u8])> = batch
+                    .iter()
+                    .map(|h| (h.offset, h.payload.as_deref().unwrap_or_default()))
+                    .collect();
+                self.volume.write_many(&writes)
+            }
         }));
         let results = results.unwrap_or_else(|_| {
             let failed = || cairn_export::Error::new(cairn_export::ErrorKind::Io, "internal error");
             batch.iter().map(|_| Err(failed())).collect()
         });
-        for ((r, buf), result) in batch.into_iter().zip(bufs).zip(results) {
-            let action = Action::Read {
-                offset: r.offset,
-                len: r.len,
-            };
-            let outcome = match result {
-                Ok(()) => Ok((action, Done::Data(buf))),
-                Err(e) => {
-                    buffers.give(buf);
-                    Err((errno_for(action, &e), e.to_string()))
+        for ((h, buf), result) in batch.into_iter().zip(bufs).zip(results) {
+            if let Some(payload) = h.payload {
+                buffers.give(payload);
+            }
+            let outcome = match (result, buf) {
+                (Ok(()), Some(buf)) => Ok((h.action, Done::Data(buf))),
+                (Ok(()), None) => Ok((h.action, Done::Empty)),
+                (Err(e), buf) => {
+                    if let Some(buf) = buf {
+                        buffers.give(buf);
+                    }
+                    Err((errno_for(h.action, &e), e.to_string()))
                 }
             };
-            self.replies.answer(&r.header, outcome, r.charge);
+            self.replies.answer(&h.header, outcome, h.charge);
         }
     }
 

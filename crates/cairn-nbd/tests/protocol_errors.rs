@@ -258,3 +258,56 @@ fn reads_sent_back_to_back_each_get_their_own_data_or_error() {
     }
     assert!(seen.iter().all(|s| *s));
 }
+
+#[test]
+fn writes_sent_back_to_back_each_land_or_fail_alone() {
+    let server = Server::start();
+    let mut c = Client::connect(server.port(), "rw", false);
+    const BLOCK: u64 = 4096;
+    // Sent before any reply is read, so the server finds them waiting together; a write past
+    // the end, a FUA write and a read among them.
+    let blocks: Vec<u64> = (0..48).map(|i| (i * 5) % 48).collect();
+    for (i, &b) in blocks.iter().enumerate() {
+        let data = [b as u8 + 101; BLOCK as usize];
+        c.send(CMD_WRITE, 0, i as u64, b * BLOCK, BLOCK as u32, &data);
+        if i == 20 {
+            c.send(CMD_WRITE, 0, 1000, SIZE_BYTES, BLOCK as u32, &data);
+            c.send(
+                CMD_WRITE,
+                CMD_FLAG_FUA,
+                1001,
+                100 * BLOCK,
+                BLOCK as u32,
+                &[0xee; BLOCK as usize],
+            );
+            c.send(CMD_READ, 0, 1002, 200 * BLOCK, BLOCK as u32, &[]);
+        }
+    }
+    let mut seen = vec![false; blocks.len()];
+    for _ in 0..blocks.len() + 3 {
+        let (cookie, errno, _, _) = c.reply();
+        match cookie {
+            1000 => assert_eq!(errno, ENOSPC, "write past the end"),
+            1001 | 1002 => assert_eq!(errno, 0, "request {cookie}"),
+            i => {
+                assert_eq!(errno, 0, "write of block {}", blocks[i as usize]);
+                assert!(
+                    !std::mem::replace(&mut seen[i as usize], true),
+                    "answered twice"
+                );
+            }
+        }
+    }
+    assert!(seen.iter().all(|s| *s));
+    for b in 0..48u64 {
+        let (errno, data, _) = c.request(CMD_READ, 0, b * BLOCK, BLOCK as u32, &[]);
+        assert_eq!(errno, 0, "read of block {b}");
+        assert_eq!(
+            &data[8..],
+            &[b as u8 + 101; BLOCK as usize][..],
+            "block {b}"
+        );
+    }
+    let (_, data, _) = c.request(CMD_READ, 0, 100 * BLOCK, BLOCK as u32, &[]);
+    assert_eq!(&data[8..], &[0xee; BLOCK as usize][..], "the FUA write");
+}

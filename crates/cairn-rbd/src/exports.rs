@@ -669,6 +669,38 @@ impl Volume for RbdVolume {
         })
     }
 
+    fn write_many(&self, writes: &[(u64, &[u8])]) -> Vec<ExportResult<()>> {
+        let Ok(slot) = self.served.fresh(&self.link) else {
+            // The image cannot be served now: each write alone reports why.
+            return writes
+                .iter()
+                .map(|&(offset, data)| self.write(offset, data, false))
+                .collect();
+        };
+        let failed = |e: Error| {
+            slot.conn.note(&e);
+            translate(e)
+        };
+        // Every write is in flight before the first is waited for, as for reads.
+        let pending: Vec<ExportResult<_>> = writes
+            .iter()
+            .map(|&(offset, data)| {
+                self.check(&slot, offset, data.len() as u64, true)?;
+                slot.image
+                    .submit_write(offset, data.to_vec())
+                    .map_err(failed)
+            })
+            .collect();
+        pending
+            .into_iter()
+            .map(|p| {
+                p?.wait().map_err(failed)?;
+                slot.unflushed.changed();
+                Ok(())
+            })
+            .collect()
+    }
+
     fn flush(&self) -> ExportResult<()> {
         self.owed()?;
         self.with(0, 0, false, Slot::flush)

@@ -372,6 +372,23 @@ fn rbd_volumes_are_exported_by_their_cairn_name() {
     );
     assert_eq!(one, want[4096..12288]);
     assert_eq!(three, vec![0u8; 4096]);
+    // Writes handed over together: each lands, or fails with its own error.
+    let (w1, w2) = (pattern(8192, 21), pattern(4096, 22));
+    let results = a.write_many(&[
+        ((4 << 20) + 16384, &w1[..]),
+        (8 << 20, &w2[..]),
+        (4096, &w2[..]),
+    ]);
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert_eq!(
+        results[1].as_ref().expect_err("past end").kind(),
+        K::OutOfRange
+    );
+    a.read((4 << 20) + 16384, &mut one).expect("read back");
+    assert_eq!(one, w1);
+    a.read(4096, &mut three).expect("read back");
+    assert_eq!(three, w2);
 
     let e = exports.delete_volume(&a_name).expect_err("leased");
     assert_eq!(e.kind(), K::InUse, "{e}");
