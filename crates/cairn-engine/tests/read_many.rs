@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use cairn_engine::{ErrorKind, PoolOptions, VolumeId, VolumeOptions, BLOCK_SIZE};
-use cairn_io::{BlockDevice, FaultPlan, MemDevice};
+use cairn_io::{FaultPlan, MemDevice};
 
 use support::block_of;
 
@@ -106,25 +106,7 @@ fn ranges_read_together_read_as_they_do_alone() {
 #[test]
 fn a_bad_spot_fails_only_the_ranges_on_it() {
     let dev = Arc::new(MemDevice::new(32 << 20));
-    let pool = support::create(dev.clone(), "p", opts()).expect("create");
-    let v = pool
-        .create_volume("v", 64 * BS, VolumeOptions::default())
-        .expect("volume")
-        .id;
-    for b in 0..8 {
-        pool.write(v, b * BS, &block_of(b + 1)).expect("write");
-    }
-    pool.flush().expect("flush");
-    // Where block 3's data lies on the device: the one block holding its stamp.
-    let mut at = None;
-    let mut probe = vec![0u8; BS as usize];
-    for p in 0..dev.size_bytes() / BS {
-        dev.read_at(p * BS, &mut probe).expect("probe");
-        if probe == block_of(4) {
-            at = Some(p * BS);
-        }
-    }
-    let at = at.expect("block 3 is on the device");
+    let (pool, v, at) = support::eight_blocks(dev.clone(), opts());
     dev.set_faults(FaultPlan {
         reads_ok: Some(0),
         read_range: Some(at..at + BS),

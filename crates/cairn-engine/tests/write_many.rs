@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use cairn_engine::{ErrorKind, PoolOptions, VolumeId, VolumeOptions, BLOCK_SIZE};
-use cairn_io::{BlockDevice, FaultPlan, MemDevice};
+use cairn_io::{FaultPlan, MemDevice};
 
 use support::{block_of, OnePool};
 
@@ -124,25 +124,7 @@ fn ranges_written_together_land_as_written_alone() {
 #[test]
 fn a_bad_spot_fails_only_the_writes_on_it() {
     let dev = Arc::new(MemDevice::new(32 << 20));
-    let pool = support::create(dev.clone(), "p", opts()).expect("create");
-    let v = pool
-        .create_volume("v", 64 * BS, VolumeOptions::default())
-        .expect("volume")
-        .id;
-    for blk in 0..8 {
-        pool.write(v, blk * BS, &block_of(blk + 1)).expect("write");
-    }
-    pool.flush().expect("flush");
-    // Where block 3's data lies: overwrites of the volume's own blocks land there in place.
-    let mut at = None;
-    let mut probe = vec![0u8; BS as usize];
-    for p in 0..dev.size_bytes() / BS {
-        dev.read_at(p * BS, &mut probe).expect("probe");
-        if probe == block_of(4) {
-            at = Some(p * BS);
-        }
-    }
-    let at = at.expect("block 3 is on the device");
+    let (pool, v, at) = support::eight_blocks(dev.clone(), opts());
     dev.set_faults(FaultPlan {
         writes_ok: Some(0),
         write_range: Some(at..at + BS),

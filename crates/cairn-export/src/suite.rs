@@ -33,6 +33,14 @@ fn read(v: &dyn Volume, offset: u64, len: usize) -> Vec<u8> {
     buf
 }
 
+/// The error kind of each result of a batch (`None` for a success).
+fn kinds(results: &[Result<()>]) -> Vec<Option<ErrorKind>> {
+    results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.kind()))
+        .collect()
+}
+
 fn kind<T>(r: Result<T>) -> ErrorKind {
     match r {
         Ok(_) => panic!("expected an error"),
@@ -133,12 +141,8 @@ fn read_many(v: &dyn Volume) {
         .collect();
     let results = v.read_many(&mut reads);
     assert_eq!(results.len(), ranges.len());
-    let kinds: Vec<Option<ErrorKind>> = results
-        .iter()
-        .map(|r| r.as_ref().err().map(|e| e.kind()))
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&results),
         [
             None,
             Some(ErrorKind::OutOfRange),
@@ -171,12 +175,8 @@ fn write_many(v: &dyn Volume) {
     let writes: Vec<(u64, &[u8])> = writes.iter().map(|(o, d)| (*o, &d[..])).collect();
     let results = v.write_many(&writes);
     assert_eq!(results.len(), writes.len());
-    let kinds: Vec<Option<ErrorKind>> = results
-        .iter()
-        .map(|r| r.as_ref().err().map(|e| e.kind()))
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&results),
         [
             None,
             Some(ErrorKind::OutOfRange),

@@ -90,3 +90,27 @@ pub fn block_of(stamp: u64) -> Vec<u8> {
     }
     b
 }
+
+/// A pool on `dev` with volume `v` of 64 blocks whose blocks 0..8 hold `block_of(b + 1)`,
+/// flushed; with the device byte offset of block 3's data (the one device block holding its
+/// stamp), where a bad spot then falls on that block alone.
+pub fn eight_blocks(dev: Arc<dyn BlockDevice>, opts: PoolOptions) -> (OnePool, VolumeId, u64) {
+    let pool = create(dev.clone(), "p", opts).expect("create");
+    let v = pool
+        .create_volume("v", 64 * BLOCK_SIZE, VolumeOptions::default())
+        .expect("volume")
+        .id;
+    for b in 0..8 {
+        pool.write(v, b * BLOCK_SIZE, &block_of(b + 1))
+            .expect("write");
+    }
+    pool.flush().expect("flush");
+    let mut probe = vec![0u8; BLOCK_SIZE as usize];
+    let mut found = (0..dev.size_bytes() / BLOCK_SIZE).filter(|p| {
+        dev.read_at(p * BLOCK_SIZE, &mut probe).expect("probe");
+        probe == block_of(4)
+    });
+    let at = found.next().expect("block 3 is on the device");
+    assert!(found.next().is_none(), "block 3's data is in one place");
+    (pool, v, at * BLOCK_SIZE)
+}
