@@ -445,6 +445,68 @@ fn finish_write(ini: &mut Initiator, lun: u16, (itt, ttt): (u32, u32), data: &[u
     r.bhs[3]
 }
 
+#[test]
+fn writes_sent_back_to_back_each_get_their_own_status_and_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&prepared(dir.path()), &test_config(POOL)).unwrap();
+    let rw = lun_of(&daemon, "rw");
+    let mut ini = Initiator::connect(daemon.listen.iscsi.unwrap()).unwrap();
+    ini.login_ok(&target_name(&daemon), "").unwrap();
+    let (_, status) = ini
+        .read_command(0, &[0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], 4096)
+        .unwrap();
+    assert_eq!(status, 0, "REPORT LUNS");
+    // `rw` has 512-byte blocks (262,144 of them). Every command goes out, data and all, before
+    // any answer is read, so the target finds them waiting together: 4 KiB writes, one past the
+    // end, and two one-sector writes into one 4 KiB block.
+    let mut writes: Vec<(u32, Vec<u8>)> = (0..20u32)
+        .map(|i| (i * 24 + 8, vec![i as u8 + 1; 4096]))
+        .collect();
+    writes.push((262_144 - 4, vec![0xee; 4096]));
+    writes.push((8001, vec![0xa1; 512]));
+    writes.push((8003, vec![0xa3; 512]));
+    let mut itts = Vec::new();
+    for (lba, data) in &writes {
+        let cdb = iscsi::write10(*lba, (data.len() / 512) as u16);
+        let h = ini.command(rw, &cdb, false, data.len() as u32, data.len());
+        itts.push(u32::from_be_bytes(h[16..20].try_into().unwrap()));
+        ini.send_raw(&h, data, false, false).unwrap();
+    }
+    let mut statuses = std::collections::HashMap::new();
+    for _ in 0..writes.len() {
+        let r = ini.recv().unwrap().expect("a SCSI Response");
+        assert_eq!(r.opcode(), 0x21, "only responses come back");
+        // The sense (length-prefixed) of a CHECK CONDITION: its key and additional sense code.
+        let sense = (r.bhs[3] == 2).then(|| (r.data[4] & 0x0f, r.data[14]));
+        assert!(
+            statuses.insert(r.u32_at(16), (r.bhs[3], sense)).is_none(),
+            "answered twice"
+        );
+    }
+    for (i, itt) in itts.iter().enumerate() {
+        let want = if i == 20 {
+            (2, Some((5, 0x21)))
+        } else {
+            (0, None)
+        };
+        assert_eq!(statuses[itt], want, "write {i} at LBA {}", writes[i].0);
+    }
+    for (i, (lba, data)) in writes.iter().enumerate().filter(|&(i, _)| i != 20) {
+        let blocks = (data.len() / 512) as u16;
+        let (got, status) = ini
+            .read_command(rw, &iscsi::read10(*lba, blocks), data.len() as u32)
+            .unwrap();
+        assert_eq!((status, &got), (0, data), "write {i} reads back");
+    }
+    // The 4 KiB block the two sector writes share: both there, zeros around them.
+    let (got, _) = ini.read_command(rw, &iscsi::read10(8000, 8), 4096).unwrap();
+    let mut want = vec![0u8; 4096];
+    want[512..1024].fill(0xa1);
+    want[1536..2048].fill(0xa3);
+    assert_eq!(got, want);
+    daemon.stop_cleanly();
+}
+
 /// Runs qemu-io on `url` reading commands from a pipe, so its session stays open between them.
 struct LiveQemu {
     child: std::process::Child,
