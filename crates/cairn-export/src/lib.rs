@@ -47,5 +47,6 @@ pub use cairn_io::AlignedBuf;
 pub use error::{Error, ErrorKind, Result};
 pub use naa::{naa_designator, naa_name, NAA_DESIGNATOR_BYTES};
 pub use volume::{
-    AsyncVolume, Declined, Exports, Io, IoDone, Listing, OnDone, Run, Volume, VolumeInfo, Zeroing,
+    batches, AsyncVolume, Declined, Exports, Io, IoDone, Listing, OnDone, Run, Volume, VolumeInfo,
+    Zeroing,
 };

@@ -270,3 +270,33 @@ pub trait Exports: Send + Sync {
     /// it is dropped; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if there is none.
     fn open(&self, name: &str) -> Result<Arc<dyn Volume>>;
 }
+
+/// Splits requests a server held back together into the jobs they go in, one
+/// [`Volume::read_many`] or [`Volume::write_many`] each: reads (`is_read`) and writes apart, at
+/// most [`crate::limits::BATCH_REQUESTS_MAX`] a job, each in the order the requests arrived.
+pub fn batches<T>(held: Vec<T>, is_read: impl Fn(&T) -> bool) -> Vec<Vec<T>> {
+    let (reads, writes): (Vec<T>, Vec<T>) = held.into_iter().partition(|r| is_read(r));
+    let mut jobs = Vec::new();
+    for mut kind in [reads, writes] {
+        while !kind.is_empty() {
+            let n = kind.len().min(crate::limits::BATCH_REQUESTS_MAX);
+            jobs.push(kind.drain(..n).collect());
+        }
+    }
+    jobs
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batches_keep_reads_and_writes_apart_in_order_and_bounded() {
+        let held: Vec<i32> = (0..11).map(|i| if i % 3 == 0 { -i } else { i }).collect();
+        let jobs = super::batches(held, |&r| r <= 0);
+        assert_eq!(
+            jobs,
+            [vec![0, -3, -6, -9], vec![1, 2, 4, 5], vec![7, 8, 10]],
+            "{jobs:?}"
+        );
+        assert!(super::batches(Vec::<i32>::new(), |_| true).is_empty());
+    }
+}

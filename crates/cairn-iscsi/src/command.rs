@@ -20,8 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use bytes::Bytes;
-use cairn_export::limits::BATCH_REQUESTS_MAX;
-use cairn_export::{Volume, VolumeInfo};
+use cairn_export::{batches, Volume, VolumeInfo};
 
 use crate::buffers::{Buffer, Buffers};
 use crate::connection::{Conn, ConnResult};
@@ -463,7 +462,7 @@ fn execute_ready(target: &Target, batch: &[Ready]) -> Vec<Answer> {
             Arc::ptr_eq(&batch[i].c.volume, volume) && Arc::ptr_eq(&batch[i].c.opened, opened)
         });
         left = rest;
-        let mut taken: Vec<Started> = these
+        let taken: Vec<Started> = these
             .iter()
             .map(|&i| {
                 started[i]
@@ -472,21 +471,19 @@ fn execute_ready(target: &Target, batch: &[Ready]) -> Vec<Answer> {
             })
             .collect();
         if batch[first].reads() {
+            let mut bufs: Vec<(u64, Buffer)> = taken
+                .into_iter()
+                .filter_map(|s| match s {
+                    Started::Read(offset, buf) => Some((offset, buf)),
+                    Started::Write(_) => None,
+                })
+                .collect();
             let results = {
-                let mut reads: Vec<(u64, &mut [u8])> = taken
-                    .iter_mut()
-                    .filter_map(|s| match s {
-                        Started::Read(offset, buf) => Some((*offset, &mut buf[..])),
-                        Started::Write(_) => None,
-                    })
-                    .collect();
+                let mut reads: Vec<(u64, &mut [u8])> =
+                    bufs.iter_mut().map(|(o, b)| (*o, &mut b[..])).collect();
                 volume.read_many(&mut reads)
             };
-            let bufs = taken.into_iter().filter_map(|s| match s {
-                Started::Read(_, buf) => Some(buf),
-                Started::Write(_) => None,
-            });
-            for ((i, buf), result) in these.into_iter().zip(bufs).zip(results) {
+            for ((i, (_, buf)), result) in these.into_iter().zip(bufs).zip(results) {
                 answers[i] = Some(lu::read_end(buf, result).map_err(Failure::Check));
             }
         } else {
@@ -771,30 +768,25 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends the commands held back ([`Ready`]) to the blocking pool: READs and WRITEs apart,
-    /// in jobs of [`BATCH_REQUESTS_MAX`].
+    /// Sends the commands held back ([`Ready`]) to the blocking pool, in the jobs [`batches`]
+    /// makes.
     pub(crate) fn launch_ready(&mut self) {
         if self.ready.is_empty() {
             return;
         }
-        let (reads, writes): (Vec<Ready>, Vec<Ready>) =
-            self.ready.drain(..).partition(Ready::reads);
-        for mut kind in [reads, writes] {
-            while !kind.is_empty() {
-                let n = kind.len().min(BATCH_REQUESTS_MAX);
-                let batch: Vec<Ready> = kind.drain(..n).collect();
-                let done = self.done_tx.clone();
-                let target = self.target.clone();
-                tokio::task::spawn_blocking(move || {
-                    let answers = execute_ready(&target, &batch);
-                    let itts: Vec<u32> = batch.iter().map(|r| r.itt).collect();
-                    // The volume handles go before the answers (as in `advance`).
-                    drop(batch);
-                    for (itt, outcome) in itts.into_iter().zip(answers) {
-                        let _ = done.send(Done { itt, outcome });
-                    }
-                });
-            }
+        let ready = std::mem::take(&mut self.ready);
+        for batch in batches(ready, Ready::reads) {
+            let done = self.done_tx.clone();
+            let target = self.target.clone();
+            tokio::task::spawn_blocking(move || {
+                let answers = execute_ready(&target, &batch);
+                let itts: Vec<u32> = batch.iter().map(|r| r.itt).collect();
+                // The volume handles go before the answers (as in `advance`).
+                drop(batch);
+                for (itt, outcome) in itts.into_iter().zip(answers) {
+                    let _ = done.send(Done { itt, outcome });
+                }
+            });
         }
     }
 

@@ -16,7 +16,7 @@
 //! - A READ, or a WRITE without FUA, on a volume without an asynchronous side is held back
 //!   while the next request can be read without waiting (already received, its budget free);
 //!   the requests held go to the blocking pool, reads and writes apart, in jobs of
-//!   [`BATCH_REQUESTS_MAX`], one [`Volume::read_many`] or [`Volume::write_many`] each (on a
+//!   [`cairn_export::limits::BATCH_REQUESTS_MAX`], one [`Volume::read_many`] or [`Volume::write_many`] each (on a
 //!   Cairn pool one lookup or planning pass and one device batch), before the reader waits for
 //!   anything: for the socket, for budget, or at the end of transmission. A held request has
 //!   no reply yet, so nothing after it (a FLUSH included) is owed its effect.
@@ -45,8 +45,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use cairn_export::limits::BATCH_REQUESTS_MAX;
-use cairn_export::{AlignedBuf, Declined, Exports, Io, IoDone, Run, Volume, VolumeInfo, Zeroing};
+use cairn_export::{
+    batches, AlignedBuf, Declined, Exports, Io, IoDone, Run, Volume, VolumeInfo, Zeroing,
+};
 
 use crate::buffers::Buffers;
 use crate::error::{Error, ErrorKind, Result};
@@ -555,22 +556,15 @@ impl RequestCtx {
         }
     }
 
-    /// Sends the requests held back to the blocking pool: reads and writes apart, in jobs of
-    /// [`BATCH_REQUESTS_MAX`].
+    /// Sends the requests held back to the blocking pool, in the jobs [`batches`] makes.
     fn launch(self: &Arc<Self>, held: &mut Vec<Held>) {
         if held.is_empty() {
             return;
         }
-        let (reads, writes): (Vec<Held>, Vec<Held>) = held
-            .drain(..)
-            .partition(|h| matches!(h.action, Action::Read { .. }));
-        for mut kind in [reads, writes] {
-            while !kind.is_empty() {
-                let n = kind.len().min(BATCH_REQUESTS_MAX);
-                let batch: Vec<Held> = kind.drain(..n).collect();
-                let ctx = self.clone();
-                tokio::task::spawn_blocking(move || ctx.execute_held(batch));
-            }
+        let held = std::mem::take(held);
+        for batch in batches(held, |h| matches!(h.action, Action::Read { .. })) {
+            let ctx = self.clone();
+            tokio::task::spawn_blocking(move || ctx.execute_held(batch));
         }
     }
 
