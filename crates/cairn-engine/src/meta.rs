@@ -5,9 +5,14 @@
 //! - A node is modified in place only while dirty, i.e. allocated in the current transaction;
 //!   anything durable is shadowed first (see `btree.rs`).
 //! - Reclamation rule: a block freed in transaction N is not reused before N is durable. Blocks
-//!   freed in the current transaction are marked `reserved` and skipped by the allocator until
-//!   the commit's second flush returned; `mark_allocated` asserts it. The one exception is a
+//!   freed in the current transaction are marked `reserved`; when it freezes they move to its
+//!   pages' flight (`held`), and both are skipped by the allocator until the commit has landed
+//!   (after its second flush returned); `mark_allocated` asserts it. The one exception is a
 //!   block allocated and freed inside the same transaction: no durable state references it.
+//! - One commit in flight at most (`freeze` asserts it): while it is written, its nodes are found
+//!   in its own set (not the dirty set, so the next transaction shadows them before changing
+//!   them), its pages stay pinned, its allocations count as not durable (`is_fresh`) and
+//!   `txn_gen` is the generation after it.
 //! - The on-disk bitmap of commit N already has N's frees applied (they are free once N is
 //!   durable); a page missing from the space tree is all free.
 //! - Chunks that freed data runs leave wholly free are discarded once the transaction that
@@ -18,11 +23,11 @@
 //!   answers `NoSpace` and allocates nothing.
 //! - Bitmap pages are written copy-on-write at commit; the commit loops until the allocations it
 //!   makes for its own pages and space-tree nodes converge.
-//! - Bounded pages: a changed (dirty) page is pinned in `pages` until its commit, with its
-//!   `reserved` and `fresh` bits; a clean page lives in the bounded `clean_pages` LRU and is
-//!   dropped when evicted (it equals its durable block). A page with reserved bits is therefore
-//!   never evicted, so the reclamation rule holds at any pool size; `cache_clean_page` asserts
-//!   it. Commits touch only the pinned pages.
+//! - Bounded pages: a changed (dirty) page is pinned in `pages` until its commit lands, with its
+//!   `reserved` and `fresh` bits (and the flight of the commit in flight); a clean page lives in
+//!   the bounded `clean_pages` LRU and is dropped when evicted (it equals its durable block). A
+//!   page with reserved or held bits is therefore never evicted, so the reclamation rule holds
+//!   at any pool size; `cache_clean_page` asserts it. Commits touch only the pinned pages.
 //! - Every block read is verified against the pool's `Identity` (format version and UUID), and
 //!   in a version-2 pool every node and page must carry the generation its pointer expects;
 //!   `upgrade` rewrites a version-1 pool as version 2 in one transaction.
@@ -75,6 +80,19 @@ pub struct Page {
     pub free: u32,
     /// Set bits in `reserved`.
     pub reserved_count: u32,
+    /// What the commit in flight (or, for its frees, an online check) still holds here.
+    flight: Option<Box<Flight>>,
+}
+
+/// What a commit frozen and being written leaves in a page until it is durable: its frees
+/// (not reusable before then, nor while an online check runs) and its allocations (not
+/// durable before then).
+#[derive(Clone, Debug, Default)]
+struct Flight {
+    held: Vec<u64>,
+    /// Set bits in `held`.
+    held_count: u32,
+    fresh: Vec<u64>,
 }
 
 impl Page {
@@ -87,16 +105,82 @@ impl Page {
             fresh: Vec::new(),
             free: PAGE_BITS as u32,
             reserved_count: 0,
+            flight: None,
         }
     }
 
-    /// Holds nothing of the current transaction: equal to its durable block, safe to drop.
+    /// Holds nothing of the current transaction or of a commit in flight: equal to its durable
+    /// block, safe to drop.
     fn is_clean(&self) -> bool {
-        self.reserved_count == 0 && !self.loc_fresh && self.fresh.iter().all(|&w| w == 0)
+        self.reserved_count == 0
+            && !self.loc_fresh
+            && self.fresh.iter().all(|&w| w == 0)
+            && self.flight.is_none()
+    }
+
+    fn held_count(&self) -> u32 {
+        self.flight.as_ref().map_or(0, |f| f.held_count)
     }
 
     fn avail(&self) -> u32 {
-        self.free - self.reserved_count
+        self.free - self.reserved_count - self.held_count()
+    }
+
+    /// Word `w` of the blocks free in `bits` that are not reusable yet (freed in the open
+    /// transaction or in the commit in flight).
+    fn waiting_word(&self, w: usize) -> u64 {
+        let held = self.flight.as_ref().map_or(0, |f| word_or_zero(&f.held, w));
+        word_or_zero(&self.reserved, w) | held
+    }
+
+    /// Whether block `i` was allocated in a transaction that is not durable yet.
+    fn undurable(&self, i: u64) -> bool {
+        bit_or_zero(&self.fresh, i)
+            || self
+                .flight
+                .as_ref()
+                .is_some_and(|f| bit_or_zero(&f.fresh, i))
+    }
+
+    /// The transaction is frozen for its commit: what it allocated and freed here moves to the
+    /// flight (merged with frees an online check still holds), and the page is the next
+    /// transaction's, at its location of that commit.
+    fn freeze(&mut self) {
+        self.loc_fresh = false;
+        let fresh = std::mem::take(&mut self.fresh);
+        let reserved = std::mem::take(&mut self.reserved);
+        let count = std::mem::take(&mut self.reserved_count);
+        if count == 0 && fresh.iter().all(|&w| w == 0) && self.flight.is_none() {
+            return;
+        }
+        let f = self.flight.get_or_insert_with(Box::default);
+        assert!(
+            f.fresh.is_empty(),
+            "one commit in flight: the last one's allocations landed"
+        );
+        f.fresh = fresh;
+        if count > 0 {
+            for (h, r) in words_of(&mut f.held).iter_mut().zip(&reserved) {
+                assert_eq!(*h & r, 0, "a block is freed once");
+                *h |= r;
+            }
+            f.held_count += count;
+        }
+    }
+
+    /// The commit in flight is durable: its allocations are, and its frees become reusable
+    /// unless `keep_frees` (an online check runs). Returns the blocks that became reusable.
+    fn land(&mut self, keep_frees: bool) -> u32 {
+        let Some(f) = self.flight.as_mut() else {
+            return 0;
+        };
+        f.fresh = Vec::new();
+        if keep_frees && f.held_count > 0 {
+            return 0;
+        }
+        let n = f.held_count;
+        self.flight = None;
+        n
     }
 
     pub(crate) fn set(&mut self, i: u64, v: bool) {
@@ -111,9 +195,11 @@ impl Page {
         set_bit(words_of(&mut self.reserved), i, v);
     }
 
-    /// Whether no block of `[a, b)` (indexes in the page) is allocated.
+    /// Whether no block of `[a, b)` (indexes in the page) is allocated, nor freed in the open
+    /// transaction (a block freed in the commit in flight counts as free: it is free once that
+    /// commit lands).
     fn range_free(&self, a: u64, b: u64) -> bool {
-        (a..b).all(|i| !bit(&self.bits, i))
+        (a..b).all(|i| !bit(&self.bits, i) && !bit_or_zero(&self.reserved, i))
     }
 
     /// Encodes page `page_no` for its location, written by generation `gen` of pool `uuid`.
@@ -171,6 +257,10 @@ fn bit(words: &[u64], i: u64) -> bool {
 /// A bit of a bitmap that is empty while all its bits are zero.
 fn bit_or_zero(words: &[u64], i: u64) -> bool {
     !words.is_empty() && bit(words, i)
+}
+/// A word of such a bitmap.
+fn word_or_zero(words: &[u64], w: usize) -> u64 {
+    words.get(w).copied().unwrap_or(0)
 }
 /// The words of such a bitmap, allocated on first use.
 fn words_of(words: &mut Vec<u64>) -> &mut [u64] {
@@ -241,6 +331,34 @@ pub struct Meta {
     /// Online checks reading a durable state: while any runs, blocks freed stay reserved past
     /// their commit (their pages stay pinned), so no block of the state it reads is reused.
     pub frees_held: u32,
+    /// The commit frozen and being written while the next transaction goes on (see
+    /// [`Meta::freeze`]).
+    in_flight: Option<InFlight>,
+    /// A bitmap page changed since the last freeze (or holds frees an online check keeps past
+    /// their commit): the next commit has pages to write.
+    pub(crate) pages_changed: bool,
+}
+
+/// What the state keeps of the commit in flight until it is durable.
+struct InFlight {
+    gen: u64,
+    /// Its nodes, found here until they are durable (none is in the cache or the dirty set).
+    nodes: HashMap<u64, Arc<Node>>,
+    /// Data extents it freed, discarded once it is durable.
+    freed_data: Vec<(u64, u64)>,
+    /// Pages pinned when it froze (they are not the next transaction's changes).
+    pages: usize,
+}
+
+/// A commit frozen: everything it writes, taken from the state, which goes on as the next
+/// transaction while this is written ([`Frozen::write`], no lock needed) and then lands
+/// ([`Meta::land`]).
+pub struct Frozen {
+    sb: Superblock,
+    id: Identity,
+    nodes: Vec<(u64, Arc<Node>)>,
+    /// Encoded bitmap pages at their locations.
+    pages: Vec<(u64, Vec<u8>)>,
 }
 
 impl Meta {
@@ -284,6 +402,8 @@ impl Meta {
             frees_held: 0,
             backing,
             data_cursor: 0,
+            in_flight: None,
+            pages_changed: false,
         }
     }
 
@@ -336,6 +456,7 @@ impl Meta {
 
     /// Marks page `p` (loaded) dirty: pins it until the commit.
     fn dirty_page(&mut self, p: u64) {
+        self.pages_changed = true;
         if !self.pages.contains_key(&p) {
             let pg = self.clean_pages.remove(p).expect("page loaded");
             self.pages.insert(p, pg);
@@ -377,12 +498,19 @@ impl Meta {
     /// The generation the open transaction commits as: what its new nodes and pages are
     /// written by, and what pointers to them expect.
     pub fn txn_gen(&self) -> u64 {
-        self.durable.gen + 1
+        self.in_flight.as_ref().map_or(self.durable.gen, |f| f.gen) + 1
     }
 
-    /// Anything changed since the last commit?
+    /// Anything changed since the last commit froze?
     pub fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty() || !self.pages.is_empty()
+        !self.dirty.is_empty() || self.pages_changed
+    }
+
+    /// Bitmap pages changed in the open transaction, at most (pages a commit in flight pinned
+    /// are not counted, unless it changed them too).
+    pub fn open_pages(&self) -> usize {
+        let frozen = self.in_flight.as_ref().map_or(0, |f| f.pages);
+        self.pages.len().saturating_sub(frozen)
     }
 
     // ---- node access --------------------------------------------------------------------
@@ -400,6 +528,16 @@ impl Meta {
                 )));
             }
             return Ok(n);
+        }
+        if let Some(n) = self.in_flight.as_ref().and_then(|f| f.nodes.get(&addr)) {
+            // Written by the commit in flight: perhaps not on the device yet.
+            if n.kind != kind {
+                return Err(corrupt(format!(
+                    "block {addr}: {:?} node used as {kind:?}",
+                    n.kind
+                )));
+            }
+            return Ok(n.clone());
         }
         let n = Arc::new(read_node(
             self.dev.as_ref(),
@@ -482,11 +620,12 @@ impl Meta {
         })
     }
 
-    /// Was block `b` allocated in the current transaction?
+    /// Was block `b` allocated in a transaction that is not durable yet (the open one, or the
+    /// commit in flight)?
     pub fn is_fresh(&mut self, b: u64) -> Result<bool> {
         let p = b / PAGE_BITS;
         self.load_page(p)?;
-        Ok(bit_or_zero(&self.page(p).fresh, b % PAGE_BITS))
+        Ok(self.page(p).undurable(b % PAGE_BITS))
     }
 
     /// Blocks an allocation may still take (free and not awaiting durability).
@@ -553,8 +692,8 @@ impl Meta {
             let i = b % PAGE_BITS;
             assert!(!bit(&pg.bits, i), "allocating an allocated block {b}");
             assert!(
-                !bit_or_zero(&pg.reserved, i),
-                "reclamation rule: block {b} freed in this transaction reused before commit"
+                pg.waiting_word((i / 64) as usize) >> (i % 64) & 1 == 0,
+                "reclamation rule: block {b} reused before the commit that freed it is durable"
             );
             pg.set(i, true);
             pg.set_fresh(i, true);
@@ -769,10 +908,24 @@ impl Meta {
         unreachable!("space map allocation does not converge")
     }
 
-    /// Writes the transaction: dirty nodes and pages to their fresh blocks, flush, the alternate
-    /// superblock, flush. `sb` carries the non-space fields; on success it becomes durable.
-    pub fn commit(&mut self, mut sb: Superblock) -> Result<()> {
+    /// Commits the transaction at once: [`Meta::freeze`], [`Frozen::write`], [`Meta::land`].
+    /// `sb` carries the non-space fields; on success it becomes durable.
+    pub fn commit(&mut self, sb: Superblock) -> Result<()> {
+        let frozen = self.freeze(sb)?;
+        frozen.write(self.dev.as_ref())?;
+        self.land(frozen);
+        Ok(())
+    }
+
+    /// Freezes the transaction for its commit: converges the space map, encodes the bitmap
+    /// pages and takes the dirty nodes. From here the state is the next transaction's: a node
+    /// of the frozen one is shadowed before it changes (it is no longer dirty) and found in the
+    /// flight until it lands; its frees stay unusable and its allocations count as not durable
+    /// until then. No other commit may freeze before this one lands. `sb` carries the non-space
+    /// fields.
+    pub fn freeze(&mut self, mut sb: Superblock) -> Result<Frozen> {
         assert!(self.undo.is_none(), "commit inside an operation");
+        assert!(self.in_flight.is_none(), "one commit in flight at a time");
         self.converge_space()?;
         let gen = self.txn_gen();
         sb.gen = gen;
@@ -786,81 +939,71 @@ impl Meta {
         sb.meta_blocks = self.meta_blocks;
         sb.reserve_blocks = self.reserve_blocks;
         sb.share_epoch = self.share_epoch;
-        let mut blocks: Vec<(u64, Vec<u8>)> = Vec::with_capacity(self.dirty.len() + 8);
         let id = Identity::current(sb.uuid);
-        let uuid = id.uuid;
-        for (&addr, node) in &self.dirty {
-            assert!(
-                node.children
-                    .iter()
-                    .all(|c| !self.dirty.contains_key(&c.addr) || c.gen == gen),
-                "node {addr} points at a node of this transaction with another generation"
-            );
-            let b = node.encode(Seal { addr, gen, uuid });
-            let back = Node::decode(node.kind, &b, addr, gen, &id)?;
-            assert_eq!(
-                &back,
-                node.as_ref(),
-                "node {addr} does not survive its encoding"
-            );
-            blocks.push((addr * BLOCK_SIZE_BYTES, b));
-        }
+        let mut pages = Vec::with_capacity(self.pages.len());
         for (&p, pg) in &self.pages {
-            let b = pg.encode(p, gen, uuid);
+            let b = pg.encode(p, gen, id.uuid);
             assert_eq!(
                 Page::decode(&b, pg.loc, p, gen, &id)?,
                 pg.bits,
                 "bitmap page {p} encoding"
             );
-            blocks.push((pg.loc * BLOCK_SIZE_BYTES, b));
+            pages.push((pg.loc * BLOCK_SIZE_BYTES, b));
         }
-        blocks.sort_by_key(|(o, _)| *o);
-        let batch: Vec<(u64, &[u8])> = blocks.iter().map(|(o, b)| (*o, &b[..])).collect();
-        let ctx = |what: &str| format!("commit of generation {gen}: {what}");
-        self.dev
-            .write_batch(&batch)
-            .map_err(|e| Error::io(ctx("write metadata"), e))?;
-        self.dev.flush().map_err(|e| Error::io(ctx("flush"), e))?;
-        let sbb = sb.encode();
-        let slot = SUPER_ADDRS[(gen % 2) as usize];
-        assert_eq!(Superblock::decode(&sbb, slot)?, sb, "superblock encoding");
-        self.dev
-            .write_at(slot * BLOCK_SIZE_BYTES, &sbb)
-            .map_err(|e| Error::io(ctx("write superblock"), e))?;
-        self.dev
-            .flush()
-            .map_err(|e| Error::io(ctx("flush superblock"), e))?;
-        self.after_commit(sb);
-        Ok(())
+        for pg in self.pages.values_mut() {
+            pg.freeze();
+        }
+        self.pages_changed = false;
+        let nodes = std::mem::take(&mut self.dirty);
+        self.in_flight = Some(InFlight {
+            gen,
+            nodes: nodes.clone(),
+            freed_data: std::mem::take(&mut self.freed_data),
+            pages: self.pages.len(),
+        });
+        Ok(Frozen {
+            sb,
+            id,
+            nodes: nodes.into_iter().collect(),
+            pages,
+        })
     }
 
-    fn after_commit(&mut self, sb: Superblock) {
-        // The pool commits holding the I/O gate exclusively: no read that looked up a block
-        // freed here is still running when the block becomes reusable below.
-        self.id = sb.identity();
-        self.durable = sb;
-        // Decided while the transaction's pages are still pinned in memory.
-        let freed = coalesce(std::mem::take(&mut self.freed_data));
+    /// The frozen commit is durable (its [`Frozen::write`] returned `Ok`): its superblock is
+    /// the durable one, its nodes go to the cache, its frees become reusable (unless an online
+    /// check holds them) and the chunks they leave wholly free are discarded.
+    pub fn land(&mut self, frozen: Frozen) {
+        let flight = self.in_flight.take().expect("a commit in flight lands");
+        assert_eq!(flight.gen, frozen.sb.gen, "the commit in flight lands");
+        // The pool froze the commit holding the I/O gate exclusively: no read that looked up a
+        // block freed by it is still running when the block becomes reusable below (a read
+        // begun since looks up the next transaction, which does not map it).
+        self.id = frozen.sb.identity();
+        self.durable = frozen.sb;
+        // Decided while the pages of those frees are still pinned; a block freed since (the
+        // next transaction's, still `reserved`) keeps its chunk.
+        let freed = coalesce(flight.freed_data);
         let punch = self.chunks_to_punch(&freed);
-        for (addr, node) in self.dirty.drain() {
-            self.cache.insert(addr, node);
-        }
-        let done: Vec<u64> = self.pages.keys().copied().collect();
-        let mut held = 0;
-        for p in done {
-            let pg = self.pages.get_mut(&p).expect("dirty page");
-            pg.loc_fresh = false;
-            pg.fresh = Vec::new();
-            if self.frees_held > 0 && pg.reserved_count > 0 {
-                // An online check may still read them: reusable after a commit without one.
-                held += u64::from(pg.reserved_count);
-                continue;
+        for (addr, node) in flight.nodes {
+            // A node the next transaction freed already is not cached again.
+            let (p, i) = (addr / PAGE_BITS, addr % PAGE_BITS);
+            if self.pages.get(&p).is_none_or(|pg| bit(&pg.bits, i)) {
+                self.cache.insert(addr, node);
             }
-            pg.reserved = Vec::new();
-            pg.reserved_count = 0;
-            self.undirty_page(p);
         }
-        self.pending_blocks = held;
+        let keep_frees = self.frees_held > 0;
+        let pinned: Vec<u64> = self.pages.keys().copied().collect();
+        for p in pinned {
+            let pg = self.pages.get_mut(&p).expect("dirty page");
+            let released = pg.land(keep_frees);
+            self.pending_blocks -= u64::from(released);
+            if pg.is_clean() {
+                self.undirty_page(p);
+            }
+        }
+        // What stays pinned changed since, or holds frees for an online check (the next
+        // commit rewrites it).
+        self.pages_changed |= !self.pages.is_empty();
         self.punched(&punch);
         for (s, l) in punch {
             if let Err(e) = self.dev.discard(s * BLOCK_SIZE_BYTES, l * BLOCK_SIZE_BYTES) {
@@ -879,6 +1022,8 @@ impl Meta {
     /// Drops everything not durable (used when a pool fails; the pool is not used again).
     pub fn forget_dirty(&mut self) {
         self.undo = None;
+        self.in_flight = None;
+        self.pages_changed = false;
         self.dirty.clear();
         self.pages.clear();
         self.clean_pages.clear();
@@ -904,10 +1049,12 @@ fn coalesce(mut runs: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 /// `min` is taken only where it reaches the end of the page.
 fn scan_page(pg: &Page, range: Range<u64>, want: u64, min: u64) -> Option<(u64, u64)> {
     let (mut i, limit) = (range.start, range.end);
-    let used = |i: u64| bit(&pg.bits, i) || bit_or_zero(&pg.reserved, i);
+    let used = |i: u64| {
+        (pg.bits[(i / 64) as usize] | pg.waiting_word((i / 64) as usize)) >> (i % 64) & 1 == 1
+    };
     while i < limit {
         let w = (i / 64) as usize;
-        let word = pg.bits[w] | pg.reserved.get(w).copied().unwrap_or(0);
+        let word = pg.bits[w] | pg.waiting_word(w);
         if word == u64::MAX {
             i = (w as u64 + 1) * 64;
             continue;
@@ -925,6 +1072,59 @@ fn scan_page(pg: &Page, range: Range<u64>, want: u64, min: u64) -> Option<(u64, 
         }
     }
     None
+}
+
+impl Frozen {
+    /// Writes the frozen commit: its nodes and pages to their fresh blocks, flush, the alternate
+    /// superblock, flush. Runs without the pool lock: everything it writes is its own.
+    pub fn write(&self, dev: &dyn BlockDevice) -> Result<()> {
+        let (gen, id) = (self.sb.gen, &self.id);
+        let own: std::collections::HashSet<u64> = self.nodes.iter().map(|(a, _)| *a).collect();
+        let mut blocks: Vec<(u64, Vec<u8>)> = Vec::with_capacity(self.nodes.len());
+        for (addr, node) in &self.nodes {
+            let addr = *addr;
+            assert!(
+                node.children
+                    .iter()
+                    .all(|c| !own.contains(&c.addr) || c.gen == gen),
+                "node {addr} points at a node of this transaction with another generation"
+            );
+            let b = node.encode(Seal {
+                addr,
+                gen,
+                uuid: id.uuid,
+            });
+            let back = Node::decode(node.kind, &b, addr, gen, id)?;
+            assert_eq!(
+                &back,
+                node.as_ref(),
+                "node {addr} does not survive its encoding"
+            );
+            blocks.push((addr * BLOCK_SIZE_BYTES, b));
+        }
+        let mut batch: Vec<(u64, &[u8])> = blocks
+            .iter()
+            .chain(&self.pages)
+            .map(|(o, b)| (*o, &b[..]))
+            .collect();
+        batch.sort_by_key(|(o, _)| *o);
+        let ctx = |what: &str| format!("commit of generation {gen}: {what}");
+        dev.write_batch(&batch)
+            .map_err(|e| Error::io(ctx("write metadata"), e))?;
+        dev.flush().map_err(|e| Error::io(ctx("flush"), e))?;
+        let sbb = self.sb.encode();
+        let slot = SUPER_ADDRS[(gen % 2) as usize];
+        assert_eq!(
+            Superblock::decode(&sbb, slot)?,
+            self.sb,
+            "superblock encoding"
+        );
+        dev.write_at(slot * BLOCK_SIZE_BYTES, &sbb)
+            .map_err(|e| Error::io(ctx("write superblock"), e))?;
+        dev.flush()
+            .map_err(|e| Error::io(ctx("flush superblock"), e))?;
+        Ok(())
+    }
 }
 
 /// Reads and verifies one node of pool `id` straight from the device.
@@ -955,6 +1155,57 @@ mod tests {
 
     fn meta(blocks: u64) -> Meta {
         crate::btree::tests::test_meta(blocks)
+    }
+
+    #[test]
+    fn a_commit_in_flight_keeps_its_frees_apart_from_the_next_transactions() {
+        let mut m = meta(8192);
+        let lo = m.reserve_region_end();
+        let a = m.alloc_data(8, lo).unwrap()[0].0;
+        m.commit(m.durable.clone()).unwrap();
+        // Transaction N frees a..a+2 and allocates one block; then it freezes.
+        m.free(a, 2, Use::Data).unwrap();
+        let n_block = m.alloc_data(1, a + 100).unwrap()[0].0;
+        let val = vec![7u8; TreeKind::Directory.value_bytes()];
+        let root = m
+            .insert(TreeKind::Directory, Root::default(), 1, &val)
+            .unwrap();
+        let frozen = m.freeze(m.durable.clone()).unwrap();
+        assert!(
+            !m.is_dirty(),
+            "the next transaction has changed nothing yet"
+        );
+        // Its node is not on the device yet: found in the flight, even with the cache dropped.
+        m.drop_clean();
+        assert_eq!(
+            m.get(TreeKind::Directory, root, 1).unwrap().as_deref(),
+            Some(&val[..])
+        );
+        assert!(
+            m.is_fresh(n_block).unwrap(),
+            "not durable before its commit lands"
+        );
+        // The next transaction frees a+2..a+4: nothing freed by either is reused.
+        m.free(a + 2, 2, Use::Data).unwrap();
+        assert!(m.is_dirty());
+        let got = m.alloc_data(1, a).unwrap()[0].0;
+        assert!(
+            got >= a + 8,
+            "block {got} reused before the commit that freed it landed"
+        );
+        frozen.write(m.dev.as_ref()).unwrap();
+        m.land(frozen);
+        assert!(!m.is_fresh(n_block).unwrap(), "durable once landed");
+        assert_eq!(
+            m.pending_blocks, 2,
+            "the next transaction's frees still wait"
+        );
+        // N's frees are reusable now, the next transaction's only after its own commit.
+        assert_eq!(m.alloc_data(2, a).unwrap(), vec![(a, 2)]);
+        assert_ne!(m.alloc_data(1, a + 2).unwrap(), vec![(a + 2, 1)]);
+        m.commit(m.durable.clone()).unwrap();
+        assert_eq!(m.pending_blocks, 0);
+        assert_eq!(m.alloc_data(2, a + 2).unwrap(), vec![(a + 2, 2)]);
     }
 
     #[test]

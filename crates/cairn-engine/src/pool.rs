@@ -9,19 +9,25 @@
 //! `check` runs online: it holds the gate for one commit, then reads that durable state from
 //! the device while blocks freed after it stay reserved (`Meta::frees_held`).
 //!
-//! Concurrency: one mutex over the metadata state, and an I/O gate (a read-write lock taken
-//! before the mutex). Reads and writes hold the gate shared: they look up (and for writes,
-//! allocate) under the mutex, do their device I/O without it, and writes map their new blocks
-//! under it again. Every commit — flush, volume and snapshot operations, background work —
-//! holds the gate exclusively, so it never sees a write half done, and no read still uses a
-//! block the commit makes reusable. Hence a write acknowledged before `snapshot()` begins is in
-//! the snapshot, and one started after it began waits and is not. Writes, trims and
-//! write-zeroes first hold the virtual blocks they touch in a range lock (`ranges`, taken
-//! before the gate), so a read-modify-write of a partial block never races another write to it.
-//! A background thread commits while dirty every `commit_interval` and reclaims deleted volumes
-//! in bounded transactions, pausing between them with the locks released. Flushes (and FUA
-//! writes that need a commit) share commits: each waits for the commit running when it asked,
-//! or the next one, which one of them runs for all (`group`).
+//! Concurrency: one mutex over the metadata state, an I/O gate (a read-write lock taken before
+//! the mutex) and a commit lock (taken before the gate). Reads and writes hold the gate shared:
+//! they look up (and for writes, allocate) under the mutex, do their device I/O without it, and
+//! writes map their new blocks under it again. Every commit holds the commit lock from its start
+//! until it lands and the gate exclusively while it freezes the transaction, so it never sees a
+//! write half done, and every read that could use a block it frees has finished before the
+//! block can become reusable (when it lands). The interval commit, flushes and the dirty bound's
+//! commit let the gate go once frozen: the frozen commit is written and flushed while I/O and
+//! the next transaction go on (see `Meta::freeze`), then lands under the mutex. Volume and
+//! snapshot operations, reclaim and `check` hold the gate for their whole commit. Hence a write
+//! acknowledged before `snapshot()` begins is in the snapshot, and one started after it began
+//! waits and is not. Writes, trims and write-zeroes first hold the virtual blocks they touch in
+//! a range lock (`ranges`, taken before the gate), so a read-modify-write of a partial block
+//! never races another write to it. A background thread commits while dirty every
+//! `commit_interval` and reclaims deleted volumes in bounded transactions, pausing between them
+//! with the locks released. Flushes (and FUA writes that need a commit) share commits: each
+//! waits for the commit that holds what it follows — the one freezing, the one being written
+//! when nothing changed since it froze, or the next one, which one of them runs for all
+//! (`group`).
 //!
 //! Invariants:
 //! - Every volume and snapshot operation commits before it returns.
@@ -30,10 +36,12 @@
 //!   exclusively now and in every durable commit since; any other write is redirected to fresh
 //!   blocks and remapped, old data is never read or copied. Shares hold the I/O gate
 //!   exclusively, so they wait for in-place writes in flight, and commit before they return.
-//! - A flush returns `Ok` only once a commit that began after every write acknowledged before
+//! - A flush returns `Ok` only once a commit that froze after every write acknowledged before
 //!   the flush is durable; it fails with the error of that commit if it is refused. A flush
-//!   with nothing changed and nothing written in place since the last commit takes no lock
-//!   but the state's and commits nothing.
+//!   with nothing changed and nothing written in place since the last commit froze takes no
+//!   lock but the state's, and commits nothing (it waits for the commit in flight, if any).
+//! - One commit at a time: a commit freezes only after the one before it landed, so commits
+//!   become durable in number order and a frozen commit's blocks are never written by another.
 //! - A flush flushes the device even when nothing is left to commit, if data was written in
 //!   place since the device was last flushed.
 //! - A failed metadata write or flush, or an error in the middle of a metadata change other
@@ -90,7 +98,7 @@ use crate::limits::{
     DIRTY_BLOCKS_MAX, META_FLOOR_PER_MILLE, META_RESERVE_BLOCKS_MIN, META_RESERVE_PER_MILLE,
     NODE_CACHE_BYTES_MIN, POOL_BLOCKS_MIN, POOL_NAME_BYTES_MAX, RECLAIM_STEP_PAUSE,
 };
-use crate::meta::Meta;
+use crate::meta::{Frozen, Meta};
 use crate::node::TreeKind;
 use crate::types::{PoolInfo, PoolOptions, VolumeId};
 use crate::undo::Undo;
@@ -105,8 +113,11 @@ pub struct Pool {
 }
 
 struct Inner {
+    /// Held by every commit from its start until it has landed, and by everything that takes
+    /// the gate exclusively: one commit at a time. Lock order: commit lock, gate, state.
+    committing: Mutex<()>,
     /// The I/O gate (also in `Meta`): data I/O outside the state lock holds it shared, every
-    /// commit holds it exclusively. Lock order: gate, then state.
+    /// commit holds it exclusively while it freezes (an operation that commits, for all of it).
     gate: Arc<RwLock<()>>,
     state: Mutex<State>,
     /// The numbered commits and the flushes waiting for them (also in `State`; taken after the
@@ -315,6 +326,7 @@ impl Pool {
 
     fn start(st: State, opts: PoolOptions) -> Result<Arc<Pool>> {
         let inner = Arc::new(Inner {
+            committing: Mutex::new(()),
             gate: st.meta.io_gate.clone(),
             commits: st.commits.clone(),
             state: Mutex::new(st),
@@ -344,10 +356,8 @@ impl Pool {
     }
 
     /// For operations that commit: no data I/O in flight, nothing else running.
-    fn exclusive(&self) -> Result<(RwLockWriteGuard<'_, ()>, StateGuard<'_>)> {
-        let gate = self.inner.gate.write();
-        let st = self.live()?;
-        Ok((gate, st))
+    fn exclusive(&self) -> Result<(Exclusive<'_>, StateGuard<'_>)> {
+        self.inner.exclusive()
     }
 
     /// For data operations: commits wait until the guard is dropped.
@@ -364,10 +374,9 @@ impl Pool {
         if !too_dirty {
             return Ok(());
         }
-        let (_gate, mut st) = self.exclusive()?;
-        match st.commit() {
-            Err(e) if st.failed.is_none() => {
-                tracing::debug!("pool {}: the dirty bound's commit refused: {e}", st.name);
+        match self.inner.commit_concurrently(|| false) {
+            Err(e) if self.lock().failed.is_none() => {
+                tracing::debug!("the dirty bound's commit refused: {e}");
                 Ok(())
             }
             r => r,
@@ -410,7 +419,7 @@ impl Pool {
     /// Final commit and stop of background work; later calls fail with `PoolFailed`.
     pub fn close(&self) -> Result<()> {
         let res = {
-            let _gate = self.inner.gate.write();
+            let _excl = self.inner.exclusive_guard();
             let mut st = self.lock();
             if st.closed {
                 return st.failure().map_or(Ok(()), Err);
@@ -442,10 +451,18 @@ impl Pool {
     /// nothing to do if nothing changed since the last commit; else it joins the commit running,
     /// or the next one, which one of the flushes waiting for it runs for all of them.
     pub fn flush(&self) -> Result<()> {
-        let (target, running) = self.inner.commits.target();
-        if !running && self.lock().nothing_to_flush()? {
-            return Ok(());
-        }
+        let target = {
+            let st = self.lock();
+            st.live()?;
+            match self
+                .inner
+                .commits
+                .target(st.is_dirty() || st.data_unflushed)
+            {
+                Some(target) => target,
+                None => return Ok(()),
+            }
+        };
         loop {
             match self.inner.commits.wait(target) {
                 Turn::Settled(r) => return r,
@@ -457,12 +474,10 @@ impl Pool {
     /// Runs the commit flushes up to `target` wait for, unless one that began while this one
     /// waited for the gate covered it. Its outcome reaches every flush waiting (see `group`).
     fn lead_commit(&self, target: u64) -> Result<()> {
-        let (_gate, mut st) = self.exclusive()?;
-        if self.inner.commits.settled_for_leader(target) {
-            // The waiting loop returns its outcome.
-            return Ok(());
-        }
-        st.commit()
+        // Settled already: the waiting loop returns its outcome.
+        let commits = &self.inner.commits;
+        self.inner
+            .commit_concurrently(|| commits.settled_for_leader(target))
     }
 
     /// Checks the last durable state (committing first, so it is the current state) online:
@@ -561,6 +576,83 @@ impl Inner {
     fn lock(&self) -> StateGuard<'_> {
         StateGuard(self.state.lock())
     }
+
+    /// The commit lock and the gate, exclusively.
+    fn exclusive_guard(&self) -> Exclusive<'_> {
+        let committing = self.committing.lock();
+        Exclusive {
+            _gate: self.gate.write(),
+            _committing: committing,
+        }
+    }
+
+    fn exclusive(&self) -> Result<(Exclusive<'_>, StateGuard<'_>)> {
+        let excl = self.exclusive_guard();
+        let st = self.lock();
+        st.live()?;
+        Ok((excl, st))
+    }
+
+    /// Commits while I/O goes on: the gate is held only while the transaction freezes; reads,
+    /// writes and the next transaction's changes go on while the frozen commit is written, and
+    /// it lands under the state lock. Nothing is done when `covered` (asked under the gate)
+    /// says the commit is not needed any more.
+    fn commit_concurrently(&self, covered: impl FnOnce() -> bool) -> Result<()> {
+        let _committing = self.committing.lock();
+        let (ticket, frozen, dev) = {
+            let gate = self.gate.write();
+            let mut st = self.lock();
+            st.live()?;
+            if covered() {
+                return Ok(());
+            }
+            let ticket = self.commits.begin();
+            let frozen = match st.freeze() {
+                Ok(Some(frozen)) => frozen,
+                r => {
+                    let r = r.map(|_| ());
+                    ticket.end(&r);
+                    return r;
+                }
+            };
+            // Writes acknowledged from now on are the next commit's.
+            ticket.frozen();
+            let dev = st.meta.dev.clone();
+            drop((st, gate));
+            (ticket, frozen, dev)
+        };
+        let written = {
+            let _writing = Writing(self);
+            frozen.write(dev.as_ref())
+        };
+        let r = self.lock().land(frozen, written);
+        ticket.end(&r);
+        r
+    }
+}
+
+/// The commit lock and the I/O gate held exclusively (the gate is released first).
+struct Exclusive<'a> {
+    _gate: RwLockWriteGuard<'a, ()>,
+    _committing: MutexGuard<'a, ()>,
+}
+
+/// A frozen commit being written with no pool lock held: a panic on the way fails the pool
+/// (its commit never lands).
+struct Writing<'a>(&'a Inner);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut st = self.0.lock();
+            if st.failed.is_none() {
+                st.fail(&err(
+                    ErrorKind::PoolFailed,
+                    "a panic while a commit was written",
+                ));
+            }
+        }
+    }
 }
 
 /// The state lock, held. parking_lot mutexes do not poison, so a panic inside a locked section
@@ -605,30 +697,37 @@ fn background(inner: Arc<Inner>) {
                 continue;
             }
         }
-        // Work to do: take the gate first (lock order), then check again under the lock.
-        let _gate = inner.gate.write();
-        let mut st = inner.lock();
+        // Work to do: take the commit lock and the gate first (lock order), then check again
+        // under the state lock.
+        let Ok((excl, mut st)) = inner.exclusive() else {
+            continue;
+        };
         if st.stop {
             return;
         }
-        if st.healthy() && st.reclaim_due() {
+        if st.reclaim_due() {
             if let Err(e) = st.reclaim_step() {
                 tracing::warn!("pool {}: reclaim waits for a commit: {e}", st.name);
                 // Out of space, or its commit refused (undone, the transaction open).
                 st.reclaim_stalled = undoable(&e);
             }
             // Paced: the locks are free between steps, so foreground requests get in.
-            drop((st, _gate));
+            drop((st, excl));
             let mut st = inner.lock();
             if !st.stop {
                 inner.wake.wait_for(&mut st.0, RECLAIM_STEP_PAUSE);
             }
-        } else if st.background_work(interval) && st.commit().is_err() && st.healthy() {
-            // Refused (and undone): tried again after another interval, not at once.
-            drop(_gate);
-            inner
-                .wake
-                .wait_for(&mut st.0, interval.unwrap_or(RECLAIM_STEP_PAUSE));
+        } else if st.background_work(interval) {
+            drop((st, excl));
+            if inner.commit_concurrently(|| false).is_err() {
+                // Refused (and undone): tried again after another interval, not at once.
+                let mut st = inner.lock();
+                if st.healthy() && !st.stop {
+                    inner
+                        .wake
+                        .wait_for(&mut st.0, interval.unwrap_or(RECLAIM_STEP_PAUSE));
+                }
+            }
         }
     }
 }
@@ -792,16 +891,10 @@ impl State {
         self.meta.is_dirty() || !self.dirty_vols.is_empty() || !self.removed_vols.is_empty()
     }
 
-    /// Nothing to flush: no metadata changed and no data written in place since the last
-    /// commit (or the error of a pool that failed or closed).
-    fn nothing_to_flush(&self) -> Result<bool> {
-        self.live()?;
-        Ok(!self.is_dirty() && !self.data_unflushed)
-    }
-
-    /// Commits the transaction. The caller holds the I/O gate exclusively: no data I/O is in
-    /// flight, so no write is half done and no read still uses a block freed here. The commit is
-    /// numbered for the flushes that wait for it (see `group`), with its outcome.
+    /// Commits the transaction at once. The caller holds the I/O gate exclusively (and with it
+    /// the commit lock): no data I/O is in flight, so no write is half done and no read still
+    /// uses a block freed here. The commit is numbered for the flushes that wait for it (see
+    /// `group`), with its outcome.
     pub(crate) fn commit(&mut self) -> Result<()> {
         debug_assert!(
             self.meta.io_gate.is_locked_exclusive(),
@@ -810,20 +903,30 @@ impl State {
         self.live()?;
         let commits = self.commits.clone();
         let ticket = commits.begin();
-        let r = self.commit_numbered();
+        let r = match self.freeze() {
+            Ok(Some(frozen)) => {
+                let written = frozen.write(self.meta.dev.as_ref());
+                self.land(frozen, written)
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
         ticket.end(&r);
         r
     }
 
-    fn commit_numbered(&mut self) -> Result<()> {
+    /// Freezes the transaction for its commit (the caller holds the I/O gate exclusively); the
+    /// state goes on as the next transaction. `None`: nothing to commit (data written in place
+    /// is flushed). Refused before anything changed (`NoSpace`, a bad metadata block): undone,
+    /// the transaction stays open. Any other error fails the pool.
+    fn freeze(&mut self) -> Result<Option<Frozen>> {
         if !self.is_dirty() {
-            return self.flush_data();
+            return self.flush_data().map(|()| None);
         }
         // Every operation left this much usable; the commit must not take more.
         let need = self.commit_need_blocks();
         let allocs_before = self.meta.unfloored_allocs;
         match self.prepare_commit() {
-            // Refused before anything was written, and undone: the transaction stays open.
             Err(e) if undoable(&e) && self.meta.undo.is_none() => {
                 debug_assert!(self.is_dirty(), "a refused commit keeps its transaction");
                 tracing::warn!("pool {}: commit refused: {e}", self.name);
@@ -835,11 +938,46 @@ impl State {
             }
             Ok(()) => {}
         }
-        let r = self.commit_inner(need, allocs_before);
-        if let Err(e) = &r {
-            self.fail(e);
+        let frozen = match self.meta.freeze(self.superblock_fields()) {
+            Ok(f) => f,
+            Err(e) => {
+                self.fail(&e);
+                return Err(e);
+            }
+        };
+        // Its flush covers every write done in place so far (none is in flight).
+        self.data_unflushed = false;
+        let took = self.meta.unfloored_allocs - allocs_before;
+        // A bound that is too low is a bug, but not one of this commit, which found its blocks.
+        debug_assert!(
+            took <= need,
+            "commit took {took} metadata blocks, bound {need}"
+        );
+        if took > need {
+            tracing::error!(
+                "pool {}: commit took {took} metadata blocks, bound {need}",
+                self.name
+            );
         }
-        r
+        Ok(Some(frozen))
+    }
+
+    /// The frozen commit was written (`written`): it lands, or its failure fails the pool (what
+    /// it lost cannot be told). A pool that failed meanwhile stays failed.
+    fn land(&mut self, frozen: Frozen, written: Result<()>) -> Result<()> {
+        if let Err(e) = written {
+            if self.failed.is_none() {
+                self.fail(&e);
+            }
+            return Err(e);
+        }
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        self.meta.land(frozen);
+        self.last_commit = Instant::now();
+        self.reclaim_stalled = false;
+        Ok(())
     }
 
     /// Makes every metadata change of the commit (directory records, bitmap page locations,
@@ -882,8 +1020,9 @@ impl State {
         self.meta.converge_space()
     }
 
-    fn commit_inner(&mut self, need: u64, allocs_before: u64) -> Result<()> {
-        let sb = Superblock {
+    /// The superblock fields the pool keeps (the space fields are the metadata's).
+    fn superblock_fields(&self) -> Superblock {
+        Superblock {
             gen: 0,
             version: FORMAT_VERSION,
             uuid: self.uuid,
@@ -899,24 +1038,7 @@ impl State {
             reserve_blocks: 0,
             created_unix_secs: self.created_unix_secs,
             share_epoch: 0,
-        };
-        self.meta.commit(sb)?;
-        self.data_unflushed = false;
-        let took = self.meta.unfloored_allocs - allocs_before;
-        // A bound that is too low is a bug, but not one of this commit, which found its blocks.
-        debug_assert!(
-            took <= need,
-            "commit took {took} metadata blocks, bound {need}"
-        );
-        if took > need {
-            tracing::error!(
-                "pool {}: commit took {took} metadata blocks, bound {need}",
-                self.name
-            );
         }
-        self.last_commit = Instant::now();
-        self.reclaim_stalled = false;
-        Ok(())
     }
 
     /// Flushes the device when data was written in place since its last flush (nothing to
@@ -940,9 +1062,10 @@ impl State {
         self.steps = (self.steps.0 + 1, self.steps.1.max(entries));
     }
 
-    /// Dirty nodes and pinned (dirty) bitmap pages, one block of memory each, past the bound.
+    /// Dirty nodes and bitmap pages of the open transaction, one block of memory each, past the
+    /// bound.
     fn too_dirty(&self) -> bool {
-        self.meta.dirty.len() + self.meta.dirty_pages() > self.dirty_blocks_max
+        self.meta.dirty.len() + self.meta.open_pages() > self.dirty_blocks_max
     }
 
     fn info(&self) -> PoolInfo {

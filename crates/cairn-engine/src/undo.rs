@@ -49,6 +49,7 @@ pub(crate) enum BitChange {
 pub(crate) struct Undo {
     roots: [Root; 3],
     counters: [u64; 5],
+    pages_changed: bool,
     freed_data: (usize, Option<(u64, u64)>),
     /// Dirty-set entries before their first change (`None`: the address was not dirty).
     nodes: HashMap<u64, Option<Arc<Node>>>,
@@ -70,6 +71,7 @@ impl Meta {
         self.undo = Some(Box::new(Undo {
             roots: [self.dir_root, self.rc_root, self.space_root],
             counters: self.counters(),
+            pages_changed: self.pages_changed,
             freed_data: (self.freed_data.len(), self.freed_data.last().copied()),
             floor_blocks,
             ..Undo::default()
@@ -131,6 +133,7 @@ impl Meta {
         }
         [self.dir_root, self.rc_root, self.space_root] = undo.roots;
         self.set_counters(undo.counters);
+        self.pages_changed = undo.pages_changed;
         let (len, last) = undo.freed_data;
         self.freed_data.truncate(len);
         if let (Some(slot), Some(was)) = (self.freed_data.last_mut(), last) {

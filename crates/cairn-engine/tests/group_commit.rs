@@ -1,7 +1,10 @@
 //! Group commit: flushes that ask while a commit runs join it and share its outcome — all
 //! succeed with one commit, or all fail with its error when the device refuses it — and many
 //! threads writing and flushing at once run far fewer commits than they flush, and read back
-//! every write after a reopen. (That flushed writes survive a crash: `crash.rs`.)
+//! every write after a reopen. A commit being written does not stop I/O: reads, writes (in
+//! place, redirected, freeing blocks) and trims go on while its device flush is held, a flush
+//! asking after them waits for the next commit, and everything reads back after a reopen with
+//! `check` clean. (That flushed writes survive a crash: `crash.rs`.)
 
 mod support;
 use support::block_of;
@@ -245,5 +248,100 @@ fn many_threads_flushing_at_once_run_far_fewer_commits() {
             assert_eq!(buf, block_of((t << 32) | (r + 1)), "thread {t} round {r}");
         }
     }
+    p.close().unwrap();
+}
+
+#[test]
+fn io_goes_on_while_a_commit_is_written_and_a_later_flush_waits_for_the_next() {
+    let dev = Arc::new(FlushGate::new(32 << 20));
+    let p = support::create(dev.clone(), "p", opts()).unwrap();
+    let a = p
+        .create_volume("a", 64 * BS, VolumeOptions::default())
+        .unwrap()
+        .id;
+    let b = p
+        .create_volume("b", 64 * BS, VolumeOptions::default())
+        .unwrap()
+        .id;
+    for k in 0..16 {
+        p.write(a, k * BS, &block_of(100 + k)).unwrap();
+    }
+    p.flush().unwrap();
+    // Snapshotted: the next writes to `a` are redirected and free nothing the snapshot holds;
+    // the ones after, to blocks `a` owns then, go in place.
+    let s = p.snapshot(a, "s", VolumeOptions::default()).unwrap().id;
+    for k in 0..8 {
+        p.write(a, k * BS, &block_of(200 + k)).unwrap();
+    }
+    let gen = p.info().generation;
+    dev.set(|h| h.held = true);
+    std::thread::scope(|sc| {
+        let leader = sc.spawn(|| p.flush());
+        dev.wait_blocked(1);
+        // The commit of the writes above is frozen and held in its device flush.
+        let mut buf = vec![0u8; BS as usize];
+        for k in 0..16 {
+            p.read(a, k * BS, &mut buf).unwrap();
+            let want = if k < 8 { 200 + k } else { 100 + k };
+            assert_eq!(
+                buf,
+                block_of(want),
+                "a block {k} while the commit is written"
+            );
+            p.read(s, k * BS, &mut buf).unwrap();
+            assert_eq!(buf, block_of(100 + k), "snapshot block {k}");
+        }
+        for k in 0..8 {
+            // In place over blocks the frozen commit maps (`a` owns them), and fresh blocks.
+            p.write(a, k * BS, &block_of(300 + k)).unwrap();
+            p.write(b, k * BS, &block_of(400 + k)).unwrap();
+        }
+        // Frees blocks of the frozen commit (reusable once the next one is durable), and drops
+        // the volume's share of blocks the snapshot keeps.
+        p.trim(a, 6 * BS, 2 * BS).unwrap();
+        p.trim(a, 12 * BS, 2 * BS).unwrap();
+        for k in 8..16 {
+            p.write(b, k * BS, &block_of(400 + k)).unwrap();
+        }
+        for k in 0..6 {
+            p.read(a, k * BS, &mut buf).unwrap();
+            assert_eq!(buf, block_of(300 + k));
+        }
+        assert_eq!(p.info().generation, gen, "the commit is not durable yet");
+        // These writes are not in the frozen commit: this flush needs the next one.
+        let later = sc.spawn(|| p.flush());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !later.is_finished(),
+            "a flush returned before its writes were committed"
+        );
+        dev.set(|h| h.held = false);
+        leader.join().expect("leader").expect("first flush");
+        later.join().expect("later").expect("second flush");
+    });
+    assert_eq!(
+        p.info().generation,
+        gen + 2,
+        "the frozen commit, then the next"
+    );
+    assert!(p.check().unwrap().is_clean());
+    p.close().unwrap();
+    drop(p);
+    let p = support::open(dev.clone(), opts()).unwrap();
+    let mut buf = vec![0u8; BS as usize];
+    for k in 0..16 {
+        p.read(a, k * BS, &mut buf).unwrap();
+        let want = match k {
+            0..6 => block_of(300 + k),
+            6 | 7 | 12 | 13 => vec![0; BS as usize],
+            _ => block_of(100 + k),
+        };
+        assert_eq!(buf, want, "a block {k} after reopen");
+        p.read(s, k * BS, &mut buf).unwrap();
+        assert_eq!(buf, block_of(100 + k), "snapshot block {k} after reopen");
+        p.read(b, k * BS, &mut buf).unwrap();
+        assert_eq!(buf, block_of(400 + k), "b block {k} after reopen");
+    }
+    assert!(p.check().unwrap().is_clean());
     p.close().unwrap();
 }

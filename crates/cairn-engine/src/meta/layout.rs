@@ -190,7 +190,8 @@ impl Meta {
     }
 
     /// Chunks to punch out once the transaction is durable (see the module documentation):
-    /// those its freed data runs touch that hold no allocated block now. A chunk whose bitmap
+    /// those its freed data runs touch that hold no allocated block now, nor one the next
+    /// transaction freed (the durable state still maps those). A chunk whose bitmap
     /// pages are not all in memory is kept (the check must not read, and keeping is safe).
     pub(super) fn chunks_to_punch(&self, freed: &[(u64, u64)]) -> Vec<(u64, u64)> {
         if self.backing.whole || self.frees_held > 0 {

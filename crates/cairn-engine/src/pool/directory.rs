@@ -14,8 +14,6 @@
 //!   no name, and stays in the directory until reclaim has dropped its tree.
 //! - Record sequence numbers (and the ids derived from them) are never reused.
 
-use parking_lot::RwLockWriteGuard;
-
 use crate::error::{corrupt, err, ErrorKind, Result};
 use crate::format::{Root, VolumeRecord, SHARE_EPOCH_MAX, VF_DELETING, VF_HIDDEN, VF_READ_ONLY};
 use crate::limits::{
@@ -27,7 +25,7 @@ use crate::node::TreeKind;
 use crate::types::{VolumeId, VolumeInfo, VolumeOptions};
 use crate::undo::Undo;
 
-use super::{now_unix_secs, Pool, State, StateGuard, Tier};
+use super::{now_unix_secs, Exclusive, Pool, State, StateGuard, Tier};
 
 /// What one directory change altered, to put back when its commit is refused.
 pub(super) struct Change {
@@ -103,7 +101,7 @@ fn info_of(r: &VolumeRecord) -> VolumeInfo {
 impl Pool {
     /// For directory changes other than delete: no I/O in flight, and room for their commit
     /// above the floor that only delete and reclaim may use.
-    fn exclusive_with_room(&self) -> Result<(RwLockWriteGuard<'_, ()>, StateGuard<'_>)> {
+    fn exclusive_with_room(&self) -> Result<(Exclusive<'_>, StateGuard<'_>)> {
         let (gate, st) = self.exclusive()?;
         st.ensure_room(Tier::Ordinary)?;
         Ok((gate, st))

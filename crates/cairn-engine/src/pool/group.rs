@@ -1,20 +1,25 @@
 //! Group commit: callers that need what they wrote to be durable (`flush`, a FUA write that is
 //! not durable in place) share commits instead of running one each.
 //!
-//! Every commit is numbered when it begins: `State::commit` takes the next number here while it
-//! holds the I/O gate exclusively and reports its outcome under that number before it lets the
-//! gate go. Commits hold the gate one at a time, so they begin and end in number order, and this
-//! record (its own mutex, taken after the state lock, never held while waiting for the gate or
-//! the state) can be read while a commit runs.
+//! Every commit is numbered when it begins: a commit takes the next number here while it holds
+//! the I/O gate exclusively, reports when it froze (it lets the gate go then, and writes
+//! acknowledged since are not in it), and reports its outcome under that number once it landed
+//! or failed. Commits run one at a time (the pool's commit lock, held from the start until the
+//! outcome), so they begin and end in number order, and this record (its own mutex, taken after
+//! the state lock, never held while waiting for the gate or the state) can be read while a
+//! commit runs.
 //!
-//! The rule: a flush returns `Ok` only once a commit numbered at least its `target` is durable,
-//! where `target` is the commit running when the flush asked (it took the gate after every write
-//! acknowledged before the flush began, since writes hold the gate shared until they are
-//! acknowledged: they are in it), else the next commit to begin. A flush whose commit is refused
-//! (`NoSpace`, a device error) fails with that commit's error, as every other flush that joined
-//! it does; the pool is left as the refused commit leaves it (see `State::commit`). While the
-//! commit a flush needs has not begun, one waiting flush leads: it takes the gate and commits,
-//! unless a commit that began meanwhile covered it; the others wait for the outcome.
+//! The rule: a flush returns `Ok` only once a commit numbered at least its `target` is durable.
+//! `target` is asked under the state lock: the commit freezing, if one is (it holds every write
+//! acknowledged before the flush, since writes hold the gate shared until they are
+//! acknowledged); else, if the open transaction holds nothing (no change, no data written in
+//! place since the last freeze), the commit being written, or none at all; else the next
+//! commit. A flush whose commit is refused (`NoSpace`, a device error) fails with that commit's
+//! error, as every other flush that joined it does; the pool is left as the refused commit
+//! leaves it (see `State::commit`). While the commit a flush needs has not begun, one waiting
+//! flush leads: it takes the commit lock (after the commit being written, if any, has landed)
+//! and the gate, and commits, unless a commit that began meanwhile covered it; the others wait
+//! for the outcome.
 
 use parking_lot::{Condvar, Mutex};
 
@@ -31,8 +36,11 @@ pub(crate) struct Commits {
 struct Progress {
     /// The number of the last commit begun (0: none yet).
     begun: u64,
-    /// The commit numbered `begun` holds the gate and has not ended.
+    /// The commit numbered `begun` holds the gate (it has not frozen yet).
     running: bool,
+    /// The commit numbered `begun` froze and is being written: writes acknowledged since are
+    /// not in it.
+    writing: bool,
     /// The last commit that succeeded: everything acknowledged before it began is durable.
     durable: u64,
     /// The last commit that failed, with its error (given to every flush waiting for it).
@@ -72,6 +80,15 @@ pub(crate) struct Ticket<'a> {
 }
 
 impl Ticket<'_> {
+    /// The commit froze and lets the gate go: a flush asking from now on needs the next one.
+    pub(crate) fn frozen(&self) {
+        let n = self.number.expect("a commit not ended");
+        let mut p = self.commits.progress.lock();
+        assert!(p.running && p.begun == n, "commit {n} froze while it ran");
+        p.running = false;
+        p.writing = true;
+    }
+
     pub(crate) fn end(mut self, outcome: &Result<()>) {
         if let Some(n) = self.number.take() {
             self.commits.end(n, outcome);
@@ -101,14 +118,20 @@ impl Progress {
 }
 
 impl Commits {
-    /// The commit a flush asking now needs: the one running (it includes every write
-    /// acknowledged before now), else the next one; and whether that one is running.
-    pub(crate) fn target(&self) -> (u64, bool) {
+    /// The commit a flush asking now needs, given whether the open transaction holds anything
+    /// (changes, or data written in place; asked under the state lock): the one holding the
+    /// gate (it includes every write acknowledged before now); else, with nothing open, the
+    /// one being written, or none at all (nothing to flush); else the next one.
+    pub(crate) fn target(&self, open: bool) -> Option<u64> {
         let p = self.progress.lock();
         if p.running {
-            (p.begun, true)
+            Some(p.begun)
+        } else if open {
+            Some(p.begun + 1)
+        } else if p.writing {
+            Some(p.begun)
         } else {
-            (p.begun + 1, false)
+            None
         }
     }
 
@@ -135,7 +158,10 @@ impl Commits {
     /// is the very one its waiters need.
     pub(crate) fn settled_for_leader(&self, target: u64) -> bool {
         let p = self.progress.lock();
-        assert!(!p.running, "the leader holds the gate: no commit runs");
+        assert!(
+            !p.running && !p.writing,
+            "the leader holds the commit lock: no commit runs"
+        );
         let settled = p.settled(target).is_some();
         assert!(
             settled || p.begun + 1 == target,
@@ -148,7 +174,10 @@ impl Commits {
     /// A commit begins (its caller holds the I/O gate exclusively).
     pub(crate) fn begin(&self) -> Ticket<'_> {
         let mut p = self.progress.lock();
-        assert!(!p.running, "commits hold the I/O gate one at a time");
+        assert!(
+            !p.running && !p.writing,
+            "commits run one at a time (the commit lock)"
+        );
         p.begun += 1;
         p.running = true;
         Ticket {
@@ -161,10 +190,11 @@ impl Commits {
     fn end(&self, number: u64, outcome: &Result<()>) {
         let mut p = self.progress.lock();
         assert!(
-            p.running && p.begun == number,
+            (p.running || p.writing) && p.begun == number,
             "commit {number} ends as it began"
         );
         p.running = false;
+        p.writing = false;
         assert!(number > p.durable, "commits end in number order");
         match outcome {
             Ok(()) => p.durable = number,
