@@ -32,6 +32,9 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=SCRIPTDIR/lib/fio.sh
 . "$ROOT/tools/lib/fio.sh"
+BENCH_NAME=nbd-bench
+# shellcheck source=SCRIPTDIR/lib/servers.sh
+. "$ROOT/tools/lib/servers.sh"
 SIZE=${BENCH_SIZE:-$((1 << 30))}
 RUNTIME=${BENCH_RUNTIME:-10}
 ROUNDS=${BENCH_ROUNDS:-1}
@@ -44,43 +47,11 @@ RESULTS="$DIR/results.tsv"
 # shellcheck disable=SC2034 # read by fio_alternated
 FIO_WORKLOADS=("read:1m:8:read-1m-before" "randread:4k:32:randread-4k"
     "randwrite:4k:32:randwrite-4k" "read:1m:8:read-1m-after" "write:1m:8:write-1m")
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-
-# wait_nbd PID URI: until an NBD handshake with URI succeeds (no fixed sleeps).
-wait_nbd() {
-    for _ in $(seq 1 400); do
-        if nbdinfo --size "$2" >/dev/null 2>&1; then return 0; fi
-        if ! kill -0 "$1" 2>/dev/null; then echo "nbd-bench: server $1 died" >&2; exit 1; fi
-        sleep 0.05
-    done
-    echo "nbd-bench: $2 did not come up" >&2
-    exit 1
-}
-
-# stop_last: stops the server started last.
-stop_last() {
-    kill -TERM "${PIDS[-1]}" 2>/dev/null || true
-    wait "${PIDS[-1]}" 2>/dev/null || true
-    unset 'PIDS[-1]'
-}
 
 if [ -n "${CAIRN_BIN:-}" ]; then
     CAIRN=$CAIRN_BIN
 else
-    echo "building cairn (release)..." >&2
-    (cd "$ROOT" && cargo build --release -q -p cairn --bin cairn)
-    TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    CAIRN="$TARGET_DIR/release/cairn"
+    CAIRN=$(cairn_release)
 fi
 
 # --- Cairn: the real daemon; volume `after` gets its snapshot offline, between two runs ---
