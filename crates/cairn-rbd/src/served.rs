@@ -48,12 +48,32 @@ pub enum PoolStatus {
 struct Shared {
     status: Mutex<(PoolStatus, Option<Arc<RbdExports>>)>,
     settled: Condvar,
+    /// Set by [`BackgroundPool::close`]: the background thread ends at its next step.
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Shared {
+    /// Sleeps for `d` unless told to stop; `false` once stopped.
+    fn pause(&self, d: Duration) -> bool {
+        let mut stop = self.stop.lock();
+        if !*stop {
+            self.wake.wait_for(&mut stop, d);
+        }
+        !*stop
+    }
+}
+
+/// The pool's state, while neither dropped nor closed.
+fn running(shared: &Weak<Shared>) -> Option<Arc<Shared>> {
+    shared.upgrade().filter(|s| !*s.stop.lock())
 }
 
 /// An RBD pool that connects in the background and then exports its volumes.
 pub struct BackgroundPool {
     config: RbdPoolConfig,
     shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl BackgroundPool {
@@ -68,14 +88,20 @@ impl BackgroundPool {
         let shared = Arc::new(Shared {
             status: Mutex::new((PoolStatus::Connecting, None)),
             settled: Condvar::new(),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
         });
         let weak = Arc::downgrade(&shared);
         let cfg = config.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("rbd-connect-{}", config.name))
             .spawn(move || keep_connected(&cfg, &registry, weak))
             .expect("a thread can be started");
-        Arc::new(BackgroundPool { config, shared })
+        Arc::new(BackgroundPool {
+            config,
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     /// The configured pool.
@@ -106,9 +132,24 @@ impl BackgroundPool {
     }
 
     /// Closes the images kept open for hosts (each as soon as no host holds it), so their
-    /// exclusive locks are released before the daemon exits.
+    /// exclusive locks are released before the daemon exits, and stops the background thread,
+    /// waiting for it (at most one bounded connection attempt), so that the RADOS client it
+    /// holds is shut down before the process exits rather than while it does. The pool is
+    /// unavailable from then on.
     pub fn close(&self) {
-        if let Some(exports) = self.shared.status.lock().1.clone() {
+        *self.shared.stop.lock() = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.lock().take() {
+            if thread.join().is_err() {
+                tracing::error!(pool = %self.config.name, "the RBD pool's thread panicked");
+            }
+        }
+        let mut status = self.shared.status.lock();
+        let exports = status.1.take();
+        status.0 = PoolStatus::Unavailable("closed".into());
+        self.shared.settled.notify_all();
+        drop(status);
+        if let Some(exports) = exports {
             exports.link().close_all();
         }
     }
@@ -132,7 +173,7 @@ fn lost(why: &str) -> String {
     format!("lost communication with the cluster: {why}")
 }
 
-/// The background thread, until the pool is dropped: connects (trying again every
+/// The background thread, until the pool is closed or dropped: connects (trying again every
 /// [`limits::RECONNECT_INTERVAL_S`]), then watches the connection, closing idle images, until
 /// a request finds it lost, and connects anew — a new RADOS client, onto which the served
 /// images move (see [`crate::opened`]).
@@ -146,7 +187,7 @@ fn keep_connected(cfg: &RbdPoolConfig, registry: &Arc<Registry>, shared: Weak<Sh
             registry.clone(),
             link.clone(),
         );
-        let Some(pool) = shared.upgrade() else {
+        let Some(pool) = running(&shared) else {
             return;
         };
         match attempt {
@@ -163,7 +204,7 @@ fn keep_connected(cfg: &RbdPoolConfig, registry: &Arc<Registry>, shared: Weak<Sh
                     return;
                 };
                 tracing::warn!(pool = %cfg.name, error = %why, "RBD pool lost; connecting anew");
-                let Some(pool) = shared.upgrade() else {
+                let Some(pool) = running(&shared) else {
                     return;
                 };
                 *pool.status.lock() = (PoolStatus::Unavailable(lost(&why)), None);
@@ -177,17 +218,21 @@ fn keep_connected(cfg: &RbdPoolConfig, registry: &Arc<Registry>, shared: Weak<Sh
                 pool.settled.notify_all();
             }
         }
+        let paused = pool.pause(Duration::from_secs(limits::RECONNECT_INTERVAL_S));
         drop(pool);
-        std::thread::sleep(Duration::from_secs(limits::RECONNECT_INTERVAL_S));
+        if !paused {
+            return;
+        }
     }
 }
 
 /// Watches a connected pool: closes its idle images until the connection is found lost (why)
-/// or the pool is dropped (`None`).
+/// or the pool is closed or dropped (`None`).
 fn watch(exports: &Arc<RbdExports>, shared: &Weak<Shared>) -> Option<String> {
     loop {
-        std::thread::sleep(Duration::from_millis(limits::WATCH_INTERVAL_MS));
-        shared.upgrade()?;
+        if !running(shared)?.pause(Duration::from_millis(limits::WATCH_INTERVAL_MS)) {
+            return None;
+        }
         if let Some(why) = exports.conn().lost() {
             return Some(why);
         }
