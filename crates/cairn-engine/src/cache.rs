@@ -5,17 +5,17 @@
 //! reused, so a stale node is never served. Dirty nodes and pages are never kept here: they are
 //! pinned by their owner until their commit, and an entry leaves the cache before it is changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+
+use lru::LruCache;
 
 use crate::node::Node;
 
-/// Least-recently-used map from a block (or page) number to a value.
+/// Least-recently-used map from a block (or page) number to a value (O(1) lookups and
+/// recency updates: a cached node is found on every step of every tree descent).
 pub struct Lru<V> {
-    capacity: usize,
-    tick: u64,
-    map: HashMap<u64, (V, u64)>,
-    lru: BTreeMap<u64, u64>,
+    map: LruCache<u64, V>,
 }
 
 /// The cache of clean nodes by block address.
@@ -23,58 +23,41 @@ pub type NodeCache = Lru<Arc<Node>>;
 
 impl<V> Lru<V> {
     pub fn new(capacity: usize) -> Lru<V> {
-        assert!(capacity > 0, "an LRU cache holds at least one entry");
+        let capacity = NonZeroUsize::new(capacity).expect("an LRU cache holds at least one entry");
         Lru {
-            capacity,
-            tick: 0,
-            map: HashMap::new(),
-            lru: BTreeMap::new(),
+            map: LruCache::new(capacity),
         }
     }
 
     /// The entry at `key`, made the most recently used.
     pub fn get(&mut self, key: u64) -> Option<&V> {
-        let (value, tick) = self.map.get_mut(&key)?;
-        self.lru.remove(tick);
-        self.tick += 1;
-        *tick = self.tick;
-        self.lru.insert(self.tick, key);
-        Some(value)
+        self.map.get(&key)
     }
 
     /// The entry at `key`, its recency unchanged.
     pub fn peek(&self, key: u64) -> Option<&V> {
-        self.map.get(&key).map(|(v, _)| v)
+        self.map.peek(&key)
     }
 
     /// Inserts (or replaces) the entry at `key` as the most recently used and returns the entries
     /// evicted to stay within the capacity (never the one just inserted).
     pub fn insert(&mut self, key: u64, value: V) -> Vec<(u64, V)> {
-        self.remove(key);
-        self.tick += 1;
-        self.map.insert(key, (value, self.tick));
-        self.lru.insert(self.tick, key);
-        let mut evicted = Vec::new();
-        while self.map.len() > self.capacity {
-            let Some((_, victim)) = self.lru.pop_first() else {
-                break;
-            };
-            if let Some((v, _)) = self.map.remove(&victim) {
-                evicted.push((victim, v));
-            }
-        }
+        self.map.pop(&key);
+        let evicted: Vec<(u64, V)> = self.map.push(key, value).into_iter().collect();
+        debug_assert!(
+            evicted.iter().all(|(k, _)| *k != key),
+            "the entry inserted is not evicted"
+        );
+        debug_assert!(self.map.len() <= self.map.cap().get(), "within capacity");
         evicted
     }
 
     pub fn remove(&mut self, key: u64) -> Option<V> {
-        let (value, tick) = self.map.remove(&key)?;
-        self.lru.remove(&tick);
-        Some(value)
+        self.map.pop(&key)
     }
 
     pub fn clear(&mut self) {
         self.map.clear();
-        self.lru.clear();
     }
 
     #[cfg(test)]

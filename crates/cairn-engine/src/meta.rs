@@ -32,11 +32,12 @@
 //!   in a version-2 pool every node and page must carry the generation its pointer expects;
 //!   `upgrade` rewrites a version-1 pool as version 2 in one transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
 use cairn_io::BlockDevice;
+use hashbrown::HashMap;
 use parking_lot::RwLock;
 
 use crate::cache::{Lru, NodeCache};

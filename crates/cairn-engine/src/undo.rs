@@ -25,8 +25,9 @@
 //! - Undo entries are replayed in reverse order, so the bits of a block allocated and freed in
 //!   one operation end as they began.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use hashbrown::HashMap;
 
 use crate::error::{err, ErrorKind, Result};
 use crate::format::Root;
