@@ -124,23 +124,74 @@ impl Meta {
         Ok(())
     }
 
-    /// Maps `[vs, vs + len)` (currently unmapped) to `[phys, phys + len)`, written in the
-    /// pool's current share epoch, extending the preceding entry when it ends exactly there on
-    /// both sides and was written in the same epoch (an extent has one epoch: merging an older
-    /// mapping into a newer one would pass its shared blocks for exclusive ones). Returns the
-    /// new root.
-    pub fn map_insert(&mut self, root: Root, vs: u64, phys: u64, len: u64) -> Result<Root> {
+    /// Maps `[vs, vs + len)` to `[phys, phys + len)`, written in the pool's current share epoch,
+    /// in place of whatever was mapped there: one reference is dropped from each block unmapped
+    /// and the ones left unreferenced are freed, after every tree change (see the module doc).
+    /// The preceding entry is extended instead when it ends exactly there on both sides and was
+    /// written in the same epoch (an extent has one epoch: merging an older mapping into a newer
+    /// one would pass its shared blocks for exclusive ones). One descent finds every entry
+    /// involved, and an entry whose key stays is rewritten in place rather than removed and
+    /// inserted. Returns the new root.
+    pub fn map_replace(&mut self, root: Root, vs: u64, phys: u64, len: u64) -> Result<Root> {
+        assert!(len > 0, "an empty remap at volume block {vs}");
+        let ve = vs + len;
         let epoch = self.share_epoch;
-        if vs > 0 {
-            if let Some((k, v)) = self.get_le(K, root, vs - 1)? {
-                let (p, n) = extent_of(&v);
-                let same_epoch = extent_epoch(&v) == epoch;
-                if k + n == vs && p + n == phys && n + len <= EXTENT_BLOCKS_MAX && same_epoch {
-                    return self.insert(K, root, k, &extent_val(p, n + len, epoch));
-                }
+        let mut left = None;
+        let mut left_trimmed = false;
+        let mut inside = Vec::new();
+        let mut right = None;
+        let mut drops = Vec::new();
+        let mut next = 0;
+        // The entry left of `vs` (ending before it, at it or past it) and those starting inside.
+        for (k, v) in self.range_le(K, root, vs.saturating_sub(1), ve)? {
+            let ((p, n), e) = (extent_of(&v), extent_epoch(&v));
+            let sound = n > 0 && k >= next && p.checked_add(n).is_some() && e <= epoch;
+            let Some(end) = k.checked_add(n).filter(|_| sound) else {
+                return Err(corrupt(format!(
+                    "volume tree: extent {k} -> ({p}, {n}) of share epoch {e} overlaps, is \
+                     empty, wraps or is past the pool's epoch {epoch}"
+                )));
+            };
+            next = end;
+            let from = k.max(vs);
+            if end > from {
+                drops.push((p + (from - k), end.min(ve) - from));
+            }
+            if end > ve {
+                right = Some((p + (ve - k), end - ve, e));
+            }
+            if k < vs {
+                left_trimmed = end > vs;
+                left = Some((k, p, end.min(vs) - k, e));
+            } else {
+                inside.push(k);
             }
         }
-        self.insert(K, root, vs, &extent_val(phys, len, epoch))
+        let mut root = root;
+        let merged = left.filter(|&(k, p, n, e)| {
+            k + n == vs && p + n == phys && n + len <= EXTENT_BLOCKS_MAX && e == epoch
+        });
+        if let Some((k, p, n, _)) = merged {
+            root = self.insert(K, root, k, &extent_val(p, n + len, epoch))?;
+        } else {
+            if let Some((k, p, n, e)) = left.filter(|_| left_trimmed) {
+                root = self.insert(K, root, k, &extent_val(p, n, e))?;
+            }
+            root = self.insert(K, root, vs, &extent_val(phys, len, epoch))?;
+        }
+        for k in inside {
+            // Key `vs` was just rewritten, unless the new mapping went into the entry before.
+            if k != vs || merged.is_some() {
+                root = self.remove(K, root, k)?.0;
+            }
+        }
+        if let Some((p, n, e)) = right {
+            root = self.insert(K, root, ve, &extent_val(p, n, e))?;
+        }
+        for (p, n) in drops {
+            self.drop_data(p, n)?;
+        }
+        Ok(root)
     }
 
     /// Drops part of a deleted volume's tree, at most about `budget` entries; returns what is

@@ -99,9 +99,6 @@ impl Meta {
             "refcount pieces tile their span"
         );
         debug_assert!(pieces.iter().all(|p| p.1 > 0), "no empty refcount piece");
-        for &(k, _, _) in &old {
-            self.rc_root = self.remove(K, self.rc_root, k)?.0;
-        }
         let mut freed: Vec<(u64, u64)> = Vec::new();
         let mut merged: Vec<(u64, u64, u32)> = Vec::new();
         for p in pieces {
@@ -121,6 +118,13 @@ impl Meta {
                     }
                     _ => merged.push(p),
                 },
+            }
+        }
+        // An old entry whose key starts a new one is replaced in place by its insert (one
+        // descent instead of a removal and an insert): only the others are removed.
+        for &(k, _, _) in &old {
+            if merged.binary_search_by_key(&k, |m| m.0).is_err() {
+                self.rc_root = self.remove(K, self.rc_root, k)?.0;
             }
         }
         for (k, l, c) in merged {

@@ -276,7 +276,7 @@ mod tests {
         let mut root = Root::default();
         for k in 0..n {
             let run = m.alloc_data(1, 0).unwrap();
-            root = m.map_insert(root, 2 * k, run[0].0, 1).unwrap();
+            root = m.map_replace(root, 2 * k, run[0].0, 1).unwrap();
         }
         root
     }
@@ -292,7 +292,7 @@ mod tests {
         m.begin_op(0);
         let mut r = m.map_remove(root, 100, 900).unwrap();
         let run = m.alloc_data(5, 0).unwrap();
-        r = m.map_insert(r, 101, run[0].0, 1).unwrap();
+        r = m.map_replace(r, 101, run[0].0, 1).unwrap();
         m.rc_inc(r.addr, 1).unwrap();
         m.free(run[0].0 + 1, 2, crate::meta::Use::Data).unwrap();
         assert_ne!(image(&m), before);

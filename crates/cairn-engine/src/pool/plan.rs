@@ -227,8 +227,7 @@ impl WritePlan<'_> {
     pub(super) fn map_into(&self, meta: &mut Meta, root: Root) -> Result<Root> {
         let mut root = root;
         for &(v, p, len) in &self.placed {
-            root = meta.map_remove(root, v, v + len)?;
-            root = meta.map_insert(root, v, p, len)?;
+            root = meta.map_replace(root, v, p, len)?;
         }
         Ok(root)
     }
