@@ -356,11 +356,15 @@ impl Meta {
                 self.dirty_ptr(nc),
                 split.map(|(s, r)| (s, self.dirty_ptr(r))),
             );
-            let n = self.dirty_mut(a);
-            n.children[i] = nc;
-            if let Some((sep, right)) = right {
-                n.keys.insert(i + 1, sep);
-                n.children.insert(i + 1, right);
+            // A dirty child changed in place leaves this node as it is: it is not touched (nor
+            // copied for the operation's undo log).
+            if nc != c || right.is_some() {
+                let n = self.dirty_mut(a);
+                n.children[i] = nc;
+                if let Some((sep, right)) = right {
+                    n.keys.insert(i + 1, sep);
+                    n.children.insert(i + 1, right);
+                }
             }
         }
         if self.node(kind, a)?.len() <= self.node(kind, a)?.capacity() {
@@ -409,26 +413,36 @@ impl Meta {
         let addr = at.addr;
         self.node_at(kind, at, level)?;
         let a = self.cow(kind, addr)?;
-        let n = self.node(kind, a)?;
-        if n.is_leaf() {
-            let i = n
-                .keys
-                .binary_search(&key)
-                .map_err(|_| corrupt(format!("{kind:?} key {key} vanished from node {a}")))?;
+        // No copy of the node is held while it is changed (that would make `dirty_mut` copy it).
+        let (is_leaf, i, c, len) = {
+            let n = self.node(kind, a)?;
+            let i = if n.is_leaf() {
+                n.keys
+                    .binary_search(&key)
+                    .map_err(|_| corrupt(format!("{kind:?} key {key} vanished from node {a}")))?
+            } else {
+                n.child_index(key)
+            };
+            (n.is_leaf(), i, n.children.get(i).copied(), n.len())
+        };
+        if is_leaf {
             let vs = kind.value_bytes();
             let n = self.dirty_mut(a);
             n.keys.remove(i);
             n.vals.drain(i * vs..(i + 1) * vs);
             return Ok(a);
         }
-        let i = n.child_index(key);
+        let c = c.expect("an internal node has a child per key");
         let nc = self
-            .remove_rec(kind, n.children[i], level - 1, key)
+            .remove_rec(kind, c, level - 1, key)
             .map_err(|e| e.via_node(addr))?;
         let nc_ptr = self.dirty_ptr(nc);
-        self.dirty_mut(a).children[i] = nc_ptr;
+        // A dirty child changed in place leaves this node as it is.
+        if c != nc_ptr {
+            self.dirty_mut(a).children[i] = nc_ptr;
+        }
         let child = self.node(kind, nc)?;
-        if child.len() < child.min_fill() && n.len() > 1 {
+        if child.len() < child.min_fill() && len > 1 {
             self.rebalance(kind, a, i).map_err(|e| e.via_node(addr))?;
         }
         Ok(a)
@@ -448,6 +462,7 @@ impl Meta {
         let l = self.cow(kind, parent.children[li].addr)?;
         let r = self.cow(kind, parent.children[li + 1].addr)?;
         let sep = parent.keys[li + 1];
+        drop(parent);
         {
             let (lp, rp) = (self.dirty_ptr(l), self.dirty_ptr(r));
             let pm = self.dirty_mut(p);
