@@ -46,8 +46,14 @@ impl State {
         let first_block = offset / BLOCK_SIZE_BYTES;
         let end_block = (offset + data.len() as u64).div_ceil(BLOCK_SIZE_BYTES);
         let buf = self.whole_blocks(seq, offset, data)?;
+        // One lookup covers the write's blocks and the one before them, whose physical block
+        // places a small write next to it.
+        let rec = &self.vols[&seq];
+        let (root, since) = (rec.root, rec.share_epoch);
+        let mapped =
+            (self.meta).map_lookup_epochs(root, first_block.saturating_sub(1), end_block)?;
         let mut in_place_pieces = if in_place {
-            self.exclusive_pieces(seq, first_block, end_block)?
+            exclusive_pieces(&mapped, since, first_block)
         } else {
             Vec::new()
         };
@@ -55,18 +61,20 @@ impl State {
         let blocks = end_block - first_block;
         let runs = if scattered(&in_place_pieces, &need, blocks) {
             let whole = [(first_block, blocks)];
-            match self.alloc_fresh(seq, &whole) {
+            match self.alloc_fresh(seq, &whole, &mapped) {
                 Ok(runs) => {
                     in_place_pieces.clear();
                     need = whole.to_vec();
                     runs
                 }
                 // No room for all of it: the blocks it owns are overwritten in place after all.
-                Err(e) if e.kind() == ErrorKind::NoSpace => self.alloc_fresh(seq, &need)?,
+                Err(e) if e.kind() == ErrorKind::NoSpace => {
+                    self.alloc_fresh(seq, &need, &mapped)?
+                }
                 Err(e) => return Err(e),
             }
         } else {
-            self.alloc_fresh(seq, &need)?
+            self.alloc_fresh(seq, &need, &mapped)?
         };
         let placed = assign_runs(&need, &runs);
         let durable = placed.is_empty() && self.all_durable(&in_place_pieces)?;
@@ -111,48 +119,30 @@ impl State {
         Ok(Cow::Owned(buf))
     }
 
-    /// Allocates the fresh blocks for the virtual runs `need` of volume `seq` in one go (next to
-    /// the virtual neighbour for a small write, else on the volume's stream) and moves the
-    /// stream's hint past them.
-    fn alloc_fresh(&mut self, seq: u64, need: &[(u64, u64)]) -> Result<Vec<(u64, u64)>> {
+    /// Allocates the fresh blocks for the virtual runs `need` of volume `seq` in one go (a small
+    /// write right after the physical block its virtual neighbour is mapped to, when `mapped`
+    /// maps it; else on the volume's stream) and moves the stream's hint past them.
+    fn alloc_fresh(
+        &mut self,
+        seq: u64,
+        need: &[(u64, u64)],
+        mapped: &[(Piece, u64)],
+    ) -> Result<Vec<(u64, u64)>> {
         let total: u64 = need.iter().map(|x| x.1).sum();
         if total == 0 {
             return Ok(Vec::new());
         }
         let hint = self.hints.get(&seq).copied().unwrap_or(0);
-        let near = self.after_neighbour(seq, need[0].0, total)?;
+        let v = need[0].0;
+        let near = (total <= SMALL_REDIRECT_BLOCKS_MAX && v > 0)
+            .then(|| phys_of(mapped, v - 1))
+            .flatten()
+            .map(|p| p + 1);
         let runs = self.meta.alloc_data_near(total, near, hint)?;
         if let Some(last) = runs.last() {
             self.hints.insert(seq, last.0 + last.1);
         }
         Ok(runs)
-    }
-
-    /// For a small write needing `total` fresh blocks from virtual block `v`: the physical
-    /// block right after the one its virtual neighbour `v - 1` is mapped to, if it is mapped.
-    fn after_neighbour(&mut self, seq: u64, v: u64, total: u64) -> Result<Option<u64>> {
-        if total > SMALL_REDIRECT_BLOCKS_MAX || v == 0 {
-            return Ok(None);
-        }
-        let root = self.vols[&seq].root;
-        let before = self.meta.map_lookup(root, v - 1, v)?;
-        Ok(before.first().map(|&(_, p, _)| p + 1))
-    }
-
-    /// The mapped pieces of `[vs, ve)` volume `seq` owns exclusively: written in its last
-    /// share's epoch or later, so no snapshot, clone or restore has shared them since, in memory
-    /// or in any durable commit. (A reference count of one would not say that: a sharer may
-    /// have dropped its reference in the open transaction while the durable state still
-    /// shares the block.)
-    fn exclusive_pieces(&mut self, seq: u64, vs: u64, ve: u64) -> Result<Vec<Piece>> {
-        let rec = &self.vols[&seq];
-        let (root, since) = (rec.root, rec.share_epoch);
-        let mapped = self.meta.map_lookup_epochs(root, vs, ve)?;
-        Ok(mapped
-            .into_iter()
-            .filter(|&(_, epoch)| epoch >= since)
-            .map(|(piece, _)| piece)
-            .collect())
     }
 
     /// Whether every block of `pieces` is mapped in the last durable commit: none was allocated
@@ -271,6 +261,30 @@ impl WritePlan<'_> {
             ));
         }
     }
+}
+
+/// The pieces of `mapped` from `first_block` on that the volume owns exclusively: written in
+/// its last share's epoch `since` or later, so no snapshot, clone or restore has shared them
+/// since, in memory or in any durable commit. (A reference count of one would not say that: a
+/// sharer may have dropped its reference in the open transaction while the durable state still
+/// shares the block.)
+fn exclusive_pieces(mapped: &[(Piece, u64)], since: u64, first_block: u64) -> Vec<Piece> {
+    mapped
+        .iter()
+        .filter(|&&(_, epoch)| epoch >= since)
+        .filter_map(|&((v, p, len), _)| {
+            let skip = first_block.saturating_sub(v);
+            (len > skip).then(|| (v + skip, p + skip, len - skip))
+        })
+        .collect()
+}
+
+/// The physical block `mapped` maps virtual block `v` to, if it does.
+fn phys_of(mapped: &[(Piece, u64)], v: u64) -> Option<u64> {
+    mapped
+        .iter()
+        .find(|&&((pv, _, len), _)| pv <= v && v - pv < len)
+        .map(|&((pv, p, _), _)| p + (v - pv))
 }
 
 /// Whether a write of `blocks` blocks, larger than a small write, would land in more than two
