@@ -16,6 +16,7 @@ use crate::mapping::Piece;
 use crate::types::{Extent, VolumeId};
 use cairn_io::{AlignedBuf, BlockDevice};
 
+use super::plan::WritePlan;
 use super::{Pool, State};
 
 impl Pool {
@@ -198,10 +199,17 @@ impl Pool {
                 .collect(),
         };
         let mut state = self.lock();
-        for ((i, plan), res) in plans.into_iter().zip(outcomes) {
-            match state.finish_write(plan, res) {
-                Err(e) if retry_alone(&e, &state) => {}
-                r => results[i] = Some(r),
+        let written: Vec<&WritePlan<'_>> = plans.iter().map(|(_, plan)| plan).collect();
+        if outcomes.iter().all(|res| res.is_ok()) && state.finish_together(&written) {
+            for &(i, _) in &plans {
+                results[i] = Some(Ok(()));
+            }
+        } else {
+            for ((i, plan), res) in plans.into_iter().zip(outcomes) {
+                match state.finish_write(plan, res) {
+                    Err(e) if retry_alone(&e, &state) => {}
+                    r => results[i] = Some(r),
+                }
             }
         }
         let too_dirty = state.too_dirty();

@@ -187,6 +187,34 @@ impl State {
         }
     }
 
+    /// Maps the fresh blocks of several written plans (every device write succeeded) of one
+    /// volume in one metadata operation: one undo log, so a node the remaps share is copied for
+    /// it once, not once per write. Returns whether it did; if not (a plan of another volume,
+    /// the pool refusing I/O, or the operation undone), nothing changed and each plan is to be
+    /// finished alone ([`State::finish_write`]), which gives each the result it would get alone.
+    pub(super) fn finish_together(&mut self, plans: &[&WritePlan<'_>]) -> bool {
+        let Some(seq) = plans.first().map(|plan| plan.seq) else {
+            return true;
+        };
+        if plans.iter().any(|plan| plan.seq != seq) || self.live().is_err() {
+            return false;
+        }
+        let root = self.vols[&seq].root;
+        let mapped = self.meta_op(Tier::Ordinary, |meta| {
+            plans
+                .iter()
+                .try_fold(root, |root, plan| plan.map_into(meta, root))
+        });
+        let Ok(root) = mapped else {
+            return false;
+        };
+        self.set_root(seq, root);
+        if plans.iter().any(|plan| plan.writes_in_place() && !plan.fua) {
+            self.data_unflushed = true;
+        }
+        true
+    }
+
     /// Returns the fresh blocks of a plan that was not mapped (`NoSpace` undid the change; any
     /// other error failed the pool, and a failed pool keeps nothing).
     pub(super) fn give_back(&mut self, plan: &WritePlan<'_>) {
