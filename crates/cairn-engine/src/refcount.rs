@@ -7,7 +7,6 @@
 //! caller releases it in the space map). Incrementing a whole extent costs O(log n) plus the
 //! entries it crosses.
 
-use crate::btree::Entry;
 use crate::error::{corrupt, Result};
 use crate::format::get_u32;
 use crate::meta::Meta;
@@ -41,20 +40,16 @@ impl Meta {
 
     /// Entries overlapping `[s, e)`, as (first, len, count).
     fn rc_overlapping(&mut self, s: u64, e: u64) -> Result<Vec<(u64, u64, u32)>> {
+        // One descent: the entry at or left of `s` (kept if it reaches `s`), then those inside.
         let mut out = Vec::new();
-        if let Some((k, v)) = self.get_le(K, self.rc_root, s)? {
+        for (k, v) in self.range_le(K, self.rc_root, s, e)? {
             let (len, count) = rc_entry(&v);
-            if k < s && k + len > s {
+            if k >= s || k.saturating_add(len) > s {
                 out.push((k, len, count));
             }
         }
-        let rest: Vec<Entry> = self.range(K, self.rc_root, s, e, usize::MAX)?;
-        for (k, v) in rest {
-            let (len, count) = rc_entry(&v);
-            out.push((k, len, count));
-        }
         for w in out.windows(2) {
-            if w[0].0 + w[0].1 > w[1].0 {
+            if w[0].0.checked_add(w[0].1).is_none_or(|end| end > w[1].0) {
                 return Err(corrupt(format!(
                     "refcount entries {} and {} overlap",
                     w[0].0, w[1].0
